@@ -1,0 +1,49 @@
+//! Errors that reach the user. Each message says what went wrong and what to do about it.
+
+use thiserror::Error;
+
+/// Everything the GPU layer can fail with.
+#[derive(Debug, Error)]
+pub enum GpuError {
+    /// The browser has no `navigator.gpu` at all.
+    #[error(
+        "WebGPU is not available in this browser (navigator.gpu is missing). Use a current \
+         Chrome or Edge (113+), Safari 26+, or Firefox 141+ on Windows; on Linux start Chrome \
+         with --enable-unsafe-webgpu. Easel will run on its slower CPU backend meanwhile."
+    )]
+    NoWebGpu,
+    /// The API exists but no adapter was handed out (blocklisted driver, disabled GPU).
+    #[error(
+        "No WebGPU adapter was found ({detail}). Check that hardware acceleration is on \
+         (chrome://settings/system) and see chrome://gpu for why WebGPU is disabled; on Linux \
+         start Chrome with --enable-unsafe-webgpu --enable-features=Vulkan. Easel will run on \
+         its slower CPU backend meanwhile."
+    )]
+    NoWebAdapter { detail: String },
+    /// Native: no Vulkan device at all.
+    #[error(
+        "No Vulkan adapter was found ({detail}). Install a Vulkan driver (on Debian/Ubuntu: \
+         apt-get install mesa-vulkan-drivers for the software one) or run with --backend cpu."
+    )]
+    NoNativeAdapter { detail: String },
+    /// The adapter refused a device with its own advertised limits and features.
+    #[error("The GPU adapter '{adapter}' refused to create a device: {detail}")]
+    DeviceRequest { adapter: String, detail: String },
+    /// A shader failed to compile or a dispatch failed validation.
+    #[error("GPU validation failed in {stage}: {detail}")]
+    Validation { stage: &'static str, detail: String },
+    /// Reading a result back from the GPU failed.
+    #[error("Reading results back from the GPU failed: {0}")]
+    Readback(String),
+    /// A computation disagreed with its CPU reference.
+    #[error("GPU self-test failed: {0}")]
+    SelfTest(String),
+}
+
+/// Errors of the CPU backend (candle).
+#[derive(Debug, Error)]
+pub enum CpuError {
+    /// candle reported an error; its message names the op and the shapes.
+    #[error("CPU backend: {0}")]
+    Candle(#[from] candle_core::Error),
+}

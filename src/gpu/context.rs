@@ -1,0 +1,97 @@
+//! Adapter and device creation with the adapter's own limits.
+
+use super::report::AdapterReport;
+use crate::error::GpuError;
+
+/// What to ask for when opening the GPU.
+#[derive(Debug, Clone)]
+pub struct GpuOptions {
+    /// Prefer the discrete GPU on laptops with two.
+    pub power_preference: wgpu::PowerPreference,
+    /// Ask for `shader-f16` when the adapter offers it.
+    pub allow_f16: bool,
+}
+
+impl Default for GpuOptions {
+    fn default() -> Self {
+        Self { power_preference: wgpu::PowerPreference::HighPerformance, allow_f16: true }
+    }
+}
+
+/// An open GPU device and the description of the adapter it came from.
+pub struct GpuContext {
+    /// The logical device: creates buffers, pipelines, bind groups.
+    pub device: wgpu::Device,
+    /// The device's only queue.
+    pub queue: wgpu::Queue,
+    /// The adapter, kept alive for the device's lifetime.
+    pub adapter: wgpu::Adapter,
+    /// What the adapter and device are, for diagnostics and backend choice.
+    pub report: AdapterReport,
+}
+
+impl GpuContext {
+    /// Opens the best adapter and a device with its own limits (not WebGPU's defaults: SD
+    /// weights need bindings far above the default 128 MiB where the adapter allows it).
+    pub async fn new(options: &GpuOptions) -> Result<Self, GpuError> {
+        #[cfg(target_arch = "wasm32")]
+        if !super::web_info::has_navigator_gpu() {
+            return Err(GpuError::NoWebGpu);
+        }
+
+        let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+        desc.backends = if cfg!(target_arch = "wasm32") {
+            wgpu::Backends::BROWSER_WEBGPU
+        } else {
+            wgpu::Backends::VULKAN
+        };
+        let instance = wgpu::Instance::new(desc);
+        let adapter = instance
+            .request_adapter(&wgpu::RequestAdapterOptions {
+                power_preference: options.power_preference,
+                force_fallback_adapter: false,
+                compatible_surface: None,
+                apply_limit_buckets: false,
+            })
+            .await
+            .map_err(|e| no_adapter(e.to_string()))?;
+
+        let limits = adapter.limits();
+        let mut features = wgpu::Features::empty();
+        if options.allow_f16 && adapter.features().contains(wgpu::Features::SHADER_F16) {
+            features |= wgpu::Features::SHADER_F16;
+        }
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("easel"),
+                required_features: features,
+                required_limits: limits,
+                experimental_features: wgpu::ExperimentalFeatures::disabled(),
+                memory_hints: wgpu::MemoryHints::Performance,
+                trace: wgpu::Trace::Off,
+            })
+            .await
+            .map_err(|e| GpuError::DeviceRequest {
+                adapter: adapter.get_info().name,
+                detail: e.to_string(),
+            })?;
+
+        let report = AdapterReport::describe(&adapter, &device).await;
+        Ok(Self { device, queue, adapter, report })
+    }
+
+    /// True when the adapter is a CPU implementation (SwiftShader, lavapipe, WARP).
+    pub fn is_software(&self) -> bool {
+        self.report.software
+    }
+}
+
+#[cfg(target_arch = "wasm32")]
+fn no_adapter(detail: String) -> GpuError {
+    GpuError::NoWebAdapter { detail }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn no_adapter(detail: String) -> GpuError {
+    GpuError::NoNativeAdapter { detail }
+}

@@ -1,0 +1,17 @@
+//! The GPU layer: one device per engine, on Vulkan natively and WebGPU in the browser.
+//!
+//! `context` requests the adapter and device, `report` describes them for the page and the
+//! CLI, `readback` copies results to the host without blocking, `selftest` proves the whole
+//! path works by checking a small matmul against the CPU backend.
+
+mod context;
+mod readback;
+mod report;
+mod selftest;
+#[cfg(target_arch = "wasm32")]
+mod web_info;
+
+pub use context::{GpuContext, GpuOptions};
+pub use readback::read_f32;
+pub use report::{AdapterReport, LimitsReport};
+pub use selftest::{self_test, SelfTestReport};

@@ -1,0 +1,40 @@
+//! Copying results from the GPU to the host without ever blocking the browser.
+
+use super::GpuContext;
+use crate::error::GpuError;
+
+/// Copies `len` f32 values from the start of `src` (which needs COPY_SRC) into a new Vec.
+///
+/// Natively the map callback only fires while the device is polled, so we poll; in the
+/// browser the event loop drives it and we simply await.
+pub async fn read_f32(ctx: &GpuContext, src: &wgpu::Buffer, len: usize) -> Result<Vec<f32>, GpuError> {
+    let size = (len * std::mem::size_of::<f32>()) as u64;
+    let staging = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("readback"),
+        size,
+        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    let mut encoder = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("readback") });
+    encoder.copy_buffer_to_buffer(src, 0, &staging, 0, size);
+    ctx.queue.submit([encoder.finish()]);
+
+    let slice = staging.slice(..);
+    let (tx, rx) = futures_channel::oneshot::channel();
+    slice.map_async(wgpu::MapMode::Read, move |result| {
+        let _ = tx.send(result);
+    });
+    #[cfg(not(target_arch = "wasm32"))]
+    ctx.device
+        .poll(wgpu::PollType::wait_indefinitely())
+        .map_err(|e| GpuError::Readback(e.to_string()))?;
+    rx.await
+        .map_err(|_| GpuError::Readback("the device was lost before the copy finished".into()))?
+        .map_err(|e| GpuError::Readback(e.to_string()))?;
+    let values = {
+        let view = slice.get_mapped_range().map_err(|e| GpuError::Readback(e.to_string()))?;
+        bytemuck::cast_slice::<u8, f32>(&view).to_vec()
+    };
+    staging.unmap();
+    Ok(values)
+}

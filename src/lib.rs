@@ -1,0 +1,15 @@
+//! Easel: image generation in the browser on WebGPU, with a native build for conversion,
+//! tests and benchmarks. See ARCHITECTURE.md for the one-page picture.
+
+pub mod error;
+pub mod gpu;
+pub mod ops;
+pub mod platform;
+
+#[cfg(target_arch = "wasm32")]
+pub mod api;
+
+pub use error::{CpuError, GpuError};
+
+/// The crate version, shown in the page and the CLI.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

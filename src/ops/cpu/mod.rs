@@ -1,0 +1,28 @@
+//! CPU backend on candle-core: the numerical reference for every GPU kernel, and the
+//! fallback when WebGPU is missing or only a software adapter is offered.
+
+use candle_core::{Device, Tensor};
+
+use crate::error::CpuError;
+
+/// `a[m,k] @ b[k,n] + bias[n]`, row-major, on candle's CPU device.
+pub fn matmul_bias(a: &[f32], b: &[f32], bias: &[f32], m: usize, k: usize, n: usize) -> Result<Vec<f32>, CpuError> {
+    let dev = Device::Cpu;
+    let a = Tensor::from_slice(a, (m, k), &dev)?;
+    let b = Tensor::from_slice(b, (k, n), &dev)?;
+    let bias = Tensor::from_slice(bias, (1, n), &dev)?;
+    let c = a.matmul(&b)?.broadcast_add(&bias)?;
+    Ok(c.flatten_all()?.to_vec1::<f32>()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matmul_bias_matches_hand_computation() {
+        // [[1,2],[3,4]] @ [[5,6],[7,8]] = [[19,22],[43,50]], plus bias [0.5,-1].
+        let c = matmul_bias(&[1., 2., 3., 4.], &[5., 6., 7., 8.], &[0.5, -1.], 2, 2, 2).unwrap();
+        assert_eq!(c, vec![19.5, 21., 43.5, 49.]);
+    }
+}
