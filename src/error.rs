@@ -47,3 +47,16 @@ pub enum CpuError {
     #[error("CPU backend: {0}")]
     Candle(#[from] candle_core::Error),
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_webgpu_says_which_browser_and_flag() {
+        let msg = GpuError::NoWebGpu.to_string();
+        assert!(msg.contains("Chrome") && msg.contains("--enable-unsafe-webgpu") && msg.contains("CPU backend"), "{msg}");
+        let msg = GpuError::NoNativeAdapter { detail: "none".into() }.to_string();
+        assert!(msg.contains("mesa-vulkan-drivers") && msg.contains("--backend cpu"), "{msg}");
+    }
+}

@@ -14,4 +14,4 @@ mod web_info;
 pub use context::{GpuContext, GpuOptions};
 pub use readback::read_f32;
 pub use report::{AdapterReport, LimitsReport};
-pub use selftest::{self_test, SelfTestReport};
+pub use selftest::{compare, run_matmul_kernel, self_test, test_values, SelfTestReport, SELF_TEST_TOLERANCE};

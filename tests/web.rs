@@ -1,0 +1,80 @@
+//! Browser tests, run by `wasm-pack test --headless --chrome` (flags in webdriver.json give
+//! headless Chrome a SwiftShader WebGPU adapter): the GPU path and the CPU backend inside
+//! a real browser.
+
+#![cfg(target_arch = "wasm32")]
+
+use easel::gpu::{self, GpuContext, GpuOptions};
+use wasm_bindgen_test::*;
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+async fn context() -> GpuContext {
+    GpuContext::new(&GpuOptions::default()).await.expect("a WebGPU adapter (see webdriver.json flags)")
+}
+
+#[wasm_bindgen_test]
+async fn webgpu_device_reports_adapter_and_limits() {
+    let ctx = context().await;
+    let r = &ctx.report;
+    assert_eq!(r.backend, "webgpu");
+    assert!(!r.vendor.is_empty() || !r.architecture.is_empty(), "no vendor/architecture: {r:?}");
+    assert_eq!(r.limits.max_buffer_size, ctx.adapter.limits().max_buffer_size);
+    assert_eq!(r.limits.max_storage_buffer_binding_size, ctx.adapter.limits().max_storage_buffer_binding_size);
+    assert!(r.limits.max_storage_buffer_binding_size >= 128 << 20);
+}
+
+#[wasm_bindgen_test]
+async fn kernel_output_equals_hand_computed_values() {
+    let ctx = context().await;
+    let out = gpu::run_matmul_kernel(
+        &ctx,
+        include_str!("../src/gpu/selftest.wgsl"),
+        [2, 3, 2],
+        &[1., 2., 3., 4., 5., 6.],
+        &[1., 0., 0., 1., 1., 1.],
+        &[10., 20.],
+    )
+    .await
+    .unwrap();
+    assert_eq!(out, vec![14., 25., 20., 31.]);
+}
+
+#[wasm_bindgen_test]
+async fn self_test_matmul_matches_cpu_backend() {
+    let ctx = context().await;
+    let report = gpu::self_test(&ctx).await.expect("self-test");
+    assert!(report.relative_error <= gpu::SELF_TEST_TOLERANCE, "relative error {}", report.relative_error);
+}
+
+#[wasm_bindgen_test]
+async fn a_wrong_kernel_is_caught() {
+    let ctx = context().await;
+    let broken = include_str!("../src/gpu/selftest.wgsl").replace("a[row * dims.k + i]", "a[row * (dims.k - 1u) + i]");
+    let [m, k, n] = [37, 19, 23];
+    let (a, b, bias) = (gpu::test_values(m * k, 1), gpu::test_values(k * n, 2), gpu::test_values(n, 3));
+    let out = gpu::run_matmul_kernel(&ctx, &broken, [m, k, n], &a, &b, &bias).await.unwrap();
+    let reference = easel::ops::cpu::matmul_bias(&a, &b, &bias, m, k, n).unwrap();
+    let (rel, _) = gpu::compare(&out, &reference);
+    assert!(rel > 0.1, "broken kernel went unnoticed: relative error {rel}");
+}
+
+#[wasm_bindgen_test]
+fn candle_matmul_runs_in_the_browser() {
+    let c = easel::ops::cpu::matmul_bias(&[1., 2., 3., 4.], &[5., 6., 7., 8.], &[0.5, -1.], 2, 2, 2).unwrap();
+    assert_eq!(c, vec![19.5, 21., 43.5, 49.]);
+}
+
+#[wasm_bindgen_test]
+fn candle_softmax_runs_in_the_browser() {
+    use candle_core::{Device, Tensor};
+    let x = Tensor::new(&[[0f32, (2f32).ln()], [1., 1.]], &Device::Cpu).unwrap();
+    let y = candle_nn::ops::softmax_last_dim(&x).unwrap().to_vec2::<f32>().unwrap();
+    // exp(0) : exp(ln 2) = 1 : 2 -> [1/3, 2/3]; equal logits -> [1/2, 1/2].
+    let expect = [[1. / 3., 2. / 3.], [0.5, 0.5]];
+    for (row, want) in y.iter().zip(expect) {
+        for (v, w) in row.iter().zip(want) {
+            assert!((v - w).abs() < 1e-6, "{v} vs {w}");
+        }
+    }
+}
