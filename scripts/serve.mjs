@@ -1,0 +1,108 @@
+#!/usr/bin/env node
+// Static file server for the page: correct MIME types for wasm and JS modules, HTTP Range
+// (shards, Hub-style reads) and CORS, bound to loopback. No dependencies.
+//
+//   node scripts/serve.mjs [--port N] [--root DIR]      (PORT env also works; default 8080)
+
+import { createServer } from 'node:http';
+import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import { extname, join, normalize, resolve, sep } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const MIME = {
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript; charset=utf-8',
+  '.mjs': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+  '.json': 'application/json',
+  '.wasm': 'application/wasm',
+  '.png': 'image/png',
+  '.svg': 'image/svg+xml',
+  '.txt': 'text/plain; charset=utf-8',
+  '.md': 'text/plain; charset=utf-8',
+  '.safetensors': 'application/octet-stream',
+  '.bin': 'application/octet-stream',
+};
+
+/** Parses a single `bytes=a-b` range against a file size; null when absent or unsatisfiable. */
+export function parseRange(header, size) {
+  const m = /^bytes=(\d*)-(\d*)$/.exec(header || '');
+  if (!m || (m[1] === '' && m[2] === '')) return null;
+  let start, end;
+  if (m[1] === '') {
+    start = Math.max(0, size - Number(m[2]));
+    end = size - 1;
+  } else {
+    start = Number(m[1]);
+    end = m[2] === '' ? size - 1 : Math.min(Number(m[2]), size - 1);
+  }
+  return start <= end && start < size ? { start, end } : { unsatisfiable: true };
+}
+
+/** Starts the server; resolves to { server, url }. Port 0 picks a free one. */
+export function startServer({ root, port = 8080, host = '127.0.0.1' } = {}) {
+  const base = resolve(root ?? join(fileURLToPath(import.meta.url), '..', '..'));
+  const server = createServer(async (req, res) => {
+    res.setHeader('Access-Control-Allow-Origin', '*');
+    res.setHeader('Access-Control-Allow-Headers', 'Range');
+    res.setHeader('Access-Control-Expose-Headers', 'Content-Length, Content-Range, Accept-Ranges');
+    if (req.method === 'OPTIONS') return res.writeHead(204).end();
+    if (req.method !== 'GET' && req.method !== 'HEAD') return res.writeHead(405).end();
+    let path;
+    try {
+      path = decodeURIComponent(new URL(req.url, 'http://x').pathname);
+    } catch {
+      return res.writeHead(400).end('bad path');
+    }
+    let file = normalize(join(base, path));
+    if (file !== base && !file.startsWith(base + sep)) return res.writeHead(403).end('forbidden');
+    let info;
+    try {
+      info = await stat(file);
+      if (info.isDirectory()) {
+        file = join(file, 'index.html');
+        info = await stat(file);
+      }
+    } catch {
+      return res.writeHead(404, { 'Content-Type': 'text/plain' }).end(`not found: ${path}`);
+    }
+    const headers = {
+      'Content-Type': MIME[extname(file)] ?? 'application/octet-stream',
+      'Accept-Ranges': 'bytes',
+      'Cache-Control': 'no-cache',
+    };
+    const range = parseRange(req.headers.range, info.size);
+    if (range?.unsatisfiable) {
+      return res.writeHead(416, { ...headers, 'Content-Range': `bytes */${info.size}` }).end();
+    }
+    const { start, end } = range ?? { start: 0, end: info.size - 1 };
+    const length = info.size === 0 ? 0 : end - start + 1;
+    res.writeHead(range ? 206 : 200, {
+      ...headers,
+      'Content-Length': length,
+      ...(range ? { 'Content-Range': `bytes ${start}-${end}/${info.size}` } : {}),
+    });
+    if (req.method === 'HEAD' || length === 0) return res.end();
+    createReadStream(file, { start, end }).pipe(res);
+  });
+  return new Promise((ok, fail) => {
+    server.once('error', fail);
+    server.listen(port, host, () => ok({ server, url: `http://${host}:${server.address().port}/` }));
+  });
+}
+
+if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  const args = process.argv.slice(2);
+  const opt = (name) => {
+    const i = args.indexOf(name);
+    return i >= 0 ? args[i + 1] : undefined;
+  };
+  const port = Number(opt('--port') ?? process.env.PORT ?? 8080);
+  startServer({ root: opt('--root'), port })
+    .then(({ url }) => console.log(`Easel is being served at ${url}  (Ctrl+C to stop)`))
+    .catch((e) => {
+      console.error(e.code === 'EADDRINUSE' ? `port ${port} is in use: pass --port N or set PORT` : e.message);
+      process.exit(1);
+    });
+}

@@ -1,0 +1,77 @@
+// End-to-end: serve the page, open it in headless Chromium, and check what a visitor sees.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { startServer } from '../../scripts/serve.mjs';
+import { ROOT, launch, artifactPath, NO_WEBGPU_FLAGS } from './browser.mjs';
+
+let server;
+let url;
+
+before(async () => {
+  assert.ok(existsSync(join(ROOT, 'pkg', 'easel_bg.wasm')), 'pkg/ is not built: run wasm-pack build --release --target web');
+  ({ server, url } = await startServer({ root: ROOT, port: 0 }));
+});
+
+after(() => server?.close());
+
+test('page starts the engine in a worker and shows the WebGPU adapter', async () => {
+  const browser = await launch();
+  try {
+    const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
+    const errors = [];
+    page.on('pageerror', (e) => errors.push(e.message));
+    await page.goto(url);
+    const diag = page.locator('#diagnostics');
+    await diag.and(page.locator('[data-state="ready"], [data-state="error"], [data-state="no-webgpu"]')).waitFor({ timeout: 120_000 });
+    await page.screenshot({ path: await artifactPath('page-webgpu.png'), fullPage: true });
+
+    assert.equal(await diag.getAttribute('data-worker'), 'started');
+    assert.equal(await diag.getAttribute('data-state'), 'ready', await page.locator('#diag-status').textContent());
+    assert.equal(await page.locator('#diag-backend').textContent(), 'webgpu');
+    // SwiftShader is what headless Chromium offers on a machine without a GPU.
+    const arch = `${await page.locator('#diag-vendor').textContent()} ${await page.locator('#diag-architecture').textContent()}`;
+    assert.match(arch, /swiftshader|google/i);
+    assert.match(await page.locator('#diag-selftest').textContent(), /^passed: matmul 37×19×23 relative error \d/);
+    assert.match(await page.locator('#version').textContent(), /^engine v\d+\.\d+\.\d+$/);
+    assert.deepEqual(errors, []);
+  } finally {
+    await browser.close();
+  }
+});
+
+test('the engine runs in a Web Worker, not on the page thread', async () => {
+  const browser = await launch();
+  try {
+    const page = await browser.newPage();
+    await page.goto(url);
+    await page.locator('#diagnostics[data-worker="started"]').waitFor({ timeout: 120_000 });
+    const workerUrls = page.workers().map((w) => w.url());
+    assert.ok(workerUrls.some((u) => u.endsWith('/www/worker.js')), `workers: ${workerUrls}`);
+    // The page's own realm never loaded the wasm glue.
+    const resources = await page.evaluate(() => performance.getEntriesByType('resource').map((r) => r.name));
+    assert.ok(!resources.some((r) => r.endsWith('easel_bg.wasm')), 'wasm was fetched by the page thread');
+  } finally {
+    await browser.close();
+  }
+});
+
+test('without WebGPU the page says what to do', async () => {
+  const browser = await launch(NO_WEBGPU_FLAGS);
+  try {
+    const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
+    await page.goto(url);
+    const diag = page.locator('#diagnostics');
+    await diag.and(page.locator('[data-state="ready"], [data-state="error"], [data-state="no-webgpu"]')).waitFor({ timeout: 120_000 });
+    await page.screenshot({ path: await artifactPath('page-no-webgpu.png'), fullPage: true });
+    assert.equal(await diag.getAttribute('data-state'), 'no-webgpu');
+    const message = await page.locator('#diag-no-webgpu').textContent();
+    assert.match(message, /WebGPU/);
+    assert.match(message, /Chrome/);
+    assert.match(message, /CPU backend/);
+  } finally {
+    await browser.close();
+  }
+});

@@ -1,0 +1,51 @@
+// The static server: MIME types the browser insists on, Range reads, and no path escapes.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseRange, startServer } from '../../scripts/serve.mjs';
+
+let server;
+let url;
+
+before(async () => {
+  const root = await mkdtemp(join(tmpdir(), 'easel-serve-'));
+  await writeFile(join(root, 'm.wasm'), Buffer.from([0, 97, 115, 109, 1, 0, 0, 0]));
+  await writeFile(join(root, 'digits.txt'), '0123456789');
+  ({ server, url } = await startServer({ root, port: 0 }));
+});
+
+after(() => server?.close());
+
+test('wasm is served as application/wasm (required for streaming compile)', async () => {
+  const res = await fetch(`${url}m.wasm`);
+  assert.equal(res.status, 200);
+  assert.equal(res.headers.get('content-type'), 'application/wasm');
+  assert.equal((await res.arrayBuffer()).byteLength, 8);
+});
+
+test('range requests return exactly the asked bytes', async () => {
+  const res = await fetch(`${url}digits.txt`, { headers: { Range: 'bytes=2-5' } });
+  assert.equal(res.status, 206);
+  assert.equal(res.headers.get('content-range'), 'bytes 2-5/10');
+  assert.equal(await res.text(), '2345');
+  const tail = await fetch(`${url}digits.txt`, { headers: { Range: 'bytes=-3' } });
+  assert.equal(await tail.text(), '789');
+  const past = await fetch(`${url}digits.txt`, { headers: { Range: 'bytes=20-' } });
+  assert.equal(past.status, 416);
+});
+
+test('parseRange handles open and suffix ranges', () => {
+  assert.deepEqual(parseRange('bytes=0-', 10), { start: 0, end: 9 });
+  assert.deepEqual(parseRange('bytes=8-100', 10), { start: 8, end: 9 });
+  assert.deepEqual(parseRange('bytes=-4', 10), { start: 6, end: 9 });
+  assert.equal(parseRange(undefined, 10), null);
+});
+
+test('paths cannot escape the served folder', async () => {
+  const res = await fetch(`${url}..%2f..%2fetc%2fpasswd`);
+  assert.ok(res.status === 403 || res.status === 404, `status ${res.status}`);
+  assert.equal((await fetch(`${url}missing.bin`)).status, 404);
+});
