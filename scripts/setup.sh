@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Installs what Easel needs on a fresh Debian/Ubuntu machine and skips whatever is already
+# there at the pinned version, so a warm machine sets up in seconds.
+#
+#   scripts/setup.sh build   toolchain for building and serving the page
+#   scripts/setup.sh test    the above plus Chromium, ChromeDriver, lavapipe and npm packages
+#
+# Versions are pinned here (tools) and in Cargo.lock / package-lock.json (libraries).
+set -euo pipefail
+
+WASM_PACK_VERSION=0.15.1
+MODE=${1:-test}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+
+say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+# wasm-bindgen-cli must match the wasm-bindgen library exactly; Cargo.lock is the truth.
+wasm_bindgen_version() {
+  awk '/^name = "wasm-bindgen"$/ { getline; gsub(/version = |"/, ""); print; exit }' Cargo.lock
+}
+
+ensure_apt() {
+  local missing=()
+  for pkg in "$@"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  say "apt-get install ${missing[*]}"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+ensure_rust() {
+  if ! command -v cargo >/dev/null; then
+    echo "cargo is missing: install Rust from https://rustup.rs first" >&2
+    exit 1
+  fi
+  if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
+    say "rustup target add wasm32-unknown-unknown"
+    rustup target add wasm32-unknown-unknown
+  fi
+}
+
+# cargo install <crate> <version> <binary> [extra args]: skipped when <binary> reports it.
+ensure_cargo_tool() {
+  local crate=$1 version=$2 bin=$3
+  shift 3
+  if command -v "$bin" >/dev/null && "$bin" --version 2>/dev/null | grep -qF " $version"; then
+    return 0
+  fi
+  say "cargo install $crate $version (a few minutes, built from source)"
+  cargo install "$crate" --version "$version" --force "$@"
+}
+
+ensure_npm_packages() {
+  local stamp=node_modules/.easel-lock-sha
+  local want
+  want=$(sha256sum package-lock.json | cut -d' ' -f1)
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+    return 0
+  fi
+  say "npm ci"
+  npm ci --no-audit --no-fund --loglevel=error
+  echo "$want" > "$stamp"
+}
+
+ensure_rust
+command -v node >/dev/null && command -v npm >/dev/null || ensure_apt nodejs npm
+command -v cc >/dev/null || ensure_apt build-essential
+ensure_cargo_tool wasm-pack "$WASM_PACK_VERSION" wasm-pack --locked
+# Not --locked: the locked build wants a dependency version the registry no longer serves.
+ensure_cargo_tool wasm-bindgen-cli "$(wasm_bindgen_version)" wasm-bindgen
+
+if [ "$MODE" = test ]; then
+  ensure_apt chromium chromium-driver mesa-vulkan-drivers
+  ensure_npm_packages
+fi
+say "ready ($MODE)"
