@@ -60,3 +60,35 @@ mod tests {
         assert!(msg.contains("mesa-vulkan-drivers") && msg.contains("--backend cpu"), "{msg}");
     }
 }
+
+/// Errors of graph building and execution, on either backend.
+#[derive(Debug, Error)]
+pub enum OpError {
+    /// Shapes that do not fit; `node` is the checkpoint-style path of the op.
+    #[error("{node}: {message}")]
+    Shape { node: String, message: String },
+    /// The model asked for a weight the checkpoint does not have.
+    #[error("weight '{name}' is missing from the model")]
+    MissingWeight { name: String },
+    /// A weight exists but is unusable as stored.
+    #[error("weight '{name}': {message}")]
+    BadWeight { name: String, message: String },
+    /// A run-time input was not supplied or has the wrong length.
+    #[error("input '{name}': {message}")]
+    Input { name: String, message: String },
+    /// The CPU backend failed.
+    #[error(transparent)]
+    Cpu(#[from] CpuError),
+    /// The GPU backend failed.
+    #[error(transparent)]
+    Gpu(#[from] GpuError),
+    /// The GPU cannot hold a tensor within its limits.
+    #[error("{node}: {message}")]
+    Limits { node: String, message: String },
+}
+
+impl From<candle_core::Error> for OpError {
+    fn from(e: candle_core::Error) -> Self {
+        OpError::Cpu(CpuError::Candle(e))
+    }
+}

@@ -9,7 +9,7 @@ pub mod platform;
 #[cfg(target_arch = "wasm32")]
 pub mod api;
 
-pub use error::{CpuError, GpuError};
+pub use error::{CpuError, GpuError, OpError};
 
 /// The crate version, shown in the page and the CLI.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

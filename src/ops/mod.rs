@@ -1,4 +1,12 @@
-//! The op vocabulary the models are written against, with a CPU backend (candle, the
-//! reference and the fallback) and, from issue 3 on, a GPU backend (wgpu + WGSL).
+//! The op vocabulary the models are written against (`graph`), the weights it reads
+//! (`weights`, `quant`), and two backends: `cpu` (candle: the reference and the fallback)
+//! and `gpu` (wgpu + one WGSL file per kernel).
 
 pub mod cpu;
+pub mod graph;
+pub mod quant;
+pub mod weights;
+
+pub use graph::{BinaryOp, DType, Graph, Node, Op, TensorId, UnaryOp, WeightShapes};
+pub use quant::StorageType;
+pub use weights::{HostWeight, WeightStore};

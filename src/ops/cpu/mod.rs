@@ -1,6 +1,12 @@
 //! CPU backend on candle-core: the numerical reference for every GPU kernel, and the
 //! fallback when WebGPU is missing or only a software adapter is offered.
 
+mod exec;
+mod nn;
+
+pub use exec::{CpuExecutor, HostTensor};
+pub use nn::timestep_embedding;
+
 use candle_core::{Device, Tensor};
 
 use crate::error::CpuError;

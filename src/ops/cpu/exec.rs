@@ -1,0 +1,158 @@
+//! Evaluates a graph node by node with candle tensors.
+
+use std::collections::HashMap;
+
+use candle_core::{DType as CDType, Device, Tensor, D};
+
+use super::nn;
+use crate::error::OpError;
+use crate::ops::graph::{BinaryOp, DType, Graph, Op, TensorId, UnaryOp};
+use crate::ops::weights::WeightStore;
+
+/// A run-time input or a result, on the host.
+#[derive(Debug, Clone, PartialEq)]
+pub enum HostTensor {
+    F32(Vec<f32>),
+    U32(Vec<u32>),
+}
+
+impl HostTensor {
+    /// Number of values.
+    pub fn len(&self) -> usize {
+        match self {
+            Self::F32(v) => v.len(),
+            Self::U32(v) => v.len(),
+        }
+    }
+
+    /// Whether it holds no values.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The CPU backend. Weights are converted to f32 candle tensors once and kept.
+pub struct CpuExecutor<'w> {
+    weights: &'w WeightStore,
+    cache: HashMap<String, Tensor>,
+}
+
+impl<'w> CpuExecutor<'w> {
+    /// A backend over `weights`.
+    pub fn new(weights: &'w WeightStore) -> Self {
+        Self { weights, cache: HashMap::new() }
+    }
+
+    fn weight(&mut self, name: &str) -> Result<Tensor, OpError> {
+        if let Some(t) = self.cache.get(name) {
+            return Ok(t.clone());
+        }
+        let w = self.weights.get(name)?;
+        // Block formats are expanded to f32: the CPU reference computes on exactly the
+        // values the GPU kernels dequantize on the fly.
+        let t = Tensor::from_vec(w.to_f32(), w.shape.as_slice(), &Device::Cpu)?;
+        self.cache.insert(name.to_string(), t.clone());
+        Ok(t)
+    }
+
+    /// Evaluates every node; returns the graph's outputs.
+    pub fn run(&mut self, graph: &Graph, inputs: &HashMap<String, HostTensor>) -> Result<HashMap<TensorId, HostTensor>, OpError> {
+        let mut values: Vec<Option<Tensor>> = vec![None; graph.nodes.len()];
+        let mut last_use = vec![0usize; graph.nodes.len()];
+        for (i, node) in graph.nodes.iter().enumerate() {
+            for t in &node.inputs {
+                last_use[t.0] = i;
+            }
+        }
+        for (i, node) in graph.nodes.iter().enumerate() {
+            let args: Vec<Tensor> = node.inputs.iter().map(|t| values[t.0].clone().expect("inputs precede their users")).collect();
+            let out = self.eval(node, &args, inputs).map_err(|e| match e {
+                OpError::Cpu(c) => OpError::Shape { node: node.label.clone(), message: c.to_string() },
+                other => other,
+            })?;
+            values[i] = Some(out);
+            // Free what no later node reads (outputs are kept).
+            for t in &node.inputs {
+                if last_use[t.0] == i && !graph.outputs.contains(t) {
+                    values[t.0] = None;
+                }
+            }
+        }
+        graph
+            .outputs
+            .iter()
+            .map(|&t| {
+                let v = values[t.0].as_ref().expect("outputs are kept").flatten_all()?;
+                let host = match graph.node(t).dtype {
+                    DType::F32 => HostTensor::F32(v.to_vec1::<f32>()?),
+                    DType::U32 => HostTensor::U32(v.to_dtype(CDType::U32)?.to_vec1::<u32>()?),
+                };
+                Ok((t, host))
+            })
+            .collect()
+    }
+
+    fn eval(&mut self, node: &crate::ops::Node, a: &[Tensor], inputs: &HashMap<String, HostTensor>) -> Result<Tensor, OpError> {
+        let dev = &Device::Cpu;
+        Ok(match &node.op {
+            Op::Input { name, dtype } => {
+                let value = inputs.get(name).ok_or_else(|| OpError::Input { name: name.clone(), message: "not supplied".into() })?;
+                if value.len() != node.numel() {
+                    return Err(OpError::Input { name: name.clone(), message: format!("{} values for shape {:?}", value.len(), node.shape) });
+                }
+                match (value, dtype) {
+                    (HostTensor::F32(v), DType::F32) => Tensor::from_slice(v, node.shape.as_slice(), dev)?,
+                    (HostTensor::U32(v), DType::U32) => Tensor::from_slice(v, node.shape.as_slice(), dev)?,
+                    _ => return Err(OpError::Input { name: name.clone(), message: format!("expected {dtype:?} values") }),
+                }
+            }
+            Op::Weight { name } => self.weight(name)?,
+            Op::Linear => nn::linear(&a[0], &a[1], a.get(2))?,
+            Op::MatMul { transpose_b } => {
+                let b = if *transpose_b { a[1].transpose(D::Minus2, D::Minus1)? } else { a[1].clone() };
+                a[0].contiguous()?.matmul(&b.contiguous()?)?
+            }
+            Op::Conv2d { stride, padding } => nn::conv2d(&a[0], &a[1], a.get(2), *stride, *padding)?,
+            Op::GroupNorm { groups, eps, silu } => nn::group_norm(&a[0], &a[1], &a[2], *groups, *eps, *silu)?,
+            Op::LayerNorm { eps } => candle_nn::ops::layer_norm(&a[0].contiguous()?, &a[1], &a[2], *eps)?,
+            Op::RmsNorm { eps } => candle_nn::ops::rms_norm(&a[0].contiguous()?, &a[1], *eps)?,
+            Op::Softmax => candle_nn::ops::softmax_last_dim(&a[0].contiguous()?)?,
+            Op::Attention { heads, scale, causal } => nn::attention(&a[0], &a[1], &a[2], *heads, *scale, *causal)?,
+            Op::Unary(u) => match u {
+                UnaryOp::Silu => a[0].silu()?,
+                UnaryOp::Gelu => a[0].gelu_erf()?,
+                UnaryOp::GeluTanh => a[0].gelu()?,
+                UnaryOp::QuickGelu => (&a[0] * candle_nn::ops::sigmoid(&(&a[0] * 1.702)?)?)?,
+                UnaryOp::Affine { mul, add } => a[0].affine(*mul as f64, *add as f64)?,
+            },
+            Op::Binary(b) => match b {
+                BinaryOp::Add => a[0].broadcast_add(&a[1])?,
+                BinaryOp::Sub => a[0].broadcast_sub(&a[1])?,
+                BinaryOp::Mul => a[0].broadcast_mul(&a[1])?,
+            },
+            Op::Geglu => {
+                let d = node.shape[node.shape.len() - 1];
+                let x = a[0].narrow(D::Minus1, 0, d)?;
+                let gate = a[0].narrow(D::Minus1, d, d)?;
+                (x * gate.gelu_erf()?)?
+            }
+            Op::Concat { axis } => Tensor::cat(a, *axis)?,
+            Op::Upsample2x => a[0].upsample_nearest2d(node.shape[2], node.shape[3])?,
+            Op::Embedding => {
+                let ids = a[0].flatten_all()?;
+                a[1].index_select(&ids, 0)?.reshape(node.shape.as_slice())?
+            }
+            Op::TimestepEmbedding { dim, flip_sin_to_cos, downscale_freq_shift, max_period } => {
+                let t = a[0].to_vec1::<f32>()?;
+                let v = nn::timestep_embedding(&t, *dim, *flip_sin_to_cos, *downscale_freq_shift, *max_period);
+                Tensor::from_vec(v, (t.len(), *dim), dev)?
+            }
+            Op::Argmax => a[0].argmax_keepdim(D::Minus1)?.squeeze(D::Minus1)?,
+            Op::TopK { k } => a[0].contiguous()?.arg_sort_last_dim(false)?.narrow(D::Minus1, 0, *k)?.contiguous()?,
+            Op::VqNearest => nn::vq_nearest(&a[0], &a[1])?,
+            Op::Reshape { shape } => a[0].reshape(shape.as_slice())?,
+            Op::Permute { perm } => a[0].permute(perm.as_slice())?.contiguous()?,
+            Op::Slice { axis, start, len } => a[0].narrow(*axis, *start, *len)?.contiguous()?,
+        })
+    }
+}

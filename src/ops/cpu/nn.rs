@@ -1,0 +1,132 @@
+//! The CPU ops that are more than one candle call.
+
+use candle_core::{Result, Tensor, D};
+
+/// x @ w^T + b for x [.., K], w [N, K].
+pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
+    let dims = x.dims().to_vec();
+    let k = dims[dims.len() - 1];
+    let rows = x.elem_count() / k;
+    let y = x.contiguous()?.reshape((rows, k))?.matmul(&w.t()?)?;
+    let y = match b {
+        Some(b) => y.broadcast_add(b)?,
+        None => y,
+    };
+    let mut out = dims;
+    *out.last_mut().unwrap() = w.dim(0)?;
+    y.reshape(out)
+}
+
+/// NCHW convolution with [top, bottom, left, right] zero padding.
+pub fn conv2d(x: &Tensor, w: &Tensor, b: Option<&Tensor>, stride: usize, pad: [usize; 4]) -> Result<Tensor> {
+    let y = if pad.iter().all(|&p| p == pad[0]) {
+        x.contiguous()?.conv2d(w, pad[0], stride, 1, 1)?
+    } else {
+        let x = x.pad_with_zeros(2, pad[0], pad[1])?.pad_with_zeros(3, pad[2], pad[3])?;
+        x.contiguous()?.conv2d(w, 0, stride, 1, 1)?
+    };
+    match b {
+        Some(b) => y.broadcast_add(&b.reshape((1, b.elem_count(), 1, 1))?),
+        None => Ok(y),
+    }
+}
+
+/// GroupNorm over [B, C, ..]: biased variance per (batch, group), then per-channel affine.
+pub fn group_norm(x: &Tensor, gamma: &Tensor, beta: &Tensor, groups: usize, eps: f32, silu: bool) -> Result<Tensor> {
+    let dims = x.dims().to_vec();
+    let (b, c) = (dims[0], dims[1]);
+    let g = x.contiguous()?.reshape((b, groups, x.elem_count() / (b * groups)))?;
+    let mean = g.mean_keepdim(D::Minus1)?;
+    let centered = g.broadcast_sub(&mean)?;
+    let var = centered.sqr()?.mean_keepdim(D::Minus1)?;
+    let normed = centered.broadcast_div(&(var + eps as f64)?.sqrt()?)?.reshape(dims.as_slice())?;
+    let mut affine_shape = vec![1, c];
+    affine_shape.resize(dims.len(), 1);
+    let y = normed.broadcast_mul(&gamma.reshape(affine_shape.as_slice())?)?.broadcast_add(&beta.reshape(affine_shape.as_slice())?)?;
+    if silu {
+        y.silu()
+    } else {
+        Ok(y)
+    }
+}
+
+/// softmax(q k^T * scale) v per head on [B, L, H*D] tensors.
+pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize, scale: f32, causal: bool) -> Result<Tensor> {
+    let split = |t: &Tensor| -> Result<Tensor> {
+        let (b, l, hd) = t.dims3()?;
+        t.reshape((b, l, heads, hd / heads))?.transpose(1, 2)?.contiguous()
+    };
+    let (q4, k4, v4) = (split(q)?, split(k)?, split(v)?);
+    let mut scores = (q4.matmul(&k4.t()?)? * scale as f64)?;
+    if causal {
+        let (lq, lk) = (q.dim(1)?, k.dim(1)?);
+        // Query i sees keys up to i + (lk - lq), as with a KV cache.
+        let mask: Vec<f32> = (0..lq)
+            .flat_map(|i| (0..lk).map(move |j| if j > i + lk - lq { f32::NEG_INFINITY } else { 0.0 }))
+            .collect();
+        scores = scores.broadcast_add(&Tensor::from_vec(mask, (lq, lk), q.device())?)?;
+    }
+    let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+    let out = probs.matmul(&v4)?.transpose(1, 2)?.contiguous()?;
+    let (b, l, _, d) = out.dims4()?;
+    out.reshape((b, l, heads * d))
+}
+
+/// Index of the nearest codebook row (squared distance) for each row of z.
+pub fn vq_nearest(z: &Tensor, codebook: &Tensor) -> Result<Tensor> {
+    // |z - c|^2 = |z|^2 - 2 z.c + |c|^2; |z|^2 does not change the argmin.
+    let zc = z.matmul(&codebook.t()?)?;
+    let cc = codebook.sqr()?.sum_keepdim(D::Minus1)?.t()?;
+    let d = cc.broadcast_sub(&(zc * 2.0)?)?;
+    d.argmin_keepdim(D::Minus1)?.squeeze(D::Minus1)
+}
+
+/// diffusers' `get_timestep_embedding`: exponents -ln(max_period) * i / (half - shift),
+/// [sin, cos] (or [cos, sin] when flipped), zero-padded when `dim` is odd.
+pub fn timestep_embedding(t: &[f32], dim: usize, flip_sin_to_cos: bool, shift: f32, max_period: f32) -> Vec<f32> {
+    let half = dim / 2;
+    let freqs: Vec<f32> = (0..half).map(|i| (-(max_period.ln()) * i as f32 / (half as f32 - shift)).exp()).collect();
+    let mut out = Vec::with_capacity(t.len() * dim);
+    for &ti in t {
+        let args: Vec<f32> = freqs.iter().map(|f| ti * f).collect();
+        let (sin, cos) = (args.iter().map(|a| a.sin()), args.iter().map(|a| a.cos()));
+        if flip_sin_to_cos {
+            out.extend(cos.chain(sin));
+        } else {
+            out.extend(sin.chain(cos));
+        }
+        if dim % 2 == 1 {
+            out.push(0.0);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestep_embedding_hand_values() {
+        // dim 4, half 2, shift 1: freqs = [1, exp(-ln 1e4 / 1)] = [1, 1e-4].
+        let e = timestep_embedding(&[2.0], 4, false, 1.0, 10000.0);
+        let want = [2f32.sin(), (2e-4f32).sin(), 2f32.cos(), (2e-4f32).cos()];
+        for (a, b) in e.iter().zip(want) {
+            assert!((a - b).abs() < 1e-6, "{e:?}");
+        }
+        let flipped = timestep_embedding(&[2.0], 5, true, 1.0, 10000.0);
+        assert_eq!(flipped.len(), 5);
+        assert!((flipped[0] - 2f32.cos()).abs() < 1e-6 && flipped[4] == 0.0);
+    }
+
+    #[test]
+    fn group_norm_hand_values() {
+        // One group of [1, 3]: mean 2, var 1 -> [-1, 1] / sqrt(1 + eps); gamma 2, beta 0.5.
+        let dev = &candle_core::Device::Cpu;
+        let x = Tensor::new(&[[[1f32], [3f32]]], dev).unwrap();
+        let g = Tensor::new(&[2f32, 2.], dev).unwrap();
+        let b = Tensor::new(&[0.5f32, 0.5], dev).unwrap();
+        let y = group_norm(&x, &g, &b, 1, 0.0, false).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert_eq!(y, vec![-1.5, 2.5]);
+    }
+}

@@ -1,0 +1,218 @@
+//! GGML-compatible block quantization (Q8_0, Q4_0) and the GPU packing of its blocks.
+//!
+//! Host form: GGML's byte layout (34 bytes per Q8_0 block: f16 scale + 32 i8; 18 bytes per
+//! Q4_0 block: f16 scale + 16 bytes of nibbles, byte j holding q[j] low and q[j+16] high),
+//! so files interoperate with GGUF tools. GPU form: scales and quants in separate u32
+//! arrays, because WGSL storage arrays are 4-byte aligned; scales travel as f16 pairs read
+//! with `unpack2x16float`, which needs no `shader-f16`.
+
+use half::f16;
+use serde::{Deserialize, Serialize};
+
+/// Weights per block, both formats.
+pub const BLOCK: usize = 32;
+
+/// How a weight tensor is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StorageType {
+    F32,
+    F16,
+    Q8_0,
+    Q4_0,
+}
+
+impl StorageType {
+    /// Bytes for `n` values (n a multiple of 32 for the block formats).
+    pub fn byte_len(self, n: usize) -> usize {
+        match self {
+            Self::F32 => 4 * n,
+            Self::F16 => 2 * n,
+            Self::Q8_0 => n / BLOCK * 34,
+            Self::Q4_0 => n / BLOCK * 18,
+        }
+    }
+
+    /// Whether this is a block format.
+    pub fn is_quantized(self) -> bool {
+        matches!(self, Self::Q8_0 | Self::Q4_0)
+    }
+
+    /// The name used in manifests and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::F32 => "f32",
+            Self::F16 => "f16",
+            Self::Q8_0 => "q8_0",
+            Self::Q4_0 => "q4_0",
+        }
+    }
+}
+
+/// GGML's `quantize_row_q8_0`: d = amax / 127, q = round(x / d) (half away from zero).
+pub fn quantize_q8_0(xs: &[f32]) -> Vec<u8> {
+    assert!(xs.len() % BLOCK == 0, "Q8_0 needs a multiple of 32 values, got {}", xs.len());
+    let mut out = Vec::with_capacity(xs.len() / BLOCK * 34);
+    for block in xs.chunks_exact(BLOCK) {
+        let amax = block.iter().fold(0f32, |m, x| m.max(x.abs()));
+        let d = amax / 127.0;
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        out.extend_from_slice(&f16::from_f32(d).to_le_bytes());
+        out.extend(block.iter().map(|x| (x * id).round() as i8 as u8));
+    }
+    out
+}
+
+/// GGML's `quantize_row_q4_0`: d = (value of largest magnitude) / -8, q = min(15, trunc(x/d + 8.5)).
+pub fn quantize_q4_0(xs: &[f32]) -> Vec<u8> {
+    assert!(xs.len() % BLOCK == 0, "Q4_0 needs a multiple of 32 values, got {}", xs.len());
+    let mut out = Vec::with_capacity(xs.len() / BLOCK * 18);
+    for block in xs.chunks_exact(BLOCK) {
+        let (mut amax, mut max) = (0f32, 0f32);
+        for &x in block {
+            if amax < x.abs() {
+                amax = x.abs();
+                max = x;
+            }
+        }
+        let d = max / -8.0;
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        out.extend_from_slice(&f16::from_f32(d).to_le_bytes());
+        for j in 0..BLOCK / 2 {
+            let lo = 15u8.min((block[j] * id + 8.5) as u8);
+            let hi = 15u8.min((block[j + BLOCK / 2] * id + 8.5) as u8);
+            out.push(lo | (hi << 4));
+        }
+    }
+    out
+}
+
+/// Expands GGML blocks (or f32/f16 bytes) back to f32.
+pub fn dequantize(ty: StorageType, bytes: &[u8]) -> Vec<f32> {
+    match ty {
+        StorageType::F32 => bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
+        StorageType::F16 => bytes.chunks_exact(2).map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+        StorageType::Q8_0 => bytes
+            .chunks_exact(34)
+            .flat_map(|b| {
+                let d = f16::from_le_bytes([b[0], b[1]]).to_f32();
+                b[2..].iter().map(move |&q| q as i8 as f32 * d)
+            })
+            .collect(),
+        StorageType::Q4_0 => bytes
+            .chunks_exact(18)
+            .flat_map(|b| {
+                let d = f16::from_le_bytes([b[0], b[1]]).to_f32();
+                let qs = &b[2..];
+                let lo = qs.iter().map(move |&q| ((q & 0xF) as i32 - 8) as f32 * d);
+                let hi = qs.iter().map(move |&q| ((q >> 4) as i32 - 8) as f32 * d);
+                lo.chain(hi).collect::<Vec<_>>()
+            })
+            .collect(),
+    }
+}
+
+/// Quantizes f32 values to `ty` in the host (GGML) layout.
+pub fn quantize(ty: StorageType, xs: &[f32]) -> Vec<u8> {
+    match ty {
+        StorageType::F32 => bytemuck::cast_slice(xs).to_vec(),
+        StorageType::F16 => xs.iter().flat_map(|x| f16::from_f32(*x).to_le_bytes()).collect(),
+        StorageType::Q8_0 => quantize_q8_0(xs),
+        StorageType::Q4_0 => quantize_q4_0(xs),
+    }
+}
+
+/// A block-quantized tensor split for WGSL: `qs` holds the quants as u32 words (Q8_0: 8
+/// words a block, 4 i8 each; Q4_0: 4 words a block, GGML's nibble order), `scales` the f16
+/// scales two to a word (block b in the low half of word b/2 when b is even).
+#[derive(Debug, Clone, PartialEq)]
+pub struct GpuBlocks {
+    pub qs: Vec<u32>,
+    pub scales: Vec<u32>,
+}
+
+/// Repacks GGML blocks for the GPU.
+pub fn pack_for_gpu(ty: StorageType, bytes: &[u8]) -> GpuBlocks {
+    let (block_bytes, words) = match ty {
+        StorageType::Q8_0 => (34, 8),
+        StorageType::Q4_0 => (18, 4),
+        _ => panic!("pack_for_gpu takes a block format, not {ty:?}"),
+    };
+    let blocks = bytes.len() / block_bytes;
+    let mut qs = Vec::with_capacity(blocks * words);
+    let mut scales = vec![0u32; blocks.div_ceil(2)];
+    for (i, b) in bytes.chunks_exact(block_bytes).enumerate() {
+        let d = u16::from_le_bytes([b[0], b[1]]) as u32;
+        scales[i / 2] |= d << (16 * (i % 2));
+        qs.extend(b[2..].chunks_exact(4).map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]])));
+    }
+    GpuBlocks { qs, scales }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gpu::test_values;
+    use candle_core::quantized::{GgmlDType, QTensor};
+    use candle_core::{Device, Tensor};
+
+    fn candle_bytes(xs: &[f32], dtype: GgmlDType) -> Vec<u8> {
+        let t = Tensor::from_slice(xs, (xs.len() / 64, 64), &Device::Cpu).unwrap();
+        QTensor::quantize(&t, dtype).unwrap().data().unwrap().into_owned()
+    }
+
+    fn sample() -> Vec<f32> {
+        // Random values plus an all-zero block and exact ties at .5 to exercise the rounding.
+        let mut xs: Vec<f32> = test_values(64 * 6, 9).iter().map(|x| x * 3.0).collect();
+        xs[64..96].fill(0.0);
+        for (i, x) in xs[128..160].iter_mut().enumerate() {
+            *x = (i as f32 - 16.0) * 0.5;
+        }
+        xs
+    }
+
+    #[test]
+    fn q8_0_bytes_equal_ggml_via_candle() {
+        let xs = sample();
+        assert_eq!(quantize_q8_0(&xs), candle_bytes(&xs, GgmlDType::Q8_0));
+    }
+
+    #[test]
+    fn q4_0_bytes_equal_ggml_via_candle() {
+        let xs = sample();
+        assert_eq!(quantize_q4_0(&xs), candle_bytes(&xs, GgmlDType::Q4_0));
+    }
+
+    #[test]
+    fn dequantized_values_are_within_the_format_bound() {
+        // Q8_0 is symmetric: half a step (amax/127/2). Q4_0 maps the extreme value to -8, so
+        // the opposite extreme clamps at +7: up to one full step (amax/8).
+        let xs = sample();
+        for (ty, levels) in [(StorageType::Q8_0, 254.0), (StorageType::Q4_0, 8.0)] {
+            let back = dequantize(ty, &quantize(ty, &xs));
+            for (block, back) in xs.chunks(BLOCK).zip(back.chunks(BLOCK)) {
+                let amax = block.iter().fold(0f32, |m, x| m.max(x.abs()));
+                // Plus the f16 rounding of the scale.
+                let bound = amax / levels + amax * 1e-3 + 1e-7;
+                for (x, y) in block.iter().zip(back) {
+                    assert!((x - y).abs() <= bound, "{ty:?}: {x} -> {y} (bound {bound})");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn gpu_packing_keeps_scales_and_quants() {
+        // Two Q8_0 blocks: scale 1.0 (0x3c00) and 2.0 (0x4000), quants 0..31 and -1..-32.
+        let mut bytes = vec![0x00, 0x3c];
+        bytes.extend((0..32u8).map(|q| q));
+        bytes.extend([0x00, 0x40]);
+        bytes.extend((1..=32i8).map(|q| (-q) as u8));
+        let p = pack_for_gpu(StorageType::Q8_0, &bytes);
+        assert_eq!(p.scales, vec![0x4000_3c00]);
+        assert_eq!(p.qs.len(), 16);
+        assert_eq!(p.qs[0], u32::from_le_bytes([0, 1, 2, 3]));
+        assert_eq!(p.qs[8], u32::from_le_bytes([0xff, 0xfe, 0xfd, 0xfc]));
+        assert_eq!(dequantize(StorageType::Q8_0, &bytes)[33], -4.0);
+    }
+}
