@@ -8,7 +8,15 @@ use crate::error::GpuError;
 /// Natively the map callback only fires while the device is polled, so we poll; in the
 /// browser the event loop drives it and we simply await.
 pub async fn read_f32(ctx: &GpuContext, src: &wgpu::Buffer, len: usize) -> Result<Vec<f32>, GpuError> {
-    let size = (len * std::mem::size_of::<f32>()) as u64;
+    let bytes = read_bytes(ctx, src, 0, (len * std::mem::size_of::<f32>()) as u64).await?;
+    Ok(bytemuck::pod_collect_to_vec(&bytes))
+}
+
+/// Copies `size` bytes at `offset` of `src` (which needs COPY_SRC) to the host.
+pub async fn read_bytes(ctx: &GpuContext, src: &wgpu::Buffer, offset: u64, size: u64) -> Result<Vec<u8>, GpuError> {
+    if size == 0 {
+        return Ok(Vec::new());
+    }
     let staging = ctx.device.create_buffer(&wgpu::BufferDescriptor {
         label: Some("readback"),
         size,
@@ -16,7 +24,7 @@ pub async fn read_f32(ctx: &GpuContext, src: &wgpu::Buffer, len: usize) -> Resul
         mapped_at_creation: false,
     });
     let mut encoder = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("readback") });
-    encoder.copy_buffer_to_buffer(src, 0, &staging, 0, size);
+    encoder.copy_buffer_to_buffer(src, offset, &staging, 0, size);
     ctx.queue.submit([encoder.finish()]);
 
     let slice = staging.slice(..);
@@ -33,7 +41,7 @@ pub async fn read_f32(ctx: &GpuContext, src: &wgpu::Buffer, len: usize) -> Resul
         .map_err(|e| GpuError::Readback(e.to_string()))?;
     let values = {
         let view = slice.get_mapped_range().map_err(|e| GpuError::Readback(e.to_string()))?;
-        bytemuck::cast_slice::<u8, f32>(&view).to_vec()
+        view.to_vec()
     };
     staging.unmap();
     Ok(values)

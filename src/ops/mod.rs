@@ -2,7 +2,9 @@
 //! (`weights`, `quant`), and two backends: `cpu` (candle: the reference and the fallback)
 //! and `gpu` (wgpu + one WGSL file per kernel).
 
+pub mod check;
 pub mod cpu;
+pub mod gpu;
 pub mod graph;
 pub mod quant;
 pub mod weights;

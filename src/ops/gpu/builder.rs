@@ -1,0 +1,212 @@
+//! Recording dispatches at compile time: pipelines (cached by kernel variant), one shared
+//! uniform buffer holding every dispatch's parameters, and bind groups made once.
+//!
+//! Kernel convention: storage bindings 0..n-1 in the order given, then binding n is
+//! `var<uniform> params: Params` with `struct Params { v: array<vec4<u32>, 16> }` (64 u32
+//! words; f32 values travel as bits). Dispatches use a 2D grid of workgroups when one
+//! dimension would pass 65535; kernels rebuild the flat id from `num_workgroups`.
+
+use std::collections::HashMap;
+
+use crate::error::{GpuError, OpError};
+use crate::gpu::GpuContext;
+
+/// Words of parameters a dispatch may have.
+pub const PARAM_WORDS: usize = 64;
+const PARAM_BYTES: u64 = (PARAM_WORDS * 4) as u64;
+
+/// A region of a buffer bound to a kernel.
+#[derive(Debug, Clone)]
+pub struct Buf {
+    pub buffer: wgpu::Buffer,
+    pub offset: u64,
+    pub size: u64,
+}
+
+impl Buf {
+    /// The whole of `buffer`.
+    pub fn whole(buffer: &wgpu::Buffer) -> Self {
+        Self { buffer: buffer.clone(), offset: 0, size: buffer.size() }
+    }
+}
+
+/// Compiled pipelines by variant key, shared by every program on a device.
+#[derive(Default)]
+pub struct PipelineCache {
+    pipelines: HashMap<String, wgpu::ComputePipeline>,
+}
+
+impl PipelineCache {
+    /// An empty cache.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Number of compiled pipelines.
+    pub fn len(&self) -> usize {
+        self.pipelines.len()
+    }
+
+    /// Whether nothing was compiled yet.
+    pub fn is_empty(&self) -> bool {
+        self.pipelines.is_empty()
+    }
+}
+
+/// One recorded dispatch.
+pub struct Step {
+    pub label: String,
+    pub pipeline: wgpu::ComputePipeline,
+    pub bind_group: wgpu::BindGroup,
+    pub workgroups: [u32; 3],
+}
+
+struct Pending {
+    label: String,
+    pipeline: wgpu::ComputePipeline,
+    bindings: Vec<Buf>,
+    params_slot: usize,
+    workgroups: [u32; 3],
+}
+
+/// Collects a program's dispatches; `finish` makes the parameter buffer and bind groups.
+pub struct KernelBuilder<'a> {
+    pub ctx: &'a GpuContext,
+    cache: &'a mut PipelineCache,
+    params: Vec<u32>,
+    pending: Vec<Pending>,
+    /// Label of the node being compiled, for error messages and debug labels.
+    pub node_label: String,
+}
+
+impl<'a> KernelBuilder<'a> {
+    /// A builder on `ctx` using (and filling) `cache`.
+    pub fn new(ctx: &'a GpuContext, cache: &'a mut PipelineCache) -> Self {
+        Self { ctx, cache, params: Vec::new(), pending: Vec::new(), node_label: String::new() }
+    }
+
+    /// The device limits (binding sizes, workgroup counts).
+    pub fn limits(&self) -> wgpu::Limits {
+        self.ctx.device.limits()
+    }
+
+    /// Records a dispatch of kernel variant `key` (WGSL from `source`, compiled on first use).
+    pub fn dispatch(
+        &mut self,
+        key: &str,
+        source: impl FnOnce() -> String,
+        bindings: Vec<Buf>,
+        params: &[u32],
+        workgroups: [u32; 3],
+    ) -> Result<(), OpError> {
+        if params.len() > PARAM_WORDS {
+            return Err(OpError::Limits { node: self.node_label.clone(), message: format!("{} parameter words (max {PARAM_WORDS})", params.len()) });
+        }
+        let max_binding = self.ctx.device.limits().max_storage_buffer_binding_size;
+        if let Some(b) = bindings.iter().find(|b| b.size > max_binding) {
+            return Err(OpError::Limits {
+                node: self.node_label.clone(),
+                message: format!("a {}-byte binding exceeds maxStorageBufferBindingSize ({max_binding})", b.size),
+            });
+        }
+        let pipeline = match self.cache.pipelines.get(key) {
+            Some(p) => p.clone(),
+            None => {
+                let module = self.ctx.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                    label: Some(key),
+                    source: wgpu::ShaderSource::Wgsl(source().into()),
+                });
+                let p = self.ctx.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                    label: Some(key),
+                    layout: None,
+                    module: &module,
+                    entry_point: Some("main"),
+                    compilation_options: Default::default(),
+                    cache: None,
+                });
+                self.cache.pipelines.insert(key.to_string(), p.clone());
+                p
+            }
+        };
+        let params_slot = self.params.len() / PARAM_WORDS;
+        self.params.extend_from_slice(params);
+        self.params.resize((params_slot + 1) * PARAM_WORDS, 0);
+        self.pending.push(Pending { label: format!("{} ({key})", self.node_label), pipeline, bindings, params_slot, workgroups });
+        Ok(())
+    }
+
+    /// Makes the parameter buffer and every bind group.
+    pub fn finish(self) -> Vec<Step> {
+        use wgpu::util::DeviceExt;
+        let dev = &self.ctx.device;
+        let align = dev.limits().min_uniform_buffer_offset_alignment as u64;
+        let stride = PARAM_BYTES.div_ceil(align) * align;
+        let slots = self.params.len() / PARAM_WORDS;
+        let mut bytes = vec![0u8; (stride as usize * slots).max(PARAM_BYTES as usize)];
+        for (i, chunk) in self.params.chunks(PARAM_WORDS).enumerate() {
+            let at = i * stride as usize;
+            bytes[at..at + PARAM_BYTES as usize].copy_from_slice(bytemuck::cast_slice(chunk));
+        }
+        let params = dev.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: Some("params"), contents: &bytes, usage: wgpu::BufferUsages::UNIFORM });
+        self.pending
+            .into_iter()
+            .map(|p| {
+                let mut entries: Vec<wgpu::BindGroupEntry> = p
+                    .bindings
+                    .iter()
+                    .enumerate()
+                    .map(|(i, b)| wgpu::BindGroupEntry {
+                        binding: i as u32,
+                        resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                            buffer: &b.buffer,
+                            offset: b.offset,
+                            size: wgpu::BufferSize::new(b.size.max(4)),
+                        }),
+                    })
+                    .collect();
+                entries.push(wgpu::BindGroupEntry {
+                    binding: p.bindings.len() as u32,
+                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                        buffer: &params,
+                        offset: p.params_slot as u64 * stride,
+                        size: wgpu::BufferSize::new(PARAM_BYTES),
+                    }),
+                });
+                let bind_group = dev.create_bind_group(&wgpu::BindGroupDescriptor {
+                    label: Some(&p.label),
+                    layout: &p.pipeline.get_bind_group_layout(0),
+                    entries: &entries,
+                });
+                Step { label: p.label, pipeline: p.pipeline, bind_group, workgroups: p.workgroups }
+            })
+            .collect()
+    }
+}
+
+/// A grid of `count` workgroups that respects the 65535-per-dimension limit.
+pub fn grid(count: u32) -> [u32; 3] {
+    const MAX: u32 = 65535;
+    if count <= MAX {
+        [count.max(1), 1, 1]
+    } else {
+        [MAX, count.div_ceil(MAX), 1]
+    }
+}
+
+/// f32 parameter as a word.
+pub fn f(x: f32) -> u32 {
+    x.to_bits()
+}
+
+/// Turns a validation error captured during compile into a typed error.
+pub fn validation(stage: &'static str, e: wgpu::Error) -> OpError {
+    OpError::Gpu(GpuError::Validation { stage, detail: e.to_string() })
+}
+
+/// WGSL shared by every kernel: the parameter block and flat invocation ids.
+pub const PRELUDE: &str = r#"
+struct Params { v: array<vec4<u32>, 16> }
+fn pu(i: u32) -> u32 { return params.v[i / 4u][i % 4u]; }
+fn pf(i: u32) -> f32 { return bitcast<f32>(params.v[i / 4u][i % 4u]); }
+fn flat_workgroup(wid: vec3<u32>, nwg: vec3<u32>) -> u32 { return wid.x + wid.y * nwg.x; }
+"#;

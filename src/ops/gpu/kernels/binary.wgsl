@@ -1,0 +1,37 @@
+// out = a (op) b with NumPy broadcasting over up to 6 axes.
+// params: [n, op, ndim, 0, shape[6] @4, a_strides[6] @10, b_strides[6] @16]; op 0 add, 1 sub, 2 mul.
+// Broadcast axes have stride 0.
+
+@group(0) @binding(0) var<storage, read> a: array<f32>;
+@group(0) @binding(1) var<storage, read> b: array<f32>;
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+@group(0) @binding(3) var<uniform> params: Params;
+
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let i = flat_workgroup(wid, nwg) * 256u + lid;
+    if (i >= pu(0u)) {
+        return;
+    }
+    var rem = i;
+    var ia = 0u;
+    var ib = 0u;
+    let ndim = pu(2u);
+    for (var d = 0u; d < ndim; d = d + 1u) {
+        let axis = ndim - 1u - d;
+        let size = pu(4u + axis);
+        let c = rem % size;
+        rem = rem / size;
+        ia = ia + c * pu(10u + axis);
+        ib = ib + c * pu(16u + axis);
+    }
+    let x = a[ia];
+    let y = b[ib];
+    var r: f32;
+    switch pu(1u) {
+        case 0u: { r = x + y; }
+        case 1u: { r = x - y; }
+        default: { r = x * y; }
+    }
+    out[i] = r;
+}

@@ -1,0 +1,115 @@
+//! Linear layers on f32, Q8_0 and Q4_0 weights (dequantized in the kernel), split into one
+//! dispatch per weight chunk when the weight exceeds a binding.
+
+use super::{with_prelude, NodeCx};
+use crate::error::OpError;
+use crate::ops::gpu::builder::{Buf, KernelBuilder};
+use crate::ops::quant::StorageType;
+
+/// x loaders: vec4 when K is a multiple of 4 (x bound as vec4 array), else scalar with bounds.
+const X_VEC4: &str = r#"
+fn load_x(m: u32, k: u32) -> vec4<f32> {
+    if (m >= pu(0u)) { return vec4<f32>(0.0); }
+    return x[(m * pu(1u) + k) / 4u];
+}"#;
+const X_SCALAR: &str = r#"
+fn load_x(m: u32, k: u32) -> vec4<f32> {
+    var v = vec4<f32>(0.0);
+    if (m >= pu(0u)) { return v; }
+    let K = pu(1u);
+    for (var j = 0u; j < 4u; j = j + 1u) {
+        if (k + j < K) { v[j] = x[m * K + k + j]; }
+    }
+    return v;
+}"#;
+
+const W_F32_VEC4: &str = r#"
+fn load_w(n: u32, k: u32) -> vec4<f32> {
+    if (n >= pu(4u)) { return vec4<f32>(0.0); }
+    return w[(n * pu(1u) + k) / 4u];
+}"#;
+const W_F32_SCALAR: &str = r#"
+fn load_w(n: u32, k: u32) -> vec4<f32> {
+    var v = vec4<f32>(0.0);
+    if (n >= pu(4u)) { return v; }
+    let K = pu(1u);
+    for (var j = 0u; j < 4u; j = j + 1u) {
+        if (k + j < K) { v[j] = w[n * K + k + j]; }
+    }
+    return v;
+}"#;
+/// Q8_0: word (n*K + k)/4 holds the 4 int8 quants of k..k+3; the block's f16 scale is
+/// half of scales[b / 2]. K is a multiple of 32, so k..k+3 never straddle a block.
+pub const W_Q8_0: &str = r#"
+fn block_scale(b: u32) -> f32 {
+    let pair = unpack2x16float(scales[b / 2u]);
+    return select(pair.x, pair.y, (b & 1u) == 1u);
+}
+fn load_w(n: u32, k: u32) -> vec4<f32> {
+    if (n >= pu(4u)) { return vec4<f32>(0.0); }
+    let i = n * pu(1u) + k;
+    let q = bitcast<i32>(w[i / 4u]);
+    let v = vec4<f32>(f32(extractBits(q, 0u, 8u)), f32(extractBits(q, 8u, 8u)), f32(extractBits(q, 16u, 8u)), f32(extractBits(q, 24u, 8u)));
+    return v * block_scale(i / 32u);
+}"#;
+/// Q4_0 (GGML order): byte j of a block holds quant j (low nibble) and j+16 (high nibble).
+pub const W_Q4_0: &str = r#"
+fn block_scale(b: u32) -> f32 {
+    let pair = unpack2x16float(scales[b / 2u]);
+    return select(pair.x, pair.y, (b & 1u) == 1u);
+}
+fn load_w(n: u32, k: u32) -> vec4<f32> {
+    if (n >= pu(4u)) { return vec4<f32>(0.0); }
+    let i = n * pu(1u) + k;
+    let b = i / 32u;
+    let j = i % 32u;
+    let word = w[b * 4u + (j % 16u) / 4u];
+    let shift = select(0u, 4u, j >= 16u);
+    let q = vec4<u32>((word >> shift) & 15u, (word >> (8u + shift)) & 15u, (word >> (16u + shift)) & 15u, (word >> (24u + shift)) & 15u);
+    return (vec4<f32>(q) - 8.0) * block_scale(b);
+}"#;
+
+fn source(x_vec4: bool, storage: StorageType, w_vec4: bool) -> String {
+    let x_ty = if x_vec4 { "array<vec4<f32>>" } else { "array<f32>" };
+    let (w_decl, loader) = match storage {
+        StorageType::Q8_0 => ("array<u32>", W_Q8_0),
+        StorageType::Q4_0 => ("array<u32>", W_Q4_0),
+        _ if w_vec4 => ("array<vec4<f32>>", W_F32_VEC4),
+        _ => ("array<f32>", W_F32_SCALAR),
+    };
+    let mut bindings = format!(
+        "@group(0) @binding(2) var<storage, read> x: {x_ty};\n@group(0) @binding(3) var<storage, read> w: {w_decl};\n"
+    );
+    if storage.is_quantized() {
+        bindings.push_str("@group(0) @binding(4) var<storage, read> scales: array<u32>;\n");
+    }
+    let params_at = if storage.is_quantized() { 5 } else { 4 };
+    bindings.push_str(&format!("@group(0) @binding({params_at}) var<uniform> params: Params;\n"));
+    let loaders = format!("{}\n{loader}", if x_vec4 { X_VEC4 } else { X_SCALAR });
+    with_prelude(&include_str!("linear.wgsl").replace("//{{BINDINGS}}", &bindings).replace("//{{LOADERS}}", &loaders))
+}
+
+/// `x [.., K] @ w^T (+ bias)` for w [N, K] in any storage, one dispatch per chunk.
+pub fn linear(kb: &mut KernelBuilder, cx: &NodeCx) -> Result<(), OpError> {
+    let k = cx.in_shapes[1][1];
+    let n = cx.in_shapes[1][0];
+    let m = cx.node.numel() / n;
+    let (storage, chunks) = cx.weight_chunks(1);
+    let x = cx.f32_input(0)?;
+    let bias = if cx.inputs.len() > 2 { Some(cx.f32_input(2)?) } else { None };
+    let x_vec4 = k % 4 == 0;
+    let key = format!("linear_{}_{}", storage.name(), if x_vec4 { "vec4" } else { "scalar" });
+    for (rows, values, scales) in chunks {
+        let mut b: Vec<Buf> = vec![cx.out.clone(), bias.clone().unwrap_or_else(|| x.clone()), x.clone(), values];
+        if let Some(s) = scales {
+            b.push(s);
+        }
+        let params = [m as u32, k as u32, n as u32, rows.start as u32, rows.len() as u32, bias.is_some() as u32];
+        let groups = [(rows.len() as u32).div_ceil(32), (m as u32).div_ceil(32), 1];
+        if groups[1] > 65535 || groups[0] > 65535 {
+            return Err(OpError::Limits { node: cx.node.label.clone(), message: format!("{m}x{n} output needs more than 65535 workgroups per axis") });
+        }
+        kb.dispatch(&key, || source(x_vec4, storage, x_vec4), b, &params, groups)?;
+    }
+    Ok(())
+}

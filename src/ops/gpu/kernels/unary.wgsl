@@ -1,0 +1,24 @@
+// out = f(x) elementwise. params: [n, op, mul, add]; op 0 silu, 1 gelu (erf), 2 gelu (tanh),
+// 3 quick_gelu, 4 affine (mul * x + add).
+
+@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@group(0) @binding(2) var<uniform> params: Params;
+
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let i = flat_workgroup(wid, nwg) * 256u + lid;
+    if (i >= pu(0u)) {
+        return;
+    }
+    let v = x[i];
+    var r: f32;
+    switch pu(1u) {
+        case 0u: { r = v * sigmoid(v); }
+        case 1u: { r = gelu_erf(v); }
+        case 2u: { r = gelu_tanh(v); }
+        case 3u: { r = v * sigmoid(1.702 * v); }
+        default: { r = pf(2u) * v + pf(3u); }
+    }
+    out[i] = r;
+}

@@ -1,0 +1,212 @@
+//! A graph compiled for the GPU: buffers, pipelines and bind groups made once; `run`
+//! writes nothing but the inputs and encodes every dispatch into one submit.
+
+use std::collections::HashMap;
+
+use super::arena::{Arena, Slot};
+use super::builder::{validation, Buf, KernelBuilder, PipelineCache, Step};
+use super::kernels::{self, NodeCx, Operand};
+use super::weights::GpuWeights;
+use crate::error::OpError;
+use crate::gpu::GpuContext;
+use crate::ops::cpu::HostTensor;
+use crate::ops::graph::{DType, Graph, Op, TensorId};
+
+/// Where a tensor lives.
+#[derive(Clone)]
+enum Place {
+    Weight(String),
+    Buffer(Buf),
+}
+
+/// A compiled graph.
+pub struct GpuProgram {
+    steps: Vec<Step>,
+    places: Vec<Option<Place>>,
+    inputs: HashMap<String, (TensorId, DType, usize)>,
+    outputs: Vec<TensorId>,
+    dtypes: Vec<DType>,
+    numels: Vec<usize>,
+    /// Bytes of activation and input buffers this program holds (its peak: nothing is
+    /// allocated while it runs).
+    pub activation_bytes: u64,
+    /// Number of dispatches per run.
+    pub dispatches: usize,
+}
+
+fn usage() -> wgpu::BufferUsages {
+    wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST
+}
+
+impl GpuProgram {
+    /// Plans buffers by liveness, compiles every kernel variant the graph needs, and records
+    /// its dispatches. Fails with the node's name when a shape or limit does not fit.
+    pub async fn compile(ctx: &GpuContext, graph: &Graph<'_>, weights: &GpuWeights, cache: &mut PipelineCache) -> Result<Self, OpError> {
+        let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let result = Self::record(ctx, graph, weights, cache);
+        let error = scope.pop().await;
+        let (steps, program) = result?;
+        if let Some(e) = error {
+            return Err(validation("kernel compilation", e));
+        }
+        let mut program = program;
+        program.dispatches = steps.len();
+        program.steps = steps;
+        Ok(program)
+    }
+
+    fn record(ctx: &GpuContext, graph: &Graph<'_>, weights: &GpuWeights, cache: &mut PipelineCache) -> Result<(Vec<Step>, Self), OpError> {
+        let n = graph.nodes.len();
+        // A reshape shares its input's buffer: follow aliases to the tensor that owns it.
+        let mut root: Vec<usize> = (0..n).collect();
+        for (i, node) in graph.nodes.iter().enumerate() {
+            if let Op::Reshape { .. } = node.op {
+                root[i] = root[node.inputs[0].0];
+            }
+        }
+        let mut last_use = vec![0usize; n];
+        for (i, node) in graph.nodes.iter().enumerate() {
+            last_use[root[i]] = last_use[root[i]].max(i);
+            for t in &node.inputs {
+                last_use[root[t.0]] = last_use[root[t.0]].max(i);
+            }
+        }
+        for t in &graph.outputs {
+            last_use[root[t.0]] = usize::MAX;
+        }
+        let mut dying: HashMap<usize, Vec<usize>> = HashMap::new();
+        for (r, &l) in last_use.iter().enumerate() {
+            if l != usize::MAX && root[r] == r {
+                dying.entry(l).or_default().push(r);
+            }
+        }
+
+        let mut arena = Arena::default();
+        let mut arena_buffers: Vec<wgpu::Buffer> = Vec::new();
+        let mut slots: Vec<Option<Slot>> = vec![None; n];
+        let mut places: Vec<Option<Place>> = vec![None; n];
+        let mut inputs = HashMap::new();
+        let mut input_bytes = 0u64;
+        let mut kb = KernelBuilder::new(ctx, cache);
+
+        for (i, node) in graph.nodes.iter().enumerate() {
+            let bytes = (node.numel() * 4) as u64;
+            kb.node_label = node.label.clone();
+            match &node.op {
+                Op::Weight { name } => {
+                    weights.get(name)?;
+                    places[i] = Some(Place::Weight(name.clone()));
+                }
+                Op::Input { name, dtype } => {
+                    let buffer = ctx.device.create_buffer(&wgpu::BufferDescriptor { label: Some(name), size: bytes.max(4), usage: usage(), mapped_at_creation: false });
+                    input_bytes += buffer.size();
+                    places[i] = Some(Place::Buffer(Buf { buffer, offset: 0, size: bytes.max(4) }));
+                    inputs.insert(name.clone(), (TensorId(i), *dtype, node.numel()));
+                }
+                Op::Reshape { .. } => {
+                    places[i] = places[node.inputs[0].0].clone();
+                }
+                _ => {
+                    let slot = arena.alloc(bytes);
+                    if slot.0 == arena_buffers.len() {
+                        arena_buffers.push(ctx.device.create_buffer(&wgpu::BufferDescriptor {
+                            label: Some("activations"),
+                            size: arena.sizes[slot.0],
+                            usage: usage(),
+                            mapped_at_creation: false,
+                        }));
+                    }
+                    slots[i] = Some(slot);
+                    let out = Buf { buffer: arena_buffers[slot.0].clone(), offset: 0, size: bytes.max(4) };
+                    places[i] = Some(Place::Buffer(out.clone()));
+                    let operands = node
+                        .inputs
+                        .iter()
+                        .map(|t| match places[t.0].as_ref().expect("inputs precede users") {
+                            Place::Weight(name) => Ok(Operand::Weight(weights.get(name)?, name.as_str())),
+                            Place::Buffer(b) => Ok(Operand::Act(b.clone())),
+                        })
+                        .collect::<Result<Vec<_>, OpError>>()?;
+                    let cx = NodeCx {
+                        node,
+                        inputs: operands,
+                        in_shapes: node.inputs.iter().map(|t| graph.shape(*t).to_vec()).collect(),
+                        in_dtypes: node.inputs.iter().map(|t| graph.node(*t).dtype).collect(),
+                        out,
+                    };
+                    kernels::compile(&mut kb, &cx)?;
+                }
+            }
+            for &r in dying.get(&i).map(Vec::as_slice).unwrap_or(&[]) {
+                if let Some(slot) = slots[r] {
+                    arena.release(slot);
+                }
+            }
+        }
+        let steps = kb.finish();
+        let program = Self {
+            steps: Vec::new(),
+            places,
+            inputs,
+            outputs: graph.outputs.clone(),
+            dtypes: graph.nodes.iter().map(|n| n.dtype).collect(),
+            numels: graph.nodes.iter().map(|n| n.numel()).collect(),
+            activation_bytes: arena.total_bytes() + input_bytes,
+            dispatches: 0,
+        };
+        Ok((steps, program))
+    }
+
+    /// Writes a run-time input (queued; takes effect at the next `run`).
+    pub fn set_input(&self, ctx: &GpuContext, name: &str, value: &HostTensor) -> Result<(), OpError> {
+        let (t, dtype, numel) = self.inputs.get(name).ok_or_else(|| OpError::Input { name: name.into(), message: "the graph has no such input".into() })?;
+        if value.len() != *numel {
+            return Err(OpError::Input { name: name.into(), message: format!("{} values, the graph wants {numel}", value.len()) });
+        }
+        let bytes: &[u8] = match (value, dtype) {
+            (HostTensor::F32(v), DType::F32) => bytemuck::cast_slice(v),
+            (HostTensor::U32(v), DType::U32) => bytemuck::cast_slice(v),
+            _ => return Err(OpError::Input { name: name.into(), message: format!("expected {dtype:?} values") }),
+        };
+        if let Some(Place::Buffer(b)) = &self.places[t.0] {
+            if !bytes.is_empty() {
+                ctx.queue.write_buffer(&b.buffer, b.offset, bytes);
+            }
+        }
+        Ok(())
+    }
+
+    /// Encodes every dispatch into one compute pass and submits it. No readback.
+    pub fn run(&self, ctx: &GpuContext) {
+        let mut encoder = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("program") });
+        {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("program"), timestamp_writes: None });
+            for s in &self.steps {
+                pass.set_pipeline(&s.pipeline);
+                pass.set_bind_group(0, &s.bind_group, &[]);
+                pass.dispatch_workgroups(s.workgroups[0], s.workgroups[1], s.workgroups[2]);
+            }
+        }
+        ctx.queue.submit([encoder.finish()]);
+    }
+
+    /// Reads a graph output back to the host.
+    pub async fn read(&self, ctx: &GpuContext, t: TensorId) -> Result<HostTensor, OpError> {
+        if !self.outputs.contains(&t) {
+            return Err(OpError::Input { name: format!("tensor {}", t.0), message: "is not a graph output (mark it with Graph::output)".into() });
+        }
+        let Some(Place::Buffer(b)) = &self.places[t.0] else {
+            return Err(OpError::Input { name: format!("tensor {}", t.0), message: "is a weight, not a result".into() });
+        };
+        let bytes = crate::gpu::read_bytes(ctx, &b.buffer, b.offset, (self.numels[t.0] * 4) as u64).await.map_err(OpError::Gpu)?;
+        Ok(match self.dtypes[t.0] {
+            DType::F32 => HostTensor::F32(bytemuck::pod_collect_to_vec(&bytes)),
+            DType::U32 => HostTensor::U32(bytemuck::pod_collect_to_vec(&bytes)),
+        })
+    }
+
+    /// Labels of the recorded dispatches, in order.
+    pub fn dispatch_labels(&self) -> Vec<&str> {
+        self.steps.iter().map(|s| s.label.as_str()).collect()
+    }
+}
