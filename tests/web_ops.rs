@@ -1,0 +1,44 @@
+//! Every op on Chrome's WebGPU (SwiftShader headless) against the CPU backend in wasm.
+
+#![cfg(target_arch = "wasm32")]
+
+mod common;
+
+use easel::gpu::{GpuContext, GpuOptions};
+use wasm_bindgen_test::*;
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+async fn check(cases: Vec<common::Case>) {
+    if cases.is_empty() {
+        return;
+    }
+    let ctx = GpuContext::new(&GpuOptions::default()).await.expect("a WebGPU adapter (see webdriver.json)");
+    let failures = common::run_all(&ctx, cases).await;
+    assert!(failures.is_empty(), "{} failed:\n{}", failures.len(), failures.join("\n"));
+}
+
+#[wasm_bindgen_test]
+async fn core_ops_match_cpu() {
+    check(common::cases_core::cases()).await;
+}
+
+#[wasm_bindgen_test]
+async fn conv_ops_match_cpu() {
+    check(common::cases_conv::cases()).await;
+}
+
+#[wasm_bindgen_test]
+async fn norm_ops_match_cpu() {
+    check(common::cases_norm::cases()).await;
+}
+
+#[wasm_bindgen_test]
+async fn attention_matches_cpu() {
+    check(common::cases_attention::cases()).await;
+}
+
+#[wasm_bindgen_test]
+async fn misc_ops_match_cpu() {
+    check(common::cases_misc::cases()).await;
+}
