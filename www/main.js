@@ -21,23 +21,36 @@ function addRow(term, value, id) {
   list.append(dt, dd);
 }
 
-function showAdapter(report, selfTest) {
-  list.replaceChildren();
+function showAdapter(report, selfTest, selfTestError) {
   addRow('Adapter', report.name || '(not disclosed by the browser)', 'diag-adapter');
   addRow('Vendor', report.vendor || '—', 'diag-vendor');
   addRow('Architecture', report.architecture || '—', 'diag-architecture');
-  addRow('Backend', report.backend, 'diag-backend');
+  addRow('GPU API', report.backend, 'diag-api');
   addRow('Device type', report.software ? `${report.deviceType} (software renderer)` : report.deviceType, 'diag-device-type');
   addRow('shader-f16', report.shaderF16 ? 'yes' : 'no (f32 kernels)', 'diag-f16');
   for (const [name, value] of describeLimits(report.limits)) addRow(name, value);
   addRow('Features', report.features.join(', ') || 'none', 'diag-features');
   addRow(
     'GPU self-test',
-    `passed: matmul ${selfTest.shape.join('×')} relative error ${selfTest.relativeError.toExponential(2)} in ${selfTest.millis.toFixed(0)} ms`,
+    selfTest
+      ? `passed: matmul ${selfTest.shape.join('×')} relative error ${selfTest.relativeError.toExponential(2)} in ${selfTest.millis.toFixed(0)} ms`
+      : `FAILED: ${selfTestError}`,
     'diag-selftest',
   );
-  if (report.software) {
-    addRow('Note', 'This adapter is a software renderer: it works, but the CPU backend will be faster here.');
+}
+
+function showEngine({ backend, report, gpuError, selfTest, selfTestError }) {
+  list.replaceChildren();
+  diag.dataset.backend = backend.kind;
+  addRow('Backend', `${backend.kind === 'gpu' ? 'GPU (WebGPU)' : 'CPU (wasm SIMD)'}: ${backend.reason}`, 'diag-backend');
+  if (report) showAdapter(report, selfTest, selfTestError);
+  if (gpuError) addRow('WebGPU', gpuError, 'diag-no-webgpu');
+  if (!report) {
+    setStatus('no-webgpu', 'No WebGPU: the CPU backend will be used.');
+  } else if (!selfTest) {
+    setStatus('error', 'The GPU computes wrong results; the CPU backend will be used.');
+  } else {
+    setStatus('ready', `Engine ready on the ${backend.kind.toUpperCase()} backend`);
   }
 }
 
@@ -59,21 +72,24 @@ function startWorker() {
         document.getElementById('version').textContent = `engine v${data.version}`;
         setStatus('starting', 'Engine started in a worker. Opening the GPU…');
         break;
-      case 'gpu-ready':
-        showAdapter(data.report, data.selfTest);
-        setStatus('ready', `WebGPU ready: ${data.report.name || data.report.architecture || data.report.vendor}`);
-        break;
-      case 'no-webgpu':
-        list.replaceChildren();
-        addRow('WebGPU', data.message, 'diag-no-webgpu');
-        setStatus('no-webgpu', 'No WebGPU: the CPU backend will be used.');
+      case 'engine-ready':
+        showEngine(data);
         break;
       case 'error':
         setStatus('error', data.message);
         break;
     }
   };
-  worker.postMessage({ type: 'init' });
+  // ?backend=gpu|cpu|auto overrides the automatic choice (also set by the Backend menu).
+  const backend = new URLSearchParams(location.search).get('backend') ?? 'auto';
+  const picker = document.getElementById('backend');
+  picker.value = backend;
+  picker.onchange = () => {
+    const url = new URL(location.href);
+    url.searchParams.set('backend', picker.value);
+    location.href = url.href;
+  };
+  worker.postMessage({ type: 'init', backend });
 }
 
 startWorker();

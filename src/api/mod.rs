@@ -4,6 +4,7 @@
 use wasm_bindgen::prelude::*;
 
 use crate::gpu::{self, GpuContext, GpuOptions};
+use crate::ops::{choose_backend, BackendChoice, BackendPreference};
 
 /// Installs the panic hook so a Rust panic shows up in the console with its message.
 #[wasm_bindgen(start)]
@@ -17,30 +18,55 @@ pub fn version() -> String {
     crate::VERSION.to_string()
 }
 
-/// One engine per worker: owns the GPU device.
+/// One engine per worker: the GPU device when there is one, and the backend choice.
 #[wasm_bindgen]
 pub struct Engine {
-    gpu: GpuContext,
+    gpu: Option<GpuContext>,
+    gpu_error: Option<String>,
+    choice: BackendChoice,
 }
 
 #[wasm_bindgen]
 impl Engine {
-    /// Opens WebGPU. Fails with a message that says which browser or flag to use.
-    pub async fn create() -> Result<Engine, JsError> {
-        let gpu = GpuContext::new(&GpuOptions::default()).await.map_err(|e| JsError::new(&e.to_string()))?;
-        Ok(Engine { gpu })
+    /// Opens WebGPU unless `backend` is "cpu", then picks the backend: "auto" (default)
+    /// takes the GPU only when it is real hardware. Fails only when "gpu" was asked for and
+    /// no GPU is usable, with a message that says which browser or flag to use.
+    pub async fn create(backend: Option<String>) -> Result<Engine, JsError> {
+        let pref: BackendPreference = backend.as_deref().unwrap_or("auto").parse().map_err(|e: String| JsError::new(&e))?;
+        let (gpu, gpu_error) = if pref == BackendPreference::Cpu {
+            (None, None)
+        } else {
+            match GpuContext::new(&GpuOptions::default()).await {
+                Ok(ctx) => (Some(ctx), None),
+                Err(e) => (None, Some(e.to_string())),
+            }
+        };
+        let choice = choose_backend(pref, gpu.as_ref().map(|g| &g.report), gpu_error.as_deref()).map_err(|e| JsError::new(&e))?;
+        Ok(Engine { gpu, gpu_error, choice })
     }
 
-    /// The adapter report as JSON (see `gpu::AdapterReport`).
+    /// The adapter report as JSON (see `gpu::AdapterReport`), or undefined without a GPU.
     #[wasm_bindgen(js_name = adapterReport)]
-    pub fn adapter_report(&self) -> String {
-        serde_json::to_string(&self.gpu.report).unwrap_or_default()
+    pub fn adapter_report(&self) -> Option<String> {
+        self.gpu.as_ref().map(|g| serde_json::to_string(&g.report).unwrap_or_default())
+    }
+
+    /// Why there is no GPU (a sentence for the user), or undefined.
+    #[wasm_bindgen(js_name = gpuError)]
+    pub fn gpu_error(&self) -> Option<String> {
+        self.gpu_error.clone()
+    }
+
+    /// The backend that runs the models and why, as JSON `{kind, reason}`.
+    pub fn backend(&self) -> String {
+        serde_json::to_string(&self.choice).unwrap_or_default()
     }
 
     /// Runs the GPU self-test (a small matmul checked against the CPU backend), JSON result.
     #[wasm_bindgen(js_name = selfTest)]
     pub async fn self_test(&self) -> Result<String, JsError> {
-        let report = gpu::self_test(&self.gpu).await.map_err(|e| JsError::new(&e.to_string()))?;
+        let ctx = self.gpu.as_ref().ok_or_else(|| JsError::new("no GPU to test"))?;
+        let report = gpu::self_test(ctx).await.map_err(|e| JsError::new(&e.to_string()))?;
         Ok(serde_json::to_string(&report).unwrap_or_default())
     }
 }

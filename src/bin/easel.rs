@@ -12,6 +12,7 @@ fn main() {}
 mod cli {
     use clap::{Parser, Subcommand};
     use easel::gpu::{self, GpuContext, GpuOptions};
+    use easel::ops::{choose_backend, BackendChoice, BackendKind, BackendPreference};
     use std::process::ExitCode;
 
     #[derive(Parser)]
@@ -48,10 +49,13 @@ mod cli {
         let ctx = GpuContext::new(&GpuOptions::default()).await?;
         match command {
             Command::Info { json } => {
+                let choice = choose_backend(BackendPreference::Auto, Some(&ctx.report), None).unwrap_or_else(|e| BackendChoice { kind: BackendKind::Cpu, reason: e });
                 if json {
-                    println!("{}", serde_json::to_string_pretty(&ctx.report).unwrap_or_default());
+                    let v = serde_json::json!({ "adapter": ctx.report, "backend": choice });
+                    println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
                 } else {
                     print_report(&ctx.report);
+                    println!("backend       {:?} by default: {}", choice.kind, choice.reason);
                 }
             }
             Command::Selftest => {

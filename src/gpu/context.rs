@@ -10,11 +10,14 @@ pub struct GpuOptions {
     pub power_preference: wgpu::PowerPreference,
     /// Ask for `shader-f16` when the adapter offers it.
     pub allow_f16: bool,
+    /// Request at most this maxStorageBufferBindingSize (None: the adapter's own). Tests use
+    /// WebGPU's default, 128 MiB, to prove big weights are split.
+    pub max_binding: Option<u64>,
 }
 
 impl Default for GpuOptions {
     fn default() -> Self {
-        Self { power_preference: wgpu::PowerPreference::HighPerformance, allow_f16: true }
+        Self { power_preference: wgpu::PowerPreference::HighPerformance, allow_f16: true, max_binding: None }
     }
 }
 
@@ -56,7 +59,10 @@ impl GpuContext {
             .await
             .map_err(|e| no_adapter(e.to_string()))?;
 
-        let limits = adapter.limits();
+        let mut limits = adapter.limits();
+        if let Some(cap) = options.max_binding {
+            limits.max_storage_buffer_binding_size = limits.max_storage_buffer_binding_size.min(cap);
+        }
         let mut features = wgpu::Features::empty();
         if options.allow_f16 && adapter.features().contains(wgpu::Features::SHADER_F16) {
             features |= wgpu::Features::SHADER_F16;

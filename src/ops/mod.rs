@@ -2,6 +2,7 @@
 //! (`weights`, `quant`), and two backends: `cpu` (candle: the reference and the fallback)
 //! and `gpu` (wgpu + one WGSL file per kernel).
 
+pub mod backend;
 pub mod check;
 pub mod cpu;
 pub mod gpu;
@@ -9,6 +10,7 @@ pub mod graph;
 pub mod quant;
 pub mod weights;
 
+pub use backend::{choose_backend, BackendChoice, BackendKind, BackendPreference};
 pub use graph::{BinaryOp, DType, Graph, Node, Op, TensorId, UnaryOp, WeightShapes};
 pub use quant::StorageType;
 pub use weights::{HostWeight, WeightStore};

@@ -17,26 +17,47 @@ before(async () => {
 
 after(() => server?.close());
 
+async function openSettled(page, path = '') {
+  await page.goto(url + path);
+  const diag = page.locator('#diagnostics');
+  await diag.and(page.locator('[data-state="ready"], [data-state="error"], [data-state="no-webgpu"]')).waitFor({ timeout: 120_000 });
+  return diag;
+}
+
 test('page starts the engine in a worker and shows the WebGPU adapter', async () => {
   const browser = await launch();
   try {
     const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
     const errors = [];
     page.on('pageerror', (e) => errors.push(e.message));
-    await page.goto(url);
-    const diag = page.locator('#diagnostics');
-    await diag.and(page.locator('[data-state="ready"], [data-state="error"], [data-state="no-webgpu"]')).waitFor({ timeout: 120_000 });
+    const diag = await openSettled(page);
     await page.screenshot({ path: await artifactPath('page-webgpu.png'), fullPage: true });
 
     assert.equal(await diag.getAttribute('data-worker'), 'started');
     assert.equal(await diag.getAttribute('data-state'), 'ready', await page.locator('#diag-status').textContent());
-    assert.equal(await page.locator('#diag-backend').textContent(), 'webgpu');
+    assert.equal(await page.locator('#diag-api').textContent(), 'webgpu');
     // SwiftShader is what headless Chromium offers on a machine without a GPU.
     const arch = `${await page.locator('#diag-vendor').textContent()} ${await page.locator('#diag-architecture').textContent()}`;
     assert.match(arch, /swiftshader|google/i);
     assert.match(await page.locator('#diag-selftest').textContent(), /^passed: matmul 37×19×23 relative error \d/);
     assert.match(await page.locator('#version').textContent(), /^engine v\d+\.\d+\.\d+$/);
+    // SwiftShader is a software renderer: the automatic choice is the CPU backend, and says why.
+    assert.equal(await diag.getAttribute('data-backend'), 'cpu');
+    assert.match(await page.locator('#diag-backend').textContent(), /^CPU .*software renderer \(swiftshader\)/);
     assert.deepEqual(errors, []);
+  } finally {
+    await browser.close();
+  }
+});
+
+test('the user can force the GPU backend', async () => {
+  const browser = await launch();
+  try {
+    const page = await browser.newPage();
+    const diag = await openSettled(page, '?backend=gpu');
+    assert.equal(await diag.getAttribute('data-backend'), 'gpu');
+    assert.match(await page.locator('#diag-backend').textContent(), /^GPU \(WebGPU\): GPU backend requested on a software adapter/);
+    assert.equal(await page.locator('#backend').inputValue(), 'gpu');
   } finally {
     await browser.close();
   }
@@ -62,11 +83,10 @@ test('without WebGPU the page says what to do', async () => {
   const browser = await launch(NO_WEBGPU_FLAGS);
   try {
     const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
-    await page.goto(url);
-    const diag = page.locator('#diagnostics');
-    await diag.and(page.locator('[data-state="ready"], [data-state="error"], [data-state="no-webgpu"]')).waitFor({ timeout: 120_000 });
+    const diag = await openSettled(page);
     await page.screenshot({ path: await artifactPath('page-no-webgpu.png'), fullPage: true });
     assert.equal(await diag.getAttribute('data-state'), 'no-webgpu');
+    assert.equal(await diag.getAttribute('data-backend'), 'cpu');
     const message = await page.locator('#diag-no-webgpu').textContent();
     assert.match(message, /WebGPU/);
     assert.match(message, /Chrome/);
