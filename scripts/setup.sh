@@ -4,11 +4,15 @@
 #
 #   scripts/setup.sh build   toolchain for building and serving the page
 #   scripts/setup.sh test    the above plus Chromium, ChromeDriver, lavapipe and npm packages
+#   scripts/setup.sh bench   the test set plus onnxruntime-web and Python's onnx (browser bench)
 #
 # Versions are pinned here (tools) and in Cargo.lock / package-lock.json (libraries).
 set -euo pipefail
 
 WASM_PACK_VERSION=0.15.1
+# Browser benchmark only (not in package.json: 139 MB that the tests never need).
+ORT_WEB_VERSION=1.30.0
+ONNX_PY_VERSION=1.23.2
 MODE=${1:-test}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -73,8 +77,18 @@ ensure_cargo_tool wasm-pack "$WASM_PACK_VERSION" wasm-pack --locked
 # Not --locked: the locked build wants a dependency version the registry no longer serves.
 ensure_cargo_tool wasm-bindgen-cli "$(wasm_bindgen_version)" wasm-bindgen
 
-if [ "$MODE" = test ]; then
+if [ "$MODE" = test ] || [ "$MODE" = bench ]; then
   ensure_apt chromium chromium-driver mesa-vulkan-drivers
   ensure_npm_packages
+fi
+if [ "$MODE" = bench ]; then
+  if [ "$(node -p "try{require('./node_modules/onnxruntime-web/package.json').version}catch{''}")" != "$ORT_WEB_VERSION" ]; then
+    say "npm install onnxruntime-web@$ORT_WEB_VERSION (not saved)"
+    npm install --no-save --no-audit --no-fund --loglevel=error "onnxruntime-web@$ORT_WEB_VERSION"
+  fi
+  if ! python3 -c "import onnx, sys; sys.exit(onnx.__version__ != '$ONNX_PY_VERSION')" 2>/dev/null; then
+    say "pip install onnx==$ONNX_PY_VERSION"
+    python3 -m pip install -q "onnx==$ONNX_PY_VERSION"
+  fi
 fi
 say "ready ($MODE)"

@@ -9,6 +9,8 @@ pub mod platform;
 #[cfg(target_arch = "wasm32")]
 pub mod api;
 
+pub mod bench;
+
 pub use error::{CpuError, GpuError, OpError};
 
 /// The crate version, shown in the page and the CLI.

@@ -3,7 +3,15 @@
 /// Milliseconds from an arbitrary origin, for timing only.
 #[cfg(target_arch = "wasm32")]
 pub fn now_ms() -> f64 {
-    js_sys::Date::now()
+    // performance.now() exists in windows and workers alike; Date.now() is the fallback.
+    use js_sys::Reflect;
+    use wasm_bindgen::JsCast;
+    let perf = Reflect::get(&js_sys::global(), &"performance".into()).ok();
+    let now = perf.as_ref().and_then(|p| Reflect::get(p, &"now".into()).ok()).and_then(|f| f.dyn_into::<js_sys::Function>().ok());
+    match (perf, now) {
+        (Some(p), Some(f)) => f.call0(&p).ok().and_then(|v| v.as_f64()).unwrap_or_else(js_sys::Date::now),
+        _ => js_sys::Date::now(),
+    }
 }
 
 /// Milliseconds from an arbitrary origin, for timing only.

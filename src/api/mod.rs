@@ -62,6 +62,27 @@ impl Engine {
         serde_json::to_string(&self.choice).unwrap_or_default()
     }
 
+    /// Runs the op benchmarks (see `bench`) on the GPU (if any) and the CPU backend.
+    /// `options`: JSON `{runs, gpu, cpu, filter}`; `on_row` is called with each row's JSON as
+    /// it is measured. Resolves to JSON `{rows, ceilings}`.
+    #[wasm_bindgen(js_name = benchOps)]
+    pub async fn bench_ops(&self, options: String, on_row: js_sys::Function) -> Result<String, JsError> {
+        let v: serde_json::Value = serde_json::from_str(&options).map_err(|e| JsError::new(&format!("bench options: {e}")))?;
+        let opts = crate::bench::BenchOptions {
+            runs: v["runs"].as_u64().unwrap_or(1).max(1) as usize,
+            gpu: v["gpu"].as_bool().unwrap_or(true),
+            cpu: v["cpu"].as_bool().unwrap_or(true),
+            filter: v["filter"].as_str().filter(|s| !s.is_empty()).map(String::from),
+        };
+        let gpu = self.gpu.as_ref();
+        let rows = crate::bench::bench_ops(gpu, &opts, |r| {
+            let _ = on_row.call1(&JsValue::NULL, &JsValue::from_str(&serde_json::to_string(r).unwrap_or_default()));
+        })
+        .await;
+        let ceilings = crate::bench::ceilings(gpu, &rows, 64).await;
+        Ok(serde_json::json!({ "rows": rows, "ceilings": ceilings }).to_string())
+    }
+
     /// Runs the GPU self-test (a small matmul checked against the CPU backend), JSON result.
     #[wasm_bindgen(js_name = selfTest)]
     pub async fn self_test(&self) -> Result<String, JsError> {

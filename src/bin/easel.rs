@@ -32,6 +32,31 @@ mod cli {
         },
         /// Run a small matmul on the GPU and check it against the CPU backend.
         Selftest,
+        /// Benchmarks (figures printed, not asserted).
+        Bench {
+            #[command(subcommand)]
+            what: BenchWhat,
+        },
+    }
+
+    #[derive(Subcommand)]
+    enum BenchWhat {
+        /// Matmul (f32, Q8_0, Q4_0), conv, attention and group norm at SD's shapes, on the
+        /// GPU and CPU backends, next to the adapter's ceilings.
+        Ops {
+            /// Timed runs per case (median reported, after one warm-up).
+            #[arg(long, default_value_t = 3)]
+            runs: usize,
+            /// gpu, cpu or both.
+            #[arg(long, default_value = "both")]
+            backend: String,
+            /// Only cases whose op, shape or storage type contains this.
+            #[arg(long)]
+            filter: Option<String>,
+            /// Print JSON rows instead of the table.
+            #[arg(long)]
+            json: bool,
+        },
     }
 
     pub fn main() -> ExitCode {
@@ -46,6 +71,9 @@ mod cli {
     }
 
     async fn run(command: Command) -> Result<(), easel::GpuError> {
+        if let Command::Bench { what: BenchWhat::Ops { runs, backend, filter, json } } = command {
+            return bench_ops(runs, &backend, filter, json).await;
+        }
         let ctx = GpuContext::new(&GpuOptions::default()).await?;
         match command {
             Command::Info { json } => {
@@ -71,6 +99,28 @@ mod cli {
                     r.millis
                 );
             }
+            Command::Bench { .. } => unreachable!("handled above"),
+        }
+        Ok(())
+    }
+
+    async fn bench_ops(runs: usize, backend: &str, filter: Option<String>, json: bool) -> Result<(), easel::GpuError> {
+        use easel::bench::{bench_ops, ceilings, format_table, BenchOptions};
+        let options = BenchOptions { runs: runs.max(1), gpu: backend != "cpu", cpu: backend != "gpu", filter };
+        let ctx = if options.gpu { Some(GpuContext::new(&GpuOptions::default()).await?) } else { None };
+        if let Some(ctx) = &ctx {
+            eprintln!("GPU: {}", ctx.report.summary());
+        }
+        eprintln!("CPU backend: candle on {} threads", std::thread::available_parallelism().map_or(1, |n| n.get()));
+        let rows = bench_ops(ctx.as_ref(), &options, |r| {
+            eprintln!("  {} {} {} {}: {}", r.op, r.shape, r.storage, r.backend, r.millis.map_or_else(|| r.error.clone().unwrap_or_default(), |ms| format!("{ms:.1} ms")));
+        })
+        .await;
+        let c = ceilings(ctx.as_ref(), &rows, 256).await;
+        if json {
+            println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "rows": rows, "ceilings": c })).unwrap_or_default());
+        } else {
+            print!("{}", format_table(&rows, &c));
         }
         Ok(())
     }

@@ -46,3 +46,16 @@ pub async fn read_bytes(ctx: &GpuContext, src: &wgpu::Buffer, offset: u64, size:
     staging.unmap();
     Ok(values)
 }
+
+/// Resolves when all work submitted so far has finished on the GPU (for timing).
+pub async fn wait_idle(ctx: &GpuContext) -> Result<(), GpuError> {
+    let (tx, rx) = futures_channel::oneshot::channel();
+    ctx.queue.on_submitted_work_done(move || {
+        let _ = tx.send(());
+    });
+    #[cfg(not(target_arch = "wasm32"))]
+    ctx.device
+        .poll(wgpu::PollType::wait_indefinitely())
+        .map_err(|e| GpuError::Readback(e.to_string()))?;
+    rx.await.map_err(|_| GpuError::Readback("the device was lost while waiting".into()))
+}

@@ -1,0 +1,81 @@
+#!/usr/bin/env python3
+"""Writes the single-op ONNX graphs the browser benchmark runs in onnxruntime-web, at the
+same shapes as Easel's own op benchmarks (src/bench/suite.rs):
+
+  matmul_{M}x{K}x{N}.onnx    Y = X[M,K] @ W[K,N]             (W an initializer)
+  conv3x3_{H}x{W}x{C}.onnx   Y = Conv(X[1,C,H,W], W[C,C,3,3], B[C]), pads 1
+  attention_{L}x{D}.onnx     softmax(Q K^T / sqrt(D)) V, Q/K/V [1,L,D]
+
+Usage: python3 scripts/bench/make_onnx.py OUT_DIR      (needs the `onnx` package)
+"""
+
+import os
+import sys
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+OPSET = 17
+
+
+def save(graph, path):
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="easel-bench")
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, path)
+
+
+def matmul(out, m, k, n, rng):
+    w = numpy_helper.from_array((rng.standard_normal((k, n)) * 0.05).astype(np.float32), "W")
+    g = helper.make_graph(
+        [helper.make_node("MatMul", ["X", "W"], ["Y"])],
+        "matmul",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, [m, k])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [m, n])],
+        [w],
+    )
+    save(g, os.path.join(out, f"matmul_{m}x{k}x{n}.onnx"))
+
+
+def conv3x3(out, c, hw, rng):
+    w = numpy_helper.from_array((rng.standard_normal((c, c, 3, 3)) * 0.05).astype(np.float32), "W")
+    b = numpy_helper.from_array((rng.standard_normal((c,)) * 0.05).astype(np.float32), "B")
+    g = helper.make_graph(
+        [helper.make_node("Conv", ["X", "W", "B"], ["Y"], kernel_shape=[3, 3], pads=[1, 1, 1, 1])],
+        "conv",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, [1, c, hw, hw])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [1, c, hw, hw])],
+        [w, b],
+    )
+    save(g, os.path.join(out, f"conv3x3_{hw}x{hw}x{c}.onnx"))
+
+
+def attention(out, l, d):
+    scale = numpy_helper.from_array(np.array(1.0 / np.sqrt(d), dtype=np.float32), "scale")
+    nodes = [
+        helper.make_node("Transpose", ["K"], ["Kt"], perm=[0, 2, 1]),
+        helper.make_node("MatMul", ["Q", "Kt"], ["S"]),
+        helper.make_node("Mul", ["S", "scale"], ["Ss"]),
+        helper.make_node("Softmax", ["Ss"], ["P"], axis=-1),
+        helper.make_node("MatMul", ["P", "V"], ["Y"]),
+    ]
+    io = lambda name: helper.make_tensor_value_info(name, TensorProto.FLOAT, [1, l, d])
+    g = helper.make_graph(nodes, "attention", [io("Q"), io("K"), io("V")], [io("Y")], [scale])
+    save(g, os.path.join(out, f"attention_{l}x{d}.onnx"))
+
+
+def main():
+    out = sys.argv[1] if len(sys.argv) > 1 else "www/bench-models"
+    os.makedirs(out, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for m, k, n in [(4096, 320, 320), (1024, 1280, 1280), (77, 1024, 4096)]:
+        matmul(out, m, k, n, rng)
+    for c, hw in [(320, 64), (640, 32)]:
+        conv3x3(out, c, hw, rng)
+    attention(out, 4096, 64)
+    print(f"wrote {len(os.listdir(out))} models to {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,31 @@
+// Opens www/bench.html in headless Chromium with SwiftShader WebGPU and prints the result.
+//   node scripts/bench/run-browser.mjs [--runs N] [--filter TEXT] [--no-ort]
+
+import { startServer } from '../serve.mjs';
+import { launch, ROOT } from '../../tests/e2e/browser.mjs';
+
+const args = process.argv.slice(2);
+const opt = (name, dflt) => {
+  const i = args.indexOf(name);
+  return i >= 0 ? args[i + 1] : dflt;
+};
+const query = new URLSearchParams({ auto: '1', runs: opt('--runs', '1'), filter: opt('--filter', ''), ort: args.includes('--no-ort') ? '0' : '1' });
+
+const { server, url } = await startServer({ root: ROOT, port: 0 });
+const browser = await launch();
+try {
+  const page = await browser.newPage();
+  page.on('console', (m) => m.type() === 'error' && console.error(`[page] ${m.text()}`));
+  await page.goto(`${url}www/bench.html?${query}`);
+  let last = '';
+  const timer = setInterval(async () => {
+    const s = await page.locator('#status').textContent().catch(() => '');
+    if (s && s !== last) console.error(`… ${(last = s)}`);
+  }, 2000);
+  await page.locator('body[data-done="1"]').waitFor({ timeout: 60 * 60 * 1000 });
+  clearInterval(timer);
+  console.log(await page.evaluate(() => window.benchText));
+} finally {
+  await browser.close();
+  server.close();
+}

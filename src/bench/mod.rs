@@ -1,0 +1,197 @@
+//! Op benchmarks at the shapes Stable Diffusion uses, on the GPU and CPU backends, next to
+//! the adapter's measured ceilings. Figures are printed, never asserted: timing on a shared
+//! machine is for reading, not for failing builds.
+
+mod ceiling;
+mod suite;
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+
+pub use ceiling::copy_bandwidth;
+pub use suite::{suite, BenchCase};
+
+use crate::error::OpError;
+use crate::gpu::{wait_idle, GpuContext};
+use crate::ops::cpu::{CpuExecutor, HostTensor};
+use crate::ops::gpu::{GpuProgram, GpuWeights, PipelineCache};
+use crate::ops::Graph;
+use crate::platform::now_ms;
+
+/// One measured (case, backend) pair.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchRow {
+    pub op: String,
+    pub shape: String,
+    pub storage: String,
+    pub backend: String,
+    /// Median wall time of one run, milliseconds; None when the case failed.
+    pub millis: Option<f64>,
+    pub gflops: Option<f64>,
+    /// Bytes of weights + inputs + outputs moved once, per second.
+    pub gbps: Option<f64>,
+    /// Why there is no figure.
+    pub error: Option<String>,
+}
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    /// Timed runs per case (after one warm-up); the median is reported.
+    pub runs: usize,
+    pub gpu: bool,
+    pub cpu: bool,
+    /// Only cases whose op or shape contains this text.
+    pub filter: Option<String>,
+}
+
+impl Default for BenchOptions {
+    fn default() -> Self {
+        Self { runs: 3, gpu: true, cpu: true, filter: None }
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn row(case: &BenchCase, backend: &str, result: Result<f64, OpError>) -> BenchRow {
+    let (millis, error) = match result {
+        Ok(ms) => (Some(ms), None),
+        Err(e) => (None, Some(e.to_string())),
+    };
+    BenchRow {
+        op: case.op.clone(),
+        shape: case.shape.clone(),
+        storage: case.storage.name().to_string(),
+        backend: backend.into(),
+        millis,
+        gflops: millis.map(|ms| case.flops / ms / 1e6),
+        gbps: millis.map(|ms| case.bytes / ms / 1e6),
+        error,
+    }
+}
+
+async fn time_gpu(ctx: &GpuContext, case: &BenchCase, runs: usize) -> Result<f64, OpError> {
+    let mut g = Graph::new(&case.weights);
+    (case.build)(&mut g)?;
+    let weights = GpuWeights::upload(ctx, &case.weights)?;
+    let mut cache = PipelineCache::new();
+    let program = GpuProgram::compile(ctx, &g, &weights, &mut cache).await?;
+    for (name, value) in &case.inputs {
+        program.set_input(ctx, name, value)?;
+    }
+    let mut times = Vec::new();
+    for i in 0..=runs {
+        let start = now_ms();
+        program.run(ctx);
+        wait_idle(ctx).await?;
+        if i > 0 {
+            times.push(now_ms() - start);
+        }
+    }
+    Ok(median(times))
+}
+
+fn time_cpu(case: &BenchCase, runs: usize) -> Result<f64, OpError> {
+    let mut g = Graph::new(&case.weights);
+    (case.build)(&mut g)?;
+    let mut exec = CpuExecutor::new(&case.weights);
+    let inputs: HashMap<String, HostTensor> = case.inputs.clone();
+    let mut times = Vec::new();
+    for i in 0..=runs {
+        let start = now_ms();
+        exec.run(&g, &inputs)?;
+        if i > 0 {
+            times.push(now_ms() - start);
+        }
+    }
+    Ok(median(times))
+}
+
+/// Runs the suite; `on_row` sees each row as soon as it is measured (benchmarks are slow on
+/// software adapters, so progress matters).
+pub async fn bench_ops(ctx: Option<&GpuContext>, options: &BenchOptions, mut on_row: impl FnMut(&BenchRow)) -> Vec<BenchRow> {
+    let mut rows = Vec::new();
+    for case in suite() {
+        if let Some(f) = &options.filter {
+            if !case.op.contains(f.as_str()) && !case.shape.contains(f.as_str()) && case.storage.name() != f {
+                continue;
+            }
+        }
+        if options.gpu {
+            if let Some(ctx) = ctx {
+                let r = row(&case, "gpu", time_gpu(ctx, &case, options.runs).await);
+                on_row(&r);
+                rows.push(r);
+            }
+        }
+        if options.cpu {
+            let r = row(&case, "cpu", time_cpu(&case, options.runs));
+            on_row(&r);
+            rows.push(r);
+        }
+    }
+    rows
+}
+
+/// The adapter's ceilings measured in the same run: the best GPU GFLOP/s any matmul reached
+/// and the bandwidth of a large buffer copy.
+#[derive(Debug, Clone, Serialize)]
+pub struct Ceilings {
+    pub best_matmul_gflops: Option<f64>,
+    pub copy_gbps: Option<f64>,
+}
+
+/// Ceilings from the rows plus a copy measurement.
+pub async fn ceilings(ctx: Option<&GpuContext>, rows: &[BenchRow], copy_mib: u64) -> Ceilings {
+    let best = rows
+        .iter()
+        .filter(|r| r.backend == "gpu" && r.op.starts_with("matmul"))
+        .filter_map(|r| r.gflops)
+        .fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.max(x))));
+    let copy = match ctx {
+        Some(ctx) => copy_bandwidth(ctx, copy_mib).await.ok(),
+        None => None,
+    };
+    Ceilings { best_matmul_gflops: best, copy_gbps: copy }
+}
+
+/// A plain-text table with ratios to the ceilings.
+pub fn format_table(rows: &[BenchRow], c: &Ceilings) -> String {
+    let mut s = format!(
+        "{:<10} {:<28} {:<6} {:<4} {:>10} {:>9} {:>8} {:>9} {:>9}\n",
+        "op", "shape", "type", "on", "ms", "GFLOP/s", "GB/s", "%matmul", "%copy"
+    );
+    for r in rows {
+        match r.millis {
+            Some(ms) => {
+                let pct = |x: Option<f64>, ceil: Option<f64>| match (x, ceil) {
+                    (Some(x), Some(c)) if r.backend == "gpu" && c > 0.0 => format!("{:.0}%", 100.0 * x / c),
+                    _ => "-".into(),
+                };
+                s += &format!(
+                    "{:<10} {:<28} {:<6} {:<4} {:>10.1} {:>9.2} {:>8.2} {:>9} {:>9}\n",
+                    r.op,
+                    r.shape,
+                    r.storage,
+                    r.backend,
+                    ms,
+                    r.gflops.unwrap_or(0.0),
+                    r.gbps.unwrap_or(0.0),
+                    pct(r.gflops, c.best_matmul_gflops),
+                    pct(r.gbps, c.copy_gbps)
+                );
+            }
+            None => s += &format!("{:<10} {:<28} {:<6} {:<4} error: {}\n", r.op, r.shape, r.storage, r.backend, r.error.as_deref().unwrap_or("?")),
+        }
+    }
+    s += &format!(
+        "ceilings: best GPU matmul {} GFLOP/s, buffer copy {} GB/s\n",
+        c.best_matmul_gflops.map_or("-".into(), |x| format!("{x:.2}")),
+        c.copy_gbps.map_or("-".into(), |x| format!("{x:.2}"))
+    );
+    s
+}

@@ -1,0 +1,140 @@
+//! The benchmark cases: SD's hot shapes. Weights and inputs are random (timing does not
+//! depend on values).
+
+use std::collections::HashMap;
+
+use crate::error::OpError;
+use crate::gpu::test_values;
+use crate::ops::cpu::HostTensor;
+use crate::ops::{Graph, StorageType, WeightStore};
+
+/// One benchmark: a single-op graph with its work and traffic.
+pub struct BenchCase {
+    pub op: String,
+    pub shape: String,
+    pub storage: StorageType,
+    pub weights: WeightStore,
+    pub inputs: HashMap<String, HostTensor>,
+    pub build: Box<dyn Fn(&mut Graph) -> Result<(), OpError>>,
+    /// Floating-point operations of one run.
+    pub flops: f64,
+    /// Bytes read and written once (weights as stored + inputs + outputs).
+    pub bytes: f64,
+}
+
+fn random(n: usize, seed: u32, scale: f32) -> Vec<f32> {
+    test_values(n, seed).into_iter().map(|x| x * scale).collect()
+}
+
+fn linear(m: usize, k: usize, n: usize, storage: StorageType) -> BenchCase {
+    let mut weights = WeightStore::new();
+    weights.insert("w", &[n, k], storage, &random(n * k, 1, 0.05)).expect("bench weight");
+    let bytes = (weights.byte_size() + 4 * (m * k + m * n)) as f64;
+    BenchCase {
+        op: "matmul".into(),
+        shape: format!("{m}x{k}x{n}"),
+        storage,
+        weights,
+        inputs: HashMap::from([("x".into(), HostTensor::F32(random(m * k, 2, 1.0)))]),
+        build: Box::new(move |g| {
+            let x = g.input("x", &[m, k]);
+            let w = g.weight("w")?;
+            let y = g.linear(x, w, None)?;
+            g.output(y);
+            Ok(())
+        }),
+        flops: 2.0 * (m * k * n) as f64,
+        bytes,
+    }
+}
+
+fn conv3x3(c: usize, hw: usize, o: usize, storage: StorageType) -> BenchCase {
+    let mut weights = WeightStore::new();
+    weights.insert("w", &[o, c, 3, 3], storage, &random(o * c * 9, 3, 0.05)).expect("bench weight");
+    weights.insert_f32("b", &[o], &random(o, 4, 0.05)).expect("bench weight");
+    let bytes = (weights.byte_size() + 4 * (c + o) * hw * hw) as f64;
+    BenchCase {
+        op: "conv3x3".into(),
+        shape: format!("{hw}x{hw}x{c}->{o}"),
+        storage,
+        weights,
+        inputs: HashMap::from([("x".into(), HostTensor::F32(random(c * hw * hw, 5, 1.0)))]),
+        build: Box::new(move |g| {
+            let x = g.input("x", &[1, c, hw, hw]);
+            let w = g.weight("w")?;
+            let b = g.weight("b")?;
+            let y = g.conv2d(x, w, Some(b), 1, [1, 1, 1, 1])?;
+            g.output(y);
+            Ok(())
+        }),
+        flops: 2.0 * (o * hw * hw * c * 9) as f64,
+        bytes,
+    }
+}
+
+fn attention(l: usize, heads: usize, dh: usize) -> BenchCase {
+    let d = heads * dh;
+    let inputs = ["q", "k", "v"].iter().enumerate().map(|(i, n)| (n.to_string(), HostTensor::F32(random(l * d, 10 + i as u32, 1.0)))).collect();
+    BenchCase {
+        op: "attention".into(),
+        shape: format!("{l}x{l} {heads}x{dh}"),
+        storage: StorageType::F32,
+        weights: WeightStore::new(),
+        inputs,
+        build: Box::new(move |g| {
+            let q = g.input("q", &[1, l, d]);
+            let k = g.input("k", &[1, l, d]);
+            let v = g.input("v", &[1, l, d]);
+            let y = g.attention(q, k, v, heads, 1.0 / (dh as f32).sqrt(), false)?;
+            g.output(y);
+            Ok(())
+        }),
+        flops: 4.0 * (l * l * d) as f64,
+        bytes: (4 * 4 * l * d) as f64,
+    }
+}
+
+fn group_norm(c: usize, hw: usize) -> BenchCase {
+    let mut weights = WeightStore::new();
+    weights.insert_f32("gamma", &[c], &random(c, 6, 1.0)).expect("bench weight");
+    weights.insert_f32("beta", &[c], &random(c, 7, 1.0)).expect("bench weight");
+    let n = c * hw * hw;
+    BenchCase {
+        op: "groupnorm".into(),
+        shape: format!("{hw}x{hw}x{c} g32 silu"),
+        storage: StorageType::F32,
+        weights,
+        inputs: HashMap::from([("x".into(), HostTensor::F32(random(n, 8, 1.0)))]),
+        build: Box::new(move |g| {
+            let x = g.input("x", &[1, c, hw, hw]);
+            let gamma = g.weight("gamma")?;
+            let beta = g.weight("beta")?;
+            let y = g.group_norm(x, gamma, beta, 32, 1e-5, true)?;
+            g.output(y);
+            Ok(())
+        }),
+        // mean, variance, normalize+affine, silu: about 10 flops a value.
+        flops: 10.0 * n as f64,
+        bytes: 8.0 * n as f64,
+    }
+}
+
+/// Every case, in table order.
+pub fn suite() -> Vec<BenchCase> {
+    use StorageType::*;
+    let mut cases = Vec::new();
+    for (m, k, n) in [(4096, 320, 320), (1024, 1280, 1280), (77, 1024, 4096)] {
+        for s in [F32, Q8_0, Q4_0] {
+            cases.push(linear(m, k, n, s));
+        }
+    }
+    for (c, hw) in [(320, 64), (640, 32)] {
+        for s in [F32, Q8_0] {
+            cases.push(conv3x3(c, hw, c, s));
+        }
+    }
+    // One 64-dim head at SD's largest self-attention length (a 64x64 latent).
+    cases.push(attention(4096, 1, 64));
+    cases.push(group_norm(320, 64));
+    cases
+}

@@ -1,0 +1,97 @@
+// Runs Easel's op benchmarks (GPU on whatever WebGPU adapter the browser gives, and the CPU
+// backend) and, for the same single-op graphs, onnxruntime-web's webgpu and wasm backends.
+// ONNX files come from scripts/bench/make_onnx.py (www/bench-models/).
+
+import init, { Engine } from '../pkg/easel.js';
+
+const say = (text) => self.postMessage({ type: 'status', text });
+
+// Our case -> the ONNX file with the same op and shape (ORT runs f32 only).
+function onnxFile(row) {
+  if (row.op === 'matmul') return `matmul_${row.shape}.onnx`;
+  if (row.op === 'conv3x3') {
+    const [hw, c] = row.shape.split('->')[0].split('x').slice(1);
+    return `conv3x3_${hw}x${hw}x${c}.onnx`;
+  }
+  if (row.op === 'attention') return `attention_${row.shape.split('x')[0]}x64.onnx`;
+  return null;
+}
+
+function feeds(ort, row) {
+  const rand = (n) => Float32Array.from({ length: n }, (_, i) => Math.sin(i * 12.9898) * 0.5);
+  const t = (dims) => new ort.Tensor('float32', rand(dims.reduce((a, b) => a * b)), dims);
+  if (row.op === 'matmul') {
+    const [m, k] = row.shape.split('x').map(Number);
+    return { X: t([m, k]) };
+  }
+  if (row.op === 'conv3x3') {
+    const [h, , c] = row.shape.split('->')[0].split('x').map(Number);
+    return { X: t([1, c, h, h]) };
+  }
+  const l = Number(row.shape.split('x')[0]);
+  return { Q: t([1, l, 64]), K: t([1, l, 64]), V: t([1, l, 64]) };
+}
+
+const sessions = new Map();
+
+async function timeOrt(ort, row, runs) {
+  const file = onnxFile(row);
+  if (!file || row.storage !== 'f32') return {};
+  const ep = row.backend === 'gpu' ? 'webgpu' : 'wasm';
+  const key = `${ep}/${file}`;
+  try {
+    if (!sessions.has(key)) {
+      sessions.set(key, await ort.InferenceSession.create(new URL(`./bench-models/${file}`, import.meta.url).href, { executionProviders: [ep] }));
+    }
+    const session = sessions.get(key);
+    const input = feeds(ort, row);
+    const times = [];
+    for (let i = 0; i <= runs; i++) {
+      const start = performance.now();
+      await session.run(input); // outputs come back to the CPU: includes the readback
+      if (i > 0) times.push(performance.now() - start);
+    }
+    times.sort((a, b) => a - b);
+    return { ortMillis: times[Math.floor(times.length / 2)] };
+  } catch (e) {
+    return { ortError: e.message ?? String(e) };
+  }
+}
+
+self.onmessage = async ({ data }) => {
+  try {
+    await init();
+    say('Opening WebGPU…');
+    const engine = await Engine.create('gpu').catch(() => Engine.create('cpu'));
+    const report = engine.adapterReport();
+    const adapter = report ? (({ vendor, architecture, name }) => [vendor, architecture, name].filter(Boolean).join(' '))(JSON.parse(report)) : 'no WebGPU';
+    let ort = null;
+    if (data.ort) {
+      try {
+        ort = await import('../node_modules/onnxruntime-web/dist/ort.all.min.mjs');
+        ort.env.wasm.numThreads = 1;
+        ort.env.wasm.wasmPaths = new URL('../node_modules/onnxruntime-web/dist/', import.meta.url).href;
+      } catch (e) {
+        say(`onnxruntime-web not available (${e.message}); run scripts/bench-browser.sh once to install it`);
+      }
+    }
+    const pending = [];
+    const result = JSON.parse(
+      await engine.benchOps(JSON.stringify({ runs: data.runs, filter: data.filter, gpu: true, cpu: true }), (json) => {
+        const row = JSON.parse(json);
+        say(`measured ${row.op} ${row.shape} ${row.storage} on ${row.backend}`);
+        pending.push(row);
+      }),
+    );
+    for (const row of result.rows) {
+      if (ort) {
+        say(`onnxruntime-web: ${row.op} ${row.shape} on ${row.backend}`);
+        Object.assign(row, await timeOrt(ort, row, data.runs));
+      }
+      self.postMessage({ type: 'row', row });
+    }
+    self.postMessage({ type: 'done', result: { ...result, adapter } });
+  } catch (e) {
+    self.postMessage({ type: 'error', message: e.message ?? String(e) });
+  }
+};
