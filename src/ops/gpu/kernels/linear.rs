@@ -69,7 +69,30 @@ fn load_w(n: u32, k: u32) -> vec4<f32> {
     return (vec4<f32>(q) - 8.0) * block_scale(b);
 }"#;
 
+/// Unscaled Q8_0 quants k..k+3 of chunk row n (the block scale is applied per block).
+const Q_Q8_0: &str = r#"
+fn load_q(n: u32, k: u32) -> vec4<f32> {
+    if (n >= pu(4u)) { return vec4<f32>(0.0); }
+    let q = bitcast<i32>(w[(n * pu(1u) + k) / 4u]);
+    return vec4<f32>(f32(extractBits(q, 0u, 8u)), f32(extractBits(q, 8u, 8u)), f32(extractBits(q, 16u, 8u)), f32(extractBits(q, 24u, 8u)));
+}"#;
+/// Unscaled, re-centred Q4_0 quants (q - 8) k..k+3 of chunk row n, GGML nibble order.
+const Q_Q4_0: &str = r#"
+fn load_q(n: u32, k: u32) -> vec4<f32> {
+    if (n >= pu(4u)) { return vec4<f32>(0.0); }
+    let i = n * pu(1u) + k;
+    let j = i % 32u;
+    let word = w[(i / 32u) * 4u + (j % 16u) / 4u] >> select(0u, 4u, j >= 16u);
+    let q = vec4<u32>(word & 15u, (word >> 8u) & 15u, (word >> 16u) & 15u, (word >> 24u) & 15u);
+    return vec4<f32>(q) - 8.0;
+}"#;
+
 fn source(x_vec4: bool, storage: StorageType, w_vec4: bool) -> String {
+    match storage {
+        StorageType::Q8_0 => return with_prelude(&include_str!("linear_q.wgsl").replace("//{{LOAD_Q}}", Q_Q8_0)),
+        StorageType::Q4_0 => return with_prelude(&include_str!("linear_q.wgsl").replace("//{{LOAD_Q}}", Q_Q4_0)),
+        _ => {}
+    }
     let x_ty = if x_vec4 { "array<vec4<f32>>" } else { "array<f32>" };
     let (w_decl, loader) = match storage {
         StorageType::Q8_0 => ("array<u32>", W_Q8_0),
