@@ -1,25 +1,99 @@
-//! Normalizations and softmax (filled in by the norm kernel work).
+//! Normalizations (GroupNorm, LayerNorm, RmsNorm) and softmax: one workgroup per normalized
+//! set (a (batch, group) or a row) that loops over its values, with workgroup-memory tree
+//! reductions (`reduce.wgsl`) and two-pass statistics (mean, then variance of x - mean).
 
-use super::NodeCx;
+use super::{with_prelude, NodeCx};
 use crate::error::OpError;
-use crate::ops::gpu::builder::KernelBuilder;
+use crate::ops::gpu::builder::{f, grid, Buf, KernelBuilder};
 
-fn pending(cx: &NodeCx, what: &str) -> OpError {
-    OpError::Shape { node: cx.node.label.clone(), message: format!("{what} has no GPU kernel yet") }
+const REDUCE: &str = include_str!("reduce.wgsl");
+
+/// Workgroup size for sets of `len` values: short rows (LayerNorm at 320..1024 wide) leave
+/// fewer invocations idle and take fewer reduction steps at 64; long sets use 256.
+fn workgroup_size(len: usize) -> u32 {
+    if len <= 1024 {
+        64
+    } else {
+        256
+    }
 }
 
-pub fn group_norm(_kb: &mut KernelBuilder, cx: &NodeCx, _groups: usize, _eps: f32, _silu: bool) -> Result<(), OpError> {
-    Err(pending(cx, "group_norm"))
+/// `kernel` with the prelude and reductions in front, sized for `wg` invocations.
+fn source(kernel: &str, wg: u32) -> String {
+    with_prelude(&format!("{REDUCE}\n{kernel}")).replace("{{WG}}", &wg.to_string())
 }
 
-pub fn layer_norm(_kb: &mut KernelBuilder, cx: &NodeCx, _eps: f32) -> Result<(), OpError> {
-    Err(pending(cx, "layer_norm"))
+/// One workgroup per set, over a 2D grid when there are more than 65535 sets.
+fn sets_grid(cx: &NodeCx, sets: usize) -> Result<[u32; 3], OpError> {
+    u32::try_from(sets)
+        .ok()
+        .filter(|&s| s.div_ceil(65535) <= 65535)
+        .map(grid)
+        .ok_or_else(|| OpError::Limits { node: cx.node.label.clone(), message: format!("{sets} rows need too many workgroups") })
 }
 
-pub fn rms_norm(_kb: &mut KernelBuilder, cx: &NodeCx, _eps: f32) -> Result<(), OpError> {
-    Err(pending(cx, "rms_norm"))
+/// GroupNorm over x [B, C, ..] with gamma/beta [C] (weights or activations), then SiLU when `silu`.
+pub fn group_norm(kb: &mut KernelBuilder, cx: &NodeCx, groups: usize, eps: f32, silu: bool) -> Result<(), OpError> {
+    let shape = &cx.in_shapes[0];
+    let (batch, channels) = (shape[0], shape[1]);
+    let spatial: usize = shape[2..].iter().product();
+    let per_group = channels / groups;
+    let len = per_group * spatial;
+    let wg = workgroup_size(len);
+    let params = [(batch * groups) as u32, len as u32, spatial as u32, per_group as u32, groups as u32, f(eps), silu as u32];
+    let bindings = vec![cx.f32_input(0)?, cx.f32_input(1)?, cx.f32_input(2)?, cx.out.clone()];
+    let workgroups = sets_grid(cx, batch * groups)?;
+    kb.dispatch(&format!("group_norm_wg{wg}"), || source(include_str!("group_norm.wgsl"), wg), bindings, &params, workgroups)
 }
 
-pub fn softmax(_kb: &mut KernelBuilder, cx: &NodeCx) -> Result<(), OpError> {
-    Err(pending(cx, "softmax"))
+/// The LayerNorm template as LayerNorm (with beta at binding 2) or RmsNorm (no beta).
+fn row_norm_source(center: bool, wg: u32) -> String {
+    let bindings = if center {
+        "@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> gamma: array<f32>;
+@group(0) @binding(2) var<storage, read> beta: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+@group(0) @binding(4) var<uniform> params: Params;
+fn shift(i: u32) -> f32 { return beta[i]; }"
+    } else {
+        "@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> gamma: array<f32>;
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+@group(0) @binding(3) var<uniform> params: Params;
+fn shift(i: u32) -> f32 { return 0.0; }"
+    };
+    let kernel = include_str!("layer_norm.wgsl").replace("//{{BINDINGS}}", bindings).replace("{{CENTER}}", &center.to_string());
+    source(&kernel, wg)
+}
+
+/// Records a LayerNorm (`center`, inputs x, gamma, beta) or RmsNorm (x, gamma) over the last axis.
+fn row_norm(kb: &mut KernelBuilder, cx: &NodeCx, eps: f32, center: bool) -> Result<(), OpError> {
+    let d = *cx.in_shapes[0].last().unwrap_or(&1);
+    let rows = cx.node.numel() / d.max(1);
+    let wg = workgroup_size(d);
+    let mut bindings: Vec<Buf> = (0..cx.inputs.len()).map(|i| cx.f32_input(i)).collect::<Result<_, _>>()?;
+    bindings.push(cx.out.clone());
+    let key = format!("{}_wg{wg}", if center { "layer_norm" } else { "rms_norm" });
+    let workgroups = sets_grid(cx, rows)?;
+    kb.dispatch(&key, || row_norm_source(center, wg), bindings, &[rows as u32, d as u32, f(eps)], workgroups)
+}
+
+/// LayerNorm over the last axis of x [.., D] with gamma/beta [D].
+pub fn layer_norm(kb: &mut KernelBuilder, cx: &NodeCx, eps: f32) -> Result<(), OpError> {
+    row_norm(kb, cx, eps, true)
+}
+
+/// RmsNorm over the last axis of x [.., D] with gamma [D]: x / sqrt(mean(x^2) + eps) * gamma.
+pub fn rms_norm(kb: &mut KernelBuilder, cx: &NodeCx, eps: f32) -> Result<(), OpError> {
+    row_norm(kb, cx, eps, false)
+}
+
+/// Softmax along the last axis.
+pub fn softmax(kb: &mut KernelBuilder, cx: &NodeCx) -> Result<(), OpError> {
+    let d = *cx.node.shape.last().unwrap_or(&1);
+    let rows = cx.node.numel() / d.max(1);
+    let wg = workgroup_size(d);
+    let bindings = vec![cx.f32_input(0)?, cx.out.clone()];
+    let workgroups = sets_grid(cx, rows)?;
+    kb.dispatch(&format!("softmax_wg{wg}"), || source(include_str!("softmax.wgsl"), wg), bindings, &[rows as u32, d as u32], workgroups)
 }

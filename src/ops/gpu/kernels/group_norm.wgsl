@@ -1,0 +1,45 @@
+// GroupNorm: one workgroup per (batch, group), whose (C / groups) x spatial values are
+// contiguous. Two passes (mean, then the biased variance of x - mean) keep the statistics
+// accurate for groups of millions of values; optional SiLU on the result.
+// params: [batch * groups, group_len, spatial, channels_per_group, groups, eps, silu]
+
+@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> gamma: array<f32>;
+@group(0) @binding(2) var<storage, read> beta: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+@group(0) @binding(4) var<uniform> params: Params;
+
+@compute @workgroup_size({{WG}})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let bg = flat_workgroup(wid, nwg);
+    if (bg >= pu(0u)) {
+        return;
+    }
+    let n = pu(1u);
+    let spatial = pu(2u);
+    let base = bg * n;
+    let c0 = (bg % pu(4u)) * pu(3u);
+
+    var s = 0.0;
+    for (var i = lid; i < n; i = i + {{WG}}u) {
+        s = s + x[base + i];
+    }
+    let mean = reduce_sum(s, lid) / f32(n);
+
+    var s2 = 0.0;
+    for (var i = lid; i < n; i = i + {{WG}}u) {
+        let d = x[base + i] - mean;
+        s2 = s2 + d * d;
+    }
+    let denom = sqrt(reduce_sum(s2, lid) / f32(n) + pf(5u));
+
+    let silu = pu(6u) == 1u;
+    for (var i = lid; i < n; i = i + {{WG}}u) {
+        let c = c0 + i / spatial;
+        var y = (x[base + i] - mean) / denom * gamma[c] + beta[c];
+        if (silu) {
+            y = y / (1.0 + exp(-y));
+        }
+        out[base + i] = y;
+    }
+}

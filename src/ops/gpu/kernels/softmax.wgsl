@@ -1,0 +1,38 @@
+// Softmax along the last axis, one workgroup per row: the row max is subtracted before exp
+// (inputs of +-100 would overflow otherwise); exp values are staged in `out`, each read back
+// by the invocation that wrote it, then divided by their sum.
+// params: [rows, d]
+
+@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@group(0) @binding(2) var<uniform> params: Params;
+
+@compute @workgroup_size({{WG}})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let row = flat_workgroup(wid, nwg);
+    if (row >= pu(0u)) {
+        return;
+    }
+    let d = pu(1u);
+    let base = row * d;
+
+    // Lowest finite f32, as bits: WGSL has no infinity literal, and Tint rejects the
+    // decimal form as not representable.
+    var m = bitcast<f32>(0xff7fffffu);
+    for (var i = lid; i < d; i = i + {{WG}}u) {
+        m = max(m, x[base + i]);
+    }
+    m = reduce_max(m, lid);
+
+    var s = 0.0;
+    for (var i = lid; i < d; i = i + {{WG}}u) {
+        let e = exp(x[base + i] - m);
+        out[base + i] = e;
+        s = s + e;
+    }
+    let sum = reduce_sum(s, lid);
+
+    for (var i = lid; i < d; i = i + {{WG}}u) {
+        out[base + i] = out[base + i] / sum;
+    }
+}
