@@ -5,13 +5,14 @@ pub mod error;
 pub mod gpu;
 pub mod ops;
 pub mod platform;
+pub mod weights;
 
 #[cfg(target_arch = "wasm32")]
 pub mod api;
 
 pub mod bench;
 
-pub use error::{CpuError, GpuError, OpError};
+pub use error::{CpuError, GpuError, OpError, WeightsError};
 
 /// The crate version, shown in the page and the CLI.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,8 @@
+//! Model files: the safetensors reader, Easel's manifest + shard format, and (natively) the
+//! converter and the folder loader. The browser loader (fetch, verify, Cache Storage) is
+//! planned on top of the same manifest.
+
+pub mod manifest;
+pub mod safetensors;
+
+pub use manifest::{Manifest, ShardWriter, FORMAT_VERSION, MAX_SHARD_BYTES};
