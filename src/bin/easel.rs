@@ -32,6 +32,20 @@ mod cli {
         },
         /// Run a small matmul on the GPU and check it against the CPU backend.
         Selftest,
+        /// Convert a diffusers folder or a taming checkpoint into Easel's sharded format.
+        Convert {
+            /// A diffusers repository or component folder, a taming .ckpt or .safetensors.
+            source: std::path::PathBuf,
+            /// Output folder (manifest.json + shards).
+            #[arg(long)]
+            out: std::path::PathBuf,
+            /// Storage of linear and conv weights: f32, f16, q8_0 or q4_0.
+            #[arg(long, default_value = "q8_0")]
+            quant: String,
+            /// Shard size in MiB (at most 32).
+            #[arg(long, default_value_t = 32)]
+            shard_mb: u64,
+        },
         /// Benchmarks (figures printed, not asserted).
         Bench {
             #[command(subcommand)]
@@ -61,6 +75,9 @@ mod cli {
 
     pub fn main() -> ExitCode {
         let cli = Cli::parse();
+        if let Command::Convert { source, out, quant, shard_mb } = &cli.command {
+            return convert(source, out, quant, *shard_mb);
+        }
         match pollster::block_on(run(cli.command)) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -99,9 +116,39 @@ mod cli {
                     r.millis
                 );
             }
-            Command::Bench { .. } => unreachable!("handled above"),
+            Command::Bench { .. } | Command::Convert { .. } => unreachable!("handled above"),
         }
         Ok(())
+    }
+
+    fn convert(source: &std::path::Path, out: &std::path::Path, quant: &str, shard_mb: u64) -> ExitCode {
+        use easel::ops::StorageType;
+        let quant = match quant {
+            "f32" => StorageType::F32,
+            "f16" => StorageType::F16,
+            "q8_0" | "q8" => StorageType::Q8_0,
+            "q4_0" | "q4" => StorageType::Q4_0,
+            other => {
+                eprintln!("error: unknown --quant '{other}': use f32, f16, q8_0 or q4_0");
+                return ExitCode::FAILURE;
+            }
+        };
+        if shard_mb == 0 || shard_mb > 32 {
+            eprintln!("error: --shard-mb must be between 1 and 32");
+            return ExitCode::FAILURE;
+        }
+        let options = easel::weights::convert::ConvertOptions { quant, shard_bytes: shard_mb << 20 };
+        match easel::weights::convert::convert(source, out, &options) {
+            Ok(summary) => {
+                println!("{summary}");
+                println!("wrote {}", out.join("manifest.json").display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        }
     }
 
     async fn bench_ops(runs: usize, backend: &str, filter: Option<String>, json: bool) -> Result<(), easel::GpuError> {

@@ -2,6 +2,10 @@
 //! converter and the folder loader. The browser loader (fetch, verify, Cache Storage) is
 //! planned on top of the same manifest.
 
+#[cfg(not(target_arch = "wasm32"))]
+pub mod convert;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod folder;
 pub mod manifest;
 pub mod safetensors;
 
