@@ -5,6 +5,7 @@ pub mod error;
 pub mod gpu;
 pub mod ops;
 pub mod platform;
+pub mod text;
 pub mod weights;
 
 #[cfg(target_arch = "wasm32")]

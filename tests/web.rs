@@ -78,3 +78,17 @@ fn candle_softmax_runs_in_the_browser() {
         }
     }
 }
+
+#[wasm_bindgen_test]
+fn clip_tokenizer_matches_transformers_in_the_browser() {
+    // The wasm build of `tokenizers` uses a different regex engine: check every case here too.
+    use easel::text::{ClipTokenizer, PadToken};
+    let cases: serde_json::Value = serde_json::from_str(include_str!("fixtures/tokenizer/cases.json")).unwrap();
+    for (pad, key) in [(PadToken::EndOfText, "fast_ids_sd1_77"), (PadToken::Exclamation, "fast_ids_sd2_77")] {
+        let tok = ClipTokenizer::from_json(include_bytes!("fixtures/tokenizer/tokenizer.json"), pad).unwrap();
+        for c in cases["cases"].as_array().unwrap() {
+            let want: Vec<u32> = c[key].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+            assert_eq!(tok.encode(c["text"].as_str().unwrap()).unwrap().ids, want, "case {} {key}", c["index"]);
+        }
+    }
+}
