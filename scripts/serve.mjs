@@ -40,8 +40,11 @@ export function parseRange(header, size) {
   return start <= end && start < size ? { start, end } : { unsatisfiable: true };
 }
 
-/** Starts the server; resolves to { server, url }. Port 0 picks a free one. */
-export function startServer({ root, port = 8080, host = '127.0.0.1' } = {}) {
+/**
+ * Starts the server; resolves to { server, url }. Port 0 picks a free one. `onRequest(req,
+ * res, path)` (tests) may answer a request itself by returning true.
+ */
+export function startServer({ root, port = 8080, host = '127.0.0.1', onRequest } = {}) {
   const base = resolve(root ?? join(fileURLToPath(import.meta.url), '..', '..'));
   const server = createServer(async (req, res) => {
     res.setHeader('Access-Control-Allow-Origin', '*');
@@ -55,6 +58,7 @@ export function startServer({ root, port = 8080, host = '127.0.0.1' } = {}) {
     } catch {
       return res.writeHead(400).end('bad path');
     }
+    if (onRequest && (await onRequest(req, res, path))) return;
     let file = normalize(join(base, path));
     if (file !== base && !file.startsWith(base + sep)) return res.writeHead(403).end('forbidden');
     let info;

@@ -1,0 +1,197 @@
+// Model loader for the browser: fetches a converted model (manifest.json + shards) with
+// progress, verifies every shard's sha256 before it is stored, keeps shards in the Cache
+// Storage API so the next visit loads offline, and resumes after an interruption with the
+// shards still missing. A corrupt or partial shard is never stored.
+//
+//   const model = await loadModel(baseUrl, { onProgress, parallel: 4 });
+//   model.manifest; model.shard(i) -> Promise<Uint8Array>   (one shard at a time: no giant buffer)
+
+export const CACHE_NAME = 'easel-models-v1';
+
+/** A load failure with a sentence a person can act on. */
+export class LoadError extends Error {}
+
+const mb = (n) => `${(n / 1e6).toFixed(1)} MB`;
+
+async function sha256Hex(bytes) {
+  const digest = await crypto.subtle.digest('SHA-256', bytes);
+  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, '0')).join('');
+}
+
+function shardUrl(base, file) {
+  return new URL(file, base).href;
+}
+
+/** Downloads one shard into a buffer of its declared size, reporting bytes as they come. */
+async function download(url, size, onBytes, signal) {
+  const res = await fetch(url, { cache: 'no-store', signal });
+  if (!res.ok) throw new LoadError(`HTTP ${res.status} ${res.statusText}`.trim());
+  const out = new Uint8Array(size);
+  let at = 0;
+  const reader = res.body.getReader();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    if (at + value.length > size) throw new LoadError(`the server sent more than the expected ${size} bytes`);
+    out.set(value, at);
+    at += value.length;
+    onBytes(value.length);
+  }
+  if (at !== size) throw new LoadError(`the download stopped after ${at} of ${size} bytes`);
+  return out;
+}
+
+/** Fetches and verifies shard `entry`; a second try after a checksum failure, then an error. */
+async function fetchVerified(base, entry, onBytes, signal) {
+  const url = shardUrl(base, entry.file);
+  for (let attempt = 1; ; attempt++) {
+    let counted = 0;
+    let bytes;
+    try {
+      bytes = await download(url, entry.size, (n) => {
+        counted += n;
+        onBytes(n);
+      }, signal);
+    } catch (e) {
+      onBytes(-counted);
+      if (e.name === 'AbortError') throw e;
+      throw new LoadError(`shard ${entry.file}: ${e.message}. Reload the page to resume; finished shards are kept.`);
+    }
+    if ((await sha256Hex(bytes)) === entry.sha256) return bytes;
+    onBytes(-counted);
+    if (attempt === 2) throw new LoadError(`shard ${entry.file} is corrupt on the server (sha256 mismatch, twice); it was not stored.`);
+  }
+}
+
+/** Checks the browser can hold `needed` more bytes; asks for persistent storage. */
+async function checkStorage(needed) {
+  if (!navigator.storage) return;
+  if (navigator.storage.persist) await navigator.storage.persist().catch(() => false);
+  if (!navigator.storage.estimate || needed === 0) return;
+  const { quota, usage } = await navigator.storage.estimate();
+  if (quota !== undefined && usage !== undefined && quota - usage < needed) {
+    throw new LoadError(
+      `This model needs ${mb(needed)} more of storage, but the browser allows only ${mb(Math.max(0, quota - usage))} more for this site. ` +
+        'Free space on the disk or delete cached models, then reload.',
+    );
+  }
+}
+
+/**
+ * Loads the model at `base` (a URL ending in '/'). `onProgress` gets
+ * { bytesDone, bytesTotal, fromCache, etaSeconds, shards: [{ file, size, state }] }.
+ */
+export async function loadModel(base, { onProgress = () => {}, parallel = 4, signal } = {}) {
+  if (!base.endsWith('/')) base += '/';
+  let res;
+  try {
+    res = await fetch(new URL('manifest.json', base), { cache: 'no-cache', signal });
+  } catch (e) {
+    throw new LoadError(`Could not reach ${base}manifest.json (${e.message}).`);
+  }
+  if (!res.ok) throw new LoadError(`${base}manifest.json: HTTP ${res.status}`);
+  const manifestText = await res.text();
+  let manifest;
+  try {
+    manifest = JSON.parse(manifestText);
+  } catch {
+    throw new LoadError(`${base}manifest.json is not JSON.`);
+  }
+  if (manifest.format_version !== 1) {
+    throw new LoadError(`${base}manifest.json has format version ${manifest.format_version}; this Easel reads version 1. Update Easel or re-convert the model.`);
+  }
+  const cache = await caches.open(CACHE_NAME);
+  const shards = manifest.shards.map((s) => ({ file: s.file, size: s.size, state: 'pending' }));
+  const bytesTotal = shards.reduce((a, s) => a + s.size, 0);
+  let bytesDone = 0;
+  let fromCache = 0;
+  const started = performance.now();
+  const report = () => {
+    const fetched = bytesDone - fromCache;
+    const rate = fetched / Math.max(1, performance.now() - started);
+    const etaSeconds = rate > 0 ? (bytesTotal - bytesDone) / rate / 1000 : null;
+    onProgress({ bytesDone, bytesTotal, fromCache, etaSeconds, shards: shards.map((s) => ({ ...s })) });
+  };
+
+  // Which shards are already cached (and intact)?
+  const missing = [];
+  for (const [i, entry] of manifest.shards.entries()) {
+    const hit = await cache.match(shardUrl(base, entry.file));
+    if (hit && Number(hit.headers.get('content-length') ?? entry.size) === entry.size) {
+      shards[i].state = 'cached';
+      bytesDone += entry.size;
+      fromCache += entry.size;
+    } else {
+      missing.push(i);
+    }
+  }
+  report();
+  await checkStorage(missing.reduce((a, i) => a + manifest.shards[i].size, 0));
+  await cache.put(new URL('manifest.json', base).href, new Response(manifestText, { headers: { 'content-type': 'application/json' } }));
+
+  const queue = [...missing];
+  const worker = async () => {
+    while (queue.length) {
+      const i = queue.shift();
+      const entry = manifest.shards[i];
+      shards[i].state = 'downloading';
+      report();
+      const bytes = await fetchVerified(base, entry, (n) => {
+        bytesDone += n;
+        report();
+      }, signal).catch((e) => {
+        shards[i].state = 'failed';
+        report();
+        throw e;
+      });
+      await cache.put(shardUrl(base, entry.file), new Response(bytes, { headers: { 'content-length': String(bytes.length) } }));
+      shards[i].state = 'done';
+      report();
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(parallel, Math.max(1, missing.length)) }, worker));
+
+  return {
+    manifest,
+    base,
+    /** Shard i's bytes from the cache, verified again (a damaged cache entry is dropped). */
+    async shard(i) {
+      const entry = manifest.shards[i];
+      const url = shardUrl(base, entry.file);
+      const hit = await cache.match(url);
+      const bytes = hit ? new Uint8Array(await hit.arrayBuffer()) : null;
+      if (bytes && bytes.length === entry.size && (await sha256Hex(bytes)) === entry.sha256) return bytes;
+      await cache.delete(url);
+      throw new LoadError(`cached shard ${entry.file} was damaged and has been removed; reload to fetch it again.`);
+    },
+  };
+}
+
+/** Cached models: [{ base, bytes, shards }]. */
+export async function listCachedModels() {
+  const cache = await caches.open(CACHE_NAME);
+  const models = new Map();
+  for (const req of await cache.keys()) {
+    const base = req.url.slice(0, req.url.lastIndexOf('/') + 1);
+    const m = models.get(base) ?? { base, bytes: 0, shards: 0 };
+    if (!req.url.endsWith('/manifest.json')) {
+      const res = await cache.match(req);
+      m.bytes += Number(res.headers.get('content-length') ?? 0);
+      m.shards += 1;
+    }
+    models.set(base, m);
+  }
+  return [...models.values()];
+}
+
+/** Removes one cached model (every entry under `base`). */
+export async function deleteCachedModel(base) {
+  if (!base.endsWith('/')) base += '/';
+  const cache = await caches.open(CACHE_NAME);
+  for (const req of await cache.keys()) if (req.url.startsWith(base)) await cache.delete(req);
+}
+
+/** Removes every cached model. */
+export async function deleteAllCachedModels() {
+  await caches.delete(CACHE_NAME);
+}
