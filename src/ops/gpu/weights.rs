@@ -2,15 +2,17 @@
 //! is widened to f32 (SwiftShader and many adapters lack `shader-f16`), and any tensor
 //! whose bytes exceed the binding limit is split along its first axis (rows of a linear
 //! weight, output channels of a conv weight), each chunk bound separately.
+//!
+//! Buffers are allocated first from shapes alone; bytes then arrive in any pieces, in order
+//! per tensor (`write`), so the browser can stream shards straight into GPU buffers
+//! without ever holding a model in one allocation.
 
 use std::collections::HashMap;
 use std::ops::Range;
 
-use wgpu::util::DeviceExt;
-
 use crate::error::OpError;
 use crate::gpu::GpuContext;
-use crate::ops::quant::{self, StorageType};
+use crate::ops::quant::{self, StorageType, BLOCK};
 use crate::ops::weights::WeightStore;
 
 /// Rows `rows` of a weight: f32 values, or quantized blocks (`qs` words + f16 `scales`).
@@ -27,6 +29,14 @@ pub struct GpuWeight {
     /// F32 (f16 sources are widened), Q8_0 or Q4_0.
     pub storage: StorageType,
     pub chunks: Vec<WeightChunk>,
+    /// Storage of the bytes being written (F16 here becomes F32 on the GPU).
+    source: StorageType,
+    /// Values (f32/f16) or blocks per row.
+    units_per_row: usize,
+    /// Values or blocks written so far.
+    written: usize,
+    /// Bytes of an incomplete value or block pair, kept until the rest arrives.
+    carry: Vec<u8>,
 }
 
 impl GpuWeight {
@@ -40,13 +50,71 @@ impl GpuWeight {
             }),
         }
     }
+
+    fn total_units(&self) -> usize {
+        self.chunks.last().map_or(0, |c| c.rows.end) * self.units_per_row
+    }
+
+    /// Whether every byte has arrived.
+    pub fn is_complete(&self) -> bool {
+        self.written == self.total_units() && self.carry.is_empty()
+    }
+
+    /// Appends the next bytes of the tensor (source storage layout, any split points).
+    fn write(&mut self, ctx: &GpuContext, name: &str, bytes: &[u8]) -> Result<(), OpError> {
+        self.carry.extend_from_slice(bytes);
+        let unit_bytes = self.source.byte_len(if self.source.is_quantized() { BLOCK } else { 1 });
+        loop {
+            let Some(chunk) = self.chunks.iter().find(|c| self.written < c.rows.end * self.units_per_row) else {
+                if !self.carry.is_empty() {
+                    return Err(OpError::BadWeight { name: name.into(), message: format!("{} bytes more than its shape holds", self.carry.len()) });
+                }
+                return Ok(());
+            };
+            let local = self.written - chunk.rows.start * self.units_per_row;
+            let room = chunk.rows.len() * self.units_per_row - local;
+            let mut n = (self.carry.len() / unit_bytes).min(room);
+            // Scales pair two blocks per word: keep an odd block back unless the chunk ends.
+            if self.source.is_quantized() && n < room && n % 2 == 1 {
+                n -= 1;
+            }
+            if n == 0 {
+                return Ok(());
+            }
+            let piece: Vec<u8> = self.carry.drain(..n * unit_bytes).collect();
+            match self.source {
+                StorageType::F32 => ctx.queue.write_buffer(&chunk.values, 4 * local as u64, &piece),
+                StorageType::F16 => {
+                    let wide = quant::dequantize(StorageType::F16, &piece);
+                    ctx.queue.write_buffer(&chunk.values, 4 * local as u64, bytemuck::cast_slice(&wide));
+                }
+                q => {
+                    let packed = quant::pack_for_gpu(q, &piece);
+                    let words_per_block = packed.qs.len() / n;
+                    ctx.queue.write_buffer(&chunk.values, (4 * words_per_block * local) as u64, bytemuck::cast_slice(&packed.qs));
+                    let scales = chunk.scales.as_ref().expect("quantized chunks have scales");
+                    ctx.queue.write_buffer(scales, (4 * (local / 2)) as u64, bytemuck::cast_slice(&packed.scales));
+                }
+            }
+            self.written += n;
+        }
+    }
 }
 
 /// All weights of a model on the GPU.
 pub struct GpuWeights {
     map: HashMap<String, GpuWeight>,
-    /// Bytes uploaded.
+    /// Bytes of GPU buffers allocated for weights.
     pub bytes: u64,
+}
+
+fn buffer(ctx: &GpuContext, label: &str, words: usize) -> wgpu::Buffer {
+    ctx.device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some(label),
+        size: (4 * words.max(1)) as u64,
+        usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    })
 }
 
 impl GpuWeights {
@@ -57,62 +125,73 @@ impl GpuWeights {
 
     /// Like `upload` with an explicit per-binding byte limit (tests use small ones).
     pub fn upload_with_limit(ctx: &GpuContext, store: &WeightStore, max_binding: u64) -> Result<Self, OpError> {
+        let specs: Vec<_> = store.names().into_iter().map(|n| store.get(n).map(|w| (n.to_string(), w.shape.clone(), w.storage))).collect::<Result<_, _>>()?;
+        let mut weights = Self::allocate(ctx, &specs, max_binding)?;
+        for name in store.names() {
+            weights.write(ctx, name, &store.get(name)?.bytes)?;
+        }
+        weights.check_complete()?;
+        Ok(weights)
+    }
+
+    /// Creates empty buffers for `(name, shape, storage)` tensors, chunked at `max_binding`.
+    pub fn allocate(ctx: &GpuContext, specs: &[(String, Vec<usize>, StorageType)], max_binding: u64) -> Result<Self, OpError> {
         let mut map = HashMap::new();
         let mut bytes = 0u64;
-        for name in store.names() {
-            let w = store.get(name)?;
-            let rows = w.shape.first().copied().unwrap_or(1).max(1);
-            let row_len = w.numel() / rows;
-            let (storage, row_bytes) = match w.storage {
-                StorageType::F32 | StorageType::F16 => (StorageType::F32, 4 * row_len),
-                q => (q, q.byte_len(row_len)),
+        for (name, shape, source) in specs {
+            let rows = shape.first().copied().unwrap_or(1).max(1);
+            let numel: usize = shape.iter().product();
+            let row_len = numel / rows;
+            let (storage, row_bytes, units_per_row) = match source {
+                StorageType::F32 | StorageType::F16 => (StorageType::F32, 4 * row_len, row_len),
+                q => {
+                    if row_len % BLOCK != 0 {
+                        return Err(OpError::BadWeight { name: name.clone(), message: format!("{} rows of {row_len} values are not whole blocks", q.name()) });
+                    }
+                    (*q, q.byte_len(row_len), row_len / BLOCK)
+                }
             };
-            let rows_per_chunk = ((max_binding as usize) / row_bytes.max(1)).max(1);
             if row_bytes as u64 > max_binding {
-                return Err(OpError::Limits {
-                    node: name.into(),
-                    message: format!("one row of {row_bytes} bytes exceeds the {max_binding}-byte binding limit"),
-                });
+                return Err(OpError::Limits { node: name.clone(), message: format!("one row of {row_bytes} bytes exceeds the {max_binding}-byte binding limit") });
             }
+            let rows_per_chunk = ((max_binding as usize) / row_bytes.max(1)).max(1);
             let mut chunks = Vec::new();
             let mut start = 0;
-            while start < rows {
+            while start < rows || chunks.is_empty() {
                 let end = (start + rows_per_chunk).min(rows);
                 let label = format!("{name}[{start}..{end}]");
-                let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC;
-                let chunk = match storage {
-                    StorageType::F32 => {
-                        let vals = if w.storage == StorageType::F32 {
-                            w.bytes[start * row_len * 4..end * row_len * 4].to_vec()
-                        } else {
-                            bytemuck::cast_slice(&quant::dequantize(StorageType::F16, &w.bytes[start * row_len * 2..end * row_len * 2])).to_vec()
-                        };
-                        bytes += vals.len() as u64;
-                        let values = ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: Some(&label), contents: &vals, usage });
-                        WeightChunk { rows: start..end, values, scales: None }
-                    }
-                    q => {
-                        let packed = quant::pack_for_gpu(q, &w.bytes[start * row_bytes..end * row_bytes]);
-                        bytes += 4 * (packed.qs.len() + packed.scales.len()) as u64;
-                        let values = ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                            label: Some(&label),
-                            contents: bytemuck::cast_slice(&packed.qs),
-                            usage,
-                        });
-                        let scales = ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                            label: Some(&label),
-                            contents: bytemuck::cast_slice(&packed.scales),
-                            usage,
-                        });
-                        WeightChunk { rows: start..end, values, scales: Some(scales) }
-                    }
+                let n = end - start;
+                let chunk = if storage.is_quantized() {
+                    let blocks = n * units_per_row;
+                    let words = blocks * BLOCK / if storage == StorageType::Q8_0 { 4 } else { 8 };
+                    bytes += 4 * (words + blocks.div_ceil(2)) as u64;
+                    WeightChunk { rows: start..end, values: buffer(ctx, &label, words), scales: Some(buffer(ctx, &label, blocks.div_ceil(2))) }
+                } else {
+                    bytes += 4 * (n * row_len) as u64;
+                    WeightChunk { rows: start..end, values: buffer(ctx, &label, n * row_len), scales: None }
                 };
                 chunks.push(chunk);
                 start = end;
             }
-            map.insert(name.to_string(), GpuWeight { shape: w.shape.clone(), storage, chunks });
+            map.insert(name.clone(), GpuWeight { shape: shape.clone(), storage, chunks, source: *source, units_per_row, written: 0, carry: Vec::new() });
         }
         Ok(Self { map, bytes })
+    }
+
+    /// Appends the next bytes of tensor `name` (pieces in order; any split points).
+    pub fn write(&mut self, ctx: &GpuContext, name: &str, bytes: &[u8]) -> Result<(), OpError> {
+        let w = self.map.get_mut(name).ok_or_else(|| OpError::MissingWeight { name: name.into() })?;
+        w.write(ctx, name, bytes)
+    }
+
+    /// Fails naming the first tensor whose bytes did not all arrive.
+    pub fn check_complete(&self) -> Result<(), OpError> {
+        let mut names: Vec<&String> = self.map.keys().collect();
+        names.sort();
+        match names.into_iter().find(|n| !self.map[*n].is_complete()) {
+            Some(n) => Err(OpError::BadWeight { name: n.clone(), message: "not all of its bytes arrived".into() }),
+            None => Ok(()),
+        }
     }
 
     /// The tensor called `name`.
