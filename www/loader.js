@@ -4,7 +4,7 @@
 // shards still missing. A corrupt or partial shard is never stored.
 //
 //   const model = await loadModel(baseUrl, { onProgress, parallel: 4 });
-//   model.manifest; model.shard(i) -> Promise<Uint8Array>   (one shard at a time: no giant buffer)
+//   model.manifest, model.manifestText; model.shard(i) -> Promise<Uint8Array>   (one shard at a time: no giant buffer)
 
 export const CACHE_NAME = 'easel-models-v1';
 
@@ -83,13 +83,18 @@ async function checkStorage(needed) {
  */
 export async function loadModel(base, { onProgress = () => {}, parallel = 4, signal } = {}) {
   if (!base.endsWith('/')) base += '/';
+  const cache = await caches.open(CACHE_NAME);
+  const manifestUrl = new URL('manifest.json', base).href;
   let res;
   try {
-    res = await fetch(new URL('manifest.json', base), { cache: 'no-cache', signal });
+    res = await fetch(manifestUrl, { cache: 'no-cache', signal });
   } catch (e) {
-    throw new LoadError(`Could not reach ${base}manifest.json (${e.message}).`);
+    // Offline: a model cached on an earlier visit still loads.
+    res = await cache.match(manifestUrl);
+    if (!res) throw new LoadError(`Could not reach ${manifestUrl} (${e.message}) and the model is not cached.`);
   }
   if (!res.ok) throw new LoadError(`${base}manifest.json: HTTP ${res.status}`);
+  // Kept as text: the engine checks the content hash over exactly what was written.
   const manifestText = await res.text();
   let manifest;
   try {
@@ -100,7 +105,6 @@ export async function loadModel(base, { onProgress = () => {}, parallel = 4, sig
   if (manifest.format_version !== 1) {
     throw new LoadError(`${base}manifest.json has format version ${manifest.format_version}; this Easel reads version 1. Update Easel or re-convert the model.`);
   }
-  const cache = await caches.open(CACHE_NAME);
   const shards = manifest.shards.map((s) => ({ file: s.file, size: s.size, state: 'pending' }));
   const bytesTotal = shards.reduce((a, s) => a + s.size, 0);
   let bytesDone = 0;
@@ -127,7 +131,7 @@ export async function loadModel(base, { onProgress = () => {}, parallel = 4, sig
   }
   report();
   await checkStorage(missing.reduce((a, i) => a + manifest.shards[i].size, 0));
-  await cache.put(new URL('manifest.json', base).href, new Response(manifestText, { headers: { 'content-type': 'application/json' } }));
+  await cache.put(manifestUrl, new Response(manifestText, { headers: { 'content-type': 'application/json' } }));
 
   const queue = [...missing];
   const worker = async () => {
@@ -153,6 +157,7 @@ export async function loadModel(base, { onProgress = () => {}, parallel = 4, sig
 
   return {
     manifest,
+    manifestText,
     base,
     /** Shard i's bytes from the cache, verified again (a damaged cache entry is dropped). */
     async shard(i) {

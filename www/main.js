@@ -54,6 +54,28 @@ function showEngine({ backend, report, gpuError, selfTest, selfTestError }) {
   }
 }
 
+const mbText = (n) => `${(n / 1e6).toFixed(1)} MB`;
+
+function showDownload(p) {
+  const bar = document.getElementById('download-progress');
+  bar.max = p.bytesTotal || 1;
+  bar.value = p.bytesDone;
+  bar.dataset.state = 'loading';
+  const eta = p.etaSeconds != null && p.bytesDone < p.bytesTotal ? `, ${Math.ceil(p.etaSeconds)} s left` : '';
+  const cached = p.fromCache > 0 ? ` (${mbText(p.fromCache)} cached)` : '';
+  document.getElementById('download-text').textContent =
+    p.stage === 'upload' ? `preparing weights ${p.shard + 1}/${p.shards.length}` : `${mbText(p.bytesDone)} / ${mbText(p.bytesTotal)}${cached}${eta}`;
+}
+
+function showModelReady(summary, p) {
+  const bar = document.getElementById('download-progress');
+  bar.max = 1;
+  bar.value = 1;
+  bar.dataset.state = 'ready';
+  const source = p.fromCache === p.bytesTotal ? 'from the browser cache' : 'downloaded';
+  document.getElementById('download-text').textContent = `${summary.name}: ${mbText(p.bytesTotal)} ${source}, on the ${summary.backend.toUpperCase()}`;
+}
+
 function startWorker() {
   let worker;
   try {
@@ -78,6 +100,16 @@ function startWorker() {
       case 'error':
         setStatus('error', data.message);
         break;
+      case 'model-progress':
+        showDownload(data.progress);
+        break;
+      case 'model-ready':
+        showModelReady(data.summary, data.progress);
+        break;
+      case 'model-error':
+        document.getElementById('download-text').textContent = data.message;
+        document.getElementById('download-progress').dataset.state = 'error';
+        break;
     }
   };
   // ?backend=gpu|cpu|auto overrides the automatic choice (also set by the Backend menu).
@@ -90,6 +122,13 @@ function startWorker() {
     location.href = url.href;
   };
   worker.postMessage({ type: 'init', backend });
+
+  const modelPicker = document.getElementById('model');
+  modelPicker.onchange = () => (document.getElementById('model-url-row').hidden = modelPicker.value !== 'url');
+  document.getElementById('load-model').onclick = () => {
+    const url = document.getElementById('model-url').value.trim();
+    if (url) worker.postMessage({ type: 'load-model', url: new URL(url, location.href).href });
+  };
 }
 
 startWorker();

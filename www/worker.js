@@ -2,8 +2,10 @@
 // device. The page talks to it only through messages.
 
 import init, { Engine, version } from '../pkg/easel.js';
+import { loadModel } from './loader.js';
 
 let engine = null;
+let ready = null; // resolves once the engine exists
 
 async function start(backend) {
   try {
@@ -39,6 +41,26 @@ async function start(backend) {
   });
 }
 
+/** Downloads (or reads from the cache) a converted model and hands it to the engine shard by shard. */
+async function loadIntoEngine(url) {
+  await ready;
+  if (!engine) return;
+  let last = null;
+  try {
+    const model = await loadModel(url, { onProgress: (p) => self.postMessage({ type: 'model-progress', progress: (last = p) }) });
+    engine.beginModel(model.manifestText);
+    for (let i = 0; i < model.manifest.shards.length; i++) {
+      engine.addShard(i, await model.shard(i));
+      self.postMessage({ type: 'model-progress', progress: { ...last, stage: 'upload', shard: i } });
+    }
+    const summary = JSON.parse(engine.finishModel());
+    self.postMessage({ type: 'model-ready', summary, progress: last });
+  } catch (e) {
+    self.postMessage({ type: 'model-error', message: e.message ?? String(e) });
+  }
+}
+
 self.onmessage = ({ data }) => {
-  if (data.type === 'init' && engine === null) start(data.backend ?? 'auto');
+  if (data.type === 'init' && ready === null) ready = start(data.backend ?? 'auto');
+  if (data.type === 'load-model') loadIntoEngine(data.url);
 };

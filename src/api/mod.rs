@@ -24,6 +24,21 @@ pub struct Engine {
     gpu: Option<GpuContext>,
     gpu_error: Option<String>,
     choice: BackendChoice,
+    loading: Option<Loading>,
+    model: Option<LoadedModel>,
+}
+
+/// A model on its way in, to the backend that will run it.
+enum Loading {
+    Gpu(crate::weights::stream::ModelStream),
+    Cpu(crate::weights::stream::HostModelStream),
+}
+
+/// A loaded model's weights, held by the backend that runs it.
+#[allow(dead_code)] // read by the pipelines as they land
+enum LoadedModel {
+    Gpu(crate::weights::Manifest, crate::ops::gpu::GpuWeights),
+    Cpu(crate::weights::Manifest, crate::ops::WeightStore),
 }
 
 #[wasm_bindgen]
@@ -42,7 +57,7 @@ impl Engine {
             }
         };
         let choice = choose_backend(pref, gpu.as_ref().map(|g| &g.report), gpu_error.as_deref()).map_err(|e| JsError::new(&e))?;
-        Ok(Engine { gpu, gpu_error, choice })
+        Ok(Engine { gpu, gpu_error, choice, loading: None, model: None })
     }
 
     /// The adapter report as JSON (see `gpu::AdapterReport`), or undefined without a GPU.
@@ -60,6 +75,56 @@ impl Engine {
     /// The backend that runs the models and why, as JSON `{kind, reason}`.
     pub fn backend(&self) -> String {
         serde_json::to_string(&self.choice).unwrap_or_default()
+    }
+
+    /// Starts loading a model for the chosen backend: validates `manifest_json` (version,
+    /// content hash, tensor extents) and, on the GPU, allocates every tensor's buffers.
+    #[wasm_bindgen(js_name = beginModel)]
+    pub fn begin_model(&mut self, manifest_json: &str) -> Result<(), JsError> {
+        let manifest = crate::weights::Manifest::parse(manifest_json.as_bytes()).map_err(|e| JsError::new(&e.to_string()))?;
+        self.model = None;
+        self.loading = Some(match (self.choice.kind, self.gpu.as_ref()) {
+            (crate::ops::BackendKind::Gpu, Some(ctx)) => {
+                Loading::Gpu(crate::weights::stream::ModelStream::begin(ctx, manifest).map_err(|e| JsError::new(&e.to_string()))?)
+            }
+            _ => Loading::Cpu(crate::weights::stream::HostModelStream::begin(manifest)),
+        });
+        Ok(())
+    }
+
+    /// Adds shard `index` (shards in order): straight into GPU buffers on the GPU backend.
+    #[wasm_bindgen(js_name = addShard)]
+    pub fn add_shard(&mut self, index: usize, bytes: &[u8]) -> Result<(), JsError> {
+        let result = match self.loading.as_mut().ok_or_else(|| JsError::new("call beginModel first"))? {
+            Loading::Gpu(s) => s.add_shard(self.gpu.as_ref().expect("GPU loading has a GPU"), index, bytes),
+            Loading::Cpu(s) => s.add_shard(index, bytes),
+        };
+        result.map_err(|e| JsError::new(&e.to_string()))
+    }
+
+    /// Finishes loading; JSON `{name, family, tensors, backend, bytes}`.
+    #[wasm_bindgen(js_name = finishModel)]
+    pub fn finish_model(&mut self) -> Result<String, JsError> {
+        let err = |e: crate::WeightsError| JsError::new(&e.to_string());
+        let (model, bytes) = match self.loading.take().ok_or_else(|| JsError::new("call beginModel first"))? {
+            Loading::Gpu(s) => {
+                let (m, w) = s.finish().map_err(err)?;
+                let bytes = w.bytes;
+                (LoadedModel::Gpu(m, w), bytes)
+            }
+            Loading::Cpu(s) => {
+                let (m, w) = s.finish().map_err(err)?;
+                let bytes = w.byte_size() as u64;
+                (LoadedModel::Cpu(m, w), bytes)
+            }
+        };
+        let (manifest, backend) = match &model {
+            LoadedModel::Gpu(m, _) => (m, "gpu"),
+            LoadedModel::Cpu(m, _) => (m, "cpu"),
+        };
+        let summary = serde_json::json!({ "name": manifest.name, "family": manifest.family, "tensors": manifest.tensors.len(), "backend": backend, "bytes": bytes });
+        self.model = Some(model);
+        Ok(summary.to_string())
     }
 
     /// Runs the op benchmarks (see `bench`) on the GPU (if any) and the CPU backend.

@@ -55,7 +55,7 @@ impl ClipTokenizer {
         let (pad_token, pad_id) = match pad {
             PadToken::EndOfText => ("<|endoftext|>", tokenizer.token_to_id("<|endoftext|>")),
             PadToken::Exclamation => {
-                tokenizer.add_special_tokens([AddedToken::from("!", true)]);
+                tokenizer.add_special_tokens([AddedToken::from("!", true)]).map_err(|e| TokenizerError(e.to_string()))?;
                 ("!", tokenizer.token_to_id("!"))
             }
         };

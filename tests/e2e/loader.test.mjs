@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import { startServer } from '../../scripts/serve.mjs';
-import { ROOT, launch } from './browser.mjs';
+import { ROOT, launch, artifactPath } from './browser.mjs';
 
 const MODEL = '/models/sd2-tiny/';
 let modelDir;
@@ -219,3 +219,31 @@ test('the manifest format version is checked', async () => {
   }
 });
 
+
+test('the page loads a converted model with a progress bar, then from the cache', async () => {
+  hits.clear();
+  fault = null;
+  const context = await browser.newContext({ viewport: { width: 1400, height: 900 } });
+  try {
+    for (const [backend, expectSource] of [['gpu', 'downloaded'], ['cpu', 'from the browser cache']]) {
+      const page = await context.newPage();
+      await page.goto(`${url}?backend=${backend}`);
+      await page.locator('#diagnostics[data-state="ready"], #diagnostics[data-state="no-webgpu"]').waitFor({ timeout: 120_000 });
+      await page.selectOption('#model', 'url');
+      await page.fill('#model-url', `${url}${MODEL.slice(1)}`);
+      await page.click('#load-model');
+      const bar = page.locator('#download-progress');
+      await page.locator('#download-progress[data-state="ready"], #download-progress[data-state="error"]').waitFor({ timeout: 120_000 });
+      const text = await page.locator('#download-text').textContent();
+      assert.equal(await bar.getAttribute('data-state'), 'ready', text);
+      assert.match(text, new RegExp(`^sd2-tiny: \\d+\\.\\d MB ${expectSource}, on the ${backend.toUpperCase()}$`));
+      assert.equal(await bar.evaluate((b) => b.value === b.max), true);
+      await page.screenshot({ path: await artifactPath(`page-model-${backend}.png`) });
+      await page.close();
+    }
+    // The second visit (CPU backend) fetched the manifest only.
+    assert.equal(shardHits(), manifest.shards.length);
+  } finally {
+    await context.close();
+  }
+});
