@@ -1,29 +1,153 @@
-//! Lookups and selections (filled in by the misc kernel work).
+//! Lookups and selections: embedding tables (split into row chunks when large), sinusoidal
+//! timestep embeddings, argmax / top-k along the last axis, and nearest-codebook search.
 
-use super::NodeCx;
+use super::elementwise::groups_for;
+use super::{with_prelude, NodeCx};
 use crate::error::OpError;
-use crate::ops::gpu::builder::KernelBuilder;
+use crate::ops::gpu::builder::{f, grid, KernelBuilder, PARAM_WORDS};
+use crate::ops::graph::DType;
+use crate::ops::quant::StorageType;
 
-fn pending(cx: &NodeCx, what: &str) -> OpError {
-    OpError::Shape { node: cx.node.label.clone(), message: format!("{what} has no GPU kernel yet") }
+/// Parameter words ahead of the frequencies in a timestep-embedding dispatch.
+const TIMESTEP_HEADER: usize = 6;
+/// Rows of z per vq_nearest workgroup (ROWS in vq_nearest.wgsl, which works on vec4s of
+/// rows) and the widest z row its workgroup memory holds.
+const VQ_ROWS: usize = 4;
+const VQ_MAX_D: usize = 512;
+
+fn shape_err(cx: &NodeCx, message: String) -> OpError {
+    OpError::Shape { node: cx.node.label.clone(), message }
 }
 
-pub fn embedding(_kb: &mut KernelBuilder, cx: &NodeCx) -> Result<(), OpError> {
-    Err(pending(cx, "embedding"))
+fn expect_f32(cx: &NodeCx, i: usize) -> Result<(), OpError> {
+    match cx.in_dtypes[i] {
+        DType::F32 => Ok(()),
+        DType::U32 => Err(shape_err(cx, format!("input {i} is u32, this op needs f32"))),
+    }
 }
 
-pub fn timestep_embedding(_kb: &mut KernelBuilder, cx: &NodeCx, _dim: usize, _flip: bool, _shift: f32, _max_period: f32) -> Result<(), OpError> {
-    Err(pending(cx, "timestep_embedding"))
+/// `table[ids]` for a [V, D] f32 table, one dispatch per table chunk; each writes the
+/// outputs whose id falls in its rows. Ids >= V give zero rows (the CPU backend errors).
+pub fn embedding(kb: &mut KernelBuilder, cx: &NodeCx) -> Result<(), OpError> {
+    let (v, d) = (cx.in_shapes[1][0], cx.in_shapes[1][1]);
+    let count = cx.node.numel();
+    if count == 0 {
+        return Ok(());
+    }
+    let (storage, chunks) = cx.weight_chunks(1);
+    if storage != StorageType::F32 {
+        return Err(shape_err(cx, format!("the embedding table is {}, the GPU lookup needs f32", storage.name())));
+    }
+    let ids = cx.f32_input(0)?;
+    for (i, (rows, table, _)) in chunks.into_iter().enumerate() {
+        let params = [count as u32, d as u32, rows.start as u32, rows.len() as u32, v as u32, (i == 0) as u32];
+        let bindings = vec![ids.clone(), table, cx.out.clone()];
+        kb.dispatch("embedding", || with_prelude(include_str!("embedding.wgsl")), bindings, &params, groups_for(count))?;
+    }
+    Ok(())
 }
 
-pub fn argmax(_kb: &mut KernelBuilder, cx: &NodeCx) -> Result<(), OpError> {
-    Err(pending(cx, "argmax"))
+/// The frequencies exp(-ln(max_period) i / (half - shift)), by the very f32 expression of
+/// `cpu::nn::timestep_embedding`, so the kernel's t * f rounds as the CPU's does.
+fn timestep_frequencies(half: usize, shift: f32, max_period: f32) -> Vec<f32> {
+    (0..half).map(|i| (-(max_period.ln()) * i as f32 / (half as f32 - shift)).exp()).collect()
 }
 
-pub fn top_k(_kb: &mut KernelBuilder, cx: &NodeCx, _k: usize) -> Result<(), OpError> {
-    Err(pending(cx, "top_k"))
+/// diffusers' `get_timestep_embedding` of t [B] into [B, dim]. The frequencies travel in the
+/// parameter words, so one dispatch per 58 of them (three for SD's dim 320).
+pub fn timestep_embedding(kb: &mut KernelBuilder, cx: &NodeCx, dim: usize, flip: bool, shift: f32, max_period: f32) -> Result<(), OpError> {
+    expect_f32(cx, 0)?;
+    let b = cx.in_shapes[0][0];
+    if b == 0 || dim == 0 {
+        return Ok(());
+    }
+    let half = dim / 2;
+    let freqs = timestep_frequencies(half, shift, max_period);
+    let t = cx.f32_input(0)?;
+    let per_dispatch = PARAM_WORDS - TIMESTEP_HEADER;
+    let mut f0 = 0;
+    loop {
+        let nf = (half - f0).min(per_dispatch);
+        let mut params: Vec<u32> = [b, dim, half, f0, nf, flip as usize].iter().map(|&w| w as u32).collect();
+        params.extend(freqs[f0..f0 + nf].iter().map(|&x| f(x)));
+        let bindings = vec![t.clone(), cx.out.clone()];
+        let source = || with_prelude(include_str!("timestep_embedding.wgsl"));
+        kb.dispatch("timestep_embedding", source, bindings, &params, groups_for(b * nf.max(1)))?;
+        f0 += nf;
+        if f0 >= half {
+            return Ok(());
+        }
+    }
 }
 
-pub fn vq_nearest(_kb: &mut KernelBuilder, cx: &NodeCx) -> Result<(), OpError> {
-    Err(pending(cx, "vq_nearest"))
+/// Index of the largest value along the last axis, first on ties: top-k with k = 1.
+pub fn argmax(kb: &mut KernelBuilder, cx: &NodeCx) -> Result<(), OpError> {
+    select_top(kb, cx, 1)
+}
+
+/// Indices of the k largest values along the last axis, largest first; equal values come
+/// in index order.
+pub fn top_k(kb: &mut KernelBuilder, cx: &NodeCx, k: usize) -> Result<(), OpError> {
+    select_top(kb, cx, k)
+}
+
+fn select_top(kb: &mut KernelBuilder, cx: &NodeCx, k: usize) -> Result<(), OpError> {
+    expect_f32(cx, 0)?;
+    let n = cx.in_shapes[0].last().copied().unwrap_or(1);
+    if k > n {
+        return Err(shape_err(cx, format!("{k} largest of a last axis of {n}")));
+    }
+    let rows = cx.node.numel() / k.max(1);
+    if rows == 0 || k == 0 {
+        return Ok(());
+    }
+    let params = [rows as u32, n as u32, k as u32];
+    kb.dispatch("top_k", || with_prelude(include_str!("top_k.wgsl")), vec![cx.f32_input(0)?, cx.out.clone()], &params, grid(rows as u32))
+}
+
+/// Nearest codebook row to each row of z [N, D] by squared distance, first on ties. The
+/// codebook [K, D] must fit one binding (16384 x 256 f32 codes are 16 MiB) and D <= 512.
+pub fn vq_nearest(kb: &mut KernelBuilder, cx: &NodeCx) -> Result<(), OpError> {
+    expect_f32(cx, 0)?;
+    expect_f32(cx, 1)?;
+    let (n, d) = (cx.in_shapes[0][0], cx.in_shapes[0][1]);
+    let k = cx.in_shapes[1][0];
+    if d > VQ_MAX_D {
+        return Err(OpError::Limits { node: cx.node.label.clone(), message: format!("code width {d} exceeds {VQ_MAX_D}") });
+    }
+    if k == 0 {
+        return Err(shape_err(cx, "the codebook is empty".into()));
+    }
+    let (storage, mut chunks) = cx.weight_chunks(1);
+    if storage != StorageType::F32 || chunks.len() != 1 {
+        return Err(OpError::Limits {
+            node: cx.node.label.clone(),
+            message: format!("the codebook is {} in {} chunks; the GPU search needs f32 in one binding", storage.name(), chunks.len()),
+        });
+    }
+    if n == 0 {
+        return Ok(());
+    }
+    let codes = chunks.remove(0).1;
+    let params = [n as u32, d as u32, k as u32];
+    let bindings = vec![cx.f32_input(0)?, codes, cx.out.clone()];
+    kb.dispatch("vq_nearest", || with_prelude(include_str!("vq_nearest.wgsl")), bindings, &params, grid(n.div_ceil(VQ_ROWS) as u32))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frequencies_match_the_cpu_reference() {
+        // With t = 1 the CPU's arguments are the frequencies themselves, so its sin/cos
+        // columns must be exactly sin/cos of ours.
+        for (dim, shift) in [(320, 0.0), (33, 1.0)] {
+            let half = dim / 2;
+            let cpu = crate::ops::cpu::timestep_embedding(&[1.0], dim, false, shift, 10000.0);
+            for (i, fr) in timestep_frequencies(half, shift, 10000.0).into_iter().enumerate() {
+                assert_eq!((fr.sin(), fr.cos()), (cpu[i], cpu[half + i]), "dim {dim} frequency {i}");
+            }
+        }
+    }
 }
