@@ -163,3 +163,10 @@ fn unconvertible_sources_say_why() {
     let _ = fs::remove_dir_all(&tmp);
     let _ = fs::remove_dir_all(&comp);
 }
+
+#[test]
+fn ddpm_repo_round_trips() {
+    let repo = fixture("ddpm-tiny");
+    let sources = source_tensors(&repo.join("unet/diffusion_pytorch_model.safetensors"), "unet.");
+    check_round_trip(&repo, &sources, StorageType::Q4_0);
+}
