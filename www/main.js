@@ -2,6 +2,7 @@
 // nothing heavy ever runs here.
 
 import { describeLimits } from './format.js';
+import { deleteAllCachedModels, deleteCachedModel, listCachedModels } from './loader.js';
 
 const diag = document.getElementById('diagnostics');
 const status = document.getElementById('diag-status');
@@ -67,7 +68,27 @@ function showDownload(p) {
     p.stage === 'upload' ? `preparing weights ${p.shard + 1}/${p.shards.length}` : `${mbText(p.bytesDone)} / ${mbText(p.bytesTotal)}${cached}${eta}`;
 }
 
+/** The cached-models list in the diagnostics panel, with a delete button per model. */
+async function refreshCache() {
+  const list = document.getElementById('cached-models');
+  const models = await listCachedModels().catch(() => []);
+  list.replaceChildren(
+    ...models.map((m) => {
+      const li = document.createElement('li');
+      li.textContent = `${m.base} — ${mbText(m.bytes)} in ${m.shards} shards`;
+      const del = document.createElement('button');
+      del.className = 'small';
+      del.textContent = 'Delete';
+      del.onclick = () => deleteCachedModel(m.base).then(refreshCache);
+      li.append(del);
+      return li;
+    }),
+  );
+  if (!models.length) list.textContent = 'none';
+}
+
 function showModelReady(summary, p) {
+  refreshCache();
   const bar = document.getElementById('download-progress');
   bar.max = 1;
   bar.value = 1;
@@ -131,4 +152,6 @@ function startWorker() {
   };
 }
 
+document.getElementById('delete-all-models').onclick = () => deleteAllCachedModels().then(refreshCache);
+refreshCache();
 startWorker();

@@ -243,6 +243,14 @@ test('the page loads a converted model with a progress bar, then from the cache'
     }
     // The second visit (CPU backend) fetched the manifest only.
     assert.equal(shardHits(), manifest.shards.length);
+    // The cache panel lists the model; deleting it empties the list.
+    const page = await context.newPage();
+    await page.goto(url);
+    const item = page.locator('#cached-models li');
+    await item.first().waitFor();
+    assert.match(await item.first().textContent(), /models\/sd2-tiny\/ — \d+\.\d MB in \d+ shards/);
+    await page.click('#delete-all-models');
+    await page.locator('#cached-models', { hasText: 'none' }).waitFor();
   } finally {
     await context.close();
   }
