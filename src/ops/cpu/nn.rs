@@ -62,7 +62,7 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize, scale: f32, c
         let (lq, lk) = (q.dim(1)?, k.dim(1)?);
         // Query i sees keys up to i + (lk - lq), as with a KV cache.
         let mask: Vec<f32> = (0..lq)
-            .flat_map(|i| (0..lk).map(move |j| if j > i + lk - lq { f32::NEG_INFINITY } else { 0.0 }))
+            .flat_map(|i| (0..lk).map(move |j| if j + lq > i + lk { f32::NEG_INFINITY } else { 0.0 }))
             .collect();
         scores = scores.broadcast_add(&Tensor::from_vec(mask, (lq, lk), q.device())?)?;
     }
