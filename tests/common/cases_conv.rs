@@ -1,7 +1,8 @@
 //! GPU-vs-CPU cases for the conv kernels: 3x3 and 1x1 convs (f32, Q8_0, Q4_0), stride 2
 //! with symmetric and taming's asymmetric padding, odd sizes off the 4x4 / 32x32 tiles,
 //! channel counts not divisible by 4, batch 2, weights split into chunks, a 5184-long
-//! inner dimension, and nearest 2x upsampling.
+//! inner dimension, 1x1 convs on both input paths (gather, vec4 pixels), and nearest 2x
+//! upsampling.
 
 use super::{Case, ELEMENTWISE_TOL, MATMUL_TOL};
 use easel::ops::StorageType;
@@ -40,8 +41,11 @@ fn f32_convs() -> Vec<Case> {
     vec![
         conv_case("conv f32 3x3 s1 p1 [1,8,6,6] -> 8", Conv { x: [1, 8, 6, 6], o: 8, k: 3, stride: 1, padding: p1 }, F32, true),
         conv_case("conv f32 3x3 s1 p1 [2,3,7,5] -> 5", Conv { x: [2, 3, 7, 5], o: 5, k: 3, stride: 1, padding: p1 }, F32, true),
-        conv_case("conv f32 1x1 [2,6,5,7] -> 9", Conv { x: [2, 6, 5, 7], o: 9, k: 1, stride: 1, padding: [0; 4] }, F32, false),
-        conv_case("conv f32 1x1 [1,5,3,3] -> 3 (K % 4 != 0)", Conv { x: [1, 5, 3, 3], o: 3, k: 1, stride: 1, padding: [0; 4] }, F32, true),
+        // 1x1 convs over Ho*Wo % 4 != 0 take the gather, the others the vec4 pixel loads.
+        conv_case("conv f32 1x1 [2,6,5,7] -> 9 (gather)", Conv { x: [2, 6, 5, 7], o: 9, k: 1, stride: 1, padding: [0; 4] }, F32, false),
+        conv_case("conv f32 1x1 [1,5,3,3] -> 3 (gather, K % 4 != 0)", Conv { x: [1, 5, 3, 3], o: 3, k: 1, stride: 1, padding: [0; 4] }, F32, true),
+        conv_case("conv f32 1x1 [2,6,4,5] -> 9 (vec4 pixels)", Conv { x: [2, 6, 4, 5], o: 9, k: 1, stride: 1, padding: [0; 4] }, F32, true),
+        conv_case("conv f32 1x1 [2,5,4,3] -> 3 (vec4 pixels, K % 4 != 0)", Conv { x: [2, 5, 4, 3], o: 3, k: 1, stride: 1, padding: [0; 4] }, F32, false),
         conv_case("conv f32 3x3 s2 (0,1,0,1) [2,7,9,8] -> 6", Conv { x: [2, 7, 9, 8], o: 6, k: 3, stride: 2, padding: [0, 1, 0, 1] }, F32, true),
         conv_case("conv f32 3x3 s2 p1 [1,4,7,5] -> 11", Conv { x: [1, 4, 7, 5], o: 11, k: 3, stride: 2, padding: p1 }, F32, false),
         conv_case("conv f32 3x3 s1 p0 [1,3,10,12] -> 36", Conv { x: [1, 3, 10, 12], o: 36, k: 3, stride: 1, padding: [0; 4] }, F32, true),
@@ -54,10 +58,12 @@ fn quantized_convs() -> Vec<Case> {
     let p1 = [1; 4];
     vec![
         conv_case("conv q8_0 3x3 s1 p1 [2,32,5,6] -> 10", Conv { x: [2, 32, 5, 6], o: 10, k: 3, stride: 1, padding: p1 }, Q8_0, true),
-        conv_case("conv q8_0 1x1 [1,64,7,5] -> 7", Conv { x: [1, 64, 7, 5], o: 7, k: 1, stride: 1, padding: [0; 4] }, Q8_0, true),
+        conv_case("conv q8_0 1x1 [1,64,7,5] -> 7 (gather)", Conv { x: [1, 64, 7, 5], o: 7, k: 1, stride: 1, padding: [0; 4] }, Q8_0, true),
+        conv_case("conv q8_0 1x1 [2,64,4,6] -> 7 (vec4 pixels)", Conv { x: [2, 64, 4, 6], o: 7, k: 1, stride: 1, padding: [0; 4] }, Q8_0, false),
         conv_case("conv q8_0 3x3 s2 (0,1,0,1) [1,32,8,8] -> 6", Conv { x: [1, 32, 8, 8], o: 6, k: 3, stride: 2, padding: [0, 1, 0, 1] }, Q8_0, false),
         conv_case("conv q4_0 3x3 s1 p1 [2,32,5,6] -> 10", Conv { x: [2, 32, 5, 6], o: 10, k: 3, stride: 1, padding: p1 }, Q4_0, true),
-        conv_case("conv q4_0 1x1 [2,64,3,5] -> 9", Conv { x: [2, 64, 3, 5], o: 9, k: 1, stride: 1, padding: [0; 4] }, Q4_0, true),
+        conv_case("conv q4_0 1x1 [2,64,3,5] -> 9 (gather)", Conv { x: [2, 64, 3, 5], o: 9, k: 1, stride: 1, padding: [0; 4] }, Q4_0, true),
+        conv_case("conv q4_0 1x1 [1,64,6,6] -> 9 (vec4 pixels)", Conv { x: [1, 64, 6, 6], o: 9, k: 1, stride: 1, padding: [0; 4] }, Q4_0, true),
         conv_case("conv q4_0 3x3 s2 p1 [1,32,7,7] -> 5", Conv { x: [1, 32, 7, 7], o: 5, k: 3, stride: 2, padding: p1 }, Q4_0, false),
     ]
 }

@@ -1,10 +1,13 @@
 // 2D convolution (NCHW) as an implicit GEMM: out[(b, oy, ox), o] = sum over k = (c, ky, kx)
 // of x[b, c, oy*s - pt + ky, ox*s - pl + kx] (zero outside) * w[o, k], never building the
-// im2col matrix. Each invocation computes 4 output channels x 4 output pixels, like
-// linear.wgsl: weights are read 4 consecutive k at a time through `load_w` (spliced in per
-// variant: f32 vec4 / scalar, q8_0, q4_0), the input is gathered tap by tap with bounds
-// checks standing in for the zero padding. A weight chunk holds channels
-// [n_off, n_off + n_rows).
+// im2col matrix. Each invocation computes 4 output channels x 4 output pixels (the shape of
+// linear.wgsl; no shared memory) from two loaders spliced in per variant:
+// - `load_w(n, k) -> vec4<f32>`: row n of this chunk's weights at k..k+3, zero past the
+//   chunk (f32 vec4 / scalar, or q8_0 / q4_0 dequantized in place);
+// - `block(r0) -> Block` and `load_x(block, k, &kc) -> mat4x4<f32>`: column p holds the
+//   inputs of pixel r0 + p at k..k+3 (a gather whose bounds checks stand in for the zero
+//   padding, or for 1x1 convs one aligned vec4 of 4 pixels per input plane).
+// A weight chunk holds output channels [n_off, n_off + n_rows).
 // params: [M = B*Ho*Wo, K = C*kh*kw, O, n_off, n_rows, has_bias, C, H, W, Ho, Wo, kh, kw,
 // stride, pad_top, pad_left, channel tiles].
 
@@ -14,68 +17,6 @@
 //{{BINDINGS}}
 
 //{{LOADERS}}
-
-// An output pixel: its input window's top-left corner (may lie in the padding) and the
-// index of that corner in x, relative to which every tap is an offset.
-struct Pixel {
-    base: i32,
-    iy: i32,
-    ix: i32,
-    live: bool,
-}
-
-// One k = (c, ky, kx): its offset in x from a pixel's corner.
-struct Tap {
-    off: i32,
-    ky: i32,
-    kx: i32,
-    live: bool,
-}
-
-fn pixel(m: u32) -> Pixel {
-    let wo = pu(10u);
-    let plane = pu(9u) * wo;
-    let r = m % plane;
-    let iy = i32((r / wo) * pu(13u)) - i32(pu(14u));
-    let ix = i32((r % wo) * pu(13u)) - i32(pu(15u));
-    let base = i32((m / plane) * pu(6u) * pu(7u) * pu(8u)) + iy * i32(pu(8u)) + ix;
-    return Pixel(base, iy, ix, m < pu(0u));
-}
-
-// The tap of k = (c, ky, kx); taps past K are dead (their weights load as zero, and the
-// input must not be read as a stray Inf or NaN).
-fn tap(k: vec3<u32>) -> Tap {
-    let w = pu(8u);
-    let off = i32((k.x * pu(7u) + k.y) * w + k.z);
-    return Tap(off, i32(k.y), i32(k.z), k.x < pu(6u));
-}
-
-// k + 1 in (c, ky, kx) form.
-fn next(k: vec3<u32>) -> vec3<u32> {
-    var n = vec3<u32>(k.x, k.y, k.z + 1u);
-    if (n.z == pu(12u)) {
-        n.z = 0u;
-        n.y = n.y + 1u;
-        if (n.y == pu(11u)) {
-            n.y = 0u;
-            n.x = n.x + 1u;
-        }
-    }
-    return n;
-}
-
-fn gather(p: Pixel, t: Tap) -> f32 {
-    let row = u32(p.iy + t.ky);
-    let col = u32(p.ix + t.kx);
-    if (p.live && t.live && row < pu(7u) && col < pu(8u)) {
-        return x[u32(p.base + t.off)];
-    }
-    return 0.0;
-}
-
-fn load_x(p: Pixel, t0: Tap, t1: Tap, t2: Tap, t3: Tap) -> vec4<f32> {
-    return vec4<f32>(gather(p, t0), gather(p, t1), gather(p, t2), gather(p, t3));
-}
 
 @compute @workgroup_size(8, 8, 1)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
@@ -89,36 +30,21 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     if (c0 >= n_rows || r0 >= M) {
         return;
     }
-    let p0 = pixel(r0);
-    let p1 = pixel(r0 + 1u);
-    let p2 = pixel(r0 + 2u);
-    let p3 = pixel(r0 + 3u);
+    let blk = block(r0);
     var acc0 = vec4<f32>(0.0);
     var acc1 = vec4<f32>(0.0);
     var acc2 = vec4<f32>(0.0);
     var acc3 = vec4<f32>(0.0);
+    // k in (c, ky, kx) form, advanced by the gather (which would otherwise divide).
     var kc = vec3<u32>(0u);
     for (var k = 0u; k < K; k = k + 4u) {
-        let t0 = tap(kc);
-        kc = next(kc);
-        let t1 = tap(kc);
-        kc = next(kc);
-        let t2 = tap(kc);
-        kc = next(kc);
-        let t3 = tap(kc);
-        kc = next(kc);
-        let w0 = load_w(c0, k);
-        let w1 = load_w(c0 + 1u, k);
-        let w2 = load_w(c0 + 2u, k);
-        let w3 = load_w(c0 + 3u, k);
-        let x0 = load_x(p0, t0, t1, t2, t3);
-        let x1 = load_x(p1, t0, t1, t2, t3);
-        let x2 = load_x(p2, t0, t1, t2, t3);
-        let x3 = load_x(p3, t0, t1, t2, t3);
-        acc0 = acc0 + vec4<f32>(dot(x0, w0), dot(x0, w1), dot(x0, w2), dot(x0, w3));
-        acc1 = acc1 + vec4<f32>(dot(x1, w0), dot(x1, w1), dot(x1, w2), dot(x1, w3));
-        acc2 = acc2 + vec4<f32>(dot(x2, w0), dot(x2, w1), dot(x2, w2), dot(x2, w3));
-        acc3 = acc3 + vec4<f32>(dot(x3, w0), dot(x3, w1), dot(x3, w2), dot(x3, w3));
+        // Column j: channel c0 + j's weights at k..k+3; column p of xs: pixel p's inputs.
+        let w = mat4x4<f32>(load_w(c0, k), load_w(c0 + 1u, k), load_w(c0 + 2u, k), load_w(c0 + 3u, k));
+        let xs = load_x(blk, k, &kc);
+        acc0 = acc0 + xs[0] * w;
+        acc1 = acc1 + xs[1] * w;
+        acc2 = acc2 + xs[2] * w;
+        acc3 = acc3 + xs[3] * w;
     }
     var b = vec4<f32>(0.0);
     if (pu(5u) != 0u) {
