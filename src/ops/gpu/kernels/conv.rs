@@ -2,28 +2,56 @@
 //! kernel, one dispatch per weight chunk), and nearest 2x upsampling.
 
 use super::elementwise::groups_for;
-use super::linear::{W_Q8_0, W_Q4_0};
 use super::{with_prelude, NodeCx};
 use crate::error::OpError;
 use crate::ops::gpu::builder::{grid, Buf, KernelBuilder};
 use crate::ops::quant::StorageType;
 
-// f32 weight loaders with linear.wgsl's contract (pu(1) = K, pu(4) = rows in the chunk):
-// vec4 when K is a multiple of 4 (rows stay 16-byte aligned), else scalar with bounds.
+// Weight loaders: `load_w(n, k)` is row n of the chunk at k..k+3. Rows past the chunk
+// are clamped to its last row rather than zeroed (their results are never stored): on
+// software adapters a branch around a load costs as much as the load (SwiftShader ran
+// 1.6x faster without it). The block formats dequantize as linear.rs's loaders do.
+/// f32, K a multiple of 4 (rows stay 16-byte aligned): one vec4 load.
 const W_F32_VEC4: &str = r#"
 fn load_w(n: u32, k: u32) -> vec4<f32> {
-    if (n >= pu(4u)) { return vec4<f32>(0.0); }
-    return w[(n * pu(1u) + k) / 4u];
+    return w[(min(n, pu(4u) - 1u) * pu(1u) + k) / 4u];
 }"#;
+/// f32, any K: scalar loads, zero past K.
 const W_F32_SCALAR: &str = r#"
 fn load_w(n: u32, k: u32) -> vec4<f32> {
-    var v = vec4<f32>(0.0);
-    if (n >= pu(4u)) { return v; }
     let K = pu(1u);
+    let row = min(n, pu(4u) - 1u) * K;
+    var v = vec4<f32>(0.0);
     for (var j = 0u; j < 4u; j = j + 1u) {
-        if (k + j < K) { v[j] = w[n * K + k + j]; }
+        v[j] = select(0.0, w[row + min(k + j, K - 1u)], k + j < K);
     }
     return v;
+}"#;
+/// The f16 scale of block b (two to a word).
+const BLOCK_SCALE: &str = r#"
+fn block_scale(b: u32) -> f32 {
+    let pair = unpack2x16float(scales[b / 2u]);
+    return select(pair.x, pair.y, (b & 1u) == 1u);
+}"#;
+/// Q8_0: word i/4 holds the 4 int8 quants of k..k+3 (K is a multiple of 32, so they
+/// never straddle a block).
+const W_Q8_0: &str = r#"
+fn load_w(n: u32, k: u32) -> vec4<f32> {
+    let i = min(n, pu(4u) - 1u) * pu(1u) + k;
+    let q = bitcast<i32>(w[i / 4u]);
+    let v = vec4<f32>(f32(extractBits(q, 0u, 8u)), f32(extractBits(q, 8u, 8u)), f32(extractBits(q, 16u, 8u)), f32(extractBits(q, 24u, 8u)));
+    return v * block_scale(i / 32u);
+}"#;
+/// Q4_0 (GGML order): byte j of a block holds quant j (low nibble) and j+16 (high nibble).
+const W_Q4_0: &str = r#"
+fn load_w(n: u32, k: u32) -> vec4<f32> {
+    let i = min(n, pu(4u) - 1u) * pu(1u) + k;
+    let b = i / 32u;
+    let j = i % 32u;
+    let word = w[b * 4u + (j % 16u) / 4u];
+    let shift = select(0u, 4u, j >= 16u);
+    let q = vec4<u32>((word >> shift) & 15u, (word >> (8u + shift)) & 15u, (word >> (16u + shift)) & 15u, (word >> (24u + shift)) & 15u);
+    return (vec4<f32>(q) - 8.0) * block_scale(b);
 }"#;
 
 /// Input gather for any kernel, stride and padding (x bound as f32).
@@ -70,33 +98,25 @@ fn block(r0: u32) -> Block {
 // The tap of k = (c, ky, kx). Taps past K (when K % 4 != 0) read the window's corner,
 // which their zero weights cancel.
 fn tap(k: vec3<u32>) -> Tap {
-    if (k.x >= pu(6u)) {
-        return Tap(0, 0, 0);
-    }
-    return Tap(i32((k.x * pu(7u) + k.y) * pu(8u) + k.z), i32(k.y), i32(k.z));
+    let live = k.x < pu(6u);
+    let off = i32((k.x * pu(7u) + k.y) * pu(8u) + k.z);
+    return Tap(select(0, off, live), select(0, i32(k.y), live), select(0, i32(k.z), live));
 }
 
-// k + 1 in (c, ky, kx) form.
+// k + 1 in (c, ky, kx) form. Selects, not branches: software adapters run both sides of
+// a branch under a lane mask, and masked loads cost them most.
 fn next(k: vec3<u32>) -> vec3<u32> {
-    var n = vec3<u32>(k.x, k.y, k.z + 1u);
-    if (n.z == pu(12u)) {
-        n.z = 0u;
-        n.y = n.y + 1u;
-        if (n.y == pu(11u)) {
-            n.y = 0u;
-            n.x = n.x + 1u;
-        }
-    }
-    return n;
+    let wrap_x = k.z + 1u == pu(12u);
+    let ky = select(k.y, k.y + 1u, wrap_x);
+    let wrap_y = ky == pu(11u);
+    return vec3<u32>(select(k.x, k.x + 1u, wrap_y), select(ky, 0u, wrap_y), select(k.z + 1u, 0u, wrap_x));
 }
 
+// x at tap t of pixel p, zero in the padding: an unconditional load (clamped into x) and
+// a select, for the reason above.
 fn gather(p: Pixel, t: Tap) -> f32 {
-    let row = u32(p.iy + t.ky);
-    let col = u32(p.ix + t.kx);
-    if (row < pu(7u) && col < pu(8u)) {
-        return x[u32(p.base + t.off)];
-    }
-    return 0.0;
+    let inside = (u32(p.iy + t.ky) < pu(7u)) & (u32(p.ix + t.kx) < pu(8u));
+    return select(0.0, x[select(0u, u32(p.base + t.off), inside)], inside);
 }
 
 fn gather4(p: Pixel, t0: Tap, t1: Tap, t2: Tap, t3: Tap) -> vec4<f32> {
@@ -134,10 +154,8 @@ fn block(r0: u32) -> Block {
 
 // The 4 pixels in input channel c (zero past C, when C % 4 != 0).
 fn plane_row(blk: Block, c: u32) -> vec4<f32> {
-    if (c >= pu(6u)) {
-        return vec4<f32>(0.0);
-    }
-    return x[blk.base + c * (pu(9u) * pu(10u) / 4u)];
+    let C = pu(6u);
+    return select(vec4<f32>(0.0), x[blk.base + min(c, C - 1u) * (pu(9u) * pu(10u) / 4u)], c < C);
 }
 
 // Column p: pixel p's inputs at channels k..k+3.
@@ -151,10 +169,10 @@ const TILE: usize = 32;
 
 fn conv_source(storage: StorageType, w_vec4: bool, pointwise: bool) -> String {
     let (w_decl, w_loader) = match storage {
-        StorageType::Q8_0 => ("array<u32>", W_Q8_0),
-        StorageType::Q4_0 => ("array<u32>", W_Q4_0),
-        _ if w_vec4 => ("array<vec4<f32>>", W_F32_VEC4),
-        _ => ("array<f32>", W_F32_SCALAR),
+        StorageType::Q8_0 => ("array<u32>", format!("{BLOCK_SCALE}\n{W_Q8_0}")),
+        StorageType::Q4_0 => ("array<u32>", format!("{BLOCK_SCALE}\n{W_Q4_0}")),
+        _ if w_vec4 => ("array<vec4<f32>>", W_F32_VEC4.to_string()),
+        _ => ("array<f32>", W_F32_SCALAR.to_string()),
     };
     let (x_decl, x_loader) = if pointwise { ("array<vec4<f32>>", X_POINTWISE) } else { ("array<f32>", X_GATHER) };
     let mut bindings =

@@ -2,8 +2,8 @@
 // of x[b, c, oy*s - pt + ky, ox*s - pl + kx] (zero outside) * w[o, k], never building the
 // im2col matrix. Each invocation computes 4 output channels x 4 output pixels (the shape of
 // linear.wgsl; no shared memory) from two loaders spliced in per variant:
-// - `load_w(n, k) -> vec4<f32>`: row n of this chunk's weights at k..k+3, zero past the
-//   chunk (f32 vec4 / scalar, or q8_0 / q4_0 dequantized in place);
+// - `load_w(n, k) -> vec4<f32>`: row n of this chunk's weights at k..k+3 (f32 vec4 /
+//   scalar, or q8_0 / q4_0 dequantized in place); rows past the chunk read its last row;
 // - `block(r0) -> Block` and `load_x(block, k, &kc) -> mat4x4<f32>`: column p holds the
 //   inputs of pixel r0 + p at k..k+3 (a gather whose bounds checks stand in for the zero
 //   padding, or for 1x1 convs one aligned vec4 of 4 pixels per input plane).
