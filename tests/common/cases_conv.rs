@@ -1,8 +1,99 @@
-//! GPU-vs-CPU cases for the conv kernels.
+//! GPU-vs-CPU cases for the conv kernels: 3x3 and 1x1 convs (f32, Q8_0, Q4_0), stride 2
+//! with symmetric and taming's asymmetric padding, odd sizes off the 4x4 / 32x32 tiles,
+//! channel counts not divisible by 4, batch 2, weights split into chunks, a 5184-long
+//! inner dimension, 1x1 convs on both input paths (gather, vec4 pixels), and nearest 2x
+//! upsampling.
 
-use super::Case;
+use super::{Case, ELEMENTWISE_TOL, MATMUL_TOL};
+use easel::ops::StorageType;
+
+/// One conv layer's shape: x [B, C, H, W], O output channels, a k x k kernel.
+struct Conv {
+    x: [usize; 4],
+    o: usize,
+    k: usize,
+    stride: usize,
+    padding: [usize; 4],
+}
+
+fn conv_case(name: &str, s: Conv, storage: StorageType, bias: bool) -> Case {
+    let Conv { x, o, k, stride, padding } = s;
+    let c = x[1];
+    let mut case = Case::new(name, MATMUL_TOL, move |g| {
+        let xi = g.input("x", &x);
+        let w = g.weight("conv.weight")?;
+        let b = if bias { Some(g.weight("conv.bias")?) } else { None };
+        let y = g.conv2d(xi, w, b, stride, padding)?;
+        g.output(y);
+        Ok(())
+    })
+    .input("x", x.iter().product(), 1.0, 61)
+    .weight("conv.weight", &[o, c, k, k], storage, 0.5, 62);
+    if bias {
+        case = case.weight("conv.bias", &[o], StorageType::F32, 0.5, 63);
+    }
+    case
+}
+
+fn f32_convs() -> Vec<Case> {
+    use StorageType::F32;
+    let p1 = [1; 4];
+    vec![
+        conv_case("conv f32 3x3 s1 p1 [1,8,6,6] -> 8", Conv { x: [1, 8, 6, 6], o: 8, k: 3, stride: 1, padding: p1 }, F32, true),
+        conv_case("conv f32 3x3 s1 p1 [2,3,7,5] -> 5", Conv { x: [2, 3, 7, 5], o: 5, k: 3, stride: 1, padding: p1 }, F32, true),
+        // 1x1 convs over Ho*Wo % 4 != 0 take the gather, the others the vec4 pixel loads.
+        conv_case("conv f32 1x1 [2,6,5,7] -> 9 (gather)", Conv { x: [2, 6, 5, 7], o: 9, k: 1, stride: 1, padding: [0; 4] }, F32, false),
+        conv_case("conv f32 1x1 [1,5,3,3] -> 3 (gather, K % 4 != 0)", Conv { x: [1, 5, 3, 3], o: 3, k: 1, stride: 1, padding: [0; 4] }, F32, true),
+        conv_case("conv f32 1x1 [2,6,4,5] -> 9 (vec4 pixels)", Conv { x: [2, 6, 4, 5], o: 9, k: 1, stride: 1, padding: [0; 4] }, F32, true),
+        conv_case("conv f32 1x1 [2,5,4,3] -> 3 (vec4 pixels, K % 4 != 0)", Conv { x: [2, 5, 4, 3], o: 3, k: 1, stride: 1, padding: [0; 4] }, F32, false),
+        conv_case("conv f32 3x3 s2 (0,1,0,1) [2,7,9,8] -> 6", Conv { x: [2, 7, 9, 8], o: 6, k: 3, stride: 2, padding: [0, 1, 0, 1] }, F32, true),
+        conv_case("conv f32 3x3 s2 p1 [1,4,7,5] -> 11", Conv { x: [1, 4, 7, 5], o: 11, k: 3, stride: 2, padding: p1 }, F32, false),
+        conv_case("conv f32 3x3 s1 p0 [1,3,10,12] -> 36", Conv { x: [1, 3, 10, 12], o: 36, k: 3, stride: 1, padding: [0; 4] }, F32, true),
+        conv_case("conv f32 3x3 s1 p1 [1,576,3,2] -> 6 (K 5184)", Conv { x: [1, 576, 3, 2], o: 6, k: 3, stride: 1, padding: p1 }, F32, true),
+    ]
+}
+
+fn quantized_convs() -> Vec<Case> {
+    use StorageType::{Q4_0, Q8_0};
+    let p1 = [1; 4];
+    vec![
+        conv_case("conv q8_0 3x3 s1 p1 [2,32,5,6] -> 10", Conv { x: [2, 32, 5, 6], o: 10, k: 3, stride: 1, padding: p1 }, Q8_0, true),
+        conv_case("conv q8_0 1x1 [1,64,7,5] -> 7 (gather)", Conv { x: [1, 64, 7, 5], o: 7, k: 1, stride: 1, padding: [0; 4] }, Q8_0, true),
+        conv_case("conv q8_0 1x1 [2,64,4,6] -> 7 (vec4 pixels)", Conv { x: [2, 64, 4, 6], o: 7, k: 1, stride: 1, padding: [0; 4] }, Q8_0, false),
+        conv_case("conv q8_0 3x3 s2 (0,1,0,1) [1,32,8,8] -> 6", Conv { x: [1, 32, 8, 8], o: 6, k: 3, stride: 2, padding: [0, 1, 0, 1] }, Q8_0, false),
+        conv_case("conv q4_0 3x3 s1 p1 [2,32,5,6] -> 10", Conv { x: [2, 32, 5, 6], o: 10, k: 3, stride: 1, padding: p1 }, Q4_0, true),
+        conv_case("conv q4_0 1x1 [2,64,3,5] -> 9 (gather)", Conv { x: [2, 64, 3, 5], o: 9, k: 1, stride: 1, padding: [0; 4] }, Q4_0, true),
+        conv_case("conv q4_0 1x1 [1,64,6,6] -> 9 (vec4 pixels)", Conv { x: [1, 64, 6, 6], o: 9, k: 1, stride: 1, padding: [0; 4] }, Q4_0, true),
+        conv_case("conv q4_0 3x3 s2 p1 [1,32,7,7] -> 5", Conv { x: [1, 32, 7, 7], o: 5, k: 3, stride: 2, padding: p1 }, Q4_0, false),
+    ]
+}
+
+fn split_convs() -> Vec<Case> {
+    use StorageType::{Q4_0, F32, Q8_0};
+    let p1 = [1; 4];
+    // Bindings of 6 output channels (f32 row: 8*9*4 bytes; Q8_0 row: 9 blocks of 34 bytes;
+    // Q4_0 row: 9 blocks of 18 bytes) -> chunks of 6, 6, 6, 2 channels, one dispatch each.
+    vec![
+        conv_case("conv f32 split 3x3 [2,8,5,7] -> 20", Conv { x: [2, 8, 5, 7], o: 20, k: 3, stride: 1, padding: p1 }, F32, true)
+            .split_at(6 * 8 * 9 * 4),
+        conv_case("conv q8_0 split 3x3 [1,32,6,5] -> 20", Conv { x: [1, 32, 6, 5], o: 20, k: 3, stride: 1, padding: p1 }, Q8_0, true)
+            .split_at(6 * 9 * 34),
+        conv_case("conv q4_0 split 3x3 [2,32,4,5] -> 20", Conv { x: [2, 32, 4, 5], o: 20, k: 3, stride: 1, padding: p1 }, Q4_0, false)
+            .split_at(6 * 9 * 18),
+    ]
+}
+
+fn upsamples() -> Vec<Case> {
+    vec![Case::new("upsample2x [2,3,5,4]", ELEMENTWISE_TOL, |g| {
+        let x = g.input("x", &[2, 3, 5, 4]);
+        let y = g.upsample2x(x)?;
+        g.output(y);
+        Ok(())
+    })
+    .input("x", 2 * 3 * 5 * 4, 1.0, 64)]
+}
 
 /// Every conv case.
 pub fn cases() -> Vec<Case> {
-    Vec::new()
+    [f32_convs(), quantized_convs(), split_convs(), upsamples()].into_iter().flatten().collect()
 }

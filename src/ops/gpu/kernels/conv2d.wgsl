@@ -1,0 +1,75 @@
+// 2D convolution (NCHW) as an implicit GEMM: out[(b, oy, ox), o] = sum over k = (c, ky, kx)
+// of x[b, c, oy*s - pt + ky, ox*s - pl + kx] (zero outside) * w[o, k], never building the
+// im2col matrix. Each invocation computes 4 output channels x 4 output pixels (the shape of
+// linear.wgsl; no shared memory) from two loaders spliced in per variant:
+// - `load_w(n, k) -> vec4<f32>`: row n of this chunk's weights at k..k+3 (f32 vec4 /
+//   scalar, or q8_0 / q4_0 dequantized in place); rows past the chunk read its last row;
+// - `block(r0) -> Block` and `load_x(block, k, &kc) -> mat4x4<f32>`: column p holds the
+//   inputs of pixel r0 + p at k..k+3 (a gather whose bounds checks stand in for the zero
+//   padding, or for 1x1 convs one aligned vec4 of 4 pixels per input plane).
+// A weight chunk holds output channels [n_off, n_off + n_rows).
+// params: [M = B*Ho*Wo, K = C*kh*kw, O, n_off, n_rows, has_bias, C, H, W, Ho, Wo, kh, kw,
+// stride, pad_top, pad_left, channel tiles].
+
+// Bindings: 0 out, 1 bias (x again when there is none), 2 x, 3 w, [4 scales], then params.
+@group(0) @binding(0) var<storage, read_write> out: array<f32>;
+@group(0) @binding(1) var<storage, read> bias: array<f32>;
+//{{BINDINGS}}
+
+//{{LOADERS}}
+
+@compute @workgroup_size(8, 8, 1)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let M = pu(0u);
+    let K = pu(1u);
+    let n_rows = pu(4u);
+    let tiles_n = pu(16u);
+    let flat = flat_workgroup(wid, nwg);
+    let c0 = ((flat % tiles_n) * 8u + lid.x) * 4u;
+    let r0 = ((flat / tiles_n) * 8u + lid.y) * 4u;
+    if (c0 >= n_rows || r0 >= M) {
+        return;
+    }
+    let blk = block(r0);
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);
+    var acc3 = vec4<f32>(0.0);
+    // k in (c, ky, kx) form, advanced by the gather (which would otherwise divide).
+    var kc = vec3<u32>(0u);
+    for (var k = 0u; k < K; k = k + 4u) {
+        // Column j: channel c0 + j's weights at k..k+3; column p of xs: pixel p's inputs.
+        let w = mat4x4<f32>(load_w(c0, k), load_w(c0 + 1u, k), load_w(c0 + 2u, k), load_w(c0 + 3u, k));
+        let xs = load_x(blk, k, &kc);
+        acc0 = acc0 + xs[0] * w;
+        acc1 = acc1 + xs[1] * w;
+        acc2 = acc2 + xs[2] * w;
+        acc3 = acc3 + xs[3] * w;
+    }
+    var b = vec4<f32>(0.0);
+    if (pu(5u) != 0u) {
+        for (var j = 0u; j < 4u; j = j + 1u) {
+            if (c0 + j < n_rows) {
+                b[j] = bias[pu(3u) + c0 + j];
+            }
+        }
+    }
+    store_pixel(r0, c0, acc0 + b);
+    store_pixel(r0 + 1u, c0, acc1 + b);
+    store_pixel(r0 + 2u, c0, acc2 + b);
+    store_pixel(r0 + 3u, c0, acc3 + b);
+}
+
+// Writes channels c0..c0+3 (chunk-local) of output pixel m.
+fn store_pixel(m: u32, c0: u32, v: vec4<f32>) {
+    if (m >= pu(0u)) {
+        return;
+    }
+    let plane = pu(9u) * pu(10u);
+    let base = (m / plane) * pu(2u) * plane + (pu(3u) + c0) * plane + m % plane;
+    for (var j = 0u; j < 4u; j = j + 1u) {
+        if (c0 + j < pu(4u)) {
+            out[base + j * plane] = v[j];
+        }
+    }
+}
