@@ -85,11 +85,6 @@ impl<'a> KernelBuilder<'a> {
         Self { ctx, cache, params: Vec::new(), pending: Vec::new(), node_label: String::new() }
     }
 
-    /// The device limits (binding sizes, workgroup counts).
-    pub fn limits(&self) -> wgpu::Limits {
-        self.ctx.device.limits()
-    }
-
     /// Records a dispatch of kernel variant `key` (WGSL from `source`, compiled on first use).
     pub fn dispatch(
         &mut self,

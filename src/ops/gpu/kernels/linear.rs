@@ -7,10 +7,11 @@ use crate::ops::gpu::builder::{Buf, KernelBuilder};
 use crate::ops::quant::StorageType;
 
 /// x loaders: vec4 when K is a multiple of 4 (x bound as vec4 array), else scalar with bounds.
+/// Rows past the end are clamped rather than branched around (their results are never
+/// stored): branch-free loads ran 2x faster on SwiftShader.
 const X_VEC4: &str = r#"
 fn load_x(m: u32, k: u32) -> vec4<f32> {
-    if (m >= pu(0u)) { return vec4<f32>(0.0); }
-    return x[(m * pu(1u) + k) / 4u];
+    return x[(min(m, pu(0u) - 1u) * pu(1u) + k) / 4u];
 }"#;
 const X_SCALAR: &str = r#"
 fn load_x(m: u32, k: u32) -> vec4<f32> {
@@ -25,8 +26,7 @@ fn load_x(m: u32, k: u32) -> vec4<f32> {
 
 const W_F32_VEC4: &str = r#"
 fn load_w(n: u32, k: u32) -> vec4<f32> {
-    if (n >= pu(4u)) { return vec4<f32>(0.0); }
-    return w[(n * pu(1u) + k) / 4u];
+    return w[(min(n, pu(4u) - 1u) * pu(1u) + k) / 4u];
 }"#;
 const W_F32_SCALAR: &str = r#"
 fn load_w(n: u32, k: u32) -> vec4<f32> {
@@ -38,55 +38,23 @@ fn load_w(n: u32, k: u32) -> vec4<f32> {
     }
     return v;
 }"#;
-/// Q8_0: word (n*K + k)/4 holds the 4 int8 quants of k..k+3; the block's f16 scale is
-/// half of scales[b / 2]. K is a multiple of 32, so k..k+3 never straddle a block.
-pub const W_Q8_0: &str = r#"
-fn block_scale(b: u32) -> f32 {
-    let pair = unpack2x16float(scales[b / 2u]);
-    return select(pair.x, pair.y, (b & 1u) == 1u);
-}
-fn load_w(n: u32, k: u32) -> vec4<f32> {
-    if (n >= pu(4u)) { return vec4<f32>(0.0); }
-    let i = n * pu(1u) + k;
-    let q = bitcast<i32>(w[i / 4u]);
-    let v = vec4<f32>(f32(extractBits(q, 0u, 8u)), f32(extractBits(q, 8u, 8u)), f32(extractBits(q, 16u, 8u)), f32(extractBits(q, 24u, 8u)));
-    return v * block_scale(i / 32u);
-}"#;
-/// Q4_0 (GGML order): byte j of a block holds quant j (low nibble) and j+16 (high nibble).
-pub const W_Q4_0: &str = r#"
-fn block_scale(b: u32) -> f32 {
-    let pair = unpack2x16float(scales[b / 2u]);
-    return select(pair.x, pair.y, (b & 1u) == 1u);
-}
-fn load_w(n: u32, k: u32) -> vec4<f32> {
-    if (n >= pu(4u)) { return vec4<f32>(0.0); }
-    let i = n * pu(1u) + k;
-    let b = i / 32u;
-    let j = i % 32u;
-    let word = w[b * 4u + (j % 16u) / 4u];
-    let shift = select(0u, 4u, j >= 16u);
-    let q = vec4<u32>((word >> shift) & 15u, (word >> (8u + shift)) & 15u, (word >> (16u + shift)) & 15u, (word >> (24u + shift)) & 15u);
-    return (vec4<f32>(q) - 8.0) * block_scale(b);
-}"#;
-
 /// Unscaled Q8_0 quants k..k+3 of chunk row n (the block scale is applied per block).
 const Q_Q8_0: &str = r#"
 fn load_q(n: u32, k: u32) -> vec4<f32> {
-    if (n >= pu(4u)) { return vec4<f32>(0.0); }
-    let q = bitcast<i32>(w[(n * pu(1u) + k) / 4u]);
+    let q = bitcast<i32>(w[(min(n, pu(4u) - 1u) * pu(1u) + k) / 4u]);
     return vec4<f32>(f32(extractBits(q, 0u, 8u)), f32(extractBits(q, 8u, 8u)), f32(extractBits(q, 16u, 8u)), f32(extractBits(q, 24u, 8u)));
 }"#;
 /// Unscaled, re-centred Q4_0 quants (q - 8) k..k+3 of chunk row n, GGML nibble order.
 const Q_Q4_0: &str = r#"
 fn load_q(n: u32, k: u32) -> vec4<f32> {
-    if (n >= pu(4u)) { return vec4<f32>(0.0); }
-    let i = n * pu(1u) + k;
+    let i = min(n, pu(4u) - 1u) * pu(1u) + k;
     let j = i % 32u;
     let word = w[(i / 32u) * 4u + (j % 16u) / 4u] >> select(0u, 4u, j >= 16u);
     let q = vec4<u32>(word & 15u, (word >> 8u) & 15u, (word >> 16u) & 15u, (word >> 24u) & 15u);
     return vec4<f32>(q) - 8.0;
 }"#;
 
+/// The kernel for a storage type: `linear_q.wgsl` for block formats, else `linear.wgsl`.
 fn source(x_vec4: bool, storage: StorageType, w_vec4: bool) -> String {
     match storage {
         StorageType::Q8_0 => return with_prelude(&include_str!("linear_q.wgsl").replace("//{{LOAD_Q}}", Q_Q8_0)),
@@ -94,20 +62,10 @@ fn source(x_vec4: bool, storage: StorageType, w_vec4: bool) -> String {
         _ => {}
     }
     let x_ty = if x_vec4 { "array<vec4<f32>>" } else { "array<f32>" };
-    let (w_decl, loader) = match storage {
-        StorageType::Q8_0 => ("array<u32>", W_Q8_0),
-        StorageType::Q4_0 => ("array<u32>", W_Q4_0),
-        _ if w_vec4 => ("array<vec4<f32>>", W_F32_VEC4),
-        _ => ("array<f32>", W_F32_SCALAR),
-    };
-    let mut bindings = format!(
-        "@group(0) @binding(2) var<storage, read> x: {x_ty};\n@group(0) @binding(3) var<storage, read> w: {w_decl};\n"
+    let (w_decl, loader) = if w_vec4 { ("array<vec4<f32>>", W_F32_VEC4) } else { ("array<f32>", W_F32_SCALAR) };
+    let bindings = format!(
+        "@group(0) @binding(2) var<storage, read> x: {x_ty};\n@group(0) @binding(3) var<storage, read> w: {w_decl};\n@group(0) @binding(4) var<uniform> params: Params;\n"
     );
-    if storage.is_quantized() {
-        bindings.push_str("@group(0) @binding(4) var<storage, read> scales: array<u32>;\n");
-    }
-    let params_at = if storage.is_quantized() { 5 } else { 4 };
-    bindings.push_str(&format!("@group(0) @binding({params_at}) var<uniform> params: Params;\n"));
     let loaders = format!("{}\n{loader}", if x_vec4 { X_VEC4 } else { X_SCALAR });
     with_prelude(&include_str!("linear.wgsl").replace("//{{BINDINGS}}", &bindings).replace("//{{LOADERS}}", &loaders))
 }

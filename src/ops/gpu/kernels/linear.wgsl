@@ -1,12 +1,12 @@
-// Linear layer, register-blocked: each invocation computes a 4x4 block of
-// out[M, N] = x[M, K] @ w^T + bias, for the rows [n_off, n_off + n_rows) of w held by this
-// chunk. Both operands are read along K, so loads are contiguous; no shared memory (on
+// Linear layer over f32 weights (block formats use linear_q.wgsl), register-blocked: each
+// invocation computes a 4x4 block of out[M, N] = x[M, K] @ w^T + bias, for the rows
+// [n_off, n_off + n_rows) of w held by this chunk. Both operands are read along K, so loads are contiguous; no shared memory (on
 // software adapters shared-memory tiles were 3-7x slower than this shape).
 // params: [M, K, N, n_off, n_rows, has_bias].
 // The weight loader `load_w(n, k) -> vec4<f32>` (4 values at k..k+3 of chunk row n) and the
-// x loader `load_x(m, k)` are spliced in per variant: f32 (vec4 or scalar), q8_0, q4_0.
+// x loader `load_x(m, k)` are spliced in per variant (vec4 when K % 4 == 0, else scalar).
 
-// Bindings: 0 out, 1 bias (x again when there is none), 2 x, 3 w, [4 scales], then params.
+// Bindings: 0 out, 1 bias (x again when there is none), 2 x, 3 w, 4 params.
 @group(0) @binding(0) var<storage, read_write> out: array<f32>;
 @group(0) @binding(1) var<storage, read> bias: array<f32>;
 //{{BINDINGS}}
