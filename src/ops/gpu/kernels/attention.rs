@@ -7,6 +7,8 @@ use crate::ops::gpu::builder::{f, grid, KernelBuilder};
 
 /// Widest head the kernel takes: q rows and accumulators live in registers, unrolled.
 const MAX_HEAD_DIM: usize = 256;
+/// Invocations per workgroup (`@workgroup_size` in attention.wgsl).
+const WORKGROUP: usize = 64;
 
 /// Loader of 4 head elements as one vec4 (head width and row strides are multiples of 4).
 const LOAD_VEC4: &str = r#"
@@ -40,7 +42,7 @@ fn elem(vec4: bool) -> &'static str {
 }
 
 fn source(dh: usize, dv: usize, rows: usize) -> String {
-    let (qk4, v4) = (dh % 4 == 0, dv % 4 == 0);
+    let (qk4, v4) = (dh.is_multiple_of(4), dv.is_multiple_of(4));
     let loaders = [loader("q", "DH", qk4), loader("k", "DH", qk4), loader("v", "DV", v4)].concat();
     with_prelude(
         &include_str!("attention.wgsl")
@@ -53,17 +55,18 @@ fn source(dh: usize, dv: usize, rows: usize) -> String {
     )
 }
 
-/// Query rows per invocation. Software adapters (lavapipe, SwiftShader) emulate each
-/// storage load lane by lane, so reusing every K/V load for several rows pays (lavapipe,
-/// Dh 64: 1.6 GFLOP per CPU-second with 1 row, 4.4 with 4); the rows' registers and the
-/// unrolled code grow with rows * head width, so wide heads and short sequences get fewer.
-/// Real GPUs keep one row per invocation, as more would spill registers.
+/// Query rows per invocation. Software adapters emulate each storage load lane by lane, so
+/// reusing every K/V load for several rows pays (Dh 64, 1 -> 4 rows: lavapipe 1.6 -> 4.4
+/// GFLOP per CPU-second, SwiftShader 0.3 -> 0.7 GFLOP/s). Registers, unrolled code and
+/// lavapipe's compile time grow with rows * head width (Dh 160 with 4 rows: ~25 s), so wide
+/// heads get fewer, and short sequences too (a block is 64 * rows queries). Real GPUs keep
+/// one row per invocation: more would spill registers.
 fn rows_per_invocation(software: bool, lq: usize, dh: usize, dv: usize) -> usize {
     if !software {
         return 1;
     }
     let width4 = dh.div_ceil(4) + dv.div_ceil(4);
-    [4, 2].into_iter().find(|&r| 64 * r <= lq && r * width4 <= 128).unwrap_or(1)
+    [4, 2].into_iter().find(|&r| WORKGROUP * r <= lq && r * width4 <= 128).unwrap_or(1)
 }
 
 /// softmax(q k^T * scale) v per head on [B, L, H*D] tensors, keys masked past the diagonal
@@ -75,6 +78,9 @@ pub fn attention(kb: &mut KernelBuilder, cx: &NodeCx, heads: usize, scale: f32, 
     if cx.node.numel() == 0 {
         return Ok(());
     }
+    if lk == 0 {
+        return Err(OpError::Shape { node: cx.node.label.clone(), message: "attention over zero keys".into() });
+    }
     if dh == 0 || dv == 0 || dh > MAX_HEAD_DIM || dv > MAX_HEAD_DIM {
         return Err(OpError::Limits {
             node: cx.node.label.clone(),
@@ -82,7 +88,7 @@ pub fn attention(kb: &mut KernelBuilder, cx: &NodeCx, heads: usize, scale: f32, 
         });
     }
     let rows = rows_per_invocation(kb.ctx.is_software(), lq, dh, dv);
-    let qblocks = lq.div_ceil(64 * rows);
+    let qblocks = lq.div_ceil(WORKGROUP * rows);
     let workgroups = batch * heads * qblocks;
     if workgroups > 65535 * 65535 {
         return Err(OpError::Limits { node: cx.node.label.clone(), message: format!("{workgroups} workgroups") });

@@ -6,9 +6,8 @@
 // query rows, keeps them (pre-scaled) and their Dv accumulators in registers, and reads
 // K/V rows straight from storage at workgroup-uniform addresses: no workgroup memory, no
 // barriers. On software adapters every storage load is emulated lane by lane, so reusing
-// each K/V load for ROWS rows is what pays; control flow stays uniform (rows past Lq are
-// computed on a clamped copy and not stored) so that SwiftShader keeps its fast path for
-// loads at one address.
+// each K/V load for ROWS rows is what pays. Every invocation runs the same key loop: rows
+// past Lq are computed on a clamped copy and not stored, causal masks are selects.
 //
 // q [B, Lq, H*DH], k [B, Lk, H*DH], v [B, Lk, H*DV], out [B, Lq, H*DV]; head h at h*D.
 // Causal: query i sees key j when j <= i + Lk - Lq. A row that sees no key writes zeros.
