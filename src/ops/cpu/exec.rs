@@ -4,10 +4,14 @@ use std::collections::HashMap;
 
 use candle_core::{DType as CDType, Device, Tensor, D};
 
-use super::nn;
+use super::{gemm_ops, nn};
 use crate::error::OpError;
 use crate::ops::graph::{BinaryOp, DType, Graph, Op, TensorId, UnaryOp};
 use crate::ops::weights::WeightStore;
+
+/// Dense ops go through our packed GEMM in the browser, where candle's matmul is single
+/// threaded and barely vectorized; natively candle's multithreaded matmul is faster.
+const USE_GEMM: bool = cfg!(target_arch = "wasm32");
 
 /// A run-time input or a result, on the host.
 #[derive(Debug, Clone, PartialEq)]
@@ -107,11 +111,14 @@ impl<'w> CpuExecutor<'w> {
                 }
             }
             Op::Weight { name } => self.weight(name)?,
+            Op::Linear if USE_GEMM => gemm_ops::linear(&a[0], &a[1], a.get(2))?,
             Op::Linear => nn::linear(&a[0], &a[1], a.get(2))?,
+            Op::MatMul { transpose_b } if USE_GEMM => gemm_ops::matmul(&a[0], &a[1], *transpose_b)?,
             Op::MatMul { transpose_b } => {
                 let b = if *transpose_b { a[1].transpose(D::Minus2, D::Minus1)? } else { a[1].clone() };
                 a[0].contiguous()?.matmul(&b.contiguous()?)?
             }
+            Op::Conv2d { stride, padding } if USE_GEMM => gemm_ops::conv2d(&a[0], &a[1], a.get(2), *stride, *padding)?,
             Op::Conv2d { stride, padding } => nn::conv2d(&a[0], &a[1], a.get(2), *stride, *padding)?,
             Op::GroupNorm { groups, eps, silu } => nn::group_norm(&a[0], &a[1], &a[2], *groups, *eps, *silu)?,
             Op::LayerNorm { eps } => candle_nn::ops::layer_norm(&a[0].contiguous()?, &a[1], &a[2], *eps)?,

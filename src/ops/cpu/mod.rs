@@ -2,6 +2,10 @@
 //! fallback when WebGPU is missing or only a software adapter is offered.
 
 mod exec;
+mod f32x4;
+pub mod gemm;
+mod gemm_ops;
+mod im2col;
 mod nn;
 
 pub use exec::{CpuExecutor, HostTensor};

@@ -1,0 +1,230 @@
+//! Cache-blocked, packed f32 GEMM, single-threaded: `C[M,N] += A[M,K] @ B[K,N]`.
+//!
+//! Goto's loop order: B is packed KC x NC at a time into strips NR columns wide, A into
+//! strips MR rows tall (MC x KC at a time), and an MR x NR register-blocked micro-kernel
+//! walks K over one strip of each, so a B strip stays in L1 while A strips stream from L2.
+//! Packing zero-pads the strips, so the kernel never sees an edge; only the write-back of
+//! edge tiles is clipped. B arrives through [`PackB`], so a convolution packs its im2col
+//! panels straight from the image (implicit GEMM) instead of materializing them.
+
+use super::f32x4::F32x4;
+
+/// Rows of A (and C) per micro-tile.
+pub const MR: usize = 4;
+/// Columns of B (and C) per micro-tile: NR / 4 vectors.
+pub const NR: usize = 8;
+const NV: usize = NR / 4;
+/// Depth of one packed block; K is split into near-equal blocks no deeper than this.
+const KC: usize = 256;
+/// Rows of A packed at a time.
+const MC: usize = 128;
+/// Columns of B packed at a time.
+const NC: usize = 4096;
+
+/// A source of B panels.
+pub trait PackB {
+    /// Writes `B[p0..p0 + kc, j0..j0 + nc]` into `out` as `nc.div_ceil(NR)` strips of
+    /// `kc x NR` values (row-major within a strip), zero past column `nc`.
+    fn pack(&self, p0: usize, kc: usize, j0: usize, nc: usize, out: &mut [f32]);
+}
+
+/// A dense row-major B matrix.
+#[derive(Clone, Copy)]
+pub enum BMatrix<'a> {
+    /// `[K, N]`, rows `ld` apart.
+    KN { data: &'a [f32], ld: usize },
+    /// `[N, K]`, i.e. B transposed (how linear weights are stored), rows `ld` apart.
+    NK { data: &'a [f32], ld: usize },
+}
+
+impl PackB for BMatrix<'_> {
+    fn pack(&self, p0: usize, kc: usize, j0: usize, nc: usize, out: &mut [f32]) {
+        for (s, strip) in out.chunks_exact_mut(kc * NR).enumerate() {
+            let js = j0 + s * NR;
+            let w = NR.min(j0 + nc - js);
+            match *self {
+                Self::KN { data, ld } => {
+                    for (p, row) in strip.chunks_exact_mut(NR).enumerate() {
+                        row[..w].copy_from_slice(&data[(p0 + p) * ld + js..][..w]);
+                        row[w..].fill(0.0);
+                    }
+                }
+                Self::NK { data, ld } => {
+                    for jj in 0..w {
+                        let col = &data[(js + jj) * ld + p0..][..kc];
+                        for (row, &v) in strip.chunks_exact_mut(NR).zip(col) {
+                            row[jj] = v;
+                        }
+                    }
+                    if w < NR {
+                        strip.chunks_exact_mut(NR).for_each(|row| row[w..].fill(0.0));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `C[M,N] += A[M,K] @ B[K,N]`; A and C are row-major with row strides `lda` and `ldc`.
+/// Callers start C at zero (or at a broadcast bias).
+#[allow(clippy::too_many_arguments)]
+pub fn gemm(m: usize, n: usize, k: usize, a: &[f32], lda: usize, b: &impl PackB, c: &mut [f32], ldc: usize) {
+    if m == 0 || n == 0 || k == 0 {
+        return;
+    }
+    assert!(a.len() >= (m - 1) * lda + k && c.len() >= (m - 1) * ldc + n, "gemm operands too short");
+    // Equal-sized blocks waste less than full blocks plus a thin remainder.
+    let kc_max = k.div_ceil(k.div_ceil(KC));
+    let mc_max = m.div_ceil(m.div_ceil(MC)).next_multiple_of(MR);
+    let nc_max = n.min(NC);
+    let mut bpack = vec![0.0; kc_max * nc_max.next_multiple_of(NR)];
+    let mut apack = vec![0.0; kc_max * mc_max.min(m.next_multiple_of(MR))];
+    for j0 in (0..n).step_by(NC) {
+        let nc = NC.min(n - j0);
+        for p0 in (0..k).step_by(kc_max) {
+            let kc = kc_max.min(k - p0);
+            let bp = &mut bpack[..kc * nc.next_multiple_of(NR)];
+            b.pack(p0, kc, j0, nc, bp);
+            for i0 in (0..m).step_by(mc_max) {
+                let mc = mc_max.min(m - i0);
+                let ap = &mut apack[..kc * mc.next_multiple_of(MR)];
+                pack_a(a, lda, i0, mc, p0, kc, ap);
+                for (s, bs) in bp.chunks_exact(kc * NR).enumerate() {
+                    let j = j0 + s * NR;
+                    let w = NR.min(j0 + nc - j);
+                    for (t, strip) in ap.chunks_exact(kc * MR).enumerate() {
+                        let i = i0 + t * MR;
+                        let h = MR.min(i0 + mc - i);
+                        micro_kernel(strip, bs, &mut c[i * ldc + j..], ldc, h, w);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Packs `A[i0..i0 + mc, p0..p0 + kc]` as strips of `kc x MR` (column-major within a
+/// strip), zero past row `mc`.
+fn pack_a(a: &[f32], lda: usize, i0: usize, mc: usize, p0: usize, kc: usize, out: &mut [f32]) {
+    for (t, strip) in out.chunks_exact_mut(kc * MR).enumerate() {
+        let h = MR.min(mc - t * MR);
+        for i in 0..h {
+            let row = &a[(i0 + t * MR + i) * lda + p0..][..kc];
+            for (col, &v) in strip.chunks_exact_mut(MR).zip(row) {
+                col[i] = v;
+            }
+        }
+        if h < MR {
+            strip.chunks_exact_mut(MR).for_each(|col| col[h..].fill(0.0));
+        }
+    }
+}
+
+/// `C[..h, ..w] += a_strip @ b_strip` for one MR x NR tile; `c` starts at the tile's corner.
+#[inline(never)]
+fn micro_kernel(a: &[f32], b: &[f32], c: &mut [f32], ldc: usize, h: usize, w: usize) {
+    let mut acc = [[F32x4::zero(); NV]; MR];
+    for (ap, bp) in a.chunks_exact(MR).zip(b.chunks_exact(NR)) {
+        let bv: [F32x4; NV] = std::array::from_fn(|v| F32x4::load(bp[4 * v..4 * v + 4].try_into().unwrap()));
+        for (row, &x) in acc.iter_mut().zip(ap) {
+            let x = F32x4::splat(x);
+            for (r, &bv) in row.iter_mut().zip(&bv) {
+                *r = r.mul_add(x, bv);
+            }
+        }
+    }
+    if h == MR && w == NR {
+        for (i, row) in acc.iter().enumerate() {
+            let dst = &mut c[i * ldc..][..NR];
+            for (d, r) in dst.chunks_exact_mut(4).zip(row) {
+                let d: &mut [f32; 4] = d.try_into().unwrap();
+                r.add(F32x4::load(d)).store(d);
+            }
+        }
+    } else {
+        let mut tile = [0.0f32; MR * NR];
+        for (t, r) in tile.chunks_exact_mut(4).zip(acc.iter().flatten()) {
+            r.store(t.try_into().unwrap());
+        }
+        for i in 0..h {
+            for (d, t) in c[i * ldc..][..w].iter_mut().zip(&tile[i * NR..]) {
+                *d += t;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(n: usize, seed: u64) -> Vec<f32> {
+        // A small LCG: deterministic, in [-1, 1).
+        let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (0..n)
+            .map(|_| {
+                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    /// Runs both B layouts on (m, n, k) against an f64 triple loop, starting C at `c0`.
+    fn check(m: usize, n: usize, k: usize) {
+        let a = values(m * k, 1);
+        let b = values(k * n, 2); // [K, N]
+        let bt: Vec<f32> = (0..n * k).map(|i| b[(i % k) * n + i / k]).collect(); // [N, K]
+        let c0 = values(m * n, 3);
+        let mut want = vec![0f64; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                let dot: f64 = (0..k).map(|p| a[i * k + p] as f64 * b[p * n + j] as f64).sum();
+                want[i * n + j] = c0[i * n + j] as f64 + dot;
+            }
+        }
+        let scale = want.iter().fold(0f64, |s, x| s.max(x.abs())).max(1e-30);
+        for (name, bm) in [("KN", BMatrix::KN { data: &b, ld: n }), ("NK", BMatrix::NK { data: &bt, ld: k })] {
+            let mut c = c0.clone();
+            gemm(m, n, k, &a, k, &bm, &mut c, n);
+            let err = c.iter().zip(&want).fold(0f64, |e, (&x, &y)| e.max((x as f64 - y).abs()));
+            // f32 accumulation over K terms: error grows about like sqrt(K) ulps of the scale.
+            let bound = 4.0 * f32::EPSILON as f64 * (k as f64).sqrt() * scale;
+            assert!(err <= bound, "{name} {m}x{n}x{k}: max error {err:e} > {bound:e} (scale {scale:e})");
+        }
+    }
+
+    #[test]
+    fn gemm_matches_f64_on_odd_shapes() {
+        for (m, n, k) in [(1, 1, 1), (1, 1, 7), (3, 5, 2), (MR, NR, 1), (MR + 1, NR + 1, 3), (7, 13, 33), (37, 23, 19), (130, 9, 257)] {
+            check(m, n, k);
+        }
+    }
+
+    #[test]
+    fn gemm_matches_f64_across_block_edges() {
+        // Crosses MC (rows), several KC blocks, and an NC edge.
+        check(MC + MR + 3, NR * 3 + 5, 3 * KC + 11);
+        check(5, NC + NR + 1, 17);
+    }
+
+    #[test]
+    fn gemm_matches_f64_at_deep_k() {
+        check(9, 21, 5120);
+    }
+
+    #[test]
+    fn gemm_respects_strides() {
+        // A and C embedded in wider rows; columns past m/n must stay untouched.
+        let (m, n, k, lda, ldc) = (6, 10, 5, 9, 13);
+        let a = values(m * lda, 4);
+        let b = values(k * n, 5);
+        let mut c = vec![7.0f32; m * ldc];
+        gemm(m, n, k, &a, lda, &BMatrix::KN { data: &b, ld: n }, &mut c, ldc);
+        for i in 0..m {
+            for j in 0..ldc {
+                let want = if j < n { 7.0 + (0..k).map(|p| a[i * lda + p] * b[p * n + j]).sum::<f32>() } else { 7.0 };
+                assert!((c[i * ldc + j] - want).abs() < 1e-5, "({i},{j}): {} vs {want}", c[i * ldc + j]);
+            }
+        }
+    }
+}
