@@ -19,6 +19,9 @@ if [ -z "${XDG_RUNTIME_DIR:-}" ] || [ ! -d "${XDG_RUNTIME_DIR}" ]; then
   export XDG_RUNTIME_DIR=$(mktemp -d)
   chmod 700 "$XDG_RUNTIME_DIR"
 fi
+# wasm-bindgen-test-runner gives a whole test binary 20 s by default; the op suite compiles
+# dozens of kernel variants on SwiftShader, which takes longer on a busy 2-core machine.
+export WASM_BINDGEN_TEST_TIMEOUT=${WASM_BINDGEN_TEST_TIMEOUT:-600}
 LOGS=$(mktemp -d)
 declare -A PASSED FAILED STATUS
 
