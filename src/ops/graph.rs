@@ -485,45 +485,5 @@ pub fn broadcast_shape(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::collections::HashMap;
-
-    struct Shapes(HashMap<String, Vec<usize>>);
-    impl WeightShapes for Shapes {
-        fn weight_shape(&self, name: &str) -> Option<Vec<usize>> {
-            self.0.get(name).cloned()
-        }
-    }
-
-    #[test]
-    fn shapes_are_inferred_and_errors_name_the_node() {
-        let w = Shapes(HashMap::from([("blk.proj.weight".into(), vec![8, 4]), ("blk.conv.weight".into(), vec![6, 3, 3, 3])]));
-        let mut g = Graph::new(&w);
-        let x = g.input("x", &[2, 5, 4]);
-        let y = g
-            .scoped("blk", |g| {
-                let w = g.weight("proj.weight")?;
-                g.linear(x, w, None)
-            })
-            .unwrap();
-        assert_eq!(g.shape(y), &[2, 5, 8]);
-        let img = g.input("img", &[1, 3, 9, 9]);
-        let c = g.scoped("blk", |g| {
-            let w = g.weight("conv.weight")?;
-            g.conv2d(img, w, None, 2, [0, 1, 0, 1])
-        });
-        assert_eq!(g.shape(c.unwrap()), &[1, 6, 4, 4]);
-        let err = g.scoped("blk", |g| g.weight("missing.weight")).unwrap_err();
-        assert!(err.to_string().contains("blk.missing.weight"), "{err}");
-        let err = g.scoped("mid", |g| g.matmul(x, img, false)).unwrap_err().to_string();
-        assert!(err.contains("mid.matmul") && err.contains("[2, 5, 4]"), "{err}");
-    }
-
-    #[test]
-    fn broadcasting_follows_numpy() {
-        assert_eq!(broadcast_shape(&[2, 3, 4], &[4]), Some(vec![2, 3, 4]));
-        assert_eq!(broadcast_shape(&[2, 1, 4], &[3, 1]), Some(vec![2, 3, 4]));
-        assert_eq!(broadcast_shape(&[2, 3], &[4]), None);
-    }
-}
+#[path = "graph_tests.rs"]
+mod tests;
