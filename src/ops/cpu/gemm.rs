@@ -1,8 +1,8 @@
 //! Cache-blocked, packed f32 GEMM, single-threaded: `C[M,N] += A[M,K] @ B[K,N]`.
 //!
-//! Goto's loop order: B is packed KC x NC at a time into strips NR columns wide, A into
-//! strips MR rows tall (MC x KC at a time), and an MR x NR register-blocked micro-kernel
-//! walks K over one strip of each, so a B strip stays in L1 while A strips stream from L2.
+//! Goto's blocking: B is packed KC x NC at a time (sized for L2) into strips NR columns
+//! wide, A into strips MR rows tall (MC x KC at a time), and an MR x NR register-blocked
+//! micro-kernel walks K over one strip of each.
 //! Packing zero-pads the strips, so the kernel never sees an edge; only the write-back of
 //! edge tiles is clipped. B arrives through [`PackB`], so a convolution packs its im2col
 //! panels straight from the image (implicit GEMM) instead of materializing them.
@@ -15,11 +15,11 @@ pub const MR: usize = 4;
 pub const NR: usize = 8;
 const NV: usize = NR / 4;
 /// Depth of one packed block; K is split into near-equal blocks no deeper than this.
-const KC: usize = 256;
+const KC: usize = 384;
 /// Rows of A packed at a time.
 const MC: usize = 128;
-/// Columns of B packed at a time.
-const NC: usize = 4096;
+/// Columns of B packed at a time: a KC x NC panel (768 KiB) stays in L2.
+const NC: usize = 512;
 
 /// A source of B panels.
 pub trait PackB {
@@ -39,17 +39,29 @@ pub enum BMatrix<'a> {
 
 impl PackB for BMatrix<'_> {
     fn pack(&self, p0: usize, kc: usize, j0: usize, nc: usize, out: &mut [f32]) {
-        for (s, strip) in out.chunks_exact_mut(kc * NR).enumerate() {
-            let js = j0 + s * NR;
-            let w = NR.min(j0 + nc - js);
-            match *self {
-                Self::KN { data, ld } => {
-                    for (p, row) in strip.chunks_exact_mut(NR).enumerate() {
-                        row[..w].copy_from_slice(&data[(p0 + p) * ld + js..][..w]);
-                        row[w..].fill(0.0);
+        match *self {
+            Self::KN { data, ld } => {
+                for (s, strip) in out.chunks_exact_mut(kc * NR).enumerate() {
+                    let js = j0 + s * NR;
+                    let w = NR.min(j0 + nc - js);
+                    for p in 0..kc {
+                        let row = &data[(p0 + p) * ld..];
+                        let dst: &mut [f32; NR] = (&mut strip[p * NR..][..NR]).try_into().unwrap();
+                        // Fixed-size copies compile to vector moves; a slice copy of unknown
+                        // length becomes a `memory.copy` call per NR values.
+                        if w == NR {
+                            *dst = row[js..js + NR].try_into().unwrap();
+                        } else {
+                            *dst = [0.0; NR];
+                            dst[..w].copy_from_slice(&row[js..js + w]);
+                        }
                     }
                 }
-                Self::NK { data, ld } => {
+            }
+            Self::NK { data, ld } => {
+                for (s, strip) in out.chunks_exact_mut(kc * NR).enumerate() {
+                    let js = j0 + s * NR;
+                    let w = NR.min(j0 + nc - js);
                     for jj in 0..w {
                         let col = &data[(js + jj) * ld + p0..][..kc];
                         for (row, &v) in strip.chunks_exact_mut(NR).zip(col) {
@@ -76,11 +88,11 @@ pub fn gemm(m: usize, n: usize, k: usize, a: &[f32], lda: usize, b: &impl PackB,
     // Equal-sized blocks waste less than full blocks plus a thin remainder.
     let kc_max = k.div_ceil(k.div_ceil(KC));
     let mc_max = m.div_ceil(m.div_ceil(MC)).next_multiple_of(MR);
-    let nc_max = n.min(NC);
+    let nc_max = n.div_ceil(n.div_ceil(NC)).next_multiple_of(NR);
     let mut bpack = vec![0.0; kc_max * nc_max.next_multiple_of(NR)];
     let mut apack = vec![0.0; kc_max * mc_max.min(m.next_multiple_of(MR))];
-    for j0 in (0..n).step_by(NC) {
-        let nc = NC.min(n - j0);
+    for j0 in (0..n).step_by(nc_max) {
+        let nc = nc_max.min(n - j0);
         for p0 in (0..k).step_by(kc_max) {
             let kc = kc_max.min(k - p0);
             let bp = &mut bpack[..kc * nc.next_multiple_of(NR)];
@@ -89,12 +101,14 @@ pub fn gemm(m: usize, n: usize, k: usize, a: &[f32], lda: usize, b: &impl PackB,
                 let mc = mc_max.min(m - i0);
                 let ap = &mut apack[..kc * mc.next_multiple_of(MR)];
                 pack_a(a, lda, i0, mc, p0, kc, ap);
-                for (s, bs) in bp.chunks_exact(kc * NR).enumerate() {
-                    let j = j0 + s * NR;
-                    let w = NR.min(j0 + nc - j);
-                    for (t, strip) in ap.chunks_exact(kc * MR).enumerate() {
-                        let i = i0 + t * MR;
-                        let h = MR.min(i0 + mc - i);
+                // One A strip stays in L1 while the B strips stream from L2, and C is
+                // walked along its rows (its columns are ldc apart, often 4 KiB-aliased).
+                for (t, strip) in ap.chunks_exact(kc * MR).enumerate() {
+                    let i = i0 + t * MR;
+                    let h = MR.min(i0 + mc - i);
+                    for (s, bs) in bp.chunks_exact(kc * NR).enumerate() {
+                        let j = j0 + s * NR;
+                        let w = NR.min(j0 + nc - j);
                         micro_kernel(strip, bs, &mut c[i * ldc + j..], ldc, h, w);
                     }
                 }
