@@ -1,6 +1,7 @@
 //! CPU backend on candle-core: the numerical reference for every GPU kernel, and the
 //! fallback when WebGPU is missing or only a software adapter is offered.
 
+mod attention;
 mod exec;
 mod f32x4;
 pub mod gemm;

@@ -1,0 +1,91 @@
+//! Multi-head attention through the packed GEMM, the browser's path: per head and block of
+//! query rows, scores = Q K^T into a scratch block, softmax in place, then P V into the
+//! output. Heads are read in place from `[B, L, H*D]` with row stride H*D, so nothing is
+//! transposed, and the scores never exceed one block of rows.
+
+use candle_core::{Device, Result, Tensor};
+
+use super::gemm::{gemm, BMatrix};
+
+/// Query rows per scores block: 128 x 4096 keys is 2 MiB of scratch.
+const ROWS: usize = 128;
+
+/// softmax(q k^T * scale) v per head on [B, L, H*D] tensors; with `causal`, query i sees
+/// keys up to i + (Lk - Lq), as with a KV cache.
+pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize, scale: f32, causal: bool) -> Result<Tensor> {
+    let (batch, lq, hd) = q.dims3()?;
+    let lk = k.dim(1)?;
+    let d = hd / heads;
+    // Copies are O(L * H*D), next to O(Lq * Lk * H*D) work.
+    let [q, k, v] = [q, k, v].map(|t| t.flatten_all().and_then(|t| t.to_vec1::<f32>()));
+    let (q, k, v) = (q?, k?, v?);
+    let mut out = vec![0.0; batch * lq * hd];
+    let rows = ROWS.min(lq);
+    let mut scores = vec![0.0; rows * lk];
+    for b in 0..batch {
+        for h in 0..heads {
+            let (qh, kh, vh) = (&q[b * lq * hd + h * d..], &k[b * lk * hd + h * d..], &v[b * lk * hd + h * d..]);
+            let oh = &mut out[b * lq * hd + h * d..];
+            for r0 in (0..lq).step_by(rows) {
+                let m = rows.min(lq - r0);
+                let s = &mut scores[..m * lk];
+                s.fill(0.0);
+                gemm(m, lk, d, &qh[r0 * hd..], hd, &BMatrix::NK { data: kh, ld: hd }, s, lk);
+                for (i, row) in s.chunks_exact_mut(lk).enumerate() {
+                    let visible = if causal { (r0 + i + lk + 1).saturating_sub(lq).min(lk) } else { lk };
+                    softmax_in_place(row, scale, visible);
+                }
+                gemm(m, d, lk, s, lk, &BMatrix::KN { data: vh, ld: hd }, &mut oh[r0 * hd..], hd);
+            }
+        }
+    }
+    Tensor::from_vec(out, (batch, lq, hd), &Device::Cpu)
+}
+
+/// softmax(row[..visible] * scale), zeros after: the masked keys weigh nothing.
+fn softmax_in_place(row: &mut [f32], scale: f32, visible: usize) {
+    let (seen, hidden) = row.split_at_mut(visible);
+    let mut max = f32::NEG_INFINITY;
+    for x in seen.iter_mut() {
+        *x *= scale;
+        max = max.max(*x);
+    }
+    let mut sum = 0.0;
+    for x in seen.iter_mut() {
+        *x = (*x - max).exp();
+        sum += *x;
+    }
+    for x in seen.iter_mut() {
+        *x /= sum;
+    }
+    hidden.fill(0.0);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::cpu::nn;
+
+    fn tensor(shape: &[usize], seed: u32) -> Tensor {
+        let n = shape.iter().product();
+        Tensor::from_vec(crate::gpu::test_values(n, seed), shape, &Device::Cpu).unwrap()
+    }
+
+    #[test]
+    fn attention_matches_candle() {
+        // (batch, lq, lk, heads, d): several row blocks, lq < lk (KV cache), one head.
+        for (i, &(b, lq, lk, heads, d)) in [(2, 9, 9, 3, 8), (1, ROWS + 5, ROWS + 5, 2, 16), (1, 4, 11, 1, 40), (1, 1, 7, 2, 4)].iter().enumerate() {
+            let q = tensor(&[b, lq, heads * d], 10 + i as u32);
+            let k = tensor(&[b, lk, heads * d], 20 + i as u32);
+            let v = tensor(&[b, lk, heads * d], 30 + i as u32);
+            for causal in [false, true] {
+                let scale = 1.0 / (d as f32).sqrt();
+                let got = attention(&q, &k, &v, heads, scale, causal).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+                let want = nn::attention(&q, &k, &v, heads, scale, causal).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+                let top = want.iter().fold(0f32, |s, x| s.max(x.abs()));
+                let err = got.iter().zip(&want).fold(0f32, |e, (a, b)| e.max((a - b).abs())) / top;
+                assert!(err < 1e-5, "case {i} causal {causal}: relative error {err}");
+            }
+        }
+    }
+}
