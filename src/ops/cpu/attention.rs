@@ -45,20 +45,50 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize, scale: f32, c
 /// softmax(row[..visible] * scale), zeros after: the masked keys weigh nothing.
 fn softmax_in_place(row: &mut [f32], scale: f32, visible: usize) {
     let (seen, hidden) = row.split_at_mut(visible);
-    let mut max = f32::NEG_INFINITY;
-    for x in seen.iter_mut() {
-        *x *= scale;
-        max = max.max(*x);
-    }
-    let mut sum = 0.0;
-    for x in seen.iter_mut() {
-        *x = (*x - max).exp();
-        sum += *x;
-    }
-    for x in seen.iter_mut() {
-        *x /= sum;
-    }
+    seen.iter_mut().for_each(|x| *x *= scale);
+    let max = lanes_fold(seen, f32::NEG_INFINITY, max);
+    seen.iter_mut().for_each(|x| *x = exp(*x - max));
+    // One division per row; a vector division per four values costs more than the 1 ulp.
+    let inv = 1.0 / lanes_fold(seen, 0.0, |a, b| a + b);
+    seen.iter_mut().for_each(|x| *x *= inv);
     hidden.fill(0.0);
+}
+
+/// Folds four interleaved partial results, so the loop vectorizes (a strict left-to-right
+/// float fold cannot be reordered).
+fn lanes_fold(v: &[f32], init: f32, f: impl Fn(f32, f32) -> f32) -> f32 {
+    let mut acc = [init; 4];
+    let chunks = v.chunks_exact(4);
+    let tail = chunks.remainder();
+    for c in chunks {
+        acc = std::array::from_fn(|i| f(acc[i], c[i]));
+    }
+    tail.iter().fold(f(f(acc[0], acc[1]), f(acc[2], acc[3])), |a, &b| f(a, b))
+}
+
+/// The larger of two floats as a compare and select (wasm's `pmax`): `f32::max`'s NaN rule
+/// makes it a libm call per value in wasm.
+#[inline(always)]
+fn max(a: f32, b: f32) -> f32 {
+    if a > b {
+        a
+    } else {
+        b
+    }
+}
+
+/// e^x for x <= 0 (softmax's shifted logits) within 2 ulp, in operations that vectorize:
+/// x = n ln 2 + r with |r| <= ln 2 / 2, e^r by a degree-6 polynomial, 2^n through the
+/// exponent bits. Inputs below -87 flush to e^-87, which no softmax sum can notice.
+#[inline(always)]
+fn exp(x: f32) -> f32 {
+    let x = max(x, -87.0);
+    let n = (x * std::f32::consts::LOG2_E).round_ties_even();
+    // ln 2 split so that n * LN2_HI is exact.
+    let r = x - n * 0.693_359_4 + n * 2.121_944_4e-4;
+    let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r + 1.666_666_5e-1) * r + 0.5;
+    let er = 1.0 + r + r * r * p;
+    er * f32::from_bits(((n as i32 + 127) << 23) as u32)
 }
 
 #[cfg(test)]
@@ -69,6 +99,15 @@ mod tests {
     fn tensor(shape: &[usize], seed: u32) -> Tensor {
         let n = shape.iter().product();
         Tensor::from_vec(crate::gpu::test_values(n, seed), shape, &Device::Cpu).unwrap()
+    }
+
+    #[test]
+    fn exp_matches_std_to_2_ulp() {
+        for i in 0..=100_000 {
+            let x = -87.0 * i as f32 / 100_000.0;
+            let (got, want) = (exp(x), x.exp());
+            assert!((got - want).abs() <= 2.0 * f32::EPSILON * want, "exp({x}) = {got}, want {want}");
+        }
     }
 
     #[test]
