@@ -5,7 +5,7 @@
 
 use candle_core::{Device, Result, Tensor};
 
-use super::gemm::{gemm, BMatrix};
+use super::gemm::{gemm, BMatrix, PackedB};
 
 /// Query rows per scores block: 128 x 4096 keys is 2 MiB of scratch.
 const ROWS: usize = 128;
@@ -26,16 +26,19 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize, scale: f32, c
         for h in 0..heads {
             let (qh, kh, vh) = (&q[b * lq * hd + h * d..], &k[b * lk * hd + h * d..], &v[b * lk * hd + h * d..]);
             let oh = &mut out[b * lq * hd + h * d..];
+            // K^T and V are packed once per head, not once per block of queries.
+            let kt = PackedB::new(d, lk, &BMatrix::NK { data: kh, ld: hd });
+            let vp = PackedB::new(lk, d, &BMatrix::KN { data: vh, ld: hd });
             for r0 in (0..lq).step_by(rows) {
                 let m = rows.min(lq - r0);
                 let s = &mut scores[..m * lk];
                 s.fill(0.0);
-                gemm(m, lk, d, &qh[r0 * hd..], hd, &BMatrix::NK { data: kh, ld: hd }, s, lk);
+                gemm(m, lk, d, &qh[r0 * hd..], hd, &kt, s, lk);
                 for (i, row) in s.chunks_exact_mut(lk).enumerate() {
                     let visible = if causal { (r0 + i + lk + 1).saturating_sub(lq).min(lk) } else { lk };
                     softmax_in_place(row, scale, visible);
                 }
-                gemm(m, d, lk, s, lk, &BMatrix::KN { data: vh, ld: hd }, &mut oh[r0 * hd..], hd);
+                gemm(m, d, lk, s, lk, &vp, &mut oh[r0 * hd..], hd);
             }
         }
     }

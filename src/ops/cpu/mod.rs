@@ -8,6 +8,7 @@ pub mod gemm;
 mod gemm_ops;
 mod im2col;
 mod nn;
+mod pack;
 
 pub use exec::{CpuExecutor, HostTensor};
 pub use nn::timestep_embedding;
