@@ -15,10 +15,16 @@ const ROWS: usize = 128;
 pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize, scale: f32, causal: bool) -> Result<Tensor> {
     let (batch, lq, hd) = q.dims3()?;
     let lk = k.dim(1)?;
-    let d = hd / heads;
     // Copies are O(L * H*D), next to O(Lq * Lk * H*D) work.
     let [q, k, v] = [q, k, v].map(|t| t.flatten_all().and_then(|t| t.to_vec1::<f32>()));
-    let (q, k, v) = (q?, k?, v?);
+    let out = attention_values(&q?, &k?, &v?, [batch, lq, lk, heads, hd / heads], scale, causal);
+    Tensor::from_vec(out, (batch, lq, hd), &Device::Cpu)
+}
+
+/// [`attention`] on row-major values; `dims` is [batch, Lq, Lk, heads, head dim].
+fn attention_values(q: &[f32], k: &[f32], v: &[f32], dims: [usize; 5], scale: f32, causal: bool) -> Vec<f32> {
+    let [batch, lq, lk, heads, d] = dims;
+    let hd = heads * d;
     let mut out = vec![0.0; batch * lq * hd];
     let rows = ROWS.min(lq);
     let mut scores = vec![0.0; rows * lk];
@@ -42,7 +48,7 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize, scale: f32, c
             }
         }
     }
-    Tensor::from_vec(out, (batch, lq, hd), &Device::Cpu)
+    out
 }
 
 /// softmax(row[..visible] * scale), zeros after: the masked keys weigh nothing.
