@@ -107,7 +107,7 @@ impl PackB for PackedB {
     fn packed(&self, p0: usize, kc: usize, j0: usize, nc: usize) -> Option<&[f32]> {
         let (kc_max, nc_max) = b_blocks(self.k, self.n);
         assert!(
-            p0 % kc_max == 0 && j0 % nc_max == 0 && kc == kc_max.min(self.k - p0) && nc == nc_max.min(self.n - j0),
+            p0.is_multiple_of(kc_max) && j0.is_multiple_of(nc_max) && kc == kc_max.min(self.k - p0) && nc == nc_max.min(self.n - j0),
             "PackedB used with another shape than it was packed for"
         );
         Some(&self.data[Self::offset(self.k, p0, j0, nc)..][..kc * nc.next_multiple_of(NR)])
