@@ -92,3 +92,22 @@ fn clip_tokenizer_matches_transformers_in_the_browser() {
         }
     }
 }
+
+#[wasm_bindgen_test]
+fn simd_gemm_matches_f64_reference() {
+    use easel::ops::cpu::gemm::{gemm, BMatrix};
+    // Odd shapes straddle the micro-tile and block edges; K = 5120 is SD's widest.
+    for (m, n, k) in [(1, 1, 1), (5, 9, 3), (37, 23, 19), (133, 41, 300), (6, 17, 5120)] {
+        let a = gpu::test_values(m * k, 1);
+        let b = gpu::test_values(k * n, 2); // [K, N]
+        let bt: Vec<f32> = (0..n * k).map(|i| b[(i % k) * n + i / k]).collect(); // [N, K]
+        let want: Vec<f64> = (0..m * n).map(|ij| (0..k).map(|p| a[ij / n * k + p] as f64 * b[p * n + ij % n] as f64).sum()).collect();
+        let scale = want.iter().fold(1e-30f64, |s, x| s.max(x.abs()));
+        for (layout, bm) in [("KN", BMatrix::KN { data: &b, ld: n }), ("NK", BMatrix::NK { data: &bt, ld: k })] {
+            let mut c = vec![0.0; m * n];
+            gemm(m, n, k, &a, k, &bm, &mut c, n);
+            let err = c.iter().zip(&want).fold(0f64, |e, (&x, &y)| e.max((x as f64 - y).abs())) / scale;
+            assert!(err < 1e-5, "{layout} {m}x{n}x{k}: relative error {err:e}");
+        }
+    }
+}

@@ -4,12 +4,12 @@ use std::collections::HashMap;
 
 use candle_core::{DType as CDType, Device, Tensor, D};
 
-use super::{gemm_ops, nn};
+use super::{attention, gemm_ops, nn};
 use crate::error::OpError;
 use crate::ops::graph::{BinaryOp, DType, Graph, Op, TensorId, UnaryOp};
 use crate::ops::weights::WeightStore;
 
-/// Dense ops go through our packed GEMM in the browser, where candle's matmul is single
+/// Dense ops and attention go through our packed GEMM in the browser, where candle's matmul is single
 /// threaded and barely vectorized; natively candle's multithreaded matmul is faster.
 const USE_GEMM: bool = cfg!(target_arch = "wasm32");
 
@@ -124,6 +124,7 @@ impl<'w> CpuExecutor<'w> {
             Op::LayerNorm { eps } => candle_nn::ops::layer_norm(&a[0].contiguous()?, &a[1], &a[2], *eps)?,
             Op::RmsNorm { eps } => candle_nn::ops::rms_norm(&a[0].contiguous()?, &a[1], *eps)?,
             Op::Softmax => candle_nn::ops::softmax_last_dim(&a[0].contiguous()?)?,
+            Op::Attention { heads, scale, causal } if USE_GEMM => attention::attention(&a[0], &a[1], &a[2], *heads, *scale, *causal)?,
             Op::Attention { heads, scale, causal } => nn::attention(&a[0], &a[1], &a[2], *heads, *scale, *causal)?,
             Op::Unary(u) => match u {
                 UnaryOp::Silu => a[0].silu()?,

@@ -1,13 +1,15 @@
 //! Cache-blocked, packed f32 GEMM, single-threaded: `C[M,N] += A[M,K] @ B[K,N]`.
 //!
-//! Goto's loop order: B is packed KC x NC at a time into strips NR columns wide, A into
-//! strips MR rows tall (MC x KC at a time), and an MR x NR register-blocked micro-kernel
-//! walks K over one strip of each, so a B strip stays in L1 while A strips stream from L2.
+//! Goto's blocking: B is packed KC x NC at a time (sized for L2) into strips NR columns
+//! wide, A into strips MR rows tall (MC x KC at a time), and an MR x NR register-blocked
+//! micro-kernel walks K over one strip of each.
 //! Packing zero-pads the strips, so the kernel never sees an edge; only the write-back of
 //! edge tiles is clipped. B arrives through [`PackB`], so a convolution packs its im2col
 //! panels straight from the image (implicit GEMM) instead of materializing them.
 
 use super::f32x4::F32x4;
+use super::pack::pack_a;
+pub use super::pack::{BMatrix, PackB, PackedB};
 
 /// Rows of A (and C) per micro-tile.
 pub const MR: usize = 4;
@@ -15,54 +17,16 @@ pub const MR: usize = 4;
 pub const NR: usize = 8;
 const NV: usize = NR / 4;
 /// Depth of one packed block; K is split into near-equal blocks no deeper than this.
-const KC: usize = 256;
+const KC: usize = 384;
 /// Rows of A packed at a time.
 const MC: usize = 128;
-/// Columns of B packed at a time.
-const NC: usize = 4096;
+/// Columns of B packed at a time: a KC x NC panel (768 KiB) stays in L2.
+const NC: usize = 512;
 
-/// A source of B panels.
-pub trait PackB {
-    /// Writes `B[p0..p0 + kc, j0..j0 + nc]` into `out` as `nc.div_ceil(NR)` strips of
-    /// `kc x NR` values (row-major within a strip), zero past column `nc`.
-    fn pack(&self, p0: usize, kc: usize, j0: usize, nc: usize, out: &mut [f32]);
-}
-
-/// A dense row-major B matrix.
-#[derive(Clone, Copy)]
-pub enum BMatrix<'a> {
-    /// `[K, N]`, rows `ld` apart.
-    KN { data: &'a [f32], ld: usize },
-    /// `[N, K]`, i.e. B transposed (how linear weights are stored), rows `ld` apart.
-    NK { data: &'a [f32], ld: usize },
-}
-
-impl PackB for BMatrix<'_> {
-    fn pack(&self, p0: usize, kc: usize, j0: usize, nc: usize, out: &mut [f32]) {
-        for (s, strip) in out.chunks_exact_mut(kc * NR).enumerate() {
-            let js = j0 + s * NR;
-            let w = NR.min(j0 + nc - js);
-            match *self {
-                Self::KN { data, ld } => {
-                    for (p, row) in strip.chunks_exact_mut(NR).enumerate() {
-                        row[..w].copy_from_slice(&data[(p0 + p) * ld + js..][..w]);
-                        row[w..].fill(0.0);
-                    }
-                }
-                Self::NK { data, ld } => {
-                    for jj in 0..w {
-                        let col = &data[(js + jj) * ld + p0..][..kc];
-                        for (row, &v) in strip.chunks_exact_mut(NR).zip(col) {
-                            row[jj] = v;
-                        }
-                    }
-                    if w < NR {
-                        strip.chunks_exact_mut(NR).for_each(|row| row[w..].fill(0.0));
-                    }
-                }
-            }
-        }
-    }
+/// The largest (KC, NC) block of B that [`gemm`] packs for a `k x n` B. Equal-sized blocks
+/// waste less than full blocks plus a thin remainder; NC stays a multiple of NR.
+pub(super) fn b_blocks(k: usize, n: usize) -> (usize, usize) {
+    (k.div_ceil(k.div_ceil(KC)), n.div_ceil(n.div_ceil(NC)).next_multiple_of(NR))
 }
 
 /// `C[M,N] += A[M,K] @ B[K,N]`; A and C are row-major with row strides `lda` and `ldc`.
@@ -73,49 +37,39 @@ pub fn gemm(m: usize, n: usize, k: usize, a: &[f32], lda: usize, b: &impl PackB,
         return;
     }
     assert!(a.len() >= (m - 1) * lda + k && c.len() >= (m - 1) * ldc + n, "gemm operands too short");
-    // Equal-sized blocks waste less than full blocks plus a thin remainder.
-    let kc_max = k.div_ceil(k.div_ceil(KC));
+    let (kc_max, nc_max) = b_blocks(k, n);
     let mc_max = m.div_ceil(m.div_ceil(MC)).next_multiple_of(MR);
-    let nc_max = n.min(NC);
-    let mut bpack = vec![0.0; kc_max * nc_max.next_multiple_of(NR)];
+    let mut bpack = Vec::new();
     let mut apack = vec![0.0; kc_max * mc_max.min(m.next_multiple_of(MR))];
-    for j0 in (0..n).step_by(NC) {
-        let nc = NC.min(n - j0);
+    for j0 in (0..n).step_by(nc_max) {
+        let nc = nc_max.min(n - j0);
         for p0 in (0..k).step_by(kc_max) {
             let kc = kc_max.min(k - p0);
-            let bp = &mut bpack[..kc * nc.next_multiple_of(NR)];
-            b.pack(p0, kc, j0, nc, bp);
+            let bp = match b.packed(p0, kc, j0, nc) {
+                Some(panel) => panel,
+                None => {
+                    bpack.resize(kc_max * nc_max, 0.0);
+                    let panel = &mut bpack[..kc * nc.next_multiple_of(NR)];
+                    b.pack(p0, kc, j0, nc, panel);
+                    panel
+                }
+            };
             for i0 in (0..m).step_by(mc_max) {
                 let mc = mc_max.min(m - i0);
                 let ap = &mut apack[..kc * mc.next_multiple_of(MR)];
                 pack_a(a, lda, i0, mc, p0, kc, ap);
-                for (s, bs) in bp.chunks_exact(kc * NR).enumerate() {
-                    let j = j0 + s * NR;
-                    let w = NR.min(j0 + nc - j);
-                    for (t, strip) in ap.chunks_exact(kc * MR).enumerate() {
-                        let i = i0 + t * MR;
-                        let h = MR.min(i0 + mc - i);
+                // One A strip stays in L1 while the B strips stream from L2, and C is
+                // walked along its rows (its columns are ldc apart, often 4 KiB-aliased).
+                for (t, strip) in ap.chunks_exact(kc * MR).enumerate() {
+                    let i = i0 + t * MR;
+                    let h = MR.min(i0 + mc - i);
+                    for (s, bs) in bp.chunks_exact(kc * NR).enumerate() {
+                        let j = j0 + s * NR;
+                        let w = NR.min(j0 + nc - j);
                         micro_kernel(strip, bs, &mut c[i * ldc + j..], ldc, h, w);
                     }
                 }
             }
-        }
-    }
-}
-
-/// Packs `A[i0..i0 + mc, p0..p0 + kc]` as strips of `kc x MR` (column-major within a
-/// strip), zero past row `mc`.
-fn pack_a(a: &[f32], lda: usize, i0: usize, mc: usize, p0: usize, kc: usize, out: &mut [f32]) {
-    for (t, strip) in out.chunks_exact_mut(kc * MR).enumerate() {
-        let h = MR.min(mc - t * MR);
-        for i in 0..h {
-            let row = &a[(i0 + t * MR + i) * lda + p0..][..kc];
-            for (col, &v) in strip.chunks_exact_mut(MR).zip(row) {
-                col[i] = v;
-            }
-        }
-        if h < MR {
-            strip.chunks_exact_mut(MR).for_each(|col| col[h..].fill(0.0));
         }
     }
 }
@@ -183,14 +137,19 @@ mod tests {
             }
         }
         let scale = want.iter().fold(0f64, |s, x| s.max(x.abs())).max(1e-30);
-        for (name, bm) in [("KN", BMatrix::KN { data: &b, ld: n }), ("NK", BMatrix::NK { data: &bt, ld: k })] {
+        let (kn, nk) = (BMatrix::KN { data: &b, ld: n }, BMatrix::NK { data: &bt, ld: k });
+        let run = |name: &str, bm: &dyn Fn(&mut [f32])| {
             let mut c = c0.clone();
-            gemm(m, n, k, &a, k, &bm, &mut c, n);
+            bm(&mut c);
             let err = c.iter().zip(&want).fold(0f64, |e, (&x, &y)| e.max((x as f64 - y).abs()));
             // f32 accumulation over K terms: error grows about like sqrt(K) ulps of the scale.
             let bound = 4.0 * f32::EPSILON as f64 * (k as f64).sqrt() * scale;
             assert!(err <= bound, "{name} {m}x{n}x{k}: max error {err:e} > {bound:e} (scale {scale:e})");
-        }
+        };
+        run("KN", &|c| gemm(m, n, k, &a, k, &kn, c, n));
+        run("NK", &|c| gemm(m, n, k, &a, k, &nk, c, n));
+        let packed = PackedB::new(k, n, &nk);
+        run("packed", &|c| gemm(m, n, k, &a, k, &packed, c, n));
     }
 
     #[test]

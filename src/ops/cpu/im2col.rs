@@ -49,8 +49,13 @@ impl Im2col<'_> {
             let row = &plane[iy * self.w..][..self.w];
             let lo = ox_lo.clamp(ox0, ox1);
             let hi = ox_hi.clamp(lo, ox1);
-            seg[..lo - ox0].fill(0.0);
-            seg[hi - ox0..].fill(0.0);
+            // Guarded: most segments have no padding, and each fill is a `memory.fill` call.
+            if lo > ox0 {
+                seg[..lo - ox0].fill(0.0);
+            }
+            if hi < ox1 {
+                seg[hi - ox0..].fill(0.0);
+            }
             if hi == lo {
                 continue;
             }
@@ -74,7 +79,8 @@ impl PackB for Im2col<'_> {
         for p in 0..kc {
             self.fill_row(p0 + p, j0, &mut line[..nc]);
             for (strip, chunk) in out.chunks_exact_mut(kc * NR).zip(line.chunks_exact(NR)) {
-                strip[p * NR..][..NR].copy_from_slice(chunk);
+                let dst: &mut [f32; NR] = (&mut strip[p * NR..][..NR]).try_into().unwrap();
+                *dst = chunk.try_into().unwrap();
             }
         }
     }

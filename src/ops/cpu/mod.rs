@@ -1,12 +1,14 @@
 //! CPU backend on candle-core: the numerical reference for every GPU kernel, and the
 //! fallback when WebGPU is missing or only a software adapter is offered.
 
+mod attention;
 mod exec;
 mod f32x4;
 pub mod gemm;
 mod gemm_ops;
 mod im2col;
 mod nn;
+mod pack;
 
 pub use exec::{CpuExecutor, HostTensor};
 pub use nn::timestep_embedding;

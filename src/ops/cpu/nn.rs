@@ -50,19 +50,16 @@ pub fn group_norm(x: &Tensor, gamma: &Tensor, beta: &Tensor, groups: usize, eps:
     }
 }
 
-/// Batched matmul for attention: in wasm through our SIMD128 GEMM (candle's was 2.5x slower
-/// than onnxruntime-web there), natively through candle's multithreaded one.
 fn batched_matmul(a: &Tensor, b: &Tensor, transpose_b: bool) -> Result<Tensor> {
-    if cfg!(target_arch = "wasm32") {
-        super::gemm_ops::matmul(a, b, transpose_b)
-    } else if transpose_b {
+    if transpose_b {
         a.matmul(&b.t()?)
     } else {
         a.matmul(b)
     }
 }
 
-/// softmax(q k^T * scale) v per head on [B, L, H*D] tensors.
+/// softmax(q k^T * scale) v per head on [B, L, H*D] tensors, through candle (native; the
+/// wasm build uses `attention.rs` over our SIMD GEMM).
 pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize, scale: f32, causal: bool) -> Result<Tensor> {
     let split = |t: &Tensor| -> Result<Tensor> {
         let (b, l, hd) = t.dims3()?;

@@ -1,0 +1,139 @@
+//! Multi-head attention through the packed GEMM, the browser's path: per head and block of
+//! query rows, scores = Q K^T into a scratch block, softmax in place, then P V into the
+//! output. Heads are read in place from `[B, L, H*D]` with row stride H*D, so nothing is
+//! transposed, and the scores never exceed one block of rows.
+
+use candle_core::{Device, Result, Tensor};
+
+use super::gemm::{gemm, BMatrix, PackedB};
+
+/// Query rows per scores block: 128 x 4096 keys is 2 MiB of scratch.
+const ROWS: usize = 128;
+
+/// softmax(q k^T * scale) v per head on [B, L, H*D] tensors; with `causal`, query i sees
+/// keys up to i + (Lk - Lq), as with a KV cache.
+pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize, scale: f32, causal: bool) -> Result<Tensor> {
+    let (batch, lq, hd) = q.dims3()?;
+    let lk = k.dim(1)?;
+    // Copies are O(L * H*D), next to O(Lq * Lk * H*D) work.
+    let [q, k, v] = [q, k, v].map(|t| t.flatten_all().and_then(|t| t.to_vec1::<f32>()));
+    let out = attention_values(&q?, &k?, &v?, [batch, lq, lk, heads, hd / heads], scale, causal);
+    Tensor::from_vec(out, (batch, lq, hd), &Device::Cpu)
+}
+
+/// [`attention`] on row-major values; `dims` is [batch, Lq, Lk, heads, head dim].
+fn attention_values(q: &[f32], k: &[f32], v: &[f32], dims: [usize; 5], scale: f32, causal: bool) -> Vec<f32> {
+    let [batch, lq, lk, heads, d] = dims;
+    let hd = heads * d;
+    let mut out = vec![0.0; batch * lq * hd];
+    let rows = ROWS.min(lq);
+    let mut scores = vec![0.0; rows * lk];
+    for b in 0..batch {
+        for h in 0..heads {
+            let (qh, kh, vh) = (&q[b * lq * hd + h * d..], &k[b * lk * hd + h * d..], &v[b * lk * hd + h * d..]);
+            let oh = &mut out[b * lq * hd + h * d..];
+            // K^T and V are packed once per head, not once per block of queries.
+            let kt = PackedB::new(d, lk, &BMatrix::NK { data: kh, ld: hd });
+            let vp = PackedB::new(lk, d, &BMatrix::KN { data: vh, ld: hd });
+            for r0 in (0..lq).step_by(rows) {
+                let m = rows.min(lq - r0);
+                let s = &mut scores[..m * lk];
+                s.fill(0.0);
+                gemm(m, lk, d, &qh[r0 * hd..], hd, &kt, s, lk);
+                for (i, row) in s.chunks_exact_mut(lk).enumerate() {
+                    let visible = if causal { (r0 + i + lk + 1).saturating_sub(lq).min(lk) } else { lk };
+                    softmax_in_place(row, scale, visible);
+                }
+                gemm(m, d, lk, s, lk, &vp, &mut oh[r0 * hd..], hd);
+            }
+        }
+    }
+    out
+}
+
+/// softmax(row[..visible] * scale), zeros after: the masked keys weigh nothing.
+fn softmax_in_place(row: &mut [f32], scale: f32, visible: usize) {
+    let (seen, hidden) = row.split_at_mut(visible);
+    seen.iter_mut().for_each(|x| *x *= scale);
+    let max = lanes_fold(seen, f32::NEG_INFINITY, max);
+    seen.iter_mut().for_each(|x| *x = exp(*x - max));
+    // One division per row; a vector division per four values costs more than the 1 ulp.
+    let inv = 1.0 / lanes_fold(seen, 0.0, |a, b| a + b);
+    seen.iter_mut().for_each(|x| *x *= inv);
+    hidden.fill(0.0);
+}
+
+/// Folds four interleaved partial results, so the loop vectorizes (a strict left-to-right
+/// float fold cannot be reordered).
+fn lanes_fold(v: &[f32], init: f32, f: impl Fn(f32, f32) -> f32) -> f32 {
+    let mut acc = [init; 4];
+    let chunks = v.chunks_exact(4);
+    let tail = chunks.remainder();
+    for c in chunks {
+        acc = std::array::from_fn(|i| f(acc[i], c[i]));
+    }
+    tail.iter().fold(f(f(acc[0], acc[1]), f(acc[2], acc[3])), |a, &b| f(a, b))
+}
+
+/// The larger of two floats as a compare and select (wasm's `pmax`): `f32::max`'s NaN rule
+/// makes it a libm call per value in wasm.
+#[inline(always)]
+fn max(a: f32, b: f32) -> f32 {
+    if a > b {
+        a
+    } else {
+        b
+    }
+}
+
+/// e^x for x <= 0 (softmax's shifted logits) within 2 ulp, in operations that vectorize:
+/// x = n ln 2 + r with |r| <= ln 2 / 2, e^r by a degree-6 polynomial, 2^n through the
+/// exponent bits. Inputs below -87 flush to e^-87, which no softmax sum can notice.
+#[inline(always)]
+fn exp(x: f32) -> f32 {
+    let x = max(x, -87.0);
+    let n = (x * std::f32::consts::LOG2_E).round_ties_even();
+    // ln 2 split so that n * LN2_HI is exact.
+    let r = x - n * 0.693_359_4 + n * 2.121_944_4e-4;
+    let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r + 1.666_666_5e-1) * r + 0.5;
+    let er = 1.0 + r + r * r * p;
+    er * f32::from_bits(((n as i32 + 127) << 23) as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::cpu::nn;
+
+    fn tensor(shape: &[usize], seed: u32) -> Tensor {
+        let n = shape.iter().product();
+        Tensor::from_vec(crate::gpu::test_values(n, seed), shape, &Device::Cpu).unwrap()
+    }
+
+    #[test]
+    fn exp_matches_std_to_2_ulp() {
+        for i in 0..=100_000 {
+            let x = -87.0 * i as f32 / 100_000.0;
+            let (got, want) = (exp(x), x.exp());
+            assert!((got - want).abs() <= 2.0 * f32::EPSILON * want, "exp({x}) = {got}, want {want}");
+        }
+    }
+
+    #[test]
+    fn attention_matches_candle() {
+        // (batch, lq, lk, heads, d): several row blocks, lq < lk (KV cache), one head.
+        for (i, &(b, lq, lk, heads, d)) in [(2, 9, 9, 3, 8), (1, ROWS + 5, ROWS + 5, 2, 16), (1, 4, 11, 1, 40), (1, 1, 7, 2, 4)].iter().enumerate() {
+            let q = tensor(&[b, lq, heads * d], 10 + i as u32);
+            let k = tensor(&[b, lk, heads * d], 20 + i as u32);
+            let v = tensor(&[b, lk, heads * d], 30 + i as u32);
+            for causal in [false, true] {
+                let scale = 1.0 / (d as f32).sqrt();
+                let got = attention(&q, &k, &v, heads, scale, causal).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+                let want = nn::attention(&q, &k, &v, heads, scale, causal).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+                let top = want.iter().fold(0f32, |s, x| s.max(x.abs()));
+                let err = got.iter().zip(&want).fold(0f32, |e, (a, b)| e.max((a - b).abs())) / top;
+                assert!(err < 1e-5, "case {i} causal {causal}: relative error {err}");
+            }
+        }
+    }
+}

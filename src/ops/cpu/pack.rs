@@ -1,0 +1,132 @@
+//! Packing for [`gemm`](super::gemm::gemm): A into MR-tall strips, B into NR-wide strips
+//! (from a dense matrix in either layout, from an image through im2col, or packed once
+//! ahead and reused).
+
+use super::gemm::{b_blocks, MR, NR};
+
+/// A source of B panels.
+pub trait PackB {
+    /// Writes `B[p0..p0 + kc, j0..j0 + nc]` into `out` as `nc.div_ceil(NR)` strips of
+    /// `kc x NR` values (row-major within a strip), zero past column `nc`.
+    fn pack(&self, p0: usize, kc: usize, j0: usize, nc: usize, out: &mut [f32]);
+
+    /// The same panel when it is already packed somewhere, to use in place.
+    fn packed(&self, _p0: usize, _kc: usize, _j0: usize, _nc: usize) -> Option<&[f32]> {
+        None
+    }
+}
+
+/// A dense row-major B matrix.
+#[derive(Clone, Copy)]
+pub enum BMatrix<'a> {
+    /// `[K, N]`, rows `ld` apart.
+    KN { data: &'a [f32], ld: usize },
+    /// `[N, K]`, i.e. B transposed (how linear weights are stored), rows `ld` apart.
+    NK { data: &'a [f32], ld: usize },
+}
+
+impl PackB for BMatrix<'_> {
+    fn pack(&self, p0: usize, kc: usize, j0: usize, nc: usize, out: &mut [f32]) {
+        match *self {
+            Self::KN { data, ld } => {
+                for (s, strip) in out.chunks_exact_mut(kc * NR).enumerate() {
+                    let js = j0 + s * NR;
+                    let w = NR.min(j0 + nc - js);
+                    for p in 0..kc {
+                        let row = &data[(p0 + p) * ld..];
+                        let dst: &mut [f32; NR] = (&mut strip[p * NR..][..NR]).try_into().unwrap();
+                        // Fixed-size copies compile to vector moves; a slice copy of unknown
+                        // length becomes a `memory.copy` call per NR values.
+                        if w == NR {
+                            *dst = row[js..js + NR].try_into().unwrap();
+                        } else {
+                            *dst = [0.0; NR];
+                            dst[..w].copy_from_slice(&row[js..js + w]);
+                        }
+                    }
+                }
+            }
+            Self::NK { data, ld } => {
+                for (s, strip) in out.chunks_exact_mut(kc * NR).enumerate() {
+                    let js = j0 + s * NR;
+                    let w = NR.min(j0 + nc - js);
+                    for jj in 0..w {
+                        let col = &data[(js + jj) * ld + p0..][..kc];
+                        for (row, &v) in strip.chunks_exact_mut(NR).zip(col) {
+                            row[jj] = v;
+                        }
+                    }
+                    if w < NR {
+                        strip.chunks_exact_mut(NR).for_each(|row| row[w..].fill(0.0));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// B packed once, panel after panel in [`gemm`](super::gemm::gemm)'s order, for products
+/// that reuse it with many A (attention's keys and values across query blocks).
+pub struct PackedB {
+    data: Vec<f32>,
+    k: usize,
+    n: usize,
+}
+
+impl PackedB {
+    /// Packs all of the `k x n` matrix `b`.
+    pub fn new(k: usize, n: usize, b: &impl PackB) -> Self {
+        let (kc_max, nc_max) = b_blocks(k, n);
+        let mut data = vec![0.0; k * n.next_multiple_of(NR)];
+        for j0 in (0..n).step_by(nc_max) {
+            let nc = nc_max.min(n - j0);
+            for p0 in (0..k).step_by(kc_max) {
+                let kc = kc_max.min(k - p0);
+                b.pack(p0, kc, j0, nc, Self::panel_mut(&mut data, k, p0, kc, j0, nc));
+            }
+        }
+        Self { data, k, n }
+    }
+
+    // Column blocks before j0 hold j0 (a multiple of NR) columns over all k rows; within a
+    // block, the panels above p0 hold p0 rows of the padded block width.
+    fn offset(k: usize, p0: usize, j0: usize, nc: usize) -> usize {
+        j0 * k + p0 * nc.next_multiple_of(NR)
+    }
+
+    fn panel_mut(data: &mut [f32], k: usize, p0: usize, kc: usize, j0: usize, nc: usize) -> &mut [f32] {
+        &mut data[Self::offset(k, p0, j0, nc)..][..kc * nc.next_multiple_of(NR)]
+    }
+}
+
+impl PackB for PackedB {
+    fn pack(&self, p0: usize, kc: usize, j0: usize, nc: usize, out: &mut [f32]) {
+        out.copy_from_slice(self.packed(p0, kc, j0, nc).expect("packed panel"));
+    }
+
+    fn packed(&self, p0: usize, kc: usize, j0: usize, nc: usize) -> Option<&[f32]> {
+        let (kc_max, nc_max) = b_blocks(self.k, self.n);
+        assert!(
+            p0.is_multiple_of(kc_max) && j0.is_multiple_of(nc_max) && kc == kc_max.min(self.k - p0) && nc == nc_max.min(self.n - j0),
+            "PackedB used with another shape than it was packed for"
+        );
+        Some(&self.data[Self::offset(self.k, p0, j0, nc)..][..kc * nc.next_multiple_of(NR)])
+    }
+}
+
+/// Packs `A[i0..i0 + mc, p0..p0 + kc]` as strips of `kc x MR` (column-major within a
+/// strip), zero past row `mc`.
+pub(super) fn pack_a(a: &[f32], lda: usize, i0: usize, mc: usize, p0: usize, kc: usize, out: &mut [f32]) {
+    for (t, strip) in out.chunks_exact_mut(kc * MR).enumerate() {
+        let h = MR.min(mc - t * MR);
+        for i in 0..h {
+            let row = &a[(i0 + t * MR + i) * lda + p0..][..kc];
+            for (col, &v) in strip.chunks_exact_mut(MR).zip(row) {
+                col[i] = v;
+            }
+        }
+        if h < MR {
+            strip.chunks_exact_mut(MR).for_each(|col| col[h..].fill(0.0));
+        }
+    }
+}
