@@ -85,6 +85,9 @@ pub enum OpError {
     /// The GPU cannot hold a tensor within its limits.
     #[error("{node}: {message}")]
     Limits { node: String, message: String },
+    /// A model config value this build cannot use.
+    #[error("{component} config: {message}")]
+    Config { component: String, message: String },
 }
 
 impl From<candle_core::Error> for OpError {

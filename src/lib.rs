@@ -3,6 +3,7 @@
 
 pub mod error;
 pub mod gpu;
+pub mod models;
 pub mod ops;
 pub mod platform;
 pub mod text;

@@ -118,6 +118,15 @@ pub trait WeightShapes {
     fn weight_shape(&self, name: &str) -> Option<Vec<usize>>;
 }
 
+/// The weights of a detached graph: none can be added any more.
+struct NoWeights;
+
+impl WeightShapes for NoWeights {
+    fn weight_shape(&self, _: &str) -> Option<Vec<usize>> {
+        None
+    }
+}
+
 /// A static graph of ops with inferred shapes. Every builder method checks its inputs and
 /// returns an error naming the node and the shapes when they do not fit.
 pub struct Graph<'w> {
@@ -139,6 +148,12 @@ impl<'w> Graph<'w> {
     /// An empty graph whose weights come from `weights`.
     pub fn new(weights: &'w dyn WeightShapes) -> Self {
         Self { nodes: Vec::new(), outputs: Vec::new(), weights, scope: Vec::new() }
+    }
+
+    /// The finished graph, no longer tied to the weights it was built against (the
+    /// executors only need its nodes), so a model can keep it next to its weights.
+    pub fn detach(self) -> Graph<'static> {
+        Graph { nodes: self.nodes, outputs: self.outputs, weights: &NoWeights, scope: Vec::new() }
     }
 
     /// Shape of a tensor.
@@ -207,6 +222,11 @@ impl<'w> Graph<'w> {
             .weight_shape(&full)
             .ok_or_else(|| OpError::MissingWeight { name: full.clone() })?;
         Ok(self.push(Op::Weight { name: full }, vec![], shape, DType::F32, name))
+    }
+
+    /// Whether the checkpoint has weight `name` (relative to the current scope).
+    pub fn has_weight(&self, name: &str) -> bool {
+        self.weights.weight_shape(&self.label(name)).is_some()
     }
 
     /// A weight only when the checkpoint has it (optional biases).

@@ -39,12 +39,19 @@ impl HostTensor {
 pub struct CpuExecutor<'w> {
     weights: &'w WeightStore,
     cache: HashMap<String, Tensor>,
+    keep_weights: bool,
 }
 
 impl<'w> CpuExecutor<'w> {
     /// A backend over `weights`.
     pub fn new(weights: &'w WeightStore) -> Self {
-        Self { weights, cache: HashMap::new() }
+        Self { weights, cache: HashMap::new(), keep_weights: true }
+    }
+
+    /// A backend that expands each weight to f32 only while a run needs it: a whole model
+    /// kept expanded next to its quantized store would not fit in wasm's 4 GiB.
+    pub fn streaming(weights: &'w WeightStore) -> Self {
+        Self { weights, cache: HashMap::new(), keep_weights: false }
     }
 
     fn weight(&mut self, name: &str) -> Result<Tensor, OpError> {
@@ -55,7 +62,9 @@ impl<'w> CpuExecutor<'w> {
         // Block formats are expanded to f32: the CPU reference computes on exactly the
         // values the GPU kernels dequantize on the fly.
         let t = Tensor::from_vec(w.to_f32(), w.shape.as_slice(), &Device::Cpu)?;
-        self.cache.insert(name.to_string(), t.clone());
+        if self.keep_weights {
+            self.cache.insert(name.to_string(), t.clone());
+        }
         Ok(t)
     }
 

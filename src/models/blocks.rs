@@ -1,0 +1,113 @@
+//! diffusers' shared blocks: `ResnetBlock2D`, `Transformer2DModel` with its
+//! `BasicTransformerBlock`s, and the 2x resamplers.
+
+use super::layers::{conv, dense, from_tokens, group_norm, layer_norm, to_tokens, within};
+use crate::error::OpError;
+use crate::ops::{Graph, TensorId};
+
+/// GroupNorm settings of a block.
+#[derive(Debug, Clone, Copy)]
+pub struct Norm {
+    pub groups: usize,
+    pub eps: f32,
+}
+
+/// `ResnetBlock2D` in the current scope. `temb` is the already SiLU-activated time
+/// embedding [B, T] (every resnet applies the same SiLU, so the caller does it once).
+pub fn resnet(g: &mut Graph, x: TensorId, temb: Option<TensorId>, norm: Norm) -> Result<TensorId, OpError> {
+    let h = group_norm(g, "norm1", x, norm.groups, norm.eps, true)?;
+    let mut h = conv(g, "conv1", h, 1, 1)?;
+    if let Some(temb) = temb {
+        let t = dense(g, "time_emb_proj", temb)?;
+        let s = g.shape(t).to_vec();
+        let t = g.reshape(t, &[s[0], s[1], 1, 1])?;
+        h = g.add(h, t)?;
+    }
+    let h = group_norm(g, "norm2", h, norm.groups, norm.eps, true)?;
+    let h = conv(g, "conv2", h, 1, 1)?;
+    // A 1x1 conv matches channels when they change (its weight exists only then).
+    let shortcut = if g.has_weight("conv_shortcut.weight") { conv(g, "conv_shortcut", x, 1, 0)? } else { x };
+    g.add(shortcut, h)
+}
+
+/// `Downsample2D` with a conv: stride 2, padding 1 (UNet; the VAE pads asymmetrically).
+pub fn downsample(g: &mut Graph, x: TensorId) -> Result<TensorId, OpError> {
+    within(g, "downsamplers.0", |g| conv(g, "conv", x, 2, 1))
+}
+
+/// `Upsample2D`: nearest 2x, then a 3x3 conv.
+pub fn upsample(g: &mut Graph, x: TensorId) -> Result<TensorId, OpError> {
+    let up = g.upsample2x(x)?;
+    within(g, "upsamplers.0", |g| conv(g, "conv", up, 1, 1))
+}
+
+/// How a `Transformer2DModel` is configured.
+#[derive(Debug, Clone, Copy)]
+pub struct TransformerSpec {
+    pub heads: usize,
+    pub layers: usize,
+    pub linear_projection: bool,
+    pub groups: usize,
+}
+
+/// `Transformer2DModel` (spatial, continuous input) in the current scope: GroupNorm (eps
+/// 1e-6), proj_in, transformer blocks attending to `context` [B, L, Dc], proj_out, residual.
+pub fn transformer_2d(g: &mut Graph, x: TensorId, context: TensorId, spec: TransformerSpec) -> Result<TensorId, OpError> {
+    let s = g.shape(x).to_vec();
+    let (h, w) = (s[2], s[3]);
+    let n = group_norm(g, "norm", x, spec.groups, 1e-6, false)?;
+    let mut t = if spec.linear_projection {
+        let t = to_tokens(g, n)?;
+        dense(g, "proj_in", t)?
+    } else {
+        let c = conv(g, "proj_in", n, 1, 0)?;
+        to_tokens(g, c)?
+    };
+    for i in 0..spec.layers {
+        t = within(g, &format!("transformer_blocks.{i}"), |g| basic_block(g, t, context, spec.heads))?;
+    }
+    let out = if spec.linear_projection {
+        let t = dense(g, "proj_out", t)?;
+        from_tokens(g, t, h, w)?
+    } else {
+        let t = from_tokens(g, t, h, w)?;
+        conv(g, "proj_out", t, 1, 0)?
+    };
+    g.add(out, x)
+}
+
+/// diffusers' `Attention` called `name`; see `attention_here`.
+pub fn attention(g: &mut Graph, name: &str, x: TensorId, context: TensorId, heads: usize) -> Result<TensorId, OpError> {
+    g.scoped(name, |g| attention_here(g, x, context, heads))
+}
+
+/// diffusers' `Attention` in the current scope, without the spatial wrapper: to_q from `x`,
+/// to_k/to_v from `context`, to_out.0. Heads split the inner dimension evenly.
+pub fn attention_here(g: &mut Graph, x: TensorId, context: TensorId, heads: usize) -> Result<TensorId, OpError> {
+    let q = dense(g, "to_q", x)?;
+    let k = dense(g, "to_k", context)?;
+    let v = dense(g, "to_v", context)?;
+    let inner = *g.shape(q).last().unwrap_or(&0);
+    if heads == 0 || inner % heads != 0 {
+        return Err(OpError::Shape { node: "to_q".into(), message: format!("{inner} channels do not split into {heads} heads") });
+    }
+    let scale = 1.0 / ((inner / heads) as f32).sqrt();
+    let o = g.attention(q, k, v, heads, scale, false)?;
+    dense(g, "to_out.0", o)
+}
+
+fn basic_block(g: &mut Graph, x: TensorId, context: TensorId, heads: usize) -> Result<TensorId, OpError> {
+    let n = layer_norm(g, "norm1", x, 1e-5)?;
+    let a = attention(g, "attn1", n, n, heads)?;
+    let x = g.add(a, x)?;
+    let n = layer_norm(g, "norm2", x, 1e-5)?;
+    let a = attention(g, "attn2", n, context, heads)?;
+    let x = g.add(a, x)?;
+    let n = layer_norm(g, "norm3", x, 1e-5)?;
+    let f = within(g, "ff.net", |g| -> Result<TensorId, OpError> {
+        let p = within(g, "0", |g| dense(g, "proj", n))?;
+        let p = g.geglu(p)?;
+        dense(g, "2", p)
+    })?;
+    g.add(f, x)
+}

@@ -1,0 +1,105 @@
+//! CLIP's text transformer (transformers' `CLIPTextModel`): CLIP-L for SD 1.x (quick_gelu)
+//! and OpenCLIP-H as diffusers stores it for SD 2.x / Turbo (gelu, 23 layers). Called the
+//! way the SD pipelines call it: 77 ids, causal mask only, no padding mask.
+
+use serde_json::Value;
+
+use super::config::Cfg;
+use super::layers::{dense, layer_norm as norm};
+use crate::error::OpError;
+use crate::ops::{Graph, TensorId, UnaryOp};
+
+/// The parts of `config.json` the text model uses.
+#[derive(Debug, Clone)]
+pub struct ClipTextConfig {
+    pub hidden_size: usize,
+    pub heads: usize,
+    pub layers: usize,
+    pub act: UnaryOp,
+    pub eps: f32,
+    pub max_positions: usize,
+}
+
+impl ClipTextConfig {
+    pub fn from_json(v: &Value) -> Result<Self, OpError> {
+        let c = Cfg::new("text_encoder", v);
+        let act = match c.str_or("hidden_act", "quick_gelu")? {
+            "quick_gelu" => UnaryOp::QuickGelu,
+            "gelu" => UnaryOp::Gelu,
+            "gelu_new" | "gelu_pytorch_tanh" => UnaryOp::GeluTanh,
+            other => return Err(OpError::Config { component: "text_encoder".into(), message: format!("hidden_act '{other}' is not supported (quick_gelu, gelu, gelu_new)") }),
+        };
+        Ok(Self {
+            hidden_size: c.usize("hidden_size")?,
+            heads: c.usize("num_attention_heads")?,
+            layers: c.usize("num_hidden_layers")?,
+            act,
+            eps: c.f32_or("layer_norm_eps", 1e-5)?,
+            max_positions: c.usize_or("max_position_embeddings", 77)?,
+        })
+    }
+}
+
+/// What the text model gives back.
+pub struct ClipOutputs {
+    /// After the final LayerNorm: what SD conditions on. [B, L, D]
+    pub last_hidden_state: TensorId,
+    /// Output of the second-to-last layer, no final LayerNorm ("clip skip"). [B, L, D]
+    pub penultimate: TensorId,
+}
+
+/// Builds the text model over u32 `ids` [B, L] inside the current scope (the component,
+/// e.g. "text_encoder"). Checkpoints from transformers 4 nest it under `text_model.`.
+pub fn text_model(g: &mut Graph, cfg: &ClipTextConfig, ids: TensorId, nested: bool) -> Result<ClipOutputs, OpError> {
+    if nested {
+        g.scoped("text_model", |g| body(g, cfg, ids))
+    } else {
+        body(g, cfg, ids)
+    }
+}
+
+fn body(g: &mut Graph, cfg: &ClipTextConfig, ids: TensorId) -> Result<ClipOutputs, OpError> {
+    let len = g.shape(ids)[1];
+    if len > cfg.max_positions {
+        return Err(OpError::Input { name: "input_ids".into(), message: format!("{len} tokens, the model has {} positions", cfg.max_positions) });
+    }
+    let mut x = g.scoped("embeddings", |g| -> Result<TensorId, OpError> {
+        let table = g.weight("token_embedding.weight")?;
+        let tokens = g.embedding(ids, table)?;
+        let pos = g.weight("position_embedding.weight")?;
+        let pos = g.slice(pos, 0, 0, len)?;
+        g.add(tokens, pos)
+    })?;
+    let mut penultimate = x;
+    for i in 0..cfg.layers {
+        if i + 1 == cfg.layers {
+            penultimate = x;
+        }
+        x = g.scoped("encoder", |g| g.scoped("layers", |g| g.scoped(&i.to_string(), |g| layer(g, cfg, x))))?;
+    }
+    let last_hidden_state = g.scoped("final_layer_norm", |g| -> Result<TensorId, OpError> {
+        let (w, b) = (g.weight("weight")?, g.weight("bias")?);
+        g.layer_norm(x, w, b, cfg.eps)
+    })?;
+    Ok(ClipOutputs { last_hidden_state, penultimate })
+}
+
+fn layer(g: &mut Graph, cfg: &ClipTextConfig, x: TensorId) -> Result<TensorId, OpError> {
+    let h = norm(g, "layer_norm1", x, cfg.eps)?;
+    let attn = g.scoped("self_attn", |g| -> Result<TensorId, OpError> {
+        let q = dense(g, "q_proj", h)?;
+        let k = dense(g, "k_proj", h)?;
+        let v = dense(g, "v_proj", h)?;
+        let scale = 1.0 / ((cfg.hidden_size / cfg.heads) as f32).sqrt();
+        let o = g.attention(q, k, v, cfg.heads, scale, true)?;
+        dense(g, "out_proj", o)
+    })?;
+    let x = g.add(x, attn)?;
+    let h = norm(g, "layer_norm2", x, cfg.eps)?;
+    let mlp = g.scoped("mlp", |g| -> Result<TensorId, OpError> {
+        let h = dense(g, "fc1", h)?;
+        let h = g.unary(h, cfg.act)?;
+        dense(g, "fc2", h)
+    })?;
+    g.add(x, mlp)
+}

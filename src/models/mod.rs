@@ -1,0 +1,13 @@
+//! The models, each written once against the op vocabulary (`ops::Graph`) so the CPU and
+//! GPU backends run the same computation: CLIP text encoders, the SD UNet, the VAE.
+//! `session` holds a model's weights on a backend and runs its compiled graphs.
+
+pub mod blocks;
+pub mod clip;
+pub mod config;
+pub mod layers;
+pub mod session;
+pub mod unet;
+pub mod vae;
+
+pub use session::{Backend, Compiled, Session, ShapeMap};

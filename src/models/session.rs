@@ -1,0 +1,149 @@
+//! A loaded model on one backend: its weights (host store for the CPU, GPU buffers for the
+//! GPU), the shapes the graph builders check against, and the compiled graphs. Models build
+//! a graph once per input shape; the session compiles it (GPU: pipelines, bind groups and
+//! buffers, recorded once) and runs it many times with new inputs.
+
+use std::collections::HashMap;
+
+use crate::error::OpError;
+use crate::gpu::GpuContext;
+use crate::ops::cpu::{CpuExecutor, HostTensor};
+use crate::ops::gpu::{GpuProgram, GpuWeights, PipelineCache};
+use crate::ops::{Graph, TensorId, WeightShapes, WeightStore};
+use crate::weights::manifest::Manifest;
+
+/// Weight name -> shape, for building graphs without touching the weights themselves.
+#[derive(Debug, Clone, Default)]
+pub struct ShapeMap(HashMap<String, Vec<usize>>);
+
+impl ShapeMap {
+    /// Shapes of every tensor in a manifest.
+    pub fn from_manifest(m: &Manifest) -> Self {
+        Self(m.tensors.iter().map(|t| (t.name.clone(), t.shape.clone())).collect())
+    }
+
+    /// Shapes of every tensor in a host store.
+    pub fn from_store(s: &WeightStore) -> Self {
+        Self(s.names().into_iter().map(|n| (n.to_string(), s.get(n).expect("listed").shape.clone())).collect())
+    }
+
+    /// Whether the model has a tensor with this name.
+    pub fn contains(&self, name: &str) -> bool {
+        self.0.contains_key(name)
+    }
+}
+
+impl WeightShapes for ShapeMap {
+    fn weight_shape(&self, name: &str) -> Option<Vec<usize>> {
+        self.0.get(name).cloned()
+    }
+}
+
+/// Where the arithmetic happens.
+pub enum Backend {
+    Cpu { weights: WeightStore },
+    Gpu { ctx: GpuContext, weights: GpuWeights, cache: PipelineCache },
+}
+
+/// A graph ready to run on the session's backend.
+pub struct Compiled {
+    graph: Graph<'static>,
+    program: Option<GpuProgram>,
+    /// CPU: the inputs given so far (the GPU keeps them in its buffers).
+    inputs: HashMap<String, HostTensor>,
+}
+
+impl Compiled {
+    /// Bytes of activations the GPU program holds (0 on the CPU).
+    pub fn activation_bytes(&self) -> u64 {
+        self.program.as_ref().map_or(0, |p| p.activation_bytes)
+    }
+
+    /// The graph's outputs, in the order they were marked.
+    pub fn outputs(&self) -> &[TensorId] {
+        &self.graph.outputs
+    }
+}
+
+/// A model's weights on a backend.
+pub struct Session {
+    pub shapes: ShapeMap,
+    pub backend: Backend,
+}
+
+impl Session {
+    /// A CPU session over a host store.
+    pub fn cpu(weights: WeightStore) -> Self {
+        Self { shapes: ShapeMap::from_store(&weights), backend: Backend::Cpu { weights } }
+    }
+
+    /// A GPU session: uploads the host store (native and tests; the browser streams shards
+    /// straight into `GpuWeights` and uses `gpu_streamed`).
+    pub fn gpu(ctx: GpuContext, store: &WeightStore) -> Result<Self, OpError> {
+        let weights = GpuWeights::upload(&ctx, store)?;
+        Ok(Self { shapes: ShapeMap::from_store(store), backend: Backend::Gpu { ctx, weights, cache: PipelineCache::new() } })
+    }
+
+    /// A GPU session over weights already streamed to the device.
+    pub fn gpu_streamed(ctx: GpuContext, manifest: &Manifest, weights: GpuWeights) -> Self {
+        Self { shapes: ShapeMap::from_manifest(manifest), backend: Backend::Gpu { ctx, weights, cache: PipelineCache::new() } }
+    }
+
+    /// "cpu" or "gpu".
+    pub fn kind(&self) -> &'static str {
+        match self.backend {
+            Backend::Cpu { .. } => "cpu",
+            Backend::Gpu { .. } => "gpu",
+        }
+    }
+
+    /// Builds a graph with `build` against this model's weights and compiles it.
+    pub async fn compile(&mut self, build: impl FnOnce(&mut Graph) -> Result<(), OpError>) -> Result<Compiled, OpError> {
+        let mut graph = Graph::new(&self.shapes);
+        build(&mut graph)?;
+        let graph = graph.detach();
+        let program = match &mut self.backend {
+            Backend::Cpu { .. } => None,
+            Backend::Gpu { ctx, weights, cache } => Some(GpuProgram::compile(ctx, &graph, weights, cache).await?),
+        };
+        Ok(Compiled { graph, program, inputs: HashMap::new() })
+    }
+
+    /// Sets an input for the next runs (it stays until replaced).
+    pub fn set_input(&self, c: &mut Compiled, name: &str, value: HostTensor) -> Result<(), OpError> {
+        match (&self.backend, &c.program) {
+            (Backend::Gpu { ctx, .. }, Some(p)) => p.set_input(ctx, name, &value),
+            _ => {
+                c.inputs.insert(name.to_string(), value);
+                Ok(())
+            }
+        }
+    }
+
+    /// Runs the graph and reads back its outputs, in the order they were marked.
+    pub async fn run(&self, c: &Compiled) -> Result<Vec<HostTensor>, OpError> {
+        match (&self.backend, &c.program) {
+            (Backend::Gpu { ctx, .. }, Some(p)) => {
+                p.run(ctx);
+                let mut out = Vec::with_capacity(c.graph.outputs.len());
+                for &t in &c.graph.outputs {
+                    out.push(p.read(ctx, t).await?);
+                }
+                Ok(out)
+            }
+            (Backend::Cpu { weights }, _) => {
+                let mut values = CpuExecutor::streaming(weights).run(&c.graph, &c.inputs)?;
+                Ok(c.graph.outputs.iter().map(|t| values.remove(t).expect("executor returns every output")).collect())
+            }
+            (Backend::Gpu { .. }, None) => unreachable!("GPU sessions compile a program"),
+        }
+    }
+}
+
+/// The f32 values of a result (models only read f32 outputs).
+pub fn f32s(t: HostTensor) -> Vec<f32> {
+    match t {
+        HostTensor::F32(v) => v,
+        HostTensor::U32(v) => v.into_iter().map(|x| x as f32).collect(),
+    }
+}

@@ -1,0 +1,137 @@
+//! diffusers' `AutoencoderKL`: the decoder (latents -> image) and the encoder (image ->
+//! posterior moments). GroupNorm eps is 1e-6 throughout, and the encoder's stride-2 convs
+//! pad (0, 1, 0, 1) like the original LDM code.
+
+use serde_json::Value;
+
+use super::blocks::{attention_here, resnet, upsample, Norm};
+use super::config::Cfg;
+use super::layers::{conv, conv_padded, from_tokens, group_norm, to_tokens, within};
+use crate::error::OpError;
+use crate::ops::{Graph, TensorId};
+
+/// The parts of the VAE's `config.json` the model uses.
+#[derive(Debug, Clone)]
+pub struct VaeConfig {
+    pub in_channels: usize,
+    pub out_channels: usize,
+    pub latent_channels: usize,
+    pub block_out_channels: Vec<usize>,
+    pub layers_per_block: usize,
+    pub groups: usize,
+    pub scaling_factor: f32,
+    pub shift_factor: f32,
+    pub mid_attention: bool,
+    pub quant_conv: bool,
+    pub post_quant_conv: bool,
+}
+
+impl VaeConfig {
+    pub fn from_json(v: &Value) -> Result<Self, OpError> {
+        let c = Cfg::new("vae", v);
+        for t in c.strings("down_block_types")? {
+            if t != "DownEncoderBlock2D" {
+                return Err(OpError::Config { component: "vae".into(), message: format!("down block '{t}' is not supported") });
+            }
+        }
+        Ok(Self {
+            in_channels: c.usize_or("in_channels", 3)?,
+            out_channels: c.usize_or("out_channels", 3)?,
+            latent_channels: c.usize_or("latent_channels", 4)?,
+            block_out_channels: c.usizes("block_out_channels")?,
+            layers_per_block: c.usize_or("layers_per_block", 1)?,
+            groups: c.usize_or("norm_num_groups", 32)?,
+            scaling_factor: c.f32_or("scaling_factor", 0.18215)?,
+            shift_factor: c.f32_or("shift_factor", 0.0)?,
+            mid_attention: c.bool_or("mid_block_add_attention", true)?,
+            quant_conv: c.bool_or("use_quant_conv", true)?,
+            post_quant_conv: c.bool_or("use_post_quant_conv", true)?,
+        })
+    }
+
+    /// How much smaller the latent is than the image.
+    pub fn downscale(&self) -> usize {
+        1 << (self.block_out_channels.len() - 1)
+    }
+
+    fn norm(&self) -> Norm {
+        Norm { groups: self.groups, eps: 1e-6 }
+    }
+}
+
+/// The VAE's single-head spatial self-attention (`mid_block.attentions.0`).
+fn spatial_attention(g: &mut Graph, x: TensorId, groups: usize) -> Result<TensorId, OpError> {
+    let s = g.shape(x).to_vec();
+    let n = group_norm(g, "group_norm", x, groups, 1e-6, false)?;
+    let t = to_tokens(g, n)?;
+    let a = attention_here(g, t, t, 1)?;
+    let a = from_tokens(g, a, s[2], s[3])?;
+    g.add(a, x)
+}
+
+fn mid_block(g: &mut Graph, cfg: &VaeConfig, x: TensorId) -> Result<TensorId, OpError> {
+    g.scoped("mid_block", |g| {
+        let mut x = within(g, "resnets.0", |g| resnet(g, x, None, cfg.norm()))?;
+        if cfg.mid_attention {
+            x = within(g, "attentions.0", |g| spatial_attention(g, x, cfg.groups))?;
+        }
+        within(g, "resnets.1", |g| resnet(g, x, None, cfg.norm()))
+    })
+}
+
+/// `vae.decode(z)` in the current scope ("vae"): z [B, latent, h, w] (already divided by
+/// the scaling factor) -> image [B, 3, 8h, 8w], not clamped.
+pub fn decode(g: &mut Graph, cfg: &VaeConfig, z: TensorId) -> Result<TensorId, OpError> {
+    let z = if cfg.post_quant_conv { conv(g, "post_quant_conv", z, 1, 0)? } else { z };
+    g.scoped("decoder", |g| {
+        let mut x = conv(g, "conv_in", z, 1, 1)?;
+        x = mid_block(g, cfg, x)?;
+        let n = cfg.block_out_channels.len();
+        for i in 0..n {
+            x = within(g, &format!("up_blocks.{i}"), |g| -> Result<TensorId, OpError> {
+                for j in 0..=cfg.layers_per_block {
+                    x = within(g, &format!("resnets.{j}"), |g| resnet(g, x, None, cfg.norm()))?;
+                }
+                if i + 1 < n {
+                    x = upsample(g, x)?;
+                }
+                Ok(x)
+            })?;
+        }
+        let x = group_norm(g, "conv_norm_out", x, cfg.groups, 1e-6, true)?;
+        conv(g, "conv_out", x, 1, 1)
+    })
+}
+
+/// The encoder in the current scope ("vae"): image [B, 3, H, W] in [-1, 1] -> moments
+/// [B, 2*latent, H/8, W/8] (mean, then logvar, unclamped).
+pub fn encode(g: &mut Graph, cfg: &VaeConfig, image: TensorId) -> Result<TensorId, OpError> {
+    let s = g.shape(image).to_vec();
+    let f = cfg.downscale();
+    if s[2] % f != 0 || s[3] % f != 0 {
+        return Err(OpError::Input { name: "image".into(), message: format!("{}x{} is not a multiple of {f}", s[3], s[2]) });
+    }
+    let moments = g.scoped("encoder", |g| {
+        let mut x = conv(g, "conv_in", image, 1, 1)?;
+        let n = cfg.block_out_channels.len();
+        for i in 0..n {
+            x = within(g, &format!("down_blocks.{i}"), |g| -> Result<TensorId, OpError> {
+                for j in 0..cfg.layers_per_block {
+                    x = within(g, &format!("resnets.{j}"), |g| resnet(g, x, None, cfg.norm()))?;
+                }
+                if i + 1 < n {
+                    x = within(g, "downsamplers.0", |g| conv_padded(g, "conv", x, 2, [0, 1, 0, 1]))?;
+                }
+                Ok(x)
+            })?;
+        }
+        x = mid_block(g, cfg, x)?;
+        let x = group_norm(g, "conv_norm_out", x, cfg.groups, 1e-6, true)?;
+        conv(g, "conv_out", x, 1, 1)
+    })?;
+    if cfg.quant_conv {
+        conv(g, "quant_conv", moments, 1, 0)
+    } else {
+        Ok(moments)
+    }
+}

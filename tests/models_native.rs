@@ -1,0 +1,106 @@
+//! Single model calls against diffusers / transformers on the fixture models, on the CPU
+//! backend and natively on the GPU (lavapipe): text encoder, UNet, VAE decode and encode.
+
+mod sd;
+
+use easel::gpu::{GpuContext, GpuOptions};
+use easel::models::clip::{text_model, ClipTextConfig};
+use easel::models::session::f32s;
+use easel::models::unet::{unet, UNetConfig};
+use easel::models::vae::{decode, encode, VaeConfig};
+use easel::models::Session;
+use easel::ops::cpu::HostTensor;
+use easel::ops::StorageType;
+use sd::{converted, references, rel_err};
+
+/// Relative error bound for one f32 model call (diffusers' suggested 1e-4).
+const TOL: f64 = 1e-4;
+
+fn sessions(case: &str) -> Vec<(Session, easel::weights::manifest::Manifest)> {
+    let (m, store, _) = converted(case, StorageType::F32);
+    let mut out = vec![];
+    if let Ok(ctx) = pollster::block_on(GpuContext::new(&GpuOptions::default())) {
+        out.push((Session::gpu(ctx, &store).unwrap(), m.clone()));
+    }
+    out.push((Session::cpu(store), m));
+    out
+}
+
+fn check(case: &str, what: &str, got: &[f32], want: &[f32], backend: &str) {
+    let e = rel_err(got, want);
+    println!("{case} {what} [{backend}]: relative error {e:.2e}");
+    assert!(e <= TOL, "{case} {what} on {backend}: relative error {e:e} > {TOL:e}");
+}
+
+#[test]
+fn text_encoder_matches_transformers() {
+    for case in ["sd1-tiny", "sd2-tiny"] {
+        let r = references(case);
+        let ids = &r["text/input_ids"];
+        for (mut s, m) in sessions(case) {
+            let cfg = ClipTextConfig::from_json(&m.configs["text_encoder"]).unwrap();
+            let nested = s.shapes.contains("text_encoder.text_model.embeddings.token_embedding.weight");
+            let mut c = pollster::block_on(s.compile(|g| {
+                let x = g.input_u32("ids", &ids.shape);
+                let o = g.scoped("text_encoder", |g| text_model(g, &cfg, x, nested))?;
+                g.output(o.last_hidden_state);
+                g.output(o.penultimate);
+                Ok(())
+            }))
+            .unwrap();
+            s.set_input(&mut c, "ids", HostTensor::U32(ids.values.iter().map(|&v| v as u32).collect())).unwrap();
+            let out = pollster::block_on(s.run(&c)).unwrap();
+            let mut out = out.into_iter().map(f32s);
+            check(case, "last_hidden_state", &out.next().unwrap(), &r["text/last_hidden_state"].values, s.kind());
+            check(case, "hidden_states[-2]", &out.next().unwrap(), &r["text/hidden_states_penultimate"].values, s.kind());
+        }
+    }
+}
+
+#[test]
+fn unet_call_matches_diffusers() {
+    for case in ["sd1-tiny", "sd2-tiny", "sd-inpaint-tiny"] {
+        let r = references(case);
+        let (x, t, e) = (&r["unet_call/sample"], &r["unet_call/timestep"], &r["unet_call/encoder_hidden_states"]);
+        for (mut s, m) in sessions(case) {
+            let cfg = UNetConfig::from_json(&m.configs["unet"]).unwrap();
+            let mut c = pollster::block_on(s.compile(|g| {
+                let (xi, ti, ei) = (g.input("sample", &x.shape), g.input("t", &t.shape), g.input("ctx", &e.shape));
+                let o = g.scoped("unet", |g| unet(g, &cfg, xi, ti, ei))?;
+                g.output(o);
+                Ok(())
+            }))
+            .unwrap();
+            for (name, v) in [("sample", x), ("t", t), ("ctx", e)] {
+                s.set_input(&mut c, name, HostTensor::F32(v.values.clone())).unwrap();
+            }
+            let out = f32s(pollster::block_on(s.run(&c)).unwrap().remove(0));
+            check(case, "unet", &out, &r["unet_call/output"].values, s.kind());
+        }
+    }
+}
+
+#[test]
+fn vae_matches_diffusers() {
+    for case in ["sd1-tiny", "sd2-tiny"] {
+        let r = references(case);
+        let (z, img) = (&r["vae_decode/z"], &r["vae_encode/image"]);
+        for (mut s, m) in sessions(case) {
+            let cfg = VaeConfig::from_json(&m.configs["vae"]).unwrap();
+            let mut c = pollster::block_on(s.compile(|g| {
+                let (zi, ii) = (g.input("z", &z.shape), g.input("image", &img.shape));
+                let d = g.scoped("vae", |g| decode(g, &cfg, zi))?;
+                let e = g.scoped("vae", |g| encode(g, &cfg, ii))?;
+                g.output(d);
+                g.output(e);
+                Ok(())
+            }))
+            .unwrap();
+            s.set_input(&mut c, "z", HostTensor::F32(z.values.clone())).unwrap();
+            s.set_input(&mut c, "image", HostTensor::F32(img.values.clone())).unwrap();
+            let mut out = pollster::block_on(s.run(&c)).unwrap().into_iter().map(f32s);
+            check(case, "vae decode", &out.next().unwrap(), &r["vae_decode/output"].values, s.kind());
+            check(case, "vae encode moments", &out.next().unwrap(), &r["vae_encode/moments"].values, s.kind());
+        }
+    }
+}
