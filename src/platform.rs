@@ -22,3 +22,26 @@ pub fn now_ms() -> f64 {
     static ORIGIN: OnceLock<Instant> = OnceLock::new();
     ORIGIN.get_or_init(Instant::now).elapsed().as_secs_f64() * 1e3
 }
+
+/// Lets the browser's event loop run (a message asking to cancel, say) between steps of a
+/// long computation; natively there is nothing to wait for.
+#[cfg(target_arch = "wasm32")]
+pub async fn yield_now() {
+    let promise = js_sys::Promise::new(&mut |resolve, _| {
+        let global = js_sys::global();
+        let set_timeout = js_sys::Reflect::get(&global, &"setTimeout".into()).ok().and_then(|f| wasm_bindgen::JsCast::dyn_into::<js_sys::Function>(f).ok());
+        match set_timeout {
+            Some(f) => {
+                let _ = f.call2(&global, &resolve, &0.into());
+            }
+            None => {
+                let _ = resolve.call0(&wasm_bindgen::JsValue::NULL);
+            }
+        }
+    });
+    let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
+}
+
+/// Lets the browser's event loop run between steps; natively there is nothing to wait for.
+#[cfg(not(target_arch = "wasm32"))]
+pub async fn yield_now() {}

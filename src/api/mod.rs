@@ -3,6 +3,8 @@
 
 use wasm_bindgen::prelude::*;
 
+mod generate;
+
 use crate::gpu::{self, GpuContext, GpuOptions};
 use crate::ops::{choose_backend, BackendChoice, BackendPreference};
 
@@ -26,6 +28,11 @@ pub struct Engine {
     choice: BackendChoice,
     loading: Option<Loading>,
     model: Option<LoadedModel>,
+    /// Tokenizer files of the model being loaded.
+    files: generate::ModelFiles,
+    /// The generator, built over `model`'s weights on first use.
+    sd: Option<crate::pipelines::StableDiffusion>,
+    model_name: String,
 }
 
 /// A model on its way in, to the backend that will run it.
@@ -35,7 +42,6 @@ enum Loading {
 }
 
 /// A loaded model's weights, held by the backend that runs it.
-#[allow(dead_code)] // read by the pipelines as they land
 enum LoadedModel {
     Gpu(crate::weights::Manifest, crate::ops::gpu::GpuWeights),
     Cpu(crate::weights::Manifest, crate::ops::WeightStore),
@@ -57,7 +63,7 @@ impl Engine {
             }
         };
         let choice = choose_backend(pref, gpu.as_ref().map(|g| &g.report), gpu_error.as_deref()).map_err(|e| JsError::new(&e))?;
-        Ok(Engine { gpu, gpu_error, choice, loading: None, model: None })
+        Ok(Engine { gpu, gpu_error, choice, loading: None, model: None, files: Default::default(), sd: None, model_name: String::new() })
     }
 
     /// The adapter report as JSON (see `gpu::AdapterReport`), or undefined without a GPU.
@@ -83,6 +89,9 @@ impl Engine {
     pub fn begin_model(&mut self, manifest_json: &str) -> Result<(), JsError> {
         let manifest = crate::weights::Manifest::parse(manifest_json.as_bytes()).map_err(|e| JsError::new(&e.to_string()))?;
         self.model = None;
+        self.sd = None;
+        self.files = Default::default();
+        self.model_name = manifest.name.clone();
         self.loading = Some(match (self.choice.kind, self.gpu.as_ref()) {
             (crate::ops::BackendKind::Gpu, Some(ctx)) => {
                 Loading::Gpu(crate::weights::stream::ModelStream::begin(ctx, manifest).map_err(|e| JsError::new(&e.to_string()))?)

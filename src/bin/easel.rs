@@ -10,6 +10,9 @@ fn main() {}
 
 #[cfg(not(target_arch = "wasm32"))]
 mod cli {
+    #[path = "../easel_cli/generate.rs"]
+    mod generate;
+
     use clap::{Parser, Subcommand};
     use easel::gpu::{self, GpuContext, GpuOptions};
     use easel::ops::{choose_backend, BackendChoice, BackendKind, BackendPreference};
@@ -46,6 +49,8 @@ mod cli {
             #[arg(long, default_value_t = 32)]
             shard_mb: u64,
         },
+        /// Generate images with a Stable Diffusion model (txt2img, img2img, inpainting).
+        Generate(Box<generate::GenerateArgs>),
         /// Benchmarks (figures printed, not asserted).
         Bench {
             #[command(subcommand)]
@@ -77,6 +82,15 @@ mod cli {
         let cli = Cli::parse();
         if let Command::Convert { source, out, quant, shard_mb } = &cli.command {
             return convert(source, out, quant, *shard_mb);
+        }
+        if let Command::Generate(args) = cli.command {
+            return match pollster::block_on(generate::run(*args)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            };
         }
         match pollster::block_on(run(cli.command)) {
             Ok(()) => ExitCode::SUCCESS,
@@ -116,7 +130,7 @@ mod cli {
                     r.millis
                 );
             }
-            Command::Bench { .. } | Command::Convert { .. } => unreachable!("handled above"),
+            Command::Bench { .. } | Command::Convert { .. } | Command::Generate(_) => unreachable!("handled above"),
         }
         Ok(())
     }

@@ -22,6 +22,7 @@ impl Default for GpuOptions {
 }
 
 /// An open GPU device and the description of the adapter it came from.
+#[derive(Clone)]
 pub struct GpuContext {
     /// The logical device: creates buffers, pipelines, bind groups.
     pub device: wgpu::Device,

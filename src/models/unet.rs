@@ -27,6 +27,8 @@ pub struct UNetConfig {
     pub norm: Norm,
     pub flip_sin_to_cos: bool,
     pub freq_shift: f32,
+    /// Latent size the model was trained at.
+    pub sample_size: usize,
 }
 
 fn block_has_attention(component: &str, t: &str) -> Result<bool, OpError> {
@@ -74,6 +76,7 @@ impl UNetConfig {
             norm: Norm { groups: c.usize_or("norm_num_groups", 32)?, eps: c.f32_or("norm_eps", 1e-5)? },
             flip_sin_to_cos: c.bool_or("flip_sin_to_cos", true)?,
             freq_shift: c.f32_or("freq_shift", 0.0)?,
+            sample_size: c.usize_or("sample_size", 64)?,
             block_out_channels,
         })
     }

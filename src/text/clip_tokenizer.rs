@@ -34,6 +34,12 @@ impl PadToken {
 #[error("tokenizer: {0}")]
 pub struct TokenizerError(String);
 
+impl TokenizerError {
+    pub(crate) fn new(message: String) -> Self {
+        Self(message)
+    }
+}
+
 /// A prompt as ids.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Encoded {

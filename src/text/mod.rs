@@ -1,6 +1,7 @@
-//! Text side of the pipelines: the CLIP BPE tokenizer (text encoders are models, under
-//! `models/` when they land).
+//! Text side of the pipelines: the CLIP BPE tokenizer (the text encoders are models, in `models/clip.rs`).
 
 mod clip_tokenizer;
+mod model_tokenizer;
 
-pub use clip_tokenizer::{ClipTokenizer, Encoded, PadToken, MAX_TOKENS};
+pub use clip_tokenizer::{ClipTokenizer, Encoded, PadToken, TokenizerError, MAX_TOKENS};
+pub use model_tokenizer::model_tokenizer;

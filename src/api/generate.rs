@@ -1,0 +1,116 @@
+//! The generator half of the wasm surface: tokenizer files, building the Stable Diffusion
+//! pipeline over the loaded weights, and one generation with progress, previews and cancel.
+
+use std::collections::HashMap;
+
+use js_sys::{Array, Object, Reflect, Uint8Array, Uint8ClampedArray};
+use wasm_bindgen::prelude::*;
+
+use super::{Engine, LoadedModel};
+use crate::models::Session;
+use crate::pipelines::{generate, Progress, Request, Rgba, StableDiffusion};
+
+fn set(o: &Object, k: &str, v: impl Into<JsValue>) {
+    let _ = Reflect::set(o, &k.into(), &v.into());
+}
+
+fn image_object(img: &Rgba) -> Object {
+    let o = Object::new();
+    set(&o, "width", img.width as u32);
+    set(&o, "height", img.height as u32);
+    set(&o, "rgba", Uint8ClampedArray::from(img.data.as_slice()));
+    o
+}
+
+/// Model files (tokenizer) that came with the manifest, by path.
+#[derive(Default)]
+pub(super) struct ModelFiles(pub HashMap<String, Vec<u8>>);
+
+#[wasm_bindgen]
+impl Engine {
+    /// Adds a file listed in the manifest's `files` (tokenizer files), already verified.
+    #[wasm_bindgen(js_name = addFile)]
+    pub fn add_file(&mut self, path: String, bytes: Vec<u8>) {
+        self.files.0.insert(path, bytes);
+    }
+
+    fn pipeline(&mut self) -> Result<&mut StableDiffusion, JsError> {
+        if self.sd.is_none() {
+            let model = self.model.take().ok_or_else(|| JsError::new("load a model first"))?;
+            let (configs, family, session) = match model {
+                LoadedModel::Gpu(m, w) => {
+                    let ctx = self.gpu.clone().ok_or_else(|| JsError::new("the GPU is gone"))?;
+                    (m.configs.clone(), m.family.clone(), Session::gpu_streamed(ctx, &m, w))
+                }
+                LoadedModel::Cpu(m, w) => (m.configs.clone(), m.family.clone(), Session::cpu(w)),
+            };
+            if family != "stable-diffusion" {
+                return Err(JsError::new(&format!("this page generates with Stable Diffusion models; the loaded model is '{family}'")));
+            }
+            self.sd = Some(StableDiffusion::new(session, &configs, &self.files.0).map_err(|e| JsError::new(&e.to_string()))?);
+        }
+        Ok(self.sd.as_mut().expect("built above"))
+    }
+
+    /// The loaded model's defaults as JSON `{width, height, scheduler}`.
+    #[wasm_bindgen(js_name = modelDefaults)]
+    pub fn model_defaults(&mut self) -> Result<String, JsError> {
+        let sd = self.pipeline()?;
+        let size = sd.unet_cfg_sample_size() * sd.vae_cfg.downscale();
+        let scheduler = sd.scheduler_config.get("_class_name").and_then(|v| v.as_str()).unwrap_or("").to_string();
+        Ok(serde_json::json!({ "width": size, "height": size, "scheduler": scheduler }).to_string())
+    }
+
+    /// Runs one generation. `request_json` is a `pipelines::Request` (missing fields take
+    /// their defaults). `on_progress(event)` gets `{stage: "text"|"step"|"decode", step,
+    /// total, truncated, preview}` and returns false to cancel. Resolves to `{images:
+    /// [{width, height, rgba}], pngs: [Uint8Array], scheduler, truncated}`.
+    pub async fn generate(&mut self, request_json: String, on_progress: js_sys::Function) -> Result<JsValue, JsError> {
+        let req: Request = serde_json::from_str(&request_json).map_err(|e| JsError::new(&format!("bad request: {e}")))?;
+        let model_name = self.model_name.clone();
+        let sd = self.pipeline()?;
+        let mut report = |p: Progress| -> bool {
+            let o = Object::new();
+            match p {
+                Progress::Text { truncated } => {
+                    set(&o, "stage", "text");
+                    set(&o, "truncated", truncated);
+                }
+                Progress::Step { step, total, preview } => {
+                    set(&o, "stage", "step");
+                    set(&o, "step", step as u32);
+                    set(&o, "total", total as u32);
+                    if let Some(img) = preview {
+                        set(&o, "preview", image_object(&img));
+                    }
+                }
+                Progress::Decoding => set(&o, "stage", "decode"),
+            }
+            on_progress.call1(&JsValue::NULL, &o).map(|v| v.as_bool() != Some(false)).unwrap_or(true)
+        };
+        let out = generate(sd, &req, &mut report).await.map_err(|e| JsError::new(&e.to_string()))?;
+        let result = Object::new();
+        let (images, pngs) = (Array::new(), Array::new());
+        for (i, img) in out.images.iter().enumerate() {
+            images.push(&image_object(img));
+            let meta = vec![
+                ("prompt", req.prompt.clone()),
+                ("negative_prompt", req.negative_prompt.clone()),
+                ("seed", req.seed.to_string()),
+                ("batch_index", i.to_string()),
+                ("steps", req.steps.to_string()),
+                ("guidance", req.guidance.to_string()),
+                ("scheduler", out.scheduler.to_string()),
+                ("size", format!("{}x{}", req.width, req.height)),
+                ("model", model_name.clone()),
+            ];
+            let png = img.to_png(&meta).map_err(|e| JsError::new(&e))?;
+            pngs.push(&Uint8Array::from(png.as_slice()));
+        }
+        set(&result, "images", images);
+        set(&result, "pngs", pngs);
+        set(&result, "scheduler", out.scheduler);
+        set(&result, "truncated", out.prompt_truncated);
+        Ok(result.into())
+    }
+}

@@ -1,0 +1,181 @@
+//! `easel generate`: one txt2img / img2img / inpainting run from the command line, with the
+//! hooks that reproduce diffusers exactly (fixed starting latents and noise, saved latents
+//! and embeddings).
+
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use easel::gpu::{GpuContext, GpuOptions};
+use easel::models::Session;
+use easel::ops::{choose_backend, BackendKind, BackendPreference, StorageType};
+use easel::pipelines::native::{load_model_dir, read_image, read_tensor, read_tensor_opt, write_tensors};
+use easel::pipelines::{generate, PipelineError, Progress, Request, StableDiffusion};
+
+#[derive(Args)]
+pub struct GenerateArgs {
+    /// A converted model folder (manifest.json) or a diffusers repository folder.
+    #[arg(long)]
+    model: PathBuf,
+    #[arg(long)]
+    prompt: String,
+    #[arg(long, default_value = "")]
+    negative_prompt: String,
+    #[arg(long, default_value_t = 25)]
+    steps: usize,
+    /// Classifier-free guidance scale (off at 1 or below).
+    #[arg(long, default_value_t = 7.5)]
+    guidance: f32,
+    /// euler, euler_a, ddim, dpmpp_2m, dpmpp_2m_karras, pndm, lcm or ddpm (default: the model's own).
+    #[arg(long)]
+    scheduler: Option<String>,
+    /// A diffusers scheduler_config.json replacing the model's.
+    #[arg(long)]
+    scheduler_config: Option<PathBuf>,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Multiple of 8 (default: the model's sample size).
+    #[arg(long)]
+    width: Option<usize>,
+    #[arg(long)]
+    height: Option<usize>,
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
+    /// PNG, or safetensors with a float tensor `image` (NCHW in [0, 1]).
+    #[arg(long)]
+    init_image: Option<PathBuf>,
+    /// How much of the init image is re-noised (default 0.8; inpainting: 1).
+    #[arg(long)]
+    strength: Option<f32>,
+    /// PNG (white = repaint), or safetensors with `mask` (N1HW, 1 = repaint).
+    #[arg(long)]
+    mask: Option<PathBuf>,
+    /// gpu, cpu or auto (auto: the CPU on software adapters).
+    #[arg(long, default_value = "auto")]
+    backend: String,
+    /// Storage when converting a diffusers folder on the fly: f32, f16, q8_0, q4_0.
+    #[arg(long, default_value = "f32")]
+    quant: String,
+    /// safetensors with `latents`: replaces the seeded starting noise.
+    #[arg(long)]
+    init_latents: Option<PathBuf>,
+    /// safetensors with `posterior` (VAE sample draw) and/or `noise` (img2img noise).
+    #[arg(long)]
+    noise: Option<PathBuf>,
+    /// Writes the final latents (tensor `latents`).
+    #[arg(long)]
+    save_latents: Option<PathBuf>,
+    /// Writes `prompt_embeds` and `negative_prompt_embeds`.
+    #[arg(long)]
+    save_embeddings: Option<PathBuf>,
+    /// Output PNG (with --batch N: out-0.png ... out-(N-1).png).
+    #[arg(long)]
+    out: PathBuf,
+}
+
+fn parse_quant(q: &str) -> Result<StorageType, PipelineError> {
+    Ok(match q {
+        "f32" => StorageType::F32,
+        "f16" => StorageType::F16,
+        "q8_0" | "q8" => StorageType::Q8_0,
+        "q4_0" | "q4" => StorageType::Q4_0,
+        other => return Err(PipelineError::Request(format!("unknown --quant '{other}': use f32, f16, q8_0 or q4_0"))),
+    })
+}
+
+fn output_path(out: &Path, i: usize, batch: usize) -> PathBuf {
+    if batch == 1 {
+        return out.to_path_buf();
+    }
+    let stem = out.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "out".into());
+    out.with_file_name(format!("{stem}-{i}.png"))
+}
+
+pub async fn run(a: GenerateArgs) -> Result<(), PipelineError> {
+    let t0 = std::time::Instant::now();
+    let model = load_model_dir(&a.model, parse_quant(&a.quant)?)?;
+    let pref: BackendPreference = a.backend.parse().map_err(PipelineError::Request)?;
+    let ctx = if pref == BackendPreference::Cpu { None } else { GpuContext::new(&GpuOptions::default()).await.ok() };
+    let choice = choose_backend(pref, ctx.as_ref().map(|c| &c.report), None).map_err(PipelineError::Request)?;
+    let session = match (choice.kind, ctx) {
+        (BackendKind::Gpu, Some(ctx)) => Session::gpu(ctx, &model.weights)?,
+        _ => Session::cpu(model.weights),
+    };
+    eprintln!("backend: {} ({})", session.kind(), choice.reason);
+    let mut sd = StableDiffusion::new(session, &model.configs, &model.files)?;
+    let size = sd.unet_cfg_sample_size() * sd.vae_cfg.downscale();
+    let mut req = Request {
+        prompt: a.prompt.clone(),
+        negative_prompt: a.negative_prompt.clone(),
+        steps: a.steps,
+        guidance: a.guidance,
+        scheduler: a.scheduler.clone(),
+        seed: a.seed,
+        width: a.width.unwrap_or(size),
+        height: a.height.unwrap_or(size),
+        batch: a.batch,
+        strength: a.strength.unwrap_or(if a.mask.is_some() { 1.0 } else { 0.8 }),
+        ..Request::default()
+    };
+    if let Some(p) = &a.scheduler_config {
+        let text = std::fs::read(p).map_err(|e| PipelineError::Request(format!("{}: {e}", p.display())))?;
+        req.scheduler_config = Some(serde_json::from_slice(&text).map_err(|e| PipelineError::Request(format!("{}: {e}", p.display())))?);
+    }
+    if let Some(p) = &a.init_image {
+        req.init_image = Some(read_image(p, "image")?);
+        if a.width.is_none() && a.height.is_none() {
+            let i = req.init_image.as_ref().expect("just set");
+            (req.width, req.height) = (i.width(), i.height());
+        }
+    }
+    if let Some(p) = &a.mask {
+        req.mask = Some(read_image(p, "mask")?);
+    }
+    if let Some(p) = &a.init_latents {
+        req.init_latents = Some(read_tensor(p, "latents")?.1);
+    }
+    if let Some(p) = &a.noise {
+        req.posterior_noise = read_tensor_opt(p, "posterior")?.map(|t| t.1);
+        req.image_noise = read_tensor_opt(p, "noise")?.map(|t| t.1);
+    }
+    let mut report = |p: Progress| {
+        match p {
+            Progress::Text { truncated: true } => eprintln!("note: the prompt was cut to 77 tokens"),
+            Progress::Step { step, total, .. } => eprintln!("step {step}/{total} ({:.1} s)", t0.elapsed().as_secs_f64()),
+            Progress::Decoding => eprintln!("decoding"),
+            _ => {}
+        }
+        true
+    };
+    let out = generate(&mut sd, &req, &mut report).await?;
+    let f = sd.vae_cfg.downscale();
+    let lshape = [req.batch, sd.vae_cfg.latent_channels, req.height / f, req.width / f];
+    if let Some(p) = &a.save_latents {
+        write_tensors(p, &[("latents", &lshape, &out.latents)])?;
+    }
+    if let Some(p) = &a.save_embeddings {
+        let d = sd.text_cfg.hidden_size;
+        let neg_shape = [out.negative_prompt_embeds.len() / (77 * d).max(1), 77, d];
+        write_tensors(p, &[("prompt_embeds", &[req.batch, 77, d], &out.prompt_embeds), ("negative_prompt_embeds", &neg_shape, &out.negative_prompt_embeds)])?;
+    }
+    let meta = |i: usize| {
+        vec![
+            ("prompt", req.prompt.clone()),
+            ("negative_prompt", req.negative_prompt.clone()),
+            ("seed", req.seed.to_string()),
+            ("batch_index", i.to_string()),
+            ("steps", req.steps.to_string()),
+            ("guidance", req.guidance.to_string()),
+            ("scheduler", out.scheduler.to_string()),
+            ("size", format!("{}x{}", req.width, req.height)),
+            ("model", model.name.clone()),
+        ]
+    };
+    for (i, img) in out.images.iter().enumerate() {
+        let path = output_path(&a.out, i, req.batch);
+        let png = img.to_png(&meta(i)).map_err(PipelineError::Request)?;
+        std::fs::write(&path, png).map_err(|e| PipelineError::Request(format!("{}: {e}", path.display())))?;
+        eprintln!("wrote {}", path.display());
+    }
+    eprintln!("done in {:.1} s on {} (peak GPU activation bytes {})", t0.elapsed().as_secs_f64(), sd.session.kind(), sd.activation_bytes());
+    Ok(())
+}

@@ -1,0 +1,164 @@
+//! txt2img, img2img and inpainting as diffusers' StableDiffusion(Img2Img|Inpaint)Pipeline
+//! run them: CFG batch [negative..., positive...], the scheduler on the host, one UNet call
+//! per step on the backend, the VAE at the end.
+
+use super::latents::{blend, cfg_combine, latent_preview, mask_to_latent, repeat};
+use super::request::Request;
+use super::sd::StableDiffusion;
+use super::PipelineError;
+use crate::rng::Rng;
+use crate::schedulers::{self, Scheduler};
+
+/// What the caller hears during a generation.
+#[derive(Debug, Clone)]
+pub enum Progress {
+    /// The prompt was encoded; `truncated` when it was cut to 77 tokens.
+    Text { truncated: bool },
+    /// A denoising step finished (1-based), with an optional RGBA preview.
+    Step { step: usize, total: usize, preview: Option<super::image::Rgba> },
+    /// The VAE is decoding.
+    Decoding,
+}
+
+/// The result of a generation.
+pub struct Output {
+    /// One RGBA image per batch entry.
+    pub images: Vec<super::image::Rgba>,
+    /// Final latents [batch, 4, h, w], before 1/scaling_factor.
+    pub latents: Vec<f32>,
+    /// [batch, 77, D] each (negative empty without CFG).
+    pub prompt_embeds: Vec<f32>,
+    pub negative_prompt_embeds: Vec<f32>,
+    /// The VAE output [batch, 3, H, W], not clamped.
+    pub decoded: Vec<f32>,
+    pub prompt_truncated: bool,
+    pub scheduler: &'static str,
+}
+
+/// Runs one generation. `progress` returns false to cancel (checked between steps).
+pub async fn generate(sd: &mut StableDiffusion, req: &Request, progress: &mut dyn FnMut(Progress) -> bool) -> Result<Output, PipelineError> {
+    req.validate().map_err(PipelineError::Request)?;
+    let f = sd.vae_cfg.downscale();
+    let (lc, h, w, b) = (sd.vae_cfg.latent_channels, req.height / f, req.width / f, req.batch);
+    let latent_len = lc * h * w;
+    let inpaint_unet = sd.unet_cfg.in_channels == 2 * lc + 1;
+    if req.mask.is_none() && inpaint_unet {
+        return Err(PipelineError::Request("this is an inpainting model: give it an init image and a mask".into()));
+    }
+    let mut rng = Rng::new(req.seed);
+
+    // Text: [negative, positive] in one batch of the encoder.
+    let do_cfg = req.guidance > 1.0;
+    let texts: Vec<&str> = if do_cfg { vec![&req.negative_prompt, &req.prompt] } else { vec![&req.prompt] };
+    let (embeds, truncated) = sd.encode_text(&texts).await?;
+    let one = embeds.len() / texts.len();
+    let (neg, pos) = if do_cfg { (repeat(&embeds[..one], b), repeat(&embeds[one..], b)) } else { (vec![], repeat(&embeds, b)) };
+    let context = [neg.as_slice(), pos.as_slice()].concat();
+    if !progress(Progress::Text { truncated }) {
+        return Err(PipelineError::Cancelled);
+    }
+
+    let config = req.scheduler_config.as_ref().unwrap_or(&sd.scheduler_config);
+    let mut sched: Box<dyn Scheduler> = schedulers::create(config, req.scheduler.as_deref(), req.steps)?;
+
+    // Starting point: pure noise, or the (masked) image encoded and noised part-way.
+    let noise = match &req.init_latents {
+        Some(l) if l.len() == b * latent_len => l.clone(),
+        Some(l) => return Err(PipelineError::Request(format!("init latents have {} values, the generation wants {}", l.len(), b * latent_len))),
+        None => rng.normal_vec(b * latent_len),
+    };
+    let mut begin = 0;
+    let mut image_latents = None;
+    let mut inpaint = None;
+    if let Some(img) = &req.init_image {
+        let pixels: Vec<f32> = img.values.iter().map(|v| 2.0 * v - 1.0).collect();
+        if let Some(mask) = &req.mask {
+            // diffusers binarizes the mask and blanks the area to repaint before encoding.
+            let keep: Vec<f32> = mask.values.iter().map(|&m| if m < 0.5 { 1.0 } else { 0.0 }).collect();
+            let masked: Vec<f32> = pixels.iter().enumerate().map(|(i, p)| p * keep[i % keep.len()]).collect();
+            let masked_latents = encode_image(sd, req, &masked, &mut rng).await?;
+            let mask_latent = mask_to_latent(&mask.values, req.height, req.width, h, w);
+            inpaint = Some((repeat(&mask_latent, b), repeat(&masked_latents, b)));
+        }
+        if !inpaint_unet || req.strength < 1.0 {
+            image_latents = Some(repeat(&encode_image(sd, req, &pixels, &mut rng).await?, b));
+        }
+        let init = ((req.steps as f32 * req.strength) as usize).min(req.steps);
+        begin = (req.steps - init) * sched.order();
+        if begin >= sched.timesteps().len() {
+            return Err(PipelineError::Request(format!("strength {} with {} steps leaves no step to run", req.strength, req.steps)));
+        }
+        sched.set_begin_index(begin);
+    }
+    let mut latents = match (&image_latents, req.strength < 1.0 || req.mask.is_none()) {
+        (Some(img), true) => {
+            let n = match &req.image_noise {
+                Some(n) if n.len() == b * latent_len => n.clone(),
+                Some(n) => return Err(PipelineError::Request(format!("image noise has {} values, wants {}", n.len(), b * latent_len))),
+                None => rng.normal_vec(b * latent_len),
+            };
+            sched.add_noise(img, &n, begin)
+        }
+        _ => noise.iter().map(|v| v * sched.init_noise_sigma()).collect(),
+    };
+    let blend_noise = noise.clone();
+
+    let total = sched.timesteps().len() - begin;
+    let in_c = sd.unet_cfg.in_channels;
+    let copies = if do_cfg { 2 } else { 1 };
+    let shape = [copies * b, in_c, h, w];
+    let mut first = true;
+    for (k, i) in (begin..sched.timesteps().len()).enumerate() {
+        let t = sched.timesteps()[i];
+        let scaled = sched.scale_model_input(&latents, i);
+        let mut input = repeat(&scaled, copies);
+        if let Some((m, ml)) = &inpaint {
+            if inpaint_unet {
+                input = concat_channels(&[&input, &repeat(m, copies), &repeat(ml, copies)], copies * b, &[lc, 1, lc], h * w);
+            }
+        }
+        let out = sd.unet(shape, input, t, first.then(|| context.clone())).await?;
+        first = false;
+        let noise_pred = if do_cfg { cfg_combine(&out, req.guidance) } else { out };
+        latents = sched.step(&noise_pred, i, &latents, &mut rng);
+        if let (Some((m, _)), false, Some(img)) = (&inpaint, inpaint_unet, &image_latents) {
+            // Ordinary models inpaint by keeping the known area at the next noise level.
+            let proper = if i + 1 < sched.timesteps().len() { sched.add_noise(img, &blend_noise, i + 1) } else { img.clone() };
+            latents = blend(&proper, &latents, m, lc, h * w);
+        }
+        let preview = req.previews.then(|| latent_preview(&latents[..latent_len], lc, h, w));
+        if !progress(Progress::Step { step: k + 1, total, preview }) {
+            return Err(PipelineError::Cancelled);
+        }
+        crate::platform::yield_now().await;
+    }
+
+    if !progress(Progress::Decoding) {
+        return Err(PipelineError::Cancelled);
+    }
+    let decoded = sd.decode([b, lc, h, w], &latents).await?;
+    let images = decoded.chunks(3 * req.height * req.width).map(|d| super::image::Rgba::from_nchw(d, req.width, req.height)).collect();
+    Ok(Output { images, latents, prompt_embeds: pos, negative_prompt_embeds: neg, decoded, prompt_truncated: truncated, scheduler: sched.name() })
+}
+
+/// Encodes one [-1, 1] image to scaled latents: scaling * (mean + std * draw).
+async fn encode_image(sd: &mut StableDiffusion, req: &Request, pixels: &[f32], _rng: &mut Rng) -> Result<Vec<f32>, PipelineError> {
+    let (mean, std) = sd.encode([1, 3, req.height, req.width], pixels.to_vec()).await?;
+    let s = sd.vae_cfg.scaling_factor;
+    Ok(match &req.posterior_noise {
+        Some(d) if d.len() == mean.len() => mean.iter().zip(&std).zip(d).map(|((m, sd), e)| s * (m + sd * e)).collect(),
+        Some(d) => return Err(PipelineError::Request(format!("posterior noise has {} values, wants {}", d.len(), mean.len()))),
+        None => mean.iter().map(|m| s * m).collect(),
+    })
+}
+
+/// Concatenates per-sample channel groups: parts[i] is [n, channels[i], hw].
+fn concat_channels(parts: &[&Vec<f32>], n: usize, channels: &[usize], hw: usize) -> Vec<f32> {
+    let mut out = Vec::with_capacity(parts.iter().map(|p| p.len()).sum());
+    for s in 0..n {
+        for (p, &c) in parts.iter().zip(channels) {
+            out.extend_from_slice(&p[s * c * hw..(s + 1) * c * hw]);
+        }
+    }
+    out
+}

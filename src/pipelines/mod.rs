@@ -1,0 +1,37 @@
+//! Pipelines glue models and schedulers: `sd` holds a Stable Diffusion model on a backend,
+//! `generate` runs txt2img / img2img / inpainting the way diffusers does.
+
+pub mod generate;
+pub mod image;
+pub mod latents;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod native;
+pub mod request;
+pub mod sd;
+
+pub use generate::{generate, Output, Progress};
+pub use image::Rgba;
+pub use request::{FloatImage, Request};
+pub use sd::StableDiffusion;
+
+use thiserror::Error;
+
+/// Why a generation failed.
+#[derive(Debug, Error)]
+pub enum PipelineError {
+    /// The model's files or configs cannot be used.
+    #[error("model: {0}")]
+    Model(String),
+    /// The request asks for something impossible.
+    #[error("request: {0}")]
+    Request(String),
+    /// An op failed on the backend (names the node).
+    #[error(transparent)]
+    Op(#[from] crate::OpError),
+    /// The scheduler config cannot be used.
+    #[error(transparent)]
+    Scheduler(#[from] crate::schedulers::SchedulerError),
+    /// The caller cancelled between steps.
+    #[error("cancelled")]
+    Cancelled,
+}

@@ -1,0 +1,120 @@
+//! What a generation asks for, with diffusers' defaults, checked before any work starts.
+
+use serde::{Deserialize, Serialize};
+
+/// Float image data, NCHW with values in [0, 1] (masks: N1HW, 1 = repaint).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FloatImage {
+    pub shape: [usize; 4],
+    pub values: Vec<f32>,
+}
+
+impl FloatImage {
+    pub fn width(&self) -> usize {
+        self.shape[3]
+    }
+    pub fn height(&self) -> usize {
+        self.shape[2]
+    }
+}
+
+/// One generation. `Request::new(prompt)` gives the defaults.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Request {
+    pub prompt: String,
+    pub negative_prompt: String,
+    pub steps: usize,
+    /// Classifier-free guidance scale; off at 1 or below.
+    pub guidance: f32,
+    /// euler, euler_a, ddim, dpmpp_2m, dpmpp_2m_karras, pndm, lcm, ddpm; None: the model's own.
+    pub scheduler: Option<String>,
+    /// A diffusers `scheduler_config.json` replacing the model's (its `_class_name` picks).
+    pub scheduler_config: Option<serde_json::Value>,
+    pub seed: u64,
+    pub width: usize,
+    pub height: usize,
+    pub batch: usize,
+    /// img2img / inpainting source image, [1, 3, H, W] in [0, 1].
+    pub init_image: Option<FloatImage>,
+    /// How much of the init image is re-noised (1 = all of it).
+    pub strength: f32,
+    /// Inpainting mask, [1, 1, H, W], 1 = repaint.
+    pub mask: Option<FloatImage>,
+    /// Replaces the seeded starting noise (unit variance, [batch, 4, h, w]), as diffusers' `latents=`.
+    pub init_latents: Option<Vec<f32>>,
+    /// The VAE posterior's standard-normal draw (absent: the posterior mean is used).
+    pub posterior_noise: Option<Vec<f32>>,
+    /// The noise added to the encoded image in img2img (absent: drawn from the seed).
+    pub image_noise: Option<Vec<f32>>,
+    /// Send a preview image with every step's progress.
+    pub previews: bool,
+}
+
+impl Default for Request {
+    fn default() -> Self {
+        Self {
+            prompt: String::new(),
+            negative_prompt: String::new(),
+            steps: 25,
+            guidance: 7.5,
+            scheduler: None,
+            scheduler_config: None,
+            seed: 0,
+            width: 512,
+            height: 512,
+            batch: 1,
+            init_image: None,
+            strength: 0.8,
+            mask: None,
+            init_latents: None,
+            posterior_noise: None,
+            image_noise: None,
+            previews: false,
+        }
+    }
+}
+
+impl Request {
+    /// The defaults with a prompt.
+    pub fn new(prompt: &str) -> Self {
+        Self { prompt: prompt.into(), ..Self::default() }
+    }
+
+    /// Every problem with the request, in one message.
+    pub fn validate(&self) -> Result<(), String> {
+        let mut problems = vec![];
+        if self.width == 0 || self.height == 0 || self.width % 8 != 0 || self.height % 8 != 0 {
+            problems.push(format!("size {}x{} must be positive multiples of 8", self.width, self.height));
+        }
+        if self.steps == 0 || self.steps > 1000 {
+            problems.push(format!("steps = {} must be between 1 and 1000", self.steps));
+        }
+        if self.batch == 0 || self.batch > 16 {
+            problems.push(format!("batch = {} must be between 1 and 16", self.batch));
+        }
+        if !(0.0..=1.0).contains(&self.strength) {
+            problems.push(format!("strength = {} must be between 0 and 1", self.strength));
+        }
+        if !self.guidance.is_finite() || self.guidance < 0.0 {
+            problems.push(format!("guidance = {} must be a number >= 0", self.guidance));
+        }
+        for (what, img, channels) in [("init image", &self.init_image, 3), ("mask", &self.mask, 1)] {
+            if let Some(i) = img {
+                if i.shape != [1, channels, self.height, self.width] {
+                    problems.push(format!("{what} is {:?}, the generation wants [1, {channels}, {}, {}]", i.shape, self.height, self.width));
+                } else if i.values.len() != i.shape.iter().product::<usize>() {
+                    problems.push(format!("{what} has {} values for shape {:?}", i.values.len(), i.shape));
+                }
+            }
+        }
+        if self.mask.is_some() && self.init_image.is_none() {
+            problems.push("a mask needs an init image to repaint".into());
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems.join("; "))
+        }
+    }
+}

@@ -1,0 +1,110 @@
+//! Full pipeline runs against diffusers: every run of the sd1-tiny, sd2-tiny and
+//! sd-inpaint-tiny fixtures (txt2img with each deterministic scheduler, SD-Turbo's 1-step
+//! Euler, v-prediction, img2img, inpainting), on the CPU backend and natively on the GPU.
+//! Final latents must be within 1e-3 relative error; the decoded image is reported too.
+
+mod sd;
+
+use easel::gpu::{GpuContext, GpuOptions};
+use easel::models::Session;
+use easel::ops::StorageType;
+use easel::pipelines::native::load_model_dir;
+use easel::pipelines::{generate, FloatImage, Request, StableDiffusion};
+use sd::{fixture, references, rel_err, Ref};
+
+/// Relative error bound on the final latents of an f32 run.
+const LATENT_TOL: f64 = 1e-3;
+
+fn image(r: &Ref) -> FloatImage {
+    FloatImage { shape: r.shape.clone().try_into().unwrap(), values: r.values.clone() }
+}
+
+/// The fixture run `run` as a request: its prompts, steps, guidance, effective scheduler
+/// config and every random draw diffusers made.
+fn request(run: &serde_json::Value, refs: &std::collections::HashMap<String, Ref>) -> Request {
+    let name = run["name"].as_str().unwrap();
+    let call = &run["call"];
+    let first = |v: &serde_json::Value| v.as_array().and_then(|a| a[0].as_str()).unwrap_or("").to_string();
+    let get = |k: &str| refs.get(&format!("{name}/{k}"));
+    let mut req = Request {
+        prompt: first(&call["prompt"]),
+        negative_prompt: first(&call["negative_prompt"]),
+        steps: call["num_inference_steps"].as_u64().unwrap() as usize,
+        guidance: call["guidance_scale"].as_f64().unwrap() as f32,
+        scheduler_config: Some(run["scheduler"].clone()),
+        strength: call["strength"].as_f64().unwrap_or(if call.get("mask_image").is_some() { 1.0 } else { 0.8 }) as f32,
+        init_latents: get("init_latents").map(|r| r.values.clone()),
+        posterior_noise: get("randn_draw_0").map(|r| r.values.clone()),
+        image_noise: get("randn_draw_1").map(|r| r.values.clone()),
+        init_image: get("init_image").map(image),
+        mask: get("mask").map(image),
+        ..Request::default()
+    };
+    let decoded = &refs[&format!("{name}/decoded_raw")];
+    (req.height, req.width) = (decoded.shape[2], decoded.shape[3]);
+    req
+}
+
+fn run_case(case: &str, quant: StorageType, gpu: bool) -> Vec<(String, f64, f64)> {
+    let refs = references(case);
+    let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(fixture(case).join("reference.json")).unwrap()).unwrap();
+    let model = load_model_dir(&fixture(case), quant).unwrap();
+    let session = if gpu {
+        let ctx = pollster::block_on(GpuContext::new(&GpuOptions::default())).expect("a Vulkan adapter (mesa-vulkan-drivers)");
+        Session::gpu(ctx, &model.weights).unwrap()
+    } else {
+        Session::cpu(model.weights)
+    };
+    let mut sd = StableDiffusion::new(session, &model.configs, &model.files).unwrap();
+    let mut results = vec![];
+    for run in meta["runs"].as_array().unwrap() {
+        let name = run["name"].as_str().unwrap();
+        let req = request(run, &refs);
+        let mut steps = 0;
+        let out = pollster::block_on(generate(&mut sd, &req, &mut |p| {
+            if let easel::pipelines::Progress::Step { .. } = p {
+                steps += 1;
+            }
+            true
+        }))
+        .unwrap_or_else(|e| panic!("{case} {name}: {e}"));
+        assert_eq!(steps, run["num_scheduler_steps"].as_u64().unwrap() as usize, "{case} {name}: scheduler steps");
+        let latents = rel_err(&out.latents, &refs[&format!("{name}/final_latents")].values);
+        let decoded = rel_err(&out.decoded, &refs[&format!("{name}/decoded_raw")].values);
+        println!("{case} {name} [{} {quant:?}]: final latents relative error {latents:.2e}, decoded image {decoded:.2e}", sd.session.kind());
+        results.push((format!("{case} {name}"), latents, decoded));
+    }
+    results
+}
+
+fn assert_f32(results: Vec<(String, f64, f64)>) {
+    for (name, latents, _) in results {
+        assert!(latents <= LATENT_TOL, "{name}: final latents relative error {latents:e} > {LATENT_TOL:e}");
+    }
+}
+
+#[test]
+fn sd1_tiny_matches_diffusers_on_cpu() {
+    assert_f32(run_case("sd1-tiny", StorageType::F32, false));
+}
+
+#[test]
+fn sd2_tiny_and_inpainting_match_diffusers_on_cpu() {
+    assert_f32(run_case("sd2-tiny", StorageType::F32, false));
+    assert_f32(run_case("sd-inpaint-tiny", StorageType::F32, false));
+}
+
+#[test]
+fn every_fixture_run_matches_diffusers_on_the_gpu() {
+    for case in ["sd1-tiny", "sd2-tiny", "sd-inpaint-tiny"] {
+        assert_f32(run_case(case, StorageType::F32, true));
+    }
+}
+
+#[test]
+fn q8_0_runs_are_reported() {
+    // Quantization changes the model: figures are printed, not asserted.
+    for case in ["sd1-tiny", "sd2-tiny"] {
+        run_case(case, StorageType::Q8_0, false);
+    }
+}
