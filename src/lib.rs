@@ -5,6 +5,8 @@ pub mod error;
 pub mod gpu;
 pub mod ops;
 pub mod platform;
+pub mod rng;
+pub mod schedulers;
 pub mod text;
 pub mod weights;
 
