@@ -7,6 +7,8 @@ pub mod models;
 pub mod ops;
 pub mod pipelines;
 pub mod platform;
+pub mod rng;
+pub mod schedulers;
 pub mod text;
 pub mod weights;
 
