@@ -9,10 +9,12 @@ fn main() -> std::process::ExitCode {
 fn main() {}
 
 #[cfg(not(target_arch = "wasm32"))]
-mod cli {
-    #[path = "../easel_cli/generate.rs"]
-    mod generate;
+#[path = "easel_cli/generate.rs"]
+mod generate;
 
+#[cfg(not(target_arch = "wasm32"))]
+mod cli {
+    use super::generate;
     use clap::{Parser, Subcommand};
     use easel::gpu::{self, GpuContext, GpuOptions};
     use easel::ops::{choose_backend, BackendChoice, BackendKind, BackendPreference};
