@@ -104,3 +104,14 @@ fn vae_matches_diffusers() {
         }
     }
 }
+
+#[test]
+fn the_page_bundles_the_converted_sd2_tiny_fixture() {
+    // www/models/sd-tiny is committed so the page works offline without a native build;
+    // regenerate it with `easel convert tests/fixtures/sd2-tiny --out www/models/sd-tiny --quant f32`.
+    let (fresh, _, _) = converted("sd2-tiny", StorageType::F32);
+    let bundled_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("www/models/sd-tiny");
+    let (bundled, _) = easel::weights::folder::load_folder(&bundled_dir).expect("bundled model loads and verifies");
+    assert_eq!(bundled.content_sha256, fresh.content_sha256, "www/models/sd-tiny is stale: regenerate it");
+    assert_eq!(bundled.shards, fresh.shards);
+}
