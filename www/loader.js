@@ -154,6 +154,13 @@ export async function loadModel(base, { onProgress = () => {}, parallel = 4, sig
     }
   };
   await Promise.all(Array.from({ length: Math.min(parallel, Math.max(1, missing.length)) }, worker));
+  // Small files that travel with the weights (tokenizer): verified and cached the same way.
+  const files = (manifest.files ?? []).map((f) => ({ file: f.path, size: f.size, sha256: f.sha256 }));
+  for (const entry of files) {
+    if (await cache.match(shardUrl(base, entry.file))) continue;
+    const bytes = await fetchVerified(base, entry, () => {}, signal);
+    await cache.put(shardUrl(base, entry.file), new Response(bytes, { headers: { 'content-length': String(bytes.length) } }));
+  }
 
   return {
     manifest,
@@ -169,24 +176,33 @@ export async function loadModel(base, { onProgress = () => {}, parallel = 4, sig
       await cache.delete(url);
       throw new LoadError(`cached shard ${entry.file} was damaged and has been removed; reload to fetch it again.`);
     },
+    /** The i-th entry of `manifest.files` ({ path, bytes }), from the cache, verified again. */
+    async file(i) {
+      const entry = files[i];
+      const url = shardUrl(base, entry.file);
+      const hit = await cache.match(url);
+      const bytes = hit ? new Uint8Array(await hit.arrayBuffer()) : null;
+      if (bytes && bytes.length === entry.size && (await sha256Hex(bytes)) === entry.sha256) return { path: entry.file, bytes };
+      await cache.delete(url);
+      throw new LoadError(`cached file ${entry.file} was damaged and has been removed; reload to fetch it again.`);
+    },
   };
 }
 
-/** Cached models: [{ base, bytes, shards }]. */
+/** Cached models: [{ base, bytes, shards }] (a model is a cached manifest and what lies under its folder). */
 export async function listCachedModels() {
   const cache = await caches.open(CACHE_NAME);
-  const models = new Map();
-  for (const req of await cache.keys()) {
-    const base = req.url.slice(0, req.url.lastIndexOf('/') + 1);
-    const m = models.get(base) ?? { base, bytes: 0, shards: 0 };
-    if (!req.url.endsWith('/manifest.json')) {
-      const res = await cache.match(req);
-      m.bytes += Number(res.headers.get('content-length') ?? 0);
-      m.shards += 1;
-    }
-    models.set(base, m);
+  const keys = (await cache.keys()).map((r) => r.url);
+  const models = keys.filter((u) => u.endsWith('/manifest.json')).map((u) => ({ base: u.slice(0, -'manifest.json'.length), bytes: 0, shards: 0 }));
+  models.sort((a, b) => b.base.length - a.base.length); // the innermost folder owns an entry
+  for (const u of keys) {
+    const m = models.find((m) => u.startsWith(m.base));
+    if (!m || u.endsWith('/manifest.json')) continue;
+    const res = await cache.match(u);
+    m.bytes += Number(res.headers.get('content-length') ?? 0);
+    if (!u.slice(m.base.length).includes('/')) m.shards += 1;
   }
-  return [...models.values()];
+  return models;
 }
 
 /** Removes one cached model (every entry under `base`). */

@@ -3,6 +3,7 @@
 
 import { describeLimits } from './format.js';
 import { deleteAllCachedModels, deleteCachedModel, listCachedModels } from './loader.js';
+import { Generator } from './generator.js';
 
 const diag = document.getElementById('diagnostics');
 const status = document.getElementById('diag-status');
@@ -108,7 +109,19 @@ function startWorker() {
   worker.onerror = (e) => {
     setStatus('error', `The engine worker failed to start: ${e.message || 'see the console'}. Was pkg/ built? Run ./scripts/run.sh`);
   };
+  const generator = new Generator(worker);
+  const modelPicker = document.getElementById('model');
+  // ?model=URL loads that converted model at start instead of the bundled one ('none': nothing).
+  const startModel = new URLSearchParams(location.search).get('model');
+  if (startModel && startModel !== 'none') {
+    const option = new Option(`${startModel} (from the address)`, startModel, true, true);
+    modelPicker.add(option, 0);
+  }
+  const loadPicked = () => {
+    if (modelPicker.value && modelPicker.value !== 'url') worker.postMessage({ type: 'load-model', url: new URL(modelPicker.value, location.href).href });
+  };
   worker.onmessage = ({ data }) => {
+    if (data.type.startsWith('gen-')) return generator.onMessage(data);
     switch (data.type) {
       case 'started':
         diag.dataset.worker = 'started';
@@ -117,6 +130,7 @@ function startWorker() {
         break;
       case 'engine-ready':
         showEngine(data);
+        if (startModel !== 'none') loadPicked(); // the bundled model works offline
         break;
       case 'error':
         setStatus('error', data.message);
@@ -126,6 +140,7 @@ function startWorker() {
         break;
       case 'model-ready':
         showModelReady(data.summary, data.progress);
+        generator.setModel(data.summary);
         break;
       case 'model-error':
         document.getElementById('download-text').textContent = data.message;
@@ -144,8 +159,10 @@ function startWorker() {
   };
   worker.postMessage({ type: 'init', backend });
 
-  const modelPicker = document.getElementById('model');
-  modelPicker.onchange = () => (document.getElementById('model-url-row').hidden = modelPicker.value !== 'url');
+  modelPicker.onchange = () => {
+    document.getElementById('model-url-row').hidden = modelPicker.value !== 'url';
+    loadPicked();
+  };
   document.getElementById('load-model').onclick = () => {
     const url = document.getElementById('model-url').value.trim();
     if (url) worker.postMessage({ type: 'load-model', url: new URL(url, location.href).href });

@@ -53,14 +53,51 @@ async function loadIntoEngine(url) {
       engine.addShard(i, await model.shard(i));
       self.postMessage({ type: 'model-progress', progress: { ...last, stage: 'upload', shard: i } });
     }
+    for (let i = 0; i < (model.manifest.files ?? []).length; i++) {
+      const { path, bytes } = await model.file(i);
+      engine.addFile(path, bytes);
+    }
     const summary = JSON.parse(engine.finishModel());
+    try {
+      summary.defaults = JSON.parse(engine.modelDefaults());
+    } catch (e) {
+      summary.generatorError = e.message ?? String(e);
+    }
     self.postMessage({ type: 'model-ready', summary, progress: last });
   } catch (e) {
     self.postMessage({ type: 'model-error', message: e.message ?? String(e) });
   }
 }
 
+let cancelRequested = false;
+let generating = false;
+
+/** One generation; progress (with previews) goes to the page as it happens. */
+async function generate(request) {
+  await ready;
+  if (!engine || generating) return;
+  generating = true;
+  cancelRequested = false;
+  const started = performance.now();
+  try {
+    const result = await engine.generate(JSON.stringify(request), (p) => {
+      self.postMessage({ type: 'gen-progress', progress: p, millis: performance.now() - started });
+      // The worker yields between steps, so a 'cancel' message gets here in time.
+      return !cancelRequested;
+    });
+    const transfer = [...result.images.map((i) => i.rgba.buffer), ...result.pngs.map((p) => p.buffer)];
+    self.postMessage({ type: 'gen-done', result, millis: performance.now() - started }, transfer);
+  } catch (e) {
+    const message = e.message ?? String(e);
+    self.postMessage({ type: message === 'cancelled' ? 'gen-cancelled' : 'gen-error', message });
+  } finally {
+    generating = false;
+  }
+}
+
 self.onmessage = ({ data }) => {
   if (data.type === 'init' && ready === null) ready = start(data.backend ?? 'auto');
   if (data.type === 'load-model') loadIntoEngine(data.url);
+  if (data.type === 'generate') generate(data.request);
+  if (data.type === 'cancel') cancelRequested = true;
 };

@@ -1,0 +1,117 @@
+// End-to-end generation: fill the form, click Generate, watch the steps advance, and check
+// the canvas against the native CLI's image for the same seed (bundled sd-tiny model).
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { startServer } from '../../scripts/serve.mjs';
+import { ROOT, launch, artifactPath } from './browser.mjs';
+
+let server;
+let url;
+before(async () => ({ server, url } = await startServer({ root: ROOT, port: 0 })));
+after(() => server?.close());
+
+const FORM = { prompt: 'a watercolor painting of a red fox in the snow', negative: 'blurry', steps: 3, guidance: 7.5, seed: 1234 };
+
+/** The native CLI's PNG for FORM (same model, seed and settings). */
+async function cliImage(backend) {
+  const out = await artifactPath(`cli-${backend}.png`);
+  const args = ['run', '--quiet', '--bin', 'easel', '--', 'generate', '--model', 'www/models/sd-tiny', '--prompt', FORM.prompt,
+    '--negative-prompt', FORM.negative, '--steps', String(FORM.steps), '--guidance', String(FORM.guidance), '--seed', String(FORM.seed),
+    '--backend', backend, '--out', out];
+  execFileSync('cargo', args, { cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR ?? '/tmp' } });
+  return readFileSync(out);
+}
+
+async function openReady(page, query = '') {
+  await page.goto(url + query);
+  await page.locator('#generate:not([disabled])').waitFor({ timeout: 180_000 });
+}
+
+async function fillForm(page, steps = FORM.steps) {
+  await page.fill('#prompt', FORM.prompt);
+  await page.fill('#negative-prompt', FORM.negative);
+  await page.fill('#steps', String(steps));
+  await page.fill('#guidance', String(FORM.guidance));
+  await page.fill('#seed', String(FORM.seed));
+}
+
+/** RGBA pixels of the result canvas, and of a PNG decoded by the browser. */
+const canvasPixels = (page) => page.evaluate(() => Array.from(document.getElementById('canvas').getContext('2d').getImageData(0, 0, 16, 16).data));
+const pngPixels = (page, png) =>
+  page.evaluate(async (b64) => {
+    const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+    const bmp = await createImageBitmap(new Blob([bytes], { type: 'image/png' }));
+    const c = new OffscreenCanvas(bmp.width, bmp.height);
+    c.getContext('2d').drawImage(bmp, 0, 0);
+    return Array.from(c.getContext('2d').getImageData(0, 0, bmp.width, bmp.height).data);
+  }, png.toString('base64'));
+
+function maxDiff(a, b) {
+  assert.equal(a.length, b.length);
+  return a.reduce((m, v, i) => Math.max(m, Math.abs(v - b[i])), 0);
+}
+
+for (const backend of ['cpu', 'gpu']) {
+  test(`the page generates the CLI's image on the ${backend} backend`, async () => {
+    const browser = await launch();
+    try {
+      const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+      const errors = [];
+      page.on('pageerror', (e) => errors.push(e.message));
+      await openReady(page, `?backend=${backend}`);
+      assert.equal(await page.locator('#width').inputValue(), '16', 'the bundled model sets its own size');
+      await fillForm(page);
+      // Record every step the progress bar shows.
+      await page.evaluate(() => {
+        window.seenSteps = [];
+        new MutationObserver(() => window.seenSteps.push(Number(document.getElementById('step-progress').value))).observe(document.getElementById('step-text'), { childList: true, characterData: true, subtree: true });
+      });
+      await page.click('#generate');
+      await page.locator('#canvas[data-state="done"], #canvas[data-state="error"]').waitFor({ timeout: 300_000 });
+      assert.equal(await page.locator('#canvas').getAttribute('data-state'), 'done', await page.locator('#step-text').textContent());
+      const seen = await page.evaluate(() => window.seenSteps);
+      for (let s = 1; s <= FORM.steps; s++) assert.ok(seen.includes(s), `progress showed step ${s}: ${seen}`);
+      await page.screenshot({ path: await artifactPath(`generate-${backend}.png`), fullPage: true });
+
+      const got = await canvasPixels(page);
+      const want = await pngPixels(page, await cliImage(backend));
+      const diff = maxDiff(got, want);
+      console.log(`# ${backend}: max |page - CLI| = ${diff} of 255`);
+      assert.ok(diff <= 2, `page image differs from the CLI's by ${diff} levels`);
+      assert.ok(new Set(got).size > 16, 'the image is not blank');
+
+      // The PNG download records the settings.
+      const href = await page.locator('#downloads a').first().getAttribute('href');
+      const png = await page.evaluate(async (h) => Array.from(new Uint8Array(await (await fetch(h)).arrayBuffer())), href);
+      const text = Buffer.from(png).toString('latin1');
+      for (const needle of [`prompt\0${FORM.prompt}`, `seed\0${FORM.seed}`, `steps\0${FORM.steps}`, 'model\0sd2-tiny', 'size\x0016x16']) {
+        assert.ok(text.includes(needle), `PNG metadata has ${JSON.stringify(needle)}`);
+      }
+      assert.deepEqual(errors, []);
+    } finally {
+      await browser.close();
+    }
+  });
+}
+
+test('cancel stops a generation between steps', async () => {
+  const browser = await launch();
+  try {
+    const page = await browser.newPage();
+    await openReady(page);
+    await fillForm(page, 400);
+    await page.click('#generate');
+    await page.waitForFunction(() => Number(document.getElementById('step-progress').value) >= 1, null, { timeout: 120_000 });
+    await page.click('#cancel');
+    await page.locator('#canvas[data-state="cancelled"]').waitFor({ timeout: 120_000 });
+    const step = Number(await page.locator('#step-progress').inputValue().catch(() => 0)) || (await page.evaluate(() => document.getElementById('step-progress').value));
+    assert.ok(step < 400, `stopped at step ${step} of 400`);
+    assert.equal(await page.locator('#generate').isDisabled(), false, 'a new generation can start');
+  } finally {
+    await browser.close();
+  }
+});

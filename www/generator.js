@@ -1,0 +1,153 @@
+// The generator form: builds a request from the controls, sends it to the worker, and
+// shows step progress, live previews, the images and their PNG downloads.
+
+import { InitImage } from './mask.js';
+
+const $ = (id) => document.getElementById(id);
+
+export class Generator {
+  constructor(worker) {
+    this.worker = worker;
+    this.model = null;
+    this.running = false;
+    this.init = new InitImage({
+      fileInput: $('init-image'),
+      area: $('init-area'),
+      imageCanvas: $('init-canvas'),
+      maskCanvas: $('mask-canvas'),
+      brush: $('brush'),
+      clearMask: $('clear-mask'),
+      clearImage: $('clear-init'),
+      onChange: () => this.init.resize(this.size().width, this.size().height),
+    });
+    $('generate').onclick = () => this.start();
+    $('cancel').onclick = () => {
+      this.worker.postMessage({ type: 'cancel' });
+      $('step-text').textContent = 'cancelling after this step…';
+    };
+    $('random-seed').onclick = () => ($('seed').value = String(Math.floor(Math.random() * 2 ** 32)));
+    for (const id of ['width', 'height']) $(id).onchange = () => this.init.resize(this.size().width, this.size().height);
+  }
+
+  size() {
+    return { width: Number($('width').value), height: Number($('height').value) };
+  }
+
+  /** A model finished loading: enable generation and take its default size. */
+  setModel(summary) {
+    if (summary.generatorError) {
+      this.model = null;
+      $('generate').disabled = true;
+      $('generate-note').textContent = `This model cannot generate here: ${summary.generatorError}`;
+      return;
+    }
+    this.model = summary;
+    $('width').value = summary.defaults.width;
+    $('height').value = summary.defaults.height;
+    $('generate').disabled = this.running;
+    const random = summary.name.includes('tiny') ? ' It has random weights, so its images are noise: load a converted real model for pictures.' : '';
+    $('generate-note').textContent = `Ready: ${summary.name} on the ${summary.backend.toUpperCase()} (default scheduler ${summary.defaults.scheduler}).${random}`;
+  }
+
+  request() {
+    const { width, height } = this.size();
+    return {
+      prompt: $('prompt').value,
+      negative_prompt: $('negative-prompt').value,
+      steps: Number($('steps').value),
+      guidance: Number($('guidance').value),
+      scheduler: $('scheduler').value || null,
+      seed: Number($('seed').value),
+      width,
+      height,
+      batch: Number($('batch').value),
+      strength: Number($('strength').value),
+      previews: true,
+      ...this.init.requestFields(width, height),
+    };
+  }
+
+  start() {
+    if (!this.model || this.running) return;
+    const request = this.request();
+    if (request.width % 8 || request.height % 8) {
+      $('generate-note').textContent = 'Width and height must be multiples of 8.';
+      return;
+    }
+    this.running = true;
+    this.lastRequest = request;
+    $('generate').disabled = true;
+    $('cancel').disabled = false;
+    $('canvas').dataset.state = 'running';
+    $('step-progress').value = 0;
+    $('step-text').textContent = 'encoding the prompt…';
+    $('downloads').replaceChildren();
+    $('gallery').replaceChildren();
+    this.worker.postMessage({ type: 'generate', request });
+  }
+
+  finish(state, text) {
+    this.running = false;
+    $('generate').disabled = !this.model;
+    $('cancel').disabled = true;
+    $('canvas').dataset.state = state;
+    $('step-text').textContent = text;
+  }
+
+  draw(canvas, image) {
+    canvas.width = image.width;
+    canvas.height = image.height;
+    canvas.getContext('2d').putImageData(new ImageData(new Uint8ClampedArray(image.rgba), image.width, image.height), 0, 0);
+  }
+
+  /** Messages from the worker about the running generation. */
+  onMessage(data) {
+    switch (data.type) {
+      case 'gen-progress': {
+        const p = data.progress;
+        if (p.stage === 'text' && p.truncated) $('generate-note').textContent = 'Note: the prompt was longer than 77 tokens and was cut.';
+        if (p.stage === 'step') {
+          $('step-progress').max = p.total;
+          $('step-progress').value = p.step;
+          const perStep = data.millis / p.step / 1000;
+          $('step-text').textContent = `step ${p.step}/${p.total} (${perStep.toFixed(1)} s/step)`;
+          if (p.preview) this.draw($('canvas'), p.preview);
+        }
+        if (p.stage === 'decode') $('step-text').textContent = 'decoding the image…';
+        break;
+      }
+      case 'gen-done': {
+        const { images, pngs } = data.result;
+        this.draw($('canvas'), images[0]);
+        if (images.length > 1) {
+          $('gallery').replaceChildren(
+            ...images.map((img) => {
+              const c = document.createElement('canvas');
+              this.draw(c, img);
+              c.onclick = () => this.draw($('canvas'), img);
+              return c;
+            }),
+          );
+        }
+        $('downloads').replaceChildren(
+          ...pngs.map((png, i) => {
+            const a = document.createElement('a');
+            a.href = URL.createObjectURL(new Blob([png], { type: 'image/png' }));
+            a.download = `easel-${this.lastRequest.seed}${pngs.length > 1 ? `-${i}` : ''}.png`;
+            a.textContent = `Download PNG${pngs.length > 1 ? ` ${i + 1}` : ''}`;
+            return a;
+          }),
+        );
+        this.finish('done', `done in ${(data.millis / 1000).toFixed(1)} s (${data.result.scheduler})`);
+        break;
+      }
+      case 'gen-cancelled':
+        this.finish('cancelled', 'cancelled');
+        break;
+      case 'gen-error':
+        this.finish('error', `failed: ${data.message}`);
+        $('generate-note').textContent = data.message;
+        break;
+    }
+  }
+}

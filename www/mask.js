@@ -1,0 +1,80 @@
+// The init image and the inpainting mask: the image is drawn at the generation size, and
+// the visitor paints the area to repaint on a canvas laid over it.
+
+export class InitImage {
+  constructor({ fileInput, area, imageCanvas, maskCanvas, brush, clearMask, clearImage, onChange }) {
+    Object.assign(this, { area, imageCanvas, maskCanvas, brush, onChange });
+    this.bitmap = null;
+    this.painted = false;
+    fileInput.onchange = async () => {
+      const file = fileInput.files?.[0];
+      if (!file) return;
+      this.bitmap = await createImageBitmap(file);
+      this.area.hidden = false;
+      this.onChange?.();
+    };
+    clearMask.onclick = () => this.clearMask();
+    clearImage.onclick = () => {
+      this.bitmap = null;
+      fileInput.value = '';
+      this.area.hidden = true;
+      this.onChange?.();
+    };
+    this.enablePainting();
+  }
+
+  /** Draws the image at the generation size (and resets the mask when the size changes). */
+  resize(width, height) {
+    if (!this.bitmap) return;
+    if (this.imageCanvas.width !== width || this.imageCanvas.height !== height) {
+      for (const c of [this.imageCanvas, this.maskCanvas]) Object.assign(c, { width, height });
+      this.painted = false;
+    }
+    this.imageCanvas.getContext('2d').drawImage(this.bitmap, 0, 0, width, height);
+  }
+
+  clearMask() {
+    this.maskCanvas.getContext('2d').clearRect(0, 0, this.maskCanvas.width, this.maskCanvas.height);
+    this.painted = false;
+  }
+
+  enablePainting() {
+    const c = this.maskCanvas;
+    let down = false;
+    const paint = (e) => {
+      const r = c.getBoundingClientRect();
+      const x = ((e.clientX - r.left) / r.width) * c.width;
+      const y = ((e.clientY - r.top) / r.height) * c.height;
+      const radius = (Number(this.brush.value) / 256) * Math.max(c.width, c.height) / 2;
+      const ctx = c.getContext('2d');
+      ctx.fillStyle = 'rgba(255, 255, 255, 0.7)';
+      ctx.beginPath();
+      ctx.arc(x, y, Math.max(0.5, radius), 0, 2 * Math.PI);
+      ctx.fill();
+      this.painted = true;
+    };
+    c.onpointerdown = (e) => {
+      down = true;
+      c.setPointerCapture(e.pointerId);
+      paint(e);
+    };
+    c.onpointermove = (e) => down && paint(e);
+    c.onpointerup = () => (down = false);
+  }
+
+  /** The request fields: init_image (NCHW in [0, 1]) and, when painted, mask (1 = repaint). */
+  requestFields(width, height) {
+    if (!this.bitmap) return {};
+    this.resize(width, height);
+    const px = this.imageCanvas.getContext('2d').getImageData(0, 0, width, height).data;
+    const hw = width * height;
+    const image = new Array(3 * hw);
+    for (let p = 0; p < hw; p++) for (let c = 0; c < 3; c++) image[c * hw + p] = px[p * 4 + c] / 255;
+    const fields = { init_image: { shape: [1, 3, height, width], values: image } };
+    if (this.painted) {
+      const m = this.maskCanvas.getContext('2d').getImageData(0, 0, width, height).data;
+      fields.mask = { shape: [1, 1, height, width], values: Array.from({ length: hw }, (_, p) => (m[p * 4 + 3] > 0 ? 1 : 0)) };
+    }
+    return fields;
+  }
+}
