@@ -1,6 +1,8 @@
 //! Single model calls against diffusers / transformers on the fixture models, on the CPU
 //! backend and natively on the GPU (lavapipe): text encoder, UNet, VAE decode and encode.
 
+#![cfg(not(target_arch = "wasm32"))]
+
 mod sd;
 
 use easel::gpu::{GpuContext, GpuOptions};

@@ -3,47 +3,19 @@
 //! Euler, v-prediction, img2img, inpainting), on the CPU backend and natively on the GPU.
 //! Final latents must be within 1e-3 relative error; the decoded image is reported too.
 
+#![cfg(not(target_arch = "wasm32"))]
+
 mod sd;
 
 use easel::gpu::{GpuContext, GpuOptions};
 use easel::models::Session;
 use easel::ops::StorageType;
 use easel::pipelines::native::load_model_dir;
-use easel::pipelines::{generate, FloatImage, Request, StableDiffusion};
-use sd::{fixture, references, rel_err, Ref};
+use easel::pipelines::{generate, StableDiffusion};
+use sd::{fixture, fixture_request, references, rel_err};
 
 /// Relative error bound on the final latents of an f32 run.
 const LATENT_TOL: f64 = 1e-3;
-
-fn image(r: &Ref) -> FloatImage {
-    FloatImage { shape: r.shape.clone().try_into().unwrap(), values: r.values.clone() }
-}
-
-/// The fixture run `run` as a request: its prompts, steps, guidance, effective scheduler
-/// config and every random draw diffusers made.
-fn request(run: &serde_json::Value, refs: &std::collections::HashMap<String, Ref>) -> Request {
-    let name = run["name"].as_str().unwrap();
-    let call = &run["call"];
-    let first = |v: &serde_json::Value| v.as_array().and_then(|a| a[0].as_str()).unwrap_or("").to_string();
-    let get = |k: &str| refs.get(&format!("{name}/{k}"));
-    let mut req = Request {
-        prompt: first(&call["prompt"]),
-        negative_prompt: first(&call["negative_prompt"]),
-        steps: call["num_inference_steps"].as_u64().unwrap() as usize,
-        guidance: call["guidance_scale"].as_f64().unwrap() as f32,
-        scheduler_config: Some(run["scheduler"].clone()),
-        strength: call["strength"].as_f64().unwrap_or(if call.get("mask_image").is_some() { 1.0 } else { 0.8 }) as f32,
-        init_latents: get("init_latents").map(|r| r.values.clone()),
-        posterior_noise: get("randn_draw_0").map(|r| r.values.clone()),
-        image_noise: get("randn_draw_1").map(|r| r.values.clone()),
-        init_image: get("init_image").map(image),
-        mask: get("mask").map(image),
-        ..Request::default()
-    };
-    let decoded = &refs[&format!("{name}/decoded_raw")];
-    (req.height, req.width) = (decoded.shape[2], decoded.shape[3]);
-    req
-}
 
 fn run_case(case: &str, quant: StorageType, gpu: bool) -> Vec<(String, f64, f64)> {
     let refs = references(case);
@@ -59,7 +31,7 @@ fn run_case(case: &str, quant: StorageType, gpu: bool) -> Vec<(String, f64, f64)
     let mut results = vec![];
     for run in meta["runs"].as_array().unwrap() {
         let name = run["name"].as_str().unwrap();
-        let req = request(run, &refs);
+        let req = fixture_request(run, &refs);
         let mut steps = 0;
         let out = pollster::block_on(generate(&mut sd, &req, &mut |p| {
             if let easel::pipelines::Progress::Step { .. } = p {
