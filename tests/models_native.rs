@@ -117,3 +117,33 @@ fn the_page_bundles_the_converted_sd2_tiny_fixture() {
     assert_eq!(bundled.content_sha256, fresh.content_sha256, "www/models/sd-tiny is stale: regenerate it");
     assert_eq!(bundled.shards, fresh.shards);
 }
+
+#[test]
+fn unet_runs_at_odd_latent_sizes_and_backends_agree() {
+    // Image sizes that are multiples of 8 but not of 64 give SD odd latent sizes at some
+    // depth: the UNet upsamples to each skip's size (2H - 1) as diffusers does.
+    let r = references("sd1-tiny");
+    let e = &r["unet_call/encoder_hidden_states"];
+    let (h, w) = (7, 5);
+    let sample: Vec<f32> = (0..4 * h * w).map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0).collect();
+    let mut outs = vec![];
+    for (mut s, m) in sessions("sd1-tiny") {
+        let cfg = UNetConfig::from_json(&m.configs["unet"]).unwrap();
+        let mut c = pollster::block_on(s.compile(|g| {
+            let (xi, ti, ei) = (g.input("sample", &[1, 4, h, w]), g.input("t", &[1]), g.input("ctx", &e.shape));
+            let o = g.scoped("unet", |g| unet(g, &cfg, xi, ti, ei))?;
+            assert_eq!(g.shape(o), &[1, 4, h, w]);
+            g.output(o);
+            Ok(())
+        }))
+        .unwrap();
+        s.set_input(&mut c, "sample", HostTensor::F32(sample.clone())).unwrap();
+        s.set_input(&mut c, "t", HostTensor::F32(vec![500.0])).unwrap();
+        s.set_input(&mut c, "ctx", HostTensor::F32(e.values.clone())).unwrap();
+        outs.push((s.kind(), f32s(pollster::block_on(s.run(&c)).unwrap().remove(0))));
+    }
+    assert!(outs.iter().all(|(_, o)| o.iter().all(|v| v.is_finite())));
+    if let [(_, gpu), (_, cpu)] = outs.as_slice() {
+        check("sd1-tiny", "unet 7x5 gpu vs cpu", gpu, cpu, "gpu");
+    }
+}

@@ -41,6 +41,12 @@ pub fn upsample(g: &mut Graph, x: TensorId) -> Result<TensorId, OpError> {
     within(g, "upsamplers.0", |g| conv(g, "conv", up, 1, 1))
 }
 
+/// `Upsample2D` with an explicit output size, then a 3x3 conv.
+pub fn upsample_to(g: &mut Graph, x: TensorId, height: usize, width: usize) -> Result<TensorId, OpError> {
+    let up = g.upsample_nearest(x, height, width)?;
+    within(g, "upsamplers.0", |g| conv(g, "conv", up, 1, 1))
+}
+
 /// How a `Transformer2DModel` is configured.
 #[derive(Debug, Clone, Copy)]
 pub struct TransformerSpec {

@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use super::blocks::{downsample, resnet, transformer_2d, upsample, Norm, TransformerSpec};
+use super::blocks::{downsample, resnet, transformer_2d, upsample_to, Norm, TransformerSpec};
 use super::config::Cfg;
 use super::layers::{conv, dense, group_norm, within};
 use crate::error::OpError;
@@ -94,14 +94,6 @@ impl UNetConfig {
 /// Builds the UNet in the current scope ("unet"): `sample` [B, C, h, w], `timestep` [B],
 /// `context` [B, L, cross_attention_dim] -> noise (or v) prediction [B, out, h, w].
 pub fn unet(g: &mut Graph, cfg: &UNetConfig, sample: TensorId, timestep: TensorId, context: TensorId) -> Result<TensorId, OpError> {
-    let s = g.shape(sample).to_vec();
-    let step = 1 << cfg.downsamples();
-    if s[2] % step != 0 || s[3] % step != 0 {
-        return Err(OpError::Input {
-            name: "sample".into(),
-            message: format!("latent size {}x{} must be a multiple of {step} for this UNet (image size a multiple of {})", s[3], s[2], step * 8),
-        });
-    }
     let c0 = cfg.block_out_channels[0];
     let temb = g.timestep_embedding(timestep, c0, cfg.flip_sin_to_cos, cfg.freq_shift)?;
     let temb = within(g, "time_embedding", |g| -> Result<TensorId, OpError> {
@@ -148,7 +140,11 @@ pub fn unet(g: &mut Graph, cfg: &UNetConfig, sample: TensorId, timestep: TensorI
                 }
             }
             if i + 1 < n {
-                x = upsample(g, x)?;
+                // Upsample to the next skip's size: 2x, or 2x - 1 where a stride-2 conv
+                // rounded an odd size up (diffusers' forward_upsample_size).
+                let next = skips.last().expect("skips left for the next up block");
+                let size = g.shape(*next).to_vec();
+                x = upsample_to(g, x, size[2], size[3])?;
             }
             Ok(x)
         })?;

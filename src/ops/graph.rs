@@ -74,8 +74,9 @@ pub enum Op {
     Geglu,
     /// Concatenation along `axis`.
     Concat { axis: usize },
-    /// Nearest-neighbour 2x upsampling of [B, C, H, W].
-    Upsample2x,
+    /// Nearest-neighbour upsampling of [B, C, H, W] to [B, C, height, width] (torch's
+    /// `interpolate(mode="nearest")`: source index floor(dst * in / out)).
+    UpsampleNearest { height: usize, width: usize },
     /// [ids (u32) [..], table [V, D]] -> [.., D].
     Embedding,
     /// [t [B]] -> [B, dim]: diffusers' `get_timestep_embedding`.
@@ -398,13 +399,21 @@ impl<'w> Graph<'w> {
 
     /// Nearest 2x upsampling of NCHW.
     pub fn upsample2x(&mut self, x: TensorId) -> R {
+        let s = self.shape(x).to_vec();
+        let (h, w) = (s.get(2).copied().unwrap_or(0), s.get(3).copied().unwrap_or(0));
+        self.upsample_nearest(x, 2 * h, 2 * w)
+    }
+
+    /// Nearest upsampling of NCHW to `height` x `width` (the UNet's odd-size path, where
+    /// a skip connection is 2H-1 wide).
+    pub fn upsample_nearest(&mut self, x: TensorId, height: usize, width: usize) -> R {
         let mut s = self.shape(x).to_vec();
-        if s.len() != 4 {
-            return Err(self.err("upsample2x", format!("want [B, C, H, W], got {s:?}")));
+        if s.len() != 4 || height < s[2] || width < s[3] {
+            return Err(self.err("upsample", format!("want [B, C, H, W] no larger than {height}x{width}, got {s:?}")));
         }
-        s[2] *= 2;
-        s[3] *= 2;
-        Ok(self.push(Op::Upsample2x, vec![x], s, DType::F32, "upsample2x"))
+        s[2] = height;
+        s[3] = width;
+        Ok(self.push(Op::UpsampleNearest { height, width }, vec![x], s, DType::F32, "upsample"))
     }
 
     /// Table lookup of u32 ids.

@@ -39,3 +39,18 @@ fn broadcasting_follows_numpy() {
     assert_eq!(broadcast_shape(&[2, 1, 4], &[3, 1]), Some(vec![2, 3, 4]));
     assert_eq!(broadcast_shape(&[2, 3], &[4]), None);
 }
+
+#[test]
+fn nearest_upsampling_reads_floor_of_dst_times_in_over_out() {
+    // torch.nn.functional.interpolate([0, 1, 2], size=5, mode="nearest") = [0, 0, 1, 1, 2].
+    let w = Shapes(HashMap::new());
+    let mut g = Graph::new(&w);
+    let x = g.input("x", &[1, 1, 3, 1]);
+    let y = g.upsample_nearest(x, 5, 2).unwrap();
+    g.output(y);
+    let store = crate::ops::WeightStore::new();
+    let inputs = HashMap::from([("x".to_string(), crate::ops::cpu::HostTensor::F32(vec![0.0, 1.0, 2.0]))]);
+    let out = crate::ops::cpu::CpuExecutor::new(&store).run(&g, &inputs).unwrap();
+    assert_eq!(out[&y], crate::ops::cpu::HostTensor::F32(vec![0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 2.0, 2.0]));
+    assert!(g.upsample_nearest(x, 2, 1).is_err(), "downsampling is refused");
+}

@@ -84,13 +84,23 @@ fn split_convs() -> Vec<Case> {
 }
 
 fn upsamples() -> Vec<Case> {
-    vec![Case::new("upsample2x [2,3,5,4]", ELEMENTWISE_TOL, |g| {
-        let x = g.input("x", &[2, 3, 5, 4]);
-        let y = g.upsample2x(x)?;
-        g.output(y);
-        Ok(())
-    })
-    .input("x", 2 * 3 * 5 * 4, 1.0, 64)]
+    vec![
+        Case::new("upsample2x [2,3,5,4]", ELEMENTWISE_TOL, |g| {
+            let x = g.input("x", &[2, 3, 5, 4]);
+            let y = g.upsample2x(x)?;
+            g.output(y);
+            Ok(())
+        })
+        .input("x", 2 * 3 * 5 * 4, 1.0, 64),
+        // The UNet's odd sizes: a 3x2 map upsampled to the 5x3 skip it joins.
+        Case::new("upsample nearest [2,3,3,2] -> 5x3", ELEMENTWISE_TOL, |g| {
+            let x = g.input("x", &[2, 3, 3, 2]);
+            let y = g.upsample_nearest(x, 5, 3)?;
+            g.output(y);
+            Ok(())
+        })
+        .input("x", 2 * 3 * 3 * 2, 1.0, 65),
+    ]
 }
 
 /// Every conv case.

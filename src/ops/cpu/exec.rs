@@ -154,7 +154,7 @@ impl<'w> CpuExecutor<'w> {
                 (x * gate.gelu_erf()?)?
             }
             Op::Concat { axis } => Tensor::cat(a, *axis)?,
-            Op::Upsample2x => a[0].upsample_nearest2d(node.shape[2], node.shape[3])?,
+            Op::UpsampleNearest { height, width } => a[0].upsample_nearest2d(*height, *width)?,
             Op::Embedding => {
                 let ids = a[0].flatten_all()?;
                 a[1].index_select(&ids, 0)?.reshape(node.shape.as_slice())?

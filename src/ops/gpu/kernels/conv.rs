@@ -222,10 +222,12 @@ pub fn conv2d(kb: &mut KernelBuilder, cx: &NodeCx, stride: usize, padding: [usiz
     Ok(())
 }
 
-/// Nearest-neighbour 2x upsampling of [B, C, H, W].
-pub fn upsample2x(kb: &mut KernelBuilder, cx: &NodeCx) -> Result<(), OpError> {
+/// Nearest-neighbour upsampling of [B, C, H, W] to the node's [B, C, OH, OW].
+pub fn upsample_nearest(kb: &mut KernelBuilder, cx: &NodeCx) -> Result<(), OpError> {
     let (h, w) = (cx.in_shapes[0][2], cx.in_shapes[0][3]);
+    let (oh, ow) = (cx.node.shape[2], cx.node.shape[3]);
     let n = cx.node.numel();
     let bindings = vec![cx.f32_input(0)?, cx.out.clone()];
-    kb.dispatch("upsample2x", || with_prelude(include_str!("upsample2x.wgsl")), bindings, &[n as u32, h as u32, w as u32], groups_for(n))
+    let params = [n as u32, h as u32, w as u32, oh as u32, ow as u32];
+    kb.dispatch("upsample_nearest", || with_prelude(include_str!("upsample_nearest.wgsl")), bindings, &params, groups_for(n))
 }

@@ -79,7 +79,7 @@ pub fn compile(kb: &mut KernelBuilder, cx: &NodeCx) -> Result<(), OpError> {
         Op::Binary(b) => elementwise::binary(kb, cx, *b),
         Op::Geglu => elementwise::geglu(kb, cx),
         Op::Concat { axis } => copy::concat(kb, cx, *axis),
-        Op::Upsample2x => conv::upsample2x(kb, cx),
+        Op::UpsampleNearest { .. } => conv::upsample_nearest(kb, cx),
         Op::Embedding => misc::embedding(kb, cx),
         Op::TimestepEmbedding { dim, flip_sin_to_cos, downscale_freq_shift, max_period } => {
             misc::timestep_embedding(kb, cx, *dim, *flip_sin_to_cos, *downscale_freq_shift, *max_period)

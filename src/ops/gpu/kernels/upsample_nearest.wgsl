@@ -1,5 +1,6 @@
-// Nearest-neighbour 2x upsampling of [B, C, H, W]: out[bc, y, x] = in[bc, y/2, x/2].
-// params: [n = B*C*2H*2W, H, W].
+// Nearest-neighbour upsampling of [B, C, H, W] to [B, C, OH, OW], as torch's
+// interpolate(mode="nearest"): out[bc, y, x] = in[bc, floor(y * H / OH), floor(x * W / OW)].
+// params: [n = B*C*OH*OW, H, W, OH, OW].
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
@@ -13,9 +14,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     }
     let h = pu(1u);
     let w = pu(2u);
-    let col = i % (2u * w);
-    let rest = i / (2u * w);
-    let row = rest % (2u * h);
-    let plane = rest / (2u * h);
-    out[i] = x[(plane * h + row / 2u) * w + col / 2u];
+    let oh = pu(3u);
+    let ow = pu(4u);
+    let col = i % ow;
+    let rest = i / ow;
+    let row = rest % oh;
+    let plane = rest / oh;
+    out[i] = x[(plane * h + row * h / oh) * w + col * w / ow];
 }
