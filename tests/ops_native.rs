@@ -53,3 +53,19 @@ fn misc_ops_match_cpu() {
         check(cases);
     }
 }
+
+#[test]
+fn f16_linear_and_conv_weights_take_half_the_gpu_memory() {
+    use easel::ops::gpu::GpuWeights;
+    use easel::ops::{StorageType, WeightStore};
+    let ctx = pollster::block_on(GpuContext::new(&GpuOptions::default())).expect("a Vulkan adapter");
+    let mut store = WeightStore::new();
+    store.insert("proj.weight", &[64, 32], StorageType::F16, &[0.5; 64 * 32]).unwrap();
+    store.insert("conv.weight", &[8, 4, 3, 3], StorageType::F16, &[0.5; 8 * 36]).unwrap();
+    // Embeddings and norms are read by ops without an f16 path: widened to f32.
+    store.insert("token_embedding.weight", &[10, 32], StorageType::F16, &[0.5; 320]).unwrap();
+    let gpu = GpuWeights::upload(&ctx, &store).unwrap();
+    assert_eq!(gpu.bytes, (2 * 64 * 32 + 2 * 8 * 36 + 4 * 320) as u64);
+    assert_eq!(gpu.get("proj.weight").unwrap().storage, StorageType::F16);
+    assert_eq!(gpu.get("token_embedding.weight").unwrap().storage, StorageType::F32);
+}

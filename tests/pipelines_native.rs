@@ -74,9 +74,11 @@ fn every_fixture_run_matches_diffusers_on_the_gpu() {
 }
 
 #[test]
-fn q8_0_runs_are_reported() {
+fn quantized_and_f16_runs_are_reported() {
     // Quantization changes the model: figures are printed, not asserted.
     for case in ["sd1-tiny", "sd2-tiny"] {
         run_case(case, StorageType::Q8_0, false);
     }
+    // f16 linear/conv weights stay f16 on the GPU (read with unpack2x16float).
+    run_case("sd2-tiny", StorageType::F16, true);
 }

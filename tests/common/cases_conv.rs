@@ -65,6 +65,9 @@ fn quantized_convs() -> Vec<Case> {
         conv_case("conv q4_0 1x1 [2,64,3,5] -> 9 (gather)", Conv { x: [2, 64, 3, 5], o: 9, k: 1, stride: 1, padding: [0; 4] }, Q4_0, true),
         conv_case("conv q4_0 1x1 [1,64,6,6] -> 9 (vec4 pixels)", Conv { x: [1, 64, 6, 6], o: 9, k: 1, stride: 1, padding: [0; 4] }, Q4_0, true),
         conv_case("conv q4_0 3x3 s2 p1 [1,32,7,7] -> 5", Conv { x: [1, 32, 7, 7], o: 5, k: 3, stride: 2, padding: p1 }, Q4_0, false),
+        conv_case("conv f16 3x3 s1 p1 [1,8,6,6] -> 8", Conv { x: [1, 8, 6, 6], o: 8, k: 3, stride: 1, padding: p1 }, StorageType::F16, true),
+        conv_case("conv f16 1x1 [2,8,4,5] -> 9 (vec4 pixels)", Conv { x: [2, 8, 4, 5], o: 9, k: 1, stride: 1, padding: [0; 4] }, StorageType::F16, false),
+        conv_case("conv f16 3x3 s2 (0,1,0,1) [2,4,9,8] -> 6", Conv { x: [2, 4, 9, 8], o: 6, k: 3, stride: 2, padding: [0, 1, 0, 1] }, StorageType::F16, true),
     ]
 }
 
@@ -76,6 +79,8 @@ fn split_convs() -> Vec<Case> {
     vec![
         conv_case("conv f32 split 3x3 [2,8,5,7] -> 20", Conv { x: [2, 8, 5, 7], o: 20, k: 3, stride: 1, padding: p1 }, F32, true)
             .split_at(6 * 8 * 9 * 4),
+        conv_case("conv f16 split 3x3 [2,8,5,7] -> 20", Conv { x: [2, 8, 5, 7], o: 20, k: 3, stride: 1, padding: p1 }, StorageType::F16, true)
+            .split_at(6 * 8 * 9 * 2),
         conv_case("conv q8_0 split 3x3 [1,32,6,5] -> 20", Conv { x: [1, 32, 6, 5], o: 20, k: 3, stride: 1, padding: p1 }, Q8_0, true)
             .split_at(6 * 9 * 34),
         conv_case("conv q4_0 split 3x3 [2,32,4,5] -> 20", Conv { x: [2, 32, 4, 5], o: 20, k: 3, stride: 1, padding: p1 }, Q4_0, false)

@@ -37,6 +37,11 @@ fn linears() -> Vec<Case> {
         linear_case("linear q4_0 33x64 -> 70", &[33, 64], 70, Q4_0, true),
         linear_case("linear q4_0 [2,3,320] -> 45", &[2, 3, 320], 45, Q4_0, true),
         linear_case("linear q4_0 2x5120 -> 17", &[2, 5120], 17, Q4_0, false),
+        // f16 weights stay f16 on the GPU (K % 4 == 0), else they are widened to f32.
+        linear_case("linear f16 [2,7,64] -> 50", &[2, 7, 64], 50, F16, true),
+        linear_case("linear f16 3x5120 -> 40", &[3, 5120], 40, F16, false),
+        linear_case("linear f16 37x19 -> 13 (widened, K % 4 != 0)", &[37, 19], 13, F16, true),
+        linear_case("linear f16 split 9x64 -> 300", &[9, 64], 300, F16, true).split_at(64 * 64 * 2),
         // Weights split into 64-row chunks (16 KiB bindings), one dispatch each.
         linear_case("linear f32 split 9x64 -> 300", &[9, 64], 300, F32, true).split_at(64 * 64 * 4),
         linear_case("linear q8_0 split 9x64 -> 300", &[9, 64], 300, Q8_0, true).split_at(64 * 68),

@@ -1,5 +1,7 @@
-//! Weights on the GPU. Block formats stay quantized (kernels dequantize on the fly), f16
-//! is widened to f32 (SwiftShader and many adapters lack `shader-f16`), and any tensor
+//! Weights on the GPU. Block formats stay quantized (kernels dequantize on the fly); f16
+//! linear and conv weights stay f16 (half the memory; the kernels read pairs with
+//! `unpack2x16float`, which needs no `shader-f16`), other f16 tensors (norms, biases,
+//! embeddings) are widened to f32 for the ops that read them; and any tensor
 //! whose bytes exceed the binding limit is split along its first axis (rows of a linear
 //! weight, output channels of a conv weight), each chunk bound separately.
 //!
@@ -15,6 +17,13 @@ use crate::gpu::GpuContext;
 use crate::ops::quant::{self, StorageType, BLOCK};
 use crate::ops::weights::WeightStore;
 
+/// Whether an f16 tensor stays f16 on the GPU: linear and conv weights whose rows are whole
+/// vec4s (only the linear and conv kernels read f16; embeddings and norms are widened).
+pub fn keeps_f16(name: &str, shape: &[usize]) -> bool {
+    let row: usize = shape.iter().skip(1).product();
+    matches!(shape.len(), 2 | 4) && row % 4 == 0 && name.ends_with(".weight") && !name.contains("embed") && !name.contains("norm")
+}
+
 /// Rows `rows` of a weight: f32 values, or quantized blocks (`qs` words + f16 `scales`).
 pub struct WeightChunk {
     pub rows: Range<usize>,
@@ -26,10 +35,10 @@ pub struct WeightChunk {
 /// One uploaded tensor.
 pub struct GpuWeight {
     pub shape: Vec<usize>,
-    /// F32 (f16 sources are widened), Q8_0 or Q4_0.
+    /// F32, F16 (linear/conv weights; see `keeps_f16`), Q8_0 or Q4_0.
     pub storage: StorageType,
     pub chunks: Vec<WeightChunk>,
-    /// Storage of the bytes being written (F16 here becomes F32 on the GPU).
+    /// Storage of the bytes being written (F16 may be widened to F32 on the GPU).
     source: StorageType,
     /// Values (f32/f16) or blocks per row.
     units_per_row: usize,
@@ -74,8 +83,9 @@ impl GpuWeight {
             let local = self.written - chunk.rows.start * self.units_per_row;
             let room = chunk.rows.len() * self.units_per_row - local;
             let mut n = (self.carry.len() / unit_bytes).min(room);
-            // Scales pair two blocks per word: keep an odd block back unless the chunk ends.
-            if self.source.is_quantized() && n < room && n % 2 == 1 {
+            // Scales pair two blocks per word, f16 values two per word: keep an odd one
+            // back unless the chunk ends.
+            if (self.source.is_quantized() || self.storage == StorageType::F16) && n < room && n % 2 == 1 {
                 n -= 1;
             }
             if n == 0 {
@@ -84,6 +94,7 @@ impl GpuWeight {
             let piece: Vec<u8> = self.carry.drain(..n * unit_bytes).collect();
             match self.source {
                 StorageType::F32 => ctx.queue.write_buffer(&chunk.values, 4 * local as u64, &piece),
+                StorageType::F16 if self.storage == StorageType::F16 => ctx.queue.write_buffer(&chunk.values, 2 * local as u64, &piece),
                 StorageType::F16 => {
                     let wide = quant::dequantize(StorageType::F16, &piece);
                     ctx.queue.write_buffer(&chunk.values, 4 * local as u64, bytemuck::cast_slice(&wide));
@@ -143,6 +154,7 @@ impl GpuWeights {
             let numel: usize = shape.iter().product();
             let row_len = numel / rows;
             let (storage, row_bytes, units_per_row) = match source {
+                StorageType::F16 if keeps_f16(name, shape) => (StorageType::F16, 2 * row_len, row_len),
                 StorageType::F32 | StorageType::F16 => (StorageType::F32, 4 * row_len, row_len),
                 q => {
                     if row_len % BLOCK != 0 {
@@ -166,6 +178,9 @@ impl GpuWeights {
                     let words = blocks * BLOCK / if storage == StorageType::Q8_0 { 4 } else { 8 };
                     bytes += 4 * (words + blocks.div_ceil(2)) as u64;
                     WeightChunk { rows: start..end, values: buffer(ctx, &label, words), scales: Some(buffer(ctx, &label, blocks.div_ceil(2))) }
+                } else if storage == StorageType::F16 {
+                    bytes += 2 * (n * row_len) as u64;
+                    WeightChunk { rows: start..end, values: buffer(ctx, &label, n * row_len / 2), scales: None }
                 } else {
                     bytes += 4 * (n * row_len) as u64;
                     WeightChunk { rows: start..end, values: buffer(ctx, &label, n * row_len), scales: None }

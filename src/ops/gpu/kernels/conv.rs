@@ -1,4 +1,4 @@
-//! Convolution as an implicit GEMM over f32, Q8_0 and Q4_0 weights (dequantized in the
+//! Convolution as an implicit GEMM over f32, f16, Q8_0 and Q4_0 weights (dequantized in the
 //! kernel, one dispatch per weight chunk), and nearest 2x upsampling.
 
 use super::elementwise::groups_for;
@@ -26,6 +26,12 @@ fn load_w(n: u32, k: u32) -> vec4<f32> {
         v[j] = select(0.0, w[row + min(k + j, K - 1u)], k + j < K);
     }
     return v;
+}"#;
+/// f16 pairs (K a multiple of 4, as `keeps_f16` guarantees): one vec2<u32> load.
+const W_F16: &str = r#"
+fn load_w(n: u32, k: u32) -> vec4<f32> {
+    let p = w[(min(n, pu(4u) - 1u) * pu(1u) + k) / 4u];
+    return vec4<f32>(unpack2x16float(p.x), unpack2x16float(p.y));
 }"#;
 /// The f16 scale of block b (two to a word).
 const BLOCK_SCALE: &str = r#"
@@ -171,6 +177,7 @@ fn conv_source(storage: StorageType, w_vec4: bool, pointwise: bool) -> String {
     let (w_decl, w_loader) = match storage {
         StorageType::Q8_0 => ("array<u32>", format!("{BLOCK_SCALE}\n{W_Q8_0}")),
         StorageType::Q4_0 => ("array<u32>", format!("{BLOCK_SCALE}\n{W_Q4_0}")),
+        StorageType::F16 => ("array<vec2<u32>>", W_F16.to_string()),
         _ if w_vec4 => ("array<vec4<f32>>", W_F32_VEC4.to_string()),
         _ => ("array<f32>", W_F32_SCALAR.to_string()),
     };

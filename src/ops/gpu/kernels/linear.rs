@@ -1,4 +1,4 @@
-//! Linear layers on f32, Q8_0 and Q4_0 weights (dequantized in the kernel), split into one
+//! Linear layers on f32, f16, Q8_0 and Q4_0 weights (dequantized in the kernel), split into one
 //! dispatch per weight chunk when the weight exceeds a binding.
 
 use super::{with_prelude, NodeCx};
@@ -38,6 +38,12 @@ fn load_w(n: u32, k: u32) -> vec4<f32> {
     }
     return v;
 }"#;
+/// f16 pairs (K a multiple of 4): one vec2<u32> load, two unpacks.
+const W_F16: &str = r#"
+fn load_w(n: u32, k: u32) -> vec4<f32> {
+    let p = w[(min(n, pu(4u) - 1u) * pu(1u) + k) / 4u];
+    return vec4<f32>(unpack2x16float(p.x), unpack2x16float(p.y));
+}"#;
 /// Unscaled Q8_0 quants k..k+3 of chunk row n (the block scale is applied per block).
 const Q_Q8_0: &str = r#"
 fn load_q(n: u32, k: u32) -> vec4<f32> {
@@ -62,7 +68,11 @@ fn source(x_vec4: bool, storage: StorageType, w_vec4: bool) -> String {
         _ => {}
     }
     let x_ty = if x_vec4 { "array<vec4<f32>>" } else { "array<f32>" };
-    let (w_decl, loader) = if w_vec4 { ("array<vec4<f32>>", W_F32_VEC4) } else { ("array<f32>", W_F32_SCALAR) };
+    let (w_decl, loader) = match storage {
+        StorageType::F16 => ("array<vec2<u32>>", W_F16),
+        _ if w_vec4 => ("array<vec4<f32>>", W_F32_VEC4),
+        _ => ("array<f32>", W_F32_SCALAR),
+    };
     let bindings = format!(
         "@group(0) @binding(2) var<storage, read> x: {x_ty};\n@group(0) @binding(3) var<storage, read> w: {w_decl};\n@group(0) @binding(4) var<uniform> params: Params;\n"
     );
