@@ -94,7 +94,7 @@ pub fn attention_here(g: &mut Graph, x: TensorId, context: TensorId, heads: usiz
     let k = dense(g, "to_k", context)?;
     let v = dense(g, "to_v", context)?;
     let inner = *g.shape(q).last().unwrap_or(&0);
-    if heads == 0 || inner % heads != 0 {
+    if heads == 0 || !inner.is_multiple_of(heads) {
         return Err(OpError::Shape { node: "to_q".into(), message: format!("{inner} channels do not split into {heads} heads") });
     }
     let scale = 1.0 / ((inner / heads) as f32).sqrt();

@@ -40,6 +40,7 @@ impl WeightShapes for ShapeMap {
 }
 
 /// Where the arithmetic happens.
+#[allow(clippy::large_enum_variant)] // one per session
 pub enum Backend {
     Cpu { weights: WeightStore },
     Gpu { ctx: GpuContext, weights: GpuWeights, cache: PipelineCache },

@@ -108,7 +108,7 @@ pub fn decode(g: &mut Graph, cfg: &VaeConfig, z: TensorId) -> Result<TensorId, O
 pub fn encode(g: &mut Graph, cfg: &VaeConfig, image: TensorId) -> Result<TensorId, OpError> {
     let s = g.shape(image).to_vec();
     let f = cfg.downscale();
-    if s[2] % f != 0 || s[3] % f != 0 {
+    if !s[2].is_multiple_of(f) || !s[3].is_multiple_of(f) {
         return Err(OpError::Input { name: "image".into(), message: format!("{}x{} is not a multiple of {f}", s[3], s[2]) });
     }
     let moments = g.scoped("encoder", |g| {

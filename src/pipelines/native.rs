@@ -54,13 +54,16 @@ fn load_converted(dir: &Path) -> Result<ModelFiles, PipelineError> {
     Ok(ModelFiles { name: manifest.name, family: manifest.family, configs: manifest.configs, files, weights })
 }
 
+/// A tensor read from a file: shape and f32 values.
+pub type Tensor = (Vec<usize>, Vec<f32>);
+
 /// Tensor `name` of a safetensors file: its shape and f32 values.
-pub fn read_tensor(path: &Path, name: &str) -> Result<(Vec<usize>, Vec<f32>), PipelineError> {
+pub fn read_tensor(path: &Path, name: &str) -> Result<Tensor, PipelineError> {
     read_tensor_opt(path, name)?.ok_or_else(|| PipelineError::Request(format!("{} has no tensor '{name}'", path.display())))
 }
 
 /// Tensor `name` of a safetensors file, or None when the file has no such tensor.
-pub fn read_tensor_opt(path: &Path, name: &str) -> Result<Option<(Vec<usize>, Vec<f32>)>, PipelineError> {
+pub fn read_tensor_opt(path: &Path, name: &str) -> Result<Option<Tensor>, PipelineError> {
     let bytes = fs::read(path).map_err(|e| io(path, e))?;
     let file = path.display().to_string();
     let header = safetensors::parse(&file, &bytes).map_err(|e| PipelineError::Request(e.to_string()))?;

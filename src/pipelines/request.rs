@@ -84,7 +84,7 @@ impl Request {
     /// Every problem with the request, in one message.
     pub fn validate(&self) -> Result<(), String> {
         let mut problems = vec![];
-        if self.width == 0 || self.height == 0 || self.width % 8 != 0 || self.height % 8 != 0 {
+        if self.width == 0 || self.height == 0 || !self.width.is_multiple_of(8) || !self.height.is_multiple_of(8) {
             problems.push(format!("size {}x{} must be positive multiples of 8", self.width, self.height));
         }
         if self.steps == 0 || self.steps > 1000 {

@@ -21,7 +21,7 @@ use crate::ops::weights::WeightStore;
 /// vec4s (only the linear and conv kernels read f16; embeddings and norms are widened).
 pub fn keeps_f16(name: &str, shape: &[usize]) -> bool {
     let row: usize = shape.iter().skip(1).product();
-    matches!(shape.len(), 2 | 4) && row % 4 == 0 && name.ends_with(".weight") && !name.contains("embed") && !name.contains("norm")
+    matches!(shape.len(), 2 | 4) && row.is_multiple_of(4) && name.ends_with(".weight") && !name.contains("embed") && !name.contains("norm")
 }
 
 /// Rows `rows` of a weight: f32 values, or quantized blocks (`qs` words + f16 `scales`).
@@ -157,7 +157,7 @@ impl GpuWeights {
                 StorageType::F16 if keeps_f16(name, shape) => (StorageType::F16, 2 * row_len, row_len),
                 StorageType::F32 | StorageType::F16 => (StorageType::F32, 4 * row_len, row_len),
                 q => {
-                    if row_len % BLOCK != 0 {
+                    if !row_len.is_multiple_of(BLOCK) {
                         return Err(OpError::BadWeight { name: name.clone(), message: format!("{} rows of {row_len} values are not whole blocks", q.name()) });
                     }
                     (*q, q.byte_len(row_len), row_len / BLOCK)
