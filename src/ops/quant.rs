@@ -33,6 +33,16 @@ impl StorageType {
         }
     }
 
+    /// `byte_len`, or None when it does not fit in usize (shapes from untrusted manifests).
+    pub fn checked_byte_len(self, n: usize) -> Option<usize> {
+        match self {
+            Self::F32 => n.checked_mul(4),
+            Self::F16 => n.checked_mul(2),
+            Self::Q8_0 => (n / BLOCK).checked_mul(34),
+            Self::Q4_0 => (n / BLOCK).checked_mul(18),
+        }
+    }
+
     /// Whether this is a block format.
     pub fn is_quantized(self) -> bool {
         matches!(self, Self::Q8_0 | Self::Q4_0)

@@ -9,7 +9,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::error::WeightsError;
+use super::error::WeightsError;
+use crate::ops::quant::BLOCK;
 use crate::ops::StorageType;
 
 /// The manifest version this build reads and writes.
@@ -36,9 +37,9 @@ pub struct TensorEntry {
 }
 
 impl TensorEntry {
-    /// Bytes of the tensor as stored.
+    /// Bytes of the tensor as stored (saturating: `validate` refuses sums that overflow).
     pub fn byte_len(&self) -> u64 {
-        self.parts.iter().map(|p| p.length).sum()
+        self.parts.iter().fold(0u64, |a, p| a.saturating_add(p.length))
     }
 }
 
@@ -130,10 +131,17 @@ impl Manifest {
             if !seen.insert(&t.name) {
                 return err(format!("tensor '{}' is listed twice", t.name));
             }
+            // Checked arithmetic throughout: shapes and lengths here are untrusted (found by fuzzing).
             let numel = t.shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
-            let want = numel.map(|n| t.storage.byte_len(n) as u64);
-            if want != Some(t.byte_len()) {
+            let want = numel.and_then(|n| t.storage.checked_byte_len(n)).map(|b| b as u64);
+            let have = t.parts.iter().try_fold(0u64, |a, p| a.checked_add(p.length));
+            if want.is_none() || want != have {
                 return err(format!("tensor '{}': {} bytes do not fit shape {:?} as {}", t.name, t.byte_len(), t.shape, t.storage.name()));
+            }
+            // A zero first axis leaves numel 0 however large the rest: check the row on its own.
+            let row = t.shape.iter().skip(1).try_fold(1usize, |a, &d| a.checked_mul(d));
+            if t.storage.is_quantized() && (t.shape.len() < 2 || row.is_none_or(|r| r % BLOCK != 0)) {
+                return err(format!("tensor '{}': {} needs rows of whole {BLOCK}-value blocks, shape {:?} does not have them", t.name, t.storage.name(), t.shape));
             }
             for p in &t.parts {
                 let Some(shard) = self.shards.get(p.shard) else {
@@ -258,5 +266,42 @@ mod tests {
         let err = edited.validate().unwrap_err().to_string();
         assert!(err.contains("tensor 'a'") && err.contains("do not fit"), "{err}");
         assert!(m.tensor("missing.weight").unwrap_err().to_string().contains("'missing.weight' is not in the manifest"));
+    }
+
+    /// Re-hashes `m` after an edit, as a hostile writer would, and returns parse's error.
+    fn rehashed_error(mut m: Manifest) -> String {
+        m.content_sha256 = m.compute_hash();
+        Manifest::parse(&serde_json::to_vec(&m).unwrap()).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn hostile_sizes_are_refused_without_overflowing() {
+        let (m, _) = manifest();
+        // 4 bytes x 2^62 values wraps to 0 bytes: once a panic (debug) or an accepted empty tensor.
+        let mut huge = m.clone();
+        huge.tensors[0].shape = vec![1 << 62];
+        huge.tensors[0].parts.clear();
+        let err = rehashed_error(huge);
+        assert!(err.contains("tensor 'a'") && err.contains("do not fit"), "{err}");
+        // Part lengths whose sum overflows u64.
+        let mut parts = m.clone();
+        let p = Part { shard: 0, offset: 0, length: 1 << 63 };
+        parts.tensors[0].parts = vec![p.clone(), p];
+        let err = rehashed_error(parts);
+        assert!(err.contains("tensor 'a'") && err.contains("do not fit"), "{err}");
+        // A zero first axis with an overflowing row, quantized.
+        let mut rows = m.clone();
+        rows.tensors[0].shape = vec![0, 1 << 40, 1 << 40];
+        rows.tensors[0].storage = StorageType::Q8_0;
+        rows.tensors[0].parts.clear();
+        let err = rehashed_error(rows);
+        assert!(err.contains("whole 32-value blocks"), "{err}");
+        // 33 values stored as one Q8_0 block: the byte count fits, the blocks do not.
+        let mut odd = m.clone();
+        odd.tensors[0].shape = vec![1, 33];
+        odd.tensors[0].storage = StorageType::Q8_0;
+        odd.tensors[0].parts = vec![Part { shard: 0, offset: 0, length: 34 }];
+        let err = rehashed_error(odd);
+        assert!(err.contains("tensor 'a'") && err.contains("whole 32-value blocks"), "{err}");
     }
 }

@@ -4,6 +4,7 @@
 
 #[cfg(not(target_arch = "wasm32"))]
 pub mod convert;
+pub mod error;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod folder;
 pub mod manifest;

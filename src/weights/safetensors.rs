@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use crate::error::WeightsError;
+use super::error::WeightsError;
 
 /// The largest header we accept. Real ones are well under 1 MiB even for SDXL's UNet;
 /// the cap stops a hostile length from allocating gigabytes.
