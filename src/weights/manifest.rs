@@ -160,79 +160,36 @@ impl Manifest {
         self.tensors.iter().find(|t| t.name == name).ok_or_else(|| WeightsError::Manifest(format!("tensor '{name}' is not in the manifest")))
     }
 
+    /// The manifest as both converters write it (pretty JSON): the CLI's file and Hub
+    /// mode's cached copy are byte for byte the same.
+    pub fn to_json_pretty(&self) -> String {
+        serde_json::to_string_pretty(self).expect("a manifest is always serializable")
+    }
+
     /// Total bytes of all shards.
     pub fn total_bytes(&self) -> u64 {
         self.shards.iter().map(|s| s.size).sum()
     }
 }
 
-/// Packs tensors into shards of at most `shard_bytes`, in the given order; a tensor that
-/// does not fit the current shard continues in the next one.
-pub struct ShardWriter {
-    shard_bytes: u64,
-    pub shards: Vec<Vec<u8>>,
-    pub tensors: Vec<TensorEntry>,
-}
-
-impl ShardWriter {
-    /// A writer cutting shards at `shard_bytes` (clamped to 1..=32 MiB).
-    pub fn new(shard_bytes: u64) -> Self {
-        Self { shard_bytes: shard_bytes.clamp(1, MAX_SHARD_BYTES), shards: vec![Vec::new()], tensors: Vec::new() }
-    }
-
-    /// Appends a tensor's stored bytes.
-    pub fn push(&mut self, name: &str, shape: &[usize], storage: StorageType, mut bytes: &[u8]) {
-        let mut parts = Vec::new();
-        while !bytes.is_empty() || parts.is_empty() {
-            let index = self.shards.len() - 1;
-            let current = &mut self.shards[index];
-            let room = self.shard_bytes - current.len() as u64;
-            if room == 0 {
-                self.shards.push(Vec::new());
-                continue;
-            }
-            let take = (bytes.len() as u64).min(room) as usize;
-            parts.push(Part { shard: index, offset: current.len() as u64, length: take as u64 });
-            current.extend_from_slice(&bytes[..take]);
-            bytes = &bytes[take..];
-            if take == 0 {
-                break;
-            }
-        }
-        self.tensors.push(TensorEntry { name: name.into(), shape: shape.to_vec(), storage, parts });
-    }
-
-    /// Finishes: shard entries named `shard-00000.bin` ... with their hashes, and the bytes.
-    pub fn finish(mut self) -> (Vec<TensorEntry>, Vec<(ShardEntry, Vec<u8>)>) {
-        if self.shards.last().is_some_and(|s| s.is_empty()) && self.shards.len() > 1 {
-            self.shards.pop();
-        }
-        let shards = self
-            .shards
-            .into_iter()
-            .enumerate()
-            .map(|(i, bytes)| (ShardEntry { file: format!("shard-{i:05}.bin"), size: bytes.len() as u64, sha256: sha256_hex(&bytes) }, bytes))
-            .collect();
-        (self.tensors, shards)
-    }
-}
-
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use crate::weights::ShardWriter;
 
-    fn manifest() -> (Manifest, Vec<Vec<u8>>) {
+    /// Two tensors in 40-byte shards, the second spanning both; with the shards' bytes.
+    pub(crate) fn manifest() -> (Manifest, Vec<Vec<u8>>) {
         let mut w = ShardWriter::new(40);
         w.push("a", &[4], StorageType::F32, &[1; 16]);
         w.push("big", &[16], StorageType::F32, &[2; 64]);
-        let (tensors, shards) = w.finish();
+        let (tensors, entries, shards) = w.finish();
         let mut m = Manifest {
             format_version: FORMAT_VERSION,
             family: "test".into(),
             name: "t".into(),
             configs: BTreeMap::new(),
             tensors,
-            shards: shards.iter().map(|s| s.0.clone()).collect(),
+            shards: entries,
             files: vec![],
             content_sha256: String::new(),
         };

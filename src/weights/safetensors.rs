@@ -40,6 +40,11 @@ impl SafeDType {
         })
     }
 
+    /// Whether `decode_f32` reads it.
+    pub fn is_float(self) -> bool {
+        matches!(self, Self::F32 | Self::F16 | Self::BF16)
+    }
+
     /// Bytes per element.
     pub fn size(self) -> usize {
         match self {
@@ -149,14 +154,25 @@ pub fn parse(file: &str, bytes: &[u8]) -> Result<Header, WeightsError> {
     parse_header(file, &bytes[8..8 + n as usize], bytes.len() as u64)
 }
 
-/// Converts one tensor's raw bytes to f32 (float dtypes only).
-pub fn to_f32(file: &str, name: &str, info: &TensorInfo, raw: &[u8]) -> Result<Vec<f32>, WeightsError> {
-    Ok(match info.dtype {
+/// Decodes little-endian values of a float dtype to f32 (any whole number of values, so
+/// a tensor can arrive in pieces); None for integer dtypes.
+pub fn decode_f32(dtype: SafeDType, raw: &[u8]) -> Option<Vec<f32>> {
+    Some(match dtype {
         SafeDType::F32 => raw.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
         SafeDType::F16 => raw.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
         SafeDType::BF16 => raw.chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
-        other => return Err(bad(file, format!("tensor '{name}' is {other:?}, not a float type"))),
+        _ => return None,
     })
+}
+
+/// Converts one tensor's raw bytes to f32 (float dtypes only).
+pub fn to_f32(file: &str, name: &str, info: &TensorInfo, raw: &[u8]) -> Result<Vec<f32>, WeightsError> {
+    decode_f32(info.dtype, raw).ok_or_else(|| not_float(file, name, info.dtype))
+}
+
+/// The error for a tensor the converters cannot read as floats.
+pub fn not_float(file: &str, name: &str, dtype: SafeDType) -> WeightsError {
+    bad(file, format!("tensor '{name}' is {dtype:?}, not a float type"))
 }
 
 /// Writes a safetensors file (f32 tensors), for tests and tools.
