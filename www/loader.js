@@ -5,6 +5,9 @@
 //
 //   const model = await loadModel(baseUrl, { onProgress, parallel: 4 });
 //   model.manifest, model.manifestText; model.shard(i) -> Promise<Uint8Array>   (one shard at a time: no giant buffer)
+//
+// Hub mode (www/hub.js) converts a diffusers repository in the browser and caches the
+// result here in the same form, so both kinds of model list, load and delete alike.
 
 export const CACHE_NAME = 'easel-models-v1';
 
@@ -64,7 +67,7 @@ async function fetchVerified(base, entry, onBytes, signal) {
 }
 
 /** Checks the browser can hold `needed` more bytes; asks for persistent storage. */
-async function checkStorage(needed) {
+export async function checkStorage(needed) {
   if (!navigator.storage) return;
   if (navigator.storage.persist) await navigator.storage.persist().catch(() => false);
   if (!navigator.storage.estimate || needed === 0) return;
@@ -155,6 +158,11 @@ export async function loadModel(base, { onProgress = () => {}, parallel = 4, sig
   };
   await Promise.all(Array.from({ length: Math.min(parallel, Math.max(1, missing.length)) }, worker));
 
+  return cachedModel(cache, base, manifest, manifestText);
+}
+
+/** A model whose shards are all in `cache` under `base`, read one shard at a time. */
+export function cachedModel(cache, base, manifest, manifestText) {
   return {
     manifest,
     manifestText,
@@ -172,17 +180,35 @@ export async function loadModel(base, { onProgress = () => {}, parallel = 4, sig
   };
 }
 
-/** Cached models: [{ base, bytes, shards }]. */
+/** The model cached under `base` if its manifest and every shard are there, else null. */
+export async function openCachedModel(base) {
+  const cache = await caches.open(CACHE_NAME);
+  const hit = await cache.match(new URL('manifest.json', base).href);
+  if (!hit) return null;
+  const manifestText = await hit.text();
+  const manifest = JSON.parse(manifestText);
+  for (const entry of manifest.shards) {
+    const shard = await cache.match(shardUrl(base, entry.file));
+    if (!shard || Number(shard.headers.get('content-length') ?? -1) !== entry.size) return null;
+  }
+  return cachedModel(cache, base, manifest, manifestText);
+}
+
+/** Cached models: [{ base, bytes, shards }]. Entries belong to the model whose manifest
+ * folder holds them (Hub-mode models keep tokenizer files in subfolders). */
 export async function listCachedModels() {
   const cache = await caches.open(CACHE_NAME);
+  const requests = await cache.keys();
+  const bases = requests.filter((r) => r.url.endsWith('/manifest.json')).map((r) => r.url.slice(0, -'manifest.json'.length));
   const models = new Map();
-  for (const req of await cache.keys()) {
-    const base = req.url.slice(0, req.url.lastIndexOf('/') + 1);
+  for (const req of requests) {
+    const owner = bases.filter((b) => req.url.startsWith(b)).sort((a, b) => b.length - a.length)[0];
+    const base = owner ?? req.url.slice(0, req.url.lastIndexOf('/') + 1);
     const m = models.get(base) ?? { base, bytes: 0, shards: 0 };
     if (!req.url.endsWith('/manifest.json')) {
       const res = await cache.match(req);
       m.bytes += Number(res.headers.get('content-length') ?? 0);
-      m.shards += 1;
+      if (/\/shard-\d+\.bin$/.test(req.url)) m.shards += 1;
     }
     models.set(base, m);
   }

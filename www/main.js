@@ -145,10 +145,18 @@ function startWorker() {
   worker.postMessage({ type: 'init', backend });
 
   const modelPicker = document.getElementById('model');
-  modelPicker.onchange = () => (document.getElementById('model-url-row').hidden = modelPicker.value !== 'url');
+  modelPicker.onchange = () => {
+    document.getElementById('model-url-row').hidden = modelPicker.value !== 'url';
+    document.getElementById('model-hub-row').hidden = modelPicker.value !== 'hub';
+  };
   document.getElementById('load-model').onclick = () => {
     const url = document.getElementById('model-url').value.trim();
     if (url) worker.postMessage({ type: 'load-model', url: new URL(url, location.href).href });
+  };
+  document.getElementById('load-hub').onclick = () => {
+    const field = (id) => document.getElementById(id).value.trim();
+    const hub = { base: field('hub-base'), repo: field('hub-repo'), revision: field('hub-revision') || 'main', quant: field('hub-quant') };
+    if (hub.base && hub.repo) worker.postMessage({ type: 'load-hub', hub });
   };
 }
 

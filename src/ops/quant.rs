@@ -48,6 +48,17 @@ impl StorageType {
         matches!(self, Self::Q8_0 | Self::Q4_0)
     }
 
+    /// The storage called `name` (as in manifests; `q8`/`q4` also accepted).
+    pub fn from_name(name: &str) -> Option<Self> {
+        Some(match name {
+            "f32" => Self::F32,
+            "f16" => Self::F16,
+            "q8_0" | "q8" => Self::Q8_0,
+            "q4_0" | "q4" => Self::Q4_0,
+            _ => return None,
+        })
+    }
+
     /// The name used in manifests and on the command line.
     pub fn name(self) -> &'static str {
         match self {
