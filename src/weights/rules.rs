@@ -25,7 +25,7 @@ pub fn quantizable(name: &str, shape: &[usize]) -> bool {
     let row: usize = shape.iter().skip(1).product();
     shape.len() >= 2
         && name.ends_with(".weight")
-        && row % BLOCK == 0
+        && row.is_multiple_of(BLOCK)
         && !name.contains("embedding")
         && !name.contains("embed_tokens")
         && !name.contains("norm")

@@ -4,6 +4,9 @@
 use super::manifest::{sha256_hex, Part, ShardEntry, TensorEntry, MAX_SHARD_BYTES};
 use crate::ops::StorageType;
 
+/// A finished shard: its entry and its bytes.
+pub type ShardFile = (ShardEntry, Vec<u8>);
+
 /// Packs tensors into shards of at most `shard_bytes`, in the given order; a tensor that
 /// does not fit the current shard continues in the next one. A shard is closed (and hashed)
 /// as soon as it is full, so a streaming caller can store it and let it go.
@@ -13,7 +16,7 @@ pub struct ShardWriter {
     /// Every closed shard's entry, in order.
     closed: Vec<ShardEntry>,
     /// Closed shards whose bytes have not been taken yet.
-    ready: Vec<(ShardEntry, Vec<u8>)>,
+    ready: Vec<ShardFile>,
     tensors: Vec<TensorEntry>,
     open: Option<TensorEntry>,
 }
@@ -69,13 +72,13 @@ impl ShardWriter {
     }
 
     /// Full shards not taken yet, in order.
-    pub fn take_ready(&mut self) -> Vec<(ShardEntry, Vec<u8>)> {
+    pub fn take_ready(&mut self) -> Vec<ShardFile> {
         std::mem::take(&mut self.ready)
     }
 
     /// Finishes: the tensors, every shard's entry (`shard-00000.bin` ...), and the shards
     /// whose bytes were not taken yet (the last one included).
-    pub fn finish(mut self) -> (Vec<TensorEntry>, Vec<ShardEntry>, Vec<(ShardEntry, Vec<u8>)>) {
+    pub fn finish(mut self) -> (Vec<TensorEntry>, Vec<ShardEntry>, Vec<ShardFile>) {
         assert!(self.open.is_none(), "ShardWriter::finish with a tensor still open");
         if !self.current.is_empty() || self.closed.is_empty() {
             let last = std::mem::take(&mut self.current);
