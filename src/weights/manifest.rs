@@ -234,9 +234,10 @@ pub(crate) mod tests {
     #[test]
     fn hostile_sizes_are_refused_without_overflowing() {
         let (m, _) = manifest();
-        // 4 bytes x 2^62 values wraps to 0 bytes: once a panic (debug) or an accepted empty tensor.
+        // 4 bytes x 2^62 values (2^30 on wasm32) wraps to 0 bytes: once a panic (debug) or
+        // an accepted empty tensor.
         let mut huge = m.clone();
-        huge.tensors[0].shape = vec![1 << 62];
+        huge.tensors[0].shape = vec![usize::MAX / 4 + 1];
         huge.tensors[0].parts.clear();
         let err = rehashed_error(huge);
         assert!(err.contains("tensor 'a'") && err.contains("do not fit"), "{err}");
@@ -248,7 +249,7 @@ pub(crate) mod tests {
         assert!(err.contains("tensor 'a'") && err.contains("do not fit"), "{err}");
         // A zero first axis with an overflowing row, quantized.
         let mut rows = m.clone();
-        rows.tensors[0].shape = vec![0, 1 << 40, 1 << 40];
+        rows.tensors[0].shape = vec![0, usize::MAX / 2, 4];
         rows.tensors[0].storage = StorageType::Q8_0;
         rows.tensors[0].parts.clear();
         let err = rehashed_error(rows);
