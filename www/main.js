@@ -156,6 +156,7 @@ function startWorker() {
   document.getElementById('load-hub').onclick = () => {
     const field = (id) => document.getElementById(id).value.trim();
     const hub = { base: field('hub-base'), repo: field('hub-repo'), revision: field('hub-revision') || 'main', quant: field('hub-quant') };
+    hub.preferFp16 = document.getElementById('hub-fp16').checked;
     if (hub.base && hub.repo) worker.postMessage({ type: 'load-hub', hub });
   };
 }
