@@ -2,11 +2,16 @@
 // Static file server for the page: correct MIME types for wasm and JS modules, HTTP Range
 // (shards, Hub-style reads) and CORS, bound to loopback. No dependencies.
 //
-//   node scripts/serve.mjs [--port N] [--root DIR]      (PORT env also works; default 8080)
+//   node scripts/serve.mjs [--port N] [--root DIR] [--hub DIR]   (PORT env also works; default 8080)
+//
+// --hub DIR also serves the diffusers repositories in DIR the way the Hugging Face Hub does,
+// at /{repo}/resolve/{revision}/{path}: try Hub mode with base http://127.0.0.1:8080 and
+// repo sd2-tiny after `--hub tests/fixtures`.
 
 import { createServer } from 'node:http';
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
+import { Readable } from 'node:stream';
 import { extname, join, normalize, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -40,12 +45,61 @@ export function parseRange(header, size) {
   return start <= end && start < size ? { start, end } : { unsatisfiable: true };
 }
 
+/** Answers a GET/HEAD for `size` bytes, honouring a single Range; `stream(start, end)` gives the body. */
+function sendRanged(req, res, size, type, stream) {
+  const headers = { 'Content-Type': type, 'Accept-Ranges': 'bytes', 'Cache-Control': 'no-cache' };
+  const range = parseRange(req.headers.range, size);
+  if (range?.unsatisfiable) {
+    return res.writeHead(416, { ...headers, 'Content-Range': `bytes */${size}` }).end();
+  }
+  const { start, end } = range ?? { start: 0, end: size - 1 };
+  const length = size === 0 ? 0 : end - start + 1;
+  res.writeHead(range ? 206 : 200, {
+    ...headers,
+    'Content-Length': length,
+    ...(range ? { 'Content-Range': `bytes ${start}-${end}/${size}` } : {}),
+  });
+  if (req.method === 'HEAD' || length === 0) return res.end();
+  stream(start, end).pipe(res);
+}
+
+/** Sends bytes held in memory with Range support (tests serve doctored files this way). */
+export function sendBytes(req, res, bytes, type = 'application/octet-stream') {
+  sendRanged(req, res, bytes.length, type, (start, end) => Readable.from([bytes.subarray(start, end + 1)]));
+}
+
+/** Sends `file` under `base` (never outside it) with Range support; 404 when absent. */
+async function sendFile(req, res, base, path) {
+  let file = normalize(join(base, path));
+  if (file !== base && !file.startsWith(base + sep)) return res.writeHead(403).end('forbidden');
+  let info;
+  try {
+    info = await stat(file);
+    if (info.isDirectory()) {
+      file = join(file, 'index.html');
+      info = await stat(file);
+    }
+  } catch {
+    return res.writeHead(404, { 'Content-Type': 'text/plain' }).end(`not found: ${path}`);
+  }
+  sendRanged(req, res, info.size, MIME[extname(file)] ?? 'application/octet-stream', (start, end) => createReadStream(file, { start, end }));
+}
+
+/** `/{repo}/resolve/{revision}/{path}` -> { repo, revision, path }, or null. */
+export function parseHubPath(path) {
+  const m = /^\/(.+?)\/resolve\/([^/]+)\/(.+)$/.exec(path);
+  return m ? { repo: m[1], revision: m[2], path: m[3] } : null;
+}
+
 /**
  * Starts the server; resolves to { server, url }. Port 0 picks a free one. `onRequest(req,
- * res, path)` (tests) may answer a request itself by returning true.
+ * res, path)` (tests) may answer a request itself by returning true. With `hubRoot`, paths
+ * `/{repo}/resolve/{revision}/{file}` serve `hubRoot/{repo}/{file}` (any revision), the way
+ * the Hugging Face Hub serves a repository, for Hub mode.
  */
-export function startServer({ root, port = 8080, host = '127.0.0.1', onRequest } = {}) {
+export function startServer({ root, port = 8080, host = '127.0.0.1', onRequest, hubRoot } = {}) {
   const base = resolve(root ?? join(fileURLToPath(import.meta.url), '..', '..'));
+  const hubBase = hubRoot ? resolve(hubRoot) : null;
   const server = createServer(async (req, res) => {
     res.setHeader('Access-Control-Allow-Origin', '*');
     res.setHeader('Access-Control-Allow-Headers', 'Range');
@@ -59,36 +113,9 @@ export function startServer({ root, port = 8080, host = '127.0.0.1', onRequest }
       return res.writeHead(400).end('bad path');
     }
     if (onRequest && (await onRequest(req, res, path))) return;
-    let file = normalize(join(base, path));
-    if (file !== base && !file.startsWith(base + sep)) return res.writeHead(403).end('forbidden');
-    let info;
-    try {
-      info = await stat(file);
-      if (info.isDirectory()) {
-        file = join(file, 'index.html');
-        info = await stat(file);
-      }
-    } catch {
-      return res.writeHead(404, { 'Content-Type': 'text/plain' }).end(`not found: ${path}`);
-    }
-    const headers = {
-      'Content-Type': MIME[extname(file)] ?? 'application/octet-stream',
-      'Accept-Ranges': 'bytes',
-      'Cache-Control': 'no-cache',
-    };
-    const range = parseRange(req.headers.range, info.size);
-    if (range?.unsatisfiable) {
-      return res.writeHead(416, { ...headers, 'Content-Range': `bytes */${info.size}` }).end();
-    }
-    const { start, end } = range ?? { start: 0, end: info.size - 1 };
-    const length = info.size === 0 ? 0 : end - start + 1;
-    res.writeHead(range ? 206 : 200, {
-      ...headers,
-      'Content-Length': length,
-      ...(range ? { 'Content-Range': `bytes ${start}-${end}/${info.size}` } : {}),
-    });
-    if (req.method === 'HEAD' || length === 0) return res.end();
-    createReadStream(file, { start, end }).pipe(res);
+    const hub = hubBase && parseHubPath(path);
+    if (hub) return sendFile(req, res, hubBase, `${hub.repo}/${hub.path}`);
+    return sendFile(req, res, base, path);
   });
   return new Promise((ok, fail) => {
     server.once('error', fail);
@@ -103,8 +130,12 @@ if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.ur
     return i >= 0 ? args[i + 1] : undefined;
   };
   const port = Number(opt('--port') ?? process.env.PORT ?? 8080);
-  startServer({ root: opt('--root'), port })
-    .then(({ url }) => console.log(`Easel is being served at ${url}  (Ctrl+C to stop)`))
+  const hubRoot = opt('--hub');
+  startServer({ root: opt('--root'), port, hubRoot })
+    .then(({ url }) => {
+      console.log(`Easel is being served at ${url}  (Ctrl+C to stop)`);
+      if (hubRoot) console.log(`Hub mode: base ${url.slice(0, -1)}, repositories from ${hubRoot} (e.g. repo sd2-tiny)`);
+    })
     .catch((e) => {
       console.error(e.code === 'EADDRINUSE' ? `port ${port} is in use: pass --port N or set PORT` : e.message);
       process.exit(1);

@@ -3,13 +3,16 @@
 # there at the pinned version, so a warm machine sets up in seconds.
 #
 #   scripts/setup.sh build   toolchain for building and serving the page
-#   scripts/setup.sh test    the above plus Chromium, ChromeDriver, lavapipe and npm packages
+#   scripts/setup.sh test    the above plus Chromium, ChromeDriver, lavapipe, npm packages and
+#                            cargo-fuzz (with a nightly toolchain) for the fuzz suite
 #   scripts/setup.sh bench   the test set plus onnxruntime-web and Python's onnx (browser bench)
 #
 # Versions are pinned here (tools) and in Cargo.lock / package-lock.json (libraries).
 set -euo pipefail
 
 WASM_PACK_VERSION=0.15.1
+# The fuzz suite only (scripts/fuzz.sh); about 40 s to build on 2 cores.
+CARGO_FUZZ_VERSION=0.13.2
 # Browser benchmark only (not in package.json: 139 MB that the tests never need).
 ORT_WEB_VERSION=1.30.0
 ONNX_PY_VERSION=1.23.2
@@ -77,9 +80,21 @@ ensure_cargo_tool wasm-pack "$WASM_PACK_VERSION" wasm-pack --locked
 # Not --locked: the locked build wants a dependency version the registry no longer serves.
 ensure_cargo_tool wasm-bindgen-cli "$(wasm_bindgen_version)" wasm-bindgen
 
+# cargo-fuzz needs nightly (sanitizers, -Z flags); the engine itself builds on stable.
+ensure_fuzz() {
+  if ! rustup toolchain list | grep -q '^nightly'; then
+    say "rustup toolchain install nightly (for the fuzz suite)"
+    rustup toolchain install nightly --profile minimal
+  fi
+  ensure_cargo_tool cargo-fuzz "$CARGO_FUZZ_VERSION" cargo-fuzz --locked
+}
+
 if [ "$MODE" = test ] || [ "$MODE" = bench ]; then
   ensure_apt chromium chromium-driver mesa-vulkan-drivers
   ensure_npm_packages
+fi
+if [ "$MODE" = test ]; then
+  ensure_fuzz
 fi
 if [ "$MODE" = bench ]; then
   if [ "$(node -p "try{require('./node_modules/onnxruntime-web/package.json').version}catch{''}")" != "$ORT_WEB_VERSION" ]; then

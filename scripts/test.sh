@@ -2,15 +2,16 @@
 # Sets up and runs every test suite, then prints the counts of each.
 #
 #   scripts/test.sh                 all suites
-#   scripts/test.sh native|browser|page   one suite
+#   scripts/test.sh native|browser|page|fuzz   one suite (or several)
 #
 #   native   cargo test: unit tests and GPU tests on Vulkan (lavapipe without a GPU)
 #   browser  wasm-pack test in headless Chrome with SwiftShader WebGPU
 #   page     the served page in headless Chromium, driven by Playwright
+#   fuzz     each cargo-fuzz target for FUZZ_SECONDS (default 30), from fuzz/corpus
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
-SUITES=${*:-native browser page}
+SUITES=${*:-native browser page fuzz}
 
 scripts/setup.sh test || exit 1
 
@@ -59,8 +60,11 @@ for suite in $SUITES; do
     page)
       run_suite page bash -c 'scripts/build.sh && node --test tests/e2e/*.test.mjs'
       count_node page "$LOGS/page.log" ;;
+    fuzz)
+      run_suite fuzz scripts/fuzz.sh "${FUZZ_SECONDS:-30}"
+      count_rust fuzz "$LOGS/fuzz.log" ;;
     *)
-      echo "unknown suite '$suite' (native, browser, page)" >&2
+      echo "unknown suite '$suite' (native, browser, page, fuzz)" >&2
       exit 2 ;;
   esac
 done

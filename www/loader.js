@@ -5,6 +5,9 @@
 //
 //   const model = await loadModel(baseUrl, { onProgress, parallel: 4 });
 //   model.manifest, model.manifestText; model.shard(i) -> Promise<Uint8Array>   (one shard at a time: no giant buffer)
+//
+// Hub mode (www/hub.js) converts a diffusers repository in the browser and caches the
+// result here in the same form, so both kinds of model list, load and delete alike.
 
 export const CACHE_NAME = 'easel-models-v1';
 
@@ -64,7 +67,7 @@ async function fetchVerified(base, entry, onBytes, signal) {
 }
 
 /** Checks the browser can hold `needed` more bytes; asks for persistent storage. */
-async function checkStorage(needed) {
+export async function checkStorage(needed) {
   if (!navigator.storage) return;
   if (navigator.storage.persist) await navigator.storage.persist().catch(() => false);
   if (!navigator.storage.estimate || needed === 0) return;
@@ -155,13 +158,23 @@ export async function loadModel(base, { onProgress = () => {}, parallel = 4, sig
   };
   await Promise.all(Array.from({ length: Math.min(parallel, Math.max(1, missing.length)) }, worker));
   // Small files that travel with the weights (tokenizer): verified and cached the same way.
-  const files = (manifest.files ?? []).map((f) => ({ file: f.path, size: f.size, sha256: f.sha256 }));
-  for (const entry of files) {
+  for (const entry of fileEntries(manifest)) {
     if (await cache.match(shardUrl(base, entry.file))) continue;
     const bytes = await fetchVerified(base, entry, () => {}, signal);
     await cache.put(shardUrl(base, entry.file), new Response(bytes, { headers: { 'content-length': String(bytes.length) } }));
   }
 
+  return cachedModel(cache, base, manifest, manifestText);
+}
+
+/** The manifest's `files` (tokenizer files) in the shape `fetchVerified` takes. */
+function fileEntries(manifest) {
+  return (manifest.files ?? []).map((f) => ({ file: f.path, size: f.size, sha256: f.sha256 }));
+}
+
+/** A model whose shards are all in `cache` under `base`, read one shard at a time. */
+export function cachedModel(cache, base, manifest, manifestText) {
+  const files = fileEntries(manifest);
   return {
     manifest,
     manifestText,
@@ -189,20 +202,39 @@ export async function loadModel(base, { onProgress = () => {}, parallel = 4, sig
   };
 }
 
-/** Cached models: [{ base, bytes, shards }] (a model is a cached manifest and what lies under its folder). */
+/** The model cached under `base` if its manifest and every shard are there, else null. */
+export async function openCachedModel(base) {
+  const cache = await caches.open(CACHE_NAME);
+  const hit = await cache.match(new URL('manifest.json', base).href);
+  if (!hit) return null;
+  const manifestText = await hit.text();
+  const manifest = JSON.parse(manifestText);
+  for (const entry of [...manifest.shards, ...fileEntries(manifest)]) {
+    const shard = await cache.match(shardUrl(base, entry.file));
+    if (!shard || Number(shard.headers.get('content-length') ?? -1) !== entry.size) return null;
+  }
+  return cachedModel(cache, base, manifest, manifestText);
+}
+
+/** Cached models: [{ base, bytes, shards }]. Entries belong to the model whose manifest
+ * folder holds them (Hub-mode models keep tokenizer files in subfolders). */
 export async function listCachedModels() {
   const cache = await caches.open(CACHE_NAME);
-  const keys = (await cache.keys()).map((r) => r.url);
-  const models = keys.filter((u) => u.endsWith('/manifest.json')).map((u) => ({ base: u.slice(0, -'manifest.json'.length), bytes: 0, shards: 0 }));
-  models.sort((a, b) => b.base.length - a.base.length); // the innermost folder owns an entry
-  for (const u of keys) {
-    const m = models.find((m) => u.startsWith(m.base));
-    if (!m || u.endsWith('/manifest.json')) continue;
-    const res = await cache.match(u);
-    m.bytes += Number(res.headers.get('content-length') ?? 0);
-    if (!u.slice(m.base.length).includes('/')) m.shards += 1;
+  const requests = await cache.keys();
+  const bases = requests.filter((r) => r.url.endsWith('/manifest.json')).map((r) => r.url.slice(0, -'manifest.json'.length));
+  const models = new Map();
+  for (const req of requests) {
+    const owner = bases.filter((b) => req.url.startsWith(b)).sort((a, b) => b.length - a.length)[0];
+    const base = owner ?? req.url.slice(0, req.url.lastIndexOf('/') + 1);
+    const m = models.get(base) ?? { base, bytes: 0, shards: 0 };
+    if (!req.url.endsWith('/manifest.json')) {
+      const res = await cache.match(req);
+      m.bytes += Number(res.headers.get('content-length') ?? 0);
+      if (/\/shard-\d+\.bin$/.test(req.url)) m.shards += 1;
+    }
+    models.set(base, m);
   }
-  return models;
+  return [...models.values()];
 }
 
 /** Removes one cached model (every entry under `base`). */

@@ -161,11 +161,18 @@ function startWorker() {
 
   modelPicker.onchange = () => {
     document.getElementById('model-url-row').hidden = modelPicker.value !== 'url';
+    document.getElementById('model-hub-row').hidden = modelPicker.value !== 'hub';
     loadPicked();
   };
   document.getElementById('load-model').onclick = () => {
     const url = document.getElementById('model-url').value.trim();
     if (url) worker.postMessage({ type: 'load-model', url: new URL(url, location.href).href });
+  };
+  document.getElementById('load-hub').onclick = () => {
+    const field = (id) => document.getElementById(id).value.trim();
+    const hub = { base: field('hub-base'), repo: field('hub-repo'), revision: field('hub-revision') || 'main', quant: field('hub-quant') };
+    hub.preferFp16 = document.getElementById('hub-fp16').checked;
+    if (hub.base && hub.repo) worker.postMessage({ type: 'load-hub', hub });
   };
 }
 

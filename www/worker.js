@@ -2,6 +2,7 @@
 // device. The page talks to it only through messages.
 
 import init, { Engine, version } from '../pkg/easel.js';
+import { loadHubModel } from './hub.js';
 import { loadModel } from './loader.js';
 
 let engine = null;
@@ -41,17 +42,21 @@ async function start(backend) {
   });
 }
 
-/** Downloads (or reads from the cache) a converted model and hands it to the engine shard by shard. */
-async function loadIntoEngine(url) {
+/**
+ * Gets a model with `open(onProgress)` (download, Hub-mode conversion, or the cache) and
+ * hands it to the engine shard by shard.
+ */
+async function loadIntoEngine(open) {
   await ready;
   if (!engine) return;
   let last = null;
   try {
-    const model = await loadModel(url, { onProgress: (p) => self.postMessage({ type: 'model-progress', progress: (last = p) }) });
+    const model = await open((p) => self.postMessage({ type: 'model-progress', progress: (last = p) }));
     engine.beginModel(model.manifestText);
-    for (let i = 0; i < model.manifest.shards.length; i++) {
+    const shards = model.manifest.shards;
+    for (let i = 0; i < shards.length; i++) {
       engine.addShard(i, await model.shard(i));
-      self.postMessage({ type: 'model-progress', progress: { ...last, stage: 'upload', shard: i } });
+      self.postMessage({ type: 'model-progress', progress: { ...last, stage: 'upload', shard: i, shards } });
     }
     for (let i = 0; i < (model.manifest.files ?? []).length; i++) {
       const { path, bytes } = await model.file(i);
@@ -97,7 +102,8 @@ async function generate(request) {
 
 self.onmessage = ({ data }) => {
   if (data.type === 'init' && ready === null) ready = start(data.backend ?? 'auto');
-  if (data.type === 'load-model') loadIntoEngine(data.url);
+  if (data.type === 'load-model') loadIntoEngine((onProgress) => loadModel(data.url, { onProgress }));
+  if (data.type === 'load-hub') loadIntoEngine((onProgress) => loadHubModel({ ...data.hub, onProgress }));
   if (data.type === 'generate') generate(data.request);
   if (data.type === 'cancel') cancelRequested = true;
 };

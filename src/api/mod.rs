@@ -1,6 +1,8 @@
 //! The wasm-bindgen surface the Web Worker calls. Everything returns JSON strings or
 //! errors whose message is meant for the person in front of the page.
 
+pub mod hub;
+
 use wasm_bindgen::prelude::*;
 
 mod generate;

@@ -139,15 +139,9 @@ mod cli {
 
     fn convert(source: &std::path::Path, out: &std::path::Path, quant: &str, shard_mb: u64) -> ExitCode {
         use easel::ops::StorageType;
-        let quant = match quant {
-            "f32" => StorageType::F32,
-            "f16" => StorageType::F16,
-            "q8_0" | "q8" => StorageType::Q8_0,
-            "q4_0" | "q4" => StorageType::Q4_0,
-            other => {
-                eprintln!("error: unknown --quant '{other}': use f32, f16, q8_0 or q4_0");
-                return ExitCode::FAILURE;
-            }
+        let Some(quant) = StorageType::from_name(quant) else {
+            eprintln!("error: unknown --quant '{quant}': use f32, f16, q8_0 or q4_0");
+            return ExitCode::FAILURE;
         };
         if shard_mb == 0 || shard_mb > 32 {
             eprintln!("error: --shard-mb must be between 1 and 32");

@@ -33,9 +33,30 @@ impl StorageType {
         }
     }
 
+    /// `byte_len`, or None when it does not fit in usize (shapes from untrusted manifests).
+    pub fn checked_byte_len(self, n: usize) -> Option<usize> {
+        match self {
+            Self::F32 => n.checked_mul(4),
+            Self::F16 => n.checked_mul(2),
+            Self::Q8_0 => (n / BLOCK).checked_mul(34),
+            Self::Q4_0 => (n / BLOCK).checked_mul(18),
+        }
+    }
+
     /// Whether this is a block format.
     pub fn is_quantized(self) -> bool {
         matches!(self, Self::Q8_0 | Self::Q4_0)
+    }
+
+    /// The storage called `name` (as in manifests; `q8`/`q4` also accepted).
+    pub fn from_name(name: &str) -> Option<Self> {
+        Some(match name {
+            "f32" => Self::F32,
+            "f16" => Self::F16,
+            "q8_0" | "q8" => Self::Q8_0,
+            "q4_0" | "q4" => Self::Q4_0,
+            _ => return None,
+        })
     }
 
     /// The name used in manifests and on the command line.

@@ -9,7 +9,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::error::WeightsError;
+use super::error::WeightsError;
+use crate::ops::quant::BLOCK;
 use crate::ops::StorageType;
 
 /// The manifest version this build reads and writes.
@@ -36,9 +37,9 @@ pub struct TensorEntry {
 }
 
 impl TensorEntry {
-    /// Bytes of the tensor as stored.
+    /// Bytes of the tensor as stored (saturating: `validate` refuses sums that overflow).
     pub fn byte_len(&self) -> u64 {
-        self.parts.iter().map(|p| p.length).sum()
+        self.parts.iter().fold(0u64, |a, p| a.saturating_add(p.length))
     }
 }
 
@@ -130,10 +131,17 @@ impl Manifest {
             if !seen.insert(&t.name) {
                 return err(format!("tensor '{}' is listed twice", t.name));
             }
+            // Checked arithmetic throughout: shapes and lengths here are untrusted (found by fuzzing).
             let numel = t.shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
-            let want = numel.map(|n| t.storage.byte_len(n) as u64);
-            if want != Some(t.byte_len()) {
+            let want = numel.and_then(|n| t.storage.checked_byte_len(n)).map(|b| b as u64);
+            let have = t.parts.iter().try_fold(0u64, |a, p| a.checked_add(p.length));
+            if want.is_none() || want != have {
                 return err(format!("tensor '{}': {} bytes do not fit shape {:?} as {}", t.name, t.byte_len(), t.shape, t.storage.name()));
+            }
+            // A zero first axis leaves numel 0 however large the rest: check the row on its own.
+            let row = t.shape.iter().skip(1).try_fold(1usize, |a, &d| a.checked_mul(d));
+            if t.storage.is_quantized() && (t.shape.len() < 2 || row.is_none_or(|r| r % BLOCK != 0)) {
+                return err(format!("tensor '{}': {} needs rows of whole {BLOCK}-value blocks, shape {:?} does not have them", t.name, t.storage.name(), t.shape));
             }
             for p in &t.parts {
                 let Some(shard) = self.shards.get(p.shard) else {
@@ -152,79 +160,36 @@ impl Manifest {
         self.tensors.iter().find(|t| t.name == name).ok_or_else(|| WeightsError::Manifest(format!("tensor '{name}' is not in the manifest")))
     }
 
+    /// The manifest as both converters write it (pretty JSON): the CLI's file and Hub
+    /// mode's cached copy are byte for byte the same.
+    pub fn to_json_pretty(&self) -> String {
+        serde_json::to_string_pretty(self).expect("a manifest is always serializable")
+    }
+
     /// Total bytes of all shards.
     pub fn total_bytes(&self) -> u64 {
         self.shards.iter().map(|s| s.size).sum()
     }
 }
 
-/// Packs tensors into shards of at most `shard_bytes`, in the given order; a tensor that
-/// does not fit the current shard continues in the next one.
-pub struct ShardWriter {
-    shard_bytes: u64,
-    pub shards: Vec<Vec<u8>>,
-    pub tensors: Vec<TensorEntry>,
-}
-
-impl ShardWriter {
-    /// A writer cutting shards at `shard_bytes` (clamped to 1..=32 MiB).
-    pub fn new(shard_bytes: u64) -> Self {
-        Self { shard_bytes: shard_bytes.clamp(1, MAX_SHARD_BYTES), shards: vec![Vec::new()], tensors: Vec::new() }
-    }
-
-    /// Appends a tensor's stored bytes.
-    pub fn push(&mut self, name: &str, shape: &[usize], storage: StorageType, mut bytes: &[u8]) {
-        let mut parts = Vec::new();
-        while !bytes.is_empty() || parts.is_empty() {
-            let index = self.shards.len() - 1;
-            let current = &mut self.shards[index];
-            let room = self.shard_bytes - current.len() as u64;
-            if room == 0 {
-                self.shards.push(Vec::new());
-                continue;
-            }
-            let take = (bytes.len() as u64).min(room) as usize;
-            parts.push(Part { shard: index, offset: current.len() as u64, length: take as u64 });
-            current.extend_from_slice(&bytes[..take]);
-            bytes = &bytes[take..];
-            if take == 0 {
-                break;
-            }
-        }
-        self.tensors.push(TensorEntry { name: name.into(), shape: shape.to_vec(), storage, parts });
-    }
-
-    /// Finishes: shard entries named `shard-00000.bin` ... with their hashes, and the bytes.
-    pub fn finish(mut self) -> (Vec<TensorEntry>, Vec<(ShardEntry, Vec<u8>)>) {
-        if self.shards.last().is_some_and(|s| s.is_empty()) && self.shards.len() > 1 {
-            self.shards.pop();
-        }
-        let shards = self
-            .shards
-            .into_iter()
-            .enumerate()
-            .map(|(i, bytes)| (ShardEntry { file: format!("shard-{i:05}.bin"), size: bytes.len() as u64, sha256: sha256_hex(&bytes) }, bytes))
-            .collect();
-        (self.tensors, shards)
-    }
-}
-
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use crate::weights::ShardWriter;
 
-    fn manifest() -> (Manifest, Vec<Vec<u8>>) {
+    /// Two tensors in 40-byte shards, the second spanning both; with the shards' bytes.
+    pub(crate) fn manifest() -> (Manifest, Vec<Vec<u8>>) {
         let mut w = ShardWriter::new(40);
         w.push("a", &[4], StorageType::F32, &[1; 16]);
         w.push("big", &[16], StorageType::F32, &[2; 64]);
-        let (tensors, shards) = w.finish();
+        let (tensors, entries, shards) = w.finish();
         let mut m = Manifest {
             format_version: FORMAT_VERSION,
             family: "test".into(),
             name: "t".into(),
             configs: BTreeMap::new(),
             tensors,
-            shards: shards.iter().map(|s| s.0.clone()).collect(),
+            shards: entries,
             files: vec![],
             content_sha256: String::new(),
         };
@@ -258,5 +223,43 @@ mod tests {
         let err = edited.validate().unwrap_err().to_string();
         assert!(err.contains("tensor 'a'") && err.contains("do not fit"), "{err}");
         assert!(m.tensor("missing.weight").unwrap_err().to_string().contains("'missing.weight' is not in the manifest"));
+    }
+
+    /// Re-hashes `m` after an edit, as a hostile writer would, and returns parse's error.
+    fn rehashed_error(mut m: Manifest) -> String {
+        m.content_sha256 = m.compute_hash();
+        Manifest::parse(&serde_json::to_vec(&m).unwrap()).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn hostile_sizes_are_refused_without_overflowing() {
+        let (m, _) = manifest();
+        // 4 bytes x 2^62 values (2^30 on wasm32) wraps to 0 bytes: once a panic (debug) or
+        // an accepted empty tensor.
+        let mut huge = m.clone();
+        huge.tensors[0].shape = vec![usize::MAX / 4 + 1];
+        huge.tensors[0].parts.clear();
+        let err = rehashed_error(huge);
+        assert!(err.contains("tensor 'a'") && err.contains("do not fit"), "{err}");
+        // Part lengths whose sum overflows u64.
+        let mut parts = m.clone();
+        let p = Part { shard: 0, offset: 0, length: 1 << 63 };
+        parts.tensors[0].parts = vec![p.clone(), p];
+        let err = rehashed_error(parts);
+        assert!(err.contains("tensor 'a'") && err.contains("do not fit"), "{err}");
+        // A zero first axis with an overflowing row, quantized.
+        let mut rows = m.clone();
+        rows.tensors[0].shape = vec![0, usize::MAX / 2, 4];
+        rows.tensors[0].storage = StorageType::Q8_0;
+        rows.tensors[0].parts.clear();
+        let err = rehashed_error(rows);
+        assert!(err.contains("whole 32-value blocks"), "{err}");
+        // 33 values stored as one Q8_0 block: the byte count fits, the blocks do not.
+        let mut odd = m.clone();
+        odd.tensors[0].shape = vec![1, 33];
+        odd.tensors[0].storage = StorageType::Q8_0;
+        odd.tensors[0].parts = vec![Part { shard: 0, offset: 0, length: 34 }];
+        let err = rehashed_error(odd);
+        assert!(err.contains("tensor 'a'") && err.contains("whole 32-value blocks"), "{err}");
     }
 }

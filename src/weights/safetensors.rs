@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use crate::error::WeightsError;
+use super::error::WeightsError;
 
 /// The largest header we accept. Real ones are well under 1 MiB even for SDXL's UNet;
 /// the cap stops a hostile length from allocating gigabytes.
@@ -38,6 +38,11 @@ impl SafeDType {
             "U8" => Self::U8,
             _ => return None,
         })
+    }
+
+    /// Whether `decode_f32` reads it.
+    pub fn is_float(self) -> bool {
+        matches!(self, Self::F32 | Self::F16 | Self::BF16)
     }
 
     /// Bytes per element.
@@ -149,14 +154,25 @@ pub fn parse(file: &str, bytes: &[u8]) -> Result<Header, WeightsError> {
     parse_header(file, &bytes[8..8 + n as usize], bytes.len() as u64)
 }
 
-/// Converts one tensor's raw bytes to f32 (float dtypes only).
-pub fn to_f32(file: &str, name: &str, info: &TensorInfo, raw: &[u8]) -> Result<Vec<f32>, WeightsError> {
-    Ok(match info.dtype {
+/// Decodes little-endian values of a float dtype to f32 (any whole number of values, so
+/// a tensor can arrive in pieces); None for integer dtypes.
+pub fn decode_f32(dtype: SafeDType, raw: &[u8]) -> Option<Vec<f32>> {
+    Some(match dtype {
         SafeDType::F32 => raw.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
         SafeDType::F16 => raw.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
         SafeDType::BF16 => raw.chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
-        other => return Err(bad(file, format!("tensor '{name}' is {other:?}, not a float type"))),
+        _ => return None,
     })
+}
+
+/// Converts one tensor's raw bytes to f32 (float dtypes only).
+pub fn to_f32(file: &str, name: &str, info: &TensorInfo, raw: &[u8]) -> Result<Vec<f32>, WeightsError> {
+    decode_f32(info.dtype, raw).ok_or_else(|| not_float(file, name, info.dtype))
+}
+
+/// The error for a tensor the converters cannot read as floats.
+pub fn not_float(file: &str, name: &str, dtype: SafeDType) -> WeightsError {
+    bad(file, format!("tensor '{name}' is {dtype:?}, not a float type"))
 }
 
 /// Writes a safetensors file (f32 tensors), for tests and tools.
@@ -169,7 +185,7 @@ pub fn write_f32(tensors: &[(&str, &[usize], &[f32])]) -> Vec<u8> {
         offset += len;
     }
     let mut h = serde_json::to_vec(&header).expect("json");
-    while h.len() % 8 != 0 {
+    while !h.len().is_multiple_of(8) {
         h.push(b' ');
     }
     let mut out = (h.len() as u64).to_le_bytes().to_vec();

@@ -2,10 +2,10 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseRange, startServer } from '../../scripts/serve.mjs';
+import { parseHubPath, parseRange, sendBytes, startServer } from '../../scripts/serve.mjs';
 
 let server;
 let url;
@@ -14,7 +14,15 @@ before(async () => {
   const root = await mkdtemp(join(tmpdir(), 'easel-serve-'));
   await writeFile(join(root, 'm.wasm'), Buffer.from([0, 97, 115, 109, 1, 0, 0, 0]));
   await writeFile(join(root, 'digits.txt'), '0123456789');
-  ({ server, url } = await startServer({ root, port: 0 }));
+  // A Hub-style repository "org/model" with one file in a component folder.
+  await mkdir(join(root, 'hub', 'org', 'model', 'unet'), { recursive: true });
+  await writeFile(join(root, 'hub', 'org', 'model', 'unet', 'w.safetensors'), 'abcdefghij');
+  ({ server, url } = await startServer({
+    root,
+    port: 0,
+    hubRoot: join(root, 'hub'),
+    onRequest: (req, res, path) => path === '/memory.bin' && (sendBytes(req, res, Buffer.from('0123456789')), true),
+  }));
 });
 
 after(() => server?.close());
@@ -48,4 +56,25 @@ test('paths cannot escape the served folder', async () => {
   const res = await fetch(`${url}..%2f..%2fetc%2fpasswd`);
   assert.ok(res.status === 403 || res.status === 404, `status ${res.status}`);
   assert.equal((await fetch(`${url}missing.bin`)).status, 404);
+});
+
+test('Hub-style paths serve repository files with Range and CORS, any revision', async () => {
+  assert.deepEqual(parseHubPath('/org/model/resolve/main/unet/w.safetensors'), { repo: 'org/model', revision: 'main', path: 'unet/w.safetensors' });
+  assert.equal(parseHubPath('/org/model/unet/w.safetensors'), null);
+  const res = await fetch(`${url}org/model/resolve/v1.0/unet/w.safetensors`, { headers: { Range: 'bytes=3-5' } });
+  assert.equal(res.status, 206);
+  assert.equal(res.headers.get('content-range'), 'bytes 3-5/10');
+  assert.equal(res.headers.get('access-control-allow-origin'), '*');
+  assert.match(res.headers.get('access-control-expose-headers'), /Content-Range/);
+  assert.equal(await res.text(), 'def');
+  assert.equal((await fetch(`${url}org/model/resolve/main/unet/missing.safetensors`)).status, 404);
+  assert.ok([403, 404].includes((await fetch(`${url}org/model/resolve/main/..%2f..%2f..%2fetc%2fpasswd`)).status));
+});
+
+test('bytes held in memory are served with Range too', async () => {
+  const res = await fetch(`${url}memory.bin`, { headers: { Range: 'bytes=7-' } });
+  assert.equal(res.status, 206);
+  assert.equal(res.headers.get('content-range'), 'bytes 7-9/10');
+  assert.equal(await res.text(), '789');
+  assert.equal(await (await fetch(`${url}memory.bin`)).text(), '0123456789');
 });

@@ -15,26 +15,28 @@ const ROWS: usize = 128;
 pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize, scale: f32, causal: bool) -> Result<Tensor> {
     let (batch, lq, hd) = q.dims3()?;
     let lk = k.dim(1)?;
+    // Values may be wider or narrower than queries and keys; the output has their width.
+    let hdv = v.dim(2)?;
     // Copies are O(L * H*D), next to O(Lq * Lk * H*D) work.
     let [q, k, v] = [q, k, v].map(|t| t.flatten_all().and_then(|t| t.to_vec1::<f32>()));
-    let out = attention_values(&q?, &k?, &v?, [batch, lq, lk, heads, hd / heads], scale, causal);
-    Tensor::from_vec(out, (batch, lq, hd), &Device::Cpu)
+    let out = attention_values(&q?, &k?, &v?, [batch, lq, lk, heads, hd / heads, hdv / heads], scale, causal);
+    Tensor::from_vec(out, (batch, lq, hdv), &Device::Cpu)
 }
 
-/// [`attention`] on row-major values; `dims` is [batch, Lq, Lk, heads, head dim].
-fn attention_values(q: &[f32], k: &[f32], v: &[f32], dims: [usize; 5], scale: f32, causal: bool) -> Vec<f32> {
-    let [batch, lq, lk, heads, d] = dims;
-    let hd = heads * d;
-    let mut out = vec![0.0; batch * lq * hd];
+/// [`attention`] on row-major values; `dims` is [batch, Lq, Lk, heads, q/k head dim, v head dim].
+fn attention_values(q: &[f32], k: &[f32], v: &[f32], dims: [usize; 6], scale: f32, causal: bool) -> Vec<f32> {
+    let [batch, lq, lk, heads, d, dv] = dims;
+    let (hd, hdv) = (heads * d, heads * dv);
+    let mut out = vec![0.0; batch * lq * hdv];
     let rows = ROWS.min(lq);
     let mut scores = vec![0.0; rows * lk];
     for b in 0..batch {
         for h in 0..heads {
-            let (qh, kh, vh) = (&q[b * lq * hd + h * d..], &k[b * lk * hd + h * d..], &v[b * lk * hd + h * d..]);
-            let oh = &mut out[b * lq * hd + h * d..];
+            let (qh, kh, vh) = (&q[b * lq * hd + h * d..], &k[b * lk * hd + h * d..], &v[b * lk * hdv + h * dv..]);
+            let oh = &mut out[b * lq * hdv + h * dv..];
             // K^T and V are packed once per head, not once per block of queries.
             let kt = PackedB::new(d, lk, &BMatrix::NK { data: kh, ld: hd });
-            let vp = PackedB::new(lk, d, &BMatrix::KN { data: vh, ld: hd });
+            let vp = PackedB::new(lk, dv, &BMatrix::KN { data: vh, ld: hdv });
             for r0 in (0..lq).step_by(rows) {
                 let m = rows.min(lq - r0);
                 let s = &mut scores[..m * lk];
@@ -44,7 +46,7 @@ fn attention_values(q: &[f32], k: &[f32], v: &[f32], dims: [usize; 5], scale: f3
                     let visible = if causal { (r0 + i + lk + 1).saturating_sub(lq).min(lk) } else { lk };
                     softmax_in_place(row, scale, visible);
                 }
-                gemm(m, d, lk, s, lk, &vp, &mut oh[r0 * hd..], hd);
+                gemm(m, dv, lk, s, lk, &vp, &mut oh[r0 * hdv..], hdv);
             }
         }
     }
@@ -121,11 +123,13 @@ mod tests {
 
     #[test]
     fn attention_matches_candle() {
-        // (batch, lq, lk, heads, d): several row blocks, lq < lk (KV cache), one head.
-        for (i, &(b, lq, lk, heads, d)) in [(2, 9, 9, 3, 8), (1, ROWS + 5, ROWS + 5, 2, 16), (1, 4, 11, 1, 40), (1, 1, 7, 2, 4)].iter().enumerate() {
+        // (batch, lq, lk, heads, d, dv): several row blocks, lq < lk (KV cache), one head,
+        // values wider and narrower than the keys.
+        let cases = [(2, 9, 9, 3, 8, 8), (1, ROWS + 5, ROWS + 5, 2, 16, 16), (1, 4, 11, 1, 40, 40), (1, 1, 7, 2, 4, 4), (2, 1, 50, 3, 32, 36), (2, 20, 29, 3, 18, 13)];
+        for (i, &(b, lq, lk, heads, d, dv)) in cases.iter().enumerate() {
             let q = tensor(&[b, lq, heads * d], 10 + i as u32);
             let k = tensor(&[b, lk, heads * d], 20 + i as u32);
-            let v = tensor(&[b, lk, heads * d], 30 + i as u32);
+            let v = tensor(&[b, lk, heads * dv], 30 + i as u32);
             for causal in [false, true] {
                 let scale = 1.0 / (d as f32).sqrt();
                 let got = attention(&q, &k, &v, heads, scale, causal).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
