@@ -12,6 +12,13 @@ use super::rules::check_shapes;
 use super::safetensors::{not_float, Header, SafeDType};
 use crate::ops::StorageType;
 
+/// Integer buffers that older transformers exports saved next to the weights (CLIP's
+/// `text_model.embeddings.position_ids`, an arange, as in SD 1.5's text encoder): not
+/// parameters, so they are left out rather than refused.
+fn is_index_buffer(name: &str) -> bool {
+    name.ends_with("position_ids")
+}
+
 /// A tensor whose bytes are still to come, in feed order.
 struct Pending {
     file: String,
@@ -58,12 +65,12 @@ impl RepoConverter {
                 .map_err(|message| WeightsError::Convert { source_path: self.source.clone(), message })?;
         }
         // Refuse before a byte of data is read.
-        if let Some((name, t)) = header.tensors.iter().find(|(_, t)| !t.dtype.is_float()) {
+        if let Some((name, t)) = header.tensors.iter().find(|(n, t)| !t.dtype.is_float() && !is_index_buffer(n)) {
             return Err(not_float(file, name, t.dtype));
         }
         let chunk = chunk_bytes.max(1);
         let mut ranges: Vec<(u64, u64)> = Vec::new();
-        for (name, t) in &header.tensors {
+        for (name, t) in header.tensors.iter().filter(|(_, t)| t.dtype.is_float()) {
             let full = format!("{component}.{name}");
             self.output_bytes += self.builder.storage(&full, &t.shape, t.dtype).byte_len(t.numel()) as u64;
             self.queue.push_back(Pending { file: file.into(), name: full, shape: t.shape.clone(), dtype: t.dtype });
@@ -131,5 +138,43 @@ impl RepoConverter {
             return Err(WeightsError::Convert { source_path: self.source, message });
         }
         Ok(self.builder.finish(self.info))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::weights::safetensors::parse;
+
+    /// A safetensors file with an int64 buffer `int_name` and an f32 weight `b.weight`.
+    fn with_int_buffer(int_name: &str) -> Vec<u8> {
+        let header = format!(r#"{{"{int_name}":{{"dtype":"I64","shape":[3],"data_offsets":[0,24]}},"b.weight":{{"dtype":"F32","shape":[2],"data_offsets":[24,32]}}}}"#);
+        let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+        bytes.extend_from_slice(header.as_bytes());
+        bytes.extend((0i64..3).flat_map(|i| i.to_le_bytes()));
+        bytes.extend([1.5f32, -2.0].iter().flat_map(|v| v.to_le_bytes()));
+        bytes
+    }
+
+    fn plan(bytes: &[u8]) -> (RepoConverter, Header, Result<Vec<(u64, u64)>, WeightsError>) {
+        let header = parse("te.safetensors", bytes).unwrap();
+        let mut c = RepoConverter::new("repo", "stable-diffusion", "m", StorageType::F32, 1 << 20);
+        let ranges = c.add_weights("text_encoder", "te.safetensors", &header, bytes.len() as u64, 1 << 20);
+        (c, header, ranges)
+    }
+
+    #[test]
+    fn integer_position_ids_are_left_out_and_other_integers_refused() {
+        let bytes = with_int_buffer("a.position_ids");
+        let (mut c, header, ranges) = plan(&bytes);
+        // Only b.weight's 8 bytes are read.
+        let start = header.data_start + 24;
+        assert_eq!(ranges.unwrap(), vec![(start, start + 8)]);
+        c.feed(&bytes[start as usize..]).unwrap();
+        let names: Vec<String> = c.finish().unwrap().manifest.tensors.into_iter().map(|t| t.name).collect();
+        assert_eq!(names, ["text_encoder.b.weight"]);
+
+        let err = plan(&with_int_buffer("a.token_count")).2.unwrap_err().to_string();
+        assert!(err.contains("a.token_count") && err.contains("not a float type"), "{err}");
     }
 }
