@@ -118,7 +118,8 @@ function startWorker() {
     modelPicker.add(option, 0);
   }
   const loadPicked = () => {
-    if (modelPicker.value && modelPicker.value !== 'url') worker.postMessage({ type: 'load-model', url: new URL(modelPicker.value, location.href).href });
+    // 'url' and 'hub' wait for their Load button.
+    if (modelPicker.value && !['url', 'hub'].includes(modelPicker.value)) worker.postMessage({ type: 'load-model', url: new URL(modelPicker.value, location.href).href });
   };
   worker.onmessage = ({ data }) => {
     if (data.type.startsWith('gen-')) return generator.onMessage(data);

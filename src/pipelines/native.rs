@@ -34,7 +34,10 @@ pub fn load_model_dir(path: &Path, quant: StorageType) -> Result<ModelFiles, Pip
     if !path.join("model_index.json").is_file() {
         return Err(PipelineError::Model(format!("{} is neither a converted model (manifest.json) nor a diffusers repository (model_index.json)", path.display())));
     }
-    let tmp = std::env::temp_dir().join(format!("easel-convert-{}-{}", std::process::id(), crate::platform::now_ms() as u64));
+    // Unique per call: tests convert in parallel threads of one process.
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = std::env::temp_dir().join(format!("easel-convert-{}-{call}", std::process::id()));
     let result = convert(path, &tmp, &ConvertOptions { quant, shard_bytes: 32 << 20 }).map_err(|e| PipelineError::Model(e.to_string())).and_then(|_| load_converted(&tmp));
     let _ = fs::remove_dir_all(&tmp);
     result

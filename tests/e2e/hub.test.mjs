@@ -214,7 +214,7 @@ test('the page converts a repository in Hub mode, then loads it from the cache',
     for (const [backend, expectSource] of [['gpu', 'downloaded'], ['cpu', 'from the browser cache']]) {
       log = [];
       const page = await context.newPage();
-      await page.goto(`${pageUrl}?backend=${backend}`);
+      await page.goto(`${pageUrl}?backend=${backend}&model=none`);
       await page.locator('#diagnostics[data-state="ready"], #diagnostics[data-state="no-webgpu"]').waitFor({ timeout: 120_000 });
       await page.selectOption('#model', 'hub');
       await page.fill('#hub-base', hubBase);
@@ -230,7 +230,7 @@ test('the page converts a repository in Hub mode, then loads it from the cache',
       await page.close();
     }
     const page = await context.newPage();
-    await page.goto(pageUrl);
+    await page.goto(`${pageUrl}?model=none`);
     const item = page.locator('#cached-models li');
     await item.first().waitFor();
     assert.match(await item.first().textContent(), /sd2-tiny\/resolve\/main\/easel-q8_0\/ — \d+\.\d MB in 1 shards/);

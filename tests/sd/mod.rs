@@ -22,7 +22,10 @@ pub fn fixture(case: &str) -> PathBuf {
 
 /// A fixture converted to Easel's format at `quant`, and loaded back.
 pub fn converted(case: &str, quant: StorageType) -> (Manifest, WeightStore, PathBuf) {
-    let out = std::env::temp_dir().join(format!("easel-test-{case}-{quant:?}-{}", std::process::id()));
+    // Unique per call: the tests of a binary run in parallel threads.
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let out = std::env::temp_dir().join(format!("easel-test-{case}-{quant:?}-{}-{call}", std::process::id()));
     convert(&fixture(case), &out, &ConvertOptions { quant, shard_bytes: 32 << 20 }).expect("fixture converts");
     let (m, s) = load_folder(&out).expect("converted fixture loads");
     (m, s, out)
