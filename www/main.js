@@ -177,6 +177,9 @@ function startWorker() {
   };
 }
 
+// ?embed=1 (the <easel-generator> widget): the generator only, no header or diagnostics.
+if (new URLSearchParams(location.search).get('embed') === '1') document.body.classList.add('embedded');
+
 document.getElementById('delete-all-models').onclick = () => deleteAllCachedModels().then(refreshCache);
 refreshCache();
 startWorker();
