@@ -69,3 +69,20 @@ fn f16_linear_and_conv_weights_take_half_the_gpu_memory() {
     assert_eq!(gpu.get("proj.weight").unwrap().storage, StorageType::F16);
     assert_eq!(gpu.get("token_embedding.weight").unwrap().storage, StorageType::F32);
 }
+
+#[test]
+fn f16_weights_match_cpu_with_and_without_shader_f16() {
+    // With shader-f16 (lavapipe has it) the kernels read f16 vectors; without it (SwiftShader,
+    // many adapters) they unpack u32 pairs. Both must match the CPU.
+    let f16_cases = || common::cases_core::cases().into_iter().chain(common::cases_conv::cases()).filter(|c| c.name.contains("f16")).collect::<Vec<_>>();
+    for allow_f16 in [true, false] {
+        let ctx = pollster::block_on(GpuContext::new(&GpuOptions { allow_f16, ..GpuOptions::default() })).expect("a Vulkan adapter");
+        let native = ctx.device.features().contains(wgpu::Features::SHADER_F16);
+        assert!(allow_f16 || !native, "allow_f16 = false must not enable shader-f16");
+        println!("f16 weights read {}", if native { "as f16 vectors (shader-f16)" } else { "by unpack2x16float" });
+        let cases = f16_cases();
+        assert_eq!(cases.len(), 8);
+        let failures = pollster::block_on(common::run_all(&ctx, cases));
+        assert!(failures.is_empty(), "allow_f16 = {allow_f16}: {}", failures.join("\n"));
+    }
+}

@@ -80,6 +80,11 @@ pub struct KernelBuilder<'a> {
 }
 
 impl<'a> KernelBuilder<'a> {
+    /// Whether kernels may declare f16 types (the device has `shader-f16`).
+    pub fn has_f16(&self) -> bool {
+        self.ctx.device.features().contains(wgpu::Features::SHADER_F16)
+    }
+
     /// A builder on `ctx` using (and filling) `cache`.
     pub fn new(ctx: &'a GpuContext, cache: &'a mut PipelineCache) -> Self {
         Self { ctx, cache, params: Vec::new(), pending: Vec::new(), node_label: String::new() }

@@ -27,6 +27,12 @@ fn load_w(n: u32, k: u32) -> vec4<f32> {
     }
     return v;
 }"#;
+/// f16 weights read as f16 vectors where the device has `shader-f16` (no unpacking); the
+/// arithmetic stays f32: f16 products could not meet the 1e-4 bound against the CPU.
+const W_F16_NATIVE: &str = r#"
+fn load_w(n: u32, k: u32) -> vec4<f32> {
+    return vec4<f32>(w[(min(n, pu(4u) - 1u) * pu(1u) + k) / 4u]);
+}"#;
 /// f16 pairs (K a multiple of 4, as `keeps_f16` guarantees): one vec2<u32> load.
 const W_F16: &str = r#"
 fn load_w(n: u32, k: u32) -> vec4<f32> {
@@ -173,10 +179,11 @@ fn load_x(blk: Block, k: u32, _kc: ptr<function, vec3<u32>>) -> mat4x4<f32> {
 /// Output pixels (and channels) per workgroup side: 8x8 invocations of 4x4 each.
 const TILE: usize = 32;
 
-fn conv_source(storage: StorageType, w_vec4: bool, pointwise: bool) -> String {
+fn conv_source(storage: StorageType, w_vec4: bool, pointwise: bool, f16: bool) -> String {
     let (w_decl, w_loader) = match storage {
         StorageType::Q8_0 => ("array<u32>", format!("{BLOCK_SCALE}\n{W_Q8_0}")),
         StorageType::Q4_0 => ("array<u32>", format!("{BLOCK_SCALE}\n{W_Q4_0}")),
+        StorageType::F16 if f16 => ("array<vec4<f16>>", W_F16_NATIVE.to_string()),
         StorageType::F16 => ("array<vec2<u32>>", W_F16.to_string()),
         _ if w_vec4 => ("array<vec4<f32>>", W_F32_VEC4.to_string()),
         _ => ("array<f32>", W_F32_SCALAR.to_string()),
@@ -190,7 +197,12 @@ fn conv_source(storage: StorageType, w_vec4: bool, pointwise: bool) -> String {
     let params_at = if storage.is_quantized() { 5 } else { 4 };
     bindings.push_str(&format!("@group(0) @binding({params_at}) var<uniform> params: Params;\n"));
     let loaders = format!("{w_loader}\n{x_loader}");
-    with_prelude(&include_str!("conv2d.wgsl").replace("//{{BINDINGS}}", &bindings).replace("//{{LOADERS}}", &loaders))
+    let src = with_prelude(&include_str!("conv2d.wgsl").replace("//{{BINDINGS}}", &bindings).replace("//{{LOADERS}}", &loaders));
+    if storage == StorageType::F16 && f16 {
+        format!("enable f16;\n{src}")
+    } else {
+        src
+    }
 }
 
 /// NCHW convolution of x [B, C, H, W] by w [O, C, kh, kw] (+ bias), one dispatch per
@@ -211,9 +223,11 @@ pub fn conv2d(kb: &mut KernelBuilder, cx: &NodeCx, stride: usize, padding: [usiz
     let bias = if cx.inputs.len() > 2 { Some(cx.f32_input(2)?) } else { None };
     let w_vec4 = k % 4 == 0;
     let pointwise = kh == 1 && kw == 1 && stride == 1 && padding == [0; 4] && (ho * wo) % 4 == 0 && x.offset % 16 == 0;
+    let f16 = storage == StorageType::F16 && kb.has_f16();
     let key = format!(
-        "conv2d_{}_{}_{}",
+        "conv2d_{}{}_{}_{}",
         storage.name(),
+        if f16 { "_native" } else { "" },
         if w_vec4 { "vec4" } else { "scalar" },
         if pointwise { "pointwise" } else { "gather" }
     );
@@ -224,7 +238,7 @@ pub fn conv2d(kb: &mut KernelBuilder, cx: &NodeCx, stride: usize, padding: [usiz
         bindings.extend(scales);
         let params = [m, k, o, rows.start, rows.len(), bias.is_some() as usize, c, h, w, ho, wo, kh, kw, stride, padding[0], padding[2], tiles_n];
         let params: Vec<u32> = params.iter().map(|&v| v as u32).collect();
-        kb.dispatch(&key, || conv_source(storage, w_vec4, pointwise), bindings, &params, grid((tiles_n * tiles_m) as u32))?;
+        kb.dispatch(&key, || conv_source(storage, w_vec4, pointwise, f16), bindings, &params, grid((tiles_n * tiles_m) as u32))?;
     }
     Ok(())
 }

@@ -38,6 +38,12 @@ fn load_w(n: u32, k: u32) -> vec4<f32> {
     }
     return v;
 }"#;
+/// f16 weights read as f16 vectors where the device has `shader-f16` (no unpacking); the
+/// arithmetic stays f32: f16 products could not meet the 1e-4 bound against the CPU.
+const W_F16_NATIVE: &str = r#"
+fn load_w(n: u32, k: u32) -> vec4<f32> {
+    return vec4<f32>(w[(min(n, pu(4u) - 1u) * pu(1u) + k) / 4u]);
+}"#;
 /// f16 pairs (K a multiple of 4): one vec2<u32> load, two unpacks.
 const W_F16: &str = r#"
 fn load_w(n: u32, k: u32) -> vec4<f32> {
@@ -61,7 +67,7 @@ fn load_q(n: u32, k: u32) -> vec4<f32> {
 }"#;
 
 /// The kernel for a storage type: `linear_q.wgsl` for block formats, else `linear.wgsl`.
-fn source(x_vec4: bool, storage: StorageType, w_vec4: bool) -> String {
+fn source(x_vec4: bool, storage: StorageType, w_vec4: bool, f16: bool) -> String {
     match storage {
         StorageType::Q8_0 => return with_prelude(&include_str!("linear_q.wgsl").replace("//{{LOAD_Q}}", Q_Q8_0)),
         StorageType::Q4_0 => return with_prelude(&include_str!("linear_q.wgsl").replace("//{{LOAD_Q}}", Q_Q4_0)),
@@ -69,6 +75,7 @@ fn source(x_vec4: bool, storage: StorageType, w_vec4: bool) -> String {
     }
     let x_ty = if x_vec4 { "array<vec4<f32>>" } else { "array<f32>" };
     let (w_decl, loader) = match storage {
+        StorageType::F16 if f16 => ("array<vec4<f16>>", W_F16_NATIVE),
         StorageType::F16 => ("array<vec2<u32>>", W_F16),
         _ if w_vec4 => ("array<vec4<f32>>", W_F32_VEC4),
         _ => ("array<f32>", W_F32_SCALAR),
@@ -77,7 +84,12 @@ fn source(x_vec4: bool, storage: StorageType, w_vec4: bool) -> String {
         "@group(0) @binding(2) var<storage, read> x: {x_ty};\n@group(0) @binding(3) var<storage, read> w: {w_decl};\n@group(0) @binding(4) var<uniform> params: Params;\n"
     );
     let loaders = format!("{}\n{loader}", if x_vec4 { X_VEC4 } else { X_SCALAR });
-    with_prelude(&include_str!("linear.wgsl").replace("//{{BINDINGS}}", &bindings).replace("//{{LOADERS}}", &loaders))
+    let src = with_prelude(&include_str!("linear.wgsl").replace("//{{BINDINGS}}", &bindings).replace("//{{LOADERS}}", &loaders));
+    if storage == StorageType::F16 && f16 {
+        format!("enable f16;\n{src}")
+    } else {
+        src
+    }
 }
 
 /// `x [.., K] @ w^T (+ bias)` for w [N, K] in any storage, one dispatch per chunk.
@@ -89,7 +101,8 @@ pub fn linear(kb: &mut KernelBuilder, cx: &NodeCx) -> Result<(), OpError> {
     let x = cx.f32_input(0)?;
     let bias = if cx.inputs.len() > 2 { Some(cx.f32_input(2)?) } else { None };
     let x_vec4 = k % 4 == 0;
-    let key = format!("linear_{}_{}", storage.name(), if x_vec4 { "vec4" } else { "scalar" });
+    let f16 = storage == StorageType::F16 && kb.has_f16();
+    let key = format!("linear_{}{}_{}", storage.name(), if f16 { "_native" } else { "" }, if x_vec4 { "vec4" } else { "scalar" });
     for (rows, values, scales) in chunks {
         let mut b: Vec<Buf> = vec![cx.out.clone(), bias.clone().unwrap_or_else(|| x.clone()), x.clone(), values];
         if let Some(s) = scales {
@@ -100,7 +113,7 @@ pub fn linear(kb: &mut KernelBuilder, cx: &NodeCx) -> Result<(), OpError> {
         if groups[1] > 65535 || groups[0] > 65535 {
             return Err(OpError::Limits { node: cx.node.label.clone(), message: format!("{m}x{n} output needs more than 65535 workgroups per axis") });
         }
-        kb.dispatch(&key, || source(x_vec4, storage, x_vec4), b, &params, groups)?;
+        kb.dispatch(&key, || source(x_vec4, storage, x_vec4, f16), b, &params, groups)?;
     }
     Ok(())
 }
