@@ -147,3 +147,20 @@ fn unet_runs_at_odd_latent_sizes_and_backends_agree() {
         check("sd1-tiny", "unet 7x5 gpu vs cpu", gpu, cpu, "gpu");
     }
 }
+
+#[test]
+fn the_schema_lists_exactly_the_fixture_checkpoints_tensors() {
+    use easel::models::schema;
+    for case in ["sd1-tiny", "sd2-tiny", "sd-inpaint-tiny"] {
+        let (m, _, _) = converted(case, StorageType::F32);
+        let mut want: Vec<(String, Vec<usize>)> = m.tensors.iter().map(|t| (t.name.clone(), t.shape.clone())).collect();
+        let mut got = schema::clip_text(&ClipTextConfig::from_json(&m.configs["text_encoder"]).unwrap());
+        got.extend(schema::unet(&UNetConfig::from_json(&m.configs["unet"]).unwrap()));
+        got.extend(schema::vae(&VaeConfig::from_json(&m.configs["vae"]).unwrap()));
+        want.sort();
+        got.sort();
+        let missing: Vec<_> = want.iter().filter(|t| !got.contains(t)).collect();
+        let extra: Vec<_> = got.iter().filter(|t| !want.contains(t)).collect();
+        assert!(missing.is_empty() && extra.is_empty(), "{case}: schema lacks {missing:?}; schema has extra {extra:?}");
+    }
+}

@@ -18,6 +18,8 @@ pub struct ClipTextConfig {
     pub act: UnaryOp,
     pub eps: f32,
     pub max_positions: usize,
+    pub intermediate_size: usize,
+    pub vocab_size: usize,
 }
 
 impl ClipTextConfig {
@@ -36,6 +38,8 @@ impl ClipTextConfig {
             act,
             eps: c.f32_or("layer_norm_eps", 1e-5)?,
             max_positions: c.usize_or("max_position_embeddings", 77)?,
+            intermediate_size: c.usize_or("intermediate_size", 3072)?,
+            vocab_size: c.usize_or("vocab_size", 49408)?,
         })
     }
 }
