@@ -326,7 +326,8 @@ impl<'w> Graph<'w> {
         Ok(self.push(Op::Softmax, vec![x], s, DType::F32, "softmax"))
     }
 
-    /// Multi-head scaled dot-product attention on [B, L, H*D] tensors.
+    /// Multi-head scaled dot-product attention on [B, L, H*D] tensors (heads wider than
+    /// `MAX_FUSED_HEAD_DIM` are expressed with explicit scores, see graph_wide.rs).
     pub fn attention(&mut self, q: TensorId, k: TensorId, v: TensorId, heads: usize, scale: f32, causal: bool) -> R {
         let (sq, sk, sv) = (self.shape(q).to_vec(), self.shape(k).to_vec(), self.shape(v).to_vec());
         let ok = sq.len() == 3
@@ -341,6 +342,12 @@ impl<'w> Graph<'w> {
             && sv[2] % heads == 0;
         if !ok {
             return Err(self.err("attention", format!("q {sq:?} k {sk:?} v {sv:?} with {heads} heads")));
+        }
+        if sq[2] / heads > super::graph_wide::MAX_FUSED_HEAD_DIM || sv[2] / heads > super::graph_wide::MAX_FUSED_HEAD_DIM {
+            if causal {
+                return Err(self.err("attention", format!("causal attention with heads wider than {} is not supported", super::graph_wide::MAX_FUSED_HEAD_DIM)));
+            }
+            return super::graph_wide::explicit_attention(self, q, k, v, heads, scale);
         }
         let shape = vec![sq[0], sq[1], sv[2]];
         Ok(self.push(Op::Attention { heads, scale, causal }, vec![q, k, v], shape, DType::F32, "attention"))

@@ -57,5 +57,8 @@ pub fn cases() -> Vec<Case> {
         Attn { dv: 13, causal: true, ..Attn::new(2, 20, 29, 3, 18) }.case("causal Lk > Lq, odd widths", 171),
         Attn { causal: true, ..Attn::new(1, 150, 150, 2, 20) }.case("causal, 2 rows", 181),
         Attn::new(1, 300, 40, 2, 16).case("4 rows", 191),
+        // Wider than the fused kernel: explicit scores (the VAE's single 512-wide head).
+        Attn::new(1, 64, 64, 1, 512).case("VAE mid-block: one 512-wide head", 201),
+        Attn::new(2, 9, 11, 2, 320).case("two 320-wide heads", 211),
     ]
 }
