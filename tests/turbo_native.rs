@@ -18,6 +18,9 @@ use easel::models::{Backend, Session};
 use easel::ops::WeightStore;
 use easel::pipelines::{generate, Request, StableDiffusion};
 
+#[path = "turbo/candle_reference.rs"]
+mod candle_reference;
+
 fn json(path: &str) -> serde_json::Value {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(path);
     serde_json::from_slice(&std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))).unwrap()
@@ -85,8 +88,16 @@ fn sd_turbo_shape_runs_at_64px_and_backends_agree() {
         );
         out
     };
+    // candle-transformers' SD 2.1 on the same weights: a second, independent implementation.
     let t = std::time::Instant::now();
-    let mut sd = StableDiffusion::new(Session::cpu(store), &configs, &files).unwrap();
+    let reference = candle_reference::Reference::new(&store);
+    let mut session = Session::cpu(store);
+    candle_reference::compare(&reference, &mut session, &configs);
+    drop(reference);
+    println!("candle-transformers comparison: {:.1} s", t.elapsed().as_secs_f64());
+
+    let t = std::time::Instant::now();
+    let mut sd = StableDiffusion::new(session, &configs, &files).unwrap();
     let cpu_out = pollster::block_on(generate(&mut sd, &req, &mut |_| true)).unwrap();
     println!("CPU: {:.1} s", t.elapsed().as_secs_f64());
 

@@ -51,6 +51,9 @@ pub fn upsample_to(g: &mut Graph, x: TensorId, height: usize, width: usize) -> R
 #[derive(Debug, Clone, Copy)]
 pub struct TransformerSpec {
     pub heads: usize,
+    /// GEGLU with the tanh GELU instead of diffusers' exact one: only to compare with
+    /// implementations that approximate (candle-transformers).
+    pub geglu_tanh: bool,
     pub layers: usize,
     pub linear_projection: bool,
     pub groups: usize,
@@ -70,7 +73,7 @@ pub fn transformer_2d(g: &mut Graph, x: TensorId, context: TensorId, spec: Trans
         to_tokens(g, c)?
     };
     for i in 0..spec.layers {
-        t = within(g, &format!("transformer_blocks.{i}"), |g| basic_block(g, t, context, spec.heads))?;
+        t = within(g, &format!("transformer_blocks.{i}"), |g| basic_block(g, t, context, spec))?;
     }
     let out = if spec.linear_projection {
         let t = dense(g, "proj_out", t)?;
@@ -102,7 +105,8 @@ pub fn attention_here(g: &mut Graph, x: TensorId, context: TensorId, heads: usiz
     dense(g, "to_out.0", o)
 }
 
-fn basic_block(g: &mut Graph, x: TensorId, context: TensorId, heads: usize) -> Result<TensorId, OpError> {
+fn basic_block(g: &mut Graph, x: TensorId, context: TensorId, spec: TransformerSpec) -> Result<TensorId, OpError> {
+    let heads = spec.heads;
     let n = layer_norm(g, "norm1", x, 1e-5)?;
     let a = attention(g, "attn1", n, n, heads)?;
     let x = g.add(a, x)?;
@@ -112,8 +116,18 @@ fn basic_block(g: &mut Graph, x: TensorId, context: TensorId, heads: usize) -> R
     let n = layer_norm(g, "norm3", x, 1e-5)?;
     let f = within(g, "ff.net", |g| -> Result<TensorId, OpError> {
         let p = within(g, "0", |g| dense(g, "proj", n))?;
-        let p = g.geglu(p)?;
+        let p = if spec.geglu_tanh { geglu_tanh(g, p)? } else { g.geglu(p)? };
         dense(g, "2", p)
     })?;
     g.add(f, x)
+}
+
+/// value * gelu_tanh(gate) over the two halves of the last axis.
+fn geglu_tanh(g: &mut Graph, x: TensorId) -> Result<TensorId, OpError> {
+    let s = g.shape(x).to_vec();
+    let (axis, half) = (s.len() - 1, s[s.len() - 1] / 2);
+    let value = g.slice(x, axis, 0, half)?;
+    let gate = g.slice(x, axis, half, half)?;
+    let gate = g.unary(gate, crate::ops::UnaryOp::GeluTanh)?;
+    g.mul(value, gate)
 }

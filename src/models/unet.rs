@@ -29,6 +29,8 @@ pub struct UNetConfig {
     pub freq_shift: f32,
     /// Latent size the model was trained at.
     pub sample_size: usize,
+    /// Tanh GELU in the feed-forward GEGLU (not diffusers; for comparing with candle-transformers).
+    pub geglu_tanh: bool,
 }
 
 fn block_has_attention(component: &str, t: &str) -> Result<bool, OpError> {
@@ -77,6 +79,7 @@ impl UNetConfig {
             flip_sin_to_cos: c.bool_or("flip_sin_to_cos", true)?,
             freq_shift: c.f32_or("freq_shift", 0.0)?,
             sample_size: c.usize_or("sample_size", 64)?,
+            geglu_tanh: false,
             block_out_channels,
         })
     }
@@ -87,7 +90,7 @@ impl UNetConfig {
     }
 
     fn spec(&self, block: usize) -> TransformerSpec {
-        TransformerSpec { heads: self.heads[block], layers: self.transformer_layers[block], linear_projection: self.linear_projection, groups: self.norm.groups }
+        TransformerSpec { heads: self.heads[block], geglu_tanh: self.geglu_tanh, layers: self.transformer_layers[block], linear_projection: self.linear_projection, groups: self.norm.groups }
     }
 }
 
