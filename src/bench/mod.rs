@@ -4,6 +4,7 @@
 
 mod ceiling;
 mod suite;
+pub mod unet;
 
 use std::collections::HashMap;
 

@@ -13,6 +13,10 @@ fn main() {}
 mod generate;
 
 #[cfg(not(target_arch = "wasm32"))]
+#[path = "easel_cli/bench_unet.rs"]
+mod bench_unet;
+
+#[cfg(not(target_arch = "wasm32"))]
 mod cli {
     use super::generate;
     use clap::{Parser, Subcommand};
@@ -78,6 +82,24 @@ mod cli {
             #[arg(long)]
             json: bool,
         },
+        /// Time per UNet step of the SD-Turbo shape (random full-size weights) and peak memory.
+        Unet {
+            /// Image size in pixels (square).
+            #[arg(long, default_value_t = 256)]
+            size: usize,
+            /// gpu, cpu or both.
+            #[arg(long, default_value = "both")]
+            backend: String,
+            /// Storage of linear/conv weights: f32, q8_0 or q4_0.
+            #[arg(long, default_value = "f32")]
+            quant: String,
+            /// Batch (1: SD-Turbo without guidance; 2: with classifier-free guidance).
+            #[arg(long, default_value_t = 1)]
+            batch: usize,
+            /// Timed steps (median reported, after one warm-up).
+            #[arg(long, default_value_t = 2)]
+            runs: usize,
+        },
     }
 
     pub fn main() -> ExitCode {
@@ -106,6 +128,9 @@ mod cli {
     async fn run(command: Command) -> Result<(), easel::GpuError> {
         if let Command::Bench { what: BenchWhat::Ops { runs, backend, filter, json } } = command {
             return bench_ops(runs, &backend, filter, json).await;
+        }
+        if let Command::Bench { what: BenchWhat::Unet { size, backend, quant, batch, runs } } = command {
+            return super::bench_unet::run(size, &backend, &quant, batch, runs).await;
         }
         let ctx = GpuContext::new(&GpuOptions::default()).await?;
         match command {

@@ -1,0 +1,87 @@
+//! Time per UNet step of the SD-Turbo shape (SD 2.1-base's UNet, random full-size weights)
+//! on a backend, with peak memory. Printed, never asserted.
+
+use serde::Serialize;
+
+use crate::error::OpError;
+use crate::models::random::random_weight;
+use crate::models::schema;
+use crate::models::unet::{unet, UNetConfig};
+use crate::models::{Backend, Session};
+use crate::ops::cpu::HostTensor;
+use crate::ops::{StorageType, WeightStore};
+use crate::platform::now_ms;
+
+/// SD 2.1-base's UNet config (SD-Turbo shares it).
+pub const SD21_UNET_CONFIG: &str = r#"{"_class_name": "UNet2DConditionModel", "attention_head_dim": [5, 10, 20, 20],
+ "block_out_channels": [320, 640, 1280, 1280], "cross_attention_dim": 1024,
+ "down_block_types": ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
+ "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"],
+ "in_channels": 4, "out_channels": 4, "layers_per_block": 2, "norm_num_groups": 32, "norm_eps": 1e-05,
+ "use_linear_projection": true, "flip_sin_to_cos": true, "freq_shift": 0, "sample_size": 64}"#;
+
+/// One measurement.
+#[derive(Debug, Clone, Serialize)]
+pub struct UnetStep {
+    pub backend: String,
+    pub size: usize,
+    pub batch: usize,
+    pub storage: String,
+    pub millis_per_step: f64,
+    pub weight_bytes: u64,
+    pub activation_bytes: u64,
+}
+
+/// The SD-Turbo UNet's weights at random, stored as `storage` (linear/conv weights).
+pub fn sd_turbo_unet_weights(storage: StorageType) -> Result<(UNetConfig, WeightStore), OpError> {
+    let cfg = UNetConfig::from_json(&serde_json::from_str(SD21_UNET_CONFIG).expect("valid JSON"))?;
+    let mut store = WeightStore::new();
+    for (name, shape) in schema::unet(&cfg) {
+        let row: usize = shape.iter().skip(1).product();
+        let s = if storage.is_quantized() && shape.len() >= 2 && row % 32 == 0 && !name.contains("embedding") { storage } else { StorageType::F32 };
+        store.insert(&name, &shape, s, &random_weight(&name, &shape))?;
+    }
+    Ok((cfg, store))
+}
+
+/// Median time of `runs` UNet calls (after a warm-up) at `size` x `size` pixels.
+pub async fn unet_step(session: &mut Session, cfg: &UNetConfig, size: usize, batch: usize, runs: usize, storage: StorageType) -> Result<UnetStep, OpError> {
+    let h = size / 8;
+    let shape = [batch, cfg.in_channels, h, h];
+    let mut c = session
+        .compile(|g| {
+            let x = g.input("sample", &shape);
+            let t = g.input("t", &[batch]);
+            let e = g.input("ctx", &[batch, 77, cfg.cross_attention_dim]);
+            let o = g.scoped("unet", |g| unet(g, cfg, x, t, e))?;
+            g.output(o);
+            Ok(())
+        })
+        .await?;
+    let n: usize = shape.iter().product();
+    session.set_input(&mut c, "sample", HostTensor::F32((0..n).map(|i| ((i % 17) as f32 - 8.0) / 8.0).collect()))?;
+    session.set_input(&mut c, "t", HostTensor::F32(vec![999.0; batch]))?;
+    session.set_input(&mut c, "ctx", HostTensor::F32((0..batch * 77 * cfg.cross_attention_dim).map(|i| ((i % 13) as f32 - 6.0) / 6.0).collect()))?;
+    let mut times = vec![];
+    for i in 0..=runs {
+        let t0 = now_ms();
+        session.run(&c).await?; // reads the output back: the step is complete
+        if i > 0 {
+            times.push(now_ms() - t0);
+        }
+    }
+    times.sort_by(|a, b| a.total_cmp(b));
+    let weight_bytes = match &session.backend {
+        Backend::Gpu { weights, .. } => weights.bytes,
+        Backend::Cpu { weights } => weights.byte_size() as u64,
+    };
+    Ok(UnetStep {
+        backend: session.kind().into(),
+        size,
+        batch,
+        storage: storage.name().into(),
+        millis_per_step: times[times.len() / 2],
+        weight_bytes,
+        activation_bytes: c.activation_bytes(),
+    })
+}
