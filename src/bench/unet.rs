@@ -38,7 +38,7 @@ pub fn sd_turbo_unet_weights(storage: StorageType) -> Result<(UNetConfig, Weight
     let mut store = WeightStore::new();
     for (name, shape) in schema::unet(&cfg) {
         let row: usize = shape.iter().skip(1).product();
-        let s = if storage.is_quantized() && shape.len() >= 2 && row % 32 == 0 && !name.contains("embedding") { storage } else { StorageType::F32 };
+        let s = if storage.is_quantized() && shape.len() >= 2 && row.is_multiple_of(32) && !name.contains("embedding") { storage } else { StorageType::F32 };
         store.insert(&name, &shape, s, &random_weight(&name, &shape))?;
     }
     Ok((cfg, store))

@@ -3,6 +3,7 @@
 //! full-size models with random weights (tests and benchmarks) without a checkpoint, and
 //! checked against the fixtures' real tensor lists.
 
+#![allow(clippy::needless_range_loop)] // block indices mirror diffusers' loops
 use super::clip::ClipTextConfig;
 use super::unet::UNetConfig;
 use super::vae::VaeConfig;
