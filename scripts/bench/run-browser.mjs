@@ -1,5 +1,6 @@
 // Opens www/bench.html in headless Chromium with SwiftShader WebGPU and prints the result.
 //   node scripts/bench/run-browser.mjs [--runs N] [--filter TEXT] [--no-ort]
+//   node scripts/bench/run-browser.mjs --unet [--size 256] [--quant q8_0] [--backend auto]
 
 import { startServer } from '../serve.mjs';
 import { launch, ROOT } from '../../tests/e2e/browser.mjs';
@@ -16,7 +17,12 @@ const browser = await launch();
 try {
   const page = await browser.newPage();
   page.on('console', (m) => m.type() === 'error' && console.error(`[page] ${m.text()}`));
-  await page.goto(`${url}www/bench.html?${query}`);
+  if (args.includes('--unet')) {
+    const q = new URLSearchParams({ size: opt('--size', '256'), quant: opt('--quant', 'q8_0'), backend: opt('--backend', 'auto'), runs: opt('--runs', '1') });
+    await page.goto(`${url}www/bench-unet.html?${q}`);
+  } else {
+    await page.goto(`${url}www/bench.html?${query}`);
+  }
   let last = '';
   const timer = setInterval(async () => {
     const s = await page.locator('#status').textContent().catch(() => '');

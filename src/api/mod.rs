@@ -5,6 +5,7 @@ pub mod hub;
 
 use wasm_bindgen::prelude::*;
 
+mod bench_unet;
 mod generate;
 
 use crate::gpu::{self, GpuContext, GpuOptions};

@@ -1,0 +1,35 @@
+//! `Engine.benchUnet`: one UNet step of the SD-Turbo shape (random full-size weights) in the
+//! browser, on the backend the engine picked, with peak bytes.
+
+use wasm_bindgen::prelude::*;
+
+use super::Engine;
+use crate::bench::unet::{sd_turbo_unet_weights, unet_step};
+use crate::models::Session;
+use crate::ops::{BackendKind, StorageType};
+
+#[wasm_bindgen]
+impl Engine {
+    /// `options`: JSON `{size, quant ("f32"|"q8_0"|"q4_0"), batch, runs}`. Weights are made
+    /// in wasm (the CPU backend keeps them there; q8_0 is 0.9 GB, f32 would not fit wasm's
+    /// 4 GiB next to the work buffers). Resolves to the `bench::unet::UnetStep` JSON.
+    #[wasm_bindgen(js_name = benchUnet)]
+    pub async fn bench_unet(&self, options: String) -> Result<String, JsError> {
+        let v: serde_json::Value = serde_json::from_str(&options).map_err(|e| JsError::new(&format!("bench options: {e}")))?;
+        let size = v["size"].as_u64().unwrap_or(256) as usize;
+        let storage = match v["quant"].as_str().unwrap_or("q8_0") {
+            "f32" => StorageType::F32,
+            "q4_0" => StorageType::Q4_0,
+            _ => StorageType::Q8_0,
+        };
+        let (cfg, store) = sd_turbo_unet_weights(storage).map_err(|e| JsError::new(&e.to_string()))?;
+        let mut session = match (self.choice.kind, &self.gpu) {
+            (BackendKind::Gpu, Some(ctx)) => Session::gpu(ctx.clone(), &store).map_err(|e| JsError::new(&e.to_string()))?,
+            _ => Session::cpu(store),
+        };
+        let batch = v["batch"].as_u64().unwrap_or(1) as usize;
+        let runs = v["runs"].as_u64().unwrap_or(1).max(1) as usize;
+        let r = unet_step(&mut session, &cfg, size, batch, runs, storage).await.map_err(|e| JsError::new(&e.to_string()))?;
+        Ok(serde_json::to_string(&r).unwrap_or_default())
+    }
+}
