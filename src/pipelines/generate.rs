@@ -88,7 +88,6 @@ pub async fn generate(sd: &mut StableDiffusion, req: &Request, progress: &mut dy
         if begin >= sched.timesteps().len() {
             return Err(PipelineError::Request(format!("strength {} with {} steps leaves no step to run", req.strength, req.steps)));
         }
-        sched.set_begin_index(begin);
     }
     let mut latents = match (&image_latents, req.strength < 1.0 || req.mask.is_none()) {
         (Some(img), true) => {

@@ -73,18 +73,6 @@ impl Scheduler for Ddpm {
     fn timesteps(&self) -> &[f32] {
         &self.timesteps
     }
-    fn order(&self) -> usize {
-        1
-    }
-    fn init_noise_sigma(&self) -> f32 {
-        1.0
-    }
-    fn set_begin_index(&mut self, _index: usize) {
-        // Steps are addressed by index, so there is no internal counter to move.
-    }
-    fn scale_model_input(&self, sample: &[f32], _index: usize) -> Vec<f32> {
-        sample.to_vec()
-    }
     fn step(&mut self, model_output: &[f32], index: usize, sample: &[f32], rng: &mut Rng) -> Vec<f32> {
         let t = self.steps[index];
         let alpha_prod = self.alphas_cumprod[t as usize];

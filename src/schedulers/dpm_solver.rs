@@ -136,18 +136,6 @@ impl Scheduler for DpmSolver {
     fn timesteps(&self) -> &[f32] {
         &self.timesteps
     }
-    fn order(&self) -> usize {
-        1
-    }
-    fn init_noise_sigma(&self) -> f32 {
-        1.0
-    }
-    fn set_begin_index(&mut self, _index: usize) {
-        // Steps are addressed by index; the history starts empty wherever the first step is.
-    }
-    fn scale_model_input(&self, sample: &[f32], _index: usize) -> Vec<f32> {
-        sample.to_vec()
-    }
     fn step(&mut self, model_output: &[f32], index: usize, sample: &[f32], _rng: &mut Rng) -> Vec<f32> {
         let n = self.timesteps.len();
         let short = self.lower_order_final && n < 15;

@@ -56,14 +56,8 @@ impl Scheduler for EulerAncestral {
     fn timesteps(&self) -> &[f32] {
         &self.timesteps
     }
-    fn order(&self) -> usize {
-        1
-    }
     fn init_noise_sigma(&self) -> f32 {
         self.init_noise_sigma
-    }
-    fn set_begin_index(&mut self, _index: usize) {
-        // Steps are addressed by index, so there is no internal counter to move.
     }
     fn scale_model_input(&self, sample: &[f32], index: usize) -> Vec<f32> {
         scale_by_sigma(sample, self.sigmas[index])

@@ -40,14 +40,20 @@ pub trait Scheduler: Send {
     fn name(&self) -> &'static str;
     /// Timesteps of the UNet calls, in order (PNDM: N+1 entries including the repeated one).
     fn timesteps(&self) -> &[f32];
-    /// diffusers' `scheduler.order` (img2img skips `t_start * order` timesteps).
-    fn order(&self) -> usize;
+    /// diffusers' `scheduler.order` (img2img skips `t_start * order` timesteps); 1 for every
+    /// scheduler here (PNDM's PLMS steps and DPM++ 2M are order 1 in diffusers too).
+    fn order(&self) -> usize {
+        1
+    }
     /// Standard deviation of the starting noise (the pipeline multiplies unit noise by it).
-    fn init_noise_sigma(&self) -> f32;
-    /// img2img/inpaint start part-way: the first index the pipeline will step from.
-    fn set_begin_index(&mut self, index: usize);
-    /// The UNet input for the sample at `timesteps()[index]`.
-    fn scale_model_input(&self, sample: &[f32], index: usize) -> Vec<f32>;
+    fn init_noise_sigma(&self) -> f32 {
+        1.0
+    }
+    /// The UNet input for the sample at `timesteps()[index]` (unscaled unless sigma-based).
+    /// Steps are addressed by index, so starting part-way (img2img) needs no set-up call.
+    fn scale_model_input(&self, sample: &[f32], _index: usize) -> Vec<f32> {
+        sample.to_vec()
+    }
     /// One denoising step at `timesteps()[index]`; returns the previous (less noisy) sample.
     /// Multistep schedulers keep history, so call it once per index, in order.
     fn step(&mut self, model_output: &[f32], index: usize, sample: &[f32], rng: &mut Rng) -> Vec<f32>;

@@ -100,18 +100,6 @@ impl Scheduler for Pndm {
     fn timesteps(&self) -> &[f32] {
         &self.timesteps
     }
-    fn order(&self) -> usize {
-        1
-    }
-    fn init_noise_sigma(&self) -> f32 {
-        1.0
-    }
-    fn set_begin_index(&mut self, _index: usize) {
-        // PLMS counts its own steps: starting part-way simply starts its warm-up there.
-    }
-    fn scale_model_input(&self, sample: &[f32], _index: usize) -> Vec<f32> {
-        sample.to_vec()
-    }
     fn step(&mut self, model_output: &[f32], index: usize, sample: &[f32], _rng: &mut Rng) -> Vec<f32> {
         let mut t = self.steps[index];
         let mut prev_t = t - self.step_ratio;
