@@ -2,6 +2,7 @@
 //! kernel, one dispatch per weight chunk), and nearest 2x upsampling.
 
 use super::elementwise::groups_for;
+use super::loaders::{enable_f16, W_F16, W_F16_NATIVE, W_F32_VEC4};
 use super::{with_prelude, NodeCx};
 use crate::error::OpError;
 use crate::ops::gpu::builder::{grid, Buf, KernelBuilder};
@@ -11,11 +12,6 @@ use crate::ops::quant::StorageType;
 // are clamped to its last row rather than zeroed (their results are never stored): on
 // software adapters a branch around a load costs as much as the load (SwiftShader ran
 // 1.6x faster without it). The block formats dequantize as linear.rs's loaders do.
-/// f32, K a multiple of 4 (rows stay 16-byte aligned): one vec4 load.
-const W_F32_VEC4: &str = r#"
-fn load_w(n: u32, k: u32) -> vec4<f32> {
-    return w[(min(n, pu(4u) - 1u) * pu(1u) + k) / 4u];
-}"#;
 /// f32, any K: scalar loads, zero past K.
 const W_F32_SCALAR: &str = r#"
 fn load_w(n: u32, k: u32) -> vec4<f32> {
@@ -26,18 +22,6 @@ fn load_w(n: u32, k: u32) -> vec4<f32> {
         v[j] = select(0.0, w[row + min(k + j, K - 1u)], k + j < K);
     }
     return v;
-}"#;
-/// f16 weights read as f16 vectors where the device has `shader-f16` (no unpacking); the
-/// arithmetic stays f32: f16 products could not meet the 1e-4 bound against the CPU.
-const W_F16_NATIVE: &str = r#"
-fn load_w(n: u32, k: u32) -> vec4<f32> {
-    return vec4<f32>(w[(min(n, pu(4u) - 1u) * pu(1u) + k) / 4u]);
-}"#;
-/// f16 pairs (K a multiple of 4, as `keeps_f16` guarantees): one vec2<u32> load.
-const W_F16: &str = r#"
-fn load_w(n: u32, k: u32) -> vec4<f32> {
-    let p = w[(min(n, pu(4u) - 1u) * pu(1u) + k) / 4u];
-    return vec4<f32>(unpack2x16float(p.x), unpack2x16float(p.y));
 }"#;
 /// The f16 scale of block b (two to a word).
 const BLOCK_SCALE: &str = r#"
@@ -198,11 +182,7 @@ fn conv_source(storage: StorageType, w_vec4: bool, pointwise: bool, f16: bool) -
     bindings.push_str(&format!("@group(0) @binding({params_at}) var<uniform> params: Params;\n"));
     let loaders = format!("{w_loader}\n{x_loader}");
     let src = with_prelude(&include_str!("conv2d.wgsl").replace("//{{BINDINGS}}", &bindings).replace("//{{LOADERS}}", &loaders));
-    if storage == StorageType::F16 && f16 {
-        format!("enable f16;\n{src}")
-    } else {
-        src
-    }
+    enable_f16(src, storage == StorageType::F16 && f16)
 }
 
 /// NCHW convolution of x [B, C, H, W] by w [O, C, kh, kw] (+ bias), one dispatch per

@@ -1,6 +1,7 @@
 //! Linear layers on f32, f16, Q8_0 and Q4_0 weights (dequantized in the kernel), split into one
 //! dispatch per weight chunk when the weight exceeds a binding.
 
+use super::loaders::{enable_f16, W_F16, W_F16_NATIVE, W_F32_VEC4};
 use super::{with_prelude, NodeCx};
 use crate::error::OpError;
 use crate::ops::gpu::builder::{Buf, KernelBuilder};
@@ -24,10 +25,6 @@ fn load_x(m: u32, k: u32) -> vec4<f32> {
     return v;
 }"#;
 
-const W_F32_VEC4: &str = r#"
-fn load_w(n: u32, k: u32) -> vec4<f32> {
-    return w[(min(n, pu(4u) - 1u) * pu(1u) + k) / 4u];
-}"#;
 const W_F32_SCALAR: &str = r#"
 fn load_w(n: u32, k: u32) -> vec4<f32> {
     var v = vec4<f32>(0.0);
@@ -37,18 +34,6 @@ fn load_w(n: u32, k: u32) -> vec4<f32> {
         if (k + j < K) { v[j] = w[n * K + k + j]; }
     }
     return v;
-}"#;
-/// f16 weights read as f16 vectors where the device has `shader-f16` (no unpacking); the
-/// arithmetic stays f32: f16 products could not meet the 1e-4 bound against the CPU.
-const W_F16_NATIVE: &str = r#"
-fn load_w(n: u32, k: u32) -> vec4<f32> {
-    return vec4<f32>(w[(min(n, pu(4u) - 1u) * pu(1u) + k) / 4u]);
-}"#;
-/// f16 pairs (K a multiple of 4): one vec2<u32> load, two unpacks.
-const W_F16: &str = r#"
-fn load_w(n: u32, k: u32) -> vec4<f32> {
-    let p = w[(min(n, pu(4u) - 1u) * pu(1u) + k) / 4u];
-    return vec4<f32>(unpack2x16float(p.x), unpack2x16float(p.y));
 }"#;
 /// Unscaled Q8_0 quants k..k+3 of chunk row n (the block scale is applied per block).
 const Q_Q8_0: &str = r#"
@@ -85,11 +70,7 @@ fn source(x_vec4: bool, storage: StorageType, w_vec4: bool, f16: bool) -> String
     );
     let loaders = format!("{}\n{loader}", if x_vec4 { X_VEC4 } else { X_SCALAR });
     let src = with_prelude(&include_str!("linear.wgsl").replace("//{{BINDINGS}}", &bindings).replace("//{{LOADERS}}", &loaders));
-    if storage == StorageType::F16 && f16 {
-        format!("enable f16;\n{src}")
-    } else {
-        src
-    }
+    enable_f16(src, storage == StorageType::F16 && f16)
 }
 
 /// `x [.., K] @ w^T (+ bias)` for w [N, K] in any storage, one dispatch per chunk.

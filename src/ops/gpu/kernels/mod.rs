@@ -5,6 +5,7 @@ mod conv;
 mod copy;
 mod elementwise;
 mod linear;
+mod loaders;
 mod matmul;
 mod misc;
 mod norm;

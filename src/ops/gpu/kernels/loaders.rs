@@ -1,0 +1,30 @@
+//! Weight loaders shared by the linear and conv kernels: `load_w(n, k)` is elements
+//! k..k+3 of row n of the bound weight chunk (rows past the chunk clamp to its last row;
+//! their results are never stored).
+
+/// f32, K a multiple of 4 (rows stay 16-byte aligned): one vec4 load.
+pub const W_F32_VEC4: &str = r#"
+fn load_w(n: u32, k: u32) -> vec4<f32> {
+    return w[(min(n, pu(4u) - 1u) * pu(1u) + k) / 4u];
+}"#;
+/// f16 weights read as f16 vectors where the device has `shader-f16` (no unpacking); the
+/// arithmetic stays f32: f16 products could not meet the 1e-4 bound against the CPU.
+pub const W_F16_NATIVE: &str = r#"
+fn load_w(n: u32, k: u32) -> vec4<f32> {
+    return vec4<f32>(w[(min(n, pu(4u) - 1u) * pu(1u) + k) / 4u]);
+}"#;
+/// f16 pairs (K a multiple of 4, as `keeps_f16` guarantees): one vec2<u32> load, two unpacks.
+pub const W_F16: &str = r#"
+fn load_w(n: u32, k: u32) -> vec4<f32> {
+    let p = w[(min(n, pu(4u) - 1u) * pu(1u) + k) / 4u];
+    return vec4<f32>(unpack2x16float(p.x), unpack2x16float(p.y));
+}"#;
+
+/// `src` with the `enable f16;` directive in front when the kernel declares f16 types.
+pub fn enable_f16(src: String, f16: bool) -> String {
+    if f16 {
+        format!("enable f16;\n{src}")
+    } else {
+        src
+    }
+}
