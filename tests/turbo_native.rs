@@ -5,70 +5,32 @@
 
 #![cfg(not(target_arch = "wasm32"))]
 
-use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
-
 use easel::gpu::{GpuContext, GpuOptions};
-use easel::models::clip::ClipTextConfig;
 use easel::models::random::random_weight;
-use easel::models::schema;
-use easel::models::unet::UNetConfig;
-use easel::models::vae::VaeConfig;
 use easel::models::{Backend, Session};
 use easel::ops::WeightStore;
-use easel::pipelines::{generate, Request, StableDiffusion};
+use easel::pipelines::{generate, StableDiffusion};
 
 #[path = "turbo/candle_reference.rs"]
 mod candle_reference;
-
-fn json(path: &str) -> serde_json::Value {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(path);
-    serde_json::from_slice(&std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))).unwrap()
-}
-
-fn rel_err(a: &[f32], b: &[f32]) -> f64 {
-    let num: f64 = a.iter().zip(b).map(|(x, y)| ((x - y) as f64).powi(2)).sum();
-    let den: f64 = b.iter().map(|y| (*y as f64).powi(2)).sum();
-    (num / den.max(1e-30)).sqrt()
-}
-
-/// SD-Turbo's configs and tokenizer files, and its weights at random, full size.
-fn sd_turbo() -> (BTreeMap<String, serde_json::Value>, HashMap<String, Vec<u8>>, WeightStore) {
-    let base = "configs/stable-diffusion-2-1-base";
-    let mut configs = BTreeMap::new();
-    for c in ["text_encoder", "unet", "vae"] {
-        configs.insert(c.to_string(), json(&format!("{base}/{c}/config.json")));
-    }
-    configs.insert("scheduler".into(), json("configs/sd-turbo/scheduler/scheduler_config.json"));
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
-    let files = HashMap::from([
-        ("tokenizer/tokenizer_config.json".to_string(), std::fs::read(root.join(base).join("tokenizer/tokenizer_config.json")).unwrap()),
-        // Every SD 2.x repository has this same CLIP vocabulary.
-        ("tokenizer/vocab.json".to_string(), std::fs::read(root.join("sd2-tiny/tokenizer/vocab.json")).unwrap()),
-    ]);
-    let mut list = schema::clip_text(&ClipTextConfig::from_json(&configs["text_encoder"]).unwrap());
-    list.extend(schema::unet(&UNetConfig::from_json(&configs["unet"]).unwrap()));
-    list.extend(schema::vae(&VaeConfig::from_json(&configs["vae"]).unwrap()));
-    let mut store = WeightStore::new();
-    for (name, shape) in &list {
-        store.insert_f32(name, shape, &random_weight(name, shape)).unwrap();
-    }
-    (configs, files, store)
-}
-
-fn turbo_request() -> Request {
-    Request { prompt: "a photo of a cat".into(), steps: 1, guidance: 0.0, width: 64, height: 64, seed: 7, ..Request::default() }
-}
+#[path = "turbo/setup.rs"]
+mod setup;
+use setup::rel_err;
 
 #[test]
 fn sd_turbo_shape_runs_at_64px_and_backends_agree() {
     let t0 = std::time::Instant::now();
-    let (configs, files, store) = sd_turbo();
+    let configs = setup::configs();
+    let files = setup::files();
+    let mut store = WeightStore::new();
+    for (name, shape) in setup::weight_list(&configs) {
+        store.insert_f32(&name, &shape, &random_weight(&name, &shape)).unwrap();
+    }
     let params: usize = store.names().iter().map(|n| store.get(n).unwrap().numel()).sum();
     println!("SD-Turbo shape: {:.0}M parameters, {:.2} GB f32, made in {:.1} s", params as f64 / 1e6, store.byte_size() as f64 / 1e9, t0.elapsed().as_secs_f64());
     assert!(params > 1_200_000_000, "text encoder + UNet + VAE of SD 2.1 are about 1.3B parameters");
 
-    let req = turbo_request();
+    let req = setup::request();
     let gpu_out = {
         let ctx = pollster::block_on(GpuContext::new(&GpuOptions::default())).expect("a Vulkan adapter (install mesa-vulkan-drivers)");
         let t = std::time::Instant::now();

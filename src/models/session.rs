@@ -27,6 +27,11 @@ impl ShapeMap {
         Self(s.names().into_iter().map(|n| (n.to_string(), s.get(n).expect("listed").shape.clone())).collect())
     }
 
+    /// Shapes of `(name, shape)` pairs (a schema, for weights made or streamed elsewhere).
+    pub fn from_list(list: impl IntoIterator<Item = (String, Vec<usize>)>) -> Self {
+        Self(list.into_iter().collect())
+    }
+
     /// Whether the model has a tensor with this name.
     pub fn contains(&self, name: &str) -> bool {
         self.0.contains_key(name)
@@ -87,7 +92,12 @@ impl Session {
 
     /// A GPU session over weights already streamed to the device.
     pub fn gpu_streamed(ctx: GpuContext, manifest: &Manifest, weights: GpuWeights) -> Self {
-        Self { shapes: ShapeMap::from_manifest(manifest), backend: Backend::Gpu { ctx, weights, cache: PipelineCache::new() } }
+        Self::gpu_with(ctx, ShapeMap::from_manifest(manifest), weights)
+    }
+
+    /// A GPU session over weights written tensor by tensor, with their shapes.
+    pub fn gpu_with(ctx: GpuContext, shapes: ShapeMap, weights: GpuWeights) -> Self {
+        Self { shapes, backend: Backend::Gpu { ctx, weights, cache: PipelineCache::new() } }
     }
 
     /// "cpu" or "gpu".

@@ -2,7 +2,7 @@
 //! kernel, one dispatch per weight chunk), and nearest 2x upsampling.
 
 use super::elementwise::groups_for;
-use super::loaders::{enable_f16, W_F16, W_F16_NATIVE, W_F32_VEC4};
+use super::loaders::{enable_f16, Q8_UNPACK, W_F16, W_F16_NATIVE, W_F32_VEC4};
 use super::{with_prelude, NodeCx};
 use crate::error::OpError;
 use crate::ops::gpu::builder::{grid, Buf, KernelBuilder};
@@ -34,9 +34,7 @@ fn block_scale(b: u32) -> f32 {
 const W_Q8_0: &str = r#"
 fn load_w(n: u32, k: u32) -> vec4<f32> {
     let i = min(n, pu(4u) - 1u) * pu(1u) + k;
-    let q = bitcast<i32>(w[i / 4u]);
-    let v = vec4<f32>(f32(extractBits(q, 0u, 8u)), f32(extractBits(q, 8u, 8u)), f32(extractBits(q, 16u, 8u)), f32(extractBits(q, 24u, 8u)));
-    return v * block_scale(i / 32u);
+    return unpack_q8(w[i / 4u]) * block_scale(i / 32u);
 }"#;
 /// Q4_0 (GGML order): byte j of a block holds quant j (low nibble) and j+16 (high nibble).
 const W_Q4_0: &str = r#"
@@ -165,7 +163,7 @@ const TILE: usize = 32;
 
 fn conv_source(storage: StorageType, w_vec4: bool, pointwise: bool, f16: bool) -> String {
     let (w_decl, w_loader) = match storage {
-        StorageType::Q8_0 => ("array<u32>", format!("{BLOCK_SCALE}\n{W_Q8_0}")),
+        StorageType::Q8_0 => ("array<u32>", format!("{BLOCK_SCALE}\n{Q8_UNPACK}\n{W_Q8_0}")),
         StorageType::Q4_0 => ("array<u32>", format!("{BLOCK_SCALE}\n{W_Q4_0}")),
         StorageType::F16 if f16 => ("array<vec4<f16>>", W_F16_NATIVE.to_string()),
         StorageType::F16 => ("array<vec2<u32>>", W_F16.to_string()),

@@ -1,7 +1,7 @@
 //! Linear layers on f32, f16, Q8_0 and Q4_0 weights (dequantized in the kernel), split into one
 //! dispatch per weight chunk when the weight exceeds a binding.
 
-use super::loaders::{enable_f16, W_F16, W_F16_NATIVE, W_F32_VEC4};
+use super::loaders::{enable_f16, Q8_UNPACK, W_F16, W_F16_NATIVE, W_F32_VEC4};
 use super::{with_prelude, NodeCx};
 use crate::error::OpError;
 use crate::ops::gpu::builder::{Buf, KernelBuilder};
@@ -38,8 +38,7 @@ fn load_w(n: u32, k: u32) -> vec4<f32> {
 /// Unscaled Q8_0 quants k..k+3 of chunk row n (the block scale is applied per block).
 const Q_Q8_0: &str = r#"
 fn load_q(n: u32, k: u32) -> vec4<f32> {
-    let q = bitcast<i32>(w[(min(n, pu(4u) - 1u) * pu(1u) + k) / 4u]);
-    return vec4<f32>(f32(extractBits(q, 0u, 8u)), f32(extractBits(q, 8u, 8u)), f32(extractBits(q, 16u, 8u)), f32(extractBits(q, 24u, 8u)));
+    return unpack_q8(w[(min(n, pu(4u) - 1u) * pu(1u) + k) / 4u]);
 }"#;
 /// Unscaled, re-centred Q4_0 quants (q - 8) k..k+3 of chunk row n, GGML nibble order.
 const Q_Q4_0: &str = r#"
@@ -54,7 +53,7 @@ fn load_q(n: u32, k: u32) -> vec4<f32> {
 /// The kernel for a storage type: `linear_q.wgsl` for block formats, else `linear.wgsl`.
 fn source(x_vec4: bool, storage: StorageType, w_vec4: bool, f16: bool) -> String {
     match storage {
-        StorageType::Q8_0 => return with_prelude(&include_str!("linear_q.wgsl").replace("//{{LOAD_Q}}", Q_Q8_0)),
+        StorageType::Q8_0 => return with_prelude(&include_str!("linear_q.wgsl").replace("//{{LOAD_Q}}", &format!("{Q8_UNPACK}\n{Q_Q8_0}"))),
         StorageType::Q4_0 => return with_prelude(&include_str!("linear_q.wgsl").replace("//{{LOAD_Q}}", Q_Q4_0)),
         _ => {}
     }

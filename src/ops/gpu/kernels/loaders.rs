@@ -19,6 +19,14 @@ fn load_w(n: u32, k: u32) -> vec4<f32> {
     let p = w[(min(n, pu(4u) - 1u) * pu(1u) + k) / 4u];
     return vec4<f32>(unpack2x16float(p.x), unpack2x16float(p.y));
 }"#;
+/// The four signed bytes of a Q8_0 word, lowest first, by shifts: each byte is moved to the
+/// top and shifted back arithmetically. SwiftShader runs this much faster than four
+/// `extractBits` calls, which it lowers to generic bit-field code.
+pub const Q8_UNPACK: &str = r#"
+fn unpack_q8(word: u32) -> vec4<f32> {
+    let top = bitcast<vec4<i32>>(vec4<u32>(word << 24u, word << 16u, word << 8u, word));
+    return vec4<f32>(top >> vec4<u32>(24u));
+}"#;
 
 /// `src` with the `enable f16;` directive in front when the kernel declares f16 types.
 pub fn enable_f16(src: String, f16: bool) -> String {

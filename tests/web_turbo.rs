@@ -1,0 +1,105 @@
+//! The SD-Turbo shape at full size in headless Chrome: random weights made tensor by tensor
+//! and written straight to WebGPU buffers as q8_0 (never the whole model in wasm memory),
+//! one 64x64 generation within the adapter's limits, peak GPU bytes printed. The reference
+//! is our CPU backend on the same q8_0 weights.
+
+#![cfg(target_arch = "wasm32")]
+
+#[path = "turbo/setup.rs"]
+mod setup;
+
+use easel::gpu::{GpuContext, GpuOptions};
+use easel::models::random::random_weight;
+use easel::models::{Session, ShapeMap};
+use easel::ops::gpu::GpuWeights;
+use easel::ops::{quant, StorageType, WeightStore};
+use easel::pipelines::{generate, StableDiffusion};
+use easel::pipelines::Progress;
+use easel::platform::{now_ms, yield_now};
+use easel::weights::rules::storage_for;
+use wasm_bindgen_test::*;
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+fn log(s: String) {
+    web_sys::console::log_1(&s.into());
+}
+
+/// Logs when each stage of a generation ends (the runs take minutes on SwiftShader).
+fn stage(backend: &str, t0: f64, p: Progress) -> bool {
+    let what = match p {
+        Progress::Text { .. } => "prompt encoded".to_string(),
+        Progress::Step { step, total, .. } => format!("step {step}/{total}"),
+        Progress::Decoding => "decoding".to_string(),
+    };
+    log(format!("{backend}: {what} at {:.1} s", (now_ms() - t0) / 1e3));
+    true
+}
+
+/// The bytes of a tensor as a manifest stores it.
+fn stored(storage: StorageType, values: &[f32]) -> Vec<u8> {
+    match storage {
+        StorageType::F32 => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        q => quant::quantize(q, values),
+    }
+}
+
+#[wasm_bindgen_test]
+async fn sd_turbo_shape_runs_at_64px_with_q8_0_on_webgpu() {
+    let configs = setup::configs();
+    let list = setup::weight_list(&configs);
+    let specs: Vec<_> = list.iter().map(|(n, s)| (n.clone(), s.clone(), storage_for(n, s, false, StorageType::Q8_0))).collect();
+    let params: usize = list.iter().map(|(_, s)| s.iter().product::<usize>()).sum();
+    assert!(params > 1_200_000_000, "text encoder + UNet + VAE of SD 2.1 are about 1.3B parameters");
+
+    let t0 = now_ms();
+    let ctx = GpuContext::new(&GpuOptions::default()).await.expect("a WebGPU adapter (see webdriver.json)");
+    let limits = ctx.device.limits();
+    let mut weights = GpuWeights::allocate(&ctx, &specs, limits.max_storage_buffer_binding_size).unwrap();
+    for (name, shape, storage) in &specs {
+        weights.write(&ctx, name, &stored(*storage, &random_weight(name, shape))).unwrap();
+        // Hand the page back to the event loop: the test runner polls it, and gives up on
+        // a page that stays busy for 30 s.
+        yield_now().await;
+    }
+    weights.check_complete().unwrap();
+    let weight_bytes = weights.bytes;
+    log(format!(
+        "SD-Turbo shape: {:.0}M parameters, {:.2} GB on the GPU as q8_0, written in {:.1} s (maxStorageBufferBindingSize {} MiB)",
+        params as f64 / 1e6,
+        weight_bytes as f64 / 1e9,
+        (now_ms() - t0) / 1e3,
+        limits.max_storage_buffer_binding_size >> 20
+    ));
+
+    let req = setup::request();
+    let t = now_ms();
+    let session = Session::gpu_with(ctx, ShapeMap::from_list(list.clone()), weights);
+    let mut sd = StableDiffusion::new(session, &configs, &setup::files()).unwrap();
+    let gpu = generate(&mut sd, &req, &mut |p| stage("WebGPU", t, p)).await.unwrap();
+    let activations = sd.activation_bytes();
+    drop(sd);
+    log(format!(
+        "WebGPU ({:.1} s): peak GPU bytes {:.2} GB = weights {:.2} GB + activations {:.1} MB",
+        (now_ms() - t) / 1e3,
+        (weight_bytes + activations) as f64 / 1e9,
+        weight_bytes as f64 / 1e9,
+        activations as f64 / 1e6
+    ));
+
+    let t = now_ms();
+    let mut store = WeightStore::new();
+    for (name, shape, storage) in &specs {
+        store.insert(name, shape, *storage, &random_weight(name, shape)).unwrap();
+        yield_now().await;
+    }
+    let mut sd = StableDiffusion::new(Session::cpu(store), &configs, &setup::files()).unwrap();
+    let cpu = generate(&mut sd, &req, &mut |p| stage("CPU", t, p)).await.unwrap();
+    log(format!("CPU backend in wasm: {:.1} s", (now_ms() - t) / 1e3));
+    for (what, g, c) in [("prompt embeddings", &gpu.prompt_embeds, &cpu.prompt_embeds), ("final latents", &gpu.latents, &cpu.latents), ("decoded image", &gpu.decoded, &cpu.decoded)] {
+        assert!(c.iter().all(|v| v.is_finite()), "{what}: CPU values are finite");
+        let e = setup::rel_err(g, c);
+        log(format!("WebGPU vs CPU (q8_0) {what}: relative error {e:.2e}"));
+        assert!(e <= 1e-3, "{what}: WebGPU and CPU differ by {e:e}");
+    }
+}
