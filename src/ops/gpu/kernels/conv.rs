@@ -11,7 +11,8 @@ use crate::ops::quant::StorageType;
 // Weight loaders: `load_w(n, k)` is row n of the chunk at k..k+3. Rows past the chunk
 // are clamped to its last row rather than zeroed (their results are never stored): on
 // software adapters a branch around a load costs as much as the load (SwiftShader ran
-// 1.6x faster without it). The block formats dequantize as linear.rs's loaders do.
+// 1.6x faster without it). The block formats load unscaled quants; `BLOCK_LOOP` applies
+// each 32-value block's scales once to its partial sums, as linear_q.wgsl does.
 /// f32, any K: scalar loads, zero past K.
 const W_F32_SCALAR: &str = r#"
 fn load_w(n: u32, k: u32) -> vec4<f32> {
@@ -28,13 +29,50 @@ const BLOCK_SCALE: &str = r#"
 fn block_scale(b: u32) -> f32 {
     let pair = unpack2x16float(scales[b / 2u]);
     return select(pair.x, pair.y, (b & 1u) == 1u);
+}
+
+// Scale of block kb of chunk row n (rows past the chunk clamp, like the loads).
+fn col_scale(n: u32, kb: u32) -> f32 {
+    return block_scale(min(n, pu(4u) - 1u) * (pu(1u) / 32u) + kb);
 }"#;
+/// The K loop over f32/f16 weights: 4 taps per step.
+const PLAIN_LOOP: &str = r#"
+    for (var k = 0u; k < K; k = k + 4u) {
+        // Column j: channel c0 + j's weights at k..k+3; column p of xs: pixel p's inputs.
+        let w = mat4x4<f32>(load_w(c0, k), load_w(c0 + 1u, k), load_w(c0 + 2u, k), load_w(c0 + 3u, k));
+        let xs = load_x(blk, k, &kc);
+        acc0 = acc0 + xs[0] * w;
+        acc1 = acc1 + xs[1] * w;
+        acc2 = acc2 + xs[2] * w;
+        acc3 = acc3 + xs[3] * w;
+    }"#;
+/// The K loop over block formats (K a multiple of 32): sums of unscaled quants per block,
+/// scaled by the 4 channels' block scales once per block instead of once per load.
+const BLOCK_LOOP: &str = r#"
+    for (var kb = 0u; kb < K / 32u; kb = kb + 1u) {
+        let s = vec4<f32>(col_scale(c0, kb), col_scale(c0 + 1u, kb), col_scale(c0 + 2u, kb), col_scale(c0 + 3u, kb));
+        var t0 = vec4<f32>(0.0);
+        var t1 = vec4<f32>(0.0);
+        var t2 = vec4<f32>(0.0);
+        var t3 = vec4<f32>(0.0);
+        for (var k = kb * 32u; k < kb * 32u + 32u; k = k + 4u) {
+            let w = mat4x4<f32>(load_w(c0, k), load_w(c0 + 1u, k), load_w(c0 + 2u, k), load_w(c0 + 3u, k));
+            let xs = load_x(blk, k, &kc);
+            t0 = t0 + xs[0] * w;
+            t1 = t1 + xs[1] * w;
+            t2 = t2 + xs[2] * w;
+            t3 = t3 + xs[3] * w;
+        }
+        acc0 = acc0 + t0 * s;
+        acc1 = acc1 + t1 * s;
+        acc2 = acc2 + t2 * s;
+        acc3 = acc3 + t3 * s;
+    }"#;
 /// Q8_0: word i/4 holds the 4 int8 quants of k..k+3 (K is a multiple of 32, so they
 /// never straddle a block).
 const W_Q8_0: &str = r#"
 fn load_w(n: u32, k: u32) -> vec4<f32> {
-    let i = min(n, pu(4u) - 1u) * pu(1u) + k;
-    return unpack_q8(w[i / 4u]) * block_scale(i / 32u);
+    return unpack_q8(w[(min(n, pu(4u) - 1u) * pu(1u) + k) / 4u]);
 }"#;
 /// Q4_0 (GGML order): byte j of a block holds quant j (low nibble) and j+16 (high nibble).
 const W_Q4_0: &str = r#"
@@ -45,7 +83,7 @@ fn load_w(n: u32, k: u32) -> vec4<f32> {
     let word = w[b * 4u + (j % 16u) / 4u];
     let shift = select(0u, 4u, j >= 16u);
     let q = vec4<u32>((word >> shift) & 15u, (word >> (8u + shift)) & 15u, (word >> (16u + shift)) & 15u, (word >> (24u + shift)) & 15u);
-    return (vec4<f32>(q) - 8.0) * block_scale(b);
+    return vec4<f32>(q) - 8.0;
 }"#;
 
 /// Input gather for any kernel, stride and padding (x bound as f32).
@@ -179,7 +217,8 @@ fn conv_source(storage: StorageType, w_vec4: bool, pointwise: bool, f16: bool) -
     let params_at = if storage.is_quantized() { 5 } else { 4 };
     bindings.push_str(&format!("@group(0) @binding({params_at}) var<uniform> params: Params;\n"));
     let loaders = format!("{w_loader}\n{x_loader}");
-    let src = with_prelude(&include_str!("conv2d.wgsl").replace("//{{BINDINGS}}", &bindings).replace("//{{LOADERS}}", &loaders));
+    let k_loop = if storage.is_quantized() { BLOCK_LOOP } else { PLAIN_LOOP };
+    let src = with_prelude(&include_str!("conv2d.wgsl").replace("//{{BINDINGS}}", &bindings).replace("//{{LOADERS}}", &loaders).replace("//{{K_LOOP}}", k_loop));
     enable_f16(src, storage == StorageType::F16 && f16)
 }
 

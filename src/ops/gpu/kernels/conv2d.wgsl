@@ -37,15 +37,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     var acc3 = vec4<f32>(0.0);
     // k in (c, ky, kx) form, advanced by the gather (which would otherwise divide).
     var kc = vec3<u32>(0u);
-    for (var k = 0u; k < K; k = k + 4u) {
-        // Column j: channel c0 + j's weights at k..k+3; column p of xs: pixel p's inputs.
-        let w = mat4x4<f32>(load_w(c0, k), load_w(c0 + 1u, k), load_w(c0 + 2u, k), load_w(c0 + 3u, k));
-        let xs = load_x(blk, k, &kc);
-        acc0 = acc0 + xs[0] * w;
-        acc1 = acc1 + xs[1] * w;
-        acc2 = acc2 + xs[2] * w;
-        acc3 = acc3 + xs[3] * w;
-    }
+//{{K_LOOP}}
     var b = vec4<f32>(0.0);
     if (pu(5u) != 0u) {
         for (var j = 0u; j < 4u; j = j + 1u) {
