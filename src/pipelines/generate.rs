@@ -151,8 +151,9 @@ pub async fn generate(sd: &mut StableDiffusion, req: &Request, progress: &mut dy
 /// The preview of one image's latents [c, h, w]. It shows the current latents, as diffusers'
 /// step callbacks hand them out, not the scheduler's x0 prediction: every scheduler has
 /// them (x0 is internal to each, and LCM/PNDM/DPM++ form it differently), and both preview
-/// kinds then show the same state. TAESD costs about 70 GMAC at 512x512, a small part of a
-/// UNet step; the model without one gets the latent-to-RGB map for free.
+/// kinds then show the same state. TAESD costs about 70 GMAC at 512x512 (counted from its
+/// convs), against several hundred for SD's UNet step; a model without one gets the
+/// latent-to-RGB map, which costs nothing.
 async fn preview(sd: &mut StableDiffusion, latents: &[f32], [c, h, w]: [usize; 3]) -> Result<Preview, PipelineError> {
     Ok(match sd.preview_decode([1, c, h, w], latents).await? {
         Some(rgb) => {
