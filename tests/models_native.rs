@@ -110,8 +110,13 @@ fn vae_matches_diffusers() {
 #[test]
 fn the_page_bundles_the_converted_sd2_tiny_fixture() {
     // www/models/sd-tiny is committed so the page works offline without a native build;
-    // regenerate it with `easel convert tests/fixtures/sd2-tiny --out www/models/sd-tiny --quant f32`.
-    let (fresh, _, _) = converted("sd2-tiny", StorageType::F32);
+    // regenerate it with `easel convert tests/fixtures/sd2-tiny --taesd
+    // tests/fixtures/taesd-tiny-2x --out www/models/sd-tiny --quant f32` (the TAESD draws
+    // the page's step previews).
+    let out = std::env::temp_dir().join(format!("easel-test-bundled-{}", std::process::id()));
+    let options = easel::weights::convert::ConvertOptions { quant: StorageType::F32, shard_bytes: 32 << 20 };
+    easel::weights::convert::convert_with_taesd(&sd::fixture("sd2-tiny"), Some(&sd::fixture("taesd-tiny-2x")), &out, &options).unwrap();
+    let (fresh, _) = easel::weights::folder::load_folder(&out).unwrap();
     let bundled_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("www/models/sd-tiny");
     let (bundled, _) = easel::weights::folder::load_folder(&bundled_dir).expect("bundled model loads and verifies");
     assert_eq!(bundled.content_sha256, fresh.content_sha256, "www/models/sd-tiny is stale: regenerate it");

@@ -1,11 +1,14 @@
 //! The full Stable Diffusion pipelines in headless Chrome on the GPU backend (WebGPU on
 //! SwiftShader) against diffusers: every run of the sd1-tiny, sd2-tiny and sd-inpaint-tiny
-//! fixtures. Final latents within 1e-3 relative error.
+//! fixtures. Final latents within 1e-3 relative error. Also the TAESD decoder (taesd-tiny)
+//! on WebGPU and on the wasm CPU backend against its numpy reference, within 1e-4.
 
 #![cfg(target_arch = "wasm32")]
 
 #[path = "sd/refs.rs"]
 mod refs;
+#[path = "sd/taesd.rs"]
+mod taesd;
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -95,4 +98,18 @@ async fn inpainting_pipeline_matches_diffusers_on_webgpu() {
 async fn sd1_tiny_pipelines_match_diffusers_on_webgpu() {
     // SD 1.x: quick_gelu CLIP, conv projections; Euler, DDIM, DPM++ 2M, PLMS, LCM, img2img.
     check("sd1-tiny", fixture!("sd1-tiny")).await;
+}
+
+#[wasm_bindgen_test]
+async fn taesd_decoder_matches_the_numpy_reference_on_webgpu_and_wasm_cpu() {
+    let weights = taesd::taesd_store(include_bytes!("fixtures/taesd-tiny/diffusion_pytorch_model.safetensors"));
+    let ctx = GpuContext::new(&GpuOptions::default()).await.expect("a WebGPU adapter (see webdriver.json)");
+    for mut session in [Session::gpu(ctx, &weights).unwrap(), Session::cpu(weights.clone())] {
+        let kind = session.kind();
+        let errors = taesd::taesd_errors(&mut session, include_str!("fixtures/taesd-tiny/config.json"), include_bytes!("fixtures/taesd-tiny/reference.safetensors")).await;
+        for (case, e) in errors {
+            web_sys::console::log_1(&format!("taesd-tiny {case} [{kind}, wasm]: relative error {e:.2e}").into());
+            assert!(e <= taesd::TAESD_TOL, "taesd-tiny {case} on {kind}: relative error {e:e}");
+        }
+    }
 }

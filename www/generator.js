@@ -110,7 +110,8 @@ export class Generator {
           $('step-progress').max = p.total;
           $('step-progress').value = p.step;
           const perStep = data.millis / p.step / 1000;
-          $('step-text').textContent = `step ${p.step}/${p.total} (${perStep.toFixed(1)} s/step)`;
+          const kind = { taesd: ', TAESD preview', latent: ', rough latent preview' }[p.previewKind] ?? '';
+          $('step-text').textContent = `step ${p.step}/${p.total} (${perStep.toFixed(1)} s/step${kind})`;
           if (p.preview) this.draw($('canvas'), p.preview);
         }
         if (p.stage === 'decode') $('step-text').textContent = 'decoding the image…';

@@ -63,8 +63,9 @@ impl Engine {
 
     /// Runs one generation. `request_json` is a `pipelines::Request` (missing fields take
     /// their defaults). `on_progress(event)` gets `{stage: "text"|"step"|"decode", step,
-    /// total, truncated, preview}` and returns false to cancel. Resolves to `{images:
-    /// [{width, height, rgba}], pngs: [Uint8Array], scheduler, truncated}`.
+    /// total, truncated, preview, previewKind: "taesd"|"latent"}` and returns false to
+    /// cancel. Resolves to `{images: [{width, height, rgba}], pngs: [Uint8Array], scheduler,
+    /// truncated}`.
     pub async fn generate(&mut self, request_json: String, on_progress: js_sys::Function) -> Result<JsValue, JsError> {
         let req: Request = serde_json::from_str(&request_json).map_err(|e| JsError::new(&format!("bad request: {e}")))?;
         let model_name = self.model_name.clone();
@@ -80,8 +81,9 @@ impl Engine {
                     set(&o, "stage", "step");
                     set(&o, "step", step as u32);
                     set(&o, "total", total as u32);
-                    if let Some(img) = preview {
-                        set(&o, "preview", image_object(&img));
+                    if let Some(p) = preview {
+                        set(&o, "preview", image_object(&p.image));
+                        set(&o, "previewKind", p.kind);
                     }
                 }
                 Progress::Decoding => set(&o, "stage", "decode"),

@@ -54,6 +54,10 @@ mod cli {
             /// Shard size in MiB (at most 32).
             #[arg(long, default_value_t = 32)]
             shard_mb: u64,
+            /// A TAESD folder (diffusers AutoencoderTiny: config.json + safetensors) whose
+            /// decoder draws the per-step previews.
+            #[arg(long)]
+            taesd: Option<std::path::PathBuf>,
         },
         /// Generate images with a Stable Diffusion model (txt2img, img2img, inpainting).
         Generate(Box<generate::GenerateArgs>),
@@ -104,8 +108,8 @@ mod cli {
 
     pub fn main() -> ExitCode {
         let cli = Cli::parse();
-        if let Command::Convert { source, out, quant, shard_mb } = &cli.command {
-            return convert(source, out, quant, *shard_mb);
+        if let Command::Convert { source, out, quant, shard_mb, taesd } = &cli.command {
+            return convert(source, taesd.as_deref(), out, quant, *shard_mb);
         }
         if let Command::Generate(args) = cli.command {
             return match pollster::block_on(generate::run(*args)) {
@@ -162,7 +166,7 @@ mod cli {
         Ok(())
     }
 
-    fn convert(source: &std::path::Path, out: &std::path::Path, quant: &str, shard_mb: u64) -> ExitCode {
+    fn convert(source: &std::path::Path, taesd: Option<&std::path::Path>, out: &std::path::Path, quant: &str, shard_mb: u64) -> ExitCode {
         use easel::ops::StorageType;
         let Some(quant) = StorageType::from_name(quant) else {
             eprintln!("error: unknown --quant '{quant}': use f32, f16, q8_0 or q4_0");
@@ -173,7 +177,7 @@ mod cli {
             return ExitCode::FAILURE;
         }
         let options = easel::weights::convert::ConvertOptions { quant, shard_bytes: shard_mb << 20 };
-        match easel::weights::convert::convert(source, out, &options) {
+        match easel::weights::convert::convert_with_taesd(source, taesd, out, &options) {
             Ok(summary) => {
                 println!("{summary}");
                 println!("wrote {}", out.join("manifest.json").display());

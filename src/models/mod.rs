@@ -1,5 +1,5 @@
 //! The models, each written once against the op vocabulary (`ops::Graph`) so the CPU and
-//! GPU backends run the same computation: CLIP text encoders, the SD UNet, the VAE.
+//! GPU backends run the same computation: CLIP text encoders, the SD UNet, the VAE, the TAESD preview decoder.
 //! `session` holds a model's weights on a backend and runs its compiled graphs.
 
 pub mod blocks;
@@ -9,6 +9,7 @@ pub mod layers;
 pub mod random;
 pub mod schema;
 pub mod session;
+pub mod taesd;
 pub mod unet;
 pub mod vae;
 

@@ -1,10 +1,11 @@
-//! Every weight (checkpoint name and shape) of the CLIP text model, the UNet and the VAE,
+//! Every weight (checkpoint name and shape) of the CLIP text model, the UNet, the VAE and TAESD,
 //! enumerated from their configs exactly as the graph builders read them. Used to make
 //! full-size models with random weights (tests and benchmarks) without a checkpoint, and
 //! checked against the fixtures' real tensor lists.
 
 #![allow(clippy::needless_range_loop)] // block indices mirror diffusers' loops
 use super::clip::ClipTextConfig;
+use super::taesd::{Layer, TaesdConfig};
 use super::unet::UNetConfig;
 use super::vae::VaeConfig;
 
@@ -218,5 +219,29 @@ pub fn vae(cfg: &VaeConfig) -> Schema {
         o.norm("conv_norm_out", ch[0]);
         o.conv("conv_out", cfg.out_channels, ch[0], 3);
     });
+    list
+}
+
+/// `taesd.decoder.*` of an AutoencoderTiny: the decoder only (previews never encode, so the
+/// converter leaves the encoder out).
+pub fn taesd_decoder(cfg: &TaesdConfig) -> Schema {
+    let mut list = Schema::new();
+    let mut o = Out { list: &mut list, prefix: "taesd.decoder.layers.".into() };
+    for (i, layer) in cfg.layers().into_iter().enumerate() {
+        match layer {
+            Layer::Conv { inp, out, bias } => {
+                o.add(&format!("{i}.weight"), &[out, inp, 3, 3]);
+                if bias {
+                    o.add(&format!("{i}.bias"), &[out]);
+                }
+            }
+            Layer::Block { channels: c } => o.scoped(&i.to_string(), |o| {
+                for k in [0, 2, 4] {
+                    o.conv(&format!("conv.{k}"), c, c, 3);
+                }
+            }),
+            Layer::Relu | Layer::Upsample => {}
+        }
+    }
     list
 }

@@ -29,6 +29,10 @@ pub enum UnaryOp {
     GeluTanh,
     /// CLIP's x * sigmoid(1.702 x).
     QuickGelu,
+    /// max(x, 0).
+    Relu,
+    /// tanh(x).
+    Tanh,
     /// mul * x + add.
     Affine { mul: f32, add: f32 },
 }

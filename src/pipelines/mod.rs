@@ -9,7 +9,7 @@ pub mod native;
 pub mod request;
 pub mod sd;
 
-pub use generate::{generate, Output, Progress};
+pub use generate::{generate, Output, Preview, Progress};
 pub use image::Rgba;
 pub use request::{FloatImage, Request};
 pub use sd::StableDiffusion;

@@ -1,5 +1,6 @@
-//! A Stable Diffusion model on a backend: tokenizer, text encoder, UNet and VAE with their
-//! configs, and the compiled graphs (built once per shape, replayed every step).
+//! A Stable Diffusion model on a backend: tokenizer, text encoder, UNet, VAE and the optional
+//! TAESD preview decoder with their configs, and the compiled graphs (built once per shape,
+//! replayed every step).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -8,11 +9,13 @@ use serde_json::Value;
 use super::PipelineError;
 use crate::models::clip::{text_model, ClipTextConfig};
 use crate::models::session::f32s;
+use crate::models::taesd::{self, TaesdConfig};
 use crate::models::unet::{unet, UNetConfig};
 use crate::models::vae::{decode, encode, VaeConfig};
 use crate::models::{Compiled, Session};
 use crate::ops::cpu::HostTensor;
 use crate::text::{model_tokenizer, ClipTokenizer, MAX_TOKENS};
+use crate::weights::rules::TAESD;
 
 /// A loaded SD 1.x / 2.x / Turbo model.
 pub struct StableDiffusion {
@@ -20,6 +23,8 @@ pub struct StableDiffusion {
     pub text_cfg: ClipTextConfig,
     pub unet_cfg: UNetConfig,
     pub vae_cfg: VaeConfig,
+    /// The preview decoder's config, when the model carries one (`taesd.*` weights).
+    pub taesd_cfg: Option<TaesdConfig>,
     pub scheduler_config: Value,
     pub tokenizer: ClipTokenizer,
     text_nested: bool,
@@ -27,6 +32,7 @@ pub struct StableDiffusion {
     unet: Option<([usize; 4], Compiled)>,
     decoder: Option<([usize; 4], Compiled)>,
     encoder: Option<([usize; 4], Compiled)>,
+    preview: Option<([usize; 4], Compiled)>,
 }
 
 fn config<'a>(configs: &'a BTreeMap<String, Value>, name: &str) -> Result<&'a Value, PipelineError> {
@@ -43,7 +49,21 @@ impl StableDiffusion {
         let scheduler_config = config(configs, "scheduler")?.clone();
         let tokenizer = model_tokenizer(files, "tokenizer").map_err(|e| PipelineError::Model(e.to_string()))?;
         let text_nested = session.shapes.contains("text_encoder.text_model.embeddings.token_embedding.weight");
-        Ok(Self { session, text_cfg, unet_cfg, vae_cfg, scheduler_config, tokenizer, text_nested, text: None, unet: None, decoder: None, encoder: None })
+        let taesd_cfg = match configs.get(TAESD) {
+            Some(c) if session.shapes.contains("taesd.decoder.layers.0.weight") => Some(Self::taesd_config(c, &vae_cfg)?),
+            _ => None,
+        };
+        Ok(Self { session, text_cfg, unet_cfg, vae_cfg, taesd_cfg, scheduler_config, tokenizer, text_nested, text: None, unet: None, decoder: None, encoder: None, preview: None })
+    }
+
+    /// A TAESD must read the VAE's latents and make images of the same size.
+    fn taesd_config(config: &Value, vae: &VaeConfig) -> Result<TaesdConfig, PipelineError> {
+        let t = TaesdConfig::from_json(config)?;
+        if t.latent_channels != vae.latent_channels || t.upscale() != vae.downscale() {
+            let message = format!("its TAESD decodes {} channels {}x, the VAE {} channels {}x", t.latent_channels, t.upscale(), vae.latent_channels, vae.downscale());
+            return Err(PipelineError::Model(format!("the preview decoder does not fit this model: {message}")));
+        }
+        Ok(t)
     }
 
     /// The UNet's `sample_size` (latent pixels; the model's default image size / 8).
@@ -53,10 +73,9 @@ impl StableDiffusion {
 
     /// Peak bytes of activations the compiled GPU graphs hold.
     pub fn activation_bytes(&self) -> u64 {
-        [&self.text.as_ref().map(|t| &t.1), &self.unet.as_ref().map(|t| &t.1), &self.decoder.as_ref().map(|t| &t.1), &self.encoder.as_ref().map(|t| &t.1)]
-            .iter()
-            .filter_map(|c| c.map(|c| c.activation_bytes()))
-            .sum()
+        let graphs = [&self.unet, &self.decoder, &self.encoder, &self.preview];
+        let text = self.text.as_ref().map_or(0, |t| t.1.activation_bytes());
+        text + graphs.iter().filter_map(|g| g.as_ref().map(|(_, c)| c.activation_bytes())).sum::<u64>()
     }
 
     /// Tokenizes and encodes `texts`: [n, 77, D] last hidden states, and whether any text
@@ -137,6 +156,25 @@ impl StableDiffusion {
         let (_, c) = self.decoder.as_mut().expect("compiled above");
         self.session.set_input(c, "z", HostTensor::F32(z))?;
         Ok(f32s(self.session.run(c).await?.into_iter().next().expect("one output")))
+    }
+
+    /// TAESD's `decode(latents / scaling_factor + shift_factor)` -> [B, 3, H, W] in about
+    /// [-1, 1]; None when the model has no TAESD.
+    pub async fn preview_decode(&mut self, shape: [usize; 4], latents: &[f32]) -> Result<Option<Vec<f32>>, PipelineError> {
+        let Some(cfg) = self.taesd_cfg.clone() else { return Ok(None) };
+        if self.preview.as_ref().is_none_or(|(s, _)| *s != shape) {
+            let c = self.session.compile(|g| {
+                let z = g.input("z", &shape);
+                let o = g.scoped(TAESD, |g| taesd::decode(g, &cfg, z))?;
+                g.output(o);
+                Ok(())
+            });
+            self.preview = Some((shape, c.await?));
+        }
+        let z: Vec<f32> = latents.iter().map(|v| v / cfg.scaling_factor + cfg.shift_factor).collect();
+        let (_, c) = self.preview.as_mut().expect("compiled above");
+        self.session.set_input(c, "z", HostTensor::F32(z))?;
+        Ok(Some(f32s(self.session.run(c).await?.into_iter().next().expect("one output"))))
     }
 
     /// The VAE encoder's posterior for `image` [B, 3, H, W] in [-1, 1]: (mean, std), with

@@ -14,7 +14,7 @@ pub use super::builder::ConvertSummary;
 use super::manifest::ShardEntry;
 use super::repo::RepoConverter;
 pub use super::rules::quantizable;
-use super::rules::{repo_components, repo_family, WEIGHT_FILES};
+use super::rules::{repo_components, repo_family, TAESD, WEIGHT_FILES};
 use super::safetensors::{self, SafeDType};
 use crate::error::WeightsError;
 use crate::ops::StorageType;
@@ -85,7 +85,21 @@ fn convert_weights(conv: &mut RepoConverter, sink: &ShardSink, component: &str, 
     Ok(())
 }
 
-fn convert_repo(source: &Path, sink: &ShardSink, options: &ConvertOptions) -> Result<Finished, WeightsError> {
+/// Adds an AutoencoderTiny folder as the model's `taesd` preview decoder (after the
+/// repository's own components, so a model without one converts as before).
+fn add_taesd(conv: &mut RepoConverter, sink: &ShardSink, dir: &Path) -> Result<(), WeightsError> {
+    let cfg = read_json(&dir.join("config.json"))?;
+    let class = cfg.get("_class_name").and_then(|v| v.as_str()).unwrap_or("unknown");
+    if class != "AutoencoderTiny" {
+        return Err(refuse(dir, format!("--taesd wants an AutoencoderTiny folder; its config.json says '{class}'")));
+    }
+    let weights = WEIGHT_FILES.iter().map(|f| dir.join(f)).find(|p| p.is_file());
+    let weights = weights.ok_or_else(|| refuse(dir, "no diffusion_pytorch_model.safetensors".into()))?;
+    conv.add_config(TAESD, cfg);
+    convert_weights(conv, sink, TAESD, &weights)
+}
+
+fn convert_repo(source: &Path, taesd: Option<&Path>, sink: &ShardSink, options: &ConvertOptions) -> Result<Finished, WeightsError> {
     let index = read_json(&source.join("model_index.json"))?;
     let family = repo_family(&index).map_err(|m| refuse(source, m))?;
     let mut conv = RepoConverter::new(&source.display().to_string(), family, &dir_name(source), options.quant, options.shard_bytes);
@@ -110,6 +124,9 @@ fn convert_repo(source: &Path, sink: &ShardSink, options: &ConvertOptions) -> Re
             None if plan.weights_required => return Err(refuse(source, format!("component '{}' has no safetensors weights", plan.name))),
             None => {}
         }
+    }
+    if let Some(dir) = taesd {
+        add_taesd(&mut conv, sink, dir)?;
     }
     conv.finish()
 }
@@ -189,7 +206,16 @@ fn dir_name(p: &Path) -> String {
 
 /// Converts `source` into `out` (created if needed): manifest.json, shard-*.bin, files.
 pub fn convert(source: &Path, out: &Path, options: &ConvertOptions) -> Result<ConvertSummary, WeightsError> {
+    convert_with_taesd(source, None, out, options)
+}
+
+/// `convert`, adding a TAESD folder (config.json + weights of a diffusers AutoencoderTiny)
+/// as the preview decoder of a diffusers repository.
+pub fn convert_with_taesd(source: &Path, taesd: Option<&Path>, out: &Path, options: &ConvertOptions) -> Result<ConvertSummary, WeightsError> {
     let is_repo = source.join("model_index.json").is_file();
+    if taesd.is_some() && !is_repo {
+        return Err(refuse(source, "--taesd goes with a diffusers repository (model_index.json)".into()));
+    }
     let is_component = !is_repo && source.join("config.json").is_file();
     if !is_repo && !is_component && !source.is_file() {
         return Err(refuse(source, "not a diffusers folder (model_index.json or config.json), a .ckpt or a .safetensors file".into()));
@@ -197,7 +223,7 @@ pub fn convert(source: &Path, out: &Path, options: &ConvertOptions) -> Result<Co
     fs::create_dir_all(out).map_err(|e| io(out, e))?;
     let sink = ShardSink { out };
     let done = if is_repo {
-        convert_repo(source, &sink, options)?
+        convert_repo(source, taesd, &sink, options)?
     } else if is_component {
         convert_component(source, &sink, options)?
     } else {

@@ -8,7 +8,7 @@ use std::collections::VecDeque;
 use super::builder::{Finished, ModelBuilder, ModelInfo};
 use super::error::WeightsError;
 use super::manifest::ShardEntry;
-use super::rules::check_shapes;
+use super::rules::{check_shapes, converts_tensor};
 use super::safetensors::{not_float, Header, SafeDType};
 use crate::ops::StorageType;
 
@@ -65,12 +65,13 @@ impl RepoConverter {
                 .map_err(|message| WeightsError::Convert { source_path: self.source.clone(), message })?;
         }
         // Refuse before a byte of data is read.
-        if let Some((name, t)) = header.tensors.iter().find(|(n, t)| !t.dtype.is_float() && !is_index_buffer(n)) {
+        let wanted = || header.tensors.iter().filter(|(n, _)| converts_tensor(component, n));
+        if let Some((name, t)) = wanted().find(|(n, t)| !t.dtype.is_float() && !is_index_buffer(n)) {
             return Err(not_float(file, name, t.dtype));
         }
         let chunk = chunk_bytes.max(1);
         let mut ranges: Vec<(u64, u64)> = Vec::new();
-        for (name, t) in header.tensors.iter().filter(|(_, t)| t.dtype.is_float()) {
+        for (name, t) in wanted().filter(|(_, t)| t.dtype.is_float()) {
             let full = format!("{component}.{name}");
             self.output_bytes += self.builder.storage(&full, &t.shape, t.dtype).byte_len(t.numel()) as u64;
             self.queue.push_back(Pending { file: file.into(), name: full, shape: t.shape.clone(), dtype: t.dtype });

@@ -20,6 +20,16 @@ pub const WEIGHT_FILES: [&str; 4] = [
 /// Tokenizer files carried into the manifest (each one when present).
 pub const TOKENIZER_FILES: [&str; 5] = ["vocab.json", "merges.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"];
 
+/// The optional preview decoder (a diffusers `AutoencoderTiny`) a Stable Diffusion model may
+/// carry next to its model_index.json components.
+pub const TAESD: &str = "taesd";
+
+/// Whether `component`'s tensor `name` goes into the model: the preview decoder keeps only
+/// `decoder.*` (previews never encode; its encoder would double the download).
+pub fn converts_tensor(component: &str, name: &str) -> bool {
+    component != TAESD || name.starts_with("decoder.")
+}
+
 /// Whether a tensor is a linear or conv weight the kernels can read quantized.
 pub fn quantizable(name: &str, shape: &[usize]) -> bool {
     let row: usize = shape.iter().skip(1).product();
@@ -114,6 +124,7 @@ pub fn check_shapes(component: &str, config: &Value, shape_of: impl Fn(&str) -> 
     let checks: Vec<(&str, usize, Option<usize>)> = match config.get("_class_name").and_then(|v| v.as_str()).unwrap_or("") {
         "UNet2DConditionModel" | "UNet2DModel" => vec![("conv_in.weight", 1, want("in_channels")), ("conv_out.weight", 0, want("out_channels"))],
         "AutoencoderKL" | "VQModel" => vec![("encoder.conv_in.weight", 1, want("in_channels")), ("decoder.conv_out.weight", 0, want("out_channels"))],
+        "AutoencoderTiny" => vec![("decoder.layers.0.weight", 1, want("latent_channels")), ("encoder.layers.0.weight", 1, want("in_channels"))],
         _ => vec![("text_model.embeddings.token_embedding.weight", 0, want("vocab_size")), ("text_model.embeddings.token_embedding.weight", 1, want("hidden_size"))],
     };
     for (name, axis, expected) in checks {
@@ -175,5 +186,16 @@ mod tests {
         let bad = |n: &str| (n == "conv_in.weight").then(|| vec![32, 9, 3, 3]);
         let err = check_shapes("unet", &cfg, bad).unwrap_err();
         assert!(err.contains("unet.conv_in.weight") && err.contains("config.json says 4 on axis 1"), "{err}");
+        let tiny = serde_json::json!({"_class_name": "AutoencoderTiny", "latent_channels": 4});
+        let err = check_shapes("taesd", &tiny, |n| (n == "decoder.layers.0.weight").then(|| vec![64, 16, 3, 3])).unwrap_err();
+        assert!(err.contains("taesd.decoder.layers.0.weight"), "{err}");
+    }
+
+    #[test]
+    fn the_preview_decoder_keeps_only_its_decoder() {
+        assert!(converts_tensor("taesd", "decoder.layers.0.weight"));
+        assert!(!converts_tensor("taesd", "encoder.layers.0.weight"));
+        // A model whose own VAE is an AutoencoderTiny keeps its encoder (img2img needs it).
+        assert!(converts_tensor("vae", "encoder.layers.0.weight"));
     }
 }

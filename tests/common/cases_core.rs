@@ -101,6 +101,8 @@ fn elementwise() -> Vec<Case> {
         unary_case("gelu (erf)", UnaryOp::Gelu),
         unary_case("gelu (tanh)", UnaryOp::GeluTanh),
         unary_case("quick_gelu", UnaryOp::QuickGelu),
+        unary_case("relu", UnaryOp::Relu),
+        unary_case("tanh", UnaryOp::Tanh),
         unary_case("affine 0.18215 x - 1", UnaryOp::Affine { mul: 0.18215, add: -1.0 }),
         binary_case("add [2,3,5,7] + [3,1,7]", &[2, 3, 5, 7], &[3, 1, 7], BinaryOp::Add),
         binary_case("mul [4,1] * [1,6]", &[4, 1], &[1, 6], BinaryOp::Mul),

@@ -140,6 +140,8 @@ impl<'w> CpuExecutor<'w> {
                 UnaryOp::Gelu => a[0].gelu_erf()?,
                 UnaryOp::GeluTanh => a[0].gelu()?,
                 UnaryOp::QuickGelu => (&a[0] * candle_nn::ops::sigmoid(&(&a[0] * 1.702)?)?)?,
+                UnaryOp::Relu => a[0].relu()?,
+                UnaryOp::Tanh => a[0].tanh()?,
                 UnaryOp::Affine { mul, add } => a[0].affine(*mul as f64, *add as f64)?,
             },
             Op::Binary(b) => match b {

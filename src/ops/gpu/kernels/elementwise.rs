@@ -24,6 +24,8 @@ pub fn unary(kb: &mut KernelBuilder, cx: &NodeCx, op: UnaryOp) -> Result<(), OpE
         UnaryOp::GeluTanh => (2, 1.0, 0.0),
         UnaryOp::QuickGelu => (3, 1.0, 0.0),
         UnaryOp::Affine { mul, add } => (4, mul, add),
+        UnaryOp::Relu => (5, 1.0, 0.0),
+        UnaryOp::Tanh => (6, 1.0, 0.0),
     };
     let bindings = vec![cx.f32_input(0)?, cx.out.clone()];
     kb.dispatch("unary", || source(include_str!("unary.wgsl")), bindings, &[n as u32, code, f(mul), f(add)], groups_for(n))

@@ -1,5 +1,5 @@
 // out = f(x) elementwise. params: [n, op, mul, add]; op 0 silu, 1 gelu (erf), 2 gelu (tanh),
-// 3 quick_gelu, 4 affine (mul * x + add).
+// 3 quick_gelu, 4 affine (mul * x + add), 5 relu, 6 tanh.
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
@@ -18,6 +18,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         case 1u: { r = gelu_erf(v); }
         case 2u: { r = gelu_tanh(v); }
         case 3u: { r = v * sigmoid(1.702 * v); }
+        case 5u: { r = max(v, 0.0); }
+        // Clamped like gelu_tanh: some drivers build tanh from exp, which overflows.
+        case 6u: { r = tanh(clamp(v, -15.0, 15.0)); }
         default: { r = pf(2u) * v + pf(3u); }
     }
     out[i] = r;
