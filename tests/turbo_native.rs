@@ -8,7 +8,8 @@
 use easel::gpu::{GpuContext, GpuOptions};
 use easel::models::random::random_weight;
 use easel::models::{Backend, Session};
-use easel::ops::WeightStore;
+use easel::ops::{StorageType, WeightStore};
+use easel::pipelines::native::{read_tensor, write_tensors};
 use easel::pipelines::{generate, StableDiffusion};
 
 #[path = "turbo/candle_reference.rs"]
@@ -17,8 +18,12 @@ mod candle_reference;
 mod setup;
 use setup::rel_err;
 
+/// The two tests hold gigabytes each: run them one after the other.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn sd_turbo_shape_runs_at_64px_and_backends_agree() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let t0 = std::time::Instant::now();
     let configs = setup::configs();
     let files = setup::files();
@@ -72,4 +77,34 @@ fn sd_turbo_shape_runs_at_64px_and_backends_agree() {
     let spread = cpu_out.decoded.iter().fold((f32::MAX, f32::MIN), |(lo, hi), &v| (lo.min(v), hi.max(v)));
     assert!(spread.1 - spread.0 > 1e-3, "the image is not flat: {spread:?}");
     println!("total {:.1} s", t0.elapsed().as_secs_f64());
+}
+
+/// The CPU backend's outputs on the q8_0 weights are the reference of the browser test
+/// (tests/web_turbo.rs), whose page cannot also hold the CPU run. This checks the committed
+/// file is current; `EASEL_WRITE_REFERENCE=1` rewrites it (after changing the random
+/// weights, the schema or the quantizer).
+#[test]
+fn q8_0_cpu_reference_is_current() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let configs = setup::configs();
+    let mut store = WeightStore::new();
+    for (name, shape, storage) in setup::weight_specs(&configs, StorageType::Q8_0) {
+        store.insert(&name, &shape, storage, &random_weight(&name, &shape)).unwrap();
+    }
+    let mut sd = StableDiffusion::new(Session::cpu(store), &configs, &setup::files()).unwrap();
+    let out = pollster::block_on(generate(&mut sd, &setup::request(), &mut |_| true)).unwrap();
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(setup::Q8_0_REFERENCE);
+    let tensors: [(&str, &[usize], &[f32]); 3] = [("prompt_embeds", &[1, 77, 1024], &out.prompt_embeds), ("latents", &[1, 4, 8, 8], &out.latents), ("decoded", &[1, 3, 64, 64], &out.decoded)];
+    if std::env::var_os("EASEL_WRITE_REFERENCE").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        write_tensors(&path, &tensors).unwrap();
+        println!("wrote {}", path.display());
+        return;
+    }
+    for (name, _, values) in tensors {
+        let committed = read_tensor(&path, name).unwrap();
+        let e = rel_err(values, &committed.1);
+        println!("q8_0 CPU {name} vs {}: relative error {e:.2e}", setup::Q8_0_REFERENCE);
+        assert!(e <= 1e-5, "{name} differs from the committed reference by {e:e}: rewrite it with EASEL_WRITE_REFERENCE=1 if the change is intended");
+    }
 }

@@ -8,7 +8,9 @@ use easel::models::clip::ClipTextConfig;
 use easel::models::schema;
 use easel::models::unet::UNetConfig;
 use easel::models::vae::VaeConfig;
+use easel::ops::StorageType;
 use easel::pipelines::Request;
+use easel::weights::rules::storage_for;
 
 const BASE: [(&str, &str); 3] = [
     ("text_encoder", include_str!("../fixtures/configs/stable-diffusion-2-1-base/text_encoder/config.json")),
@@ -39,11 +41,25 @@ pub fn weight_list(configs: &BTreeMap<String, serde_json::Value>) -> Vec<(String
     list
 }
 
+/// The weight list with each tensor's storage as `easel convert --quant` would choose it.
+pub fn weight_specs(configs: &BTreeMap<String, serde_json::Value>, quant: StorageType) -> Vec<(String, Vec<usize>, StorageType)> {
+    weight_list(configs).into_iter().map(|(n, s)| {
+        let storage = storage_for(&n, &s, false, quant);
+        (n, s, storage)
+    }).collect()
+}
+
+/// Where the CPU backend's q8_0 outputs are kept for the browser test (checked, and with
+/// EASEL_WRITE_REFERENCE=1 rewritten, by turbo_native's `q8_0_cpu_reference_is_current`).
+#[allow(dead_code)] // the browser test embeds the file by its path
+pub const Q8_0_REFERENCE: &str = "tests/fixtures/turbo/q8_0_cpu.safetensors";
+
 /// SD-Turbo's use: one trailing Euler step at t=999 without guidance, at 64x64.
 pub fn request() -> Request {
     Request { prompt: "a photo of a cat".into(), steps: 1, guidance: 0.0, width: 64, height: 64, seed: 7, ..Request::default() }
 }
 
+#[allow(dead_code)] // each test binary uses a different part of this file
 pub fn rel_err(a: &[f32], b: &[f32]) -> f64 {
     let num: f64 = a.iter().zip(b).map(|(x, y)| ((x - y) as f64).powi(2)).sum();
     let den: f64 = b.iter().map(|y| (*y as f64).powi(2)).sum();
