@@ -40,7 +40,23 @@ const Q_Q8_0: &str = r#"
 fn load_q(n: u32, k: u32) -> vec4<f32> {
     return unpack_q8(w[(min(n, pu(4u) - 1u) * pu(1u) + k) / 4u]);
 }"#;
-/// Unscaled, re-centred Q4_0 quants (q - 8) k..k+3 of chunk row n, GGML nibble order.
+/// A block's sums of unscaled quants times x: 8 steps of 4 quants per column.
+const SUMS: &str = r#"
+        for (var j = 0u; j < 32u; j = j + 4u) {
+            let k = kb * 32u + j;
+            let q = mat4x4<f32>(load_q(c0, k), load_q(c0 + 1u, k), load_q(c0 + 2u, k), load_q(c0 + 3u, k));
+            t0 = t0 + load_x(r0 + 0u, k) * q;
+            t1 = t1 + load_x(r0 + 1u, k) * q;
+            t2 = t2 + load_x(r0 + 2u, k) * q;
+            t3 = t3 + load_x(r0 + 3u, k) * q;
+            t4 = t4 + load_x(r0 + 4u, k) * q;
+            t5 = t5 + load_x(r0 + 5u, k) * q;
+            t6 = t6 + load_x(r0 + 6u, k) * q;
+            t7 = t7 + load_x(r0 + 7u, k) * q;
+        }"#;
+/// Unscaled, re-centred Q4_0 quants (q - 8) k..k+3 of chunk row n, GGML nibble order
+/// (byte j of a block holds quant j in its low nibble, j+16 in its high). Loading each
+/// word once for both halves ran slower on SwiftShader than this plain loader.
 const Q_Q4_0: &str = r#"
 fn load_q(n: u32, k: u32) -> vec4<f32> {
     let i = min(n, pu(4u) - 1u) * pu(1u) + k;
@@ -50,11 +66,16 @@ fn load_q(n: u32, k: u32) -> vec4<f32> {
     return vec4<f32>(q) - 8.0;
 }"#;
 
+/// `linear_q.wgsl` with a block format's loaders and per-block sums spliced in.
+fn linear_q(loaders: &str, sums: &str) -> String {
+    with_prelude(&include_str!("linear_q.wgsl").replace("//{{LOAD_Q}}", loaders).replace("//{{BLOCK_SUMS}}", sums))
+}
+
 /// The kernel for a storage type: `linear_q.wgsl` for block formats, else `linear.wgsl`.
 fn source(x_vec4: bool, storage: StorageType, w_vec4: bool, f16: bool) -> String {
     match storage {
-        StorageType::Q8_0 => return with_prelude(&include_str!("linear_q.wgsl").replace("//{{LOAD_Q}}", &format!("{Q8_UNPACK}\n{Q_Q8_0}"))),
-        StorageType::Q4_0 => return with_prelude(&include_str!("linear_q.wgsl").replace("//{{LOAD_Q}}", Q_Q4_0)),
+        StorageType::Q8_0 => return linear_q(&format!("{Q8_UNPACK}\n{Q_Q8_0}"), SUMS),
+        StorageType::Q4_0 => return linear_q(Q_Q4_0, SUMS),
         _ => {}
     }
     let x_ty = if x_vec4 { "array<vec4<f32>>" } else { "array<f32>" };
@@ -89,7 +110,9 @@ pub fn linear(kb: &mut KernelBuilder, cx: &NodeCx) -> Result<(), OpError> {
             b.push(s);
         }
         let params = [m as u32, k as u32, n as u32, rows.start as u32, rows.len() as u32, bias.is_some() as u32];
-        let groups = [(rows.len() as u32).div_ceil(32), (m as u32).div_ceil(32), 1];
+        // linear_q.wgsl covers 8 rows per invocation, linear.wgsl 4 (8x8 invocations).
+        let rows_per_group = if storage.is_quantized() { 64 } else { 32 };
+        let groups = [(rows.len() as u32).div_ceil(32), (m as u32).div_ceil(rows_per_group), 1];
         if groups[1] > 65535 || groups[0] > 65535 {
             return Err(OpError::Limits { node: cx.node.label.clone(), message: format!("{m}x{n} output needs more than 65535 workgroups per axis") });
         }
