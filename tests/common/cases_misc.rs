@@ -117,6 +117,23 @@ fn vq_case(name: &str, n: usize, k: usize, d: usize, seed: u32) -> Case {
     with_f32(case, "z", z)
 }
 
+/// A codebook whose second half repeats its first: every z row is exactly one code, so it
+/// ties with its copy, and the first index must win (across chunks when split).
+fn vq_tie_case(name: &str, half: usize, d: usize) -> Case {
+    let first = random_values(half * d, 87);
+    let codebook: Vec<f32> = first.iter().chain(first.iter()).copied().collect();
+    let z: Vec<f32> = (0..half).rev().flat_map(|c| first[c * d..(c + 1) * d].to_vec()).collect();
+    let case = Case::new(name, EXACT, move |g| {
+        let z = g.input("z", &[half, d]);
+        let codes = g.weight("quantize.embedding.weight")?;
+        let y = g.vq_nearest(z, codes)?;
+        g.output(y);
+        Ok(())
+    })
+    .weight_values("quantize.embedding.weight", &[2 * half, d], &codebook);
+    with_f32(case, "z", z)
+}
+
 /// Every misc case.
 pub fn cases() -> Vec<Case> {
     vec![
@@ -134,5 +151,10 @@ pub fn cases() -> Vec<Case> {
         vq_case("vq_nearest N=50 K=300 D=32", 50, 300, 32, 81),
         vq_case("vq_nearest N=7 K=1024 D=3", 7, 1024, 3, 83),
         vq_case("vq_nearest N=9 K=41 D=256", 9, 41, 256, 85),
+        // Codebooks over the binding limit: chunks of 70 codes (the last partial), searched
+        // one dispatch each.
+        vq_case("vq_nearest N=50 K=300 D=32 split", 50, 300, 32, 81).split_at(70 * 32 * 4),
+        vq_tie_case("vq_nearest ties K=12 D=5", 6, 5),
+        vq_tie_case("vq_nearest ties K=12 D=5 split", 6, 5).split_at(6 * 5 * 4),
     ]
 }

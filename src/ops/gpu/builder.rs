@@ -77,6 +77,8 @@ pub struct KernelBuilder<'a> {
     pending: Vec<Pending>,
     /// Label of the node being compiled, for error messages and debug labels.
     pub node_label: String,
+    /// Bytes of the kernels' own scratch buffers (part of the program's activation bytes).
+    pub scratch_bytes: u64,
 }
 
 impl<'a> KernelBuilder<'a> {
@@ -87,7 +89,21 @@ impl<'a> KernelBuilder<'a> {
 
     /// A builder on `ctx` using (and filling) `cache`.
     pub fn new(ctx: &'a GpuContext, cache: &'a mut PipelineCache) -> Self {
-        Self { ctx, cache, params: Vec::new(), pending: Vec::new(), node_label: String::new() }
+        Self { ctx, cache, params: Vec::new(), pending: Vec::new(), node_label: String::new(), scratch_bytes: 0 }
+    }
+
+    /// A zeroed storage buffer a node's dispatches share (e.g. running minima across the
+    /// dispatches of a split weight).
+    pub fn scratch(&mut self, bytes: u64) -> Buf {
+        let size = bytes.max(4);
+        let buffer = self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(&format!("{} scratch", self.node_label)),
+            size,
+            usage: wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        });
+        self.scratch_bytes += size;
+        Buf { buffer, offset: 0, size }
     }
 
     /// Records a dispatch of kernel variant `key` (WGSL from `source`, compiled on first use).

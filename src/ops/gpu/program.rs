@@ -143,6 +143,7 @@ impl GpuProgram {
                 }
             }
         }
+        let scratch_bytes = kb.scratch_bytes;
         let steps = kb.finish();
         let program = Self {
             steps: Vec::new(),
@@ -151,7 +152,7 @@ impl GpuProgram {
             outputs: graph.outputs.clone(),
             dtypes: graph.nodes.iter().map(|n| n.dtype).collect(),
             numels: graph.nodes.iter().map(|n| n.numel()).collect(),
-            activation_bytes: arena.total_bytes() + input_bytes,
+            activation_bytes: arena.total_bytes() + input_bytes + scratch_bytes,
             dispatches: 0,
         };
         Ok((steps, program))

@@ -118,20 +118,23 @@ pub fn vq_nearest(kb: &mut KernelBuilder, cx: &NodeCx) -> Result<(), OpError> {
     if k == 0 {
         return Err(shape_err(cx, "the codebook is empty".into()));
     }
-    let (storage, mut chunks) = cx.weight_chunks(1);
-    if storage != StorageType::F32 || chunks.len() != 1 {
-        return Err(OpError::Limits {
-            node: cx.node.label.clone(),
-            message: format!("the codebook is {} in {} chunks; the GPU search needs f32 in one binding", storage.name(), chunks.len()),
-        });
+    let (storage, chunks) = cx.weight_chunks(1);
+    if storage != StorageType::F32 {
+        return Err(OpError::Limits { node: cx.node.label.clone(), message: format!("the codebook is {}; the GPU search needs f32", storage.name()) });
     }
     if n == 0 {
         return Ok(());
     }
-    let codes = chunks.remove(0).1;
-    let params = [n as u32, d as u32, k as u32];
-    let bindings = vec![cx.f32_input(0)?, codes, cx.out.clone()];
-    kb.dispatch("vq_nearest", || with_prelude(include_str!("vq_nearest.wgsl")), bindings, &params, grid(n.div_ceil(VQ_ROWS) as u32))
+    // A codebook over the binding limit comes in chunks of codes: one dispatch each, in
+    // order, each keeping a row's code only if strictly nearer than the best so far (in
+    // `best`), so ties still go to the first index.
+    let best = kb.scratch((n * 4) as u64);
+    for (i, (rows, codes, _)) in chunks.into_iter().enumerate() {
+        let params = [n as u32, d as u32, rows.len() as u32, rows.start as u32, (i == 0) as u32];
+        let bindings = vec![cx.f32_input(0)?, codes, cx.out.clone(), best.clone()];
+        kb.dispatch("vq_nearest", || with_prelude(include_str!("vq_nearest.wgsl")), bindings, &params, grid(n.div_ceil(VQ_ROWS) as u32))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

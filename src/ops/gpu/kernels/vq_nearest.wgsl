@@ -4,12 +4,16 @@
 // serves 4 rows and every z vector read serves 4 codes. Each keeps its best code per row, then
 // a tree reduction per row picks the winner. Distances are sum((z - c)^2), which rounds better
 // than the CPU's |c|^2 - 2 z.c; the two agree wherever the nearest code is clearly nearest.
-// params: [N, D, K]; D <= 512 (checked on the host).
+// A codebook split into chunks is searched one dispatch per chunk: K is the chunk's code
+// count, code_off its first code; `best` carries each row's best distance between
+// dispatches (the first chunk sets it, later ones replace only strictly nearer codes).
+// params: [N, D, K, code_off, first]; D <= 512 (checked on the host).
 
 @group(0) @binding(0) var<storage, read> z: array<f32>;
 @group(0) @binding(1) var<storage, read> codes: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out: array<u32>;
-@group(0) @binding(3) var<uniform> params: Params;
+@group(0) @binding(3) var<storage, read_write> best: array<f32>;
+@group(0) @binding(4) var<uniform> params: Params;
 
 struct Cand { d: f32, i: u32 }
 
@@ -90,7 +94,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             workgroupBarrier();
         }
         if (lid == 0u && r < rows) {
-            out[row0 + r] = red[0].i;
+            let row = row0 + r;
+            if (pu(4u) == 1u || red[0].d < best[row]) {
+                out[row] = red[0].i + pu(3u);
+                best[row] = red[0].d;
+            }
         }
         workgroupBarrier();
     }
