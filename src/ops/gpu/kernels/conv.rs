@@ -35,38 +35,58 @@ fn block_scale(b: u32) -> f32 {
 fn col_scale(n: u32, kb: u32) -> f32 {
     return block_scale(min(n, pu(4u) - 1u) * (pu(1u) / 32u) + kb);
 }"#;
-/// The K loop over f32/f16 weights: 4 taps per step.
+/// The K loop over f32/f16 weights: 4 taps per step; `w` holds channels c0..c0+3, `v`
+/// c0+4..c0+7.
 const PLAIN_LOOP: &str = r#"
     for (var k = 0u; k < K; k = k + 4u) {
         // Column j: channel c0 + j's weights at k..k+3; column p of xs: pixel p's inputs.
         let w = mat4x4<f32>(load_w(c0, k), load_w(c0 + 1u, k), load_w(c0 + 2u, k), load_w(c0 + 3u, k));
+        let v = mat4x4<f32>(load_w(c0 + 4u, k), load_w(c0 + 5u, k), load_w(c0 + 6u, k), load_w(c0 + 7u, k));
         let xs = load_x(blk, k, &kc);
         acc0 = acc0 + xs[0] * w;
         acc1 = acc1 + xs[1] * w;
         acc2 = acc2 + xs[2] * w;
         acc3 = acc3 + xs[3] * w;
+        bcc0 = bcc0 + xs[0] * v;
+        bcc1 = bcc1 + xs[1] * v;
+        bcc2 = bcc2 + xs[2] * v;
+        bcc3 = bcc3 + xs[3] * v;
     }"#;
 /// The K loop over block formats (K a multiple of 32): sums of unscaled quants per block,
-/// scaled by the 4 channels' block scales once per block instead of once per load.
+/// scaled by the 8 channels' block scales once per block instead of once per load.
 const BLOCK_LOOP: &str = r#"
     for (var kb = 0u; kb < K / 32u; kb = kb + 1u) {
         let s = vec4<f32>(col_scale(c0, kb), col_scale(c0 + 1u, kb), col_scale(c0 + 2u, kb), col_scale(c0 + 3u, kb));
+        let s2 = vec4<f32>(col_scale(c0 + 4u, kb), col_scale(c0 + 5u, kb), col_scale(c0 + 6u, kb), col_scale(c0 + 7u, kb));
         var t0 = vec4<f32>(0.0);
         var t1 = vec4<f32>(0.0);
         var t2 = vec4<f32>(0.0);
         var t3 = vec4<f32>(0.0);
+        var u0 = vec4<f32>(0.0);
+        var u1 = vec4<f32>(0.0);
+        var u2 = vec4<f32>(0.0);
+        var u3 = vec4<f32>(0.0);
         for (var k = kb * 32u; k < kb * 32u + 32u; k = k + 4u) {
             let w = mat4x4<f32>(load_w(c0, k), load_w(c0 + 1u, k), load_w(c0 + 2u, k), load_w(c0 + 3u, k));
+            let v = mat4x4<f32>(load_w(c0 + 4u, k), load_w(c0 + 5u, k), load_w(c0 + 6u, k), load_w(c0 + 7u, k));
             let xs = load_x(blk, k, &kc);
             t0 = t0 + xs[0] * w;
             t1 = t1 + xs[1] * w;
             t2 = t2 + xs[2] * w;
             t3 = t3 + xs[3] * w;
+            u0 = u0 + xs[0] * v;
+            u1 = u1 + xs[1] * v;
+            u2 = u2 + xs[2] * v;
+            u3 = u3 + xs[3] * v;
         }
         acc0 = acc0 + t0 * s;
         acc1 = acc1 + t1 * s;
         acc2 = acc2 + t2 * s;
         acc3 = acc3 + t3 * s;
+        bcc0 = bcc0 + u0 * s2;
+        bcc1 = bcc1 + u1 * s2;
+        bcc2 = bcc2 + u2 * s2;
+        bcc3 = bcc3 + u3 * s2;
     }"#;
 /// Q8_0: word i/4 holds the 4 int8 quants of k..k+3 (K is a multiple of 32, so they
 /// never straddle a block).
@@ -196,8 +216,9 @@ fn load_x(blk: Block, k: u32, _kc: ptr<function, vec3<u32>>) -> mat4x4<f32> {
 }
 "#;
 
-/// Output pixels (and channels) per workgroup side: 8x8 invocations of 4x4 each.
-const TILE: usize = 32;
+/// Output pixels and channels per workgroup: 8x8 invocations of 4 pixels x 8 channels each.
+const TILE_PIXELS: usize = 32;
+const TILE_CHANNELS: usize = 64;
 
 fn conv_source(storage: StorageType, w_vec4: bool, pointwise: bool, f16: bool) -> String {
     let (w_decl, w_loader) = match storage {
@@ -248,9 +269,9 @@ pub fn conv2d(kb: &mut KernelBuilder, cx: &NodeCx, stride: usize, padding: [usiz
         if w_vec4 { "vec4" } else { "scalar" },
         if pointwise { "pointwise" } else { "gather" }
     );
-    let tiles_m = m.div_ceil(TILE);
+    let tiles_m = m.div_ceil(TILE_PIXELS);
     for (rows, values, scales) in chunks {
-        let tiles_n = rows.len().div_ceil(TILE);
+        let tiles_n = rows.len().div_ceil(TILE_CHANNELS);
         let mut bindings: Vec<Buf> = vec![cx.out.clone(), bias.clone().unwrap_or_else(|| x.clone()), x.clone(), values];
         bindings.extend(scales);
         let params = [m, k, o, rows.start, rows.len(), bias.is_some() as usize, c, h, w, ho, wo, kh, kw, stride, padding[0], padding[2], tiles_n];

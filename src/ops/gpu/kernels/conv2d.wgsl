@@ -1,7 +1,7 @@
 // 2D convolution (NCHW) as an implicit GEMM: out[(b, oy, ox), o] = sum over k = (c, ky, kx)
 // of x[b, c, oy*s - pt + ky, ox*s - pl + kx] (zero outside) * w[o, k], never building the
-// im2col matrix. Each invocation computes 4 output channels x 4 output pixels (the shape of
-// linear.wgsl; no shared memory) from two loaders spliced in per variant:
+// im2col matrix. Each invocation computes 8 output channels x 4 output pixels (no shared
+// memory) from two loaders spliced in per variant:
 // - `load_w(n, k) -> vec4<f32>`: row n of this chunk's weights at k..k+3 (f32 vec4 /
 //   scalar, or q8_0 / q4_0 dequantized in place); rows past the chunk read its last row;
 // - `block(r0) -> Block` and `load_x(block, k, &kc) -> mat4x4<f32>`: column p holds the
@@ -25,7 +25,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let n_rows = pu(4u);
     let tiles_n = pu(16u);
     let flat = flat_workgroup(wid, nwg);
-    let c0 = ((flat % tiles_n) * 8u + lid.x) * 4u;
+    let c0 = ((flat % tiles_n) * 8u + lid.x) * 8u;
     let r0 = ((flat / tiles_n) * 8u + lid.y) * 4u;
     if (c0 >= n_rows || r0 >= M) {
         return;
@@ -35,21 +35,30 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     var acc1 = vec4<f32>(0.0);
     var acc2 = vec4<f32>(0.0);
     var acc3 = vec4<f32>(0.0);
+    // Channels c0 + 4..7: each gathered input serves 8 channels (the gathers cost most).
+    var bcc0 = vec4<f32>(0.0);
+    var bcc1 = vec4<f32>(0.0);
+    var bcc2 = vec4<f32>(0.0);
+    var bcc3 = vec4<f32>(0.0);
     // k in (c, ky, kx) form, advanced by the gather (which would otherwise divide).
     var kc = vec3<u32>(0u);
 //{{K_LOOP}}
     var b = vec4<f32>(0.0);
+    var b2 = vec4<f32>(0.0);
     if (pu(5u) != 0u) {
         for (var j = 0u; j < 4u; j = j + 1u) {
-            if (c0 + j < n_rows) {
-                b[j] = bias[pu(3u) + c0 + j];
-            }
+            b[j] = bias[pu(3u) + min(c0 + j, n_rows - 1u)];
+            b2[j] = bias[pu(3u) + min(c0 + 4u + j, n_rows - 1u)];
         }
     }
     store_pixel(r0, c0, acc0 + b);
     store_pixel(r0 + 1u, c0, acc1 + b);
     store_pixel(r0 + 2u, c0, acc2 + b);
     store_pixel(r0 + 3u, c0, acc3 + b);
+    store_pixel(r0, c0 + 4u, bcc0 + b2);
+    store_pixel(r0 + 1u, c0 + 4u, bcc1 + b2);
+    store_pixel(r0 + 2u, c0 + 4u, bcc2 + b2);
+    store_pixel(r0 + 3u, c0 + 4u, bcc3 + b2);
 }
 
 // Writes channels c0..c0+3 (chunk-local) of output pixel m.
