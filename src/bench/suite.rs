@@ -8,6 +8,9 @@ use crate::gpu::test_values;
 use crate::ops::cpu::HostTensor;
 use crate::ops::{Graph, StorageType, WeightStore};
 
+/// Builds a case's single-op graph.
+pub type BuildGraph = Box<dyn Fn(&mut Graph) -> Result<(), OpError>>;
+
 /// One benchmark: a single-op graph with its work and traffic.
 pub struct BenchCase {
     pub op: String,
@@ -15,7 +18,7 @@ pub struct BenchCase {
     pub storage: StorageType,
     pub weights: WeightStore,
     pub inputs: HashMap<String, HostTensor>,
-    pub build: Box<dyn Fn(&mut Graph) -> Result<(), OpError>>,
+    pub build: BuildGraph,
     /// Floating-point operations of one run.
     pub flops: f64,
     /// Bytes read and written once (weights as stored + inputs + outputs).

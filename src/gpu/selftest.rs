@@ -124,6 +124,7 @@ pub async fn self_test(ctx: &GpuContext) -> Result<SelfTestReport, GpuError> {
     let millis = crate::platform::now_ms() - start;
     let cpu = cpu::matmul_bias(&a, &b, &bias, m, k, n).map_err(|e| GpuError::SelfTest(e.to_string()))?;
     let (relative_error, max_abs_error) = compare(&gpu, &cpu);
+    #[allow(clippy::neg_cmp_op_on_partial_ord)] // a NaN error must fail too
     if !(relative_error <= SELF_TEST_TOLERANCE) {
         return Err(GpuError::SelfTest(format!(
             "matmul {m}x{k}x{n} differs from the CPU backend: relative error {relative_error:e} \

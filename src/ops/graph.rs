@@ -298,7 +298,7 @@ impl<'w> Graph<'w> {
     /// Group normalization over [B, C, ..] with per-channel affine.
     pub fn group_norm(&mut self, x: TensorId, gamma: TensorId, beta: TensorId, groups: usize, eps: f32, silu: bool) -> R {
         let xs = self.shape(x).to_vec();
-        if xs.len() < 2 || groups == 0 || xs[1] % groups != 0 || self.shape(gamma) != [xs[1]] || self.shape(beta) != [xs[1]] {
+        if xs.len() < 2 || groups == 0 || !xs[1].is_multiple_of(groups) || self.shape(gamma) != [xs[1]] || self.shape(beta) != [xs[1]] {
             return Err(self.err("group_norm", format!("x {xs:?} with {groups} groups and gamma {:?}", self.shape(gamma))));
         }
         Ok(self.push(Op::GroupNorm { groups, eps, silu }, vec![x, gamma, beta], xs, DType::F32, "group_norm"))
@@ -385,7 +385,7 @@ impl<'w> Graph<'w> {
     pub fn geglu(&mut self, x: TensorId) -> R {
         let mut s = self.shape(x).to_vec();
         let d = *s.last().unwrap_or(&0);
-        if d % 2 != 0 {
+        if !d.is_multiple_of(2) {
             return Err(self.err("geglu", format!("last axis of {s:?} is odd")));
         }
         *s.last_mut().unwrap() = d / 2;

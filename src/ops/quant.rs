@@ -72,7 +72,7 @@ impl StorageType {
 
 /// GGML's `quantize_row_q8_0`: d = amax / 127, q = round(x / d) (half away from zero).
 pub fn quantize_q8_0(xs: &[f32]) -> Vec<u8> {
-    assert!(xs.len() % BLOCK == 0, "Q8_0 needs a multiple of 32 values, got {}", xs.len());
+    assert!(xs.len().is_multiple_of(BLOCK), "Q8_0 needs a multiple of 32 values, got {}", xs.len());
     let mut out = Vec::with_capacity(xs.len() / BLOCK * 34);
     for block in xs.chunks_exact(BLOCK) {
         let amax = block.iter().fold(0f32, |m, x| m.max(x.abs()));
@@ -86,7 +86,7 @@ pub fn quantize_q8_0(xs: &[f32]) -> Vec<u8> {
 
 /// GGML's `quantize_row_q4_0`: d = (value of largest magnitude) / -8, q = min(15, trunc(x/d + 8.5)).
 pub fn quantize_q4_0(xs: &[f32]) -> Vec<u8> {
-    assert!(xs.len() % BLOCK == 0, "Q4_0 needs a multiple of 32 values, got {}", xs.len());
+    assert!(xs.len().is_multiple_of(BLOCK), "Q4_0 needs a multiple of 32 values, got {}", xs.len());
     let mut out = Vec::with_capacity(xs.len() / BLOCK * 18);
     for block in xs.chunks_exact(BLOCK) {
         let (mut amax, mut max) = (0f32, 0f32);
@@ -226,7 +226,7 @@ mod tests {
     fn gpu_packing_keeps_scales_and_quants() {
         // Two Q8_0 blocks: scale 1.0 (0x3c00) and 2.0 (0x4000), quants 0..31 and -1..-32.
         let mut bytes = vec![0x00, 0x3c];
-        bytes.extend((0..32u8).map(|q| q));
+        bytes.extend(0..32u8);
         bytes.extend([0x00, 0x40]);
         bytes.extend((1..=32i8).map(|q| (-q) as u8));
         let p = pack_for_gpu(StorageType::Q8_0, &bytes);

@@ -58,7 +58,7 @@ impl WeightStore {
             return Err(OpError::BadWeight { name: name.into(), message: format!("{} values for shape {shape:?}", values.len()) });
         }
         let row: usize = shape.iter().skip(1).product();
-        if storage.is_quantized() && (shape.len() < 2 || row % BLOCK != 0) {
+        if storage.is_quantized() && (shape.len() < 2 || !row.is_multiple_of(BLOCK)) {
             return Err(OpError::BadWeight {
                 name: name.into(),
                 message: format!("{} needs rows of a multiple of {BLOCK} values; shape {shape:?} has rows of {row}", storage.name()),

@@ -157,6 +157,7 @@ mod tests {
         bytes
     }
 
+    #[allow(clippy::type_complexity)] // a test helper's tuple
     fn plan(bytes: &[u8]) -> (RepoConverter, Header, Result<Vec<(u64, u64)>, WeightsError>) {
         let header = parse("te.safetensors", bytes).unwrap();
         let mut c = RepoConverter::new("repo", "stable-diffusion", "m", StorageType::F32, 1 << 20);

@@ -17,7 +17,7 @@ pub async fn run(size: usize, backend: &str, quant: &str, batch: usize, runs: us
         "q4_0" => StorageType::Q4_0,
         _ => StorageType::F32,
     };
-    if size % 8 != 0 || size == 0 {
+    if !size.is_multiple_of(8) || size == 0 {
         eprintln!("error: --size must be a positive multiple of 8");
         return Ok(());
     }

@@ -101,7 +101,7 @@ pub fn linear(kb: &mut KernelBuilder, cx: &NodeCx) -> Result<(), OpError> {
     let (storage, chunks) = cx.weight_chunks(1);
     let x = cx.f32_input(0)?;
     let bias = if cx.inputs.len() > 2 { Some(cx.f32_input(2)?) } else { None };
-    let x_vec4 = k % 4 == 0;
+    let x_vec4 = k.is_multiple_of(4);
     let f16 = storage == StorageType::F16 && kb.has_f16();
     let key = format!("linear_{}{}_{}", storage.name(), if f16 { "_native" } else { "" }, if x_vec4 { "vec4" } else { "scalar" });
     for (rows, values, scales) in chunks {

@@ -22,6 +22,9 @@ pub enum Operand<'a> {
     Weight(&'a GpuWeight, &'a str),
 }
 
+/// One chunk of a weight as a kernel binds it: its rows, values and (block formats) scales.
+pub type WeightChunkBinding = (std::ops::Range<usize>, Buf, Option<Buf>);
+
 /// Everything a kernel needs to record a node.
 pub struct NodeCx<'a> {
     pub node: &'a Node,
@@ -51,7 +54,7 @@ impl NodeCx<'_> {
     }
 
     /// Input `i` as weight chunks (an activation counts as one f32 chunk of all its rows).
-    pub fn weight_chunks(&self, i: usize) -> (StorageType, Vec<(std::ops::Range<usize>, Buf, Option<Buf>)>) {
+    pub fn weight_chunks(&self, i: usize) -> (StorageType, Vec<WeightChunkBinding>) {
         match &self.inputs[i] {
             Operand::Act(b) => (StorageType::F32, vec![(0..self.in_shapes[i][0], b.clone(), None)]),
             Operand::Weight(w, _) => (
