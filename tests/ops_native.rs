@@ -47,6 +47,11 @@ fn attention_matches_cpu() {
 }
 
 #[test]
+fn activations_above_the_binding_limit_match_cpu() {
+    check(common::cases_split::cases());
+}
+
+#[test]
 fn misc_ops_match_cpu() {
     let cases = common::cases_misc::cases();
     if !cases.is_empty() {

@@ -42,3 +42,8 @@ async fn attention_matches_cpu() {
 async fn misc_ops_match_cpu() {
     check(common::cases_misc::cases()).await;
 }
+
+#[wasm_bindgen_test]
+async fn activations_above_the_binding_limit_match_cpu() {
+    check(common::cases_split::cases()).await;
+}

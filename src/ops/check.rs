@@ -39,22 +39,32 @@ pub fn relative_error(x: &[f32], reference: &[f32]) -> (f64, f64) {
     ((d2 / r2).sqrt(), max)
 }
 
+/// Binding limits (bytes) to use instead of the device's, where set.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BindingLimits {
+    /// Weights are uploaded in chunks of at most this many bytes.
+    pub weights: Option<u64>,
+    /// Dispatches bind at most this many bytes of an activation.
+    pub activations: Option<u64>,
+}
+
 /// Runs `graph` on the CPU backend and on `ctx`'s GPU with the same inputs and weights.
-/// `max_binding` (bytes) overrides the binding limit used to split weights.
+/// `limits` lowers the binding limits below the device's, to exercise the split paths.
 pub async fn compare_backends(
     ctx: &GpuContext,
     graph: &Graph<'_>,
     weights: &WeightStore,
     inputs: &HashMap<String, HostTensor>,
-    max_binding: Option<u64>,
+    limits: BindingLimits,
 ) -> Result<Vec<OutputDiff>, OpError> {
+    let max_binding = limits.weights;
     let cpu = CpuExecutor::new(weights).run(graph, inputs)?;
     let gpu_weights = match max_binding {
         Some(limit) => GpuWeights::upload_with_limit(ctx, weights, limit)?,
         None => GpuWeights::upload(ctx, weights)?,
     };
     let mut cache = PipelineCache::new();
-    let program = GpuProgram::compile(ctx, graph, &gpu_weights, &mut cache).await?;
+    let program = GpuProgram::compile_with_limit(ctx, graph, &gpu_weights, &mut cache, limits.activations).await?;
     for (name, value) in inputs {
         program.set_input(ctx, name, value)?;
     }

@@ -9,11 +9,12 @@ pub mod cases_conv;
 pub mod cases_core;
 pub mod cases_misc;
 pub mod cases_norm;
+pub mod cases_split;
 
 use std::collections::HashMap;
 
 use easel::gpu::GpuContext;
-use easel::ops::check::{compare_backends, random_values};
+use easel::ops::check::{compare_backends, random_values, BindingLimits};
 use easel::ops::cpu::HostTensor;
 use easel::ops::{Graph, WeightStore};
 use easel::OpError;
@@ -33,14 +34,14 @@ pub struct Case {
     pub inputs: HashMap<String, HostTensor>,
     pub build: Build,
     pub tolerance: f64,
-    /// Split weights at this many bytes instead of the device limit.
-    pub max_binding: Option<u64>,
+    /// Bindings smaller than the device's (weights only, or weights and activations).
+    pub limits: BindingLimits,
 }
 
 impl Case {
     /// A case with no weights or inputs yet.
     pub fn new(name: &str, tolerance: f64, build: impl Fn(&mut Graph) -> Result<(), OpError> + 'static) -> Self {
-        Self { name: name.into(), weights: WeightStore::new(), inputs: HashMap::new(), build: Box::new(build), tolerance, max_binding: None }
+        Self { name: name.into(), weights: WeightStore::new(), inputs: HashMap::new(), build: Box::new(build), tolerance, limits: BindingLimits::default() }
     }
 
     /// Adds a random f32 input in [-scale, scale).
@@ -72,7 +73,13 @@ impl Case {
 
     /// Splits weights at `bytes` per binding.
     pub fn split_at(mut self, bytes: u64) -> Self {
-        self.max_binding = Some(bytes);
+        self.limits.weights = Some(bytes);
+        self
+    }
+
+    /// Runs as on a device whose bindings hold `bytes`: weights and activations split.
+    pub fn bind_at(mut self, bytes: u64) -> Self {
+        self.limits = BindingLimits { weights: Some(bytes), activations: Some(bytes) };
         self
     }
 }
@@ -81,7 +88,7 @@ impl Case {
 pub async fn run_case(ctx: &GpuContext, case: &Case) -> Result<f64, String> {
     let mut g = Graph::new(&case.weights);
     (case.build)(&mut g).map_err(|e| format!("{}: graph: {e}", case.name))?;
-    let diffs = compare_backends(ctx, &g, &case.weights, &case.inputs, case.max_binding)
+    let diffs = compare_backends(ctx, &g, &case.weights, &case.inputs, case.limits)
         .await
         .map_err(|e| format!("{}: {e}", case.name))?;
     let worst = diffs.iter().map(|d| d.relative_error).fold(0.0, f64::max);

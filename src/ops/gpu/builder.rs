@@ -28,6 +28,12 @@ impl Buf {
     pub fn whole(buffer: &wgpu::Buffer) -> Self {
         Self { buffer: buffer.clone(), offset: 0, size: buffer.size() }
     }
+
+    /// f32 elements `start..start + len` of this region (`start * 4` must keep the
+    /// binding offset aligned; the split planners guarantee it).
+    pub fn window(&self, start: usize, len: usize) -> Self {
+        Self { buffer: self.buffer.clone(), offset: self.offset + start as u64 * 4, size: (len as u64 * 4).max(4) }
+    }
 }
 
 /// Compiled pipelines by variant key, shared by every program on a device.
@@ -79,6 +85,9 @@ pub struct KernelBuilder<'a> {
     pub node_label: String,
     /// Bytes of the kernels' own scratch buffers (part of the program's activation bytes).
     pub scratch_bytes: u64,
+    /// Largest storage binding a dispatch may have: the device's limit, or a smaller one
+    /// (tests force it to exercise the split paths on small tensors).
+    pub max_binding: u64,
 }
 
 impl<'a> KernelBuilder<'a> {
@@ -89,7 +98,18 @@ impl<'a> KernelBuilder<'a> {
 
     /// A builder on `ctx` using (and filling) `cache`.
     pub fn new(ctx: &'a GpuContext, cache: &'a mut PipelineCache) -> Self {
-        Self { ctx, cache, params: Vec::new(), pending: Vec::new(), node_label: String::new(), scratch_bytes: 0 }
+        let max_binding = ctx.device.limits().max_storage_buffer_binding_size;
+        Self { ctx, cache, params: Vec::new(), pending: Vec::new(), node_label: String::new(), scratch_bytes: 0, max_binding }
+    }
+
+    /// Alignment of a binding's offset, in f32 elements.
+    pub fn offset_align(&self) -> usize {
+        (self.ctx.device.limits().min_storage_buffer_offset_alignment as usize / 4).max(1)
+    }
+
+    /// Largest binding in f32 elements.
+    pub fn max_elems(&self) -> usize {
+        (self.max_binding / 4) as usize
     }
 
     /// A zeroed storage buffer a node's dispatches share (e.g. running minima across the
@@ -118,7 +138,7 @@ impl<'a> KernelBuilder<'a> {
         if params.len() > PARAM_WORDS {
             return Err(OpError::Limits { node: self.node_label.clone(), message: format!("{} parameter words (max {PARAM_WORDS})", params.len()) });
         }
-        let max_binding = self.ctx.device.limits().max_storage_buffer_binding_size;
+        let max_binding = self.max_binding;
         if let Some(b) = bindings.iter().find(|b| b.size > max_binding) {
             return Err(OpError::Limits {
                 node: self.node_label.clone(),

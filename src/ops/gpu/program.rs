@@ -42,8 +42,20 @@ impl GpuProgram {
     /// Plans buffers by liveness, compiles every kernel variant the graph needs, and records
     /// its dispatches. Fails with the node's name when a shape or limit does not fit.
     pub async fn compile(ctx: &GpuContext, graph: &Graph<'_>, weights: &GpuWeights, cache: &mut PipelineCache) -> Result<Self, OpError> {
+        Self::compile_with_limit(ctx, graph, weights, cache, None).await
+    }
+
+    /// `compile` with bindings capped at `max_binding` bytes (below the device's limit):
+    /// activations above it are bound in windows, as on a device with that limit.
+    pub async fn compile_with_limit(
+        ctx: &GpuContext,
+        graph: &Graph<'_>,
+        weights: &GpuWeights,
+        cache: &mut PipelineCache,
+        max_binding: Option<u64>,
+    ) -> Result<Self, OpError> {
         let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let result = Self::record(ctx, graph, weights, cache);
+        let result = Self::record(ctx, graph, weights, cache, max_binding);
         let error = scope.pop().await;
         let (steps, program) = result?;
         if let Some(e) = error {
@@ -55,7 +67,7 @@ impl GpuProgram {
         Ok(program)
     }
 
-    fn record(ctx: &GpuContext, graph: &Graph<'_>, weights: &GpuWeights, cache: &mut PipelineCache) -> Result<(Vec<Step>, Self), OpError> {
+    fn record(ctx: &GpuContext, graph: &Graph<'_>, weights: &GpuWeights, cache: &mut PipelineCache, max_binding: Option<u64>) -> Result<(Vec<Step>, Self), OpError> {
         let n = graph.nodes.len();
         // A reshape shares its input's buffer: follow aliases to the tensor that owns it.
         let mut root: Vec<usize> = (0..n).collect();
@@ -88,6 +100,9 @@ impl GpuProgram {
         let mut inputs = HashMap::new();
         let mut input_bytes = 0u64;
         let mut kb = KernelBuilder::new(ctx, cache);
+        if let Some(limit) = max_binding {
+            kb.max_binding = kb.max_binding.min(limit);
+        }
 
         for (i, node) in graph.nodes.iter().enumerate() {
             let bytes = (node.numel() * 4) as u64;
@@ -107,6 +122,13 @@ impl GpuProgram {
                     places[i] = places[node.inputs[0].0].clone();
                 }
                 _ => {
+                    let max_buffer = ctx.device.limits().max_buffer_size;
+                    if bytes > max_buffer {
+                        return Err(OpError::Limits {
+                            node: node.label.clone(),
+                            message: format!("its {bytes}-byte output exceeds the device's maxBufferSize ({max_buffer})"),
+                        });
+                    }
                     let slot = arena.alloc(bytes);
                     if slot.0 == arena_buffers.len() {
                         arena_buffers.push(ctx.device.create_buffer(&wgpu::BufferDescriptor {

@@ -1,6 +1,8 @@
 // out = a (op) b with NumPy broadcasting over up to 6 axes.
-// params: [n, op, ndim, 0, shape[6] @4, a_strides[6] @10, b_strides[6] @16]; op 0 add, 1 sub, 2 mul.
-// Broadcast axes have stride 0.
+// params: [n, op, ndim, first, shape[6] @4, a_strides[6] @10, b_strides[6] @16, a_first,
+// b_first]; op 0 add, 1 sub, 2 mul. Broadcast axes have stride 0. A dispatch covers output
+// indices first..first+n-1 (one window of an output above the binding limit); a and b are
+// bound from their indices a_first and b_first.
 
 @group(0) @binding(0) var<storage, read> a: array<f32>;
 @group(0) @binding(1) var<storage, read> b: array<f32>;
@@ -13,7 +15,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     if (i >= pu(0u)) {
         return;
     }
-    var rem = i;
+    var rem = i + pu(3u);
     var ia = 0u;
     var ib = 0u;
     let ndim = pu(2u);
@@ -25,8 +27,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         ia = ia + c * pu(10u + axis);
         ib = ib + c * pu(16u + axis);
     }
-    let x = a[ia];
-    let y = b[ib];
+    let x = a[ia - pu(22u)];
+    let y = b[ib - pu(23u)];
     var r: f32;
     switch pu(1u) {
         case 0u: { r = x + y; }

@@ -2,6 +2,7 @@
 //! kernel, one dispatch per weight chunk), and nearest 2x upsampling.
 
 use super::elementwise::groups_for;
+use super::split::{fits, whole, limit_err, spans};
 use super::loaders::{enable_f16, Q8_UNPACK, W_F16, W_F16_NATIVE, W_F32_VEC4};
 use super::{with_prelude, NodeCx};
 use crate::error::OpError;
@@ -17,12 +18,17 @@ use crate::ops::quant::StorageType;
 const W_F32_SCALAR: &str = r#"
 fn load_w(n: u32, k: u32) -> vec4<f32> {
     let K = pu(1u);
-    let row = min(n, pu(4u) - 1u) * K;
     var v = vec4<f32>(0.0);
     for (var j = 0u; j < 4u; j = j + 1u) {
-        v[j] = select(0.0, w[row + min(k + j, K - 1u)], k + j < K);
+        v[j] = select(0.0, w[w_at(n, min(k + j, K - 1u))], k + j < K);
     }
     return v;
+}"#;
+/// Chunk rows are pu(17) = C*kh*kw long; this dispatch reads columns from pu(18) on (its
+/// input-channel range, and its first row within the chunk, when activations are split).
+const W_AT_CONV: &str = r#"
+fn w_at(n: u32, k: u32) -> u32 {
+    return min(n, pu(4u) - 1u) * pu(17u) + pu(18u) + k;
 }"#;
 /// The f16 scale of block b (two to a word).
 const BLOCK_SCALE: &str = r#"
@@ -33,7 +39,7 @@ fn block_scale(b: u32) -> f32 {
 
 // Scale of block kb of chunk row n (rows past the chunk clamp, like the loads).
 fn col_scale(n: u32, kb: u32) -> f32 {
-    return block_scale(min(n, pu(4u) - 1u) * (pu(1u) / 32u) + kb);
+    return block_scale(w_at(n, kb * 32u) / 32u);
 }"#;
 /// The K loop over f32/f16 weights: 4 taps per step; `w` holds channels c0..c0+3, `v`
 /// c0+4..c0+7.
@@ -92,12 +98,12 @@ const BLOCK_LOOP: &str = r#"
 /// never straddle a block).
 const W_Q8_0: &str = r#"
 fn load_w(n: u32, k: u32) -> vec4<f32> {
-    return unpack_q8(w[(min(n, pu(4u) - 1u) * pu(1u) + k) / 4u]);
+    return unpack_q8(w[w_at(n, k) / 4u]);
 }"#;
 /// Q4_0 (GGML order): byte j of a block holds quant j (low nibble) and j+16 (high nibble).
 const W_Q4_0: &str = r#"
 fn load_w(n: u32, k: u32) -> vec4<f32> {
-    let i = min(n, pu(4u) - 1u) * pu(1u) + k;
+    let i = w_at(n, k);
     let b = i / 32u;
     let j = i % 32u;
     let word = w[b * 4u + (j % 16u) / 4u];
@@ -237,7 +243,7 @@ fn conv_source(storage: StorageType, w_vec4: bool, pointwise: bool, f16: bool) -
     }
     let params_at = if storage.is_quantized() { 5 } else { 4 };
     bindings.push_str(&format!("@group(0) @binding({params_at}) var<uniform> params: Params;\n"));
-    let loaders = format!("{w_loader}\n{x_loader}");
+    let loaders = format!("{W_AT_CONV}\n{w_loader}\n{x_loader}");
     let k_loop = if storage.is_quantized() { BLOCK_LOOP } else { PLAIN_LOOP };
     let src = with_prelude(&include_str!("conv2d.wgsl").replace("//{{BINDINGS}}", &bindings).replace("//{{LOADERS}}", &loaders).replace("//{{K_LOOP}}", k_loop));
     enable_f16(src, storage == StorageType::F16 && f16)
@@ -269,24 +275,148 @@ pub fn conv2d(kb: &mut KernelBuilder, cx: &NodeCx, stride: usize, padding: [usiz
         if w_vec4 { "vec4" } else { "scalar" },
         if pointwise { "pointwise" } else { "gather" }
     );
-    let tiles_m = m.div_ceil(TILE_PIXELS);
-    for (rows, values, scales) in chunks {
-        let tiles_n = rows.len().div_ceil(TILE_CHANNELS);
-        let mut bindings: Vec<Buf> = vec![cx.out.clone(), bias.clone().unwrap_or_else(|| x.clone()), x.clone(), values];
-        bindings.extend(scales);
-        let params = [m, k, o, rows.start, rows.len(), bias.is_some() as usize, c, h, w, ho, wo, kh, kw, stride, padding[0], padding[2], tiles_n];
-        let params: Vec<u32> = params.iter().map(|&v| v as u32).collect();
-        kb.dispatch(&key, || conv_source(storage, w_vec4, pointwise, f16), bindings, &params, grid((tiles_n * tiles_m) as u32))?;
+    let dims = Dims { h, w, o, ho, wo, kh, kw, stride, padding };
+    let has_bias = bias.is_some();
+    let bias = bias.unwrap_or_else(|| x.clone());
+    let whole = fits(kb, &[&x, &cx.out]);
+    let (max, align) = (kb.max_elems(), kb.offset_align());
+    let mut record = |pass: Pass, values: &Buf, scales: &Option<Buf>| {
+        let mut bindings: Vec<Buf> = vec![pass.out.clone(), bias.clone(), pass.x.clone(), values.clone()];
+        bindings.extend(scales.clone());
+        let tiles_n = pass.rows.len().div_ceil(TILE_CHANNELS);
+        let workgroups = grid((tiles_n * pass.m.div_ceil(TILE_PIXELS)) as u32);
+        let params = pass.params(&dims, k, tiles_n);
+        kb.dispatch(&key, || conv_source(storage, w_vec4, pointwise, f16), bindings, &params, workgroups)
+    };
+    if whole {
+        for (rows, values, scales) in &chunks {
+            let pass = Pass { m, x: x.clone(), out: cx.out.clone(), channels: 0..c, rows: rows.clone(), out_row: rows.start, row_in_chunk: 0, has_bias };
+            record(pass, values, scales)?;
+        }
+        return Ok(());
+    }
+    // Above the binding limit: per batch item, windows of output channels (within each
+    // weight chunk) times windows of input channels, the latter accumulating. A window of
+    // input channels keeps the weight columns it reads aligned to blocks / vec4s.
+    let (plane_in, plane_out) = (h * w, ho * wo);
+    let quantum = if storage.is_quantized() { 32 } else if w_vec4 { 4 } else { 1 };
+    let step = quantum / gcd(kh * kw, quantum);
+    for item in 0..b {
+        let ins = spans(c, plane_in, item * c * plane_in, max, align, step).map_err(|m| limit_err(cx, m))?;
+        for (rows, values, scales) in &chunks {
+            let outs = spans(rows.len(), plane_out, (item * o + rows.start) * plane_out, max, align, 1).map_err(|m| limit_err(cx, m))?;
+            for out_range in &outs {
+                let first = rows.start + out_range.start;
+                let out = cx.out.window((item * o + first) * plane_out, out_range.len() * plane_out);
+                for channels in &ins {
+                    let x = x.window((item * c + channels.start) * plane_in, channels.len() * plane_in);
+                    let pass = Pass {
+                        m: plane_out,
+                        x,
+                        out: out.clone(),
+                        channels: channels.clone(),
+                        rows: first..first + out_range.len(),
+                        out_row: 0,
+                        row_in_chunk: out_range.start,
+                        has_bias: has_bias && channels.start == 0,
+                    };
+                    record(pass, values, scales)?;
+                }
+            }
+        }
     }
     Ok(())
+}
+
+fn gcd(a: usize, b: usize) -> usize {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
+}
+
+/// A conv's shape.
+struct Dims {
+    h: usize,
+    w: usize,
+    o: usize,
+    ho: usize,
+    wo: usize,
+    kh: usize,
+    kw: usize,
+    stride: usize,
+    padding: [usize; 4],
+}
+
+/// One dispatch: output rows (channels) `rows` from input channels `channels`, over `m`
+/// pixels of the bound x and out.
+struct Pass {
+    m: usize,
+    x: Buf,
+    out: Buf,
+    channels: std::ops::Range<usize>,
+    /// Output channels (global indices: the bias is read at these).
+    rows: std::ops::Range<usize>,
+    /// Channel of the bound output where `rows` start.
+    out_row: usize,
+    /// Row of the weight chunk where `rows` start.
+    row_in_chunk: usize,
+    has_bias: bool,
+}
+
+impl Pass {
+    fn params(&self, d: &Dims, row_len: usize, tiles_n: usize) -> Vec<u32> {
+        let taps = d.kh * d.kw;
+        let col_off = self.row_in_chunk * row_len + self.channels.start * taps;
+        let accumulate = self.channels.start > 0;
+        let p = [
+            self.m,
+            self.channels.len() * taps,
+            d.o,
+            self.out_row,
+            self.rows.len(),
+            self.has_bias as usize,
+            self.channels.len(),
+            d.h,
+            d.w,
+            d.ho,
+            d.wo,
+            d.kh,
+            d.kw,
+            d.stride,
+            d.padding[0],
+            d.padding[2],
+            tiles_n,
+            row_len,
+            col_off,
+            accumulate as usize,
+            self.rows.start,
+        ];
+        p.iter().map(|&v| v as u32).collect()
+    }
 }
 
 /// Nearest-neighbour upsampling of [B, C, H, W] to the node's [B, C, OH, OW].
 pub fn upsample_nearest(kb: &mut KernelBuilder, cx: &NodeCx) -> Result<(), OpError> {
     let (h, w) = (cx.in_shapes[0][2], cx.in_shapes[0][3]);
     let (oh, ow) = (cx.node.shape[2], cx.node.shape[3]);
-    let n = cx.node.numel();
-    let bindings = vec![cx.f32_input(0)?, cx.out.clone()];
-    let params = [n as u32, h as u32, w as u32, oh as u32, ow as u32];
-    kb.dispatch("upsample_nearest", || with_prelude(include_str!("upsample_nearest.wgsl")), bindings, &params, groups_for(n))
+    let planes = cx.node.numel() / (oh * ow).max(1);
+    let x = cx.f32_input(0)?;
+    // Above the binding limit: windows of whole planes, aligned in both x and out.
+    let windows = if fits(kb, &[&x, &cx.out]) {
+        whole(planes)
+    } else {
+        let (max, align) = (kb.max_elems(), kb.offset_align());
+        // Whole units of input planes, so that x's windows are aligned too.
+        let step = align / gcd(h * w, align);
+        spans(planes, oh * ow, 0, max, align, step).map_err(|m| limit_err(cx, m))?
+    };
+    for p in windows {
+        let n = p.len() * oh * ow;
+        let bindings = vec![x.window(p.start * h * w, p.len() * h * w), cx.out.window(p.start * oh * ow, n)];
+        let params = [n as u32, h as u32, w as u32, oh as u32, ow as u32];
+        kb.dispatch("upsample_nearest", || with_prelude(include_str!("upsample_nearest.wgsl")), bindings, &params, groups_for(n))?;
+    }
+    Ok(())
 }

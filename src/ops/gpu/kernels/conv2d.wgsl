@@ -7,9 +7,13 @@
 // - `block(r0) -> Block` and `load_x(block, k, &kc) -> mat4x4<f32>`: column p holds the
 //   inputs of pixel r0 + p at k..k+3 (a gather whose bounds checks stand in for the zero
 //   padding, or for 1x1 convs one aligned vec4 of 4 pixels per input plane).
-// A weight chunk holds output channels [n_off, n_off + n_rows).
+// A dispatch computes n_rows output channels, written from channel n_off of the bound
+// output, with bias from index bias_off. Above the binding limit a conv becomes several
+// dispatches over windows (one batch item, a range of output channels, a range of input
+// channels): weight rows are row_len long and read from column col_off on, and every
+// input-channel range after the first adds to the output (accumulate).
 // params: [M = B*Ho*Wo, K = C*kh*kw, O, n_off, n_rows, has_bias, C, H, W, Ho, Wo, kh, kw,
-// stride, pad_top, pad_left, channel tiles].
+// stride, pad_top, pad_left, channel tiles, row_len, col_off, accumulate, bias_off].
 
 // Bindings: 0 out, 1 bias (x again when there is none), 2 x, 3 w, [4 scales], then params.
 @group(0) @binding(0) var<storage, read_write> out: array<f32>;
@@ -47,8 +51,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     var b2 = vec4<f32>(0.0);
     if (pu(5u) != 0u) {
         for (var j = 0u; j < 4u; j = j + 1u) {
-            b[j] = bias[pu(3u) + min(c0 + j, n_rows - 1u)];
-            b2[j] = bias[pu(3u) + min(c0 + 4u + j, n_rows - 1u)];
+            b[j] = bias[pu(20u) + min(c0 + j, n_rows - 1u)];
+            b2[j] = bias[pu(20u) + min(c0 + 4u + j, n_rows - 1u)];
         }
     }
     store_pixel(r0, c0, acc0 + b);
@@ -68,9 +72,15 @@ fn store_pixel(m: u32, c0: u32, v: vec4<f32>) {
     }
     let plane = pu(9u) * pu(10u);
     let base = (m / plane) * pu(2u) * plane + (pu(3u) + c0) * plane + m % plane;
+    let accumulate = pu(19u) != 0u;
     for (var j = 0u; j < 4u; j = j + 1u) {
         if (c0 + j < pu(4u)) {
-            out[base + j * plane] = v[j];
+            let i = base + j * plane;
+            var r = v[j];
+            if (accumulate) {
+                r = r + out[i];
+            }
+            out[i] = r;
         }
     }
 }

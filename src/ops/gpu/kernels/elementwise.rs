@@ -1,5 +1,6 @@
 //! Elementwise kernels: activations, broadcast arithmetic, GEGLU.
 
+use super::split::{fits, whole, flat_spans, limit_err};
 use super::{strides, with_prelude, NodeCx};
 use crate::error::OpError;
 use crate::ops::gpu::builder::{f, grid, KernelBuilder};
@@ -27,8 +28,14 @@ pub fn unary(kb: &mut KernelBuilder, cx: &NodeCx, op: UnaryOp) -> Result<(), OpE
         UnaryOp::Relu => (5, 1.0, 0.0),
         UnaryOp::Tanh => (6, 1.0, 0.0),
     };
-    let bindings = vec![cx.f32_input(0)?, cx.out.clone()];
-    kb.dispatch("unary", || source(include_str!("unary.wgsl")), bindings, &[n as u32, code, f(mul), f(add)], groups_for(n))
+    let x = cx.f32_input(0)?;
+    // Over the binding limit: the same kernel on windows of x and out.
+    let spans = if fits(kb, &[&x, &cx.out]) { whole(n) } else { flat_spans(kb, cx, n)? };
+    for s in spans {
+        let bindings = vec![x.window(s.start, s.len()), cx.out.window(s.start, s.len())];
+        kb.dispatch("unary", || source(include_str!("unary.wgsl")), bindings, &[s.len() as u32, code, f(mul), f(add)], groups_for(s.len()))?;
+    }
+    Ok(())
 }
 
 pub fn binary(kb: &mut KernelBuilder, cx: &NodeCx, op: BinaryOp) -> Result<(), OpError> {
@@ -43,7 +50,8 @@ pub fn binary(kb: &mut KernelBuilder, cx: &NodeCx, op: BinaryOp) -> Result<(), O
         let pad = nd - shape.len();
         (0..nd).map(|ax| if ax < pad || shape[ax - pad] == 1 { 0 } else { s[ax - pad] as u32 }).collect()
     };
-    let mut params = vec![cx.node.numel() as u32, match op { BinaryOp::Add => 0, BinaryOp::Sub => 1, BinaryOp::Mul => 2 }, nd as u32, 0];
+    let n = cx.node.numel();
+    let mut params = vec![n as u32, match op { BinaryOp::Add => 0, BinaryOp::Sub => 1, BinaryOp::Mul => 2 }, nd as u32, 0];
     let mut fixed = |v: Vec<u32>| {
         let mut v = v;
         v.resize(6, 1);
@@ -52,8 +60,37 @@ pub fn binary(kb: &mut KernelBuilder, cx: &NodeCx, op: BinaryOp) -> Result<(), O
     fixed(out_shape.iter().map(|&d| d as u32).collect());
     fixed(view(&cx.in_shapes[0]));
     fixed(view(&cx.in_shapes[1]));
-    let bindings = vec![cx.f32_input(0)?, cx.f32_input(1)?, cx.out.clone()];
-    kb.dispatch("binary", || source(include_str!("binary.wgsl")), bindings, &params, groups_for(cx.node.numel()))
+    params.extend([0, 0]);
+    let (a, b) = (cx.f32_input(0)?, cx.f32_input(1)?);
+    if fits(kb, &[&a, &b, &cx.out]) {
+        let bindings = vec![a, b, cx.out.clone()];
+        return kb.dispatch("binary", || source(include_str!("binary.wgsl")), bindings, &params, groups_for(n));
+    }
+    // Windows of the output's flat range; an input too big to bind whole must have the
+    // output's shape, so that its window is the same range (word 3 is the window's first
+    // index, words 22/23 the first index bound of a and b).
+    let spans = flat_spans(kb, cx, n)?;
+    let big = |buf: &crate::ops::gpu::builder::Buf, i: usize| -> Result<bool, OpError> {
+        let big = buf.size > kb.max_binding;
+        if big && cx.in_shapes[i] != *out_shape {
+            return Err(limit_err(cx, format!("input {i} {:?} is broadcast to {out_shape:?} and too big to bind whole", cx.in_shapes[i])));
+        }
+        Ok(big)
+    };
+    let (a_big, b_big) = (big(&a, 0)?, big(&b, 1)?);
+    for s in spans {
+        let (start, len) = (s.start, s.len());
+        let mut p = params.clone();
+        p[0] = len as u32;
+        p[3] = start as u32;
+        p[22] = if a_big { start as u32 } else { 0 };
+        p[23] = if b_big { start as u32 } else { 0 };
+        let a = if a_big { a.window(start, len) } else { a.clone() };
+        let b = if b_big { b.window(start, len) } else { b.clone() };
+        let bindings = vec![a, b, cx.out.window(start, len)];
+        kb.dispatch("binary", || source(include_str!("binary.wgsl")), bindings, &p, groups_for(len))?;
+    }
+    Ok(())
 }
 
 pub fn geglu(kb: &mut KernelBuilder, cx: &NodeCx) -> Result<(), OpError> {

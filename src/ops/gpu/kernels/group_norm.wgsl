@@ -1,7 +1,9 @@
 // GroupNorm: one workgroup per (batch, group), whose (C / groups) x spatial values are
 // contiguous. Two passes (mean, then the biased variance of x - mean) keep the statistics
 // accurate for groups of millions of values; optional SiLU on the result.
-// params: [batch * groups, group_len, spatial, channels_per_group, groups, eps, silu]
+// params: [sets, group_len, spatial, channels_per_group, groups, eps, silu, first_set]: a
+// dispatch normalizes sets first_set.. (all of them, or one window of a tensor above the
+// binding limit, bound from its first set).
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read> gamma: array<f32>;
@@ -18,7 +20,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let n = pu(1u);
     let spatial = pu(2u);
     let base = bg * n;
-    let c0 = (bg % pu(4u)) * pu(3u);
+    let c0 = ((bg + pu(7u)) % pu(4u)) * pu(3u);
 
     var s = 0.0;
     for (var i = lid; i < n; i = i + {{WG}}u) {

@@ -1,7 +1,7 @@
 //! Linear layers on f32, f16, Q8_0 and Q4_0 weights (dequantized in the kernel), split into one
 //! dispatch per weight chunk when the weight exceeds a binding.
 
-use super::loaders::{enable_f16, Q8_UNPACK, W_F16, W_F16_NATIVE, W_F32_VEC4};
+use super::loaders::{enable_f16, Q8_UNPACK, W_AT_ROWS, W_F16, W_F16_NATIVE, W_F32_VEC4};
 use super::{with_prelude, NodeCx};
 use crate::error::OpError;
 use crate::ops::gpu::builder::{Buf, KernelBuilder};
@@ -88,7 +88,7 @@ fn source(x_vec4: bool, storage: StorageType, w_vec4: bool, f16: bool) -> String
     let bindings = format!(
         "@group(0) @binding(2) var<storage, read> x: {x_ty};\n@group(0) @binding(3) var<storage, read> w: {w_decl};\n@group(0) @binding(4) var<uniform> params: Params;\n"
     );
-    let loaders = format!("{}\n{loader}", if x_vec4 { X_VEC4 } else { X_SCALAR });
+    let loaders = format!("{}\n{W_AT_ROWS}\n{loader}", if x_vec4 { X_VEC4 } else { X_SCALAR });
     let src = with_prelude(&include_str!("linear.wgsl").replace("//{{BINDINGS}}", &bindings).replace("//{{LOADERS}}", &loaders));
     enable_f16(src, storage == StorageType::F16 && f16)
 }

@@ -1,22 +1,29 @@
 //! Weight loaders shared by the linear and conv kernels: `load_w(n, k)` is elements
 //! k..k+3 of row n of the bound weight chunk (rows past the chunk clamp to its last row;
-//! their results are never stored).
+//! their results are never stored). Each kernel defines `w_at(n, k)`, the element index of
+//! (n, k) in the chunk (`W_AT_ROWS` for plain rows of K).
+
+/// Rows of K elements (pu(1) = K, pu(4) = rows in the chunk), rows past the chunk clamped.
+pub const W_AT_ROWS: &str = r#"
+fn w_at(n: u32, k: u32) -> u32 {
+    return min(n, pu(4u) - 1u) * pu(1u) + k;
+}"#;
 
 /// f32, K a multiple of 4 (rows stay 16-byte aligned): one vec4 load.
 pub const W_F32_VEC4: &str = r#"
 fn load_w(n: u32, k: u32) -> vec4<f32> {
-    return w[(min(n, pu(4u) - 1u) * pu(1u) + k) / 4u];
+    return w[w_at(n, k) / 4u];
 }"#;
 /// f16 weights read as f16 vectors where the device has `shader-f16` (no unpacking); the
 /// arithmetic stays f32: f16 products could not meet the 1e-4 bound against the CPU.
 pub const W_F16_NATIVE: &str = r#"
 fn load_w(n: u32, k: u32) -> vec4<f32> {
-    return vec4<f32>(w[(min(n, pu(4u) - 1u) * pu(1u) + k) / 4u]);
+    return vec4<f32>(w[w_at(n, k) / 4u]);
 }"#;
 /// f16 pairs (K a multiple of 4, as `keeps_f16` guarantees): one vec2<u32> load, two unpacks.
 pub const W_F16: &str = r#"
 fn load_w(n: u32, k: u32) -> vec4<f32> {
-    let p = w[(min(n, pu(4u) - 1u) * pu(1u) + k) / 4u];
+    let p = w[w_at(n, k) / 4u];
     return vec4<f32>(unpack2x16float(p.x), unpack2x16float(p.y));
 }"#;
 /// The four signed bytes of a Q8_0 word, lowest first, by shifts: each byte is moved to the

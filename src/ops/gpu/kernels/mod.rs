@@ -9,6 +9,7 @@ mod loaders;
 mod matmul;
 mod misc;
 mod norm;
+mod split;
 
 use super::builder::{Buf, KernelBuilder};
 use super::weights::{GpuWeight, WeightChunk};

@@ -2,6 +2,7 @@
 //! set (a (batch, group) or a row) that loops over its values, with workgroup-memory tree
 //! reductions (`reduce.wgsl`) and two-pass statistics (mean, then variance of x - mean).
 
+use super::split::{fits, whole, limit_err, spans};
 use super::{with_prelude, NodeCx};
 use crate::error::OpError;
 use crate::ops::gpu::builder::{f, grid, Buf, KernelBuilder};
@@ -40,10 +41,22 @@ pub fn group_norm(kb: &mut KernelBuilder, cx: &NodeCx, groups: usize, eps: f32, 
     let per_group = channels / groups;
     let len = per_group * spatial;
     let wg = workgroup_size(len);
-    let params = [(batch * groups) as u32, len as u32, spatial as u32, per_group as u32, groups as u32, f(eps), silu as u32];
-    let bindings = vec![cx.f32_input(0)?, cx.f32_input(1)?, cx.f32_input(2)?, cx.out.clone()];
-    let workgroups = sets_grid(cx, batch * groups)?;
-    kb.dispatch(&format!("group_norm_wg{wg}"), || source(include_str!("group_norm.wgsl"), wg), bindings, &params, workgroups)
+    let sets = batch * groups;
+    let x = cx.f32_input(0)?;
+    // Over the binding limit: windows of whole (batch, group) sets.
+    let windows = if fits(kb, &[&x, &cx.out]) {
+        whole(sets)
+    } else {
+        spans(sets, len, 0, kb.max_elems(), kb.offset_align(), 1).map_err(|m| limit_err(cx, m))?
+    };
+    for w in windows {
+        let params = [w.len() as u32, len as u32, spatial as u32, per_group as u32, groups as u32, f(eps), silu as u32, w.start as u32];
+        let (start, n) = (w.start * len, w.len() * len);
+        let bindings = vec![x.window(start, n), cx.f32_input(1)?, cx.f32_input(2)?, cx.out.window(start, n)];
+        let workgroups = sets_grid(cx, w.len())?;
+        kb.dispatch(&format!("group_norm_wg{wg}"), || source(include_str!("group_norm.wgsl"), wg), bindings, &params, workgroups)?;
+    }
+    Ok(())
 }
 
 /// The LayerNorm template as LayerNorm (with beta at binding 2) or RmsNorm (no beta).
