@@ -21,8 +21,32 @@ fn split_heads(g: &mut Graph, x: TensorId, heads: usize) -> Result<TensorId, OpE
     g.permute(x, &[0, 2, 1, 3])
 }
 
-/// softmax(q k^T * scale) v per head through matmul, softmax and matmul.
+/// Largest score matrix one chunk of queries may make: 32 MiB stays well inside WebGPU's
+/// default 128 MiB binding (a 1024 px SDXL image's VAE attention would make 1 GiB).
+pub const MAX_SCORE_BYTES: usize = 32 << 20;
+
+/// softmax(q k^T * scale) v per head through matmul, softmax and matmul, over chunks of
+/// queries whose scores fit `MAX_SCORE_BYTES` (each query row's result depends only on it).
 pub fn explicit_attention(g: &mut Graph, q: TensorId, k: TensorId, v: TensorId, heads: usize, scale: f32) -> Result<TensorId, OpError> {
+    chunked_attention(g, [q, k, v], heads, scale, MAX_SCORE_BYTES)
+}
+
+fn chunked_attention(g: &mut Graph, [q, k, v]: [TensorId; 3], heads: usize, scale: f32, max_score_bytes: usize) -> Result<TensorId, OpError> {
+    let (b, lq, lk) = (g.shape(q)[0], g.shape(q)[1], g.shape(k)[1]);
+    let row_bytes = b * heads * lk * 4;
+    let rows = (max_score_bytes / row_bytes.max(1)).max(1);
+    if rows >= lq {
+        return attention_chunk(g, q, k, v, heads, scale);
+    }
+    let mut parts = Vec::new();
+    for start in (0..lq).step_by(rows) {
+        let qc = g.slice(q, 1, start, rows.min(lq - start))?;
+        parts.push(attention_chunk(g, qc, k, v, heads, scale)?);
+    }
+    g.concat(&parts, 1)
+}
+
+fn attention_chunk(g: &mut Graph, q: TensorId, k: TensorId, v: TensorId, heads: usize, scale: f32) -> Result<TensorId, OpError> {
     let (b, lq, dv) = (g.shape(q)[0], g.shape(q)[1], g.shape(v)[2]);
     let (qh, kh, vh) = (split_heads(g, q, heads)?, split_heads(g, k, heads)?, split_heads(g, v, heads)?);
     let scores = g.matmul(qh, kh, true)?;
@@ -49,14 +73,21 @@ mod tests {
             let (q, k, v) = (g.input("q", &[2, 5, 3 * 8]), g.input("k", &[2, 7, 3 * 8]), g.input("v", &[2, 7, 3 * 4]));
             let fused = g.attention(q, k, v, heads, 0.3, false).unwrap();
             let explicit = explicit_attention(&mut g, q, k, v, heads, 0.3).unwrap();
+            // Scores of 2 query rows per chunk (2 x heads x 7 keys x 4 bytes each): 3 chunks.
+            let chunked = chunked_attention(&mut g, [q, k, v], heads, 0.3, 2 * 2 * heads * 7 * 4).unwrap();
+            assert!(g.nodes.iter().filter(|n| matches!(n.op, crate::ops::Op::Slice { .. })).count() >= 3);
             g.output(fused);
             g.output(explicit);
+            g.output(chunked);
             let vals = |n: usize, s: usize| HostTensor::F32((0..n).map(|i| ((i * 7919 + s) % 97) as f32 / 48.0 - 1.0).collect());
             let inputs = HashMap::from([("q".to_string(), vals(240, 1)), ("k".to_string(), vals(336, 2)), ("v".to_string(), vals(168, 3))]);
             let out = CpuExecutor::new(&store).run(&g, &inputs).unwrap();
             let (HostTensor::F32(a), HostTensor::F32(b)) = (&out[&fused], &out[&explicit]) else { panic!("f32 outputs") };
             let err = a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
             assert!(err < 1e-6, "{heads} heads: max |fused - explicit| = {err}");
+            let HostTensor::F32(c) = &out[&chunked] else { panic!("f32 output") };
+            let err = a.iter().zip(c).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+            assert!(err < 1e-6, "{heads} heads: max |fused - chunked| = {err}");
         }
     }
 }
