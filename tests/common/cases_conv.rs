@@ -50,6 +50,11 @@ fn f32_convs() -> Vec<Case> {
         conv_case("conv f32 3x3 s2 p1 [1,4,7,5] -> 11", Conv { x: [1, 4, 7, 5], o: 11, k: 3, stride: 2, padding: p1 }, F32, false),
         conv_case("conv f32 3x3 s1 p0 [1,3,10,12] -> 36", Conv { x: [1, 3, 10, 12], o: 36, k: 3, stride: 1, padding: [0; 4] }, F32, true),
         conv_case("conv f32 3x3 s1 p1 [1,576,3,2] -> 6 (K 5184)", Conv { x: [1, 576, 3, 2], o: 6, k: 3, stride: 1, padding: p1 }, F32, true),
+        // 3x3 stride 1 with Wo % 4 == 0: the row-of-4-pixels loop.
+        conv_case("conv f32 3x3 s1 p1 [2,5,7,8] -> 11 (row3)", Conv { x: [2, 5, 7, 8], o: 11, k: 3, stride: 1, padding: p1 }, F32, true),
+        conv_case("conv f32 3x3 s1 p0 [1,6,6,10] -> 9 (row3)", Conv { x: [1, 6, 6, 10], o: 9, k: 3, stride: 1, padding: [0; 4] }, F32, false),
+        conv_case("conv f32 3x3 s1 (0,1,0,1) [1,4,6,9] -> 6 (row3)", Conv { x: [1, 4, 6, 9], o: 6, k: 3, stride: 1, padding: [0, 1, 0, 1] }, F32, true),
+        conv_case("conv f32 3x3 s1 p1 [1,320,4,4] -> 16 (row3, K 2880)", Conv { x: [1, 320, 4, 4], o: 16, k: 3, stride: 1, padding: p1 }, F32, true),
     ]
 }
 

@@ -226,8 +226,31 @@ fn load_x(blk: Block, k: u32, _kc: ptr<function, vec3<u32>>) -> mat4x4<f32> {
 const TILE_PIXELS: usize = 32;
 const TILE_CHANNELS: usize = 64;
 
-fn conv_source(storage: StorageType, w_vec4: bool, pointwise: bool, f16: bool) -> String {
+/// How a conv variant reads x.
+#[derive(Clone, Copy, PartialEq)]
+enum XPath {
+    /// Any kernel, stride and padding: per-tap gathers.
+    Gather,
+    /// 1x1, stride 1, no padding: vec4s of 4 pixels.
+    Pointwise,
+    /// 3x3 stride 1 over f32 weights, 4 pixels in one row: 6 loads per channel row.
+    Row3,
+}
+
+impl XPath {
+    fn name(self) -> &'static str {
+        match self {
+            XPath::Gather => "gather",
+            XPath::Pointwise => "pointwise",
+            XPath::Row3 => "row3",
+        }
+    }
+}
+
+fn conv_source(storage: StorageType, w_vec4: bool, path: XPath, f16: bool) -> String {
+    let (row3_fns, row3_loop) = include_str!("conv2d_row3.wgsl").split_once("//{{ROW3_LOOP}}").expect("marker");
     let (w_decl, w_loader) = match storage {
+        _ if path == XPath::Row3 => ("array<f32>", row3_fns.to_string()),
         StorageType::Q8_0 => ("array<u32>", format!("{BLOCK_SCALE}\n{Q8_UNPACK}\n{W_Q8_0}")),
         StorageType::Q4_0 => ("array<u32>", format!("{BLOCK_SCALE}\n{W_Q4_0}")),
         StorageType::F16 if f16 => ("array<vec4<f16>>", W_F16_NATIVE.to_string()),
@@ -235,7 +258,7 @@ fn conv_source(storage: StorageType, w_vec4: bool, pointwise: bool, f16: bool) -
         _ if w_vec4 => ("array<vec4<f32>>", W_F32_VEC4.to_string()),
         _ => ("array<f32>", W_F32_SCALAR.to_string()),
     };
-    let (x_decl, x_loader) = if pointwise { ("array<vec4<f32>>", X_POINTWISE) } else { ("array<f32>", X_GATHER) };
+    let (x_decl, x_loader) = if path == XPath::Pointwise { ("array<vec4<f32>>", X_POINTWISE) } else { ("array<f32>", X_GATHER) };
     let mut bindings =
         format!("@group(0) @binding(2) var<storage, read> x: {x_decl};\n@group(0) @binding(3) var<storage, read> w: {w_decl};\n");
     if storage.is_quantized() {
@@ -244,7 +267,11 @@ fn conv_source(storage: StorageType, w_vec4: bool, pointwise: bool, f16: bool) -
     let params_at = if storage.is_quantized() { 5 } else { 4 };
     bindings.push_str(&format!("@group(0) @binding({params_at}) var<uniform> params: Params;\n"));
     let loaders = format!("{W_AT_CONV}\n{w_loader}\n{x_loader}");
-    let k_loop = if storage.is_quantized() { BLOCK_LOOP } else { PLAIN_LOOP };
+    let k_loop = match path {
+        XPath::Row3 => row3_loop,
+        _ if storage.is_quantized() => BLOCK_LOOP,
+        _ => PLAIN_LOOP,
+    };
     let src = with_prelude(&include_str!("conv2d.wgsl").replace("//{{BINDINGS}}", &bindings).replace("//{{LOADERS}}", &loaders).replace("//{{K_LOOP}}", k_loop));
     enable_f16(src, storage == StorageType::F16 && f16)
 }
@@ -266,14 +293,20 @@ pub fn conv2d(kb: &mut KernelBuilder, cx: &NodeCx, stride: usize, padding: [usiz
     let x = cx.f32_input(0)?;
     let bias = if cx.inputs.len() > 2 { Some(cx.f32_input(2)?) } else { None };
     let w_vec4 = k % 4 == 0;
-    let pointwise = kh == 1 && kw == 1 && stride == 1 && padding == [0; 4] && (ho * wo) % 4 == 0 && x.offset % 16 == 0;
+    let path = if kh == 1 && kw == 1 && stride == 1 && padding == [0; 4] && (ho * wo) % 4 == 0 && x.offset % 16 == 0 {
+        XPath::Pointwise
+    } else if kh == 3 && kw == 3 && stride == 1 && wo % 4 == 0 && storage == StorageType::F32 {
+        XPath::Row3
+    } else {
+        XPath::Gather
+    };
     let f16 = storage == StorageType::F16 && kb.has_f16();
     let key = format!(
         "conv2d_{}{}_{}_{}",
         storage.name(),
         if f16 { "_native" } else { "" },
         if w_vec4 { "vec4" } else { "scalar" },
-        if pointwise { "pointwise" } else { "gather" }
+        path.name()
     );
     let dims = Dims { h, w, o, ho, wo, kh, kw, stride, padding };
     let has_bias = bias.is_some();
@@ -286,7 +319,7 @@ pub fn conv2d(kb: &mut KernelBuilder, cx: &NodeCx, stride: usize, padding: [usiz
         let tiles_n = pass.rows.len().div_ceil(TILE_CHANNELS);
         let workgroups = grid((tiles_n * pass.m.div_ceil(TILE_PIXELS)) as u32);
         let params = pass.params(&dims, k, tiles_n);
-        kb.dispatch(&key, || conv_source(storage, w_vec4, pointwise, f16), bindings, &params, workgroups)
+        kb.dispatch(&key, || conv_source(storage, w_vec4, path, f16), bindings, &params, workgroups)
     };
     if whole {
         for (rows, values, scales) in &chunks {
