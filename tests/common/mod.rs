@@ -7,6 +7,7 @@
 pub mod cases_attention;
 pub mod cases_conv;
 pub mod cases_core;
+pub mod cases_limits;
 pub mod cases_misc;
 pub mod cases_norm;
 pub mod cases_split;
