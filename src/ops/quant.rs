@@ -144,8 +144,9 @@ pub fn quantize(ty: StorageType, xs: &[f32]) -> Vec<u8> {
 }
 
 /// A block-quantized tensor split for WGSL: `qs` holds the quants as u32 words (Q8_0: 8
-/// words a block, 4 i8 each; Q4_0: 4 words a block, GGML's nibble order), `scales` the f16
-/// scales two to a word (block b in the low half of word b/2 when b is even).
+/// words a block, 4 i8 each; Q4_0: 4 words a block, word w holding quants 8w..8w+7 in
+/// its nibbles, lowest first, so that 4 consecutive quants sit in one half-word), `scales`
+/// the f16 scales two to a word (block b in the low half of word b/2 when b is even).
 #[derive(Debug, Clone, PartialEq)]
 pub struct GpuBlocks {
     pub qs: Vec<u32>,
@@ -165,9 +166,19 @@ pub fn pack_for_gpu(ty: StorageType, bytes: &[u8]) -> GpuBlocks {
     for (i, b) in bytes.chunks_exact(block_bytes).enumerate() {
         let d = u16::from_le_bytes([b[0], b[1]]) as u32;
         scales[i / 2] |= d << (16 * (i % 2));
-        qs.extend(b[2..].chunks_exact(4).map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]])));
+        match ty {
+            StorageType::Q4_0 => qs.extend(sequential_nibbles(&b[2..])),
+            _ => qs.extend(b[2..].chunks_exact(4).map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]]))),
+        }
     }
     GpuBlocks { qs, scales }
+}
+
+/// GGML's Q4_0 nibbles (byte j: quant j low, quant j + 16 high) as 4 words of 8
+/// consecutive quants each.
+fn sequential_nibbles(bytes: &[u8]) -> [u32; 4] {
+    let quant = |i: usize| if i < 16 { bytes[i] & 15 } else { bytes[i - 16] >> 4 } as u32;
+    std::array::from_fn(|w| (0..8).fold(0, |word, p| word | quant(8 * w + p) << (4 * p)))
 }
 
 #[cfg(test)]
@@ -235,5 +246,15 @@ mod tests {
         assert_eq!(p.qs[0], u32::from_le_bytes([0, 1, 2, 3]));
         assert_eq!(p.qs[8], u32::from_le_bytes([0xff, 0xfe, 0xfd, 0xfc]));
         assert_eq!(dequantize(StorageType::Q8_0, &bytes)[33], -4.0);
+
+        // A Q4_0 block whose quant i is i % 16: word w holds quants 8w..8w+7, lowest nibble
+        // first.
+        let mut q4 = vec![0x00, 0x3c];
+        q4.extend((0..16u8).map(|j| j | (j << 4)));
+        let p = pack_for_gpu(StorageType::Q4_0, &q4);
+        assert_eq!(p.qs, vec![0x7654_3210, 0xfedc_ba98, 0x7654_3210, 0xfedc_ba98]);
+        let mut q4 = vec![0x00, 0x3c];
+        q4.extend((0..16u8).map(|j| (15 - j) << 4));
+        assert_eq!(pack_for_gpu(StorageType::Q4_0, &q4).qs, vec![0, 0, 0x89ab_cdef, 0x0123_4567]);
     }
 }

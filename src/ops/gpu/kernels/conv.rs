@@ -100,16 +100,13 @@ const W_Q8_0: &str = r#"
 fn load_w(n: u32, k: u32) -> vec4<f32> {
     return unpack_q8(w[w_at(n, k) / 4u]);
 }"#;
-/// Q4_0 (GGML order): byte j of a block holds quant j (low nibble) and j+16 (high nibble).
+/// Q4_0, repacked so that word i/8 holds quants i..i+7 (i a multiple of 8), lowest nibble
+/// first (`quant::pack_for_gpu`): quants k..k+3 are one half-word.
 const W_Q4_0: &str = r#"
 fn load_w(n: u32, k: u32) -> vec4<f32> {
     let i = w_at(n, k);
-    let b = i / 32u;
-    let j = i % 32u;
-    let word = w[b * 4u + (j % 16u) / 4u];
-    let shift = select(0u, 4u, j >= 16u);
-    let q = vec4<u32>((word >> shift) & 15u, (word >> (8u + shift)) & 15u, (word >> (16u + shift)) & 15u, (word >> (24u + shift)) & 15u);
-    return vec4<f32>(q) - 8.0;
+    let h = w[i / 8u] >> ((i % 8u) * 4u);
+    return vec4<f32>(vec4<u32>(h, h >> 4u, h >> 8u, h >> 12u) & vec4<u32>(15u)) - 8.0;
 }"#;
 
 /// Input gather for any kernel, stride and padding (x bound as f32).

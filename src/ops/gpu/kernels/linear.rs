@@ -54,16 +54,13 @@ const SUMS: &str = r#"
             t6 = t6 + load_x(r0 + 6u, k) * q;
             t7 = t7 + load_x(r0 + 7u, k) * q;
         }"#;
-/// Unscaled, re-centred Q4_0 quants (q - 8) k..k+3 of chunk row n, GGML nibble order
-/// (byte j of a block holds quant j in its low nibble, j+16 in its high). Loading each
-/// word once for both halves ran slower on SwiftShader than this plain loader.
+/// Unscaled, re-centred Q4_0 quants (q - 8) k..k+3 of chunk row n: `quant::pack_for_gpu`
+/// puts quants i..i+7 in word i/8, lowest nibble first, so they are one half-word.
 const Q_Q4_0: &str = r#"
 fn load_q(n: u32, k: u32) -> vec4<f32> {
     let i = min(n, pu(4u) - 1u) * pu(1u) + k;
-    let j = i % 32u;
-    let word = w[(i / 32u) * 4u + (j % 16u) / 4u] >> select(0u, 4u, j >= 16u);
-    let q = vec4<u32>(word & 15u, (word >> 8u) & 15u, (word >> 16u) & 15u, (word >> 24u) & 15u);
-    return vec4<f32>(q) - 8.0;
+    let h = w[i / 8u] >> ((i % 8u) * 4u);
+    return vec4<f32>(vec4<u32>(h, h >> 4u, h >> 8u, h >> 12u) & vec4<u32>(15u)) - 8.0;
 }"#;
 
 /// `linear_q.wgsl` with a block format's loaders and per-block sums spliced in.
