@@ -1,7 +1,7 @@
 //! GPU-vs-CPU cases for GroupNorm, LayerNorm, RmsNorm and softmax: groups and rows off the
 //! 64/256 workgroup sizes, batch > 1, channel counts not divisible by 4, 3D input, both
-//! workgroup-size variants (sets of <= 1024 and > 1024 values), affine parameters as f32
-//! weights and as activations.
+//! workgroup-size variants (sets of <= 1024 and > 1024 values), few large groups (stats in
+//! parts), affine parameters as f32 weights and as activations.
 
 use super::{Case, ELEMENTWISE_TOL};
 use easel::ops::{StorageType, UnaryOp};
@@ -39,6 +39,10 @@ fn group_norms() -> Vec<Case> {
         group_norm_case(&[1, 32, 40, 40], 4, 1e-6, false, 0.0, 19),
         group_norm_case(&[1, 32, 40, 40], 4, 1e-5, true, 0.0, 22),
         group_norm_case(&[2, 10, 6, 6], 5, 1e-5, true, 8.0, 25),
+        // Few groups of > 8192 values: statistics in parts, combined (Chan et al.), then an
+        // elementwise pass; parts of unequal length, and a mean far from zero.
+        group_norm_case(&[1, 32, 40, 40], 4, 1e-6, true, 8.0, 31),
+        group_norm_case(&[2, 6, 61, 67], 2, 1e-5, false, 0.0, 34),
         // gamma/beta as activations (e.g. computed by an earlier node).
         Case::new("group_norm [2,15,3,3] 5 groups, gamma/beta inputs", ELEMENTWISE_TOL, |g| {
             let x = g.input("x", &[2, 15, 3, 3]);

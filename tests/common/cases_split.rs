@@ -46,6 +46,18 @@ fn elementwise() -> Vec<Case> {
         .input("gamma", 8, 1.0, 306)
         .input("beta", 8, 1.0, 307)
         .bind_at(4 * KIB),
+        // Sets of 8192 values, one per window, each with its statistics in 2 parts.
+        Case::new("split group_norm in parts [1,4,64,64] g2 at 32 KiB", ELEMENTWISE_TOL, |g| {
+            let x = g.input("x", &[1, 4, 64, 64]);
+            let (gamma, beta) = (g.input("gamma", &[4]), g.input("beta", &[4]));
+            let y = g.group_norm(x, gamma, beta, 2, 1e-6, true)?;
+            g.output(y);
+            Ok(())
+        })
+        .input("x", 16384, 2.0, 309)
+        .input("gamma", 4, 1.0, 310)
+        .input("beta", 4, 1.0, 311)
+        .bind_at(32 * KIB),
         // Output planes of 256 values, 2 per window; input planes of 64.
         Case::new("split upsample2x [2,4,8,8] at 2 KiB", ELEMENTWISE_TOL, |g| {
             let x = g.input("x", &[2, 4, 8, 8]);

@@ -3,6 +3,7 @@
 //! reductions (`reduce.wgsl`) and two-pass statistics (mean, then variance of x - mean).
 
 use super::split::{fits, whole, limit_err, spans};
+use super::elementwise::groups_for;
 use super::{with_prelude, NodeCx};
 use crate::error::OpError;
 use crate::ops::gpu::builder::{f, grid, Buf, KernelBuilder};
@@ -49,14 +50,46 @@ pub fn group_norm(kb: &mut KernelBuilder, cx: &NodeCx, groups: usize, eps: f32, 
     } else {
         spans(sets, len, 0, kb.max_elems(), kb.offset_align(), 1).map_err(|m| limit_err(cx, m))?
     };
+    let parts = parts_for(sets, len);
+    // Statistics scratch for the largest window (the first): per part, then per set.
+    let scratch = (parts > 1).then(|| (kb.scratch((windows[0].len() * parts * 8) as u64), kb.scratch((windows[0].len() * 8) as u64)));
+    let (gamma, beta) = (cx.f32_input(1)?, cx.f32_input(2)?);
     for w in windows {
-        let params = [w.len() as u32, len as u32, spatial as u32, per_group as u32, groups as u32, f(eps), silu as u32, w.start as u32];
         let (start, n) = (w.start * len, w.len() * len);
-        let bindings = vec![x.window(start, n), cx.f32_input(1)?, cx.f32_input(2)?, cx.out.window(start, n)];
-        let workgroups = sets_grid(cx, w.len())?;
-        kb.dispatch(&format!("group_norm_wg{wg}"), || source(include_str!("group_norm.wgsl"), wg), bindings, &params, workgroups)?;
+        let (xw, ow) = (x.window(start, n), cx.out.window(start, n));
+        let Some((stats, moments)) = &scratch else {
+            let params = [w.len() as u32, len as u32, spatial as u32, per_group as u32, groups as u32, f(eps), silu as u32, w.start as u32];
+            let workgroups = sets_grid(cx, w.len())?;
+            kb.dispatch(&format!("group_norm_wg{wg}"), || source(include_str!("group_norm.wgsl"), wg), vec![xw, gamma.clone(), beta.clone(), ow], &params, workgroups)?;
+            continue;
+        };
+        let part_len = len.div_ceil(parts) as u32;
+        let (sets_here, len32) = (w.len() as u32, len as u32);
+        let stats_params = [sets_here * parts as u32, len32, parts as u32, part_len];
+        let workgroups = sets_grid(cx, w.len() * parts)?;
+        kb.dispatch("group_norm_stats", || source(include_str!("group_norm_stats.wgsl"), 256), vec![xw.clone(), stats.clone()], &stats_params, workgroups)?;
+        let combine = [sets_here, len32, parts as u32, part_len, f(eps)];
+        let groups64 = [sets_here.div_ceil(64), 1, 1];
+        kb.dispatch("group_norm_combine", || with_prelude(include_str!("group_norm_combine.wgsl")), vec![stats.clone(), moments.clone()], &combine, groups64)?;
+        let apply = [n as u32, len32, spatial as u32, per_group as u32, groups as u32, silu as u32, w.start as u32];
+        let bindings = vec![xw, gamma.clone(), beta.clone(), moments.clone(), ow];
+        kb.dispatch("group_norm_apply", || with_prelude(include_str!("group_norm_apply.wgsl")), bindings, &apply, groups_for(n))?;
     }
     Ok(())
+}
+
+/// Sets below this count have their statistics taken in parts (SD's 32 groups would keep
+/// 32 workgroups busy on a GPU that runs hundreds)...
+const PARTS_BELOW_SETS: usize = 64;
+/// ...of at least this many values each.
+const MIN_PART: usize = 4096;
+
+/// Parts per set: enough for about 256 workgroups in all, 1 for many or small sets.
+fn parts_for(sets: usize, len: usize) -> usize {
+    if sets >= PARTS_BELOW_SETS || len < 2 * MIN_PART {
+        return 1;
+    }
+    256usize.div_ceil(sets).min(len / MIN_PART).max(2)
 }
 
 /// The LayerNorm template as LayerNorm (with beta at binding 2) or RmsNorm (no beta).

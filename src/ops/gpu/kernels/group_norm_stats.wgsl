@@ -1,0 +1,35 @@
+// GroupNorm statistics in parts, for few large groups (one workgroup per group would leave
+// most of a GPU idle): one workgroup per (set, part) takes the mean of its slice, then the
+// sum of squared deviations from that mean (two passes, as group_norm.wgsl).
+// params: [sets * parts, group_len, parts, part_len]; stats[2 id] = mean, [2 id + 1] = M2.
+
+@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read_write> stats: array<f32>;
+@group(0) @binding(2) var<uniform> params: Params;
+
+@compute @workgroup_size({{WG}})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let id = flat_workgroup(wid, nwg);
+    if (id >= pu(0u)) {
+        return;
+    }
+    let len = pu(1u);
+    let start = (id % pu(2u)) * pu(3u);
+    let n = min(start + pu(3u), len) - start;
+    let base = (id / pu(2u)) * len + start;
+    var s = 0.0;
+    for (var i = lid; i < n; i = i + {{WG}}u) {
+        s = s + x[base + i];
+    }
+    let mean = reduce_sum(s, lid) / f32(n);
+    var s2 = 0.0;
+    for (var i = lid; i < n; i = i + {{WG}}u) {
+        let d = x[base + i] - mean;
+        s2 = s2 + d * d;
+    }
+    let m2 = reduce_sum(s2, lid);
+    if (lid == 0u) {
+        stats[2u * id] = mean;
+        stats[2u * id + 1u] = m2;
+    }
+}
