@@ -1,12 +1,14 @@
 // GroupNorm's normalization, elementwise, from per-set moments (mean, sqrt(var + eps)),
-// then the channel's affine and optional SiLU.
-// params: [n, group_len, spatial, channels_per_group, groups, silu, first_set]
+// then the channel's affine and optional SiLU. An invocation takes 4 values of one channel
+// (spatial % 4 == 0; x and out bound as vec4), which amortizes the index divisions that
+// software adapters run lane by lane.
+// params: [n / 4, spatial, channels_per_group, channels, silu, first_channel]
 
-@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(0) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read> gamma: array<f32>;
 @group(0) @binding(2) var<storage, read> beta: array<f32>;
 @group(0) @binding(3) var<storage, read> moments: array<f32>;
-@group(0) @binding(4) var<storage, read_write> out: array<f32>;
+@group(0) @binding(4) var<storage, read_write> out: array<vec4<f32>>;
 @group(0) @binding(5) var<uniform> params: Params;
 
 @compute @workgroup_size(256)
@@ -15,10 +17,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     if (i >= pu(0u)) {
         return;
     }
-    let g = i / pu(1u);
-    let c = ((g + pu(6u)) % pu(4u)) * pu(3u) + (i % pu(1u)) / pu(2u);
+    // Channel of these values counted from the window's start, its set, its gamma index.
+    let ch = (i * 4u) / pu(1u);
+    let g = ch / pu(2u);
+    let c = (ch + pu(5u)) % pu(3u);
     var y = (x[i] - moments[2u * g]) / moments[2u * g + 1u] * gamma[c] + beta[c];
-    if (pu(5u) == 1u) {
+    if (pu(4u) == 1u) {
         y = y / (1.0 + exp(-y));
     }
     out[i] = y;

@@ -50,7 +50,8 @@ pub fn group_norm(kb: &mut KernelBuilder, cx: &NodeCx, groups: usize, eps: f32, 
     } else {
         spans(sets, len, 0, kb.max_elems(), kb.offset_align(), 1).map_err(|m| limit_err(cx, m))?
     };
-    let parts = parts_for(sets, len);
+    // (The parts path normalizes 4 values of a channel per invocation.)
+    let parts = if spatial % 4 == 0 { parts_for(sets, len) } else { 1 };
     // Statistics scratch for the largest window (the first): per part, then per set.
     let scratch = (parts > 1).then(|| (kb.scratch((windows[0].len() * parts * 8) as u64), kb.scratch((windows[0].len() * 8) as u64)));
     let (gamma, beta) = (cx.f32_input(1)?, cx.f32_input(2)?);
@@ -71,9 +72,9 @@ pub fn group_norm(kb: &mut KernelBuilder, cx: &NodeCx, groups: usize, eps: f32, 
         let combine = [sets_here, len32, parts as u32, part_len, f(eps)];
         let groups64 = [sets_here.div_ceil(64), 1, 1];
         kb.dispatch("group_norm_combine", || with_prelude(include_str!("group_norm_combine.wgsl")), vec![stats.clone(), moments.clone()], &combine, groups64)?;
-        let apply = [n as u32, len32, spatial as u32, per_group as u32, groups as u32, silu as u32, w.start as u32];
+        let apply = [(n / 4) as u32, spatial as u32, per_group as u32, channels as u32, silu as u32, (w.start * per_group) as u32];
         let bindings = vec![xw, gamma.clone(), beta.clone(), moments.clone(), ow];
-        kb.dispatch("group_norm_apply", || with_prelude(include_str!("group_norm_apply.wgsl")), bindings, &apply, groups_for(n))?;
+        kb.dispatch("group_norm_apply", || with_prelude(include_str!("group_norm_apply.wgsl")), bindings, &apply, groups_for(n / 4))?;
     }
     Ok(())
 }
