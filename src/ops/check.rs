@@ -57,9 +57,8 @@ pub async fn compare_backends(
     inputs: &HashMap<String, HostTensor>,
     limits: BindingLimits,
 ) -> Result<Vec<OutputDiff>, OpError> {
-    let max_binding = limits.weights;
     let cpu = CpuExecutor::new(weights).run(graph, inputs)?;
-    let gpu_weights = match max_binding {
+    let gpu_weights = match limits.weights {
         Some(limit) => GpuWeights::upload_with_limit(ctx, weights, limit)?,
         None => GpuWeights::upload(ctx, weights)?,
     };

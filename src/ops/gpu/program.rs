@@ -100,6 +100,7 @@ impl GpuProgram {
         let mut inputs = HashMap::new();
         let mut input_bytes = 0u64;
         let mut kb = KernelBuilder::new(ctx, cache);
+        let max_buffer = ctx.device.limits().max_buffer_size;
         if let Some(limit) = max_binding {
             kb.max_binding = kb.max_binding.min(limit);
         }
@@ -122,7 +123,6 @@ impl GpuProgram {
                     places[i] = places[node.inputs[0].0].clone();
                 }
                 _ => {
-                    let max_buffer = ctx.device.limits().max_buffer_size;
                     if bytes > max_buffer {
                         return Err(OpError::Limits {
                             node: node.label.clone(),

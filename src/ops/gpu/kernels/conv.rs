@@ -2,7 +2,7 @@
 //! kernel, one dispatch per weight chunk), and nearest 2x upsampling.
 
 use super::elementwise::groups_for;
-use super::split::{fits, whole, limit_err, spans};
+use super::split::{fits, gcd, limit_err, spans, whole};
 use super::loaders::{enable_f16, Q8_UNPACK, W_F16, W_F16_NATIVE, W_F32_VEC4};
 use super::{with_prelude, NodeCx};
 use crate::error::OpError;
@@ -308,7 +308,7 @@ pub fn conv2d(kb: &mut KernelBuilder, cx: &NodeCx, stride: usize, padding: [usiz
     let dims = Dims { h, w, o, ho, wo, kh, kw, stride, padding };
     let has_bias = bias.is_some();
     let bias = bias.unwrap_or_else(|| x.clone());
-    let whole = fits(kb, &[&x, &cx.out]);
+    let unsplit = fits(kb, &[&x, &cx.out]);
     let (max, align) = (kb.max_elems(), kb.offset_align());
     let mut record = |pass: Pass, values: &Buf, scales: &Option<Buf>| {
         let mut bindings: Vec<Buf> = vec![pass.out.clone(), bias.clone(), pass.x.clone(), values.clone()];
@@ -318,7 +318,7 @@ pub fn conv2d(kb: &mut KernelBuilder, cx: &NodeCx, stride: usize, padding: [usiz
         let params = pass.params(&dims, k, tiles_n);
         kb.dispatch(&key, || conv_source(storage, w_vec4, path, f16), bindings, &params, workgroups)
     };
-    if whole {
+    if unsplit {
         for (rows, values, scales) in &chunks {
             let pass = Pass { m, x: x.clone(), out: cx.out.clone(), channels: 0..c, rows: rows.clone(), out_row: rows.start, row_in_chunk: 0, has_bias };
             record(pass, values, scales)?;
@@ -356,14 +356,6 @@ pub fn conv2d(kb: &mut KernelBuilder, cx: &NodeCx, stride: usize, padding: [usiz
         }
     }
     Ok(())
-}
-
-fn gcd(a: usize, b: usize) -> usize {
-    if b == 0 {
-        a
-    } else {
-        gcd(b, a % b)
-    }
 }
 
 /// A conv's shape.

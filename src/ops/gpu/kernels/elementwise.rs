@@ -1,9 +1,9 @@
 //! Elementwise kernels: activations, broadcast arithmetic, GEGLU.
 
-use super::split::{fits, whole, flat_spans, limit_err};
+use super::split::{fits, flat_spans, limit_err, whole};
 use super::{strides, with_prelude, NodeCx};
 use crate::error::OpError;
-use crate::ops::gpu::builder::{f, grid, KernelBuilder};
+use crate::ops::gpu::builder::{f, grid, Buf, KernelBuilder};
 use crate::ops::graph::{BinaryOp, UnaryOp};
 
 const ACTIVATIONS: &str = include_str!("activations.wgsl");
@@ -70,7 +70,7 @@ pub fn binary(kb: &mut KernelBuilder, cx: &NodeCx, op: BinaryOp) -> Result<(), O
     // output's shape, so that its window is the same range (word 3 is the window's first
     // index, words 22/23 the first index bound of a and b).
     let spans = flat_spans(kb, cx, n)?;
-    let big = |buf: &crate::ops::gpu::builder::Buf, i: usize| -> Result<bool, OpError> {
+    let big = |buf: &Buf, i: usize| -> Result<bool, OpError> {
         let big = buf.size > kb.max_binding;
         if big && cx.in_shapes[i] != *out_shape {
             return Err(limit_err(cx, format!("input {i} {:?} is broadcast to {out_shape:?} and too big to bind whole", cx.in_shapes[i])));

@@ -1,6 +1,5 @@
 // GroupNorm: one workgroup per (batch, group), whose (C / groups) x spatial values are
-// contiguous. Two passes (mean, then the biased variance of x - mean) keep the statistics
-// accurate for groups of millions of values; optional SiLU on the result.
+// contiguous, with two-pass statistics (moments.wgsl); optional SiLU on the result.
 // params: [sets, group_len, spatial, channels_per_group, groups, eps, silu, first_set]: a
 // dispatch normalizes sets first_set.. (all of them, or one window of a tensor above the
 // binding limit, bound from its first set).
@@ -22,18 +21,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let base = bg * n;
     let c0 = ((bg + pu(7u)) % pu(4u)) * pu(3u);
 
-    var s = 0.0;
-    for (var i = lid; i < n; i = i + {{WG}}u) {
-        s = s + x[base + i];
-    }
-    let mean = reduce_sum(s, lid) / f32(n);
-
-    var s2 = 0.0;
-    for (var i = lid; i < n; i = i + {{WG}}u) {
-        let d = x[base + i] - mean;
-        s2 = s2 + d * d;
-    }
-    let denom = sqrt(reduce_sum(s2, lid) / f32(n) + pf(5u));
+    let m = slice_moments(base, n, lid);
+    let mean = m.x;
+    let denom = sqrt(m.y / f32(n) + pf(5u));
 
     let silu = pu(6u) == 1u;
     for (var i = lid; i < n; i = i + {{WG}}u) {

@@ -1,6 +1,6 @@
 // GroupNorm statistics in parts, for few large groups (one workgroup per group would leave
-// most of a GPU idle): one workgroup per (set, part) takes the mean of its slice, then the
-// sum of squared deviations from that mean (two passes, as group_norm.wgsl).
+// most of a GPU idle): one workgroup per (set, part) takes its slice's mean and sum of
+// squared deviations from it (moments.wgsl).
 // params: [sets * parts, group_len, parts, part_len]; stats[2 id] = mean, [2 id + 1] = M2.
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;
@@ -17,19 +17,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let start = (id % pu(2u)) * pu(3u);
     let n = min(start + pu(3u), len) - start;
     let base = (id / pu(2u)) * len + start;
-    var s = 0.0;
-    for (var i = lid; i < n; i = i + {{WG}}u) {
-        s = s + x[base + i];
-    }
-    let mean = reduce_sum(s, lid) / f32(n);
-    var s2 = 0.0;
-    for (var i = lid; i < n; i = i + {{WG}}u) {
-        let d = x[base + i] - mean;
-        s2 = s2 + d * d;
-    }
-    let m2 = reduce_sum(s2, lid);
+    let m = slice_moments(base, n, lid);
     if (lid == 0u) {
-        stats[2u * id] = mean;
-        stats[2u * id + 1u] = m2;
+        stats[2u * id] = m.x;
+        stats[2u * id + 1u] = m.y;
     }
 }

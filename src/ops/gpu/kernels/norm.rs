@@ -2,7 +2,7 @@
 //! set (a (batch, group) or a row) that loops over its values, with workgroup-memory tree
 //! reductions (`reduce.wgsl`) and two-pass statistics (mean, then variance of x - mean).
 
-use super::split::{fits, whole, limit_err, spans};
+use super::split::{fits, limit_err, spans, whole};
 use super::elementwise::groups_for;
 use super::{with_prelude, NodeCx};
 use crate::error::OpError;
@@ -23,6 +23,11 @@ fn workgroup_size(len: usize) -> u32 {
 /// `kernel` with the prelude and reductions in front, sized for `wg` invocations.
 fn source(kernel: &str, wg: u32) -> String {
     with_prelude(&format!("{REDUCE}\n{kernel}")).replace("{{WG}}", &wg.to_string())
+}
+
+/// A GroupNorm statistics kernel: `source` plus the two-pass slice moments.
+fn moments_source(kernel: &str, wg: u32) -> String {
+    source(&format!("{kernel}\n{}", include_str!("moments.wgsl")), wg)
 }
 
 /// One workgroup per set, over a 2D grid when there are more than 65535 sets.
@@ -61,7 +66,7 @@ pub fn group_norm(kb: &mut KernelBuilder, cx: &NodeCx, groups: usize, eps: f32, 
         let Some((stats, moments)) = &scratch else {
             let params = [w.len() as u32, len as u32, spatial as u32, per_group as u32, groups as u32, f(eps), silu as u32, w.start as u32];
             let workgroups = sets_grid(cx, w.len())?;
-            kb.dispatch(&format!("group_norm_wg{wg}"), || source(include_str!("group_norm.wgsl"), wg), vec![xw, gamma.clone(), beta.clone(), ow], &params, workgroups)?;
+            kb.dispatch(&format!("group_norm_wg{wg}"), || moments_source(include_str!("group_norm.wgsl"), wg), vec![xw, gamma.clone(), beta.clone(), ow], &params, workgroups)?;
             continue;
         };
         let part_len = len.div_ceil(parts) as u32;
@@ -70,7 +75,7 @@ pub fn group_norm(kb: &mut KernelBuilder, cx: &NodeCx, groups: usize, eps: f32, 
         let workgroups = sets_grid(cx, w.len() * parts)?;
         // 64 wide: software adapters pay per invocation at each barrier (SwiftShader took
         // 60.7 ms at 256 wide, 26.5 at 64, vs 29.7 for one workgroup per group).
-        kb.dispatch("group_norm_stats", || source(include_str!("group_norm_stats.wgsl"), 64), vec![xw.clone(), stats.clone()], &stats_params, workgroups)?;
+        kb.dispatch("group_norm_stats", || moments_source(include_str!("group_norm_stats.wgsl"), 64), vec![xw.clone(), stats.clone()], &stats_params, workgroups)?;
         let combine = [sets_here, len32, parts as u32, part_len, f(eps)];
         let groups64 = [sets_here.div_ceil(64), 1, 1];
         kb.dispatch("group_norm_combine", || with_prelude(include_str!("group_norm_combine.wgsl")), vec![stats.clone(), moments.clone()], &combine, groups64)?;

@@ -10,7 +10,8 @@ use super::NodeCx;
 use crate::error::OpError;
 use crate::ops::gpu::builder::{Buf, KernelBuilder};
 
-fn gcd(a: usize, b: usize) -> usize {
+/// Greatest common divisor (alignment units).
+pub fn gcd(a: usize, b: usize) -> usize {
     if b == 0 {
         a
     } else {
