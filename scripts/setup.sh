@@ -44,6 +44,13 @@ ensure_rust() {
     echo "cargo is missing: install Rust from https://rustup.rs first" >&2
     exit 1
   fi
+  # The lint suite (scripts/lint.sh); a minimal rustup profile lacks them.
+  for component in clippy rustfmt; do
+    if ! rustup component list --installed | grep -q "^$component"; then
+      say "rustup component add $component"
+      rustup component add "$component"
+    fi
+  done
   if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
     say "rustup target add wasm32-unknown-unknown"
     rustup target add wasm32-unknown-unknown

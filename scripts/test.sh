@@ -2,8 +2,9 @@
 # Sets up and runs every test suite, then prints the counts of each.
 #
 #   scripts/test.sh                 all suites
-#   scripts/test.sh native|browser|page|fuzz   one suite (or several)
+#   scripts/test.sh lint|native|browser|page|fuzz   one suite (or several)
 #
+#   lint     cargo fmt --check and clippy -D warnings, native and wasm32
 #   native   cargo test: unit tests and GPU tests on Vulkan (lavapipe without a GPU)
 #   browser  wasm-pack test in headless Chrome with SwiftShader WebGPU
 #   page     the served page in headless Chromium, driven by Playwright
@@ -11,7 +12,7 @@
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
-SUITES=${*:-native browser page fuzz}
+SUITES=${*:-lint native browser page fuzz}
 
 scripts/setup.sh test || exit 1
 
@@ -51,6 +52,9 @@ run_suite() {
 
 for suite in $SUITES; do
   case $suite in
+    lint)
+      run_suite lint scripts/lint.sh
+      count_rust lint "$LOGS/lint.log" ;;
     native)
       run_suite native cargo test --locked
       count_rust native "$LOGS/native.log" ;;
@@ -64,7 +68,7 @@ for suite in $SUITES; do
       run_suite fuzz scripts/fuzz.sh "${FUZZ_SECONDS:-30}"
       count_rust fuzz "$LOGS/fuzz.log" ;;
     *)
-      echo "unknown suite '$suite' (native, browser, page, fuzz)" >&2
+      echo "unknown suite '$suite' (lint, native, browser, page, fuzz)" >&2
       exit 2 ;;
   esac
 done

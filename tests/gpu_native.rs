@@ -38,15 +38,7 @@ fn kernel_output_equals_hand_computed_values() {
     // [[1,2,3],[4,5,6]] @ [[1,0],[0,1],[1,1]] + [10,20] = [[14,25],[20,31]].
     let ctx = context();
     let shader = include_str!("../src/gpu/selftest.wgsl");
-    let out = pollster::block_on(gpu::run_matmul_kernel(
-        &ctx,
-        shader,
-        [2, 3, 2],
-        &[1., 2., 3., 4., 5., 6.],
-        &[1., 0., 0., 1., 1., 1.],
-        &[10., 20.],
-    ))
-    .unwrap();
+    let out = pollster::block_on(gpu::run_matmul_kernel(&ctx, shader, [2, 3, 2], &[1., 2., 3., 4., 5., 6.], &[1., 0., 0., 1., 1., 1.], &[10., 20.])).unwrap();
     assert_eq!(out, vec![14., 25., 20., 31.]);
 }
 
@@ -66,8 +58,7 @@ fn a_wrong_kernel_is_caught() {
 #[test]
 fn invalid_wgsl_is_a_typed_validation_error() {
     let ctx = context();
-    let err = pollster::block_on(gpu::run_matmul_kernel(&ctx, "this is not wgsl", [1, 1, 1], &[1.], &[1.], &[0.]))
-        .unwrap_err();
+    let err = pollster::block_on(gpu::run_matmul_kernel(&ctx, "this is not wgsl", [1, 1, 1], &[1.], &[1.], &[0.])).unwrap_err();
     assert!(matches!(err, easel::GpuError::Validation { .. }), "{err}");
     assert!(err.to_string().contains("GPU validation failed"), "{err}");
 }

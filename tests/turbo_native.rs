@@ -68,7 +68,11 @@ fn sd_turbo_shape_runs_at_64px_and_backends_agree() {
     let cpu_out = pollster::block_on(generate(&mut sd, &req, &mut |_| true)).unwrap();
     println!("CPU: {:.1} s", t.elapsed().as_secs_f64());
 
-    for (what, g, c) in [("prompt embeddings", &gpu_out.prompt_embeds, &cpu_out.prompt_embeds), ("final latents", &gpu_out.latents, &cpu_out.latents), ("decoded image", &gpu_out.decoded, &cpu_out.decoded)] {
+    for (what, g, c) in [
+        ("prompt embeddings", &gpu_out.prompt_embeds, &cpu_out.prompt_embeds),
+        ("final latents", &gpu_out.latents, &cpu_out.latents),
+        ("decoded image", &gpu_out.decoded, &cpu_out.decoded),
+    ] {
         assert!(c.iter().all(|v| v.is_finite()), "{what}: CPU values are finite");
         let e = rel_err(g, c);
         println!("GPU vs CPU {what}: relative error {e:.2e}");
@@ -94,7 +98,8 @@ fn q8_0_cpu_reference_is_current() {
     let mut sd = StableDiffusion::new(Session::cpu(store), &configs, &setup::files()).unwrap();
     let out = pollster::block_on(generate(&mut sd, &setup::request(), &mut |_| true)).unwrap();
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(setup::Q8_0_REFERENCE);
-    let tensors: [(&str, &[usize], &[f32]); 3] = [("prompt_embeds", &[1, 77, 1024], &out.prompt_embeds), ("latents", &[1, 4, 8, 8], &out.latents), ("decoded", &[1, 3, 64, 64], &out.decoded)];
+    let tensors: [(&str, &[usize], &[f32]); 3] =
+        [("prompt_embeds", &[1, 77, 1024], &out.prompt_embeds), ("latents", &[1, 4, 8, 8], &out.latents), ("decoded", &[1, 3, 64, 64], &out.decoded)];
     if std::env::var_os("EASEL_WRITE_REFERENCE").is_some() {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         write_tensors(&path, &tensors).unwrap();

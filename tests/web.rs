@@ -27,16 +27,7 @@ async fn webgpu_device_reports_adapter_and_limits() {
 #[wasm_bindgen_test]
 async fn kernel_output_equals_hand_computed_values() {
     let ctx = context().await;
-    let out = gpu::run_matmul_kernel(
-        &ctx,
-        include_str!("../src/gpu/selftest.wgsl"),
-        [2, 3, 2],
-        &[1., 2., 3., 4., 5., 6.],
-        &[1., 0., 0., 1., 1., 1.],
-        &[10., 20.],
-    )
-    .await
-    .unwrap();
+    let out = gpu::run_matmul_kernel(&ctx, include_str!("../src/gpu/selftest.wgsl"), [2, 3, 2], &[1., 2., 3., 4., 5., 6.], &[1., 0., 0., 1., 1., 1.], &[10., 20.]).await.unwrap();
     assert_eq!(out, vec![14., 25., 20., 31.]);
 }
 

@@ -36,7 +36,11 @@ macro_rules! fixture {
     ($case:literal) => {
         Fixture {
             components: [
-                ("text_encoder", include_str!(concat!("fixtures/", $case, "/text_encoder/config.json")), include_bytes!(concat!("fixtures/", $case, "/text_encoder/model.safetensors"))),
+                (
+                    "text_encoder",
+                    include_str!(concat!("fixtures/", $case, "/text_encoder/config.json")),
+                    include_bytes!(concat!("fixtures/", $case, "/text_encoder/model.safetensors")),
+                ),
                 ("unet", include_str!(concat!("fixtures/", $case, "/unet/config.json")), include_bytes!(concat!("fixtures/", $case, "/unet/diffusion_pytorch_model.safetensors"))),
                 ("vae", include_str!(concat!("fixtures/", $case, "/vae/config.json")), include_bytes!(concat!("fixtures/", $case, "/vae/diffusion_pytorch_model.safetensors"))),
             ],

@@ -80,11 +80,8 @@ fn diffusers_component_round_trips() {
 fn taming_checkpoint_converts_natively() {
     let ckpt = fixture("vqgan-taming-tiny/model.ckpt");
     let reference = candle_core::pickle::read_all_with_key(&ckpt, Some("state_dict")).unwrap();
-    let sources: Vec<_> = reference
-        .into_iter()
-        .filter(|(n, _)| !n.starts_with("loss."))
-        .map(|(n, t)| (n, t.dims().to_vec(), t.flatten_all().unwrap().to_vec1::<f32>().unwrap()))
-        .collect();
+    let sources: Vec<_> =
+        reference.into_iter().filter(|(n, _)| !n.starts_with("loss.")).map(|(n, t)| (n, t.dims().to_vec(), t.flatten_all().unwrap().to_vec1::<f32>().unwrap())).collect();
     check_round_trip(&ckpt, &sources, StorageType::F32);
     let out = out_dir("taming-config");
     convert(&ckpt, &out, &ConvertOptions { quant: StorageType::Q4_0, shard_bytes: 32 << 20 }).unwrap();

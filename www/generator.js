@@ -67,13 +67,30 @@ export class Generator {
     };
   }
 
+  /**
+   * What the form holds that JSON cannot carry to the engine: an empty or non-numeric field
+   * (a number input then reads as ''), NaN, or a seed JavaScript cannot hold exactly. The
+   * engine checks everything else and answers with its own sentence.
+   */
+  formProblem() {
+    for (const [id, name] of [['steps', 'Steps'], ['guidance', 'Guidance'], ['width', 'Width'], ['height', 'Height'], ['batch', 'Batch'], ['strength', 'Strength']]) {
+      const raw = $(id).value.trim();
+      if (raw === '' || !Number.isFinite(Number(raw))) return `${name} must be a number.`;
+    }
+    const seed = $('seed').value.trim();
+    if (!/^[0-9]+$/.test(seed)) return 'Seed must be a whole number from 0 to 9007199254740991.';
+    if (!Number.isSafeInteger(Number(seed))) return 'Seed must be at most 9007199254740991 (2^53 - 1): larger numbers lose digits in JavaScript.';
+    return null;
+  }
+
   start() {
     if (!this.model || this.running) return;
-    const request = this.request();
-    if (request.width % 8 || request.height % 8) {
-      $('generate-note').textContent = 'Width and height must be multiples of 8.';
+    const problem = this.formProblem();
+    if (problem) {
+      $('generate-note').textContent = problem;
       return;
     }
+    const request = this.request();
     this.running = true;
     this.lastRequest = request;
     $('generate').disabled = true;
@@ -98,6 +115,36 @@ export class Generator {
     canvas.width = image.width;
     canvas.height = image.height;
     canvas.getContext('2d').putImageData(new ImageData(new Uint8ClampedArray(image.rgba), image.width, image.height), 0, 0);
+  }
+
+  /**
+   * One PNG download per image. A PNG the engine could not write is replaced by the
+   * canvas's own (without the settings), and the reason shows beside it: the image itself
+   * is never lost to a metadata problem.
+   */
+  showDownloads(images, pngs, result) {
+    const errors = images.map((_, i) => result.pngErrors?.[i] ?? (pngs[i] ? null : result.pngError ?? 'the PNG could not be written'));
+    const many = images.length > 1;
+    const links = images.map((img, i) => {
+      const a = document.createElement('a');
+      a.download = `easel-${this.lastRequest.seed}${many ? `-${i}` : ''}.png`;
+      a.textContent = `Download PNG${many ? ` ${i + 1}` : ''}`;
+      if (pngs[i]) {
+        a.href = URL.createObjectURL(new Blob([pngs[i]], { type: 'image/png' }));
+      } else {
+        const c = document.createElement('canvas');
+        this.draw(c, img);
+        c.toBlob((blob) => (a.href = URL.createObjectURL(blob)), 'image/png');
+      }
+      return a;
+    });
+    const notes = errors.filter(Boolean).map((e) => {
+      const span = document.createElement('span');
+      span.className = 'download-error';
+      span.textContent = e;
+      return span;
+    });
+    $('downloads').replaceChildren(...links, ...notes);
   }
 
   /** Messages from the worker about the running generation. */
@@ -130,15 +177,7 @@ export class Generator {
             }),
           );
         }
-        $('downloads').replaceChildren(
-          ...pngs.map((png, i) => {
-            const a = document.createElement('a');
-            a.href = URL.createObjectURL(new Blob([png], { type: 'image/png' }));
-            a.download = `easel-${this.lastRequest.seed}${pngs.length > 1 ? `-${i}` : ''}.png`;
-            a.textContent = `Download PNG${pngs.length > 1 ? ` ${i + 1}` : ''}`;
-            return a;
-          }),
-        );
+        this.showDownloads(images, pngs, data.result);
         this.finish('done', `done in ${(data.millis / 1000).toFixed(1)} s (${data.result.scheduler})`);
         break;
       }

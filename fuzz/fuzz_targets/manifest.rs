@@ -36,7 +36,8 @@ fn parse_rehashed(mut m: Manifest) {
 fn numeric(data: &[u8]) -> Manifest {
     let mut words = data.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")));
     let mut next = move || words.next().unwrap_or(0);
-    let shards: Vec<ShardEntry> = (0..1 + next() % 2).map(|i| ShardEntry { file: format!("shard-{i:05}.bin"), size: next() % (MAX_SHARD_BYTES + 2), sha256: "0".repeat(64) }).collect();
+    let shards: Vec<ShardEntry> =
+        (0..1 + next() % 2).map(|i| ShardEntry { file: format!("shard-{i:05}.bin"), size: next() % (MAX_SHARD_BYTES + 2), sha256: "0".repeat(64) }).collect();
     let storages = [StorageType::F32, StorageType::F16, StorageType::Q8_0, StorageType::Q4_0];
     let tensors = (0..next() % 4)
         .map(|i| TensorEntry {

@@ -8,7 +8,7 @@ use wasm_bindgen::prelude::*;
 
 use super::{Engine, LoadedModel};
 use crate::models::Session;
-use crate::pipelines::{generate, Progress, Request, Rgba, StableDiffusion};
+use crate::pipelines::{encode_pngs, generate, Progress, Request, Rgba, StableDiffusion};
 
 fn set(o: &Object, k: &str, v: impl Into<JsValue>) {
     let _ = Reflect::set(o, &k.into(), &v.into());
@@ -64,10 +64,11 @@ impl Engine {
     /// Runs one generation. `request_json` is a `pipelines::Request` (missing fields take
     /// their defaults). `on_progress(event)` gets `{stage: "text"|"step"|"decode", step,
     /// total, truncated, preview, previewKind: "taesd"|"latent"}` and returns false to
-    /// cancel. Resolves to `{images: [{width, height, rgba}], pngs: [Uint8Array], scheduler,
+    /// cancel. Resolves to `{images: [{width, height, rgba}], pngs: [Uint8Array], pngErrors:
+    /// [null | why that PNG has no settings], pngError?: why there are no PNGs, scheduler,
     /// truncated}`.
     pub async fn generate(&mut self, request_json: String, on_progress: js_sys::Function) -> Result<JsValue, JsError> {
-        let req: Request = serde_json::from_str(&request_json).map_err(|e| JsError::new(&format!("bad request: {e}")))?;
+        let req = Request::from_json(&request_json).map_err(|e| JsError::new(&e))?;
         let model_name = self.model_name.clone();
         let sd = self.pipeline()?;
         let mut report = |p: Progress| -> bool {
@@ -92,25 +93,24 @@ impl Engine {
         };
         let out = generate(sd, &req, &mut report).await.map_err(|e| JsError::new(&e.to_string()))?;
         let result = Object::new();
-        let (images, pngs) = (Array::new(), Array::new());
-        for (i, img) in out.images.iter().enumerate() {
+        let (images, pngs, png_errors) = (Array::new(), Array::new(), Array::new());
+        for img in &out.images {
             images.push(&image_object(img));
-            let meta = vec![
-                ("prompt", req.prompt.clone()),
-                ("negative_prompt", req.negative_prompt.clone()),
-                ("seed", req.seed.to_string()),
-                ("batch_index", i.to_string()),
-                ("steps", req.steps.to_string()),
-                ("guidance", req.guidance.to_string()),
-                ("scheduler", out.scheduler.to_string()),
-                ("size", format!("{}x{}", req.width, req.height)),
-                ("model", model_name.clone()),
-            ];
-            let png = img.to_png(&meta).map_err(|e| JsError::new(&e))?;
-            pngs.push(&Uint8Array::from(png.as_slice()));
+        }
+        // The images go back even when their PNGs cannot be made: the page can still show
+        // them and offer the canvas's own PNG, with the reason beside it.
+        match encode_pngs(&out.images, &req, out.scheduler, &model_name) {
+            Ok(encoded) => {
+                for png in encoded {
+                    pngs.push(&Uint8Array::from(png.bytes.as_slice()));
+                    png_errors.push(&png.error.map_or(JsValue::NULL, |e| e.into()));
+                }
+            }
+            Err(e) => set(&result, "pngError", format!("the PNG could not be written: {e}")),
         }
         set(&result, "images", images);
         set(&result, "pngs", pngs);
+        set(&result, "pngErrors", png_errors);
         set(&result, "scheduler", out.scheduler);
         set(&result, "truncated", out.prompt_truncated);
         Ok(result.into())

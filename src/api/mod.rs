@@ -96,9 +96,7 @@ impl Engine {
         self.files = Default::default();
         self.model_name = manifest.name.clone();
         self.loading = Some(match (self.choice.kind, self.gpu.as_ref()) {
-            (crate::ops::BackendKind::Gpu, Some(ctx)) => {
-                Loading::Gpu(crate::weights::stream::ModelStream::begin(ctx, manifest).map_err(|e| JsError::new(&e.to_string()))?)
-            }
+            (crate::ops::BackendKind::Gpu, Some(ctx)) => Loading::Gpu(crate::weights::stream::ModelStream::begin(ctx, manifest).map_err(|e| JsError::new(&e.to_string()))?),
             _ => Loading::Cpu(crate::weights::stream::HostModelStream::begin(manifest)),
         });
         Ok(())

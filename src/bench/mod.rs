@@ -148,11 +148,7 @@ pub struct Ceilings {
 
 /// Ceilings from the rows plus a copy measurement.
 pub async fn ceilings(ctx: Option<&GpuContext>, rows: &[BenchRow], copy_mib: u64) -> Ceilings {
-    let best = rows
-        .iter()
-        .filter(|r| r.backend == "gpu" && r.op.starts_with("matmul"))
-        .filter_map(|r| r.gflops)
-        .fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.max(x))));
+    let best = rows.iter().filter(|r| r.backend == "gpu" && r.op.starts_with("matmul")).filter_map(|r| r.gflops).fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.max(x))));
     let copy = match ctx {
         Some(ctx) => copy_bandwidth(ctx, copy_mib).await.ok(),
         None => None,
@@ -162,10 +158,7 @@ pub async fn ceilings(ctx: Option<&GpuContext>, rows: &[BenchRow], copy_mib: u64
 
 /// A plain-text table with ratios to the ceilings.
 pub fn format_table(rows: &[BenchRow], c: &Ceilings) -> String {
-    let mut s = format!(
-        "{:<10} {:<28} {:<6} {:<4} {:>10} {:>9} {:>8} {:>9} {:>9}\n",
-        "op", "shape", "type", "on", "ms", "GFLOP/s", "GB/s", "%matmul", "%copy"
-    );
+    let mut s = format!("{:<10} {:<28} {:<6} {:<4} {:>10} {:>9} {:>8} {:>9} {:>9}\n", "op", "shape", "type", "on", "ms", "GFLOP/s", "GB/s", "%matmul", "%copy");
     for r in rows {
         match r.millis {
             Some(ms) => {

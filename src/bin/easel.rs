@@ -106,8 +106,26 @@ mod cli {
         },
     }
 
+    /// Mesa's Vulkan drivers print "error: XDG_RUNTIME_DIR is invalid or not set" at every
+    /// device open when the variable is missing (as under sudo, cron or CI): nothing the
+    /// user did is wrong, so give them a private runtime directory instead.
+    fn ensure_runtime_dir() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        if std::env::var_os("XDG_RUNTIME_DIR").is_some_and(|d| std::path::Path::new(&d).is_dir()) {
+            return;
+        }
+        // One per user, reused by later runs (the owner's uid, as /proc/self shows it).
+        let uid = std::fs::metadata("/proc/self").map_or(std::process::id(), |m| m.uid());
+        let dir = std::env::temp_dir().join(format!("easel-runtime-{uid}"));
+        if std::fs::create_dir_all(&dir).and_then(|_| std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))).is_ok() {
+            // Single-threaded here: nothing else reads the environment yet.
+            std::env::set_var("XDG_RUNTIME_DIR", &dir);
+        }
+    }
+
     pub fn main() -> ExitCode {
         let cli = Cli::parse();
+        ensure_runtime_dir();
         if let Command::Convert { source, out, quant, shard_mb, taesd } = &cli.command {
             return convert(source, taesd.as_deref(), out, quant, *shard_mb);
         }
@@ -220,8 +238,10 @@ mod cli {
         println!("shader-f16    {}", if r.shader_f16 { "yes" } else { "no" });
         let l = &r.limits;
         println!("limits        maxBufferSize {} MiB, maxStorageBufferBindingSize {} MiB,", l.max_buffer_size >> 20, l.max_storage_buffer_binding_size >> 20);
-        println!("              {} storage buffers/stage, {} B workgroup storage, {} invocations/workgroup",
-            l.max_storage_buffers_per_shader_stage, l.max_compute_workgroup_storage_size, l.max_compute_invocations_per_workgroup);
+        println!(
+            "              {} storage buffers/stage, {} B workgroup storage, {} invocations/workgroup",
+            l.max_storage_buffers_per_shader_stage, l.max_compute_workgroup_storage_size, l.max_compute_invocations_per_workgroup
+        );
         println!("features      {}", r.features.join(", "));
     }
 }

@@ -44,11 +44,7 @@ impl GpuContext {
         }
 
         let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
-        desc.backends = if cfg!(target_arch = "wasm32") {
-            wgpu::Backends::BROWSER_WEBGPU
-        } else {
-            wgpu::Backends::VULKAN
-        };
+        desc.backends = if cfg!(target_arch = "wasm32") { wgpu::Backends::BROWSER_WEBGPU } else { wgpu::Backends::VULKAN };
         let instance = wgpu::Instance::new(desc);
         let adapter = instance
             .request_adapter(&wgpu::RequestAdapterOptions {
@@ -78,10 +74,7 @@ impl GpuContext {
                 trace: wgpu::Trace::Off,
             })
             .await
-            .map_err(|e| GpuError::DeviceRequest {
-                adapter: adapter.get_info().name,
-                detail: e.to_string(),
-            })?;
+            .map_err(|e| GpuError::DeviceRequest { adapter: adapter.get_info().name, detail: e.to_string() })?;
 
         let report = AdapterReport::describe(&adapter, &device).await;
         Ok(Self { device, queue, adapter, report })

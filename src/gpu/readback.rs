@@ -33,12 +33,8 @@ pub async fn read_bytes(ctx: &GpuContext, src: &wgpu::Buffer, offset: u64, size:
         let _ = tx.send(result);
     });
     #[cfg(not(target_arch = "wasm32"))]
-    ctx.device
-        .poll(wgpu::PollType::wait_indefinitely())
-        .map_err(|e| GpuError::Readback(e.to_string()))?;
-    rx.await
-        .map_err(|_| GpuError::Readback("the device was lost before the copy finished".into()))?
-        .map_err(|e| GpuError::Readback(e.to_string()))?;
+    ctx.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| GpuError::Readback(e.to_string()))?;
+    rx.await.map_err(|_| GpuError::Readback("the device was lost before the copy finished".into()))?.map_err(|e| GpuError::Readback(e.to_string()))?;
     let values = {
         let view = slice.get_mapped_range().map_err(|e| GpuError::Readback(e.to_string()))?;
         view.to_vec()
@@ -54,8 +50,6 @@ pub async fn wait_idle(ctx: &GpuContext) -> Result<(), GpuError> {
         let _ = tx.send(());
     });
     #[cfg(not(target_arch = "wasm32"))]
-    ctx.device
-        .poll(wgpu::PollType::wait_indefinitely())
-        .map_err(|e| GpuError::Readback(e.to_string()))?;
+    ctx.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| GpuError::Readback(e.to_string()))?;
     rx.await.map_err(|_| GpuError::Readback("the device was lost while waiting".into()))
 }

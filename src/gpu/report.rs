@@ -67,33 +67,15 @@ impl AdapterReport {
         {
             // wgpu's web backend leaves vendor/architecture empty; read GPUAdapterInfo directly.
             let web = super::web_info::adapter_info().await;
-            let software = info.device_type == wgpu::DeviceType::Cpu
-                || web.is_fallback
-                || is_software_name(&web.architecture)
-                || is_software_name(&web.description);
-            Self {
-                name: web.description,
-                vendor: web.vendor,
-                architecture: web.architecture,
-                backend: "webgpu".into(),
-                device_type,
-                software,
-                shader_f16,
-                features,
-                limits,
-            }
+            let software = info.device_type == wgpu::DeviceType::Cpu || web.is_fallback || is_software_name(&web.architecture) || is_software_name(&web.description);
+            Self { name: web.description, vendor: web.vendor, architecture: web.architecture, backend: "webgpu".into(), device_type, software, shader_f16, features, limits }
         }
         #[cfg(not(target_arch = "wasm32"))]
         {
             let software = info.device_type == wgpu::DeviceType::Cpu || is_software_name(&info.name);
             Self {
                 vendor: format!("{:#06x} ({})", info.vendor, pci_vendor_name(info.vendor)),
-                architecture: [info.driver.as_str(), info.driver_info.as_str()]
-                    .iter()
-                    .filter(|s| !s.is_empty())
-                    .copied()
-                    .collect::<Vec<_>>()
-                    .join(" "),
+                architecture: [info.driver.as_str(), info.driver_info.as_str()].iter().filter(|s| !s.is_empty()).copied().collect::<Vec<_>>().join(" "),
                 name: info.name,
                 backend: info.backend.to_str().to_string(),
                 device_type,

@@ -37,21 +37,11 @@ pub fn test_values(len: usize, seed: u32) -> Vec<f32> {
 
 /// Runs `a[m,k] @ b[k,n] + bias[n]` on the GPU with `shader` and returns the output.
 /// The shader is a parameter so tests can prove that a wrong kernel is caught.
-pub async fn run_matmul_kernel(
-    ctx: &GpuContext,
-    shader: &str,
-    [m, k, n]: [usize; 3],
-    a: &[f32],
-    b: &[f32],
-    bias: &[f32],
-) -> Result<Vec<f32>, GpuError> {
+pub async fn run_matmul_kernel(ctx: &GpuContext, shader: &str, [m, k, n]: [usize; 3], a: &[f32], b: &[f32], bias: &[f32]) -> Result<Vec<f32>, GpuError> {
     use wgpu::util::DeviceExt;
     let dev = &ctx.device;
     let scope = dev.push_error_scope(wgpu::ErrorFilter::Validation);
-    let module = dev.create_shader_module(wgpu::ShaderModuleDescriptor {
-        label: Some("selftest"),
-        source: wgpu::ShaderSource::Wgsl(shader.into()),
-    });
+    let module = dev.create_shader_module(wgpu::ShaderModuleDescriptor { label: Some("selftest"), source: wgpu::ShaderSource::Wgsl(shader.into()) });
     let pipeline = dev.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
         label: Some("selftest"),
         layout: None,
@@ -61,11 +51,7 @@ pub async fn run_matmul_kernel(
         cache: None,
     });
     let storage = |label, data: &[f32], extra| {
-        dev.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some(label),
-            contents: bytemuck::cast_slice(data),
-            usage: wgpu::BufferUsages::STORAGE | extra,
-        })
+        dev.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: Some(label), contents: bytemuck::cast_slice(data), usage: wgpu::BufferUsages::STORAGE | extra })
     };
     let a_buf = storage("a", a, wgpu::BufferUsages::empty());
     let b_buf = storage("b", b, wgpu::BufferUsages::empty());

@@ -31,12 +31,7 @@ fn string_field(obj: &JsValue, key: &str) -> String {
 /// Asks the browser for an adapter of its own and reads its `info`. Empty strings where the
 /// browser withholds a field.
 pub async fn adapter_info() -> WebAdapterInfo {
-    let empty = WebAdapterInfo {
-        vendor: String::new(),
-        architecture: String::new(),
-        description: String::new(),
-        is_fallback: false,
-    };
+    let empty = WebAdapterInfo { vendor: String::new(), architecture: String::new(), description: String::new(), is_fallback: false };
     let Some(gpu) = navigator_gpu() else { return empty };
     let Ok(request) = Reflect::get(&gpu, &"requestAdapter".into()) else { return empty };
     let Ok(request) = request.dyn_into::<js_sys::Function>() else { return empty };

@@ -84,10 +84,16 @@ impl TaesdConfig {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Layer {
     /// A 3x3 conv, padding 1.
-    Conv { inp: usize, out: usize, bias: bool },
+    Conv {
+        inp: usize,
+        out: usize,
+        bias: bool,
+    },
     Relu,
     /// `AutoencoderTinyBlock`: relu(conv(relu(conv(relu(conv(x))))) + x) with convs `conv.0/2/4`.
-    Block { channels: usize },
+    Block {
+        channels: usize,
+    },
     /// Nearest 2x.
     Upsample,
 }

@@ -53,7 +53,10 @@ impl UNetConfig {
         }
         for key in ["addition_embed_type", "class_embed_type", "encoder_hid_dim_type", "time_cond_proj_dim"] {
             if v.get(key).is_some_and(|x| !x.is_null()) {
-                return Err(OpError::Config { component: "unet".into(), message: format!("'{key}' is set: this UNet variant (SDXL / LCM-distilled / class-conditioned) is not supported yet") });
+                return Err(OpError::Config {
+                    component: "unet".into(),
+                    message: format!("'{key}' is set: this UNet variant (SDXL / LCM-distilled / class-conditioned) is not supported yet"),
+                });
             }
         }
         c.expect_one_of("mid_block_type", &["UNetMidBlock2DCrossAttn"])?;
@@ -90,7 +93,13 @@ impl UNetConfig {
     }
 
     fn spec(&self, block: usize) -> TransformerSpec {
-        TransformerSpec { heads: self.heads[block], geglu_tanh: self.geglu_tanh, layers: self.transformer_layers[block], linear_projection: self.linear_projection, groups: self.norm.groups }
+        TransformerSpec {
+            heads: self.heads[block],
+            geglu_tanh: self.geglu_tanh,
+            layers: self.transformer_layers[block],
+            linear_projection: self.linear_projection,
+            groups: self.norm.groups,
+        }
     }
 }
 

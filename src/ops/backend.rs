@@ -54,10 +54,9 @@ pub fn choose_backend(pref: BackendPreference, adapter: Option<&AdapterReport>, 
         }
         (BackendPreference::Gpu, Some(_)) => choice(BackendKind::Gpu, "GPU backend requested".into()),
         (BackendPreference::Gpu, None) => Err(format!("the GPU backend was requested but no GPU is usable: {}", gpu_error.unwrap_or("no adapter"))),
-        (BackendPreference::Auto, Some(a)) if a.software => choice(
-            BackendKind::Cpu,
-            format!("the only GPU adapter is a software renderer ({}), 20-100x slower than the CPU backend here", adapter_name(a)),
-        ),
+        (BackendPreference::Auto, Some(a)) if a.software => {
+            choice(BackendKind::Cpu, format!("the only GPU adapter is a software renderer ({}), 20-100x slower than the CPU backend here", adapter_name(a)))
+        }
         (BackendPreference::Auto, Some(a)) => choice(BackendKind::Gpu, format!("hardware adapter {}", adapter_name(a))),
         (BackendPreference::Auto, None) => choice(BackendKind::Cpu, format!("no GPU: {}", gpu_error.unwrap_or("no adapter"))),
     }

@@ -222,10 +222,7 @@ impl<'w> Graph<'w> {
     /// A weight, by its checkpoint name relative to the current scope.
     pub fn weight(&mut self, name: &str) -> R {
         let full = self.label(name);
-        let shape = self
-            .weights
-            .weight_shape(&full)
-            .ok_or_else(|| OpError::MissingWeight { name: full.clone() })?;
+        let shape = self.weights.weight_shape(&full).ok_or_else(|| OpError::MissingWeight { name: full.clone() })?;
         Ok(self.push(Op::Weight { name: full }, vec![], shape, DType::F32, name))
     }
 
@@ -366,8 +363,7 @@ impl<'w> Graph<'w> {
 
     /// Elementwise function of two tensors with NumPy broadcasting.
     pub fn binary(&mut self, a: TensorId, b: TensorId, op: BinaryOp) -> R {
-        let shape = broadcast_shape(self.shape(a), self.shape(b))
-            .ok_or_else(|| self.err("binary", format!("cannot broadcast {:?} with {:?}", self.shape(a), self.shape(b))))?;
+        let shape = broadcast_shape(self.shape(a), self.shape(b)).ok_or_else(|| self.err("binary", format!("cannot broadcast {:?} with {:?}", self.shape(a), self.shape(b))))?;
         Ok(self.push(Op::Binary(op), vec![a, b], shape, DType::F32, "binary"))
     }
 

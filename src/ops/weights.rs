@@ -73,10 +73,7 @@ impl WeightStore {
     pub fn insert_raw(&mut self, name: &str, weight: HostWeight) -> Result<(), OpError> {
         let want = weight.storage.byte_len(weight.numel());
         if weight.bytes.len() != want {
-            return Err(OpError::BadWeight {
-                name: name.into(),
-                message: format!("{} bytes, but {:?} {} needs {want}", weight.bytes.len(), weight.shape, weight.storage.name()),
-            });
+            return Err(OpError::BadWeight { name: name.into(), message: format!("{} bytes, but {:?} {} needs {want}", weight.bytes.len(), weight.shape, weight.storage.name()) });
         }
         self.tensors.insert(name.into(), weight);
         Ok(())

@@ -46,6 +46,7 @@ pub struct Output {
 /// Runs one generation. `progress` returns false to cancel (checked between steps).
 pub async fn generate(sd: &mut StableDiffusion, req: &Request, progress: &mut dyn FnMut(Progress) -> bool) -> Result<Output, PipelineError> {
     req.validate().map_err(PipelineError::Request)?;
+    sd.session.memory_budget().check(&sd.unet_cfg, &sd.vae_cfg, req).map_err(PipelineError::TooLarge)?;
     let f = sd.vae_cfg.downscale();
     let (lc, h, w, b) = (sd.vae_cfg.latent_channels, req.height / f, req.width / f, req.batch);
     let latent_len = lc * h * w;
@@ -143,9 +144,24 @@ pub async fn generate(sd: &mut StableDiffusion, req: &Request, progress: &mut dy
     if !progress(Progress::Decoding) {
         return Err(PipelineError::Cancelled);
     }
+    check_finite(&latents, "the final latents")?;
     let decoded = sd.decode([b, lc, h, w], &latents).await?;
+    check_finite(&decoded, "the VAE decoder's output")?;
     let images = decoded.chunks(3 * req.height * req.width).map(|d| super::image::Rgba::from_nchw(d, req.width, req.height)).collect();
     Ok(Output { images, latents, prompt_embeds: pos, negative_prompt_embeds: neg, decoded, prompt_truncated: truncated, scheduler: sched.name() })
+}
+
+/// Refuses NaN and infinities, which would otherwise be saved as a black image.
+fn check_finite(values: &[f32], what: &str) -> Result<(), PipelineError> {
+    let nan = values.iter().filter(|v| v.is_nan()).count();
+    let inf = values.iter().filter(|v| v.is_infinite()).count();
+    if nan + inf == 0 {
+        return Ok(());
+    }
+    Err(PipelineError::NotFinite(format!(
+        "{what} has {nan} NaN and {inf} infinite values of {}: the model's weights or the backend produced numbers that are not an image (try the other backend, or f32 / q8_0 weights)",
+        values.len()
+    )))
 }
 
 /// The preview of one image's latents [c, h, w]. It shows the current latents, as diffusers'

@@ -1,5 +1,5 @@
 //! Images in and out: RGBA for the canvas, PNG files (with the generation's settings in
-//! tEXt chunks), and float NCHW tensors for the models.
+//! text chunks, see `metadata.rs`), and float NCHW tensors for the models.
 
 use super::request::FloatImage;
 
@@ -25,7 +25,8 @@ impl Rgba {
         Self { width, height, data }
     }
 
-    /// PNG bytes, with `text` as tEXt key/value chunks (the PNG "parameters" convention).
+    /// PNG bytes, with `text` as key/value chunks: tEXt where the value is Latin-1 (what
+    /// every reader shows), else iTXt (UTF-8), as PIL and AUTOMATIC1111 write them.
     pub fn to_png(&self, text: &[(&str, String)]) -> Result<Vec<u8>, String> {
         let mut out = Vec::new();
         {
@@ -33,7 +34,8 @@ impl Rgba {
             enc.set_color(png::ColorType::Rgba);
             enc.set_depth(png::BitDepth::Eight);
             for (k, v) in text {
-                enc.add_text_chunk(k.to_string(), v.clone()).map_err(|e| e.to_string())?;
+                if v.chars().all(|c| (c as u32) < 256) { enc.add_text_chunk(k.to_string(), v.clone()) } else { enc.add_itxt_chunk(k.to_string(), v.clone()) }
+                    .map_err(|e| e.to_string())?;
             }
             let mut w = enc.write_header().map_err(|e| e.to_string())?;
             w.write_image_data(&self.data).map_err(|e| e.to_string())?;
@@ -41,13 +43,29 @@ impl Rgba {
         Ok(out)
     }
 
+    /// Every text chunk of a PNG (tEXt, zTXt and iTXt), as key/value pairs in file order
+    /// within each kind.
+    pub fn png_text(bytes: &[u8]) -> Result<Vec<(String, String)>, String> {
+        let reader = png::Decoder::new(bytes).read_info().map_err(|e| format!("not a readable PNG: {e}"))?;
+        let info = reader.info();
+        let mut out: Vec<(String, String)> = info.uncompressed_latin1_text.iter().map(|t| (t.keyword.clone(), t.text.clone())).collect();
+        for t in &info.compressed_latin1_text {
+            out.push((t.keyword.clone(), t.get_text().map_err(|e| format!("zTXt '{}': {e}", t.keyword))?));
+        }
+        for t in &info.utf8_text {
+            out.push((t.keyword.clone(), t.get_text().map_err(|e| format!("iTXt '{}': {e}", t.keyword))?));
+        }
+        Ok(out)
+    }
+
     /// Decodes a PNG (8-bit gray, RGB or RGBA; palette and 16-bit are expanded).
     pub fn from_png(bytes: &[u8]) -> Result<Self, String> {
-        let mut dec = png::Decoder::new(bytes);
+        // Photos of 10,000 x 10,000 are 400 MB as RGBA: allow them (the default is 64 MiB).
+        let mut dec = png::Decoder::new_with_limits(bytes, png::Limits { bytes: 1 << 30 });
         dec.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
         let mut reader = dec.read_info().map_err(|e| format!("not a readable PNG: {e}"))?;
         let mut buf = vec![0; reader.output_buffer_size()];
-        let info = reader.next_frame(&mut buf).map_err(|e| format!("PNG data: {e}"))?;
+        let info = reader.next_frame(&mut buf).map_err(|e| format!("the PNG's pixel data is truncated or corrupt ({e})"))?;
         let (w, h) = (info.width as usize, info.height as usize);
         let channels = info.color_type.samples();
         let mut data = Vec::with_capacity(w * h * 4);
@@ -60,6 +78,34 @@ impl Rgba {
             }
         }
         Ok(Self { width: w, height: h, data })
+    }
+
+    /// Resized to `width` x `height` with a box filter: each output pixel averages the source
+    /// pixels it covers (so large downscales do not alias); enlarging repeats pixels.
+    pub fn resized(&self, width: usize, height: usize) -> Self {
+        if (width, height) == (self.width, self.height) {
+            return self.clone();
+        }
+        let (sx, sy) = (self.width as f32 / width as f32, self.height as f32 / height as f32);
+        let mut data = vec![0u8; width * height * 4];
+        for y in 0..height {
+            let (y0, y1) = span(y, sy, self.height);
+            for x in 0..width {
+                let (x0, x1) = span(x, sx, self.width);
+                let mut sum = [0f32; 4];
+                for yy in y0..y1 {
+                    for xx in x0..x1 {
+                        let p = &self.data[(yy * self.width + xx) * 4..][..4];
+                        sum.iter_mut().zip(p).for_each(|(s, &v)| *s += v as f32);
+                    }
+                }
+                let n = ((y1 - y0) * (x1 - x0)) as f32;
+                for c in 0..4 {
+                    data[(y * width + x) * 4 + c] = (sum[c] / n).round() as u8;
+                }
+            }
+        }
+        Self { width, height, data }
     }
 
     /// [1, 3, H, W] in [0, 1].
@@ -79,4 +125,12 @@ impl Rgba {
         let values = self.data.chunks(4).map(|p| p[0] as f32 / 255.0).collect();
         FloatImage { shape: [1, 1, self.height, self.width], values }
     }
+}
+
+/// The source rows (or columns) output index `i` covers at `scale` source pixels per output
+/// pixel: at least one, nearest when upscaling.
+fn span(i: usize, scale: f32, len: usize) -> (usize, usize) {
+    let a = ((i as f32 * scale) as usize).min(len - 1);
+    let b = (((i + 1) as f32 * scale).ceil() as usize).clamp(a + 1, len);
+    (a, b)
 }

@@ -4,6 +4,8 @@
 pub mod generate;
 pub mod image;
 pub mod latents;
+pub mod limits;
+pub mod metadata;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod native;
 pub mod request;
@@ -11,6 +13,8 @@ pub mod sd;
 
 pub use generate::{generate, Output, Preview, Progress};
 pub use image::Rgba;
+pub use limits::MemoryBudget;
+pub use metadata::{encode_pngs, EncodedPng, ImageInfo};
 pub use request::{FloatImage, Request};
 pub use sd::StableDiffusion;
 
@@ -25,6 +29,12 @@ pub enum PipelineError {
     /// The request asks for something impossible.
     #[error("request: {0}")]
     Request(String),
+    /// The request's activations would not fit the backend (names the largest size that does).
+    #[error("too large: {0}")]
+    TooLarge(String),
+    /// The model produced NaN or infinite values (the image would be black or garbage).
+    #[error("invalid output: {0}")]
+    NotFinite(String),
     /// An op failed on the backend (names the node).
     #[error(transparent)]
     Op(#[from] crate::OpError),

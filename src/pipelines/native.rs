@@ -76,18 +76,60 @@ pub fn read_tensor_opt(path: &Path, name: &str) -> Result<Option<Tensor>, Pipeli
     Ok(Some((info.shape.clone(), values)))
 }
 
-/// An init image or mask: a PNG, or a safetensors file with a float tensor `name`
-/// (NCHW in [0, 1]) for exact inputs.
-pub fn read_image(path: &Path, name: &str) -> Result<FloatImage, PipelineError> {
-    let is_png = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("png"));
-    if is_png {
-        let bytes = fs::read(path).map_err(|e| io(path, e))?;
-        let img = Rgba::from_png(&bytes).map_err(|e| PipelineError::Request(format!("{}: {e}", path.display())))?;
-        return Ok(if name == "mask" { img.to_float_mask() } else { img.to_float_rgb() });
+/// An init image or mask from a file: a PNG's pixels, or exact floats from safetensors.
+pub enum ImageFile {
+    Pixels(Rgba),
+    Floats(FloatImage),
+}
+
+impl ImageFile {
+    /// Width and height.
+    pub fn size(&self) -> (usize, usize) {
+        match self {
+            Self::Pixels(p) => (p.width, p.height),
+            Self::Floats(f) => (f.width(), f.height()),
+        }
     }
-    let (shape, values) = read_tensor(path, name)?;
-    let shape: [usize; 4] = shape.try_into().map_err(|s| PipelineError::Request(format!("{}: '{name}' has shape {s:?}, want NCHW", path.display())))?;
-    Ok(FloatImage { shape, values })
+
+    /// As the generation's input of `width` x `height` (`name`: "init image" or "mask"). A PNG of
+    /// another size is resized, and the note says so; exact floats must already fit.
+    pub fn to_input(&self, name: &str, width: usize, height: usize) -> (FloatImage, Option<String>) {
+        match self {
+            Self::Floats(f) => (f.clone(), None),
+            Self::Pixels(p) => {
+                let note = ((p.width, p.height) != (width, height)).then(|| format!("the {name} ({}x{}) was resized to {width}x{height}", p.width, p.height));
+                let px = p.resized(width, height);
+                (if name == "mask" { px.to_float_mask() } else { px.to_float_rgb() }, note)
+            }
+        }
+    }
+}
+
+/// Reads an init image or mask: PNG (any bit depth or colour type), or a safetensors file
+/// with a float tensor `name` (NCHW in [0, 1]) for exact inputs. Other image formats are
+/// named, so the user knows what to convert.
+pub fn read_image(path: &Path, name: &str) -> Result<ImageFile, PipelineError> {
+    let bytes = fs::read(path).map_err(|e| PipelineError::Request(format!("{}: {e}", path.display())))?;
+    let bad = |e: String| PipelineError::Request(format!("{}: {e}", path.display()));
+    let kind = match bytes.as_slice() {
+        [0x89, b'P', b'N', b'G', ..] => "png",
+        [0xff, 0xd8, 0xff, ..] => "a JPEG",
+        [b'R', b'I', b'F', b'F', _, _, _, _, b'W', b'E', b'B', b'P', ..] => "a WebP",
+        [b'G', b'I', b'F', b'8', ..] => "a GIF",
+        _ => "other",
+    };
+    match kind {
+        "png" => return Ok(ImageFile::Pixels(Rgba::from_png(&bytes).map_err(bad)?)),
+        "other" => {}
+        format => return Err(bad(format!("this is {format} image; the CLI reads PNG (convert it with any image tool) or safetensors"))),
+    }
+    let file = path.display().to_string();
+    let header = safetensors::parse(&file, &bytes).map_err(|e| bad(format!("neither a PNG nor a readable safetensors file ({e})")))?;
+    let (_, info) = header.tensors.iter().find(|(n, _)| n.as_str() == name).ok_or_else(|| bad(format!("no tensor '{name}'")))?;
+    let raw = &bytes[(header.data_start + info.begin) as usize..(header.data_start + info.end) as usize];
+    let values = safetensors::to_f32(&file, name, info, raw).map_err(|e| PipelineError::Request(e.to_string()))?;
+    let shape: [usize; 4] = info.shape.clone().try_into().map_err(|s| bad(format!("'{name}' has shape {s:?}, want NCHW")))?;
+    Ok(ImageFile::Floats(FloatImage { shape, values }))
 }
 
 /// Writes f32 tensors to a safetensors file.

@@ -81,6 +81,37 @@ impl Request {
         Self { prompt: prompt.into(), ..Self::default() }
     }
 
+    /// A request from JSON (the wasm API's form), with a sentence for each field that is not
+    /// what it must be: JavaScript's NaN arrives as null and a seed past 2^64 or with a
+    /// fraction as a float, which serde alone would report in its own terms.
+    pub fn from_json(text: &str) -> Result<Self, String> {
+        let value: serde_json::Value = serde_json::from_str(text).map_err(|e| format!("the request is not valid JSON: {e}"))?;
+        let fields = value.as_object().ok_or("the request must be a JSON object")?;
+        let mut problems = vec![];
+        for (key, v) in fields {
+            let whole = match key.as_str() {
+                "seed" => Some(u64::MAX),
+                "steps" | "width" | "height" | "batch" => Some(u32::MAX as u64),
+                _ => None,
+            };
+            if let Some(max) = whole {
+                if v.as_u64().is_none_or(|n| n > max) {
+                    problems.push(format!("{key} = {v} must be a whole number from 0 to {max}"));
+                }
+            }
+            if ["guidance", "strength"].contains(&key.as_str()) && !v.is_number() {
+                problems.push(format!("{key} = {v} must be a number"));
+            }
+            if ["prompt", "negative_prompt"].contains(&key.as_str()) && !v.is_string() {
+                problems.push(format!("{key} must be text"));
+            }
+        }
+        if !problems.is_empty() {
+            return Err(problems.join("; "));
+        }
+        serde_json::from_value(value).map_err(|e| format!("bad request: {e}"))
+    }
+
     /// Every problem with the request, in one message.
     pub fn validate(&self) -> Result<(), String> {
         let mut problems = vec![];
@@ -108,6 +139,12 @@ impl Request {
                 }
             }
         }
+        if let Some(m) = &self.mask {
+            // diffusers binarizes at 0.5: below it nothing is repainted.
+            if m.values.iter().all(|&v| v < 0.5) {
+                problems.push("the mask is all black, so nothing would be repainted: paint white where the image should change".into());
+            }
+        }
         if self.mask.is_some() && self.init_image.is_none() {
             problems.push("a mask needs an init image to repaint".into());
         }
@@ -116,5 +153,40 @@ impl Request {
         } else {
             Err(problems.join("; "))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Request;
+
+    /// The wasm API's messages for what JavaScript can send.
+    #[test]
+    fn json_requests_get_a_sentence_per_bad_field() {
+        let cases = [
+            (r#"{"seed": -1}"#, "seed = -1 must be a whole number from 0 to 18446744073709551615"),
+            (r#"{"seed": 1.5}"#, "seed = 1.5 must be a whole number from 0 to 18446744073709551615"),
+            (r#"{"seed": 18446744073709551616}"#, "seed = 1.8446744073709552e19 must be a whole number from 0 to 18446744073709551615"),
+            (r#"{"guidance": null}"#, "guidance = null must be a number"),
+            (r#"{"strength": "high"}"#, "strength = \"high\" must be a number"),
+            (r#"{"steps": 2.5, "batch": -3}"#, "batch = -3 must be a whole number from 0 to 4294967295; steps = 2.5 must be a whole number from 0 to 4294967295"),
+            (r#"{"prompt": 5}"#, "prompt must be text"),
+            ("[1]", "the request must be a JSON object"),
+        ];
+        for (json, want) in cases {
+            assert_eq!(Request::from_json(json).unwrap_err(), want, "{json}");
+        }
+        let r = Request::from_json(r#"{"prompt": "一只戴墨镜的柴犬 😎", "seed": 9007199254740993}"#).unwrap();
+        assert_eq!((r.prompt.as_str(), r.seed, r.steps), ("一只戴墨镜的柴犬 😎", 9007199254740993, 25));
+    }
+
+    #[test]
+    fn out_of_range_values_are_named_together() {
+        let r = Request { steps: 10_000, width: 12, height: 0, batch: 1000, strength: 1.5, guidance: f32::NAN, ..Request::new("x") };
+        assert_eq!(
+            r.validate().unwrap_err(),
+            "size 12x0 must be positive multiples of 8; steps = 10000 must be between 1 and 1000; batch = 1000 must be between 1 and 16; \
+             strength = 1.5 must be between 0 and 1; guidance = NaN must be a number >= 0"
+        );
     }
 }

@@ -50,7 +50,6 @@ impl Lcm {
             clip: clip_range(cfg, false)?,
         })
     }
-
 }
 
 impl Scheduler for Lcm {

@@ -67,12 +67,7 @@ impl ClipTokenizer {
         };
         let pad_id = pad_id.ok_or_else(|| TokenizerError(format!("the vocabulary has no '{pad_token}'")))?;
         tokenizer
-            .with_truncation(Some(TruncationParams {
-                max_length: MAX_TOKENS,
-                strategy: TruncationStrategy::LongestFirst,
-                direction: TruncationDirection::Right,
-                stride: 0,
-            }))
+            .with_truncation(Some(TruncationParams { max_length: MAX_TOKENS, strategy: TruncationStrategy::LongestFirst, direction: TruncationDirection::Right, stride: 0 }))
             .map_err(|e| TokenizerError(e.to_string()))?;
         tokenizer.with_padding(Some(PaddingParams {
             strategy: PaddingStrategy::Fixed(MAX_TOKENS),

@@ -9,8 +9,8 @@ use std::fs::{self, File};
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 
-use super::builder::{Finished, ModelBuilder, ModelInfo};
 pub use super::builder::ConvertSummary;
+use super::builder::{Finished, ModelBuilder, ModelInfo};
 use super::manifest::ShardEntry;
 use super::repo::RepoConverter;
 pub use super::rules::quantizable;
@@ -234,4 +234,3 @@ pub fn convert_with_taesd(source: &Path, taesd: Option<&Path>, out: &Path, optio
     fs::write(&path, done.manifest.to_json_pretty()).map_err(|e| io(&path, e))?;
     Ok(done.summary)
 }
-

@@ -30,9 +30,7 @@ pub fn load_folder(dir: &Path) -> Result<(Manifest, WeightStore), WeightsError> 
         for p in &t.parts {
             bytes.extend_from_slice(&shards[p.shard][p.offset as usize..(p.offset + p.length) as usize]);
         }
-        store
-            .insert_raw(&t.name, HostWeight { shape: t.shape.clone(), storage: t.storage, bytes })
-            .map_err(|e| WeightsError::Manifest(e.to_string()))?;
+        store.insert_raw(&t.name, HostWeight { shape: t.shape.clone(), storage: t.storage, bytes }).map_err(|e| WeightsError::Manifest(e.to_string()))?;
     }
     Ok((manifest, store))
 }

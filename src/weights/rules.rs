@@ -10,12 +10,7 @@ use crate::ops::StorageType;
 
 /// A component's weights files in order of preference: full precision first, so that a
 /// repository holding both gives the converter's reference result.
-pub const WEIGHT_FILES: [&str; 4] = [
-    "diffusion_pytorch_model.safetensors",
-    "model.safetensors",
-    "diffusion_pytorch_model.fp16.safetensors",
-    "model.fp16.safetensors",
-];
+pub const WEIGHT_FILES: [&str; 4] = ["diffusion_pytorch_model.safetensors", "model.safetensors", "diffusion_pytorch_model.fp16.safetensors", "model.fp16.safetensors"];
 
 /// Tokenizer files carried into the manifest (each one when present).
 pub const TOKENIZER_FILES: [&str; 5] = ["vocab.json", "merges.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"];
@@ -33,12 +28,7 @@ pub fn converts_tensor(component: &str, name: &str) -> bool {
 /// Whether a tensor is a linear or conv weight the kernels can read quantized.
 pub fn quantizable(name: &str, shape: &[usize]) -> bool {
     let row: usize = shape.iter().skip(1).product();
-    shape.len() >= 2
-        && name.ends_with(".weight")
-        && row.is_multiple_of(BLOCK)
-        && !name.contains("embedding")
-        && !name.contains("embed_tokens")
-        && !name.contains("norm")
+    shape.len() >= 2 && name.ends_with(".weight") && row.is_multiple_of(BLOCK) && !name.contains("embedding") && !name.contains("embed_tokens") && !name.contains("norm")
 }
 
 /// How a tensor is stored for `quant`: linear/conv weights take a block format; the rest

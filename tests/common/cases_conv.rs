@@ -77,19 +77,15 @@ fn quantized_convs() -> Vec<Case> {
 }
 
 fn split_convs() -> Vec<Case> {
-    use StorageType::{Q4_0, F32, Q8_0};
+    use StorageType::{F32, Q4_0, Q8_0};
     let p1 = [1; 4];
     // Bindings of 6 output channels (f32 row: 8*9*4 bytes; Q8_0 row: 9 blocks of 34 bytes;
     // Q4_0 row: 9 blocks of 18 bytes) -> chunks of 6, 6, 6, 2 channels, one dispatch each.
     vec![
-        conv_case("conv f32 split 3x3 [2,8,5,7] -> 20", Conv { x: [2, 8, 5, 7], o: 20, k: 3, stride: 1, padding: p1 }, F32, true)
-            .split_at(6 * 8 * 9 * 4),
-        conv_case("conv f16 split 3x3 [2,8,5,7] -> 20", Conv { x: [2, 8, 5, 7], o: 20, k: 3, stride: 1, padding: p1 }, StorageType::F16, true)
-            .split_at(6 * 8 * 9 * 2),
-        conv_case("conv q8_0 split 3x3 [1,32,6,5] -> 20", Conv { x: [1, 32, 6, 5], o: 20, k: 3, stride: 1, padding: p1 }, Q8_0, true)
-            .split_at(6 * 9 * 34),
-        conv_case("conv q4_0 split 3x3 [2,32,4,5] -> 20", Conv { x: [2, 32, 4, 5], o: 20, k: 3, stride: 1, padding: p1 }, Q4_0, false)
-            .split_at(6 * 9 * 18),
+        conv_case("conv f32 split 3x3 [2,8,5,7] -> 20", Conv { x: [2, 8, 5, 7], o: 20, k: 3, stride: 1, padding: p1 }, F32, true).split_at(6 * 8 * 9 * 4),
+        conv_case("conv f16 split 3x3 [2,8,5,7] -> 20", Conv { x: [2, 8, 5, 7], o: 20, k: 3, stride: 1, padding: p1 }, StorageType::F16, true).split_at(6 * 8 * 9 * 2),
+        conv_case("conv q8_0 split 3x3 [1,32,6,5] -> 20", Conv { x: [1, 32, 6, 5], o: 20, k: 3, stride: 1, padding: p1 }, Q8_0, true).split_at(6 * 9 * 34),
+        conv_case("conv q4_0 split 3x3 [2,32,4,5] -> 20", Conv { x: [2, 32, 4, 5], o: 20, k: 3, stride: 1, padding: p1 }, Q4_0, false).split_at(6 * 9 * 18),
     ]
 }
 

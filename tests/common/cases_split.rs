@@ -86,7 +86,7 @@ fn conv(name: &str, x: [usize; 4], o: usize, k: usize, stride: usize, padding: [
 }
 
 fn convs() -> Vec<Case> {
-    use StorageType::{Q4_0, F32, Q8_0};
+    use StorageType::{F32, Q4_0, Q8_0};
     let (p0, p1) = ([0; 4], [1; 4]);
     vec![
         // Input items of 2048 values at 1024 per binding: two windows of 4 channels, the

@@ -89,9 +89,7 @@ impl Case {
 pub async fn run_case(ctx: &GpuContext, case: &Case) -> Result<f64, String> {
     let mut g = Graph::new(&case.weights);
     (case.build)(&mut g).map_err(|e| format!("{}: graph: {e}", case.name))?;
-    let diffs = compare_backends(ctx, &g, &case.weights, &case.inputs, case.limits)
-        .await
-        .map_err(|e| format!("{}: {e}", case.name))?;
+    let diffs = compare_backends(ctx, &g, &case.weights, &case.inputs, case.limits).await.map_err(|e| format!("{}: {e}", case.name))?;
     let worst = diffs.iter().map(|d| d.relative_error).fold(0.0, f64::max);
     #[allow(clippy::neg_cmp_op_on_partial_ord)] // a NaN error must fail too
     if !(worst <= case.tolerance) {

@@ -8,17 +8,21 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startServer } from '../../scripts/serve.mjs';
 import { ROOT, launch, artifactPath } from './browser.mjs';
+import { pngText } from './png-text.mjs';
 
 let server;
 let url;
 before(async () => ({ server, url } = await startServer({ root: ROOT, port: 0 })));
 after(() => server?.close());
 
-const FORM = { prompt: 'a watercolor painting of a red fox in the snow', negative: 'blurry', steps: 3, guidance: 7.5, seed: 1234 };
+// A user's prompt: Chinese with an emoji (a shiba in sunglasses), and a negative prompt with
+// right-to-left text, a combining accent and a zero-width space.
+const FORM = { prompt: '一只戴墨镜的柴犬 😎', negative: 'blurry, מטושטש, cafe\u0301\u200b', steps: 3, guidance: 7.5, seed: 1234 };
 
-/** The native CLI's PNG for FORM (same model, seed and settings). */
-async function cliImage(backend) {
+/** The native CLI's PNG for FORM (same model, seed and settings); made once per backend. */
+async function cliImageBytes(backend, fresh = false) {
   const out = await artifactPath(`cli-${backend}.png`);
+  if (!fresh) return readFileSync(out);
   const args = ['run', '--quiet', '--bin', 'easel', '--', 'generate', '--model', 'www/models/sd-tiny', '--prompt', FORM.prompt,
     '--negative-prompt', FORM.negative, '--steps', String(FORM.steps), '--guidance', String(FORM.guidance), '--seed', String(FORM.seed),
     '--backend', backend, '--out', out];
@@ -78,7 +82,7 @@ for (const backend of ['cpu', 'gpu']) {
       await page.screenshot({ path: await artifactPath(`generate-${backend}.png`), fullPage: true });
 
       const got = await canvasPixels(page);
-      const want = await pngPixels(page, await cliImage(backend));
+      const want = await pngPixels(page, await cliImageBytes(backend, true));
       const diff = maxDiff(got, want);
       console.log(`# ${backend}: max |page - CLI| = ${diff} of 255`);
       assert.ok(diff <= 2, `page image differs from the CLI's by ${diff} levels`);
@@ -87,10 +91,18 @@ for (const backend of ['cpu', 'gpu']) {
       // The PNG download records the settings.
       const href = await page.locator('#downloads a').first().getAttribute('href');
       const png = await page.evaluate(async (h) => Array.from(new Uint8Array(await (await fetch(h)).arrayBuffer())), href);
-      const text = Buffer.from(png).toString('latin1');
-      for (const needle of [`prompt\0${FORM.prompt}`, `seed\0${FORM.seed}`, `steps\0${FORM.steps}`, 'model\0sd2-tiny', 'size\x0016x16']) {
-        assert.ok(text.includes(needle), `PNG metadata has ${JSON.stringify(needle)}`);
-      }
+      const text = pngText(Buffer.from(png));
+      assert.equal(text.prompt, FORM.prompt);
+      assert.equal(text.negative_prompt, FORM.negative);
+      assert.deepEqual([text.seed, text.steps, text.model, text.size], [String(FORM.seed), String(FORM.steps), 'sd2-tiny', '16x16']);
+      assert.ok(
+        text.parameters.startsWith(`${FORM.prompt}\nNegative prompt: ${FORM.negative}\nSteps: ${FORM.steps}, Sampler: `) &&
+          text.parameters.includes(`, CFG scale: ${FORM.guidance}, Seed: ${FORM.seed}, Size: 16x16, Model: sd2-tiny`),
+        text.parameters,
+      );
+      assert.equal(await page.locator('.download-error').count(), 0, 'no metadata error');
+      // The CLI's PNG carries the same settings.
+      assert.equal(pngText(await cliImageBytes(backend)).parameters, text.parameters);
       assert.deepEqual(errors, []);
     } finally {
       await browser.close();

@@ -58,7 +58,11 @@ fn values(n: usize, seed: usize) -> Vec<f32> {
 }
 
 /// Runs one graph of ours on the CPU session.
-fn ours(session: &mut Session, inputs: Vec<(&str, Vec<usize>, HostTensor)>, build: impl FnOnce(&mut easel::ops::Graph, &[easel::ops::TensorId]) -> Result<easel::ops::TensorId, easel::OpError>) -> Vec<f32> {
+fn ours(
+    session: &mut Session,
+    inputs: Vec<(&str, Vec<usize>, HostTensor)>,
+    build: impl FnOnce(&mut easel::ops::Graph, &[easel::ops::TensorId]) -> Result<easel::ops::TensorId, easel::OpError>,
+) -> Vec<f32> {
     let shapes: Vec<(String, Vec<usize>, bool)> = inputs.iter().map(|(n, s, v)| (n.to_string(), s.clone(), matches!(v, HostTensor::U32(_)))).collect();
     let mut c = pollster::block_on(session.compile(|g| {
         let ids: Vec<_> = shapes.iter().map(|(n, s, int)| if *int { g.input_u32(n, s) } else { g.input(n, s) }).collect();
@@ -97,7 +101,11 @@ pub fn compare(r: &Reference, session: &mut Session, configs: &BTreeMap<String, 
     // UNet: one call at 8x8 latents with that text context. With diffusers' exact GEGLU ours
     // differed from candle-transformers' tanh GEGLU by 9.68e-5 (same date; not rerun).
     let cfg = UNetConfig::from_json(&configs["unet"]).unwrap();
-    let bc = |i: usize| unet_2d::BlockConfig { out_channels: cfg.block_out_channels[i], use_cross_attn: cfg.down_attention[i].then_some(cfg.transformer_layers[i]), attention_head_dim: cfg.heads[i] };
+    let bc = |i: usize| unet_2d::BlockConfig {
+        out_channels: cfg.block_out_channels[i],
+        use_cross_attn: cfg.down_attention[i].then_some(cfg.transformer_layers[i]),
+        attention_head_dim: cfg.heads[i],
+    };
     let theirs_cfg = unet_2d::UNet2DConditionModelConfig {
         blocks: (0..cfg.block_out_channels.len()).map(bc).collect(),
         center_input_sample: false,

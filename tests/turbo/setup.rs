@@ -43,10 +43,13 @@ pub fn weight_list(configs: &BTreeMap<String, serde_json::Value>) -> Vec<(String
 
 /// The weight list with each tensor's storage as `easel convert --quant` would choose it.
 pub fn weight_specs(configs: &BTreeMap<String, serde_json::Value>, quant: StorageType) -> Vec<(String, Vec<usize>, StorageType)> {
-    weight_list(configs).into_iter().map(|(n, s)| {
-        let storage = storage_for(&n, &s, false, quant);
-        (n, s, storage)
-    }).collect()
+    weight_list(configs)
+        .into_iter()
+        .map(|(n, s)| {
+            let storage = storage_for(&n, &s, false, quant);
+            (n, s, storage)
+        })
+        .collect()
 }
 
 /// Where the CPU backend's q8_0 outputs are kept for the browser test (checked, and with

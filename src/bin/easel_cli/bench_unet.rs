@@ -39,7 +39,9 @@ pub async fn run(size: usize, backend: &str, quant: &str, batch: usize, runs: us
     let mut i = 0;
     while i < sessions.len() {
         match unet_step(&mut sessions[i], &cfg, size, batch, runs, storage).await {
-            Ok(r) => println!("{:<8} {:>9.0} {:>13.1} {:>15.1} {:>12.0}", r.backend, r.millis_per_step, r.weight_bytes as f64 / 1e6, r.activation_bytes as f64 / 1e6, peak_rss_mb()),
+            Ok(r) => {
+                println!("{:<8} {:>9.0} {:>13.1} {:>15.1} {:>12.0}", r.backend, r.millis_per_step, r.weight_bytes as f64 / 1e6, r.activation_bytes as f64 / 1e6, peak_rss_mb())
+            }
             Err(e) => println!("{:<8} failed: {e}", sessions[i].kind()),
         }
         if cpu && i == 0 && sessions[0].kind() == "gpu" {

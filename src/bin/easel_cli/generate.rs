@@ -9,7 +9,7 @@ use easel::gpu::{GpuContext, GpuOptions};
 use easel::models::Session;
 use easel::ops::{choose_backend, BackendKind, BackendPreference, StorageType};
 use easel::pipelines::native::{load_model_dir, read_image, read_tensor, read_tensor_opt, write_tensors};
-use easel::pipelines::{generate, PipelineError, Progress, Request, StableDiffusion};
+use easel::pipelines::{encode_pngs, generate, PipelineError, Progress, Request, StableDiffusion};
 
 #[derive(Args)]
 pub struct GenerateArgs {
@@ -121,14 +121,24 @@ pub async fn run(a: GenerateArgs) -> Result<(), PipelineError> {
         req.scheduler_config = Some(serde_json::from_slice(&text).map_err(|e| PipelineError::Request(format!("{}: {e}", p.display())))?);
     }
     if let Some(p) = &a.init_image {
-        req.init_image = Some(read_image(p, "image")?);
+        let file = read_image(p, "image")?;
         if a.width.is_none() && a.height.is_none() {
-            let i = req.init_image.as_ref().expect("just set");
-            (req.width, req.height) = (i.width(), i.height());
+            // The image's own size, down to multiples of 8 (the VAE's and UNet's unit).
+            let (w, h) = file.size();
+            (req.width, req.height) = ((w / 8 * 8).max(8), (h / 8 * 8).max(8));
+        }
+        let (image, note) = file.to_input("init image", req.width, req.height);
+        req.init_image = Some(image);
+        if let Some(n) = note {
+            eprintln!("note: {n}");
         }
     }
     if let Some(p) = &a.mask {
-        req.mask = Some(read_image(p, "mask")?);
+        let (mask, note) = read_image(p, "mask")?.to_input("mask", req.width, req.height);
+        req.mask = Some(mask);
+        if let Some(n) = note {
+            eprintln!("note: {n}");
+        }
     }
     if let Some(p) = &a.init_latents {
         req.init_latents = Some(read_tensor(p, "latents")?.1);
@@ -157,24 +167,14 @@ pub async fn run(a: GenerateArgs) -> Result<(), PipelineError> {
         let neg_shape = [out.negative_prompt_embeds.len() / (77 * d).max(1), 77, d];
         write_tensors(p, &[("prompt_embeds", &[req.batch, 77, d], &out.prompt_embeds), ("negative_prompt_embeds", &neg_shape, &out.negative_prompt_embeds)])?;
     }
-    let meta = |i: usize| {
-        vec![
-            ("prompt", req.prompt.clone()),
-            ("negative_prompt", req.negative_prompt.clone()),
-            ("seed", req.seed.to_string()),
-            ("batch_index", i.to_string()),
-            ("steps", req.steps.to_string()),
-            ("guidance", req.guidance.to_string()),
-            ("scheduler", out.scheduler.to_string()),
-            ("size", format!("{}x{}", req.width, req.height)),
-            ("model", model.name.clone()),
-        ]
-    };
-    for (i, img) in out.images.iter().enumerate() {
+    let pngs = encode_pngs(&out.images, &req, out.scheduler, &model.name).map_err(PipelineError::Request)?;
+    for (i, png) in pngs.iter().enumerate() {
         let path = output_path(&a.out, i, req.batch);
-        let png = img.to_png(&meta(i)).map_err(PipelineError::Request)?;
-        std::fs::write(&path, png).map_err(|e| PipelineError::Request(format!("{}: {e}", path.display())))?;
+        std::fs::write(&path, &png.bytes).map_err(|e| PipelineError::Request(format!("{}: {e}", path.display())))?;
         eprintln!("wrote {}", path.display());
+        if let Some(e) = &png.error {
+            eprintln!("warning: {}: {e}", path.display());
+        }
     }
     eprintln!("done in {:.1} s on {} (peak GPU activation bytes {})", t0.elapsed().as_secs_f64(), sd.session.kind(), sd.activation_bytes());
     Ok(())

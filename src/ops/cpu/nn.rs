@@ -70,9 +70,7 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize, scale: f32, c
     if causal {
         let (lq, lk) = (q.dim(1)?, k.dim(1)?);
         // Query i sees keys up to i + (lk - lq), as with a KV cache.
-        let mask: Vec<f32> = (0..lq)
-            .flat_map(|i| (0..lk).map(move |j| if j + lq > i + lk { f32::NEG_INFINITY } else { 0.0 }))
-            .collect();
+        let mask: Vec<f32> = (0..lq).flat_map(|i| (0..lk).map(move |j| if j + lq > i + lk { f32::NEG_INFINITY } else { 0.0 })).collect();
         scores = scores.broadcast_add(&Tensor::from_vec(mask, (lq, lk), q.device())?)?;
     }
     let probs = candle_nn::ops::softmax_last_dim(&scores)?;

@@ -24,13 +24,7 @@ impl Arena {
     /// A buffer of at least `bytes`: the smallest free one that fits, else a new one.
     pub fn alloc(&mut self, bytes: u64) -> Slot {
         let want = size_class(bytes);
-        let best = self
-            .free
-            .iter()
-            .enumerate()
-            .filter(|(_, &s)| self.sizes[s] >= want && self.sizes[s] <= want * 2)
-            .min_by_key(|(_, &s)| self.sizes[s])
-            .map(|(i, _)| i);
+        let best = self.free.iter().enumerate().filter(|(_, &s)| self.sizes[s] >= want && self.sizes[s] <= want * 2).min_by_key(|(_, &s)| self.sizes[s]).map(|(i, _)| i);
         match best {
             Some(i) => Slot(self.free.swap_remove(i)),
             None => {

@@ -127,31 +127,18 @@ impl<'a> KernelBuilder<'a> {
     }
 
     /// Records a dispatch of kernel variant `key` (WGSL from `source`, compiled on first use).
-    pub fn dispatch(
-        &mut self,
-        key: &str,
-        source: impl FnOnce() -> String,
-        bindings: Vec<Buf>,
-        params: &[u32],
-        workgroups: [u32; 3],
-    ) -> Result<(), OpError> {
+    pub fn dispatch(&mut self, key: &str, source: impl FnOnce() -> String, bindings: Vec<Buf>, params: &[u32], workgroups: [u32; 3]) -> Result<(), OpError> {
         if params.len() > PARAM_WORDS {
             return Err(OpError::Limits { node: self.node_label.clone(), message: format!("{} parameter words (max {PARAM_WORDS})", params.len()) });
         }
         let max_binding = self.max_binding;
         if let Some(b) = bindings.iter().find(|b| b.size > max_binding) {
-            return Err(OpError::Limits {
-                node: self.node_label.clone(),
-                message: format!("a {}-byte binding exceeds maxStorageBufferBindingSize ({max_binding})", b.size),
-            });
+            return Err(OpError::Limits { node: self.node_label.clone(), message: format!("a {}-byte binding exceeds maxStorageBufferBindingSize ({max_binding})", b.size) });
         }
         let pipeline = match self.cache.pipelines.get(key) {
             Some(p) => p.clone(),
             None => {
-                let module = self.ctx.device.create_shader_module(wgpu::ShaderModuleDescriptor {
-                    label: Some(key),
-                    source: wgpu::ShaderSource::Wgsl(source().into()),
-                });
+                let module = self.ctx.device.create_shader_module(wgpu::ShaderModuleDescriptor { label: Some(key), source: wgpu::ShaderSource::Wgsl(source().into()) });
                 let p = self.ctx.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
                     label: Some(key),
                     layout: None,
@@ -193,11 +180,7 @@ impl<'a> KernelBuilder<'a> {
                     .enumerate()
                     .map(|(i, b)| wgpu::BindGroupEntry {
                         binding: i as u32,
-                        resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                            buffer: &b.buffer,
-                            offset: b.offset,
-                            size: wgpu::BufferSize::new(b.size.max(4)),
-                        }),
+                        resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding { buffer: &b.buffer, offset: b.offset, size: wgpu::BufferSize::new(b.size.max(4)) }),
                     })
                     .collect();
                 entries.push(wgpu::BindGroupEntry {
@@ -208,11 +191,7 @@ impl<'a> KernelBuilder<'a> {
                         size: wgpu::BufferSize::new(PARAM_BYTES),
                     }),
                 });
-                let bind_group = dev.create_bind_group(&wgpu::BindGroupDescriptor {
-                    label: Some(&p.label),
-                    layout: &p.pipeline.get_bind_group_layout(0),
-                    entries: &entries,
-                });
+                let bind_group = dev.create_bind_group(&wgpu::BindGroupDescriptor { label: Some(&p.label), layout: &p.pipeline.get_bind_group_layout(0), entries: &entries });
                 Step { label: p.label, pipeline: p.pipeline, bind_group, workgroups: p.workgroups }
             })
             .collect()

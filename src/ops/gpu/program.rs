@@ -47,13 +47,7 @@ impl GpuProgram {
 
     /// `compile` with bindings capped at `max_binding` bytes (below the device's limit):
     /// activations above it are bound in windows, as on a device with that limit.
-    pub async fn compile_with_limit(
-        ctx: &GpuContext,
-        graph: &Graph<'_>,
-        weights: &GpuWeights,
-        cache: &mut PipelineCache,
-        max_binding: Option<u64>,
-    ) -> Result<Self, OpError> {
+    pub async fn compile_with_limit(ctx: &GpuContext, graph: &Graph<'_>, weights: &GpuWeights, cache: &mut PipelineCache, max_binding: Option<u64>) -> Result<Self, OpError> {
         let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let result = Self::record(ctx, graph, weights, cache, max_binding);
         let error = scope.pop().await;
@@ -124,10 +118,7 @@ impl GpuProgram {
                 }
                 _ => {
                     if bytes > max_buffer {
-                        return Err(OpError::Limits {
-                            node: node.label.clone(),
-                            message: format!("its {bytes}-byte output exceeds the device's maxBufferSize ({max_buffer})"),
-                        });
+                        return Err(OpError::Limits { node: node.label.clone(), message: format!("its {bytes}-byte output exceeds the device's maxBufferSize ({max_buffer})") });
                     }
                     let slot = arena.alloc(bytes);
                     if slot.0 == arena_buffers.len() {

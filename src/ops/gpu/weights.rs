@@ -53,10 +53,7 @@ impl GpuWeight {
     pub fn single(&self, name: &str) -> Result<&WeightChunk, OpError> {
         match self.chunks.as_slice() {
             [c] => Ok(c),
-            _ => Err(OpError::Limits {
-                node: name.into(),
-                message: format!("weight {:?} is split in {} chunks; this op needs it in one binding", self.shape, self.chunks.len()),
-            }),
+            _ => Err(OpError::Limits { node: name.into(), message: format!("weight {:?} is split in {} chunks; this op needs it in one binding", self.shape, self.chunks.len()) }),
         }
     }
 

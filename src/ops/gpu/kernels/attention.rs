@@ -82,10 +82,7 @@ pub fn attention(kb: &mut KernelBuilder, cx: &NodeCx, heads: usize, scale: f32, 
         return Err(OpError::Shape { node: cx.node.label.clone(), message: "attention over zero keys".into() });
     }
     if dh == 0 || dv == 0 || dh > MAX_HEAD_DIM || dv > MAX_HEAD_DIM {
-        return Err(OpError::Limits {
-            node: cx.node.label.clone(),
-            message: format!("head widths {dh} (q, k) and {dv} (v) must be within 1..={MAX_HEAD_DIM}"),
-        });
+        return Err(OpError::Limits { node: cx.node.label.clone(), message: format!("head widths {dh} (q, k) and {dv} (v) must be within 1..={MAX_HEAD_DIM}") });
     }
     let rows = rows_per_invocation(kb.ctx.is_software(), lq, dh, dv);
     let qblocks = lq.div_ceil(WORKGROUP * rows);

@@ -2,8 +2,8 @@
 //! kernel, one dispatch per weight chunk), and nearest 2x upsampling.
 
 use super::elementwise::groups_for;
-use super::split::{fits, gcd, limit_err, spans, whole};
 use super::loaders::{enable_f16, Q8_UNPACK, W_F16, W_F16_NATIVE, W_F32_VEC4};
+use super::split::{fits, gcd, limit_err, spans, whole};
 use super::{with_prelude, NodeCx};
 use crate::error::OpError;
 use crate::ops::gpu::builder::{grid, Buf, KernelBuilder};
@@ -256,8 +256,7 @@ fn conv_source(storage: StorageType, w_vec4: bool, path: XPath, f16: bool) -> St
         _ => ("array<f32>", W_F32_SCALAR.to_string()),
     };
     let (x_decl, x_loader) = if path == XPath::Pointwise { ("array<vec4<f32>>", X_POINTWISE) } else { ("array<f32>", X_GATHER) };
-    let mut bindings =
-        format!("@group(0) @binding(2) var<storage, read> x: {x_decl};\n@group(0) @binding(3) var<storage, read> w: {w_decl};\n");
+    let mut bindings = format!("@group(0) @binding(2) var<storage, read> x: {x_decl};\n@group(0) @binding(3) var<storage, read> w: {w_decl};\n");
     if storage.is_quantized() {
         bindings.push_str("@group(0) @binding(4) var<storage, read> scales: array<u32>;\n");
     }
@@ -298,13 +297,7 @@ pub fn conv2d(kb: &mut KernelBuilder, cx: &NodeCx, stride: usize, padding: [usiz
         XPath::Gather
     };
     let f16 = storage == StorageType::F16 && kb.has_f16();
-    let key = format!(
-        "conv2d_{}{}_{}_{}",
-        storage.name(),
-        if f16 { "_native" } else { "" },
-        if w_vec4 { "vec4" } else { "scalar" },
-        path.name()
-    );
+    let key = format!("conv2d_{}{}_{}_{}", storage.name(), if f16 { "_native" } else { "" }, if w_vec4 { "vec4" } else { "scalar" }, path.name());
     let dims = Dims { h, w, o, ho, wo, kh, kw, stride, padding };
     let has_bias = bias.is_some();
     let bias = bias.unwrap_or_else(|| x.clone());
@@ -329,7 +322,13 @@ pub fn conv2d(kb: &mut KernelBuilder, cx: &NodeCx, stride: usize, padding: [usiz
     // weight chunk) times windows of input channels, the latter accumulating. A window of
     // input channels keeps the weight columns it reads aligned to blocks / vec4s.
     let (plane_in, plane_out) = (h * w, ho * wo);
-    let quantum = if storage.is_quantized() { 32 } else if w_vec4 { 4 } else { 1 };
+    let quantum = if storage.is_quantized() {
+        32
+    } else if w_vec4 {
+        4
+    } else {
+        1
+    };
     let step = quantum / gcd(kh * kw, quantum);
     for item in 0..b {
         let ins = spans(c, plane_in, item * c * plane_in, max, align, step).map_err(|m| limit_err(cx, m))?;

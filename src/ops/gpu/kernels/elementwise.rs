@@ -51,7 +51,16 @@ pub fn binary(kb: &mut KernelBuilder, cx: &NodeCx, op: BinaryOp) -> Result<(), O
         (0..nd).map(|ax| if ax < pad || shape[ax - pad] == 1 { 0 } else { s[ax - pad] as u32 }).collect()
     };
     let n = cx.node.numel();
-    let mut params = vec![n as u32, match op { BinaryOp::Add => 0, BinaryOp::Sub => 1, BinaryOp::Mul => 2 }, nd as u32, 0];
+    let mut params = vec![
+        n as u32,
+        match op {
+            BinaryOp::Add => 0,
+            BinaryOp::Sub => 1,
+            BinaryOp::Mul => 2,
+        },
+        nd as u32,
+        0,
+    ];
     let mut fixed = |v: Vec<u32>| {
         let mut v = v;
         v.resize(6, 1);

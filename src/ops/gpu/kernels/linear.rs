@@ -82,9 +82,8 @@ fn source(x_vec4: bool, storage: StorageType, w_vec4: bool, f16: bool) -> String
         _ if w_vec4 => ("array<vec4<f32>>", W_F32_VEC4),
         _ => ("array<f32>", W_F32_SCALAR),
     };
-    let bindings = format!(
-        "@group(0) @binding(2) var<storage, read> x: {x_ty};\n@group(0) @binding(3) var<storage, read> w: {w_decl};\n@group(0) @binding(4) var<uniform> params: Params;\n"
-    );
+    let bindings =
+        format!("@group(0) @binding(2) var<storage, read> x: {x_ty};\n@group(0) @binding(3) var<storage, read> w: {w_decl};\n@group(0) @binding(4) var<uniform> params: Params;\n");
     let loaders = format!("{}\n{W_AT_ROWS}\n{loader}", if x_vec4 { X_VEC4 } else { X_SCALAR });
     let src = with_prelude(&include_str!("linear.wgsl").replace("//{{BINDINGS}}", &bindings).replace("//{{LOADERS}}", &loaders));
     enable_f16(src, storage == StorageType::F16 && f16)

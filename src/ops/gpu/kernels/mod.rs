@@ -58,13 +58,7 @@ impl NodeCx<'_> {
     pub fn weight_chunks(&self, i: usize) -> (StorageType, Vec<WeightChunkBinding>) {
         match &self.inputs[i] {
             Operand::Act(b) => (StorageType::F32, vec![(0..self.in_shapes[i][0], b.clone(), None)]),
-            Operand::Weight(w, _) => (
-                w.storage,
-                w.chunks
-                    .iter()
-                    .map(|c: &WeightChunk| (c.rows.clone(), Buf::whole(&c.values), c.scales.as_ref().map(Buf::whole)))
-                    .collect(),
-            ),
+            Operand::Weight(w, _) => (w.storage, w.chunks.iter().map(|c: &WeightChunk| (c.rows.clone(), Buf::whole(&c.values), c.scales.as_ref().map(Buf::whole))).collect()),
         }
     }
 }

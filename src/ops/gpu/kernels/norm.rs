@@ -2,8 +2,8 @@
 //! set (a (batch, group) or a row) that loops over its values, with workgroup-memory tree
 //! reductions (`reduce.wgsl`) and two-pass statistics (mean, then variance of x - mean).
 
-use super::split::{fits, limit_err, spans, whole};
 use super::elementwise::groups_for;
+use super::split::{fits, limit_err, spans, whole};
 use super::{with_prelude, NodeCx};
 use crate::error::OpError;
 use crate::ops::gpu::builder::{f, grid, Buf, KernelBuilder};
@@ -50,11 +50,7 @@ pub fn group_norm(kb: &mut KernelBuilder, cx: &NodeCx, groups: usize, eps: f32, 
     let sets = batch * groups;
     let x = cx.f32_input(0)?;
     // Over the binding limit: windows of whole (batch, group) sets.
-    let windows = if fits(kb, &[&x, &cx.out]) {
-        whole(sets)
-    } else {
-        spans(sets, len, 0, kb.max_elems(), kb.offset_align(), 1).map_err(|m| limit_err(cx, m))?
-    };
+    let windows = if fits(kb, &[&x, &cx.out]) { whole(sets) } else { spans(sets, len, 0, kb.max_elems(), kb.offset_align(), 1).map_err(|m| limit_err(cx, m))? };
     // (The parts path normalizes 4 values of a channel per invocation.)
     let parts = if spatial.is_multiple_of(4) { parts_for(sets, len) } else { 1 };
     // Statistics scratch for the largest window (the first): per part, then per set.

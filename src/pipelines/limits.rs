@@ -1,0 +1,147 @@
+//! Will a generation fit? An estimate of its largest activations, from the model's configs
+//! and the request's size, checked against what the backend can hold before any step runs,
+//! so that a request too large fails at once with the largest size that fits instead of
+//! minutes later with an allocation or binding error.
+
+use super::request::Request;
+use crate::models::unet::UNetConfig;
+use crate::models::vae::VaeConfig;
+
+/// What a backend can hold.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MemoryBudget {
+    /// The largest single activation (GPU: maxBufferSize; wasm: a 2 GiB allocation).
+    pub max_tensor: u64,
+    /// All activations together (unknown on a GPU: u64::MAX).
+    pub total: u64,
+    /// Whether attention materializes whole score matrices (the native CPU path, through
+    /// candle); the GPU kernels and the wasm CPU path work in blocks of queries.
+    pub full_attention_scores: bool,
+    /// What the limit is, for the message: "this GPU's buffer limit (maxBufferSize)", ...
+    pub name: &'static str,
+}
+
+/// One of the activations that can set a generation's peak.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Activation {
+    pub bytes: u64,
+    /// What it is, for the message.
+    pub what: String,
+    /// An attention score matrix (only whole on backends that materialize it).
+    pub scores: bool,
+}
+
+/// The SD activations that set the peak for `batch` images of `width` x `height`.
+pub fn activations(unet: &UNetConfig, vae: &VaeConfig, width: usize, height: usize, batch: usize, cfg: bool) -> Vec<Activation> {
+    let f = vae.downscale();
+    let tokens = (width / f) * (height / f);
+    let unet_batch = batch * if cfg { 2 } else { 1 };
+    // The VAE decoder's last up block runs at full size on block_out[1] channels (the
+    // channels it receives): the widest map of the whole generation.
+    let wide = vae.block_out_channels.iter().take(2).copied().max().unwrap_or(0);
+    let c0 = unet.block_out_channels[0];
+    let mut out = vec![
+        Activation { bytes: (batch * wide * width * height * 4) as u64, what: format!("the VAE decoder's {wide}-channel {width}x{height} feature map"), scores: false },
+        Activation { bytes: (unet_batch * c0 * tokens * 4) as u64, what: format!("the UNet's {c0}-channel feature map"), scores: false },
+    ];
+    if unet.down_attention.first() == Some(&true) {
+        let heads = unet.heads[0];
+        let plural = if heads == 1 { "" } else { "s" };
+        out.push(Activation {
+            bytes: (unet_batch * heads) as u64 * (tokens as u64).pow(2) * 4,
+            what: format!("the UNet's self-attention scores ({tokens} tokens, {heads} head{plural})"),
+            scores: true,
+        });
+    }
+    out
+}
+
+impl MemoryBudget {
+    /// None when a generation of this size fits, else (bytes needed, for what, bytes there).
+    fn shortfall(&self, unet: &UNetConfig, vae: &VaeConfig, w: usize, h: usize, b: usize, cfg: bool) -> Option<(u64, String, u64)> {
+        let acts: Vec<Activation> = activations(unet, vae, w, h, b, cfg).into_iter().filter(|a| self.full_attention_scores || !a.scores).collect();
+        let largest = acts.iter().max_by_key(|a| a.bytes).expect("at least the decoder");
+        if largest.bytes > self.max_tensor {
+            return Some((largest.bytes, largest.what.clone(), self.max_tensor));
+        }
+        // A map, its GroupNorm and the conv's output are alive together; scores and their
+        // softmax too.
+        let peak: u64 = acts.iter().map(|a| if a.scores { 2 * a.bytes } else { 3 * a.bytes }).max().unwrap_or(0);
+        (peak > self.total).then(|| (peak, format!("activations ({} and what is alive with it)", largest.what), self.total))
+    }
+
+    /// Refuses `req` when its activations would not fit, naming what is too large and the
+    /// largest square size (a multiple of 64) that fits at the same batch.
+    pub fn check(&self, unet: &UNetConfig, vae: &VaeConfig, req: &Request) -> Result<(), String> {
+        let cfg = req.guidance > 1.0;
+        let Some((need, what, have)) = self.shortfall(unet, vae, req.width, req.height, req.batch, cfg) else { return Ok(()) };
+        let side = req.width.max(req.height);
+        let fits = (1..=side / 64).rev().map(|k| k * 64).find(|&s| self.shortfall(unet, vae, s, s, req.batch, cfg).is_none());
+        let advice = match fits {
+            Some(s) => format!("the largest square size that fits is {s}x{s}"),
+            None => "no size fits with this batch: lower the batch or use a smaller model".into(),
+        };
+        let batch = if req.batch > 1 { format!(" (batch {})", req.batch) } else { String::new() };
+        Err(format!("{}x{}{batch} needs {} for {what}, but {} is {}: {advice}", req.width, req.height, bytes(need), self.name, bytes(have)))
+    }
+}
+
+/// Bytes for a person: "17.2 GB", "256 MiB" style, in binary units.
+pub fn bytes(n: u64) -> String {
+    const GIB: f64 = (1u64 << 30) as f64;
+    const MIB: f64 = (1u64 << 20) as f64;
+    if n as f64 >= GIB {
+        format!("{:.1} GiB", n as f64 / GIB)
+    } else {
+        format!("{:.0} MiB", (n as f64 / MIB).ceil())
+    }
+}
+
+/// Memory the native process can use: MemAvailable on Linux, else 8 GiB.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn host_available() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("MemAvailable:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok()))
+        .map_or(8 << 30, |kib| kib << 10)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tiny() -> (UNetConfig, VaeConfig) {
+        // The bundled sd-tiny's configs: a VAE that downsamples by 2, 2 heads at level 0.
+        let unet: serde_json::Value = serde_json::from_str(include_str!("../../tests/fixtures/sd2-tiny/unet/config.json")).unwrap();
+        let vae: serde_json::Value = serde_json::from_str(include_str!("../../tests/fixtures/sd2-tiny/vae/config.json")).unwrap();
+        (UNetConfig::from_json(&unet).unwrap(), VaeConfig::from_json(&vae).unwrap())
+    }
+
+    #[test]
+    fn the_bundled_model_at_512_is_refused_on_a_cpu_that_makes_whole_scores() {
+        let (unet, vae) = tiny();
+        // 256x256 latents: 65,536 tokens, 2 heads, CFG batch 2: 2 x 2 x 65536^2 x 4 bytes.
+        let scores = activations(&unet, &vae, 512, 512, 1, true).into_iter().find(|a| a.scores).unwrap();
+        assert_eq!(scores.bytes, 4 * 65536u64 * 65536 * 4);
+        let budget = MemoryBudget { max_tensor: 24 << 30, total: 24 << 30, full_attention_scores: true, name: "the memory available" };
+        let req = Request { width: 512, height: 512, guidance: 7.5, ..Request::default() };
+        let err = budget.check(&unet, &vae, &req).unwrap_err();
+        assert_eq!(err, "512x512 needs 64.0 GiB for the UNet's self-attention scores (65536 tokens, 2 heads), but the memory available is 24.0 GiB: the largest square size that fits is 320x320");
+        // Scores and their softmax together: at 320, 2 x 4 x 25,600^2 x 4 B = 19.5 GiB fits;
+        // at 384, 2 x 4 x 36,864^2 x 4 B = 40.5 GiB does not.
+        assert!(budget.check(&unet, &vae, &Request { width: 320, height: 320, ..req.clone() }).is_ok());
+        assert!(budget.check(&unet, &vae, &Request { width: 384, height: 384, ..req.clone() }).is_err());
+    }
+
+    #[test]
+    fn blocked_attention_is_limited_by_the_widest_feature_map() {
+        let (unet, vae) = tiny();
+        // A GPU whose largest buffer is 256 MiB: 32 channels x W x H x 4 bytes <= 256 MiB,
+        // so W <= 1448; scores do not count (the kernel works in blocks of queries).
+        let budget = MemoryBudget { max_tensor: 256 << 20, total: u64::MAX, full_attention_scores: false, name: "this GPU's buffer limit (maxBufferSize)" };
+        let req = Request { width: 2048, height: 2048, guidance: 0.0, ..Request::default() };
+        let err = budget.check(&unet, &vae, &req).unwrap_err();
+        assert_eq!(err, "2048x2048 needs 512 MiB for the VAE decoder's 32-channel 2048x2048 feature map, but this GPU's buffer limit (maxBufferSize) is 256 MiB: the largest square size that fits is 1408x1408");
+        assert!(budget.check(&unet, &vae, &Request { width: 1408, height: 1408, ..req }).is_ok());
+    }
+}

@@ -1,0 +1,72 @@
+// Bad input in the page, as a visitor types it: each gets its sentence beside the Generate
+// button (asserted word for word), and the page still generates afterwards.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { startServer } from '../../scripts/serve.mjs';
+import { ROOT, launch } from './browser.mjs';
+
+let server;
+let url;
+before(async () => ({ server, url } = await startServer({ root: ROOT, port: 0 })));
+after(() => server?.close());
+
+const GOOD = { prompt: 'a fox', steps: '2', guidance: '7.5', width: '16', height: '16', batch: '1', seed: '42', strength: '0.8' };
+
+/** Fills the form with GOOD overridden by `fields`, clicks Generate, and waits for the outcome. */
+async function attempt(page, fields) {
+  for (const [id, value] of Object.entries({ ...GOOD, ...fields })) await page.fill(`#${id}`, value);
+  await page.evaluate(() => {
+    document.getElementById('generate-note').textContent = '';
+    document.getElementById('canvas').dataset.state = 'empty';
+  });
+  await page.click('#generate');
+  await page.waitForFunction(
+    () => document.getElementById('generate-note').textContent !== '' || ['done', 'error'].includes(document.getElementById('canvas').dataset.state),
+    null,
+    { timeout: 120_000 },
+  );
+  await page.locator('#generate:not([disabled])').waitFor({ timeout: 120_000 });
+  return { note: await page.locator('#generate-note').textContent(), state: await page.locator('#canvas').getAttribute('data-state') };
+}
+
+test('every bad field gets its own sentence, and the page still generates', async () => {
+  const browser = await launch();
+  try {
+    const page = await browser.newPage();
+    const errors = [];
+    page.on('pageerror', (e) => errors.push(e.message));
+    await page.goto(`${url}?backend=cpu`);
+    await page.locator('#generate:not([disabled])').waitFor({ timeout: 180_000 });
+    const cases = [
+      [{ seed: '-1' }, 'Seed must be a whole number from 0 to 9007199254740991.'],
+      [{ seed: '1.5' }, 'Seed must be a whole number from 0 to 9007199254740991.'],
+      [{ seed: '9007199254740993' }, 'Seed must be at most 9007199254740991 (2^53 - 1): larger numbers lose digits in JavaScript.'],
+      [{ guidance: '' }, 'Guidance must be a number.'],
+      [{ steps: '0' }, 'request: steps = 0 must be between 1 and 1000'],
+      [{ steps: '10000' }, 'request: steps = 10000 must be between 1 and 1000'],
+      [{ width: '12' }, 'request: size 12x16 must be positive multiples of 8'],
+      [{ width: '0', height: '-8' }, 'height = -8 must be a whole number from 0 to 4294967295'],
+      [{ batch: '1000' }, 'request: batch = 1000 must be between 1 and 16'],
+      [{ batch: '0' }, 'request: batch = 0 must be between 1 and 16'],
+      [{ guidance: '-1' }, 'request: guidance = -1 must be a number >= 0'],
+    ];
+    for (const [fields, want] of cases) {
+      const { note, state } = await attempt(page, fields);
+      assert.equal(note, want, JSON.stringify(fields));
+      assert.notEqual(state, 'done', JSON.stringify(fields));
+    }
+    const big = await attempt(page, { width: '8192', height: '8192', guidance: '0' });
+    assert.ok(big.note.startsWith("too large: 8192x8192 needs 8.0 GiB for the VAE decoder's 32-channel 8192x8192 feature map"), big.note);
+    assert.match(big.note, /the largest square size that fits is \d+x\d+$/);
+
+    // An empty prompt generates (unconditional, as diffusers does); a long one is cut and said so.
+    assert.equal((await attempt(page, { prompt: '' })).state, 'done');
+    const long = await attempt(page, { prompt: '一只戴墨镜的柴犬 '.repeat(40) });
+    assert.equal(long.state, 'done');
+    assert.equal(long.note, 'Note: the prompt was longer than 77 tokens and was cut.');
+    assert.deepEqual(errors, []);
+  } finally {
+    await browser.close();
+  }
+});
