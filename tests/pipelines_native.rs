@@ -19,10 +19,12 @@ use sd::{fixture, fixture_request, references, rel_err};
 const LATENT_TOL: f64 = 1e-3;
 /// ... and on its decoded image (before clamping).
 const DECODED_TOL: f64 = 1e-3;
-/// q8_0 on the CPU: measured up to QUANT_MEASURED (latents, decoded), bound at about 2x.
-const Q8_TOL: (f64, f64) = (3e-2, 3e-2);
-/// f16 linear/conv weights on the GPU: measured up to F16_MEASURED, bound at about 2x.
-const F16_TOL: (f64, f64) = (1.5e-3, 1.5e-3);
+/// q8_0 on the CPU (latents, decoded): measured at most 1.29e-2 and 1.59e-2 (sd1-tiny
+/// img2img / LCM), bound at about 2x.
+const Q8_TOL: (f64, f64) = (2.5e-2, 3e-2);
+/// f16 linear/conv weights on the GPU: measured at most 5.5e-4 and 9.2e-4 (sd2-tiny
+/// v-prediction), bound at about 2x.
+const F16_TOL: (f64, f64) = (1.1e-3, 1.8e-3);
 
 fn run_case(case: &str, quant: StorageType, gpu: bool) -> Vec<(String, f64, f64)> {
     let refs = references(case);

@@ -92,7 +92,7 @@ async fn bad_requests_get_their_sentence() {
     let cases = [
         (r#"{"seed": -1}"#, "seed = -1 must be a whole number from 0 to 18446744073709551615"),
         (r#"{"seed": 0.5}"#, "seed = 0.5 must be a whole number from 0 to 18446744073709551615"),
-        (r#"{"seed": 1e20}"#, "seed = 1e20 must be a whole number from 0 to 18446744073709551615"),
+        (r#"{"seed": 1e20}"#, "seed = 1e+20 must be a whole number from 0 to 18446744073709551615"),
         (r#"{"guidance": null}"#, "guidance = null must be a number"),
         (r#"{"steps": 0, "width": 16, "height": 16}"#, "request: steps = 0 must be between 1 and 1000"),
         (r#"{"steps": 10000, "width": 16, "height": 16}"#, "request: steps = 10000 must be between 1 and 1000"),

@@ -12,13 +12,17 @@ use crate::models::vae::VaeConfig;
 pub struct MemoryBudget {
     /// The largest single activation (GPU: maxBufferSize; wasm: a 2 GiB allocation).
     pub max_tensor: u64,
+    /// The largest activation of an op that cannot be split over several bindings (linear,
+    /// attention): GPU: maxStorageBufferBindingSize; the CPU: `max_tensor`.
+    pub max_binding: u64,
     /// All activations together (unknown on a GPU: u64::MAX).
     pub total: u64,
     /// Whether attention materializes whole score matrices (the native CPU path, through
     /// candle); the GPU kernels and the wasm CPU path work in blocks of queries.
     pub full_attention_scores: bool,
-    /// What the limit is, for the message: "this GPU's buffer limit (maxBufferSize)", ...
+    /// What the limits are, for the message: "this GPU's buffer limit (maxBufferSize)", ...
     pub name: &'static str,
+    pub binding_name: &'static str,
 }
 
 /// One of the activations that can set a generation's peak.
@@ -27,8 +31,18 @@ pub struct Activation {
     pub bytes: u64,
     /// What it is, for the message.
     pub what: String,
-    /// An attention score matrix (only whole on backends that materialize it).
-    pub scores: bool,
+    pub kind: Kind,
+}
+
+/// How an activation is held.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Kind {
+    /// A feature map (conv, GroupNorm, elementwise): split over bindings on the GPU.
+    Map,
+    /// Token rows through linear layers: one binding.
+    Rows,
+    /// An attention score matrix: whole only on backends that materialize it.
+    Scores,
 }
 
 /// The SD activations that set the peak for `batch` images of `width` x `height`.
@@ -41,40 +55,44 @@ pub fn activations(unet: &UNetConfig, vae: &VaeConfig, width: usize, height: usi
     let wide = vae.block_out_channels.iter().take(2).copied().max().unwrap_or(0);
     let c0 = unet.block_out_channels[0];
     let mut out = vec![
-        Activation { bytes: (batch * wide * width * height * 4) as u64, what: format!("the VAE decoder's {wide}-channel {width}x{height} feature map"), scores: false },
-        Activation { bytes: (unet_batch * c0 * tokens * 4) as u64, what: format!("the UNet's {c0}-channel feature map"), scores: false },
+        Activation { bytes: (batch * wide * width * height * 4) as u64, what: format!("the VAE decoder's {wide}-channel {width}x{height} feature map"), kind: Kind::Map },
+        Activation { bytes: (unet_batch * c0 * tokens * 4) as u64, what: format!("the UNet's {c0}-channel feature map"), kind: Kind::Map },
     ];
     if unet.down_attention.first() == Some(&true) {
         let heads = unet.heads[0];
         let plural = if heads == 1 { "" } else { "s" };
-        out.push(Activation {
-            bytes: (unet_batch * heads) as u64 * (tokens as u64).pow(2) * 4,
-            what: format!("the UNet's self-attention scores ({tokens} tokens, {heads} head{plural})"),
-            scores: true,
-        });
+        let scores = (unet_batch * heads) as u64 * (tokens as u64).pow(2) * 4;
+        out.push(Activation { bytes: scores, what: format!("the UNet's self-attention scores ({tokens} tokens, {heads} head{plural})"), kind: Kind::Scores });
+        // GEGLU's projection: 2 x 4 x the block's channels per token.
+        let ff = (unet_batch * tokens * 8 * c0 * 4) as u64;
+        out.push(Activation { bytes: ff, what: format!("the UNet's feed-forward activations ({tokens} tokens x {})", 8 * c0), kind: Kind::Rows });
     }
     out
 }
 
 impl MemoryBudget {
-    /// None when a generation of this size fits, else (bytes needed, for what, bytes there).
-    fn shortfall(&self, unet: &UNetConfig, vae: &VaeConfig, w: usize, h: usize, b: usize, cfg: bool) -> Option<(u64, String, u64)> {
-        let acts: Vec<Activation> = activations(unet, vae, w, h, b, cfg).into_iter().filter(|a| self.full_attention_scores || !a.scores).collect();
+    /// None when a generation of this size fits, else (bytes needed, for what, bytes there,
+    /// which limit).
+    fn shortfall(&self, unet: &UNetConfig, vae: &VaeConfig, w: usize, h: usize, b: usize, cfg: bool) -> Option<(u64, String, u64, &'static str)> {
+        let acts: Vec<Activation> = activations(unet, vae, w, h, b, cfg).into_iter().filter(|a| self.full_attention_scores || a.kind != Kind::Scores).collect();
         let largest = acts.iter().max_by_key(|a| a.bytes).expect("at least the decoder");
         if largest.bytes > self.max_tensor {
-            return Some((largest.bytes, largest.what.clone(), self.max_tensor));
+            return Some((largest.bytes, largest.what.clone(), self.max_tensor, self.name));
+        }
+        if let Some(rows) = acts.iter().filter(|a| a.kind == Kind::Rows).find(|a| a.bytes > self.max_binding) {
+            return Some((rows.bytes, rows.what.clone(), self.max_binding, self.binding_name));
         }
         // A map, its GroupNorm and the conv's output are alive together; scores and their
         // softmax too.
-        let peak: u64 = acts.iter().map(|a| if a.scores { 2 * a.bytes } else { 3 * a.bytes }).max().unwrap_or(0);
-        (peak > self.total).then(|| (peak, format!("activations ({} and what is alive with it)", largest.what), self.total))
+        let peak: u64 = acts.iter().map(|a| if a.kind == Kind::Scores { 2 * a.bytes } else { 3 * a.bytes }).max().unwrap_or(0);
+        (peak > self.total).then(|| (peak, format!("activations ({} and what is alive with it)", largest.what), self.total, self.name))
     }
 
     /// Refuses `req` when its activations would not fit, naming what is too large and the
     /// largest square size (a multiple of 64) that fits at the same batch.
     pub fn check(&self, unet: &UNetConfig, vae: &VaeConfig, req: &Request) -> Result<(), String> {
         let cfg = req.guidance > 1.0;
-        let Some((need, what, have)) = self.shortfall(unet, vae, req.width, req.height, req.batch, cfg) else { return Ok(()) };
+        let Some((need, what, have, limit)) = self.shortfall(unet, vae, req.width, req.height, req.batch, cfg) else { return Ok(()) };
         let side = req.width.max(req.height);
         let fits = (1..=side / 64).rev().map(|k| k * 64).find(|&s| self.shortfall(unet, vae, s, s, req.batch, cfg).is_none());
         let advice = match fits {
@@ -82,7 +100,7 @@ impl MemoryBudget {
             None => "no size fits with this batch: lower the batch or use a smaller model".into(),
         };
         let batch = if req.batch > 1 { format!(" (batch {})", req.batch) } else { String::new() };
-        Err(format!("{}x{}{batch} needs {} for {what}, but {} is {}: {advice}", req.width, req.height, bytes(need), self.name, bytes(have)))
+        Err(format!("{}x{}{batch} needs {} for {what}, but {limit} is {}: {advice}", req.width, req.height, bytes(need), bytes(have)))
     }
 }
 
@@ -121,9 +139,9 @@ mod tests {
     fn the_bundled_model_at_512_is_refused_on_a_cpu_that_makes_whole_scores() {
         let (unet, vae) = tiny();
         // 256x256 latents: 65,536 tokens, 2 heads, CFG batch 2: 2 x 2 x 65536^2 x 4 bytes.
-        let scores = activations(&unet, &vae, 512, 512, 1, true).into_iter().find(|a| a.scores).unwrap();
+        let scores = activations(&unet, &vae, 512, 512, 1, true).into_iter().find(|a| a.kind == Kind::Scores).unwrap();
         assert_eq!(scores.bytes, 4 * 65536u64 * 65536 * 4);
-        let budget = MemoryBudget { max_tensor: 24 << 30, total: 24 << 30, full_attention_scores: true, name: "the memory available" };
+        let budget = MemoryBudget { max_tensor: 24 << 30, max_binding: 24 << 30, total: 24 << 30, full_attention_scores: true, name: "the memory available", binding_name: "" };
         let req = Request { width: 512, height: 512, guidance: 7.5, ..Request::default() };
         let err = budget.check(&unet, &vae, &req).unwrap_err();
         assert_eq!(err, "512x512 needs 64.0 GiB for the UNet's self-attention scores (65536 tokens, 2 heads), but the memory available is 24.0 GiB: the largest square size that fits is 320x320");
@@ -134,14 +152,30 @@ mod tests {
     }
 
     #[test]
-    fn blocked_attention_is_limited_by_the_widest_feature_map() {
+    fn on_a_gpu_linear_activations_must_fit_one_binding() {
         let (unet, vae) = tiny();
-        // A GPU whose largest buffer is 256 MiB: 32 channels x W x H x 4 bytes <= 256 MiB,
-        // so W <= 1448; scores do not count (the kernel works in blocks of queries).
-        let budget = MemoryBudget { max_tensor: 256 << 20, total: u64::MAX, full_attention_scores: false, name: "this GPU's buffer limit (maxBufferSize)" };
+        // WebGPU's default binding (128 MiB) under a 1 GiB buffer limit. Scores do not count
+        // (the kernel works in blocks of queries); GEGLU's 8 x 16 channels per token do:
+        // (W/2)^2 x 128 x 4 B <= 128 MiB gives W <= 1024.
+        let budget = MemoryBudget {
+            max_tensor: 1 << 30,
+            max_binding: 128 << 20,
+            total: u64::MAX,
+            full_attention_scores: false,
+            name: "this GPU's buffer limit (maxBufferSize)",
+            binding_name: "its binding limit (maxStorageBufferBindingSize)",
+        };
         let req = Request { width: 2048, height: 2048, guidance: 0.0, ..Request::default() };
         let err = budget.check(&unet, &vae, &req).unwrap_err();
-        assert_eq!(err, "2048x2048 needs 512 MiB for the VAE decoder's 32-channel 2048x2048 feature map, but this GPU's buffer limit (maxBufferSize) is 256 MiB: the largest square size that fits is 1408x1408");
-        assert!(budget.check(&unet, &vae, &Request { width: 1408, height: 1408, ..req }).is_ok());
+        assert_eq!(
+            err,
+            "2048x2048 needs 512 MiB for the UNet's feed-forward activations (1048576 tokens x 128), but its binding limit (maxStorageBufferBindingSize) is 128 MiB: \
+             the largest square size that fits is 1024x1024"
+        );
+        assert!(budget.check(&unet, &vae, &Request { width: 1024, height: 1024, ..req.clone() }).is_ok());
+        // The whole-buffer limit: the decoder's 32 x W x H x 4 B <= 256 MiB gives W <= 1448.
+        let small = MemoryBudget { max_tensor: 256 << 20, max_binding: 1 << 30, ..budget };
+        let err = small.check(&unet, &vae, &Request { width: 2048, height: 2048, ..req }).unwrap_err();
+        assert!(err.ends_with("but this GPU's buffer limit (maxBufferSize) is 256 MiB: the largest square size that fits is 1408x1408"), "{err}");
     }
 }

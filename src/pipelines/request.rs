@@ -166,7 +166,7 @@ mod tests {
         let cases = [
             (r#"{"seed": -1}"#, "seed = -1 must be a whole number from 0 to 18446744073709551615"),
             (r#"{"seed": 1.5}"#, "seed = 1.5 must be a whole number from 0 to 18446744073709551615"),
-            (r#"{"seed": 18446744073709551616}"#, "seed = 1.8446744073709552e19 must be a whole number from 0 to 18446744073709551615"),
+            (r#"{"seed": 18446744073709551616}"#, "seed = 1.8446744073709552e+19 must be a whole number from 0 to 18446744073709551615"),
             (r#"{"guidance": null}"#, "guidance = null must be a number"),
             (r#"{"strength": "high"}"#, "strength = \"high\" must be a number"),
             (r#"{"steps": 2.5, "batch": -3}"#, "batch = -3 must be a whole number from 0 to 4294967295; steps = 2.5 must be a whole number from 0 to 4294967295"),

@@ -20,10 +20,10 @@ pub struct GenerateArgs {
     prompt: String,
     #[arg(long, default_value = "")]
     negative_prompt: String,
-    #[arg(long, default_value_t = 25)]
+    #[arg(long, default_value_t = 25, allow_negative_numbers = true)]
     steps: usize,
     /// Classifier-free guidance scale (off at 1 or below).
-    #[arg(long, default_value_t = 7.5)]
+    #[arg(long, default_value_t = 7.5, allow_negative_numbers = true)]
     guidance: f32,
     /// euler, euler_a, ddim, dpmpp_2m, dpmpp_2m_karras, pndm, lcm or ddpm (default: the model's own).
     #[arg(long)]
@@ -31,20 +31,20 @@ pub struct GenerateArgs {
     /// A diffusers scheduler_config.json replacing the model's.
     #[arg(long)]
     scheduler_config: Option<PathBuf>,
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
     seed: u64,
     /// Multiple of 8 (default: the model's sample size).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     width: Option<usize>,
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     height: Option<usize>,
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, allow_negative_numbers = true)]
     batch: usize,
     /// PNG, or safetensors with a float tensor `image` (NCHW in [0, 1]).
     #[arg(long)]
     init_image: Option<PathBuf>,
     /// How much of the init image is re-noised (default 0.8; inpainting: 1).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     strength: Option<f32>,
     /// PNG (white = repaint), or safetensors with `mask` (N1HW, 1 = repaint).
     #[arg(long)]
