@@ -19,6 +19,7 @@ export class Generator {
       clearMask: $('clear-mask'),
       clearImage: $('clear-init'),
       onChange: () => this.init.resize(this.size().width, this.size().height),
+      onNote: (text) => ($('generate-note').textContent = text),
     });
     $('generate').onclick = () => this.start();
     $('cancel').onclick = () => {
@@ -91,6 +92,7 @@ export class Generator {
       return;
     }
     const request = this.request();
+    $('generate-note').textContent = this.init.sizeNote(request.width, request.height) ?? '';
     this.running = true;
     this.lastRequest = request;
     $('generate').disabled = true;

@@ -2,14 +2,25 @@
 // the visitor paints the area to repaint on a canvas laid over it.
 
 export class InitImage {
-  constructor({ fileInput, area, imageCanvas, maskCanvas, brush, clearMask, clearImage, onChange }) {
-    Object.assign(this, { area, imageCanvas, maskCanvas, brush, onChange });
+  constructor({ fileInput, area, imageCanvas, maskCanvas, brush, clearMask, clearImage, onChange, onNote }) {
+    Object.assign(this, { area, imageCanvas, maskCanvas, brush, onChange, onNote });
     this.bitmap = null;
     this.painted = false;
     fileInput.onchange = async () => {
       const file = fileInput.files?.[0];
       if (!file) return;
-      this.bitmap = await createImageBitmap(file);
+      try {
+        // PNG of any depth or palette, JPEG, WebP, GIF: whatever the browser decodes.
+        this.bitmap = await createImageBitmap(file);
+      } catch (e) {
+        this.bitmap = null;
+        fileInput.value = '';
+        this.area.hidden = true;
+        this.onNote?.(`${file.name} is not an image this browser can open (truncated or corrupt?): ${e.message}`);
+        this.onChange?.();
+        return;
+      }
+      this.onNote?.('');
       this.area.hidden = false;
       this.onChange?.();
     };
@@ -31,6 +42,12 @@ export class InitImage {
       this.painted = false;
     }
     this.imageCanvas.getContext('2d').drawImage(this.bitmap, 0, 0, width, height);
+  }
+
+  /** A sentence when the image is resized to the generation's size, else null. */
+  sizeNote(width, height) {
+    if (!this.bitmap || (this.bitmap.width === width && this.bitmap.height === height)) return null;
+    return `The init image (${this.bitmap.width}x${this.bitmap.height}) was resized to ${width}x${height}.`;
   }
 
   clearMask() {

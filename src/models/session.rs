@@ -116,7 +116,7 @@ impl Session {
                 let limits = ctx.device.limits();
                 MemoryBudget {
                     max_tensor: limits.max_buffer_size,
-                    max_binding: limits.max_storage_buffer_binding_size as u64,
+                    max_binding: limits.max_storage_buffer_binding_size,
                     total: u64::MAX,
                     full_attention_scores: false,
                     name: "this GPU's buffer limit (maxBufferSize)",

@@ -60,6 +60,25 @@ test('every bad field gets its own sentence, and the page still generates', asyn
     assert.ok(big.note.startsWith("too large: 8192x8192 needs 8.0 GiB for the VAE decoder's 32-channel 8192x8192 feature map"), big.note);
     assert.match(big.note, /the largest square size that fits is \d+x\d+$/);
 
+    // Images from the file picker: a corrupt one is named; another size is resized and said so.
+    const png = Buffer.from(
+      await page.evaluate(async () => {
+        const c = new OffscreenCanvas(40, 24);
+        const g = c.getContext('2d');
+        g.fillStyle = '#c84';
+        g.fillRect(0, 0, 40, 24);
+        return Array.from(new Uint8Array(await (await c.convertToBlob({ type: 'image/png' })).arrayBuffer()));
+      }),
+    );
+    const corrupt = Buffer.concat([png.subarray(0, 16), Buffer.alloc(64, 7)]);
+    await page.setInputFiles('#init-image', { name: 'corrupt.png', mimeType: 'image/png', buffer: corrupt });
+    await page.waitForFunction(() => document.getElementById('generate-note').textContent.startsWith('corrupt.png is not an image this browser can open'));
+    await page.setInputFiles('#init-image', { name: 'photo.png', mimeType: 'image/png', buffer: png });
+    await page.locator('#init-area:not([hidden])').waitFor();
+    const resized = await attempt(page, {});
+    assert.deepEqual(resized, { note: 'The init image (40x24) was resized to 16x16.', state: 'done' });
+    await page.click('#clear-init');
+
     // An empty prompt generates (unconditional, as diffusers does); a long one is cut and said so.
     assert.equal((await attempt(page, { prompt: '' })).state, 'done');
     const long = await attempt(page, { prompt: '一只戴墨镜的柴犬 '.repeat(40) });
