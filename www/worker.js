@@ -49,6 +49,12 @@ async function start(backend) {
 async function loadIntoEngine(open) {
   await ready;
   if (!engine) return;
+  // The engine does one thing at a time: a new model stops the running generation first.
+  if (generation) {
+    cancelRequested = true;
+    await generation;
+  }
+  loading += 1;
   let last = null;
   try {
     const model = await open((p) => self.postMessage({ type: 'model-progress', progress: (last = p) }));
@@ -71,17 +77,29 @@ async function loadIntoEngine(open) {
     self.postMessage({ type: 'model-ready', summary, progress: last });
   } catch (e) {
     self.postMessage({ type: 'model-error', message: e.message ?? String(e) });
+  } finally {
+    loading -= 1;
   }
 }
 
 let cancelRequested = false;
-let generating = false;
+let generation = null; // the running generation, until it settles
+let loading = 0; // model loads in progress
+
+/** One generation at a time: a second request while one runs is ignored. */
+function generate(request) {
+  if (generation) return;
+  if (loading) {
+    self.postMessage({ type: 'gen-error', message: 'A model is loading: press Generate again when it is ready.' });
+    return;
+  }
+  generation = runGeneration(request).finally(() => (generation = null));
+}
 
 /** One generation; progress (with previews) goes to the page as it happens. */
-async function generate(request) {
+async function runGeneration(request) {
   await ready;
-  if (!engine || generating) return;
-  generating = true;
+  if (!engine) return;
   cancelRequested = false;
   const started = performance.now();
   try {
@@ -95,8 +113,6 @@ async function generate(request) {
   } catch (e) {
     const message = e.message ?? String(e);
     self.postMessage({ type: message === 'cancelled' ? 'gen-cancelled' : 'gen-error', message });
-  } finally {
-    generating = false;
   }
 }
 

@@ -84,6 +84,17 @@ test('every bad field gets its own sentence, and the page still generates', asyn
     const long = await attempt(page, { prompt: '一只戴墨镜的柴犬 '.repeat(40) });
     assert.equal(long.state, 'done');
     assert.equal(long.note, 'Note: the prompt was longer than 77 tokens and was cut.');
+
+    // Switching the model while a generation runs stops the generation, loads the model,
+    // and the next Generate works.
+    for (const [id, value] of Object.entries({ ...GOOD, steps: '400' })) await page.fill(`#${id}`, value);
+    await page.click('#generate');
+    await page.waitForFunction(() => Number(document.getElementById('step-progress').value) >= 1, null, { timeout: 120_000 });
+    await page.evaluate(() => document.getElementById('model').dispatchEvent(new Event('change')));
+    await page.locator('#canvas[data-state="cancelled"]').waitFor({ timeout: 120_000 });
+    await page.locator('#generate:not([disabled])').waitFor({ timeout: 120_000 });
+    await page.waitForFunction(() => document.getElementById('generate-note').textContent.startsWith('Ready:'), null, { timeout: 120_000 });
+    assert.equal((await attempt(page, {})).state, 'done');
     assert.deepEqual(errors, []);
   } finally {
     await browser.close();
