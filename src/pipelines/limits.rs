@@ -45,27 +45,33 @@ pub enum Kind {
     Scores,
 }
 
-/// The SD activations that set the peak for `batch` images of `width` x `height`.
+/// The product in u64, saturating: usize is 32 bits in wasm, and a request can ask for
+/// anything.
+fn bytes_of(factors: &[usize]) -> u64 {
+    factors.iter().fold(4u64, |acc, &f| acc.saturating_mul(f as u64))
+}
+
+/// The SD activations that set the peak for `batch` images of `width` x `height` (f32).
 pub fn activations(unet: &UNetConfig, vae: &VaeConfig, width: usize, height: usize, batch: usize, cfg: bool) -> Vec<Activation> {
     let f = vae.downscale();
-    let tokens = (width / f) * (height / f);
+    let tokens = (width / f) as u64 * (height / f) as u64;
     let unet_batch = batch * if cfg { 2 } else { 1 };
     // The VAE decoder's last up block runs at full size on block_out[1] channels (the
     // channels it receives): the widest map of the whole generation.
     let wide = vae.block_out_channels.iter().take(2).copied().max().unwrap_or(0);
     let c0 = unet.block_out_channels[0];
+    let per_token = |n: usize| bytes_of(&[unet_batch, n]).saturating_mul(tokens);
     let mut out = vec![
-        Activation { bytes: (batch * wide * width * height * 4) as u64, what: format!("the VAE decoder's {wide}-channel {width}x{height} feature map"), kind: Kind::Map },
-        Activation { bytes: (unet_batch * c0 * tokens * 4) as u64, what: format!("the UNet's {c0}-channel feature map"), kind: Kind::Map },
+        Activation { bytes: bytes_of(&[batch, wide, width, height]), what: format!("the VAE decoder's {wide}-channel {width}x{height} feature map"), kind: Kind::Map },
+        Activation { bytes: per_token(c0), what: format!("the UNet's {c0}-channel feature map"), kind: Kind::Map },
     ];
     if unet.down_attention.first() == Some(&true) {
         let heads = unet.heads[0];
         let plural = if heads == 1 { "" } else { "s" };
-        let scores = (unet_batch * heads) as u64 * (tokens as u64).pow(2) * 4;
+        let scores = per_token(heads).saturating_mul(tokens);
         out.push(Activation { bytes: scores, what: format!("the UNet's self-attention scores ({tokens} tokens, {heads} head{plural})"), kind: Kind::Scores });
         // GEGLU's projection: 2 x 4 x the block's channels per token.
-        let ff = (unet_batch * tokens * 8 * c0 * 4) as u64;
-        out.push(Activation { bytes: ff, what: format!("the UNet's feed-forward activations ({tokens} tokens x {})", 8 * c0), kind: Kind::Rows });
+        out.push(Activation { bytes: per_token(8 * c0), what: format!("the UNet's feed-forward activations ({tokens} tokens x {})", 8 * c0), kind: Kind::Rows });
     }
     out
 }
@@ -84,7 +90,7 @@ impl MemoryBudget {
         }
         // A map, its GroupNorm and the conv's output are alive together; scores and their
         // softmax too.
-        let peak: u64 = acts.iter().map(|a| if a.kind == Kind::Scores { 2 * a.bytes } else { 3 * a.bytes }).max().unwrap_or(0);
+        let peak: u64 = acts.iter().map(|a| if a.kind == Kind::Scores { a.bytes.saturating_mul(2) } else { a.bytes.saturating_mul(3) }).max().unwrap_or(0);
         (peak > self.total).then(|| (peak, format!("activations ({} and what is alive with it)", largest.what), self.total, self.name))
     }
 
