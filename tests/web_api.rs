@@ -107,7 +107,7 @@ async fn bad_requests_get_their_sentence() {
     }
     // Too large for wasm32's memory: refused at once, with the largest size that fits.
     let err = run(&mut e, r#"{"width": 8192, "height": 8192, "guidance": 0}"#).await.unwrap_err();
-    let head = "too large: 8192x8192 needs 8.0 GiB for the VAE decoder's 32-channel 8192x8192 feature map, \
+    let head = "too large: 8192x8192 needs 8.0 GiB for the UNet's feed-forward activations (16777216 tokens x 128), \
                 but the page's memory limit (wasm32: 4 GiB in all, 2 GiB in one piece) is 2.0 GiB: the largest square size that fits is ";
     assert!(err.starts_with(head), "{err}");
     // The engine is still usable after every refusal.

@@ -47,7 +47,8 @@ export class Generator {
     $('height').value = summary.defaults.height;
     $('generate').disabled = this.running;
     const random = summary.name.includes('tiny') ? ' It has random weights, so its images are noise: load a converted real model for pictures.' : '';
-    $('generate-note').textContent = `Ready: ${summary.name} on the ${summary.backend.toUpperCase()} (default scheduler ${summary.defaults.scheduler}).${random}`;
+    this.readyNote = `Ready: ${summary.name} on the ${summary.backend.toUpperCase()} (default scheduler ${summary.defaults.scheduler}).${random}`;
+    $('generate-note').textContent = this.readyNote;
   }
 
   request() {
@@ -92,7 +93,8 @@ export class Generator {
       return;
     }
     const request = this.request();
-    $('generate-note').textContent = this.init.sizeNote(request.width, request.height) ?? '';
+    // A fresh note for this run: the resize notice, or the model's ready line again.
+    $('generate-note').textContent = this.init.sizeNote(request.width, request.height) ?? this.readyNote ?? '';
     this.running = true;
     this.lastRequest = request;
     $('generate').disabled = true;

@@ -57,7 +57,7 @@ test('every bad field gets its own sentence, and the page still generates', asyn
       assert.notEqual(state, 'done', JSON.stringify(fields));
     }
     const big = await attempt(page, { width: '8192', height: '8192', guidance: '0' });
-    assert.ok(big.note.startsWith("too large: 8192x8192 needs 8.0 GiB for the VAE decoder's 32-channel 8192x8192 feature map"), big.note);
+    assert.ok(big.note.startsWith("too large: 8192x8192 needs 8.0 GiB for the UNet's feed-forward activations (16777216 tokens x 128)"), big.note);
     assert.match(big.note, /the largest square size that fits is \d+x\d+$/);
 
     // Images from the file picker: a corrupt one is named; another size is resized and said so.
@@ -90,7 +90,11 @@ test('every bad field gets its own sentence, and the page still generates', asyn
     for (const [id, value] of Object.entries({ ...GOOD, steps: '400' })) await page.fill(`#${id}`, value);
     await page.click('#generate');
     await page.waitForFunction(() => Number(document.getElementById('step-progress').value) >= 1, null, { timeout: 120_000 });
-    await page.evaluate(() => document.getElementById('model').dispatchEvent(new Event('change')));
+    await page.evaluate(() => {
+      // Cleared first, so that 'Ready:' below is the new model's.
+      document.getElementById('generate-note').textContent = '';
+      document.getElementById('model').dispatchEvent(new Event('change'));
+    });
     await page.locator('#canvas[data-state="cancelled"]').waitFor({ timeout: 120_000 });
     await page.locator('#generate:not([disabled])').waitFor({ timeout: 120_000 });
     await page.waitForFunction(() => document.getElementById('generate-note').textContent.startsWith('Ready:'), null, { timeout: 120_000 });
