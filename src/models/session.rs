@@ -108,39 +108,6 @@ impl Session {
         }
     }
 
-    /// What this backend can hold of a generation's activations (see `pipelines::limits`).
-    pub fn memory_budget(&self) -> crate::pipelines::MemoryBudget {
-        use crate::pipelines::MemoryBudget;
-        match &self.backend {
-            Backend::Gpu { ctx, .. } => {
-                let limits = ctx.device.limits();
-                MemoryBudget {
-                    max_tensor: limits.max_buffer_size,
-                    max_binding: limits.max_storage_buffer_binding_size,
-                    total: u64::MAX,
-                    full_attention_scores: false,
-                    name: "this GPU's buffer limit (maxBufferSize)",
-                    binding_name: "this GPU's binding limit (maxStorageBufferBindingSize)",
-                }
-            }
-            #[cfg(not(target_arch = "wasm32"))]
-            Backend::Cpu { .. } => {
-                let total = crate::pipelines::limits::host_available();
-                // candle makes each attention's batch x heads x L x L scores whole.
-                MemoryBudget { max_tensor: total, max_binding: total, total, full_attention_scores: true, name: "the memory available", binding_name: "the memory available" }
-            }
-            #[cfg(target_arch = "wasm32")]
-            Backend::Cpu { .. } => {
-                // wasm32 addresses 4 GiB, weights included; one allocation stays under 2 GiB.
-                let used = core::arch::wasm32::memory_size(0) as u64 * 65536;
-                let total = (4u64 << 30).saturating_sub(used);
-                let max_tensor = total.min((2 << 30) - 1);
-                let name = "the page's memory limit (wasm32: 4 GiB in all, 2 GiB in one piece)";
-                MemoryBudget { max_tensor, max_binding: max_tensor, total, full_attention_scores: false, name, binding_name: name }
-            }
-        }
-    }
-
     /// Builds a graph with `build` against this model's weights and compiles it.
     pub async fn compile(&mut self, build: impl FnOnce(&mut Graph) -> Result<(), OpError>) -> Result<Compiled, OpError> {
         let mut graph = Graph::new(&self.shapes);

@@ -46,7 +46,7 @@ pub struct Output {
 /// Runs one generation. `progress` returns false to cancel (checked between steps).
 pub async fn generate(sd: &mut StableDiffusion, req: &Request, progress: &mut dyn FnMut(Progress) -> bool) -> Result<Output, PipelineError> {
     req.validate().map_err(PipelineError::Request)?;
-    sd.session.memory_budget().check(&sd.unet_cfg, &sd.vae_cfg, req).map_err(PipelineError::TooLarge)?;
+    super::limits::budget(&sd.session).check(&sd.unet_cfg, &sd.vae_cfg, req).map_err(PipelineError::TooLarge)?;
     let f = sd.vae_cfg.downscale();
     let (lc, h, w, b) = (sd.vae_cfg.latent_channels, req.height / f, req.width / f, req.batch);
     let latent_len = lc * h * w;

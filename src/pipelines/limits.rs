@@ -4,6 +4,7 @@
 //! minutes later with an allocation or binding error.
 
 use super::request::Request;
+use crate::models::session::Backend;
 use crate::models::unet::UNetConfig;
 use crate::models::vae::VaeConfig;
 
@@ -99,14 +100,57 @@ impl MemoryBudget {
     pub fn check(&self, unet: &UNetConfig, vae: &VaeConfig, req: &Request) -> Result<(), String> {
         let cfg = req.guidance > 1.0;
         let Some((need, what, have, limit)) = self.shortfall(unet, vae, req.width, req.height, req.batch, cfg) else { return Ok(()) };
-        let side = req.width.max(req.height);
-        let fits = (1..=side / 64).rev().map(|k| k * 64).find(|&s| self.shortfall(unet, vae, s, s, req.batch, cfg).is_none());
+        // Activations grow with the size: bisect for the largest multiple of 64 that fits.
+        let fits_at = |k: usize| self.shortfall(unet, vae, 64 * k, 64 * k, req.batch, cfg).is_none();
+        let (mut lo, mut hi) = (0, req.width.max(req.height) / 64 + 1);
+        while hi - lo > 1 {
+            let mid = lo + (hi - lo) / 2;
+            if fits_at(mid) {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        let fits = (lo > 0).then_some(64 * lo);
         let advice = match fits {
             Some(s) => format!("the largest square size that fits is {s}x{s}"),
             None => "no size fits with this batch: lower the batch or use a smaller model".into(),
         };
         let batch = if req.batch > 1 { format!(" (batch {})", req.batch) } else { String::new() };
         Err(format!("{}x{}{batch} needs {} for {what}, but {limit} is {}: {advice}", req.width, req.height, bytes(need), bytes(have)))
+    }
+}
+
+/// What `session`'s backend can hold of a generation's activations.
+pub fn budget(session: &crate::models::Session) -> MemoryBudget {
+    match &session.backend {
+        Backend::Gpu { ctx, .. } => {
+            let limits = ctx.device.limits();
+            MemoryBudget {
+                max_tensor: limits.max_buffer_size,
+                max_binding: limits.max_storage_buffer_binding_size,
+                total: u64::MAX,
+                full_attention_scores: false,
+                name: "this GPU's buffer limit (maxBufferSize)",
+                binding_name: "this GPU's binding limit (maxStorageBufferBindingSize)",
+            }
+        }
+        #[cfg(not(target_arch = "wasm32"))]
+        Backend::Cpu { .. } => {
+            let total = host_available();
+            // candle makes each attention's batch x heads x L x L scores whole.
+            let name = "the memory available";
+            MemoryBudget { max_tensor: total, max_binding: total, total, full_attention_scores: true, name, binding_name: name }
+        }
+        #[cfg(target_arch = "wasm32")]
+        Backend::Cpu { .. } => {
+            // wasm32 addresses 4 GiB, weights included; one allocation stays under 2 GiB.
+            let used = core::arch::wasm32::memory_size(0) as u64 * 65536;
+            let total = (4u64 << 30).saturating_sub(used);
+            let max_tensor = total.min((2 << 30) - 1);
+            let name = "the page's memory limit (wasm32: 4 GiB in all, 2 GiB in one piece)";
+            MemoryBudget { max_tensor, max_binding: max_tensor, total, full_attention_scores: false, name, binding_name: name }
+        }
     }
 }
 

@@ -68,11 +68,16 @@ pub fn read_tensor(path: &Path, name: &str) -> Result<Tensor, PipelineError> {
 /// Tensor `name` of a safetensors file, or None when the file has no such tensor.
 pub fn read_tensor_opt(path: &Path, name: &str) -> Result<Option<Tensor>, PipelineError> {
     let bytes = fs::read(path).map_err(|e| io(path, e))?;
+    tensor_in(path, &bytes, name).map_err(PipelineError::Request)
+}
+
+/// Tensor `name` of safetensors `bytes` read from `path` (named in messages).
+fn tensor_in(path: &Path, bytes: &[u8], name: &str) -> Result<Option<Tensor>, String> {
     let file = path.display().to_string();
-    let header = safetensors::parse(&file, &bytes).map_err(|e| PipelineError::Request(e.to_string()))?;
+    let header = safetensors::parse(&file, bytes).map_err(|e| e.to_string())?;
     let Some((_, info)) = header.tensors.iter().find(|(n, _)| n.as_str() == name) else { return Ok(None) };
     let raw = &bytes[(header.data_start + info.begin) as usize..(header.data_start + info.end) as usize];
-    let values = safetensors::to_f32(&file, name, info, raw).map_err(|e| PipelineError::Request(e.to_string()))?;
+    let values = safetensors::to_f32(&file, name, info, raw).map_err(|e| e.to_string())?;
     Ok(Some((info.shape.clone(), values)))
 }
 
@@ -111,24 +116,19 @@ impl ImageFile {
 pub fn read_image(path: &Path, name: &str) -> Result<ImageFile, PipelineError> {
     let bytes = fs::read(path).map_err(|e| PipelineError::Request(format!("{}: {e}", path.display())))?;
     let bad = |e: String| PipelineError::Request(format!("{}: {e}", path.display()));
-    let kind = match bytes.as_slice() {
-        [0x89, b'P', b'N', b'G', ..] => "png",
-        [0xff, 0xd8, 0xff, ..] => "a JPEG",
-        [b'R', b'I', b'F', b'F', _, _, _, _, b'W', b'E', b'B', b'P', ..] => "a WebP",
-        [b'G', b'I', b'F', b'8', ..] => "a GIF",
-        _ => "other",
+    let other_format = match bytes.as_slice() {
+        [0x89, b'P', b'N', b'G', ..] => return Ok(ImageFile::Pixels(Rgba::from_png(&bytes).map_err(bad)?)),
+        [0xff, 0xd8, 0xff, ..] => Some("a JPEG"),
+        [b'R', b'I', b'F', b'F', _, _, _, _, b'W', b'E', b'B', b'P', ..] => Some("a WebP"),
+        [b'G', b'I', b'F', b'8', ..] => Some("a GIF"),
+        _ => None,
     };
-    match kind {
-        "png" => return Ok(ImageFile::Pixels(Rgba::from_png(&bytes).map_err(bad)?)),
-        "other" => {}
-        format => return Err(bad(format!("this is {format} image; the CLI reads PNG (convert it with any image tool) or safetensors"))),
+    if let Some(format) = other_format {
+        return Err(bad(format!("this is {format} image; the CLI reads PNG (convert it with any image tool) or safetensors")));
     }
-    let file = path.display().to_string();
-    let header = safetensors::parse(&file, &bytes).map_err(|e| bad(format!("neither a PNG nor a readable safetensors file ({e})")))?;
-    let (_, info) = header.tensors.iter().find(|(n, _)| n.as_str() == name).ok_or_else(|| bad(format!("no tensor '{name}'")))?;
-    let raw = &bytes[(header.data_start + info.begin) as usize..(header.data_start + info.end) as usize];
-    let values = safetensors::to_f32(&file, name, info, raw).map_err(|e| PipelineError::Request(e.to_string()))?;
-    let shape: [usize; 4] = info.shape.clone().try_into().map_err(|s| bad(format!("'{name}' has shape {s:?}, want NCHW")))?;
+    let tensor = tensor_in(path, &bytes, name).map_err(|e| bad(format!("neither a PNG nor a readable safetensors file ({e})")))?;
+    let (shape, values) = tensor.ok_or_else(|| bad(format!("no tensor '{name}'")))?;
+    let shape: [usize; 4] = shape.try_into().map_err(|s| bad(format!("'{name}' has shape {s:?}, want NCHW")))?;
     Ok(ImageFile::Floats(FloatImage { shape, values }))
 }
 
