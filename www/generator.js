@@ -93,8 +93,9 @@ export class Generator {
       return;
     }
     const request = this.request();
-    // A fresh note for this run: the resize notice, or the model's ready line again.
-    $('generate-note').textContent = this.init.sizeNote(request.width, request.height) ?? this.readyNote ?? '';
+    // A fresh note for this run: the resize notice, a size far past the model's own, or the
+    // model's ready line again.
+    $('generate-note').textContent = this.init.sizeNote(request.width, request.height) ?? this.sizeWarning(request) ?? this.readyNote ?? '';
     this.running = true;
     this.lastRequest = request;
     $('generate').disabled = true;
@@ -151,18 +152,36 @@ export class Generator {
     $('downloads').replaceChildren(...links, ...notes);
   }
 
+  /**
+   * Models are trained at one size; far past it each step costs more than the pixels suggest
+   * (self-attention grows with their square) and pictures repeat. Said before the wait.
+   */
+  sizeWarning({ width, height }) {
+    const own = this.model?.defaults;
+    if (!own) return null;
+    const times = (width * height) / (own.width * own.height);
+    if (times < 16) return null;
+    return `${width}x${height} is ${Math.round(times)} times the pixels of this model's own size (${own.width}x${own.height}): expect a long wait (the step line shows the time left; Cancel stops it) and a picture that repeats.`;
+  }
+
   /** Messages from the worker about the running generation. */
   onMessage(data) {
     switch (data.type) {
       case 'gen-progress': {
         const p = data.progress;
-        if (p.stage === 'text' && p.truncated) $('generate-note').textContent = 'Note: the prompt was longer than 77 tokens and was cut.';
+        if (p.stage === 'text') {
+          // The first step can take minutes at large sizes: say it has started.
+          $('step-text').textContent = 'prompt encoded; running the first step…';
+          if (p.truncated) $('generate-note').textContent = 'Note: the prompt was longer than 77 tokens and was cut.';
+        }
         if (p.stage === 'step') {
           $('step-progress').max = p.total;
           $('step-progress').value = p.step;
           const perStep = data.millis / p.step / 1000;
           const kind = { taesd: ', TAESD preview', latent: ', rough latent preview' }[p.previewKind] ?? '';
-          $('step-text').textContent = `step ${p.step}/${p.total} (${perStep.toFixed(1)} s/step${kind})`;
+          const left = perStep * (p.total - p.step);
+          const eta = p.step < p.total ? `, about ${left < 90 ? `${Math.ceil(left)} s` : `${Math.ceil(left / 60)} min`} left` : '';
+          $('step-text').textContent = `step ${p.step}/${p.total} (${perStep.toFixed(1)} s/step${eta}${kind})`;
           if (p.preview) this.draw($('canvas'), p.preview);
         }
         if (p.stage === 'decode') $('step-text').textContent = 'decoding the image…';

@@ -79,6 +79,12 @@ test('every bad field gets its own sentence, and the page still generates', asyn
     assert.deepEqual(resized, { note: 'The init image (40x24) was resized to 16x16.', state: 'done' });
     await page.click('#clear-init');
 
+    // Far past the model's own size: said before the wait, and it still generates.
+    assert.deepEqual(await attempt(page, { width: '128', height: '128', steps: '1' }), {
+      note: "128x128 is 64 times the pixels of this model's own size (16x16): expect a long wait (the step line shows the time left; Cancel stops it) and a picture that repeats.",
+      state: 'done',
+    });
+
     // An empty prompt generates (unconditional, as diffusers does); a long one is cut and said so.
     assert.equal((await attempt(page, { prompt: '' })).state, 'done');
     const long = await attempt(page, { prompt: '一只戴墨镜的柴犬 '.repeat(40) });
