@@ -32,6 +32,10 @@ pub enum GpuError {
     /// A shader failed to compile or a dispatch failed validation.
     #[error("GPU validation failed in {stage}: {detail}")]
     Validation { stage: &'static str, detail: String },
+    /// The device stopped working (driver reset, GPU removed, `destroy`): every buffer on
+    /// it is gone, so the engine must open a new device and upload the model again.
+    #[error("the GPU device was lost ({0}); the engine has to reopen the GPU and reload the model")]
+    DeviceLost(String),
     /// Reading a result back from the GPU failed.
     #[error("Reading results back from the GPU failed: {0}")]
     Readback(String),

@@ -62,3 +62,17 @@ fn invalid_wgsl_is_a_typed_validation_error() {
     assert!(matches!(err, easel::GpuError::Validation { .. }), "{err}");
     assert!(err.to_string().contains("GPU validation failed"), "{err}");
 }
+
+#[test]
+fn a_lost_device_is_an_error_not_a_panic_or_a_hang() {
+    let ctx = context();
+    assert_eq!(ctx.lost(), None);
+    let shader = include_str!("../src/gpu/selftest.wgsl");
+    let run = |ctx: &GpuContext| pollster::block_on(gpu::run_matmul_kernel(ctx, shader, [2, 3, 2], &[1., 2., 3., 4., 5., 6.], &[1., 0., 0., 1., 1., 1.], &[10., 20.]));
+    assert_eq!(run(&ctx).unwrap(), vec![14., 25., 20., 31.]);
+    ctx.lose();
+    let err = run(&ctx).expect_err("a destroyed device cannot compute");
+    assert_eq!(err.to_string(), "the GPU device was lost (destroyed); the engine has to reopen the GPU and reload the model");
+    // A fresh device works again: what the engine does after a loss.
+    assert_eq!(run(&context()).unwrap(), vec![14., 25., 20., 31.]);
+}

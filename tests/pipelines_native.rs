@@ -112,3 +112,31 @@ fn nan_in_the_output_is_reported_not_saved() {
          (try the other backend, or f32 / q8_0 weights)"
     );
 }
+
+#[test]
+fn a_device_lost_between_generations_fails_the_next_one_clearly() {
+    let model = load_model_dir(&fixture("sd2-tiny"), StorageType::F32).unwrap();
+    let ctx = pollster::block_on(GpuContext::new(&GpuOptions::default())).expect("a Vulkan adapter (mesa-vulkan-drivers)");
+    let mut sd = StableDiffusion::new(Session::gpu(ctx.clone(), &model.weights).unwrap(), &model.configs, &model.files).unwrap();
+    let req = easel::pipelines::Request { steps: 2, width: 16, height: 16, ..easel::pipelines::Request::new("一只戴墨镜的柴犬 😎") };
+    let first = pollster::block_on(generate(&mut sd, &req, &mut |_| true)).expect("a working device generates");
+    // Lost during the second step, as a driver reset would do it.
+    let mut steps = 0;
+    let err = pollster::block_on(generate(&mut sd, &req, &mut |p| {
+        if let easel::pipelines::Progress::Step { .. } = p {
+            steps += 1;
+            if steps == 1 {
+                ctx.lose();
+            }
+        }
+        true
+    }))
+    .err()
+    .expect("a lost device cannot finish");
+    assert_eq!(err.to_string(), "the GPU device was lost (destroyed); the engine has to reopen the GPU and reload the model");
+    // What the engine does next: a new device, the weights again, the same image.
+    let ctx = pollster::block_on(GpuContext::new(&GpuOptions::default())).unwrap();
+    let mut sd = StableDiffusion::new(Session::gpu(ctx, &model.weights).unwrap(), &model.configs, &model.files).unwrap();
+    let again = pollster::block_on(generate(&mut sd, &req, &mut |_| true)).unwrap();
+    assert_eq!(again.images[0].data, first.images[0].data);
+}

@@ -1,5 +1,7 @@
 //! Adapter and device creation with the adapter's own limits.
 
+use std::sync::{Arc, Mutex};
+
 use super::report::AdapterReport;
 use crate::error::GpuError;
 
@@ -32,6 +34,42 @@ pub struct GpuContext {
     pub adapter: wgpu::Adapter,
     /// What the adapter and device are, for diagnostics and backend choice.
     pub report: AdapterReport,
+    /// Whether the device was lost, and errors no error scope caught.
+    health: Arc<DeviceHealth>,
+}
+
+/// What happened to a device since it was opened. Filled in by wgpu's callbacks, read
+/// before each readback so that a lost device gives one clear error instead of a hang.
+#[derive(Default)]
+struct DeviceHealth {
+    lost: Mutex<Option<String>>,
+    uncaptured: Mutex<Vec<String>>,
+}
+
+impl DeviceHealth {
+    /// Starts listening to `device`. Natively wgpu's default handler panics on an
+    /// uncaptured error (after a device loss every call makes one); here it is recorded.
+    fn watch(device: &wgpu::Device) -> Arc<Self> {
+        let health = Arc::new(Self::default());
+        let h = health.clone();
+        device.set_device_lost_callback(move |reason, message| {
+            let why = match reason {
+                wgpu::DeviceLostReason::Destroyed => "destroyed".to_string(),
+                wgpu::DeviceLostReason::Unknown if message.is_empty() => "the driver or browser gave no reason".to_string(),
+                wgpu::DeviceLostReason::Unknown => message,
+            };
+            *h.lost.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
+        });
+        let h = health.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            let mut errors = h.uncaptured.lock().unwrap_or_else(|e| e.into_inner());
+            // A lost device repeats the same error on every call: keep the first few.
+            if errors.len() < 8 {
+                errors.push(e.to_string());
+            }
+        }));
+        health
+    }
 }
 
 impl GpuContext {
@@ -76,8 +114,34 @@ impl GpuContext {
             .await
             .map_err(|e| GpuError::DeviceRequest { adapter: adapter.get_info().name, detail: e.to_string() })?;
 
+        let health = DeviceHealth::watch(&device);
         let report = AdapterReport::describe(&adapter, &device).await;
-        Ok(Self { device, queue, adapter, report })
+        Ok(Self { device, queue, adapter, report, health })
+    }
+
+    /// Why the device was lost (driver reset, GPU removed, `destroy`), or None while it works.
+    pub fn lost(&self) -> Option<String> {
+        self.health.lost.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Fails with `DeviceLost` once the device is gone. Checked before creating resources:
+    /// natively wgpu panics when a buffer made with contents is created on a dead device.
+    pub fn alive(&self) -> Result<(), GpuError> {
+        self.lost().map_or(Ok(()), |why| Err(GpuError::DeviceLost(why)))
+    }
+
+    /// Errors that happened outside any error scope since the device was opened.
+    pub fn uncaptured_errors(&self) -> Vec<String> {
+        self.health.uncaptured.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Destroys the device as a driver reset would: the way tests (and the page's
+    /// `simulateDeviceLoss`) check that a loss is reported and recovered from.
+    pub fn lose(&self) {
+        self.device.destroy();
+        // Natively the callback fires on the next poll; record it now so the next readback knows.
+        let mut lost = self.health.lost.lock().unwrap_or_else(|e| e.into_inner());
+        lost.get_or_insert_with(|| "destroyed".into());
     }
 
     /// True when the adapter is a CPU implementation (SwiftShader, lavapipe, WARP).

@@ -14,6 +14,7 @@ pub async fn read_f32(ctx: &GpuContext, src: &wgpu::Buffer, len: usize) -> Resul
 
 /// Copies `size` bytes at `offset` of `src` (which needs COPY_SRC) to the host.
 pub async fn read_bytes(ctx: &GpuContext, src: &wgpu::Buffer, offset: u64, size: u64) -> Result<Vec<u8>, GpuError> {
+    ctx.alive()?;
     if size == 0 {
         return Ok(Vec::new());
     }
@@ -33,8 +34,12 @@ pub async fn read_bytes(ctx: &GpuContext, src: &wgpu::Buffer, offset: u64, size:
         let _ = tx.send(result);
     });
     #[cfg(not(target_arch = "wasm32"))]
-    ctx.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| GpuError::Readback(e.to_string()))?;
-    rx.await.map_err(|_| GpuError::Readback("the device was lost before the copy finished".into()))?.map_err(|e| GpuError::Readback(e.to_string()))?;
+    let polled = ctx.device.poll(wgpu::PollType::wait_indefinitely());
+    // A device lost mid-copy fails the map (or drops its callback): say that, not the symptom.
+    let lost = |detail: String| ctx.lost().map_or(GpuError::Readback(detail), GpuError::DeviceLost);
+    #[cfg(not(target_arch = "wasm32"))]
+    polled.map_err(|e| lost(e.to_string()))?;
+    rx.await.map_err(|_| lost("the map request was dropped".into()))?.map_err(|e| lost(e.to_string()))?;
     let values = {
         let view = slice.get_mapped_range().map_err(|e| GpuError::Readback(e.to_string()))?;
         view.to_vec()

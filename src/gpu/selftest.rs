@@ -39,6 +39,7 @@ pub fn test_values(len: usize, seed: u32) -> Vec<f32> {
 /// The shader is a parameter so tests can prove that a wrong kernel is caught.
 pub async fn run_matmul_kernel(ctx: &GpuContext, shader: &str, [m, k, n]: [usize; 3], a: &[f32], b: &[f32], bias: &[f32]) -> Result<Vec<f32>, GpuError> {
     use wgpu::util::DeviceExt;
+    ctx.alive()?;
     let dev = &ctx.device;
     let scope = dev.push_error_scope(wgpu::ErrorFilter::Validation);
     let module = dev.create_shader_module(wgpu::ShaderModuleDescriptor { label: Some("selftest"), source: wgpu::ShaderSource::Wgsl(shader.into()) });

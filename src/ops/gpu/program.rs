@@ -48,6 +48,7 @@ impl GpuProgram {
     /// `compile` with bindings capped at `max_binding` bytes (below the device's limit):
     /// activations above it are bound in windows, as on a device with that limit.
     pub async fn compile_with_limit(ctx: &GpuContext, graph: &Graph<'_>, weights: &GpuWeights, cache: &mut PipelineCache, max_binding: Option<u64>) -> Result<Self, OpError> {
+        ctx.alive()?;
         let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let result = Self::record(ctx, graph, weights, cache, max_binding);
         let error = scope.pop().await;
