@@ -24,7 +24,7 @@ const FILES: [(&str, &[u8]); 4] = [
 
 async fn engine(backend: &str) -> Engine {
     let mut e = Engine::create(Some(backend.into())).await.map_err(JsValue::from).expect("engine");
-    e.begin_model(MANIFEST).map_err(JsValue::from).expect("manifest");
+    e.begin_model(MANIFEST.into()).await.map_err(JsValue::from).expect("manifest");
     e.add_shard(0, SHARD).map_err(JsValue::from).expect("shard");
     for (path, bytes) in FILES {
         e.add_file(path.into(), bytes.to_vec());
@@ -112,4 +112,66 @@ async fn bad_requests_get_their_sentence() {
     assert!(err.starts_with(head), "{err}");
     // The engine is still usable after every refusal.
     run(&mut e, r#"{"prompt": "a fox", "steps": 1, "width": 16, "height": 16}"#).await.unwrap();
+}
+
+fn message(err: wasm_bindgen::JsError) -> String {
+    get(&JsValue::from(err), "message").as_string().unwrap()
+}
+
+/// A manifest listing `count` f32 tensors of `shape`, each over as many 32 MiB shards as it
+/// needs: the fit check reads the manifest only, so no shard bytes have to exist.
+fn manifest_with(name: &str, shape: &[usize], count: usize) -> String {
+    use easel::weights::manifest::{Part, ShardEntry, TensorEntry};
+    const SHARD: u64 = 32 << 20;
+    let bytes = 4 * shape.iter().product::<usize>() as u64;
+    let (mut shards, mut tensors) = (vec![], vec![]);
+    for t in 0..count {
+        let first = shards.len();
+        for i in 0..bytes.div_ceil(SHARD) {
+            shards.push(ShardEntry { file: format!("shard-{:05}.bin", shards.len()), size: SHARD.min(bytes - i * SHARD), sha256: "0".repeat(64) });
+        }
+        let parts = (first..shards.len()).map(|i| Part { shard: i, offset: 0, length: shards[i].size }).collect();
+        tensors.push(TensorEntry { name: format!("unet.conv_{t}.weight"), shape: shape.to_vec(), storage: easel::ops::StorageType::F32, parts });
+    }
+    let mut m: easel::weights::Manifest = serde_json::from_str(MANIFEST).unwrap();
+    (m.name, m.tensors, m.shards, m.files) = (name.into(), tensors, shards, vec![]);
+    m.content_sha256 = m.compute_hash();
+    m.to_json_pretty()
+}
+
+#[wasm_bindgen_test]
+async fn a_model_too_large_for_the_backend_is_refused_from_its_manifest() {
+    let cpu = Engine::create(Some("cpu".into())).await.map_err(JsValue::from).unwrap();
+    // 4 GiB of f32 weights: more than a page can hold on the CPU backend.
+    let err = message(cpu.check_model(&manifest_with("big-f32", &[1024, 1 << 18], 4)).unwrap_err());
+    assert_eq!(
+        err,
+        "manifest: big-f32 is too large for the CPU backend: its weights need 5.00 GiB (4.00 GiB as stored, plus its largest tensor as f32 while in use), \
+         more than the 3.50 GiB a web page's CPU backend can give weights (wasm32 addresses 4 GiB in all): \
+         use a browser with WebGPU, or convert the model with --quant q8_0 (a quarter of the size)"
+    );
+    let ok: serde_json::Value = serde_json::from_str(&cpu.check_model(MANIFEST).unwrap()).unwrap();
+    assert_eq!(ok["backend"], "cpu");
+    // On WebGPU, a row wider than the adapter's binding limit cannot be split.
+    let gpu = Engine::create(Some("gpu".into())).await.map_err(JsValue::from).unwrap();
+    let report: serde_json::Value = serde_json::from_str(&gpu.adapter_report().unwrap()).unwrap();
+    let binding = report["limits"]["maxStorageBufferBindingSize"].as_u64().unwrap() as usize;
+    let wide = binding / 4 + 8;
+    let mut gpu = gpu;
+    let err = message(gpu.begin_model(manifest_with("wide", &[2, wide], 1)).await.unwrap_err());
+    assert_eq!(err, format!("manifest: wide cannot be placed on this GPU: unet.conv_0.weight: one row of {} bytes exceeds the {binding}-byte binding limit", 4 * wide as u64));
+}
+
+#[wasm_bindgen_test]
+async fn a_lost_gpu_device_fails_the_generation_and_a_new_engine_works() {
+    let req = r#"{"prompt": "一只戴墨镜的柴犬 😎", "steps": 2, "width": 16, "height": 16}"#;
+    let mut e = engine("gpu").await;
+    assert_eq!(e.device_lost(), None);
+    run(&mut e, req).await.expect("a working device generates");
+    e.gpu_handle().expect("a GPU").lose();
+    assert_eq!(run(&mut e, req).await.unwrap_err(), "the GPU device was lost (destroyed); the engine has to reopen the GPU and reload the model");
+    assert_eq!(e.device_lost().as_deref(), Some("destroyed"));
+    // What the worker does next: a new engine, the model again from the cache.
+    let mut fresh = engine("gpu").await;
+    run(&mut fresh, req).await.expect("a new device generates");
 }

@@ -24,10 +24,23 @@ export class Generator {
     $('generate').onclick = () => this.start();
     $('cancel').onclick = () => {
       this.worker.postMessage({ type: 'cancel' });
-      $('step-text').textContent = 'cancelling after this step…';
+      if (this.running) $('step-text').textContent = 'cancelling after this step…';
+      else $('download-text').textContent = 'stopping the download…';
     };
     $('random-seed').onclick = () => ($('seed').value = String(Math.floor(Math.random() * 2 ** 32)));
     for (const id of ['width', 'height']) $(id).onchange = () => this.init.resize(this.size().width, this.size().height);
+  }
+
+  /** A download runs (Cancel stops it) or ended. Generations and downloads never overlap. */
+  setDownloading(on) {
+    this.downloading = on;
+    if (!this.running) $('cancel').disabled = !on;
+  }
+
+  /** The engine lost its GPU and restarts: nothing to generate with until the model is back. */
+  engineRestarting() {
+    this.model = null;
+    $('generate').disabled = true;
   }
 
   size() {

@@ -83,8 +83,10 @@ export async function checkStorage(needed) {
 /**
  * Loads the model at `base` (a URL ending in '/'). `onProgress` gets
  * { bytesDone, bytesTotal, fromCache, etaSeconds, shards: [{ file, size, state }] }.
+ * `check(manifestText)` throws when the model cannot run here (before any download);
+ * `signal` aborts the download, keeping the shards already verified and cached.
  */
-export async function loadModel(base, { onProgress = () => {}, parallel = 4, signal } = {}) {
+export async function loadModel(base, { onProgress = () => {}, parallel = 4, signal, check = () => {} } = {}) {
   if (!base.endsWith('/')) base += '/';
   const cache = await caches.open(CACHE_NAME);
   const manifestUrl = new URL('manifest.json', base).href;
@@ -92,6 +94,7 @@ export async function loadModel(base, { onProgress = () => {}, parallel = 4, sig
   try {
     res = await fetch(manifestUrl, { cache: 'no-cache', signal });
   } catch (e) {
+    if (e.name === 'AbortError') throw e;
     // Offline: a model cached on an earlier visit still loads.
     res = await cache.match(manifestUrl);
     if (!res) throw new LoadError(`Could not reach ${manifestUrl} (${e.message}) and the model is not cached.`);
@@ -107,6 +110,12 @@ export async function loadModel(base, { onProgress = () => {}, parallel = 4, sig
   }
   if (manifest.format_version !== 1) {
     throw new LoadError(`${base}manifest.json has format version ${manifest.format_version}; this Easel reads version 1. Update Easel or re-convert the model.`);
+  }
+  // Will it fit the engine's backend? Asked before any shard is fetched (throws why not).
+  try {
+    check(manifestText);
+  } catch (e) {
+    throw new LoadError(e.message ?? String(e));
   }
   const shards = manifest.shards.map((s) => ({ file: s.file, size: s.size, state: 'pending' }));
   const bytesTotal = shards.reduce((a, s) => a + s.size, 0);

@@ -121,6 +121,8 @@ function startWorker() {
     // 'url' and 'hub' wait for their Load button.
     if (modelPicker.value && !['url', 'hub'].includes(modelPicker.value)) worker.postMessage({ type: 'load-model', url: new URL(modelPicker.value, location.href).href });
   };
+  let firstEngine = true;
+  let loadedName = null;
   worker.onmessage = ({ data }) => {
     if (data.type.startsWith('gen-')) return generator.onMessage(data);
     switch (data.type) {
@@ -131,22 +133,42 @@ function startWorker() {
         break;
       case 'engine-ready':
         showEngine(data);
-        if (startModel !== 'none') loadPicked(); // the bundled model works offline
+        // The bundled model works offline. A restarted engine (after a GPU fault) gets its
+        // model back from the worker itself.
+        if (firstEngine && startModel !== 'none') loadPicked();
+        firstEngine = false;
+        break;
+      case 'device-lost':
+        generator.engineRestarting();
+        setStatus('error', `The GPU device was lost (${data.reason}): restarting the engine and reloading the model from the browser cache…`);
         break;
       case 'error':
         setStatus('error', data.message);
         break;
       case 'model-progress':
         showDownload(data.progress);
+        generator.setDownloading(data.progress.stage !== 'upload');
         break;
       case 'model-ready':
+        generator.setDownloading(false);
         showModelReady(data.summary, data.progress);
         generator.setModel(data.summary);
+        loadedName = data.summary.name;
         break;
       case 'model-error':
+        generator.setDownloading(false);
         document.getElementById('download-text').textContent = data.message;
         document.getElementById('download-progress').dataset.state = 'error';
         break;
+      case 'model-cancelled': {
+        generator.setDownloading(false);
+        const still = loadedName ? ` ${loadedName} is still loaded.` : '';
+        document.getElementById('download-text').textContent =
+          `Download stopped: ${mbText(data.kept)} of ${mbText(data.total)} kept in the browser cache; loading this model again fetches only the rest.${still}`;
+        document.getElementById('download-progress').dataset.state = 'cancelled';
+        refreshCache();
+        break;
+      }
     }
   };
   // ?backend=gpu|cpu|auto overrides the automatic choice (also set by the Backend menu).

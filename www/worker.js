@@ -6,9 +6,12 @@ import { loadHubModel } from './hub.js';
 import { loadModel } from './loader.js';
 
 let engine = null;
+let gpu = null; // the engine's GpuHandle: usable while a generation holds the engine
 let ready = null; // resolves once the engine exists
+let backendPreference = 'auto';
 
 async function start(backend) {
+  backendPreference = backend;
   try {
     await init();
   } catch (e) {
@@ -22,6 +25,12 @@ async function start(backend) {
     self.postMessage({ type: 'error', message: e.message ?? String(e) });
     return;
   }
+  gpu = engine.gpuHandle() ?? null;
+  await announceEngine();
+}
+
+/** Tells the page which backend runs and how the GPU's self-test went. */
+async function announceEngine() {
   const report = engine.adapterReport();
   let selfTest = null;
   let selfTestError = null;
@@ -42,6 +51,45 @@ async function start(backend) {
   });
 }
 
+let recovering = null; // the running recovery after a GPU device loss
+let currentModel = null; // how the loaded model was opened: reopened after a device loss
+
+/**
+ * The GPU device was lost (driver reset, GPU removed or taken by another program): every
+ * buffer is gone. Open a new engine (a new device, or the CPU backend if the GPU will not
+ * come back) and reload the model, which now comes from Cache Storage.
+ */
+function recover(reason) {
+  if (recovering) return recovering;
+  recovering = (async () => {
+    self.postMessage({ type: 'device-lost', reason });
+    engine?.free();
+    gpu?.free();
+    engine = gpu = null;
+    try {
+      engine = await Engine.create(backendPreference);
+    } catch {
+      engine = await Engine.create('cpu');
+    }
+    gpu = engine.gpuHandle() ?? null;
+    await announceEngine();
+    if (currentModel) await loadIntoEngine(currentModel);
+  })().finally(() => (recovering = null));
+  return recovering;
+}
+
+/** Why the device was lost, once the browser has said so (its promise settles a moment later). */
+async function deviceLoss() {
+  for (let i = 0; i < 10 && gpu; i++) {
+    const reason = gpu.lost();
+    if (reason) return reason;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return null;
+}
+
+let loadAbort = null; // aborts the running download (the page's Cancel)
+
 /**
  * Gets a model with `open(onProgress)` (download, Hub-mode conversion, or the cache) and
  * hands it to the engine shard by shard.
@@ -56,9 +104,11 @@ async function loadIntoEngine(open) {
   }
   loading += 1;
   let last = null;
+  const abort = (loadAbort = new AbortController());
   try {
-    const model = await open((p) => self.postMessage({ type: 'model-progress', progress: (last = p) }));
-    engine.beginModel(model.manifestText);
+    // The fit check runs on the manifest, before any shard is downloaded.
+    const model = await open((p) => self.postMessage({ type: 'model-progress', progress: (last = p) }), abort.signal, (manifestText) => engine.checkModel(manifestText));
+    await engine.beginModel(model.manifestText);
     const shards = model.manifest.shards;
     for (let i = 0; i < shards.length; i++) {
       engine.addShard(i, await model.shard(i));
@@ -74,11 +124,18 @@ async function loadIntoEngine(open) {
     } catch (e) {
       summary.generatorError = e.message ?? String(e);
     }
+    currentModel = open;
     self.postMessage({ type: 'model-ready', summary, progress: last });
   } catch (e) {
-    self.postMessage({ type: 'model-error', message: e.message ?? String(e) });
+    if (abort.signal.aborted) {
+      const kept = last ? last.shards.filter((s) => s.state === 'done' || s.state === 'cached').reduce((a, s) => a + s.size, 0) : 0;
+      self.postMessage({ type: 'model-cancelled', kept, total: last?.bytesTotal ?? 0 });
+    } else {
+      self.postMessage({ type: 'model-error', message: e.message ?? String(e) });
+    }
   } finally {
     loading -= 1;
+    if (loadAbort === abort) loadAbort = null;
   }
 }
 
@@ -89,8 +146,19 @@ let loading = 0; // model loads in progress
 /** One generation at a time: a second request while one runs is ignored. */
 function generate(request) {
   if (generation) return;
+  if (recovering) {
+    self.postMessage({ type: 'gen-error', message: 'The engine is restarting after a GPU fault: press Generate again when the model is ready.' });
+    return;
+  }
   if (loading) {
     self.postMessage({ type: 'gen-error', message: 'A model is loading: press Generate again when it is ready.' });
+    return;
+  }
+  // Lost while idle (a driver reset between generations).
+  const lost = gpu?.lost();
+  if (lost) {
+    self.postMessage({ type: 'gen-error', message: `The GPU device was lost (${lost}). The engine is restarting and reloading the model from the browser cache; press Generate again when it is ready.` });
+    recover(lost);
     return;
   }
   generation = runGeneration(request).finally(() => (generation = null));
@@ -112,14 +180,30 @@ async function runGeneration(request) {
     self.postMessage({ type: 'gen-done', result, millis: performance.now() - started }, transfer);
   } catch (e) {
     const message = e.message ?? String(e);
+    const lost = message === 'cancelled' ? null : await deviceLoss();
+    if (lost) {
+      self.postMessage({
+        type: 'gen-error',
+        message: `The GPU stopped working during this generation (device lost: ${lost}). The engine is restarting and reloading the model from the browser cache; press Generate again when it is ready.`,
+      });
+      recover(lost);
+      return;
+    }
     self.postMessage({ type: message === 'cancelled' ? 'gen-cancelled' : 'gen-error', message });
   }
 }
 
+// Test hook, like WebGL's loseContext: destroys the GPU device as a driver reset would.
+self.simulateDeviceLoss = () => gpu?.lose();
+
 self.onmessage = ({ data }) => {
   if (data.type === 'init' && ready === null) ready = start(data.backend ?? 'auto');
-  if (data.type === 'load-model') loadIntoEngine((onProgress) => loadModel(data.url, { onProgress }));
-  if (data.type === 'load-hub') loadIntoEngine((onProgress) => loadHubModel({ ...data.hub, onProgress }));
+  if (data.type === 'load-model') loadIntoEngine((onProgress, signal, check) => loadModel(data.url, { onProgress, signal, check }));
+  if (data.type === 'load-hub') loadIntoEngine((onProgress, signal) => loadHubModel({ ...data.hub, onProgress, signal }));
   if (data.type === 'generate') generate(data.request);
-  if (data.type === 'cancel') cancelRequested = true;
+  if (data.type === 'cancel') {
+    // Cancel stops whichever runs: a download, or the generation after its current step.
+    cancelRequested = true;
+    loadAbort?.abort();
+  }
 };

@@ -38,6 +38,25 @@ pub struct Engine {
     model_name: String,
 }
 
+/// The engine's GPU device, shared: its state can be read (and the device destroyed) while
+/// the engine itself is busy generating.
+#[wasm_bindgen]
+pub struct GpuHandle(GpuContext);
+
+#[wasm_bindgen]
+impl GpuHandle {
+    /// Why the device was lost, or undefined while it works.
+    pub fn lost(&self) -> Option<String> {
+        self.0.lost()
+    }
+
+    /// Destroys the device as a driver reset would (like WebGL's `loseContext`): how tests
+    /// check that a loss is reported and recovered from.
+    pub fn lose(&self) {
+        self.0.lose();
+    }
+}
+
 /// A model on its way in, to the backend that will run it.
 enum Loading {
     Gpu(crate::weights::stream::ModelStream),
@@ -81,22 +100,68 @@ impl Engine {
         self.gpu_error.clone()
     }
 
+    /// Why the GPU device was lost (driver reset, GPU removed), or undefined while it works
+    /// or without a GPU. After a loss the engine cannot compute: the worker makes a new one.
+    #[wasm_bindgen(js_name = deviceLost)]
+    pub fn device_lost(&self) -> Option<String> {
+        self.gpu.as_ref().and_then(|g| g.lost())
+    }
+
+    /// A handle on the GPU device that works while `generate` runs (which holds the engine):
+    /// to watch for a loss, and to cause one in tests. Undefined without a GPU.
+    #[wasm_bindgen(js_name = gpuHandle)]
+    pub fn gpu_handle(&self) -> Option<GpuHandle> {
+        self.gpu.clone().map(GpuHandle)
+    }
+
     /// The backend that runs the models and why, as JSON `{kind, reason}`.
     pub fn backend(&self) -> String {
         serde_json::to_string(&self.choice).unwrap_or_default()
     }
 
-    /// Starts loading a model for the chosen backend: validates `manifest_json` (version,
-    /// content hash, tensor extents) and, on the GPU, allocates every tensor's buffers.
-    #[wasm_bindgen(js_name = beginModel)]
-    pub fn begin_model(&mut self, manifest_json: &str) -> Result<(), JsError> {
+    /// Checks, from its manifest alone, that a model fits the chosen backend (GPU bindings,
+    /// or the page's memory on the CPU backend), before any shard is downloaded. Returns JSON
+    /// `{bytes, backend}`: what its weights will occupy there.
+    #[wasm_bindgen(js_name = checkModel)]
+    pub fn check_model(&self, manifest_json: &str) -> Result<String, JsError> {
         let manifest = crate::weights::Manifest::parse(manifest_json.as_bytes()).map_err(|e| JsError::new(&e.to_string()))?;
+        let (bytes, backend) = self.fit(&manifest).map_err(|e| JsError::new(&e.to_string()))?;
+        Ok(serde_json::json!({ "bytes": bytes, "backend": backend }).to_string())
+    }
+
+    fn fit(&self, manifest: &crate::weights::Manifest) -> Result<(u64, &'static str), crate::WeightsError> {
+        use crate::weights::fit::{check, Target};
+        match (self.choice.kind, self.gpu.as_ref()) {
+            (crate::ops::BackendKind::Gpu, Some(ctx)) => Ok((check(manifest, Target::Gpu { max_binding: ctx.device.limits().max_storage_buffer_binding_size })?, "gpu")),
+            _ => Ok((check(manifest, Target::WasmCpu)?, "cpu")),
+        }
+    }
+
+    /// Starts loading a model for the chosen backend: validates `manifest_json` (version,
+    /// content hash, tensor extents, fit) and, on the GPU, allocates every tensor's buffers.
+    /// A GPU that runs out of memory doing so is reported, and the engine stays usable.
+    #[wasm_bindgen(js_name = beginModel)]
+    pub async fn begin_model(&mut self, manifest_json: String) -> Result<(), JsError> {
+        let manifest = crate::weights::Manifest::parse(manifest_json.as_bytes()).map_err(|e| JsError::new(&e.to_string()))?;
+        let (bytes, _) = self.fit(&manifest).map_err(|e| JsError::new(&e.to_string()))?;
         self.model = None;
         self.sd = None;
+        self.loading = None;
         self.files = Default::default();
         self.model_name = manifest.name.clone();
+        let name = manifest.name.clone();
         self.loading = Some(match (self.choice.kind, self.gpu.as_ref()) {
-            (crate::ops::BackendKind::Gpu, Some(ctx)) => Loading::Gpu(crate::weights::stream::ModelStream::begin(ctx, manifest).map_err(|e| JsError::new(&e.to_string()))?),
+            (crate::ops::BackendKind::Gpu, Some(ctx)) => {
+                let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+                let stream = crate::weights::stream::ModelStream::begin(ctx, manifest);
+                if let Some(e) = scope.pop().await {
+                    return Err(JsError::new(&format!(
+                        "the GPU ran out of memory for {name}'s weights ({:.2} GiB): close other pages or programs using the GPU, or load a smaller or quantized model ({e})",
+                        bytes as f64 / (1u64 << 30) as f64
+                    )));
+                }
+                Loading::Gpu(stream.map_err(|e| JsError::new(&e.to_string()))?)
+            }
             _ => Loading::Cpu(crate::weights::stream::HostModelStream::begin(manifest)),
         });
         Ok(())

@@ -7,6 +7,7 @@ pub mod builder;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod convert;
 pub mod error;
+pub mod fit;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod folder;
 pub mod manifest;

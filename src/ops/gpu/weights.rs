@@ -142,50 +142,34 @@ impl GpuWeights {
         Ok(weights)
     }
 
+    /// Bytes the weights `(name, shape, storage)` will take on the GPU, or the first tensor
+    /// that cannot be placed (a row wider than a binding): known from the manifest alone,
+    /// so a model that cannot run is refused before it is downloaded.
+    pub fn plan(specs: &[(String, Vec<usize>, StorageType)], max_binding: u64) -> Result<u64, OpError> {
+        let mut bytes = 0u64;
+        for (name, shape, source) in specs {
+            for c in Layout::of(name, shape, *source, max_binding)?.chunks() {
+                bytes = bytes.saturating_add(c.bytes());
+            }
+        }
+        Ok(bytes)
+    }
+
     /// Creates empty buffers for `(name, shape, storage)` tensors, chunked at `max_binding`.
     pub fn allocate(ctx: &GpuContext, specs: &[(String, Vec<usize>, StorageType)], max_binding: u64) -> Result<Self, OpError> {
         let mut map = HashMap::new();
         let mut bytes = 0u64;
         for (name, shape, source) in specs {
-            let rows = shape.first().copied().unwrap_or(1).max(1);
-            let numel: usize = shape.iter().product();
-            let row_len = numel / rows;
-            let (storage, row_bytes, units_per_row) = match source {
-                StorageType::F16 if keeps_f16(name, shape) => (StorageType::F16, 2 * row_len, row_len),
-                StorageType::F32 | StorageType::F16 => (StorageType::F32, 4 * row_len, row_len),
-                q => {
-                    if !row_len.is_multiple_of(BLOCK) {
-                        return Err(OpError::BadWeight { name: name.clone(), message: format!("{} rows of {row_len} values are not whole blocks", q.name()) });
-                    }
-                    (*q, q.byte_len(row_len), row_len / BLOCK)
-                }
-            };
-            if row_bytes as u64 > max_binding {
-                return Err(OpError::Limits { node: name.clone(), message: format!("one row of {row_bytes} bytes exceeds the {max_binding}-byte binding limit") });
-            }
-            let rows_per_chunk = ((max_binding as usize) / row_bytes.max(1)).max(1);
+            let layout = Layout::of(name, shape, *source, max_binding)?;
             let mut chunks = Vec::new();
-            let mut start = 0;
-            while start < rows || chunks.is_empty() {
-                let end = (start + rows_per_chunk).min(rows);
-                let label = format!("{name}[{start}..{end}]");
-                let n = end - start;
-                let chunk = if storage.is_quantized() {
-                    let blocks = n * units_per_row;
-                    let words = blocks * BLOCK / if storage == StorageType::Q8_0 { 4 } else { 8 };
-                    bytes += 4 * (words + blocks.div_ceil(2)) as u64;
-                    WeightChunk { rows: start..end, values: buffer(ctx, &label, words), scales: Some(buffer(ctx, &label, blocks.div_ceil(2))) }
-                } else if storage == StorageType::F16 {
-                    bytes += 2 * (n * row_len) as u64;
-                    WeightChunk { rows: start..end, values: buffer(ctx, &label, n * row_len / 2), scales: None }
-                } else {
-                    bytes += 4 * (n * row_len) as u64;
-                    WeightChunk { rows: start..end, values: buffer(ctx, &label, n * row_len), scales: None }
-                };
-                chunks.push(chunk);
-                start = end;
+            for c in layout.chunks() {
+                bytes += c.bytes();
+                let label = format!("{name}[{}..{}]", c.rows.start, c.rows.end);
+                let scales = (c.scale_words > 0).then(|| buffer(ctx, &label, c.scale_words));
+                chunks.push(WeightChunk { rows: c.rows, values: buffer(ctx, &label, c.words), scales });
             }
-            map.insert(name.clone(), GpuWeight { shape: shape.clone(), storage, chunks, source: *source, units_per_row, written: 0, carry: Vec::new() });
+            let units_per_row = layout.units_per_row;
+            map.insert(name.clone(), GpuWeight { shape: shape.clone(), storage: layout.storage, chunks, source: *source, units_per_row, written: 0, carry: Vec::new() });
         }
         Ok(Self { map, bytes })
     }
@@ -209,5 +193,70 @@ impl GpuWeights {
     /// The tensor called `name`.
     pub fn get(&self, name: &str) -> Result<&GpuWeight, OpError> {
         self.map.get(name).ok_or_else(|| OpError::MissingWeight { name: name.into() })
+    }
+}
+
+/// How one tensor is laid out on the GPU: its storage there and its chunks of whole rows.
+struct Layout {
+    storage: StorageType,
+    rows: usize,
+    row_len: usize,
+    units_per_row: usize,
+    rows_per_chunk: usize,
+}
+
+/// One chunk's rows and buffer sizes in u32 words (values, and scales for block formats).
+struct ChunkPlan {
+    rows: Range<usize>,
+    words: usize,
+    scale_words: usize,
+}
+
+impl ChunkPlan {
+    fn bytes(&self) -> u64 {
+        4 * (self.words + self.scale_words) as u64
+    }
+}
+
+impl Layout {
+    fn of(name: &str, shape: &[usize], source: StorageType, max_binding: u64) -> Result<Self, OpError> {
+        let rows = shape.first().copied().unwrap_or(1).max(1);
+        let numel: usize = shape.iter().product();
+        let row_len = numel / rows;
+        let (storage, row_bytes, units_per_row) = match source {
+            StorageType::F16 if keeps_f16(name, shape) => (StorageType::F16, 2 * row_len, row_len),
+            StorageType::F32 | StorageType::F16 => (StorageType::F32, 4 * row_len, row_len),
+            q => {
+                if !row_len.is_multiple_of(BLOCK) {
+                    return Err(OpError::BadWeight { name: name.into(), message: format!("{} rows of {row_len} values are not whole blocks", q.name()) });
+                }
+                (q, q.byte_len(row_len), row_len / BLOCK)
+            }
+        };
+        if row_bytes as u64 > max_binding {
+            return Err(OpError::Limits { node: name.into(), message: format!("one row of {row_bytes} bytes exceeds the {max_binding}-byte binding limit") });
+        }
+        let rows_per_chunk = ((max_binding as usize) / row_bytes.max(1)).max(1);
+        Ok(Self { storage, rows, row_len, units_per_row, rows_per_chunk })
+    }
+
+    fn chunks(&self) -> Vec<ChunkPlan> {
+        let mut out = Vec::new();
+        let mut start = 0;
+        while start < self.rows || out.is_empty() {
+            let end = (start + self.rows_per_chunk).min(self.rows);
+            let n = end - start;
+            out.push(match self.storage {
+                StorageType::Q8_0 | StorageType::Q4_0 => {
+                    let blocks = n * self.units_per_row;
+                    let words = blocks * BLOCK / if self.storage == StorageType::Q8_0 { 4 } else { 8 };
+                    ChunkPlan { rows: start..end, words, scale_words: blocks.div_ceil(2) }
+                }
+                StorageType::F16 => ChunkPlan { rows: start..end, words: n * self.row_len / 2, scale_words: 0 },
+                StorageType::F32 => ChunkPlan { rows: start..end, words: n * self.row_len, scale_words: 0 },
+            });
+            start = end;
+        }
+        out
     }
 }

@@ -1,0 +1,109 @@
+//! Will a model's weights fit the backend? Answered from the manifest alone, before any
+//! shard is downloaded: a visitor should not wait for gigabytes that cannot be used.
+
+use super::Manifest;
+use crate::ops::gpu::GpuWeights;
+use crate::WeightsError;
+
+/// Of wasm32's 4 GiB, what the CPU backend's weights may take: the rest holds the engine,
+/// the largest weight expanded to f32 while it is used, and the image's activations.
+pub const WASM_WEIGHT_BUDGET: u64 = 3584 << 20;
+
+/// Where the weights will live.
+#[derive(Debug, Clone, Copy)]
+pub enum Target {
+    /// GPU buffers, each tensor split into bindings of at most `max_binding` bytes.
+    Gpu { max_binding: u64 },
+    /// The CPU backend in a web page: weights as stored, one expanded to f32 at a time.
+    WasmCpu,
+    /// The CPU backend natively (`available` bytes of memory).
+    NativeCpu { available: u64 },
+}
+
+/// Bytes the model will occupy on `target`, or why it cannot be loaded there.
+pub fn check(manifest: &Manifest, target: Target) -> Result<u64, WeightsError> {
+    let name = &manifest.name;
+    match target {
+        Target::Gpu { max_binding } => {
+            let specs: Vec<_> = manifest.tensors.iter().map(|t| (t.name.clone(), t.shape.clone(), t.storage)).collect();
+            GpuWeights::plan(&specs, max_binding).map_err(|e| WeightsError::Manifest(format!("{name} cannot be placed on this GPU: {e}")))
+        }
+        Target::WasmCpu | Target::NativeCpu { .. } => {
+            // From shapes (equal to the parts' lengths in a validated manifest).
+            let stored = manifest.tensors.iter().fold(0u64, |a, t| {
+                let numel = t.shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+                a.saturating_add(numel.and_then(|n| t.storage.checked_byte_len(n)).map_or(u64::MAX, |b| b as u64))
+            });
+            let widest = manifest.tensors.iter().map(|t| 4 * t.shape.iter().product::<usize>() as u64).max().unwrap_or(0);
+            let need = stored.saturating_add(widest);
+            let (limit, what) = match target {
+                Target::NativeCpu { available } => (available, "the memory available".to_string()),
+                _ => (WASM_WEIGHT_BUDGET, format!("the {} a web page's CPU backend can give weights (wasm32 addresses 4 GiB in all)", gib(WASM_WEIGHT_BUDGET))),
+            };
+            if need > limit {
+                let quantized = manifest.tensors.iter().any(|t| t.storage.is_quantized());
+                let advice = if quantized {
+                    "use a browser with WebGPU, or a smaller model"
+                } else {
+                    "use a browser with WebGPU, or convert the model with --quant q8_0 (a quarter of the size)"
+                };
+                return Err(WeightsError::Manifest(format!(
+                    "{name} is too large for the CPU backend: its weights need {} ({} as stored, plus its largest tensor as f32 while in use), more than {what}: {advice}",
+                    gib(need),
+                    gib(stored)
+                )));
+            }
+            Ok(need)
+        }
+    }
+}
+
+fn gib(n: u64) -> String {
+    format!("{:.2} GiB", n as f64 / (1u64 << 30) as f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::StorageType;
+    use crate::weights::manifest::tests::manifest;
+
+    /// The test manifest with one more tensor of `shape`, claiming bytes it does not have
+    /// (the fit check reads shapes only).
+    fn with_tensor(shape: &[usize], storage: StorageType) -> Manifest {
+        let (mut m, _) = manifest();
+        let mut t = m.tensors[0].clone();
+        t.name = "unet.huge.weight".into();
+        t.shape = shape.to_vec();
+        t.storage = storage;
+        m.tensors.push(t);
+        m.name = "huge".into();
+        m
+    }
+
+    #[test]
+    fn an_f32_model_past_the_page_budget_is_refused_with_the_sizes() {
+        // 1024 x 1M f32 values: 4 GiB stored, 8 GiB with the f32 copy.
+        let m = with_tensor(&[1024, 1 << 20], StorageType::F32);
+        let err = check(&m, Target::WasmCpu).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "manifest: huge is too large for the CPU backend: its weights need 8.00 GiB (4.00 GiB as stored, plus its largest tensor as f32 while in use), \
+             more than the 3.50 GiB a web page's CPU backend can give weights (wasm32 addresses 4 GiB in all): \
+             use a browser with WebGPU, or convert the model with --quant q8_0 (a quarter of the size)"
+        );
+        // The same shape in q8_0 (1.06 GiB + one 4 GiB f32 expansion) is still too much; a smaller one fits.
+        assert!(check(&with_tensor(&[1024, 1 << 20], StorageType::Q8_0), Target::WasmCpu).unwrap_err().to_string().ends_with("use a browser with WebGPU, or a smaller model"));
+        let fits = check(&with_tensor(&[1024, 1 << 18], StorageType::Q8_0), Target::WasmCpu).unwrap();
+        assert_eq!(fits, 1024 * (1 << 18) / 32 * 34 + 4 * 1024 * (1 << 18) + 80);
+    }
+
+    #[test]
+    fn a_row_wider_than_a_gpu_binding_is_named() {
+        let m = with_tensor(&[2, 64 << 20], StorageType::F32);
+        let err = check(&m, Target::Gpu { max_binding: 128 << 20 }).unwrap_err().to_string();
+        assert_eq!(err, "manifest: huge cannot be placed on this GPU: unet.huge.weight: one row of 268435456 bytes exceeds the 134217728-byte binding limit");
+        // Split along rows, a tall tensor of the same size fits: f32 bytes in whole.
+        assert_eq!(check(&with_tensor(&[1 << 20, 64], StorageType::F32), Target::Gpu { max_binding: 128 << 20 }).unwrap(), (1 << 20) * 64 * 4 + 80);
+    }
+}
