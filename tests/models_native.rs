@@ -68,7 +68,7 @@ fn unet_call_matches_diffusers() {
             let cfg = UNetConfig::from_json(&m.configs["unet"]).unwrap();
             let mut c = pollster::block_on(s.compile(|g| {
                 let (xi, ti, ei) = (g.input("sample", &x.shape), g.input("t", &t.shape), g.input("ctx", &e.shape));
-                let o = g.scoped("unet", |g| unet(g, &cfg, xi, ti, ei))?;
+                let o = g.scoped("unet", |g| unet(g, &cfg, xi, ti, Some(ei)))?;
                 g.output(o);
                 Ok(())
             }))
@@ -136,7 +136,7 @@ fn unet_runs_at_odd_latent_sizes_and_backends_agree() {
         let cfg = UNetConfig::from_json(&m.configs["unet"]).unwrap();
         let mut c = pollster::block_on(s.compile(|g| {
             let (xi, ti, ei) = (g.input("sample", &[1, 4, h, w]), g.input("t", &[1]), g.input("ctx", &e.shape));
-            let o = g.scoped("unet", |g| unet(g, &cfg, xi, ti, ei))?;
+            let o = g.scoped("unet", |g| unet(g, &cfg, xi, ti, Some(ei)))?;
             assert_eq!(g.shape(o), &[1, 4, h, w]);
             g.output(o);
             Ok(())

@@ -53,7 +53,7 @@ pub async fn unet_step(session: &mut Session, cfg: &UNetConfig, size: usize, bat
             let x = g.input("sample", &shape);
             let t = g.input("t", &[batch]);
             let e = g.input("ctx", &[batch, 77, cfg.cross_attention_dim]);
-            let o = g.scoped("unet", |g| unet(g, cfg, x, t, e))?;
+            let o = g.scoped("unet", |g| unet(g, cfg, x, t, Some(e)))?;
             g.output(o);
             Ok(())
         })

@@ -85,6 +85,17 @@ pub fn transformer_2d(g: &mut Graph, x: TensorId, context: TensorId, spec: Trans
     g.add(out, x)
 }
 
+/// diffusers' spatial self-`Attention` over a feature map (UNet2DModel's attention blocks,
+/// the VAE's mid block): GroupNorm, attention over the h*w positions, residual add.
+pub fn self_attention(g: &mut Graph, x: TensorId, groups: usize, eps: f32, heads: usize) -> Result<TensorId, OpError> {
+    let s = g.shape(x).to_vec();
+    let n = group_norm(g, "group_norm", x, groups, eps, false)?;
+    let t = to_tokens(g, n)?;
+    let a = attention_here(g, t, t, heads)?;
+    let a = from_tokens(g, a, s[2], s[3])?;
+    g.add(a, x)
+}
+
 /// diffusers' `Attention` called `name`; see `attention_here`.
 pub fn attention(g: &mut Graph, name: &str, x: TensorId, context: TensorId, heads: usize) -> Result<TensorId, OpError> {
     g.scoped(name, |g| attention_here(g, x, context, heads))

@@ -6,7 +6,7 @@
 #![allow(clippy::needless_range_loop)] // block indices mirror diffusers' loops
 use super::clip::ClipTextConfig;
 use super::taesd::{Layer, TaesdConfig};
-use super::unet::UNetConfig;
+use super::unet::{Attn, UNetConfig};
 use super::vae::VaeConfig;
 
 /// (name, shape) of each weight, in a stable order.
@@ -115,7 +115,7 @@ pub fn unet(cfg: &UNetConfig) -> Schema {
         o.scoped(&format!("down_blocks.{i}"), |o| {
             for j in 0..cfg.layers_per_block {
                 o.scoped(&format!("resnets.{j}"), |o| resnet(o, if j == 0 { prev } else { ch[i] }, ch[i], Some(t)));
-                if cfg.down_attention[i] {
+                if cfg.down_attention[i] == Attn::Cross {
                     o.scoped(&format!("attentions.{j}"), |o| transformer(o, ch[i], cfg.transformer_layers[i], cross, cfg.linear_projection));
                 }
             }
@@ -140,7 +140,7 @@ pub fn unet(cfg: &UNetConfig) -> Schema {
                 let skip = if j == cfg.layers_per_block { input } else { out };
                 let res_in = if j == 0 { prev_out } else { out };
                 o.scoped(&format!("resnets.{j}"), |o| resnet(o, res_in + skip, out, Some(t)));
-                if cfg.up_attention[i] {
+                if cfg.up_attention[i] == Attn::Cross {
                     o.scoped(&format!("attentions.{j}"), |o| transformer(o, out, cfg.transformer_layers[block], cross, cfg.linear_projection));
                 }
             }

@@ -1,12 +1,14 @@
 //! diffusers' `UNet2DConditionModel` for SD 1.x / 2.x / Turbo: every config variant of those
 //! families (heads as int or list, linear or conv projection, upcast attention: we compute
-//! attention in f32 anyway, 4 or 9 input channels).
+//! attention in f32 anyway, 4 or 9 input channels), and `UNet2DModel`, the unconditional
+//! pixel-space UNet of DDPM: the same skeleton with spatial self-attention blocks instead
+//! of cross-attention transformers.
 
 use serde_json::Value;
 
-use super::blocks::{downsample, resnet, transformer_2d, upsample_to, Norm, TransformerSpec};
+use super::blocks::{resnet, self_attention, transformer_2d, upsample_to, Norm, TransformerSpec};
 use super::config::Cfg;
-use super::layers::{conv, dense, group_norm, within};
+use super::layers::{conv, conv_padded, dense, group_norm, within};
 use crate::error::OpError;
 use crate::ops::{Graph, TensorId, UnaryOp};
 
@@ -17,9 +19,11 @@ pub struct UNetConfig {
     pub out_channels: usize,
     pub block_out_channels: Vec<usize>,
     pub layers_per_block: usize,
-    /// Whether each down block has cross-attention (CrossAttnDownBlock2D).
-    pub down_attention: Vec<bool>,
-    pub up_attention: Vec<bool>,
+    /// What attention each down block has (CrossAttnDownBlock2D, AttnDownBlock2D, none).
+    pub down_attention: Vec<Attn>,
+    pub up_attention: Vec<Attn>,
+    /// Heads per block: of the cross-attention transformers, or of the self-attention
+    /// blocks (channels / attention_head_dim; one head when that is null).
     pub heads: Vec<usize>,
     pub transformer_layers: Vec<usize>,
     pub cross_attention_dim: usize,
@@ -29,21 +33,37 @@ pub struct UNetConfig {
     pub freq_shift: f32,
     /// Latent size the model was trained at.
     pub sample_size: usize,
+    /// Padding of the stride-2 downsampling convs: 1, or 0 for (0, 1, 0, 1) as in DDPM.
+    pub downsample_padding: usize,
+    /// UNet2DModel: no text context; mid block with self-attention (or none).
+    pub unconditional: bool,
     /// Tanh GELU in the feed-forward GEGLU (not diffusers; for comparing with candle-transformers).
     pub geglu_tanh: bool,
 }
 
-fn block_has_attention(component: &str, t: &str) -> Result<bool, OpError> {
-    match t {
-        "CrossAttnDownBlock2D" | "CrossAttnUpBlock2D" => Ok(true),
-        "DownBlock2D" | "UpBlock2D" => Ok(false),
-        other => Err(OpError::Config { component: component.into(), message: format!("block type '{other}' is not supported (SD 1.x/2.x blocks only)") }),
+/// A block's attention.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attn {
+    None,
+    /// `Transformer2DModel` attending to the text (UNet2DConditionModel).
+    Cross,
+    /// Spatial self-attention (UNet2DModel's Attn*Block2D, and its mid block).
+    SelfAttn,
+}
+
+fn block_attention(component: &str, t: &str, unconditional: bool) -> Result<Attn, OpError> {
+    match (t, unconditional) {
+        ("CrossAttnDownBlock2D" | "CrossAttnUpBlock2D", false) => Ok(Attn::Cross),
+        ("AttnDownBlock2D" | "AttnUpBlock2D", true) => Ok(Attn::SelfAttn),
+        ("DownBlock2D" | "UpBlock2D", _) => Ok(Attn::None),
+        (other, _) => Err(OpError::Config { component: component.into(), message: format!("block type '{other}' is not supported in this UNet") }),
     }
 }
 
 impl UNetConfig {
     pub fn from_json(v: &Value) -> Result<Self, OpError> {
         let c = Cfg::new("unet", v);
+        let unconditional = c.str_or("_class_name", "UNet2DConditionModel")? == "UNet2DModel";
         let block_out_channels = c.usizes("block_out_channels")?;
         let n = block_out_channels.len();
         let down = c.strings("down_block_types")?;
@@ -59,21 +79,40 @@ impl UNetConfig {
                 });
             }
         }
-        c.expect_one_of("mid_block_type", &["UNetMidBlock2DCrossAttn"])?;
+        c.expect_one_of("mid_block_type", if unconditional { &["UNetMidBlock2D"] } else { &["UNetMidBlock2DCrossAttn"] })?;
         c.expect_one_of("time_embedding_type", &["positional"])?;
         c.expect_one_of("resnet_time_scale_shift", &["default"])?;
         c.expect_one_of("act_fn", &["silu"])?;
-        // diffusers: attention_head_dim is really the head count for SD 1.x / 2.x.
-        let heads = match c.per_block("num_attention_heads", n)? {
-            Some(h) => h,
-            None => c.per_block("attention_head_dim", n)?.unwrap_or(vec![8; n]),
+        if unconditional {
+            for (key, want) in [("mid_block_scale_factor", 1.0), ("center_input_sample", 0.0)] {
+                let value = v.get(key).and_then(|x| x.as_f64().or(x.as_bool().map(|b| b as u8 as f64))).unwrap_or(want);
+                if value != want {
+                    return Err(OpError::Config { component: "unet".into(), message: format!("'{key}' = {value} is not supported") });
+                }
+            }
+            c.expect_one_of("downsample_type", &["conv"])?;
+            c.expect_one_of("upsample_type", &["conv"])?;
+            if !c.bool_or("add_attention", true)? {
+                return Err(OpError::Config { component: "unet".into(), message: "'add_attention' = false is not supported".into() });
+            }
+        }
+        let heads = if unconditional {
+            // One head as wide as the block unless attention_head_dim sets the head width.
+            let width = v.get("attention_head_dim").and_then(|x| x.as_u64()).map(|d| d as usize);
+            block_out_channels.iter().map(|&ch| width.map_or(1, |d| (ch / d.max(1)).max(1))).collect()
+        } else {
+            // diffusers: attention_head_dim is really the head count for SD 1.x / 2.x.
+            match c.per_block("num_attention_heads", n)? {
+                Some(h) => h,
+                None => c.per_block("attention_head_dim", n)?.unwrap_or(vec![8; n]),
+            }
         };
         Ok(Self {
             in_channels: c.usize("in_channels")?,
             out_channels: c.usize("out_channels")?,
             layers_per_block: c.usize_or("layers_per_block", 2)?,
-            down_attention: down.iter().map(|t| block_has_attention("unet", t)).collect::<Result<_, _>>()?,
-            up_attention: up.iter().map(|t| block_has_attention("unet", t)).collect::<Result<_, _>>()?,
+            down_attention: down.iter().map(|t| block_attention("unet", t, unconditional)).collect::<Result<_, _>>()?,
+            up_attention: up.iter().map(|t| block_attention("unet", t, unconditional)).collect::<Result<_, _>>()?,
             heads,
             transformer_layers: c.per_block("transformer_layers_per_block", n)?.unwrap_or(vec![1; n]),
             cross_attention_dim: c.usize_or("cross_attention_dim", 1280)?,
@@ -82,6 +121,8 @@ impl UNetConfig {
             flip_sin_to_cos: c.bool_or("flip_sin_to_cos", true)?,
             freq_shift: c.f32_or("freq_shift", 0.0)?,
             sample_size: c.usize_or("sample_size", 64)?,
+            downsample_padding: c.usize_or("downsample_padding", 1)?,
+            unconditional,
             geglu_tanh: false,
             block_out_channels,
         })
@@ -103,9 +144,20 @@ impl UNetConfig {
     }
 }
 
+/// A block's attention layer `j` over `x`.
+fn block_attention_layer(g: &mut Graph, cfg: &UNetConfig, kind: Attn, block: usize, x: TensorId, context: Option<TensorId>) -> Result<TensorId, OpError> {
+    match (kind, context) {
+        (Attn::None, _) => Ok(x),
+        (Attn::Cross, Some(context)) => transformer_2d(g, x, context, cfg.spec(block)),
+        (Attn::Cross, None) => Err(OpError::Input { name: "context".into(), message: "this UNet attends to text: give it the prompt's embeddings".into() }),
+        (Attn::SelfAttn, _) => self_attention(g, x, cfg.norm.groups, cfg.norm.eps, cfg.heads[block]),
+    }
+}
+
 /// Builds the UNet in the current scope ("unet"): `sample` [B, C, h, w], `timestep` [B],
-/// `context` [B, L, cross_attention_dim] -> noise (or v) prediction [B, out, h, w].
-pub fn unet(g: &mut Graph, cfg: &UNetConfig, sample: TensorId, timestep: TensorId, context: TensorId) -> Result<TensorId, OpError> {
+/// `context` [B, L, cross_attention_dim] (None for UNet2DModel) -> noise (or v)
+/// prediction [B, out, h, w].
+pub fn unet(g: &mut Graph, cfg: &UNetConfig, sample: TensorId, timestep: TensorId, context: Option<TensorId>) -> Result<TensorId, OpError> {
     let c0 = cfg.block_out_channels[0];
     let temb = g.timestep_embedding(timestep, c0, cfg.flip_sin_to_cos, cfg.freq_shift)?;
     let temb = within(g, "time_embedding", |g| -> Result<TensorId, OpError> {
@@ -123,13 +175,14 @@ pub fn unet(g: &mut Graph, cfg: &UNetConfig, sample: TensorId, timestep: TensorI
         x = within(g, &format!("down_blocks.{i}"), |g| -> Result<TensorId, OpError> {
             for j in 0..cfg.layers_per_block {
                 x = within(g, &format!("resnets.{j}"), |g| resnet(g, x, Some(temb), cfg.norm))?;
-                if cfg.down_attention[i] {
-                    x = within(g, &format!("attentions.{j}"), |g| transformer_2d(g, x, context, cfg.spec(i)))?;
-                }
+                x = within(g, &format!("attentions.{j}"), |g| block_attention_layer(g, cfg, cfg.down_attention[i], i, x, context))?;
                 skips.push(x);
             }
             if i + 1 < n {
-                x = downsample(g, x)?;
+                // diffusers' Downsample2D pads (0, 1, 0, 1) itself when its padding is 0.
+                let p = cfg.downsample_padding;
+                let padding = if p == 0 { [0, 1, 0, 1] } else { [p; 4] };
+                x = within(g, "downsamplers.0", |g| conv_padded(g, "conv", x, 2, padding))?;
                 skips.push(x);
             }
             Ok(x)
@@ -137,7 +190,8 @@ pub fn unet(g: &mut Graph, cfg: &UNetConfig, sample: TensorId, timestep: TensorI
     }
     x = g.scoped("mid_block", |g| -> Result<TensorId, OpError> {
         let x = within(g, "resnets.0", |g| resnet(g, x, Some(temb), cfg.norm))?;
-        let x = within(g, "attentions.0", |g| transformer_2d(g, x, context, cfg.spec(n - 1)))?;
+        let kind = if cfg.unconditional { Attn::SelfAttn } else { Attn::Cross };
+        let x = within(g, "attentions.0", |g| block_attention_layer(g, cfg, kind, n - 1, x, context))?;
         within(g, "resnets.1", |g| resnet(g, x, Some(temb), cfg.norm))
     })?;
     for i in 0..n {
@@ -147,9 +201,7 @@ pub fn unet(g: &mut Graph, cfg: &UNetConfig, sample: TensorId, timestep: TensorI
                 let skip = skips.pop().expect("one skip per up-block layer");
                 x = g.concat(&[x, skip], 1)?;
                 x = within(g, &format!("resnets.{j}"), |g| resnet(g, x, Some(temb), cfg.norm))?;
-                if cfg.up_attention[i] {
-                    x = within(g, &format!("attentions.{j}"), |g| transformer_2d(g, x, context, cfg.spec(block)))?;
-                }
+                x = within(g, &format!("attentions.{j}"), |g| block_attention_layer(g, cfg, cfg.up_attention[i], block, x, context))?;
             }
             if i + 1 < n {
                 // Upsample to the next skip's size: 2x, or 2x - 1 where a stride-2 conv

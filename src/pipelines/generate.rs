@@ -152,7 +152,7 @@ pub async fn generate(sd: &mut StableDiffusion, req: &Request, progress: &mut dy
 }
 
 /// Refuses NaN and infinities, which would otherwise be saved as a black image.
-fn check_finite(values: &[f32], what: &str) -> Result<(), PipelineError> {
+pub(crate) fn check_finite(values: &[f32], what: &str) -> Result<(), PipelineError> {
     let nan = values.iter().filter(|v| v.is_nan()).count();
     let inf = values.iter().filter(|v| v.is_infinite()).count();
     if nan + inf == 0 {

@@ -66,7 +66,7 @@ pub fn activations(unet: &UNetConfig, vae: &VaeConfig, width: usize, height: usi
         Activation { bytes: bytes_of(&[batch, wide, width, height]), what: format!("the VAE decoder's {wide}-channel {width}x{height} feature map"), kind: Kind::Map },
         Activation { bytes: per_token(c0), what: format!("the UNet's {c0}-channel feature map"), kind: Kind::Map },
     ];
-    if unet.down_attention.first() == Some(&true) {
+    if unet.down_attention.first() == Some(&crate::models::unet::Attn::Cross) {
         let heads = unet.heads[0];
         let plural = if heads == 1 { "" } else { "s" };
         let scores = per_token(heads).saturating_mul(tokens);

@@ -1,6 +1,7 @@
 //! Pipelines glue models and schedulers: `sd` holds a Stable Diffusion model on a backend,
 //! `generate` runs txt2img / img2img / inpainting the way diffusers does.
 
+pub mod ddpm;
 pub mod generate;
 pub mod image;
 pub mod latents;

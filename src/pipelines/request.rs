@@ -114,9 +114,15 @@ impl Request {
 
     /// Every problem with the request, in one message.
     pub fn validate(&self) -> Result<(), String> {
+        self.validate_for(8)
+    }
+
+    /// `validate` for a model whose image side must be a multiple of `multiple` (SD: 8,
+    /// a pixel-space UNet: 2^downsamples).
+    pub fn validate_for(&self, multiple: usize) -> Result<(), String> {
         let mut problems = vec![];
-        if self.width == 0 || self.height == 0 || !self.width.is_multiple_of(8) || !self.height.is_multiple_of(8) {
-            problems.push(format!("size {}x{} must be positive multiples of 8", self.width, self.height));
+        if self.width == 0 || self.height == 0 || !self.width.is_multiple_of(multiple) || !self.height.is_multiple_of(multiple) {
+            problems.push(format!("size {}x{} must be positive multiples of {multiple}", self.width, self.height));
         }
         if self.steps == 0 || self.steps > 1000 {
             problems.push(format!("steps = {} must be between 1 and 1000", self.steps));

@@ -120,7 +120,7 @@ impl StableDiffusion {
                     let x = g.input("sample", &shape);
                     let t = g.input("timestep", &[shape[0]]);
                     let e = g.input("encoder_hidden_states", &[shape[0], MAX_TOKENS, ctx_dim]);
-                    let o = g.scoped("unet", |g| unet(g, &cfg, x, t, e))?;
+                    let o = g.scoped("unet", |g| unet(g, &cfg, x, t, Some(e)))?;
                     g.output(o);
                     Ok(())
                 })

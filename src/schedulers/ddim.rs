@@ -19,6 +19,8 @@ pub struct Ddim {
     prediction: PredictionType,
     /// `clip_sample_range` when `clip_sample` is on.
     clip: Option<f32>,
+    /// x₀ predicted at the last step (the preview of pixel-space models).
+    x0: Vec<f32>,
 }
 
 impl Ddim {
@@ -39,6 +41,7 @@ impl Ddim {
             step_ratio: (t / n) as i64,
             prediction: cfg.prediction_type(CLASS)?,
             clip: clip_range(cfg, true)?,
+            x0: Vec::new(),
         })
     }
 }
@@ -82,6 +85,7 @@ impl Scheduler for Ddim {
         let alpha_prod = self.alphas_cumprod[t as usize];
         let alpha_prev = if prev_t >= 0 { self.alphas_cumprod[prev_t as usize] } else { self.final_alpha_cumprod };
         let x0 = predict_x0(self.prediction, model_output, sample, alpha_prod, self.clip);
+        self.x0.clone_from(&x0);
         let (sa, sb) = (alpha_prod.sqrt(), (1.0 - alpha_prod).sqrt());
         // diffusers derives ε from the unclipped prediction.
         let eps: Vec<f32> = match self.prediction {
@@ -92,6 +96,9 @@ impl Scheduler for Ddim {
         let dir = (1.0 - alpha_prev).sqrt();
         let keep = alpha_prev.sqrt();
         x0.iter().zip(&eps).map(|(x, e)| keep * x + dir * e).collect()
+    }
+    fn predicted_original(&self) -> Option<&[f32]> {
+        (!self.x0.is_empty()).then_some(self.x0.as_slice())
     }
     fn add_noise(&self, original: &[f32], noise: &[f32], index: usize) -> Vec<f32> {
         noise_to(original, noise, self.alphas_cumprod[self.steps[index] as usize])

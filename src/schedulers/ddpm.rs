@@ -28,6 +28,8 @@ pub struct Ddpm {
     prediction: PredictionType,
     clip: Option<f32>,
     variance: VarianceType,
+    /// x₀ predicted at the last step (the preview of pixel-space models).
+    x0: Vec<f32>,
 }
 
 impl Ddpm {
@@ -50,6 +52,7 @@ impl Ddpm {
             prediction: cfg.prediction_type(CLASS)?,
             clip: clip_range(cfg, true)?,
             variance,
+            x0: Vec::new(),
         })
     }
 
@@ -84,6 +87,7 @@ impl Scheduler for Ddpm {
         let current_alpha = alpha_prod / alpha_prev;
         let current_beta = 1.0 - current_alpha;
         let x0 = predict_x0(self.prediction, model_output, sample, alpha_prod, self.clip);
+        self.x0.clone_from(&x0);
         // Posterior mean coefficients (eq. 7).
         let c_x0 = alpha_prev.sqrt() * current_beta / beta_prod;
         let c_xt = current_alpha.sqrt() * beta_prev / beta_prod;
@@ -94,6 +98,9 @@ impl Scheduler for Ddpm {
         let std = self.noise_std(alpha_prod, alpha_prev);
         let noise = rng.normal_vec(sample.len());
         mean.zip(&noise).map(|(m, z)| m + std * z).collect()
+    }
+    fn predicted_original(&self) -> Option<&[f32]> {
+        (!self.x0.is_empty()).then_some(self.x0.as_slice())
     }
     fn add_noise(&self, original: &[f32], noise: &[f32], index: usize) -> Vec<f32> {
         noise_to(original, noise, self.alphas_cumprod[self.steps[index] as usize])

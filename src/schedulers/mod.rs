@@ -58,6 +58,11 @@ pub trait Scheduler: Send {
     /// Multistep schedulers keep history, so call it once per index, in order.
     fn step(&mut self, model_output: &[f32], index: usize, sample: &[f32], rng: &mut Rng) -> Vec<f32>;
     /// `original` noised to the level of `timesteps()[index]` (img2img's starting latents).
+    /// The clean sample x₀ predicted at the last `step`, where the scheduler forms one
+    /// (DDIM, DDPM): the step preview of a pixel-space model.
+    fn predicted_original(&self) -> Option<&[f32]> {
+        None
+    }
     fn add_noise(&self, original: &[f32], noise: &[f32], index: usize) -> Vec<f32>;
     /// The sigma schedule (len = timesteps + 1) for the Karras-style schedulers, else None.
     fn sigmas(&self) -> Option<&[f32]> {

@@ -103,7 +103,7 @@ pub fn compare(r: &Reference, session: &mut Session, configs: &BTreeMap<String, 
     let cfg = UNetConfig::from_json(&configs["unet"]).unwrap();
     let bc = |i: usize| unet_2d::BlockConfig {
         out_channels: cfg.block_out_channels[i],
-        use_cross_attn: cfg.down_attention[i].then_some(cfg.transformer_layers[i]),
+        use_cross_attn: (cfg.down_attention[i] == easel::models::unet::Attn::Cross).then_some(cfg.transformer_layers[i]),
         attention_head_dim: cfg.heads[i],
     };
     let theirs_cfg = unet_2d::UNet2DConditionModelConfig {
@@ -127,7 +127,7 @@ pub fn compare(r: &Reference, session: &mut Session, configs: &BTreeMap<String, 
     let want = theirs_unet.forward(&xs, 999.0, &ctx).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
     let tanh_cfg = UNetConfig { geglu_tanh: true, ..cfg.clone() };
     let inputs = vec![("x", vec![1, 4, 8, 8], HostTensor::F32(sample)), ("t", vec![1], HostTensor::F32(vec![999.0])), ("ctx", vec![1, 77, 1024], HostTensor::F32(tanh))];
-    let got = ours(session, inputs, |g, i| g.scoped("unet", |g| unet(g, &tanh_cfg, i[0], i[1], i[2])));
+    let got = ours(session, inputs, |g, i| g.scoped("unet", |g| unet(g, &tanh_cfg, i[0], i[1], Some(i[2]))));
     let e = rel_err(&got, &want);
     println!("candle-transformers vs ours, UNet (SD 2.1, 8x8 latents, both tanh GEGLU): relative error {e:.2e}");
     assert!(e <= 1e-4, "unet: {e:e}");
