@@ -104,8 +104,5 @@ fn sizes_follow_the_models_downsampling_and_conditioning_is_refused() {
     let odd = Request { width: 15, ..req.clone() };
     assert_eq!(pollster::block_on(generate(&mut m, &odd, &mut |_| true)).err().unwrap().to_string(), "request: size 15x6 must be positive multiples of 2");
     let wrong = Request { init_latents: Some(vec![0.0; 5]), ..req };
-    assert_eq!(
-        pollster::block_on(generate(&mut m, &wrong, &mut |_| true)).err().unwrap().to_string(),
-        "request: init latents have 5 values, the generation wants 180 (1x3x6x10)"
-    );
+    assert_eq!(pollster::block_on(generate(&mut m, &wrong, &mut |_| true)).err().unwrap().to_string(), "request: init latents have 5 values, the generation wants 180 (1x3x6x10)");
 }

@@ -55,9 +55,23 @@ export class Generator {
       $('generate-note').textContent = `This model cannot generate here: ${summary.generatorError}`;
       return;
     }
+    const d = summary.defaults;
+    const familyChanged = this.model?.defaults.family !== d.family;
     this.model = summary;
-    $('width').value = summary.defaults.width;
-    $('height').value = summary.defaults.height;
+    $('width').value = d.width;
+    $('height').value = d.height;
+    // Only the controls this model reads: no prompt or guidance for an unconditional
+    // model, no init image where it cannot take one; sizes in its own unit.
+    $('prompt-controls').hidden = !d.conditional;
+    $('unconditional-note').hidden = d.conditional;
+    $('guidance-row').hidden = !d.conditional;
+    $('init-fieldset').hidden = !d.init_image;
+    for (const id of ['width', 'height']) {
+      $(id).step = String(d.size_multiple);
+      $(id).min = String(d.size_multiple);
+    }
+    if (familyChanged && this.previousFamily !== undefined) $('steps').value = String(d.steps);
+    this.previousFamily = d.family;
     $('generate').disabled = this.running;
     const random = summary.name.includes('tiny') ? ' It has random weights, so its images are noise: load a converted real model for pictures.' : '';
     this.readyNote = `Ready: ${summary.name} on the ${summary.backend.toUpperCase()} (default scheduler ${summary.defaults.scheduler}).${random}`;
@@ -78,7 +92,7 @@ export class Generator {
       batch: Number($('batch').value),
       strength: Number($('strength').value),
       previews: true,
-      ...this.init.requestFields(width, height),
+      ...(this.model?.defaults.init_image === false ? {} : this.init.requestFields(width, height)),
     };
   }
 
@@ -115,7 +129,7 @@ export class Generator {
     $('cancel').disabled = false;
     $('canvas').dataset.state = 'running';
     $('step-progress').value = 0;
-    $('step-text').textContent = 'encoding the prompt…';
+    $('step-text').textContent = this.model.defaults.conditional ? 'encoding the prompt…' : 'starting…';
     $('downloads').replaceChildren();
     $('gallery').replaceChildren();
     this.worker.postMessage({ type: 'generate', request });
@@ -184,7 +198,7 @@ export class Generator {
         const p = data.progress;
         if (p.stage === 'text') {
           // The first step can take minutes at large sizes: say it has started.
-          $('step-text').textContent = 'prompt encoded; running the first step…';
+          $('step-text').textContent = this.model?.defaults.conditional === false ? 'running the first step…' : 'prompt encoded; running the first step…';
           if (p.truncated) $('generate-note').textContent = 'Note: the prompt was longer than 77 tokens and was cut.';
         }
         if (p.stage === 'step') {

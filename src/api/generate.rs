@@ -1,4 +1,4 @@
-//! The generator half of the wasm surface: tokenizer files, building the Stable Diffusion
+//! The generator half of the wasm surface: tokenizer files, building the model family's
 //! pipeline over the loaded weights, and one generation with progress, previews and cancel.
 
 use std::collections::HashMap;
@@ -8,7 +8,7 @@ use wasm_bindgen::prelude::*;
 
 use super::{Engine, LoadedModel};
 use crate::models::Session;
-use crate::pipelines::{encode_pngs, generate, Progress, Request, Rgba, StableDiffusion};
+use crate::pipelines::{encode_pngs, Generator, Progress, Request, Rgba};
 
 fn set(o: &Object, k: &str, v: impl Into<JsValue>) {
     let _ = Reflect::set(o, &k.into(), &v.into());
@@ -34,8 +34,8 @@ impl Engine {
         self.files.0.insert(path, bytes);
     }
 
-    fn pipeline(&mut self) -> Result<&mut StableDiffusion, JsError> {
-        if self.sd.is_none() {
+    fn pipeline(&mut self) -> Result<&mut Generator, JsError> {
+        if self.generator.is_none() {
             let model = self.model.take().ok_or_else(|| JsError::new("load a model first"))?;
             let (configs, family, session) = match model {
                 LoadedModel::Gpu(m, w) => {
@@ -44,21 +44,17 @@ impl Engine {
                 }
                 LoadedModel::Cpu(m, w) => (m.configs.clone(), m.family.clone(), Session::cpu(w)),
             };
-            if family != "stable-diffusion" {
-                return Err(JsError::new(&format!("this page generates with Stable Diffusion models; the loaded model is '{family}'")));
-            }
-            self.sd = Some(StableDiffusion::new(session, &configs, &self.files.0).map_err(|e| JsError::new(&e.to_string()))?);
+            self.generator = Some(Generator::new(&family, session, &configs, &self.files.0).map_err(|e| JsError::new(&e.to_string()))?);
         }
-        Ok(self.sd.as_mut().expect("built above"))
+        Ok(self.generator.as_mut().expect("built above"))
     }
 
-    /// The loaded model's defaults as JSON `{width, height, scheduler}`.
+    /// The loaded model's defaults and the controls that apply to it, as JSON
+    /// `{family, width, height, steps, guidance, scheduler, size_multiple, conditional,
+    /// init_image, preview}` (see `pipelines::Defaults`).
     #[wasm_bindgen(js_name = modelDefaults)]
     pub fn model_defaults(&mut self) -> Result<String, JsError> {
-        let sd = self.pipeline()?;
-        let size = sd.unet_cfg_sample_size() * sd.vae_cfg.downscale();
-        let scheduler = sd.scheduler_config.get("_class_name").and_then(|v| v.as_str()).unwrap_or("").to_string();
-        Ok(serde_json::json!({ "width": size, "height": size, "scheduler": scheduler }).to_string())
+        Ok(serde_json::to_string(&self.pipeline()?.defaults()).unwrap_or_default())
     }
 
     /// Runs one generation. `request_json` is a `pipelines::Request` (missing fields take
@@ -70,7 +66,7 @@ impl Engine {
     pub async fn generate(&mut self, request_json: String, on_progress: js_sys::Function) -> Result<JsValue, JsError> {
         let req = Request::from_json(&request_json).map_err(|e| JsError::new(&e))?;
         let model_name = self.model_name.clone();
-        let sd = self.pipeline()?;
+        let model = self.pipeline()?;
         let mut report = |p: Progress| -> bool {
             let o = Object::new();
             match p {
@@ -91,7 +87,7 @@ impl Engine {
             }
             on_progress.call1(&JsValue::NULL, &o).map(|v| v.as_bool() != Some(false)).unwrap_or(true)
         };
-        let out = generate(sd, &req, &mut report).await.map_err(|e| JsError::new(&e.to_string()))?;
+        let out = model.generate(&req, &mut report).await.map_err(|e| JsError::new(&e.to_string()))?;
         let result = Object::new();
         let (images, pngs, png_errors) = (Array::new(), Array::new(), Array::new());
         for img in &out.images {

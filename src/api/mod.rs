@@ -33,8 +33,8 @@ pub struct Engine {
     model: Option<LoadedModel>,
     /// Tokenizer files of the model being loaded.
     files: generate::ModelFiles,
-    /// The generator, built over `model`'s weights on first use.
-    sd: Option<crate::pipelines::StableDiffusion>,
+    /// The model's pipeline (by its family), built over `model`'s weights on first use.
+    generator: Option<crate::pipelines::Generator>,
     model_name: String,
 }
 
@@ -85,7 +85,7 @@ impl Engine {
             }
         };
         let choice = choose_backend(pref, gpu.as_ref().map(|g| &g.report), gpu_error.as_deref()).map_err(|e| JsError::new(&e))?;
-        Ok(Engine { gpu, gpu_error, choice, loading: None, model: None, files: Default::default(), sd: None, model_name: String::new() })
+        Ok(Engine { gpu, gpu_error, choice, loading: None, model: None, files: Default::default(), generator: None, model_name: String::new() })
     }
 
     /// The adapter report as JSON (see `gpu::AdapterReport`), or undefined without a GPU.
@@ -145,7 +145,7 @@ impl Engine {
         let manifest = crate::weights::Manifest::parse(manifest_json.as_bytes()).map_err(|e| JsError::new(&e.to_string()))?;
         let (bytes, _) = self.fit(&manifest).map_err(|e| JsError::new(&e.to_string()))?;
         self.model = None;
-        self.sd = None;
+        self.generator = None;
         self.loading = None;
         self.files = Default::default();
         self.model_name = manifest.name.clone();

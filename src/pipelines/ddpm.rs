@@ -47,6 +47,11 @@ impl Ddpm {
         self.unet_cfg.sample_size
     }
 
+    /// Peak bytes of activations the compiled GPU graph holds.
+    pub fn activation_bytes(&self) -> u64 {
+        self.unet.as_ref().map_or(0, |(_, c)| c.activation_bytes())
+    }
+
     /// One UNet call: `sample` [B, C, H, W] at timestep `t` -> the model output.
     pub async fn unet(&mut self, shape: [usize; 4], sample: Vec<f32>, t: f32) -> Result<Vec<f32>, PipelineError> {
         if self.unet.as_ref().is_none_or(|(s, _)| *s != shape) {
@@ -115,13 +120,5 @@ pub async fn generate(m: &mut Ddpm, req: &Request, progress: &mut dyn FnMut(Prog
     }
     check_finite(&sample, "the final sample")?;
     let images = sample.chunks(c * h * w).map(|x| Rgba::from_nchw(x, w, h)).collect();
-    Ok(Output {
-        images,
-        latents: sample.clone(),
-        prompt_embeds: vec![],
-        negative_prompt_embeds: vec![],
-        decoded: sample,
-        prompt_truncated: false,
-        scheduler: sched.name(),
-    })
+    Ok(Output { images, latents: sample.clone(), prompt_embeds: vec![], negative_prompt_embeds: vec![], decoded: sample, prompt_truncated: false, scheduler: sched.name() })
 }

@@ -2,6 +2,7 @@
 //! `generate` runs txt2img / img2img / inpainting the way diffusers does.
 
 pub mod ddpm;
+pub mod family;
 pub mod generate;
 pub mod image;
 pub mod latents;
@@ -12,6 +13,7 @@ pub mod native;
 pub mod request;
 pub mod sd;
 
+pub use family::{Defaults, Generator};
 pub use generate::{generate, Output, Preview, Progress};
 pub use image::Rgba;
 pub use limits::MemoryBudget;

@@ -1,6 +1,6 @@
-//! `easel generate`: one txt2img / img2img / inpainting run from the command line, with the
-//! hooks that reproduce diffusers exactly (fixed starting latents and noise, saved latents
-//! and embeddings).
+//! `easel generate`: one txt2img / img2img / inpainting run (Stable Diffusion) or one
+//! unconditional sample (DDPM) from the command line, with the hooks that reproduce
+//! diffusers exactly (fixed starting latents and noise, saved latents and embeddings).
 
 use std::path::{Path, PathBuf};
 
@@ -9,22 +9,24 @@ use easel::gpu::{GpuContext, GpuOptions};
 use easel::models::Session;
 use easel::ops::{choose_backend, BackendKind, BackendPreference, StorageType};
 use easel::pipelines::native::{load_model_dir, read_image, read_tensor, read_tensor_opt, write_tensors};
-use easel::pipelines::{encode_pngs, generate, PipelineError, Progress, Request, StableDiffusion};
+use easel::pipelines::{encode_pngs, Generator, PipelineError, Progress, Request};
 
 #[derive(Args)]
 pub struct GenerateArgs {
     /// A converted model folder (manifest.json) or a diffusers repository folder.
     #[arg(long)]
     model: PathBuf,
-    #[arg(long)]
+    /// What to draw (unconditional models such as DDPM take none).
+    #[arg(long, default_value = "")]
     prompt: String,
     #[arg(long, default_value = "")]
     negative_prompt: String,
-    #[arg(long, default_value_t = 25, allow_negative_numbers = true)]
-    steps: usize,
-    /// Classifier-free guidance scale (off at 1 or below).
-    #[arg(long, default_value_t = 7.5, allow_negative_numbers = true)]
-    guidance: f32,
+    /// Denoising steps (default: 25 for Stable Diffusion, 50 for DDPM).
+    #[arg(long, allow_negative_numbers = true)]
+    steps: Option<usize>,
+    /// Classifier-free guidance scale (off at 1 or below; default 7.5).
+    #[arg(long, allow_negative_numbers = true)]
+    guidance: Option<f32>,
     /// euler, euler_a, ddim, dpmpp_2m, dpmpp_2m_karras, pndm, lcm or ddpm (default: the model's own).
     #[arg(long)]
     scheduler: Option<String>,
@@ -33,7 +35,7 @@ pub struct GenerateArgs {
     scheduler_config: Option<PathBuf>,
     #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
     seed: u64,
-    /// Multiple of 8 (default: the model's sample size).
+    /// Multiple of 8 (DDPM: of its downsampling factor); default: the model's sample size.
     #[arg(long, allow_negative_numbers = true)]
     width: Option<usize>,
     #[arg(long, allow_negative_numbers = true)]
@@ -55,13 +57,13 @@ pub struct GenerateArgs {
     /// Storage when converting a diffusers folder on the fly: f32, f16, q8_0, q4_0.
     #[arg(long, default_value = "f32")]
     quant: String,
-    /// safetensors with `latents`: replaces the seeded starting noise.
+    /// safetensors with `latents`: replaces the seeded starting noise (DDPM: x_T in pixels).
     #[arg(long)]
     init_latents: Option<PathBuf>,
     /// safetensors with `posterior` (VAE sample draw) and/or `noise` (img2img noise).
     #[arg(long)]
     noise: Option<PathBuf>,
-    /// Writes the final latents (tensor `latents`).
+    /// Writes the final latents (tensor `latents`; DDPM: the last sample before /2+0.5 and clamping).
     #[arg(long)]
     save_latents: Option<PathBuf>,
     /// Writes `prompt_embeds` and `negative_prompt_embeds`.
@@ -101,17 +103,21 @@ pub async fn run(a: GenerateArgs) -> Result<(), PipelineError> {
         _ => Session::cpu(model.weights),
     };
     eprintln!("backend: {} ({})", session.kind(), choice.reason);
-    let mut sd = StableDiffusion::new(session, &model.configs, &model.files)?;
-    let size = sd.unet_cfg_sample_size() * sd.vae_cfg.downscale();
+    let mut model_gen = Generator::new(&model.family, session, &model.configs, &model.files)?;
+    let defaults = model_gen.defaults();
+    let prompted = !a.prompt.is_empty() || !a.negative_prompt.is_empty();
+    if !defaults.conditional && prompted {
+        eprintln!("note: this {} model is unconditional: the prompt is not used", defaults.family);
+    }
     let mut req = Request {
         prompt: a.prompt.clone(),
         negative_prompt: a.negative_prompt.clone(),
-        steps: a.steps,
-        guidance: a.guidance,
+        steps: a.steps.unwrap_or(defaults.steps),
+        guidance: a.guidance.unwrap_or(defaults.guidance),
         scheduler: a.scheduler.clone(),
         seed: a.seed,
-        width: a.width.unwrap_or(size),
-        height: a.height.unwrap_or(size),
+        width: a.width.unwrap_or(defaults.width),
+        height: a.height.unwrap_or(defaults.height),
         batch: a.batch,
         strength: a.strength.unwrap_or(if a.mask.is_some() { 1.0 } else { 0.8 }),
         ..Request::default()
@@ -123,9 +129,10 @@ pub async fn run(a: GenerateArgs) -> Result<(), PipelineError> {
     if let Some(p) = &a.init_image {
         let file = read_image(p, "image")?;
         if a.width.is_none() && a.height.is_none() {
-            // The image's own size, down to multiples of 8 (the VAE's and UNet's unit).
+            // The image's own size, down to the model's size unit.
             let (w, h) = file.size();
-            (req.width, req.height) = ((w / 8 * 8).max(8), (h / 8 * 8).max(8));
+            let m = defaults.size_multiple;
+            (req.width, req.height) = ((w / m * m).max(m), (h / m * m).max(m));
         }
         let (image, note) = file.to_input("init image", req.width, req.height);
         req.init_image = Some(image);
@@ -156,13 +163,14 @@ pub async fn run(a: GenerateArgs) -> Result<(), PipelineError> {
         }
         true
     };
-    let out = generate(&mut sd, &req, &mut report).await?;
-    let f = sd.vae_cfg.downscale();
-    let lshape = [req.batch, sd.vae_cfg.latent_channels, req.height / f, req.width / f];
+    let out = model_gen.generate(&req, &mut report).await?;
     if let Some(p) = &a.save_latents {
-        write_tensors(p, &[("latents", &lshape, &out.latents)])?;
+        write_tensors(p, &[("latents", &model_gen.latent_shape(&req), &out.latents)])?;
     }
     if let Some(p) = &a.save_embeddings {
+        let Generator::StableDiffusion(sd) = &model_gen else {
+            return Err(PipelineError::Request("--save-embeddings: this model has no text encoder".into()));
+        };
         let d = sd.text_cfg.hidden_size;
         let neg_shape = [out.negative_prompt_embeds.len() / (77 * d).max(1), 77, d];
         write_tensors(p, &[("prompt_embeds", &[req.batch, 77, d], &out.prompt_embeds), ("negative_prompt_embeds", &neg_shape, &out.negative_prompt_embeds)])?;
@@ -176,6 +184,6 @@ pub async fn run(a: GenerateArgs) -> Result<(), PipelineError> {
             eprintln!("warning: {}: {e}", path.display());
         }
     }
-    eprintln!("done in {:.1} s on {} (peak GPU activation bytes {})", t0.elapsed().as_secs_f64(), sd.session.kind(), sd.activation_bytes());
+    eprintln!("done in {:.1} s on {} (peak GPU activation bytes {})", t0.elapsed().as_secs_f64(), model_gen.session().kind(), model_gen.activation_bytes());
     Ok(())
 }

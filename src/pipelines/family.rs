@@ -1,0 +1,120 @@
+//! One engine, many model families: the manifest's family picks the pipeline, and the CLI,
+//! the wasm API and the page see one interface (load, defaults, generate with progress and
+//! cancel, the same `Output` and PNG metadata).
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::ddpm::{self, Ddpm};
+use super::generate::{Output, Progress};
+use super::request::Request;
+use super::sd::StableDiffusion;
+use super::PipelineError;
+use crate::models::Session;
+
+/// A loaded model of any family that makes images.
+#[allow(clippy::large_enum_variant)] // one per engine
+pub enum Generator {
+    StableDiffusion(StableDiffusion),
+    Ddpm(Ddpm),
+}
+
+/// What the page and the CLI start from for a model, and which controls apply to it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Defaults {
+    pub family: &'static str,
+    pub width: usize,
+    pub height: usize,
+    pub steps: usize,
+    pub guidance: f32,
+    /// The scheduler class of the model's own config.
+    pub scheduler: String,
+    /// Image sides must be multiples of this.
+    pub size_multiple: usize,
+    /// Reads a prompt (and negative prompt, guidance).
+    pub conditional: bool,
+    /// Takes an init image and mask (img2img, inpainting).
+    pub init_image: bool,
+    /// What the per-step preview shows: "latents" or "x0".
+    pub preview: &'static str,
+}
+
+impl Generator {
+    /// The pipeline for `family` (the manifest's) over `session`'s weights.
+    pub fn new(family: &str, session: Session, configs: &BTreeMap<String, Value>, files: &HashMap<String, Vec<u8>>) -> Result<Self, PipelineError> {
+        match family {
+            "stable-diffusion" => Ok(Self::StableDiffusion(StableDiffusion::new(session, configs, files)?)),
+            "ddpm" => Ok(Self::Ddpm(Ddpm::new(session, configs)?)),
+            other => Err(PipelineError::Model(format!("'{other}' models do not generate images here yet (Stable Diffusion and DDPM models do)"))),
+        }
+    }
+
+    pub fn defaults(&self) -> Defaults {
+        let class = |c: &Value| c.get("_class_name").and_then(|v| v.as_str()).unwrap_or("").to_string();
+        match self {
+            Self::StableDiffusion(sd) => {
+                let size = sd.unet_cfg_sample_size() * sd.vae_cfg.downscale();
+                Defaults {
+                    family: "stable-diffusion",
+                    width: size,
+                    height: size,
+                    steps: 25,
+                    guidance: 7.5,
+                    scheduler: class(&sd.scheduler_config),
+                    size_multiple: 8,
+                    conditional: true,
+                    init_image: true,
+                    preview: "latents",
+                }
+            }
+            Self::Ddpm(m) => Defaults {
+                family: "ddpm",
+                width: m.sample_size(),
+                height: m.sample_size(),
+                steps: 50,
+                guidance: 0.0,
+                scheduler: class(&m.scheduler_config),
+                size_multiple: m.size_multiple(),
+                conditional: false,
+                init_image: false,
+                preview: "x0",
+            },
+        }
+    }
+
+    /// Runs one generation; `progress` returns false to cancel between steps.
+    pub async fn generate(&mut self, req: &Request, progress: &mut dyn FnMut(Progress) -> bool) -> Result<Output, PipelineError> {
+        match self {
+            Self::StableDiffusion(sd) => super::generate(sd, req, progress).await,
+            Self::Ddpm(m) => ddpm::generate(m, req, progress).await,
+        }
+    }
+
+    /// The shape of `Output::latents` for `req`: SD's latents, DDPM's pixels.
+    pub fn latent_shape(&self, req: &Request) -> [usize; 4] {
+        match self {
+            Self::StableDiffusion(sd) => {
+                let f = sd.vae_cfg.downscale();
+                [req.batch, sd.vae_cfg.latent_channels, req.height / f, req.width / f]
+            }
+            Self::Ddpm(m) => [req.batch, m.unet_cfg.in_channels, req.height, req.width],
+        }
+    }
+
+    pub fn session(&self) -> &Session {
+        match self {
+            Self::StableDiffusion(sd) => &sd.session,
+            Self::Ddpm(m) => &m.session,
+        }
+    }
+
+    /// Peak bytes of activations the compiled GPU graphs hold.
+    pub fn activation_bytes(&self) -> u64 {
+        match self {
+            Self::StableDiffusion(sd) => sd.activation_bytes(),
+            Self::Ddpm(m) => m.activation_bytes(),
+        }
+    }
+}
