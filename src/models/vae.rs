@@ -1,6 +1,8 @@
 //! diffusers' `AutoencoderKL`: the decoder (latents -> image) and the encoder (image ->
 //! posterior moments). GroupNorm eps is 1e-6 throughout, and the encoder's stride-2 convs
-//! pad (0, 1, 0, 1) like the original LDM code.
+//! pad (0, 1, 0, 1) like the original LDM code. The same encoder/decoder serve `VQModel`
+//! (`vqgan.rs`), whose blocks may carry attention (`AttnDownEncoderBlock2D`,
+//! `AttnUpDecoderBlock2D`, taming's `attn_resolutions`).
 
 use serde_json::Value;
 
@@ -22,28 +24,44 @@ pub struct VaeConfig {
     pub scaling_factor: f32,
     pub shift_factor: f32,
     pub mid_attention: bool,
+    /// Per down block (encoder) and per up block (decoder, in the order applied): whether
+    /// each resnet is followed by a spatial attention.
+    pub down_attention: Vec<bool>,
+    pub up_attention: Vec<bool>,
     pub quant_conv: bool,
     pub post_quant_conv: bool,
 }
 
 impl VaeConfig {
     pub fn from_json(v: &Value) -> Result<Self, OpError> {
-        let c = Cfg::new("vae", v);
-        for t in c.strings("down_block_types")? {
-            if t != "DownEncoderBlock2D" {
-                return Err(OpError::Config { component: "vae".into(), message: format!("down block '{t}' is not supported") });
-            }
+        Self::from_json_as("vae", v)
+    }
+
+    /// As `from_json`, naming `component` in errors (the VQ models use the same keys).
+    pub fn from_json_as(component: &str, v: &Value) -> Result<Self, OpError> {
+        let c = Cfg::new(component, v);
+        let down_attention = block_attention(component, &c.strings("down_block_types")?, "DownEncoderBlock2D", "AttnDownEncoderBlock2D")?;
+        let up_attention = match c.strings("up_block_types") {
+            Ok(types) => block_attention(component, &types, "UpDecoderBlock2D", "AttnUpDecoderBlock2D")?,
+            Err(_) => vec![false; down_attention.len()],
+        };
+        let block_out_channels = c.usizes("block_out_channels")?;
+        if down_attention.len() != block_out_channels.len() || up_attention.len() != block_out_channels.len() {
+            let message = format!("{} down / {} up block types for {} block_out_channels", down_attention.len(), up_attention.len(), block_out_channels.len());
+            return Err(OpError::Config { component: component.into(), message });
         }
         Ok(Self {
             in_channels: c.usize_or("in_channels", 3)?,
             out_channels: c.usize_or("out_channels", 3)?,
             latent_channels: c.usize_or("latent_channels", 4)?,
-            block_out_channels: c.usizes("block_out_channels")?,
+            block_out_channels,
             layers_per_block: c.usize_or("layers_per_block", 1)?,
             groups: c.usize_or("norm_num_groups", 32)?,
             scaling_factor: c.f32_or("scaling_factor", 0.18215)?,
             shift_factor: c.f32_or("shift_factor", 0.0)?,
             mid_attention: c.bool_or("mid_block_add_attention", true)?,
+            down_attention,
+            up_attention,
             quant_conv: c.bool_or("use_quant_conv", true)?,
             post_quant_conv: c.bool_or("use_post_quant_conv", true)?,
         })
@@ -57,6 +75,18 @@ impl VaeConfig {
     fn norm(&self) -> Norm {
         Norm { groups: self.groups, eps: 1e-6 }
     }
+}
+
+/// Whether each block of `types` (all `plain` or `attn`) has attention.
+fn block_attention(component: &str, types: &[String], plain: &str, attn: &str) -> Result<Vec<bool>, OpError> {
+    types
+        .iter()
+        .map(|t| match t.as_str() {
+            t if t == plain => Ok(false),
+            t if t == attn => Ok(true),
+            _ => Err(OpError::Config { component: component.into(), message: format!("block '{t}' is not supported (supported: {plain}, {attn})") }),
+        })
+        .collect()
 }
 
 /// The VAE's single-head spatial self-attention (`mid_block.attentions.0`).
@@ -91,6 +121,9 @@ pub fn decode(g: &mut Graph, cfg: &VaeConfig, z: TensorId) -> Result<TensorId, O
             x = within(g, &format!("up_blocks.{i}"), |g| -> Result<TensorId, OpError> {
                 for j in 0..=cfg.layers_per_block {
                     x = within(g, &format!("resnets.{j}"), |g| resnet(g, x, None, cfg.norm()))?;
+                    if cfg.up_attention[i] {
+                        x = within(g, &format!("attentions.{j}"), |g| spatial_attention(g, x, cfg.groups))?;
+                    }
                 }
                 if i + 1 < n {
                     x = upsample(g, x)?;
@@ -118,6 +151,9 @@ pub fn encode(g: &mut Graph, cfg: &VaeConfig, image: TensorId) -> Result<TensorI
             x = within(g, &format!("down_blocks.{i}"), |g| -> Result<TensorId, OpError> {
                 for j in 0..cfg.layers_per_block {
                     x = within(g, &format!("resnets.{j}"), |g| resnet(g, x, None, cfg.norm()))?;
+                    if cfg.down_attention[i] {
+                        x = within(g, &format!("attentions.{j}"), |g| spatial_attention(g, x, cfg.groups))?;
+                    }
                 }
                 if i + 1 < n {
                     x = within(g, "downsamplers.0", |g| conv_padded(g, "conv", x, 2, [0, 1, 0, 1]))?;

@@ -1,5 +1,6 @@
 //! Pipelines glue models and schedulers: `sd` holds a Stable Diffusion model on a backend,
-//! `generate` runs txt2img / img2img / inpainting the way diffusers does.
+//! `generate` runs txt2img / img2img / inpainting the way diffusers does; `vqgan` holds a
+//! VQ autoencoder (encode to codes, decode codes).
 
 pub mod generate;
 pub mod image;
@@ -10,6 +11,7 @@ pub mod metadata;
 pub mod native;
 pub mod request;
 pub mod sd;
+pub mod vqgan;
 
 pub use generate::{generate, Output, Preview, Progress};
 pub use image::Rgba;
@@ -17,6 +19,7 @@ pub use limits::MemoryBudget;
 pub use metadata::{encode_pngs, EncodedPng, ImageInfo};
 pub use request::{FloatImage, Request};
 pub use sd::StableDiffusion;
+pub use vqgan::VqGan;
 
 use thiserror::Error;
 
