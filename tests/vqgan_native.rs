@@ -15,9 +15,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use easel::gpu::{GpuContext, GpuOptions};
-use easel::models::taming;
 use easel::models::vqgan::VqConfig;
 use easel::models::Session;
+use easel::models::{taming, yaml};
 use easel::ops::{StorageType, WeightStore};
 use easel::pipelines::native::{load_model_dir, read_int_tensor, read_tensor};
 use easel::pipelines::vqgan::prepare;
@@ -83,11 +83,8 @@ fn f64_margin(latents: &Ref, codebook: &[f32], indices: &Ref) -> f64 {
     let (d, hw) = (latents.shape[1], latents.shape[2] * latents.shape[3]);
     let mut margin = f64::INFINITY;
     for (p, &want) in indices.values.iter().enumerate() {
-        let mut dist: Vec<(f64, usize)> = codebook
-            .chunks(d)
-            .enumerate()
-            .map(|(k, e)| (e.iter().enumerate().map(|(c, &v)| (latents.values[c * hw + p] as f64 - v as f64).powi(2)).sum(), k))
-            .collect();
+        let mut dist: Vec<(f64, usize)> =
+            codebook.chunks(d).enumerate().map(|(k, e)| (e.iter().enumerate().map(|(c, &v)| (latents.values[c * hw + p] as f64 - v as f64).powi(2)).sum(), k)).collect();
         dist.sort_by(|a, b| a.partial_cmp(b).unwrap());
         assert_eq!(dist[0].1, want as usize, "position {p}");
         margin = margin.min(dist[1].0 - dist[0].0);
@@ -216,6 +213,62 @@ fn bad_codes_and_images_are_refused_with_a_reason() {
     assert!(err.contains("norm_type"), "{err}");
 }
 
+#[test]
+fn yaml_reader_takes_taming_configs() {
+    let text = "model:\n  base_learning_rate: 4.5e-06   # lr\n  target: taming.models.vqgan.VQModel\n  params:\n    embed_dim: 8\n    ddconfig:\n      double_z: false\n      ch_mult:\n      - 1\n      - 2\n      attn_resolutions: [16]\n      empty: []\n      nested:\n        - 3\n    lossconfig:\n      target: 'a # b'\n";
+    let v = yaml::parse(text).unwrap();
+    let p = &v["model"]["params"];
+    assert_eq!(v["model"]["base_learning_rate"].as_f64(), Some(4.5e-6));
+    assert_eq!(p["embed_dim"], 8);
+    assert_eq!(p["ddconfig"]["double_z"], false);
+    assert_eq!(p["ddconfig"]["ch_mult"], serde_json::json!([1, 2]));
+    assert_eq!(p["ddconfig"]["attn_resolutions"], serde_json::json!([16]));
+    assert_eq!(p["ddconfig"]["empty"], serde_json::json!([]));
+    assert_eq!(p["ddconfig"]["nested"], serde_json::json!([3]));
+    assert_eq!(p["lossconfig"]["target"], "a # b");
+}
+
+#[test]
+fn yaml_reader_names_the_line_it_cannot_read() {
+    assert!(yaml::parse("a:\n  - b: 1\n").unwrap_err().contains("line 2"));
+    assert!(yaml::parse("a: 1\n    b: 2\n").unwrap_err().contains("line 2"));
+}
+
+#[test]
+fn keys_map_onto_diffusers_names() {
+    let cases = [
+        ("encoder.down.1.block.0.nin_shortcut.weight", "vqvae.encoder.down_blocks.1.resnets.0.conv_shortcut.weight"),
+        ("encoder.down.1.attn.0.proj_out.bias", "vqvae.encoder.down_blocks.1.attentions.0.to_out.0.bias"),
+        ("encoder.down.0.downsample.conv.weight", "vqvae.encoder.down_blocks.0.downsamplers.0.conv.weight"),
+        ("encoder.mid.attn_1.norm.weight", "vqvae.encoder.mid_block.attentions.0.group_norm.weight"),
+        ("decoder.mid.block_2.conv1.bias", "vqvae.decoder.mid_block.resnets.1.conv1.bias"),
+        ("decoder.up.1.attn.1.q.weight", "vqvae.decoder.up_blocks.0.attentions.1.to_q.weight"),
+        ("decoder.up.1.upsample.conv.weight", "vqvae.decoder.up_blocks.0.upsamplers.0.conv.weight"),
+        ("decoder.up.0.block.2.norm2.weight", "vqvae.decoder.up_blocks.1.resnets.2.norm2.weight"),
+        ("decoder.norm_out.bias", "vqvae.decoder.conv_norm_out.bias"),
+        ("quantize.embedding.weight", "vqvae.quantize.embedding.weight"),
+        ("post_quant_conv.weight", "vqvae.post_quant_conv.weight"),
+    ];
+    for (taming, diffusers) in cases {
+        assert_eq!(taming::diffusers_name(taming, 2).as_deref(), Some(diffusers), "{taming}");
+    }
+    assert_eq!(taming::diffusers_name("loss.discriminator.main.0.weight", 2), None);
+    assert_eq!(taming::levels(["decoder.up.3.block.0.conv1.weight", "decoder.up.10x.y", "encoder.down.7.block.0.conv1.weight"]), 4);
+}
+
+#[test]
+fn attention_levels_follow_attn_resolutions() {
+    // vqgan_imagenet_f16_16384: 256 px, five levels, attention at 16 px only.
+    let text = "model:\n  target: taming.models.vqgan.VQModel\n  params:\n    embed_dim: 256\n    n_embed: 16384\n    ddconfig:\n      double_z: False\n      z_channels: 256\n      resolution: 256\n      in_channels: 3\n      out_ch: 3\n      ch: 128\n      ch_mult: [ 1,1,2,2,4]\n      num_res_blocks: 2\n      attn_resolutions: [16]\n      dropout: 0.0\n";
+    let c = taming::config_from_yaml(text).unwrap();
+    assert_eq!(c.vae.block_out_channels, vec![128, 128, 256, 256, 512]);
+    assert_eq!(c.vae.down_attention, vec![false, false, false, false, true]);
+    assert_eq!(c.vae.up_attention, vec![true, false, false, false, false]);
+    assert_eq!((c.num_embeddings, c.embed_dim, c.vae.latent_channels), (16384, 256, 256));
+    let err = taming::config_from_yaml(&text.replace("vqgan.VQModel", "vqgan.GumbelVQ")).unwrap_err().to_string();
+    assert!(err.contains("GumbelVQ"), "{err}");
+}
+
 fn tmp(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("easel-vqgan-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -271,4 +324,34 @@ fn cli_encodes_and_decodes_the_taming_fixture() {
     assert!(!ok && err.contains("'indices' is F32; it must be an integer tensor"), "{err}");
     let (ok, err) = easel(&["vqgan", "encode", "--model", &s(&model), "--image", &s(&codes), "--out", &s(&bad), "--backend", "cpu"]);
     assert!(!ok && err.contains("no tensor 'image'"), "{err}");
+
+    // A PNG in, and the model as `easel convert` writes it: the same decode, bit for bit.
+    let (ok, err) = easel(&["vqgan", "encode", "--model", &s(&model), "--image", &s(&png), "--out", &s(&bad), "--backend", "cpu"]);
+    assert!(ok, "{err}");
+    assert_eq!(read_int_tensor(&bad, "indices").unwrap().0, vec![1, 16, 16]);
+    let converted = tmp("taming-converted");
+    let (ok, err) = easel(&["convert", &s(&model.join("model.ckpt")), "--out", &s(&converted), "--quant", "f32"]);
+    assert!(ok, "{err}");
+    let raw2 = tmp("image-converted.safetensors");
+    let (ok, err) = easel(&["vqgan", "decode", "--model", &s(&converted), "--codes", &s(&codes), "--out", &s(&png), "--save-image-tensor", &s(&raw2), "--backend", "cpu"]);
+    assert!(ok, "{err}");
+    assert_eq!(read_tensor(&raw2, "image").unwrap().1, decoded);
+}
+
+#[test]
+fn cli_encodes_with_a_converted_diffusers_vqmodel() {
+    let refs = references("vqmodel-tiny");
+    let converted = tmp("vqmodel-converted");
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    let (ok, err) = easel(&["convert", &s(&fixture("vqmodel-tiny")), "--out", &s(&converted), "--quant", "f32"]);
+    assert!(ok, "{err}");
+    let image = &refs["encode/image"];
+    let unit: Vec<f32> = image.values.iter().map(|v| (v + 1.0) / 2.0).collect();
+    let (input, codes) = (tmp("vq-image.safetensors"), tmp("vq-codes.safetensors"));
+    easel::pipelines::native::write_tensors(&input, &[("image", &image.shape, &unit)]).unwrap();
+    let (ok, err) = easel(&["vqgan", "encode", "--model", &s(&converted), "--image", &s(&input), "--out", &s(&codes), "--backend", "cpu"]);
+    assert!(ok, "{err}");
+    let want: Vec<i64> = refs["quantize/indices"].values.iter().map(|&v| v as i64).collect();
+    assert_eq!(read_int_tensor(&codes, "indices").unwrap(), (vec![1, 8, 8], want));
+    close("cli", "cpu", "quantize/quant", &read_tensor(&codes, "z_q").unwrap().1, &refs["quantize/quant"]);
 }

@@ -122,29 +122,3 @@ fn scalar(text: &str) -> Value {
         None => Value::String(t.to_string()),
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn taming_config_shapes() {
-        let text = "model:\n  base_learning_rate: 4.5e-06   # lr\n  target: taming.models.vqgan.VQModel\n  params:\n    embed_dim: 8\n    ddconfig:\n      double_z: false\n      ch_mult:\n      - 1\n      - 2\n      attn_resolutions: [16]\n      empty: []\n      nested:\n        - 3\n    lossconfig:\n      target: 'a # b'\n";
-        let v = parse(text).unwrap();
-        let p = &v["model"]["params"];
-        assert_eq!(v["model"]["base_learning_rate"].as_f64(), Some(4.5e-6));
-        assert_eq!(p["embed_dim"], 8);
-        assert_eq!(p["ddconfig"]["double_z"], false);
-        assert_eq!(p["ddconfig"]["ch_mult"], serde_json::json!([1, 2]));
-        assert_eq!(p["ddconfig"]["attn_resolutions"], serde_json::json!([16]));
-        assert_eq!(p["ddconfig"]["empty"], serde_json::json!([]));
-        assert_eq!(p["ddconfig"]["nested"], serde_json::json!([3]));
-        assert_eq!(p["lossconfig"]["target"], "a # b");
-    }
-
-    #[test]
-    fn unsupported_structure_names_its_line() {
-        assert!(parse("a:\n  - b: 1\n").unwrap_err().contains("line 2"));
-        assert!(parse("a: 1\n    b: 2\n").unwrap_err().contains("line 2"));
-    }
-}
