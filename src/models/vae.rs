@@ -41,9 +41,9 @@ impl VaeConfig {
     pub fn from_json_as(component: &str, v: &Value) -> Result<Self, OpError> {
         let c = Cfg::new(component, v);
         let down_attention = block_attention(component, &c.strings("down_block_types")?, "DownEncoderBlock2D", "AttnDownEncoderBlock2D")?;
-        let up_attention = match c.strings("up_block_types") {
-            Ok(types) => block_attention(component, &types, "UpDecoderBlock2D", "AttnUpDecoderBlock2D")?,
-            Err(_) => vec![false; down_attention.len()],
+        let up_attention = match v.get("up_block_types") {
+            None | Some(Value::Null) => vec![false; down_attention.len()],
+            Some(_) => block_attention(component, &c.strings("up_block_types")?, "UpDecoderBlock2D", "AttnUpDecoderBlock2D")?,
         };
         let block_out_channels = c.usizes("block_out_channels")?;
         if down_attention.len() != block_out_channels.len() || up_attention.len() != block_out_channels.len() {

@@ -1,5 +1,6 @@
-//! Native file plumbing for the CLI and the tests: a model from a converted folder or a
-//! diffusers folder, exact float inputs from safetensors files, PNG in and out.
+//! Native file plumbing for the CLI and the tests: a model from a converted folder, a
+//! diffusers folder or a taming checkpoint, exact float inputs and integer codes from
+//! safetensors files, PNG in and out.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs;

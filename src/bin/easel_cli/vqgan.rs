@@ -37,7 +37,7 @@ pub enum VqganCommand {
         /// As for encode.
         #[arg(long)]
         model: PathBuf,
-        /// safetensors with an integer tensor `indices`.
+        /// safetensors with an integer tensor `indices` (B x h x w, or h x w).
         #[arg(long)]
         codes: PathBuf,
         /// Output PNG (a batch: out-0.png ... out-(B-1).png).
