@@ -1,4 +1,4 @@
-//! The native CLI: diagnostics now; conversion, generation and benchmarks as they land.
+//! The native CLI: diagnostics, conversion, generation, VQ encode/decode and benchmarks.
 
 #[cfg(not(target_arch = "wasm32"))]
 fn main() -> std::process::ExitCode {
@@ -17,8 +17,12 @@ mod generate;
 mod bench_unet;
 
 #[cfg(not(target_arch = "wasm32"))]
+#[path = "easel_cli/vqgan.rs"]
+mod vqgan;
+
+#[cfg(not(target_arch = "wasm32"))]
 mod cli {
-    use super::generate;
+    use super::{generate, vqgan};
     use clap::{Parser, Subcommand};
     use easel::gpu::{self, GpuContext, GpuOptions};
     use easel::ops::{choose_backend, BackendChoice, BackendKind, BackendPreference};
@@ -61,6 +65,11 @@ mod cli {
         },
         /// Generate images with a Stable Diffusion model (txt2img, img2img, inpainting).
         Generate(Box<generate::GenerateArgs>),
+        /// Encode images to VQ codes and decode codes to images (taming VQGAN, VQModel).
+        Vqgan {
+            #[command(subcommand)]
+            what: vqgan::VqganCommand,
+        },
         /// Benchmarks (figures printed, not asserted).
         Bench {
             #[command(subcommand)]
@@ -129,16 +138,12 @@ mod cli {
         if let Command::Convert { source, out, quant, shard_mb, taesd } = &cli.command {
             return convert(source, taesd.as_deref(), out, quant, *shard_mb);
         }
-        if let Command::Generate(args) = cli.command {
-            return match pollster::block_on(generate::run(*args)) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    ExitCode::FAILURE
-                }
-            };
-        }
-        match pollster::block_on(run(cli.command)) {
+        let result = match cli.command {
+            Command::Generate(args) => pollster::block_on(generate::run(*args)).map_err(|e| e.to_string()),
+            Command::Vqgan { what } => pollster::block_on(vqgan::run(what)).map_err(|e| e.to_string()),
+            command => pollster::block_on(run(command)).map_err(|e| e.to_string()),
+        };
+        match result {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("error: {e}");
@@ -179,7 +184,7 @@ mod cli {
                     r.millis
                 );
             }
-            Command::Bench { .. } | Command::Convert { .. } | Command::Generate(_) => unreachable!("handled above"),
+            Command::Bench { .. } | Command::Convert { .. } | Command::Generate(_) | Command::Vqgan { .. } => unreachable!("handled above"),
         }
         Ok(())
     }

@@ -155,16 +155,19 @@ pub fn unet(cfg: &UNetConfig) -> Schema {
     list
 }
 
+/// A VAE block's single-head spatial attention.
+fn vae_attention(o: &mut Out, c: usize) {
+    o.norm("group_norm", c);
+    for p in ["to_q", "to_k", "to_v", "to_out.0"] {
+        o.dense(p, c, c, true);
+    }
+}
+
 fn vae_mid(o: &mut Out, c: usize, attention: bool) {
     o.scoped("mid_block", |o| {
         o.scoped("resnets.0", |o| resnet(o, c, c, None));
         if attention {
-            o.scoped("attentions.0", |o| {
-                o.norm("group_norm", c);
-                for p in ["to_q", "to_k", "to_v", "to_out.0"] {
-                    o.dense(p, c, c, true);
-                }
-            });
+            o.scoped("attentions.0", |o| vae_attention(o, c));
         }
         o.scoped("resnets.1", |o| resnet(o, c, c, None));
     });
@@ -183,6 +186,9 @@ pub fn vae(cfg: &VaeConfig) -> Schema {
             o.scoped(&format!("down_blocks.{i}"), |o| {
                 for j in 0..cfg.layers_per_block {
                     o.scoped(&format!("resnets.{j}"), |o| resnet(o, if j == 0 { prev } else { ch[i] }, ch[i], None));
+                    if cfg.down_attention[i] {
+                        o.scoped(&format!("attentions.{j}"), |o| vae_attention(o, ch[i]));
+                    }
                 }
                 if i + 1 < n {
                     o.conv("downsamplers.0.conv", ch[i], ch[i], 3);
@@ -209,6 +215,9 @@ pub fn vae(cfg: &VaeConfig) -> Schema {
             o.scoped(&format!("up_blocks.{i}"), |o| {
                 for j in 0..=cfg.layers_per_block {
                     o.scoped(&format!("resnets.{j}"), |o| resnet(o, if j == 0 { prev } else { out }, out, None));
+                    if cfg.up_attention[i] {
+                        o.scoped(&format!("attentions.{j}"), |o| vae_attention(o, out));
+                    }
                 }
                 if i + 1 < n {
                     o.conv("upsamplers.0.conv", out, out, 3);

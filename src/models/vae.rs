@@ -1,12 +1,14 @@
 //! diffusers' `AutoencoderKL`: the decoder (latents -> image) and the encoder (image ->
 //! posterior moments). GroupNorm eps is 1e-6 throughout, and the encoder's stride-2 convs
-//! pad (0, 1, 0, 1) like the original LDM code.
+//! pad (0, 1, 0, 1) like the original LDM code. The same encoder/decoder serve `VQModel`
+//! (`vqgan.rs`), whose blocks may carry attention (`AttnDownEncoderBlock2D`,
+//! `AttnUpDecoderBlock2D`, taming's `attn_resolutions`).
 
 use serde_json::Value;
 
-use super::blocks::{attention_here, resnet, upsample, Norm};
+use super::blocks::{resnet, self_attention, upsample, Norm};
 use super::config::Cfg;
-use super::layers::{conv, conv_padded, from_tokens, group_norm, to_tokens, within};
+use super::layers::{conv, conv_padded, group_norm, within};
 use crate::error::OpError;
 use crate::ops::{Graph, TensorId};
 
@@ -22,28 +24,44 @@ pub struct VaeConfig {
     pub scaling_factor: f32,
     pub shift_factor: f32,
     pub mid_attention: bool,
+    /// Per down block (encoder) and per up block (decoder, in the order applied): whether
+    /// each resnet is followed by a spatial attention.
+    pub down_attention: Vec<bool>,
+    pub up_attention: Vec<bool>,
     pub quant_conv: bool,
     pub post_quant_conv: bool,
 }
 
 impl VaeConfig {
     pub fn from_json(v: &Value) -> Result<Self, OpError> {
-        let c = Cfg::new("vae", v);
-        for t in c.strings("down_block_types")? {
-            if t != "DownEncoderBlock2D" {
-                return Err(OpError::Config { component: "vae".into(), message: format!("down block '{t}' is not supported") });
-            }
+        Self::from_json_as("vae", v)
+    }
+
+    /// As `from_json`, naming `component` in errors (the VQ models use the same keys).
+    pub fn from_json_as(component: &str, v: &Value) -> Result<Self, OpError> {
+        let c = Cfg::new(component, v);
+        let down_attention = block_attention(component, &c.strings("down_block_types")?, "DownEncoderBlock2D", "AttnDownEncoderBlock2D")?;
+        let up_attention = match v.get("up_block_types") {
+            None | Some(Value::Null) => vec![false; down_attention.len()],
+            Some(_) => block_attention(component, &c.strings("up_block_types")?, "UpDecoderBlock2D", "AttnUpDecoderBlock2D")?,
+        };
+        let block_out_channels = c.usizes("block_out_channels")?;
+        if down_attention.len() != block_out_channels.len() || up_attention.len() != block_out_channels.len() {
+            let message = format!("{} down / {} up block types for {} block_out_channels", down_attention.len(), up_attention.len(), block_out_channels.len());
+            return Err(OpError::Config { component: component.into(), message });
         }
         Ok(Self {
             in_channels: c.usize_or("in_channels", 3)?,
             out_channels: c.usize_or("out_channels", 3)?,
             latent_channels: c.usize_or("latent_channels", 4)?,
-            block_out_channels: c.usizes("block_out_channels")?,
+            block_out_channels,
             layers_per_block: c.usize_or("layers_per_block", 1)?,
             groups: c.usize_or("norm_num_groups", 32)?,
             scaling_factor: c.f32_or("scaling_factor", 0.18215)?,
             shift_factor: c.f32_or("shift_factor", 0.0)?,
             mid_attention: c.bool_or("mid_block_add_attention", true)?,
+            down_attention,
+            up_attention,
             quant_conv: c.bool_or("use_quant_conv", true)?,
             post_quant_conv: c.bool_or("use_post_quant_conv", true)?,
         })
@@ -59,21 +77,23 @@ impl VaeConfig {
     }
 }
 
-/// The VAE's single-head spatial self-attention (`mid_block.attentions.0`).
-fn spatial_attention(g: &mut Graph, x: TensorId, groups: usize) -> Result<TensorId, OpError> {
-    let s = g.shape(x).to_vec();
-    let n = group_norm(g, "group_norm", x, groups, 1e-6, false)?;
-    let t = to_tokens(g, n)?;
-    let a = attention_here(g, t, t, 1)?;
-    let a = from_tokens(g, a, s[2], s[3])?;
-    g.add(a, x)
+/// Whether each block of `types` (all `plain` or `attn`) has attention.
+fn block_attention(component: &str, types: &[String], plain: &str, attn: &str) -> Result<Vec<bool>, OpError> {
+    types
+        .iter()
+        .map(|t| match t.as_str() {
+            t if t == plain => Ok(false),
+            t if t == attn => Ok(true),
+            _ => Err(OpError::Config { component: component.into(), message: format!("block '{t}' is not supported (supported: {plain}, {attn})") }),
+        })
+        .collect()
 }
 
 fn mid_block(g: &mut Graph, cfg: &VaeConfig, x: TensorId) -> Result<TensorId, OpError> {
     g.scoped("mid_block", |g| {
         let mut x = within(g, "resnets.0", |g| resnet(g, x, None, cfg.norm()))?;
         if cfg.mid_attention {
-            x = within(g, "attentions.0", |g| spatial_attention(g, x, cfg.groups))?;
+            x = within(g, "attentions.0", |g| self_attention(g, x, cfg.groups, 1e-6, 1))?;
         }
         within(g, "resnets.1", |g| resnet(g, x, None, cfg.norm()))
     })
@@ -91,6 +111,9 @@ pub fn decode(g: &mut Graph, cfg: &VaeConfig, z: TensorId) -> Result<TensorId, O
             x = within(g, &format!("up_blocks.{i}"), |g| -> Result<TensorId, OpError> {
                 for j in 0..=cfg.layers_per_block {
                     x = within(g, &format!("resnets.{j}"), |g| resnet(g, x, None, cfg.norm()))?;
+                    if cfg.up_attention[i] {
+                        x = within(g, &format!("attentions.{j}"), |g| self_attention(g, x, cfg.groups, 1e-6, 1))?;
+                    }
                 }
                 if i + 1 < n {
                     x = upsample(g, x)?;
@@ -118,6 +141,9 @@ pub fn encode(g: &mut Graph, cfg: &VaeConfig, image: TensorId) -> Result<TensorI
             x = within(g, &format!("down_blocks.{i}"), |g| -> Result<TensorId, OpError> {
                 for j in 0..cfg.layers_per_block {
                     x = within(g, &format!("resnets.{j}"), |g| resnet(g, x, None, cfg.norm()))?;
+                    if cfg.down_attention[i] {
+                        x = within(g, &format!("attentions.{j}"), |g| self_attention(g, x, cfg.groups, 1e-6, 1))?;
+                    }
                 }
                 if i + 1 < n {
                     x = within(g, "downsamplers.0", |g| conv_padded(g, "conv", x, 2, [0, 1, 0, 1]))?;

@@ -91,6 +91,11 @@ impl WeightStore {
         v
     }
 
+    /// Every tensor with its name (to rename a checkpoint's keys).
+    pub fn into_tensors(self) -> impl Iterator<Item = (String, HostWeight)> {
+        self.tensors.into_iter()
+    }
+
     /// Total bytes as stored.
     pub fn byte_size(&self) -> usize {
         self.tensors.values().map(|w| w.bytes.len()).sum()

@@ -1,5 +1,6 @@
 //! Pipelines glue models and schedulers: `sd` holds a Stable Diffusion model on a backend,
-//! `generate` runs txt2img / img2img / inpainting the way diffusers does.
+//! `generate` runs txt2img / img2img / inpainting the way diffusers does; `vqgan` holds a
+//! VQ autoencoder (encode to codes, decode codes).
 
 pub mod ddpm;
 pub mod family;
@@ -12,6 +13,7 @@ pub mod metadata;
 pub mod native;
 pub mod request;
 pub mod sd;
+pub mod vqgan;
 
 pub use family::{Defaults, Generator};
 pub use generate::{generate, Output, Preview, Progress};
@@ -20,6 +22,7 @@ pub use limits::MemoryBudget;
 pub use metadata::{encode_pngs, EncodedPng, ImageInfo};
 pub use request::{FloatImage, Request};
 pub use sd::StableDiffusion;
+pub use vqgan::VqGan;
 
 use thiserror::Error;
 

@@ -1,5 +1,6 @@
-//! Native file plumbing for the CLI and the tests: a model from a converted folder or a
-//! diffusers folder, exact float inputs from safetensors files, PNG in and out.
+//! Native file plumbing for the CLI and the tests: a model from a converted folder, a
+//! diffusers folder or a taming checkpoint, exact float inputs and integer codes from
+//! safetensors files, PNG in and out.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
@@ -25,20 +26,32 @@ fn io(path: &Path, e: impl std::fmt::Display) -> PipelineError {
     PipelineError::Model(format!("{}: {e}", path.display()))
 }
 
+/// What `easel convert` reads for `path`: a diffusers repository or component folder, a
+/// taming folder's checkpoint (model.safetensors, else model.ckpt, beside config.yaml), or
+/// a checkpoint file itself.
+fn convert_source(path: &Path) -> Option<std::path::PathBuf> {
+    if path.join("model_index.json").is_file() || path.join("config.json").is_file() || path.is_file() {
+        return Some(path.to_path_buf());
+    }
+    ["model.safetensors", "model.ckpt"].iter().map(|f| path.join(f)).find(|p| p.is_file())
+}
+
 /// Loads a converted folder (manifest.json + shards, verified), or converts a diffusers
-/// folder on the fly at `quant` (in a temporary folder, removed afterwards).
+/// folder or taming checkpoint on the fly at `quant` (in a temporary folder, removed
+/// afterwards).
 pub fn load_model_dir(path: &Path, quant: StorageType) -> Result<ModelFiles, PipelineError> {
     if path.join("manifest.json").is_file() {
         return load_converted(path);
     }
-    if !path.join("model_index.json").is_file() {
-        return Err(PipelineError::Model(format!("{} is neither a converted model (manifest.json) nor a diffusers repository (model_index.json)", path.display())));
-    }
+    let Some(source) = convert_source(path) else {
+        let message = "is neither a converted model (manifest.json), a diffusers repository (model_index.json) or component (config.json), nor a taming checkpoint (model.safetensors or model.ckpt)";
+        return Err(PipelineError::Model(format!("{} {message}", path.display())));
+    };
     // Unique per call: tests convert in parallel threads of one process.
     static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let tmp = std::env::temp_dir().join(format!("easel-convert-{}-{call}", std::process::id()));
-    let result = convert(path, &tmp, &ConvertOptions { quant, shard_bytes: 32 << 20 }).map_err(|e| PipelineError::Model(e.to_string())).and_then(|_| load_converted(&tmp));
+    let result = convert(&source, &tmp, &ConvertOptions { quant, shard_bytes: 32 << 20 }).map_err(|e| PipelineError::Model(e.to_string())).and_then(|_| load_converted(&tmp));
     let _ = fs::remove_dir_all(&tmp);
     result
 }
@@ -79,6 +92,19 @@ fn tensor_in(path: &Path, bytes: &[u8], name: &str) -> Result<Option<Tensor>, St
     let raw = &bytes[(header.data_start + info.begin) as usize..(header.data_start + info.end) as usize];
     let values = safetensors::to_f32(&file, name, info, raw).map_err(|e| e.to_string())?;
     Ok(Some((info.shape.clone(), values)))
+}
+
+/// Integer tensor `name` of a safetensors file (code indices): its shape and values. A float
+/// tensor is refused by name: indices must be exact.
+pub fn read_int_tensor(path: &Path, name: &str) -> Result<(Vec<usize>, Vec<i64>), PipelineError> {
+    let bytes = fs::read(path).map_err(|e| io(path, e))?;
+    let file = path.display().to_string();
+    let bad = |e: String| PipelineError::Request(format!("{file}: {e}"));
+    let header = safetensors::parse(&file, &bytes).map_err(|e| bad(e.to_string()))?;
+    let (_, info) = header.tensors.iter().find(|(n, _)| n.as_str() == name).ok_or_else(|| bad(format!("no tensor '{name}'")))?;
+    let raw = &bytes[(header.data_start + info.begin) as usize..(header.data_start + info.end) as usize];
+    let values = safetensors::decode_i64(info.dtype, raw).ok_or_else(|| bad(format!("'{name}' is {:?}; it must be an integer tensor (I64, I32 or U8)", info.dtype)))?;
+    Ok((info.shape.clone(), values))
 }
 
 /// An init image or mask from a file: a PNG's pixels, or exact floats from safetensors.
@@ -130,6 +156,11 @@ pub fn read_image(path: &Path, name: &str) -> Result<ImageFile, PipelineError> {
     let (shape, values) = tensor.ok_or_else(|| bad(format!("no tensor '{name}'")))?;
     let shape: [usize; 4] = shape.try_into().map_err(|s| bad(format!("'{name}' has shape {s:?}, want NCHW")))?;
     Ok(ImageFile::Floats(FloatImage { shape, values }))
+}
+
+/// Writes f32 and i64 tensors to a safetensors file.
+pub fn write_values(path: &Path, tensors: &[(&str, &[usize], safetensors::Values)]) -> Result<(), PipelineError> {
+    fs::write(path, safetensors::write(tensors)).map_err(|e| io(path, e))
 }
 
 /// Writes f32 tensors to a safetensors file.

@@ -175,13 +175,40 @@ pub fn not_float(file: &str, name: &str, dtype: SafeDType) -> WeightsError {
     bad(file, format!("tensor '{name}' is {dtype:?}, not a float type"))
 }
 
+/// Decodes little-endian values of an integer dtype; None for float dtypes.
+pub fn decode_i64(dtype: SafeDType, raw: &[u8]) -> Option<Vec<i64>> {
+    Some(match dtype {
+        SafeDType::I64 => raw.chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().expect("8 bytes"))).collect(),
+        SafeDType::I32 => raw.chunks_exact(4).map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as i64).collect(),
+        SafeDType::U8 => raw.iter().map(|&b| b as i64).collect(),
+        _ => return None,
+    })
+}
+
+/// A tensor's values to write.
+#[derive(Debug, Clone, Copy)]
+pub enum Values<'a> {
+    F32(&'a [f32]),
+    /// torch's default integer type (code indices, token ids).
+    I64(&'a [i64]),
+}
+
 /// Writes a safetensors file (f32 tensors), for tests and tools.
 pub fn write_f32(tensors: &[(&str, &[usize], &[f32])]) -> Vec<u8> {
+    let tensors: Vec<(&str, &[usize], Values)> = tensors.iter().map(|&(n, s, v)| (n, s, Values::F32(v))).collect();
+    write(&tensors)
+}
+
+/// Writes a safetensors file of f32 and i64 tensors.
+pub fn write(tensors: &[(&str, &[usize], Values)]) -> Vec<u8> {
     let mut header = serde_json::Map::new();
     let mut offset = 0u64;
     for (name, shape, data) in tensors {
-        let len = 4 * data.len() as u64;
-        header.insert(name.to_string(), serde_json::json!({ "dtype": "F32", "shape": shape, "data_offsets": [offset, offset + len] }));
+        let (dtype, len) = match data {
+            Values::F32(v) => ("F32", 4 * v.len() as u64),
+            Values::I64(v) => ("I64", 8 * v.len() as u64),
+        };
+        header.insert(name.to_string(), serde_json::json!({ "dtype": dtype, "shape": shape, "data_offsets": [offset, offset + len] }));
         offset += len;
     }
     let mut h = serde_json::to_vec(&header).expect("json");
@@ -191,7 +218,10 @@ pub fn write_f32(tensors: &[(&str, &[usize], &[f32])]) -> Vec<u8> {
     let mut out = (h.len() as u64).to_le_bytes().to_vec();
     out.extend(h);
     for (_, _, data) in tensors {
-        out.extend(bytemuck::cast_slice::<f32, u8>(data));
+        match data {
+            Values::F32(v) => out.extend(bytemuck::cast_slice::<f32, u8>(v)),
+            Values::I64(v) => out.extend(bytemuck::cast_slice::<i64, u8>(v)),
+        }
     }
     out
 }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 use easel::gpu::{GpuContext, GpuOptions};
 use easel::models::Session;
-use easel::ops::{choose_backend, BackendKind, BackendPreference, StorageType};
+use easel::ops::{choose_backend, BackendKind, BackendPreference, StorageType, WeightStore};
 use easel::pipelines::native::{load_model_dir, read_image, read_tensor, read_tensor_opt, write_tensors};
 use easel::pipelines::{encode_pngs, Generator, PipelineError, Progress, Request};
 
@@ -84,7 +84,21 @@ fn parse_quant(q: &str) -> Result<StorageType, PipelineError> {
     })
 }
 
-fn output_path(out: &Path, i: usize, batch: usize) -> PathBuf {
+/// A session on the backend `backend` (gpu, cpu or auto) asks for, said on stderr.
+pub async fn open_session(backend: &str, weights: WeightStore) -> Result<Session, PipelineError> {
+    let pref: BackendPreference = backend.parse().map_err(PipelineError::Request)?;
+    let ctx = if pref == BackendPreference::Cpu { None } else { GpuContext::new(&GpuOptions::default()).await.ok() };
+    let choice = choose_backend(pref, ctx.as_ref().map(|c| &c.report), None).map_err(PipelineError::Request)?;
+    let session = match (choice.kind, ctx) {
+        (BackendKind::Gpu, Some(ctx)) => Session::gpu(ctx, &weights)?,
+        _ => Session::cpu(weights),
+    };
+    eprintln!("backend: {} ({})", session.kind(), choice.reason);
+    Ok(session)
+}
+
+/// `out`, or with a batch, `out-{i}.png` beside it.
+pub fn output_path(out: &Path, i: usize, batch: usize) -> PathBuf {
     if batch == 1 {
         return out.to_path_buf();
     }
@@ -95,14 +109,7 @@ fn output_path(out: &Path, i: usize, batch: usize) -> PathBuf {
 pub async fn run(a: GenerateArgs) -> Result<(), PipelineError> {
     let t0 = std::time::Instant::now();
     let model = load_model_dir(&a.model, parse_quant(&a.quant)?)?;
-    let pref: BackendPreference = a.backend.parse().map_err(PipelineError::Request)?;
-    let ctx = if pref == BackendPreference::Cpu { None } else { GpuContext::new(&GpuOptions::default()).await.ok() };
-    let choice = choose_backend(pref, ctx.as_ref().map(|c| &c.report), None).map_err(PipelineError::Request)?;
-    let session = match (choice.kind, ctx) {
-        (BackendKind::Gpu, Some(ctx)) => Session::gpu(ctx, &model.weights)?,
-        _ => Session::cpu(model.weights),
-    };
-    eprintln!("backend: {} ({})", session.kind(), choice.reason);
+    let session = open_session(&a.backend, model.weights).await?;
     let mut model_gen = Generator::new(&model.family, session, &model.configs, &model.files)?;
     let defaults = model_gen.defaults();
     let prompted = !a.prompt.is_empty() || !a.negative_prompt.is_empty();

@@ -1,0 +1,168 @@
+//! A VQ autoencoder (taming VQGAN or diffusers VQModel) on a backend: image -> code indices
+//! and z_q, indices -> image, latents -> image (quantizing first, as `VQModel.decode`).
+//! Each graph is compiled once per shape.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use super::PipelineError;
+use crate::models::session::f32s;
+use crate::models::taming;
+use crate::models::vqgan::{self, VqConfig, SCOPE};
+use crate::models::{Compiled, Session};
+use crate::ops::cpu::HostTensor;
+use crate::ops::WeightStore;
+
+/// A model's weights under diffusers' names (`vqvae.*`) and its config, from a loaded
+/// model's family, configs and weights: `vqmodel` (or `amused`: its `vqvae` component) with
+/// config.json, or `vqgan-taming` with its config.yaml text (`configs["taming"]["yaml"]`),
+/// or none (the config then comes from the weights' shapes).
+pub fn prepare(family: &str, configs: &BTreeMap<String, Value>, weights: WeightStore) -> Result<(VqConfig, WeightStore), PipelineError> {
+    let (cfg, weights) = match family {
+        "vqmodel" | "amused" => {
+            let c = configs.get(SCOPE).ok_or_else(|| PipelineError::Model(format!("the model has no '{SCOPE}' config")))?;
+            (VqConfig::from_json(c)?, weights)
+        }
+        "vqgan-taming" => {
+            let weights = taming::rename_store(weights)?;
+            let cfg = match configs.get("taming").and_then(|t| t.get("yaml")).and_then(Value::as_str) {
+                Some(yaml) => taming::config_from_yaml(yaml)?,
+                None => VqConfig::infer(&weights)?,
+            };
+            (cfg, weights)
+        }
+        other => return Err(PipelineError::Model(format!("'{other}' is not a VQ model (vqgan-taming, vqmodel or amused)"))),
+    };
+    let name = format!("{SCOPE}.quantize.embedding.weight");
+    let codebook = &weights.get(&name)?.shape;
+    if codebook[..] != [cfg.num_embeddings, cfg.embed_dim] {
+        let message = format!("the config says {} codes of {} values, but {name} is {codebook:?}", cfg.num_embeddings, cfg.embed_dim);
+        return Err(PipelineError::Model(message));
+    }
+    Ok((cfg, weights))
+}
+
+/// What encoding an image gives.
+#[derive(Debug, Clone)]
+pub struct Encoded {
+    /// [B, h, w]: the code grid.
+    pub grid: [usize; 3],
+    /// quant_conv(encoder(x)) before quantization, [B, D, h, w].
+    pub latents: Vec<f32>,
+    /// Nearest codebook index per position, [B, h, w] row-major.
+    pub indices: Vec<u32>,
+    /// The codebook rows of `indices`, [B, D, h, w].
+    pub z_q: Vec<f32>,
+}
+
+/// A loaded VQ model.
+pub struct VqGan {
+    pub session: Session,
+    pub cfg: VqConfig,
+    encoder: Option<([usize; 4], Compiled)>,
+    decoder: Option<([usize; 3], Compiled)>,
+    latents_decoder: Option<([usize; 4], Compiled)>,
+}
+
+fn u32s(t: HostTensor) -> Vec<u32> {
+    match t {
+        HostTensor::U32(v) => v,
+        HostTensor::F32(v) => v.into_iter().map(|x| x as u32).collect(),
+    }
+}
+
+impl VqGan {
+    /// Wraps a session holding `vqvae.*` weights (see `prepare`).
+    pub fn new(session: Session, cfg: VqConfig) -> Self {
+        Self { session, cfg, encoder: None, decoder: None, latents_decoder: None }
+    }
+
+    /// The code grid [B, h, w] of an image of `shape`; refuses what the encoder cannot take.
+    pub fn grid(&self, shape: [usize; 4]) -> Result<[usize; 3], PipelineError> {
+        let f = self.cfg.downscale();
+        let channels = self.cfg.vae.in_channels;
+        if shape[1] != channels {
+            return Err(PipelineError::Request(format!("the image has {} channels, the model takes {channels}", shape[1])));
+        }
+        if shape[0] == 0 || shape[2] == 0 || shape[3] == 0 || !shape[2].is_multiple_of(f) || !shape[3].is_multiple_of(f) {
+            return Err(PipelineError::Request(format!("the image is {}x{}; this model needs sides that are non-zero multiples of {f}", shape[3], shape[2])));
+        }
+        Ok([shape[0], shape[2] / f, shape[3] / f])
+    }
+
+    /// Encodes and quantizes `image` [B, C, H, W] with values in [-1, 1].
+    pub async fn encode(&mut self, shape: [usize; 4], image: Vec<f32>) -> Result<Encoded, PipelineError> {
+        let grid = self.grid(shape)?;
+        if image.len() != shape.iter().product::<usize>() {
+            return Err(PipelineError::Request(format!("{} image values for shape {shape:?}", image.len())));
+        }
+        if self.encoder.as_ref().is_none_or(|(s, _)| *s != shape) {
+            let cfg = self.cfg.clone();
+            let c = self.session.compile(|g| {
+                let x = g.input("image", &shape);
+                let h = vqgan::encode(g, &cfg, x)?;
+                let (indices, z_q) = vqgan::quantize(g, h)?;
+                for t in [h, indices, z_q] {
+                    g.output(t);
+                }
+                Ok(())
+            });
+            self.encoder = Some((shape, c.await?));
+        }
+        let (_, c) = self.encoder.as_mut().expect("compiled above");
+        self.session.set_input(c, "image", HostTensor::F32(image))?;
+        let mut out = self.session.run(c).await?.into_iter();
+        let mut next = || out.next().expect("three outputs");
+        let (latents, indices, z_q) = (f32s(next()), u32s(next()), f32s(next()));
+        Ok(Encoded { grid, latents, indices, z_q })
+    }
+
+    /// Decodes code indices [B, h, w] -> image [B, C, h*f, w*f], not clamped. Indices
+    /// outside the codebook are refused (the GPU would read zero rows).
+    pub async fn decode(&mut self, grid: [usize; 3], indices: &[u32]) -> Result<Vec<f32>, PipelineError> {
+        let k = self.cfg.num_embeddings;
+        if indices.len() != grid.iter().product::<usize>() || grid.contains(&0) {
+            return Err(PipelineError::Request(format!("{} indices for a {grid:?} grid", indices.len())));
+        }
+        if let Some(p) = indices.iter().position(|&i| i as usize >= k) {
+            let (b, y, x) = (p / (grid[1] * grid[2]), p / grid[2] % grid[1], p % grid[2]);
+            return Err(PipelineError::Request(format!("index {} at (batch {b}, row {y}, column {x}) is outside the codebook (0..{k})", indices[p])));
+        }
+        if self.decoder.as_ref().is_none_or(|(s, _)| *s != grid) {
+            let cfg = self.cfg.clone();
+            let c = self.session.compile(|g| {
+                let ids = g.input_u32("indices", &grid);
+                let z_q = vqgan::lookup(g, ids)?;
+                let image = vqgan::decode(g, &cfg, z_q)?;
+                g.output(image);
+                Ok(())
+            });
+            self.decoder = Some((grid, c.await?));
+        }
+        let (_, c) = self.decoder.as_mut().expect("compiled above");
+        self.session.set_input(c, "indices", HostTensor::U32(indices.to_vec()))?;
+        Ok(f32s(self.session.run(c).await?.into_iter().next().expect("one output")))
+    }
+
+    /// diffusers' `VQModel.decode(latents)`: quantizes latents [B, D, h, w], then decodes.
+    pub async fn decode_latents(&mut self, shape: [usize; 4], latents: Vec<f32>) -> Result<Vec<f32>, PipelineError> {
+        if shape[1] != self.cfg.embed_dim || latents.len() != shape.iter().product::<usize>() {
+            return Err(PipelineError::Request(format!("latents of shape {shape:?} ({} values); the codes are {} wide", latents.len(), self.cfg.embed_dim)));
+        }
+        if self.latents_decoder.as_ref().is_none_or(|(s, _)| *s != shape) {
+            let cfg = self.cfg.clone();
+            let c = self.session.compile(|g| {
+                let h = g.input("latents", &shape);
+                let (_, z_q) = vqgan::quantize(g, h)?;
+                let image = vqgan::decode(g, &cfg, z_q)?;
+                g.output(image);
+                Ok(())
+            });
+            self.latents_decoder = Some((shape, c.await?));
+        }
+        let (_, c) = self.latents_decoder.as_mut().expect("compiled above");
+        self.session.set_input(c, "latents", HostTensor::F32(latents))?;
+        Ok(f32s(self.session.run(c).await?.into_iter().next().expect("one output")))
+    }
+}
