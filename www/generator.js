@@ -74,7 +74,10 @@ export class Generator {
     this.previousFamily = d.family;
     $('generate').disabled = this.running;
     const random = summary.name.includes('tiny') ? ' It has random weights, so its images are noise: load a converted real model for pictures.' : '';
-    this.readyNote = `Ready: ${summary.name} on the ${summary.backend.toUpperCase()} (default scheduler ${summary.defaults.scheduler}).${random}`;
+    const what = d.roundtrip
+      ? `a VQ model with ${d.codes} codes: Generate decodes random codes; the round-trip panel encodes your image`
+      : `default scheduler ${d.scheduler}`;
+    this.readyNote = `Ready: ${summary.name} on the ${summary.backend.toUpperCase()} (${what}).${random}`;
     $('generate-note').textContent = this.readyNote;
   }
 

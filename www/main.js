@@ -4,6 +4,7 @@
 import { describeLimits } from './format.js';
 import { deleteAllCachedModels, deleteCachedModel, listCachedModels } from './loader.js';
 import { Generator } from './generator.js';
+import { VqPanel } from './vq.js';
 
 const diag = document.getElementById('diagnostics');
 const status = document.getElementById('diag-status');
@@ -110,6 +111,7 @@ function startWorker() {
     setStatus('error', `The engine worker failed to start: ${e.message || 'see the console'}. Was pkg/ built? Run ./scripts/run.sh`);
   };
   const generator = new Generator(worker);
+  const vqPanel = new VqPanel(worker, () => generator.size());
   const modelPicker = document.getElementById('model');
   // ?model=URL loads that converted model at start instead of the bundled one ('none': nothing).
   const startModel = new URLSearchParams(location.search).get('model');
@@ -125,6 +127,7 @@ function startWorker() {
   let loadedName = null;
   worker.onmessage = ({ data }) => {
     if (data.type.startsWith('gen-')) return generator.onMessage(data);
+    if (data.type.startsWith('vq-')) return vqPanel.onMessage(data);
     switch (data.type) {
       case 'started':
         diag.dataset.worker = 'started';
@@ -153,6 +156,7 @@ function startWorker() {
         generator.setDownloading(false);
         showModelReady(data.summary, data.progress);
         generator.setModel(data.summary);
+        vqPanel.show(Boolean(data.summary.defaults?.roundtrip));
         loadedName = data.summary.name;
         break;
       case 'model-error':

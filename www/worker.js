@@ -193,6 +193,30 @@ async function runGeneration(request) {
   }
 }
 
+/**
+ * VQ round trips (encode an image to codes and back, decode an edited grid). They hold the
+ * engine like a generation does, so they queue behind one and block the next.
+ */
+function vq(data) {
+  if (generation || loading || recovering) {
+    self.postMessage({ type: 'vq-error', message: 'The engine is busy: try again when the current run or load is done.' });
+    return;
+  }
+  generation = (async () => {
+    try {
+      if (data.type === 'vq-encode') {
+        const r = await engine.vqEncode(new Uint8Array(data.rgba), data.width, data.height);
+        self.postMessage({ type: 'vq-encoded', result: r }, [r.indices.buffer, r.image.rgba.buffer]);
+      } else {
+        const image = await engine.vqDecode(new Uint32Array(data.indices), data.gridWidth, data.gridHeight);
+        self.postMessage({ type: 'vq-decoded', image }, [image.rgba.buffer]);
+      }
+    } catch (e) {
+      self.postMessage({ type: 'vq-error', message: e.message ?? String(e) });
+    }
+  })().finally(() => (generation = null));
+}
+
 // Test hook, like WebGL's loseContext: destroys the GPU device as a driver reset would.
 self.simulateDeviceLoss = () => gpu?.lose();
 
@@ -201,6 +225,7 @@ self.onmessage = ({ data }) => {
   if (data.type === 'load-model') loadIntoEngine((onProgress, signal, check) => loadModel(data.url, { onProgress, signal, check }));
   if (data.type === 'load-hub') loadIntoEngine((onProgress, signal) => loadHubModel({ ...data.hub, onProgress, signal }));
   if (data.type === 'generate') generate(data.request);
+  if (data.type === 'vq-encode' || data.type === 'vq-decode') vq(data);
   if (data.type === 'cancel') {
     // Cancel stops whichever runs: a download, or the generation after its current step.
     cancelRequested = true;

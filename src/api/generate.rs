@@ -10,11 +10,11 @@ use super::{Engine, LoadedModel};
 use crate::models::Session;
 use crate::pipelines::{encode_pngs, Generator, Progress, Request, Rgba};
 
-fn set(o: &Object, k: &str, v: impl Into<JsValue>) {
+pub(super) fn set(o: &Object, k: &str, v: impl Into<JsValue>) {
     let _ = Reflect::set(o, &k.into(), &v.into());
 }
 
-fn image_object(img: &Rgba) -> Object {
+pub(super) fn image_object(img: &Rgba) -> Object {
     let o = Object::new();
     set(&o, "width", img.width as u32);
     set(&o, "height", img.height as u32);
@@ -34,7 +34,7 @@ impl Engine {
         self.files.0.insert(path, bytes);
     }
 
-    fn pipeline(&mut self) -> Result<&mut Generator, JsError> {
+    pub(super) fn pipeline(&mut self) -> Result<&mut Generator, JsError> {
         if self.generator.is_none() {
             let model = self.model.take().ok_or_else(|| JsError::new("load a model first"))?;
             let (configs, family, session) = match model {

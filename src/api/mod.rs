@@ -7,6 +7,7 @@ use wasm_bindgen::prelude::*;
 
 mod bench_unet;
 mod generate;
+mod vq;
 
 use crate::gpu::{self, GpuContext, GpuOptions};
 use crate::ops::{choose_backend, BackendChoice, BackendPreference};
@@ -142,7 +143,11 @@ impl Engine {
     /// A GPU that runs out of memory doing so is reported, and the engine stays usable.
     #[wasm_bindgen(js_name = beginModel)]
     pub async fn begin_model(&mut self, manifest_json: String) -> Result<(), JsError> {
-        let manifest = crate::weights::Manifest::parse(manifest_json.as_bytes()).map_err(|e| JsError::new(&e.to_string()))?;
+        let mut manifest = crate::weights::Manifest::parse(manifest_json.as_bytes()).map_err(|e| JsError::new(&e.to_string()))?;
+        if manifest.family == "vqgan-taming" {
+            // Taming's keys become diffusers' before any byte lands in a buffer.
+            crate::models::taming::rename_manifest(&mut manifest);
+        }
         let (bytes, _) = self.fit(&manifest).map_err(|e| JsError::new(&e.to_string()))?;
         self.model = None;
         self.generator = None;

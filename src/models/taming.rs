@@ -134,18 +134,37 @@ pub fn levels<'a>(names: impl IntoIterator<Item = &'a str>) -> usize {
     names.into_iter().filter_map(|n| n.strip_prefix("decoder.up.")?.split('.').next()?.parse::<usize>().ok()).map(|i| i + 1).max().unwrap_or(0)
 }
 
-/// A taming checkpoint's weights under diffusers' names. The attention's q/k/v/proj_out are
-/// 1x1 convs there and linear layers here: the same values, shape [C, C, 1, 1] -> [C, C].
+/// A taming tensor's diffusers name and shape (None: dropped, the loss's tensors). The
+/// attention's q/k/v/proj_out are 1x1 convs there and linear layers here: the same values,
+/// shape [C, C, 1, 1] -> [C, C].
+pub fn renamed(name: &str, shape: &[usize], levels: usize) -> Option<(String, Vec<usize>)> {
+    let new = diffusers_name(name, levels)?;
+    let to_linear = [".to_q.weight", ".to_k.weight", ".to_v.weight", ".to_out.0.weight"].iter().any(|s| new.ends_with(s));
+    let shape = if to_linear && shape.len() == 4 && shape[2] == 1 && shape[3] == 1 { shape[..2].to_vec() } else { shape.to_vec() };
+    Some((new, shape))
+}
+
+/// A taming checkpoint's weights under diffusers' names (see `renamed`).
 pub fn rename_store(store: WeightStore) -> Result<WeightStore, OpError> {
     let levels = levels(store.names());
     let mut out = WeightStore::new();
-    for (name, mut w) in store.into_tensors() {
-        let Some(new) = diffusers_name(&name, levels) else { continue };
-        let to_linear = [".to_q.weight", ".to_k.weight", ".to_v.weight", ".to_out.0.weight"].iter().any(|s| new.ends_with(s));
-        if to_linear && w.shape.len() == 4 && w.shape[2] == 1 && w.shape[3] == 1 {
-            w = HostWeight { shape: w.shape[..2].to_vec(), ..w };
-        }
-        out.insert_raw(&new, w)?;
+    for (name, w) in store.into_tensors() {
+        let Some((new, shape)) = renamed(&name, &w.shape, levels) else { continue };
+        out.insert_raw(&new, HostWeight { shape, ..w })?;
     }
     Ok(out)
+}
+
+/// A converted taming model's manifest under diffusers' names, before its shards stream
+/// in (the browser writes each tensor straight to its buffer by the manifest's name):
+/// dropped tensors' bytes are then skipped.
+pub fn rename_manifest(manifest: &mut crate::weights::Manifest) {
+    let levels = levels(manifest.tensors.iter().map(|t| t.name.as_str()));
+    manifest.tensors.retain_mut(|t| match renamed(&t.name, &t.shape, levels) {
+        Some((name, shape)) => {
+            (t.name, t.shape) = (name, shape);
+            true
+        }
+        None => false,
+    });
 }

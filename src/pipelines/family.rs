@@ -11,6 +11,7 @@ use super::ddpm::{self, Ddpm};
 use super::generate::{Output, Progress};
 use super::request::Request;
 use super::sd::StableDiffusion;
+use super::vqgan::{self, VqGan};
 use super::PipelineError;
 use crate::models::Session;
 
@@ -19,6 +20,8 @@ use crate::models::Session;
 pub enum Generator {
     StableDiffusion(StableDiffusion),
     Ddpm(Ddpm),
+    /// A VQ autoencoder (taming VQGAN, diffusers VQModel): round trips, and random codes.
+    Vq(VqGan),
 }
 
 /// What the page and the CLI start from for a model, and which controls apply to it.
@@ -29,7 +32,7 @@ pub struct Defaults {
     pub height: usize,
     pub steps: usize,
     pub guidance: f32,
-    /// The scheduler class of the model's own config.
+    /// The scheduler class of the model's own config ("" for a VQ model).
     pub scheduler: String,
     /// Image sides must be multiples of this.
     pub size_multiple: usize,
@@ -37,8 +40,12 @@ pub struct Defaults {
     pub conditional: bool,
     /// Takes an init image and mask (img2img, inpainting).
     pub init_image: bool,
-    /// What the per-step preview shows: "latents" or "x0".
+    /// What the per-step preview shows: "latents", "x0" or "" (none).
     pub preview: &'static str,
+    /// A VQ model: encode / decode round trips (the page's code-grid panel).
+    pub roundtrip: bool,
+    /// Codebook size (VQ models; 0 otherwise).
+    pub codes: usize,
 }
 
 impl Generator {
@@ -47,7 +54,16 @@ impl Generator {
         match family {
             "stable-diffusion" => Ok(Self::StableDiffusion(StableDiffusion::new(session, configs, files)?)),
             "ddpm" => Ok(Self::Ddpm(Ddpm::new(session, configs)?)),
-            other => Err(PipelineError::Model(format!("'{other}' models do not generate images here yet (Stable Diffusion and DDPM models do)"))),
+            // The weights must be under diffusers' names already: the browser renames a
+            // taming manifest before streaming (`taming::rename_manifest`), natively
+            // `vqgan::prepare` renames the store.
+            "vqgan-taming" | "vqmodel" => {
+                let cfg = vqgan::config(family, configs, &session.shapes)?;
+                let v = VqGan::new(session, cfg);
+                v.check_codebook()?;
+                Ok(Self::Vq(v))
+            }
+            other => Err(PipelineError::Model(format!("'{other}' models do not generate images here yet (Stable Diffusion, DDPM and VQ models do)"))),
         }
     }
 
@@ -67,6 +83,8 @@ impl Generator {
                     conditional: true,
                     init_image: true,
                     preview: "latents",
+                    roundtrip: false,
+                    codes: 0,
                 }
             }
             Self::Ddpm(m) => Defaults {
@@ -80,7 +98,26 @@ impl Generator {
                 conditional: false,
                 init_image: false,
                 preview: "x0",
+                roundtrip: false,
+                codes: 0,
             },
+            Self::Vq(v) => {
+                let f = v.cfg.downscale();
+                Defaults {
+                    family: "vqgan",
+                    width: 16 * f,
+                    height: 16 * f,
+                    steps: 1,
+                    guidance: 0.0,
+                    scheduler: String::new(),
+                    size_multiple: f,
+                    conditional: false,
+                    init_image: false,
+                    preview: "",
+                    roundtrip: true,
+                    codes: v.cfg.num_embeddings,
+                }
+            }
         }
     }
 
@@ -89,6 +126,7 @@ impl Generator {
         match self {
             Self::StableDiffusion(sd) => super::generate(sd, req, progress).await,
             Self::Ddpm(m) => ddpm::generate(m, req, progress).await,
+            Self::Vq(v) => vqgan::random_codes(v, req, progress).await,
         }
     }
 
@@ -100,6 +138,7 @@ impl Generator {
                 [req.batch, sd.vae_cfg.latent_channels, req.height / f, req.width / f]
             }
             Self::Ddpm(m) => [req.batch, m.unet_cfg.in_channels, req.height, req.width],
+            Self::Vq(v) => [req.batch, 1, req.height / v.cfg.downscale(), req.width / v.cfg.downscale()],
         }
     }
 
@@ -107,6 +146,7 @@ impl Generator {
         match self {
             Self::StableDiffusion(sd) => &sd.session,
             Self::Ddpm(m) => &m.session,
+            Self::Vq(v) => &v.session,
         }
     }
 
@@ -115,6 +155,7 @@ impl Generator {
         match self {
             Self::StableDiffusion(sd) => sd.activation_bytes(),
             Self::Ddpm(m) => m.activation_bytes(),
+            Self::Vq(v) => v.activation_bytes(),
         }
     }
 }

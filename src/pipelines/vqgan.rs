@@ -12,28 +12,15 @@ use crate::models::taming;
 use crate::models::vqgan::{self, VqConfig, SCOPE};
 use crate::models::{Compiled, Session};
 use crate::ops::cpu::HostTensor;
-use crate::ops::WeightStore;
+use crate::ops::{WeightShapes, WeightStore};
 
 /// A model's weights under diffusers' names (`vqvae.*`) and its config, from a loaded
 /// model's family, configs and weights: `vqmodel` (or `amused`: its `vqvae` component) with
 /// config.json, or `vqgan-taming` with its config.yaml text (`configs["taming"]["yaml"]`),
 /// or none (the config then comes from the weights' shapes).
 pub fn prepare(family: &str, configs: &BTreeMap<String, Value>, weights: WeightStore) -> Result<(VqConfig, WeightStore), PipelineError> {
-    let (cfg, weights) = match family {
-        "vqmodel" | "amused" => {
-            let c = configs.get(SCOPE).ok_or_else(|| PipelineError::Model(format!("the model has no '{SCOPE}' config")))?;
-            (VqConfig::from_json(c)?, weights)
-        }
-        "vqgan-taming" => {
-            let weights = taming::rename_store(weights)?;
-            let cfg = match configs.get("taming").and_then(|t| t.get("yaml")).and_then(Value::as_str) {
-                Some(yaml) => taming::config_from_yaml(yaml)?,
-                None => VqConfig::infer(&weights)?,
-            };
-            (cfg, weights)
-        }
-        other => return Err(PipelineError::Model(format!("'{other}' is not a VQ model (vqgan-taming, vqmodel or amused)"))),
-    };
+    let weights = if family == "vqgan-taming" { taming::rename_store(weights)? } else { weights };
+    let cfg = config(family, configs, &crate::models::session::ShapeMap::from_store(&weights))?;
     let name = format!("{SCOPE}.quantize.embedding.weight");
     let codebook = &weights.get(&name)?.shape;
     if codebook[..] != [cfg.num_embeddings, cfg.embed_dim] {
@@ -41,6 +28,18 @@ pub fn prepare(family: &str, configs: &BTreeMap<String, Value>, weights: WeightS
         return Err(PipelineError::Model(message));
     }
     Ok((cfg, weights))
+}
+
+/// The config of a VQ model whose weights are under diffusers' names (see `prepare`).
+pub fn config(family: &str, configs: &BTreeMap<String, Value>, shapes: &dyn WeightShapes) -> Result<VqConfig, PipelineError> {
+    Ok(match family {
+        "vqmodel" | "amused" => VqConfig::from_json(configs.get(SCOPE).ok_or_else(|| PipelineError::Model(format!("the model has no '{SCOPE}' config")))?)?,
+        "vqgan-taming" => match configs.get("taming").and_then(|t| t.get("yaml")).and_then(Value::as_str) {
+            Some(yaml) => taming::config_from_yaml(yaml)?,
+            None => VqConfig::infer(shapes)?,
+        },
+        other => return Err(PipelineError::Model(format!("'{other}' is not a VQ model (vqgan-taming, vqmodel or amused)"))),
+    })
 }
 
 /// What encoding an image gives.
@@ -164,5 +163,56 @@ impl VqGan {
         let (_, c) = self.latents_decoder.as_mut().expect("compiled above");
         self.session.set_input(c, "latents", HostTensor::F32(latents))?;
         Ok(f32s(self.session.run(c).await?.into_iter().next().expect("one output")))
+    }
+}
+
+/// "Generate" for a VQ model on its own: a grid of codes drawn uniformly from the seed,
+/// decoded. It shows what the codebook's textures look like; text-to-image on a code grid
+/// is aMUSEd's job.
+pub async fn random_codes(v: &mut VqGan, req: &super::Request, progress: &mut dyn FnMut(super::Progress) -> bool) -> Result<super::Output, PipelineError> {
+    let f = v.cfg.downscale();
+    req.validate_for(f).map_err(PipelineError::Request)?;
+    if req.init_image.is_some() {
+        return Err(PipelineError::Request("a VQ model makes images from codes: use the round-trip panel to encode an image".into()));
+    }
+    let grid = [req.batch, req.height / f, req.width / f];
+    let k = v.cfg.num_embeddings as u64;
+    let mut rng = crate::rng::Rng::new(req.seed);
+    let indices: Vec<u32> = (0..grid.iter().product::<usize>()).map(|_| (rng.next_u64() % k) as u32).collect();
+    if !progress(super::Progress::Decoding) {
+        return Err(PipelineError::Cancelled);
+    }
+    let decoded = v.decode(grid, &indices).await?;
+    super::generate::check_finite(&decoded, "the decoder's output")?;
+    let plane = 3 * req.height * req.width;
+    // VQ decoders output [-1, 1] images (taming; aMUSEd's VQ clips [0, 1] in its pipeline).
+    let images = decoded.chunks(plane).map(|x| super::Rgba::from_nchw(x, req.width, req.height)).collect();
+    Ok(super::Output {
+        images,
+        latents: indices.iter().map(|&i| i as f32).collect(),
+        prompt_embeds: vec![],
+        negative_prompt_embeds: vec![],
+        decoded,
+        prompt_truncated: false,
+        scheduler: "random codes",
+    })
+}
+
+impl VqGan {
+    /// Peak bytes of activations the compiled GPU graphs hold.
+    pub fn activation_bytes(&self) -> u64 {
+        let e = self.encoder.as_ref().map_or(0, |(_, c)| c.activation_bytes());
+        let d = self.decoder.as_ref().map_or(0, |(_, c)| c.activation_bytes());
+        let l = self.latents_decoder.as_ref().map_or(0, |(_, c)| c.activation_bytes());
+        e + d + l
+    }
+
+    /// Refuses weights whose codebook disagrees with the config.
+    pub fn check_codebook(&self) -> Result<(), PipelineError> {
+        let name = format!("{SCOPE}.quantize.embedding.weight");
+        match self.session.shapes.weight_shape(&name) {
+            Some(s) if s == [self.cfg.num_embeddings, self.cfg.embed_dim] => Ok(()),
+            other => Err(PipelineError::Model(format!("the config says {} codes of {} values, but {name} is {other:?}", self.cfg.num_embeddings, self.cfg.embed_dim))),
+        }
     }
 }

@@ -200,8 +200,15 @@ fn convert_taming(source: &Path, options: &ConvertOptions) -> Result<Finished, W
     Ok(builder.finish(ModelInfo { family: "vqgan-taming".into(), name: dir_name(source), configs, files: vec![], source_bytes }))
 }
 
+/// The model's name: its folder's, or a checkpoint file's stem unless that is a generic
+/// one (taming's `model.ckpt`, `last.ckpt`), which names nothing: then its folder's.
 fn dir_name(p: &Path) -> String {
-    p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into())
+    let stem = p.file_stem().map(|s| s.to_string_lossy().into_owned());
+    match stem.as_deref() {
+        Some("model" | "last") if p.is_file() => p.parent().and_then(|d| d.file_name()).map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into()),
+        Some(s) => s.to_string(),
+        None => "model".into(),
+    }
 }
 
 /// Converts `source` into `out` (created if needed): manifest.json, shard-*.bin, files.

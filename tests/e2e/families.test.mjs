@@ -65,3 +65,88 @@ for (const backend of ['cpu', 'gpu']) {
     }
   });
 }
+
+const VQGAN = 'www/models/vqgan-tiny/';
+
+test('the bundled VQGAN round-trips an image as the CLI does, and brushed codes are remixed', async () => {
+  const browser = await launch();
+  try {
+    const page = await browser.newPage();
+    const errors = [];
+    page.on('pageerror', (e) => errors.push(e.message));
+    await page.goto(`${url}?backend=cpu&model=${VQGAN}`);
+    await page.locator('#generate:not([disabled])').waitFor({ timeout: 180_000 });
+    assert.equal(await page.locator('#vq-panel').isVisible(), true);
+    assert.equal(await page.locator('#prompt-controls').isHidden(), true);
+    assert.equal(await page.locator('#width').inputValue(), '32', '16 codes of a 2x model');
+    // A 32x32 gradient, as a visitor's file.
+    const png = Buffer.from(
+      await page.evaluate(async () => {
+        const c = new OffscreenCanvas(32, 32);
+        const g = c.getContext('2d');
+        const grad = g.createLinearGradient(0, 0, 32, 32);
+        grad.addColorStop(0, '#d33');
+        grad.addColorStop(1, '#36c');
+        g.fillStyle = grad;
+        g.fillRect(0, 0, 32, 32);
+        return Array.from(new Uint8Array(await (await c.convertToBlob({ type: 'image/png' })).arrayBuffer()));
+      }),
+    );
+    const input = await artifactPath('vq-input.png');
+    (await import('node:fs')).writeFileSync(input, png);
+    await page.setInputFiles('#vq-image', input);
+    await page.locator('#vq-recon[data-state="done"], #vq-recon[data-state="error"]').waitFor({ timeout: 120_000 });
+    assert.equal(await page.locator('#vq-note').textContent(), 'Encoded 32x32 into 16x16 codes (of 64 in the codebook) and decoded them again.');
+    const indices = (await page.locator('#vq-codes').getAttribute('data-indices')).split(',').map(Number);
+    assert.equal(indices.length, 256);
+
+    // The CLI's encode of the same file gives the same codes, and its decode the same image.
+    const codes = await artifactPath('vq-codes.safetensors');
+    const out = await artifactPath('vq-cli.png');
+    const cli = (args) => execFileSync('cargo', ['run', '--quiet', '--bin', 'easel', '--', 'vqgan', ...args, '--backend', 'cpu'], { cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'] });
+    cli(['encode', '--model', VQGAN, '--image', input, '--out', codes]);
+    cli(['decode', '--model', VQGAN, '--codes', codes, '--out', out]);
+    const st = readFileSync(codes);
+    const headerLen = Number(st.readBigUInt64LE(0));
+    const header = JSON.parse(st.subarray(8, 8 + headerLen).toString());
+    const { dtype, data_offsets: [begin, end] } = header.indices;
+    const raw = st.subarray(8 + headerLen + begin, 8 + headerLen + end);
+    const width = { I64: 8, I32: 4, U32: 4 }[dtype];
+    const cliIndices = Array.from({ length: raw.length / width }, (_, i) => (width === 8 ? Number(raw.readBigInt64LE(i * 8)) : raw.readUInt32LE(i * 4)));
+    assert.deepEqual(indices, cliIndices, 'page and CLI codes');
+    const pixels = (sel) => page.evaluate((id) => Array.from(document.getElementById(id).getContext('2d').getImageData(0, 0, 32, 32).data), sel);
+    const recon = await pixels('vq-recon');
+    const want = await page.evaluate(async (b64) => {
+      const bmp = await createImageBitmap(new Blob([Uint8Array.from(atob(b64), (c) => c.charCodeAt(0))], { type: 'image/png' }));
+      const c = new OffscreenCanvas(bmp.width, bmp.height);
+      c.getContext('2d').drawImage(bmp, 0, 0);
+      return Array.from(c.getContext('2d').getImageData(0, 0, bmp.width, bmp.height).data);
+    }, readFileSync(out).toString('base64'));
+    const diff = recon.reduce((m, v, i) => Math.max(m, Math.abs(v - want[i])), 0);
+    console.log(`# vqgan: max |page - CLI| reconstruction = ${diff} of 255`);
+    assert.ok(diff <= 2, `reconstruction differs from the CLI's by ${diff}`);
+
+    // Brush the top-left 4x4 codes (the canvas shows 16 codes over 128 px) and randomize them.
+    await page.locator('#vq-codes').scrollIntoViewIfNeeded();
+    const box = await page.locator('#vq-codes').boundingBox();
+    await page.mouse.move(box.x + 2, box.y + 2);
+    await page.mouse.down();
+    for (let y = 0; y < 4; y++) for (let x = 0; x < 4; x++) await page.mouse.move(box.x + x * 8 + 4, box.y + y * 8 + 4);
+    await page.mouse.up();
+    await page.click('#vq-randomize');
+    await page.waitForFunction(() => document.getElementById('vq-note').textContent.endsWith('randomized and decoded.'), null, { timeout: 120_000 });
+    const after = (await page.locator('#vq-codes').getAttribute('data-indices')).split(',').map(Number);
+    const changedOutside = after.filter((v, i) => (i % 16 >= 4 || i >= 64) && v !== indices[i]).length;
+    assert.equal(changedOutside, 0, 'only brushed codes change');
+    assert.ok(after.slice(0, 64).some((v, i) => i % 16 < 4 && v !== indices[i]), 'brushed codes were redrawn');
+    assert.match(await page.locator('#vq-note').textContent(), /^16 codes randomized and decoded\.$/);
+    // Generate on a VQ model: random codes, decoded.
+    assert.equal(await page.locator('#canvas').getAttribute('data-state'), 'empty');
+    await page.click('#generate');
+    await page.locator('#canvas[data-state="done"], #canvas[data-state="error"]').waitFor({ timeout: 120_000 });
+    assert.equal(await page.locator('#canvas').getAttribute('data-state'), 'done', await page.locator('#step-text').textContent());
+    assert.deepEqual(errors, []);
+  } finally {
+    await browser.close();
+  }
+});
