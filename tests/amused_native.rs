@@ -1,0 +1,138 @@
+//! aMUSEd natively against diffusers (tests/fixtures/amused-tiny, copied from the shared
+//! fixtures): CLIPTextModelWithProjection's text_embeds and penultimate hidden states, one
+//! UVit2DModel call's logits (relative error <= 1e-4), on the CPU backend and the GPU
+//! (lavapipe).
+
+#![cfg(not(target_arch = "wasm32"))]
+
+#[allow(dead_code)]
+#[path = "sd/refs.rs"]
+mod refs;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use easel::gpu::{GpuContext, GpuOptions};
+use easel::models::clip::{eos_one_hot, text_embeds, text_model, ClipTextConfig};
+use easel::models::session::f32s;
+use easel::models::uvit::{uvit, UVitConfig, UVitInputs};
+use easel::models::Session;
+use easel::ops::cpu::HostTensor;
+use easel::ops::StorageType;
+use easel::pipelines::native::{load_model_dir, ModelFiles};
+use refs::{parse_references, rel_err, Ref};
+
+const TOL: f64 = 1e-4;
+
+fn fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/amused-tiny")
+}
+
+fn references() -> HashMap<String, Ref> {
+    parse_references("amused-tiny", &std::fs::read(fixture().join("reference.safetensors")).unwrap())
+}
+
+fn model() -> ModelFiles {
+    load_model_dir(&fixture(), StorageType::F32).unwrap()
+}
+
+fn session(m: &ModelFiles, on_gpu: bool) -> Session {
+    if on_gpu {
+        let ctx = pollster::block_on(GpuContext::new(&GpuOptions::default())).expect("a Vulkan adapter (install mesa-vulkan-drivers)");
+        Session::gpu(ctx, &m.weights).unwrap()
+    } else {
+        Session::cpu(m.weights.clone())
+    }
+}
+
+fn kind(on_gpu: bool) -> &'static str {
+    if on_gpu {
+        "gpu"
+    } else {
+        "cpu"
+    }
+}
+
+fn close(name: &str, on_gpu: bool, got: &[f32], want: &Ref) {
+    assert_eq!(got.len(), want.values.len(), "{name}: length");
+    let e = rel_err(got, &want.values);
+    println!("amused-tiny {name} [{}]: relative error {e:.2e}", kind(on_gpu));
+    assert!(e <= TOL, "{name} on {}: relative error {e:e} > {TOL:e}", kind(on_gpu));
+}
+
+fn text_encoder(on_gpu: bool) {
+    let (m, r) = (model(), references());
+    let cfg = ClipTextConfig::from_json(&m.configs["text_encoder"]).unwrap();
+    let mut s = session(&m, on_gpu);
+    let ids_ref = &r["text/input_ids"];
+    let (b, l) = (ids_ref.shape[0], ids_ref.shape[1]);
+    let ids: Vec<u32> = ids_ref.values.iter().map(|&v| v as u32).collect();
+    let c = pollster::block_on(s.compile(|g| {
+        let x = g.input_u32("ids", &[b, l]);
+        let sel = g.input("eos_select", &[b, 1, l]);
+        g.scoped("text_encoder", |g| -> Result<(), easel::error::OpError> {
+            let o = text_model(g, &cfg, x, true)?;
+            let e = text_embeds(g, o.last_hidden_state, sel)?;
+            g.output(e);
+            g.output(o.penultimate);
+            g.output(o.last_hidden_state);
+            Ok(())
+        })
+    }))
+    .unwrap();
+    let mut c = c;
+    s.set_input(&mut c, "ids", HostTensor::U32(ids.clone())).unwrap();
+    s.set_input(&mut c, "eos_select", HostTensor::F32(eos_one_hot(&ids, l))).unwrap();
+    let out: Vec<Vec<f32>> = pollster::block_on(s.run(&c)).unwrap().into_iter().map(f32s).collect();
+    close("text/text_embeds", on_gpu, &out[0], &r["text/text_embeds"]);
+    close("text/hidden_states_penultimate", on_gpu, &out[1], &r["text/hidden_states_penultimate"]);
+    close("text/last_hidden_state", on_gpu, &out[2], &r["text/last_hidden_state"]);
+}
+
+fn transformer_call(on_gpu: bool) {
+    let (m, r) = (model(), references());
+    let cfg = UVitConfig::from_json(&m.configs["transformer"]).unwrap();
+    let mut s = session(&m, on_gpu);
+    let ids = &r["transformer_call/input_ids"];
+    let ehs = &r["transformer_call/encoder_hidden_states"];
+    let pooled = &r["transformer_call/pooled_text_emb"];
+    let mc = &r["transformer_call/micro_conds"];
+    let mut c = pollster::block_on(s.compile(|g| {
+        let x = UVitInputs {
+            ids: g.input_u32("ids", &ids.shape),
+            encoder_hidden_states: g.input("ehs", &ehs.shape),
+            pooled_text_emb: g.input("pooled", &pooled.shape),
+            micro_conds: g.input("micro_conds", &mc.shape),
+        };
+        let o = g.scoped("transformer", |g| uvit(g, &cfg, &x))?;
+        g.output(o);
+        Ok(())
+    }))
+    .unwrap();
+    s.set_input(&mut c, "ids", HostTensor::U32(ids.values.iter().map(|&v| v as u32).collect())).unwrap();
+    s.set_input(&mut c, "ehs", HostTensor::F32(ehs.values.clone())).unwrap();
+    s.set_input(&mut c, "pooled", HostTensor::F32(pooled.values.clone())).unwrap();
+    s.set_input(&mut c, "micro_conds", HostTensor::F32(mc.values.clone())).unwrap();
+    let out = f32s(pollster::block_on(s.run(&c)).unwrap().remove(0));
+    close("transformer_call/logits", on_gpu, &out, &r["transformer_call/logits"]);
+}
+
+#[test]
+fn text_encoder_matches_diffusers_on_cpu() {
+    text_encoder(false);
+}
+
+#[test]
+fn text_encoder_matches_diffusers_on_gpu() {
+    text_encoder(true);
+}
+
+#[test]
+fn transformer_matches_diffusers_on_cpu() {
+    transformer_call(false);
+}
+
+#[test]
+fn transformer_matches_diffusers_on_gpu() {
+    transformer_call(true);
+}
