@@ -19,6 +19,7 @@ use easel::models::uvit::{uvit, UVitConfig, UVitInputs};
 use easel::models::Session;
 use easel::ops::cpu::HostTensor;
 use easel::ops::StorageType;
+use easel::pipelines::masking::{AmusedScheduler, StepDraws};
 use easel::pipelines::native::{load_model_dir, ModelFiles};
 use refs::{parse_references, rel_err, Ref};
 
@@ -135,4 +136,34 @@ fn transformer_matches_diffusers_on_cpu() {
 #[test]
 fn transformer_matches_diffusers_on_gpu() {
     transformer_call(true);
+}
+
+fn ints(r: &Ref) -> Vec<u32> {
+    r.values.iter().map(|&v| v as u32).collect()
+}
+
+/// The reference's draws for step `i` (none for the Gumbel noise on the last step).
+fn draws(r: &HashMap<String, Ref>, i: usize) -> (Vec<f32>, Option<Vec<f32>>) {
+    (r[&format!("run/multinomial_u_{i}")].values.clone(), r.get(&format!("run/gumbel_u_{i}")).map(|g| g.values.clone()))
+}
+
+#[test]
+fn scheduler_steps_match_diffusers_exactly() {
+    let r = references();
+    let steps = r["run/timesteps"].values.len();
+    let sched = AmusedScheduler::new(71, true, steps);
+    assert_eq!(sched.temperatures, r["run/temperatures"].values, "temperatures");
+    let (n, k) = (64, 64);
+    for i in 0..steps {
+        let logits = &r["run/step_model_output"].values[i * k * n..(i + 1) * k * n];
+        let sample = &ints(&r["run/step_sample_in"])[i * n..(i + 1) * n];
+        let (u, gu) = draws(&r, i);
+        let out = sched.step(i, 1, logits, sample, &StepDraws { sample_u: &u, gumbel_u: gu.as_deref() });
+        let want_pred = &ints(&r["run/step_pred_original_sample"])[i * n..(i + 1) * n];
+        let want_prev = &ints(&r["run/step_prev_sample"])[i * n..(i + 1) * n];
+        let wrong = |a: &[u32], b: &[u32]| a.iter().zip(b).filter(|(x, y)| x != y).count();
+        println!("step {i}: pred_original {} wrong, prev_sample {} wrong", wrong(&out.pred_original, want_pred), wrong(&out.prev_sample, want_prev));
+        assert_eq!(out.pred_original, want_pred, "step {i} pred_original_sample");
+        assert_eq!(out.prev_sample, want_prev, "step {i} prev_sample");
+    }
 }

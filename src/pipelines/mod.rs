@@ -8,6 +8,7 @@ pub mod generate;
 pub mod image;
 pub mod latents;
 pub mod limits;
+pub mod masking;
 pub mod metadata;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod native;
