@@ -9,7 +9,7 @@
 #[path = "sd/refs.rs"]
 mod refs;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use easel::gpu::{GpuContext, GpuOptions};
@@ -19,6 +19,7 @@ use easel::models::uvit::{uvit, UVitConfig, UVitInputs};
 use easel::models::Session;
 use easel::ops::cpu::HostTensor;
 use easel::ops::StorageType;
+use easel::pipelines::amused::{sample_tokens, Amused, Draws, StepTrace, TextCond};
 use easel::pipelines::masking::{AmusedScheduler, StepDraws};
 use easel::pipelines::native::{load_model_dir, ModelFiles};
 use refs::{parse_references, rel_err, Ref};
@@ -166,4 +167,53 @@ fn scheduler_steps_match_diffusers_exactly() {
         assert_eq!(out.pred_original, want_pred, "step {i} pred_original_sample");
         assert_eq!(out.prev_sample, want_prev, "step {i} prev_sample");
     }
+}
+
+/// The whole run from the reference's draws: per-step logits, final tokens exact, decode.
+fn run(on_gpu: bool) {
+    let (m, r) = (model(), references());
+    let mut a = Amused::new(session(&m, on_gpu), &m.configs).unwrap();
+    let ids = ints(&r["text/input_ids"]);
+    let (embeds, pen) = pollster::block_on(a.encode_text(&ids, 77)).unwrap();
+    let (pe, ph) = (embeds.len() / 2, pen.len() / 2);
+    let text = TextCond { cond: (embeds[..pe].to_vec(), pen[..ph].to_vec()), uncond: Some((embeds[pe..].to_vec(), pen[ph..].to_vec())) };
+    let mut saved = BTreeMap::new();
+    for i in 0..4 {
+        let (u, gu) = draws(&r, i);
+        saved.insert(format!("sample_u_{i}"), u);
+        if let Some(gu) = gu {
+            saved.insert(format!("gumbel_u_{i}"), gu);
+        }
+    }
+    let want_logits = &r["run/transformer_logits"];
+    let step_len = want_logits.values.len() / 4;
+    let mut on_step = |t: StepTrace| {
+        let want = &want_logits.values[t.step * step_len..(t.step + 1) * step_len];
+        let e = rel_err(t.logits, want);
+        println!("amused-tiny run/transformer_logits step {} [{}]: relative error {e:.2e}", t.step, kind(on_gpu));
+        assert!(e <= TOL, "step {} logits: {e:e}", t.step);
+        let n = t.prev_sample.len();
+        assert_eq!(t.pred_original, &ints(&r["run/step_pred_original_sample"])[t.step * n..(t.step + 1) * n], "step {} pred_original_sample", t.step);
+        assert_eq!(t.prev_sample, &ints(&r["run/step_prev_sample"])[t.step * n..(t.step + 1) * n], "step {} prev_sample", t.step);
+        true
+    };
+    let tokens = pollster::block_on(sample_tokens(&mut a, &text, [8, 8], 4, 10.0, [16.0, 16.0, 0.0, 0.0, 6.0], &mut Draws::Saved(saved), &mut on_step)).unwrap();
+    assert_eq!(tokens, ints(&r["run/final_tokens"]), "final tokens on {}", kind(on_gpu));
+    println!("amused-tiny run/final_tokens [{}]: exact", kind(on_gpu));
+    let decoded = pollster::block_on(a.decode([1, 8, 8], &tokens)).unwrap();
+    close("run/decoded_raw", on_gpu, &decoded, &r["run/decoded_raw"]);
+    let image: Vec<f32> = decoded.iter().map(|v| v.clamp(0.0, 1.0)).collect();
+    let want = &r["run/image_np"].values; // NHWC
+    let nchw: Vec<f32> = (0..3).flat_map(|c| (0..256).map(move |p| want[p * 3 + c])).collect();
+    close("run/image_np", on_gpu, &image, &Ref { shape: vec![1, 3, 16, 16], values: nchw });
+}
+
+#[test]
+fn run_matches_diffusers_on_cpu() {
+    run(false);
+}
+
+#[test]
+fn run_matches_diffusers_on_gpu() {
+    run(true);
 }

@@ -2,6 +2,7 @@
 //! `generate` runs txt2img / img2img / inpainting the way diffusers does; `vqgan` holds a
 //! VQ autoencoder (encode to codes, decode codes).
 
+pub mod amused;
 pub mod ddpm;
 pub mod family;
 pub mod generate;
