@@ -19,7 +19,7 @@ use easel::models::uvit::{uvit, UVitConfig, UVitInputs};
 use easel::models::Session;
 use easel::ops::cpu::HostTensor;
 use easel::ops::StorageType;
-use easel::pipelines::amused::{sample_tokens, Amused, Draws, StepTrace, TextCond};
+use easel::pipelines::amused::{sample_tokens, Amused, Draws, Sampling, StepTrace, TextCond};
 use easel::pipelines::masking::{AmusedScheduler, StepDraws};
 use easel::pipelines::native::{load_model_dir, ModelFiles};
 use refs::{parse_references, rel_err, Ref};
@@ -197,7 +197,14 @@ fn run(on_gpu: bool) {
         assert_eq!(t.prev_sample, &ints(&r["run/step_prev_sample"])[t.step * n..(t.step + 1) * n], "step {} prev_sample", t.step);
         true
     };
-    let tokens = pollster::block_on(sample_tokens(&mut a, &text, [8, 8], 4, 10.0, [16.0, 16.0, 0.0, 0.0, 6.0], &mut Draws::Saved(saved), &mut on_step)).unwrap();
+    let tokens = pollster::block_on(sample_tokens(
+        &mut a,
+        &text,
+        &Sampling { grid: [8, 8], steps: 4, guidance: 10.0, micro_conds: [16.0, 16.0, 0.0, 0.0, 6.0] },
+        &mut Draws::Saved(saved),
+        &mut on_step,
+    ))
+    .unwrap();
     assert_eq!(tokens, ints(&r["run/final_tokens"]), "final tokens on {}", kind(on_gpu));
     println!("amused-tiny run/final_tokens [{}]: exact", kind(on_gpu));
     let decoded = pollster::block_on(a.decode([1, 8, 8], &tokens)).unwrap();

@@ -168,18 +168,19 @@ pub struct TextCond {
     pub uncond: Option<(Vec<f32>, Vec<f32>)>,
 }
 
+#[derive(Debug, Clone, Copy)]
+/// How to sample: the token grid [h, w], steps, guidance and the micro-conditioning
+/// [width, height, crop x, crop y, aesthetic score] (pixels).
+pub struct Sampling {
+    pub grid: [usize; 2],
+    pub steps: usize,
+    pub guidance: f32,
+    pub micro_conds: [f32; 5],
+}
+
 /// The MaskGIT loop over a fully masked [1, h, w] grid; returns the final tokens.
-/// `micro_conds` = [width, height, crop x, crop y, aesthetic score] in pixels.
-pub async fn sample_tokens(
-    m: &mut Amused,
-    text: &TextCond,
-    grid: [usize; 2],
-    steps: usize,
-    guidance: f32,
-    micro_conds: [f32; 5],
-    draws: &mut Draws,
-    on_step: &mut dyn FnMut(StepTrace) -> bool,
-) -> Result<Vec<u32>, PipelineError> {
+pub async fn sample_tokens(m: &mut Amused, text: &TextCond, s: &Sampling, draws: &mut Draws, on_step: &mut dyn FnMut(StepTrace) -> bool) -> Result<Vec<u32>, PipelineError> {
+    let Sampling { grid, steps, guidance, micro_conds } = *s;
     let n = grid[0] * grid[1];
     let sched = AmusedScheduler::new(m.mask_token_id, m.cosine, steps);
     let cfg = guidance > 1.0;
