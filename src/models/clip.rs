@@ -107,3 +107,30 @@ fn layer(g: &mut Graph, cfg: &ClipTextConfig, x: TensorId) -> Result<TensorId, O
     })?;
     g.add(x, mlp)
 }
+
+/// `CLIPTextModelWithProjection`'s `text_embeds`: the final hidden state at each prompt's
+/// end-of-text token, through `text_projection` (no bias). `eos_select` [B, 1, L] is one-hot
+/// at that position (see `eos_one_hot`), so the matmul copies the row exactly.
+pub fn text_embeds(g: &mut Graph, last_hidden_state: TensorId, eos_select: TensorId) -> Result<TensorId, OpError> {
+    let pooled = g.matmul(eos_select, last_hidden_state, false)?;
+    let s = g.shape(pooled).to_vec();
+    let pooled = g.reshape(pooled, &[s[0], s[2]])?;
+    dense(g, "text_projection", pooled)
+}
+
+/// One-hot rows [B, 1, L] picking the pooled position per prompt as transformers does for
+/// configs with `eos_token_id` 2 (the original CLIP ones): the largest id, which is
+/// `<|endoftext|>` (49407), first occurrence.
+pub fn eos_one_hot(ids: &[u32], len: usize) -> Vec<f32> {
+    let mut out = vec![0.0; ids.len()];
+    for (row, o) in ids.chunks(len).zip(out.chunks_mut(len)) {
+        let mut best = 0;
+        for (i, &id) in row.iter().enumerate() {
+            if id > row[best] {
+                best = i;
+            }
+        }
+        o[best] = 1.0;
+    }
+    out
+}

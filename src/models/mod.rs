@@ -13,6 +13,7 @@ pub mod session;
 pub mod taesd;
 pub mod taming;
 pub mod unet;
+pub mod uvit;
 pub mod vae;
 pub mod vqgan;
 pub mod yaml;

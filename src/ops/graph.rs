@@ -91,6 +91,12 @@ pub enum Op {
     TopK { k: usize },
     /// [z [N, D], codebook [K, D]] -> u32 [N]: nearest code by squared distance.
     VqNearest,
+    /// Depthwise 2D convolution (groups = channels), stride 1, symmetric padding; inputs x
+    /// [B, C, H, W], weight [C, 1, kh, kw], optional bias [C].
+    DepthwiseConv2d { padding: usize },
+    /// GlobalResponseNorm's scale over x [B, N, C]: gx = L2 norm over N per channel,
+    /// out [B, 1, C] = gx / (mean over C of gx + eps).
+    ResponseNorm { eps: f32 },
     /// Same data, new shape (no copy).
     Reshape { shape: Vec<usize> },
     /// Axis permutation (a copy).

@@ -2,12 +2,14 @@
 //! `generate` runs txt2img / img2img / inpainting the way diffusers does; `vqgan` holds a
 //! VQ autoencoder (encode to codes, decode codes).
 
+pub mod amused;
 pub mod ddpm;
 pub mod family;
 pub mod generate;
 pub mod image;
 pub mod latents;
 pub mod limits;
+pub mod masking;
 pub mod metadata;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod native;

@@ -110,6 +110,32 @@ fn upsamples() -> Vec<Case> {
 }
 
 /// Every conv case.
+/// ConvNeXt's depthwise conv (aMUSEd): 3x3 padded with and without bias, an odd 5x3 kernel.
+fn depthwise_convs() -> Vec<Case> {
+    let case = |name: &str, x: [usize; 4], k: [usize; 2], pad: usize, bias: bool| {
+        let c = x[1];
+        let mut case = Case::new(name, ELEMENTWISE_TOL, move |g| {
+            let xi = g.input("x", &x);
+            let w = g.weight("depthwise.weight")?;
+            let b = if bias { Some(g.weight("depthwise.bias")?) } else { None };
+            let y = g.depthwise_conv2d(xi, w, b, pad)?;
+            g.output(y);
+            Ok(())
+        })
+        .input("x", x.iter().product(), 1.0, 71)
+        .weight("depthwise.weight", &[c, 1, k[0], k[1]], StorageType::F32, 0.5, 72);
+        if bias {
+            case = case.weight("depthwise.bias", &[c], StorageType::F32, 0.5, 73);
+        }
+        case
+    };
+    vec![
+        case("depthwise 3x3 pad 1 [2,16,8,8]", [2, 16, 8, 8], [3, 3], 1, false),
+        case("depthwise 3x3 pad 1 bias [1,5,7,3]", [1, 5, 7, 3], [3, 3], 1, true),
+        case("depthwise 5x3 pad 2 [1,3,6,9]", [1, 3, 6, 9], [5, 3], 2, true),
+    ]
+}
+
 pub fn cases() -> Vec<Case> {
-    [f32_convs(), quantized_convs(), split_convs(), upsamples()].into_iter().flatten().collect()
+    [f32_convs(), quantized_convs(), split_convs(), upsamples(), depthwise_convs()].into_iter().flatten().collect()
 }

@@ -126,7 +126,21 @@ fn softmaxes() -> Vec<Case> {
     vec![softmax_case(&[3, 7], 61), softmax_case(&[2, 4, 77], 62), softmax_case(&[1, 8193], 63), softmax_case(&[5, 1030], 64), softmax_case(&[65600, 3], 65)]
 }
 
+/// GlobalResponseNorm's scale: channels below and above one workgroup (256), one position.
+fn response_norms() -> Vec<Case> {
+    let case = |s: [usize; 3], seed: u32| {
+        Case::new(&format!("response_norm {s:?}"), ELEMENTWISE_TOL, move |g| {
+            let x = g.input("x", &s);
+            let y = g.response_norm(x, 1e-6)?;
+            g.output(y);
+            Ok(())
+        })
+        .input("x", s.iter().product(), 1.0, seed)
+    };
+    vec![case([2, 16, 64], 81), case([1, 49, 300], 82), case([3, 1, 7], 83), case([1, 1024, 3072], 84)]
+}
+
 /// Every norm case.
 pub fn cases() -> Vec<Case> {
-    [group_norms(), row_norms(), softmaxes()].into_iter().flatten().collect()
+    [group_norms(), row_norms(), softmaxes(), response_norms()].into_iter().flatten().collect()
 }

@@ -169,6 +169,8 @@ impl<'w> CpuExecutor<'w> {
             Op::Argmax => a[0].argmax_keepdim(D::Minus1)?.squeeze(D::Minus1)?,
             Op::TopK { k } => a[0].contiguous()?.arg_sort_last_dim(false)?.narrow(D::Minus1, 0, *k)?.contiguous()?,
             Op::VqNearest => nn::vq_nearest(&a[0], &a[1])?,
+            Op::DepthwiseConv2d { padding } => nn::depthwise_conv2d(&a[0], &a[1], a.get(2), *padding)?,
+            Op::ResponseNorm { eps } => nn::response_norm(&a[0], *eps)?,
             Op::Reshape { shape } => a[0].reshape(shape.as_slice())?,
             Op::Permute { perm } => a[0].permute(perm.as_slice())?.contiguous()?,
             Op::Slice { axis, start, len } => a[0].narrow(*axis, *start, *len)?.contiguous()?,

@@ -109,6 +109,24 @@ pub fn timestep_embedding(t: &[f32], dim: usize, flip_sin_to_cos: bool, shift: f
     out
 }
 
+/// Depthwise conv: candle's grouped conv with one group per channel.
+pub fn depthwise_conv2d(x: &Tensor, w: &Tensor, b: Option<&Tensor>, padding: usize) -> Result<Tensor> {
+    let c = x.dim(1)?;
+    let y = x.contiguous()?.conv2d(&w.contiguous()?, padding, 1, 1, c)?;
+    match b {
+        Some(b) => y.broadcast_add(&b.reshape((1, c, 1, 1))?),
+        None => Ok(y),
+    }
+}
+
+/// GlobalResponseNorm's scale: per-channel L2 norm over the positions, divided by its
+/// mean over channels plus eps.
+pub fn response_norm(x: &Tensor, eps: f32) -> Result<Tensor> {
+    let gx = x.sqr()?.sum_keepdim(1)?.sqrt()?;
+    let mean = gx.mean_keepdim(2)?;
+    gx.broadcast_div(&(mean + eps as f64)?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

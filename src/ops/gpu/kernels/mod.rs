@@ -2,6 +2,7 @@
 
 mod attention;
 mod conv;
+mod convnext;
 mod copy;
 mod elementwise;
 mod linear;
@@ -86,6 +87,8 @@ pub fn compile(kb: &mut KernelBuilder, cx: &NodeCx) -> Result<(), OpError> {
         Op::Argmax => misc::argmax(kb, cx),
         Op::TopK { k } => misc::top_k(kb, cx, *k),
         Op::VqNearest => misc::vq_nearest(kb, cx),
+        Op::DepthwiseConv2d { padding } => convnext::depthwise_conv2d(kb, cx, *padding),
+        Op::ResponseNorm { eps } => convnext::response_norm(kb, cx, *eps),
         Op::Permute { perm } => copy::permute(kb, cx, perm),
         Op::Slice { axis, start, len } => copy::slice(kb, cx, *axis, *start, *len),
         Op::Input { .. } | Op::Weight { .. } | Op::Reshape { .. } => Ok(()),

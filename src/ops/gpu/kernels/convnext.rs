@@ -1,0 +1,34 @@
+//! ConvNeXt pieces (aMUSEd's UVit2DModel): depthwise convolution, one invocation per output
+//! value, and GlobalResponseNorm's scale, one workgroup per batch item.
+
+use super::{with_prelude, NodeCx};
+use crate::error::OpError;
+use crate::ops::gpu::builder::{f, grid, KernelBuilder};
+
+/// Depthwise conv, stride 1: out[b, c, y, x] = bias[c] + sum over taps of w[c, 0, i, j] *
+/// x[b, c, y + i - pad, x + j - pad] (zero outside the image).
+pub fn depthwise_conv2d(kb: &mut KernelBuilder, cx: &NodeCx, padding: usize) -> Result<(), OpError> {
+    let count = cx.node.numel();
+    if count == 0 {
+        return Ok(());
+    }
+    let (xs, ws, os) = (&cx.in_shapes[0], &cx.in_shapes[1], &cx.node.shape);
+    let has_bias = cx.inputs.len() > 2;
+    let mut bindings = vec![cx.f32_input(0)?, cx.f32_input(1)?];
+    // Without a bias the weight is bound twice (never read as bias) to keep one layout.
+    bindings.push(if has_bias { cx.f32_input(2)? } else { cx.f32_input(1)? });
+    bindings.push(cx.out.clone());
+    let params = [count, xs[1], xs[2], xs[3], os[2], os[3], ws[2], ws[3], padding, has_bias as usize].map(|v| v as u32);
+    kb.dispatch("depthwise_conv2d", || with_prelude(include_str!("depthwise_conv2d.wgsl")), bindings, &params, grid(count.div_ceil(256) as u32))
+}
+
+/// nx[b, 0, c] = gx[b, c] / (mean over c of gx[b, c] + eps), gx = L2 norm of x[b, :, c].
+pub fn response_norm(kb: &mut KernelBuilder, cx: &NodeCx, eps: f32) -> Result<(), OpError> {
+    let s = &cx.in_shapes[0];
+    if cx.node.numel() == 0 {
+        return Ok(());
+    }
+    let params = [s[1] as u32, s[2] as u32, f(eps)];
+    let bindings = vec![cx.f32_input(0)?, cx.out.clone()];
+    kb.dispatch("response_norm", || with_prelude(include_str!("response_norm.wgsl")), bindings, &params, grid(s[0] as u32))
+}

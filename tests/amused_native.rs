@@ -1,0 +1,226 @@
+//! aMUSEd natively against diffusers (tests/fixtures/amused-tiny, copied from the shared
+//! fixtures): CLIPTextModelWithProjection's text_embeds and penultimate hidden states, one
+//! UVit2DModel call's logits (relative error <= 1e-4), on the CPU backend and the GPU
+//! (lavapipe).
+
+#![cfg(not(target_arch = "wasm32"))]
+
+#[allow(dead_code)]
+#[path = "sd/refs.rs"]
+mod refs;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use easel::gpu::{GpuContext, GpuOptions};
+use easel::models::clip::{eos_one_hot, text_embeds, text_model, ClipTextConfig};
+use easel::models::session::f32s;
+use easel::models::uvit::{uvit, UVitConfig, UVitInputs};
+use easel::models::Session;
+use easel::ops::cpu::HostTensor;
+use easel::ops::StorageType;
+use easel::pipelines::amused::{sample_tokens, Amused, Draws, Sampling, StepTrace, TextCond};
+use easel::pipelines::masking::{AmusedScheduler, StepDraws};
+use easel::pipelines::native::{load_model_dir, ModelFiles};
+use refs::{parse_references, rel_err, Ref};
+
+const TOL: f64 = 1e-4;
+
+fn fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/amused-tiny")
+}
+
+fn references() -> HashMap<String, Ref> {
+    parse_references("amused-tiny", &std::fs::read(fixture().join("reference.safetensors")).unwrap())
+}
+
+fn model() -> ModelFiles {
+    load_model_dir(&fixture(), StorageType::F32).unwrap()
+}
+
+fn session(m: &ModelFiles, on_gpu: bool) -> Session {
+    if on_gpu {
+        let ctx = pollster::block_on(GpuContext::new(&GpuOptions::default())).expect("a Vulkan adapter (install mesa-vulkan-drivers)");
+        Session::gpu(ctx, &m.weights).unwrap()
+    } else {
+        Session::cpu(m.weights.clone())
+    }
+}
+
+fn kind(on_gpu: bool) -> &'static str {
+    if on_gpu {
+        "gpu"
+    } else {
+        "cpu"
+    }
+}
+
+fn close(name: &str, on_gpu: bool, got: &[f32], want: &Ref) {
+    assert_eq!(got.len(), want.values.len(), "{name}: length");
+    let e = rel_err(got, &want.values);
+    println!("amused-tiny {name} [{}]: relative error {e:.2e}", kind(on_gpu));
+    assert!(e <= TOL, "{name} on {}: relative error {e:e} > {TOL:e}", kind(on_gpu));
+}
+
+fn text_encoder(on_gpu: bool) {
+    let (m, r) = (model(), references());
+    let cfg = ClipTextConfig::from_json(&m.configs["text_encoder"]).unwrap();
+    let mut s = session(&m, on_gpu);
+    let ids_ref = &r["text/input_ids"];
+    let (b, l) = (ids_ref.shape[0], ids_ref.shape[1]);
+    let ids: Vec<u32> = ids_ref.values.iter().map(|&v| v as u32).collect();
+    let c = pollster::block_on(s.compile(|g| {
+        let x = g.input_u32("ids", &[b, l]);
+        let sel = g.input("eos_select", &[b, 1, l]);
+        g.scoped("text_encoder", |g| -> Result<(), easel::error::OpError> {
+            let o = text_model(g, &cfg, x, true)?;
+            let e = text_embeds(g, o.last_hidden_state, sel)?;
+            g.output(e);
+            g.output(o.penultimate);
+            g.output(o.last_hidden_state);
+            Ok(())
+        })
+    }))
+    .unwrap();
+    let mut c = c;
+    s.set_input(&mut c, "ids", HostTensor::U32(ids.clone())).unwrap();
+    s.set_input(&mut c, "eos_select", HostTensor::F32(eos_one_hot(&ids, l))).unwrap();
+    let out: Vec<Vec<f32>> = pollster::block_on(s.run(&c)).unwrap().into_iter().map(f32s).collect();
+    close("text/text_embeds", on_gpu, &out[0], &r["text/text_embeds"]);
+    close("text/hidden_states_penultimate", on_gpu, &out[1], &r["text/hidden_states_penultimate"]);
+    close("text/last_hidden_state", on_gpu, &out[2], &r["text/last_hidden_state"]);
+}
+
+fn transformer_call(on_gpu: bool) {
+    let (m, r) = (model(), references());
+    let cfg = UVitConfig::from_json(&m.configs["transformer"]).unwrap();
+    let mut s = session(&m, on_gpu);
+    let ids = &r["transformer_call/input_ids"];
+    let ehs = &r["transformer_call/encoder_hidden_states"];
+    let pooled = &r["transformer_call/pooled_text_emb"];
+    let mc = &r["transformer_call/micro_conds"];
+    let mut c = pollster::block_on(s.compile(|g| {
+        let x = UVitInputs {
+            ids: g.input_u32("ids", &ids.shape),
+            encoder_hidden_states: g.input("ehs", &ehs.shape),
+            pooled_text_emb: g.input("pooled", &pooled.shape),
+            micro_conds: g.input("micro_conds", &mc.shape),
+        };
+        let o = g.scoped("transformer", |g| uvit(g, &cfg, &x))?;
+        g.output(o);
+        Ok(())
+    }))
+    .unwrap();
+    s.set_input(&mut c, "ids", HostTensor::U32(ids.values.iter().map(|&v| v as u32).collect())).unwrap();
+    s.set_input(&mut c, "ehs", HostTensor::F32(ehs.values.clone())).unwrap();
+    s.set_input(&mut c, "pooled", HostTensor::F32(pooled.values.clone())).unwrap();
+    s.set_input(&mut c, "micro_conds", HostTensor::F32(mc.values.clone())).unwrap();
+    let out = f32s(pollster::block_on(s.run(&c)).unwrap().remove(0));
+    close("transformer_call/logits", on_gpu, &out, &r["transformer_call/logits"]);
+}
+
+#[test]
+fn text_encoder_matches_diffusers_on_cpu() {
+    text_encoder(false);
+}
+
+#[test]
+fn text_encoder_matches_diffusers_on_gpu() {
+    text_encoder(true);
+}
+
+#[test]
+fn transformer_matches_diffusers_on_cpu() {
+    transformer_call(false);
+}
+
+#[test]
+fn transformer_matches_diffusers_on_gpu() {
+    transformer_call(true);
+}
+
+fn ints(r: &Ref) -> Vec<u32> {
+    r.values.iter().map(|&v| v as u32).collect()
+}
+
+/// The reference's draws for step `i` (none for the Gumbel noise on the last step).
+fn draws(r: &HashMap<String, Ref>, i: usize) -> (Vec<f32>, Option<Vec<f32>>) {
+    (r[&format!("run/multinomial_u_{i}")].values.clone(), r.get(&format!("run/gumbel_u_{i}")).map(|g| g.values.clone()))
+}
+
+#[test]
+fn scheduler_steps_match_diffusers_exactly() {
+    let r = references();
+    let steps = r["run/timesteps"].values.len();
+    let sched = AmusedScheduler::new(71, true, steps);
+    assert_eq!(sched.temperatures, r["run/temperatures"].values, "temperatures");
+    let (n, k) = (64, 64);
+    for i in 0..steps {
+        let logits = &r["run/step_model_output"].values[i * k * n..(i + 1) * k * n];
+        let sample = &ints(&r["run/step_sample_in"])[i * n..(i + 1) * n];
+        let (u, gu) = draws(&r, i);
+        let out = sched.step(i, 1, logits, sample, &StepDraws { sample_u: &u, gumbel_u: gu.as_deref() });
+        let want_pred = &ints(&r["run/step_pred_original_sample"])[i * n..(i + 1) * n];
+        let want_prev = &ints(&r["run/step_prev_sample"])[i * n..(i + 1) * n];
+        let wrong = |a: &[u32], b: &[u32]| a.iter().zip(b).filter(|(x, y)| x != y).count();
+        println!("step {i}: pred_original {} wrong, prev_sample {} wrong", wrong(&out.pred_original, want_pred), wrong(&out.prev_sample, want_prev));
+        assert_eq!(out.pred_original, want_pred, "step {i} pred_original_sample");
+        assert_eq!(out.prev_sample, want_prev, "step {i} prev_sample");
+    }
+}
+
+/// The whole run from the reference's draws: per-step logits, final tokens exact, decode.
+fn run(on_gpu: bool) {
+    let (m, r) = (model(), references());
+    let mut a = Amused::new(session(&m, on_gpu), &m.configs).unwrap();
+    let ids = ints(&r["text/input_ids"]);
+    let (embeds, pen) = pollster::block_on(a.encode_text(&ids, 77)).unwrap();
+    let (pe, ph) = (embeds.len() / 2, pen.len() / 2);
+    let text = TextCond { cond: (embeds[..pe].to_vec(), pen[..ph].to_vec()), uncond: Some((embeds[pe..].to_vec(), pen[ph..].to_vec())) };
+    let mut saved = BTreeMap::new();
+    for i in 0..4 {
+        let (u, gu) = draws(&r, i);
+        saved.insert(format!("sample_u_{i}"), u);
+        if let Some(gu) = gu {
+            saved.insert(format!("gumbel_u_{i}"), gu);
+        }
+    }
+    let want_logits = &r["run/transformer_logits"];
+    let step_len = want_logits.values.len() / 4;
+    let mut on_step = |t: StepTrace| {
+        let want = &want_logits.values[t.step * step_len..(t.step + 1) * step_len];
+        let e = rel_err(t.logits, want);
+        println!("amused-tiny run/transformer_logits step {} [{}]: relative error {e:.2e}", t.step, kind(on_gpu));
+        assert!(e <= TOL, "step {} logits: {e:e}", t.step);
+        let n = t.prev_sample.len();
+        assert_eq!(t.pred_original, &ints(&r["run/step_pred_original_sample"])[t.step * n..(t.step + 1) * n], "step {} pred_original_sample", t.step);
+        assert_eq!(t.prev_sample, &ints(&r["run/step_prev_sample"])[t.step * n..(t.step + 1) * n], "step {} prev_sample", t.step);
+        true
+    };
+    let tokens = pollster::block_on(sample_tokens(
+        &mut a,
+        &text,
+        &Sampling { grid: [8, 8], steps: 4, guidance: 10.0, micro_conds: [16.0, 16.0, 0.0, 0.0, 6.0] },
+        &mut Draws::Saved(saved),
+        &mut on_step,
+    ))
+    .unwrap();
+    assert_eq!(tokens, ints(&r["run/final_tokens"]), "final tokens on {}", kind(on_gpu));
+    println!("amused-tiny run/final_tokens [{}]: exact", kind(on_gpu));
+    let decoded = pollster::block_on(a.decode([1, 8, 8], &tokens)).unwrap();
+    close("run/decoded_raw", on_gpu, &decoded, &r["run/decoded_raw"]);
+    let image: Vec<f32> = decoded.iter().map(|v| v.clamp(0.0, 1.0)).collect();
+    let want = &r["run/image_np"].values; // NHWC
+    let nchw: Vec<f32> = (0..3).flat_map(|c| (0..256).map(move |p| want[p * 3 + c])).collect();
+    close("run/image_np", on_gpu, &image, &Ref { shape: vec![1, 3, 16, 16], values: nchw });
+}
+
+#[test]
+fn run_matches_diffusers_on_cpu() {
+    run(false);
+}
+
+#[test]
+fn run_matches_diffusers_on_gpu() {
+    run(true);
+}
