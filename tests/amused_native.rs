@@ -200,7 +200,7 @@ fn run(on_gpu: bool) {
     let tokens = pollster::block_on(sample_tokens(
         &mut a,
         &text,
-        &Sampling { grid: [8, 8], steps: 4, guidance: 10.0, micro_conds: [16.0, 16.0, 0.0, 0.0, 6.0] },
+        &Sampling { grid: [8, 8], steps: 4, guidance: 10.0, micro_conds: [16.0, 16.0, 0.0, 0.0, 6.0], previews: false },
         &mut Draws::Saved(saved),
         &mut on_step,
     ))
@@ -223,4 +223,81 @@ fn run_matches_diffusers_on_cpu() {
 #[test]
 fn run_matches_diffusers_on_gpu() {
     run(true);
+}
+
+/// The fixture's draws under the names `--noise` files use.
+fn saved_draws(r: &HashMap<String, Ref>) -> BTreeMap<String, Vec<f32>> {
+    let mut d = BTreeMap::new();
+    for i in 0..4 {
+        d.insert(format!("sample_u_{i}"), r[&format!("run/multinomial_u_{i}")].values.clone());
+        if let Some(g) = r.get(&format!("run/gumbel_u_{i}")) {
+            d.insert(format!("gumbel_u_{i}"), g.values.clone());
+        }
+    }
+    d
+}
+
+const PROMPT: &str = "a photo of an astronaut riding a horse on mars";
+
+/// The whole pipeline as the CLI and the page run it: the prompt tokenized here, the
+/// engine's family dispatch, per-step previews, and the image clipped to [0, 1].
+fn generator_run(on_gpu: bool) {
+    let r = references();
+    let m = model();
+    assert_eq!(m.family, "amused");
+    let mut g = easel::pipelines::Generator::new(&m.family, session(&m, on_gpu), &m.configs, &m.files).unwrap();
+    let d = g.defaults();
+    assert_eq!((d.steps, d.guidance, d.width, d.conditional, d.init_image), (12, 10.0, 16, true, false));
+    let req =
+        easel::pipelines::Request { steps: 4, guidance: 10.0, width: 16, height: 16, previews: true, token_draws: Some(saved_draws(&r)), ..easel::pipelines::Request::new(PROMPT) };
+    let mut previews = 0;
+    let out = pollster::block_on(g.generate(&req, &mut |p| {
+        if let easel::pipelines::Progress::Step { preview: Some(p), .. } = p {
+            assert_eq!((p.kind, p.image.width), ("tokens", 16));
+            previews += 1;
+        }
+        true
+    }))
+    .unwrap();
+    assert_eq!(previews, 4);
+    let tokens: Vec<u32> = out.latents.iter().map(|&t| t as u32).collect();
+    assert_eq!(tokens, ints(&r["run/final_tokens"]), "final tokens [{}]", kind(on_gpu));
+    close("run/decoded_raw (via Generator)", on_gpu, &out.decoded, &r["run/decoded_raw"]);
+    let want = &r["run/image_np"].values;
+    let worst = (0..16 * 16 * 3).map(|i| (out.images[0].data[(i / 3) * 4 + i % 3] as f32 / 255.0 - want[i]).abs()).fold(0f32, f32::max);
+    assert!(worst <= 0.5 / 255.0 + 1e-4, "pixel off by {worst}");
+}
+
+#[test]
+fn generator_reproduces_the_diffusers_run_on_cpu() {
+    generator_run(false);
+}
+
+#[test]
+fn generator_reproduces_the_diffusers_run_on_gpu() {
+    generator_run(true);
+}
+
+#[test]
+fn cli_generate_reproduces_the_run_from_a_noise_file() {
+    let r = references();
+    let dir = std::env::temp_dir().join(format!("easel-amused-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let noise = dir.join("noise.safetensors");
+    let draws = saved_draws(&r);
+    let shapes: Vec<(String, [usize; 1])> = draws.iter().map(|(k, v)| (k.clone(), [v.len()])).collect();
+    let list: Vec<(&str, &[usize], &[f32])> = draws.iter().zip(&shapes).map(|((k, v), (_, s))| (k.as_str(), &s[..], v.as_slice())).collect();
+    easel::pipelines::native::write_tensors(&noise, &list).unwrap();
+    let tokens = dir.join("tokens.safetensors");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_easel"))
+        .args(["generate", "--model", fixture().to_str().unwrap(), "--prompt", PROMPT, "--steps", "4", "--guidance", "10", "--width", "16", "--height", "16"])
+        .args(["--backend", "cpu", "--noise", noise.to_str().unwrap(), "--save-tokens", tokens.to_str().unwrap(), "--out", dir.join("out.png").to_str().unwrap()])
+        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (shape, got) = easel::pipelines::native::read_int_tensor(&tokens, "tokens").unwrap();
+    assert_eq!(shape, [8, 8]);
+    let want: Vec<i64> = ints(&r["run/final_tokens"]).into_iter().map(i64::from).collect();
+    assert_eq!(got, want);
 }

@@ -160,6 +160,8 @@ pub struct StepTrace<'a> {
     pub logits: &'a [f32],
     pub pred_original: &'a [u32],
     pub prev_sample: &'a [u32],
+    /// The decoded `pred_original` [1, 3, H, W] (not clipped), when `Sampling::previews`.
+    pub preview: Option<Vec<f32>>,
 }
 
 /// Text conditioning for a batch: `cond`/`uncond` = (text_embeds, penultimate) of one prompt.
@@ -176,11 +178,13 @@ pub struct Sampling {
     pub steps: usize,
     pub guidance: f32,
     pub micro_conds: [f32; 5],
+    /// Decode each step's predicted grid for a preview.
+    pub previews: bool,
 }
 
 /// The MaskGIT loop over a fully masked [1, h, w] grid; returns the final tokens.
 pub async fn sample_tokens(m: &mut Amused, text: &TextCond, s: &Sampling, draws: &mut Draws, on_step: &mut dyn FnMut(StepTrace) -> bool) -> Result<Vec<u32>, PipelineError> {
-    let Sampling { grid, steps, guidance, micro_conds } = *s;
+    let Sampling { grid, steps, guidance, micro_conds, previews } = *s;
     let n = grid[0] * grid[1];
     let sched = AmusedScheduler::new(m.mask_token_id, m.cosine, steps);
     let cfg = guidance > 1.0;
@@ -203,7 +207,8 @@ pub async fn sample_tokens(m: &mut Amused, text: &TextCond, s: &Sampling, draws:
         let sample_u = draws.take("sample_u", i, n)?;
         let gumbel_u = if i + 1 < steps { Some(draws.take("gumbel_u", i, n)?) } else { None };
         let out = sched.step(i, 1, &logits, &tokens, &StepDraws { sample_u: &sample_u, gumbel_u: gumbel_u.as_deref() });
-        if !on_step(StepTrace { step: i, logits: &raw, pred_original: &out.pred_original, prev_sample: &out.prev_sample }) {
+        let preview = if previews { Some(m.decode([1, grid[0], grid[1]], &out.pred_original).await?) } else { None };
+        if !on_step(StepTrace { step: i, logits: &raw, pred_original: &out.pred_original, prev_sample: &out.prev_sample, preview }) {
             return Err(PipelineError::Cancelled);
         }
         tokens = out.prev_sample;

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde::Serialize;
 use serde_json::Value;
 
+use super::amused_pipeline::{self, AmusedPipeline};
 use super::ddpm::{self, Ddpm};
 use super::generate::{Output, Progress};
 use super::request::Request;
@@ -22,6 +23,8 @@ pub enum Generator {
     Ddpm(Ddpm),
     /// A VQ autoencoder (taming VQGAN, diffusers VQModel): round trips, and random codes.
     Vq(VqGan),
+    /// aMUSEd: text -> token grid (MaskGIT) -> VQ decoder.
+    Amused(AmusedPipeline),
 }
 
 /// What the page and the CLI start from for a model, and which controls apply to it.
@@ -54,6 +57,7 @@ impl Generator {
         match family {
             "stable-diffusion" => Ok(Self::StableDiffusion(StableDiffusion::new(session, configs, files)?)),
             "ddpm" => Ok(Self::Ddpm(Ddpm::new(session, configs)?)),
+            "amused" => Ok(Self::Amused(AmusedPipeline::new(session, configs, files)?)),
             // The weights must be under diffusers' names already: the browser renames a
             // taming manifest before streaming (`taming::rename_manifest`), natively
             // `vqgan::prepare` renames the store.
@@ -63,7 +67,7 @@ impl Generator {
                 v.check_codebook()?;
                 Ok(Self::Vq(v))
             }
-            other => Err(PipelineError::Model(format!("'{other}' models do not generate images here yet (Stable Diffusion, DDPM and VQ models do)"))),
+            other => Err(PipelineError::Model(format!("'{other}' models do not generate images here yet (Stable Diffusion, aMUSEd, DDPM and VQ models do)"))),
         }
     }
 
@@ -101,6 +105,20 @@ impl Generator {
                 roundtrip: false,
                 codes: 0,
             },
+            Self::Amused(p) => Defaults {
+                family: "amused",
+                width: p.default_size(),
+                height: p.default_size(),
+                steps: 12,
+                guidance: 10.0,
+                scheduler: "AmusedScheduler".into(),
+                size_multiple: p.size_multiple(),
+                conditional: true,
+                init_image: false,
+                preview: "tokens",
+                roundtrip: false,
+                codes: 0,
+            },
             Self::Vq(v) => {
                 let f = v.cfg.downscale();
                 Defaults {
@@ -127,6 +145,7 @@ impl Generator {
             Self::StableDiffusion(sd) => super::generate(sd, req, progress).await,
             Self::Ddpm(m) => ddpm::generate(m, req, progress).await,
             Self::Vq(v) => vqgan::random_codes(v, req, progress).await,
+            Self::Amused(p) => amused_pipeline::generate(p, req, progress).await,
         }
     }
 
@@ -139,6 +158,7 @@ impl Generator {
             }
             Self::Ddpm(m) => [req.batch, m.unet_cfg.in_channels, req.height, req.width],
             Self::Vq(v) => [req.batch, 1, req.height / v.cfg.downscale(), req.width / v.cfg.downscale()],
+            Self::Amused(p) => [1, 1, req.height / p.size_multiple(), req.width / p.size_multiple()],
         }
     }
 
@@ -147,6 +167,7 @@ impl Generator {
             Self::StableDiffusion(sd) => &sd.session,
             Self::Ddpm(m) => &m.session,
             Self::Vq(v) => &v.session,
+            Self::Amused(p) => &p.model.session,
         }
     }
 
@@ -156,6 +177,7 @@ impl Generator {
             Self::StableDiffusion(sd) => sd.activation_bytes(),
             Self::Ddpm(m) => m.activation_bytes(),
             Self::Vq(v) => v.activation_bytes(),
+            Self::Amused(_) => 0,
         }
     }
 }

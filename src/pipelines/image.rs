@@ -25,6 +25,18 @@ impl Rgba {
         Self { width, height, data }
     }
 
+    /// From an NCHW RGB image in [0, 1] (aMUSEd's VQ decoder; values outside are clipped).
+    pub fn from_unit_nchw(x: &[f32], width: usize, height: usize) -> Self {
+        let hw = width * height;
+        let mut data = vec![255u8; hw * 4];
+        for p in 0..hw {
+            for c in 0..3 {
+                data[p * 4 + c] = (x[c * hw + p].clamp(0.0, 1.0) * 255.0).round() as u8;
+            }
+        }
+        Self { width, height, data }
+    }
+
     /// PNG bytes, with `text` as key/value chunks: tEXt where the value is Latin-1 (what
     /// every reader shows), else iTXt (UTF-8), as PIL and AUTOMATIC1111 write them.
     pub fn to_png(&self, text: &[(&str, String)]) -> Result<Vec<u8>, String> {

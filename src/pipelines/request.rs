@@ -49,6 +49,10 @@ pub struct Request {
     pub image_noise: Option<Vec<f32>>,
     /// Send a preview image with every step's progress.
     pub previews: bool,
+    /// aMUSEd: the sampler's uniforms per step (`sample_u_<i>`, `gumbel_u_<i>`) instead of
+    /// the seed's, to reproduce a diffusers run.
+    #[serde(skip)]
+    pub token_draws: Option<std::collections::BTreeMap<String, Vec<f32>>>,
 }
 
 impl Default for Request {
@@ -71,6 +75,7 @@ impl Default for Request {
             posterior_noise: None,
             image_noise: None,
             previews: false,
+            token_draws: None,
         }
     }
 }

@@ -60,9 +60,13 @@ pub struct GenerateArgs {
     /// safetensors with `latents`: replaces the seeded starting noise (DDPM: x_T in pixels).
     #[arg(long)]
     init_latents: Option<PathBuf>,
-    /// safetensors with `posterior` (VAE sample draw) and/or `noise` (img2img noise).
+    /// safetensors with `posterior` (VAE sample draw) and/or `noise` (img2img noise); for
+    /// aMUSEd, `sample_u_<step>` and `gumbel_u_<step>` (the sampler's uniforms).
     #[arg(long)]
     noise: Option<PathBuf>,
+    /// aMUSEd: writes the final token grid (tensor `tokens`, h x w, int64).
+    #[arg(long)]
+    save_tokens: Option<PathBuf>,
     /// Writes the final latents (tensor `latents`; DDPM: the last sample before /2+0.5 and clamping).
     #[arg(long)]
     save_latents: Option<PathBuf>,
@@ -160,6 +164,18 @@ pub async fn run(a: GenerateArgs) -> Result<(), PipelineError> {
     if let Some(p) = &a.noise {
         req.posterior_noise = read_tensor_opt(p, "posterior")?.map(|t| t.1);
         req.image_noise = read_tensor_opt(p, "noise")?.map(|t| t.1);
+        if defaults.family == "amused" {
+            let mut draws = std::collections::BTreeMap::new();
+            for i in 0..req.steps {
+                for kind in ["sample_u", "gumbel_u"] {
+                    let name = format!("{kind}_{i}");
+                    if let Some((_, values)) = read_tensor_opt(p, &name)? {
+                        draws.insert(name, values);
+                    }
+                }
+            }
+            req.token_draws = Some(draws);
+        }
     }
     let mut report = |p: Progress| {
         match p {
@@ -171,6 +187,14 @@ pub async fn run(a: GenerateArgs) -> Result<(), PipelineError> {
         true
     };
     let out = model_gen.generate(&req, &mut report).await?;
+    if let Some(p) = &a.save_tokens {
+        let Generator::Amused(_) = &model_gen else {
+            return Err(PipelineError::Request("--save-tokens: only aMUSEd models make token grids".into()));
+        };
+        let [_, _, h, w] = model_gen.latent_shape(&req);
+        let tokens: Vec<i64> = out.latents.iter().map(|&t| t as i64).collect();
+        easel::pipelines::native::write_values(p, &[("tokens", &[h, w], easel::weights::safetensors::Values::I64(&tokens))])?;
+    }
     if let Some(p) = &a.save_latents {
         write_tensors(p, &[("latents", &model_gen.latent_shape(&req), &out.latents)])?;
     }
