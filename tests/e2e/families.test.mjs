@@ -150,3 +150,46 @@ test('the bundled VQGAN round-trips an image as the CLI does, and brushed codes 
     await browser.close();
   }
 });
+
+const AMUSED = 'www/models/amused-tiny/';
+
+test('the bundled aMUSEd draws a Chinese-and-emoji prompt in the page as the CLI does', async () => {
+  const browser = await launch();
+  try {
+    const page = await browser.newPage();
+    const errors = [];
+    page.on('pageerror', (e) => errors.push(e.message));
+    await page.goto(`${url}?backend=cpu&model=${AMUSED}`);
+    await page.locator('#generate:not([disabled])').waitFor({ timeout: 180_000 });
+    assert.equal(await page.locator('#prompt-controls').isVisible(), true);
+    assert.equal(await page.locator('#guidance-row').isVisible(), true);
+    assert.equal(await page.locator('#init-fieldset').isHidden(), true);
+    assert.equal(await page.locator('#vq-panel').isHidden(), true);
+    assert.equal(await page.locator('#width').inputValue(), '16');
+    const prompt = '一只戴墨镜的柴犬 😎';
+    await page.fill('#prompt', prompt);
+    await page.fill('#steps', '4');
+    await page.fill('#guidance', '10');
+    await page.fill('#seed', '5');
+    await page.click('#generate');
+    await page.locator('#canvas[data-state="done"], #canvas[data-state="error"]').waitFor({ timeout: 180_000 });
+    assert.equal(await page.locator('#canvas').getAttribute('data-state'), 'done', await page.locator('#step-text').textContent());
+    const got = await page.evaluate(() => Array.from(document.getElementById('canvas').getContext('2d').getImageData(0, 0, 16, 16).data));
+    const out = await artifactPath('cli-amused.png');
+    const args = ['run', '--quiet', '--bin', 'easel', '--', 'generate', '--model', AMUSED, '--prompt', prompt, '--steps', '4', '--guidance', '10', '--seed', '5', '--backend', 'cpu', '--out', out];
+    execFileSync('cargo', args, { cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR ?? '/tmp' } });
+    const want = await page.evaluate(async (b64) => {
+      const bmp = await createImageBitmap(new Blob([Uint8Array.from(atob(b64), (c) => c.charCodeAt(0))], { type: 'image/png' }));
+      const c = new OffscreenCanvas(bmp.width, bmp.height);
+      c.getContext('2d').drawImage(bmp, 0, 0);
+      return Array.from(c.getContext('2d').getImageData(0, 0, bmp.width, bmp.height).data);
+    }, readFileSync(out).toString('base64'));
+    const diff = got.reduce((m, v, i) => Math.max(m, Math.abs(v - want[i])), 0);
+    console.log(`# amused: max |page - CLI| = ${diff} of 255`);
+    assert.ok(diff <= 2, `page image differs from the CLI's by ${diff} levels`);
+    assert.ok(new Set(got).size > 16, 'the image is not blank');
+    assert.deepEqual(errors, []);
+  } finally {
+    await browser.close();
+  }
+});
