@@ -1,5 +1,4 @@
-//! VQ autoencoders natively against their PyTorch references (../shared/fixtures, copied to
-//! tests/fixtures): taming-transformers' VQModel (vqgan-taming-tiny: attention at 16 px,
+//! VQ autoencoders natively against their PyTorch references (tests/fixtures): taming-transformers' VQModel (vqgan-taming-tiny: attention at 16 px,
 //! Lightning .ckpt and .safetensors) and diffusers' VQModel (vqmodel-tiny, aMUSEd-like), on
 //! the CPU backend and the GPU (lavapipe). Indices exact; latents, z_q and decodes within
 //! relative error 1e-4. Then `easel vqgan encode` / `decode` as a user runs them.

@@ -166,11 +166,12 @@ async fn a_model_too_large_for_the_backend_is_refused_from_its_manifest() {
 async fn a_lost_gpu_device_fails_the_generation_and_a_new_engine_works() {
     let req = r#"{"prompt": "一只戴墨镜的柴犬 😎", "steps": 2, "width": 16, "height": 16}"#;
     let mut e = engine("gpu").await;
-    assert_eq!(e.device_lost(), None);
+    let gpu = e.gpu_handle().expect("a GPU");
+    assert_eq!(gpu.lost(), None);
     run(&mut e, req).await.expect("a working device generates");
-    e.gpu_handle().expect("a GPU").lose();
+    gpu.lose();
     assert_eq!(run(&mut e, req).await.unwrap_err(), "the GPU device was lost (destroyed); the engine has to reopen the GPU and reload the model");
-    assert_eq!(e.device_lost().as_deref(), Some("destroyed"));
+    assert_eq!(gpu.lost().as_deref(), Some("destroyed"));
     // What the worker does next: a new engine, the model again from the cache.
     let mut fresh = engine("gpu").await;
     run(&mut fresh, req).await.expect("a new device generates");

@@ -51,7 +51,7 @@ impl Engine {
 
     /// The loaded model's defaults and the controls that apply to it, as JSON
     /// `{family, width, height, steps, guidance, scheduler, size_multiple, conditional,
-    /// init_image, preview}` (see `pipelines::Defaults`).
+    /// init_image, preview, roundtrip, codes}` (see `pipelines::Defaults`).
     #[wasm_bindgen(js_name = modelDefaults)]
     pub fn model_defaults(&mut self) -> Result<String, JsError> {
         Ok(serde_json::to_string(&self.pipeline()?.defaults()).unwrap_or_default())

@@ -101,13 +101,6 @@ impl Engine {
         self.gpu_error.clone()
     }
 
-    /// Why the GPU device was lost (driver reset, GPU removed), or undefined while it works
-    /// or without a GPU. After a loss the engine cannot compute: the worker makes a new one.
-    #[wasm_bindgen(js_name = deviceLost)]
-    pub fn device_lost(&self) -> Option<String> {
-        self.gpu.as_ref().and_then(|g| g.lost())
-    }
-
     /// A handle on the GPU device that works while `generate` runs (which holds the engine):
     /// to watch for a loss, and to cause one in tests. Undefined without a GPU.
     #[wasm_bindgen(js_name = gpuHandle)]

@@ -31,17 +31,10 @@ impl Engine {
         if rgba.len() != width * height * 4 {
             return Err(JsError::new(&format!("{} bytes are not a {width}x{height} RGBA image", rgba.len())));
         }
-        // NCHW in [-1, 1], as the encoder was trained.
-        let hw = width * height;
-        let mut pixels = vec![0f32; 3 * hw];
-        for p in 0..hw {
-            for c in 0..3 {
-                pixels[c * hw + p] = rgba[p * 4 + c] as f32 / 127.5 - 1.0;
-            }
-        }
+        let image = Rgba { width, height, data: rgba }.to_float_rgb();
         let v = self.vq()?;
         let codes = v.cfg.num_embeddings;
-        let encoded = v.encode([1, 3, height, width], pixels).await.map_err(err)?;
+        let encoded = v.encode_image(&image).await.map_err(err)?;
         let [_, gh, gw] = encoded.grid;
         let decoded = v.decode(encoded.grid, &encoded.indices).await.map_err(err)?;
         let out = Object::new();

@@ -43,7 +43,7 @@ pub struct GpuContext {
 #[derive(Default)]
 struct DeviceHealth {
     lost: Mutex<Option<String>>,
-    uncaptured: Mutex<Vec<String>>,
+    uncaptured: Mutex<Option<String>>,
 }
 
 impl DeviceHealth {
@@ -62,11 +62,8 @@ impl DeviceHealth {
         });
         let h = health.clone();
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
-            let mut errors = h.uncaptured.lock().unwrap_or_else(|e| e.into_inner());
-            // A lost device repeats the same error on every call: keep the first few.
-            if errors.len() < 8 {
-                errors.push(e.to_string());
-            }
+            // The first one explains the rest (a lost device repeats it on every call).
+            h.uncaptured.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert_with(|| e.to_string());
         }));
         health
     }
@@ -130,8 +127,9 @@ impl GpuContext {
         self.lost().map_or(Ok(()), |why| Err(GpuError::DeviceLost(why)))
     }
 
-    /// Errors that happened outside any error scope since the device was opened.
-    pub fn uncaptured_errors(&self) -> Vec<String> {
+    /// The first error since the device was opened that no error scope caught: named in
+    /// a failed readback, whose own message ("map failed") says nothing of the cause.
+    pub fn first_uncaptured_error(&self) -> Option<String> {
         self.health.uncaptured.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 

@@ -36,7 +36,11 @@ pub async fn read_bytes(ctx: &GpuContext, src: &wgpu::Buffer, offset: u64, size:
     #[cfg(not(target_arch = "wasm32"))]
     let polled = ctx.device.poll(wgpu::PollType::wait_indefinitely());
     // A device lost mid-copy fails the map (or drops its callback): say that, not the symptom.
-    let lost = |detail: String| ctx.lost().map_or(GpuError::Readback(detail), GpuError::DeviceLost);
+    let lost = |detail: String| match (ctx.lost(), ctx.first_uncaptured_error()) {
+        (Some(why), _) => GpuError::DeviceLost(why),
+        (None, Some(cause)) => GpuError::Readback(format!("{detail} (after an earlier GPU error: {cause})")),
+        (None, None) => GpuError::Readback(detail),
+    };
     #[cfg(not(target_arch = "wasm32"))]
     polled.map_err(|e| lost(e.to_string()))?;
     rx.await.map_err(|_| lost("the map request was dropped".into()))?.map_err(|e| lost(e.to_string()))?;

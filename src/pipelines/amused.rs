@@ -13,7 +13,7 @@ use super::PipelineError;
 use crate::models::clip::{eos_one_hot, text_embeds, text_model, ClipTextConfig};
 use crate::models::session::f32s;
 use crate::models::uvit::{uvit, UVitConfig, UVitInputs};
-use crate::models::vqgan::{self, VqConfig};
+use crate::models::vqgan::VqConfig;
 use crate::models::{Compiled, Session};
 use crate::ops::cpu::HostTensor;
 use crate::rng::Rng;
@@ -134,23 +134,7 @@ impl Amused {
 
     /// VQModel decode of tokens [B, h, w] -> image [B, 3, h*f, w*f], not clipped.
     pub async fn decode(&mut self, grid: [usize; 3], tokens: &[u32]) -> Result<Vec<f32>, PipelineError> {
-        if let Some(t) = tokens.iter().find(|&&t| t as usize >= self.vq_cfg.num_embeddings) {
-            return Err(PipelineError::Request(format!("token {t} is outside the codebook")));
-        }
-        if self.decoder.as_ref().is_none_or(|(s, _)| *s != grid) {
-            let cfg = self.vq_cfg.clone();
-            let c = self.session.compile(|g| {
-                let ids = g.input_u32("indices", &grid);
-                let z_q = vqgan::lookup(g, ids)?;
-                let image = vqgan::decode(g, &cfg, z_q)?;
-                g.output(image);
-                Ok(())
-            });
-            self.decoder = Some((grid, c.await?));
-        }
-        let (_, c) = self.decoder.as_mut().expect("compiled above");
-        self.session.set_input(c, "indices", HostTensor::U32(tokens.to_vec()))?;
-        Ok(f32s(self.session.run(c).await?.into_iter().next().expect("one output")))
+        super::vqgan::decode_codes(&mut self.session, &mut self.decoder, &self.vq_cfg, grid, tokens).await
     }
 }
 

@@ -80,6 +80,8 @@ impl Ddpm {
 /// unconditional model has nothing to read them with); `init_latents` replaces x_T.
 pub async fn generate(m: &mut Ddpm, req: &Request, progress: &mut dyn FnMut(Progress) -> bool) -> Result<Output, PipelineError> {
     req.validate_for(m.size_multiple()).map_err(PipelineError::Request)?;
+    let budget = super::limits::budget(&m.session);
+    budget.check_with(req, &|w, h| super::limits::pixel_unet_activations(&m.unet_cfg, w, h, req.batch)).map_err(PipelineError::TooLarge)?;
     if req.init_image.is_some() {
         return Err(PipelineError::Request("this unconditional model generates from noise only: it takes no init image or mask".into()));
     }

@@ -77,12 +77,26 @@ pub fn activations(unet: &UNetConfig, vae: &VaeConfig, width: usize, height: usi
     out
 }
 
+/// The activations that set a pixel-space UNet2DModel's peak (DDPM): its level-0 map at
+/// full size, and the self-attention scores of its first attention block.
+pub fn pixel_unet_activations(unet: &UNetConfig, width: usize, height: usize, batch: usize) -> Vec<Activation> {
+    let c0 = unet.block_out_channels[0];
+    let mut out = vec![Activation { bytes: bytes_of(&[batch, c0, width, height]), what: format!("the UNet's {c0}-channel {width}x{height} feature map"), kind: Kind::Map }];
+    if let Some(level) = unet.down_attention.iter().position(|&a| a == crate::models::unet::Attn::SelfAttn) {
+        let tokens = (width >> level) as u64 * (height >> level) as u64;
+        let heads = unet.heads[level];
+        let scores = bytes_of(&[batch, heads]).saturating_mul(tokens).saturating_mul(tokens);
+        out.push(Activation { bytes: scores, what: format!("the UNet's self-attention scores ({tokens} tokens, {heads} head(s))"), kind: Kind::Scores });
+    }
+    out
+}
+
 impl MemoryBudget {
     /// None when a generation of this size fits, else (bytes needed, for what, bytes there,
     /// which limit).
-    fn shortfall(&self, unet: &UNetConfig, vae: &VaeConfig, w: usize, h: usize, b: usize, cfg: bool) -> Option<(u64, String, u64, &'static str)> {
-        let acts: Vec<Activation> = activations(unet, vae, w, h, b, cfg).into_iter().filter(|a| self.full_attention_scores || a.kind != Kind::Scores).collect();
-        let largest = acts.iter().max_by_key(|a| a.bytes).expect("at least the decoder");
+    fn shortfall(&self, acts: Vec<Activation>) -> Option<(u64, String, u64, &'static str)> {
+        let acts: Vec<Activation> = acts.into_iter().filter(|a| self.full_attention_scores || a.kind != Kind::Scores).collect();
+        let largest = acts.iter().max_by_key(|a| a.bytes)?;
         if largest.bytes > self.max_tensor {
             return Some((largest.bytes, largest.what.clone(), self.max_tensor, self.name));
         }
@@ -95,13 +109,19 @@ impl MemoryBudget {
         (peak > self.total).then(|| (peak, format!("activations ({} and what is alive with it)", largest.what), self.total, self.name))
     }
 
-    /// Refuses `req` when its activations would not fit, naming what is too large and the
-    /// largest square size (a multiple of 64) that fits at the same batch.
+    /// `check_with` for a Stable Diffusion model.
     pub fn check(&self, unet: &UNetConfig, vae: &VaeConfig, req: &Request) -> Result<(), String> {
         let cfg = req.guidance > 1.0;
-        let Some((need, what, have, limit)) = self.shortfall(unet, vae, req.width, req.height, req.batch, cfg) else { return Ok(()) };
+        self.check_with(req, &|w, h| activations(unet, vae, w, h, req.batch, cfg))
+    }
+
+    /// Refuses `req` when its activations (`acts(width, height)`, the model family's
+    /// estimate) would not fit, naming what is too large and the largest square size (a
+    /// multiple of 64) that fits at the same batch.
+    pub fn check_with(&self, req: &Request, acts: &dyn Fn(usize, usize) -> Vec<Activation>) -> Result<(), String> {
+        let Some((need, what, have, limit)) = self.shortfall(acts(req.width, req.height)) else { return Ok(()) };
         // Activations grow with the size: bisect for the largest multiple of 64 that fits.
-        let fits_at = |k: usize| self.shortfall(unet, vae, 64 * k, 64 * k, req.batch, cfg).is_none();
+        let fits_at = |k: usize| self.shortfall(acts(64 * k, 64 * k)).is_none();
         let (mut lo, mut hi) = (0, req.width.max(req.height) / 64 + 1);
         while hi - lo > 1 {
             let mid = lo + (hi - lo) / 2;

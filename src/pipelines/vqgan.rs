@@ -117,31 +117,17 @@ impl VqGan {
         Ok(Encoded { grid, latents, indices, z_q })
     }
 
-    /// Decodes code indices [B, h, w] -> image [B, C, h*f, w*f], not clamped. Indices
-    /// outside the codebook are refused (the GPU would read zero rows).
+    /// Decodes code indices [B, h, w] -> image [B, C, h*f, w*f], not clamped.
     pub async fn decode(&mut self, grid: [usize; 3], indices: &[u32]) -> Result<Vec<f32>, PipelineError> {
-        let k = self.cfg.num_embeddings;
-        if indices.len() != grid.iter().product::<usize>() || grid.contains(&0) {
-            return Err(PipelineError::Request(format!("{} indices for a {grid:?} grid", indices.len())));
-        }
-        if let Some(p) = indices.iter().position(|&i| i as usize >= k) {
-            let (b, y, x) = (p / (grid[1] * grid[2]), p / grid[2] % grid[1], p % grid[2]);
-            return Err(PipelineError::Request(format!("index {} at (batch {b}, row {y}, column {x}) is outside the codebook (0..{k})", indices[p])));
-        }
-        if self.decoder.as_ref().is_none_or(|(s, _)| *s != grid) {
-            let cfg = self.cfg.clone();
-            let c = self.session.compile(|g| {
-                let ids = g.input_u32("indices", &grid);
-                let z_q = vqgan::lookup(g, ids)?;
-                let image = vqgan::decode(g, &cfg, z_q)?;
-                g.output(image);
-                Ok(())
-            });
-            self.decoder = Some((grid, c.await?));
-        }
-        let (_, c) = self.decoder.as_mut().expect("compiled above");
-        self.session.set_input(c, "indices", HostTensor::U32(indices.to_vec()))?;
-        Ok(f32s(self.session.run(c).await?.into_iter().next().expect("one output")))
+        decode_codes(&mut self.session, &mut self.decoder, &self.cfg, grid, indices).await
+    }
+
+    /// Encodes an image with values in [0, 1] (a PNG's pixels, the page's canvas): the
+    /// encoder takes [-1, 1]. The CLI and the page both come through here, so they give
+    /// the same codes for the same pixels.
+    pub async fn encode_image(&mut self, image: &super::FloatImage) -> Result<Encoded, PipelineError> {
+        let x = image.values.iter().map(|v| v * 2.0 - 1.0).collect();
+        self.encode(image.shape, x).await
     }
 
     /// diffusers' `VQModel.decode(latents)`: quantizes latents [B, D, h, w], then decodes.
@@ -164,6 +150,34 @@ impl VqGan {
         self.session.set_input(c, "latents", HostTensor::F32(latents))?;
         Ok(f32s(self.session.run(c).await?.into_iter().next().expect("one output")))
     }
+}
+
+/// Decodes code indices [B, h, w] with `cfg`'s VQ decoder (under `vqvae.` in `session`),
+/// compiled into `slot` once per grid: VQ models and aMUSEd share it. Indices outside the
+/// codebook are refused with their position (the GPU would read zero rows).
+pub async fn decode_codes(session: &mut Session, slot: &mut Option<([usize; 3], Compiled)>, cfg: &VqConfig, grid: [usize; 3], indices: &[u32]) -> Result<Vec<f32>, PipelineError> {
+    let k = cfg.num_embeddings;
+    if indices.len() != grid.iter().product::<usize>() || grid.contains(&0) {
+        return Err(PipelineError::Request(format!("{} indices for a {grid:?} grid", indices.len())));
+    }
+    if let Some(p) = indices.iter().position(|&i| i as usize >= k) {
+        let (b, y, x) = (p / (grid[1] * grid[2]), p / grid[2] % grid[1], p % grid[2]);
+        return Err(PipelineError::Request(format!("index {} at (batch {b}, row {y}, column {x}) is outside the codebook (0..{k})", indices[p])));
+    }
+    if slot.as_ref().is_none_or(|(s, _)| *s != grid) {
+        let cfg = cfg.clone();
+        let c = session.compile(|g| {
+            let ids = g.input_u32("indices", &grid);
+            let z_q = vqgan::lookup(g, ids)?;
+            let image = vqgan::decode(g, &cfg, z_q)?;
+            g.output(image);
+            Ok(())
+        });
+        *slot = Some((grid, c.await?));
+    }
+    let (_, c) = slot.as_mut().expect("compiled above");
+    session.set_input(c, "indices", HostTensor::U32(indices.to_vec()))?;
+    Ok(f32s(session.run(c).await?.into_iter().next().expect("one output")))
 }
 
 /// "Generate" for a VQ model on its own: a grid of codes drawn uniformly from the seed,

@@ -2,6 +2,7 @@
 // SwiftShader WebGPU adapter (no GPU on CI machines) and no background network traffic.
 
 import { chromium } from 'playwright-core';
+import { execFileSync } from 'node:child_process';
 import { mkdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -25,4 +26,34 @@ export async function launch(args = WEBGPU_FLAGS) {
 export async function artifactPath(name) {
   await mkdir(ARTIFACTS, { recursive: true });
   return join(ARTIFACTS, name);
+}
+
+/** RGBA pixels of a canvas on the page. */
+export function canvasPixels(page, id, width, height) {
+  return page.evaluate(([id, w, h]) => Array.from(document.getElementById(id).getContext('2d').getImageData(0, 0, w, h).data), [id, width, height]);
+}
+
+/** RGBA pixels of PNG bytes, decoded by the browser (the same decoder the page's canvas uses). */
+export function pngPixels(page, png) {
+  return page.evaluate(async (b64) => {
+    const bmp = await createImageBitmap(new Blob([Uint8Array.from(atob(b64), (c) => c.charCodeAt(0))], { type: 'image/png' }));
+    const c = new OffscreenCanvas(bmp.width, bmp.height);
+    c.getContext('2d').drawImage(bmp, 0, 0);
+    return Array.from(c.getContext('2d').getImageData(0, 0, bmp.width, bmp.height).data);
+  }, Buffer.from(png).toString('base64'));
+}
+
+/** The largest absolute difference of two equally long pixel arrays. */
+export function maxDiff(a, b) {
+  if (a.length !== b.length) throw new Error(`${a.length} vs ${b.length} values`);
+  return a.reduce((m, v, i) => Math.max(m, Math.abs(v - b[i])), 0);
+}
+
+/** Runs the native `easel` CLI (debug build through cargo) with `args`. */
+export function runCli(args) {
+  execFileSync('cargo', ['run', '--quiet', '--bin', 'easel', '--', ...args], {
+    cwd: ROOT,
+    stdio: ['ignore', 'ignore', 'inherit'],
+    env: { ...process.env, XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR ?? '/tmp' },
+  });
 }

@@ -1,14 +1,13 @@
-// Model families through the page's own UI: the bundled pixel-space DDPM shows only the
-// controls it reads (no prompt, guidance or init image), samples with x0 previews, and its
-// image equals the native CLI's for the same seed; switching back to Stable Diffusion
-// brings the prompt back.
+// Model families through the page's own UI, each against the native CLI on the same
+// model and seed: the bundled pixel-space DDPM (only the controls it reads), the VQGAN's
+// round-trip panel (codes, reconstruction, brushed codes remixed) and aMUSEd with a
+// Chinese-and-emoji prompt.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { startServer } from '../../scripts/serve.mjs';
-import { ROOT, launch, artifactPath } from './browser.mjs';
+import { ROOT, launch, artifactPath, canvasPixels, pngPixels, maxDiff, runCli } from './browser.mjs';
 
 let server;
 let url;
@@ -17,10 +16,10 @@ after(() => server?.close());
 
 const DDPM = 'www/models/ddpm-tiny/';
 
-async function cliImage(backend, seed, steps) {
-  const out = await artifactPath(`cli-ddpm-${backend}.png`);
-  const args = ['run', '--quiet', '--bin', 'easel', '--', 'generate', '--model', DDPM, '--seed', String(seed), '--steps', String(steps), '--backend', backend, '--out', out];
-  execFileSync('cargo', args, { cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR ?? '/tmp' } });
+/** `easel generate` with `args`, returning its PNG. */
+async function cliImage(name, args) {
+  const out = await artifactPath(`cli-${name}.png`);
+  runCli(['generate', ...args, '--out', out]);
   return readFileSync(out);
 }
 
@@ -43,15 +42,9 @@ for (const backend of ['cpu', 'gpu']) {
       await page.click('#generate');
       await page.locator('#canvas[data-state="done"], #canvas[data-state="error"]').waitFor({ timeout: 180_000 });
       assert.equal(await page.locator('#canvas').getAttribute('data-state'), 'done', await page.locator('#step-text').textContent());
-      const got = await page.evaluate(() => Array.from(document.getElementById('canvas').getContext('2d').getImageData(0, 0, 16, 16).data));
-      const png = await cliImage(backend, 7, 10);
-      const want = await page.evaluate(async (b64) => {
-        const bmp = await createImageBitmap(new Blob([Uint8Array.from(atob(b64), (c) => c.charCodeAt(0))], { type: 'image/png' }));
-        const c = new OffscreenCanvas(bmp.width, bmp.height);
-        c.getContext('2d').drawImage(bmp, 0, 0);
-        return Array.from(c.getContext('2d').getImageData(0, 0, bmp.width, bmp.height).data);
-      }, png.toString('base64'));
-      const diff = got.reduce((m, v, i) => Math.max(m, Math.abs(v - want[i])), 0);
+      const got = await canvasPixels(page, 'canvas', 16, 16);
+      const want = await pngPixels(page, await cliImage(`ddpm-${backend}`, ['--model', DDPM, '--seed', '7', '--steps', '10', '--backend', backend]));
+      const diff = maxDiff(got, want);
       console.log(`# ddpm ${backend}: max |page - CLI| = ${diff} of 255`);
       assert.ok(diff <= 2, `page image differs from the CLI's by ${diff} levels`);
       assert.ok(new Set(got).size > 16, 'the image is not blank');
@@ -93,7 +86,7 @@ test('the bundled VQGAN round-trips an image as the CLI does, and brushed codes 
       }),
     );
     const input = await artifactPath('vq-input.png');
-    (await import('node:fs')).writeFileSync(input, png);
+    writeFileSync(input, png);
     await page.setInputFiles('#vq-image', input);
     await page.locator('#vq-recon[data-state="done"], #vq-recon[data-state="error"]').waitFor({ timeout: 120_000 });
     assert.equal(await page.locator('#vq-note').textContent(), 'Encoded 32x32 into 16x16 codes (of 64 in the codebook) and decoded them again.');
@@ -103,9 +96,8 @@ test('the bundled VQGAN round-trips an image as the CLI does, and brushed codes 
     // The CLI's encode of the same file gives the same codes, and its decode the same image.
     const codes = await artifactPath('vq-codes.safetensors');
     const out = await artifactPath('vq-cli.png');
-    const cli = (args) => execFileSync('cargo', ['run', '--quiet', '--bin', 'easel', '--', 'vqgan', ...args, '--backend', 'cpu'], { cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'] });
-    cli(['encode', '--model', VQGAN, '--image', input, '--out', codes]);
-    cli(['decode', '--model', VQGAN, '--codes', codes, '--out', out]);
+    runCli(['vqgan', 'encode', '--model', VQGAN, '--image', input, '--out', codes, '--backend', 'cpu']);
+    runCli(['vqgan', 'decode', '--model', VQGAN, '--codes', codes, '--out', out, '--backend', 'cpu']);
     const st = readFileSync(codes);
     const headerLen = Number(st.readBigUInt64LE(0));
     const header = JSON.parse(st.subarray(8, 8 + headerLen).toString());
@@ -114,15 +106,7 @@ test('the bundled VQGAN round-trips an image as the CLI does, and brushed codes 
     const width = { I64: 8, I32: 4, U32: 4 }[dtype];
     const cliIndices = Array.from({ length: raw.length / width }, (_, i) => (width === 8 ? Number(raw.readBigInt64LE(i * 8)) : raw.readUInt32LE(i * 4)));
     assert.deepEqual(indices, cliIndices, 'page and CLI codes');
-    const pixels = (sel) => page.evaluate((id) => Array.from(document.getElementById(id).getContext('2d').getImageData(0, 0, 32, 32).data), sel);
-    const recon = await pixels('vq-recon');
-    const want = await page.evaluate(async (b64) => {
-      const bmp = await createImageBitmap(new Blob([Uint8Array.from(atob(b64), (c) => c.charCodeAt(0))], { type: 'image/png' }));
-      const c = new OffscreenCanvas(bmp.width, bmp.height);
-      c.getContext('2d').drawImage(bmp, 0, 0);
-      return Array.from(c.getContext('2d').getImageData(0, 0, bmp.width, bmp.height).data);
-    }, readFileSync(out).toString('base64'));
-    const diff = recon.reduce((m, v, i) => Math.max(m, Math.abs(v - want[i])), 0);
+    const diff = maxDiff(await canvasPixels(page, 'vq-recon', 32, 32), await pngPixels(page, readFileSync(out)));
     console.log(`# vqgan: max |page - CLI| reconstruction = ${diff} of 255`);
     assert.ok(diff <= 2, `reconstruction differs from the CLI's by ${diff}`);
 
@@ -174,17 +158,9 @@ test('the bundled aMUSEd draws a Chinese-and-emoji prompt in the page as the CLI
     await page.click('#generate');
     await page.locator('#canvas[data-state="done"], #canvas[data-state="error"]').waitFor({ timeout: 180_000 });
     assert.equal(await page.locator('#canvas').getAttribute('data-state'), 'done', await page.locator('#step-text').textContent());
-    const got = await page.evaluate(() => Array.from(document.getElementById('canvas').getContext('2d').getImageData(0, 0, 16, 16).data));
-    const out = await artifactPath('cli-amused.png');
-    const args = ['run', '--quiet', '--bin', 'easel', '--', 'generate', '--model', AMUSED, '--prompt', prompt, '--steps', '4', '--guidance', '10', '--seed', '5', '--backend', 'cpu', '--out', out];
-    execFileSync('cargo', args, { cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR ?? '/tmp' } });
-    const want = await page.evaluate(async (b64) => {
-      const bmp = await createImageBitmap(new Blob([Uint8Array.from(atob(b64), (c) => c.charCodeAt(0))], { type: 'image/png' }));
-      const c = new OffscreenCanvas(bmp.width, bmp.height);
-      c.getContext('2d').drawImage(bmp, 0, 0);
-      return Array.from(c.getContext('2d').getImageData(0, 0, bmp.width, bmp.height).data);
-    }, readFileSync(out).toString('base64'));
-    const diff = got.reduce((m, v, i) => Math.max(m, Math.abs(v - want[i])), 0);
+    const got = await canvasPixels(page, 'canvas', 16, 16);
+    const want = await pngPixels(page, await cliImage('amused', ['--model', AMUSED, '--prompt', prompt, '--steps', '4', '--guidance', '10', '--seed', '5', '--backend', 'cpu']));
+    const diff = maxDiff(got, want);
     console.log(`# amused: max |page - CLI| = ${diff} of 255`);
     assert.ok(diff <= 2, `page image differs from the CLI's by ${diff} levels`);
     assert.ok(new Set(got).size > 16, 'the image is not blank');

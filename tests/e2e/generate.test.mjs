@@ -7,7 +7,7 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startServer } from '../../scripts/serve.mjs';
-import { ROOT, launch, artifactPath } from './browser.mjs';
+import { ROOT, launch, artifactPath, canvasPixels as pixelsOf, pngPixels, maxDiff } from './browser.mjs';
 import { pngText } from './png-text.mjs';
 
 let server;
@@ -43,21 +43,8 @@ async function fillForm(page, steps = FORM.steps) {
   await page.fill('#seed', String(FORM.seed));
 }
 
-/** RGBA pixels of the result canvas, and of a PNG decoded by the browser. */
-const canvasPixels = (page) => page.evaluate(() => Array.from(document.getElementById('canvas').getContext('2d').getImageData(0, 0, 16, 16).data));
-const pngPixels = (page, png) =>
-  page.evaluate(async (b64) => {
-    const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
-    const bmp = await createImageBitmap(new Blob([bytes], { type: 'image/png' }));
-    const c = new OffscreenCanvas(bmp.width, bmp.height);
-    c.getContext('2d').drawImage(bmp, 0, 0);
-    return Array.from(c.getContext('2d').getImageData(0, 0, bmp.width, bmp.height).data);
-  }, png.toString('base64'));
-
-function maxDiff(a, b) {
-  assert.equal(a.length, b.length);
-  return a.reduce((m, v, i) => Math.max(m, Math.abs(v - b[i])), 0);
-}
+/** RGBA pixels of the 16x16 result canvas. */
+const canvasPixels = (page) => pixelsOf(page, 'canvas', 16, 16);
 
 for (const backend of ['cpu', 'gpu']) {
   test(`the page generates the CLI's image on the ${backend} backend`, async () => {

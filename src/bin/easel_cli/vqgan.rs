@@ -71,9 +71,7 @@ pub async fn run(command: VqganCommand) -> Result<(), PipelineError> {
                 ImageFile::Floats(f) => f,
             };
             let mut vq = load(&model, &backend).await?;
-            // Files hold [0, 1], as images do; the model takes [-1, 1].
-            let x = input.values.iter().map(|v| v * 2.0 - 1.0).collect();
-            let e = vq.encode(input.shape, x).await?;
+            let e = vq.encode_image(&input).await?;
             let indices: Vec<i64> = e.indices.iter().map(|&i| i as i64).collect();
             let zq_shape = [e.grid[0], vq.cfg.embed_dim, e.grid[1], e.grid[2]];
             write_values(&out, &[("indices", &e.grid, Values::I64(&indices)), ("z_q", &zq_shape, Values::F32(&e.z_q))])?;
