@@ -169,3 +169,54 @@ fn the_schema_lists_exactly_the_fixture_checkpoints_tensors() {
         assert!(missing.is_empty() && extra.is_empty(), "{case}: schema lacks {missing:?}; schema has extra {extra:?}");
     }
 }
+
+/// The decoder cut into bands of rows (a map over one buffer, as at 768 px under WebGPU's
+/// default 256 MiB maxBufferSize) gives the whole decode's image: on the CPU with a small
+/// limit, and on a GPU opened with small buffer and binding limits.
+#[test]
+fn vae_decode_in_bands_equals_the_whole_decode() {
+    use easel::models::vae::decode_within;
+    use easel::models::vae_bands::plan;
+    let (m, store, _) = converted("sd1-tiny", StorageType::F32);
+    let cfg = VaeConfig::from_json(&m.configs["vae"]).unwrap();
+    let shape = [1, 4, 24, 20];
+    let z: Vec<f32> = (0..shape.iter().product()).map(|i| ((i * 53 % 97) as f32 / 24.0) - 2.0).collect();
+    // Up block 1 makes 64 channels at 48x40 (480 KiB): over 256 KiB, so block 0's 24 rows
+    // are cut in 3 bands of 8.
+    const LIMIT: u64 = 256 << 10;
+    assert_eq!(plan(&cfg, 1, [24, 20], LIMIT).unwrap(), Some((0, 3)));
+    let run = |s: &mut Session, max_bytes: u64| {
+        let mut c = pollster::block_on(s.compile(|g| {
+            let zi = g.input("z", &shape);
+            let o = g.scoped("vae", |g| decode_within(g, &cfg, zi, max_bytes))?;
+            g.output(o);
+            Ok(())
+        }))
+        .unwrap();
+        s.set_input(&mut c, "z", HostTensor::F32(z.clone())).unwrap();
+        f32s(pollster::block_on(s.run(&c)).unwrap().remove(0))
+    };
+    let mut cpu = Session::cpu(store.clone());
+    let whole = run(&mut cpu, u64::MAX);
+    let banded = run(&mut cpu, LIMIT);
+    assert_eq!(whole.len(), 3 * 48 * 40);
+    let e = rel_err(&banded, &whole);
+    println!("vae decode in 3 bands [cpu]: relative error {e:.2e}");
+    assert!(e <= 1e-5, "banded decode on the CPU: relative error {e:e}");
+    let options = GpuOptions { max_buffer: Some(LIMIT), max_binding: Some(LIMIT / 2), ..Default::default() };
+    let ctx = pollster::block_on(GpuContext::new(&options)).expect("Vulkan adapter");
+    assert_eq!(ctx.device.limits().max_buffer_size, LIMIT);
+    let mut gpu = Session::gpu(ctx, &store).unwrap();
+    let on_gpu = run(&mut gpu, LIMIT);
+    check("sd1-tiny", "vae decode in 3 bands, 256 KiB buffers", &on_gpu, &whole, "gpu");
+    // Without the bands, the same decode cannot be placed on that GPU.
+    let err = pollster::block_on(gpu.compile(|g| {
+        let zi = g.input("z", &shape);
+        let o = g.scoped("vae", |g| decode(g, &cfg, zi))?;
+        g.output(o);
+        Ok(())
+    }))
+    .err()
+    .expect("a 480 KiB map over a 256 KiB maxBufferSize");
+    assert!(err.to_string().contains("exceeds the device's maxBufferSize (262144)"), "{err}");
+}

@@ -176,3 +176,29 @@ async fn a_lost_gpu_device_fails_the_generation_and_a_new_engine_works() {
     let mut fresh = engine("gpu").await;
     run(&mut fresh, req).await.expect("a new device generates");
 }
+
+/// Hub mode: the fit check runs on the tensors the safetensors headers announce, before
+/// any weight byte is downloaded.
+#[wasm_bindgen_test]
+async fn a_hub_conversion_too_large_for_the_backend_is_refused_from_its_headers() {
+    use easel::api::hub::HubConverter;
+    let cpu = Engine::create(Some("cpu".into())).await.map_err(JsValue::from).unwrap();
+    let index = r#"{"_class_name": "StableDiffusionPipeline", "unet": ["diffusers", "UNet2DConditionModel"]}"#;
+    let mut conv = HubConverter::new("https://hub.test/big/", "big", index, "f32", 0.0, false).map_err(JsValue::from).unwrap();
+    // Four [1024, 262144] f32 tensors: 4 GiB, as in the manifest case above.
+    let bytes_each = 4u64 * 1024 * (1 << 18);
+    let mut header = serde_json::Map::new();
+    for t in 0..4u64 {
+        header.insert(format!("conv_{t}.weight"), serde_json::json!({ "dtype": "F32", "shape": [1024, 1 << 18], "data_offsets": [t * bytes_each, (t + 1) * bytes_each] }));
+    }
+    let header = serde_json::to_vec(&header).unwrap();
+    let size = 8 + header.len() as u64 + 4 * bytes_each;
+    conv.add_weights("unet", "unet/diffusion_pytorch_model.safetensors", &header, size as f64, (1u64 << 30) as f64).map_err(JsValue::from).unwrap();
+    let err = message(cpu.check_conversion(&conv).unwrap_err());
+    assert_eq!(
+        err,
+        "manifest: big is too large for the CPU backend: its weights need 5.00 GiB (4.00 GiB as stored, plus its largest tensor as f32 while in use), \
+         more than the 3.50 GiB a web page's CPU backend can give weights (wasm32 addresses 4 GiB in all): \
+         use a browser with WebGPU, or convert the model with --quant q8_0 (a quarter of the size)"
+    );
+}

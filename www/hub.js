@@ -138,14 +138,29 @@ async function removeEntries(cache, base) {
  * { bytesDone, bytesTotal, fromCache, etaSeconds, shards: [{ file, size, state }] } where
  * bytes count the source weights and `shards` are the source files. `preferFp16` reads
  * `*.fp16.safetensors` first (half the download; the CLI reads full precision first).
- * `shardBytes`/`chunkBytes` (tests) shrink shards and Range requests.
+ * `shardBytes`/`chunkBytes` (tests) shrink shards and Range requests. `check(manifestText)`
+ * (a cached model) and `checkConversion(converter)` (once every header is planned) throw
+ * when the model cannot run here: before any weight byte is downloaded.
  */
-export async function loadHubModel({ base = 'https://huggingface.co', repo, revision = 'main', quant = 'q8_0', preferFp16 = false, shardBytes = 0, chunkBytes = MAX_CHUNK_BYTES, onProgress = () => {}, signal } = {}) {
+export async function loadHubModel({
+  base = 'https://huggingface.co',
+  repo,
+  revision = 'main',
+  quant = 'q8_0',
+  preferFp16 = false,
+  shardBytes = 0,
+  chunkBytes = MAX_CHUNK_BYTES,
+  onProgress = () => {},
+  signal,
+  check = () => {},
+  checkConversion = () => {},
+} = {}) {
   if (!repo) throw new LoadError('Hub mode needs a repository name, such as stabilityai/sd-turbo.');
   const url = (path) => hubFileUrl(base, repo, revision, path);
   const cacheBase = hubCacheBase(base, repo, revision, quant, preferFp16);
   const cached = await openCachedModel(cacheBase);
   if (cached) {
+    check(cached.manifestText);
     const total = cached.manifest.shards.reduce((a, s) => a + s.size, 0);
     const shards = cached.manifest.shards.map((s) => ({ file: s.file, size: s.size, state: 'cached' }));
     onProgress({ bytesDone: total, bytesTotal: total, fromCache: total, etaSeconds: 0, shards });
@@ -194,6 +209,7 @@ export async function loadHubModel({ base = 'https://huggingface.co', repo, revi
         files.push({ ...found, ranges, state: 'pending' });
       }
     }
+    wasmCall(() => checkConversion(conv));
     await checkStorage(conv.outputBytes() + extraBytes);
 
     const bytesTotal = files.reduce((a, f) => a + f.ranges.reduce((b, [s, e]) => b + e - s, 0), 0);

@@ -223,7 +223,10 @@ self.simulateDeviceLoss = () => gpu?.lose();
 self.onmessage = ({ data }) => {
   if (data.type === 'init' && ready === null) ready = start(data.backend ?? 'auto');
   if (data.type === 'load-model') loadIntoEngine((onProgress, signal, check) => loadModel(data.url, { onProgress, signal, check }));
-  if (data.type === 'load-hub') loadIntoEngine((onProgress, signal) => loadHubModel({ ...data.hub, onProgress, signal }));
+  if (data.type === 'load-hub') {
+    const checkConversion = (conv) => engine.checkConversion(conv);
+    loadIntoEngine((onProgress, signal, check) => loadHubModel({ ...data.hub, onProgress, signal, check, checkConversion }));
+  }
   if (data.type === 'generate') generate(data.request);
   if (data.type === 'vq-encode' || data.type === 'vq-decode') vq(data);
   if (data.type === 'cancel') {

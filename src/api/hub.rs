@@ -107,6 +107,11 @@ impl HubConverter {
         Ok(serde_json::to_string(&ranges).unwrap_or_default())
     }
 
+    /// The model's name and planned tensors (for `Engine.checkConversion`).
+    pub(crate) fn planned(&self) -> Option<(&str, &[crate::weights::fit::TensorSpec])> {
+        self.conv.as_ref().map(|c| c.planned())
+    }
+
     /// Bytes of the converted model (known once every header is planned).
     #[wasm_bindgen(js_name = outputBytes)]
     pub fn output_bytes(&self) -> f64 {

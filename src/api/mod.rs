@@ -123,11 +123,25 @@ impl Engine {
         Ok(serde_json::json!({ "bytes": bytes, "backend": backend }).to_string())
     }
 
+    /// `checkModel` for a Hub conversion once every weights header is planned: refuses a
+    /// model that cannot run here before any weight byte is downloaded.
+    #[wasm_bindgen(js_name = checkConversion)]
+    pub fn check_conversion(&self, conversion: &hub::HubConverter) -> Result<String, JsError> {
+        let (name, specs) = conversion.planned().ok_or_else(|| JsError::new("this conversion has finished"))?;
+        let (bytes, backend) = self.fit_tensors(name, specs).map_err(|e| JsError::new(&e.to_string()))?;
+        Ok(serde_json::json!({ "bytes": bytes, "backend": backend }).to_string())
+    }
+
     fn fit(&self, manifest: &crate::weights::Manifest) -> Result<(u64, &'static str), crate::WeightsError> {
-        use crate::weights::fit::{check, Target};
+        let specs: Vec<_> = manifest.tensors.iter().map(|t| (t.name.clone(), t.shape.clone(), t.storage)).collect();
+        self.fit_tensors(&manifest.name, &specs)
+    }
+
+    fn fit_tensors(&self, name: &str, specs: &[crate::weights::fit::TensorSpec]) -> Result<(u64, &'static str), crate::WeightsError> {
+        use crate::weights::fit::{check_tensors, Target};
         match (self.choice.kind, self.gpu.as_ref()) {
-            (crate::ops::BackendKind::Gpu, Some(ctx)) => Ok((check(manifest, Target::Gpu { max_binding: ctx.device.limits().max_storage_buffer_binding_size })?, "gpu")),
-            _ => Ok((check(manifest, Target::WasmCpu)?, "cpu")),
+            (crate::ops::BackendKind::Gpu, Some(ctx)) => Ok((check_tensors(name, specs, Target::Gpu { max_binding: ctx.device.limits().max_storage_buffer_binding_size })?, "gpu")),
+            _ => Ok((check_tensors(name, specs, Target::WasmCpu)?, "cpu")),
         }
     }
 

@@ -15,11 +15,14 @@ pub struct GpuOptions {
     /// Request at most this maxStorageBufferBindingSize (None: the adapter's own). Tests use
     /// WebGPU's default, 128 MiB, to prove big weights are split.
     pub max_binding: Option<u64>,
+    /// Request at most this maxBufferSize (None: the adapter's own). Tests use WebGPU's
+    /// default, 256 MiB, to prove big feature maps are cut into bands.
+    pub max_buffer: Option<u64>,
 }
 
 impl Default for GpuOptions {
     fn default() -> Self {
-        Self { power_preference: wgpu::PowerPreference::HighPerformance, allow_f16: true, max_binding: None }
+        Self { power_preference: wgpu::PowerPreference::HighPerformance, allow_f16: true, max_binding: None, max_buffer: None }
     }
 }
 
@@ -94,6 +97,9 @@ impl GpuContext {
         let mut limits = adapter.limits();
         if let Some(cap) = options.max_binding {
             limits.max_storage_buffer_binding_size = limits.max_storage_buffer_binding_size.min(cap);
+        }
+        if let Some(cap) = options.max_buffer {
+            limits.max_buffer_size = limits.max_buffer_size.min(cap);
         }
         let mut features = wgpu::Features::empty();
         if options.allow_f16 && adapter.features().contains(wgpu::Features::SHADER_F16) {

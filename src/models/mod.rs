@@ -15,6 +15,7 @@ pub mod taming;
 pub mod unet;
 pub mod uvit;
 pub mod vae;
+pub mod vae_bands;
 pub mod vqgan;
 pub mod yaml;
 

@@ -9,6 +9,7 @@ use serde_json::Value;
 use super::blocks::{resnet, self_attention, upsample, Norm};
 use super::config::Cfg;
 use super::layers::{conv, conv_padded, group_norm, within};
+use super::vae_bands;
 use crate::error::OpError;
 use crate::ops::{Graph, TensorId};
 
@@ -72,7 +73,7 @@ impl VaeConfig {
         1 << (self.block_out_channels.len() - 1)
     }
 
-    fn norm(&self) -> Norm {
+    pub fn norm(&self) -> Norm {
         Norm { groups: self.groups, eps: 1e-6 }
     }
 }
@@ -102,27 +103,56 @@ fn mid_block(g: &mut Graph, cfg: &VaeConfig, x: TensorId) -> Result<TensorId, Op
 /// `vae.decode(z)` in the current scope ("vae"): z [B, latent, h, w] (already divided by
 /// the scaling factor) -> image [B, 3, 8h, 8w], not clamped.
 pub fn decode(g: &mut Graph, cfg: &VaeConfig, z: TensorId) -> Result<TensorId, OpError> {
+    decode_within(g, cfg, z, u64::MAX)
+}
+
+/// `decode` with no tensor over `max_bytes` (a GPU's maxBufferSize): the last blocks run on
+/// bands of rows when a map would be larger (`vae_bands`), with the same result.
+pub fn decode_within(g: &mut Graph, cfg: &VaeConfig, z: TensorId, max_bytes: u64) -> Result<TensorId, OpError> {
+    let s = g.shape(z).to_vec();
+    let cut = vae_bands::plan(cfg, s[0], [s[2], s[3]], max_bytes)?;
     let z = if cfg.post_quant_conv { conv(g, "post_quant_conv", z, 1, 0)? } else { z };
     g.scoped("decoder", |g| {
         let mut x = conv(g, "conv_in", z, 1, 1)?;
         x = mid_block(g, cfg, x)?;
         let n = cfg.block_out_channels.len();
+        let mut bands: Option<vae_bands::Bands> = None;
         for i in 0..n {
-            x = within(g, &format!("up_blocks.{i}"), |g| -> Result<TensorId, OpError> {
+            within(g, &format!("up_blocks.{i}"), |g| -> Result<(), OpError> {
                 for j in 0..=cfg.layers_per_block {
-                    x = within(g, &format!("resnets.{j}"), |g| resnet(g, x, None, cfg.norm()))?;
-                    if cfg.up_attention[i] {
-                        x = within(g, &format!("attentions.{j}"), |g| self_attention(g, x, cfg.groups, 1e-6, 1))?;
+                    let name = format!("resnets.{j}");
+                    match bands.take() {
+                        Some(b) => bands = Some(within(g, &name, |g| vae_bands::resnet(g, b, cfg.norm()))?),
+                        None => {
+                            x = within(g, &name, |g| resnet(g, x, None, cfg.norm()))?;
+                            if cfg.up_attention[i] {
+                                x = within(g, &format!("attentions.{j}"), |g| self_attention(g, x, cfg.groups, 1e-6, 1))?;
+                            }
+                        }
                     }
                 }
-                if i + 1 < n {
-                    x = upsample(g, x)?;
+                if let Some((_, count)) = cut.filter(|&(at, _)| at == i) {
+                    bands = Some(vae_bands::Bands::split(g, x, count)?);
                 }
-                Ok(x)
+                if i + 1 < n {
+                    match bands.take() {
+                        Some(b) => bands = Some(vae_bands::upsample(g, b)?),
+                        None => x = upsample(g, x)?,
+                    }
+                }
+                Ok(())
             })?;
         }
-        let x = group_norm(g, "conv_norm_out", x, cfg.groups, 1e-6, true)?;
-        conv(g, "conv_out", x, 1, 1)
+        match bands {
+            Some(b) => {
+                let b = vae_bands::group_norm(g, "conv_norm_out", &b, cfg.norm(), true)?;
+                vae_bands::conv(g, "conv_out", &b, 1)?.join(g)
+            }
+            None => {
+                let x = group_norm(g, "conv_norm_out", x, cfg.groups, 1e-6, true)?;
+                conv(g, "conv_out", x, 1, 1)
+            }
+        }
     })
 }
 

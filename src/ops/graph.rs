@@ -97,6 +97,15 @@ pub enum Op {
     /// GlobalResponseNorm's scale over x [B, N, C]: gx = L2 norm over N per channel,
     /// out [B, 1, C] = gx / (mean over C of gx + eps).
     ResponseNorm { eps: f32 },
+    /// GroupNorm's statistics of x [B, C, ..] per (batch, group): [B, G, 2] of the mean and
+    /// M2, the sum of squared deviations from it (a part of a map that is split in bands).
+    GroupMoments { groups: usize },
+    /// [parts [B, G, P, 2] of (mean, M2) over parts of `part_len` values of sets of `len`
+    /// (the last part may be shorter)] -> [B, G, 2] of (mean, sqrt(var + eps)).
+    MomentsCombine { len: usize, part_len: usize, eps: f32 },
+    /// GroupNorm from given statistics: [x [B, C, ..], gamma [C], beta [C], moments [B, G, 2]
+    /// of (mean, sqrt(var + eps))] -> like x; optionally followed by SiLU.
+    GroupNormApply { groups: usize, silu: bool },
     /// Same data, new shape (no copy).
     Reshape { shape: Vec<usize> },
     /// Axis permutation (a copy).

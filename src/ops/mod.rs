@@ -7,6 +7,7 @@ pub mod check;
 pub mod cpu;
 pub mod gpu;
 pub mod graph;
+mod graph_bands;
 mod graph_convnext;
 mod graph_layout;
 mod graph_wide;

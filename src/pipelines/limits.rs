@@ -13,9 +13,6 @@ use crate::models::vae::VaeConfig;
 pub struct MemoryBudget {
     /// The largest single activation (GPU: maxBufferSize; wasm: a 2 GiB allocation).
     pub max_tensor: u64,
-    /// The largest activation of an op that cannot be split over several bindings (linear,
-    /// attention): GPU: maxStorageBufferBindingSize; the CPU: `max_tensor`.
-    pub max_binding: u64,
     /// All activations together (unknown on a GPU: u64::MAX).
     pub total: u64,
     /// Whether attention materializes whole score matrices (the native CPU path, through
@@ -23,7 +20,6 @@ pub struct MemoryBudget {
     pub full_attention_scores: bool,
     /// What the limits are, for the message: "this GPU's buffer limit (maxBufferSize)", ...
     pub name: &'static str,
-    pub binding_name: &'static str,
 }
 
 /// One of the activations that can set a generation's peak.
@@ -38,10 +34,11 @@ pub struct Activation {
 /// How an activation is held.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Kind {
-    /// A feature map (conv, GroupNorm, elementwise): split over bindings on the GPU.
+    /// A feature map or token rows: one buffer, bound in windows on the GPU.
     Map,
-    /// Token rows through linear layers: one binding.
-    Rows,
+    /// The VAE decoder's full-size maps: cut into bands of rows where one buffer is too
+    /// small (`models::vae_bands`), so only the total counts.
+    Bands,
     /// An attention score matrix: whole only on backends that materialize it.
     Scores,
 }
@@ -63,7 +60,7 @@ pub fn activations(unet: &UNetConfig, vae: &VaeConfig, width: usize, height: usi
     let c0 = unet.block_out_channels[0];
     let per_token = |n: usize| bytes_of(&[unet_batch, n]).saturating_mul(tokens);
     let mut out = vec![
-        Activation { bytes: bytes_of(&[batch, wide, width, height]), what: format!("the VAE decoder's {wide}-channel {width}x{height} feature map"), kind: Kind::Map },
+        Activation { bytes: bytes_of(&[batch, wide, width, height]), what: format!("the VAE decoder's {wide}-channel {width}x{height} feature map"), kind: Kind::Bands },
         Activation { bytes: per_token(c0), what: format!("the UNet's {c0}-channel feature map"), kind: Kind::Map },
     ];
     if unet.down_attention.first() == Some(&crate::models::unet::Attn::Cross) {
@@ -72,7 +69,7 @@ pub fn activations(unet: &UNetConfig, vae: &VaeConfig, width: usize, height: usi
         let scores = per_token(heads).saturating_mul(tokens);
         out.push(Activation { bytes: scores, what: format!("the UNet's self-attention scores ({tokens} tokens, {heads} head{plural})"), kind: Kind::Scores });
         // GEGLU's projection: 2 x 4 x the block's channels per token.
-        out.push(Activation { bytes: per_token(8 * c0), what: format!("the UNet's feed-forward activations ({tokens} tokens x {})", 8 * c0), kind: Kind::Rows });
+        out.push(Activation { bytes: per_token(8 * c0), what: format!("the UNet's feed-forward activations ({tokens} tokens x {})", 8 * c0), kind: Kind::Map });
     }
     out
 }
@@ -97,11 +94,8 @@ impl MemoryBudget {
     fn shortfall(&self, acts: Vec<Activation>) -> Option<(u64, String, u64, &'static str)> {
         let acts: Vec<Activation> = acts.into_iter().filter(|a| self.full_attention_scores || a.kind != Kind::Scores).collect();
         let largest = acts.iter().max_by_key(|a| a.bytes)?;
-        if largest.bytes > self.max_tensor {
-            return Some((largest.bytes, largest.what.clone(), self.max_tensor, self.name));
-        }
-        if let Some(rows) = acts.iter().filter(|a| a.kind == Kind::Rows).find(|a| a.bytes > self.max_binding) {
-            return Some((rows.bytes, rows.what.clone(), self.max_binding, self.binding_name));
+        if let Some(whole) = acts.iter().filter(|a| a.kind != Kind::Bands).max_by_key(|a| a.bytes).filter(|a| a.bytes > self.max_tensor) {
+            return Some((whole.bytes, whole.what.clone(), self.max_tensor, self.name));
         }
         // A map, its GroupNorm and the conv's output are alive together; scores and their
         // softmax too.
@@ -146,21 +140,14 @@ pub fn budget(session: &crate::models::Session) -> MemoryBudget {
     match &session.backend {
         Backend::Gpu { ctx, .. } => {
             let limits = ctx.device.limits();
-            MemoryBudget {
-                max_tensor: limits.max_buffer_size,
-                max_binding: limits.max_storage_buffer_binding_size,
-                total: u64::MAX,
-                full_attention_scores: false,
-                name: "this GPU's buffer limit (maxBufferSize)",
-                binding_name: "this GPU's binding limit (maxStorageBufferBindingSize)",
-            }
+            MemoryBudget { max_tensor: limits.max_buffer_size, total: u64::MAX, full_attention_scores: false, name: "this GPU's buffer limit (maxBufferSize)" }
         }
         #[cfg(not(target_arch = "wasm32"))]
         Backend::Cpu { .. } => {
             let total = host_available();
             // candle makes each attention's batch x heads x L x L scores whole.
             let name = "the memory available";
-            MemoryBudget { max_tensor: total, max_binding: total, total, full_attention_scores: true, name, binding_name: name }
+            MemoryBudget { max_tensor: total, total, full_attention_scores: true, name }
         }
         #[cfg(target_arch = "wasm32")]
         Backend::Cpu { .. } => {
@@ -169,7 +156,7 @@ pub fn budget(session: &crate::models::Session) -> MemoryBudget {
             let total = (4u64 << 30).saturating_sub(used);
             let max_tensor = total.min((2 << 30) - 1);
             let name = "the page's memory limit (wasm32: 4 GiB in all, 2 GiB in one piece)";
-            MemoryBudget { max_tensor, max_binding: max_tensor, total, full_attention_scores: false, name, binding_name: name }
+            MemoryBudget { max_tensor, total, full_attention_scores: false, name }
         }
     }
 }
@@ -211,7 +198,7 @@ mod tests {
         // 256x256 latents: 65,536 tokens, 2 heads, CFG batch 2: 2 x 2 x 65536^2 x 4 bytes.
         let scores = activations(&unet, &vae, 512, 512, 1, true).into_iter().find(|a| a.kind == Kind::Scores).unwrap();
         assert_eq!(scores.bytes, 4 * 65536u64 * 65536 * 4);
-        let budget = MemoryBudget { max_tensor: 24 << 30, max_binding: 24 << 30, total: 24 << 30, full_attention_scores: true, name: "the memory available", binding_name: "" };
+        let budget = MemoryBudget { max_tensor: 24 << 30, total: 24 << 30, full_attention_scores: true, name: "the memory available" };
         let req = Request { width: 512, height: 512, guidance: 7.5, ..Request::default() };
         let err = budget.check(&unet, &vae, &req).unwrap_err();
         assert_eq!(err, "512x512 needs 64.0 GiB for the UNet's self-attention scores (65536 tokens, 2 heads), but the memory available is 24.0 GiB: the largest square size that fits is 320x320");
@@ -222,30 +209,23 @@ mod tests {
     }
 
     #[test]
-    fn on_a_gpu_linear_activations_must_fit_one_binding() {
+    fn on_a_gpu_activations_must_fit_one_buffer_but_the_vae_decoder_cuts_its_maps() {
         let (unet, vae) = tiny();
-        // WebGPU's default binding (128 MiB) under a 1 GiB buffer limit. Scores do not count
-        // (the kernel works in blocks of queries); GEGLU's 8 x 16 channels per token do:
-        // (W/2)^2 x 128 x 4 B <= 128 MiB gives W <= 1024.
-        let budget = MemoryBudget {
-            max_tensor: 1 << 30,
-            max_binding: 128 << 20,
-            total: u64::MAX,
-            full_attention_scores: false,
-            name: "this GPU's buffer limit (maxBufferSize)",
-            binding_name: "its binding limit (maxStorageBufferBindingSize)",
-        };
-        let req = Request { width: 2048, height: 2048, guidance: 0.0, ..Request::default() };
+        // A 1 GiB buffer limit. Scores do not count (the kernel works in blocks of queries);
+        // GEGLU's 8 x 16 channels per token do: (W/2)^2 x 128 x 4 B <= 1 GiB gives W <= 2896.
+        let budget = MemoryBudget { max_tensor: 1 << 30, total: u64::MAX, full_attention_scores: false, name: "this GPU's buffer limit (maxBufferSize)" };
+        let req = Request { width: 4096, height: 4096, guidance: 0.0, ..Request::default() };
         let err = budget.check(&unet, &vae, &req).unwrap_err();
         assert_eq!(
             err,
-            "2048x2048 needs 512 MiB for the UNet's feed-forward activations (1048576 tokens x 128), but its binding limit (maxStorageBufferBindingSize) is 128 MiB: \
-             the largest square size that fits is 1024x1024"
+            "4096x4096 needs 2.0 GiB for the UNet's feed-forward activations (4194304 tokens x 128), but this GPU's buffer limit (maxBufferSize) is 1.0 GiB: \
+             the largest square size that fits is 2880x2880"
         );
-        assert!(budget.check(&unet, &vae, &Request { width: 1024, height: 1024, ..req.clone() }).is_ok());
-        // The whole-buffer limit: the decoder's 32 x W x H x 4 B <= 256 MiB gives W <= 1448.
-        let small = MemoryBudget { max_tensor: 256 << 20, max_binding: 1 << 30, ..budget };
+        assert!(budget.check(&unet, &vae, &Request { width: 2880, height: 2880, ..req.clone() }).is_ok());
+        // The decoder's 32 x 2048 x 2048 x 4 B = 512 MiB map is over a 256 MiB buffer, but it
+        // is decoded in bands: the UNet's rows set the limit, (W/2)^2 x 128 x 4 B <= 256 MiB.
+        let small = MemoryBudget { max_tensor: 256 << 20, ..budget };
         let err = small.check(&unet, &vae, &Request { width: 2048, height: 2048, ..req }).unwrap_err();
-        assert!(err.ends_with("but this GPU's buffer limit (maxBufferSize) is 256 MiB: the largest square size that fits is 1408x1408"), "{err}");
+        assert!(err.contains("for the UNet's feed-forward activations") && err.ends_with("is 256 MiB: the largest square size that fits is 1408x1408"), "{err}");
     }
 }

@@ -11,7 +11,7 @@ use crate::models::clip::{text_model, ClipTextConfig};
 use crate::models::session::f32s;
 use crate::models::taesd::{self, TaesdConfig};
 use crate::models::unet::{unet, UNetConfig};
-use crate::models::vae::{decode, encode, VaeConfig};
+use crate::models::vae::{decode_within, encode, VaeConfig};
 use crate::models::{Compiled, Session};
 use crate::ops::cpu::HostTensor;
 use crate::text::{model_tokenizer, ClipTokenizer, MAX_TOKENS};
@@ -144,9 +144,11 @@ impl StableDiffusion {
     pub async fn decode(&mut self, shape: [usize; 4], latents: &[f32]) -> Result<Vec<f32>, PipelineError> {
         let cfg = self.vae_cfg.clone();
         if self.decoder.as_ref().is_none_or(|(s, _)| *s != shape) {
+            // Maps over one buffer's limit are decoded in bands of rows.
+            let max_tensor = super::limits::budget(&self.session).max_tensor;
             let c = self.session.compile(|g| {
                 let z = g.input("z", &shape);
-                let o = g.scoped("vae", |g| decode(g, &cfg, z))?;
+                let o = g.scoped("vae", |g| decode_within(g, &cfg, z, max_tensor))?;
                 g.output(o);
                 Ok(())
             });

@@ -3,6 +3,7 @@
 
 use super::Manifest;
 use crate::ops::gpu::GpuWeights;
+use crate::ops::StorageType;
 use crate::WeightsError;
 
 /// Of wasm32's 4 GiB, what the CPU backend's weights may take: the rest holds the engine,
@@ -22,26 +23,32 @@ pub enum Target {
 
 /// Bytes the model will occupy on `target`, or why it cannot be loaded there.
 pub fn check(manifest: &Manifest, target: Target) -> Result<u64, WeightsError> {
-    let name = &manifest.name;
+    let specs: Vec<TensorSpec> = manifest.tensors.iter().map(|t| (t.name.clone(), t.shape.clone(), t.storage)).collect();
+    check_tensors(&manifest.name, &specs, target)
+}
+
+/// A tensor as it will be stored: name, shape, storage.
+pub type TensorSpec = (String, Vec<usize>, StorageType);
+
+/// `check` for model `name` from its tensors alone: a Hub conversion knows them from the
+/// safetensors headers, before any weight byte is downloaded.
+pub fn check_tensors(name: &str, specs: &[TensorSpec], target: Target) -> Result<u64, WeightsError> {
     match target {
-        Target::Gpu { max_binding } => {
-            let specs: Vec<_> = manifest.tensors.iter().map(|t| (t.name.clone(), t.shape.clone(), t.storage)).collect();
-            GpuWeights::plan(&specs, max_binding).map_err(|e| WeightsError::Manifest(format!("{name} cannot be placed on this GPU: {e}")))
-        }
+        Target::Gpu { max_binding } => GpuWeights::plan(specs, max_binding).map_err(|e| WeightsError::Manifest(format!("{name} cannot be placed on this GPU: {e}"))),
         Target::WasmCpu | Target::NativeCpu { .. } => {
             // From shapes (equal to the parts' lengths in a validated manifest).
-            let stored = manifest.tensors.iter().fold(0u64, |a, t| {
-                let numel = t.shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
-                a.saturating_add(numel.and_then(|n| t.storage.checked_byte_len(n)).map_or(u64::MAX, |b| b as u64))
+            let stored = specs.iter().fold(0u64, |a, (_, shape, storage)| {
+                let numel = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+                a.saturating_add(numel.and_then(|n| storage.checked_byte_len(n)).map_or(u64::MAX, |b| b as u64))
             });
-            let widest = manifest.tensors.iter().map(|t| 4 * t.shape.iter().product::<usize>() as u64).max().unwrap_or(0);
+            let widest = specs.iter().map(|(_, shape, _)| 4 * shape.iter().product::<usize>() as u64).max().unwrap_or(0);
             let need = stored.saturating_add(widest);
             let (limit, what) = match target {
                 Target::NativeCpu { available } => (available, "the memory available".to_string()),
                 _ => (WASM_WEIGHT_BUDGET, format!("the {} a web page's CPU backend can give weights (wasm32 addresses 4 GiB in all)", gib(WASM_WEIGHT_BUDGET))),
             };
             if need > limit {
-                let quantized = manifest.tensors.iter().any(|t| t.storage.is_quantized());
+                let quantized = specs.iter().any(|(_, _, storage)| storage.is_quantized());
                 let advice = if quantized {
                     "use a browser with WebGPU, or a smaller model"
                 } else {

@@ -7,6 +7,7 @@ use std::collections::VecDeque;
 
 use super::builder::{Finished, ModelBuilder, ModelInfo};
 use super::error::WeightsError;
+use super::fit::TensorSpec;
 use super::manifest::ShardEntry;
 use super::rules::{check_shapes, converts_tensor};
 use super::safetensors::{not_float, Header, SafeDType};
@@ -35,13 +36,15 @@ pub struct RepoConverter {
     builder: ModelBuilder,
     queue: VecDeque<Pending>,
     output_bytes: u64,
+    /// Every tensor planned so far, as it will be stored (for the fit check).
+    planned: Vec<TensorSpec>,
 }
 
 impl RepoConverter {
     /// A conversion of `source` (family and name as the manifest will say).
     pub fn new(source: &str, family: &str, name: &str, quant: StorageType, shard_bytes: u64) -> Self {
         let info = ModelInfo { family: family.into(), name: name.into(), ..Default::default() };
-        Self { source: source.into(), info, builder: ModelBuilder::new(quant, shard_bytes), queue: VecDeque::new(), output_bytes: 0 }
+        Self { source: source.into(), info, builder: ModelBuilder::new(quant, shard_bytes), queue: VecDeque::new(), output_bytes: 0, planned: Vec::new() }
     }
 
     /// Records a config (`model_index`, or a component's config.json / scheduler_config.json).
@@ -73,7 +76,9 @@ impl RepoConverter {
         let mut ranges: Vec<(u64, u64)> = Vec::new();
         for (name, t) in wanted().filter(|(_, t)| t.dtype.is_float()) {
             let full = format!("{component}.{name}");
-            self.output_bytes += self.builder.storage(&full, &t.shape, t.dtype).byte_len(t.numel()) as u64;
+            let storage = self.builder.storage(&full, &t.shape, t.dtype);
+            self.output_bytes += storage.byte_len(t.numel()) as u64;
+            self.planned.push((full.clone(), t.shape.clone(), storage));
             self.queue.push_back(Pending { file: file.into(), name: full, shape: t.shape.clone(), dtype: t.dtype });
             let (mut at, end) = (header.data_start + t.begin, header.data_start + t.end);
             while at < end {
@@ -86,6 +91,12 @@ impl RepoConverter {
         }
         self.info.source_bytes += file_size;
         Ok(ranges)
+    }
+
+    /// The model's name and its planned tensors as they will be stored: enough for
+    /// `fit::check_tensors` before any weight byte is read.
+    pub fn planned(&self) -> (&str, &[TensorSpec]) {
+        (&self.info.name, &self.planned)
     }
 
     /// Bytes the model will take once converted (for a storage check before downloading).

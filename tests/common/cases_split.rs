@@ -129,7 +129,54 @@ fn decoder_block() -> Case {
     .bind_at(4 * KIB)
 }
 
+/// Token rows over the limit (the UNet's GEGLU projection at 768 px): linear layers and
+/// GEGLU in windows of rows aligned in both x and out.
+fn rows() -> Vec<Case> {
+    let linear = |name: &str, storage: StorageType| {
+        Case::new(name, MATMUL_TOL, |g| {
+            let x = g.input("x", &[2, 150, 64]);
+            let (w, b) = (g.weight("proj.weight")?, g.weight("proj.bias")?);
+            let h = g.linear(x, w, Some(b))?;
+            let y = g.geglu(h)?;
+            g.output(y);
+            Ok(())
+        })
+        .input("x", 2 * 150 * 64, 1.0, 331)
+        .weight("proj.weight", &[80, 64], storage, 0.3, 332)
+        .weight("proj.bias", &[80], StorageType::F32, 0.3, 333)
+        .bind_at(8 * KIB)
+    };
+    // x 75 KiB, the projection 94 KiB, GEGLU's output 47 KiB, at 8 KiB per binding.
+    vec![linear("split linear f32 + geglu [2,150,64] -> 80 at 8 KiB", StorageType::F32), linear("split linear q8_0 + geglu [2,150,64] -> 80 at 8 KiB", StorageType::Q8_0)]
+}
+
+/// A map held as bands of rows (`models::vae_bands`): halo rows sliced from the
+/// neighbours and concatenated, a conv per band, GroupNorm from all bands' statistics,
+/// every tensor over the limit.
+fn bands() -> Case {
+    Case::new("split bands: slice, concat, conv, group_norm [1,8,24,16] at 4 KiB", MATMUL_TOL, |g| {
+        let x = g.input("x", &[1, 8, 24, 16]);
+        let parts: Vec<_> = (0..3).map(|i| g.slice(x, 2, 8 * i, 8)).collect::<Result<_, _>>()?;
+        let (gamma, beta) = (g.weight("norm.weight")?, g.weight("norm.bias")?);
+        let normed = g.group_norm_bands(&parts, gamma, beta, 4, 1e-6, true)?;
+        let (w, b) = (g.weight("conv.weight")?, g.weight("conv.bias")?);
+        // The middle band with a halo row from each neighbour, no zero padding between.
+        let above = g.slice(normed[0], 2, 7, 1)?;
+        let below = g.slice(normed[2], 2, 0, 1)?;
+        let mid = g.concat(&[above, normed[1], below], 2)?;
+        let y = g.conv2d(mid, w, Some(b), 1, [0, 0, 1, 1])?;
+        g.output(y);
+        Ok(())
+    })
+    .input("x", 8 * 24 * 16, 2.0, 341)
+    .weight("norm.weight", &[8], StorageType::F32, 1.0, 342)
+    .weight("norm.bias", &[8], StorageType::F32, 1.0, 343)
+    .weight("conv.weight", &[8, 8, 3, 3], StorageType::F32, 0.3, 344)
+    .weight("conv.bias", &[8], StorageType::F32, 0.3, 345)
+    .bind_at(4 * KIB)
+}
+
 /// Every split case.
 pub fn cases() -> Vec<Case> {
-    [elementwise(), convs(), vec![decoder_block()]].into_iter().flatten().collect()
+    [elementwise(), convs(), vec![decoder_block()], rows(), vec![bands()]].into_iter().flatten().collect()
 }

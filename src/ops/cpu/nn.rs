@@ -33,21 +33,60 @@ pub fn conv2d(x: &Tensor, w: &Tensor, b: Option<&Tensor>, stride: usize, pad: [u
 
 /// GroupNorm over [B, C, ..]: biased variance per (batch, group), then per-channel affine.
 pub fn group_norm(x: &Tensor, gamma: &Tensor, beta: &Tensor, groups: usize, eps: f32, silu: bool) -> Result<Tensor> {
-    let dims = x.dims().to_vec();
-    let (b, c) = (dims[0], dims[1]);
+    let b = x.dims()[0];
     let g = x.contiguous()?.reshape((b, groups, x.elem_count() / (b * groups)))?;
     let mean = g.mean_keepdim(D::Minus1)?;
     let centered = g.broadcast_sub(&mean)?;
     let var = centered.sqr()?.mean_keepdim(D::Minus1)?;
-    let normed = centered.broadcast_div(&(var + eps as f64)?.sqrt()?)?.reshape(dims.as_slice())?;
-    let mut affine_shape = vec![1, c];
+    let normed = centered.broadcast_div(&(var + eps as f64)?.sqrt()?)?;
+    channel_affine(&normed, x.dims(), gamma, beta, silu)
+}
+
+/// normed (reshaped back to `dims` [B, C, ..]) * gamma[c] + beta[c], then SiLU when `silu`.
+fn channel_affine(normed: &Tensor, dims: &[usize], gamma: &Tensor, beta: &Tensor, silu: bool) -> Result<Tensor> {
+    let mut affine_shape = vec![1, dims[1]];
     affine_shape.resize(dims.len(), 1);
-    let y = normed.broadcast_mul(&gamma.reshape(affine_shape.as_slice())?)?.broadcast_add(&beta.reshape(affine_shape.as_slice())?)?;
+    let y = normed.reshape(dims)?.broadcast_mul(&gamma.reshape(affine_shape.as_slice())?)?.broadcast_add(&beta.reshape(affine_shape.as_slice())?)?;
     if silu {
         y.silu()
     } else {
         Ok(y)
     }
+}
+
+/// [B, G, 2]: each (batch, group)'s mean and sum of squared deviations (two passes).
+pub fn group_moments(x: &Tensor, groups: usize) -> Result<Tensor> {
+    let b = x.dims()[0];
+    let g = x.contiguous()?.reshape((b, groups, x.elem_count() / (b * groups)))?;
+    let mean = g.mean_keepdim(D::Minus1)?;
+    let m2 = g.broadcast_sub(&mean)?.sqr()?.sum_keepdim(D::Minus1)?;
+    Tensor::cat(&[mean, m2], 2)
+}
+
+/// Whole sets' (mean, sqrt(var + eps)) from parts [B, G, P, 2] of (mean, M2), by Chan et
+/// al.'s update: mean = sum(n_p mean_p) / n, M2 = sum(M2_p + n_p (mean_p - mean)^2).
+pub fn moments_combine(parts: &Tensor, len: usize, part_len: usize, eps: f32) -> Result<Tensor> {
+    let dims = parts.dims().to_vec();
+    let p = dims[2];
+    let v = parts.flatten_all()?.to_vec1::<f32>()?;
+    let count = |i: usize| ((i + 1) * part_len).min(len) as f32 - (i * part_len) as f32;
+    let out: Vec<f32> = v
+        .chunks(2 * p)
+        .flat_map(|set| {
+            let mean = (0..p).map(|i| count(i) * set[2 * i]).sum::<f32>() / len as f32;
+            let m2: f32 = (0..p).map(|i| set[2 * i + 1] + count(i) * (set[2 * i] - mean).powi(2)).sum();
+            [mean, (m2 / len as f32 + eps).sqrt()]
+        })
+        .collect();
+    Tensor::from_vec(out, (dims[0], dims[1], 2), parts.device())
+}
+
+/// GroupNorm of x [B, C, ..] from moments [B, G, 2] of (mean, sqrt(var + eps)).
+pub fn group_norm_apply(x: &Tensor, gamma: &Tensor, beta: &Tensor, moments: &Tensor, groups: usize, silu: bool) -> Result<Tensor> {
+    let b = x.dims()[0];
+    let g = x.contiguous()?.reshape((b, groups, x.elem_count() / (b * groups)))?;
+    let normed = g.broadcast_sub(&moments.narrow(2, 0, 1)?)?.broadcast_div(&moments.narrow(2, 1, 1)?)?;
+    channel_affine(&normed, x.dims(), gamma, beta, silu)
 }
 
 fn batched_matmul(a: &Tensor, b: &Tensor, transpose_b: bool) -> Result<Tensor> {

@@ -1,6 +1,6 @@
 //! Elementwise kernels: activations, broadcast arithmetic, GEGLU.
 
-use super::split::{fits, flat_spans, limit_err, whole};
+use super::split::{fits, flat_spans, limit_err, row_spans, whole};
 use super::{strides, with_prelude, NodeCx};
 use crate::error::OpError;
 use crate::ops::gpu::builder::{f, grid, Buf, KernelBuilder};
@@ -105,6 +105,11 @@ pub fn binary(kb: &mut KernelBuilder, cx: &NodeCx, op: BinaryOp) -> Result<(), O
 pub fn geglu(kb: &mut KernelBuilder, cx: &NodeCx) -> Result<(), OpError> {
     let n = cx.node.numel();
     let d = *cx.node.shape.last().unwrap_or(&1);
-    let bindings = vec![cx.f32_input(0)?, cx.out.clone()];
-    kb.dispatch("geglu", || source(include_str!("geglu.wgsl")), bindings, &[n as u32, d as u32], groups_for(n))
+    let x = cx.f32_input(0)?;
+    let windows = if fits(kb, &[&x, &cx.out]) { whole(n / d.max(1)) } else { row_spans(kb, cx, n / d, &[2 * d, d])? };
+    for w in windows {
+        let bindings = vec![x.window(w.start * 2 * d, w.len() * 2 * d), cx.out.window(w.start * d, w.len() * d)];
+        kb.dispatch("geglu", || source(include_str!("geglu.wgsl")), bindings, &[(w.len() * d) as u32, d as u32], groups_for(w.len() * d))?;
+    }
+    Ok(())
 }

@@ -2,7 +2,8 @@
 // then the channel's affine and optional SiLU. An invocation takes 4 values of one channel
 // (spatial % 4 == 0; x and out bound as vec4), which amortizes the index divisions that
 // software adapters run lane by lane.
-// params: [n / 4, spatial, channels_per_group, channels, silu, first_channel]
+// params: [n / 4, spatial, channels_per_group, channels, silu, first_channel, first_set]
+// (first_set: where the window's sets start in `moments`, when it holds every set's).
 
 @group(0) @binding(0) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read> gamma: array<f32>;
@@ -21,7 +22,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let ch = (i * 4u) / pu(1u);
     let g = ch / pu(2u);
     let c = (ch + pu(5u)) % pu(3u);
-    var y = (x[i] - moments[2u * g]) / moments[2u * g + 1u] * gamma[c] + beta[c];
+    let m = 2u * (g + pu(6u));
+    var y = (x[i] - moments[m]) / moments[m + 1u] * gamma[c] + beta[c];
     if (pu(4u) == 1u) {
         y = y / (1.0 + exp(-y));
     }

@@ -2,6 +2,7 @@
 //! dispatch per weight chunk when the weight exceeds a binding.
 
 use super::loaders::{enable_f16, Q8_UNPACK, W_AT_ROWS, W_F16, W_F16_NATIVE, W_F32_VEC4};
+use super::split::{fits, row_spans, whole};
 use super::{with_prelude, NodeCx};
 use crate::error::OpError;
 use crate::ops::gpu::builder::{Buf, KernelBuilder};
@@ -100,19 +101,25 @@ pub fn linear(kb: &mut KernelBuilder, cx: &NodeCx) -> Result<(), OpError> {
     let x_vec4 = k.is_multiple_of(4);
     let f16 = storage == StorageType::F16 && kb.has_f16();
     let key = format!("linear_{}{}_{}", storage.name(), if f16 { "_native" } else { "" }, if x_vec4 { "vec4" } else { "scalar" });
-    for (rows, values, scales) in chunks {
-        let mut b: Vec<Buf> = vec![cx.out.clone(), bias.clone().unwrap_or_else(|| x.clone()), x.clone(), values];
-        if let Some(s) = scales {
-            b.push(s);
+    // Over the binding limit (the UNet's GEGLU projection at 768 px): windows of rows.
+    let windows = if fits(kb, &[&x, &cx.out]) { whole(m) } else { row_spans(kb, cx, m, &[k, n])? };
+    for w in windows {
+        let (xw, ow) = (x.window(w.start * k, w.len() * k), cx.out.window(w.start * n, w.len() * n));
+        let m = w.len();
+        for (rows, values, scales) in &chunks {
+            let mut b: Vec<Buf> = vec![ow.clone(), bias.clone().unwrap_or_else(|| xw.clone()), xw.clone(), values.clone()];
+            if let Some(s) = scales {
+                b.push(s.clone());
+            }
+            let params = [m as u32, k as u32, n as u32, rows.start as u32, rows.len() as u32, bias.is_some() as u32];
+            // linear_q.wgsl covers 8 rows per invocation, linear.wgsl 4 (8x8 invocations).
+            let rows_per_group = if storage.is_quantized() { 64 } else { 32 };
+            let groups = [(rows.len() as u32).div_ceil(32), (m as u32).div_ceil(rows_per_group), 1];
+            if groups[1] > 65535 || groups[0] > 65535 {
+                return Err(OpError::Limits { node: cx.node.label.clone(), message: format!("{m}x{n} output needs more than 65535 workgroups per axis") });
+            }
+            kb.dispatch(&key, || source(x_vec4, storage, x_vec4, f16), b, &params, groups)?;
         }
-        let params = [m as u32, k as u32, n as u32, rows.start as u32, rows.len() as u32, bias.is_some() as u32];
-        // linear_q.wgsl covers 8 rows per invocation, linear.wgsl 4 (8x8 invocations).
-        let rows_per_group = if storage.is_quantized() { 64 } else { 32 };
-        let groups = [(rows.len() as u32).div_ceil(32), (m as u32).div_ceil(rows_per_group), 1];
-        if groups[1] > 65535 || groups[0] > 65535 {
-            return Err(OpError::Limits { node: cx.node.label.clone(), message: format!("{m}x{n} output needs more than 65535 workgroups per axis") });
-        }
-        kb.dispatch(&key, || source(x_vec4, storage, x_vec4, f16), b, &params, groups)?;
     }
     Ok(())
 }

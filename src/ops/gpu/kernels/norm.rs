@@ -67,7 +67,7 @@ pub fn group_norm(kb: &mut KernelBuilder, cx: &NodeCx, groups: usize, eps: f32, 
         };
         let part_len = len.div_ceil(parts) as u32;
         let (sets_here, len32) = (w.len() as u32, len as u32);
-        let stats_params = [sets_here * parts as u32, len32, parts as u32, part_len];
+        let stats_params = [sets_here * parts as u32, len32, parts as u32, part_len, 0];
         let workgroups = sets_grid(cx, w.len() * parts)?;
         // 64 wide: software adapters pay per invocation at each barrier (SwiftShader took
         // 60.7 ms at 256 wide, 26.5 at 64, vs 29.7 for one workgroup per group).
@@ -75,9 +75,57 @@ pub fn group_norm(kb: &mut KernelBuilder, cx: &NodeCx, groups: usize, eps: f32, 
         let combine = [sets_here, len32, parts as u32, part_len, f(eps)];
         let groups64 = [sets_here.div_ceil(64), 1, 1];
         kb.dispatch("group_norm_combine", || with_prelude(include_str!("group_norm_combine.wgsl")), vec![stats.clone(), moments.clone()], &combine, groups64)?;
-        let apply = [(n / 4) as u32, spatial as u32, per_group as u32, channels as u32, silu as u32, (w.start * per_group) as u32];
+        let apply = [(n / 4) as u32, spatial as u32, per_group as u32, channels as u32, silu as u32, (w.start * per_group) as u32, 0];
         let bindings = vec![xw, gamma.clone(), beta.clone(), moments.clone(), ow];
         kb.dispatch("group_norm_apply", || with_prelude(include_str!("group_norm_apply.wgsl")), bindings, &apply, groups_for(n / 4))?;
+    }
+    Ok(())
+}
+
+/// x [B, C, ..] -> [B, G, 2] of each set's (mean, M2): one workgroup per set, over
+/// windows of whole sets when x is over the binding limit (the output stays whole).
+pub fn group_moments(kb: &mut KernelBuilder, cx: &NodeCx, groups: usize) -> Result<(), OpError> {
+    let shape = &cx.in_shapes[0];
+    let sets = shape[0] * groups;
+    let len = shape.iter().product::<usize>() / sets;
+    let x = cx.f32_input(0)?;
+    let windows = if fits(kb, &[&x]) { whole(sets) } else { spans(sets, len, 0, kb.max_elems(), kb.offset_align(), 1).map_err(|m| limit_err(cx, m))? };
+    for w in windows {
+        let xw = x.window(w.start * len, w.len() * len);
+        let params = [w.len() as u32, len as u32, 1, len as u32, w.start as u32];
+        let workgroups = sets_grid(cx, w.len())?;
+        kb.dispatch("group_norm_stats", || moments_source(include_str!("group_norm_stats.wgsl"), 64), vec![xw, cx.out.clone()], &params, workgroups)?;
+    }
+    Ok(())
+}
+
+/// Parts [B, G, P, 2] of (mean, M2) -> [B, G, 2] of (mean, sqrt(var + eps)).
+pub fn moments_combine(kb: &mut KernelBuilder, cx: &NodeCx, len: usize, part_len: usize, eps: f32) -> Result<(), OpError> {
+    let s = &cx.in_shapes[0];
+    let sets = (s[0] * s[1]) as u32;
+    let params = [sets, len as u32, s[2] as u32, part_len as u32, f(eps)];
+    let bindings = vec![cx.f32_input(0)?, cx.out.clone()];
+    kb.dispatch("group_norm_combine", || with_prelude(include_str!("group_norm_combine.wgsl")), bindings, &params, [sets.div_ceil(64), 1, 1])
+}
+
+/// GroupNorm of x [B, C, ..] from given moments [B, G, 2], over windows of whole sets.
+pub fn group_norm_apply(kb: &mut KernelBuilder, cx: &NodeCx, groups: usize, silu: bool) -> Result<(), OpError> {
+    let shape = &cx.in_shapes[0];
+    let channels = shape[1];
+    let spatial: usize = shape[2..].iter().product();
+    if !spatial.is_multiple_of(4) {
+        return Err(limit_err(cx, format!("GroupNorm from given moments needs a multiple of 4 positions per channel, not {spatial}")));
+    }
+    let (per_group, sets) = (channels / groups, shape[0] * groups);
+    let len = per_group * spatial;
+    let x = cx.f32_input(0)?;
+    let windows = if fits(kb, &[&x, &cx.out]) { whole(sets) } else { spans(sets, len, 0, kb.max_elems(), kb.offset_align(), 1).map_err(|m| limit_err(cx, m))? };
+    let (gamma, beta, moments) = (cx.f32_input(1)?, cx.f32_input(2)?, cx.f32_input(3)?);
+    for w in windows {
+        let (start, n) = (w.start * len, w.len() * len);
+        let params = [(n / 4) as u32, spatial as u32, per_group as u32, channels as u32, silu as u32, (w.start * per_group) as u32, w.start as u32];
+        let bindings = vec![x.window(start, n), gamma.clone(), beta.clone(), moments.clone(), cx.out.window(start, n)];
+        kb.dispatch("group_norm_apply", || with_prelude(include_str!("group_norm_apply.wgsl")), bindings, &params, groups_for(n / 4))?;
     }
     Ok(())
 }

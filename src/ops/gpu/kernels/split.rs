@@ -57,6 +57,19 @@ pub fn flat_spans(kb: &KernelBuilder, cx: &NodeCx, n: usize) -> Result<Vec<Range
     spans(n, 1, 0, kb.max_elems(), kb.offset_align(), 1).map_err(|m| limit_err(cx, m))
 }
 
+/// Windows of whole rows for buffers that hold `widths[i]` elements per row (a linear
+/// layer's x and out, GEGLU's in and out): each window's start aligned in every buffer.
+pub fn row_spans(kb: &KernelBuilder, cx: &NodeCx, rows: usize, widths: &[usize]) -> Result<Vec<Range<usize>>, OpError> {
+    let align = kb.offset_align();
+    let unit = widths.iter().map(|&w| align / gcd(w, align)).fold(1, |u, a| u / gcd(u, a) * a);
+    let widest = widths.iter().copied().max().unwrap_or(1);
+    let per = (kb.max_elems() / widest.max(1)) / unit * unit;
+    if per == 0 {
+        return Err(limit_err(cx, format!("{unit} rows of {widest} values are the smallest aligned window, over the binding limit")));
+    }
+    Ok((0..rows).step_by(per).map(|s| s..(s + per).min(rows)).collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
