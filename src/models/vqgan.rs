@@ -113,5 +113,11 @@ fn codebook(g: &mut Graph) -> Result<TensorId, OpError> {
 
 /// `decoder(post_quant_conv(z_q))`: z_q [B, D, h, w] -> image [B, C, H, W], not clamped.
 pub fn decode(g: &mut Graph, cfg: &VqConfig, z_q: TensorId) -> Result<TensorId, OpError> {
-    g.scoped(SCOPE, |g| vae::decode(g, &cfg.vae, z_q))
+    decode_within(g, cfg, z_q, u64::MAX)
+}
+
+/// `decode` with no tensor over `max_bytes`: the last blocks in bands of rows where a map
+/// would be larger (`vae_bands`; blocks with attention cannot be cut).
+pub fn decode_within(g: &mut Graph, cfg: &VqConfig, z_q: TensorId, max_bytes: u64) -> Result<TensorId, OpError> {
+    g.scoped(SCOPE, |g| vae::decode_within(g, &cfg.vae, z_q, max_bytes))
 }

@@ -51,6 +51,9 @@ pub async fn generate(p: &mut AmusedPipeline, req: &Request, progress: &mut dyn 
     if req.init_image.is_some() {
         return Err(PipelineError::Request("aMUSEd text-to-image takes no init image here".into()));
     }
+    let budget = super::limits::budget(&p.model.session);
+    let (uvit, vq) = (&p.model.uvit_cfg, &p.model.vq_cfg.vae);
+    budget.check_with(req, &|w, h| super::limits::amused_activations(uvit, vq, w, h, req.guidance > 1.0)).map_err(PipelineError::TooLarge)?;
     let (h, w) = (req.height / f, req.width / f);
     let guided = req.guidance > 1.0;
     let texts: Vec<&str> = if guided { vec![&req.prompt, &req.negative_prompt] } else { vec![&req.prompt] };

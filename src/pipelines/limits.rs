@@ -88,6 +88,35 @@ pub fn pixel_unet_activations(unet: &UNetConfig, width: usize, height: usize, ba
     out
 }
 
+/// The activations that set aMUSEd's peak: the transformer's MLP rows and attention
+/// scores over the token grid (with CFG, two rows per image), and the VQ decoder's widest
+/// full-size map (cut into bands unless its last blocks have attention).
+pub fn amused_activations(uvit: &crate::models::uvit::UVitConfig, vq: &VaeConfig, width: usize, height: usize, cfg: bool) -> Vec<Activation> {
+    let f = vq.downscale();
+    let tokens = (width / f) as u64 * (height / f) as u64;
+    let rows = if cfg { 2 } else { 1 };
+    let heads = uvit.num_attention_heads;
+    let wide = vq.block_out_channels.iter().take(2).copied().max().unwrap_or(0);
+    let banded = !vq.up_attention.last().copied().unwrap_or(false);
+    vec![
+        Activation {
+            bytes: bytes_of(&[rows, 4 * uvit.hidden_size]).saturating_mul(tokens),
+            what: format!("the transformer's MLP activations ({tokens} tokens x {})", 4 * uvit.hidden_size),
+            kind: Kind::Map,
+        },
+        Activation {
+            bytes: bytes_of(&[rows, heads]).saturating_mul(tokens).saturating_mul(tokens),
+            what: format!("the transformer's attention scores ({tokens} tokens, {heads} heads)"),
+            kind: Kind::Scores,
+        },
+        Activation {
+            bytes: bytes_of(&[wide, width, height]),
+            what: format!("the VQ decoder's {wide}-channel {width}x{height} feature map"),
+            kind: if banded { Kind::Bands } else { Kind::Map },
+        },
+    ]
+}
+
 impl MemoryBudget {
     /// None when a generation of this size fits, else (bytes needed, for what, bytes there,
     /// which limit).
@@ -227,5 +256,26 @@ mod tests {
         let small = MemoryBudget { max_tensor: 256 << 20, ..budget };
         let err = small.check(&unet, &vae, &Request { width: 2048, height: 2048, ..req }).unwrap_err();
         assert!(err.contains("for the UNet's feed-forward activations") && err.ends_with("is 256 MiB: the largest square size that fits is 1408x1408"), "{err}");
+    }
+
+    #[test]
+    fn amused_is_refused_by_its_transformer_scores_and_its_decoder_is_cut_in_bands() {
+        let uvit: serde_json::Value = serde_json::from_str(include_str!("../../tests/fixtures/amused-tiny/transformer/config.json")).unwrap();
+        let vq: serde_json::Value = serde_json::from_str(include_str!("../../tests/fixtures/amused-tiny/vqvae/config.json")).unwrap();
+        let (uvit, vq) = (crate::models::uvit::UVitConfig::from_json(&uvit).unwrap(), VaeConfig::from_json_as("vqvae", &vq).unwrap());
+        // The CPU makes whole scores: at 512 (a 256x256 grid, VQ factor 2), 2 x 4 heads x
+        // 65536^2 x 4 B = 128 GiB.
+        let cpu = MemoryBudget { max_tensor: 24 << 30, total: 24 << 30, full_attention_scores: true, name: "the memory available" };
+        let req = Request { width: 512, height: 512, guidance: 4.0, ..Request::default() };
+        let err = cpu.check_with(&req, &|w, h| amused_activations(&uvit, &vq, w, h, true)).unwrap_err();
+        // 2 x 4 x t^2 x 4 B, twice over (scores and softmax), <= 24 GiB: t <= 20,066 tokens,
+        // a grid side of 141, 282 px: 256 is the largest multiple of 64.
+        assert_eq!(err, "512x512 needs 128.0 GiB for the transformer's attention scores (65536 tokens, 4 heads), but the memory available is 24.0 GiB: the largest square size that fits is 256x256");
+        // On a GPU (scores in blocks) with a 1 MiB buffer limit the decoder's 32-channel
+        // 512x512 map (32 MiB) is cut in bands; the MLP rows, 2 x 65536 x 128 x 4 B = 64 MiB, set the limit.
+        let gpu = MemoryBudget { max_tensor: 1 << 20, total: u64::MAX, full_attention_scores: false, name: "this GPU's buffer limit (maxBufferSize)" };
+        let err = gpu.check_with(&req, &|w, h| amused_activations(&uvit, &vq, w, h, true)).unwrap_err();
+        // 64x64: 1024 tokens x 128 x 2 x 4 B = 1 MiB.
+        assert_eq!(err, "512x512 needs 64 MiB for the transformer's MLP activations (65536 tokens x 128), but this GPU's buffer limit (maxBufferSize) is 1 MiB: the largest square size that fits is 64x64");
     }
 }

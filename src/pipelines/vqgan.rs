@@ -166,10 +166,11 @@ pub async fn decode_codes(session: &mut Session, slot: &mut Option<([usize; 3], 
     }
     if slot.as_ref().is_none_or(|(s, _)| *s != grid) {
         let cfg = cfg.clone();
+        let max_tensor = super::limits::budget(session).max_tensor;
         let c = session.compile(|g| {
             let ids = g.input_u32("indices", &grid);
             let z_q = vqgan::lookup(g, ids)?;
-            let image = vqgan::decode(g, &cfg, z_q)?;
+            let image = vqgan::decode_within(g, &cfg, z_q, max_tensor)?;
             g.output(image);
             Ok(())
         });
