@@ -34,11 +34,6 @@ pub struct UVitConfig {
 impl UVitConfig {
     pub fn from_json(v: &Value) -> Result<Self, OpError> {
         let c = Cfg::new("transformer", v);
-        // Without the affine weights every RMSNorm would need a weightless variant; aMUSEd's
-        // checkpoints all have them.
-        if !c.bool_or("ln_elementwise_affine", true)? {
-            return Err(OpError::Config { component: "transformer".into(), message: "ln_elementwise_affine false is not supported".into() });
-        }
         Ok(Self {
             hidden_size: c.usize_or("hidden_size", 1024)?,
             micro_cond_encode_dim: c.usize_or("micro_cond_encode_dim", 256)?,
@@ -114,11 +109,11 @@ pub fn uvit(g: &mut Graph, cfg: &UVitConfig, x: &UVitInputs) -> Result<TensorId,
     })
 }
 
-/// `RMSNorm` with its weight, over the last axis.
+/// `RMSNorm` over the last axis, with its weight when it has one (ln_elementwise_affine).
 fn rms(g: &mut Graph, name: &str, x: TensorId, eps: f32) -> Result<TensorId, OpError> {
-    g.scoped(name, |g| {
-        let w = g.weight("weight")?;
-        g.rms_norm(x, w, eps)
+    g.scoped(name, |g| match g.weight_opt("weight") {
+        Some(w) => g.rms_norm(x, w, eps),
+        None => g.norm_plain(x, eps, false),
     })
 }
 
@@ -256,7 +251,8 @@ fn ada_norm(g: &mut Graph, name: &str, x: TensorId, cond_act: TensorId, eps: f32
     g.scoped(name, |g| {
         let (scale, shift) = scale_shift(g, "linear", cond_act)?;
         let n = g.scoped("norm", |g| -> Result<TensorId, OpError> {
-            let w = g.weight("weight")?;
+            // Made with elementwise_affine=False: no weight (nor bias).
+            let Some(w) = g.weight_opt("weight") else { return g.norm_plain(x, eps, layer) };
             if !layer {
                 return g.rms_norm(x, w, eps);
             }

@@ -61,9 +61,9 @@ pub enum Op {
     Conv2d { stride: usize, padding: [usize; 4] },
     /// [x [B, C, ..], gamma [C], beta [C]] -> like x; optionally followed by SiLU.
     GroupNorm { groups: usize, eps: f32, silu: bool },
-    /// [x [.., D], gamma [D], beta [D]] -> like x.
+    /// [x [.., D], gamma [D], beta [D]] -> like x; [x] alone: no affine.
     LayerNorm { eps: f32 },
-    /// [x [.., D], gamma [D]] -> like x.
+    /// [x [.., D], gamma [D]] -> like x; [x] alone: no scale.
     RmsNorm { eps: f32 },
     /// Softmax along the last axis.
     Softmax,
@@ -333,6 +333,15 @@ impl<'w> Graph<'w> {
             return Err(self.err("rms_norm", format!("x {xs:?} with gamma {:?}", self.shape(gamma))));
         }
         Ok(self.push(Op::RmsNorm { eps }, vec![x, gamma], xs, DType::F32, "rms_norm"))
+    }
+
+    /// `rms_norm` (`layer` false) or `layer_norm` without an affine (checkpoints made with
+    /// elementwise_affine=False have no weight to scale by).
+    pub fn norm_plain(&mut self, x: TensorId, eps: f32, layer: bool) -> R {
+        self.expect_f32(x, "norm")?;
+        let xs = self.shape(x).to_vec();
+        let (op, what) = if layer { (Op::LayerNorm { eps }, "layer_norm") } else { (Op::RmsNorm { eps }, "rms_norm") };
+        Ok(self.push(op, vec![x], xs, DType::F32, what))
     }
 
     /// Softmax along the last axis.

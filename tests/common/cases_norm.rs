@@ -106,7 +106,22 @@ fn row_norms() -> Vec<Case> {
         rms_norm_case(&[4, 33], 53),
         rms_norm_case(&[2, 3, 64], 55),
         rms_norm_case(&[2, 1100], 57),
+        plain_norm_case(&[3, 5, 40], false, 58),
+        plain_norm_case(&[2, 1100], true, 59),
     ]
+}
+
+/// RMSNorm / LayerNorm with no weight (checkpoints made with elementwise_affine=False).
+fn plain_norm_case(x_shape: &[usize], layer: bool, seed: u32) -> Case {
+    let shape = x_shape.to_vec();
+    let what = if layer { "layer_norm" } else { "rms_norm" };
+    Case::new(&format!("{what} without weight {x_shape:?}"), ELEMENTWISE_TOL, move |g| {
+        let x = g.input("x", &shape);
+        let y = g.norm_plain(x, 1e-6, layer)?;
+        g.output(y);
+        Ok(())
+    })
+    .input("x", x_shape.iter().product(), 2.0, seed)
 }
 
 /// Softmax on inputs in [-20, 20): without the row max subtracted, exp would lose the

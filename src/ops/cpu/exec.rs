@@ -130,7 +130,12 @@ impl<'w> CpuExecutor<'w> {
             Op::Conv2d { stride, padding } if USE_GEMM => gemm_ops::conv2d(&a[0], &a[1], a.get(2), *stride, *padding)?,
             Op::Conv2d { stride, padding } => nn::conv2d(&a[0], &a[1], a.get(2), *stride, *padding)?,
             Op::GroupNorm { groups, eps, silu } => nn::group_norm(&a[0], &a[1], &a[2], *groups, *eps, *silu)?,
+            Op::LayerNorm { eps } if a.len() == 1 => {
+                let d = node.shape[node.shape.len() - 1];
+                candle_nn::ops::layer_norm(&a[0].contiguous()?, &Tensor::ones(d, CDType::F32, dev)?, &Tensor::zeros(d, CDType::F32, dev)?, *eps)?
+            }
             Op::LayerNorm { eps } => candle_nn::ops::layer_norm(&a[0].contiguous()?, &a[1], &a[2], *eps)?,
+            Op::RmsNorm { eps } if a.len() == 1 => candle_nn::ops::rms_norm(&a[0].contiguous()?, &Tensor::ones(node.shape[node.shape.len() - 1], CDType::F32, dev)?, *eps)?,
             Op::RmsNorm { eps } => candle_nn::ops::rms_norm(&a[0].contiguous()?, &a[1], *eps)?,
             Op::Softmax => candle_nn::ops::softmax_last_dim(&a[0].contiguous()?)?,
             Op::Attention { heads, scale, causal } if USE_GEMM => attention::attention(&a[0], &a[1], &a[2], *heads, *scale, *causal)?,

@@ -171,6 +171,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn norms_without_weight_hand_values() {
+        use std::collections::HashMap;
+
+        use crate::ops::cpu::{CpuExecutor, HostTensor};
+        use crate::ops::{Graph, WeightStore};
+        let store = WeightStore::new();
+        let mut g = Graph::new(&store);
+        let x = g.input("x", &[1, 2]);
+        let (rms, layer) = (g.norm_plain(x, 0.0, false).unwrap(), g.norm_plain(x, 0.0, true).unwrap());
+        g.output(rms);
+        g.output(layer);
+        let out = CpuExecutor::new(&store).run(&g, &HashMap::from([("x".to_string(), HostTensor::F32(vec![3.0, 4.0]))])).unwrap();
+        // RMS of (3, 4) is sqrt(12.5); LayerNorm centres on 3.5 with variance 0.25.
+        let (HostTensor::F32(r), HostTensor::F32(l)) = (&out[&rms], &out[&layer]) else { panic!("f32 outputs") };
+        let want_r = [3.0 / 12.5f32.sqrt(), 4.0 / 12.5f32.sqrt()];
+        assert!(r.iter().zip(want_r).all(|(a, b)| (a - b).abs() < 1e-6), "{r:?}");
+        assert!(l.iter().zip([-1.0, 1.0]).all(|(a, b)| (a - b).abs() < 1e-6), "{l:?}");
+    }
+
+    #[test]
     fn timestep_embedding_hand_values() {
         // dim 4, half 2, shift 1: freqs = [1, exp(-ln 1e4 / 1)] = [1, 1e-4].
         let e = timestep_embedding(&[2.0], 4, false, 1.0, 10000.0);

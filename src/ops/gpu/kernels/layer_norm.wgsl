@@ -32,6 +32,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let rms = sqrt(reduce_sum(s2, lid) / f32(d) + pf(2u));
 
     for (var i = lid; i < d; i = i + {{WG}}u) {
-        out[base + i] = (x[base + i] - mean) / rms * gamma[i] + shift(i);
+        out[base + i] = (x[base + i] - mean) / rms * scale(i) + shift(i);
     }
 }

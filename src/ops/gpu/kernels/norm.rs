@@ -144,36 +144,51 @@ fn parts_for(sets: usize, len: usize) -> usize {
     256usize.div_ceil(sets).min(len / MIN_PART).max(2)
 }
 
-/// The LayerNorm template as LayerNorm (with beta at binding 2) or RmsNorm (no beta).
-fn row_norm_source(center: bool, wg: u32) -> String {
-    let bindings = if center {
-        "@group(0) @binding(0) var<storage, read> x: array<f32>;
+/// The LayerNorm template as LayerNorm (`center`, beta at binding 2) or RmsNorm (no beta),
+/// with gamma at binding 1 when `affine`, else neither.
+fn row_norm_source(center: bool, affine: bool, wg: u32) -> String {
+    let bindings = match (affine, center) {
+        (true, true) => {
+            "@group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read> gamma: array<f32>;
 @group(0) @binding(2) var<storage, read> beta: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 @group(0) @binding(4) var<uniform> params: Params;
+fn scale(i: u32) -> f32 { return gamma[i]; }
 fn shift(i: u32) -> f32 { return beta[i]; }"
-    } else {
-        "@group(0) @binding(0) var<storage, read> x: array<f32>;
+        }
+        (true, false) => {
+            "@group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read> gamma: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
 @group(0) @binding(3) var<uniform> params: Params;
+fn scale(i: u32) -> f32 { return gamma[i]; }
 fn shift(i: u32) -> f32 { return 0.0; }"
+        }
+        (false, _) => {
+            "@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@group(0) @binding(2) var<uniform> params: Params;
+fn scale(i: u32) -> f32 { return 1.0; }
+fn shift(i: u32) -> f32 { return 0.0; }"
+        }
     };
     let kernel = include_str!("layer_norm.wgsl").replace("//{{BINDINGS}}", bindings).replace("{{CENTER}}", &center.to_string());
     source(&kernel, wg)
 }
 
-/// Records a LayerNorm (`center`, inputs x, gamma, beta) or RmsNorm (x, gamma) over the last axis.
+/// Records a LayerNorm (`center`, inputs x, gamma, beta) or RmsNorm (x, gamma) over the
+/// last axis; x alone: no affine.
 fn row_norm(kb: &mut KernelBuilder, cx: &NodeCx, eps: f32, center: bool) -> Result<(), OpError> {
     let d = *cx.in_shapes[0].last().unwrap_or(&1);
     let rows = cx.node.numel() / d.max(1);
     let wg = workgroup_size(d);
+    let affine = cx.inputs.len() > 1;
     let mut bindings: Vec<Buf> = (0..cx.inputs.len()).map(|i| cx.f32_input(i)).collect::<Result<_, _>>()?;
     bindings.push(cx.out.clone());
-    let key = format!("{}_wg{wg}", if center { "layer_norm" } else { "rms_norm" });
+    let key = format!("{}{}_wg{wg}", if center { "layer_norm" } else { "rms_norm" }, if affine { "" } else { "_plain" });
     let workgroups = sets_grid(cx, rows)?;
-    kb.dispatch(&key, || row_norm_source(center, wg), bindings, &[rows as u32, d as u32, f(eps)], workgroups)
+    kb.dispatch(&key, || row_norm_source(center, affine, wg), bindings, &[rows as u32, d as u32, f(eps)], workgroups)
 }
 
 /// LayerNorm over the last axis of x [.., D] with gamma/beta [D].
