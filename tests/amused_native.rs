@@ -22,6 +22,7 @@ use easel::ops::StorageType;
 use easel::pipelines::amused::{sample_tokens, Amused, Draws, Sampling, StepTrace, TextCond};
 use easel::pipelines::masking::{AmusedScheduler, StepDraws};
 use easel::pipelines::native::{load_model_dir, ModelFiles};
+use easel::pipelines::Generator;
 use refs::{parse_references, rel_err, Ref};
 
 const TOL: f64 = 1e-4;
@@ -247,7 +248,7 @@ fn generator_run(on_gpu: bool) {
     assert_eq!(m.family, "amused");
     let mut g = easel::pipelines::Generator::new(&m.family, session(&m, on_gpu), &m.configs, &m.files).unwrap();
     let d = g.defaults();
-    assert_eq!((d.steps, d.guidance, d.width, d.conditional, d.init_image), (12, 10.0, 16, true, false));
+    assert_eq!((d.steps, d.guidance, d.width, d.conditional, d.init_image), (12, 10.0, 16, true, true));
     let req =
         easel::pipelines::Request { steps: 4, guidance: 10.0, width: 16, height: 16, previews: true, token_draws: Some(saved_draws(&r)), ..easel::pipelines::Request::new(PROMPT) };
     let mut previews = 0;
@@ -300,4 +301,54 @@ fn cli_generate_reproduces_the_run_from_a_noise_file() {
     assert_eq!(shape, [8, 8]);
     let want: Vec<i64> = ints(&r["run/final_tokens"]).into_iter().map(i64::from).collect();
     assert_eq!(got, want);
+}
+
+/// Inpainting (diffusers' AmusedInpaintPipeline): the init image's VQ codes with the
+/// brushed tokens masked, then the MaskGIT steps fill only those. A mask over everything
+/// at strength 1 starts from a fully masked grid: exactly the text-to-image run.
+fn inpaint(on_gpu: bool) {
+    use easel::pipelines::{FloatImage, Request};
+    let r = references();
+    let m = model();
+    let mut g = easel::pipelines::Generator::new(&m.family, session(&m, on_gpu), &m.configs, &m.files).unwrap();
+    // Any picture will do as the init image: the fixture's own output.
+    let image = FloatImage { shape: [1, 3, 16, 16], values: r["run/decoded_raw"].values.iter().map(|v| v.clamp(0.0, 1.0)).collect() };
+    let req = |mask: Vec<f32>| Request {
+        steps: 4,
+        guidance: 10.0,
+        width: 16,
+        height: 16,
+        strength: 1.0,
+        init_image: Some(image.clone()),
+        mask: Some(FloatImage { shape: [1, 1, 16, 16], values: mask }),
+        token_draws: Some(saved_draws(&r)),
+        ..Request::new(PROMPT)
+    };
+    let tokens = |req: &Request, g: &mut easel::pipelines::Generator| -> Vec<u32> {
+        let out = pollster::block_on(g.generate(req, &mut |_| true)).unwrap();
+        out.latents.iter().map(|&t| t as u32).collect()
+    };
+    let all = tokens(&req(vec![1.0; 256]), &mut g);
+    assert_eq!(all, ints(&r["run/final_tokens"]), "an all-white mask [{}]", kind(on_gpu));
+    // The left half brushed: the right half keeps the image's codes.
+    let left: Vec<f32> = (0..256).map(|i| if i % 16 < 8 { 1.0 } else { 0.0 }).collect();
+    let got = tokens(&req(left), &mut g);
+    let Generator::Amused(p) = &mut g else { panic!("an aMUSEd generator") };
+    let codes = pollster::block_on(p.model.encode([1, 3, 16, 16], image.values.clone())).unwrap();
+    let right = |t: &[u32]| -> Vec<u32> { (0..64).filter(|i| i % 8 >= 4).map(|i| t[i]).collect() };
+    assert_eq!(right(&got), right(&codes), "unbrushed tokens [{}]", kind(on_gpu));
+    assert!((0..64).filter(|i| i % 8 < 4).all(|i| got[i] != p.model.mask_token_id), "every brushed token is filled");
+    // No mask: refused with the reason.
+    let err = pollster::block_on(g.generate(&Request { mask: None, ..req(vec![]) }, &mut |_| true)).err().unwrap().to_string();
+    assert_eq!(err, "request: aMUSEd repaints the masked area of an init image: give a mask too (white = repaint)");
+}
+
+#[test]
+fn inpainting_matches_text_to_image_under_a_full_mask_and_keeps_unmasked_codes_on_cpu() {
+    inpaint(false);
+}
+
+#[test]
+fn inpainting_matches_text_to_image_under_a_full_mask_and_keeps_unmasked_codes_on_gpu() {
+    inpaint(true);
 }

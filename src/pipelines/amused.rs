@@ -30,6 +30,7 @@ pub struct Amused {
     text: Option<(usize, Compiled)>,
     transformer: Option<([usize; 3], Compiled)>,
     decoder: Option<([usize; 3], Compiled)>,
+    encoder: Option<([usize; 4], Compiled)>,
 }
 
 /// Where the scheduler's uniforms come from: the seeded generator, or saved per-step
@@ -77,6 +78,7 @@ impl Amused {
             text: None,
             transformer: None,
             decoder: None,
+            encoder: None,
         })
     }
 
@@ -133,6 +135,12 @@ impl Amused {
     }
 
     /// VQModel decode of tokens [B, h, w] -> image [B, 3, h*f, w*f], not clipped.
+    /// The VQ codes of `image` [1, 3, H, W] with values in [0, 1] (aMUSEd's VQ takes its
+    /// pixels unnormalized).
+    pub async fn encode(&mut self, shape: [usize; 4], image: Vec<f32>) -> Result<Vec<u32>, PipelineError> {
+        super::vqgan::encode_codes(&mut self.session, &mut self.encoder, &self.vq_cfg, shape, image).await
+    }
+
     pub async fn decode(&mut self, grid: [usize; 3], tokens: &[u32]) -> Result<Vec<f32>, PipelineError> {
         super::vqgan::decode_codes(&mut self.session, &mut self.decoder, &self.vq_cfg, grid, tokens).await
     }
@@ -168,9 +176,36 @@ pub struct Sampling {
 
 /// The MaskGIT loop over a fully masked [1, h, w] grid; returns the final tokens.
 pub async fn sample_tokens(m: &mut Amused, text: &TextCond, s: &Sampling, draws: &mut Draws, on_step: &mut dyn FnMut(StepTrace) -> bool) -> Result<Vec<u32>, PipelineError> {
+    let start = Start { tokens: vec![m.mask_token_id; s.grid[0] * s.grid[1]], first_step: 0 };
+    sample_tokens_from(m, text, s, start, draws, on_step).await
+}
+
+/// Where the loop starts: a grid whose masked positions (the mask token) are to be filled,
+/// and the first of the schedule's steps to run (diffusers' inpainting runs the last
+/// `strength x steps`).
+pub struct Start {
+    pub tokens: Vec<u32>,
+    pub first_step: usize,
+}
+
+/// The MaskGIT loop from `start`: only masked positions change, and the schedule's mask
+/// counts scale with the share masked at the start (`AmusedInpaintPipeline`).
+pub async fn sample_tokens_from(
+    m: &mut Amused,
+    text: &TextCond,
+    s: &Sampling,
+    start: Start,
+    draws: &mut Draws,
+    on_step: &mut dyn FnMut(StepTrace) -> bool,
+) -> Result<Vec<u32>, PipelineError> {
     let Sampling { grid, steps, guidance, micro_conds, previews } = *s;
     let n = grid[0] * grid[1];
-    let sched = AmusedScheduler::new(m.mask_token_id, m.cosine, steps);
+    if start.tokens.len() != n || start.first_step >= steps {
+        return Err(PipelineError::Request(format!("{} start tokens for a {grid:?} grid, from step {} of {steps}", start.tokens.len(), start.first_step)));
+    }
+    let mut sched = AmusedScheduler::new(m.mask_token_id, m.cosine, steps);
+    // torch: mask.sum() / latents.numel(), a float32 division.
+    sched.starting_mask_ratio = start.tokens.iter().filter(|&&t| t == m.mask_token_id).count() as f32 / n as f32;
     let cfg = guidance > 1.0;
     let (pooled, ehs, b) = match (&text.uncond, cfg) {
         (Some(u), true) => ([u.0.clone(), text.cond.0.clone()].concat(), [u.1.clone(), text.cond.1.clone()].concat(), 2),
@@ -178,8 +213,8 @@ pub async fn sample_tokens(m: &mut Amused, text: &TextCond, s: &Sampling, draws:
         _ => (text.cond.0.clone(), text.cond.1.clone(), 1),
     };
     let mc: Vec<f32> = (0..b).flat_map(|_| micro_conds).collect();
-    let mut tokens = vec![m.mask_token_id; n];
-    for i in 0..steps {
+    let mut tokens = start.tokens;
+    for i in start.first_step..steps {
         let input: Vec<u32> = (0..b).flat_map(|_| tokens.iter().copied()).collect();
         let raw = m.logits([b, grid[0], grid[1]], &input, &ehs, &pooled, &mc).await?;
         let logits: Vec<f32> = if cfg {

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde_json::Value;
 
-use super::amused::{sample_tokens, Amused, Draws, Sampling, TextCond};
+use super::amused::{sample_tokens_from, Amused, Draws, Sampling, Start, TextCond};
 use super::generate::{check_finite, Output, Preview, Progress};
 use super::image::Rgba;
 use super::request::Request;
@@ -48,9 +48,6 @@ pub async fn generate(p: &mut AmusedPipeline, req: &Request, progress: &mut dyn 
     if req.batch != 1 {
         return Err(PipelineError::Request(format!("batch = {}: aMUSEd makes one image per run here", req.batch)));
     }
-    if req.init_image.is_some() {
-        return Err(PipelineError::Request("aMUSEd text-to-image takes no init image here".into()));
-    }
     let budget = super::limits::budget(&p.model.session);
     let (uvit, vq) = (&p.model.uvit_cfg, &p.model.vq_cfg.vae);
     budget.check_with(req, &|w, h| super::limits::amused_activations(uvit, vq, w, h, req.guidance > 1.0)).map_err(PipelineError::TooLarge)?;
@@ -77,7 +74,16 @@ pub async fn generate(p: &mut AmusedPipeline, req: &Request, progress: &mut dyn 
         None => Draws::Seeded(Rng::new(req.seed)),
     };
     let total = req.steps;
-    let tokens = sample_tokens(&mut p.model, &text, &sampling, &mut draws, &mut |t| {
+    let start = match (&req.init_image, &req.mask) {
+        (None, _) => Start { tokens: vec![p.model.mask_token_id; h * w], first_step: 0 },
+        (Some(_), None) => return Err(PipelineError::Request("aMUSEd repaints the masked area of an init image: give a mask too (white = repaint)".into())),
+        (Some(image), Some(mask)) => {
+            let codes = p.model.encode(image.shape, image.values.clone()).await?;
+            let tokens = mask_tokens(&codes, &mask.values, [h, w], f, p.model.mask_token_id);
+            Start { tokens, first_step: first_step(req.steps, req.strength)? }
+        }
+    };
+    let tokens = sample_tokens_from(&mut p.model, &text, &sampling, start, &mut draws, &mut |t| {
         let preview = t.preview.map(|x| Preview { image: Rgba::from_unit_nchw(&x, req.width, req.height), kind: "tokens" });
         progress(Progress::Step { step: t.step + 1, total, preview })
     })
@@ -96,4 +102,56 @@ pub async fn generate(p: &mut AmusedPipeline, req: &Request, progress: &mut dyn 
         prompt_truncated: truncated,
         scheduler: "amused",
     })
+}
+
+/// The code grid with every token whose f x f pixel block of the mask [H, W] (1 = repaint)
+/// averages at least one half set to the mask token. diffusers resizes the mask to the grid
+/// with Lanczos and binarizes at 0.5: the same for masks drawn on whole blocks.
+pub fn mask_tokens(codes: &[u32], mask: &[f32], [h, w]: [usize; 2], f: usize, mask_token: u32) -> Vec<u32> {
+    let width = w * f;
+    (0..h * w)
+        .map(|t| {
+            let (y, x) = (t / w, t % w);
+            let sum: f32 = (0..f).flat_map(|dy| (0..f).map(move |dx| (y * f + dy) * width + x * f + dx)).map(|i| mask[i]).sum();
+            if sum / (f * f) as f32 >= 0.5 {
+                mask_token
+            } else {
+                codes[t]
+            }
+        })
+        .collect()
+}
+
+/// The first of `steps` schedule steps that inpainting runs: diffusers runs the last
+/// int(steps x strength). The strength is taken as the decimal the user typed (0.7, not
+/// the f32 0.69999999), as Python multiplies it.
+fn first_step(steps: usize, strength: f32) -> Result<usize, PipelineError> {
+    let typed: f64 = strength.to_string().parse().unwrap_or(strength as f64);
+    let run = (steps as f64 * typed) as usize;
+    if run == 0 {
+        return Err(PipelineError::Request(format!("strength = {strength} runs no step of {steps}: raise the strength or the steps")));
+    }
+    Ok(steps - run.min(steps))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_is_repainted_when_half_its_block_is_white() {
+        // A 2x2 grid of 2x2 blocks: the top-left block all white, the top-right half, the
+        // bottom-left one pixel in four, the bottom-right black.
+        let mask = [1., 1., 1., 0., 1., 1., 1., 0., 1., 0., 0., 0., 0., 0., 0., 0.];
+        assert_eq!(mask_tokens(&[5, 6, 7, 8], &mask, [2, 2], 2, 99), vec![99, 99, 7, 8]);
+    }
+
+    #[test]
+    fn strength_counts_steps_as_python_does() {
+        assert_eq!(first_step(10, 1.0).unwrap(), 0);
+        // int(10 * 0.7) = 7 in Python (7.000000000000001); the f32 0.7 would give 6.
+        assert_eq!(first_step(10, 0.7).unwrap(), 3);
+        assert_eq!(first_step(12, 0.5).unwrap(), 6);
+        assert_eq!(first_step(4, 0.1).unwrap_err().to_string(), "request: strength = 0.1 runs no step of 4: raise the strength or the steps");
+    }
 }

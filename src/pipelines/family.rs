@@ -114,7 +114,7 @@ impl Generator {
                 scheduler: "AmusedScheduler".into(),
                 size_multiple: p.size_multiple(),
                 conditional: true,
-                init_image: false,
+                init_image: true,
                 preview: "tokens",
                 roundtrip: false,
                 codes: 0,

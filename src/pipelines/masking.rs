@@ -26,12 +26,15 @@ pub struct AmusedScheduler {
     pub cosine: bool,
     /// torch.linspace(2, 0, steps), one per step.
     pub temperatures: Vec<f32>,
+    /// The share of tokens masked at the start (inpainting: the brushed region's; 1 for
+    /// text-to-image): it scales the schedule's mask count, as diffusers' `step` does.
+    pub starting_mask_ratio: f32,
 }
 
 impl AmusedScheduler {
     /// `set_timesteps(steps)` with the default temperature range (2, 0).
     pub fn new(mask_token_id: u32, cosine: bool, steps: usize) -> Self {
-        Self { mask_token_id, cosine, temperatures: torch_linspace(2.0, 0.0, steps) }
+        Self { mask_token_id, cosine, temperatures: torch_linspace(2.0, 0.0, steps), starting_mask_ratio: 1.0 }
     }
 
     pub fn steps(&self) -> usize {
@@ -78,7 +81,7 @@ impl AmusedScheduler {
             return StepOutput { prev_sample: pred.clone(), pred_original: pred };
         };
         let ratio = (i + 1) as f32 / self.steps() as f32;
-        let mask_ratio = if self.cosine { (ratio * PI / 2.0).cos() } else { 1.0 - ratio };
+        let mask_ratio = self.starting_mask_ratio * if self.cosine { (ratio * PI / 2.0).cos() } else { 1.0 - ratio };
         let temp = self.temperatures[i];
         let mut prev = pred.clone();
         for b in 0..batch {
@@ -111,4 +114,32 @@ fn torch_linspace(start: f32, end: f32, n: usize) -> Vec<f32> {
     }
     let step = (end - start) / (n - 1) as f32;
     (0..n).map(|i| if i < n / 2 { start + step * i as f32 } else { end - step * (n - 1 - i) as f32 }).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inpainting_scales_the_mask_counts_by_the_share_masked_at_the_start() {
+        // 64 tokens, the first 32 masked (share 0.5), 4 steps, cosine: floor(64 x 0.5 x
+        // cos(pi/8 k)) for k = 1, 2, 3 = 29, 22, 12 stay masked, then none.
+        let mut sched = AmusedScheduler::new(99, true, 4);
+        sched.starting_mask_ratio = 0.5;
+        let (k, n) = (4, 64);
+        let logits: Vec<f32> = (0..k * n).map(|i| ((i * 7919) % 13) as f32 / 5.0).collect();
+        let mut sample: Vec<u32> = (0..n as u32).map(|t| if t < 32 { 99 } else { t % 4 }).collect();
+        let known = sample.clone();
+        let u: Vec<f32> = (0..n).map(|i| ((i * 37) % 100) as f32 / 100.0 + 0.005).collect();
+        let mut counts = vec![];
+        for i in 0..4 {
+            let gumbel = (i < 3).then_some(u.as_slice());
+            let out = sched.step(i, 1, &logits, &sample, &StepDraws { sample_u: &u, gumbel_u: gumbel });
+            counts.push(out.prev_sample.iter().filter(|&&t| t == 99).count());
+            // Tokens given at the start never change.
+            assert_eq!(out.prev_sample[32..], known[32..]);
+            sample = out.prev_sample;
+        }
+        assert_eq!(counts, [29, 22, 12, 0]);
+    }
 }

@@ -181,6 +181,28 @@ pub async fn decode_codes(session: &mut Session, slot: &mut Option<([usize; 3], 
     Ok(f32s(session.run(c).await?.into_iter().next().expect("one output")))
 }
 
+/// The code indices [B, h, w] of `image` [B, C, H, W] (values as the encoder takes them:
+/// [-1, 1] for taming and VQModel, [0, 1] for aMUSEd's), compiled into `slot` once per shape.
+pub async fn encode_codes(session: &mut Session, slot: &mut Option<([usize; 4], Compiled)>, cfg: &VqConfig, shape: [usize; 4], image: Vec<f32>) -> Result<Vec<u32>, PipelineError> {
+    if image.len() != shape.iter().product::<usize>() {
+        return Err(PipelineError::Request(format!("{} image values for shape {shape:?}", image.len())));
+    }
+    if slot.as_ref().is_none_or(|(s, _)| *s != shape) {
+        let cfg = cfg.clone();
+        let c = session.compile(|g| {
+            let x = g.input("image", &shape);
+            let h = vqgan::encode(g, &cfg, x)?;
+            let (indices, _) = vqgan::quantize(g, h)?;
+            g.output(indices);
+            Ok(())
+        });
+        *slot = Some((shape, c.await?));
+    }
+    let (_, c) = slot.as_mut().expect("compiled above");
+    session.set_input(c, "image", HostTensor::F32(image))?;
+    Ok(u32s(session.run(c).await?.into_iter().next().expect("one output")))
+}
+
 /// "Generate" for a VQ model on its own: a grid of codes drawn uniformly from the seed,
 /// decoded. It shows what the codebook's textures look like; text-to-image on a code grid
 /// is aMUSEd's job.
