@@ -1,0 +1,77 @@
+// Issue 13: a visitor opens the page and presses Generate, changing nothing. The bundled
+// default model (emoji-sd, trained here on Twemoji and Noto emoji) must draw the emoji its
+// default prompt names, with no network: the canvas's nearest training image, in the
+// feature space of scripts/train/evaluate.py (16x16 RGB on white, L2), is that emoji.
+// The training set's features come from scripts/train/features.py.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { gunzipSync } from 'node:zlib';
+import { join } from 'node:path';
+import { startServer } from '../../scripts/serve.mjs';
+import { ROOT, launch, canvasPixels } from './browser.mjs';
+
+const FIXTURE = join(ROOT, 'tests', 'fixtures', 'emoji-sd');
+const { size, rows } = JSON.parse(readFileSync(join(FIXTURE, 'features.json'), 'utf8'));
+const features = gunzipSync(readFileSync(join(FIXTURE, 'features.bin.gz')));
+
+let server;
+let url;
+before(async () => ({ server, url } = await startServer({ root: ROOT, port: 0 })));
+after(() => server?.close());
+
+/** Box-downsamples RGBA pixels [h, w] (multiples of `size`) to size x size RGB values,
+ * as PIL's BOX resize does for whole factors. */
+function downsample(rgba, w, h) {
+  const [fx, fy] = [w / size, h / size];
+  assert.ok(Number.isInteger(fx) && Number.isInteger(fy), `${w}x${h} is not a multiple of ${size}`);
+  const out = new Float64Array(size * size * 3);
+  for (let y = 0; y < h; y++) {
+    for (let x = 0; x < w; x++) {
+      const o = (Math.floor(y / fy) * size + Math.floor(x / fx)) * 3;
+      for (let c = 0; c < 3; c++) out[o + c] += rgba[(y * w + x) * 4 + c] / (fx * fy);
+    }
+  }
+  return out;
+}
+
+/** The training rows by distance to `f` (size x size x 3 values), nearest first. */
+function nearest(f) {
+  const n = size * size * 3;
+  const dist = rows.map((_, r) => {
+    let d = 0;
+    for (let i = 0; i < n; i++) d += (features[r * n + i] - f[i]) ** 2;
+    return d;
+  });
+  return dist.map((d, r) => [d, r]).sort((a, b) => a[0] - b[0]).map(([, r]) => r);
+}
+
+test("the page's first Generate draws its default prompt's emoji", async () => {
+  assert.equal(features.length, rows.length * size * size * 3);
+  const browser = await launch();
+  try {
+    const page = await browser.newPage();
+    const errors = [];
+    page.on('pageerror', (e) => errors.push(e.message));
+    // No network beyond the page's own origin: the model is bundled.
+    await page.route(/^(?!http:\/\/127\.0\.0\.1)/, (route) => route.abort());
+    await page.goto(url);
+    await page.locator('#generate:not([disabled])').waitFor({ timeout: 180_000 });
+    assert.match(await page.locator('#model').inputValue(), /emoji-sd/);
+    const prompt = await page.inputValue('#prompt');
+    const name = prompt.split(',')[0].trim();
+    assert.ok(rows.some((r) => r.name === name), `the default prompt "${prompt}" names a training emoji`);
+    await page.click('#generate');
+    await page.locator('#canvas[data-state="done"], #canvas[data-state="error"]').waitFor({ timeout: 300_000 });
+    assert.equal(await page.locator('#canvas').getAttribute('data-state'), 'done', await page.locator('#step-text').textContent());
+    const [w, h] = [Number(await page.inputValue('#width')), Number(await page.inputValue('#height'))];
+    const order = nearest(downsample(await canvasPixels(page, 'canvas', w, h), w, h));
+    const top = order.slice(0, 5).map((r) => `${rows[r].name} (${rows[r].style})`);
+    console.log(`# "${prompt}" at ${w}x${h}: nearest training images ${top.join(', ')}`);
+    assert.equal(rows[order[0]].name, name, `nearest: ${top.join(', ')}`);
+    assert.deepEqual(errors, []);
+  } finally {
+    await browser.close();
+  }
+});
