@@ -118,8 +118,23 @@ fn elementwise() -> Vec<Case> {
     ]
 }
 
+/// A weight moved as data (aMUSEd's transpose-conv weight is permuted into linear rows):
+/// f16 and block formats are widened on the GPU first; the CPU dequantizes the same way.
+fn permuted_weight(storage: StorageType) -> Case {
+    Case::new(&format!("permute {} weight [8,16,2,2] -> (1,2,3,0)", storage.name()), ELEMENTWISE_TOL, |g| {
+        let w = g.weight("up.weight")?;
+        let y = g.permute(w, &[1, 2, 3, 0])?;
+        g.output(y);
+        Ok(())
+    })
+    .weight("up.weight", &[8, 16, 2, 2], storage, 1.0, 59)
+}
+
 fn data_movement() -> Vec<Case> {
     vec![
+        permuted_weight(StorageType::F16),
+        permuted_weight(StorageType::Q8_0),
+        permuted_weight(StorageType::Q4_0),
         Case::new("permute [2,3,4,5] -> (0,2,3,1)", ELEMENTWISE_TOL, |g| {
             let x = g.input("x", &[2, 3, 4, 5]);
             let y = g.permute(x, &[0, 2, 3, 1])?;

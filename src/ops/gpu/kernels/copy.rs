@@ -1,10 +1,13 @@
 //! Data movement: permute, slice and concat, all one strided-copy kernel.
 
 use super::elementwise::groups_for;
+use super::loaders::Q8_UNPACK;
 use super::split::{fits, limit_err};
+use super::Operand;
 use super::{strides, with_prelude, NodeCx};
 use crate::error::OpError;
 use crate::ops::gpu::builder::{Buf, KernelBuilder};
+use crate::ops::quant::StorageType;
 
 fn strided_copy(
     kb: &mut KernelBuilder,
@@ -67,17 +70,58 @@ fn copy_dispatch(
     kb.dispatch("strided_copy", || with_prelude(include_str!("strided_copy.wgsl")), vec![src, dst], &params, groups_for(n))
 }
 
+/// Input `i` as f32 values: a weight stored f16 or in a block format is first widened into
+/// a scratch buffer (its chunks one after another), so that copies can move it.
+fn f32_source(kb: &mut KernelBuilder, cx: &NodeCx, i: usize) -> Result<Buf, OpError> {
+    let Operand::Weight(w, _) = &cx.inputs[i] else { return cx.f32_input(i) };
+    if w.storage == StorageType::F32 {
+        return cx.f32_input(i);
+    }
+    let row: usize = w.shape.iter().skip(1).product();
+    let out = kb.scratch(w.shape.iter().product::<usize>() as u64 * 4);
+    let storage = w.storage;
+    for c in &w.chunks {
+        let n = c.rows.len() * row;
+        let bindings = std::iter::once(&c.values).chain(c.scales.as_ref()).map(Buf::whole).chain([out.window(c.rows.start * row, n)]).collect();
+        kb.dispatch(&format!("dequantize_{}", storage.name()), || dequantize_source(storage), bindings, &[n as u32], groups_for(n))?;
+    }
+    Ok(out)
+}
+
+/// Element i of a chunk: f16 pairs, or Q8_0 / Q4_0 quants (32 per block, row-major, so
+/// element i is in block i / 32) times their block's f16 scale.
+fn dequantize_source(storage: StorageType) -> String {
+    let load = match storage {
+        StorageType::F16 => "fn value(i: u32) -> f32 { return unpack2x16float(w[i / 2u])[i % 2u]; }".to_string(),
+        StorageType::Q8_0 => format!("{Q8_UNPACK}\n{SCALE}\nfn value(i: u32) -> f32 {{ return unpack_q8(w[i / 4u])[i % 4u] * scale(i / 32u); }}"),
+        _ => format!("{SCALE}\nfn value(i: u32) -> f32 {{ return (f32((w[i / 8u] >> ((i % 8u) * 4u)) & 15u) - 8.0) * scale(i / 32u); }}"),
+    };
+    let scales = storage != StorageType::F16;
+    let mut bindings = vec!["var<storage, read> w: array<u32>;"];
+    if scales {
+        bindings.push("var<storage, read> scales: array<u32>;");
+    }
+    bindings.extend(["var<storage, read_write> out: array<f32>;", "var<uniform> params: Params;"]);
+    let bindings: Vec<String> = bindings.iter().enumerate().map(|(i, b)| format!("@group(0) @binding({i}) {b}")).collect();
+    with_prelude(&include_str!("dequantize.wgsl").replace("//{{BINDINGS}}", &bindings.join("\n")).replace("//{{LOAD}}", &load))
+}
+
+/// A block's f16 scale, two per word.
+const SCALE: &str = "fn scale(b: u32) -> f32 { return unpack2x16float(scales[b / 2u])[b % 2u]; }";
+
 pub fn permute(kb: &mut KernelBuilder, cx: &NodeCx, perm: &[usize]) -> Result<(), OpError> {
     let in_strides = strides(&cx.in_shapes[0]);
     let src_strides: Vec<usize> = perm.iter().map(|&p| in_strides[p]).collect();
     let out = &cx.node.shape;
-    strided_copy(kb, cx, cx.f32_input(0)?, out, (0, &src_strides), (0, &strides(out)))
+    let src = f32_source(kb, cx, 0)?;
+    strided_copy(kb, cx, src, out, (0, &src_strides), (0, &strides(out)))
 }
 
 pub fn slice(kb: &mut KernelBuilder, cx: &NodeCx, axis: usize, start: usize, _len: usize) -> Result<(), OpError> {
     let in_strides = strides(&cx.in_shapes[0]);
     let out = &cx.node.shape;
-    strided_copy(kb, cx, cx.f32_input(0)?, out, (start * in_strides[axis], &in_strides), (0, &strides(out)))
+    let src = f32_source(kb, cx, 0)?;
+    strided_copy(kb, cx, src, out, (start * in_strides[axis], &in_strides), (0, &strides(out)))
 }
 
 pub fn concat(kb: &mut KernelBuilder, cx: &NodeCx, axis: usize) -> Result<(), OpError> {
@@ -85,7 +129,8 @@ pub fn concat(kb: &mut KernelBuilder, cx: &NodeCx, axis: usize) -> Result<(), Op
     let mut offset = 0;
     for i in 0..cx.inputs.len() {
         let shape = cx.in_shapes[i].clone();
-        strided_copy(kb, cx, cx.f32_input(i)?, &shape, (0, &strides(&shape)), (offset * out_strides[axis], &out_strides))?;
+        let src = f32_source(kb, cx, i)?;
+        strided_copy(kb, cx, src, &shape, (0, &strides(&shape)), (offset * out_strides[axis], &out_strides))?;
         offset += shape[axis];
     }
     Ok(())
