@@ -72,6 +72,16 @@ export class Generator {
     }
     if (familyChanged && this.previousFamily !== undefined) $('steps').value = String(d.steps);
     this.previousFamily = d.family;
+    // A model that suggests settings (a prompt it knows, its steps and guidance) gets them,
+    // unless the visitor has written a prompt of their own.
+    if (d.prompt) {
+      const prompt = $('prompt');
+      if (!prompt.value.trim() || prompt.value === this.suggestedPrompt) prompt.value = d.prompt;
+      prompt.placeholder = d.prompt;
+      $('steps').value = String(d.steps);
+      $('guidance').value = String(d.guidance);
+    }
+    this.suggestedPrompt = d.prompt;
     $('generate').disabled = this.running;
     const random = summary.name.includes('tiny') ? ' It has random weights, so its images are noise: load a converted real model for pictures.' : '';
     const what = d.roundtrip

@@ -49,6 +49,29 @@ pub struct Defaults {
     pub roundtrip: bool,
     /// Codebook size (VQ models; 0 otherwise).
     pub codes: usize,
+    /// A prompt the model knows ("" when it suggests none): the page's first prompt.
+    pub prompt: String,
+}
+
+/// Settings a model's maker suggests, from `_easel_defaults` in model_index.json (a private
+/// key: diffusers ignores names that start with "_"): `{"steps": 20, "guidance": 4.0,
+/// "prompt": "red heart, twemoji style"}`, each optional.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Suggested {
+    pub steps: Option<usize>,
+    pub guidance: Option<f32>,
+    pub prompt: Option<String>,
+}
+
+impl Suggested {
+    pub fn from_configs(configs: &BTreeMap<String, Value>) -> Result<Self, PipelineError> {
+        let Some(d) = configs.get("model_index").and_then(|m| m.get("_easel_defaults")) else { return Ok(Self::default()) };
+        let bad = |key: &str| PipelineError::Model(format!("model_index.json: _easel_defaults.{key} is not valid"));
+        let steps = d.get("steps").map(|v| v.as_u64().filter(|&s| (1..=1000).contains(&s)).map(|s| s as usize).ok_or_else(|| bad("steps"))).transpose()?;
+        let guidance = d.get("guidance").map(|v| v.as_f64().filter(|g| (0.0..=30.0).contains(g)).map(|g| g as f32).ok_or_else(|| bad("guidance"))).transpose()?;
+        let prompt = d.get("prompt").map(|v| v.as_str().map(str::to_string).ok_or_else(|| bad("prompt"))).transpose()?;
+        Ok(Self { steps, guidance, prompt })
+    }
 }
 
 impl Generator {
@@ -80,8 +103,8 @@ impl Generator {
                     family: "stable-diffusion",
                     width: size,
                     height: size,
-                    steps: 25,
-                    guidance: 7.5,
+                    steps: sd.suggested.steps.unwrap_or(25),
+                    guidance: sd.suggested.guidance.unwrap_or(7.5),
                     scheduler: class(&sd.scheduler_config),
                     size_multiple: 8,
                     conditional: true,
@@ -89,6 +112,7 @@ impl Generator {
                     preview: "latents",
                     roundtrip: false,
                     codes: 0,
+                    prompt: sd.suggested.prompt.clone().unwrap_or_default(),
                 }
             }
             Self::Ddpm(m) => Defaults {
@@ -104,6 +128,7 @@ impl Generator {
                 preview: "x0",
                 roundtrip: false,
                 codes: 0,
+                prompt: String::new(),
             },
             Self::Amused(p) => Defaults {
                 family: "amused",
@@ -118,6 +143,7 @@ impl Generator {
                 preview: "tokens",
                 roundtrip: false,
                 codes: 0,
+                prompt: String::new(),
             },
             Self::Vq(v) => {
                 let f = v.cfg.downscale();
@@ -134,6 +160,7 @@ impl Generator {
                     preview: "",
                     roundtrip: true,
                     codes: v.cfg.num_embeddings,
+                    prompt: String::new(),
                 }
             }
         }

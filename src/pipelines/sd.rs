@@ -27,6 +27,8 @@ pub struct StableDiffusion {
     pub taesd_cfg: Option<TaesdConfig>,
     pub scheduler_config: Value,
     pub tokenizer: ClipTokenizer,
+    /// What the model's maker suggests (model_index.json's `_easel_defaults`).
+    pub suggested: super::family::Suggested,
     text_nested: bool,
     text: Option<(usize, Compiled)>,
     unet: Option<([usize; 4], Compiled)>,
@@ -53,7 +55,23 @@ impl StableDiffusion {
             Some(c) if session.shapes.contains("taesd.decoder.layers.0.weight") => Some(Self::taesd_config(c, &vae_cfg)?),
             _ => None,
         };
-        Ok(Self { session, text_cfg, unet_cfg, vae_cfg, taesd_cfg, scheduler_config, tokenizer, text_nested, text: None, unet: None, decoder: None, encoder: None, preview: None })
+        let suggested = super::family::Suggested::from_configs(configs)?;
+        Ok(Self {
+            session,
+            text_cfg,
+            unet_cfg,
+            vae_cfg,
+            taesd_cfg,
+            scheduler_config,
+            tokenizer,
+            suggested,
+            text_nested,
+            text: None,
+            unet: None,
+            decoder: None,
+            encoder: None,
+            preview: None,
+        })
     }
 
     /// A TAESD must read the VAE's latents and make images of the same size.
