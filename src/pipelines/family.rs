@@ -208,3 +208,21 @@ impl Generator {
         }
     }
 }
+
+#[cfg(test)]
+mod suggested_tests {
+    use super::*;
+
+    fn configs(defaults: Value) -> BTreeMap<String, Value> {
+        BTreeMap::from([("model_index".to_string(), serde_json::json!({ "_class_name": "StableDiffusionPipeline", "_easel_defaults": defaults }))])
+    }
+
+    #[test]
+    fn a_model_index_suggests_steps_guidance_and_a_prompt() {
+        let s = Suggested::from_configs(&configs(serde_json::json!({ "steps": 20, "guidance": 4.0, "prompt": "red heart, twemoji style" }))).unwrap();
+        assert_eq!(s, Suggested { steps: Some(20), guidance: Some(4.0), prompt: Some("red heart, twemoji style".into()) });
+        assert_eq!(Suggested::from_configs(&BTreeMap::new()).unwrap(), Suggested::default());
+        let err = Suggested::from_configs(&configs(serde_json::json!({ "steps": 0 }))).unwrap_err().to_string();
+        assert!(err.ends_with("model_index.json: _easel_defaults.steps is not valid"), "{err}");
+    }
+}
