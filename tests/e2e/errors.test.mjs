@@ -36,7 +36,8 @@ test('every bad field gets its own sentence, and the page still generates', asyn
     const page = await browser.newPage();
     const errors = [];
     page.on('pageerror', (e) => errors.push(e.message));
-    await page.goto(`${url}?backend=cpu`);
+    // The bundled random-weight sd-tiny: fast, and the messages below name its sizes.
+    await page.goto(`${url}?backend=cpu&model=www/models/sd-tiny/`);
     await page.locator('#generate:not([disabled])').waitFor({ timeout: 180_000 });
     const cases = [
       [{ seed: '-1' }, 'Seed must be a whole number from 0 to 9007199254740991.'],

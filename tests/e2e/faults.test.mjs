@@ -39,7 +39,7 @@ test('a GPU device lost mid-generation is reported, the engine restarts from the
   const browser = await launch();
   try {
     const page = await browser.newPage();
-    await page.goto(`${url}?backend=gpu`);
+    await page.goto(`${url}?backend=gpu&model=${BUNDLED}`);
     await ready(page);
     await fill(page, { prompt: '一只戴墨镜的柴犬 😎', steps: 40, width: 32, height: 32 });
     await page.click('#generate');
@@ -154,7 +154,7 @@ test('a model too large for the backend is refused from its manifest before any 
       return route.abort();
     });
     const page = await context.newPage();
-    await page.goto(`${url}?backend=cpu`);
+    await page.goto(`${url}?backend=cpu&model=${BUNDLED}`);
     await ready(page);
     await page.selectOption('#model', 'url');
     await page.fill('#model-url', 'huge/');
@@ -179,7 +179,7 @@ test('a 10,000 x 10,000 init image is resized to the request and generates', asy
   const browser = await launch();
   try {
     const page = await browser.newPage();
-    await page.goto(`${url}?backend=cpu`);
+    await page.goto(`${url}?backend=cpu&model=${BUNDLED}`);
     await ready(page);
     const png = Buffer.from(
       await page.evaluate(async () => {

@@ -31,7 +31,8 @@ async function cliImageBytes(backend, fresh = false) {
 }
 
 async function openReady(page, query = '') {
-  await page.goto(url + query);
+  // The CLI images above are sd-tiny's (the page's default model is emoji-sd).
+  await page.goto(url + (query ? `${query}&` : '?') + 'model=www/models/sd-tiny/');
   await page.locator('#generate:not([disabled])').waitFor({ timeout: 180_000 });
 }
 
