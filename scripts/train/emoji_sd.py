@@ -10,7 +10,7 @@ Usage: python emoji_sd.py [--vae-minutes M] [--unet-minutes M] [--bench]
 Budgets are in wall minutes, turned into step counts from the measured step time so the
 learning-rate schedule is fixed before training starts (and logged, for reruns).
 """
-import argparse, json, math, os, random, sys, time
+import argparse, json, os, random, shutil, sys, time
 
 import numpy as np
 import torch
@@ -166,8 +166,8 @@ def bench():
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--vae-steps", type=int, default=700)
-    ap.add_argument("--unet-steps", type=int, default=3200)
+    ap.add_argument("--vae-steps", type=int, default=500)
+    ap.add_argument("--unet-steps", type=int, default=2400)
     # A guard only: the step counts above are sized to finish well inside it.
     ap.add_argument("--max-minutes", type=float, default=62)
     # One thread: on 2 shared cores, two threads spin-waiting on a busy core ran 2-7x slower.
@@ -201,6 +201,11 @@ def main():
                                    scheduler=EulerDiscreteScheduler(**SCHED, timestep_spacing="trailing"),
                                    safety_checker=None, feature_extractor=None, requires_safety_checker=False)
     pipe.save_pretrained(os.path.join(a.out, "pipeline"))
+    # transformers 5 writes only tokenizer.json; ship the standard CLIP files instead, as
+    # users' SD repositories carry them (vocab.json, merges.txt, ...).
+    tok_dir = os.path.join(a.out, "pipeline", "tokenizer")
+    shutil.rmtree(tok_dir)
+    shutil.copytree(TOKENIZER, tok_dir)
     log(f"saved {os.path.join(a.out, 'pipeline')}; total {time.time() - start:.0f}s", logf)
 
 
