@@ -4,7 +4,7 @@ CLIPTextModel from scratch, standard CLIP tokenizer) on the 32x32 emoji set of d
 Stages (all in one run, fixed seeds): 1. the VAE as an autoencoder, 2. the VAE's latents of
 every image, 3. the UNet and text encoder jointly (epsilon prediction, SD's noise schedule,
 10% empty captions for classifier-free guidance), 4. save_pretrained as a
-StableDiffusionPipeline folder under .cache/emoji-sd/pipeline.
+StableDiffusionPipeline folder under .cache/emoji-sd/emoji-sd.
 
 Usage: python emoji_sd.py [--vae-minutes M] [--unet-minutes M] [--bench]
 Budgets are in wall minutes, turned into step counts from the measured step time so the
@@ -200,13 +200,14 @@ def main():
     pipe = StableDiffusionPipeline(vae=vae, text_encoder=text, tokenizer=tok, unet=unet,
                                    scheduler=EulerDiscreteScheduler(**SCHED, timestep_spacing="trailing"),
                                    safety_checker=None, feature_extractor=None, requires_safety_checker=False)
-    pipe.save_pretrained(os.path.join(a.out, "pipeline"))
+    # The folder's name becomes the converted manifest's name.
+    pipe.save_pretrained(os.path.join(a.out, "emoji-sd"))
     # transformers 5 writes only tokenizer.json; ship the standard CLIP files instead, as
     # users' SD repositories carry them (vocab.json, merges.txt, ...).
-    tok_dir = os.path.join(a.out, "pipeline", "tokenizer")
+    tok_dir = os.path.join(a.out, "emoji-sd", "tokenizer")
     shutil.rmtree(tok_dir)
     shutil.copytree(TOKENIZER, tok_dir)
-    log(f"saved {os.path.join(a.out, 'pipeline')}; total {time.time() - start:.0f}s", logf)
+    log(f"saved {os.path.join(a.out, 'emoji-sd')}; total {time.time() - start:.0f}s", logf)
 
 
 if __name__ == "__main__":

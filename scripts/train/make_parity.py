@@ -5,7 +5,7 @@ read back from the converted shards (www/models/emoji-sd, dequantized exactly as
 f16 scale times int8) and loaded into diffusers' StableDiffusionPipeline. One prompt, one
 seed, saved initial latents; the fixture holds only inputs and outputs, not the model.
 
-Usage: python make_parity.py [--model www/models/emoji-sd] [--pipeline .cache/emoji-sd/pipeline]
+Usage: python make_parity.py [--model www/models/emoji-sd] [--pipeline .cache/emoji-sd/emoji-sd]
 """
 import argparse, json, os, platform
 
@@ -63,7 +63,7 @@ def load_into(pipe, tensors):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default=os.path.join(ROOT, "www", "models", "emoji-sd"))
-    ap.add_argument("--pipeline", default=os.path.join(ROOT, ".cache", "emoji-sd", "pipeline"))
+    ap.add_argument("--pipeline", default=os.path.join(ROOT, ".cache", "emoji-sd", "emoji-sd"))
     a = ap.parse_args()
     torch.set_num_threads(1)
     pipe = StableDiffusionPipeline.from_pretrained(a.pipeline, torch_dtype=torch.float32, safety_checker=None)
