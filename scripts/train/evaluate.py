@@ -30,8 +30,13 @@ def on_white(path):
     return np.asarray(Image.alpha_composite(Image.new("RGBA", im.size, (255, 255, 255, 255)), im).convert("RGB"))
 
 
-def prompts(meta, n=100, seed=0):
-    ids = random.Random(seed).sample(range(len(meta["emoji"])), n)
+def prompts(meta, n=100, seed=0, names=None):
+    if names:
+        # Chosen emoji (for the page's suggested prompts) instead of the random sample.
+        by_name = {e["names"][0]: e["id"] for e in meta["emoji"]}
+        ids = [by_name[x] for x in names]
+    else:
+        ids = random.Random(seed).sample(range(len(meta["emoji"])), n)
     # Alternate the two styles so both are asked for equally.
     return [(i, f"{meta['emoji'][i]['names'][0]}, {meta['styles'][k % 2]} style") for k, i in enumerate(ids)]
 
@@ -62,6 +67,7 @@ def main():
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--guidance", type=float, default=7.5)
     ap.add_argument("--count", type=int, default=100)
+    ap.add_argument("--names", help="comma-separated emoji names to ask for instead of the 100-emoji sample")
     ap.add_argument("--gallery")
     ap.add_argument("--json")
     a = ap.parse_args()
@@ -70,7 +76,7 @@ def main():
     meta = json.load(open(os.path.join(CACHE, "meta.json"), encoding="utf-8"))
     train_f, train_ids = features(data["images"]), data["ids"]
     cats = np.array([meta["emoji"][i]["category"] for i in train_ids])
-    asked = prompts(meta, a.count)
+    asked = prompts(meta, a.count, names=a.names.split(",") if a.names else None)
 
     images = []
     with tempfile.TemporaryDirectory() as tmp:
