@@ -1,0 +1,63 @@
+//! The bundled, trained emoji-sd model (www/models/emoji-sd, q8_0) against diffusers on the
+//! same weights: tests/fixtures/emoji-sd-parity holds diffusers' run with every tensor read
+//! back from the committed shards (scripts/train/make_parity.py), so both sides compute with
+//! identical weights and the f32 bounds of the SD fixtures apply. Unlike the random fixture
+//! models, the latents here come from a trained denoiser over 20 guided steps.
+
+#![cfg(not(target_arch = "wasm32"))]
+
+mod sd;
+
+use std::path::Path;
+
+use easel::gpu::{GpuContext, GpuOptions};
+use easel::models::Session;
+use easel::ops::StorageType;
+use easel::pipelines::native::load_model_dir;
+use easel::pipelines::{generate, StableDiffusion};
+use sd::{fixture, fixture_request, references, rel_err};
+
+/// Relative error bounds (final latents, decoded image): those of the f32 SD fixture runs.
+const TOL: (f64, f64) = (1e-3, 1e-3);
+
+fn run(gpu: bool) -> (f64, f64, f64) {
+    let case = "emoji-sd-parity";
+    let refs = references(case);
+    let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(fixture(case).join("reference.json")).unwrap()).unwrap();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("www/models/emoji-sd");
+    // The fixture was made from these exact shards; a retrained bundle needs a new fixture.
+    let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["content_sha256"], meta["model_content_sha256"], "www/models/emoji-sd changed: rerun scripts/train/make_parity.py");
+    let model = load_model_dir(&dir, StorageType::Q8_0).unwrap();
+    let session = if gpu {
+        let ctx = pollster::block_on(GpuContext::new(&GpuOptions::default())).expect("a Vulkan adapter (mesa-vulkan-drivers)");
+        Session::gpu(ctx, &model.weights).unwrap()
+    } else {
+        Session::cpu(model.weights)
+    };
+    let mut sd = StableDiffusion::new(session, &model.configs, &model.files).unwrap();
+    let run = &meta["runs"][0];
+    let name = run["name"].as_str().unwrap();
+    let out = pollster::block_on(generate(&mut sd, &fixture_request(run, &refs), &mut |_| true)).unwrap();
+    let want = &refs[&format!("{name}/final_latents")].values;
+    let max_abs = out.latents.iter().zip(want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max) as f64;
+    let latents = rel_err(&out.latents, want);
+    let decoded = rel_err(&out.decoded, &refs[&format!("{name}/decoded_raw")].values);
+    println!("emoji-sd [{}]: final latents relative error {latents:.2e} (max abs {max_abs:.2e}), decoded image {decoded:.2e}", sd.session.kind());
+    (latents, decoded, max_abs)
+}
+
+fn check((latents, decoded, _): (f64, f64, f64)) {
+    assert!(latents <= TOL.0, "final latents relative error {latents:e} > {:e}", TOL.0);
+    assert!(decoded <= TOL.1, "decoded image relative error {decoded:e} > {:e}", TOL.1);
+}
+
+#[test]
+fn bundled_emoji_sd_matches_diffusers_on_cpu() {
+    check(run(false));
+}
+
+#[test]
+fn bundled_emoji_sd_matches_diffusers_on_the_gpu() {
+    check(run(true));
+}
