@@ -10,12 +10,9 @@ mod sd;
 
 use std::path::Path;
 
-use easel::gpu::{GpuContext, GpuOptions};
-use easel::models::Session;
 use easel::ops::StorageType;
-use easel::pipelines::native::load_model_dir;
-use easel::pipelines::{generate, StableDiffusion};
-use sd::{fixture, fixture_request, references, rel_err};
+use easel::pipelines::generate;
+use sd::{fixture, fixture_request, references, rel_err, sd_pipeline};
 
 /// Relative error bounds (final latents, decoded image): those of the f32 SD fixture runs.
 const TOL: (f64, f64) = (1e-3, 1e-3);
@@ -28,14 +25,7 @@ fn run(gpu: bool) -> (f64, f64, f64) {
     // The fixture was made from these exact shards; a retrained bundle needs a new fixture.
     let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
     assert_eq!(manifest["content_sha256"], meta["model_content_sha256"], "www/models/emoji-sd changed: rerun scripts/train/make_parity.py");
-    let model = load_model_dir(&dir, StorageType::Q8_0).unwrap();
-    let session = if gpu {
-        let ctx = pollster::block_on(GpuContext::new(&GpuOptions::default())).expect("a Vulkan adapter (mesa-vulkan-drivers)");
-        Session::gpu(ctx, &model.weights).unwrap()
-    } else {
-        Session::cpu(model.weights)
-    };
-    let mut sd = StableDiffusion::new(session, &model.configs, &model.files).unwrap();
+    let mut sd = sd_pipeline(&dir, StorageType::Q8_0, gpu);
     let run = &meta["runs"][0];
     let name = run["name"].as_str().unwrap();
     let out = pollster::block_on(generate(&mut sd, &fixture_request(run, &refs), &mut |_| true)).unwrap();

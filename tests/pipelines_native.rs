@@ -13,7 +13,7 @@ use easel::models::Session;
 use easel::ops::StorageType;
 use easel::pipelines::native::load_model_dir;
 use easel::pipelines::{generate, StableDiffusion};
-use sd::{fixture, fixture_request, references, rel_err};
+use sd::{fixture, fixture_request, references, rel_err, sd_pipeline};
 
 /// Relative error bound on the final latents of an f32 run.
 const LATENT_TOL: f64 = 1e-3;
@@ -29,14 +29,7 @@ const F16_TOL: (f64, f64) = (1.1e-3, 1.8e-3);
 fn run_case(case: &str, quant: StorageType, gpu: bool) -> Vec<(String, f64, f64)> {
     let refs = references(case);
     let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(fixture(case).join("reference.json")).unwrap()).unwrap();
-    let model = load_model_dir(&fixture(case), quant).unwrap();
-    let session = if gpu {
-        let ctx = pollster::block_on(GpuContext::new(&GpuOptions::default())).expect("a Vulkan adapter (mesa-vulkan-drivers)");
-        Session::gpu(ctx, &model.weights).unwrap()
-    } else {
-        Session::cpu(model.weights)
-    };
-    let mut sd = StableDiffusion::new(session, &model.configs, &model.files).unwrap();
+    let mut sd = sd_pipeline(&fixture(case), quant, gpu);
     let mut results = vec![];
     for run in meta["runs"].as_array().unwrap() {
         let name = run["name"].as_str().unwrap();

@@ -16,6 +16,22 @@ use easel::weights::manifest::Manifest;
 mod refs;
 pub use refs::*;
 
+/// The Stable Diffusion pipeline of the model in `dir` (loaded as `quant`), on the GPU
+/// (lavapipe without one) or the CPU backend.
+#[allow(dead_code)]
+pub fn sd_pipeline(dir: &Path, quant: StorageType, gpu: bool) -> easel::pipelines::StableDiffusion {
+    use easel::gpu::{GpuContext, GpuOptions};
+    use easel::models::Session;
+    let model = easel::pipelines::native::load_model_dir(dir, quant).unwrap();
+    let session = if gpu {
+        let ctx = pollster::block_on(GpuContext::new(&GpuOptions::default())).expect("a Vulkan adapter (mesa-vulkan-drivers)");
+        Session::gpu(ctx, &model.weights).unwrap()
+    } else {
+        Session::cpu(model.weights)
+    };
+    easel::pipelines::StableDiffusion::new(session, &model.configs, &model.files).unwrap()
+}
+
 pub fn fixture(case: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(case)
 }
