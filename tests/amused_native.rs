@@ -261,6 +261,8 @@ fn generator_run(on_gpu: bool) {
     }))
     .unwrap();
     assert_eq!(previews, 4);
+    // The CLI prints this peak: every compiled GPU graph counts (none on the CPU).
+    assert_eq!(g.activation_bytes() > 0, on_gpu, "peak GPU activation bytes {}", g.activation_bytes());
     let tokens: Vec<u32> = out.latents.iter().map(|&t| t as u32).collect();
     assert_eq!(tokens, ints(&r["run/final_tokens"]), "final tokens [{}]", kind(on_gpu));
     close("run/decoded_raw (via Generator)", on_gpu, &out.decoded, &r["run/decoded_raw"]);

@@ -135,6 +135,14 @@ impl Amused {
     }
 
     /// VQModel decode of tokens [B, h, w] -> image [B, 3, h*f, w*f], not clipped.
+    /// Peak bytes of activations the compiled GPU graphs hold (text encoder, transformer,
+    /// VQ decoder and encoder).
+    pub fn activation_bytes(&self) -> u64 {
+        let text = self.text.as_ref().map_or(0, |(_, c)| c.activation_bytes());
+        let grids = [&self.transformer, &self.decoder].iter().filter_map(|g| g.as_ref().map(|(_, c)| c.activation_bytes())).sum::<u64>();
+        text + grids + self.encoder.as_ref().map_or(0, |(_, c)| c.activation_bytes())
+    }
+
     /// The VQ codes of `image` [1, 3, H, W] with values in [0, 1] (aMUSEd's VQ takes its
     /// pixels unnormalized).
     pub async fn encode(&mut self, shape: [usize; 4], image: Vec<f32>) -> Result<Vec<u32>, PipelineError> {

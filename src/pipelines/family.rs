@@ -204,7 +204,7 @@ impl Generator {
             Self::StableDiffusion(sd) => sd.activation_bytes(),
             Self::Ddpm(m) => m.activation_bytes(),
             Self::Vq(v) => v.activation_bytes(),
-            Self::Amused(_) => 0,
+            Self::Amused(p) => p.model.activation_bytes(),
         }
     }
 }
