@@ -225,12 +225,7 @@ pub async fn sample_tokens_from(
     for i in start.first_step..steps {
         let input: Vec<u32> = (0..b).flat_map(|_| tokens.iter().copied()).collect();
         let raw = m.logits([b, grid[0], grid[1]], &input, &ehs, &pooled, &mc).await?;
-        let logits: Vec<f32> = if cfg {
-            let (u, c) = raw.split_at(raw.len() / 2);
-            u.iter().zip(c).map(|(u, c)| u + guidance * (c - u)).collect()
-        } else {
-            raw.clone()
-        };
+        let logits: Vec<f32> = if cfg { super::latents::cfg_combine(&raw, guidance) } else { raw.clone() };
         let sample_u = draws.take("sample_u", i, n)?;
         let gumbel_u = if i + 1 < steps { Some(draws.take("gumbel_u", i, n)?) } else { None };
         let out = sched.step(i, 1, &logits, &tokens, &StepDraws { sample_u: &sample_u, gumbel_u: gumbel_u.as_deref() });

@@ -48,11 +48,11 @@ pub async fn generate(p: &mut AmusedPipeline, req: &Request, progress: &mut dyn 
     if req.batch != 1 {
         return Err(PipelineError::Request(format!("batch = {}: aMUSEd makes one image per run here", req.batch)));
     }
+    let guided = req.guidance > 1.0;
     let budget = super::limits::budget(&p.model.session);
     let (uvit, vq) = (&p.model.uvit_cfg, &p.model.vq_cfg.vae);
-    budget.check_with(req, &|w, h| super::limits::amused_activations(uvit, vq, w, h, req.guidance > 1.0)).map_err(PipelineError::TooLarge)?;
+    budget.check_with(req, &|w, h| super::limits::amused_activations(uvit, vq, w, h, guided)).map_err(PipelineError::TooLarge)?;
     let (h, w) = (req.height / f, req.width / f);
-    let guided = req.guidance > 1.0;
     let texts: Vec<&str> = if guided { vec![&req.prompt, &req.negative_prompt] } else { vec![&req.prompt] };
     let mut ids = Vec::with_capacity(texts.len() * MAX_TOKENS);
     let mut truncated = false;
