@@ -91,6 +91,9 @@ pub enum Op {
     TopK { k: usize },
     /// [z [N, D], codebook [K, D]] -> u32 [N]: nearest code by squared distance.
     VqNearest,
+    /// [x [B, C, H, W], w [C, O, kh, kw], bias [O]?] -> [B, O, (H-1)*stride - 2*padding + kh,
+    /// ..]: PyTorch's `ConvTranspose2d` (each input pixel scatters its kernel, stride apart).
+    ConvTranspose2d { stride: usize, padding: usize },
     /// Depthwise 2D convolution (groups = channels), stride 1, symmetric padding; inputs x
     /// [B, C, H, W], weight [C, 1, kh, kw], optional bias [C].
     DepthwiseConv2d { padding: usize },

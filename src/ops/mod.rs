@@ -8,6 +8,7 @@ pub mod cpu;
 pub mod gpu;
 pub mod graph;
 mod graph_bands;
+mod graph_conv_transpose;
 mod graph_convnext;
 mod graph_layout;
 mod graph_wide;

@@ -2,7 +2,7 @@
 //! with symmetric and taming's asymmetric padding, odd sizes off the 4x4 / 32x32 tiles,
 //! channel counts not divisible by 4, batch 2, weights split into chunks, a 5184-long
 //! inner dimension, 1x1 convs on both input paths (gather, vec4 pixels), and nearest 2x
-//! upsampling.
+//! upsampling; depthwise and transposed convs.
 
 use super::{Case, ELEMENTWISE_TOL, MATMUL_TOL};
 use easel::ops::StorageType;
@@ -136,6 +136,39 @@ fn depthwise_convs() -> Vec<Case> {
     ]
 }
 
+/// The DCGAN generator's transposed convs: the 1x1 -> 4x4 first layer (stride 1, no
+/// padding), 4x4 stride 2 padding 1 doublings with odd sizes and batch 2, a 3x3 stride 3
+/// kernel (taps that never overlap), and weights stored f16, Q8_0 and Q4_0 (widened first).
+fn transposed_convs() -> Vec<Case> {
+    use StorageType::{F16, F32, Q4_0, Q8_0};
+    let case = |name: &str, x: [usize; 4], o: usize, k: usize, stride: usize, pad: usize, storage: StorageType, bias: bool| {
+        let c = x[1];
+        let mut case = Case::new(name, MATMUL_TOL, move |g| {
+            let xi = g.input("x", &x);
+            let w = g.weight("deconv.weight")?;
+            let b = if bias { Some(g.weight("deconv.bias")?) } else { None };
+            let y = g.conv_transpose2d(xi, w, b, stride, pad)?;
+            g.output(y);
+            Ok(())
+        })
+        .input("x", x.iter().product(), 1.0, 81)
+        .weight("deconv.weight", &[c, o, k, k], storage, 0.5, 82);
+        if bias {
+            case = case.weight("deconv.bias", &[o], F32, 0.5, 83);
+        }
+        case
+    };
+    vec![
+        case("conv_transpose f32 4x4 s1 p0 [2,24,1,1] -> 8", [2, 24, 1, 1], 8, 4, 1, 0, F32, true),
+        case("conv_transpose f32 4x4 s2 p1 [2,5,3,4] -> 6", [2, 5, 3, 4], 6, 4, 2, 1, F32, true),
+        case("conv_transpose f32 4x4 s2 p1 [1,16,4,4] -> 3 (no bias)", [1, 16, 4, 4], 3, 4, 2, 1, F32, false),
+        case("conv_transpose f32 3x3 s3 p0 [1,2,3,2] -> 4", [1, 2, 3, 2], 4, 3, 3, 0, F32, true),
+        case("conv_transpose f16 4x4 s2 p1 [1,8,3,3] -> 4", [1, 8, 3, 3], 4, 4, 2, 1, F16, true),
+        case("conv_transpose q8_0 4x4 s2 p1 [2,6,4,3] -> 4", [2, 6, 4, 3], 4, 4, 2, 1, Q8_0, true),
+        case("conv_transpose q4_0 4x4 s1 p0 [1,10,1,1] -> 8", [1, 10, 1, 1], 8, 4, 1, 0, Q4_0, false),
+    ]
+}
+
 pub fn cases() -> Vec<Case> {
-    [f32_convs(), quantized_convs(), split_convs(), upsamples(), depthwise_convs()].into_iter().flatten().collect()
+    [f32_convs(), quantized_convs(), split_convs(), upsamples(), depthwise_convs(), transposed_convs()].into_iter().flatten().collect()
 }

@@ -174,6 +174,7 @@ impl<'w> CpuExecutor<'w> {
             Op::Argmax => a[0].argmax_keepdim(D::Minus1)?.squeeze(D::Minus1)?,
             Op::TopK { k } => a[0].contiguous()?.arg_sort_last_dim(false)?.narrow(D::Minus1, 0, *k)?.contiguous()?,
             Op::VqNearest => nn::vq_nearest(&a[0], &a[1])?,
+            Op::ConvTranspose2d { stride, padding } => nn::conv_transpose2d(&a[0], &a[1], a.get(2), *stride, *padding)?,
             Op::DepthwiseConv2d { padding } => nn::depthwise_conv2d(&a[0], &a[1], a.get(2), *padding)?,
             Op::ResponseNorm { eps } => nn::response_norm(&a[0], *eps)?,
             Op::GroupMoments { groups } => nn::group_moments(&a[0], *groups)?,

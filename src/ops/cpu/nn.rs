@@ -158,6 +158,15 @@ pub fn depthwise_conv2d(x: &Tensor, w: &Tensor, b: Option<&Tensor>, padding: usi
     }
 }
 
+/// PyTorch's ConvTranspose2d (weight [C, O, kh, kw]) plus an optional bias per output channel.
+pub fn conv_transpose2d(x: &Tensor, w: &Tensor, b: Option<&Tensor>, stride: usize, padding: usize) -> Result<Tensor> {
+    let y = x.contiguous()?.conv_transpose2d(&w.contiguous()?, padding, 0, stride, 1)?;
+    match b {
+        Some(b) => y.broadcast_add(&b.reshape((1, b.dim(0)?, 1, 1))?),
+        None => Ok(y),
+    }
+}
+
 /// GlobalResponseNorm's scale: per-channel L2 norm over the positions, divided by its
 /// mean over channels plus eps.
 pub fn response_norm(x: &Tensor, eps: f32) -> Result<Tensor> {
@@ -169,6 +178,20 @@ pub fn response_norm(x: &Tensor, eps: f32) -> Result<Tensor> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn conv_transpose2d_hand_values() {
+        let dev = candle_core::Device::Cpu;
+        let x = Tensor::from_vec(vec![1f32, 2.0, 3.0, 4.0], (1, 1, 2, 2), &dev).unwrap();
+        let w = Tensor::ones((1, 1, 2, 2), candle_core::DType::F32, &dev).unwrap();
+        let flat = |t: Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        // Stride 2: each input pixel stamps its own 2x2 block.
+        assert_eq!(flat(conv_transpose2d(&x, &w, None, 2, 0).unwrap()), [1., 1., 2., 2., 1., 1., 2., 2., 3., 3., 4., 4., 3., 3., 4., 4.]);
+        // Stride 1: the stamps overlap and add; padding 1 then crops the 3x3 sum to its centre.
+        assert_eq!(flat(conv_transpose2d(&x, &w, None, 1, 0).unwrap()), [1., 3., 2., 4., 10., 6., 3., 7., 4.]);
+        let b = Tensor::from_vec(vec![0.5f32], 1, &dev).unwrap();
+        assert_eq!(flat(conv_transpose2d(&x, &w, Some(&b), 1, 1).unwrap()), [10.5]);
+    }
 
     #[test]
     fn norms_without_weight_hand_values() {

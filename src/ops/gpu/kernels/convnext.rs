@@ -1,5 +1,6 @@
 //! ConvNeXt pieces (aMUSEd's UVit2DModel): depthwise convolution, one invocation per output
-//! value, and GlobalResponseNorm's scale, one workgroup per batch item.
+//! value, and GlobalResponseNorm's scale, one workgroup per batch item; and the DCGAN's
+//! transposed convolution, also one invocation per output value.
 
 use super::{with_prelude, NodeCx};
 use crate::error::OpError;
@@ -20,6 +21,23 @@ pub fn depthwise_conv2d(kb: &mut KernelBuilder, cx: &NodeCx, padding: usize) -> 
     bindings.push(cx.out.clone());
     let params = [count, xs[1], xs[2], xs[3], os[2], os[3], ws[2], ws[3], padding, has_bias as usize].map(|v| v as u32);
     kb.dispatch("depthwise_conv2d", || with_prelude(include_str!("depthwise_conv2d.wgsl")), bindings, &params, grid(count.div_ceil(256) as u32))
+}
+
+/// PyTorch's ConvTranspose2d (the DCGAN generator's layer), one invocation per output value.
+/// A weight stored f16 or quantized is widened into scratch first (the model is small).
+pub fn conv_transpose2d(kb: &mut KernelBuilder, cx: &NodeCx, stride: usize, padding: usize) -> Result<(), OpError> {
+    let count = cx.node.numel();
+    if count == 0 {
+        return Ok(());
+    }
+    let (xs, ws, os) = (&cx.in_shapes[0], &cx.in_shapes[1], &cx.node.shape);
+    let has_bias = cx.inputs.len() > 2;
+    let w = super::copy::f32_source(kb, cx, 1)?;
+    // Without a bias the weight is bound twice (never read as bias) to keep one layout.
+    let bias = if has_bias { super::copy::f32_source(kb, cx, 2)? } else { w.clone() };
+    let bindings = vec![cx.f32_input(0)?, w, bias, cx.out.clone()];
+    let params = [count, xs[1], xs[2], xs[3], os[1], os[2], os[3], ws[2], ws[3], stride, padding, has_bias as usize].map(|v| v as u32);
+    kb.dispatch("conv_transpose2d", || with_prelude(include_str!("conv_transpose2d.wgsl")), bindings, &params, grid(count.div_ceil(256) as u32))
 }
 
 /// nx[b, 0, c] = gx[b, c] / (mean over c of gx[b, c] + eps), gx = L2 norm of x[b, :, c].

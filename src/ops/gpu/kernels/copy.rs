@@ -72,7 +72,7 @@ fn copy_dispatch(
 
 /// Input `i` as f32 values: a weight stored f16 or in a block format is first widened into
 /// a scratch buffer (its chunks one after another), so that copies can move it.
-fn f32_source(kb: &mut KernelBuilder, cx: &NodeCx, i: usize) -> Result<Buf, OpError> {
+pub(super) fn f32_source(kb: &mut KernelBuilder, cx: &NodeCx, i: usize) -> Result<Buf, OpError> {
     let Operand::Weight(w, _) = &cx.inputs[i] else { return cx.f32_input(i) };
     if w.storage == StorageType::F32 {
         return cx.f32_input(i);

@@ -88,6 +88,7 @@ pub fn compile(kb: &mut KernelBuilder, cx: &NodeCx) -> Result<(), OpError> {
         Op::TopK { k } => misc::top_k(kb, cx, *k),
         Op::VqNearest => misc::vq_nearest(kb, cx),
         Op::DepthwiseConv2d { padding } => convnext::depthwise_conv2d(kb, cx, *padding),
+        Op::ConvTranspose2d { stride, padding } => convnext::conv_transpose2d(kb, cx, *stride, *padding),
         Op::ResponseNorm { eps } => convnext::response_norm(kb, cx, *eps),
         Op::GroupMoments { groups } => norm::group_moments(kb, cx, *groups),
         Op::MomentsCombine { len, part_len, eps } => norm::moments_combine(kb, cx, *len, *part_len, *eps),
