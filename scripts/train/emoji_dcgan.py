@@ -156,6 +156,13 @@ def export(G, meta, path):
         tensors[f"blocks.{i}.weight"], tensors[f"blocks.{i}.bias"] = w, b
     os.makedirs(path, exist_ok=True)
     save_file({k: v.detach().contiguous().float() for k, v in tensors.items()}, os.path.join(path, "model.safetensors"))
+    write_config(meta, path)
+
+
+def write_config(meta, path):
+    """config.json: the architecture, and each class's emoji, names and keywords (prompts pick a
+    class by these; see Easel's text/labels.rs). bundle_dcgan.sh rewrites it from meta.json."""
+    emoji = lambda unified: "".join(chr(int(cp, 16)) for cp in unified.split("-"))
     config = {
         "_class_name": "DCGANGenerator",
         "z_dim": Z,
@@ -164,11 +171,12 @@ def export(G, meta, path):
         "block_out_channels": CHANNELS + [3],
         "class_embedding_dim": CLASS_DIM,
         "style_embedding_dim": STYLE_DIM,
-        "labels": [e["names"] for e in meta["emoji"]],
         "styles": meta["styles"],
+        "classes": [{"emoji": emoji(e["unified"]), "names": e["names"], "keywords": e["keywords"]} for e in meta["emoji"]],
         "_easel_defaults": {"prompt": "red heart, twemoji style"},
     }
-    json.dump(config, open(os.path.join(path, "config.json"), "w", encoding="utf-8"), ensure_ascii=False, indent=1)
+    with open(os.path.join(path, "config.json"), "w", encoding="utf-8") as f:
+        json.dump(config, f, ensure_ascii=False, separators=(",", ":"))
 
 
 def main():

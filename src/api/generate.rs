@@ -62,7 +62,8 @@ impl Engine {
     /// total, truncated, preview, previewKind: "taesd"|"latent"}` and returns false to
     /// cancel. Resolves to `{images: [{width, height, rgba}], pngs: [Uint8Array], pngErrors:
     /// [null | why that PNG has no settings], pngError?: why there are no PNGs, scheduler,
-    /// truncated}`.
+    /// truncated, note?: what a class-conditional model drew for the prompt}`. A request's
+    /// `walk: {to_seed, t}` starts from the noise that far from its seed's toward to_seed's.
     pub async fn generate(&mut self, request_json: String, on_progress: js_sys::Function) -> Result<JsValue, JsError> {
         let req = Request::from_json(&request_json).map_err(|e| JsError::new(&e))?;
         let model_name = self.model_name.clone();
@@ -87,8 +88,12 @@ impl Engine {
             }
             on_progress.call1(&JsValue::NULL, &o).map(|v| v.as_bool() != Some(false)).unwrap_or(true)
         };
+        let note = model.prompt_note(&req.prompt);
         let out = model.generate(&req, &mut report).await.map_err(|e| JsError::new(&e.to_string()))?;
         let result = Object::new();
+        if let Some(n) = note {
+            set(&result, "note", n);
+        }
         let (images, pngs, png_errors) = (Array::new(), Array::new(), Array::new());
         for img in &out.images {
             images.push(&image_object(img));

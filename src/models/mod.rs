@@ -6,6 +6,7 @@
 pub mod blocks;
 pub mod clip;
 pub mod config;
+pub mod dcgan;
 pub mod layers;
 pub mod random;
 pub mod schema;

@@ -77,7 +77,8 @@ impl Ddpm {
 }
 
 /// Samples `req.batch` images. The prompt, guidance and init image do not apply (an
-/// unconditional model has nothing to read them with); `init_latents` replaces x_T.
+/// unconditional model has nothing to read them with); `init_latents` replaces x_T, and a
+/// walk moves x_T toward another seed's.
 pub async fn generate(m: &mut Ddpm, req: &Request, progress: &mut dyn FnMut(Progress) -> bool) -> Result<Output, PipelineError> {
     req.validate_for(m.size_multiple()).map_err(PipelineError::Request)?;
     let budget = super::limits::budget(&m.session);
@@ -90,15 +91,10 @@ pub async fn generate(m: &mut Ddpm, req: &Request, progress: &mut dyn FnMut(Prog
         return Err(PipelineError::Model(format!("this UNet makes {c}-channel images; Easel draws RGB (3 channels) only")));
     }
     let (b, h, w) = (req.batch, req.height, req.width);
-    let len = b * c * h * w;
     let mut rng = Rng::new(req.seed);
     let config = req.scheduler_config.as_ref().unwrap_or(&m.scheduler_config);
     let mut sched: Box<dyn Scheduler> = schedulers::create(config, req.scheduler.as_deref(), req.steps)?;
-    let noise = match &req.init_latents {
-        Some(l) if l.len() == len => l.clone(),
-        Some(l) => return Err(PipelineError::Request(format!("init latents have {} values, the generation wants {len} ({b}x{c}x{h}x{w})", l.len()))),
-        None => rng.normal_vec(len),
-    };
+    let noise = super::latents::starting_noise(req, &mut rng, &[b, c, h, w])?;
     if !progress(Progress::Text { truncated: false }) {
         return Err(PipelineError::Cancelled);
     }

@@ -8,6 +8,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::amused_pipeline::{self, AmusedPipeline};
+use super::dcgan::{self, Dcgan};
 use super::ddpm::{self, Ddpm};
 use super::generate::{Output, Progress};
 use super::request::Request;
@@ -25,6 +26,8 @@ pub enum Generator {
     Vq(VqGan),
     /// aMUSEd: text -> token grid (MaskGIT) -> VQ decoder.
     Amused(AmusedPipeline),
+    /// A class-conditional GAN generator: one call from z.
+    Dcgan(Dcgan),
 }
 
 /// What the page and the CLI start from for a model, and which controls apply to it.
@@ -51,6 +54,10 @@ pub struct Defaults {
     pub codes: usize,
     /// A prompt the model knows ("" when it suggests none): the page's first prompt.
     pub prompt: String,
+    /// Starts from a seeded noise that a latent walk can move between two seeds.
+    pub walk: bool,
+    /// The prompt picks one of a fixed set of classes by name (no text encoder).
+    pub classes: bool,
 }
 
 /// Settings a model's maker suggests, from `_easel_defaults` in model_index.json (a private
@@ -65,8 +72,13 @@ pub struct Suggested {
 
 impl Suggested {
     pub fn from_configs(configs: &BTreeMap<String, Value>) -> Result<Self, PipelineError> {
-        let Some(d) = configs.get("model_index").and_then(|m| m.get("_easel_defaults")) else { return Ok(Self::default()) };
-        let bad = |key: &str| PipelineError::Model(format!("model_index.json: _easel_defaults.{key} is not valid"));
+        Self::from_value(configs.get("model_index").and_then(|m| m.get("_easel_defaults")), "model_index.json")
+    }
+
+    /// `_easel_defaults` of a config file (`file` names it in errors).
+    pub fn from_value(defaults: Option<&Value>, file: &str) -> Result<Self, PipelineError> {
+        let Some(d) = defaults else { return Ok(Self::default()) };
+        let bad = |key: &str| PipelineError::Model(format!("{file}: _easel_defaults.{key} is not valid"));
         let steps = d.get("steps").map(|v| v.as_u64().filter(|&s| (1..=1000).contains(&s)).map(|s| s as usize).ok_or_else(|| bad("steps"))).transpose()?;
         let guidance = d.get("guidance").map(|v| v.as_f64().filter(|g| (0.0..=30.0).contains(g)).map(|g| g as f32).ok_or_else(|| bad("guidance"))).transpose()?;
         let prompt = d.get("prompt").map(|v| v.as_str().map(str::to_string).ok_or_else(|| bad("prompt"))).transpose()?;
@@ -81,6 +93,7 @@ impl Generator {
             "stable-diffusion" => Ok(Self::StableDiffusion(StableDiffusion::new(session, configs, files)?)),
             "ddpm" => Ok(Self::Ddpm(Ddpm::new(session, configs)?)),
             "amused" => Ok(Self::Amused(AmusedPipeline::new(session, configs, files)?)),
+            "dcgan" => Ok(Self::Dcgan(Dcgan::new(session, configs)?)),
             // The weights must be under diffusers' names already: the browser renames a
             // taming manifest before streaming (`taming::rename_manifest`), natively
             // `vqgan::prepare` renames the store.
@@ -90,7 +103,7 @@ impl Generator {
                 v.check_codebook()?;
                 Ok(Self::Vq(v))
             }
-            other => Err(PipelineError::Model(format!("'{other}' models do not generate images here yet (Stable Diffusion, aMUSEd, DDPM and VQ models do)"))),
+            other => Err(PipelineError::Model(format!("'{other}' models do not generate images here yet (Stable Diffusion, aMUSEd, DDPM, DCGAN and VQ models do)"))),
         }
     }
 
@@ -113,6 +126,8 @@ impl Generator {
                     roundtrip: false,
                     codes: 0,
                     prompt: sd.suggested.prompt.clone().unwrap_or_default(),
+                    walk: true,
+                    classes: false,
                 }
             }
             Self::Ddpm(m) => Defaults {
@@ -129,6 +144,8 @@ impl Generator {
                 roundtrip: false,
                 codes: 0,
                 prompt: String::new(),
+                walk: true,
+                classes: false,
             },
             Self::Amused(p) => Defaults {
                 family: "amused",
@@ -144,6 +161,25 @@ impl Generator {
                 roundtrip: false,
                 codes: 0,
                 prompt: String::new(),
+                walk: false,
+                classes: false,
+            },
+            Self::Dcgan(m) => Defaults {
+                family: "dcgan",
+                width: m.cfg.image_size,
+                height: m.cfg.image_size,
+                steps: 1,
+                guidance: 0.0,
+                scheduler: String::new(),
+                size_multiple: m.cfg.image_size,
+                conditional: m.conditional(),
+                init_image: false,
+                preview: "",
+                roundtrip: false,
+                codes: 0,
+                prompt: m.suggested.prompt.clone().unwrap_or_default(),
+                walk: true,
+                classes: m.conditional(),
             },
             Self::Vq(v) => {
                 let f = v.cfg.downscale();
@@ -161,6 +197,8 @@ impl Generator {
                     roundtrip: true,
                     codes: v.cfg.num_embeddings,
                     prompt: String::new(),
+                    walk: false,
+                    classes: false,
                 }
             }
         }
@@ -173,6 +211,22 @@ impl Generator {
             Self::Ddpm(m) => ddpm::generate(m, req, progress).await,
             Self::Vq(v) => vqgan::random_codes(v, req, progress).await,
             Self::Amused(p) => amused_pipeline::generate(p, req, progress).await,
+            Self::Dcgan(m) => dcgan::generate(m, req, progress).await,
+        }
+    }
+
+    /// What a class-conditional model will draw for `prompt` ("draws: red heart ❤️ (twemoji)");
+    /// None for models that read prompts with a text encoder.
+    pub fn prompt_note(&self, prompt: &str) -> Option<String> {
+        let Self::Dcgan(m) = self else { return None };
+        match m.label(prompt) {
+            Ok(Some(l)) => {
+                let c = &m.cfg.classes[l.class];
+                let style = m.cfg.styles.get(l.style).map(|s| format!(" ({s})")).unwrap_or_default();
+                Some(format!("draws: {} {}{style}", c.names[0], c.emoji).replace("  ", " "))
+            }
+            // The generation itself reports a prompt that names no class.
+            Ok(None) | Err(_) => None,
         }
     }
 
@@ -186,6 +240,7 @@ impl Generator {
             Self::Ddpm(m) => [req.batch, m.unet_cfg.in_channels, req.height, req.width],
             Self::Vq(v) => [req.batch, 1, req.height / v.cfg.downscale(), req.width / v.cfg.downscale()],
             Self::Amused(p) => [1, 1, req.height / p.size_multiple(), req.width / p.size_multiple()],
+            Self::Dcgan(m) => [req.batch, m.cfg.z_dim, 1, 1],
         }
     }
 
@@ -195,6 +250,7 @@ impl Generator {
             Self::Ddpm(m) => &m.session,
             Self::Vq(v) => &v.session,
             Self::Amused(p) => &p.model.session,
+            Self::Dcgan(m) => &m.session,
         }
     }
 
@@ -205,6 +261,7 @@ impl Generator {
             Self::Ddpm(m) => m.activation_bytes(),
             Self::Vq(v) => v.activation_bytes(),
             Self::Amused(p) => p.model.activation_bytes(),
+            Self::Dcgan(m) => m.activation_bytes(),
         }
     }
 }

@@ -2,7 +2,7 @@
 //! run them: CFG batch [negative..., positive...], the scheduler on the host, one UNet call
 //! per step on the backend, the VAE at the end.
 
-use super::latents::{blend, cfg_combine, latent_preview, mask_to_latent, repeat};
+use super::latents::{blend, cfg_combine, latent_preview, mask_to_latent, repeat, starting_noise};
 use super::request::Request;
 use super::sd::StableDiffusion;
 use super::PipelineError;
@@ -71,11 +71,7 @@ pub async fn generate(sd: &mut StableDiffusion, req: &Request, progress: &mut dy
     let mut sched: Box<dyn Scheduler> = schedulers::create(config, req.scheduler.as_deref(), req.steps)?;
 
     // Starting point: pure noise, or the (masked) image encoded and noised part-way.
-    let noise = match &req.init_latents {
-        Some(l) if l.len() == b * latent_len => l.clone(),
-        Some(l) => return Err(PipelineError::Request(format!("init latents have {} values, the generation wants {}", l.len(), b * latent_len))),
-        None => rng.normal_vec(b * latent_len),
-    };
+    let noise = starting_noise(req, &mut rng, &[b, lc, h, w])?;
     let mut begin = 0;
     let mut image_latents = None;
     let mut inpaint = None;

@@ -1,6 +1,48 @@
 //! Host-side arithmetic on small latent tensors between UNet calls.
 
 use super::image::Rgba;
+use super::request::Request;
+use super::PipelineError;
+use crate::rng::Rng;
+
+/// The starting noise of `shape` ([images, ..]): `req.init_latents` when given, else the
+/// seed's draws from `rng` (so the sampler's later draws continue the same stream), walked
+/// toward `req.walk`'s seed by slerp (image by image) when a walk is asked for.
+pub fn starting_noise(req: &Request, rng: &mut Rng, shape: &[usize]) -> Result<Vec<f32>, PipelineError> {
+    let total: usize = shape.iter().product();
+    let len = total / shape[0].max(1);
+    let dims = shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("x");
+    match (&req.init_latents, &req.walk) {
+        (Some(_), Some(_)) => Err(PipelineError::Request("give either init latents or a walk, not both".into())),
+        (Some(l), None) if l.len() == total => Ok(l.clone()),
+        (Some(l), None) => Err(PipelineError::Request(format!("init latents have {} values, the generation wants {total} ({dims})", l.len()))),
+        (None, None) => Ok(rng.normal_vec(total)),
+        (None, Some(walk)) => {
+            if !(0.0..=1.0).contains(&walk.t) {
+                return Err(PipelineError::Request(format!("walk position t = {} must be between 0 and 1", walk.t)));
+            }
+            let (a, b) = (rng.normal_vec(total), Rng::new(walk.to_seed).normal_vec(total));
+            Ok(a.chunks(len).zip(b.chunks(len)).flat_map(|(a, b)| slerp(a, b, walk.t)).collect())
+        }
+    }
+}
+
+/// Spherical interpolation from `a` (t = 0, returned exactly) to `b` (t = 1, exactly): the
+/// path keeps a Gaussian draw's norm where a straight line would shrink it mid-way.
+/// Nearly parallel vectors fall back to the straight line.
+pub fn slerp(a: &[f32], b: &[f32], t: f32) -> Vec<f32> {
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
+    let norm = |v: &[f32]| v.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    let cos = (dot / (norm(a) * norm(b))).clamp(-1.0, 1.0);
+    let theta = libm::acos(cos);
+    let t = t as f64;
+    let (ca, cb) = if libm::sin(theta).abs() < 1e-6 {
+        (1.0 - t, t)
+    } else {
+        (libm::sin((1.0 - t) * theta) / libm::sin(theta), libm::sin(t * theta) / libm::sin(theta))
+    };
+    a.iter().zip(b).map(|(x, y)| (ca * *x as f64 + cb * *y as f64) as f32).collect()
+}
 
 /// `x` repeated `n` times along the batch axis.
 pub fn repeat(x: &[f32], n: usize) -> Vec<f32> {
@@ -38,6 +80,29 @@ pub fn blend(known: &[f32], generated: &[f32], mask: &[f32], channels: usize, hw
             (1.0 - m) * k + m * g
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slerp_ends_exactly_and_keeps_the_norm_between() {
+        let a = Rng::new(1).normal_vec(4096);
+        let b = Rng::new(2).normal_vec(4096);
+        assert_eq!(slerp(&a, &b, 0.0), a);
+        assert_eq!(slerp(&a, &b, 1.0), b);
+        let norm = |v: &[f32]| v.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+        // Two independent draws are nearly orthogonal: the straight line's middle has about
+        // 1/sqrt(2) of the norm, the arc all of it (between the ends' norms).
+        let (na, nb) = (norm(&a), norm(&b));
+        for t in [0.25f32, 0.5, 0.75] {
+            let n = norm(&slerp(&a, &b, t));
+            assert!(n > na.min(nb) * 0.99 && n < na.max(nb) * 1.01, "t {t}: {n} vs {na}, {nb}");
+        }
+        let mid: Vec<f32> = a.iter().zip(&b).map(|(x, y)| 0.5 * (x + y)).collect();
+        assert!((norm(&mid) / na - std::f64::consts::FRAC_1_SQRT_2).abs() < 0.03);
+    }
 }
 
 /// A cheap RGB approximation of SD latents (a fixed linear map per pixel, values measured on

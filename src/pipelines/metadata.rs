@@ -27,6 +27,7 @@ pub fn a1111_sampler(scheduler: &str) -> &str {
         "pndm" => "PLMS",
         "lcm" => "LCM",
         "ddpm" => "DDPM",
+        "gan" => "GAN",
         other => other,
     }
 }

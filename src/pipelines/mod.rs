@@ -4,6 +4,7 @@
 
 pub mod amused;
 pub mod amused_pipeline;
+pub mod dcgan;
 pub mod ddpm;
 pub mod family;
 pub mod generate;

@@ -18,6 +18,14 @@ impl FloatImage {
     }
 }
 
+/// A point on the way from the request's seed to another's.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Walk {
+    pub to_seed: u64,
+    /// 0 = the request's seed, 1 = `to_seed`.
+    pub t: f32,
+}
+
 /// One generation. `Request::new(prompt)` gives the defaults.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
@@ -43,6 +51,9 @@ pub struct Request {
     pub mask: Option<FloatImage>,
     /// Replaces the seeded starting noise (unit variance, [batch, 4, h, w]), as diffusers' `latents=`.
     pub init_latents: Option<Vec<f32>>,
+    /// A walk between two seeds' starting noise: this request's seed at t = 0, `to_seed`'s
+    /// at t = 1, by slerp (the end frames equal plain generations of the two seeds).
+    pub walk: Option<Walk>,
     /// The VAE posterior's standard-normal draw (absent: the posterior mean is used).
     pub posterior_noise: Option<Vec<f32>>,
     /// The noise added to the encoded image in img2img (absent: drawn from the seed).
@@ -72,6 +83,7 @@ impl Default for Request {
             strength: 0.8,
             mask: None,
             init_latents: None,
+            walk: None,
             posterior_noise: None,
             image_noise: None,
             previews: false,

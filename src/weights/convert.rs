@@ -136,7 +136,11 @@ fn convert_component(source: &Path, sink: &ShardSink, options: &ConvertOptions) 
     let class = cfg.get("_class_name").and_then(|v| v.as_str()).unwrap_or("unknown").to_string();
     let weights = WEIGHT_FILES.iter().map(|f| source.join(f)).find(|p| p.is_file());
     let weights = weights.ok_or_else(|| refuse(source, "no diffusion_pytorch_model.safetensors or model.safetensors".into()))?;
-    let (component, family) = if class == "VQModel" { ("vqvae", "vqmodel".to_string()) } else { ("model", format!("component:{class}")) };
+    let (component, family) = match class.as_str() {
+        "VQModel" => ("vqvae", "vqmodel".to_string()),
+        "DCGANGenerator" => ("generator", "dcgan".to_string()),
+        _ => ("model", format!("component:{class}")),
+    };
     let mut conv = RepoConverter::new(&source.display().to_string(), &family, &dir_name(source), options.quant, options.shard_bytes);
     conv.add_config(component, cfg);
     convert_weights(&mut conv, sink, component, &weights)?;

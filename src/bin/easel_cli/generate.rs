@@ -1,5 +1,5 @@
-//! `easel generate`: one txt2img / img2img / inpainting run (Stable Diffusion) or one
-//! unconditional sample (DDPM) from the command line, with the hooks that reproduce
+//! `easel generate`: one txt2img / img2img / inpainting run (Stable Diffusion), one
+//! unconditional sample (DDPM) or one GAN draw (DCGAN) from the command line, with the hooks that reproduce
 //! diffusers exactly (fixed starting latents and noise, saved latents and embeddings).
 
 use std::path::{Path, PathBuf};
@@ -9,6 +9,7 @@ use easel::gpu::{GpuContext, GpuOptions};
 use easel::models::Session;
 use easel::ops::{choose_backend, BackendKind, BackendPreference, StorageType, WeightStore};
 use easel::pipelines::native::{load_model_dir, read_image, read_tensor, read_tensor_opt, write_tensors};
+use easel::pipelines::request::Walk;
 use easel::pipelines::{encode_pngs, Generator, PipelineError, Progress, Request};
 
 #[derive(Args)]
@@ -42,6 +43,12 @@ pub struct GenerateArgs {
     height: Option<usize>,
     #[arg(long, default_value_t = 1, allow_negative_numbers = true)]
     batch: usize,
+    /// A latent walk: start from the noise on the way from --seed's (t = 0) to this seed's (t = 1).
+    #[arg(long, allow_negative_numbers = true)]
+    walk_to_seed: Option<u64>,
+    /// Where on the walk, from 0 to 1 (with --walk-to-seed).
+    #[arg(long, default_value_t = 0.5, allow_negative_numbers = true)]
+    walk_t: f32,
     /// PNG, or safetensors with a float tensor `image` (NCHW in [0, 1]).
     #[arg(long)]
     init_image: Option<PathBuf>,
@@ -131,8 +138,12 @@ pub async fn run(a: GenerateArgs) -> Result<(), PipelineError> {
         height: a.height.unwrap_or(defaults.height),
         batch: a.batch,
         strength: a.strength.unwrap_or(if a.mask.is_some() { 1.0 } else { 0.8 }),
+        walk: a.walk_to_seed.map(|to_seed| Walk { to_seed, t: a.walk_t }),
         ..Request::default()
     };
+    if let Some(note) = model_gen.prompt_note(&req.prompt) {
+        eprintln!("{note}");
+    }
     if let Some(p) = &a.scheduler_config {
         let text = std::fs::read(p).map_err(|e| PipelineError::Request(format!("{}: {e}", p.display())))?;
         req.scheduler_config = Some(serde_json::from_slice(&text).map_err(|e| PipelineError::Request(format!("{}: {e}", p.display())))?);
