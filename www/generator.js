@@ -21,7 +21,7 @@ export class Generator {
       onChange: () => this.init.resize(this.size().width, this.size().height),
       onNote: (text) => ($('generate-note').textContent = text),
     });
-    $('generate').onclick = () => this.start();
+    $('generate').onclick = () => this.start().catch(() => {});
     $('cancel').onclick = () => {
       this.worker.postMessage({ type: 'cancel' });
       if (this.running) $('step-text').textContent = 'cancelling after this step…';
@@ -64,7 +64,11 @@ export class Generator {
     // model, no init image where it cannot take one; sizes in its own unit.
     $('prompt-controls').hidden = !d.conditional;
     $('unconditional-note').hidden = d.conditional;
-    $('guidance-row').hidden = !d.conditional;
+    // A class-conditional GAN reads a name (no negative prompt, no guidance); a model
+    // without a scheduler (GAN, VQ) runs one pass, so there are no steps to set.
+    $('guidance-row').hidden = !d.conditional || d.classes;
+    $('negative-label').hidden = $('negative-prompt').hidden = d.classes;
+    $('steps-row').hidden = $('scheduler-row').hidden = !d.scheduler;
     $('init-fieldset').hidden = !d.init_image;
     for (const id of ['width', 'height']) {
       $(id).step = String(d.size_multiple);
@@ -86,7 +90,9 @@ export class Generator {
     const random = summary.name.includes('tiny') ? ' It has random weights, so its images are noise: load a converted real model for pictures.' : '';
     const what = d.roundtrip
       ? `a VQ model with ${d.codes} codes: Generate decodes random codes; the round-trip panel encodes your image`
-      : `default scheduler ${d.scheduler}`;
+      : d.classes
+        ? 'a GAN: the prompt names one of its emoji in English, or is the emoji itself'
+        : `default scheduler ${d.scheduler}`;
     this.readyNote = `Ready: ${summary.name} on the ${summary.backend.toUpperCase()} (${what}).${random}`;
     $('generate-note').textContent = this.readyNote;
   }
@@ -125,14 +131,20 @@ export class Generator {
     return null;
   }
 
-  start() {
-    if (!this.model || this.running) return;
+  /**
+   * Starts a generation of `request` (default: the form's). Resolves to the result when it
+   * is done; rejects when it fails, is cancelled or cannot start. `label` prefixes the step
+   * line ("frame 2/8").
+   */
+  start(request = null, label = '') {
+    if (!this.model || this.running) return Promise.reject(new Error('busy'));
     const problem = this.formProblem();
     if (problem) {
       $('generate-note').textContent = problem;
-      return;
+      return Promise.reject(new Error(problem));
     }
-    const request = this.request();
+    request ??= this.request();
+    this.label = label ? `${label}: ` : '';
     // A fresh note for this run: the resize notice, a size far past the model's own, or the
     // model's ready line again.
     $('generate-note').textContent = this.init.sizeNote(request.width, request.height) ?? this.sizeWarning(request) ?? this.readyNote ?? '';
@@ -146,6 +158,14 @@ export class Generator {
     $('downloads').replaceChildren();
     $('gallery').replaceChildren();
     this.worker.postMessage({ type: 'generate', request });
+    return new Promise((resolve, reject) => (this.pending = { resolve, reject }));
+  }
+
+  /** Settles the promise `start` returned. */
+  settle(ok, value) {
+    const p = this.pending;
+    this.pending = null;
+    if (p) (ok ? p.resolve : p.reject)(value);
   }
 
   finish(state, text) {
@@ -221,7 +241,7 @@ export class Generator {
           const kind = { taesd: ', TAESD preview', latent: ', rough latent preview' }[p.previewKind] ?? '';
           const left = perStep * (p.total - p.step);
           const eta = p.step < p.total ? `, about ${left < 90 ? `${Math.ceil(left)} s` : `${Math.ceil(left / 60)} min`} left` : '';
-          $('step-text').textContent = `step ${p.step}/${p.total} (${perStep.toFixed(1)} s/step${eta}${kind})`;
+          $('step-text').textContent = `${this.label}step ${p.step}/${p.total} (${perStep.toFixed(1)} s/step${eta}${kind})`;
           if (p.preview) this.draw($('canvas'), p.preview);
         }
         if (p.stage === 'decode') $('step-text').textContent = 'decoding the image…';
@@ -241,15 +261,20 @@ export class Generator {
           );
         }
         this.showDownloads(images, pngs, data.result);
-        this.finish('done', `done in ${(data.millis / 1000).toFixed(1)} s (${data.result.scheduler})`);
+        // What a class-conditional model drew for the prompt ("draws: red heart ❤️ (twemoji)").
+        if (data.result.note) $('generate-note').textContent = data.result.note;
+        this.finish('done', `${this.label}done in ${(data.millis / 1000).toFixed(1)} s (${data.result.scheduler})`);
+        this.settle(true, data.result);
         break;
       }
       case 'gen-cancelled':
         this.finish('cancelled', 'cancelled');
+        this.settle(false, new Error('cancelled'));
         break;
       case 'gen-error':
         this.finish('error', `failed: ${data.message}`);
         $('generate-note').textContent = data.message;
+        this.settle(false, new Error(data.message));
         break;
     }
   }

@@ -4,6 +4,7 @@
 import { describeLimits } from './format.js';
 import { deleteAllCachedModels, deleteCachedModel, listCachedModels } from './loader.js';
 import { Generator } from './generator.js';
+import { LatentWalk } from './walk.js';
 import { VqPanel } from './vq.js';
 
 const diag = document.getElementById('diagnostics');
@@ -112,6 +113,7 @@ function startWorker() {
   };
   const generator = new Generator(worker);
   const vqPanel = new VqPanel(worker, () => generator.size());
+  const walk = new LatentWalk(generator);
   const modelPicker = document.getElementById('model');
   // ?model=URL loads that converted model at start instead of the bundled one ('none': nothing).
   const startModel = new URLSearchParams(location.search).get('model');
@@ -157,6 +159,7 @@ function startWorker() {
         showModelReady(data.summary, data.progress);
         generator.setModel(data.summary);
         vqPanel.show(Boolean(data.summary.defaults?.roundtrip));
+        walk.setModel(data.summary.defaults);
         loadedName = data.summary.name;
         break;
       case 'model-error':

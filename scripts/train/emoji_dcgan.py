@@ -7,13 +7,24 @@ and ReLU between, tanh last. The class is the emoji (one of 1906), the style twe
 Discriminator: strided convs with spectral norm and a projection head (Miyato & Koyama 2018)
 for class and style; hinge loss; the same random translation on real and fake images
 (DiffAugment) so the discriminator cannot memorise 3812 pictures too early.
+Each (class, style) has exactly one training image, and with the adversarial loss alone the
+generator had not learnt to use its class after 20 epochs (nearest-image top-1 0 of 200; log
+of that run in logs/emoji-dcgan-gan-only.log). So the generator also gets an L1 term to the
+image of the (class, style) it was asked for, weighted ANCHOR (as pix2pix pairs L1 with its
+GAN loss): the class decides the picture, z and the GAN loss the details. With that alone
+the generator still had not separated the classes after 10 epochs (top-1 0 of 200 again:
+1906 free embeddings to memorise), so the class embeddings start from the classes' images:
+the first 64 principal components of each class's mean image (16x16 RGB), scaled to unit
+variance (as GLO's latent codes start from PCA). The generator then learns one decoder from
+codes that already place similar emoji near each other.
 
 Export: an exponential moving average of the generator's weights, its batch-norm statistics
 recomputed over 64 batches, then batch norm folded into the transposed convs (inference needs
 no norm op), written with the emoji's names as the class labels that prompts are matched to.
 
-Usage: python emoji_dcgan.py [--minutes M] [--threads 1] [--bench]
-The budget in wall minutes becomes a step count from the measured step time (logged).
+Usage: python emoji_dcgan.py [--minutes M | --steps N] [--threads 1] [--bench]
+The budget in wall minutes becomes a step count from the measured step time (logged);
+the bundled model: --steps 4500.
 """
 import argparse, json, os, random, time
 
@@ -31,6 +42,7 @@ SEED = 17
 Z, CLASS_DIM, STYLE_DIM = 64, 64, 16
 CHANNELS = [256, 128, 64]  # generator widths at 4x4, 8x8, 16x16
 BATCH = 64
+ANCHOR = 10.0  # weight of the L1 term to the asked-for image
 
 
 def seed_all(seed):
@@ -98,6 +110,17 @@ def load_data():
     return x, torch.from_numpy(d["ids"]).long(), torch.from_numpy(d["styles"]).long(), meta
 
 
+def pca_codes(x, ids, classes):
+    """[classes, CLASS_DIM]: each class's mean image (16x16) on the top principal components,
+    each component scaled to unit variance."""
+    f = F.avg_pool2d(x, 2).flatten(1)
+    means = torch.zeros(classes, f.shape[1]).index_add_(0, ids, f) / torch.bincount(ids, minlength=classes)[:, None].clamp(min=1)
+    centred = means - means.mean(0)
+    _, _, v = torch.linalg.svd(centred, full_matrices=False)
+    codes = centred @ v[:CLASS_DIM].T
+    return codes / codes.std(0)
+
+
 def adherence(g_ema, x, ids, styles, n=200):
     """Share of n samples whose nearest training image (16x16 box features) is the class's."""
     gen = torch.Generator().manual_seed(0)
@@ -120,7 +143,7 @@ def step_fn(G, D, opt_g, opt_d, x, ids, styles, g):
     opt_d.zero_grad(set_to_none=True)
     d_loss.backward()
     opt_d.step()
-    g_loss = -D(aug(fake), c, s).mean()
+    g_loss = -D(aug(fake), c, s).mean() + ANCHOR * F.l1_loss(fake, real)
     opt_g.zero_grad(set_to_none=True)
     g_loss.backward()
     opt_g.step()
@@ -185,6 +208,8 @@ def main():
     # One thread: on 2 shared cores, two threads spin-waiting on a busy core ran 2-7x slower.
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--bench", action="store_true")
+    # A fixed step count (the budget's estimate swings 3x with a noisy first 20 steps).
+    ap.add_argument("--steps", type=int)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     seed_all(SEED)
@@ -200,13 +225,15 @@ def main():
     for _ in range(20):
         step_fn(G, D, opt_g, opt_d, x, ids, styles, g)
     per_step = (time.time() - t0) / 20
-    steps = int(a.minutes * 60 / per_step)
+    steps = a.steps or int(a.minutes * 60 / per_step)
     if a.bench:
         print(f"{per_step:.3f} s/step; {a.minutes} min -> {steps} steps ({steps * BATCH / len(x):.0f} epochs)")
         return
     # Restart from the seed so the run depends only on the step count (logged).
     seed_all(SEED)
     G, D = Generator(classes, nstyles), Discriminator(classes, nstyles)
+    with torch.no_grad():
+        G.class_embedding.weight.copy_(pca_codes(x, ids, classes))
     G_ema.load_state_dict(G.state_dict())
     opt_g = torch.optim.Adam(G.parameters(), lr=2e-4, betas=(0.0, 0.99))
     opt_d = torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.0, 0.99))
@@ -216,7 +243,13 @@ def main():
     log(f"emoji-dcgan: {len(x)} images, {classes} classes x {nstyles} styles; {per_step:.3f} s/step -> {steps} steps of {BATCH} ({a.minutes} min budget), seed {SEED}", logf)
     per_epoch = len(x) // BATCH
     t0, acc = time.time(), []
+    stop = os.path.join(os.path.dirname(OUT), "STOP")
     for step in range(steps):
+        # The learning rate is constant, so stopping here equals a run of --steps step + 1.
+        if os.path.exists(stop):
+            os.remove(stop)
+            log(f"stopped at step {step} (a STOP file): rerun with --steps {step} to reproduce", logf)
+            break
         acc.append(step_fn(G, D, opt_g, opt_d, x, ids, styles, g))
         with torch.no_grad():
             decay = min(0.999, (1 + step) / (10 + step))
@@ -224,7 +257,7 @@ def main():
                 pe.lerp_(p, 1 - decay)
             for be, b in zip(G_ema.buffers(), G.buffers()):
                 be.copy_(b)
-        if (step + 1) % (per_epoch * 10) == 0 or step + 1 == steps:
+        if (step + 1) % (per_epoch * 5) == 0 or step + 1 == steps:
             d_l, g_l = np.mean(acc, 0)
             acc = []
             G_ema.eval()

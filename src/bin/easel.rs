@@ -1,4 +1,5 @@
-//! The native CLI: diagnostics, conversion, generation, VQ encode/decode and benchmarks.
+//! The native CLI: diagnostics, conversion, generation, morphs and walks, VQ encode/decode
+//! and benchmarks.
 
 #[cfg(not(target_arch = "wasm32"))]
 fn main() -> std::process::ExitCode {
@@ -21,8 +22,12 @@ mod bench_unet;
 mod vqgan;
 
 #[cfg(not(target_arch = "wasm32"))]
+#[path = "easel_cli/morph.rs"]
+mod morph;
+
+#[cfg(not(target_arch = "wasm32"))]
 mod cli {
-    use super::{generate, vqgan};
+    use super::{generate, morph, vqgan};
     use clap::{Parser, Subcommand};
     use easel::gpu::{self, GpuContext, GpuOptions};
     use easel::ops::{choose_backend, BackendChoice, BackendKind, BackendPreference};
@@ -65,6 +70,9 @@ mod cli {
         },
         /// Generate images with a Stable Diffusion model (txt2img, img2img, inpainting).
         Generate(Box<generate::GenerateArgs>),
+        /// Frames from one prompt to another, or from one seed's noise to another's, written
+        /// as frame-000.png ... and morph.png (an animated PNG).
+        Morph(Box<morph::MorphArgs>),
         /// Encode images to VQ codes and decode codes to images (taming VQGAN, VQModel).
         Vqgan {
             #[command(subcommand)]
@@ -140,6 +148,7 @@ mod cli {
         }
         let result = match cli.command {
             Command::Generate(args) => pollster::block_on(generate::run(*args)).map_err(|e| e.to_string()),
+            Command::Morph(args) => pollster::block_on(morph::run(*args)).map_err(|e| e.to_string()),
             Command::Vqgan { what } => pollster::block_on(vqgan::run(what)).map_err(|e| e.to_string()),
             command => pollster::block_on(run(command)).map_err(|e| e.to_string()),
         };
@@ -184,7 +193,7 @@ mod cli {
                     r.millis
                 );
             }
-            Command::Bench { .. } | Command::Convert { .. } | Command::Generate(_) | Command::Vqgan { .. } => unreachable!("handled above"),
+            Command::Bench { .. } | Command::Convert { .. } | Command::Generate(_) | Command::Morph(_) | Command::Vqgan { .. } => unreachable!("handled above"),
         }
         Ok(())
     }

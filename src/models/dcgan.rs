@@ -82,15 +82,33 @@ fn class_label(i: usize, e: &Value) -> Result<ClassLabel, OpError> {
     Ok(ClassLabel { emoji, names, keywords: strings("keywords")? })
 }
 
-/// The image [B, 3, S, S] in [-1, 1] for z [B, z_dim] and, when the model has them, class
-/// and style ids (u32 [B]).
-pub fn generator(g: &mut Graph, cfg: &DcganConfig, z: TensorId, class: Option<TensorId>, style: Option<TensorId>) -> Result<TensorId, OpError> {
+/// What a conditional generator is asked for: class (and style) ids u32 [B] to start from
+/// and to morph to, mixed as keep x embedding(from) + t x embedding(to) with keep and t
+/// f32 [B, 1] (keep = 1 - t; a plain draw has to = from, t = 0, which is exact).
+#[derive(Debug, Clone, Copy)]
+pub struct Condition {
+    pub class: [TensorId; 2],
+    pub style: Option<[TensorId; 2]>,
+    pub keep: TensorId,
+    pub t: TensorId,
+}
+
+fn mixed_embedding(g: &mut Graph, table: &str, ids: [TensorId; 2], keep: TensorId, t: TensorId) -> Result<TensorId, OpError> {
+    let w = g.weight(table)?;
+    let (from, to) = (g.embedding(ids[0], w)?, g.embedding(ids[1], w)?);
+    let (a, b) = (g.mul(from, keep)?, g.mul(to, t)?);
+    g.add(a, b)
+}
+
+/// The image [B, 3, S, S] in [-1, 1] for z [B, z_dim] and, when the model has classes,
+/// their (mixed) embeddings.
+pub fn generator(g: &mut Graph, cfg: &DcganConfig, z: TensorId, cond: Option<Condition>) -> Result<TensorId, OpError> {
     let b = g.shape(z)[0];
     let mut parts = vec![z];
-    for (ids, table) in [(class, "class_embedding.weight"), (style, "style_embedding.weight")] {
-        if let Some(ids) = ids {
-            let t = g.weight(table)?;
-            parts.push(g.embedding(ids, t)?);
+    if let Some(c) = cond {
+        parts.push(mixed_embedding(g, "class_embedding.weight", c.class, c.keep, c.t)?);
+        if let Some(style) = c.style {
+            parts.push(mixed_embedding(g, "style_embedding.weight", style, c.keep, c.t)?);
         }
     }
     let h = g.concat(&parts, 1)?;

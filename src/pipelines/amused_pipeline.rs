@@ -48,6 +48,9 @@ pub async fn generate(p: &mut AmusedPipeline, req: &Request, progress: &mut dyn 
     if req.batch != 1 {
         return Err(PipelineError::Request(format!("batch = {}: aMUSEd makes one image per run here", req.batch)));
     }
+    if req.walk.is_some() || req.morph.is_some() {
+        return Err(PipelineError::Request("aMUSEd starts from a fully masked token grid, not from noise: walks and morphs are not supported for it yet".into()));
+    }
     let guided = req.guidance > 1.0;
     let budget = super::limits::budget(&p.model.session);
     let (uvit, vq) = (&p.model.uvit_cfg, &p.model.vq_cfg.vae);

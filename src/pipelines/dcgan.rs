@@ -12,7 +12,7 @@ use super::generate::{check_finite, Output, Progress};
 use super::image::Rgba;
 use super::request::Request;
 use super::PipelineError;
-use crate::models::dcgan::{generator, DcganConfig};
+use crate::models::dcgan::{generator, Condition, DcganConfig};
 use crate::models::session::f32s;
 use crate::models::{Compiled, Session};
 use crate::ops::cpu::HostTensor;
@@ -71,8 +71,9 @@ impl Dcgan {
         self.compiled.as_ref().map_or(0, |(_, c)| c.activation_bytes())
     }
 
-    /// One generator call for `z` [B, z_dim]: the images [B, 3, S, S] in [-1, 1].
-    pub async fn run(&mut self, z: Vec<f32>, label: Option<LabelMatch>, batch: usize) -> Result<Vec<f32>, PipelineError> {
+    /// One generator call for `z` [B, z_dim]: the images [B, 3, S, S] in [-1, 1]. `label`
+    /// is the class asked for; `morph` the class to move toward and how far (0..=1).
+    pub async fn run(&mut self, z: Vec<f32>, label: Option<LabelMatch>, morph: Option<(LabelMatch, f32)>, batch: usize) -> Result<Vec<f32>, PipelineError> {
         let (conditional, styles) = (label.is_some(), self.has_styles());
         if self.compiled.as_ref().is_none_or(|(b, _)| *b != batch) {
             let cfg = self.cfg.clone();
@@ -80,9 +81,13 @@ impl Dcgan {
                 .session
                 .compile(|g| {
                     let z = g.input("z", &[batch, cfg.z_dim]);
-                    let class = conditional.then(|| g.input_u32("class", &[batch]));
-                    let style = (conditional && styles).then(|| g.input_u32("style", &[batch]));
-                    let image = g.scoped("generator", |g| generator(g, &cfg, z, class, style))?;
+                    let cond = conditional.then(|| Condition {
+                        class: [g.input_u32("class", &[batch]), g.input_u32("class_to", &[batch])],
+                        style: styles.then(|| [g.input_u32("style", &[batch]), g.input_u32("style_to", &[batch])]),
+                        keep: g.input("keep", &[batch, 1]),
+                        t: g.input("t", &[batch, 1]),
+                    });
+                    let image = g.scoped("generator", |g| generator(g, &cfg, z, cond))?;
                     g.output(image);
                     Ok(())
                 })
@@ -92,10 +97,16 @@ impl Dcgan {
         let (_, c) = self.compiled.as_mut().expect("compiled above");
         self.session.set_input(c, "z", HostTensor::F32(z))?;
         if let Some(m) = label {
-            self.session.set_input(c, "class", HostTensor::U32(vec![m.class as u32; batch]))?;
+            let (to, t) = morph.unwrap_or((m.clone(), 0.0));
+            let ids = |v: usize| HostTensor::U32(vec![v as u32; batch]);
+            self.session.set_input(c, "class", ids(m.class))?;
+            self.session.set_input(c, "class_to", ids(to.class))?;
             if styles {
-                self.session.set_input(c, "style", HostTensor::U32(vec![m.style as u32; batch]))?;
+                self.session.set_input(c, "style", ids(m.style))?;
+                self.session.set_input(c, "style_to", ids(to.style))?;
             }
+            self.session.set_input(c, "keep", HostTensor::F32(vec![1.0 - t; batch]))?;
+            self.session.set_input(c, "t", HostTensor::F32(vec![t; batch]))?;
         }
         let out = self.session.run(c).await?;
         Ok(f32s(out.into_iter().next().expect("one output")))
@@ -113,12 +124,18 @@ pub async fn generate(m: &mut Dcgan, req: &Request, progress: &mut dyn FnMut(Pro
         return Err(PipelineError::Request("a GAN generator draws from its latent z only: it takes no init image or mask".into()));
     }
     let label = m.label(&req.prompt)?;
+    // A morph moves the class (and style) embedding toward to_prompt's class.
+    let morph = match (&req.morph, &label) {
+        (Some(mo), Some(_)) => m.label(&mo.to_prompt)?.map(|to| (to, mo.t)),
+        (Some(_), None) => return Err(PipelineError::Request("this generator has no classes, so there is no prompt to morph: walk between seeds instead".into())),
+        _ => None,
+    };
     if !progress(Progress::Text { truncated: false }) {
         return Err(PipelineError::Cancelled);
     }
     let mut rng = Rng::new(req.seed);
     let z = super::latents::starting_noise(req, &mut rng, &[req.batch, m.cfg.z_dim])?;
-    let pixels = m.run(z.clone(), label, req.batch).await?;
+    let pixels = m.run(z.clone(), label, morph, req.batch).await?;
     check_finite(&pixels, "the generated image")?;
     if !progress(Progress::Step { step: 1, total: 1, preview: None }) {
         return Err(PipelineError::Cancelled);

@@ -83,6 +83,9 @@ pub async fn generate(m: &mut Ddpm, req: &Request, progress: &mut dyn FnMut(Prog
     req.validate_for(m.size_multiple()).map_err(PipelineError::Request)?;
     let budget = super::limits::budget(&m.session);
     budget.check_with(req, &|w, h| super::limits::pixel_unet_activations(&m.unet_cfg, w, h, req.batch)).map_err(PipelineError::TooLarge)?;
+    if req.morph.is_some() {
+        return Err(PipelineError::Request("this unconditional model reads no prompt, so there is nothing to morph: walk between seeds instead".into()));
+    }
     if req.init_image.is_some() {
         return Err(PipelineError::Request("this unconditional model generates from noise only: it takes no init image or mask".into()));
     }

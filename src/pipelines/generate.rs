@@ -2,7 +2,7 @@
 //! run them: CFG batch [negative..., positive...], the scheduler on the host, one UNet call
 //! per step on the backend, the VAE at the end.
 
-use super::latents::{blend, cfg_combine, latent_preview, mask_to_latent, repeat, starting_noise};
+use super::latents::{blend, cfg_combine, latent_preview, lerp, mask_to_latent, repeat, starting_noise};
 use super::request::Request;
 use super::sd::StableDiffusion;
 use super::PipelineError;
@@ -59,8 +59,15 @@ pub async fn generate(sd: &mut StableDiffusion, req: &Request, progress: &mut dy
     // Text: [negative, positive] in one batch of the encoder.
     let do_cfg = req.guidance > 1.0;
     let texts: Vec<&str> = if do_cfg { vec![&req.negative_prompt, &req.prompt] } else { vec![&req.prompt] };
-    let (embeds, truncated) = sd.encode_text(&texts).await?;
+    let (mut embeds, truncated) = sd.encode_text(&texts).await?;
     let one = embeds.len() / texts.len();
+    if let Some(m) = &req.morph {
+        // The prompt's embedding moves toward to_prompt's; the negative one is the same for both.
+        let (to, _) = sd.encode_text(&[&m.to_prompt]).await?;
+        let start = embeds.len() - one;
+        let moved = lerp(&embeds[start..], &to, m.t);
+        embeds[start..].copy_from_slice(&moved);
+    }
     let (neg, pos) = if do_cfg { (repeat(&embeds[..one], b), repeat(&embeds[one..], b)) } else { (vec![], repeat(&embeds, b)) };
     let context = [neg.as_slice(), pos.as_slice()].concat();
     if !progress(Progress::Text { truncated }) {

@@ -18,13 +18,15 @@ pub fn starting_noise(req: &Request, rng: &mut Rng, shape: &[usize]) -> Result<V
         (Some(l), None) => Err(PipelineError::Request(format!("init latents have {} values, the generation wants {total} ({dims})", l.len()))),
         (None, None) => Ok(rng.normal_vec(total)),
         (None, Some(walk)) => {
-            if !(0.0..=1.0).contains(&walk.t) {
-                return Err(PipelineError::Request(format!("walk position t = {} must be between 0 and 1", walk.t)));
-            }
             let (a, b) = (rng.normal_vec(total), Rng::new(walk.to_seed).normal_vec(total));
             Ok(a.chunks(len).zip(b.chunks(len)).flat_map(|(a, b)| slerp(a, b, walk.t)).collect())
         }
     }
+}
+
+/// (1 - t) a + t b, exact at both ends (0 x a adds nothing to b): a morph's conditioning.
+pub fn lerp(a: &[f32], b: &[f32], t: f32) -> Vec<f32> {
+    a.iter().zip(b).map(|(x, y)| (1.0 - t) * x + t * y).collect()
 }
 
 /// Spherical interpolation from `a` (t = 0, returned exactly) to `b` (t = 1, exactly): the

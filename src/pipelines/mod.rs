@@ -3,6 +3,7 @@
 //! VQ autoencoder (encode to codes, decode codes).
 
 pub mod amused;
+pub mod animation;
 pub mod amused_pipeline;
 pub mod dcgan;
 pub mod ddpm;

@@ -26,6 +26,14 @@ pub struct Walk {
     pub t: f32,
 }
 
+/// A point on the way from the request's prompt to another.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Morph {
+    pub to_prompt: String,
+    /// 0 = the request's prompt, 1 = `to_prompt`.
+    pub t: f32,
+}
+
 /// One generation. `Request::new(prompt)` gives the defaults.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
@@ -54,6 +62,9 @@ pub struct Request {
     /// A walk between two seeds' starting noise: this request's seed at t = 0, `to_seed`'s
     /// at t = 1, by slerp (the end frames equal plain generations of the two seeds).
     pub walk: Option<Walk>,
+    /// A morph toward another prompt: the prompt's conditioning (text embeddings; a class
+    /// model's class embedding) moved linearly, `t` = 0 this prompt, 1 `to_prompt`.
+    pub morph: Option<Morph>,
     /// The VAE posterior's standard-normal draw (absent: the posterior mean is used).
     pub posterior_noise: Option<Vec<f32>>,
     /// The noise added to the encoded image in img2img (absent: drawn from the seed).
@@ -84,6 +95,7 @@ impl Default for Request {
             mask: None,
             init_latents: None,
             walk: None,
+            morph: None,
             posterior_noise: None,
             image_noise: None,
             previews: false,
@@ -166,6 +178,11 @@ impl Request {
             // diffusers binarizes at 0.5: below it nothing is repainted.
             if m.values.iter().all(|&v| v < 0.5) {
                 problems.push("the mask is all black, so nothing would be repainted: paint white where the image should change".into());
+            }
+        }
+        for (what, t) in [("walk", self.walk.map(|w| w.t)), ("morph", self.morph.as_ref().map(|m| m.t))] {
+            if t.is_some_and(|t| !(0.0..=1.0).contains(&t)) {
+                problems.push(format!("{what} position t = {} must be between 0 and 1", t.unwrap_or_default()));
             }
         }
         if self.mask.is_some() && self.init_image.is_none() {

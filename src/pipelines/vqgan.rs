@@ -212,6 +212,9 @@ pub async fn random_codes(v: &mut VqGan, req: &super::Request, progress: &mut dy
     if req.init_image.is_some() {
         return Err(PipelineError::Request("a VQ model makes images from codes: use the round-trip panel to encode an image".into()));
     }
+    if req.walk.is_some() || req.morph.is_some() {
+        return Err(PipelineError::Request("a VQ model's random codes have no noise to walk or prompt to morph".into()));
+    }
     let grid = [req.batch, req.height / f, req.width / f];
     let k = v.cfg.num_embeddings as u64;
     let mut rng = crate::rng::Rng::new(req.seed);

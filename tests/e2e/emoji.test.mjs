@@ -12,7 +12,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { gunzipSync } from 'node:zlib';
 import { join } from 'node:path';
 import { startServer } from '../../scripts/serve.mjs';
-import { ROOT, launch, canvasPixels } from './browser.mjs';
+import { ROOT, launch, canvasPixels, maxDiff } from './browser.mjs';
 
 const FIXTURE = join(ROOT, 'tests', 'fixtures', 'emoji-sd');
 const { size, rows } = JSON.parse(readFileSync(join(FIXTURE, 'features.json'), 'utf8'));
@@ -74,6 +74,64 @@ test("the page's first Generate draws its default prompt's emoji", { skip: !BUND
     const top = order.slice(0, 5).map((r) => `${rows[r].name} (${rows[r].style})`);
     console.log(`# "${prompt}" at ${w}x${h}: nearest training images ${top.join(', ')}`);
     assert.ok(order.slice(0, 5).some((r) => rows[r].name === name), `"${name}" is not among the 5 nearest: ${top.join(', ')}`);
+    assert.deepEqual(errors, []);
+  } finally {
+    await browser.close();
+  }
+});
+
+const DCGAN = existsSync(join(ROOT, 'www', 'models', 'emoji-dcgan', 'manifest.json'));
+
+// The GAN from the model menu: its default prompt's emoji is the canvas's nearest training
+// image (top-1), the controls it does not read are hidden, and a 4-frame latent walk ends
+// on the images that Generate makes for the two seeds, pixel for pixel.
+test('emoji-dcgan from the menu draws its prompt and walks between two seeds', { skip: !DCGAN && 'www/models/emoji-dcgan is not bundled' }, async () => {
+  const browser = await launch();
+  try {
+    const page = await browser.newPage();
+    const errors = [];
+    page.on('pageerror', (e) => errors.push(e.message));
+    await page.route(/^(?!http:\/\/127\.0\.0\.1)/, (route) => route.abort());
+    await page.goto(url);
+    await page.locator('#generate:not([disabled])').waitFor({ timeout: 180_000 });
+    await page.selectOption('#model', 'www/models/emoji-dcgan/');
+    await page.locator('#generate-note', { hasText: 'Ready: emoji-dcgan' }).waitFor({ timeout: 120_000 });
+    for (const id of ['steps-row', 'scheduler-row', 'guidance-row', 'negative-prompt', 'init-fieldset']) assert.equal(await page.locator(`#${id}`).isHidden(), true, `#${id} should be hidden`);
+    assert.equal(await page.locator('#walk-panel').isVisible(), true);
+    const prompt = await page.inputValue('#prompt');
+    const name = prompt.split(',')[0].trim();
+    const generate = async (seed) => {
+      await page.fill('#seed', String(seed));
+      await page.click('#generate');
+      await page.locator('#canvas[data-state="done"], #canvas[data-state="error"]').waitFor({ timeout: 60_000 });
+      assert.equal(await page.locator('#canvas').getAttribute('data-state'), 'done', await page.locator('#step-text').textContent());
+      const pixels = await canvasPixels(page, 'canvas', 32, 32);
+      await page.evaluate(() => (document.getElementById('canvas').dataset.state = 'empty'));
+      return pixels;
+    };
+    const first = await generate(42);
+    assert.match(await page.textContent('#generate-note'), /^draws: red heart/);
+    const order = nearest(downsample(first, 32, 32));
+    const top = order.slice(0, 5).map((r) => `${rows[r].name} (${rows[r].style})`);
+    console.log(`# emoji-dcgan "${prompt}": nearest training images ${top.join(', ')}`);
+    assert.equal(rows[order[0]].name, name, `the nearest training image is not "${name}": ${top.join(', ')}`);
+    const second = await generate(7);
+    // The walk from seed 42 to seed 7 in 4 frames.
+    await page.fill('#seed', '42');
+    await page.fill('#walk-to-seed', '7');
+    await page.fill('#walk-frames', '4');
+    await page.click('#walk-start');
+    await page.locator('#generate-note', { hasText: 'Walk done: 4 frames' }).waitFor({ timeout: 60_000 });
+    assert.equal(await page.locator('#walk-strip canvas').count(), 4);
+    const frame = async (i) => {
+      await page.click(`#walk-strip canvas:nth-child(${i + 1})`);
+      assert.equal(await page.inputValue('#walk-scrub'), String(i));
+      return canvasPixels(page, 'canvas', 32, 32);
+    };
+    const frames = [await frame(0), await frame(1), await frame(2), await frame(3)];
+    assert.equal(maxDiff(frames[0], first), 0, 'frame 1 is seed 42');
+    assert.equal(maxDiff(frames[3], second), 0, 'frame 4 is seed 7');
+    assert.ok(maxDiff(frames[1], first) > 0 && maxDiff(frames[1], second) > 0, 'frame 2 is neither end');
     assert.deepEqual(errors, []);
   } finally {
     await browser.close();

@@ -80,9 +80,9 @@ pub struct GenerateArgs {
     /// Writes `prompt_embeds` and `negative_prompt_embeds`.
     #[arg(long)]
     save_embeddings: Option<PathBuf>,
-    /// Output PNG (with --batch N: out-0.png ... out-(N-1).png).
+    /// Output PNG (with --batch N: out-0.png ... out-(N-1).png); `easel morph`: a folder.
     #[arg(long)]
-    out: PathBuf,
+    pub out: PathBuf,
 }
 
 fn parse_quant(q: &str) -> Result<StorageType, PipelineError> {
@@ -117,11 +117,17 @@ pub fn output_path(out: &Path, i: usize, batch: usize) -> PathBuf {
     out.with_file_name(format!("{stem}-{i}.png"))
 }
 
-pub async fn run(a: GenerateArgs) -> Result<(), PipelineError> {
-    let t0 = std::time::Instant::now();
+/// The loaded model and the request the flags describe (shared with `easel morph`).
+pub struct Prepared {
+    pub model_gen: Generator,
+    pub req: Request,
+    pub model_name: String,
+}
+
+pub async fn prepare(a: &GenerateArgs) -> Result<Prepared, PipelineError> {
     let model = load_model_dir(&a.model, parse_quant(&a.quant)?)?;
     let session = open_session(&a.backend, model.weights).await?;
-    let mut model_gen = Generator::new(&model.family, session, &model.configs, &model.files)?;
+    let model_gen = Generator::new(&model.family, session, &model.configs, &model.files)?;
     let defaults = model_gen.defaults();
     let prompted = !a.prompt.is_empty() || !a.negative_prompt.is_empty();
     if !defaults.conditional && prompted {
@@ -188,16 +194,26 @@ pub async fn run(a: GenerateArgs) -> Result<(), PipelineError> {
             req.token_draws = Some(draws);
         }
     }
-    let mut report = |p: Progress| {
+    Ok(Prepared { model_gen, req, model_name: model.name })
+}
+
+/// Prints a generation's progress on stderr (`label` prefixes the step lines).
+pub fn reporter(t0: std::time::Instant, label: String) -> impl FnMut(Progress) -> bool {
+    move |p: Progress| {
         match p {
             Progress::Text { truncated: true } => eprintln!("note: the prompt was cut to 77 tokens"),
-            Progress::Step { step, total, .. } => eprintln!("step {step}/{total} ({:.1} s)", t0.elapsed().as_secs_f64()),
-            Progress::Decoding => eprintln!("decoding"),
+            Progress::Step { step, total, .. } => eprintln!("{label}step {step}/{total} ({:.1} s)", t0.elapsed().as_secs_f64()),
+            Progress::Decoding => eprintln!("{label}decoding"),
             _ => {}
         }
         true
-    };
-    let out = model_gen.generate(&req, &mut report).await?;
+    }
+}
+
+pub async fn run(a: GenerateArgs) -> Result<(), PipelineError> {
+    let t0 = std::time::Instant::now();
+    let Prepared { mut model_gen, req, model_name } = prepare(&a).await?;
+    let out = model_gen.generate(&req, &mut reporter(t0, String::new())).await?;
     if let Some(p) = &a.save_tokens {
         let Generator::Amused(_) = &model_gen else {
             return Err(PipelineError::Request("--save-tokens: only aMUSEd models make token grids".into()));
@@ -217,7 +233,7 @@ pub async fn run(a: GenerateArgs) -> Result<(), PipelineError> {
         let neg_shape = [out.negative_prompt_embeds.len() / (77 * d).max(1), 77, d];
         write_tensors(p, &[("prompt_embeds", &[req.batch, 77, d], &out.prompt_embeds), ("negative_prompt_embeds", &neg_shape, &out.negative_prompt_embeds)])?;
     }
-    let pngs = encode_pngs(&out.images, &req, out.scheduler, &model.name).map_err(PipelineError::Request)?;
+    let pngs = encode_pngs(&out.images, &req, out.scheduler, &model_name).map_err(PipelineError::Request)?;
     for (i, png) in pngs.iter().enumerate() {
         let path = output_path(&a.out, i, req.batch);
         std::fs::write(&path, &png.bytes).map_err(|e| PipelineError::Request(format!("{}: {e}", path.display())))?;

@@ -1,0 +1,103 @@
+// The latent walk panel: N generations whose starting noise moves by slerp from the Seed
+// field's noise (frame 1) to another seed's (frame N), shown as a strip and played back on
+// the main canvas with a scrubber. Each frame is an ordinary generation (`walk: {to_seed,
+// t}` in the request), so the end frames are exactly the two seeds' own images.
+
+const $ = (id) => document.getElementById(id);
+
+export class LatentWalk {
+  constructor(generator) {
+    this.generator = generator;
+    this.frames = [];
+    this.timer = null;
+    $('walk-start').onclick = () => this.run();
+    $('walk-play').onclick = () => this.togglePlay();
+    $('walk-scrub').oninput = () => this.show(Number($('walk-scrub').value));
+  }
+
+  /** A model loaded: the panel shows for models that start from seeded noise. */
+  setModel(defaults) {
+    $('walk-panel').hidden = !defaults?.walk;
+    this.reset();
+  }
+
+  reset() {
+    this.stop();
+    this.frames = [];
+    $('walk-strip').replaceChildren();
+    $('walk-play').disabled = $('walk-scrub').disabled = true;
+    $('walk-scrub').max = '0';
+  }
+
+  /** The walk's requests: the form's settings, batch 1, t from 0 to 1 in equal steps. */
+  requests() {
+    const n = Math.max(2, Math.min(60, Math.round(Number($('walk-frames').value)) || 8));
+    const toSeed = $('walk-to-seed').value.trim();
+    if (!/^[0-9]+$/.test(toSeed) || !Number.isSafeInteger(Number(toSeed))) throw new Error('To seed must be a whole number from 0 to 9007199254740991.');
+    const base = { ...this.generator.request(), batch: 1 };
+    return Array.from({ length: n }, (_, i) => ({ ...base, walk: { to_seed: Number(toSeed), t: i / (n - 1) } }));
+  }
+
+  async run() {
+    let requests;
+    try {
+      requests = this.requests();
+    } catch (e) {
+      $('generate-note').textContent = e.message;
+      return;
+    }
+    this.reset();
+    $('walk-start').disabled = true;
+    try {
+      for (const [i, request] of requests.entries()) {
+        const result = await this.generator.start(request, `frame ${i + 1}/${requests.length}`);
+        this.add(result.images[0]);
+      }
+      $('generate-note').textContent = `Walk done: ${this.frames.length} frames from seed ${requests[0].seed} to seed ${requests[0].walk.to_seed}.`;
+    } catch {
+      // Cancelled or failed: the generator's note says which; the frames made so far stay.
+    } finally {
+      $('walk-start').disabled = false;
+    }
+  }
+
+  add(image) {
+    const c = document.createElement('canvas');
+    this.generator.draw(c, image);
+    const index = this.frames.length;
+    c.onclick = () => this.show(index);
+    c.title = `frame ${index + 1}`;
+    this.frames.push({ image, canvas: c });
+    $('walk-strip').append(c);
+    $('walk-scrub').max = String(this.frames.length - 1);
+    $('walk-play').disabled = $('walk-scrub').disabled = this.frames.length < 2;
+    this.show(index);
+  }
+
+  show(i) {
+    const f = this.frames[i];
+    if (!f) return;
+    this.generator.draw($('canvas'), f.image);
+    $('walk-scrub').value = String(i);
+    for (const [k, g] of this.frames.entries()) g.canvas.classList.toggle('current', k === i);
+  }
+
+  togglePlay() {
+    if (this.timer) return this.stop();
+    $('walk-play').textContent = 'Stop';
+    let i = Number($('walk-scrub').value);
+    // Forth and back, 8 frames a second.
+    let dir = 1;
+    this.timer = setInterval(() => {
+      if (i + dir < 0 || i + dir >= this.frames.length) dir = -dir;
+      i += dir;
+      this.show(i);
+    }, 125);
+  }
+
+  stop() {
+    clearInterval(this.timer);
+    this.timer = null;
+    $('walk-play').textContent = 'Play';
+  }
+}
