@@ -130,6 +130,7 @@ function startWorker() {
   worker.onmessage = ({ data }) => {
     if (data.type.startsWith('gen-')) return generator.onMessage(data);
     if (data.type.startsWith('vq-')) return vqPanel.onMessage(data);
+    if (data.type.startsWith('apng')) return walk.onMessage(data);
     switch (data.type) {
       case 'started':
         diag.dataset.worker = 'started';

@@ -1,7 +1,9 @@
-// The latent walk panel: N generations whose starting noise moves by slerp from the Seed
-// field's noise (frame 1) to another seed's (frame N), shown as a strip and played back on
-// the main canvas with a scrubber. Each frame is an ordinary generation (`walk: {to_seed,
-// t}` in the request), so the end frames are exactly the two seeds' own images.
+// The latent walk / morph panel: N generations whose starting noise moves by slerp from the
+// Seed field's noise (frame 1) to another seed's (frame N), or whose prompt conditioning
+// moves toward another prompt's (a morph), shown as a strip, played back on the main canvas
+// with a scrubber, and exported as an animated PNG (encoded by the engine's module in the
+// worker). Each frame is an ordinary generation (`walk: {to_seed, t}` or `morph:
+// {to_prompt, t}` in the request), so the end frames are exactly the ends' own images.
 
 const $ = (id) => document.getElementById(id);
 
@@ -13,6 +15,31 @@ export class LatentWalk {
     $('walk-start').onclick = () => this.run();
     $('walk-play').onclick = () => this.togglePlay();
     $('walk-scrub').oninput = () => this.show(Number($('walk-scrub').value));
+    $('walk-to-prompt').oninput = () => ($('walk-start').textContent = $('walk-to-prompt').value.trim() ? 'Morph' : 'Walk');
+  }
+
+  /** The worker's answer to 'encode-apng'. */
+  onMessage(data) {
+    const link = $('walk-download');
+    if (data.type === 'apng') {
+      if (link.href) URL.revokeObjectURL(link.href);
+      link.href = URL.createObjectURL(new Blob([data.bytes], { type: 'image/apng' }));
+      link.download = `easel-${this.kind}-${this.frames.length}-frames.png`;
+      link.hidden = false;
+    } else {
+      $('generate-note').textContent = `The animation could not be written: ${data.message}`;
+    }
+  }
+
+  /** Asks the worker for the frames as one APNG, with the walk's settings as its text. */
+  exportAnimation(requests) {
+    const { width, height } = this.frames[0].image;
+    const rgba = new Uint8Array(width * height * 4 * this.frames.length);
+    this.frames.forEach((f, i) => rgba.set(new Uint8Array(f.image.rgba), i * width * height * 4));
+    const first = requests[0];
+    const to = first.morph ? `prompt "${first.morph.to_prompt}"` : `seed ${first.walk.to_seed}`;
+    const text = { prompt: first.prompt, seed: String(first.seed), animation: `${this.kind} from prompt "${first.prompt}" at seed ${first.seed} to ${to}, ${this.frames.length} frames, 125 ms each` };
+    this.generator.worker.postMessage({ type: 'encode-apng', width, height, rgba: rgba.buffer, delay: 125, text }, [rgba.buffer]);
   }
 
   /** A model loaded: the panel shows for models that start from seeded noise. */
@@ -25,6 +52,7 @@ export class LatentWalk {
     this.stop();
     this.frames = [];
     $('walk-strip').replaceChildren();
+    $('walk-download').hidden = true;
     $('walk-play').disabled = $('walk-scrub').disabled = true;
     $('walk-scrub').max = '0';
   }
@@ -35,7 +63,10 @@ export class LatentWalk {
     const toSeed = $('walk-to-seed').value.trim();
     if (!/^[0-9]+$/.test(toSeed) || !Number.isSafeInteger(Number(toSeed))) throw new Error('To seed must be a whole number from 0 to 9007199254740991.');
     const base = { ...this.generator.request(), batch: 1 };
-    return Array.from({ length: n }, (_, i) => ({ ...base, walk: { to_seed: Number(toSeed), t: i / (n - 1) } }));
+    const toPrompt = $('walk-to-prompt').value.trim();
+    this.kind = toPrompt ? 'morph' : 'walk';
+    const at = (t) => (toPrompt ? { morph: { to_prompt: toPrompt, t } } : { walk: { to_seed: Number(toSeed), t } });
+    return Array.from({ length: n }, (_, i) => ({ ...base, ...at(i / (n - 1)) }));
   }
 
   async run() {
@@ -53,7 +84,10 @@ export class LatentWalk {
         const result = await this.generator.start(request, `frame ${i + 1}/${requests.length}`);
         this.add(result.images[0]);
       }
-      $('generate-note').textContent = `Walk done: ${this.frames.length} frames from seed ${requests[0].seed} to seed ${requests[0].walk.to_seed}.`;
+      const first = requests[0];
+      const to = first.morph ? `prompt "${first.morph.to_prompt}"` : `seed ${first.walk.to_seed}`;
+      $('generate-note').textContent = `${this.kind === 'morph' ? 'Morph' : 'Walk'} done: ${this.frames.length} frames to ${to}.`;
+      this.exportAnimation(requests);
     } catch {
       // Cancelled or failed: the generator's note says which; the frames made so far stay.
     } finally {

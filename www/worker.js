@@ -1,7 +1,7 @@
 // The engine's home: a module Web Worker that loads the wasm package and owns the GPU
 // device. The page talks to it only through messages.
 
-import init, { Engine, version } from '../pkg/easel.js';
+import init, { Engine, encodeApng, version } from '../pkg/easel.js';
 import { loadHubModel } from './hub.js';
 import { loadModel } from './loader.js';
 
@@ -229,6 +229,17 @@ self.onmessage = ({ data }) => {
   }
   if (data.type === 'generate') generate(data.request);
   if (data.type === 'vq-encode' || data.type === 'vq-decode') vq(data);
+  if (data.type === 'encode-apng') {
+    // A walk's frames as one animated PNG (no engine needed, only the module).
+    ready?.then(() => {
+      try {
+        const bytes = encodeApng(data.width, data.height, new Uint8Array(data.rgba), data.delay, JSON.stringify(data.text));
+        self.postMessage({ type: 'apng', bytes }, [bytes.buffer]);
+      } catch (e) {
+        self.postMessage({ type: 'apng-error', message: e.message ?? String(e) });
+      }
+    });
+  }
   if (data.type === 'cancel') {
     // Cancel stops whichever runs: a download, or the generation after its current step.
     cancelRequested = true;

@@ -5,6 +5,7 @@ pub mod hub;
 
 use wasm_bindgen::prelude::*;
 
+mod animation;
 mod bench_unet;
 mod generate;
 mod vq;

@@ -12,7 +12,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import { gunzipSync } from 'node:zlib';
 import { join } from 'node:path';
 import { startServer } from '../../scripts/serve.mjs';
-import { ROOT, launch, canvasPixels, maxDiff } from './browser.mjs';
+import { ROOT, launch, canvasPixels, maxDiff, pngPixels } from './browser.mjs';
+import { pngText } from './png-text.mjs';
 
 const FIXTURE = join(ROOT, 'tests', 'fixtures', 'emoji-sd');
 const { size, rows } = JSON.parse(readFileSync(join(FIXTURE, 'features.json'), 'utf8'));
@@ -83,8 +84,9 @@ test("the page's first Generate draws its default prompt's emoji", { skip: !BUND
 const DCGAN = existsSync(join(ROOT, 'www', 'models', 'emoji-dcgan', 'manifest.json'));
 
 // The GAN from the model menu: its default prompt's emoji is the canvas's nearest training
-// image (top-1), the controls it does not read are hidden, and a 4-frame latent walk ends
-// on the images that Generate makes for the two seeds, pixel for pixel.
+// image (top-1), the controls it does not read are hidden, a 4-frame latent walk ends on the
+// images that Generate makes for the two seeds, pixel for pixel, and exports an animated PNG
+// of its frames; a 3-frame morph to another prompt ends on that prompt's image.
 test('emoji-dcgan from the menu draws its prompt and walks between two seeds', { skip: !DCGAN && 'www/models/emoji-dcgan is not bundled' }, async () => {
   const browser = await launch();
   try {
@@ -132,6 +134,22 @@ test('emoji-dcgan from the menu draws its prompt and walks between two seeds', {
     assert.equal(maxDiff(frames[0], first), 0, 'frame 1 is seed 42');
     assert.equal(maxDiff(frames[3], second), 0, 'frame 4 is seed 7');
     assert.ok(maxDiff(frames[1], first) > 0 && maxDiff(frames[1], second) > 0, 'frame 2 is neither end');
+    // The animation: 4 frames (fcTL chunks), the walk in its text, frame 1 as its still image.
+    await page.locator('#walk-download:not([hidden])').waitFor({ timeout: 30_000 });
+    const apng = Buffer.from(await page.evaluate(async () => Array.from(new Uint8Array(await (await fetch(document.getElementById('walk-download').href)).arrayBuffer()))));
+    assert.equal(apng.toString('latin1').split('fcTL').length - 1, 4);
+    assert.equal(pngText(apng).animation, 'walk from prompt "red heart, twemoji style" at seed 42 to seed 7, 4 frames, 125 ms each');
+    assert.equal(maxDiff(await pngPixels(page, apng), first), 0);
+    // A morph toward "grinning face" at seed 42 ends on Generate's image for that prompt.
+    await page.fill('#prompt', 'grinning face, noto style');
+    const grinning = await generate(42);
+    await page.fill('#prompt', prompt);
+    await page.fill('#walk-to-prompt', 'grinning face, noto style');
+    await page.fill('#walk-frames', '3');
+    await page.click('#walk-start');
+    await page.locator('#generate-note', { hasText: 'Morph done: 3 frames' }).waitFor({ timeout: 60_000 });
+    assert.equal(maxDiff(await frame(0), first), 0, 'the morph starts on the prompt');
+    assert.equal(maxDiff(await frame(2), grinning), 0, 'the morph ends on the other prompt');
     assert.deepEqual(errors, []);
   } finally {
     await browser.close();
