@@ -11,7 +11,7 @@ use crate::pipelines::Rgba;
 #[wasm_bindgen(js_name = encodeApng)]
 pub fn encode_apng_js(width: usize, height: usize, rgba: &[u8], delay_ms: u16, text_json: &str) -> Result<Vec<u8>, JsError> {
     let frame = width * height * 4;
-    if frame == 0 || rgba.len() % frame != 0 {
+    if frame == 0 || !rgba.len().is_multiple_of(frame) {
         return Err(JsError::new(&format!("{} bytes are not whole {width}x{height} RGBA frames", rgba.len())));
     }
     let text: serde_json::Map<String, serde_json::Value> = serde_json::from_str(text_json).map_err(|e| JsError::new(&format!("animation text: {e}")))?;

@@ -38,11 +38,7 @@ pub fn slerp(a: &[f32], b: &[f32], t: f32) -> Vec<f32> {
     let cos = (dot / (norm(a) * norm(b))).clamp(-1.0, 1.0);
     let theta = libm::acos(cos);
     let t = t as f64;
-    let (ca, cb) = if libm::sin(theta).abs() < 1e-6 {
-        (1.0 - t, t)
-    } else {
-        (libm::sin((1.0 - t) * theta) / libm::sin(theta), libm::sin(t * theta) / libm::sin(theta))
-    };
+    let (ca, cb) = if libm::sin(theta).abs() < 1e-6 { (1.0 - t, t) } else { (libm::sin((1.0 - t) * theta) / libm::sin(theta), libm::sin(t * theta) / libm::sin(theta)) };
     a.iter().zip(b).map(|(x, y)| (ca * *x as f64 + cb * *y as f64) as f32).collect()
 }
 
@@ -84,6 +80,24 @@ pub fn blend(known: &[f32], generated: &[f32], mask: &[f32], channels: usize, hw
         .collect()
 }
 
+/// A cheap RGB approximation of SD latents (a fixed linear map per pixel, values measured on
+/// SD 1.x's VAE), upscaled 8x nearest: good enough to watch an image form.
+pub fn latent_preview(latents: &[f32], channels: usize, h: usize, w: usize) -> Rgba {
+    const MAP: [[f32; 3]; 4] = [[0.298, 0.207, 0.208], [0.187, 0.286, 0.173], [-0.158, 0.189, 0.264], [-0.184, -0.271, -0.473]];
+    let (big_w, big_h) = (w * 8, h * 8);
+    let mut data = vec![255u8; big_w * big_h * 4];
+    for y in 0..big_h {
+        for x in 0..big_w {
+            let p = (y / 8) * w + x / 8;
+            for (c, px) in data[(y * big_w + x) * 4..][..3].iter_mut().enumerate() {
+                let v: f32 = (0..channels.min(4)).map(|k| latents[k * h * w + p] * MAP[k][c]).sum();
+                *px = ((v + 1.0) * 127.5).clamp(0.0, 255.0) as u8;
+            }
+        }
+    }
+    Rgba { width: big_w, height: big_h, data }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -105,22 +119,4 @@ mod tests {
         let mid: Vec<f32> = a.iter().zip(&b).map(|(x, y)| 0.5 * (x + y)).collect();
         assert!((norm(&mid) / na - std::f64::consts::FRAC_1_SQRT_2).abs() < 0.03);
     }
-}
-
-/// A cheap RGB approximation of SD latents (a fixed linear map per pixel, values measured on
-/// SD 1.x's VAE), upscaled 8x nearest: good enough to watch an image form.
-pub fn latent_preview(latents: &[f32], channels: usize, h: usize, w: usize) -> Rgba {
-    const MAP: [[f32; 3]; 4] = [[0.298, 0.207, 0.208], [0.187, 0.286, 0.173], [-0.158, 0.189, 0.264], [-0.184, -0.271, -0.473]];
-    let (big_w, big_h) = (w * 8, h * 8);
-    let mut data = vec![255u8; big_w * big_h * 4];
-    for y in 0..big_h {
-        for x in 0..big_w {
-            let p = (y / 8) * w + x / 8;
-            for (c, px) in data[(y * big_w + x) * 4..][..3].iter_mut().enumerate() {
-                let v: f32 = (0..channels.min(4)).map(|k| latents[k * h * w + p] * MAP[k][c]).sum();
-                *px = ((v + 1.0) * 127.5).clamp(0.0, 255.0) as u8;
-            }
-        }
-    }
-    Rgba { width: big_w, height: big_h, data }
 }

@@ -3,8 +3,8 @@
 //! VQ autoencoder (encode to codes, decode codes).
 
 pub mod amused;
-pub mod animation;
 pub mod amused_pipeline;
+pub mod animation;
 pub mod dcgan;
 pub mod ddpm;
 pub mod family;

@@ -34,7 +34,11 @@ pub fn match_prompt(prompt: &str, classes: &[ClassLabel], styles: &[String]) -> 
     let style = styles.iter().position(|s| all.contains(&s.to_lowercase())).unwrap_or(0);
     let wanted: Vec<&String> = all.iter().filter(|w| !FILLER.contains(&w.as_str()) && !styles.iter().any(|s| s.to_lowercase() == **w)).collect();
     let prompt_bare = bare(prompt);
-    let by_emoji = classes.iter().enumerate().filter(|(_, c)| !c.emoji.is_empty() && prompt_bare.contains(&bare(&c.emoji))).max_by_key(|(i, c)| (bare(&c.emoji).chars().count(), std::cmp::Reverse(*i)));
+    let by_emoji = classes
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| !c.emoji.is_empty() && prompt_bare.contains(&bare(&c.emoji)))
+        .max_by_key(|(i, c)| (bare(&c.emoji).chars().count(), std::cmp::Reverse(*i)));
     if let Some((class, _)) = by_emoji {
         return Ok(LabelMatch { class, style, how: "emoji" });
     }
@@ -59,10 +63,7 @@ pub fn match_prompt(prompt: &str, classes: &[ClassLabel], styles: &[String]) -> 
         return Ok(LabelMatch { class, style, how: "words" });
     }
     let example = classes.first().map(|c| format!(" such as '{}'", c.names[0])).unwrap_or_default();
-    Err(format!(
-        "this model draws {} fixed classes and has no text encoder: name one in English{example}, or type its emoji (no class matches '{prompt}')",
-        classes.len()
-    ))
+    Err(format!("this model draws {} fixed classes and has no text encoder: name one in English{example}, or type its emoji (no class matches '{prompt}')", classes.len()))
 }
 
 #[cfg(test)]

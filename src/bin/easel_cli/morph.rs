@@ -35,11 +35,7 @@ fn bad(message: String) -> PipelineError {
 /// The request of frame `i` of `n`.
 fn frame_request(base: &Request, a: &MorphArgs, i: usize) -> Request {
     let t = i as f32 / (a.frames - 1) as f32;
-    Request {
-        morph: a.to_prompt.as_ref().map(|to_prompt| Morph { to_prompt: to_prompt.clone(), t }),
-        walk: a.to_seed.map(|to_seed| Walk { to_seed, t }),
-        ..base.clone()
-    }
+    Request { morph: a.to_prompt.as_ref().map(|to_prompt| Morph { to_prompt: to_prompt.clone(), t }), walk: a.to_seed.map(|to_seed| Walk { to_seed, t }), ..base.clone() }
 }
 
 pub async fn run(a: MorphArgs) -> Result<(), PipelineError> {
