@@ -22,10 +22,9 @@ import torch.nn.functional as F
 from diffusers import AmusedPipeline, AmusedScheduler, UVit2DModel, VQModel
 from transformers import CLIPTextConfig, CLIPTextModelWithProjection, CLIPTokenizer
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-CACHE = os.path.join(ROOT, ".cache")
+from common import CACHE, LOGS, ROOT, captions_for, load_data, log, seed_all
+
 OUT = os.path.join(CACHE, "emoji-amused", "emoji-amused")
-LOGS = os.path.join(ROOT, "scripts", "train", "logs")
 TOKENIZER = os.path.join(ROOT, "www", "models", "sd-tiny", "tokenizer")
 SEED = 19
 CODES = 256
@@ -39,31 +38,6 @@ UVIT = dict(hidden_size=128, use_bias=False, cond_embed_dim=64, micro_cond_encod
             vocab_size=CODES + 1, codebook_size=CODES, in_channels=64, block_out_channels=128, num_res_blocks=1, downsample=False,
             upsample=False, block_num_heads=4, num_hidden_layers=4, num_attention_heads=4, intermediate_size=384, sample_size=8)
 MICRO = [32.0, 32.0, 0.0, 0.0, 6.0]
-
-
-def seed_all(seed):
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def log(msg, file):
-    print(msg, flush=True)
-    file.write(msg + "\n")
-    file.flush()
-
-
-def load_data():
-    d = np.load(os.path.join(CACHE, "emoji", "emoji32.npz"))
-    meta = json.load(open(os.path.join(CACHE, "emoji", "meta.json"), encoding="utf-8"))
-    x = torch.from_numpy(d["images"]).permute(0, 3, 1, 2).float() / 255.0
-    return x, d["ids"], d["styles"], meta
-
-
-def captions_for(meta, emoji_id, style):
-    names = meta["emoji"][emoji_id]["names"]
-    style_name = meta["styles"][style]
-    return [f"{n}, {style_name} style" for n in names] + names
 
 
 def vq_step(vq, opt, x, g, batch=32):
@@ -195,7 +169,7 @@ def main():
     ap.add_argument("--transformer-steps", type=int)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    x, ids, styles, meta = load_data()
+    x, ids, styles, meta = load_data(unit=True)
     tok = CLIPTokenizer.from_pretrained(TOKENIZER)
     vq_s, tr_s = bench(x, meta, tok)
     vq_steps = a.vq_steps or int(a.vq_minutes * 60 / vq_s)

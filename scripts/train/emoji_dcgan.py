@@ -34,27 +34,15 @@ import torch.nn as nn
 import torch.nn.functional as F
 from safetensors.torch import save_file
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-CACHE = os.path.join(ROOT, ".cache")
+import common
+from common import CACHE, LOGS, log, seed_all
+
 OUT = os.path.join(CACHE, "emoji-dcgan", "emoji-dcgan")
-LOGS = os.path.join(ROOT, "scripts", "train", "logs")
 SEED = 17
 Z, CLASS_DIM, STYLE_DIM = 64, 64, 16
 CHANNELS = [256, 128, 64]  # generator widths at 4x4, 8x8, 16x16
 BATCH = 64
 ANCHOR = 10.0  # weight of the L1 term to the asked-for image
-
-
-def seed_all(seed):
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def log(msg, file):
-    print(msg, flush=True)
-    file.write(msg + "\n")
-    file.flush()
 
 
 class Generator(nn.Module):
@@ -104,10 +92,9 @@ def translate(x, g, shift=4):
 
 
 def load_data():
-    d = np.load(os.path.join(CACHE, "emoji", "emoji32.npz"))
-    meta = json.load(open(os.path.join(CACHE, "emoji", "meta.json"), encoding="utf-8"))
-    x = torch.from_numpy(d["images"]).permute(0, 3, 1, 2).float() / 127.5 - 1.0
-    return x, torch.from_numpy(d["ids"]).long(), torch.from_numpy(d["styles"]).long(), meta
+    """The data set with ids and styles as tensors (they index embeddings here)."""
+    x, ids, styles, meta = common.load_data()
+    return x, torch.from_numpy(ids).long(), torch.from_numpy(styles).long(), meta
 
 
 def pca_codes(x, ids, classes):

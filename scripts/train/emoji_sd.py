@@ -18,10 +18,9 @@ import torch.nn.functional as F
 from diffusers import AutoencoderKL, DDPMScheduler, EulerDiscreteScheduler, StableDiffusionPipeline, UNet2DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-CACHE = os.path.join(ROOT, ".cache")
+from common import CACHE, LOGS, ROOT, captions_for, load_data, log, seed_all
+
 OUT = os.path.join(CACHE, "emoji-sd")
-LOGS = os.path.join(ROOT, "scripts", "train", "logs")
 TOKENIZER = os.path.join(ROOT, "www", "models", "sd-tiny", "tokenizer")
 SEED = 13
 
@@ -35,32 +34,6 @@ UNET = dict(sample_size=16, in_channels=4, out_channels=4, layers_per_block=1, b
             up_block_types=["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"],
             cross_attention_dim=64, attention_head_dim=[4, 8, 8], norm_num_groups=16, use_linear_projection=True)
 SCHED = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", prediction_type="epsilon", steps_offset=1)
-
-
-def seed_all(seed):
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def log(msg, file):
-    print(msg, flush=True)
-    file.write(msg + "\n")
-    file.flush()
-
-
-def load_data():
-    d = np.load(os.path.join(CACHE, "emoji", "emoji32.npz"))
-    meta = json.load(open(os.path.join(CACHE, "emoji", "meta.json"), encoding="utf-8"))
-    x = torch.from_numpy(d["images"]).permute(0, 3, 1, 2).float() / 127.5 - 1.0
-    return x, d["ids"], d["styles"], meta
-
-
-def captions_for(meta, emoji_id, style):
-    """Every caption a training image may get: each name variant with and without the style."""
-    names = meta["emoji"][emoji_id]["names"]
-    style_name = meta["styles"][style]
-    return [f"{n}, {style_name} style" for n in names] + names
 
 
 def tokenize(tok, texts):

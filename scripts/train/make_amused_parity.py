@@ -17,28 +17,11 @@ import diffusers.schedulers.scheduling_amused as sa
 from diffusers import AmusedPipeline
 from safetensors.numpy import save_file
 
-from make_parity import easel_tensors
+from make_parity import easel_tensors, load_into
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 OUT = os.path.join(ROOT, "tests", "fixtures", "emoji-amused-parity")
 CALL = dict(prompt="red heart, twemoji style", height=32, width=32, num_inference_steps=12, guidance_scale=4.0, output_type="np")
-
-
-def load_into(pipe, tensors):
-    used = set()
-    for comp, module in [("transformer", pipe.transformer), ("vqvae", pipe.vqvae), ("text_encoder", pipe.text_encoder)]:
-        sd = module.state_dict()
-        for key in sd:
-            # transformers writes CLIP keys with or without "text_model."; the converter keeps them.
-            name = next((n for n in (f"{comp}.{key}", f"{comp}.text_model.{key}", f"{comp}.{key.removeprefix('text_model.')}") if n in tensors), None)
-            if name is None:
-                raise SystemExit(f"{comp}.{key}: not in the converted model")
-            sd[key] = torch.from_numpy(tensors[name].copy()).reshape(sd[key].shape)
-            used.add(name)
-        module.load_state_dict(sd)
-    left = set(tensors) - used
-    if left:
-        raise SystemExit(f"converted tensors not used: {sorted(left)[:5]}")
 
 
 def main():
@@ -50,7 +33,7 @@ def main():
     torch.set_num_threads(1)
     manifest, tensors = easel_tensors(a.model)
     pipe = AmusedPipeline.from_pretrained(a.pipeline)
-    load_into(pipe, tensors)
+    load_into(pipe, tensors, ("transformer", "vqvae", "text_encoder"))
     saved, calls = {}, {"multinomial": 0, "gumbel": 0}
 
     # One multinomial draw per step, one Gumbel draw per step but the last: call k is step k.

@@ -42,15 +42,19 @@ def easel_tensors(model_dir):
     return m, out
 
 
-def load_into(pipe, tensors):
+def load_into(pipe, tensors, components=("unet", "vae", "text_encoder")):
+    """Every weight of the pipeline's `components` from the converted tensors, all of which
+    must be used."""
     used = set()
-    for comp, module in [("unet", pipe.unet), ("vae", pipe.vae), ("text_encoder", pipe.text_encoder)]:
+    for comp in components:
+        module = getattr(pipe, comp)
         sd = module.state_dict()
         for key in sd:
-            # Easel drops transformers' "text_model." prefix.
-            name = f"{comp}.{key.removeprefix('text_model.')}"
-            if name not in tensors:
-                raise SystemExit(f"{name}: not in the converted model")
+            # transformers writes CLIP keys with or without "text_model."; a conversion keeps
+            # its source's choice.
+            name = next((n for n in (f"{comp}.{key}", f"{comp}.{key.removeprefix('text_model.')}", f"{comp}.text_model.{key}") if n in tensors), None)
+            if name is None:
+                raise SystemExit(f"{comp}.{key}: not in the converted model")
             assert tuple(tensors[name].shape) == tuple(sd[key].shape), name
             sd[key] = torch.from_numpy(tensors[name].copy())
             used.add(name)
