@@ -5,7 +5,7 @@
 //! DDPM: one UNet2DModel call (1e-4) and the 10-step DDIM sample (1e-3). VQ (taming VQGAN
 //! and diffusers VQModel): code indices exact, latents, z_q and decodes within 1e-4.
 //! aMUSEd: one UVit2DModel call's logits (1e-4) and the fixture's whole run from its saved
-//! draws, final tokens exact.
+//! draws, final tokens exact. DCGAN: the bundled emoji-dcgan's images against PyTorch (1e-5).
 
 #![cfg(target_arch = "wasm32")]
 
@@ -238,5 +238,42 @@ async fn amused_transformer_and_run_match_diffusers_on_webgpu_and_wasm_cpu() {
         let tokens: Vec<u32> = out.latents.iter().map(|&t| t as u32).collect();
         exact(case, kind, "run/final_tokens", &tokens, &refs["run/final_tokens"]);
         close(case, kind, "run/decoded_raw", &out.decoded, &refs["run/decoded_raw"].values, TOL);
+    }
+}
+
+/// The bundled emoji-dcgan (q8_0 shards read as the page reads them) against PyTorch on the
+/// same weights (tests/fixtures/emoji-dcgan-parity, dcgan_native.rs): the transposed convs
+/// in the browser's WGSL and wasm f32, within the native bound.
+#[wasm_bindgen_test]
+async fn emoji_dcgan_matches_pytorch_on_webgpu_and_wasm_cpu() {
+    use easel::ops::HostWeight;
+    use easel::pipelines::Generator;
+    use easel::weights::manifest::Manifest;
+    let case = "emoji-dcgan-parity";
+    let refs = parse_references(case, include_bytes!("fixtures/emoji-dcgan-parity/reference.safetensors"));
+    let meta = json(include_str!("fixtures/emoji-dcgan-parity/reference.json"));
+    let manifest = Manifest::parse(include_bytes!("../www/models/emoji-dcgan/manifest.json")).unwrap();
+    assert_eq!(manifest.content_sha256, meta["model_content_sha256"].as_str().unwrap(), "www/models/emoji-dcgan changed: rerun scripts/train/make_dcgan_parity.py");
+    let shard: &[u8] = include_bytes!("../www/models/emoji-dcgan/shard-00000.bin");
+    let mut store = WeightStore::new();
+    for t in &manifest.tensors {
+        let bytes: Vec<u8> = t.parts.iter().flat_map(|p| shard[p.offset as usize..(p.offset + p.length) as usize].to_vec()).collect();
+        store.insert_raw(&t.name, HostWeight { shape: t.shape.clone(), storage: t.storage, bytes }).unwrap();
+    }
+    for session in sessions(&store).await {
+        let kind = session.kind();
+        let mut g = Generator::new("dcgan", session, &manifest.configs, &HashMap::new()).unwrap();
+        for run in meta["runs"].as_array().unwrap() {
+            let name = run["name"].as_str().unwrap();
+            let req = Request {
+                width: 32,
+                height: 32,
+                batch: run["batch"].as_u64().unwrap() as usize,
+                init_latents: Some(refs[&format!("{name}/z")].values.clone()),
+                ..Request::new(run["prompt"].as_str().unwrap())
+            };
+            let out = g.generate(&req, &mut |_| true).await.unwrap();
+            close(case, kind, &format!("{name}/images"), &out.decoded, &refs[&format!("{name}/images")].values, 1e-5);
+        }
     }
 }

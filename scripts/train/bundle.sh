@@ -26,7 +26,8 @@ PY
     PARITY=make_parity.py ;;
   emoji-dcgan)
     # config.json's classes (emoji, names, keywords) from the data set's meta.json.
-    (cd scripts/train && ../../.venv/bin/python -c "import json, emoji_dcgan as m; m.write_config(json.load(open('$PWD/.cache/emoji/meta.json', encoding='utf-8')), '$PWD/$P')")
+    ROOT=$(pwd)
+    (cd scripts/train && ../../.venv/bin/python -c "import json, emoji_dcgan as m; m.write_config(json.load(open('$ROOT/.cache/emoji/meta.json', encoding='utf-8')), '$ROOT/$P')")
     PARITY=make_dcgan_parity.py ;;
   *) echo "usage: $0 [emoji-sd|emoji-dcgan]" >&2; exit 2 ;;
 esac

@@ -31,7 +31,7 @@ async function cliImageBytes(backend, fresh = false) {
 }
 
 async function openReady(page, query = '') {
-  // The CLI images above are sd-tiny's (the page's default model is emoji-sd).
+  // The CLI images above are sd-tiny's (the page's default model is emoji-dcgan).
   await page.goto(url + (query ? `${query}&` : '?') + 'model=www/models/sd-tiny/');
   await page.locator('#generate:not([disabled])').waitFor({ timeout: 180_000 });
 }
