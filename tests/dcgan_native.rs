@@ -108,13 +108,16 @@ fn latent_walk_ends_at_both_seeds_and_moves_away_from_the_first() {
 fn prompts_sizes_and_images_it_cannot_take_are_refused_by_name() {
     let mut g = model(false);
     let base = Request { prompt: "red heart".into(), width: 32, height: 32, ..Request::default() };
-    let err = generate(&mut g, &Request { prompt: "一颗红心".into(), ..base.clone() }).err().unwrap();
-    assert!(err.contains("name one in English such as 'grinning face', or type its emoji (no class matches '一颗红心')"), "{err}");
-    // The emoji itself works, with or without U+FE0F.
-    let a = generate(&mut g, &Request { prompt: "❤️".into(), ..base.clone() }).unwrap();
-    let b = generate(&mut g, &Request { prompt: "❤".into(), ..base.clone() }).unwrap();
+    let err = generate(&mut g, &Request { prompt: "ضوء القمر".into(), ..base.clone() }).err().unwrap();
+    assert!(err.contains("name one such as 'grinning face' (in English, or in Chinese where it lists Chinese names), or type its emoji (no class matches 'ضوء القمر')"), "{err}");
+    // The emoji itself works, with or without U+FE0F, and so does its Chinese name (CLDR's
+    // 红心) inside a sentence.
     let c = generate(&mut g, &base).unwrap();
-    assert!(a.images[0].data == b.images[0].data && b.images[0].data == c.images[0].data);
+    for prompt in ["❤️", "❤", "请画一颗红心"] {
+        let a = generate(&mut g, &Request { prompt: prompt.into(), ..base.clone() }).unwrap();
+        assert_eq!(a.images[0].data, c.images[0].data, "{prompt}");
+    }
+    assert_eq!(g.prompt_note("一只戴墨镜的柴犬 😎").unwrap(), "draws: smiling face with sunglasses 😎 (twemoji)");
     let err = generate(&mut g, &Request { width: 64, height: 64, ..base.clone() }).err().unwrap();
     assert_eq!(err, "request: this generator draws 32x32 images only (asked for 64x64)");
     let image = easel::pipelines::FloatImage { shape: [1, 3, 32, 32], values: vec![0.5; 3 * 32 * 32] };

@@ -1,10 +1,12 @@
-"""Builds the emoji training set for issue 13 from the npm packages (Twemoji, Noto, emojilib).
+"""Builds the emoji training set for issue 13 from the npm packages (Twemoji, Noto, emojilib,
+and emojibase-data's Chinese names and tags, from Unicode CLDR, for prompts in Chinese).
 
 Output: .cache/emoji/emoji32.npz with
   images   uint8 [N, 32, 32, 3]  composited on white (the page draws on white too)
   ids      int32 [N]             index of the emoji (same id in both styles)
   styles   int32 [N]             0 = twemoji, 1 = noto
-  meta.json alongside: per emoji id its unified code, name, category and name variants.
+  meta.json alongside: per emoji id its unified code, name, category, name variants and
+  keywords, and its Chinese name and tags (names_zh, keywords_zh; empty where CLDR has none).
 """
 import collections, json, os, sys
 import numpy as np
@@ -20,6 +22,7 @@ LICENSE_CHECKS = {
     "emoji-datasource-twitter-16.0.0": ("README.md", "Creative Commons Attribution 4.0"),
     "emoji-datasource-google-16.0.0": ("README.md", "Apache License 2.0"),
     "emojilib-4.0.3": ("LICENSE", "MIT License"),
+    "emojibase-data-17.0.0": ("LICENSE", "MIT License"),
 }
 
 
@@ -51,6 +54,11 @@ def main():
     emoji = [e for e in emoji if e["has_img_twitter"] and e["has_img_google"] and e["category"] != "Component"]
     emoji.sort(key=lambda e: e["sort_order"])
 
+    # Chinese names by code point sequence without U+FE0F (emoji-datasource writes "2764-FE0F",
+    # emojibase "2764").
+    bare = lambda code: "-".join(c for c in code.upper().split("-") if c != "FE0F")
+    zh = {bare(z["hexcode"]): z for z in json.load(open(os.path.join(pkg("emojibase-data-17.0.0"), "zh", "data.json"), encoding="utf-8"))}
+
     meta, images, ids, styles = [], [], [], []
     for i, e in enumerate(emoji):
         keys = lib.get(char_of(e["unified"])) or lib.get(char_of(e["non_qualified"] or e["unified"])) or []
@@ -60,7 +68,9 @@ def main():
             n = spaced(n)
             if n and n not in names:
                 names.append(n)
-        meta.append({"id": i, "unified": e["unified"], "image": e["image"], "category": e["category"], "names": names, "keywords": [spaced(k) for k in keys[1:6]]})
+        z = zh.get(bare(e["unified"]), {})
+        meta.append({"id": i, "unified": e["unified"], "image": e["image"], "category": e["category"], "names": names, "keywords": [spaced(k) for k in keys[1:6]],
+                     "names_zh": [z["label"]] if z.get("label") else [], "keywords_zh": z.get("tags", [])[:5]})
         for s, (folder, _) in enumerate(SETS):
             path = os.path.join(pkg(f"emoji-datasource-{folder}-16.0.0"), "img", folder, "64", e["image"])
             rgba = Image.open(path).convert("RGBA")
@@ -76,6 +86,7 @@ def main():
     for cat, n in sorted(collections.Counter(e["category"] for e in emoji).items()):
         print(f"  {cat}: {n} per style")
     print("example captions:", [m["names"] for m in meta[:3]])
+    print(f"Chinese names: {sum(1 for m in meta if m['names_zh'])} of {len(meta)} emoji")
 
 
 if __name__ == "__main__":

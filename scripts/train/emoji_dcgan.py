@@ -170,8 +170,9 @@ def export(G, meta, path):
 
 
 def write_config(meta, path):
-    """config.json: the architecture, and each class's emoji, names and keywords (prompts pick a
-    class by these; see Easel's text/labels.rs). bundle_dcgan.sh rewrites it from meta.json."""
+    """config.json: the architecture, and each class's emoji, names and keywords in English and
+    Chinese (prompts pick a class by these; see Easel's text/labels.rs). bundle.sh rewrites
+    it from meta.json."""
     emoji = lambda unified: "".join(chr(int(cp, 16)) for cp in unified.split("-"))
     config = {
         "_class_name": "DCGANGenerator",
@@ -182,7 +183,9 @@ def write_config(meta, path):
         "class_embedding_dim": CLASS_DIM,
         "style_embedding_dim": STYLE_DIM,
         "styles": meta["styles"],
-        "classes": [{"emoji": emoji(e["unified"]), "names": e["names"], "keywords": e["keywords"]} for e in meta["emoji"]],
+        # English names first (the first is what the page says was drawn), then CLDR's Chinese.
+        "classes": [{"emoji": emoji(e["unified"]), "names": e["names"] + e.get("names_zh", []), "keywords": e["keywords"] + e.get("keywords_zh", [])}
+                    for e in meta["emoji"]],
         "_easel_defaults": {"prompt": "red heart, twemoji style"},
     }
     with open(os.path.join(path, "config.json"), "w", encoding="utf-8") as f:

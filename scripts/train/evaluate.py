@@ -30,7 +30,7 @@ def on_white(path):
     return np.asarray(Image.alpha_composite(Image.new("RGBA", im.size, (255, 255, 255, 255)), im).convert("RGB"))
 
 
-def prompts(meta, n=100, seed=0, names=None):
+def prompts(meta, n=100, seed=0, names=None, chinese=False):
     if names:
         # Chosen emoji (for the page's suggested prompts) instead of the random sample.
         by_name = {e["names"][0]: e["id"] for e in meta["emoji"]}
@@ -38,6 +38,9 @@ def prompts(meta, n=100, seed=0, names=None):
     else:
         ids = random.Random(seed).sample(range(len(meta["emoji"])), n)
     # Alternate the two styles so both are asked for equally.
+    if chinese:
+        # CLDR's Chinese name in a sentence: "请画一个<name>，<style>风格" ("please draw a <name>, <style> style").
+        return [(i, f"请画一个{meta['emoji'][i]['names_zh'][0]}，{meta['styles'][k % 2]}风格") for k, i in enumerate(ids)]
     return [(i, f"{meta['emoji'][i]['names'][0]}, {meta['styles'][k % 2]} style") for k, i in enumerate(ids)]
 
 
@@ -68,6 +71,7 @@ def main():
     ap.add_argument("--guidance", type=float, default=7.5)
     ap.add_argument("--count", type=int, default=100)
     ap.add_argument("--names", help="comma-separated emoji names to ask for instead of the 100-emoji sample")
+    ap.add_argument("--chinese", action="store_true", help="prompts from CLDR's Chinese names, in a Chinese sentence")
     ap.add_argument("--gallery")
     ap.add_argument("--json")
     a = ap.parse_args()
@@ -76,7 +80,7 @@ def main():
     meta = json.load(open(os.path.join(CACHE, "meta.json"), encoding="utf-8"))
     train_f, train_ids = features(data["images"]), data["ids"]
     cats = np.array([meta["emoji"][i]["category"] for i in train_ids])
-    asked = prompts(meta, a.count, names=a.names.split(",") if a.names else None)
+    asked = prompts(meta, a.count, names=a.names.split(",") if a.names else None, chinese=a.chinese)
 
     images = []
     with tempfile.TemporaryDirectory() as tmp:

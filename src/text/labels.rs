@@ -1,6 +1,7 @@
 //! Prompts for a class-conditional model (the DCGAN): the prompt picks one of the model's
-//! classes by its emoji character or its English names and keywords, and a style by name.
-//! There is no text encoder, so this is a lookup, and the page says which class it chose.
+//! classes by its emoji character or its names and keywords (English, and Chinese where the
+//! model lists them), and a style by name. There is no text encoder, so this is a lookup,
+//! and the page says which class it chose.
 
 use crate::models::dcgan::ClassLabel;
 
@@ -9,15 +10,51 @@ use crate::models::dcgan::ClassLabel;
 pub struct LabelMatch {
     pub class: usize,
     pub style: usize,
-    /// "emoji", "name" (an exact name) or "words" (the best word overlap).
+    /// "emoji", "name" (an exact name), "chinese" (a Chinese name or tag inside the prompt) or
+    /// "words" (the best word overlap).
     pub how: &'static str,
 }
 
 /// Words that say nothing about which emoji is meant.
 const FILLER: [&str; 9] = ["a", "an", "the", "of", "with", "and", "in", "on", "style"];
 
+/// Lowercase words: runs of letters and digits, also cut where Latin meets CJK ("noto风格"
+/// is "noto", "风格": Chinese text puts no space there).
 fn words(text: &str) -> Vec<String> {
-    text.to_lowercase().split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).map(str::to_string).collect()
+    let mut out: Vec<String> = vec![];
+    let mut last_cjk = None;
+    for c in text.to_lowercase().chars() {
+        if !c.is_alphanumeric() {
+            last_cjk = None;
+            continue;
+        }
+        let cjk = is_cjk(c);
+        match out.last_mut() {
+            Some(w) if last_cjk == Some(cjk) => w.push(c),
+            _ => out.push(c.to_string()),
+        }
+        last_cjk = Some(cjk);
+    }
+    out
+}
+
+/// Han, kana and Hangul: scripts written without spaces, so names are found inside the prompt.
+fn is_cjk(c: char) -> bool {
+    matches!(c as u32, 0x3040..=0x30FF | 0x3400..=0x4DBF | 0x4E00..=0x9FFF | 0xF900..=0xFAFF | 0xAC00..=0xD7AF | 0x20000..=0x2FA1F)
+}
+
+/// The class whose CJK name (else CJK keyword of two or more characters) is the longest
+/// found inside `prompt`: "一颗红心" contains 红心 (red heart), "我家的小狗" the tag 小狗.
+fn cjk_match(prompt: &str, classes: &[ClassLabel]) -> Option<usize> {
+    let found = |list: &[String], min: usize| list.iter().filter(|n| n.chars().any(is_cjk) && n.chars().count() >= min && prompt.contains(n.as_str())).map(|n| n.chars().count()).max();
+    let best = |min_keyword| {
+        classes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| found(&c.names, 1).map(|l| ((2, l), i)).or_else(|| found(&c.keywords, min_keyword).map(|l| ((1, l), i))))
+            .fold(None, |acc: Option<((u8, usize), usize)>, (k, i)| if acc.is_none_or(|(best, _)| k > best) { Some((k, i)) } else { acc })
+    };
+    best(2).map(|(_, i)| i)
 }
 
 /// Without variation selectors (U+FE0F / U+FE0E), which a keyboard may or may not add.
@@ -27,8 +64,10 @@ fn bare(emoji: &str) -> String {
 
 /// Picks the class and style for `prompt`. An emoji character in the prompt wins (the
 /// longest one that matches, so a ZWJ sequence beats its parts); else the class whose name
-/// equals the prompt's words; else the most shared words (names count twice as much as
-/// keywords). The style is the first style name among the prompt's words (else style 0).
+/// equals the prompt's words; else, in a prompt with Chinese (Japanese, Korean) text, the
+/// longest such name or tag found inside it; else the most shared words (names count twice
+/// as much as keywords). The style is the first style name among the prompt's words (else
+/// style 0).
 pub fn match_prompt(prompt: &str, classes: &[ClassLabel], styles: &[String]) -> Result<LabelMatch, String> {
     let all = words(prompt);
     let style = styles.iter().position(|s| all.contains(&s.to_lowercase())).unwrap_or(0);
@@ -45,6 +84,11 @@ pub fn match_prompt(prompt: &str, classes: &[ClassLabel], styles: &[String]) -> 
     let joined = wanted.iter().map(|w| w.as_str()).collect::<Vec<_>>().join(" ");
     if let Some(class) = classes.iter().position(|c| c.names.iter().any(|n| words(n).join(" ") == joined)) {
         return Ok(LabelMatch { class, style, how: "name" });
+    }
+    if prompt.chars().any(is_cjk) {
+        if let Some(class) = cjk_match(prompt, classes) {
+            return Ok(LabelMatch { class, style, how: "chinese" });
+        }
     }
     let score = |c: &ClassLabel| -> f32 {
         let overlap = |list: &[String]| -> f32 {
@@ -63,7 +107,7 @@ pub fn match_prompt(prompt: &str, classes: &[ClassLabel], styles: &[String]) -> 
         return Ok(LabelMatch { class, style, how: "words" });
     }
     let example = classes.first().map(|c| format!(" such as '{}'", c.names[0])).unwrap_or_default();
-    Err(format!("this model draws {} fixed classes and has no text encoder: name one in English{example}, or type its emoji (no class matches '{prompt}')", classes.len()))
+    Err(format!("this model draws {} fixed classes and has no text encoder: name one{example} (in English, or in Chinese where it lists Chinese names), or type its emoji (no class matches '{prompt}')", classes.len()))
 }
 
 #[cfg(test)]
@@ -77,9 +121,9 @@ mod tests {
 
     fn classes() -> Vec<ClassLabel> {
         vec![
-            class("😀", &["grinning face", "grinning"], &["face", "smile", "happy"]),
-            class("❤\u{FE0F}", &["red heart", "heart"], &["love", "like"]),
-            class("🐱", &["cat face"], &["animal", "pet"]),
+            class("😀", &["grinning face", "grinning", "嘿嘿"], &["face", "smile", "happy", "笑脸", "脸"]),
+            class("❤\u{FE0F}", &["red heart", "heart", "红心"], &["love", "like", "心", "爱"]),
+            class("🐱", &["cat face", "猫脸"], &["animal", "pet", "宠物", "猫", "猫咪"]),
             class("🐈\u{200D}⬛", &["black cat"], &["animal", "pet"]),
             class("🖤", &["black heart"], &["evil"]),
         ]
@@ -100,8 +144,23 @@ mod tests {
     }
 
     #[test]
+    fn chinese_prompts_find_names_and_tags_inside_them() {
+        let m = |p: &str| match_prompt(p, &classes(), &["twemoji".to_string(), "noto".to_string()]).unwrap();
+        assert_eq!(m("一颗红心"), LabelMatch { class: 1, style: 0, how: "chinese" });
+        assert_eq!(m("红心"), LabelMatch { class: 1, style: 0, how: "name" });
+        // A name beats a tag; a two-character tag counts, a one-character one does not.
+        assert_eq!(m("一张猫脸，很高兴 noto"), LabelMatch { class: 2, style: 1, how: "chinese" });
+        assert_eq!(m("请画一个红心，noto风格"), LabelMatch { class: 1, style: 1, how: "chinese" });
+        assert_eq!(m("画一只可爱的猫咪").class, 2);
+        assert_eq!(m("我想要笑脸").class, 0);
+    }
+
+    #[test]
     fn a_prompt_with_no_known_word_is_refused_with_how_to_ask() {
-        let err = match_prompt("一颗红心", &classes(), &[]).unwrap_err();
-        assert_eq!(err, "this model draws 5 fixed classes and has no text encoder: name one in English such as 'grinning face', or type its emoji (no class matches '一颗红心')");
+        let err = match_prompt("一只戴墨镜的柴犬", &classes(), &[]).unwrap_err();
+        assert_eq!(
+            err,
+            "this model draws 5 fixed classes and has no text encoder: name one such as 'grinning face' (in English, or in Chinese where it lists Chinese names), or type its emoji (no class matches '一只戴墨镜的柴犬')"
+        );
     }
 }
