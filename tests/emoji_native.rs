@@ -2,7 +2,8 @@
 //! same weights: tests/fixtures/emoji-sd-parity holds diffusers' run with every tensor read
 //! back from the committed shards (scripts/train/make_parity.py), so both sides compute with
 //! identical weights and the f32 bounds of the SD fixtures apply. Unlike the random fixture
-//! models, the latents here come from a trained denoiser over 20 guided steps.
+//! models, the latents here come from a trained denoiser over 20 guided steps. The same for
+//! the bundled emoji-amused (tests/fixtures/emoji-amused-parity): its final tokens exactly.
 
 #![cfg(not(target_arch = "wasm32"))]
 
@@ -50,4 +51,57 @@ fn bundled_emoji_sd_matches_diffusers_on_cpu() {
 #[test]
 fn bundled_emoji_sd_matches_diffusers_on_the_gpu() {
     check(run(true));
+}
+
+/// The bundled emoji-amused against diffusers' AmusedPipeline on the same weights, with
+/// diffusers' multinomial and Gumbel draws replaced by saved uniforms that Easel reads as its
+/// draws (scripts/train/make_amused_parity.py): the final token grid must be identical.
+fn amused_parity(gpu: bool) {
+    use easel::pipelines::{Generator, Request};
+    let case = "emoji-amused-parity";
+    let refs = references(case);
+    let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(fixture(case).join("reference.json")).unwrap()).unwrap();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("www/models/emoji-amused");
+    let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["content_sha256"], meta["model_content_sha256"], "www/models/emoji-amused changed: rerun scripts/train/make_amused_parity.py");
+    let m = easel::pipelines::native::load_model_dir(&dir, StorageType::Q8_0).unwrap();
+    let session = if gpu {
+        let ctx = pollster::block_on(easel::gpu::GpuContext::new(&easel::gpu::GpuOptions::default())).expect("a Vulkan adapter (mesa-vulkan-drivers)");
+        easel::models::Session::gpu(ctx, &m.weights).unwrap()
+    } else {
+        easel::models::Session::cpu(m.weights)
+    };
+    let mut g = Generator::new(&m.family, session, &m.configs, &m.files).unwrap();
+    let call = &meta["runs"][0]["call"];
+    let steps = call["num_inference_steps"].as_u64().unwrap() as usize;
+    let mut draws = std::collections::BTreeMap::new();
+    for i in 0..steps {
+        draws.insert(format!("sample_u_{i}"), refs[&format!("run/multinomial_u_{i}")].values.clone());
+        if let Some(u) = refs.get(&format!("run/gumbel_u_{i}")) {
+            draws.insert(format!("gumbel_u_{i}"), u.values.clone());
+        }
+    }
+    let req = Request {
+        steps,
+        guidance: call["guidance_scale"].as_f64().unwrap() as f32,
+        width: 32,
+        height: 32,
+        token_draws: Some(draws),
+        ..Request::new(call["prompt"].as_str().unwrap())
+    };
+    let out = pollster::block_on(g.generate(&req, &mut |_| true)).unwrap();
+    let want = &refs["run/final_tokens"].values;
+    let wrong = out.latents.iter().zip(want).filter(|(a, b)| a != b).count();
+    println!("emoji-amused [{}]: {wrong} of {} final tokens differ from diffusers'", g.session().kind(), want.len());
+    assert_eq!(out.latents, *want);
+}
+
+#[test]
+fn bundled_emoji_amused_matches_diffusers_on_cpu() {
+    amused_parity(false);
+}
+
+#[test]
+fn bundled_emoji_amused_matches_diffusers_on_the_gpu() {
+    amused_parity(true);
 }

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Converts a trained emoji model into the bundled one, exactly as a user's model would be
 # (easel convert, q8_0), then rebuilds the parity fixture that the native test reads.
-# Usage: scripts/train/bundle.sh [emoji-sd|emoji-dcgan]   (default emoji-sd)
+# Usage: scripts/train/bundle.sh [emoji-sd|emoji-dcgan|emoji-amused]   (default emoji-sd)
 # EASEL: the release CLI (default target/release/easel).
 set -e
 cd "$(dirname "$0")/../.."
@@ -29,7 +29,19 @@ PY
     ROOT=$(pwd)
     (cd scripts/train && ../../.venv/bin/python -c "import json, emoji_dcgan as m; m.write_config(json.load(open('$ROOT/.cache/emoji/meta.json', encoding='utf-8')), '$ROOT/$P')")
     PARITY=make_dcgan_parity.py ;;
-  *) echo "usage: $0 [emoji-sd|emoji-dcgan]" >&2; exit 2 ;;
+  emoji-amused)
+    # transformers 5 saves only tokenizer.json; the converter carries the standard CLIP files.
+    cp www/models/sd-tiny/tokenizer/vocab.json www/models/sd-tiny/tokenizer/merges.txt "$P/tokenizer/" 2>/dev/null || true
+    # Guidance 4 scores best (scripts/train/logs/eval-emoji-amused-g*.json); 12 steps as aMUSEd.
+    .venv/bin/python - "$P/model_index.json" <<'PY'
+import json, sys
+path = sys.argv[1]
+index = json.load(open(path))
+index["_easel_defaults"] = {"steps": 12, "guidance": 4.0, "prompt": "red heart, twemoji style"}
+json.dump(index, open(path, "w"), indent=2)
+PY
+    PARITY=make_amused_parity.py ;;
+  *) echo "usage: $0 [emoji-sd|emoji-dcgan|emoji-amused]" >&2; exit 2 ;;
 esac
 rm -rf "www/models/$MODEL.new" && mkdir -p "www/models/$MODEL.new"
 cp "www/models/$MODEL/MODEL_CARD.md" "www/models/$MODEL.new/" 2>/dev/null || true

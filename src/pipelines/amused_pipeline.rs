@@ -19,6 +19,8 @@ use crate::text::{model_tokenizer, ClipTokenizer, MAX_TOKENS};
 pub struct AmusedPipeline {
     pub model: Amused,
     pub tokenizer: ClipTokenizer,
+    /// The maker's suggested settings (model_index.json's `_easel_defaults`).
+    pub suggested: super::family::Suggested,
 }
 
 /// diffusers' default micro-conditioning aesthetic score.
@@ -27,7 +29,8 @@ const AESTHETIC: f32 = 6.0;
 impl AmusedPipeline {
     pub fn new(session: Session, configs: &BTreeMap<String, Value>, files: &HashMap<String, Vec<u8>>) -> Result<Self, PipelineError> {
         let tokenizer = model_tokenizer(files, "tokenizer").map_err(|e| PipelineError::Model(e.to_string()))?;
-        Ok(Self { model: Amused::new(session, configs)?, tokenizer })
+        let suggested = super::family::Suggested::from_configs(configs)?;
+        Ok(Self { model: Amused::new(session, configs)?, tokenizer, suggested })
     }
 
     /// Image sides must be multiples of the VQ decoder's factor.
