@@ -46,7 +46,8 @@ fn is_cjk(c: char) -> bool {
 /// The class whose CJK name (else CJK keyword of two or more characters) is the longest
 /// found inside `prompt`: "一颗红心" contains 红心 (red heart), "我家的小狗" the tag 小狗.
 fn cjk_match(prompt: &str, classes: &[ClassLabel]) -> Option<usize> {
-    let found = |list: &[String], min: usize| list.iter().filter(|n| n.chars().any(is_cjk) && n.chars().count() >= min && prompt.contains(n.as_str())).map(|n| n.chars().count()).max();
+    let found =
+        |list: &[String], min: usize| list.iter().filter(|n| n.chars().any(is_cjk) && n.chars().count() >= min && prompt.contains(n.as_str())).map(|n| n.chars().count()).max();
     let best = |min_keyword| {
         classes
             .iter()
