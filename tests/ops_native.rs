@@ -75,7 +75,7 @@ fn f16_weights_match_cpu_with_and_without_shader_f16() {
         assert!(allow_f16 || !native, "allow_f16 = false must not enable shader-f16");
         println!("f16 weights read {}", if native { "as f16 vectors (shader-f16)" } else { "by unpack2x16float" });
         let cases = f16_cases();
-        assert_eq!(cases.len(), 9);
+        assert_eq!(cases.len(), 10);
         let failures = pollster::block_on(common::run_all(&ctx, cases));
         assert!(failures.is_empty(), "allow_f16 = {allow_f16}: {}", failures.join("\n"));
     }
