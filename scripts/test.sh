@@ -56,7 +56,7 @@ for suite in $SUITES; do
       run_suite lint scripts/lint.sh
       count_rust lint "$LOGS/lint.log" ;;
     native)
-      run_suite native cargo test --locked
+      run_suite native cargo test --locked --no-fail-fast
       count_rust native "$LOGS/native.log" ;;
     browser)
       run_suite browser wasm-pack test --headless --chrome --chromedriver /usr/bin/chromedriver
