@@ -2,6 +2,7 @@
 // shows step progress, live previews, the images and their PNG downloads.
 
 import { InitImage } from './mask.js';
+import { StylePresets } from './styles.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -10,6 +11,7 @@ export class Generator {
     this.worker = worker;
     this.model = null;
     this.running = false;
+    this.styles = new StylePresets();
     this.init = new InitImage({
       fileInput: $('init-image'),
       area: $('init-area'),
@@ -100,8 +102,8 @@ export class Generator {
   request() {
     const { width, height } = this.size();
     return {
-      prompt: $('prompt').value,
-      negative_prompt: $('negative-prompt').value,
+      // The chosen style's words are part of the prompt the model reads and the PNG records.
+      ...this.styles.apply($('prompt').value, $('negative-prompt').value),
       steps: Number($('steps').value),
       guidance: Number($('guidance').value),
       scheduler: $('scheduler').value || null,

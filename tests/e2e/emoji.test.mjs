@@ -179,3 +179,28 @@ test('emoji-dcgan draws its prompt, walks between two seeds and morphs to anothe
     await browser.close();
   }
 });
+
+// Style presets add their words to the prompt the model reads and the PNG records; the list
+// is editable and a new style is offered at once.
+test('a style preset adds its words to the prompt and the PNG records the final prompt', { skip: !DCGAN && 'www/models/emoji-dcgan is not bundled' }, async () => {
+  const browser = await launch();
+  try {
+    const { page, errors } = await openOffline(browser, 'emoji-dcgan');
+    await page.fill('#prompt', 'red heart');
+    await page.selectOption('#style', 'Noto');
+    await page.click('#generate');
+    await page.locator('#canvas[data-state="done"]').waitFor({ timeout: 60_000 });
+    assert.equal(await page.textContent('#generate-note'), 'draws: red heart ❤️ (noto)');
+    const href = await page.locator('#downloads a').first().getAttribute('href');
+    const png = Buffer.from(await page.evaluate(async (h) => Array.from(new Uint8Array(await (await fetch(h)).arrayBuffer())), href));
+    assert.equal(pngText(png).prompt, 'red heart, noto style');
+    // A style of one's own: added to the list, offered in the menu.
+    await page.click('.style-edit summary');
+    await page.fill('#style-list', `${await page.inputValue('#style-list')}\nMy grin | grinning face |`);
+    await page.dispatchEvent('#style-list', 'change');
+    assert.ok((await page.locator('#style option').allTextContents()).includes('My grin'));
+    assert.deepEqual(errors, []);
+  } finally {
+    await browser.close();
+  }
+});

@@ -1,0 +1,68 @@
+// Style presets: words a style adds to the prompt and the negative prompt. The list is
+// editable (one style per line: "name | prompt words | negative words") and kept in
+// localStorage; the generation's prompt (and so the PNG's metadata) is the final text.
+
+const $ = (id) => document.getElementById(id);
+const KEY = 'easel-styles';
+
+export const DEFAULT_STYLES = [
+  'Twemoji | twemoji style |',
+  'Noto | noto style |',
+  'Watercolor | watercolor painting, soft washes | photo, harsh lines',
+  'Oil painting | oil painting, thick brush strokes | photo, flat colours',
+  'Pixel art | pixel art, 8-bit, limited palette | blurry, photo, gradient',
+  'Line drawing | line drawing, black ink on white | colour, shading, photo',
+].join('\n');
+
+/** Parses the editable text into [{name, prompt, negative}], skipping lines without a name. */
+export function parseStyles(text) {
+  return text
+    .split('\n')
+    .map((line) => line.split('|').map((s) => s.trim()))
+    .filter(([name]) => name)
+    .map(([name, prompt = '', negative = '']) => ({ name, prompt, negative }));
+}
+
+/** `base` with `extra` after a comma (nothing added when either is empty). */
+function join(base, extra) {
+  if (!extra) return base;
+  return base.trim() ? `${base.trim()}, ${extra}` : extra;
+}
+
+export class StylePresets {
+  constructor() {
+    let text = DEFAULT_STYLES;
+    try {
+      text = localStorage.getItem(KEY) ?? DEFAULT_STYLES;
+    } catch {
+      // Storage blocked (a sandboxed frame): the defaults, not saved.
+    }
+    $('style-list').value = text;
+    this.fill();
+    $('style-list').onchange = () => {
+      try {
+        localStorage.setItem(KEY, $('style-list').value);
+      } catch {
+        // Not saved; still used for this visit.
+      }
+      this.fill();
+    };
+    $('style-reset').onclick = () => {
+      $('style-list').value = DEFAULT_STYLES;
+      $('style-list').onchange();
+    };
+  }
+
+  fill() {
+    const keep = $('style').value;
+    this.styles = parseStyles($('style-list').value);
+    $('style').replaceChildren(new Option('None', ''), ...this.styles.map((s) => new Option(s.name, s.name)));
+    $('style').value = this.styles.some((s) => s.name === keep) ? keep : '';
+  }
+
+  /** The prompt and negative prompt with the chosen style's words added. */
+  apply(prompt, negative) {
+    const s = this.styles.find((x) => x.name === $('style').value);
+    return s ? { prompt: join(prompt, s.prompt), negative_prompt: join(negative, s.negative) } : { prompt, negative_prompt: negative };
+  }
+}
