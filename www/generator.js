@@ -72,9 +72,13 @@ export class Generator {
     $('negative-label').hidden = $('negative-prompt').hidden = d.classes;
     $('steps-row').hidden = $('scheduler-row').hidden = !d.scheduler;
     $('init-fieldset').hidden = !d.init_image;
+    // A model that makes one size only (a GAN: its unit is its whole side) locks the size.
+    const fixedSize = d.size_multiple === d.width && d.size_multiple === d.height;
     for (const id of ['width', 'height']) {
       $(id).step = String(d.size_multiple);
       $(id).min = String(d.size_multiple);
+      $(id).disabled = fixedSize;
+      $(id).title = fixedSize ? `This model draws ${d.width}x${d.height} images only` : '';
     }
     if (familyChanged && this.previousFamily !== undefined) $('steps').value = String(d.steps);
     this.previousFamily = d.family;

@@ -124,6 +124,7 @@ test('emoji-dcgan draws its prompt, walks between two seeds and morphs to anothe
     const { page, errors } = await openOffline(browser, 'emoji-dcgan');
     for (const id of ['steps-row', 'scheduler-row', 'guidance-row', 'negative-prompt', 'init-fieldset']) assert.equal(await page.locator(`#${id}`).isHidden(), true, `#${id} should be hidden`);
     assert.equal(await page.locator('#walk-panel').isVisible(), true);
+    assert.equal(await page.locator('#width').isDisabled(), true, 'a GAN makes one size: the size is locked');
     const prompt = await page.inputValue('#prompt');
     const name = prompt.split(',')[0].trim();
     const generate = async (seed) => {
