@@ -12,15 +12,9 @@ pub fn encode_apng(frames: &[Rgba], delay_ms: u16, text: &[(&str, String)]) -> R
     }
     let mut out = Vec::new();
     {
-        let mut enc = png::Encoder::new(&mut out, first.width as u32, first.height as u32);
-        enc.set_color(png::ColorType::Rgba);
-        enc.set_depth(png::BitDepth::Eight);
+        let mut enc = super::image::rgba_encoder(&mut out, first.width, first.height, text)?;
         enc.set_animated(frames.len() as u32, 0).map_err(|e| e.to_string())?;
         enc.set_frame_delay(delay_ms, 1000).map_err(|e| e.to_string())?;
-        for (k, v) in text {
-            if v.chars().all(|c| (c as u32) < 256) { enc.add_text_chunk(k.to_string(), v.clone()) } else { enc.add_itxt_chunk(k.to_string(), v.clone()) }
-                .map_err(|e| e.to_string())?;
-        }
         let mut w = enc.write_header().map_err(|e| e.to_string())?;
         for f in frames {
             w.write_image_data(&f.data).map_err(|e| e.to_string())?;

@@ -63,9 +63,12 @@ pub async fn generate(sd: &mut StableDiffusion, req: &Request, progress: &mut dy
     let one = embeds.len() / texts.len();
     if let Some(m) = &req.morph {
         // The prompt's embedding moves toward to_prompt's; the negative one is the same for both.
-        let (to, _) = sd.encode_text(&[&m.to_prompt]).await?;
+        // Encoded in the same batch layout as the prompt: the compiled encoder is reused, and
+        // t = 1 gives exactly the embedding a plain generation of to_prompt uses.
+        let to_texts: Vec<&str> = if do_cfg { vec![&req.negative_prompt, &m.to_prompt] } else { vec![&m.to_prompt] };
+        let (to, _) = sd.encode_text(&to_texts).await?;
         let start = embeds.len() - one;
-        let moved = lerp(&embeds[start..], &to, m.t);
+        let moved = lerp(&embeds[start..], &to[to.len() - one..], m.t);
         embeds[start..].copy_from_slice(&moved);
     }
     let (neg, pos) = if do_cfg { (repeat(&embeds[..one], b), repeat(&embeds[one..], b)) } else { (vec![], repeat(&embeds, b)) };

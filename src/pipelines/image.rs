@@ -11,6 +11,18 @@ pub struct Rgba {
     pub data: Vec<u8>,
 }
 
+/// An 8-bit RGBA PNG encoder with `text` as key/value chunks: tEXt where the value is
+/// Latin-1, else iTXt (stills and animations share it).
+pub(super) fn rgba_encoder<W: std::io::Write>(out: W, width: usize, height: usize, text: &[(&str, String)]) -> Result<png::Encoder<'static, W>, String> {
+    let mut enc = png::Encoder::new(out, width as u32, height as u32);
+    enc.set_color(png::ColorType::Rgba);
+    enc.set_depth(png::BitDepth::Eight);
+    for (k, v) in text {
+        if v.chars().all(|c| (c as u32) < 256) { enc.add_text_chunk(k.to_string(), v.clone()) } else { enc.add_itxt_chunk(k.to_string(), v.clone()) }.map_err(|e| e.to_string())?;
+    }
+    Ok(enc)
+}
+
 impl Rgba {
     /// From one [3, H, W] image in about [-1, 1]: clamp(x / 2 + 0.5, 0, 1), as diffusers'
     /// postprocessing, rounded to 8 bits.
@@ -42,13 +54,7 @@ impl Rgba {
     pub fn to_png(&self, text: &[(&str, String)]) -> Result<Vec<u8>, String> {
         let mut out = Vec::new();
         {
-            let mut enc = png::Encoder::new(&mut out, self.width as u32, self.height as u32);
-            enc.set_color(png::ColorType::Rgba);
-            enc.set_depth(png::BitDepth::Eight);
-            for (k, v) in text {
-                if v.chars().all(|c| (c as u32) < 256) { enc.add_text_chunk(k.to_string(), v.clone()) } else { enc.add_itxt_chunk(k.to_string(), v.clone()) }
-                    .map_err(|e| e.to_string())?;
-            }
+            let enc = rgba_encoder(&mut out, self.width, self.height, text)?;
             let mut w = enc.write_header().map_err(|e| e.to_string())?;
             w.write_image_data(&self.data).map_err(|e| e.to_string())?;
         }
