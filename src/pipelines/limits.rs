@@ -63,13 +63,18 @@ pub fn activations(unet: &UNetConfig, vae: &VaeConfig, width: usize, height: usi
         Activation { bytes: bytes_of(&[batch, wide, width, height]), what: format!("the VAE decoder's {wide}-channel {width}x{height} feature map"), kind: Kind::Bands },
         Activation { bytes: per_token(c0), what: format!("the UNet's {c0}-channel feature map"), kind: Kind::Map },
     ];
-    if unet.down_attention.first() == Some(&crate::models::unet::Attn::Cross) {
-        let heads = unet.heads[0];
+    // The first level that attends has the most tokens of any attention (emoji-sd's first
+    // block has none: its scores sit one level down, a quarter of the tokens).
+    if let Some(level) = unet.down_attention.iter().position(|a| *a == crate::models::unet::Attn::Cross) {
+        let side = |n: usize| (n / f).div_ceil(1 << level) as u64;
+        let tokens = side(width) * side(height);
+        let per_token = |n: usize| bytes_of(&[unet_batch, n]).saturating_mul(tokens);
+        let (heads, c) = (unet.heads[level], unet.block_out_channels[level]);
         let plural = if heads == 1 { "" } else { "s" };
         let scores = per_token(heads).saturating_mul(tokens);
         out.push(Activation { bytes: scores, what: format!("the UNet's self-attention scores ({tokens} tokens, {heads} head{plural})"), kind: Kind::Scores });
         // GEGLU's projection: 2 x 4 x the block's channels per token.
-        out.push(Activation { bytes: per_token(8 * c0), what: format!("the UNet's feed-forward activations ({tokens} tokens x {})", 8 * c0), kind: Kind::Map });
+        out.push(Activation { bytes: per_token(8 * c), what: format!("the UNet's feed-forward activations ({tokens} tokens x {})", 8 * c), kind: Kind::Map });
     }
     out
 }
@@ -219,6 +224,23 @@ mod tests {
         let unet: serde_json::Value = serde_json::from_str(include_str!("../../tests/fixtures/sd2-tiny/unet/config.json")).unwrap();
         let vae: serde_json::Value = serde_json::from_str(include_str!("../../tests/fixtures/sd2-tiny/vae/config.json")).unwrap();
         (UNetConfig::from_json(&unet).unwrap(), VaeConfig::from_json(&vae).unwrap())
+    }
+
+    /// emoji-sd: no attention in its first block, so its largest scores are one level down.
+    /// At 512 the native CPU backend was OOM-killed at 24 GB before this was counted.
+    #[test]
+    fn scores_of_a_unet_whose_first_block_does_not_attend_are_counted() {
+        let unet: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/www/models/emoji-sd/manifest.json")).unwrap()).unwrap();
+        let (unet_cfg, vae_cfg) = (UNetConfig::from_json(&unet["configs"]["unet"]).unwrap(), VaeConfig::from_json(&unet["configs"]["vae"]).unwrap());
+        assert_eq!(unet_cfg.down_attention[0], crate::models::unet::Attn::None);
+        let scores = activations(&unet_cfg, &vae_cfg, 512, 512, 1, true).into_iter().find(|a| a.kind == Kind::Scores).unwrap();
+        // 256x256 latents, 128x128 = 16,384 tokens at level 1, its heads, CFG batch 2.
+        let heads = unet_cfg.heads[1] as u64;
+        assert_eq!(scores.bytes, 2 * heads * 16384 * 16384 * 4);
+        let budget = MemoryBudget { max_tensor: 24 << 30, total: 24 << 30, full_attention_scores: true, name: "the memory available" };
+        let req = Request { width: 512, height: 512, guidance: 4.0, ..Request::default() };
+        assert!(budget.check(&unet_cfg, &vae_cfg, &req).unwrap_err().starts_with("512x512 needs "));
+        assert!(budget.check(&unet_cfg, &vae_cfg, &Request { width: 32, height: 32, guidance: 4.0, ..Request::default() }).is_ok());
     }
 
     #[test]
