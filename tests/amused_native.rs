@@ -75,7 +75,7 @@ fn text_encoder(on_gpu: bool) {
         let sel = g.input("eos_select", &[b, 1, l]);
         g.scoped("text_encoder", |g| -> Result<(), easel::error::OpError> {
             let o = text_model(g, &cfg, x, true)?;
-            let e = text_embeds(g, o.last_hidden_state, sel)?;
+            let e = text_embeds(g, &cfg, o.last_hidden_state, sel)?;
             g.output(e);
             g.output(o.penultimate);
             g.output(o.last_hidden_state);

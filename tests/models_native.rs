@@ -220,3 +220,63 @@ fn vae_decode_in_bands_equals_the_whole_decode() {
     .expect("a 480 KiB map over a 256 KiB maxBufferSize");
     assert!(err.to_string().contains("exceeds the device's maxBufferSize (262144)"), "{err}");
 }
+
+/// The schema derived from each builder lists exactly the tensors of a real checkpoint of
+/// every other family: aMUSEd (CLIP with projection, UVit2D, VQModel), diffusers' and
+/// taming's VQ models, the DDPM UNet2DModel, TAESD and the bundled DCGAN.
+#[test]
+fn every_family_s_schema_lists_exactly_its_checkpoint_s_tensors() {
+    use easel::models::dcgan::DcganConfig;
+    use easel::models::schema;
+    use easel::models::taesd::TaesdConfig;
+    use easel::models::uvit::UVitConfig;
+    use easel::pipelines::native::load_model_dir;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    for (case, dir) in [
+        ("amused-tiny", "tests/fixtures/amused-tiny"),
+        ("vqmodel-tiny", "tests/fixtures/vqmodel-tiny"),
+        ("vqgan-taming-tiny", "tests/fixtures/vqgan-taming-tiny"),
+        ("ddpm-tiny", "tests/fixtures/ddpm-tiny"),
+        ("taesd-tiny", "tests/fixtures/taesd-tiny"),
+        ("emoji-dcgan", "www/models/emoji-dcgan"),
+    ] {
+        let m = load_model_dir(&root.join(dir), StorageType::F32).unwrap();
+        let c = &m.configs;
+        let (got, weights) = match m.family.as_str() {
+            "amused" | "vqmodel" | "vqgan-taming" => {
+                let (vq, weights) = easel::pipelines::vqgan::prepare(&m.family, c, m.weights).unwrap();
+                let mut got = schema::vq(&vq);
+                if m.family == "amused" {
+                    got.extend(schema::clip_text_as(&ClipTextConfig::from_json(&c["text_encoder"]).unwrap(), true));
+                    got.extend(schema::uvit(&UVitConfig::from_json(&c["transformer"]).unwrap()));
+                }
+                (got, weights)
+            }
+            "ddpm" => (schema::unet(&UNetConfig::from_json(&c["unet"]).unwrap()), m.weights),
+            "component:AutoencoderTiny" => {
+                let (key, cfg) = c.iter().next().unwrap();
+                assert!(m.weights.names().iter().all(|n| n.starts_with(&format!("{key}."))), "{case}: weights under {key}.");
+                let list = schema::taesd_decoder(&TaesdConfig::from_json(cfg).unwrap());
+                (list.into_iter().map(|(n, s)| (n.replacen("taesd.", &format!("{key}."), 1), s)).collect(), m.weights)
+            }
+            "dcgan" => (schema::dcgan(&DcganConfig::from_json(&c["generator"]).unwrap()), m.weights),
+            other => panic!("{case}: family {other}"),
+        };
+        let mut want: Vec<(String, Vec<usize>)> = weights.names().into_iter().map(|n| (n.to_string(), weights.get(n).unwrap().shape.clone())).collect();
+        // aMUSEd's CLIP is stored by transformers 4 (text_model.*); the schema names transformers 5's.
+        for (n, _) in want.iter_mut() {
+            *n = n.replace("text_encoder.text_model.", "text_encoder.");
+        }
+        // Easel uses TAESD for previews only: its encoder is not read.
+        if case == "taesd-tiny" {
+            want.retain(|(n, _)| !n.contains(".encoder.layers."));
+        }
+        let mut got = got;
+        want.sort();
+        got.sort();
+        let missing: Vec<_> = want.iter().filter(|t| !got.contains(t)).collect();
+        let extra: Vec<_> = got.iter().filter(|t| !want.contains(t)).collect();
+        assert!(missing.is_empty() && extra.is_empty(), "{case}: schema lacks {missing:?}; schema has extra {extra:?}");
+        assert!(got.len() >= 8, "{case}: {} tensors", got.len());
+    }
+}

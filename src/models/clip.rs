@@ -20,6 +20,8 @@ pub struct ClipTextConfig {
     pub max_positions: usize,
     pub intermediate_size: usize,
     pub vocab_size: usize,
+    /// `CLIPTextModelWithProjection`'s text_projection width.
+    pub projection_dim: usize,
 }
 
 impl ClipTextConfig {
@@ -40,6 +42,7 @@ impl ClipTextConfig {
             max_positions: c.usize_or("max_position_embeddings", 77)?,
             intermediate_size: c.usize_or("intermediate_size", 3072)?,
             vocab_size: c.usize_or("vocab_size", 49408)?,
+            projection_dim: c.usize_or("projection_dim", 512)?,
         })
     }
 }
@@ -68,9 +71,10 @@ fn body(g: &mut Graph, cfg: &ClipTextConfig, ids: TensorId) -> Result<ClipOutput
         return Err(OpError::Input { name: "input_ids".into(), message: format!("{len} tokens, the model has {} positions", cfg.max_positions) });
     }
     let mut x = g.scoped("embeddings", |g| -> Result<TensorId, OpError> {
-        let table = g.weight("token_embedding.weight")?;
+        let d = cfg.hidden_size;
+        let table = g.param("token_embedding.weight", &[cfg.vocab_size, d])?;
         let tokens = g.embedding(ids, table)?;
-        let pos = g.weight("position_embedding.weight")?;
+        let pos = g.param("position_embedding.weight", &[cfg.max_positions, d])?;
         let pos = g.slice(pos, 0, 0, len)?;
         g.add(tokens, pos)
     })?;
@@ -81,29 +85,27 @@ fn body(g: &mut Graph, cfg: &ClipTextConfig, ids: TensorId) -> Result<ClipOutput
         }
         x = g.scoped("encoder", |g| g.scoped("layers", |g| g.scoped(&i.to_string(), |g| layer(g, cfg, x))))?;
     }
-    let last_hidden_state = g.scoped("final_layer_norm", |g| -> Result<TensorId, OpError> {
-        let (w, b) = (g.weight("weight")?, g.weight("bias")?);
-        g.layer_norm(x, w, b, cfg.eps)
-    })?;
+    let last_hidden_state = norm(g, "final_layer_norm", x, cfg.eps)?;
     Ok(ClipOutputs { last_hidden_state, penultimate })
 }
 
 fn layer(g: &mut Graph, cfg: &ClipTextConfig, x: TensorId) -> Result<TensorId, OpError> {
     let h = norm(g, "layer_norm1", x, cfg.eps)?;
     let attn = g.scoped("self_attn", |g| -> Result<TensorId, OpError> {
-        let q = dense(g, "q_proj", h)?;
-        let k = dense(g, "k_proj", h)?;
-        let v = dense(g, "v_proj", h)?;
-        let scale = 1.0 / ((cfg.hidden_size / cfg.heads) as f32).sqrt();
+        let d = cfg.hidden_size;
+        let q = dense(g, "q_proj", h, d, true)?;
+        let k = dense(g, "k_proj", h, d, true)?;
+        let v = dense(g, "v_proj", h, d, true)?;
+        let scale = 1.0 / ((d / cfg.heads) as f32).sqrt();
         let o = g.attention(q, k, v, cfg.heads, scale, true)?;
-        dense(g, "out_proj", o)
+        dense(g, "out_proj", o, d, true)
     })?;
     let x = g.add(x, attn)?;
     let h = norm(g, "layer_norm2", x, cfg.eps)?;
     let mlp = g.scoped("mlp", |g| -> Result<TensorId, OpError> {
-        let h = dense(g, "fc1", h)?;
+        let h = dense(g, "fc1", h, cfg.intermediate_size, true)?;
         let h = g.unary(h, cfg.act)?;
-        dense(g, "fc2", h)
+        dense(g, "fc2", h, cfg.hidden_size, true)
     })?;
     g.add(x, mlp)
 }
@@ -111,11 +113,11 @@ fn layer(g: &mut Graph, cfg: &ClipTextConfig, x: TensorId) -> Result<TensorId, O
 /// `CLIPTextModelWithProjection`'s `text_embeds`: the final hidden state at each prompt's
 /// end-of-text token, through `text_projection` (no bias). `eos_select` [B, 1, L] is one-hot
 /// at that position (see `eos_one_hot`), so the matmul copies the row exactly.
-pub fn text_embeds(g: &mut Graph, last_hidden_state: TensorId, eos_select: TensorId) -> Result<TensorId, OpError> {
+pub fn text_embeds(g: &mut Graph, cfg: &ClipTextConfig, last_hidden_state: TensorId, eos_select: TensorId) -> Result<TensorId, OpError> {
     let pooled = g.matmul(eos_select, last_hidden_state, false)?;
     let s = g.shape(pooled).to_vec();
     let pooled = g.reshape(pooled, &[s[0], s[2]])?;
-    dense(g, "text_projection", pooled)
+    dense(g, "text_projection", pooled, cfg.projection_dim, false)
 }
 
 /// One-hot rows [B, 1, L] picking the pooled position per prompt as transformers does for

@@ -35,6 +35,9 @@ pub struct DcganConfig {
     /// The classes (prompts pick one by name); empty for an unconditional generator.
     pub classes: Vec<ClassLabel>,
     pub styles: Vec<String>,
+    /// Widths of the class and style embeddings (0 when there are none).
+    pub class_embedding_dim: usize,
+    pub style_embedding_dim: usize,
 }
 
 fn refuse(message: String) -> OpError {
@@ -62,7 +65,9 @@ impl DcganConfig {
             Some(list) => list.iter().enumerate().map(|(i, e)| class_label(i, e)).collect::<Result<_, _>>()?,
         };
         let styles = if v.get("styles").is_some() { c.strings("styles")? } else { vec![] };
-        Ok(Self { z_dim: c.usize("z_dim")?, image_size, kernel_size, block_out_channels, classes, styles })
+        let class_embedding_dim = if classes.is_empty() { 0 } else { c.usize("class_embedding_dim")? };
+        let style_embedding_dim = if styles.is_empty() { 0 } else { c.usize("style_embedding_dim")? };
+        Ok(Self { z_dim: c.usize("z_dim")?, image_size, kernel_size, block_out_channels, classes, styles, class_embedding_dim, style_embedding_dim })
     }
 }
 
@@ -93,8 +98,8 @@ pub struct Condition {
     pub t: TensorId,
 }
 
-fn mixed_embedding(g: &mut Graph, table: &str, ids: [TensorId; 2], keep: TensorId, t: TensorId) -> Result<TensorId, OpError> {
-    let w = g.weight(table)?;
+fn mixed_embedding(g: &mut Graph, table: &str, shape: [usize; 2], ids: [TensorId; 2], keep: TensorId, t: TensorId) -> Result<TensorId, OpError> {
+    let w = g.param(table, &shape)?;
     let (from, to) = (g.embedding(ids[0], w)?, g.embedding(ids[1], w)?);
     let (a, b) = (g.mul(from, keep)?, g.mul(to, t)?);
     g.add(a, b)
@@ -106,9 +111,9 @@ pub fn generator(g: &mut Graph, cfg: &DcganConfig, z: TensorId, cond: Option<Con
     let b = g.shape(z)[0];
     let mut parts = vec![z];
     if let Some(c) = cond {
-        parts.push(mixed_embedding(g, "class_embedding.weight", c.class, c.keep, c.t)?);
+        parts.push(mixed_embedding(g, "class_embedding.weight", [cfg.classes.len(), cfg.class_embedding_dim], c.class, c.keep, c.t)?);
         if let Some(style) = c.style {
-            parts.push(mixed_embedding(g, "style_embedding.weight", style, c.keep, c.t)?);
+            parts.push(mixed_embedding(g, "style_embedding.weight", [cfg.styles.len(), cfg.style_embedding_dim], style, c.keep, c.t)?);
         }
     }
     let h = g.concat(&parts, 1)?;
@@ -117,12 +122,11 @@ pub fn generator(g: &mut Graph, cfg: &DcganConfig, z: TensorId, cond: Option<Con
     let last = cfg.block_out_channels.len() - 1;
     for i in 0..=last {
         let (stride, pad) = if i == 0 { (1, 0) } else { (2, 1) };
+        let (inp, out, k) = (g.shape(h)[1], cfg.block_out_channels[i], cfg.kernel_size);
         h = g.scoped(&format!("blocks.{i}"), |g| {
-            let w = g.weight("weight")?;
-            if g.shape(w)[1] != cfg.block_out_channels[i] {
-                return Err(refuse(format!("blocks.{i}.weight has shape {:?} but 'block_out_channels' says {} outputs", g.shape(w), cfg.block_out_channels[i])));
-            }
-            let bias = g.weight_opt("bias");
+            // ConvTranspose2d keeps its weight as [in, out, k, k].
+            let w = g.param("weight", &[inp, out, k, k])?;
+            let bias = g.param_opt("bias", &[out], true)?;
             g.conv_transpose2d(h, w, bias, stride, pad)
         })?;
         h = g.unary(h, if i == last { UnaryOp::Tanh } else { UnaryOp::Relu })?;

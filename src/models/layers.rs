@@ -4,42 +4,60 @@
 use crate::error::OpError;
 use crate::ops::{Graph, TensorId};
 
-/// `nn.Linear` called `name`.
-pub fn dense(g: &mut Graph, name: &str, x: TensorId) -> Result<TensorId, OpError> {
+/// `nn.Linear(in, out, bias)` called `name`; `in` is the last axis of `x`. `bias` is the
+/// architecture's default: a checkpoint with or without the bias is read as it is.
+pub fn dense(g: &mut Graph, name: &str, x: TensorId, out: usize, bias: bool) -> Result<TensorId, OpError> {
+    let inp = *g.shape(x).last().unwrap_or(&0);
     g.scoped(name, |g| {
-        let w = g.weight("weight")?;
-        let b = g.weight_opt("bias");
+        let w = g.param("weight", &[out, inp])?;
+        let b = g.param_opt("bias", &[out], bias)?;
         g.linear(x, w, b)
     })
 }
 
-/// `nn.LayerNorm` called `name`.
+/// `nn.LayerNorm` over the last axis, called `name`.
 pub fn layer_norm(g: &mut Graph, name: &str, x: TensorId, eps: f32) -> Result<TensorId, OpError> {
+    let c = *g.shape(x).last().unwrap_or(&0);
     g.scoped(name, |g| {
-        let (w, b) = (g.weight("weight")?, g.weight("bias")?);
+        let (w, b) = (g.param("weight", &[c])?, g.param("bias", &[c])?);
         g.layer_norm(x, w, b, eps)
     })
 }
 
-/// `nn.GroupNorm` called `name`, optionally followed by SiLU (fused on the GPU).
+/// `nn.GroupNorm` over the channels of NCHW `x`, called `name`, optionally followed by SiLU
+/// (fused on the GPU).
 pub fn group_norm(g: &mut Graph, name: &str, x: TensorId, groups: usize, eps: f32, silu: bool) -> Result<TensorId, OpError> {
+    let c = g.shape(x).get(1).copied().unwrap_or(0);
     g.scoped(name, |g| {
-        let (w, b) = (g.weight("weight")?, g.weight("bias")?);
+        let (w, b) = (g.param("weight", &[c])?, g.param("bias", &[c])?);
         g.group_norm(x, w, b, groups, eps, silu)
     })
 }
 
-/// `nn.Conv2d` called `name` with symmetric padding.
-pub fn conv(g: &mut Graph, name: &str, x: TensorId, stride: usize, pad: usize) -> Result<TensorId, OpError> {
-    conv_padded(g, name, x, stride, [pad; 4])
+/// An `nn.Conv2d`'s hyper-parameters: output channels, square kernel, stride, [top, bottom,
+/// left, right] padding, and whether it has a bias by default.
+#[derive(Debug, Clone, Copy)]
+pub struct ConvSpec {
+    pub out: usize,
+    pub kernel: usize,
+    pub stride: usize,
+    pub padding: [usize; 4],
+    pub bias: bool,
 }
 
-/// `nn.Conv2d` with explicit [top, bottom, left, right] padding.
-pub fn conv_padded(g: &mut Graph, name: &str, x: TensorId, stride: usize, padding: [usize; 4]) -> Result<TensorId, OpError> {
+/// `nn.Conv2d(in, out, k, stride, padding)` with a bias, called `name`.
+pub fn conv(g: &mut Graph, name: &str, x: TensorId, out: usize, kernel: usize, stride: usize, pad: usize) -> Result<TensorId, OpError> {
+    conv_with(g, name, x, ConvSpec { out, kernel, stride, padding: [pad; 4], bias: true })
+}
+
+/// `nn.Conv2d` as `spec` says (asymmetric padding, no bias).
+pub fn conv_with(g: &mut Graph, name: &str, x: TensorId, spec: ConvSpec) -> Result<TensorId, OpError> {
+    let inp = g.shape(x).get(1).copied().unwrap_or(0);
+    let k = spec.kernel;
     g.scoped(name, |g| {
-        let w = g.weight("weight")?;
-        let b = g.weight_opt("bias");
-        g.conv2d(x, w, b, stride, padding)
+        let w = g.param("weight", &[spec.out, inp, k, k])?;
+        let b = g.param_opt("bias", &[spec.out], spec.bias)?;
+        g.conv2d(x, w, b, spec.stride, spec.padding)
     })
 }
 

@@ -1,256 +1,172 @@
-//! Every weight (checkpoint name and shape) of the CLIP text model, the UNet, the VAE and TAESD,
-//! enumerated from their configs exactly as the graph builders read them. Used to make
-//! full-size models with random weights (tests and benchmarks) without a checkpoint, and
-//! checked against the fixtures' real tensor lists.
+//! Every weight (checkpoint name and shape) of a model, derived from its graph builder: the
+//! builder runs once against a recorder that answers each declared parameter (`Graph::param`)
+//! with its declared shape and keeps the list. Each architecture is written once; the schema
+//! makes full-size models with random weights (tests and benchmarks) without a checkpoint,
+//! and is checked against the fixtures' real tensor lists.
 
-#![allow(clippy::needless_range_loop)] // block indices mirror diffusers' loops
-use super::clip::ClipTextConfig;
-use super::taesd::{Layer, TaesdConfig};
-use super::unet::{Attn, UNetConfig};
-use super::vae::VaeConfig;
+use std::cell::RefCell;
+use std::collections::HashSet;
 
-/// (name, shape) of each weight, in a stable order.
+use super::clip::{self, ClipTextConfig};
+use super::dcgan::{self, Condition, DcganConfig};
+use super::taesd::{self, TaesdConfig};
+use super::unet::{self, UNetConfig};
+use super::uvit::{self, UVitConfig, UVitInputs};
+use super::vae::{self, VaeConfig};
+use super::vqgan::{self, VqConfig};
+use crate::error::OpError;
+use crate::ops::{Graph, WeightShapes};
+
+/// (name, shape) of each weight, in the order the model first uses them.
 pub type Schema = Vec<(String, Vec<usize>)>;
 
-struct Out<'a> {
-    list: &'a mut Schema,
-    prefix: String,
+/// Has every parameter it is asked for, and writes it down.
+#[derive(Default)]
+struct Recorder {
+    list: RefCell<Schema>,
+    seen: RefCell<HashSet<String>>,
 }
 
-impl Out<'_> {
-    fn add(&mut self, name: &str, shape: &[usize]) {
-        self.list.push((format!("{}{name}", self.prefix), shape.to_vec()));
+impl WeightShapes for Recorder {
+    fn weight_shape(&self, _: &str) -> Option<Vec<usize>> {
+        None
     }
-    fn scoped(&mut self, scope: &str, f: impl FnOnce(&mut Out)) {
-        let mut inner = Out { list: self.list, prefix: format!("{}{scope}.", self.prefix) };
-        f(&mut inner);
-    }
-    fn norm(&mut self, name: &str, c: usize) {
-        self.add(&format!("{name}.weight"), &[c]);
-        self.add(&format!("{name}.bias"), &[c]);
-    }
-    fn dense(&mut self, name: &str, out: usize, inp: usize, bias: bool) {
-        self.add(&format!("{name}.weight"), &[out, inp]);
-        if bias {
-            self.add(&format!("{name}.bias"), &[out]);
+
+    fn record(&self, name: &str, shape: &[usize]) -> bool {
+        // Banded convs and the VQ codebook declare the same parameter more than once.
+        if self.seen.borrow_mut().insert(name.to_string()) {
+            self.list.borrow_mut().push((name.to_string(), shape.to_vec()));
         }
+        true
     }
-    fn conv(&mut self, name: &str, out: usize, inp: usize, k: usize) {
-        self.add(&format!("{name}.weight"), &[out, inp, k, k]);
-        self.add(&format!("{name}.bias"), &[out]);
+
+    fn recording(&self) -> bool {
+        true
     }
 }
 
-/// `text_encoder.*` of a CLIP text model (transformers-5 names).
+/// The parameters `build` declares. Inputs only need the right widths: nothing runs.
+pub fn record(build: impl FnOnce(&mut Graph) -> Result<(), OpError>) -> Result<Schema, OpError> {
+    let recorder = Recorder::default();
+    let mut g = Graph::new(&recorder);
+    build(&mut g)?;
+    drop(g);
+    Ok(recorder.list.into_inner())
+}
+
+fn expect(what: &str, schema: Result<Schema, OpError>) -> Schema {
+    // Configs were validated when parsed; a builder that fails on its own config is a bug.
+    schema.unwrap_or_else(|e| panic!("the {what} builder fails on its config: {e}"))
+}
+
+/// `text_encoder.*` of a CLIP text model (transformers-5 names), with `text_projection`
+/// for `CLIPTextModelWithProjection`.
+pub fn clip_text_as(cfg: &ClipTextConfig, with_projection: bool) -> Schema {
+    expect(
+        "CLIP text",
+        record(|g| {
+            let len = cfg.max_positions;
+            let ids = g.input_u32("ids", &[1, len]);
+            g.scoped("text_encoder", |g| {
+                let o = clip::text_model(g, cfg, ids, false)?;
+                if with_projection {
+                    let select = g.input("eos_select", &[1, 1, len]);
+                    clip::text_embeds(g, cfg, o.last_hidden_state, select)?;
+                }
+                Ok(())
+            })
+        }),
+    )
+}
+
+/// `text_encoder.*` of a `CLIPTextModel`.
 pub fn clip_text(cfg: &ClipTextConfig) -> Schema {
-    let (vocab, intermediate) = (cfg.vocab_size, cfg.intermediate_size);
-    let mut list = Schema::new();
-    let mut o = Out { list: &mut list, prefix: "text_encoder.".into() };
-    let d = cfg.hidden_size;
-    o.add("embeddings.token_embedding.weight", &[vocab, d]);
-    o.add("embeddings.position_embedding.weight", &[cfg.max_positions, d]);
-    for i in 0..cfg.layers {
-        o.scoped(&format!("encoder.layers.{i}"), |o| {
-            o.norm("layer_norm1", d);
-            for p in ["q_proj", "k_proj", "v_proj", "out_proj"] {
-                o.dense(&format!("self_attn.{p}"), d, d, true);
-            }
-            o.norm("layer_norm2", d);
-            o.dense("mlp.fc1", intermediate, d, true);
-            o.dense("mlp.fc2", d, intermediate, true);
-        });
-    }
-    o.norm("final_layer_norm", d);
-    list
+    clip_text_as(cfg, false)
 }
 
-fn resnet(o: &mut Out, inp: usize, out: usize, temb: Option<usize>) {
-    o.norm("norm1", inp);
-    o.conv("conv1", out, inp, 3);
-    if let Some(t) = temb {
-        o.dense("time_emb_proj", out, t, true);
-    }
-    o.norm("norm2", out);
-    o.conv("conv2", out, out, 3);
-    if inp != out {
-        o.conv("conv_shortcut", out, inp, 1);
-    }
-}
-
-fn transformer(o: &mut Out, c: usize, layers: usize, cross: usize, linear: bool) {
-    o.norm("norm", c);
-    let proj = |o: &mut Out, name: &str| if linear { o.dense(name, c, c, true) } else { o.conv(name, c, c, 1) };
-    proj(o, "proj_in");
-    for k in 0..layers {
-        o.scoped(&format!("transformer_blocks.{k}"), |o| {
-            for (n, ctx) in [("attn1", c), ("attn2", cross)] {
-                o.dense(&format!("{n}.to_q"), c, c, false);
-                o.dense(&format!("{n}.to_k"), c, ctx, false);
-                o.dense(&format!("{n}.to_v"), c, ctx, false);
-                o.dense(&format!("{n}.to_out.0"), c, c, true);
-            }
-            for n in ["norm1", "norm2", "norm3"] {
-                o.norm(n, c);
-            }
-            o.dense("ff.net.0.proj", 8 * c, c, true);
-            o.dense("ff.net.2", c, 4 * c, true);
-        });
-    }
-    proj(o, "proj_out");
-}
-
-/// `unet.*` of a UNet2DConditionModel.
+/// `unet.*` of a UNet2DConditionModel or UNet2DModel.
 pub fn unet(cfg: &UNetConfig) -> Schema {
-    let mut list = Schema::new();
-    let mut o = Out { list: &mut list, prefix: "unet.".into() };
-    let ch = &cfg.block_out_channels;
-    let n = ch.len();
-    let t = 4 * ch[0];
-    let cross = cfg.cross_attention_dim;
-    o.conv("conv_in", ch[0], cfg.in_channels, 3);
-    o.dense("time_embedding.linear_1", t, ch[0], true);
-    o.dense("time_embedding.linear_2", t, t, true);
-    let mut prev = ch[0];
-    for i in 0..n {
-        o.scoped(&format!("down_blocks.{i}"), |o| {
-            for j in 0..cfg.layers_per_block {
-                o.scoped(&format!("resnets.{j}"), |o| resnet(o, if j == 0 { prev } else { ch[i] }, ch[i], Some(t)));
-                if cfg.down_attention[i] == Attn::Cross {
-                    o.scoped(&format!("attentions.{j}"), |o| transformer(o, ch[i], cfg.transformer_layers[i], cross, cfg.linear_projection));
-                }
-            }
-            if i + 1 < n {
-                o.conv("downsamplers.0.conv", ch[i], ch[i], 3);
-            }
-        });
-        prev = ch[i];
-    }
-    o.scoped("mid_block", |o| {
-        o.scoped("resnets.0", |o| resnet(o, ch[n - 1], ch[n - 1], Some(t)));
-        o.scoped("attentions.0", |o| transformer(o, ch[n - 1], cfg.transformer_layers[n - 1], cross, cfg.linear_projection));
-        o.scoped("resnets.1", |o| resnet(o, ch[n - 1], ch[n - 1], Some(t)));
-    });
-    let mut prev_out = ch[n - 1];
-    for i in 0..n {
-        let (out, block) = (ch[n - 1 - i], n - 1 - i);
-        // diffusers: the last resnet's skip comes from the down block one level shallower.
-        let input = ch[(n - 1).saturating_sub(i + 1)];
-        o.scoped(&format!("up_blocks.{i}"), |o| {
-            for j in 0..=cfg.layers_per_block {
-                let skip = if j == cfg.layers_per_block { input } else { out };
-                let res_in = if j == 0 { prev_out } else { out };
-                o.scoped(&format!("resnets.{j}"), |o| resnet(o, res_in + skip, out, Some(t)));
-                if cfg.up_attention[i] == Attn::Cross {
-                    o.scoped(&format!("attentions.{j}"), |o| transformer(o, out, cfg.transformer_layers[block], cross, cfg.linear_projection));
-                }
-            }
-            if i + 1 < n {
-                o.conv("upsamplers.0.conv", out, out, 3);
-            }
-        });
-        prev_out = out;
-    }
-    o.norm("conv_norm_out", ch[0]);
-    o.conv("conv_out", cfg.out_channels, ch[0], 3);
-    list
+    expect(
+        "UNet",
+        record(|g| {
+            let side = 1 << cfg.block_out_channels.len();
+            let sample = g.input("sample", &[1, cfg.in_channels, side, side]);
+            let t = g.input("timestep", &[1]);
+            let context = (!cfg.unconditional).then(|| g.input("context", &[1, 77, cfg.cross_attention_dim]));
+            g.scoped("unet", |g| unet::unet(g, cfg, sample, t, context)).map(drop)
+        }),
+    )
 }
 
-/// A VAE block's single-head spatial attention.
-fn vae_attention(o: &mut Out, c: usize) {
-    o.norm("group_norm", c);
-    for p in ["to_q", "to_k", "to_v", "to_out.0"] {
-        o.dense(p, c, c, true);
-    }
-}
-
-fn vae_mid(o: &mut Out, c: usize, attention: bool) {
-    o.scoped("mid_block", |o| {
-        o.scoped("resnets.0", |o| resnet(o, c, c, None));
-        if attention {
-            o.scoped("attentions.0", |o| vae_attention(o, c));
-        }
-        o.scoped("resnets.1", |o| resnet(o, c, c, None));
-    });
-}
-
-/// `vae.*` of an AutoencoderKL (encoder and decoder).
+/// `vae.*` of an AutoencoderKL: encoder and decoder.
 pub fn vae(cfg: &VaeConfig) -> Schema {
-    let mut list = Schema::new();
-    let mut o = Out { list: &mut list, prefix: "vae.".into() };
-    let ch = &cfg.block_out_channels;
-    let (n, l) = (ch.len(), cfg.latent_channels);
-    o.scoped("encoder", |o| {
-        o.conv("conv_in", ch[0], cfg.in_channels, 3);
-        let mut prev = ch[0];
-        for i in 0..n {
-            o.scoped(&format!("down_blocks.{i}"), |o| {
-                for j in 0..cfg.layers_per_block {
-                    o.scoped(&format!("resnets.{j}"), |o| resnet(o, if j == 0 { prev } else { ch[i] }, ch[i], None));
-                    if cfg.down_attention[i] {
-                        o.scoped(&format!("attentions.{j}"), |o| vae_attention(o, ch[i]));
-                    }
-                }
-                if i + 1 < n {
-                    o.conv("downsamplers.0.conv", ch[i], ch[i], 3);
-                }
-            });
-            prev = ch[i];
-        }
-        vae_mid(o, ch[n - 1], cfg.mid_attention);
-        o.norm("conv_norm_out", ch[n - 1]);
-        o.conv("conv_out", 2 * l, ch[n - 1], 3);
-    });
-    if cfg.quant_conv {
-        o.conv("quant_conv", 2 * l, 2 * l, 1);
-    }
-    if cfg.post_quant_conv {
-        o.conv("post_quant_conv", l, l, 1);
-    }
-    o.scoped("decoder", |o| {
-        o.conv("conv_in", ch[n - 1], l, 3);
-        vae_mid(o, ch[n - 1], cfg.mid_attention);
-        let mut prev = ch[n - 1];
-        for i in 0..n {
-            let out = ch[n - 1 - i];
-            o.scoped(&format!("up_blocks.{i}"), |o| {
-                for j in 0..=cfg.layers_per_block {
-                    o.scoped(&format!("resnets.{j}"), |o| resnet(o, if j == 0 { prev } else { out }, out, None));
-                    if cfg.up_attention[i] {
-                        o.scoped(&format!("attentions.{j}"), |o| vae_attention(o, out));
-                    }
-                }
-                if i + 1 < n {
-                    o.conv("upsamplers.0.conv", out, out, 3);
-                }
-            });
-            prev = out;
-        }
-        o.norm("conv_norm_out", ch[0]);
-        o.conv("conv_out", cfg.out_channels, ch[0], 3);
-    });
-    list
+    expect("VAE", record(|g| g.scoped("vae", |g| autoencoder(g, cfg))))
 }
 
-/// `taesd.decoder.*` of an AutoencoderTiny: the decoder only (previews never encode, so the
-/// converter leaves the encoder out).
+fn autoencoder(g: &mut Graph, cfg: &VaeConfig) -> Result<(), OpError> {
+    let side = cfg.downscale();
+    let image = g.input("image", &[1, cfg.in_channels, side, side]);
+    vae::encode(g, cfg, image)?;
+    let z = g.input("z", &[1, cfg.vq_embed_dim.unwrap_or(cfg.latent_channels), 1, 1]);
+    vae::decode(g, cfg, z).map(drop)
+}
+
+/// `vqvae.*` of a VQ model (diffusers' VQModel, or taming's renamed): encoder, codebook,
+/// decoder.
+pub fn vq(cfg: &VqConfig) -> Schema {
+    expect(
+        "VQ",
+        record(|g| {
+            let side = cfg.downscale();
+            let image = g.input("image", &[1, cfg.vae.in_channels, side, side]);
+            let h = vqgan::encode(g, cfg, image)?;
+            let (_, z_q) = vqgan::quantize(g, cfg, h)?;
+            vqgan::decode(g, cfg, z_q).map(drop)
+        }),
+    )
+}
+
+/// `taesd.decoder.*` of an AutoencoderTiny.
 pub fn taesd_decoder(cfg: &TaesdConfig) -> Schema {
-    let mut list = Schema::new();
-    let mut o = Out { list: &mut list, prefix: "taesd.decoder.layers.".into() };
-    for (i, layer) in cfg.layers().into_iter().enumerate() {
-        match layer {
-            Layer::Conv { inp, out, bias } => {
-                o.add(&format!("{i}.weight"), &[out, inp, 3, 3]);
-                if bias {
-                    o.add(&format!("{i}.bias"), &[out]);
-                }
-            }
-            Layer::Block { channels: c } => o.scoped(&i.to_string(), |o| {
-                for k in [0, 2, 4] {
-                    o.conv(&format!("conv.{k}"), c, c, 3);
-                }
-            }),
-            Layer::Relu | Layer::Upsample => {}
-        }
-    }
-    list
+    expect(
+        "TAESD",
+        record(|g| {
+            let z = g.input("z", &[1, cfg.latent_channels, 1, 1]);
+            g.scoped("taesd", |g| taesd::decode(g, cfg, z)).map(drop)
+        }),
+    )
+}
+
+/// `transformer.*` of aMUSEd's UVit2DModel.
+pub fn uvit(cfg: &UVitConfig) -> Schema {
+    expect(
+        "UVit2D",
+        record(|g| {
+            let x = UVitInputs {
+                ids: g.input_u32("ids", &[1, 4, 4]),
+                encoder_hidden_states: g.input("encoder_hidden_states", &[1, 77, cfg.encoder_hidden_size]),
+                pooled_text_emb: g.input("pooled_text_emb", &[1, cfg.cond_embed_dim]),
+                micro_conds: g.input("micro_conds", &[1, 5]),
+            };
+            g.scoped("transformer", |g| uvit::uvit(g, cfg, &x)).map(drop)
+        }),
+    )
+}
+
+/// `generator.*` of Easel's DCGAN.
+pub fn dcgan(cfg: &DcganConfig) -> Schema {
+    expect(
+        "DCGAN",
+        record(|g| {
+            let z = g.input("z", &[1, cfg.z_dim]);
+            let ids = |g: &mut Graph, name: &str| g.input_u32(name, &[1]);
+            let cond = (!cfg.classes.is_empty()).then(|| Condition {
+                class: [ids(g, "class"), ids(g, "class_to")],
+                style: (!cfg.styles.is_empty()).then(|| [ids(g, "style"), ids(g, "style_to")]),
+                keep: g.input("keep", &[1, 1]),
+                t: g.input("t", &[1, 1]),
+            });
+            g.scoped("generator", |g| dcgan::generator(g, cfg, z, cond)).map(drop)
+        }),
+    )
 }

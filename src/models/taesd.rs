@@ -6,7 +6,7 @@
 use serde_json::Value;
 
 use super::config::Cfg;
-use super::layers::{conv, within};
+use super::layers::{conv, conv_with, within, ConvSpec};
 use crate::error::OpError;
 use crate::ops::{Graph, TensorId, UnaryOp};
 
@@ -101,12 +101,13 @@ pub enum Layer {
 /// `AutoencoderTinyBlock` in the current scope. Decoder blocks never change width, so the
 /// skip is the identity (a 1x1 `skip` conv exists only when they do).
 fn block(g: &mut Graph, x: TensorId) -> Result<TensorId, OpError> {
-    let h = conv(g, "conv.0", x, 1, 1)?;
+    let c = g.shape(x)[1];
+    let h = conv(g, "conv.0", x, c, 3, 1, 1)?;
     let h = g.unary(h, UnaryOp::Relu)?;
-    let h = conv(g, "conv.2", h, 1, 1)?;
+    let h = conv(g, "conv.2", h, c, 3, 1, 1)?;
     let h = g.unary(h, UnaryOp::Relu)?;
-    let h = conv(g, "conv.4", h, 1, 1)?;
-    let skip = if g.has_weight("skip.weight") { conv(g, "skip", x, 1, 0)? } else { x };
+    let h = conv(g, "conv.4", h, c, 3, 1, 1)?;
+    let skip = x;
     let sum = g.add(h, skip)?;
     g.unary(sum, UnaryOp::Relu)
 }
@@ -122,7 +123,7 @@ pub fn decode(g: &mut Graph, cfg: &TaesdConfig, z: TensorId) -> Result<TensorId,
         for (i, layer) in cfg.layers().into_iter().enumerate() {
             let name = i.to_string();
             x = match layer {
-                Layer::Conv { .. } => conv(g, &name, x, 1, 1)?,
+                Layer::Conv { out, bias, .. } => conv_with(g, &name, x, ConvSpec { out, kernel: 3, stride: 1, padding: [1; 4], bias })?,
                 Layer::Relu => g.unary(x, UnaryOp::Relu)?,
                 Layer::Block { .. } => g.scoped(&name, |g| block(g, x))?,
                 Layer::Upsample => g.upsample2x(x)?,

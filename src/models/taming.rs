@@ -68,6 +68,7 @@ pub fn config_from_yaml(text: &str) -> Result<VqConfig, OpError> {
         up_attention,
         quant_conv: true,
         post_quant_conv: true,
+        vq_embed_dim: Some(p.usize("embed_dim")?),
     };
     Ok(VqConfig { vae, num_embeddings: p.usize("n_embed")?, embed_dim: p.usize("embed_dim")? })
 }

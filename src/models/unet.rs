@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::blocks::{resnet, self_attention, transformer_2d, upsample_to, Norm, TransformerSpec};
 use super::config::Cfg;
-use super::layers::{conv, conv_padded, dense, group_norm, within};
+use super::layers::{conv, conv_with, dense, group_norm, within, ConvSpec};
 use crate::error::OpError;
 use crate::ops::{Graph, TensorId, UnaryOp};
 
@@ -158,23 +158,24 @@ fn block_attention_layer(g: &mut Graph, cfg: &UNetConfig, kind: Attn, block: usi
 /// `context` [B, L, cross_attention_dim] (None for UNet2DModel) -> noise (or v)
 /// prediction [B, out, h, w].
 pub fn unet(g: &mut Graph, cfg: &UNetConfig, sample: TensorId, timestep: TensorId, context: Option<TensorId>) -> Result<TensorId, OpError> {
-    let c0 = cfg.block_out_channels[0];
+    let ch = &cfg.block_out_channels;
+    let c0 = ch[0];
     let temb = g.timestep_embedding(timestep, c0, cfg.flip_sin_to_cos, cfg.freq_shift)?;
     let temb = within(g, "time_embedding", |g| -> Result<TensorId, OpError> {
-        let t = dense(g, "linear_1", temb)?;
+        let t = dense(g, "linear_1", temb, 4 * c0, true)?;
         let t = g.unary(t, UnaryOp::Silu)?;
-        dense(g, "linear_2", t)
+        dense(g, "linear_2", t, 4 * c0, true)
     })?;
     // Every resnet applies SiLU to the embedding before its own projection.
     let temb = g.unary(temb, UnaryOp::Silu)?;
 
-    let mut x = conv(g, "conv_in", sample, 1, 1)?;
+    let mut x = conv(g, "conv_in", sample, c0, 3, 1, 1)?;
     let mut skips = vec![x];
     let n = cfg.block_out_channels.len();
-    for i in 0..n {
+    for (i, &out) in ch.iter().enumerate() {
         x = within(g, &format!("down_blocks.{i}"), |g| -> Result<TensorId, OpError> {
             for j in 0..cfg.layers_per_block {
-                x = within(g, &format!("resnets.{j}"), |g| resnet(g, x, Some(temb), cfg.norm))?;
+                x = within(g, &format!("resnets.{j}"), |g| resnet(g, x, out, Some(temb), cfg.norm))?;
                 x = within(g, &format!("attentions.{j}"), |g| block_attention_layer(g, cfg, cfg.down_attention[i], i, x, context))?;
                 skips.push(x);
             }
@@ -182,17 +183,18 @@ pub fn unet(g: &mut Graph, cfg: &UNetConfig, sample: TensorId, timestep: TensorI
                 // diffusers' Downsample2D pads (0, 1, 0, 1) itself when its padding is 0.
                 let p = cfg.downsample_padding;
                 let padding = if p == 0 { [0, 1, 0, 1] } else { [p; 4] };
-                x = within(g, "downsamplers.0", |g| conv_padded(g, "conv", x, 2, padding))?;
+                let spec = ConvSpec { out, kernel: 3, stride: 2, padding, bias: true };
+                x = within(g, "downsamplers.0", |g| conv_with(g, "conv", x, spec))?;
                 skips.push(x);
             }
             Ok(x)
         })?;
     }
     x = g.scoped("mid_block", |g| -> Result<TensorId, OpError> {
-        let x = within(g, "resnets.0", |g| resnet(g, x, Some(temb), cfg.norm))?;
+        let x = within(g, "resnets.0", |g| resnet(g, x, ch[n - 1], Some(temb), cfg.norm))?;
         let kind = if cfg.unconditional { Attn::SelfAttn } else { Attn::Cross };
         let x = within(g, "attentions.0", |g| block_attention_layer(g, cfg, kind, n - 1, x, context))?;
-        within(g, "resnets.1", |g| resnet(g, x, Some(temb), cfg.norm))
+        within(g, "resnets.1", |g| resnet(g, x, ch[n - 1], Some(temb), cfg.norm))
     })?;
     for i in 0..n {
         let block = n - 1 - i; // up block i mirrors down block n-1-i
@@ -200,7 +202,7 @@ pub fn unet(g: &mut Graph, cfg: &UNetConfig, sample: TensorId, timestep: TensorI
             for j in 0..=cfg.layers_per_block {
                 let skip = skips.pop().expect("one skip per up-block layer");
                 x = g.concat(&[x, skip], 1)?;
-                x = within(g, &format!("resnets.{j}"), |g| resnet(g, x, Some(temb), cfg.norm))?;
+                x = within(g, &format!("resnets.{j}"), |g| resnet(g, x, ch[block], Some(temb), cfg.norm))?;
                 x = within(g, &format!("attentions.{j}"), |g| block_attention_layer(g, cfg, cfg.up_attention[i], block, x, context))?;
             }
             if i + 1 < n {
@@ -214,5 +216,5 @@ pub fn unet(g: &mut Graph, cfg: &UNetConfig, sample: TensorId, timestep: TensorI
         })?;
     }
     let x = group_norm(g, "conv_norm_out", x, cfg.norm.groups, cfg.norm.eps, true)?;
-    conv(g, "conv_out", x, 1, 1)
+    conv(g, "conv_out", x, cfg.out_channels, 3, 1, 1)
 }

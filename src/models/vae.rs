@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::blocks::{resnet, self_attention, upsample, Norm};
 use super::config::Cfg;
-use super::layers::{conv, conv_padded, group_norm, within};
+use super::layers::{conv, conv_with, group_norm, within, ConvSpec};
 use super::vae_bands;
 use crate::error::OpError;
 use crate::ops::{Graph, TensorId};
@@ -31,6 +31,9 @@ pub struct VaeConfig {
     pub up_attention: Vec<bool>,
     pub quant_conv: bool,
     pub post_quant_conv: bool,
+    /// A `VQModel`'s codebook width: its encoder makes `latent_channels` (no posterior
+    /// variance) and quant_conv maps them to this width; None for `AutoencoderKL`.
+    pub vq_embed_dim: Option<usize>,
 }
 
 impl VaeConfig {
@@ -65,6 +68,7 @@ impl VaeConfig {
             up_attention,
             quant_conv: c.bool_or("use_quant_conv", true)?,
             post_quant_conv: c.bool_or("use_post_quant_conv", true)?,
+            vq_embed_dim: None,
         })
     }
 
@@ -75,6 +79,15 @@ impl VaeConfig {
 
     pub fn norm(&self) -> Norm {
         Norm { groups: self.groups, eps: 1e-6 }
+    }
+
+    /// Channels out of the encoder: the posterior's mean and log-variance, or the VQ latent.
+    fn encoder_out(&self) -> usize {
+        if self.vq_embed_dim.is_some() {
+            self.latent_channels
+        } else {
+            2 * self.latent_channels
+        }
     }
 }
 
@@ -92,11 +105,12 @@ fn block_attention(component: &str, types: &[String], plain: &str, attn: &str) -
 
 fn mid_block(g: &mut Graph, cfg: &VaeConfig, x: TensorId) -> Result<TensorId, OpError> {
     g.scoped("mid_block", |g| {
-        let mut x = within(g, "resnets.0", |g| resnet(g, x, None, cfg.norm()))?;
+        let c = g.shape(x)[1];
+        let mut x = within(g, "resnets.0", |g| resnet(g, x, c, None, cfg.norm()))?;
         if cfg.mid_attention {
             x = within(g, "attentions.0", |g| self_attention(g, x, cfg.groups, 1e-6, 1))?;
         }
-        within(g, "resnets.1", |g| resnet(g, x, None, cfg.norm()))
+        within(g, "resnets.1", |g| resnet(g, x, c, None, cfg.norm()))
     })
 }
 
@@ -111,20 +125,23 @@ pub fn decode(g: &mut Graph, cfg: &VaeConfig, z: TensorId) -> Result<TensorId, O
 pub fn decode_within(g: &mut Graph, cfg: &VaeConfig, z: TensorId, max_bytes: u64) -> Result<TensorId, OpError> {
     let s = g.shape(z).to_vec();
     let cut = vae_bands::plan(cfg, s[0], [s[2], s[3]], max_bytes)?;
-    let z = if cfg.post_quant_conv { conv(g, "post_quant_conv", z, 1, 0)? } else { z };
+    let latent = cfg.latent_channels;
+    let z = if cfg.post_quant_conv { conv(g, "post_quant_conv", z, latent, 1, 1, 0)? } else { z };
+    let ch = &cfg.block_out_channels;
+    let n = ch.len();
     g.scoped("decoder", |g| {
-        let mut x = conv(g, "conv_in", z, 1, 1)?;
+        let mut x = conv(g, "conv_in", z, ch[n - 1], 3, 1, 1)?;
         x = mid_block(g, cfg, x)?;
-        let n = cfg.block_out_channels.len();
         let mut bands: Option<vae_bands::Bands> = None;
         for i in 0..n {
+            let out = ch[n - 1 - i]; // the decoder's blocks run the channels in reverse
             within(g, &format!("up_blocks.{i}"), |g| -> Result<(), OpError> {
                 for j in 0..=cfg.layers_per_block {
                     let name = format!("resnets.{j}");
                     match bands.take() {
-                        Some(b) => bands = Some(within(g, &name, |g| vae_bands::resnet(g, b, cfg.norm()))?),
+                        Some(b) => bands = Some(within(g, &name, |g| vae_bands::resnet(g, b, out, cfg.norm()))?),
                         None => {
-                            x = within(g, &name, |g| resnet(g, x, None, cfg.norm()))?;
+                            x = within(g, &name, |g| resnet(g, x, out, None, cfg.norm()))?;
                             if cfg.up_attention[i] {
                                 x = within(g, &format!("attentions.{j}"), |g| self_attention(g, x, cfg.groups, 1e-6, 1))?;
                             }
@@ -146,11 +163,11 @@ pub fn decode_within(g: &mut Graph, cfg: &VaeConfig, z: TensorId, max_bytes: u64
         match bands {
             Some(b) => {
                 let b = vae_bands::group_norm(g, "conv_norm_out", &b, cfg.norm(), true)?;
-                vae_bands::conv(g, "conv_out", &b, 1)?.join(g)
+                vae_bands::conv(g, "conv_out", &b, cfg.out_channels, 1)?.join(g)
             }
             None => {
                 let x = group_norm(g, "conv_norm_out", x, cfg.groups, 1e-6, true)?;
-                conv(g, "conv_out", x, 1, 1)
+                conv(g, "conv_out", x, cfg.out_channels, 3, 1, 1)
             }
         }
     })
@@ -165,28 +182,31 @@ pub fn encode(g: &mut Graph, cfg: &VaeConfig, image: TensorId) -> Result<TensorI
         return Err(OpError::Input { name: "image".into(), message: format!("{}x{} is not a multiple of {f}", s[3], s[2]) });
     }
     let moments = g.scoped("encoder", |g| {
-        let mut x = conv(g, "conv_in", image, 1, 1)?;
-        let n = cfg.block_out_channels.len();
-        for i in 0..n {
+        let ch = &cfg.block_out_channels;
+        let mut x = conv(g, "conv_in", image, ch[0], 3, 1, 1)?;
+        let n = ch.len();
+        for (i, &out) in ch.iter().enumerate() {
             x = within(g, &format!("down_blocks.{i}"), |g| -> Result<TensorId, OpError> {
                 for j in 0..cfg.layers_per_block {
-                    x = within(g, &format!("resnets.{j}"), |g| resnet(g, x, None, cfg.norm()))?;
+                    x = within(g, &format!("resnets.{j}"), |g| resnet(g, x, out, None, cfg.norm()))?;
                     if cfg.down_attention[i] {
                         x = within(g, &format!("attentions.{j}"), |g| self_attention(g, x, cfg.groups, 1e-6, 1))?;
                     }
                 }
                 if i + 1 < n {
-                    x = within(g, "downsamplers.0", |g| conv_padded(g, "conv", x, 2, [0, 1, 0, 1]))?;
+                    let spec = ConvSpec { out, kernel: 3, stride: 2, padding: [0, 1, 0, 1], bias: true };
+                    x = within(g, "downsamplers.0", |g| conv_with(g, "conv", x, spec))?;
                 }
                 Ok(x)
             })?;
         }
         x = mid_block(g, cfg, x)?;
         let x = group_norm(g, "conv_norm_out", x, cfg.groups, 1e-6, true)?;
-        conv(g, "conv_out", x, 1, 1)
+        conv(g, "conv_out", x, cfg.encoder_out(), 3, 1, 1)
     })?;
     if cfg.quant_conv {
-        conv(g, "quant_conv", moments, 1, 0)
+        let out = cfg.vq_embed_dim.unwrap_or(2 * cfg.latent_channels);
+        conv(g, "quant_conv", moments, out, 1, 1, 0)
     } else {
         Ok(moments)
     }

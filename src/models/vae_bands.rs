@@ -6,7 +6,7 @@
 //! (`Graph::group_norm_bands`), and upsampling and 1x1 convs work row by row.
 
 use super::blocks::Norm;
-use super::layers::{conv_padded, within};
+use super::layers::{conv_with, within, ConvSpec};
 use super::vae::VaeConfig;
 use crate::error::OpError;
 use crate::ops::{Graph, TensorId};
@@ -36,10 +36,11 @@ impl Bands {
     }
 }
 
-/// `nn.Conv2d` called `name` (3x3 with padding 1, or 1x1), stride 1, band by band.
-pub fn conv(g: &mut Graph, name: &str, x: &Bands, pad: usize) -> Result<Bands, OpError> {
+/// `nn.Conv2d` to `out` channels called `name` (3x3 with padding 1, or 1x1), stride 1,
+/// band by band.
+pub fn conv(g: &mut Graph, name: &str, x: &Bands, out: usize, pad: usize) -> Result<Bands, OpError> {
     let n = x.0.len();
-    let mut out = Vec::with_capacity(n);
+    let mut outputs = Vec::with_capacity(n);
     for (i, &band) in x.0.iter().enumerate() {
         let mut parts = Vec::new();
         // Halo rows from the neighbours stand in for the zero padding between bands.
@@ -54,34 +55,38 @@ pub fn conv(g: &mut Graph, name: &str, x: &Bands, pad: usize) -> Result<Bands, O
         }
         let input = if parts.len() == 1 { band } else { g.concat(&parts, 2)? };
         let (top, bottom) = (if i == 0 { pad } else { 0 }, if i + 1 == n { pad } else { 0 });
-        out.push(conv_padded(g, name, input, 1, [top, bottom, pad, pad])?);
+        let spec = ConvSpec { out, kernel: 2 * pad + 1, stride: 1, padding: [top, bottom, pad, pad], bias: true };
+        outputs.push(conv_with(g, name, input, spec)?);
     }
-    Ok(Bands(out))
+    Ok(Bands(outputs))
 }
 
 /// `nn.GroupNorm` called `name` (+ SiLU) over all bands together.
 pub fn group_norm(g: &mut Graph, name: &str, x: &Bands, norm: Norm, silu: bool) -> Result<Bands, OpError> {
+    let c = g.shape(x.0[0])[1];
     g.scoped(name, |g| {
-        let (w, b) = (g.weight("weight")?, g.weight("bias")?);
+        let (w, b) = (g.param("weight", &[c])?, g.param("bias", &[c])?);
         g.group_norm_bands(&x.0, w, b, norm.groups, norm.eps, silu).map(Bands)
     })
 }
 
-/// `ResnetBlock2D` without a time embedding, in the current scope.
-pub fn resnet(g: &mut Graph, x: Bands, norm: Norm) -> Result<Bands, OpError> {
+/// `ResnetBlock2D` to `out` channels without a time embedding, in the current scope.
+pub fn resnet(g: &mut Graph, x: Bands, out: usize, norm: Norm) -> Result<Bands, OpError> {
+    let inp = g.shape(x.0[0])[1];
     let h = group_norm(g, "norm1", &x, norm, true)?;
-    let h = conv(g, "conv1", &h, 1)?;
+    let h = conv(g, "conv1", &h, out, 1)?;
     let h = group_norm(g, "norm2", &h, norm, true)?;
-    let h = conv(g, "conv2", &h, 1)?;
-    let shortcut = if g.has_weight("conv_shortcut.weight") { conv(g, "conv_shortcut", &x, 0)? } else { x };
+    let h = conv(g, "conv2", &h, out, 1)?;
+    let shortcut = if inp != out { conv(g, "conv_shortcut", &x, out, 0)? } else { x };
     let pairs: Vec<_> = shortcut.0.into_iter().zip(h.0).collect();
     pairs.into_iter().map(|(s, h)| g.add(s, h)).collect::<Result<_, _>>().map(Bands)
 }
 
 /// `Upsample2D`: nearest 2x per band (rows double, so bands stay aligned), then the conv.
 pub fn upsample(g: &mut Graph, x: Bands) -> Result<Bands, OpError> {
+    let c = g.shape(x.0[0])[1];
     let up = x.map(g, |g, b| g.upsample2x(b))?;
-    within(g, "upsamplers.0", |g| conv(g, "conv", &up, 1))
+    within(g, "upsamplers.0", |g| conv(g, "conv", &up, c, 1))
 }
 
 /// Where to cut the decoder into bands, when a map would exceed `max_bytes`: the up block

@@ -35,11 +35,12 @@ impl VqConfig {
         let c = Cfg::new(SCOPE, v);
         // "spatial" is MoVQ's SpatialNorm decoder, conditioned on the codes.
         c.expect_one_of("norm_type", &["group"])?;
-        let vae = VaeConfig::from_json_as(SCOPE, v)?;
+        let mut vae = VaeConfig::from_json_as(SCOPE, v)?;
         let embed_dim = match v.get("vq_embed_dim") {
             None | Some(Value::Null) => vae.latent_channels,
             Some(_) => c.usize("vq_embed_dim")?,
         };
+        vae.vq_embed_dim = Some(embed_dim);
         Ok(Self { num_embeddings: c.usize_or("num_vq_embeddings", 256)?, embed_dim, vae })
     }
 
@@ -70,6 +71,7 @@ impl VqConfig {
             up_attention: (0..levels).map(|i| has(&format!("decoder.up_blocks.{i}.attentions.0.to_q.weight"))).collect(),
             quant_conv: has("quant_conv.weight"),
             post_quant_conv: has("post_quant_conv.weight"),
+            vq_embed_dim: Some(codebook[1]),
         };
         Ok(Self { vae, num_embeddings: codebook[0], embed_dim: codebook[1] })
     }
@@ -89,26 +91,27 @@ pub fn encode(g: &mut Graph, cfg: &VqConfig, image: TensorId) -> Result<TensorId
 /// Nearest codebook entries of latents [B, D, h, w]: (indices u32 [B, h, w], z_q, the
 /// codebook rows [B, D, h, w]). z_q is the rows themselves, which the reference's
 /// straight-through `h + (e - h)` equals up to rounding.
-pub fn quantize(g: &mut Graph, latents: TensorId) -> Result<(TensorId, TensorId), OpError> {
+pub fn quantize(g: &mut Graph, cfg: &VqConfig, latents: TensorId) -> Result<(TensorId, TensorId), OpError> {
     let s = g.shape(latents).to_vec();
     let rows = g.permute(latents, &[0, 2, 3, 1])?;
     let rows = g.reshape(rows, &[s[0] * s[2] * s[3], s[1]])?;
-    let codebook = codebook(g)?;
+    let codebook = codebook(g, cfg)?;
     let indices = g.vq_nearest(rows, codebook)?;
     let indices = g.reshape(indices, &[s[0], s[2], s[3]])?;
-    Ok((indices, lookup(g, indices)?))
+    Ok((indices, lookup(g, cfg, indices)?))
 }
 
 /// Codebook rows of indices u32 [B, h, w] -> z_q [B, D, h, w] (taming's
 /// `get_codebook_entry`, diffusers' `lookup_from_codebook`).
-pub fn lookup(g: &mut Graph, indices: TensorId) -> Result<TensorId, OpError> {
-    let codebook = codebook(g)?;
+pub fn lookup(g: &mut Graph, cfg: &VqConfig, indices: TensorId) -> Result<TensorId, OpError> {
+    let codebook = codebook(g, cfg)?;
     let rows = g.embedding(indices, codebook)?;
     g.permute(rows, &[0, 3, 1, 2])
 }
 
-fn codebook(g: &mut Graph) -> Result<TensorId, OpError> {
-    within(g, SCOPE, |g| g.weight(CODEBOOK))
+fn codebook(g: &mut Graph, cfg: &VqConfig) -> Result<TensorId, OpError> {
+    let (n, d) = (cfg.num_embeddings, cfg.embed_dim);
+    within(g, SCOPE, |g| g.param(CODEBOOK, &[n, d]))
 }
 
 /// `decoder(post_quant_conv(z_q))`: z_q [B, D, h, w] -> image [B, C, H, W], not clamped.

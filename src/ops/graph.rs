@@ -139,6 +139,18 @@ impl Node {
 pub trait WeightShapes {
     /// Shape of weight `name`, or None when it is missing.
     fn weight_shape(&self, name: &str) -> Option<Vec<usize>>;
+
+    /// Only the schema recorder (`models::schema`) says yes: it has every parameter a model
+    /// builder declares, with the declared shape, and keeps the list.
+    fn record(&self, _name: &str, _shape: &[usize]) -> bool {
+        false
+    }
+
+    /// Whether this source is a recorder (then optional parameters follow the architecture's
+    /// defaults rather than a checkpoint).
+    fn recording(&self) -> bool {
+        false
+    }
 }
 
 /// The weights of a detached graph: none can be added any more.
@@ -244,14 +256,30 @@ impl<'w> Graph<'w> {
         Ok(self.push(Op::Weight { name: full }, vec![], shape, DType::F32, name))
     }
 
-    /// Whether the checkpoint has weight `name` (relative to the current scope).
-    pub fn has_weight(&self, name: &str) -> bool {
-        self.weights.weight_shape(&self.label(name)).is_some()
+    /// A model parameter `name` (relative to the current scope) with the shape the
+    /// architecture gives it: a checkpoint tensor of another shape is refused by name.
+    /// Model builders declare every parameter this way, so that the list of a model's
+    /// weights (its schema) comes from the builder itself (`models::schema`).
+    pub fn param(&mut self, name: &str, shape: &[usize]) -> R {
+        let full = self.label(name);
+        if !self.weights.record(&full, shape) {
+            let found = self.weights.weight_shape(&full).ok_or_else(|| OpError::MissingWeight { name: full.clone() })?;
+            if found != shape {
+                return Err(OpError::BadWeight { name: full, message: format!("shape {found:?}, but the model's config gives it {shape:?}") });
+            }
+        }
+        Ok(self.push(Op::Weight { name: full }, vec![], shape.to_vec(), DType::F32, name))
     }
 
-    /// A weight only when the checkpoint has it (optional biases).
-    pub fn weight_opt(&mut self, name: &str) -> Option<TensorId> {
-        self.weight(name).ok()
+    /// An optional parameter (a bias, a norm's affine weight): read when the checkpoint has
+    /// it; `declared` says whether the architecture has it by default (what the schema lists).
+    pub fn param_opt(&mut self, name: &str, shape: &[usize], declared: bool) -> Result<Option<TensorId>, OpError> {
+        let present = if self.weights.recording() { declared } else { self.weights.weight_shape(&self.label(name)).is_some() };
+        if present {
+            self.param(name, shape).map(Some)
+        } else {
+            Ok(None)
+        }
     }
 
     /// x @ w^T + b with `w` [N, K].

@@ -54,3 +54,14 @@ fn nearest_upsampling_reads_floor_of_dst_times_in_over_out() {
     assert_eq!(out[&y], crate::ops::cpu::HostTensor::F32(vec![0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 2.0, 2.0]));
     assert!(g.upsample_nearest(x, 2, 1).is_err(), "downsampling is refused");
 }
+
+#[test]
+fn a_parameter_of_another_shape_is_refused_by_name() {
+    let w = Shapes(HashMap::from([("blk.proj.weight".into(), vec![8, 4])]));
+    let mut g = Graph::new(&w);
+    assert_eq!(g.scoped("blk", |g| g.param("proj.weight", &[8, 4])).map(|t| g.shape(t).to_vec()).unwrap(), vec![8, 4]);
+    let err = g.scoped("blk", |g| g.param("proj.weight", &[8, 5])).unwrap_err().to_string();
+    assert!(err.contains("blk.proj.weight") && err.contains("[8, 4]") && err.contains("[8, 5]"), "{err}");
+    // An optional parameter the checkpoint lacks is None, whatever the default.
+    assert!(g.scoped("blk", |g| g.param_opt("proj.bias", &[8], true)).unwrap().is_none());
+}

@@ -92,7 +92,7 @@ impl Amused {
                 let sel = g.input("eos_select", &[b, 1, len]);
                 g.scoped("text_encoder", |g| -> Result<(), crate::error::OpError> {
                     let o = text_model(g, &cfg, x, nested)?;
-                    let e = text_embeds(g, o.last_hidden_state, sel)?;
+                    let e = text_embeds(g, &cfg, o.last_hidden_state, sel)?;
                     g.output(e);
                     g.output(o.penultimate);
                     Ok(())

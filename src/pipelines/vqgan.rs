@@ -101,7 +101,7 @@ impl VqGan {
             let c = self.session.compile(|g| {
                 let x = g.input("image", &shape);
                 let h = vqgan::encode(g, &cfg, x)?;
-                let (indices, z_q) = vqgan::quantize(g, h)?;
+                let (indices, z_q) = vqgan::quantize(g, &cfg, h)?;
                 for t in [h, indices, z_q] {
                     g.output(t);
                 }
@@ -139,7 +139,7 @@ impl VqGan {
             let cfg = self.cfg.clone();
             let c = self.session.compile(|g| {
                 let h = g.input("latents", &shape);
-                let (_, z_q) = vqgan::quantize(g, h)?;
+                let (_, z_q) = vqgan::quantize(g, &cfg, h)?;
                 let image = vqgan::decode(g, &cfg, z_q)?;
                 g.output(image);
                 Ok(())
@@ -169,7 +169,7 @@ pub async fn decode_codes(session: &mut Session, slot: &mut Option<([usize; 3], 
         let max_tensor = super::limits::budget(session).max_tensor;
         let c = session.compile(|g| {
             let ids = g.input_u32("indices", &grid);
-            let z_q = vqgan::lookup(g, ids)?;
+            let z_q = vqgan::lookup(g, &cfg, ids)?;
             let image = vqgan::decode_within(g, &cfg, z_q, max_tensor)?;
             g.output(image);
             Ok(())
@@ -192,7 +192,7 @@ pub async fn encode_codes(session: &mut Session, slot: &mut Option<([usize; 4], 
         let c = session.compile(|g| {
             let x = g.input("image", &shape);
             let h = vqgan::encode(g, &cfg, x)?;
-            let (indices, _) = vqgan::quantize(g, h)?;
+            let (indices, _) = vqgan::quantize(g, &cfg, h)?;
             g.output(indices);
             Ok(())
         });
