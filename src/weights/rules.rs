@@ -25,10 +25,12 @@ pub fn converts_tensor(component: &str, name: &str) -> bool {
     component != TAESD || name.starts_with("decoder.")
 }
 
-/// Whether a tensor is a linear or conv weight the kernels can read quantized.
+/// Whether a tensor is a linear or conv weight the kernels can read quantized. Norm
+/// weights are 1-D; a linear inside a norm module (aMUSEd's AdaLayerNormContinuous
+/// `norm1.linear`, a tenth of its transformer) is an ordinary linear.
 pub fn quantizable(name: &str, shape: &[usize]) -> bool {
     let row: usize = shape.iter().skip(1).product();
-    shape.len() >= 2 && name.ends_with(".weight") && row.is_multiple_of(BLOCK) && !name.contains("embedding") && !name.contains("embed_tokens") && !name.contains("norm")
+    shape.len() >= 2 && name.ends_with(".weight") && row.is_multiple_of(BLOCK) && !name.contains("embedding") && !name.contains("embed_tokens")
 }
 
 /// How a tensor is stored for `quant`: linear/conv weights take a block format; the rest
