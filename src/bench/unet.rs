@@ -37,8 +37,8 @@ pub fn sd_turbo_unet_weights(storage: StorageType) -> Result<(UNetConfig, Weight
     let cfg = UNetConfig::from_json(&serde_json::from_str(SD21_UNET_CONFIG).expect("valid JSON"))?;
     let mut store = WeightStore::new();
     for (name, shape) in schema::unet(&cfg) {
-        let row: usize = shape.iter().skip(1).product();
-        let s = if storage.is_quantized() && shape.len() >= 2 && row.is_multiple_of(32) && !name.contains("embedding") { storage } else { StorageType::F32 };
+        // As `easel convert --quant` would store it.
+        let s = crate::weights::rules::storage_for(&name, &shape, false, storage);
         store.insert(&name, &shape, s, &random_weight(&name, &shape))?;
     }
     Ok((cfg, store))

@@ -1,7 +1,7 @@
 // Model families through the page's own UI, each against the native CLI on the same
 // model and seed: the bundled pixel-space DDPM (only the controls it reads), the VQGAN's
 // round-trip panel (codes, reconstruction, brushed codes remixed) and aMUSEd with a
-// Chinese-and-emoji prompt.
+// Chinese-and-emoji prompt, and repainting a brushed part of an init image.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -165,6 +165,82 @@ test('the bundled aMUSEd draws a Chinese-and-emoji prompt in the page as the CLI
     console.log(`# amused: max |page - CLI| = ${diff} of 255`);
     assert.ok(diff <= 2, `page image differs from the CLI's by ${diff} levels`);
     assert.ok(new Set(got).size > 16, 'the image is not blank');
+    assert.deepEqual(errors, []);
+  } finally {
+    await browser.close();
+  }
+});
+
+test('aMUSEd repaints the brushed part of an init image in the page as the CLI does', async () => {
+  const browser = await launch();
+  try {
+    const page = await browser.newPage();
+    const errors = [];
+    page.on('pageerror', (e) => errors.push(e.message));
+    await page.goto(`${url}?backend=cpu&model=${AMUSED}`);
+    await page.locator('#generate:not([disabled])').waitFor({ timeout: 180_000 });
+    // A 16x16 gradient as the visitor's init image.
+    const png = Buffer.from(
+      await page.evaluate(async () => {
+        const c = new OffscreenCanvas(16, 16);
+        const g = c.getContext('2d');
+        const grad = g.createLinearGradient(0, 0, 16, 16);
+        grad.addColorStop(0, '#e82');
+        grad.addColorStop(1, '#2a6');
+        g.fillStyle = grad;
+        g.fillRect(0, 0, 16, 16);
+        return Array.from(new Uint8Array(await (await c.convertToBlob({ type: 'image/png' })).arrayBuffer()));
+      }),
+    );
+    const input = await artifactPath('amused-init.png');
+    writeFileSync(input, png);
+    await page.setInputFiles('#init-image', input);
+    await page.locator('#init-area').waitFor({ state: 'visible' });
+    // Brush down the left side of the mask canvas with the widest brush.
+    await page.fill('#brush', '64');
+    await page.locator('#mask-canvas').scrollIntoViewIfNeeded();
+    const box = await page.locator('#mask-canvas').boundingBox();
+    await page.mouse.move(box.x + box.width * 0.15, box.y + 1);
+    await page.mouse.down();
+    for (let y = 0; y <= 8; y++) await page.mouse.move(box.x + box.width * 0.15, box.y + (box.height * y) / 8 - (y === 8 ? 1 : 0));
+    await page.mouse.up();
+    // The mask the page will send, as a PNG for the CLI (white = repaint).
+    const { maskPng, painted } = await page.evaluate(async () => {
+      const m = document.getElementById('mask-canvas');
+      const a = m.getContext('2d').getImageData(0, 0, m.width, m.height).data;
+      const c = new OffscreenCanvas(m.width, m.height);
+      const g = c.getContext('2d');
+      const img = g.createImageData(m.width, m.height);
+      let painted = 0;
+      for (let p = 0; p < m.width * m.height; p++) {
+        const v = a[p * 4 + 3] > 0 ? 255 : 0;
+        painted += v ? 1 : 0;
+        img.data.set([v, v, v, 255], p * 4);
+      }
+      g.putImageData(img, 0, 0);
+      return { maskPng: Array.from(new Uint8Array(await (await c.convertToBlob({ type: 'image/png' })).arrayBuffer())), painted };
+    });
+    assert.ok(painted >= 16 && painted <= 160, `the brush covers part of the 256 pixels (${painted})`);
+    const mask = await artifactPath('amused-mask.png');
+    writeFileSync(mask, Buffer.from(maskPng));
+    const prompt = '一只戴墨镜的柴犬 😎';
+    await page.fill('#prompt', prompt);
+    await page.fill('#steps', '4');
+    await page.fill('#seed', '5');
+    const strength = await page.locator('#strength').inputValue();
+    const guidance = await page.locator('#guidance').inputValue();
+    await page.click('#generate');
+    await page.locator('#canvas[data-state="done"], #canvas[data-state="error"]').waitFor({ timeout: 180_000 });
+    assert.equal(await page.locator('#canvas').getAttribute('data-state'), 'done', await page.locator('#step-text').textContent());
+    const got = await canvasPixels(page, 'canvas', 16, 16);
+    const common = ['--model', AMUSED, '--prompt', prompt, '--steps', '4', '--guidance', guidance, '--seed', '5', '--backend', 'cpu'];
+    const want = await pngPixels(page, await cliImage('amused-inpaint', [...common, '--init-image', input, '--strength', strength, '--mask', mask]));
+    const diff = maxDiff(got, want);
+    console.log(`# amused inpainting: ${painted} of 256 pixels brushed; max |page - CLI| = ${diff} of 255`);
+    assert.ok(diff <= 2, `page image differs from the CLI's by ${diff} levels`);
+    // The init image mattered: the same prompt and seed without it draw something else.
+    const plain = await pngPixels(page, await cliImage('amused-plain', common));
+    assert.ok(maxDiff(got, plain) > 8, 'the repaint keeps the unbrushed tokens of the init image');
     assert.deepEqual(errors, []);
   } finally {
     await browser.close();
