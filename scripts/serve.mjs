@@ -4,13 +4,16 @@
 //
 //   node scripts/serve.mjs [--port N] [--root DIR] [--hub DIR]   (PORT env also works; default 8080)
 //
-// --hub DIR also serves the diffusers repositories in DIR the way the Hugging Face Hub does,
-// at /{repo}/resolve/{revision}/{path}: try Hub mode with base http://127.0.0.1:8080 and
-// repo sd2-tiny after `--hub tests/fixtures`.
+// --hub DIR also serves the diffusers repositories in DIR the way the Hugging Face Hub does:
+// files at /{repo}/resolve/{revision}/{path} and the API's file list (sizes, LFS sha256s) at
+// /api/models/{repo}/tree/{revision}: try Hub mode with base http://127.0.0.1:8080 and repo
+// sd2-tiny after `--hub tests/fixtures`. Tests also run it as the Hub behaves today, with
+// weights redirected to a CDN origin (`hubCdn`, `startCdn`).
 
 import { createServer } from 'node:http';
+import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { stat } from 'node:fs/promises';
+import { readFile, readdir, stat } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { extname, join, normalize, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -91,21 +94,51 @@ export function parseHubPath(path) {
   return m ? { repo: m[1], revision: m[2], path: m[3] } : null;
 }
 
+/** Files the Hub keeps in LFS (served through the CDN, listed with a sha256). */
+const isLfs = (path) => /\.(safetensors|bin|ckpt|pt|onnx|msgpack)$/.test(path);
+
+/** `/api/models/{repo}/tree/{revision}` -> { repo, revision }, or null. */
+export function parseTreePath(path) {
+  const m = /^\/api\/models\/(.+?)\/tree\/([^/]+)$/.exec(path);
+  return m ? { repo: m[1], revision: m[2] } : null;
+}
+
+/** The Hub API's recursive tree of `dir`: [{ type, path, size, oid, lfs? }], files sorted. */
+export async function hubTree(dir) {
+  const out = [];
+  const walk = async (rel) => {
+    for (const entry of (await readdir(join(dir, rel), { withFileTypes: true })).sort((a, b) => a.name.localeCompare(b.name))) {
+      const path = rel ? `${rel}/${entry.name}` : entry.name;
+      if (entry.isDirectory()) {
+        out.push({ type: 'directory', path, oid: createHash('sha1').update(path).digest('hex'), size: 0 });
+        await walk(path);
+      } else if (entry.isFile()) {
+        const bytes = await readFile(join(dir, path));
+        const oid = createHash('sha1').update(bytes).digest('hex');
+        const sha256 = createHash('sha256').update(bytes).digest('hex');
+        out.push({ type: 'file', path, size: bytes.length, oid, ...(isLfs(path) ? { lfs: { oid: sha256, size: bytes.length, pointerSize: 134 } } : {}) });
+      }
+    }
+  };
+  await walk('');
+  return out;
+}
+
 /**
  * Starts the server; resolves to { server, url }. Port 0 picks a free one. `onRequest(req,
  * res, path)` (tests) may answer a request itself by returning true. With `hubRoot`, paths
  * `/{repo}/resolve/{revision}/{file}` serve `hubRoot/{repo}/{file}` (any revision), the way
- * the Hugging Face Hub serves a repository, for Hub mode.
+ * the Hugging Face Hub serves a repository, for Hub mode, and `/api/models/{repo}/tree/
+ * {revision}` lists its files. With `hubCdn` (a `startCdn` server's URL) weights files
+ * answer 302 to that origin with a signed-looking query, as the Hub's `resolve/` does.
  */
-export function startServer({ root, port = 8080, host = '127.0.0.1', onRequest, hubRoot } = {}) {
+export function startServer({ root, port = 8080, host = '127.0.0.1', onRequest, hubRoot, hubCdn } = {}) {
   const base = resolve(root ?? join(fileURLToPath(import.meta.url), '..', '..'));
   const hubBase = hubRoot ? resolve(hubRoot) : null;
   const server = createServer(async (req, res) => {
     res.setHeader('Access-Control-Allow-Origin', '*');
     res.setHeader('Access-Control-Allow-Headers', 'Range');
     res.setHeader('Access-Control-Expose-Headers', 'Content-Length, Content-Range, Accept-Ranges');
-    if (req.method === 'OPTIONS') return res.writeHead(204).end();
-    if (req.method !== 'GET' && req.method !== 'HEAD') return res.writeHead(405).end();
     let path;
     try {
       path = decodeURIComponent(new URL(req.url, 'http://x').pathname);
@@ -113,9 +146,56 @@ export function startServer({ root, port = 8080, host = '127.0.0.1', onRequest, 
       return res.writeHead(400).end('bad path');
     }
     if (onRequest && (await onRequest(req, res, path))) return;
+    if (req.method === 'OPTIONS') return res.writeHead(204).end();
+    if (req.method !== 'GET' && req.method !== 'HEAD') return res.writeHead(405).end();
+    const tree = hubBase && parseTreePath(path);
+    if (tree) {
+      const dir = normalize(join(hubBase, tree.repo));
+      if (!dir.startsWith(hubBase + sep)) return res.writeHead(403).end('forbidden');
+      try {
+        if (!(await stat(dir)).isDirectory()) throw new Error('not a repository');
+      } catch {
+        return res.writeHead(404, { 'Content-Type': 'application/json' }).end(JSON.stringify({ error: 'Repository not found' }));
+      }
+      return res.writeHead(200, { 'Content-Type': 'application/json' }).end(JSON.stringify(await hubTree(dir)));
+    }
     const hub = hubBase && parseHubPath(path);
+    if (hub && hubCdn && isLfs(hub.path)) {
+      const signed = `X-Amz-Expires=3600&X-Amz-Signature=${randomBytes(16).toString('hex')}`;
+      const location = `${hubCdn.replace(/\/+$/, '')}/xet/${hub.repo}/${hub.path.split('/').map(encodeURIComponent).join('/')}?${signed}`;
+      return res.writeHead(302, { Location: location, 'Content-Type': 'text/plain' }).end(`Found. Redirecting to ${location}`);
+    }
     if (hub) return sendFile(req, res, hubBase, `${hub.repo}/${hub.path}`);
     return sendFile(req, res, base, path);
+  });
+  return new Promise((ok, fail) => {
+    server.once('error', fail);
+    server.listen(port, host, () => ok({ server, url: `http://${host}:${server.address().port}/` }));
+  });
+}
+
+/**
+ * A CDN as the Hub's weights redirect to: `/xet/{repo}/{path}?{signature}` serves
+ * `root/{repo}/{path}` with Range, lets any origin read the body but exposes no header
+ * (no Content-Range, no Content-Length), and refuses CORS preflights with 403. Resolves to
+ * { server, url }; `onRequest(req, res, path)` as for startServer.
+ */
+export function startCdn({ root, port = 0, host = '127.0.0.1', onRequest } = {}) {
+  const base = resolve(root);
+  const server = createServer(async (req, res) => {
+    res.setHeader('Access-Control-Allow-Origin', '*');
+    let path;
+    try {
+      path = decodeURIComponent(new URL(req.url, 'http://x').pathname);
+    } catch {
+      return res.writeHead(400).end('bad path');
+    }
+    if (onRequest && (await onRequest(req, res, path))) return;
+    if (req.method === 'OPTIONS') return res.writeHead(403, { 'Content-Type': 'text/plain' }).end('preflight requests are not allowed');
+    if (req.method !== 'GET' && req.method !== 'HEAD') return res.writeHead(405).end();
+    const m = /^\/xet\/(.+)$/.exec(path);
+    if (!m || !new URL(req.url, 'http://x').searchParams.get('X-Amz-Signature')) return res.writeHead(403).end('unsigned');
+    return sendFile(req, res, base, m[1]);
   });
   return new Promise((ok, fail) => {
     server.once('error', fail);

@@ -58,13 +58,7 @@ fn check(shape: Shape) {
         let ctx = pollster::block_on(GpuContext::new(&GpuOptions::default())).expect("a Vulkan adapter (install mesa-vulkan-drivers)");
         let mut session = Session::gpu(ctx, &store).unwrap();
         let (out, s, w, a) = run(&mut session, shape);
-        println!(
-            "GPU ({}): {s:.1} s; peak GPU bytes {:.0} MB = weights {:.0} MB + activations {:.0} MB",
-            session.kind(),
-            (w + a) as f64 / 1e6,
-            w as f64 / 1e6,
-            a as f64 / 1e6
-        );
+        println!("GPU ({}): {s:.1} s; peak GPU bytes {:.0} MB = weights {:.0} MB + activations {:.0} MB", session.kind(), (w + a) as f64 / 1e6, w as f64 / 1e6, a as f64 / 1e6);
         out
     };
     let mut session = Session::cpu(store);

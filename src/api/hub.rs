@@ -141,3 +141,36 @@ impl HubConverter {
         Ok(done.manifest.to_json_pretty())
     }
 }
+
+/// SHA-256 of a file read in pieces: Hub mode checks each weights file against the LFS
+/// sha256 the Hub's tree API lists (WebCrypto hashes whole buffers only).
+#[wasm_bindgen]
+pub struct FileHasher(sha2::Sha256);
+
+impl Default for FileHasher {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[wasm_bindgen]
+impl FileHasher {
+    #[wasm_bindgen(constructor)]
+    pub fn new() -> FileHasher {
+        use sha2::Digest;
+        FileHasher(sha2::Sha256::new())
+    }
+
+    /// The next bytes of the file.
+    pub fn update(&mut self, bytes: &[u8]) {
+        use sha2::Digest;
+        self.0.update(bytes);
+    }
+
+    /// Lower-case hex digest of everything given so far.
+    #[wasm_bindgen(js_name = hexDigest)]
+    pub fn hex_digest(&self) -> String {
+        use sha2::Digest;
+        self.0.clone().finalize().iter().map(|b| format!("{b:02x}")).collect()
+    }
+}

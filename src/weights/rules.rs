@@ -164,7 +164,9 @@ mod tests {
         assert_eq!(storage_for("unet.conv.weight", &[32, 64, 3, 3], false, q), q);
         assert_eq!(storage_for("unet.conv_in.weight", &[32, 4, 3, 3], false, q), StorageType::F32);
         assert_eq!(storage_for("unet.conv_in.bias", &[32], true, q), StorageType::F16);
-        assert_eq!(storage_for("unet.norm.weight", &[32, 32], false, q), StorageType::F32);
+        assert_eq!(storage_for("unet.norm.weight", &[32], false, q), StorageType::F32);
+        // A linear inside a norm module (aMUSEd's AdaLayerNormContinuous) is a linear.
+        assert_eq!(storage_for("transformer.transformer_layers.0.norm1.linear.weight", &[64, 32], false, q), q);
         assert_eq!(storage_for("te.token_embedding.weight", &[100, 64], false, q), StorageType::F32);
         assert_eq!(storage_for("unet.proj.weight", &[8, 33], false, q), StorageType::F32);
         assert_eq!(storage_for("unet.proj.weight", &[8, 64], false, StorageType::F16), StorageType::F16);

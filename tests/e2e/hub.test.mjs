@@ -1,8 +1,10 @@
-// Hub mode (www/hub.js) against a local server that serves the fixture repositories the way
-// the Hugging Face Hub does (/{repo}/resolve/{revision}/{path}, Range, CORS) from another
-// origin than the page: the conversion equals `easel convert` of the same folder byte for
-// byte, weights come by Range only, a second load reads nothing from the network, and each
-// server fault gives its clear error with nothing left in the cache.
+// Hub mode (www/hub.js) against local servers that behave as the Hugging Face Hub does today:
+// the Hub origin lists a repository's files with the API's tree JSON and serves small files
+// at /{repo}/resolve/{revision}/{path}, but answers a weights file with a 302 to a CDN on
+// another origin (signed query) that serves Range reads, exposes no response header and
+// refuses CORS preflights. The conversion equals `easel convert` of the same folder byte for
+// byte, no preflight reaches either server, each weights byte is read once, a second load
+// reads nothing, and each server fault gives its clear error with nothing left in the cache.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -12,7 +14,7 @@ import { mkdtempSync, readFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import { parseHubPath, sendBytes, startServer } from '../../scripts/serve.mjs';
+import { hubTree, parseHubPath, parseTreePath, sendBytes, startCdn, startServer } from '../../scripts/serve.mjs';
 import { ROOT, launch, artifactPath } from './browser.mjs';
 
 const FIXTURES = join(ROOT, 'tests/fixtures');
@@ -21,9 +23,17 @@ const REPO = 'sd2-tiny';
 const SHARD_MB = 1;
 const CHUNK = 128 << 10;
 const cli = {}; // quant -> { dir, text, manifest }
-let pageServer, pageUrl, hubServer, hubBase, browser;
-let log = []; // every request the hub server saw
-let fault = null; // (path, req, res) -> true when it answered
+let pageServer, pageUrl, hubServer, hubBase, cdnServer, cdnUrl, directServer, directBase, browser;
+let log = []; // every request the Hub-like servers saw: { server, method, path, range, status, bytes }
+let fault = null; // (server, path, req, res) -> true when it answered
+
+/** Logs every request of `server`, and lets the current fault answer it. */
+const hook = (server) => async (req, res, path) => {
+  const entry = { server, method: req.method, path, range: req.headers.range ?? null, status: 0, bytes: 0 };
+  log.push(entry);
+  res.on('finish', () => Object.assign(entry, { status: res.statusCode, bytes: Number(res.getHeader('content-length') ?? 0) }));
+  return fault ? fault(server, path, req, res) : false;
+};
 
 before(async () => {
   for (const quant of ['f32', 'q8_0']) {
@@ -36,25 +46,19 @@ before(async () => {
     cli[quant] = { dir, text, manifest: JSON.parse(text) };
   }
   ({ server: pageServer, url: pageUrl } = await startServer({ root: ROOT, port: 0 }));
-  ({ server: hubServer, url: hubBase } = await startServer({
-    root: mkdtempSync(join(tmpdir(), 'easel-hub-empty-')),
-    hubRoot: FIXTURES,
-    port: 0,
-    onRequest: async (req, res, path) => {
-      const entry = { path, range: req.headers.range ?? null, status: 0, bytes: 0 };
-      log.push(entry);
-      res.on('finish', () => Object.assign(entry, { status: res.statusCode, bytes: Number(res.getHeader('content-length') ?? 0) }));
-      return fault ? fault(path, req, res) : false;
-    },
-  }));
+  ({ server: cdnServer, url: cdnUrl } = await startCdn({ root: FIXTURES, onRequest: hook('cdn') }));
+  const empty = mkdtempSync(join(tmpdir(), 'easel-hub-empty-'));
+  ({ server: hubServer, url: hubBase } = await startServer({ root: empty, hubRoot: FIXTURES, hubCdn: cdnUrl, port: 0, onRequest: hook('hub') }));
+  // `scripts/serve.mjs --hub`: the same API and files, weights served without a redirect.
+  ({ server: directServer, url: directBase } = await startServer({ root: empty, hubRoot: FIXTURES, port: 0, onRequest: hook('direct') }));
   hubBase = hubBase.slice(0, -1);
+  directBase = directBase.slice(0, -1);
   browser = await launch();
 });
 
 after(async () => {
   await browser?.close();
-  pageServer?.close();
-  hubServer?.close();
+  for (const s of [pageServer, hubServer, cdnServer, directServer]) s?.close();
 });
 
 async function harness(context) {
@@ -92,57 +96,86 @@ async function hubLoad(page, options) {
 }
 
 const options = (quant, extra = {}) => ({ base: hubBase, repo: REPO, quant, shardBytes: SHARD_MB << 20, chunkBytes: CHUNK, ...extra });
-const cacheBase = (quant) => `${hubBase}/${REPO}/resolve/main/easel-${quant}/`;
+const cacheBase = (quant, base = hubBase) => `${base}/${REPO}/resolve/main/easel-${quant}/`;
 const sha = (file) => createHash('sha256').update(readFileSync(file)).digest('hex');
 const cachedUrls = (page) => page.evaluate(async () => (await (await caches.open('easel-models-v1')).keys()).map((r) => r.url));
+/** The repository path of a Hub `resolve/` or CDN `/xet/` path. */
+const repoPath = (path) => parseHubPath(path)?.path ?? /^\/xet\/[^/]+\/(.+)$/.exec(path)?.[1];
+const fixtureBytes = (path) => readFileSync(join(FIXTURES, REPO, repoPath(path)));
 
-test('Hub mode makes what easel convert makes, by Range requests, then loads from the cache', async () => {
+/** What the log says of the weights reads: every byte of each file once, in ranges of at most CHUNK. */
+function checkWeightsReads(server, bytesTotal) {
+  const reads = log.filter((e) => e.server === server && e.path.endsWith('.safetensors'));
+  const perFile = new Map();
+  for (const e of reads) {
+    assert.equal(e.method, 'GET', `${e.path}: ${e.method}`);
+    assert.ok(e.range, `${e.path} was requested without Range`);
+    assert.equal(e.status, 206, `${e.path} ${e.range}: status ${e.status}`);
+    const [, a, b] = /^bytes=(\d+)-(\d+)$/.exec(e.range).map(Number);
+    assert.equal(e.bytes, b - a + 1);
+    assert.ok(e.bytes <= Math.max(CHUNK, 256 << 10), `${e.path} ${e.range}: ${e.bytes} bytes`);
+    const file = repoPath(e.path);
+    perFile.set(file, [...(perFile.get(file) ?? []), [a, b + 1]]);
+  }
+  let total = 0;
+  for (const [file, ranges] of perFile) {
+    const size = statSync(join(FIXTURES, REPO, file)).size;
+    ranges.sort((x, y) => x[0] - y[0]);
+    ranges.forEach(([a], i) => assert.equal(a, i ? ranges[i - 1][1] : 0, `${file}: ranges ${JSON.stringify(ranges)} leave a gap or overlap`));
+    assert.equal(ranges.at(-1)[1], size, `${file}: read to its end`);
+    total += size;
+  }
+  assert.equal(total, bytesTotal, 'progress counts the weights files');
+  return reads.length;
+}
+
+test('Hub mode makes what easel convert makes through the redirect to a CDN, with no preflight, then loads from the cache', async () => {
   const context = await browser.newContext();
   try {
     const page = await harness(context);
-    for (const quant of ['f32', 'q8_0']) {
+    for (const [quant, base] of [['f32', hubBase], ['q8_0', hubBase], ['q8_0', directBase]]) {
       const want = cli[quant];
+      const mode = base === hubBase ? 'via the CDN' : 'direct';
       log = [];
-      const first = await hubLoad(page, options(quant));
+      const first = await hubLoad(page, options(quant, { base }));
       assert.ok(first.ok, first.error);
       // Same tensors (names, shapes, storage, parts), configs, tokenizer entries, shard hashes.
-      assert.equal(first.manifestText, want.text, `${quant}: the manifest differs from the CLI's`);
+      assert.equal(first.manifestText, want.text, `${quant} ${mode}: the manifest differs from the CLI's`);
       assert.deepEqual(first.shardSha, want.manifest.shards.map((s) => sha(join(want.dir, s.file))));
       assert.ok(want.manifest.shards.length >= 2, 'the test wants several shards');
 
-      // Weights only by Range: never a 200, never a whole file, data ranges within CHUNK.
-      const weights = log.filter((e) => e.path.endsWith('.safetensors'));
-      for (const e of weights) {
-        assert.ok(e.range, `${e.path} was requested without Range`);
-        assert.ok(e.status === 206 || e.status === 404, `${e.path}: status ${e.status}`);
-        if (e.status === 206) {
-          const size = statSync(join(FIXTURES, REPO, parseHubPath(e.path).path)).size;
-          assert.ok(e.bytes < size, `${e.path}: the whole file was sent`);
-          if (!e.range.startsWith('bytes=0-')) assert.ok(e.bytes <= CHUNK, `${e.path} ${e.range}: ${e.bytes} bytes`);
-        }
+      assert.deepEqual(log.filter((e) => e.method !== 'GET'), [], 'only GETs: no preflight (OPTIONS), no HEAD');
+      const api = log.filter((e) => parseTreePath(e.path));
+      assert.equal(api.length, 1, 'one tree listing');
+      if (base === hubBase) {
+        // Every weights request met the Hub's 302 and was read from the CDN.
+        const redirected = log.filter((e) => e.server === 'hub' && e.path.endsWith('.safetensors'));
+        assert.ok(redirected.length > 0 && redirected.every((e) => e.status === 302), 'weights requests are redirected');
+        const reads = checkWeightsReads('cdn', first.last.bytesTotal);
+        assert.equal(reads, redirected.length);
+      } else {
+        checkWeightsReads('direct', first.last.bytesTotal);
       }
-      const dataBytes = weights.filter((e) => e.status === 206 && !e.range.startsWith('bytes=0-')).reduce((a, e) => a + e.bytes, 0);
-      assert.equal(dataBytes, first.last.bytesTotal, 'every data byte is fetched once');
+      assert.equal(log.filter((e) => e.status === 404).length, 0, 'nothing is probed: the tree says what exists');
       assert.equal(first.last.bytesDone, first.last.bytesTotal);
       assert.ok(first.monotonic && first.events > 10, `${first.events} progress events`);
 
       log = [];
-      const second = await hubLoad(page, options(quant));
+      const second = await hubLoad(page, options(quant, { base }));
       assert.ok(second.ok, second.error);
       assert.deepEqual(log.map((e) => e.path), [], 'the second load must not touch the network');
       assert.equal(second.manifestText, want.text);
       assert.equal(second.last.fromCache, second.last.bytesTotal);
-      const source = weights.filter((e) => e.status === 206).reduce((a, e) => a + e.bytes, 0);
-      console.log(`Hub mode ${quant}: ${(source / 1e6).toFixed(2)} MB read in ${weights.length} Range requests, converted and cached in ${first.ms.toFixed(0)} ms; again from the cache in ${second.ms.toFixed(0)} ms`);
+      console.log(`Hub mode ${quant} ${mode}: ${(first.last.bytesTotal / 1e6).toFixed(2)} MB of weights read, checked against their sha256, converted and cached in ${first.ms.toFixed(0)} ms; again from the cache in ${second.ms.toFixed(0)} ms`);
     }
     // Listed like converted models, tokenizer files counted with their model; deletable.
     const listed = await page.evaluate(() => window.loader.listCachedModels());
     const tokenizer = cli.q8_0.manifest.files.reduce((a, f) => a + f.size, 0);
     const q8 = listed.find((m) => m.base === cacheBase('q8_0'));
-    assert.equal(listed.length, 2, JSON.stringify(listed));
+    assert.equal(listed.length, 3, JSON.stringify(listed));
     assert.deepEqual(q8, { base: cacheBase('q8_0'), shards: cli.q8_0.manifest.shards.length, bytes: cli.q8_0.manifest.shards.reduce((a, s) => a + s.size, 0) + tokenizer });
     await page.evaluate((base) => window.loader.deleteCachedModel(base), cacheBase('q8_0'));
-    assert.deepEqual((await page.evaluate(() => window.loader.listCachedModels())).map((m) => m.base), [cacheBase('f32')]);
+    assert.deepEqual((await page.evaluate(() => window.loader.listCachedModels())).map((m) => m.base).sort(), [cacheBase('f32'), cacheBase('q8_0', directBase)].sort());
   } finally {
     await context.close();
   }
@@ -163,11 +196,9 @@ async function failingLoad(faultFn, extra = {}) {
   }
 }
 
-const fixtureBytes = (path) => readFileSync(join(FIXTURES, REPO, parseHubPath(path).path));
-
-test('a server that ignores Range is named, and nothing is left in the cache', async () => {
-  const r = await failingLoad((path, req, res) => {
-    if (!path.endsWith('/model.safetensors')) return false;
+test('a CDN that ignores Range is named, and nothing is left in the cache', async () => {
+  const r = await failingLoad((server, path, req, res) => {
+    if (server !== 'cdn' || !path.endsWith('/model.safetensors')) return false;
     const bytes = fixtureBytes(path);
     res.writeHead(200, { 'Content-Length': bytes.length }).end(bytes);
     return true;
@@ -177,16 +208,24 @@ test('a server that ignores Range is named, and nothing is left in the cache', a
   assert.deepEqual(r.cached, []);
 });
 
-test('a missing repository or weights file is named (404)', async () => {
+test('a missing repository, a listed file the CDN lacks, and a component without weights are named', async () => {
   let r = await failingLoad(null, { repo: 'no-such-repo' });
-  assert.match(r.error, /\/no-such-repo\/resolve\/main\/model_index\.json was not found \(HTTP 404\)/);
-  r = await failingLoad((path, req, res) => path.includes('/unet/') && path.endsWith('.safetensors') && (res.writeHead(404).end(), true));
-  assert.match(r.error, /component 'unet' has no weights at .*\/sd2-tiny\/resolve\/main\/unet\/: none of diffusion_pytorch_model\.safetensors, model\.safetensors, .* exists \(HTTP 404\)/);
+  assert.match(r.error, /\/api\/models\/no-such-repo\/tree\/main\?recursive=true was not found \(HTTP 404\)/);
+  r = await failingLoad((server, path, req, res) => server === 'cdn' && path.includes('/unet/') && (res.writeHead(404).end(), true));
+  assert.match(r.error, /sd2-tiny\/resolve\/main\/unet\/diffusion_pytorch_model\.safetensors was not found \(HTTP 404\)/);
+  assert.deepEqual(r.cached, []);
+  r = await failingLoad(async (server, path, req, res) => {
+    if (server !== 'hub' || !parseTreePath(path)) return false;
+    const tree = (await hubTree(join(FIXTURES, REPO))).filter((e) => !e.path.startsWith('unet/diffusion_pytorch_model'));
+    res.writeHead(200, { 'Content-Type': 'application/json' }).end(JSON.stringify(tree));
+    return true;
+  });
+  assert.match(r.error, /component 'unet' has no weights at .*\/sd2-tiny\/resolve\/main\/unet\/: none of diffusion_pytorch_model\.safetensors, model\.safetensors, .* is in the repository/);
   assert.deepEqual(r.cached, []);
 });
 
 test('a safetensors header that lies about its offsets is refused by file and tensor', async () => {
-  const file = '/sd2-tiny/resolve/main/vae/diffusion_pytorch_model.safetensors';
+  const file = '/xet/sd2-tiny/vae/diffusion_pytorch_model.safetensors';
   const real = fixtureBytes(file);
   const n = Number(real.readBigUInt64LE(0));
   const header = JSON.parse(real.subarray(8, 8 + n).toString());
@@ -196,16 +235,33 @@ test('a safetensors header that lies about its offsets is refused by file and te
   const json = Buffer.from(JSON.stringify(header));
   const lying = Buffer.concat([Buffer.alloc(8), json, real.subarray(8 + n)]);
   lying.writeBigUInt64LE(BigInt(json.length), 0);
-  const r = await failingLoad((path, req, res) => path === file && (sendBytes(req, res, lying), true));
+  const r = await failingLoad(async (server, path, req, res) => {
+    if (server === 'cdn' && path === file) return sendBytes(req, res, lying), true;
+    if (server !== 'hub' || !parseTreePath(path)) return false;
+    // The Hub lists the file it serves.
+    const tree = (await hubTree(join(FIXTURES, REPO))).map((e) => (e.path === repoPath(file) ? { ...e, size: lying.length, lfs: { ...e.lfs, size: lying.length } } : e));
+    res.writeHead(200, { 'Content-Type': 'application/json' }).end(JSON.stringify(tree));
+    return true;
+  });
   assert.match(r.error, new RegExp(`vae/diffusion_pytorch_model\\.safetensors: tensor '${victim}': data ends at ${dataLen + 4096}, past the file's ${dataLen} data bytes`));
   assert.deepEqual(r.cached, []);
 });
 
+test('bytes that do not match the Hub\'s sha256 are refused, and nothing is cached', async () => {
+  const file = '/xet/sd2-tiny/unet/diffusion_pytorch_model.safetensors';
+  const bad = Buffer.from(fixtureBytes(file));
+  bad[bad.length - 5] ^= 0x40; // one bit of the last tensor's data
+  const r = await failingLoad((server, path, req, res) => server === 'cdn' && path === file && (sendBytes(req, res, bad), true));
+  assert.match(r.error, /unet\/diffusion_pytorch_model\.safetensors: the bytes read have sha256 [0-9a-f]{64}, but the Hub lists [0-9a-f]{64} \(the file is corrupt, or changed during the download\)/);
+  assert.deepEqual(r.cached, []);
+});
+
 test('CORS failures say what the server must send', async () => {
-  let r = await failingLoad((path, req, res) => path.endsWith('model_index.json') && (res.removeHeader('Access-Control-Allow-Origin'), false));
-  assert.match(r.error, /Could not read .*model_index\.json: .*CORS: it must send Access-Control-Allow-Origin/);
-  r = await failingLoad((path, req, res) => path.endsWith('.safetensors') && (res.removeHeader('Access-Control-Expose-Headers'), false));
-  assert.match(r.error, /model\.safetensors: the answer to the Range request bytes=0-\d+ has no readable Content-Range/);
+  let r = await failingLoad((server, path, req, res) => server === 'hub' && parseTreePath(path) && (res.removeHeader('Access-Control-Allow-Origin'), false));
+  assert.match(r.error, /Could not read .*\/api\/models\/sd2-tiny\/tree\/main\?recursive=true: .*CORS: every answer must send Access-Control-Allow-Origin/);
+  r = await failingLoad((server, path, req, res) => server === 'cdn' && (res.removeHeader('Access-Control-Allow-Origin'), false));
+  assert.match(r.error, /Could not read .*\/resolve\/main\/text_encoder\/model\.safetensors: the server \(or the server it redirects to\)/);
+  assert.deepEqual(r.cached, []);
 });
 
 test('the page converts a repository in Hub mode, then loads it from the cache', async () => {

@@ -5,13 +5,15 @@ import assert from 'node:assert/strict';
 import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseHubPath, parseRange, sendBytes, startServer } from '../../scripts/serve.mjs';
+import { createHash } from 'node:crypto';
+import { parseHubPath, parseRange, sendBytes, startCdn, startServer } from '../../scripts/serve.mjs';
 
 let server;
 let url;
+let root;
 
 before(async () => {
-  const root = await mkdtemp(join(tmpdir(), 'easel-serve-'));
+  root = await mkdtemp(join(tmpdir(), 'easel-serve-'));
   await writeFile(join(root, 'm.wasm'), Buffer.from([0, 97, 115, 109, 1, 0, 0, 0]));
   await writeFile(join(root, 'digits.txt'), '0123456789');
   // A Hub-style repository "org/model" with one file in a component folder.
@@ -77,4 +79,33 @@ test('bytes held in memory are served with Range too', async () => {
   assert.equal(res.headers.get('content-range'), 'bytes 7-9/10');
   assert.equal(await res.text(), '789');
   assert.equal(await (await fetch(`${url}memory.bin`)).text(), '0123456789');
+});
+
+test('the Hub API lists a repository with sizes and LFS sha256s', async () => {
+  const res = await fetch(`${url}api/models/org/model/tree/main?recursive=true`);
+  assert.equal(res.status, 200);
+  assert.equal(res.headers.get('access-control-allow-origin'), '*');
+  const sha = createHash('sha256').update('abcdefghij').digest('hex');
+  assert.deepEqual(
+    (await res.json()).map(({ type, path, size, lfs }) => ({ type, path, size, sha256: lfs?.oid })),
+    [
+      { type: 'directory', path: 'unet', size: 0, sha256: undefined },
+      { type: 'file', path: 'unet/w.safetensors', size: 10, sha256: sha },
+    ],
+  );
+  assert.equal((await fetch(`${url}api/models/org/none/tree/main`)).status, 404);
+});
+
+test('the CDN serves signed paths by Range, exposes no header and refuses preflights', async () => {
+  const { server: cdn, url: cdnUrl } = await startCdn({ root: join(root, 'hub') });
+  try {
+    const res = await fetch(`${cdnUrl}xet/org/model/unet/w.safetensors?X-Amz-Signature=ab`, { headers: { Range: 'bytes=3-5' } });
+    assert.equal(res.status, 206);
+    assert.equal(await res.text(), 'def');
+    assert.equal(res.headers.get('access-control-expose-headers'), null);
+    assert.equal((await fetch(`${cdnUrl}xet/org/model/unet/w.safetensors`)).status, 403, 'unsigned');
+    assert.equal((await fetch(`${cdnUrl}xet/org/model/unet/w.safetensors?X-Amz-Signature=ab`, { method: 'OPTIONS' })).status, 403);
+  } finally {
+    cdn.close();
+  }
 });

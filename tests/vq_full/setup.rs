@@ -8,9 +8,9 @@
 
 use easel::error::OpError;
 use easel::models::schema;
+use easel::models::taming;
 use easel::models::uvit::{self, UVitConfig, UVitInputs};
 use easel::models::vqgan::{self, VqConfig};
-use easel::models::taming;
 use easel::ops::cpu::HostTensor;
 use easel::ops::{Graph, StorageType};
 use easel::weights::rules::storage_for;
