@@ -15,7 +15,7 @@ use std::time::Instant;
 use easel::gpu::{GpuContext, GpuOptions};
 use easel::models::random::random_weight;
 use easel::models::session::f32s;
-use easel::models::{Backend, Session};
+use easel::models::Session;
 use easel::ops::WeightStore;
 use easel::pipelines::native::{read_tensor, write_tensors};
 use setup::{rel_err, sample, Shape};
@@ -40,10 +40,7 @@ fn run(session: &mut Session, shape: Shape) -> (Vec<f32>, f64, u64, u64) {
     let t = Instant::now();
     let out = pollster::block_on(session.run(&c)).unwrap();
     let seconds = t.elapsed().as_secs_f64();
-    let weights = match &session.backend {
-        Backend::Gpu { weights, .. } => weights.bytes,
-        Backend::Cpu { weights } => weights.byte_size() as u64,
-    };
+    let weights = session.weight_bytes();
     (f32s(out.into_iter().next().unwrap()), seconds, weights, c.activation_bytes())
 }
 

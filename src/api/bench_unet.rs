@@ -29,7 +29,8 @@ impl Engine {
         };
         let batch = v["batch"].as_u64().unwrap_or(1) as usize;
         let runs = v["runs"].as_u64().unwrap_or(1).max(1) as usize;
-        let r = unet_step(&mut session, &cfg, size, batch, runs, storage).await.map_err(|e| JsError::new(&e.to_string()))?;
+        let profile = v["profile"].as_bool().unwrap_or(false);
+        let r = unet_step(&mut session, &cfg, size, batch, runs, storage, profile).await.map_err(|e| JsError::new(&e.to_string()))?;
         Ok(serde_json::to_string(&r).unwrap_or_default())
     }
 }

@@ -7,7 +7,7 @@ use crate::error::OpError;
 use crate::models::random::random_weight;
 use crate::models::schema;
 use crate::models::unet::{unet, UNetConfig};
-use crate::models::{Backend, Session};
+use crate::models::Session;
 use crate::ops::cpu::HostTensor;
 use crate::ops::{StorageType, WeightStore};
 use crate::platform::now_ms;
@@ -30,6 +30,9 @@ pub struct UnetStep {
     pub millis_per_step: f64,
     pub weight_bytes: u64,
     pub activation_bytes: u64,
+    /// With `profile`: the last step's time per kind of op (CPU backend), as a table.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
 }
 
 /// The SD-Turbo UNet's weights at random, stored as `storage` (linear/conv weights).
@@ -45,7 +48,8 @@ pub fn sd_turbo_unet_weights(storage: StorageType) -> Result<(UNetConfig, Weight
 }
 
 /// Median time of `runs` UNet calls (after a warm-up) at `size` x `size` pixels.
-pub async fn unet_step(session: &mut Session, cfg: &UNetConfig, size: usize, batch: usize, runs: usize, storage: StorageType) -> Result<UnetStep, OpError> {
+/// With `profile`, the last step is also timed per kind of op (CPU backend).
+pub async fn unet_step(session: &mut Session, cfg: &UNetConfig, size: usize, batch: usize, runs: usize, storage: StorageType, profile: bool) -> Result<UnetStep, OpError> {
     let h = size / 8;
     let shape = [batch, cfg.in_channels, h, h];
     let mut c = session
@@ -71,10 +75,9 @@ pub async fn unet_step(session: &mut Session, cfg: &UNetConfig, size: usize, bat
         }
     }
     times.sort_by(|a, b| a.total_cmp(b));
-    let weight_bytes = match &session.backend {
-        Backend::Gpu { weights, .. } => weights.bytes,
-        Backend::Cpu { weights } => weights.byte_size() as u64,
-    };
+    // A separate step: timing each op costs a little, so it is not one of the timed runs.
+    let profile = if profile { session.run_profiled(&c).await?.1.map(|p| p.table()) } else { None };
+    let weight_bytes = session.weight_bytes();
     Ok(UnetStep {
         backend: session.kind().into(),
         size,
@@ -83,5 +86,6 @@ pub async fn unet_step(session: &mut Session, cfg: &UNetConfig, size: usize, bat
         millis_per_step: times[times.len() / 2],
         weight_bytes,
         activation_bytes: c.activation_bytes(),
+        profile,
     })
 }

@@ -120,6 +120,9 @@ mod cli {
             /// Timed steps (median reported, after one warm-up).
             #[arg(long, default_value_t = 2)]
             runs: usize,
+            /// Then one more step timed per kind of op (CPU backend): ms, GFLOP/s, GB/s.
+            #[arg(long)]
+            profile: bool,
         },
     }
 
@@ -165,8 +168,8 @@ mod cli {
         if let Command::Bench { what: BenchWhat::Ops { runs, backend, filter, json } } = command {
             return bench_ops(runs, &backend, filter, json).await;
         }
-        if let Command::Bench { what: BenchWhat::Unet { size, backend, quant, batch, runs } } = command {
-            return super::bench_unet::run(size, &backend, &quant, batch, runs).await;
+        if let Command::Bench { what: BenchWhat::Unet { size, backend, quant, batch, runs, profile } } = command {
+            return super::bench_unet::run(size, &backend, &quant, batch, runs, profile).await;
         }
         let ctx = GpuContext::new(&GpuOptions::default()).await?;
         match command {

@@ -7,7 +7,10 @@ use std::collections::HashMap;
 
 use crate::error::OpError;
 use crate::gpu::GpuContext;
-use crate::ops::cpu::{CpuExecutor, HostTensor};
+#[cfg(not(target_arch = "wasm32"))]
+use crate::ops::cpu::expand_store;
+use crate::ops::cpu::profile::OpProfile;
+use crate::ops::cpu::{CpuExecutor, CpuTensors, HostTensor};
 use crate::ops::gpu::{GpuProgram, GpuWeights, PipelineCache};
 use crate::ops::{Graph, TensorId, WeightShapes, WeightStore};
 use crate::weights::manifest::Manifest;
@@ -47,8 +50,20 @@ impl WeightShapes for ShapeMap {
 /// Where the arithmetic happens.
 #[allow(clippy::large_enum_variant)] // one per session
 pub enum Backend {
-    Cpu { weights: WeightStore },
-    Gpu { ctx: GpuContext, weights: GpuWeights, cache: PipelineCache },
+    /// Natively every weight is expanded to f32 once, when the session is made (`expanded`;
+    /// `weights` is then empty): re-expanding them per step was 44% of a UNet step. In the
+    /// page, where f32 copies of a model would not fit in 4 GiB, each run expands what it
+    /// needs from `weights`. `bytes`: the weights as stored.
+    Cpu {
+        weights: WeightStore,
+        expanded: CpuTensors,
+        bytes: u64,
+    },
+    Gpu {
+        ctx: GpuContext,
+        weights: GpuWeights,
+        cache: PipelineCache,
+    },
 }
 
 /// A graph ready to run on the session's backend.
@@ -80,7 +95,20 @@ pub struct Session {
 impl Session {
     /// A CPU session over a host store.
     pub fn cpu(weights: WeightStore) -> Self {
-        Self { shapes: ShapeMap::from_store(&weights), backend: Backend::Cpu { weights } }
+        let (shapes, bytes) = (ShapeMap::from_store(&weights), weights.byte_size() as u64);
+        #[cfg(not(target_arch = "wasm32"))]
+        let (weights, expanded) = (WeightStore::new(), expand_store(weights));
+        #[cfg(target_arch = "wasm32")]
+        let expanded = CpuTensors::new();
+        Self { shapes, backend: Backend::Cpu { weights, expanded, bytes } }
+    }
+
+    /// Bytes of the weights as stored (on the GPU, or the host store the CPU reads).
+    pub fn weight_bytes(&self) -> u64 {
+        match &self.backend {
+            Backend::Gpu { weights, .. } => weights.bytes,
+            Backend::Cpu { bytes, .. } => *bytes,
+        }
     }
 
     /// A GPU session: uploads the host store (native and tests; the browser streams shards
@@ -142,13 +170,30 @@ impl Session {
                 }
                 Ok(out)
             }
-            (Backend::Cpu { weights }, _) => {
-                let mut values = CpuExecutor::streaming(weights).run(&c.graph, &c.inputs)?;
-                Ok(c.graph.outputs.iter().map(|t| values.remove(t).expect("executor returns every output")).collect())
-            }
+            (Backend::Cpu { weights, expanded, .. }, _) => Ok(cpu_run(weights, expanded, c, false)?.0),
             (Backend::Gpu { .. }, None) => unreachable!("GPU sessions compile a program"),
         }
     }
+
+    /// `run`, with the time per kind of op on the CPU backend (None on the GPU, whose
+    /// dispatches are not timed one by one).
+    pub async fn run_profiled(&self, c: &Compiled) -> Result<(Vec<HostTensor>, Option<OpProfile>), OpError> {
+        match &self.backend {
+            Backend::Cpu { weights, expanded, .. } => cpu_run(weights, expanded, c, true),
+            Backend::Gpu { .. } => Ok((self.run(c).await?, None)),
+        }
+    }
+}
+
+/// One run on the CPU backend, optionally timed per kind of op.
+fn cpu_run(weights: &WeightStore, expanded: &CpuTensors, c: &Compiled, profile: bool) -> Result<(Vec<HostTensor>, Option<OpProfile>), OpError> {
+    let mut exec = CpuExecutor::streaming(weights).with_expanded(expanded);
+    if profile {
+        exec = exec.profiled();
+    }
+    let mut values = exec.run(&c.graph, &c.inputs)?;
+    let outputs = c.graph.outputs.iter().map(|t| values.remove(t).expect("executor returns every output")).collect();
+    Ok((outputs, exec.take_profile()))
 }
 
 /// The f32 values of a result (models only read f32 outputs).

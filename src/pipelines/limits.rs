@@ -179,9 +179,8 @@ pub fn budget(session: &crate::models::Session) -> MemoryBudget {
         #[cfg(not(target_arch = "wasm32"))]
         Backend::Cpu { .. } => {
             let total = host_available();
-            // candle makes each attention's batch x heads x L x L scores whole.
             let name = "the memory available";
-            MemoryBudget { max_tensor: total, total, full_attention_scores: true, name }
+            MemoryBudget { max_tensor: total, total, full_attention_scores: crate::ops::cpu::attention_makes_whole_scores(), name }
         }
         #[cfg(target_arch = "wasm32")]
         Backend::Cpu { .. } => {

@@ -11,7 +11,7 @@ fn peak_rss_mb() -> f64 {
     status.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok()).map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
-pub async fn run(size: usize, backend: &str, quant: &str, batch: usize, runs: usize) -> Result<(), easel::GpuError> {
+pub async fn run(size: usize, backend: &str, quant: &str, batch: usize, runs: usize, profile: bool) -> Result<(), easel::GpuError> {
     let storage = match quant {
         "q8_0" => StorageType::Q8_0,
         "q4_0" => StorageType::Q4_0,
@@ -38,9 +38,14 @@ pub async fn run(size: usize, backend: &str, quant: &str, batch: usize, runs: us
     }
     let mut i = 0;
     while i < sessions.len() {
-        match unet_step(&mut sessions[i], &cfg, size, batch, runs, storage).await {
+        match unet_step(&mut sessions[i], &cfg, size, batch, runs, storage, profile).await {
             Ok(r) => {
-                println!("{:<8} {:>9.0} {:>13.1} {:>15.1} {:>12.0}", r.backend, r.millis_per_step, r.weight_bytes as f64 / 1e6, r.activation_bytes as f64 / 1e6, peak_rss_mb())
+                println!("{:<8} {:>9.0} {:>13.1} {:>15.1} {:>12.0}", r.backend, r.millis_per_step, r.weight_bytes as f64 / 1e6, r.activation_bytes as f64 / 1e6, peak_rss_mb());
+                match (&r.profile, profile) {
+                    (Some(table), _) => println!("\none more {} step, per kind of op:\n{table}", r.backend),
+                    (None, true) => println!("(the GPU backend's dispatches are not timed one by one: --profile profiles the CPU backend)"),
+                    _ => {}
+                }
             }
             Err(e) => println!("{:<8} failed: {e}", sessions[i].kind()),
         }

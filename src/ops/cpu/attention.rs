@@ -1,7 +1,8 @@
-//! Multi-head attention through the packed GEMM, the browser's path: per head and block of
-//! query rows, scores = Q K^T into a scratch block, softmax in place, then P V into the
-//! output. Heads are read in place from `[B, L, H*D]` with row stride H*D, so nothing is
-//! transposed, and the scores never exceed one block of rows.
+//! Multi-head attention through the packed GEMM: per head and block of query rows, scores =
+//! Q K^T into a scratch block, softmax in place, then P V into the output. Heads are read in
+//! place from `[B, L, H*D]` with row stride H*D, so nothing is transposed, and the scores
+//! never exceed one block of rows per thread (natively the heads run on every core; candle's
+//! path made batch x heads x L x L scores whole: 8 GiB at 512x512 for emoji-sd).
 
 use candle_core::{Device, Result, Tensor};
 
@@ -24,31 +25,56 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize, scale: f32, c
 }
 
 /// [`attention`] on row-major values; `dims` is [batch, Lq, Lk, heads, q/k head dim, v head dim].
+/// Natively the (image, head) pairs are shared among the cores; each computes its head into
+/// a [Lq, dv] block that is then put in place.
 fn attention_values(q: &[f32], k: &[f32], v: &[f32], dims: [usize; 6], scale: f32, causal: bool) -> Vec<f32> {
-    let [batch, lq, lk, heads, d, dv] = dims;
-    let (hd, hdv) = (heads * d, heads * dv);
+    let [batch, lq, _, heads, _, dv] = dims;
+    let hdv = heads * dv;
+    let pairs: Vec<(usize, usize)> = (0..batch).flat_map(|b| (0..heads).map(move |h| (b, h))).collect();
+    let one = |&(b, h): &(usize, usize)| one_head(q, k, v, dims, b, h, scale, causal);
+    #[cfg(not(target_arch = "wasm32"))]
+    let blocks: Vec<Vec<f32>> = {
+        let threads = std::thread::available_parallelism().map_or(1, |t| t.get()).min(pairs.len()).max(1);
+        let per = pairs.len().div_ceil(threads);
+        std::thread::scope(|s| {
+            let jobs: Vec<_> = pairs.chunks(per).map(|chunk| s.spawn(move || chunk.iter().map(one).collect::<Vec<_>>())).collect();
+            jobs.into_iter().flat_map(|j| j.join().expect("an attention thread panicked")).collect()
+        })
+    };
+    #[cfg(target_arch = "wasm32")]
+    let blocks: Vec<Vec<f32>> = pairs.iter().map(one).collect();
     let mut out = vec![0.0; batch * lq * hdv];
+    for (&(b, h), block) in pairs.iter().zip(&blocks) {
+        for (r, row) in block.chunks_exact(dv).enumerate() {
+            out[(b * lq + r) * hdv + h * dv..][..dv].copy_from_slice(row);
+        }
+    }
+    out
+}
+
+/// softmax(q k^T * scale) v of head `h` of image `b`: [Lq, dv], scores one block of rows at
+/// a time.
+#[allow(clippy::too_many_arguments)]
+fn one_head(q: &[f32], k: &[f32], v: &[f32], dims: [usize; 6], b: usize, h: usize, scale: f32, causal: bool) -> Vec<f32> {
+    let [_, lq, lk, heads, d, dv] = dims;
+    let (hd, hdv) = (heads * d, heads * dv);
+    let (qh, kh, vh) = (&q[b * lq * hd + h * d..], &k[b * lk * hd + h * d..], &v[b * lk * hdv + h * dv..]);
+    let mut out = vec![0.0; lq * dv];
     let rows = ROWS.min(lq);
     let mut scores = vec![0.0; rows * lk];
-    for b in 0..batch {
-        for h in 0..heads {
-            let (qh, kh, vh) = (&q[b * lq * hd + h * d..], &k[b * lk * hd + h * d..], &v[b * lk * hdv + h * dv..]);
-            let oh = &mut out[b * lq * hdv + h * dv..];
-            // K^T and V are packed once per head, not once per block of queries.
-            let kt = PackedB::new(d, lk, &BMatrix::NK { data: kh, ld: hd });
-            let vp = PackedB::new(lk, dv, &BMatrix::KN { data: vh, ld: hdv });
-            for r0 in (0..lq).step_by(rows) {
-                let m = rows.min(lq - r0);
-                let s = &mut scores[..m * lk];
-                s.fill(0.0);
-                gemm(m, lk, d, &qh[r0 * hd..], hd, &kt, s, lk);
-                for (i, row) in s.chunks_exact_mut(lk).enumerate() {
-                    let visible = if causal { (r0 + i + lk + 1).saturating_sub(lq).min(lk) } else { lk };
-                    softmax_in_place(row, scale, visible);
-                }
-                gemm(m, dv, lk, s, lk, &vp, &mut oh[r0 * hdv..], hdv);
-            }
+    // K^T and V are packed once per head, not once per block of queries.
+    let kt = PackedB::new(d, lk, &BMatrix::NK { data: kh, ld: hd });
+    let vp = PackedB::new(lk, dv, &BMatrix::KN { data: vh, ld: hdv });
+    for r0 in (0..lq).step_by(rows) {
+        let m = rows.min(lq - r0);
+        let s = &mut scores[..m * lk];
+        s.fill(0.0);
+        gemm(m, lk, d, &qh[r0 * hd..], hd, &kt, s, lk);
+        for (i, row) in s.chunks_exact_mut(lk).enumerate() {
+            let visible = if causal { (r0 + i + lk + 1).saturating_sub(lq).min(lk) } else { lk };
+            softmax_in_place(row, scale, visible);
         }
+        gemm(m, dv, lk, s, lk, &vp, &mut out[r0 * dv..], dv);
     }
     out
 }

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 
 use candle_core::{DType as CDType, Device, Tensor, D};
 
+use super::profile::OpProfile;
 use super::{attention, gemm_ops, nn};
 use crate::error::OpError;
 use crate::ops::graph::{BinaryOp, DType, Graph, Op, TensorId, UnaryOp};
@@ -12,6 +13,31 @@ use crate::ops::weights::WeightStore;
 /// Dense ops and attention go through our packed GEMM in the browser, where candle's matmul is single
 /// threaded and barely vectorized; natively candle's multithreaded matmul is faster.
 const USE_GEMM: bool = cfg!(target_arch = "wasm32");
+/// Attention runs in blocks of query rows everywhere (heads on every core natively): memory
+/// bounded by one block per thread instead of whole scores. EASEL_CPU_ATTENTION=candle
+/// picks candle's whole-scores path again, to compare.
+pub(crate) fn blocked_attention() -> bool {
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        static CHOICE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *CHOICE.get_or_init(|| std::env::var("EASEL_CPU_ATTENTION").map_or(true, |v| v != "candle"))
+    }
+    #[cfg(target_arch = "wasm32")]
+    true
+}
+
+/// Convolutions go through our implicit-im2col GEMM everywhere (rows split among the cores
+/// natively): candle's conv2d ran at half its own matmul's GFLOP/s in the UNet (`easel bench
+/// unet --profile`). EASEL_CPU_CONV=candle picks candle's again, to compare.
+fn gemm_conv() -> bool {
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        static CHOICE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *CHOICE.get_or_init(|| std::env::var("EASEL_CPU_CONV").map_or(true, |v| v != "candle"))
+    }
+    #[cfg(target_arch = "wasm32")]
+    true
+}
 
 /// A run-time input or a result, on the host.
 #[derive(Debug, Clone, PartialEq)]
@@ -35,23 +61,55 @@ impl HostTensor {
     }
 }
 
+/// Weights expanded to f32, by name.
+pub type CpuTensors = HashMap<String, Tensor>;
+
+/// Every weight of `store` as an f32 tensor, each freed from the store as it is expanded.
+pub fn expand_store(store: WeightStore) -> CpuTensors {
+    store
+        .into_tensors()
+        .map(|(name, w)| {
+            let t = Tensor::from_vec(w.to_f32(), w.shape.as_slice(), &Device::Cpu).expect("a stored tensor's values fit its shape");
+            (name, t)
+        })
+        .collect()
+}
+
 /// The CPU backend. Weights are converted to f32 candle tensors once and kept.
 pub struct CpuExecutor<'w> {
     weights: &'w WeightStore,
     cache: HashMap<String, Tensor>,
     keep_weights: bool,
+    profile: Option<OpProfile>,
 }
 
 impl<'w> CpuExecutor<'w> {
     /// A backend over `weights`.
     pub fn new(weights: &'w WeightStore) -> Self {
-        Self { weights, cache: HashMap::new(), keep_weights: true }
+        Self { weights, cache: HashMap::new(), keep_weights: true, profile: None }
     }
 
     /// A backend that expands each weight to f32 only while a run needs it: a whole model
     /// kept expanded next to its quantized store would not fit in wasm's 4 GiB.
     pub fn streaming(weights: &'w WeightStore) -> Self {
-        Self { weights, cache: HashMap::new(), keep_weights: false }
+        Self { weights, cache: HashMap::new(), keep_weights: false, profile: None }
+    }
+
+    /// Reads weights already expanded to f32 (a native CPU session's) before the store.
+    pub fn with_expanded(mut self, expanded: &CpuTensors) -> Self {
+        self.cache.extend(expanded.iter().map(|(k, t)| (k.clone(), t.clone())));
+        self
+    }
+
+    /// Times every node by kind of op (see `profile`); `take_profile` gives the totals.
+    pub fn profiled(mut self) -> Self {
+        self.profile = Some(OpProfile::default());
+        self
+    }
+
+    /// The totals of the runs so far (when `profiled`).
+    pub fn take_profile(&mut self) -> Option<OpProfile> {
+        self.profile.take()
     }
 
     fn weight(&mut self, name: &str) -> Result<Tensor, OpError> {
@@ -79,10 +137,15 @@ impl<'w> CpuExecutor<'w> {
         }
         for (i, node) in graph.nodes.iter().enumerate() {
             let args: Vec<Tensor> = node.inputs.iter().map(|t| values[t.0].clone().expect("inputs precede their users")).collect();
+            let t0 = self.profile.is_some().then(crate::platform::now_ms);
             let out = self.eval(node, &args, inputs).map_err(|e| match e {
                 OpError::Cpu(c) => OpError::Shape { node: node.label.clone(), message: c.to_string() },
                 other => other,
             })?;
+            if let (Some(p), Some(t0)) = (self.profile.as_mut(), t0) {
+                let shapes: Vec<&[usize]> = node.inputs.iter().map(|t| graph.shape(*t)).collect();
+                p.add(node, &shapes, crate::platform::now_ms() - t0);
+            }
             values[i] = Some(out);
             // Free what no later node reads (outputs are kept).
             for t in &node.inputs {
@@ -127,7 +190,7 @@ impl<'w> CpuExecutor<'w> {
                 let b = if *transpose_b { a[1].transpose(D::Minus2, D::Minus1)? } else { a[1].clone() };
                 a[0].contiguous()?.matmul(&b.contiguous()?)?
             }
-            Op::Conv2d { stride, padding } if USE_GEMM => gemm_ops::conv2d(&a[0], &a[1], a.get(2), *stride, *padding)?,
+            Op::Conv2d { stride, padding } if gemm_conv() => gemm_ops::conv2d(&a[0], &a[1], a.get(2), *stride, *padding)?,
             Op::Conv2d { stride, padding } => nn::conv2d(&a[0], &a[1], a.get(2), *stride, *padding)?,
             Op::GroupNorm { groups, eps, silu } => nn::group_norm(&a[0], &a[1], &a[2], *groups, *eps, *silu)?,
             Op::LayerNorm { eps } if a.len() == 1 => {
@@ -138,7 +201,7 @@ impl<'w> CpuExecutor<'w> {
             Op::RmsNorm { eps } if a.len() == 1 => candle_nn::ops::rms_norm(&a[0].contiguous()?, &Tensor::ones(node.shape[node.shape.len() - 1], CDType::F32, dev)?, *eps)?,
             Op::RmsNorm { eps } => candle_nn::ops::rms_norm(&a[0].contiguous()?, &a[1], *eps)?,
             Op::Softmax => candle_nn::ops::softmax_last_dim(&a[0].contiguous()?)?,
-            Op::Attention { heads, scale, causal } if USE_GEMM => attention::attention(&a[0], &a[1], &a[2], *heads, *scale, *causal)?,
+            Op::Attention { heads, scale, causal } if blocked_attention() => attention::attention(&a[0], &a[1], &a[2], *heads, *scale, *causal)?,
             Op::Attention { heads, scale, causal } => nn::attention(&a[0], &a[1], &a[2], *heads, *scale, *causal)?,
             Op::Unary(u) => match u {
                 UnaryOp::Silu => a[0].silu()?,

@@ -108,6 +108,34 @@ fn micro_kernel(a: &[f32], b: &[f32], c: &mut [f32], ldc: usize, h: usize, w: us
     }
 }
 
+/// [`gemm`] with the rows of C shared among the machine's cores (natively; in the page,
+/// where wasm has no threads here, one). Each thread packs B itself: packing is 1/M of the
+/// work of a block.
+#[allow(clippy::too_many_arguments)]
+pub fn par_gemm(m: usize, n: usize, k: usize, a: &[f32], lda: usize, b: &(impl PackB + Sync), c: &mut [f32], ldc: usize) {
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        // Below a few tiles per thread the threads cost more than they save.
+        let threads = std::thread::available_parallelism().map_or(1, |t| t.get()).min(m / (4 * MR)).max(1);
+        if threads > 1 && m > 0 && n > 0 && k > 0 {
+            let rows = m.div_ceil(threads).next_multiple_of(MR);
+            std::thread::scope(|s| {
+                let mut rest = c;
+                for r0 in (0..m).step_by(rows) {
+                    let mm = rows.min(m - r0);
+                    let take = if r0 + mm == m { rest.len() } else { mm * ldc };
+                    let (mine, tail) = std::mem::take(&mut rest).split_at_mut(take);
+                    rest = tail;
+                    let a = &a[r0 * lda..];
+                    s.spawn(move || gemm(mm, n, k, a, lda, b, mine, ldc));
+                }
+            });
+            return;
+        }
+    }
+    gemm(m, n, k, a, lda, b, c, ldc)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

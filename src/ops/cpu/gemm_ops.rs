@@ -4,7 +4,7 @@
 
 use candle_core::{bail, Device, Result, Storage, Tensor};
 
-use super::gemm::{gemm, BMatrix};
+use super::gemm::{gemm, par_gemm, BMatrix};
 use super::im2col::Im2col;
 
 /// Runs `f` on the tensor's f32 values in row-major order, without a copy when it is
@@ -76,10 +76,10 @@ pub fn conv2d(x: &Tensor, w: &Tensor, b: Option<&Tensor>, stride: usize, pad: [u
         with_values(w, |w| {
             for (img, y) in x.chunks_exact(c * h * wi).zip(out.chunks_exact_mut(o * n)) {
                 if kh == 1 && kw == 1 && stride == 1 && pad == [0; 4] {
-                    gemm(o, n, k, w, k, &BMatrix::KN { data: img, ld: n }, y, n);
+                    par_gemm(o, n, k, w, k, &BMatrix::KN { data: img, ld: n }, y, n);
                 } else {
                     let cols = Im2col { x: img, h, w: wi, kh, kw, stride, top: pad[0], left: pad[2], wo };
-                    gemm(o, n, k, w, k, &cols, y, n);
+                    par_gemm(o, n, k, w, k, &cols, y, n);
                 }
             }
         })

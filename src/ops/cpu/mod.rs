@@ -9,9 +9,16 @@ mod gemm_ops;
 mod im2col;
 mod nn;
 mod pack;
+pub mod profile;
 
-pub use exec::{CpuExecutor, HostTensor};
+pub use exec::{expand_store, CpuExecutor, CpuTensors, HostTensor};
 pub use nn::timestep_embedding;
+
+/// Whether attention on this backend makes each batch x heads x L x L scores tensor whole
+/// (only with EASEL_CPU_ATTENTION=candle): the size check counts it then.
+pub fn attention_makes_whole_scores() -> bool {
+    !exec::blocked_attention()
+}
 
 use candle_core::{Device, Tensor};
 

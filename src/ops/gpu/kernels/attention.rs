@@ -1,7 +1,7 @@
 //! Multi-head scaled dot-product attention in one dispatch, FlashAttention style (keys
 //! streamed with the online softmax; the score matrix is never stored).
 
-use super::{with_prelude, NodeCx};
+use super::{splice, with_prelude, NodeCx};
 use crate::error::OpError;
 use crate::ops::gpu::builder::{f, grid, KernelBuilder};
 
@@ -44,15 +44,10 @@ fn elem(vec4: bool) -> &'static str {
 fn source(dh: usize, dv: usize, rows: usize) -> String {
     let (qk4, v4) = (dh.is_multiple_of(4), dv.is_multiple_of(4));
     let loaders = [loader("q", "DH", qk4), loader("k", "DH", qk4), loader("v", "DV", v4)].concat();
-    with_prelude(
-        &include_str!("attention.wgsl")
-            .replace("{{QK_ELEM}}", elem(qk4))
-            .replace("{{V_ELEM}}", elem(v4))
-            .replace("{{DH}}", &dh.to_string())
-            .replace("{{DV}}", &dv.to_string())
-            .replace("{{ROWS}}", &rows.to_string())
-            .replace("//{{LOADERS}}", &loaders),
-    )
+    with_prelude(&splice(
+        include_str!("attention.wgsl"),
+        &[("QK_ELEM", elem(qk4)), ("V_ELEM", elem(v4)), ("DH", &dh.to_string()), ("DV", &dv.to_string()), ("ROWS", &rows.to_string()), ("LOADERS", &loaders)],
+    ))
 }
 
 /// Query rows per invocation. Software adapters emulate each storage load lane by lane, so
@@ -94,6 +89,19 @@ pub fn attention(kb: &mut KernelBuilder, cx: &NodeCx, heads: usize, scale: f32, 
     let bindings = vec![cx.f32_input(0)?, cx.f32_input(1)?, cx.f32_input(2)?, cx.out.clone()];
     let key = format!("attention_dh{dh}_dv{dv}_r{rows}");
     kb.dispatch(&key, || source(dh, dv, rows), bindings, &params, grid(workgroups as u32))
+}
+
+/// Every kind of variant `attention` makes: head widths with and without vec4 loads, one
+/// and several rows per invocation. (key, WGSL).
+#[cfg(all(test, not(target_arch = "wasm32")))]
+pub fn variants() -> Vec<(String, String)> {
+    let mut out = vec![];
+    for (dh, dv) in [(64, 64), (40, 40), (160, 160), (18, 13), (4, 36)] {
+        for rows in [1, 2, 4] {
+            out.push((format!("attention_{dh}_{dv}_{rows}"), source(dh, dv, rows)));
+        }
+    }
+    out
 }
 
 #[cfg(test)]

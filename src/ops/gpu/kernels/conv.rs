@@ -4,7 +4,7 @@
 use super::elementwise::groups_for;
 use super::loaders::{enable_f16, Q8_UNPACK, W_F16, W_F16_NATIVE, W_F32_VEC4};
 use super::split::{fits, gcd, limit_err, spans, whole};
-use super::{with_prelude, NodeCx};
+use super::{splice, with_prelude, NodeCx};
 use crate::error::OpError;
 use crate::ops::gpu::builder::{grid, Buf, KernelBuilder};
 use crate::ops::quant::StorageType;
@@ -268,7 +268,7 @@ fn conv_source(storage: StorageType, w_vec4: bool, path: XPath, f16: bool) -> St
         _ if storage.is_quantized() => BLOCK_LOOP,
         _ => PLAIN_LOOP,
     };
-    let src = with_prelude(&include_str!("conv2d.wgsl").replace("//{{BINDINGS}}", &bindings).replace("//{{LOADERS}}", &loaders).replace("//{{K_LOOP}}", k_loop));
+    let src = with_prelude(&splice(include_str!("conv2d.wgsl"), &[("BINDINGS", &bindings), ("LOADERS", &loaders), ("K_LOOP", k_loop)]));
     enable_f16(src, storage == StorageType::F16 && f16)
 }
 
@@ -440,4 +440,24 @@ pub fn upsample_nearest(kb: &mut KernelBuilder, cx: &NodeCx) -> Result<(), OpErr
         kb.dispatch("upsample_nearest", || with_prelude(include_str!("upsample_nearest.wgsl")), bindings, &params, groups_for(n))?;
     }
     Ok(())
+}
+
+/// Every variant `conv2d` can make: (key, WGSL).
+#[cfg(all(test, not(target_arch = "wasm32")))]
+pub fn variants() -> Vec<(String, String)> {
+    let mut out = vec![];
+    for storage in [StorageType::F32, StorageType::F16, StorageType::Q8_0, StorageType::Q4_0] {
+        for path in [XPath::Gather, XPath::Pointwise, XPath::Row3] {
+            for w_vec4 in [false, true] {
+                for f16 in [false, true] {
+                    if f16 && storage != StorageType::F16 {
+                        continue;
+                    }
+                    out.push((format!("conv2d_{}_{}_{w_vec4}_{f16}", storage.name(), path.name()), conv_source(storage, w_vec4, path, f16)));
+                }
+            }
+        }
+    }
+    out.push(("upsample_nearest".into(), with_prelude(include_str!("upsample_nearest.wgsl"))));
+    out
 }

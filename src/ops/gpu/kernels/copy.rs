@@ -4,7 +4,7 @@ use super::elementwise::groups_for;
 use super::loaders::Q8_UNPACK;
 use super::split::{fits, limit_err};
 use super::Operand;
-use super::{strides, with_prelude, NodeCx};
+use super::{splice, strides, with_prelude, NodeCx};
 use crate::error::OpError;
 use crate::ops::gpu::builder::{Buf, KernelBuilder};
 use crate::ops::quant::StorageType;
@@ -103,7 +103,7 @@ fn dequantize_source(storage: StorageType) -> String {
     }
     bindings.extend(["var<storage, read_write> out: array<f32>;", "var<uniform> params: Params;"]);
     let bindings: Vec<String> = bindings.iter().enumerate().map(|(i, b)| format!("@group(0) @binding({i}) {b}")).collect();
-    with_prelude(&include_str!("dequantize.wgsl").replace("//{{BINDINGS}}", &bindings.join("\n")).replace("//{{LOAD}}", &load))
+    with_prelude(&splice(include_str!("dequantize.wgsl"), &[("BINDINGS", &bindings.join("\n")), ("LOAD", &load)]))
 }
 
 /// A block's f16 scale, two per word.
@@ -134,4 +134,13 @@ pub fn concat(kb: &mut KernelBuilder, cx: &NodeCx, axis: usize) -> Result<(), Op
         offset += shape[axis];
     }
     Ok(())
+}
+
+/// Every variant of this file's kernels: (key, WGSL).
+#[cfg(all(test, not(target_arch = "wasm32")))]
+pub fn variants() -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> =
+        [StorageType::F16, StorageType::Q8_0, StorageType::Q4_0].into_iter().map(|s| (format!("dequantize_{}", s.name()), dequantize_source(s))).collect();
+    out.push(("strided_copy".into(), with_prelude(include_str!("strided_copy.wgsl"))));
+    out
 }

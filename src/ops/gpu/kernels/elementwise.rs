@@ -113,3 +113,9 @@ pub fn geglu(kb: &mut KernelBuilder, cx: &NodeCx) -> Result<(), OpError> {
     }
     Ok(())
 }
+
+/// Every kernel of this file: (key, WGSL).
+#[cfg(all(test, not(target_arch = "wasm32")))]
+pub fn variants() -> Vec<(String, String)> {
+    vec![("unary".into(), source(include_str!("unary.wgsl"))), ("binary".into(), source(include_str!("binary.wgsl"))), ("geglu".into(), source(include_str!("geglu.wgsl")))]
+}

@@ -3,7 +3,7 @@
 
 use super::loaders::{enable_f16, Q8_UNPACK, W_AT_ROWS, W_F16, W_F16_NATIVE, W_F32_VEC4};
 use super::split::{fits, row_spans, whole};
-use super::{with_prelude, NodeCx};
+use super::{splice, with_prelude, NodeCx};
 use crate::error::OpError;
 use crate::ops::gpu::builder::{Buf, KernelBuilder};
 use crate::ops::quant::StorageType;
@@ -66,7 +66,7 @@ fn load_q(n: u32, k: u32) -> vec4<f32> {
 
 /// `linear_q.wgsl` with a block format's loaders and per-block sums spliced in.
 fn linear_q(loaders: &str, sums: &str) -> String {
-    with_prelude(&include_str!("linear_q.wgsl").replace("//{{LOAD_Q}}", loaders).replace("//{{BLOCK_SUMS}}", sums))
+    with_prelude(&splice(include_str!("linear_q.wgsl"), &[("LOAD_Q", loaders), ("BLOCK_SUMS", sums)]))
 }
 
 /// The kernel for a storage type: `linear_q.wgsl` for block formats, else `linear.wgsl`.
@@ -86,7 +86,7 @@ fn source(x_vec4: bool, storage: StorageType, w_vec4: bool, f16: bool) -> String
     let bindings =
         format!("@group(0) @binding(2) var<storage, read> x: {x_ty};\n@group(0) @binding(3) var<storage, read> w: {w_decl};\n@group(0) @binding(4) var<uniform> params: Params;\n");
     let loaders = format!("{}\n{W_AT_ROWS}\n{loader}", if x_vec4 { X_VEC4 } else { X_SCALAR });
-    let src = with_prelude(&include_str!("linear.wgsl").replace("//{{BINDINGS}}", &bindings).replace("//{{LOADERS}}", &loaders));
+    let src = with_prelude(&splice(include_str!("linear.wgsl"), &[("BINDINGS", &bindings), ("LOADERS", &loaders)]));
     enable_f16(src, storage == StorageType::F16 && f16)
 }
 
@@ -122,4 +122,21 @@ pub fn linear(kb: &mut KernelBuilder, cx: &NodeCx) -> Result<(), OpError> {
         }
     }
     Ok(())
+}
+
+/// Every variant `linear` can make: (key, WGSL).
+#[cfg(all(test, not(target_arch = "wasm32")))]
+pub fn variants() -> Vec<(String, String)> {
+    let mut out = vec![];
+    for storage in [StorageType::F32, StorageType::F16, StorageType::Q8_0, StorageType::Q4_0] {
+        for x_vec4 in [false, true] {
+            for f16 in [false, true] {
+                if f16 && storage != StorageType::F16 {
+                    continue;
+                }
+                out.push((format!("linear_{}{}_{x_vec4}", storage.name(), if f16 { "_native" } else { "" }), source(x_vec4, storage, x_vec4, f16)));
+            }
+        }
+    }
+    out
 }

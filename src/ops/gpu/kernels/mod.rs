@@ -112,3 +112,87 @@ pub fn strides(shape: &[usize]) -> Vec<usize> {
 pub fn with_prelude(body: &str) -> String {
     format!("{}\n{}", super::builder::PRELUDE, body)
 }
+
+/// Fills a kernel template: every `{{NAME}}` marker (a `//{{NAME}}` line for code) gets its
+/// text. A fill whose marker the template lacks, or a marker left unfilled, is a bug on the
+/// kernel's Rust side, found the first time the variant is made (and by the CPU-only test
+/// that makes every variant): panics naming the marker.
+pub fn splice(template: &str, fills: &[(&str, &str)]) -> String {
+    let out = fill(template, fills);
+    if let Some(at) = out.find("{{") {
+        let end = out[at..].find("}}").map_or(out.len(), |e| at + e + 2);
+        panic!("kernel template marker {} left unfilled", &out[at..end]);
+    }
+    out
+}
+
+/// `splice` for a template filled in two stages: every fill's marker must exist; others may
+/// stay for the next stage.
+pub fn fill(template: &str, fills: &[(&str, &str)]) -> String {
+    let mut out = template.to_string();
+    for (name, text) in fills {
+        let (line, inline) = (format!("//{{{{{name}}}}}"), format!("{{{{{name}}}}}"));
+        assert!(out.contains(&inline), "kernel template has no {inline} marker");
+        out = out.replace(&line, text).replace(&inline, text);
+    }
+    out
+}
+
+/// Every kernel source the GPU backend can make, spliced variants included: (key, WGSL).
+#[cfg(all(test, not(target_arch = "wasm32")))]
+pub fn every_variant() -> Vec<(String, String)> {
+    let plain = [
+        ("matmul", include_str!("matmul.wgsl")),
+        ("embedding", include_str!("embedding.wgsl")),
+        ("timestep_embedding", include_str!("timestep_embedding.wgsl")),
+        ("top_k", include_str!("top_k.wgsl")),
+        ("vq_nearest", include_str!("vq_nearest.wgsl")),
+        ("depthwise_conv2d", include_str!("depthwise_conv2d.wgsl")),
+        ("conv_transpose2d", include_str!("conv_transpose2d.wgsl")),
+        ("response_norm", include_str!("response_norm.wgsl")),
+    ];
+    let mut out: Vec<(String, String)> = plain.iter().map(|(k, src)| (k.to_string(), with_prelude(src))).collect();
+    for list in [linear::variants(), conv::variants(), attention::variants(), copy::variants(), norm::variants(), elementwise::variants()] {
+        out.extend(list);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splice_fills_markers_and_refuses_missing_or_leftover_ones() {
+        assert_eq!(splice("a\n//{{CODE}}\nb {{N}}u", &[("CODE", "let x = 1;"), ("N", "4")]), "a\nlet x = 1;\nb 4u");
+        let missing = std::panic::catch_unwind(|| splice("a {{N}}", &[("N", "1"), ("M", "2")])).unwrap_err();
+        assert_eq!(missing.downcast_ref::<String>().map(String::as_str), Some("kernel template has no {{M}} marker"));
+        let left = std::panic::catch_unwind(|| splice("a {{N}} {{M}}", &[("N", "1")])).unwrap_err();
+        assert_eq!(left.downcast_ref::<String>().map(String::as_str), Some("kernel template marker {{M}} left unfilled"));
+        assert_eq!(fill("{{A}} {{B}}", &[("A", "x")]), "x {{B}}");
+    }
+
+    /// Every variant parses and validates with naga (wgpu's shader compiler), on the CPU:
+    /// a broken splice fails here without a GPU.
+    #[cfg(not(target_arch = "wasm32"))]
+    #[test]
+    fn every_kernel_variant_validates_with_naga() {
+        use naga::valid::{Capabilities, ValidationFlags, Validator};
+        let validate = |src: &str| {
+            naga::front::wgsl::parse_str(src)
+                .map_err(|e| e.emit_to_string(src))
+                .and_then(|module| Validator::new(ValidationFlags::all(), Capabilities::all()).validate(&module).map(drop).map_err(|e| format!("{e:?}")))
+        };
+        // The check itself catches a type error.
+        assert!(validate(&with_prelude("fn f() -> u32 { return 1.5; }")).is_err());
+        let variants = every_variant();
+        assert!(variants.len() > 80, "{} variants", variants.len());
+        let mut failures = vec![];
+        for (key, src) in &variants {
+            if let Err(e) = validate(src) {
+                failures.push(format!("{key}: {e}"));
+            }
+        }
+        assert!(failures.is_empty(), "{} of {} kernel variants do not validate:\n{}", failures.len(), variants.len(), failures.join("\n"));
+    }
+}

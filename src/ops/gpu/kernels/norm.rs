@@ -4,7 +4,7 @@
 
 use super::elementwise::groups_for;
 use super::split::{fits, limit_err, spans, whole};
-use super::{with_prelude, NodeCx};
+use super::{fill, splice, with_prelude, NodeCx};
 use crate::error::OpError;
 use crate::ops::gpu::builder::{f, grid, Buf, KernelBuilder};
 
@@ -22,7 +22,7 @@ fn workgroup_size(len: usize) -> u32 {
 
 /// `kernel` with the prelude and reductions in front, sized for `wg` invocations.
 fn source(kernel: &str, wg: u32) -> String {
-    with_prelude(&format!("{REDUCE}\n{kernel}")).replace("{{WG}}", &wg.to_string())
+    with_prelude(&splice(&format!("{REDUCE}\n{kernel}"), &[("WG", &wg.to_string())]))
 }
 
 /// A GroupNorm statistics kernel: `source` plus the two-pass slice moments.
@@ -173,7 +173,8 @@ fn scale(i: u32) -> f32 { return 1.0; }
 fn shift(i: u32) -> f32 { return 0.0; }"
         }
     };
-    let kernel = include_str!("layer_norm.wgsl").replace("//{{BINDINGS}}", bindings).replace("{{CENTER}}", &center.to_string());
+    // WG is filled by `source`.
+    let kernel = fill(include_str!("layer_norm.wgsl"), &[("BINDINGS", bindings), ("CENTER", &center.to_string())]);
     source(&kernel, wg)
 }
 
@@ -209,4 +210,23 @@ pub fn softmax(kb: &mut KernelBuilder, cx: &NodeCx) -> Result<(), OpError> {
     let bindings = vec![cx.f32_input(0)?, cx.out.clone()];
     let workgroups = sets_grid(cx, rows)?;
     kb.dispatch(&format!("softmax_wg{wg}"), || source(include_str!("softmax.wgsl"), wg), bindings, &[rows as u32, d as u32], workgroups)
+}
+
+/// Every variant of the norm kernels, at each workgroup size they use: (key, WGSL).
+#[cfg(all(test, not(target_arch = "wasm32")))]
+pub fn variants() -> Vec<(String, String)> {
+    let mut out = vec![];
+    for wg in [64, 256] {
+        out.push((format!("group_norm_wg{wg}"), moments_source(include_str!("group_norm.wgsl"), wg)));
+        out.push((format!("softmax_wg{wg}"), source(include_str!("softmax.wgsl"), wg)));
+        for center in [false, true] {
+            for affine in [false, true] {
+                out.push((format!("row_norm_{center}_{affine}_wg{wg}"), row_norm_source(center, affine, wg)));
+            }
+        }
+    }
+    out.push(("group_norm_stats".into(), moments_source(include_str!("group_norm_stats.wgsl"), 64)));
+    out.push(("group_norm_combine".into(), with_prelude(include_str!("group_norm_combine.wgsl"))));
+    out.push(("group_norm_apply".into(), with_prelude(include_str!("group_norm_apply.wgsl"))));
+    out
 }

@@ -1,0 +1,137 @@
+//! Where a CPU run's time goes, per kind of op: time, FLOPs counted from the graph's shapes,
+//! and bytes touched, so that each kind's distance to the matmul ceiling shows
+//! (`easel bench unet --profile`).
+
+use std::collections::BTreeMap;
+
+use crate::ops::graph::{Node, Op};
+
+/// Totals of one kind of op.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct KindTotals {
+    pub count: usize,
+    pub millis: f64,
+    pub flops: f64,
+    /// Bytes of the inputs read and the output written (f32).
+    pub bytes: f64,
+}
+
+/// A run's profile: totals per kind.
+#[derive(Debug, Clone, Default)]
+pub struct OpProfile {
+    pub kinds: BTreeMap<&'static str, KindTotals>,
+}
+
+/// The kind an op is counted under.
+pub fn kind(op: &Op) -> &'static str {
+    match op {
+        Op::Conv2d { .. } | Op::ConvTranspose2d { .. } | Op::DepthwiseConv2d { .. } => "conv",
+        Op::Linear | Op::MatMul { .. } => "linear/matmul",
+        Op::Attention { .. } => "attention",
+        Op::GroupNorm { .. }
+        | Op::LayerNorm { .. }
+        | Op::RmsNorm { .. }
+        | Op::Softmax
+        | Op::ResponseNorm { .. }
+        | Op::GroupMoments { .. }
+        | Op::MomentsCombine { .. }
+        | Op::GroupNormApply { .. } => "norm",
+        Op::Unary(_) | Op::Binary(_) | Op::Geglu => "elementwise",
+        Op::Reshape { .. } | Op::Permute { .. } | Op::Slice { .. } | Op::Concat { .. } | Op::UpsampleNearest { .. } => "copies",
+        Op::Weight { .. } => "weights (expand to f32)",
+        _ => "other",
+    }
+}
+
+/// Floating-point operations of a node (multiply-adds count 2), from its shapes.
+pub fn flops(node: &Node, inputs: &[&[usize]]) -> f64 {
+    let out = node.numel() as f64;
+    let last = |s: &[usize]| *s.last().unwrap_or(&1) as f64;
+    match &node.op {
+        // out [.., N] from x [.., K]: each output is a K-long dot product.
+        Op::Linear => 2.0 * out * last(inputs[0]),
+        Op::MatMul { .. } => 2.0 * out * last(inputs[0]),
+        // weight [O, C, kh, kw]: each output sums C*kh*kw products.
+        Op::Conv2d { .. } => 2.0 * out * inputs[1][1..].iter().product::<usize>() as f64,
+        // weight [Ci, Co, k, k]: each input spreads over Co*k*k outputs.
+        Op::ConvTranspose2d { .. } => 2.0 * inputs[0].iter().product::<usize>() as f64 * inputs[1][1..].iter().product::<usize>() as f64,
+        Op::DepthwiseConv2d { .. } => 2.0 * out * inputs[1][2..].iter().product::<usize>() as f64,
+        // q [B, Lq, H*D], k [B, Lk, H*D], v [B, Lk, H*Dv]: scores and the weighted sum.
+        Op::Attention { .. } => {
+            let (b, lq, lk) = (inputs[0][0] as f64, inputs[0][1] as f64, inputs[1][1] as f64);
+            2.0 * b * lq * lk * (last(inputs[0]) + last(inputs[2]))
+        }
+        Op::GroupNorm { .. } | Op::LayerNorm { .. } | Op::RmsNorm { .. } | Op::GroupNormApply { .. } => 8.0 * out,
+        Op::Softmax => 5.0 * out,
+        Op::Unary(_) | Op::Binary(_) | Op::Geglu => out,
+        _ => 0.0,
+    }
+}
+
+impl OpProfile {
+    /// Adds one node's time.
+    pub fn add(&mut self, node: &Node, inputs: &[&[usize]], millis: f64) {
+        let bytes = 4.0 * (node.numel() + inputs.iter().map(|s| s.iter().product::<usize>()).sum::<usize>()) as f64;
+        let t = self.kinds.entry(kind(&node.op)).or_default();
+        t.count += 1;
+        t.millis += millis;
+        t.flops += flops(node, inputs);
+        t.bytes += bytes;
+    }
+
+    /// Total time.
+    pub fn millis(&self) -> f64 {
+        self.kinds.values().map(|t| t.millis).sum()
+    }
+
+    /// A table: kind, ops, ms, share, GFLOP, GFLOP/s, GB/s; slowest first.
+    pub fn table(&self) -> String {
+        let total = self.millis().max(1e-9);
+        let mut rows: Vec<_> = self.kinds.iter().collect();
+        rows.sort_by(|a, b| b.1.millis.total_cmp(&a.1.millis));
+        let mut s = format!("{:<24} {:>6} {:>10} {:>6} {:>9} {:>9} {:>8}\n", "op kind", "ops", "ms", "share", "GFLOP", "GFLOP/s", "GB/s");
+        for (k, t) in rows {
+            let secs = (t.millis / 1e3).max(1e-9);
+            let rate = if t.flops > 0.0 { format!("{:.1}", t.flops / 1e9 / secs) } else { "-".into() };
+            s += &format!("{k:<24} {:>6} {:>10.1} {:>5.1}% {:>9.2} {:>9} {:>8.2}\n", t.count, t.millis, 100.0 * t.millis / total, t.flops / 1e9, rate, t.bytes / 1e9 / secs);
+        }
+        let flops: f64 = self.kinds.values().map(|t| t.flops).sum();
+        s += &format!(
+            "{:<24} {:>6} {:>10.1} {:>6} {:>9.2} {:>9.1}\n",
+            "total",
+            self.kinds.values().map(|t| t.count).sum::<usize>(),
+            total,
+            "",
+            flops / 1e9,
+            flops / 1e9 / (total / 1e3)
+        );
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::graph::DType;
+
+    fn node(op: Op, shape: &[usize]) -> Node {
+        Node { op, inputs: vec![], shape: shape.to_vec(), dtype: DType::F32, label: "n".into() }
+    }
+
+    #[test]
+    fn flops_are_counted_from_shapes() {
+        // [2, 3] @ w[4, 3]^T: 8 outputs of 3 multiply-adds.
+        assert_eq!(flops(&node(Op::Linear, &[2, 4]), &[&[2, 3], &[4, 3]]), 48.0);
+        // 3x3 conv 8 -> 16 channels at 5x5 output: 400 outputs of 72 products.
+        assert_eq!(flops(&node(Op::Conv2d { stride: 1, padding: [1; 4] }, &[1, 16, 5, 5]), &[&[1, 8, 5, 5], &[16, 8, 3, 3]]), 2.0 * 400.0 * 72.0);
+        // Attention: 1 x 10 queries x 20 keys, width 8 for scores and for values.
+        let a = node(Op::Attention { heads: 2, scale: 1.0, causal: false }, &[1, 10, 8]);
+        assert_eq!(flops(&a, &[&[1, 10, 8], &[1, 20, 8], &[1, 20, 8]]), 2.0 * 10.0 * 20.0 * 16.0);
+        let mut p = OpProfile::default();
+        p.add(&a, &[&[1, 10, 8], &[1, 20, 8], &[1, 20, 8]], 2.0);
+        p.add(&node(Op::Linear, &[2, 4]), &[&[2, 3], &[4, 3]], 1.0);
+        assert_eq!(p.kinds["attention"].count, 1);
+        assert_eq!(p.millis(), 3.0);
+        assert!(p.table().lines().nth(1).unwrap().starts_with("attention"), "{}", p.table());
+    }
+}
