@@ -38,6 +38,10 @@ impl ImageInfo<'_> {
     pub fn parameters(&self) -> String {
         let r = self.request;
         let mut text = r.prompt.clone();
+        // A1111 writes the LoRAs into the prompt, `<lora:name:scale>`.
+        for l in &r.loras {
+            text.push_str(&format!(" <lora:{}:{}>", l.name, l.scale));
+        }
         if !r.negative_prompt.is_empty() {
             text.push_str("\nNegative prompt: ");
             text.push_str(&r.negative_prompt);
@@ -56,6 +60,10 @@ impl ImageInfo<'_> {
         if r.batch > 1 {
             settings.push(format!("Batch size: {}, Batch pos: {}", r.batch, self.index));
         }
+        if !r.loras.is_empty() {
+            let hashes: Vec<String> = r.loras.iter().map(|l| format!("{}: {}", l.name, &l.sha256[..12.min(l.sha256.len())])).collect();
+            settings.push(format!("Lora hashes: \"{}\"", hashes.join(", ")));
+        }
         settings.push(format!("Version: easel {}", crate::VERSION));
         text.push('\n');
         text.push_str(&settings.join(", "));
@@ -65,7 +73,7 @@ impl ImageInfo<'_> {
     /// Every text chunk of the image: our keys, then `parameters`.
     pub fn text(&self) -> Vec<(&'static str, String)> {
         let r = self.request;
-        vec![
+        let mut text = vec![
             ("prompt", r.prompt.clone()),
             ("negative_prompt", r.negative_prompt.clone()),
             ("seed", r.seed.to_string()),
@@ -75,8 +83,12 @@ impl ImageInfo<'_> {
             ("scheduler", self.scheduler.to_string()),
             ("size", format!("{}x{}", r.width, r.height)),
             ("model", self.model.to_string()),
-            ("parameters", self.parameters()),
-        ]
+        ];
+        if !r.loras.is_empty() {
+            text.push(("loras", r.loras.iter().map(|l| format!("{}:{}:{}", l.name, l.scale, l.sha256)).collect::<Vec<_>>().join(";")));
+        }
+        text.push(("parameters", self.parameters()));
+        text
     }
 }
 

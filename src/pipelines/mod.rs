@@ -25,7 +25,7 @@ pub use generate::{generate, Output, Preview, Progress};
 pub use image::Rgba;
 pub use limits::MemoryBudget;
 pub use metadata::{encode_pngs, EncodedPng, ImageInfo};
-pub use request::{FloatImage, Request};
+pub use request::{FloatImage, LoraUse, Request};
 pub use sd::StableDiffusion;
 pub use vqgan::VqGan;
 

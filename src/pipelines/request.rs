@@ -75,6 +75,17 @@ pub struct Request {
     /// the seed's, to reproduce a diffusers run.
     #[serde(skip)]
     pub token_draws: Option<std::collections::BTreeMap<String, Vec<f32>>>,
+    /// The LoRAs merged into the model's weights (for the image's metadata).
+    #[serde(default)]
+    pub loras: Vec<LoraUse>,
+}
+
+/// A LoRA a generation ran with: its name, file sha256 and scale.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoraUse {
+    pub name: String,
+    pub sha256: String,
+    pub scale: f32,
 }
 
 impl Default for Request {
@@ -100,6 +111,7 @@ impl Default for Request {
             image_noise: None,
             previews: false,
             token_draws: None,
+            loras: vec![],
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod error;
 pub mod fit;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod folder;
+pub mod lora;
 pub mod manifest;
 pub mod repo;
 pub mod rules;

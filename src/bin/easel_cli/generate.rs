@@ -10,7 +10,8 @@ use easel::models::Session;
 use easel::ops::{choose_backend, BackendKind, BackendPreference, StorageType, WeightStore};
 use easel::pipelines::native::{load_model_dir, read_image, read_tensor, read_tensor_opt, write_tensors};
 use easel::pipelines::request::Walk;
-use easel::pipelines::{encode_pngs, Generator, PipelineError, Progress, Request};
+use easel::pipelines::{encode_pngs, Generator, LoraUse, PipelineError, Progress, Request};
+use easel::weights::lora::Lora;
 
 #[derive(Args)]
 pub struct GenerateArgs {
@@ -58,6 +59,13 @@ pub struct GenerateArgs {
     /// PNG (white = repaint), or safetensors with `mask` (N1HW, 1 = repaint).
     #[arg(long)]
     mask: Option<PathBuf>,
+    /// A LoRA (diffusers / peft safetensors, as save_lora_weights writes it) merged into the
+    /// model's weights; repeat for several.
+    #[arg(long)]
+    lora: Vec<PathBuf>,
+    /// The scale of each --lora, in the same order (1 for those without one).
+    #[arg(long, allow_negative_numbers = true)]
+    lora_scale: Vec<f32>,
     /// gpu, cpu or auto (auto: the CPU on software adapters).
     #[arg(long, default_value = "auto")]
     backend: String,
@@ -117,6 +125,23 @@ pub fn output_path(out: &Path, i: usize, batch: usize) -> PathBuf {
     out.with_file_name(format!("{stem}-{i}.png"))
 }
 
+/// Merges each LoRA file at its scale into `weights`, saying so on stderr.
+fn merge_loras(weights: &mut WeightStore, files: &[PathBuf], scales: &[f32]) -> Result<Vec<LoraUse>, PipelineError> {
+    if scales.len() > files.len() {
+        return Err(PipelineError::Request(format!("{} --lora-scale values for {} --lora files: give one scale per LoRA, in order", scales.len(), files.len())));
+    }
+    let mut used = vec![];
+    for (i, path) in files.iter().enumerate() {
+        let scale = scales.get(i).copied().unwrap_or(1.0);
+        let bytes = std::fs::read(path).map_err(|e| PipelineError::Request(format!("{}: {e}", path.display())))?;
+        let lora = Lora::parse(&path.display().to_string(), &bytes).map_err(PipelineError::Model)?;
+        lora.merge_into(weights, scale).map_err(PipelineError::Model)?;
+        eprintln!("LoRA {} ({} layers, sha256 {}) merged at scale {scale}", lora.name, lora.layers.len(), &lora.sha256[..12]);
+        used.push(LoraUse { name: lora.name, sha256: lora.sha256, scale });
+    }
+    Ok(used)
+}
+
 /// The loaded model and the request the flags describe (shared with `easel morph`).
 pub struct Prepared {
     pub model_gen: Generator,
@@ -125,7 +150,8 @@ pub struct Prepared {
 }
 
 pub async fn prepare(a: &GenerateArgs) -> Result<Prepared, PipelineError> {
-    let model = load_model_dir(&a.model, parse_quant(&a.quant)?)?;
+    let mut model = load_model_dir(&a.model, parse_quant(&a.quant)?)?;
+    let loras = merge_loras(&mut model.weights, &a.lora, &a.lora_scale)?;
     let session = open_session(&a.backend, model.weights).await?;
     let model_gen = Generator::new(&model.family, session, &model.configs, &model.files)?;
     let defaults = model_gen.defaults();
@@ -145,6 +171,7 @@ pub async fn prepare(a: &GenerateArgs) -> Result<Prepared, PipelineError> {
         batch: a.batch,
         strength: a.strength.unwrap_or(if a.mask.is_some() { 1.0 } else { 0.8 }),
         walk: a.walk_to_seed.map(|to_seed| Walk { to_seed, t: a.walk_t }),
+        loras,
         ..Request::default()
     };
     if let Some(note) = model_gen.prompt_note(&req.prompt) {

@@ -1,0 +1,206 @@
+//! LoRA files and their merge into a model's weights: delta = scale x (alpha / rank) x
+//! up @ down on every layer the file names, added to the base weight (dequantized first
+//! and stored again in the base's own format, so q8_0 / q4_0 models take LoRAs too).
+//!
+//! Format read: diffusers / peft, as `save_lora_weights` writes it (`unet.<module>.lora_A.weight`
+//! [rank, in(, k, k)] and `lora_B.weight` [out, rank(, 1, 1)], optional `<module>.alpha`,
+//! text-encoder keys with transformers 5's or 4's names). A key that names no layer of the
+//! model, a shape that does not fit its layer, or a kohya / A1111 file is refused, by name,
+//! before any weight changes.
+
+use std::collections::BTreeMap;
+
+use super::manifest::sha256_hex;
+use super::safetensors;
+use crate::ops::WeightStore;
+
+/// One adapted layer: the model weight it changes and its low-rank factors.
+#[derive(Debug, Clone)]
+pub struct LoraLayer {
+    /// The base weight's name in the model, e.g. `unet.….attn1.to_q.weight`.
+    pub target: String,
+    pub rank: usize,
+    pub alpha: f32,
+    /// [rank, in * k * k] and [out, rank], row-major.
+    pub down: Vec<f32>,
+    pub up: Vec<f32>,
+    /// The shapes as stored, for messages.
+    down_shape: Vec<usize>,
+    up_shape: Vec<usize>,
+}
+
+/// A LoRA file, read.
+#[derive(Debug, Clone)]
+pub struct Lora {
+    /// The file's name without its extension (what A1111's `<lora:name:scale>` says).
+    pub name: String,
+    /// sha256 of the file (hex): the "Lora hashes" field records its first 12 characters.
+    pub sha256: String,
+    /// Layers by the file's module name.
+    pub layers: BTreeMap<String, LoraLayer>,
+}
+
+/// The weight a peft module name adapts, in the model's (diffusers, transformers 5) names.
+fn target_of(module: &str) -> String {
+    format!("{module}.weight")
+}
+
+impl Lora {
+    /// Reads a LoRA safetensors file (`file` names it in errors).
+    pub fn parse(file: &str, bytes: &[u8]) -> Result<Lora, String> {
+        let header = safetensors::parse(file, bytes).map_err(|e| e.to_string())?;
+        let name = std::path::Path::new(file).file_stem().and_then(|s| s.to_str()).unwrap_or(file).to_string();
+        if header.tensors.keys().any(|k| k.starts_with("lora_unet_") || k.starts_with("lora_te")) {
+            return Err(format!("{file}: a kohya / A1111 LoRA (lora_unet_… keys); Easel reads diffusers / peft LoRAs (save_lora_weights) so far"));
+        }
+        let read = |key: &str| -> Result<(Vec<f32>, Vec<usize>), String> {
+            let info = &header.tensors[key];
+            let raw = &bytes[(header.data_start + info.begin) as usize..(header.data_start + info.end) as usize];
+            Ok((safetensors::to_f32(file, key, info, raw).map_err(|e| e.to_string())?, info.shape.clone()))
+        };
+        let mut layers = BTreeMap::new();
+        for key in header.tensors.keys() {
+            let Some(module) = key.strip_suffix(".lora_A.weight") else {
+                let known = key.ends_with(".lora_B.weight") || key.ends_with(".alpha");
+                if !known {
+                    return Err(format!("{file}: tensor '{key}' is not a LoRA factor (lora_A / lora_B / alpha)"));
+                }
+                continue;
+            };
+            let up_key = format!("{module}.lora_B.weight");
+            if !header.tensors.contains_key(&up_key) {
+                return Err(format!("{file}: '{key}' has no '{up_key}'"));
+            }
+            let ((down, down_shape), (up, up_shape)) = (read(key)?, read(&up_key)?);
+            let rank = down_shape[0];
+            if up_shape.len() < 2 || up_shape[1] != rank {
+                return Err(format!("{file}: '{up_key}' {up_shape:?} does not fit '{key}' {down_shape:?} (rank {rank})"));
+            }
+            // peft's lora_alpha defaults to the rank (scaling 1); kohya-style files store it.
+            let alpha = match header.tensors.get(&format!("{module}.alpha")) {
+                Some(_) => read(&format!("{module}.alpha"))?.0.first().copied().unwrap_or(rank as f32),
+                None => rank as f32,
+            };
+            layers.insert(module.to_string(), LoraLayer { target: target_of(module), rank, alpha, down, up, down_shape, up_shape });
+        }
+        for key in header.tensors.keys().filter(|k| k.ends_with(".lora_B.weight")) {
+            if !layers.contains_key(key.trim_end_matches(".lora_B.weight")) {
+                return Err(format!("{file}: '{key}' has no lora_A"));
+            }
+        }
+        if layers.is_empty() {
+            return Err(format!("{file}: no LoRA layers (lora_A / lora_B tensors)"));
+        }
+        Ok(Lora { name, sha256: sha256_hex(bytes), layers })
+    }
+
+    /// Adds `scale` x this LoRA to `store`'s weights. Every layer is checked first (its
+    /// weight exists, under transformers 5's or 4's text-encoder names, and its shape fits)
+    /// so a LoRA for another model changes nothing.
+    pub fn merge_into(&self, store: &mut WeightStore, scale: f32) -> Result<(), String> {
+        let mut plan = vec![];
+        for (module, l) in &self.layers {
+            let nested = l.target.replacen("text_encoder.", "text_encoder.text_model.", 1);
+            let target = [&l.target, &nested]
+                .into_iter()
+                .find(|t| store.get(t).is_ok())
+                .ok_or_else(|| format!("LoRA '{}': layer '{module}' names no weight of this model (no '{}'): is it a LoRA for another architecture?", self.name, l.target))?;
+            let w = store.get(target).map_err(|e| e.to_string())?;
+            let (out, inp): (usize, usize) = (w.shape[0], w.shape[1..].iter().product());
+            let fits = l.up_shape[0] == out && l.down_shape[1..].iter().product::<usize>() == inp && l.up_shape[2..].iter().all(|&d| d == 1);
+            if !fits {
+                return Err(format!(
+                    "LoRA '{}': layer '{module}' ({:?} x {:?}) does not fit '{target}' {:?}: is it a LoRA for another architecture?",
+                    self.name, l.up_shape, l.down_shape, w.shape
+                ));
+            }
+            plan.push((target.clone(), l, out, inp));
+        }
+        for (target, l, out, inp) in plan {
+            let w = store.get(&target).map_err(|e| e.to_string())?;
+            let (shape, storage) = (w.shape.clone(), w.storage);
+            let mut values = w.to_f32();
+            let s = scale * l.alpha / l.rank as f32;
+            // values[o, i] += s * sum_r up[o, r] * down[r, i]
+            for o in 0..out {
+                let row = &mut values[o * inp..(o + 1) * inp];
+                for r in 0..l.rank {
+                    let u = s * l.up[o * l.rank + r];
+                    for (v, d) in row.iter_mut().zip(&l.down[r * inp..(r + 1) * inp]) {
+                        *v += u * d;
+                    }
+                }
+            }
+            store.insert(&target, &shape, storage, &values).map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::StorageType;
+
+    /// A safetensors file of f32 tensors.
+    fn file(tensors: &[(&str, &[usize], &[f32])]) -> Vec<u8> {
+        let mut header = serde_json::Map::new();
+        let mut data = vec![];
+        for (name, shape, values) in tensors {
+            let begin = data.len();
+            data.extend(values.iter().flat_map(|v| v.to_le_bytes()));
+            header.insert(name.to_string(), serde_json::json!({"dtype": "F32", "shape": shape, "data_offsets": [begin, data.len()]}));
+        }
+        let json = serde_json::to_vec(&header).unwrap();
+        let mut out = (json.len() as u64).to_le_bytes().to_vec();
+        out.extend(json);
+        out.extend(data);
+        out
+    }
+
+    #[test]
+    fn a_merge_adds_scale_alpha_over_rank_up_down() {
+        // W [2, 3] = 0; up [2, 1] = [1, 2], down [1, 3] = [1, 0, -1], alpha 2 (rank 1), scale 0.5:
+        // delta = 0.5 * 2 * [[1, 0, -1], [2, 0, -2]].
+        let bytes = file(&[("unet.a.to_q.lora_A.weight", &[1, 3], &[1., 0., -1.]), ("unet.a.to_q.lora_B.weight", &[2, 1], &[1., 2.]), ("unet.a.to_q.alpha", &[], &[2.])]);
+        let lora = Lora::parse("style.safetensors", &bytes).unwrap();
+        assert_eq!((lora.name.as_str(), lora.layers.len()), ("style", 1));
+        let mut store = WeightStore::new();
+        store.insert_f32("unet.a.to_q.weight", &[2, 3], &[0.0; 6]).unwrap();
+        lora.merge_into(&mut store, 0.5).unwrap();
+        assert_eq!(store.get("unet.a.to_q.weight").unwrap().to_f32(), vec![1., 0., -1., 2., 0., -2.]);
+        // A quantized base stays quantized.
+        let mut q = WeightStore::new();
+        q.insert("unet.a.to_q.weight", &[2, 32], StorageType::Q8_0, &[0.0; 64]).unwrap();
+        let wide = file(&[("unet.a.to_q.lora_A.weight", &[1, 32], &[1.0; 32]), ("unet.a.to_q.lora_B.weight", &[2, 1], &[1., 2.])]);
+        Lora::parse("w", &wide).unwrap().merge_into(&mut q, 1.0).unwrap();
+        assert_eq!(q.get("unet.a.to_q.weight").unwrap().storage, StorageType::Q8_0);
+        // Row 1 is 2 * 1: exact up to the q8_0 step (2 / 127).
+        assert!(q.get("unet.a.to_q.weight").unwrap().to_f32()[32..64].iter().all(|v| (v - 2.0).abs() < 2.0 / 127.0));
+    }
+
+    #[test]
+    fn lora_for_another_model_is_refused_before_anything_changes() {
+        let bytes = file(&[
+            ("unet.a.lora_A.weight", &[1, 3], &[1., 1., 1.]),
+            ("unet.a.lora_B.weight", &[2, 1], &[1., 1.]),
+            ("unet.b.lora_A.weight", &[1, 5], &[1.; 5]),
+            ("unet.b.lora_B.weight", &[2, 1], &[1., 1.]),
+        ]);
+        let lora = Lora::parse("x.safetensors", &bytes).unwrap();
+        let mut store = WeightStore::new();
+        store.insert_f32("unet.a.weight", &[2, 3], &[0.0; 6]).unwrap();
+        store.insert_f32("unet.b.weight", &[2, 4], &[0.0; 8]).unwrap();
+        let err = lora.merge_into(&mut store, 1.0).unwrap_err();
+        assert!(err.contains("'unet.b'") && err.contains("another architecture"), "{err}");
+        assert_eq!(store.get("unet.a.weight").unwrap().to_f32(), vec![0.0; 6], "nothing applied");
+        store.insert_f32("unet.b.weight", &[2, 5], &[0.0; 10]).unwrap();
+        let mut missing = WeightStore::new();
+        missing.insert_f32("unet.a.weight", &[2, 3], &[0.0; 6]).unwrap();
+        assert!(lora.merge_into(&mut missing, 1.0).unwrap_err().contains("names no weight"));
+        let kohya = file(&[("lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight", &[1, 3], &[1.; 3])]);
+        assert!(Lora::parse("k.safetensors", &kohya).unwrap_err().contains("kohya"));
+        let stray = file(&[("unet.a.lora_A.weight", &[1, 3], &[1.; 3]), ("unet.a.lora_B.weight", &[2, 1], &[1., 1.]), ("unet.a.other", &[1], &[0.])]);
+        assert!(Lora::parse("s.safetensors", &stray).unwrap_err().contains("'unet.a.other' is not a LoRA factor"));
+    }
+}

@@ -1,0 +1,145 @@
+//! LoRA against diffusers (tests/fixtures/sd1-tiny-lora: a peft LoRA on sd1-tiny's UNet and
+//! text encoder, `load_lora_weights` + `cross_attention_kwargs={"scale": s}`): every run
+//! (scales 1.0 and 0.6, and the base model on the same noise) on the CPU backend and the GPU
+//! (lavapipe without one), final latents within 1e-3 relative error; then the same LoRA on
+//! q8_0 weights (merged, requantized) against the f32 result; then `easel generate --lora`.
+
+#![cfg(not(target_arch = "wasm32"))]
+
+mod sd;
+
+use std::process::Command;
+
+use easel::gpu::{GpuContext, GpuOptions};
+use easel::models::Session;
+use easel::ops::{StorageType, WeightStore};
+use easel::pipelines::native::load_model_dir;
+use easel::pipelines::{generate, Request, StableDiffusion};
+use easel::weights::lora::Lora;
+use easel::weights::rules::storage_for;
+use sd::{fixture, references, rel_err};
+
+const LORA: &str = "sd1-tiny-lora";
+
+/// The final latents of `run` with the LoRA merged at the run's scale into sd1-tiny loaded
+/// as `quant`; with `then_quantize`, loaded as f32, merged, then stored as that format
+/// (what converting an already merged model gives).
+fn run_latents_as(run: &serde_json::Value, quant: StorageType, gpu: bool, then_quantize: Option<StorageType>) -> Vec<f32> {
+    let refs = references(LORA);
+    let name = run["name"].as_str().unwrap();
+    let mut model = load_model_dir(&fixture("sd1-tiny"), quant).unwrap();
+    if let Some(scale) = run["lora_scale"].as_f64() {
+        let path = fixture(LORA).join("pytorch_lora_weights.safetensors");
+        let lora = Lora::parse(&path.display().to_string(), &std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(lora.layers.len(), 40, "UNet and text-encoder attention layers");
+        lora.merge_into(&mut model.weights, scale as f32).unwrap();
+    }
+    if let Some(q) = then_quantize {
+        let mut store = WeightStore::new();
+        for name in model.weights.names() {
+            let w = model.weights.get(name).unwrap();
+            store.insert(name, &w.shape, storage_for(name, &w.shape, false, q), &w.to_f32()).unwrap();
+        }
+        model.weights = store;
+    }
+    let session = if gpu {
+        Session::gpu(pollster::block_on(GpuContext::new(&GpuOptions::default())).expect("a Vulkan adapter (mesa-vulkan-drivers)"), &model.weights).unwrap()
+    } else {
+        Session::cpu(model.weights)
+    };
+    let mut sd = StableDiffusion::new(session, &model.configs, &model.files).unwrap();
+    let call = &run["call"];
+    let first = |v: &serde_json::Value| v.as_array().and_then(|a| a[0].as_str()).unwrap_or("").to_string();
+    let req = Request {
+        prompt: first(&call["prompt"]),
+        negative_prompt: first(&call["negative_prompt"]),
+        steps: call["num_inference_steps"].as_u64().unwrap() as usize,
+        guidance: call["guidance_scale"].as_f64().unwrap() as f32,
+        scheduler_config: Some(run["scheduler"].clone()),
+        init_latents: Some(refs[&format!("{name}/init_latents")].values.clone()),
+        width: call["width"].as_u64().unwrap() as usize,
+        height: call["height"].as_u64().unwrap() as usize,
+        ..Request::default()
+    };
+    pollster::block_on(generate(&mut sd, &req, &mut |_| true)).unwrap().latents
+}
+
+fn run_latents(run: &serde_json::Value, quant: StorageType, gpu: bool) -> Vec<f32> {
+    run_latents_as(run, quant, gpu, None)
+}
+
+fn runs() -> Vec<serde_json::Value> {
+    let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(fixture(LORA).join("reference.json")).unwrap()).unwrap();
+    meta["runs"].as_array().unwrap().clone()
+}
+
+#[test]
+fn lora_runs_match_diffusers_on_cpu_and_gpu() {
+    let refs = references(LORA);
+    for gpu in [false, true] {
+        for run in runs() {
+            let name = run["name"].as_str().unwrap();
+            let want = &refs[&format!("{name}/final_latents")].values;
+            let e = rel_err(&run_latents(&run, StorageType::F32, gpu), want);
+            println!("{name} [{}]: final latents relative error {e:.2e}", if gpu { "gpu" } else { "cpu" });
+            assert!(e <= 1e-3, "{name}: {e:e}");
+        }
+    }
+    // The LoRA matters: scale 1 moves the latents well away from the base model's.
+    let e = rel_err(&refs["lora_scale_1/final_latents"].values, &refs["no_lora_same_noise/final_latents"].values);
+    assert!(e > 1e-2, "the LoRA changes the result ({e:e})");
+}
+
+/// q8_0 and q4_0 bases: the LoRA merged into the dequantized weights and requantized. Its
+/// error against the f32 merge is about that of the merged model quantized once (what
+/// converting a merged f32 model gives): requantizing adds little. Both printed, with the
+/// base model's own quantization error for scale (this fixture's LoRA is strong: its
+/// random factors widen the weights' range, and so each block's quantization step).
+#[test]
+fn lora_on_quantized_weights_errs_as_a_merged_model_quantized_once() {
+    let runs = runs();
+    let pick = |name: &str| runs.iter().find(|r| r["name"] == name).unwrap();
+    let (with, without) = (pick("lora_scale_1"), pick("no_lora_same_noise"));
+    let (f32_with, f32_without) = (run_latents(with, StorageType::F32, false), run_latents(without, StorageType::F32, false));
+    for quant in [StorageType::Q8_0, StorageType::Q4_0] {
+        let e_lora = rel_err(&run_latents(with, quant, false), &f32_with);
+        let e_once = rel_err(&run_latents_as(with, StorageType::F32, false, Some(quant)), &f32_with);
+        let e_base = rel_err(&run_latents(without, quant, false), &f32_without);
+        println!("{} vs f32, final latents: LoRA merged into {0} weights {e_lora:.2e}; merged in f32 then quantized {e_once:.2e}; base model alone {e_base:.2e}", quant.name());
+        assert!(e_lora <= 1.5 * e_once, "{}: requantizing adds error beyond one quantization: {e_lora:e} vs {e_once:e}", quant.name());
+    }
+}
+
+#[test]
+fn easel_generate_lora_records_it_in_the_png() {
+    let out = std::env::temp_dir().join(format!("easel-lora-{}.png", std::process::id()));
+    let lora = fixture(LORA).join("pytorch_lora_weights.safetensors");
+    let status = Command::new(env!("CARGO_BIN_EXE_easel"))
+        .args(["generate", "--model"])
+        .arg(fixture("sd1-tiny"))
+        .args(["--prompt", "a fox", "--steps", "2", "--width", "16", "--height", "16", "--backend", "cpu", "--lora"])
+        .arg(&lora)
+        .args(["--lora-scale", "0.6", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+    assert!(String::from_utf8_lossy(&status.stderr).contains("LoRA pytorch_lora_weights (40 layers"), "{}", String::from_utf8_lossy(&status.stderr));
+    let png = std::fs::read(&out).unwrap();
+    let text = String::from_utf8_lossy(&png);
+    assert!(text.contains("a fox <lora:pytorch_lora_weights:0.6>"), "A1111's prompt form");
+    assert!(text.contains("Lora hashes: \"pytorch_lora_weights: "), "A1111's Lora hashes field");
+    // Wrong count of scales, and a LoRA for a model of another width, are refused by name.
+    let bad = Command::new(env!("CARGO_BIN_EXE_easel"))
+        .args(["generate", "--model"])
+        .arg(fixture("sd2-tiny"))
+        .args(["--prompt", "a fox", "--steps", "1", "--width", "16", "--height", "16", "--backend", "cpu", "--lora"])
+        .arg(&lora)
+        .args(["--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success() && err.contains("another architecture"), "{err}");
+    std::fs::remove_file(&out).ok();
+}
