@@ -26,6 +26,17 @@ pub(crate) fn blocked_attention() -> bool {
     true
 }
 
+/// Linear layers: our GEMM in the page; natively candle's unless EASEL_CPU_LINEAR=gemm.
+fn gemm_linear() -> bool {
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        static CHOICE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *CHOICE.get_or_init(|| std::env::var("EASEL_CPU_LINEAR").is_ok_and(|v| v == "gemm"))
+    }
+    #[cfg(target_arch = "wasm32")]
+    true
+}
+
 /// Convolutions go through our implicit-im2col GEMM everywhere (rows split among the cores
 /// natively): candle's conv2d ran at half its own matmul's GFLOP/s in the UNet (`easel bench
 /// unet --profile`). EASEL_CPU_CONV=candle picks candle's again, to compare.
@@ -183,7 +194,7 @@ impl<'w> CpuExecutor<'w> {
                 }
             }
             Op::Weight { name } => self.weight(name)?,
-            Op::Linear if USE_GEMM => gemm_ops::linear(&a[0], &a[1], a.get(2))?,
+            Op::Linear if gemm_linear() => gemm_ops::linear(&a[0], &a[1], a.get(2))?,
             Op::Linear => nn::linear(&a[0], &a[1], a.get(2))?,
             Op::MatMul { transpose_b } if USE_GEMM => gemm_ops::matmul(&a[0], &a[1], *transpose_b)?,
             Op::MatMul { transpose_b } => {

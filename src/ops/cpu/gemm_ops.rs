@@ -32,7 +32,7 @@ pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
     let (n, k) = w.dims2()?;
     let rows = x.elem_count() / k;
     let mut c = bias_rows(b, rows, n)?;
-    with_values(x, |x| with_values(w, |w| gemm(rows, n, k, x, k, &BMatrix::NK { data: w, ld: k }, &mut c, n)))??;
+    with_values(x, |x| with_values(w, |w| par_gemm(rows, n, k, x, k, &BMatrix::NK { data: w, ld: k }, &mut c, n)))??;
     let mut shape = x.dims().to_vec();
     *shape.last_mut().expect("x has a last axis") = n;
     Tensor::from_vec(c, shape, &Device::Cpu)
