@@ -124,6 +124,15 @@ export async function hubTree(dir) {
   return out;
 }
 
+/** The decoded path of a request, or null (the caller answers 400) when it cannot be decoded. */
+function requestPath(req) {
+  try {
+    return decodeURIComponent(new URL(req.url, 'http://x').pathname);
+  } catch {
+    return null;
+  }
+}
+
 /**
  * Starts the server; resolves to { server, url }. Port 0 picks a free one. `onRequest(req,
  * res, path)` (tests) may answer a request itself by returning true. With `hubRoot`, paths
@@ -139,12 +148,8 @@ export function startServer({ root, port = 8080, host = '127.0.0.1', onRequest, 
     res.setHeader('Access-Control-Allow-Origin', '*');
     res.setHeader('Access-Control-Allow-Headers', 'Range');
     res.setHeader('Access-Control-Expose-Headers', 'Content-Length, Content-Range, Accept-Ranges');
-    let path;
-    try {
-      path = decodeURIComponent(new URL(req.url, 'http://x').pathname);
-    } catch {
-      return res.writeHead(400).end('bad path');
-    }
+    const path = requestPath(req);
+    if (path === null) return res.writeHead(400).end('bad path');
     if (onRequest && (await onRequest(req, res, path))) return;
     if (req.method === 'OPTIONS') return res.writeHead(204).end();
     if (req.method !== 'GET' && req.method !== 'HEAD') return res.writeHead(405).end();
@@ -184,12 +189,8 @@ export function startCdn({ root, port = 0, host = '127.0.0.1', onRequest } = {})
   const base = resolve(root);
   const server = createServer(async (req, res) => {
     res.setHeader('Access-Control-Allow-Origin', '*');
-    let path;
-    try {
-      path = decodeURIComponent(new URL(req.url, 'http://x').pathname);
-    } catch {
-      return res.writeHead(400).end('bad path');
-    }
+    const path = requestPath(req);
+    if (path === null) return res.writeHead(400).end('bad path');
     if (onRequest && (await onRequest(req, res, path))) return;
     if (req.method === 'OPTIONS') return res.writeHead(403, { 'Content-Type': 'text/plain' }).end('preflight requests are not allowed');
     if (req.method !== 'GET' && req.method !== 'HEAD') return res.writeHead(405).end();

@@ -16,6 +16,24 @@ after(() => server?.close());
 
 const DDPM = 'www/models/ddpm-tiny/';
 
+/** A size x size diagonal gradient PNG drawn by the page's browser, as a visitor's file. */
+async function gradientPng(page, size, from, to) {
+  const bytes = await page.evaluate(
+    async ([size, from, to]) => {
+      const c = new OffscreenCanvas(size, size);
+      const g = c.getContext('2d');
+      const grad = g.createLinearGradient(0, 0, size, size);
+      grad.addColorStop(0, from);
+      grad.addColorStop(1, to);
+      g.fillStyle = grad;
+      g.fillRect(0, 0, size, size);
+      return Array.from(new Uint8Array(await (await c.convertToBlob({ type: 'image/png' })).arrayBuffer()));
+    },
+    [size, from, to],
+  );
+  return Buffer.from(bytes);
+}
+
 /** `easel generate` with `args`, returning its PNG. */
 async function cliImage(name, args) {
   const out = await artifactPath(`cli-${name}.png`);
@@ -73,18 +91,7 @@ test('the bundled VQGAN round-trips an image as the CLI does, and brushed codes 
     assert.equal(await page.locator('#prompt-controls').isHidden(), true);
     assert.equal(await page.locator('#width').inputValue(), '32', '16 codes of a 2x model');
     // A 32x32 gradient, as a visitor's file.
-    const png = Buffer.from(
-      await page.evaluate(async () => {
-        const c = new OffscreenCanvas(32, 32);
-        const g = c.getContext('2d');
-        const grad = g.createLinearGradient(0, 0, 32, 32);
-        grad.addColorStop(0, '#d33');
-        grad.addColorStop(1, '#36c');
-        g.fillStyle = grad;
-        g.fillRect(0, 0, 32, 32);
-        return Array.from(new Uint8Array(await (await c.convertToBlob({ type: 'image/png' })).arrayBuffer()));
-      }),
-    );
+    const png = await gradientPng(page, 32, '#d33', '#36c');
     const input = await artifactPath('vq-input.png');
     writeFileSync(input, png);
     await page.setInputFiles('#vq-image', input);
@@ -180,18 +187,7 @@ test('aMUSEd repaints the brushed part of an init image in the page as the CLI d
     await page.goto(`${url}?backend=cpu&model=${AMUSED}`);
     await page.locator('#generate:not([disabled])').waitFor({ timeout: 180_000 });
     // A 16x16 gradient as the visitor's init image.
-    const png = Buffer.from(
-      await page.evaluate(async () => {
-        const c = new OffscreenCanvas(16, 16);
-        const g = c.getContext('2d');
-        const grad = g.createLinearGradient(0, 0, 16, 16);
-        grad.addColorStop(0, '#e82');
-        grad.addColorStop(1, '#2a6');
-        g.fillStyle = grad;
-        g.fillRect(0, 0, 16, 16);
-        return Array.from(new Uint8Array(await (await c.convertToBlob({ type: 'image/png' })).arrayBuffer()));
-      }),
-    );
+    const png = await gradientPng(page, 16, '#e82', '#2a6');
     const input = await artifactPath('amused-init.png');
     writeFileSync(input, png);
     await page.setInputFiles('#init-image', input);
