@@ -114,14 +114,29 @@ fn bad_requests_are_refused_with_a_sentence() {
 
 #[test]
 fn a_size_that_cannot_fit_is_refused_before_any_step() {
-    // The bundled model downsamples by 2: 512x512 is 65,536 tokens of self-attention, whose
-    // scores the native CPU backend makes whole (2 heads x CFG 2 x 65536^2 x 4 B = 64 GiB).
-    let (ok, stderr) = generate(&["--prompt", "a fox", "--width", "512", "--height", "512"]);
+    // The bundled model downsamples by 2: at 32768x32768 the UNet's feed-forward alone holds
+    // 268M tokens x 128 channels x 4 B x CFG 2 = 256 GiB.
+    let (ok, stderr) = generate(&["--prompt", "a fox", "--width", "32768", "--height", "32768"]);
     assert!(!ok);
     assert!(!stderr.contains("step 1/"), "refused before the first step:\n{stderr}");
     let last = stderr.lines().last().unwrap();
-    let head = "error: too large: 512x512 needs 64.0 GiB for the UNet's self-attention scores (65536 tokens, 2 heads), but the memory available is ";
+    let head = "error: too large: 32768x32768 needs 256.0 GiB for the UNet's feed-forward activations (268435456 tokens x 128), but the memory available is ";
     assert!(last.starts_with(head) && last.contains(" GiB: the largest square size that fits is "), "{last}");
+    // With candle's whole-scores attention (EASEL_CPU_ATTENTION=candle) 512x512 is 65,536
+    // tokens of self-attention whose scores are 2 heads x CFG 2 x 65536^2 x 4 B = 64 GiB: the
+    // check counts them. (The default attention works in blocks of rows and needs none.)
+    let out = tmp("candle-attention.png");
+    let o = Command::new(env!("CARGO_BIN_EXE_easel"))
+        .env("EASEL_CPU_ATTENTION", "candle")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["generate", "--model", MODEL, "--prompt", "a fox", "--width", "512", "--height", "512", "--steps", "2", "--backend", "cpu", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    let last = stderr.lines().last().unwrap();
+    let head = "error: too large: 512x512 needs 64.0 GiB for the UNet's self-attention scores (65536 tokens, 2 heads), but the memory available is ";
+    assert!(!o.status.success() && last.starts_with(head) && last.contains(" GiB: the largest square size that fits is "), "{last}");
 }
 
 /// Writes a PNG of any colour type and depth.
