@@ -143,3 +143,55 @@ fn easel_generate_lora_records_it_in_the_png() {
     assert!(!bad.status.success() && err.contains("another architecture"), "{err}");
     std::fs::remove_file(&out).ok();
 }
+
+/// The fixture's LoRA renamed the way kohya / A1111 files name it (`lora_unet_…`,
+/// `lora_te_text_model_…`, `.lora_down` / `.lora_up`, an `.alpha` per layer) merges into
+/// exactly the same weights as the peft file.
+#[test]
+fn a_kohya_named_lora_merges_as_the_peft_one() {
+    let path = fixture(LORA).join("pytorch_lora_weights.safetensors");
+    let bytes = std::fs::read(&path).unwrap();
+    let peft = Lora::parse("peft.safetensors", &bytes).unwrap();
+    // Rename every tensor and write a safetensors file of f32s.
+    let header = easel::weights::safetensors::parse("peft", &bytes).unwrap();
+    let mut tensors: Vec<(String, Vec<usize>, Vec<f32>)> = vec![];
+    for (key, info) in &header.tensors {
+        let raw = &bytes[(header.data_start + info.begin) as usize..(header.data_start + info.end) as usize];
+        let values = easel::weights::safetensors::to_f32("peft", key, info, raw).unwrap();
+        let (module, factor) = key.rsplit_once(".lora_").unwrap();
+        let kohya = match module.split_once('.') {
+            Some(("unet", rest)) => format!("lora_unet_{}", rest.replace('.', "_")),
+            Some(("text_encoder", rest)) => format!("lora_te_text_model_{}", rest.replace('.', "_")),
+            other => panic!("{other:?}"),
+        };
+        let factor = if factor == "A.weight" { "lora_down.weight" } else { "lora_up.weight" };
+        if factor == "lora_down.weight" {
+            tensors.push((format!("{kohya}.alpha"), vec![], vec![info.shape[0] as f32]));
+        }
+        tensors.push((format!("{kohya}.{factor}"), info.shape.clone(), values));
+    }
+    let mut json = serde_json::Map::new();
+    let mut data = vec![];
+    for (name, shape, values) in &tensors {
+        let begin = data.len();
+        data.extend(values.iter().flat_map(|v| v.to_le_bytes()));
+        json.insert(name.clone(), serde_json::json!({"dtype": "F32", "shape": shape, "data_offsets": [begin, data.len()]}));
+    }
+    let head = serde_json::to_vec(&json).unwrap();
+    let mut file = (head.len() as u64).to_le_bytes().to_vec();
+    file.extend(head);
+    file.extend(data);
+    let kohya = Lora::parse("kohya.safetensors", &file).unwrap();
+    assert_eq!(kohya.layers.len(), peft.layers.len());
+
+    let mut a = load_model_dir(&fixture("sd1-tiny"), StorageType::F32).unwrap().weights;
+    let mut b = load_model_dir(&fixture("sd1-tiny"), StorageType::F32).unwrap().weights;
+    peft.merge_into(&mut a, 0.6).unwrap();
+    kohya.merge_into(&mut b, 0.6).unwrap();
+    let base = load_model_dir(&fixture("sd1-tiny"), StorageType::F32).unwrap().weights;
+    let changed = a.names().iter().filter(|n| a.get(n).unwrap().bytes != base.get(n).unwrap().bytes).count();
+    assert_eq!(changed, 40, "every adapted layer changed");
+    for n in a.names() {
+        assert_eq!(a.get(n).unwrap().bytes, b.get(n).unwrap().bytes, "{n}");
+    }
+}

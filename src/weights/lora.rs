@@ -2,11 +2,14 @@
 //! up @ down on every layer the file names, added to the base weight (dequantized first
 //! and stored again in the base's own format, so q8_0 / q4_0 models take LoRAs too).
 //!
-//! Format read: diffusers / peft, as `save_lora_weights` writes it (`unet.<module>.lora_A.weight`
+//! Formats read: diffusers / peft, as `save_lora_weights` writes it (`unet.<module>.lora_A.weight`
 //! [rank, in(, k, k)] and `lora_B.weight` [out, rank(, 1, 1)], optional `<module>.alpha`,
-//! text-encoder keys with transformers 5's or 4's names). A key that names no layer of the
-//! model, a shape that does not fit its layer, or a kohya / A1111 file is refused, by name,
-//! before any weight changes.
+//! text-encoder keys with transformers 5's or 4's names), and kohya / A1111
+//! (`lora_unet_<module with _>.lora_down.weight` / `.lora_up.weight` / `.alpha`, `lora_te_…`
+//! for the text encoder): their underscored names are matched against the model's own weight
+//! names, so no table of names is needed. A key that names no layer of the model, a shape that
+//! does not fit its layer, or an SDXL text-encoder key (`lora_te1_`/`lora_te2_`) is refused,
+//! by name, before any weight changes.
 
 use std::collections::BTreeMap;
 
@@ -50,9 +53,8 @@ impl Lora {
     pub fn parse(file: &str, bytes: &[u8]) -> Result<Lora, String> {
         let header = safetensors::parse(file, bytes).map_err(|e| e.to_string())?;
         let name = std::path::Path::new(file).file_stem().and_then(|s| s.to_str()).unwrap_or(file).to_string();
-        if header.tensors.keys().any(|k| k.starts_with("lora_unet_") || k.starts_with("lora_te")) {
-            return Err(format!("{file}: a kohya / A1111 LoRA (lora_unet_… keys); Easel reads diffusers / peft LoRAs (save_lora_weights) so far"));
-        }
+        let kohya = header.tensors.keys().any(|k| k.starts_with("lora_unet_") || k.starts_with("lora_te"));
+        let (down_suffix, up_suffix) = if kohya { (".lora_down.weight", ".lora_up.weight") } else { (".lora_A.weight", ".lora_B.weight") };
         let read = |key: &str| -> Result<(Vec<f32>, Vec<usize>), String> {
             let info = &header.tensors[key];
             let raw = &bytes[(header.data_start + info.begin) as usize..(header.data_start + info.end) as usize];
@@ -60,14 +62,14 @@ impl Lora {
         };
         let mut layers = BTreeMap::new();
         for key in header.tensors.keys() {
-            let Some(module) = key.strip_suffix(".lora_A.weight") else {
-                let known = key.ends_with(".lora_B.weight") || key.ends_with(".alpha");
+            let Some(module) = key.strip_suffix(down_suffix) else {
+                let known = key.ends_with(up_suffix) || key.ends_with(".alpha");
                 if !known {
-                    return Err(format!("{file}: tensor '{key}' is not a LoRA factor (lora_A / lora_B / alpha)"));
+                    return Err(format!("{file}: tensor '{key}' is not a LoRA factor ({} / {} / alpha)", &down_suffix[1..], &up_suffix[1..]));
                 }
                 continue;
             };
-            let up_key = format!("{module}.lora_B.weight");
+            let up_key = format!("{module}{up_suffix}");
             if !header.tensors.contains_key(&up_key) {
                 return Err(format!("{file}: '{key}' has no '{up_key}'"));
             }
@@ -81,15 +83,16 @@ impl Lora {
                 Some(_) => read(&format!("{module}.alpha"))?.0.first().copied().unwrap_or(rank as f32),
                 None => rank as f32,
             };
-            layers.insert(module.to_string(), LoraLayer { target: target_of(module), rank, alpha, down, up, down_shape, up_shape });
+            let target = if kohya { module.to_string() } else { target_of(module) };
+            layers.insert(module.to_string(), LoraLayer { target, rank, alpha, down, up, down_shape, up_shape });
         }
-        for key in header.tensors.keys().filter(|k| k.ends_with(".lora_B.weight")) {
-            if !layers.contains_key(key.trim_end_matches(".lora_B.weight")) {
-                return Err(format!("{file}: '{key}' has no lora_A"));
+        for key in header.tensors.keys().filter(|k| k.ends_with(up_suffix)) {
+            if !layers.contains_key(key.trim_end_matches(up_suffix)) {
+                return Err(format!("{file}: '{key}' has no {}", &down_suffix[1..]));
             }
         }
         if layers.is_empty() {
-            return Err(format!("{file}: no LoRA layers (lora_A / lora_B tensors)"));
+            return Err(format!("{file}: no LoRA layers ({} / {} tensors)", &down_suffix[1..], &up_suffix[1..]));
         }
         Ok(Lora { name, sha256: sha256_hex(bytes), layers })
     }
@@ -98,13 +101,19 @@ impl Lora {
     /// weight exists, under transformers 5's or 4's text-encoder names, and its shape fits)
     /// so a LoRA for another model changes nothing.
     pub fn merge_into(&self, store: &mut WeightStore, scale: f32) -> Result<(), String> {
+        let kohya_names = kohya_index(store);
         let mut plan = vec![];
         for (module, l) in &self.layers {
             let nested = l.target.replacen("text_encoder.", "text_encoder.text_model.", 1);
-            let target = [&l.target, &nested]
-                .into_iter()
-                .find(|t| store.get(t).is_ok())
-                .ok_or_else(|| format!("LoRA '{}': layer '{module}' names no weight of this model (no '{}'): is it a LoRA for another architecture?", self.name, l.target))?;
+            let found = match kohya_names.get(&l.target) {
+                Some(name) => Some(name),
+                None => [&l.target, &nested].into_iter().find(|t| store.get(t).is_ok()),
+            };
+            let target = found.ok_or_else(|| {
+                let sdxl = module.starts_with("lora_te1_") || module.starts_with("lora_te2_");
+                let hint = if sdxl { " (an SDXL text-encoder key: SDXL is not supported yet)" } else { "" };
+                format!("LoRA '{}': layer '{module}' names no weight of this model{hint}: is it a LoRA for another architecture?", self.name)
+            })?;
             let w = store.get(target).map_err(|e| e.to_string())?;
             let (out, inp): (usize, usize) = (w.shape[0], w.shape[1..].iter().product());
             let fits = l.up_shape[0] == out && l.down_shape[1..].iter().product::<usize>() == inp && l.up_shape[2..].iter().all(|&d| d == 1);
@@ -135,6 +144,26 @@ impl Lora {
         }
         Ok(())
     }
+}
+
+/// kohya / A1111 module name -> the model's weight name, for every weight of `store`:
+/// `unet.a.b.weight` is `lora_unet_a_b`; the text encoder's `encoder.…` (transformers 5) or
+/// `text_model.encoder.…` (4) is `lora_te_text_model_encoder_…`.
+fn kohya_index(store: &WeightStore) -> std::collections::HashMap<String, String> {
+    let mut index = std::collections::HashMap::new();
+    for name in store.names() {
+        let Some(module) = name.strip_suffix(".weight") else { continue };
+        let kohya = if let Some(rest) = module.strip_prefix("unet.") {
+            format!("lora_unet_{}", rest.replace('.', "_"))
+        } else if let Some(rest) = module.strip_prefix("text_encoder.") {
+            let rest = rest.strip_prefix("text_model.").unwrap_or(rest);
+            format!("lora_te_text_model_{}", rest.replace('.', "_"))
+        } else {
+            continue;
+        };
+        index.insert(kohya, name.to_string());
+    }
+    index
 }
 
 #[cfg(test)]
@@ -198,8 +227,12 @@ mod tests {
         let mut missing = WeightStore::new();
         missing.insert_f32("unet.a.weight", &[2, 3], &[0.0; 6]).unwrap();
         assert!(lora.merge_into(&mut missing, 1.0).unwrap_err().contains("names no weight"));
-        let kohya = file(&[("lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight", &[1, 3], &[1.; 3])]);
-        assert!(Lora::parse("k.safetensors", &kohya).unwrap_err().contains("kohya"));
+        let sdxl = file(&[
+            ("lora_te1_text_model_encoder_layers_0_mlp_fc1.lora_down.weight", &[1, 3], &[1.; 3]),
+            ("lora_te1_text_model_encoder_layers_0_mlp_fc1.lora_up.weight", &[2, 1], &[1.; 2]),
+        ]);
+        let err = Lora::parse("k.safetensors", &sdxl).unwrap().merge_into(&mut missing, 1.0).unwrap_err();
+        assert!(err.contains("SDXL"), "{err}");
         let stray = file(&[("unet.a.lora_A.weight", &[1, 3], &[1.; 3]), ("unet.a.lora_B.weight", &[2, 1], &[1., 1.]), ("unet.a.other", &[1], &[0.])]);
         assert!(Lora::parse("s.safetensors", &stray).unwrap_err().contains("'unet.a.other' is not a LoRA factor"));
     }
