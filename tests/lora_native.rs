@@ -170,17 +170,8 @@ fn a_kohya_named_lora_merges_as_the_peft_one() {
         }
         tensors.push((format!("{kohya}.{factor}"), info.shape.clone(), values));
     }
-    let mut json = serde_json::Map::new();
-    let mut data = vec![];
-    for (name, shape, values) in &tensors {
-        let begin = data.len();
-        data.extend(values.iter().flat_map(|v| v.to_le_bytes()));
-        json.insert(name.clone(), serde_json::json!({"dtype": "F32", "shape": shape, "data_offsets": [begin, data.len()]}));
-    }
-    let head = serde_json::to_vec(&json).unwrap();
-    let mut file = (head.len() as u64).to_le_bytes().to_vec();
-    file.extend(head);
-    file.extend(data);
+    let refs: Vec<(&str, &[usize], &[f32])> = tensors.iter().map(|(n, s, v)| (n.as_str(), s.as_slice(), v.as_slice())).collect();
+    let file = easel::weights::safetensors::write_f32(&refs);
     let kohya = Lora::parse("kohya.safetensors", &file).unwrap();
     assert_eq!(kohya.layers.len(), peft.layers.len());
 

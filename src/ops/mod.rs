@@ -11,6 +11,7 @@ mod graph_bands;
 mod graph_conv_transpose;
 mod graph_convnext;
 mod graph_layout;
+mod graph_params;
 mod graph_wide;
 pub mod quant;
 pub mod weights;

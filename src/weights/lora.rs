@@ -171,20 +171,8 @@ mod tests {
     use super::*;
     use crate::ops::StorageType;
 
-    /// A safetensors file of f32 tensors.
     fn file(tensors: &[(&str, &[usize], &[f32])]) -> Vec<u8> {
-        let mut header = serde_json::Map::new();
-        let mut data = vec![];
-        for (name, shape, values) in tensors {
-            let begin = data.len();
-            data.extend(values.iter().flat_map(|v| v.to_le_bytes()));
-            header.insert(name.to_string(), serde_json::json!({"dtype": "F32", "shape": shape, "data_offsets": [begin, data.len()]}));
-        }
-        let json = serde_json::to_vec(&header).unwrap();
-        let mut out = (json.len() as u64).to_le_bytes().to_vec();
-        out.extend(json);
-        out.extend(data);
-        out
+        safetensors::write_f32(tensors)
     }
 
     #[test]

@@ -89,6 +89,8 @@ pub fn expand_store(store: WeightStore) -> CpuTensors {
 /// The CPU backend. Weights are converted to f32 candle tensors once and kept.
 pub struct CpuExecutor<'w> {
     weights: &'w WeightStore,
+    /// Weights already expanded (a native session's), read before the store.
+    expanded: Option<&'w CpuTensors>,
     cache: HashMap<String, Tensor>,
     keep_weights: bool,
     profile: Option<OpProfile>,
@@ -97,18 +99,18 @@ pub struct CpuExecutor<'w> {
 impl<'w> CpuExecutor<'w> {
     /// A backend over `weights`.
     pub fn new(weights: &'w WeightStore) -> Self {
-        Self { weights, cache: HashMap::new(), keep_weights: true, profile: None }
+        Self { weights, expanded: None, cache: HashMap::new(), keep_weights: true, profile: None }
     }
 
     /// A backend that expands each weight to f32 only while a run needs it: a whole model
     /// kept expanded next to its quantized store would not fit in wasm's 4 GiB.
     pub fn streaming(weights: &'w WeightStore) -> Self {
-        Self { weights, cache: HashMap::new(), keep_weights: false, profile: None }
+        Self { weights, expanded: None, cache: HashMap::new(), keep_weights: false, profile: None }
     }
 
     /// Reads weights already expanded to f32 (a native CPU session's) before the store.
-    pub fn with_expanded(mut self, expanded: &CpuTensors) -> Self {
-        self.cache.extend(expanded.iter().map(|(k, t)| (k.clone(), t.clone())));
+    pub fn with_expanded(mut self, expanded: &'w CpuTensors) -> Self {
+        self.expanded = Some(expanded);
         self
     }
 
@@ -124,7 +126,7 @@ impl<'w> CpuExecutor<'w> {
     }
 
     fn weight(&mut self, name: &str) -> Result<Tensor, OpError> {
-        if let Some(t) = self.cache.get(name) {
+        if let Some(t) = self.expanded.and_then(|e| e.get(name)).or_else(|| self.cache.get(name)) {
             return Ok(t.clone());
         }
         let w = self.weights.get(name)?;
