@@ -23,7 +23,14 @@ try {
   const form = await page.evaluate(() => Object.fromEntries(['steps', 'guidance', 'width', 'height', 'batch', 'seed', 'scheduler'].map((id) => [id, document.getElementById(id).value])));
   console.log(`defaults: ${JSON.stringify(form)}; note: ${await page.locator('#generate-note').textContent()}`);
   await page.fill('#prompt', PROMPT);
-  if (values.size) for (const id of ['width', 'height']) await page.fill(`#${id}`, values.size);
+  if (values.size) {
+    // A model that draws one size only (the GAN) locks the fields: say so and keep its size.
+    if (await page.locator('#width').isDisabled()) {
+      console.log(`--size ${values.size}: the size fields are locked (${await page.locator('#width').getAttribute('title')}); generating at the model's size`);
+    } else {
+      for (const id of ['width', 'height']) await page.fill(`#${id}`, values.size);
+    }
+  }
   if (values.steps) await page.fill('#steps', values.steps);
   for (let run = 1; run <= 2; run++) {
     const t0 = Date.now();
