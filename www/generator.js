@@ -1,5 +1,5 @@
-// The generator form: builds a request from the controls, sends it to the worker, and
-// shows step progress, live previews, the images and their PNG downloads.
+// The generator form: builds generate options from the controls, runs them through the JS
+// API (easel.js), and shows step progress, live previews, the images and their PNG downloads.
 
 import { InitImage } from './mask.js';
 import { StylePresets } from './styles.js';
@@ -7,8 +7,8 @@ import { StylePresets } from './styles.js';
 const $ = (id) => document.getElementById(id);
 
 export class Generator {
-  constructor(worker) {
-    this.worker = worker;
+  constructor(easel) {
+    this.easel = easel;
     this.model = null;
     this.running = false;
     this.styles = new StylePresets();
@@ -25,9 +25,14 @@ export class Generator {
     });
     $('generate').onclick = () => this.start().catch(() => {});
     $('cancel').onclick = () => {
-      this.worker.postMessage({ type: 'cancel' });
-      if (this.running) $('step-text').textContent = 'cancelling after this step…';
-      else $('download-text').textContent = 'stopping the download…';
+      // Cancel stops whichever runs: the generation after its current step, or a download.
+      if (this.running) {
+        this.abort?.abort();
+        $('step-text').textContent = 'cancelling after this step…';
+      } else {
+        this.onCancelDownload?.();
+        $('download-text').textContent = 'stopping the download…';
+      }
     };
     $('random-seed').onclick = () => ($('seed').value = String(Math.floor(Math.random() * 2 ** 32)));
     for (const id of ['width', 'height']) $(id).onchange = () => this.init.resize(this.size().width, this.size().height);
@@ -116,7 +121,6 @@ export class Generator {
       height,
       batch: Number($('batch').value),
       strength: Number($('strength').value),
-      previews: true,
       ...(this.model?.defaults.init_image === false ? {} : this.init.requestFields(width, height)),
     };
   }
@@ -163,15 +167,22 @@ export class Generator {
     $('step-text').textContent = this.model.defaults.conditional ? 'encoding the prompt…' : 'starting…';
     $('downloads').replaceChildren();
     $('gallery').replaceChildren();
-    this.worker.postMessage({ type: 'generate', request });
-    return new Promise((resolve, reject) => (this.pending = { resolve, reject }));
-  }
-
-  /** Settles the promise `start` returned. */
-  settle(ok, value) {
-    const p = this.pending;
-    this.pending = null;
-    if (p) (ok ? p.resolve : p.reject)(value);
+    this.abort = new AbortController();
+    return this.easel.generate({ ...request, signal: this.abort.signal, onStep: (p) => this.onStep(p) }).then(
+      (result) => {
+        this.done(result);
+        return result;
+      },
+      (e) => {
+        if (e.code === 'cancelled') {
+          this.finish('cancelled', 'cancelled');
+        } else {
+          this.finish('error', `failed: ${e.message}`);
+          $('generate-note').textContent = e.message;
+        }
+        throw e;
+      },
+    );
   }
 
   finish(state, text) {
@@ -182,10 +193,12 @@ export class Generator {
     $('step-text').textContent = text;
   }
 
+  /** Draws an ImageData (or the engine's {width, height, rgba}) into `canvas`. */
   draw(canvas, image) {
     canvas.width = image.width;
     canvas.height = image.height;
-    canvas.getContext('2d').putImageData(new ImageData(new Uint8ClampedArray(image.rgba), image.width, image.height), 0, 0);
+    const data = image instanceof ImageData ? image : new ImageData(new Uint8ClampedArray(image.rgba), image.width, image.height);
+    canvas.getContext('2d').putImageData(data, 0, 0);
   }
 
   /**
@@ -193,18 +206,18 @@ export class Generator {
    * canvas's own (without the settings), and the reason shows beside it: the image itself
    * is never lost to a metadata problem.
    */
-  showDownloads(images, pngs, result) {
-    const errors = images.map((_, i) => result.pngErrors?.[i] ?? (pngs[i] ? null : result.pngError ?? 'the PNG could not be written'));
+  showDownloads(images) {
+    const errors = images.map((img) => img.pngError);
     const many = images.length > 1;
     const links = images.map((img, i) => {
       const a = document.createElement('a');
       a.download = `easel-${this.lastRequest.seed}${many ? `-${i}` : ''}.png`;
       a.textContent = `Download PNG${many ? ` ${i + 1}` : ''}`;
-      if (pngs[i]) {
-        a.href = URL.createObjectURL(new Blob([pngs[i]], { type: 'image/png' }));
+      if (img.blob) {
+        a.href = URL.createObjectURL(img.blob);
       } else {
         const c = document.createElement('canvas');
-        this.draw(c, img);
+        this.draw(c, img.imageData);
         c.toBlob((blob) => (a.href = URL.createObjectURL(blob)), 'image/png');
       }
       return a;
@@ -230,58 +243,43 @@ export class Generator {
     return `${width}x${height} is ${Math.round(times)} times the pixels of this model's own size (${own.width}x${own.height}): expect a long wait (the step line shows the time left; Cancel stops it) and a picture that repeats.`;
   }
 
-  /** Messages from the worker about the running generation. */
-  onMessage(data) {
-    switch (data.type) {
-      case 'gen-progress': {
-        const p = data.progress;
-        if (p.stage === 'text') {
-          // The first step can take minutes at large sizes: say it has started.
-          $('step-text').textContent = this.model?.defaults.conditional === false ? 'running the first step…' : 'prompt encoded; running the first step…';
-          if (p.truncated) $('generate-note').textContent = 'Note: the prompt was longer than 77 tokens and was cut.';
-        }
-        if (p.stage === 'step') {
-          $('step-progress').max = p.total;
-          $('step-progress').value = p.step;
-          const perStep = data.millis / p.step / 1000;
-          const kind = { taesd: ', TAESD preview', latent: ', rough latent preview' }[p.previewKind] ?? '';
-          const left = perStep * (p.total - p.step);
-          const eta = p.step < p.total ? `, about ${left < 90 ? `${Math.ceil(left)} s` : `${Math.ceil(left / 60)} min`} left` : '';
-          $('step-text').textContent = `${this.label}step ${p.step}/${p.total} (${perStep.toFixed(1)} s/step${eta}${kind})`;
-          if (p.preview) this.draw($('canvas'), p.preview);
-        }
-        if (p.stage === 'decode') $('step-text').textContent = 'decoding the image…';
-        break;
-      }
-      case 'gen-done': {
-        const { images, pngs } = data.result;
-        this.draw($('canvas'), images[0]);
-        if (images.length > 1) {
-          $('gallery').replaceChildren(
-            ...images.map((img) => {
-              const c = document.createElement('canvas');
-              this.draw(c, img);
-              c.onclick = () => this.draw($('canvas'), img);
-              return c;
-            }),
-          );
-        }
-        this.showDownloads(images, pngs, data.result);
-        // What a class-conditional model drew for the prompt ("draws: red heart ❤️ (twemoji)").
-        if (data.result.note) $('generate-note').textContent = data.result.note;
-        this.finish('done', `${this.label}done in ${(data.millis / 1000).toFixed(1)} s (${data.result.scheduler})`);
-        this.settle(true, data.result);
-        break;
-      }
-      case 'gen-cancelled':
-        this.finish('cancelled', 'cancelled');
-        this.settle(false, new Error('cancelled'));
-        break;
-      case 'gen-error':
-        this.finish('error', `failed: ${data.message}`);
-        $('generate-note').textContent = data.message;
-        this.settle(false, new Error(data.message));
-        break;
+  /** A step's progress (with its preview) from the engine. */
+  onStep(p) {
+    if (p.stage === 'text') {
+      // The first step can take minutes at large sizes: say it has started.
+      $('step-text').textContent = this.model?.defaults.conditional === false ? 'running the first step…' : 'prompt encoded; running the first step…';
+      if (p.truncated) $('generate-note').textContent = 'Note: the prompt was longer than 77 tokens and was cut.';
     }
+    if (p.stage === 'step') {
+      $('step-progress').max = p.total;
+      $('step-progress').value = p.step;
+      const perStep = p.millis / p.step / 1000;
+      const kind = { taesd: ', TAESD preview', latent: ', rough latent preview' }[p.previewKind] ?? '';
+      const left = perStep * (p.total - p.step);
+      const eta = p.step < p.total ? `, about ${left < 90 ? `${Math.ceil(left)} s` : `${Math.ceil(left / 60)} min`} left` : '';
+      $('step-text').textContent = `${this.label}step ${p.step}/${p.total} (${perStep.toFixed(1)} s/step${eta}${kind})`;
+      if (p.preview) this.draw($('canvas'), p.preview);
+    }
+    if (p.stage === 'decode') $('step-text').textContent = 'decoding the image…';
+  }
+
+  /** The finished generation: the first image on the canvas, a gallery for a batch. */
+  done(result) {
+    const { images } = result;
+    this.draw($('canvas'), images[0].imageData);
+    if (images.length > 1) {
+      $('gallery').replaceChildren(
+        ...images.map((img) => {
+          const c = document.createElement('canvas');
+          this.draw(c, img.imageData);
+          c.onclick = () => this.draw($('canvas'), img.imageData);
+          return c;
+        }),
+      );
+    }
+    this.showDownloads(images);
+    // What a class-conditional model drew for the prompt ("draws: red heart ❤️ (twemoji)").
+    if (result.note) $('generate-note').textContent = result.note;
+    this.finish('done', `${this.label}done in ${(result.timings.totalMs / 1000).toFixed(1)} s (${result.scheduler})`);
   }
 }

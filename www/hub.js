@@ -128,7 +128,7 @@ async function fetchRange(url, start, end, size, onBytes, signal) {
   const m = /^bytes (\d+)-(\d+)\/(\d+)$/.exec(res.headers.get('content-range') ?? '');
   if (m && (Number(m[1]) !== start || Number(m[2]) !== end - 1 || Number(m[3]) !== size)) {
     await res.body?.cancel();
-    throw new LoadError(`${url}: the answer to the Range request bytes=${start}-${end - 1} of ${size} bytes has bytes ${m[1]}-${m[2]}/${m[3]} instead (the file changed on the server?)`);
+    throw new LoadError(`${url}: the answer to the Range request bytes=${start}-${end - 1} of ${size} bytes has bytes ${m[1]}-${m[2]}/${m[3]} instead (the file changed on the server?)`, 'model-corrupt');
   }
   const length = end - start;
   let got = 0;
@@ -151,7 +151,7 @@ async function readHeader(url, size, signal) {
   const parts = [];
   await fetchRange(url, 0, Math.min(PROBE_BYTES, size), size, (b) => parts.push(b), signal);
   let bytes = concat(parts);
-  const n = wasmCall(() => HubConverter.headerLength(url, bytes.subarray(0, 8), size));
+  const n = wasmCall(() => HubConverter.headerLength(url, bytes.subarray(0, 8), size), 'model-corrupt');
   if (8 + n > bytes.length) {
     const rest = [bytes];
     await fetchRange(url, bytes.length, 8 + n, size, (b) => rest.push(b), signal);
@@ -171,11 +171,11 @@ function concat(parts) {
 }
 
 /** Runs a converter call, turning its errors (sentences from Rust) into LoadErrors. */
-function wasmCall(f) {
+function wasmCall(f, code = 'unsupported-model') {
   try {
     return f();
   } catch (e) {
-    throw new LoadError(e.message ?? String(e));
+    throw new LoadError(e.message ?? String(e), code);
   }
 }
 
@@ -197,7 +197,7 @@ async function streamFile(f, conv, chunkBytes, onBytes, signal) {
       const [s, e] = f.ranges[next];
       const from = Math.max(s, at);
       const to = Math.min(e, end);
-      if (to > from) wasmCall(() => conv.feed(bytes.subarray(from - at, to - at)));
+      if (to > from) wasmCall(() => conv.feed(bytes.subarray(from - at, to - at)), 'model-corrupt');
       if (e > end) break; // the rest of this range comes with the next bytes
       next += 1;
     }
@@ -216,7 +216,7 @@ async function streamFile(f, conv, chunkBytes, onBytes, signal) {
     }
     const digest = hasher.hexDigest();
     if (f.sha256 && digest !== f.sha256) {
-      throw new LoadError(`${f.url}: the bytes read have sha256 ${digest}, but the Hub lists ${f.sha256} (the file is corrupt, or changed during the download)`);
+      throw new LoadError(`${f.url}: the bytes read have sha256 ${digest}, but the Hub lists ${f.sha256} (the file is corrupt, or changed during the download)`, 'model-corrupt');
     }
   } finally {
     hasher.free();
@@ -246,12 +246,12 @@ export async function loadHubModel({
   check = () => {},
   checkConversion = () => {},
 } = {}) {
-  if (!repo) throw new LoadError('Hub mode needs a repository name, such as stabilityai/sd-turbo.');
+  if (!repo) throw new LoadError('Hub mode needs a repository name, such as stabilityai/sd-turbo.', 'unsupported-model');
   const url = (path) => hubFileUrl(base, repo, revision, path);
   const cacheBase = hubCacheBase(base, repo, revision, quant, preferFp16);
   const cached = await openCachedModel(cacheBase);
   if (cached) {
-    check(cached.manifestText);
+    wasmCall(() => check(cached.manifestText), 'too-large');
     const total = cached.manifest.shards.reduce((a, s) => a + s.size, 0);
     const shards = cached.manifest.shards.map((s) => ({ file: s.file, size: s.size, state: 'cached' }));
     onProgress({ bytesDone: total, bytesTotal: total, fromCache: total, etaSeconds: 0, shards });
@@ -261,7 +261,7 @@ export async function loadHubModel({
   const cache = await caches.open(CACHE_NAME);
   await removeEntries(cache, cacheBase); // whatever an interrupted conversion left
   const tree = await fetchTree(base, repo, revision, signal);
-  if (!tree.has('model_index.json')) throw new LoadError(`${url('model_index.json')} is not in the repository: Hub mode reads diffusers pipelines (check the repository and the revision).`);
+  if (!tree.has('model_index.json')) throw new LoadError(`${url('model_index.json')} is not in the repository: Hub mode reads diffusers pipelines (check the repository and the revision).`, 'unsupported-model');
   const index = await fetchSmall(url('model_index.json'), signal);
   // Named like `easel convert` names a folder (its file stem), so both manifests agree.
   const name = repo.split('/').filter(Boolean).pop().replace(/(.)\.[^.]*$/, '$1');
@@ -288,7 +288,7 @@ export async function loadHubModel({
       }
       const weights = comp.weights.find((file) => tree.has(`${comp.name}/${file}`));
       if (!weights && comp.weights_required) {
-        throw new LoadError(`component '${comp.name}' has no weights at ${url(comp.name + '/')}: none of ${comp.weights.join(', ')} is in the repository.`);
+        throw new LoadError(`component '${comp.name}' has no weights at ${url(comp.name + '/')}: none of ${comp.weights.join(', ')} is in the repository.`, 'unsupported-model');
       }
       if (weights) {
         const file = `${comp.name}/${weights}`;
@@ -298,7 +298,7 @@ export async function loadHubModel({
         files.push({ file, url: url(file), size, sha256, head, ranges, state: 'pending' });
       }
     }
-    wasmCall(() => checkConversion(conv));
+    wasmCall(() => checkConversion(conv), 'too-large');
     await checkStorage(conv.outputBytes() + extraBytes);
 
     // Every byte of each weights file is read once (the headers already are).

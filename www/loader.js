@@ -9,10 +9,17 @@
 // Hub mode (www/hub.js) converts a diffusers repository in the browser and caches the
 // result here in the same form, so both kinds of model list, load and delete alike.
 
+import { EaselError } from './protocol.js';
+
 export const CACHE_NAME = 'easel-models-v1';
 
-/** A load failure with a sentence a person can act on. */
-export class LoadError extends Error {}
+/** A load failure with a sentence a person can act on, and its code (protocol.js CODES). */
+export class LoadError extends EaselError {
+  constructor(message, code = 'network') {
+    super(code, message);
+    this.name = 'LoadError';
+  }
+}
 
 const mb = (n) => `${(n / 1e6).toFixed(1)} MB`;
 
@@ -35,7 +42,7 @@ async function download(url, size, onBytes, signal) {
   for (;;) {
     const { done, value } = await reader.read();
     if (done) break;
-    if (at + value.length > size) throw new LoadError(`the server sent more than the expected ${size} bytes`);
+    if (at + value.length > size) throw new LoadError(`the server sent more than the expected ${size} bytes`, 'model-corrupt');
     out.set(value, at);
     at += value.length;
     onBytes(value.length);
@@ -58,11 +65,11 @@ async function fetchVerified(base, entry, onBytes, signal) {
     } catch (e) {
       onBytes(-counted);
       if (e.name === 'AbortError') throw e;
-      throw new LoadError(`shard ${entry.file}: ${e.message}. Reload the page to resume; finished shards are kept.`);
+      throw new LoadError(`shard ${entry.file}: ${e.message}. Reload the page to resume; finished shards are kept.`, e.code ?? 'network');
     }
     if ((await sha256Hex(bytes)) === entry.sha256) return bytes;
     onBytes(-counted);
-    if (attempt === 2) throw new LoadError(`shard ${entry.file} is corrupt on the server (sha256 mismatch, twice); it was not stored.`);
+    if (attempt === 2) throw new LoadError(`shard ${entry.file} is corrupt on the server (sha256 mismatch, twice); it was not stored.`, 'model-corrupt');
   }
 }
 
@@ -76,6 +83,7 @@ export async function checkStorage(needed) {
     throw new LoadError(
       `This model needs ${mb(needed)} more of storage, but the browser allows only ${mb(Math.max(0, quota - usage))} more for this site. ` +
         'Free space on the disk or delete cached models, then reload.',
+      'quota',
     );
   }
 }
@@ -106,16 +114,16 @@ export async function loadModel(base, { onProgress = () => {}, parallel = 4, sig
   try {
     manifest = JSON.parse(manifestText);
   } catch {
-    throw new LoadError(`${base}manifest.json is not JSON.`);
+    throw new LoadError(`${base}manifest.json is not JSON.`, 'model-corrupt');
   }
   if (manifest.format_version !== 1) {
-    throw new LoadError(`${base}manifest.json has format version ${manifest.format_version}; this Easel reads version 1. Update Easel or re-convert the model.`);
+    throw new LoadError(`${base}manifest.json has format version ${manifest.format_version}; this Easel reads version 1. Update Easel or re-convert the model.`, 'unsupported-model');
   }
   // Will it fit the engine's backend? Asked before any shard is fetched (throws why not).
   try {
     check(manifestText);
   } catch (e) {
-    throw new LoadError(e.message ?? String(e));
+    throw e instanceof LoadError ? e : new LoadError(e.message ?? String(e), 'too-large');
   }
   const shards = manifest.shards.map((s) => ({ file: s.file, size: s.size, state: 'pending' }));
   const bytesTotal = shards.reduce((a, s) => a + s.size, 0);
@@ -196,7 +204,7 @@ export function cachedModel(cache, base, manifest, manifestText) {
       const bytes = hit ? new Uint8Array(await hit.arrayBuffer()) : null;
       if (bytes && bytes.length === entry.size && (await sha256Hex(bytes)) === entry.sha256) return bytes;
       await cache.delete(url);
-      throw new LoadError(`cached shard ${entry.file} was damaged and has been removed; reload to fetch it again.`);
+      throw new LoadError(`cached shard ${entry.file} was damaged and has been removed; reload to fetch it again.`, 'model-corrupt');
     },
     /** The i-th entry of `manifest.files` ({ path, bytes }), from the cache, verified again. */
     async file(i) {
@@ -206,7 +214,7 @@ export function cachedModel(cache, base, manifest, manifestText) {
       const bytes = hit ? new Uint8Array(await hit.arrayBuffer()) : null;
       if (bytes && bytes.length === entry.size && (await sha256Hex(bytes)) === entry.sha256) return { path: entry.file, bytes };
       await cache.delete(url);
-      throw new LoadError(`cached file ${entry.file} was damaged and has been removed; reload to fetch it again.`);
+      throw new LoadError(`cached file ${entry.file} was damaged and has been removed; reload to fetch it again.`, 'model-corrupt');
     },
   };
 }

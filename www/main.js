@@ -1,6 +1,7 @@
-// The page's main thread: UI only. The engine (wasm + WebGPU) lives in worker.js so that
-// nothing heavy ever runs here.
+// The page's main thread: UI only. The engine (wasm + WebGPU) lives in a worker behind the
+// JS API (easel.js), the same API other sites import, so nothing heavy ever runs here.
 
+import { Easel } from './easel.js';
 import { describeLimits } from './format.js';
 import { deleteAllCachedModels, deleteCachedModel, listCachedModels } from './loader.js';
 import { Generator } from './generator.js';
@@ -100,85 +101,8 @@ function showModelReady(summary, p) {
   document.getElementById('download-text').textContent = `${summary.name}: ${mbText(p.bytesTotal)} ${source}, on the ${summary.backend.toUpperCase()}`;
 }
 
-function startWorker() {
-  let worker;
-  try {
-    worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
-  } catch (e) {
-    setStatus('error', `This browser cannot start module workers (${e.message}). Use a current Chrome, Edge, Firefox or Safari.`);
-    return;
-  }
-  worker.onerror = (e) => {
-    setStatus('error', `The engine worker failed to start: ${e.message || 'see the console'}. Was pkg/ built? Run ./scripts/run.sh`);
-  };
-  const generator = new Generator(worker);
-  const vqPanel = new VqPanel(worker, () => generator.size());
-  const walk = new LatentWalk(generator);
-  const modelPicker = document.getElementById('model');
-  // ?model=URL loads that converted model at start instead of the bundled one ('none': nothing).
-  const startModel = new URLSearchParams(location.search).get('model');
-  if (startModel && startModel !== 'none') {
-    const option = new Option(`${startModel} (from the address)`, startModel, true, true);
-    modelPicker.add(option, 0);
-  }
-  const loadPicked = () => {
-    // 'url' and 'hub' wait for their Load button.
-    if (modelPicker.value && !['url', 'hub'].includes(modelPicker.value)) worker.postMessage({ type: 'load-model', url: new URL(modelPicker.value, location.href).href });
-  };
-  let firstEngine = true;
-  let loadedName = null;
-  worker.onmessage = ({ data }) => {
-    if (data.type.startsWith('gen-')) return generator.onMessage(data);
-    if (data.type.startsWith('vq-')) return vqPanel.onMessage(data);
-    if (data.type.startsWith('apng')) return walk.onMessage(data);
-    switch (data.type) {
-      case 'started':
-        diag.dataset.worker = 'started';
-        document.getElementById('version').textContent = `engine v${data.version}`;
-        setStatus('starting', 'Engine started in a worker. Opening the GPU…');
-        break;
-      case 'engine-ready':
-        showEngine(data);
-        // The bundled model works offline. A restarted engine (after a GPU fault) gets its
-        // model back from the worker itself.
-        if (firstEngine && startModel !== 'none') loadPicked();
-        firstEngine = false;
-        break;
-      case 'device-lost':
-        generator.engineRestarting();
-        setStatus('error', `The GPU device was lost (${data.reason}): restarting the engine and reloading the model from the browser cache…`);
-        break;
-      case 'error':
-        setStatus('error', data.message);
-        break;
-      case 'model-progress':
-        showDownload(data.progress);
-        generator.setDownloading(data.progress.stage !== 'upload');
-        break;
-      case 'model-ready':
-        generator.setDownloading(false);
-        showModelReady(data.summary, data.progress);
-        generator.setModel(data.summary);
-        vqPanel.show(Boolean(data.summary.defaults?.roundtrip));
-        walk.setModel(data.summary.defaults);
-        loadedName = data.summary.name;
-        break;
-      case 'model-error':
-        generator.setDownloading(false);
-        document.getElementById('download-text').textContent = data.message;
-        document.getElementById('download-progress').dataset.state = 'error';
-        break;
-      case 'model-cancelled': {
-        generator.setDownloading(false);
-        const still = loadedName ? ` ${loadedName} is still loaded.` : '';
-        document.getElementById('download-text').textContent =
-          `Download stopped: ${mbText(data.kept)} of ${mbText(data.total)} kept in the browser cache; loading this model again fetches only the rest.${still}`;
-        document.getElementById('download-progress').dataset.state = 'cancelled';
-        refreshCache();
-        break;
-      }
-    }
-  };
+/** Starts the engine through the JS API and wires the page's controls to it. */
+async function startEngine() {
   // ?backend=gpu|cpu|auto overrides the automatic choice (also set by the Backend menu).
   const backend = new URLSearchParams(location.search).get('backend') ?? 'auto';
   const picker = document.getElementById('backend');
@@ -188,7 +112,85 @@ function startWorker() {
     url.searchParams.set('backend', picker.value);
     location.href = url.href;
   };
-  worker.postMessage({ type: 'init', backend });
+  let easel;
+  try {
+    easel = await Easel.create({
+      backend,
+      onStarted: (version) => {
+        diag.dataset.worker = 'started';
+        document.getElementById('version').textContent = `engine v${version}`;
+        setStatus('starting', 'Engine started in a worker. Opening the GPU…');
+      },
+    });
+  } catch (e) {
+    setStatus('error', e.message);
+    return;
+  }
+  showEngine(easel.adapter());
+  const generator = new Generator(easel);
+  const vqPanel = new VqPanel(easel, () => generator.size());
+  const walk = new LatentWalk(generator);
+  const modelPicker = document.getElementById('model');
+  // ?model=URL loads that converted model at start instead of the bundled one ('none': nothing).
+  const startModel = new URLSearchParams(location.search).get('model');
+  if (startModel && startModel !== 'none') {
+    const option = new Option(`${startModel} (from the address)`, startModel, true, true);
+    modelPicker.add(option, 0);
+  }
+  const modelReady = (info) => {
+    generator.setDownloading(false);
+    showModelReady(info, info.progress);
+    generator.setModel(info);
+    vqPanel.show(Boolean(info.defaults?.roundtrip));
+    walk.setModel(info.defaults);
+  };
+  let loadAbort = null;
+  generator.onCancelDownload = () => loadAbort?.abort();
+  /** Loads `model` (what Easel.load takes), showing progress; a newer load replaces it. */
+  const load = async (model) => {
+    const abort = (loadAbort = new AbortController());
+    try {
+      modelReady(await easel.load(model, {
+        signal: abort.signal,
+        onProgress: (p) => {
+          showDownload(p);
+          generator.setDownloading(p.stage !== 'upload');
+        },
+      }));
+    } catch (e) {
+      generator.setDownloading(false);
+      const bar = document.getElementById('download-progress');
+      if (e.code === 'cancelled') {
+        const still = e.details?.loaded ? ` ${e.details.loaded} is still loaded.` : '';
+        document.getElementById('download-text').textContent =
+          `Download stopped: ${mbText(e.details?.kept ?? 0)} of ${mbText(e.details?.total ?? 0)} kept in the browser cache; loading this model again fetches only the rest.${still}`;
+        bar.dataset.state = 'cancelled';
+        refreshCache();
+      } else {
+        document.getElementById('download-text').textContent = e.message;
+        bar.dataset.state = 'error';
+      }
+    } finally {
+      if (loadAbort === abort) loadAbort = null;
+    }
+  };
+  const loadPicked = () => {
+    // 'url' and 'hub' wait for their Load button.
+    if (modelPicker.value && !['url', 'hub'].includes(modelPicker.value)) load(new URL(modelPicker.value, location.href).href);
+  };
+  // A GPU fault: the engine reopens (maybe on the CPU) and reloads the model by itself.
+  easel.on('device-lost', ({ reason }) => {
+    generator.engineRestarting();
+    setStatus('error', `The GPU device was lost (${reason}): restarting the engine and reloading the model from the browser cache…`);
+  });
+  easel.on('engine', ({ info }) => showEngine(info));
+  easel.on('model', ({ info }) => modelReady(info));
+  easel.on('model-error', ({ error }) => {
+    document.getElementById('download-text').textContent = error.message;
+    document.getElementById('download-progress').dataset.state = 'error';
+  });
+  // The bundled model works offline.
+  if (startModel !== 'none') loadPicked();
 
   modelPicker.onchange = () => {
     document.getElementById('model-url-row').hidden = modelPicker.value !== 'url';
@@ -197,14 +199,15 @@ function startWorker() {
   };
   document.getElementById('load-model').onclick = () => {
     const url = document.getElementById('model-url').value.trim();
-    if (url) worker.postMessage({ type: 'load-model', url: new URL(url, location.href).href });
+    if (url) load(new URL(url, location.href).href);
   };
   document.getElementById('load-hub').onclick = () => {
     const field = (id) => document.getElementById(id).value.trim();
     const hub = { base: field('hub-base'), repo: field('hub-repo'), revision: field('hub-revision') || 'main', quant: field('hub-quant') };
     hub.preferFp16 = document.getElementById('hub-fp16').checked;
-    if (hub.base && hub.repo) worker.postMessage({ type: 'load-hub', hub });
+    if (hub.base && hub.repo) load({ hub });
   };
+  return easel;
 }
 
 // ?embed=1 (the <easel-generator> widget): the generator only, no header or diagnostics.
@@ -212,4 +215,4 @@ if (new URLSearchParams(location.search).get('embed') === '1') document.body.cla
 
 document.getElementById('delete-all-models').onclick = () => deleteAllCachedModels().then(refreshCache);
 refreshCache();
-startWorker();
+startEngine();

@@ -79,18 +79,21 @@ export class InitImage {
     c.onpointerup = () => (down = false);
   }
 
-  /** The request fields: init_image (NCHW in [0, 1]) and, when painted, mask (1 = repaint). */
+  /** The generate options: initImage (ImageData) and, when painted, mask (ImageData, white = repaint). */
   requestFields(width, height) {
     if (!this.bitmap) return {};
     this.resize(width, height);
-    const px = this.imageCanvas.getContext('2d').getImageData(0, 0, width, height).data;
-    const hw = width * height;
-    const image = new Array(3 * hw);
-    for (let p = 0; p < hw; p++) for (let c = 0; c < 3; c++) image[c * hw + p] = px[p * 4 + c] / 255;
-    const fields = { init_image: { shape: [1, 3, height, width], values: image } };
+    const fields = { initImage: this.imageCanvas.getContext('2d').getImageData(0, 0, width, height) };
     if (this.painted) {
-      const m = this.maskCanvas.getContext('2d').getImageData(0, 0, width, height).data;
-      fields.mask = { shape: [1, 1, height, width], values: Array.from({ length: hw }, (_, p) => (m[p * 4 + 3] > 0 ? 1 : 0)) };
+      // The API's mask convention (diffusers'): white repaints, black keeps.
+      const mask = this.maskCanvas.getContext('2d').getImageData(0, 0, width, height);
+      const d = mask.data;
+      for (let p = 0; p < d.length; p += 4) {
+        const v = d[p + 3] > 0 ? 255 : 0;
+        d[p] = d[p + 1] = d[p + 2] = v;
+        d[p + 3] = 255;
+      }
+      fields.mask = mask;
     }
     return fields;
   }

@@ -63,6 +63,6 @@ export class StylePresets {
   /** The prompt and negative prompt with the chosen style's words added. */
   apply(prompt, negative) {
     const s = this.styles.find((x) => x.name === $('style').value);
-    return s ? { prompt: join(prompt, s.prompt), negative_prompt: join(negative, s.negative) } : { prompt, negative_prompt: negative };
+    return s ? { prompt: join(prompt, s.prompt), negativePrompt: join(negative, s.negative) } : { prompt, negativePrompt: negative };
   }
 }

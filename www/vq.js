@@ -9,8 +9,8 @@ function codeColour(index, codes) {
 }
 
 export class VqPanel {
-  constructor(worker, getSize) {
-    this.worker = worker;
+  constructor(easel, getSize) {
+    this.easel = easel;
     this.getSize = getSize;
     this.grid = null; // { width, height, codes, indices: Uint32Array }
     this.selected = null; // Uint8Array, one per code
@@ -51,12 +51,12 @@ export class VqPanel {
     input.height = height;
     const g = input.getContext('2d');
     g.drawImage(bitmap, 0, 0, width, height);
-    const rgba = g.getImageData(0, 0, width, height).data;
+    const image = g.getImageData(0, 0, width, height);
     const resized = bitmap.width !== width || bitmap.height !== height ? ` (resized from ${bitmap.width}x${bitmap.height})` : '';
     this.pendingNote = `Encoded ${width}x${height}${resized}`;
     $('vq-recon').dataset.state = 'running';
     $('vq-note').textContent = 'encoding…';
-    this.worker.postMessage({ type: 'vq-encode', rgba: rgba.buffer, width, height }, [rgba.buffer]);
+    this.easel.vqEncode(image).then((r) => this.encoded(r), (e) => this.failed(e));
   }
 
   brush(e) {
@@ -85,7 +85,7 @@ export class VqPanel {
     }
     this.pendingNote = `${changed} code${changed === 1 ? '' : 's'} randomized`;
     $('vq-recon').dataset.state = 'running';
-    this.worker.postMessage({ type: 'vq-decode', indices: Array.from(indices), gridWidth: this.grid.width, gridHeight: this.grid.height });
+    this.easel.vqDecode(indices, this.grid.width, this.grid.height).then((image) => this.decoded(image), (e) => this.failed(e));
   }
 
   drawImage(image) {
@@ -118,26 +118,22 @@ export class VqPanel {
     $('vq-clear').disabled = $('vq-randomize').disabled;
   }
 
-  onMessage(data) {
-    switch (data.type) {
-      case 'vq-encoded': {
-        const r = data.result;
-        this.grid = { width: r.gridWidth, height: r.gridHeight, codes: r.codes, indices: new Uint32Array(r.indices) };
-        this.selected = new Uint8Array(r.indices.length);
-        this.drawImage(r.image);
-        this.drawCodes();
-        $('vq-note').textContent = `${this.pendingNote} into ${r.gridWidth}x${r.gridHeight} codes (of ${r.codes} in the codebook) and decoded them again.`;
-        break;
-      }
-      case 'vq-decoded':
-        this.drawImage(data.image);
-        this.drawCodes();
-        $('vq-note').textContent = `${this.pendingNote} and decoded.`;
-        break;
-      case 'vq-error':
-        $('vq-recon').dataset.state = 'error';
-        $('vq-note').textContent = data.message;
-        break;
-    }
+  encoded(r) {
+    this.grid = { width: r.gridWidth, height: r.gridHeight, codes: r.codes, indices: new Uint32Array(r.indices) };
+    this.selected = new Uint8Array(r.indices.length);
+    this.drawImage(r.image);
+    this.drawCodes();
+    $('vq-note').textContent = `${this.pendingNote} into ${r.gridWidth}x${r.gridHeight} codes (of ${r.codes} in the codebook) and decoded them again.`;
+  }
+
+  decoded(image) {
+    this.drawImage(image);
+    this.drawCodes();
+    $('vq-note').textContent = `${this.pendingNote} and decoded.`;
+  }
+
+  failed(e) {
+    $('vq-recon').dataset.state = 'error';
+    $('vq-note').textContent = e.message;
   }
 }

@@ -2,8 +2,8 @@
 // Seed field's noise (frame 1) to another seed's (frame N), or whose prompt conditioning
 // moves toward another prompt's (a morph), shown as a strip, played back on the main canvas
 // with a scrubber, and exported as an animated PNG (encoded by the engine's module in the
-// worker). Each frame is an ordinary generation (`walk: {to_seed, t}` or `morph:
-// {to_prompt, t}` in the request), so the end frames are exactly the ends' own images.
+// worker). Each frame is an ordinary generation (`walk: {toSeed, t}` or `morph: {toPrompt,
+// t}` in the generate options), so the end frames are exactly the ends' own images.
 
 const $ = (id) => document.getElementById(id);
 
@@ -18,28 +18,21 @@ export class LatentWalk {
     $('walk-to-prompt').oninput = () => ($('walk-start').textContent = $('walk-to-prompt').value.trim() ? 'Morph' : 'Walk');
   }
 
-  /** The worker's answer to 'encode-apng'. */
-  onMessage(data) {
+  /** The frames as one APNG (encoded by the engine's module), with the walk's settings as its text. */
+  async exportAnimation(requests) {
+    const first = requests[0];
+    const to = first.morph ? `prompt "${first.morph.toPrompt}"` : `seed ${first.walk.toSeed}`;
+    const text = { prompt: first.prompt, seed: String(first.seed), animation: `${this.kind} from prompt "${first.prompt}" at seed ${first.seed} to ${to}, ${this.frames.length} frames, 125 ms each` };
     const link = $('walk-download');
-    if (data.type === 'apng') {
+    try {
+      const blob = await this.generator.easel.encodeApng(this.frames.map((f) => f.image), { delayMs: 125, text });
       if (link.href) URL.revokeObjectURL(link.href);
-      link.href = URL.createObjectURL(new Blob([data.bytes], { type: 'image/apng' }));
+      link.href = URL.createObjectURL(blob);
       link.download = `easel-${this.kind}-${this.frames.length}-frames.png`;
       link.hidden = false;
-    } else {
-      $('generate-note').textContent = `The animation could not be written: ${data.message}`;
+    } catch (e) {
+      $('generate-note').textContent = `The animation could not be written: ${e.message}`;
     }
-  }
-
-  /** Asks the worker for the frames as one APNG, with the walk's settings as its text. */
-  exportAnimation(requests) {
-    const { width, height } = this.frames[0].image;
-    const rgba = new Uint8Array(width * height * 4 * this.frames.length);
-    this.frames.forEach((f, i) => rgba.set(new Uint8Array(f.image.rgba), i * width * height * 4));
-    const first = requests[0];
-    const to = first.morph ? `prompt "${first.morph.to_prompt}"` : `seed ${first.walk.to_seed}`;
-    const text = { prompt: first.prompt, seed: String(first.seed), animation: `${this.kind} from prompt "${first.prompt}" at seed ${first.seed} to ${to}, ${this.frames.length} frames, 125 ms each` };
-    this.generator.worker.postMessage({ type: 'encode-apng', width, height, rgba: rgba.buffer, delay: 125, text }, [rgba.buffer]);
   }
 
   /** A model loaded: the panel shows for models that start from seeded noise. */
@@ -65,7 +58,7 @@ export class LatentWalk {
     const base = { ...this.generator.request(), batch: 1 };
     const toPrompt = $('walk-to-prompt').value.trim();
     this.kind = toPrompt ? 'morph' : 'walk';
-    const at = (t) => (toPrompt ? { morph: { to_prompt: toPrompt, t } } : { walk: { to_seed: Number(toSeed), t } });
+    const at = (t) => (toPrompt ? { morph: { toPrompt, t } } : { walk: { toSeed: Number(toSeed), t } });
     return Array.from({ length: n }, (_, i) => ({ ...base, ...at(i / (n - 1)) }));
   }
 
@@ -82,12 +75,12 @@ export class LatentWalk {
     try {
       for (const [i, request] of requests.entries()) {
         const result = await this.generator.start(request, `frame ${i + 1}/${requests.length}`);
-        this.add(result.images[0]);
+        this.add(result.images[0].imageData);
       }
       const first = requests[0];
-      const to = first.morph ? `prompt "${first.morph.to_prompt}"` : `seed ${first.walk.to_seed}`;
+      const to = first.morph ? `prompt "${first.morph.toPrompt}"` : `seed ${first.walk.toSeed}`;
       $('generate-note').textContent = `${this.kind === 'morph' ? 'Morph' : 'Walk'} done: ${this.frames.length} frames to ${to}.`;
-      this.exportAnimation(requests);
+      await this.exportAnimation(requests);
     } catch {
       // Cancelled or failed: the generator's note says which; the frames made so far stay.
     } finally {

@@ -1,36 +1,53 @@
 // The engine's home: a module Web Worker that loads the wasm package and owns the GPU
-// device. The page talks to it only through messages.
+// device. It answers the requests of the JS API (easel.js) in protocol.js's terms only.
 
 import init, { Engine, encodeApng, version } from '../pkg/easel.js';
 import { loadHubModel } from './hub.js';
 import { loadModel } from './loader.js';
+import { EVENT, EaselError, OP } from './protocol.js';
 
 let engine = null;
 let gpu = null; // the engine's GpuHandle: usable while a generation holds the engine
-let ready = null; // resolves once the engine exists
+let ready = null; // settles once the engine exists (or could not be made)
 let backendPreference = 'auto';
 
-async function start(backend) {
+const progress = (id, p) => self.postMessage({ id, reply: 'progress', progress: p });
+const done = (id, result, transfer = []) => self.postMessage({ id, reply: 'done', result }, transfer);
+const fail = (id, e) => self.postMessage({ id, reply: 'error', error: asEaselError(e).toJSON() });
+const event = (name, fields) => self.postMessage({ reply: 'event', event: name, ...fields });
+const messageOf = (e) => e?.message ?? String(e);
+
+/** Any thrown value as an EaselError; engine errors without a code get `fallback`. */
+function asEaselError(e, fallback = 'generation-failed') {
+  if (e instanceof EaselError) return e;
+  if (e?.name === 'AbortError') return new EaselError('cancelled', 'cancelled');
+  const message = messageOf(e);
+  if (message === 'cancelled') return new EaselError('cancelled', 'cancelled');
+  // The engine's sentences for a model past this device's memory or limits.
+  if (/ran out of memory|does not fit|exceeds|too large/i.test(message)) return new EaselError('too-large', message);
+  return new EaselError(fallback, message);
+}
+
+/** Opens the engine; the reply is the engine's description (see `describeEngine`). */
+async function start(id, backend) {
   backendPreference = backend;
   try {
     await init();
   } catch (e) {
-    self.postMessage({ type: 'error', message: `Could not load the engine (pkg/easel_bg.wasm): ${e.message}. Build it with scripts/run.sh` });
-    return;
+    throw new EaselError('engine-load-failed', `Could not load the engine (pkg/easel_bg.wasm): ${messageOf(e)}. Build it with scripts/run.sh`);
   }
-  self.postMessage({ type: 'started', version: version() });
+  event(EVENT.started, { version: version() });
   try {
     engine = await Engine.create(backend);
   } catch (e) {
-    self.postMessage({ type: 'error', message: e.message ?? String(e) });
-    return;
+    throw new EaselError(backend === 'gpu' ? 'no-webgpu' : 'engine-load-failed', messageOf(e));
   }
   gpu = engine.gpuHandle() ?? null;
-  await announceEngine();
+  return describeEngine();
 }
 
-/** Tells the page which backend runs and how the GPU's self-test went. */
-async function announceEngine() {
+/** Which backend runs, the adapter, and how the GPU's self-test went. */
+async function describeEngine() {
   const report = engine.adapterReport();
   let selfTest = null;
   let selfTestError = null;
@@ -38,17 +55,17 @@ async function announceEngine() {
     try {
       selfTest = JSON.parse(await engine.selfTest());
     } catch (e) {
-      selfTestError = e.message ?? String(e);
+      selfTestError = messageOf(e);
     }
   }
-  self.postMessage({
-    type: 'engine-ready',
+  return {
+    version: version(),
     backend: JSON.parse(engine.backend()),
     report: report ? JSON.parse(report) : null,
     gpuError: engine.gpuError() ?? null,
     selfTest,
     selfTestError,
-  });
+  };
 }
 
 let recovering = null; // the running recovery after a GPU device loss
@@ -62,7 +79,7 @@ let currentModel = null; // how the loaded model was opened: reopened after a de
 function recover(reason) {
   if (recovering) return recovering;
   recovering = (async () => {
-    self.postMessage({ type: 'device-lost', reason });
+    event(EVENT.deviceLost, { reason });
     engine?.free();
     gpu?.free();
     engine = gpu = null;
@@ -72,8 +89,14 @@ function recover(reason) {
       engine = await Engine.create('cpu');
     }
     gpu = engine.gpuHandle() ?? null;
-    await announceEngine();
-    if (currentModel) await loadIntoEngine(currentModel);
+    event(EVENT.engine, { info: await describeEngine() });
+    if (currentModel) {
+      try {
+        event(EVENT.model, { info: await loadIntoEngine(currentModel, () => {}, new AbortController().signal) });
+      } catch (e) {
+        event(EVENT.modelError, { error: asEaselError(e, 'model-corrupt').toJSON() });
+      }
+    }
   })().finally(() => (recovering = null));
   return recovering;
 }
@@ -88,161 +111,186 @@ async function deviceLoss() {
   return null;
 }
 
-let loadAbort = null; // aborts the running download (the page's Cancel)
+const aborts = new Map(); // request id -> AbortController of a running download
+let cancelled = new Set(); // ids of generations asked to stop
+let generation = null; // the running generation or VQ call, until it settles
+let generationId = null;
+let loading = 0; // model loads in progress
+let modelLoaded = false;
+let loadedName = null;
 
 /**
- * Gets a model with `open(onProgress)` (download, Hub-mode conversion, or the cache) and
- * hands it to the engine shard by shard.
+ * Gets a model with `open(onProgress, signal, check)` (download, Hub-mode conversion, or the
+ * cache) and hands it to the engine shard by shard. Resolves to the model's description.
  */
-async function loadIntoEngine(open) {
-  await ready;
-  if (!engine) return;
-  // The engine does one thing at a time: a new model stops the running generation first.
-  if (generation) {
-    cancelRequested = true;
-    await generation;
-  }
-  loading += 1;
+async function loadIntoEngine(open, onProgress, signal) {
   let last = null;
-  const abort = (loadAbort = new AbortController());
+  // The fit check runs on the manifest, before any shard is downloaded.
+  const model = await open((p) => onProgress((last = p)), signal, (manifestText) => engine.checkModel(manifestText));
+  modelLoaded = false;
   try {
-    // The fit check runs on the manifest, before any shard is downloaded.
-    const model = await open((p) => self.postMessage({ type: 'model-progress', progress: (last = p) }), abort.signal, (manifestText) => engine.checkModel(manifestText));
     await engine.beginModel(model.manifestText);
     const shards = model.manifest.shards;
     for (let i = 0; i < shards.length; i++) {
       engine.addShard(i, await model.shard(i));
-      self.postMessage({ type: 'model-progress', progress: { ...last, stage: 'upload', shard: i, shards } });
+      onProgress({ ...last, stage: 'upload', shard: i, shards });
     }
     for (let i = 0; i < (model.manifest.files ?? []).length; i++) {
       const { path, bytes } = await model.file(i);
       engine.addFile(path, bytes);
     }
-    const summary = JSON.parse(engine.finishModel());
-    try {
-      summary.defaults = JSON.parse(engine.modelDefaults());
-    } catch (e) {
-      summary.generatorError = e.message ?? String(e);
-    }
-    currentModel = open;
-    self.postMessage({ type: 'model-ready', summary, progress: last });
   } catch (e) {
+    throw e instanceof EaselError ? e : asEaselError(e, 'model-corrupt');
+  }
+  const summary = JSON.parse(engine.finishModel());
+  try {
+    summary.defaults = JSON.parse(engine.modelDefaults());
+  } catch (e) {
+    summary.generatorError = messageOf(e);
+  }
+  summary.progress = last;
+  currentModel = open;
+  modelLoaded = true;
+  loadedName = summary.name;
+  return summary;
+}
+
+async function load(id, source) {
+  await ready;
+  if (!engine) throw new EaselError('engine-load-failed', 'The engine did not start.');
+  // The engine does one thing at a time: a new model stops the running generation first.
+  if (generation) {
+    cancelled.add(generationId);
+    await generation;
+  }
+  loading += 1;
+  const abort = new AbortController();
+  aborts.set(id, abort);
+  let last = null;
+  const onProgress = (p) => progress(id, (last = p));
+  const open = source.hub
+    ? (onP, signal, check) => loadHubModel({ ...source.hub, onProgress: onP, signal, check, checkConversion: (conv) => engine.checkConversion(conv) })
+    : (onP, signal, check) => loadModel(source.url, { onProgress: onP, signal, check });
+  try {
+    return await loadIntoEngine(open, onProgress, abort.signal);
+  } catch (e) {
+    const loaded = modelLoaded ? loadedName : null;
     if (abort.signal.aborted) {
       const kept = last ? last.shards.filter((s) => s.state === 'done' || s.state === 'cached').reduce((a, s) => a + s.size, 0) : 0;
-      self.postMessage({ type: 'model-cancelled', kept, total: last?.bytesTotal ?? 0 });
-    } else {
-      self.postMessage({ type: 'model-error', message: e.message ?? String(e) });
+      throw new EaselError('cancelled', 'The download was cancelled; the shards already verified stay in the browser cache.', { kept, total: last?.bytesTotal ?? 0, loaded });
     }
+    const error = asEaselError(e, 'model-corrupt');
+    error.details = { ...error.details, loaded };
+    throw error;
   } finally {
     loading -= 1;
-    if (loadAbort === abort) loadAbort = null;
+    aborts.delete(id);
   }
 }
 
-let cancelRequested = false;
-let generation = null; // the running generation, until it settles
-let loading = 0; // model loads in progress
+/** Why the engine cannot take a generation or VQ call now, or null. */
+function busyReason() {
+  if (recovering) return new EaselError('busy', 'The engine is restarting after a GPU fault: try again when the model is ready.');
+  if (loading) return new EaselError('busy', 'A model is loading: try again when it is ready.');
+  if (generation) return new EaselError('busy', 'The engine is busy with another generation: wait for it or cancel it.');
+  if (!modelLoaded) return new EaselError('not-loaded', 'No model is loaded: load one first.');
+  return null;
+}
 
-/** One generation at a time: a second request while one runs is ignored. */
-function generate(request) {
-  if (generation) return;
-  if (recovering) {
-    self.postMessage({ type: 'gen-error', message: 'The engine is restarting after a GPU fault: press Generate again when the model is ready.' });
-    return;
-  }
-  if (loading) {
-    self.postMessage({ type: 'gen-error', message: 'A model is loading: press Generate again when it is ready.' });
-    return;
-  }
-  // Lost while idle (a driver reset between generations).
+/** Runs `f` holding the engine (one generation or VQ call at a time). */
+async function exclusive(id, f) {
+  await ready;
+  if (!engine) throw new EaselError('engine-load-failed', 'The engine did not start.');
+  const busy = busyReason();
+  if (busy) throw busy;
+  // Lost while idle (a driver reset between calls).
   const lost = gpu?.lost();
   if (lost) {
-    self.postMessage({ type: 'gen-error', message: `The GPU device was lost (${lost}). The engine is restarting and reloading the model from the browser cache; press Generate again when it is ready.` });
     recover(lost);
-    return;
+    throw new EaselError('device-lost', `The GPU device was lost (${lost}). The engine is restarting and reloading the model from the browser cache; try again when it is ready.`, { reason: lost });
   }
-  generation = runGeneration(request).finally(() => (generation = null));
+  generationId = id;
+  const run = f();
+  generation = run.catch(() => {}).finally(() => {
+    generation = null;
+    cancelled.delete(id);
+  });
+  return run;
 }
 
-/** One generation; progress (with previews) goes to the page as it happens. */
-async function runGeneration(request) {
-  await ready;
-  if (!engine) return;
-  cancelRequested = false;
-  const started = performance.now();
-  try {
-    const result = await engine.generate(JSON.stringify(request), (p) => {
-      self.postMessage({ type: 'gen-progress', progress: p, millis: performance.now() - started });
-      // The worker yields between steps, so a 'cancel' message gets here in time.
-      return !cancelRequested;
-    });
-    const transfer = [...result.images.map((i) => i.rgba.buffer), ...result.pngs.map((p) => p.buffer)];
-    self.postMessage({ type: 'gen-done', result, millis: performance.now() - started }, transfer);
-  } catch (e) {
-    const message = e.message ?? String(e);
-    const lost = message === 'cancelled' ? null : await deviceLoss();
-    if (lost) {
-      self.postMessage({
-        type: 'gen-error',
-        message: `The GPU stopped working during this generation (device lost: ${lost}). The engine is restarting and reloading the model from the browser cache; press Generate again when it is ready.`,
-      });
-      recover(lost);
-      return;
-    }
-    self.postMessage({ type: message === 'cancelled' ? 'gen-cancelled' : 'gen-error', message });
-  }
-}
-
-/**
- * VQ round trips (encode an image to codes and back, decode an edited grid). They hold the
- * engine like a generation does, so they queue behind one and block the next.
- */
-function vq(data) {
-  if (generation || loading || recovering) {
-    self.postMessage({ type: 'vq-error', message: 'The engine is busy: try again when the current run or load is done.' });
-    return;
-  }
-  generation = (async () => {
+/** One generation; progress (with previews) goes to the API as it happens. */
+function generate(id, request) {
+  return exclusive(id, async () => {
+    const started = performance.now();
     try {
-      if (data.type === 'vq-encode') {
-        const r = await engine.vqEncode(new Uint8Array(data.rgba), data.width, data.height);
-        self.postMessage({ type: 'vq-encoded', result: r }, [r.indices.buffer, r.image.rgba.buffer]);
-      } else {
-        const image = await engine.vqDecode(new Uint32Array(data.indices), data.gridWidth, data.gridHeight);
-        self.postMessage({ type: 'vq-decoded', image }, [image.rgba.buffer]);
-      }
+      const result = await engine.generate(JSON.stringify(request), (p) => {
+        progress(id, { ...p, millis: performance.now() - started });
+        // The worker yields between steps, so a cancel message gets here in time.
+        return !cancelled.has(id);
+      });
+      result.millis = performance.now() - started;
+      return result;
     } catch (e) {
-      self.postMessage({ type: 'vq-error', message: e.message ?? String(e) });
+      const message = messageOf(e);
+      const lost = message === 'cancelled' ? null : await deviceLoss();
+      if (lost) {
+        recover(lost);
+        throw new EaselError(
+          'device-lost',
+          `The GPU stopped working during this generation (device lost: ${lost}). The engine is restarting and reloading the model from the browser cache; try again when it is ready.`,
+          { reason: lost },
+        );
+      }
+      throw asEaselError(e);
     }
-  })().finally(() => (generation = null));
+  });
+}
+
+const transferOf = {
+  [OP.generate]: (r) => [...r.images.map((i) => i.rgba.buffer), ...r.pngs.map((p) => p.buffer)],
+  [OP.vqEncode]: (r) => [r.indices.buffer, r.image.rgba.buffer],
+  [OP.vqDecode]: (r) => [r.rgba.buffer],
+  [OP.encodeApng]: (r) => [r.buffer],
+};
+
+/** Answers one request: a result or an error, always exactly one. */
+async function answer(data) {
+  const { id, op } = data;
+  try {
+    let result;
+    if (op === OP.init) {
+      ready ??= start(id, data.backend ?? 'auto');
+      result = await ready;
+    } else if (op === OP.load) {
+      result = await load(id, data.source);
+    } else if (op === OP.generate) {
+      result = await generate(id, data.request);
+    } else if (op === OP.vqEncode) {
+      result = await exclusive(id, () => engine.vqEncode(new Uint8Array(data.rgba), data.width, data.height));
+    } else if (op === OP.vqDecode) {
+      result = await exclusive(id, () => engine.vqDecode(new Uint32Array(data.indices), data.gridWidth, data.gridHeight));
+    } else if (op === OP.encodeApng) {
+      // A walk's frames as one animated PNG (no engine needed, only the module).
+      await ready;
+      result = encodeApng(data.width, data.height, new Uint8Array(data.rgba), data.delay, JSON.stringify(data.text));
+    } else {
+      throw new EaselError('generation-failed', `unknown request '${op}'`);
+    }
+    done(id, result, transferOf[op]?.(result) ?? []);
+  } catch (e) {
+    fail(id, e);
+  }
 }
 
 // Test hook, like WebGL's loseContext: destroys the GPU device as a driver reset would.
 self.simulateDeviceLoss = () => gpu?.lose();
 
 self.onmessage = ({ data }) => {
-  if (data.type === 'init' && ready === null) ready = start(data.backend ?? 'auto');
-  if (data.type === 'load-model') loadIntoEngine((onProgress, signal, check) => loadModel(data.url, { onProgress, signal, check }));
-  if (data.type === 'load-hub') {
-    const checkConversion = (conv) => engine.checkConversion(conv);
-    loadIntoEngine((onProgress, signal, check) => loadHubModel({ ...data.hub, onProgress, signal, check, checkConversion }));
+  if (data.op === OP.cancel) {
+    // Stops whichever the target is: a download now, a generation after its current step.
+    aborts.get(data.target)?.abort();
+    if (generationId === data.target && generation) cancelled.add(data.target);
+    return;
   }
-  if (data.type === 'generate') generate(data.request);
-  if (data.type === 'vq-encode' || data.type === 'vq-decode') vq(data);
-  if (data.type === 'encode-apng') {
-    // A walk's frames as one animated PNG (no engine needed, only the module).
-    ready?.then(() => {
-      try {
-        const bytes = encodeApng(data.width, data.height, new Uint8Array(data.rgba), data.delay, JSON.stringify(data.text));
-        self.postMessage({ type: 'apng', bytes }, [bytes.buffer]);
-      } catch (e) {
-        self.postMessage({ type: 'apng-error', message: e.message ?? String(e) });
-      }
-    });
-  }
-  if (data.type === 'cancel') {
-    // Cancel stops whichever runs: a download, or the generation after its current step.
-    cancelRequested = true;
-    loadAbort?.abort();
-  }
+  answer(data);
 };

@@ -49,7 +49,7 @@ test('a GPU device lost mid-generation is reported, the engine restarts from the
     await page.waitForFunction(() => document.getElementById('canvas').dataset.state === 'error', null, { timeout: 120_000 });
     assert.equal(
       await page.locator('#generate-note').textContent(),
-      'The GPU stopped working during this generation (device lost: destroyed). The engine is restarting and reloading the model from the browser cache; press Generate again when it is ready.',
+      'The GPU stopped working during this generation (device lost: destroyed). The engine is restarting and reloading the model from the browser cache; try again when it is ready.',
     );
     // The engine comes back on a new device with the model from Cache Storage.
     await ready(page);

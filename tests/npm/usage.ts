@@ -1,0 +1,47 @@
+// A TypeScript user of the npm package: checked with `tsc --noEmit --strict` against the
+// installed package's types (tests/e2e/npm.test.mjs). Never run, only type-checked: a type
+// that drifts from easel.js, or an example that stops compiling, fails the check.
+
+import { Easel, EaselError, resolveModel, type GenerateResult, type LoadProgress, type ModelInfo } from 'easel-web';
+
+export async function draw(canvas: HTMLCanvasElement, prompt: string): Promise<string> {
+  const easel = await Easel.create({ backend: 'auto', onStarted: (v: string) => console.log('engine', v) });
+  const info = easel.adapter();
+  if (info.backend.kind === 'gpu' && info.report) console.log(info.report.name, info.report.limits.maxBufferSize);
+  const off = easel.on('device-lost', ({ reason }) => console.warn('GPU lost:', reason));
+  const abort = new AbortController();
+  const model: ModelInfo = await easel.load('emoji-dcgan', {
+    signal: abort.signal,
+    onProgress: (p: LoadProgress) => console.log(p.bytesDone / p.bytesTotal, p.shards.filter((s) => s.state === 'done').length),
+  });
+  const size = model.defaults?.width ?? 512;
+  try {
+    const result: GenerateResult = await easel.generate({
+      prompt,
+      negativePrompt: 'blurry',
+      steps: 20,
+      guidance: 7.5,
+      seed: 42,
+      width: size,
+      height: size,
+      onStep: (s) => s.preview && canvas.getContext('2d')?.putImageData(s.preview, 0, 0),
+      signal: abort.signal,
+    });
+    canvas.getContext('2d')?.putImageData(result.images[0].imageData, 0, 0);
+    const blob: Blob | null = result.images[0].blob;
+    console.log(blob?.size, result.timings.totalMs, result.params);
+  } catch (e) {
+    if (e instanceof EaselError && e.code === 'cancelled') return 'cancelled';
+    if (e instanceof EaselError) return `${e.code}: ${e.message} ${e.details?.loaded ?? ''}`;
+    throw e;
+  } finally {
+    off();
+  }
+  const walk = await easel.generate({ prompt, seed: 1, walk: { toSeed: 2, t: 0.5 } });
+  const apng: Blob = await easel.encodeApng([walk.images[0].imageData], { delayMs: 100 });
+  const cached = await easel.cache.list();
+  for (const m of cached) if (m.bytes > 1e9) await easel.cache.delete(m.base);
+  const where = resolveModel('stabilityai/sd-turbo');
+  easel.dispose();
+  return `${apng.type} ${'hub' in where ? where.hub.repo : where.url}`;
+}

@@ -1,0 +1,69 @@
+// The one message protocol between the JS API (easel.js, main thread) and the engine's
+// worker (worker.js). Both sides import this file, so every message kind and error code
+// is spelled in one place.
+//
+//   API -> worker   { op, id, ...arguments }            one of OP
+//   worker -> API   { id, reply: 'progress', progress } zero or more per request
+//                   { id, reply: 'done', result }       exactly one of done / error
+//                   { id, reply: 'error', error: { code, message, details } }
+//                   { reply: 'event', event, ... }      not tied to a request: one of EVENT
+
+/** Requests the API sends. Each gets its own id; 'cancel' names the id it stops. */
+export const OP = Object.freeze({
+  init: 'init', // { backend } -> engine info
+  load: 'load', // { source: { url } | { hub: { base, repo, revision, quant, preferFp16 } } } -> model info
+  generate: 'generate', // { request } -> { images, pngs, ... }
+  cancel: 'cancel', // { target }: stops that request's download or generation
+  vqEncode: 'vq-encode', // { rgba, width, height } -> { indices, grid..., image }
+  vqDecode: 'vq-decode', // { indices, gridWidth, gridHeight } -> image
+  encodeApng: 'encode-apng', // { width, height, rgba, delay, text } -> Uint8Array
+});
+
+/** Events the worker sends on its own. */
+export const EVENT = Object.freeze({
+  started: 'started', // { version }: the wasm module is loaded
+  engine: 'engine', // { info }: an engine (re)opened after a GPU device loss
+  deviceLost: 'device-lost', // { reason }
+  model: 'model', // { info }: the model is back after a restart
+  modelError: 'model-error', // { error }: the model could not be reloaded after a restart
+});
+
+/**
+ * Stable error codes: programs branch on these, people read the message.
+ * `details` carries what a code has to add (for 'cancelled' loads: bytes kept).
+ */
+export const CODES = Object.freeze([
+  'engine-load-failed', // the wasm module could not be fetched or instantiated
+  'no-webgpu', // backend 'gpu' was asked for and there is no usable WebGPU
+  'network', // a download failed (HTTP error, connection lost, unreachable and not cached)
+  'model-corrupt', // a manifest or shard is malformed or fails its checksum twice
+  'quota', // the browser will not store the model
+  'too-large', // the model (or this size) does not fit this device's limits or memory
+  'unsupported-model', // a model this engine cannot run
+  'not-loaded', // generate before any model is loaded
+  'busy', // the engine is loading a model or restarting
+  'cancelled', // the caller's signal aborted the request
+  'device-lost', // the GPU device was lost during the request (the engine restarts itself)
+  'generation-failed', // the engine refused or failed the request (the message says why)
+  'origin-not-allowed', // the widget was asked to load a model from an origin it may not use
+  'disposed', // the Easel instance was disposed
+]);
+
+/** An error with a stable `code` (one of CODES), a readable message, and `details`. */
+export class EaselError extends Error {
+  constructor(code, message, details = undefined) {
+    super(message);
+    this.name = 'EaselError';
+    this.code = code;
+    if (details !== undefined) this.details = details;
+  }
+
+  /** The error as plain data, to cross a postMessage. */
+  toJSON() {
+    return { code: this.code, message: this.message, details: this.details };
+  }
+
+  static from(data) {
+    return new EaselError(data.code, data.message, data.details);
+  }
+}
