@@ -18,9 +18,9 @@ export { EaselError } from './protocol.js';
 export const BUNDLED_MODELS = Object.freeze(['emoji-dcgan', 'emoji-sd', 'emoji-amused', 'sd-tiny', 'amused-tiny', 'ddpm-tiny', 'vqgan-tiny']);
 
 /**
- * What a model string names: a converted model's folder URL (has a scheme, or starts with
- * '/', '.', or ends with '/'), a Hugging Face repository ('owner/name'), or a bundled
- * model's name ('emoji-dcgan').
+ * What a model string names: a converted model's folder URL (has a scheme, starts with '/'
+ * or '.', ends with '/', or has two or more slashes), a Hugging Face repository
+ * ('owner/name'), or a bundled model's name ('emoji-dcgan').
  */
 export function resolveModel(model, base = import.meta.url) {
   if (typeof model !== 'string' || !model.trim()) throw new EaselError('unsupported-model', 'A model is a converted model URL, a bundled model name, or a Hub repository (owner/name).');
@@ -28,7 +28,8 @@ export function resolveModel(model, base = import.meta.url) {
   if (/^[a-z][a-z0-9+.-]*:/i.test(m) || /^[./]/.test(m) || m.endsWith('/')) return { url: folder(new URL(m, globalThis.location?.href ?? base).href) };
   if (/^[\w.-]+\/[\w.-]+$/.test(m)) return { hub: { repo: m } };
   if (/^[\w.-]+$/.test(m)) return { url: new URL(`models/${m}/`, base).href, bundled: m };
-  throw new EaselError('unsupported-model', `'${m}' is neither a URL, a bundled model name, nor a Hub repository (owner/name).`);
+  // Anything else is a relative folder URL ('models/sd-turbo', 'a/b/c').
+  return { url: folder(new URL(m, globalThis.location?.href ?? base).href) };
 }
 
 const folder = (url) => (url.endsWith('/') ? url : `${url}/`);

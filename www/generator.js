@@ -9,6 +9,8 @@ const $ = (id) => document.getElementById(id);
 export class Generator {
   constructor(easel) {
     this.easel = easel;
+    /** `report(kind, value)`: 'progress', 'images' or 'error' of every generation (the widget's bridge). */
+    this.report = null;
     this.model = null;
     this.running = false;
     this.styles = new StylePresets();
@@ -171,9 +173,11 @@ export class Generator {
     return this.easel.generate({ ...request, signal: this.abort.signal, onStep: (p) => this.onStep(p) }).then(
       (result) => {
         this.done(result);
+        this.report?.('images', result);
         return result;
       },
       (e) => {
+        this.report?.('error', e);
         if (e.code === 'cancelled') {
           this.finish('cancelled', 'cancelled');
         } else {
@@ -245,6 +249,7 @@ export class Generator {
 
   /** A step's progress (with its preview) from the engine. */
   onStep(p) {
+    this.report?.('progress', p);
     if (p.stage === 'text') {
       // The first step can take minutes at large sizes: say it has started.
       $('step-text').textContent = this.model?.defaults.conditional === false ? 'running the first step…' : 'prompt encoded; running the first step…';

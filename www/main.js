@@ -2,6 +2,7 @@
 // JS API (easel.js), the same API other sites import, so nothing heavy ever runs here.
 
 import { Easel } from './easel.js';
+import { EmbedBridge, embedSettings, fillForm } from './embed.js';
 import { describeLimits } from './format.js';
 import { deleteAllCachedModels, deleteCachedModel, listCachedModels } from './loader.js';
 import { Generator } from './generator.js';
@@ -133,11 +134,25 @@ async function startEngine() {
   const modelPicker = document.getElementById('model');
   // ?model=URL loads that converted model at start instead of the bundled one ('none': nothing).
   const startModel = new URLSearchParams(location.search).get('model');
+  if (bridge) {
+    generator.report = (kind, value) => bridge[kind](value);
+    bridge.onGenerate = (id, options) => {
+      if (generator.running || !generator.model) {
+        bridge.error({ code: 'busy', message: generator.running ? 'A generation is running: cancel it or wait.' : 'No model is ready yet: wait for easel-ready.' }, id);
+        return;
+      }
+      fillForm(options);
+      bridge.callId = id;
+      // A form the engine cannot take rejects before any report: answer the call here.
+      generator.start().catch((e) => bridge.callId === id && bridge.error(e, id));
+    };
+  }
   if (startModel && startModel !== 'none') {
     const option = new Option(`${startModel} (from the address)`, startModel, true, true);
     modelPicker.add(option, 0);
   }
   const modelReady = (info) => {
+    bridge?.ready(info);
     generator.setDownloading(false);
     showModelReady(info, info.progress);
     generator.setModel(info);
@@ -150,6 +165,7 @@ async function startEngine() {
   const load = async (model) => {
     const abort = (loadAbort = new AbortController());
     try {
+      bridge?.checkModel(model);
       modelReady(await easel.load(model, {
         signal: abort.signal,
         onProgress: (p) => {
@@ -158,6 +174,7 @@ async function startEngine() {
         },
       }));
     } catch (e) {
+      bridge?.error(e, null);
       generator.setDownloading(false);
       const bar = document.getElementById('download-progress');
       if (e.code === 'cancelled') {
@@ -176,7 +193,7 @@ async function startEngine() {
   };
   const loadPicked = () => {
     // 'url' and 'hub' wait for their Load button.
-    if (modelPicker.value && !['url', 'hub'].includes(modelPicker.value)) load(new URL(modelPicker.value, location.href).href);
+    if (modelPicker.value && !['url', 'hub'].includes(modelPicker.value)) load(modelPicker.value);
   };
   // A GPU fault: the engine reopens (maybe on the CPU) and reloads the model by itself.
   easel.on('device-lost', ({ reason }) => {
@@ -211,7 +228,10 @@ async function startEngine() {
 }
 
 // ?embed=1 (the <easel-generator> widget): the generator only, no header or diagnostics.
-if (new URLSearchParams(location.search).get('embed') === '1') document.body.classList.add('embedded');
+const embedded = new URLSearchParams(location.search).get('embed') === '1';
+if (embedded) document.body.classList.add('embedded');
+// The widget's frame: its host drives it by messages (embed.js), heard from the start.
+const bridge = embedded ? new EmbedBridge(embedSettings()) : null;
 
 document.getElementById('delete-all-models').onclick = () => deleteAllCachedModels().then(refreshCache);
 refreshCache();

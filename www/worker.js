@@ -168,9 +168,12 @@ async function load(id, source) {
   aborts.set(id, abort);
   let last = null;
   const onProgress = (p) => progress(id, (last = p));
-  const open = source.hub
+  const fetchModel = source.hub
     ? (onP, signal, check) => loadHubModel({ ...source.hub, onProgress: onP, signal, check, checkConversion: (conv) => engine.checkConversion(conv) })
     : (onP, signal, check) => loadModel(source.url, { onProgress: onP, signal, check });
+  // One download per model across this origin's pages and widgets: a second tab or widget
+  // waits for the first, then finds every shard in Cache Storage.
+  const open = (onP, signal, check) => withLock(`easel-model ${JSON.stringify(source)}`, signal, () => fetchModel(onP, signal, check));
   try {
     return await loadIntoEngine(open, onProgress, abort.signal);
   } catch (e) {
@@ -186,6 +189,12 @@ async function load(id, source) {
     loading -= 1;
     aborts.delete(id);
   }
+}
+
+/** Runs `f` holding the Web Lock `name` (where the browser has Web Locks). */
+function withLock(name, signal, f) {
+  if (!navigator.locks?.request) return f();
+  return navigator.locks.request(name, { signal }, f);
 }
 
 /** Why the engine cannot take a generation or VQ call now, or null. */
