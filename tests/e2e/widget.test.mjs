@@ -98,6 +98,27 @@ test('one tag on another site embeds a working generator', async () => {
   }
 });
 
+test("README's 'Embed it' snippet, pasted into another site's page, draws its prompt", async () => {
+  const text = readFileSync(join(ROOT, 'README.md'), 'utf8');
+  const snippet = /```html\n([\s\S]*?)```/.exec(text.slice(text.indexOf('\n## Embed it\n')))[1].replaceAll('https://easel.example/', easel.url);
+  const url = await site(`<!doctype html>${RECORDER}\n${snippet}`);
+  const browser = await launch();
+  try {
+    const page = await browser.newPage();
+    await page.goto(url);
+    await page.waitForFunction(() => window.events?.some((e) => e.name === 'easel-ready' || e.name === 'easel-error'), null, { timeout: 180_000 });
+    const frame = page.frameLocator('easel-generator iframe');
+    await frame.locator('#generate:not([disabled])').waitFor({ timeout: 60_000 });
+    await frame.locator('#generate').click();
+    await page.waitForFunction(() => window.events.some((e) => e.name === 'easel-image' || e.name === 'easel-error'), null, { timeout: 60_000 });
+    const [image] = await eventsOf(page, 'easel-image');
+    assert.ok(image, JSON.stringify(await eventsOf(page, 'easel-error')));
+    assert.equal(pngText(Buffer.from(image.detail.png)).prompt, 'red heart');
+  } finally {
+    await browser.close();
+  }
+});
+
 test('the host drives the widget by attributes, generate() and events; its CSS stays outside', async () => {
   // Host CSS that would wreck the generator if it reached inside.
   const url = await site(`<!doctype html><title>Shop</title>
