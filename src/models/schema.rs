@@ -93,7 +93,8 @@ pub fn unet(cfg: &UNetConfig) -> Schema {
             let sample = g.input("sample", &[1, cfg.in_channels, side, side]);
             let t = g.input("timestep", &[1]);
             let context = (!cfg.unconditional).then(|| g.input("context", &[1, 77, cfg.cross_attention_dim]));
-            g.scoped("unet", |g| unet::unet(g, cfg, sample, t, context)).map(drop)
+            let added = cfg.text_time.map(|tt| unet::Added { text_embeds: g.input("text_embeds", &[1, tt.input_dim - 6 * tt.time_dim]), time_ids: g.input("time_ids", &[1, 6]) });
+            g.scoped("unet", |g| unet::unet_added(g, cfg, sample, t, context, added)).map(drop)
         }),
     )
 }

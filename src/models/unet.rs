@@ -1,4 +1,5 @@
-//! diffusers' `UNet2DConditionModel` for SD 1.x / 2.x / Turbo: every config variant of those
+//! diffusers' `UNet2DConditionModel` for SD 1.x / 2.x / Turbo and SDXL (its `text_time`
+//! added conditioning, transformer depth per block): every config variant of those
 //! families (heads as int or list, linear or conv projection, upcast attention: we compute
 //! attention in f32 anyway, 4 or 9 input channels), and `UNet2DModel`, the unconditional
 //! pixel-space UNet of DDPM: the same skeleton with spatial self-attention blocks instead
@@ -39,6 +40,24 @@ pub struct UNetConfig {
     pub unconditional: bool,
     /// Tanh GELU in the feed-forward GEGLU (not diffusers; for comparing with candle-transformers).
     pub geglu_tanh: bool,
+    /// SDXL's added conditioning (`addition_embed_type: "text_time"`).
+    pub text_time: Option<TextTime>,
+}
+
+/// SDXL's `text_time` conditioning: the pooled text embedding and 6 time ids (original
+/// size, crop top-left, target size), each id through a sinusoidal embedding of `time_dim`,
+/// concatenated (`input_dim` wide), through `add_embedding`, added to the time embedding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TextTime {
+    pub time_dim: usize,
+    pub input_dim: usize,
+}
+
+/// The added-conditioning inputs of an SDXL UNet call: `text_embeds` [B, P], `time_ids` [B, 6].
+#[derive(Debug, Clone, Copy)]
+pub struct Added {
+    pub text_embeds: TensorId,
+    pub time_ids: TensorId,
 }
 
 /// A block's attention.
@@ -71,11 +90,18 @@ impl UNetConfig {
         if down.len() != n || up.len() != n {
             return Err(OpError::Config { component: "unet".into(), message: format!("{} down / {} up block types for {n} block_out_channels", down.len(), up.len()) });
         }
-        for key in ["addition_embed_type", "class_embed_type", "encoder_hid_dim_type", "time_cond_proj_dim"] {
+        let text_time = match v.get("addition_embed_type").and_then(|x| x.as_str()) {
+            Some("text_time") => Some(TextTime { time_dim: c.usize("addition_time_embed_dim")?, input_dim: c.usize("projection_class_embeddings_input_dim")? }),
+            _ => None,
+        };
+        for key in ["addition_embed_type", "class_embed_type", "encoder_hid_dim_type", "time_cond_proj_dim", "reverse_transformer_layers_per_block"] {
+            if key == "addition_embed_type" && text_time.is_some() {
+                continue;
+            }
             if v.get(key).is_some_and(|x| !x.is_null()) {
                 return Err(OpError::Config {
                     component: "unet".into(),
-                    message: format!("'{key}' is set: this UNet variant (SDXL / LCM-distilled / class-conditioned) is not supported yet"),
+                    message: format!("'{key}' is set: this UNet variant (LCM-distilled / class-conditioned / image-conditioned) is not supported yet"),
                 });
             }
         }
@@ -124,6 +150,7 @@ impl UNetConfig {
             downsample_padding: c.usize_or("downsample_padding", 1)?,
             unconditional,
             geglu_tanh: false,
+            text_time,
             block_out_channels,
         })
     }
@@ -158,14 +185,28 @@ fn block_attention_layer(g: &mut Graph, cfg: &UNetConfig, kind: Attn, block: usi
 /// `context` [B, L, cross_attention_dim] (None for UNet2DModel) -> noise (or v)
 /// prediction [B, out, h, w].
 pub fn unet(g: &mut Graph, cfg: &UNetConfig, sample: TensorId, timestep: TensorId, context: Option<TensorId>) -> Result<TensorId, OpError> {
+    unet_added(g, cfg, sample, timestep, context, None)
+}
+
+/// `unet` with SDXL's added conditioning (required when the config has `text_time`).
+pub fn unet_added(g: &mut Graph, cfg: &UNetConfig, sample: TensorId, timestep: TensorId, context: Option<TensorId>, added: Option<Added>) -> Result<TensorId, OpError> {
     let ch = &cfg.block_out_channels;
     let c0 = ch[0];
     let temb = g.timestep_embedding(timestep, c0, cfg.flip_sin_to_cos, cfg.freq_shift)?;
-    let temb = within(g, "time_embedding", |g| -> Result<TensorId, OpError> {
+    let mut temb = within(g, "time_embedding", |g| -> Result<TensorId, OpError> {
         let t = dense(g, "linear_1", temb, 4 * c0, true)?;
         let t = g.unary(t, UnaryOp::Silu)?;
         dense(g, "linear_2", t, 4 * c0, true)
     })?;
+    match (cfg.text_time, added) {
+        (Some(tt), Some(a)) => {
+            let aug = text_time_embedding(g, cfg, tt, a, 4 * c0)?;
+            temb = g.add(temb, aug)?;
+        }
+        (Some(_), None) => return Err(OpError::Input { name: "text_embeds".into(), message: "this UNet (SDXL) needs the pooled text embedding and the time ids".into() }),
+        (None, Some(_)) => return Err(OpError::Input { name: "text_embeds".into(), message: "this UNet has no added conditioning".into() }),
+        (None, None) => {}
+    }
     // Every resnet applies SiLU to the embedding before its own projection.
     let temb = g.unary(temb, UnaryOp::Silu)?;
 
@@ -217,4 +258,25 @@ pub fn unet(g: &mut Graph, cfg: &UNetConfig, sample: TensorId, timestep: TensorI
     }
     let x = group_norm(g, "conv_norm_out", x, cfg.norm.groups, cfg.norm.eps, true)?;
     conv(g, "conv_out", x, cfg.out_channels, 3, 1, 1)
+}
+
+/// SDXL's `add_embedding(concat(text_embeds, add_time_proj(time_ids)))` [B, width].
+fn text_time_embedding(g: &mut Graph, cfg: &UNetConfig, tt: TextTime, a: Added, width: usize) -> Result<TensorId, OpError> {
+    let ids = g.shape(a.time_ids).to_vec();
+    let pooled = g.shape(a.text_embeds).to_vec();
+    let b = ids[0];
+    if ids.len() != 2 || pooled.len() != 2 || pooled[0] != b || pooled[1] + ids[1] * tt.time_dim != tt.input_dim {
+        let message = format!("text_embeds {pooled:?} and time_ids {ids:?} do not make the {} inputs of add_embedding", tt.input_dim);
+        return Err(OpError::Input { name: "time_ids".into(), message });
+    }
+    // Every id gets its own sinusoidal embedding, the same as diffusers' add_time_proj.
+    let flat = g.reshape(a.time_ids, &[b * ids[1]])?;
+    let t = g.timestep_embedding(flat, tt.time_dim, cfg.flip_sin_to_cos, cfg.freq_shift)?;
+    let t = g.reshape(t, &[b, ids[1] * tt.time_dim])?;
+    let x = g.concat(&[a.text_embeds, t], 1)?;
+    within(g, "add_embedding", |g| -> Result<TensorId, OpError> {
+        let h = dense(g, "linear_1", x, width, true)?;
+        let h = g.unary(h, UnaryOp::Silu)?;
+        dense(g, "linear_2", h, width, true)
+    })
 }

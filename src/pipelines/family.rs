@@ -90,7 +90,7 @@ impl Generator {
     /// The pipeline for `family` (the manifest's) over `session`'s weights.
     pub fn new(family: &str, session: Session, configs: &BTreeMap<String, Value>, files: &HashMap<String, Vec<u8>>) -> Result<Self, PipelineError> {
         match family {
-            "stable-diffusion" => Ok(Self::StableDiffusion(StableDiffusion::new(session, configs, files)?)),
+            "stable-diffusion" | "stable-diffusion-xl" => Ok(Self::StableDiffusion(StableDiffusion::new(session, configs, files)?)),
             "ddpm" => Ok(Self::Ddpm(Ddpm::new(session, configs)?)),
             "amused" => Ok(Self::Amused(AmusedPipeline::new(session, configs, files)?)),
             "dcgan" => Ok(Self::Dcgan(Dcgan::new(session, configs)?)),
@@ -103,7 +103,7 @@ impl Generator {
                 v.check_codebook()?;
                 Ok(Self::Vq(v))
             }
-            other => Err(PipelineError::Model(format!("'{other}' models do not generate images here yet (Stable Diffusion, aMUSEd, DDPM, DCGAN and VQ models do)"))),
+            other => Err(PipelineError::Model(format!("'{other}' models do not generate images here yet (Stable Diffusion 1.x/2.x/XL, aMUSEd, DDPM, DCGAN and VQ models do)"))),
         }
     }
 
@@ -113,7 +113,7 @@ impl Generator {
             Self::StableDiffusion(sd) => {
                 let size = sd.unet_cfg_sample_size() * sd.vae_cfg.downscale();
                 Defaults {
-                    family: "stable-diffusion",
+                    family: if sd.text2.is_some() { "stable-diffusion-xl" } else { "stable-diffusion" },
                     width: size,
                     height: size,
                     steps: sd.suggested.steps.unwrap_or(25),

@@ -4,7 +4,7 @@
 
 use super::latents::{blend, cfg_combine, latent_preview, lerp, mask_to_latent, repeat, starting_noise};
 use super::request::Request;
-use super::sd::StableDiffusion;
+use super::sd::{AddedInputs, StableDiffusion};
 use super::PipelineError;
 use crate::rng::Rng;
 use crate::schedulers::{self, Scheduler};
@@ -59,20 +59,35 @@ pub async fn generate(sd: &mut StableDiffusion, req: &Request, progress: &mut dy
     // Text: [negative, positive] in one batch of the encoder.
     let do_cfg = req.guidance > 1.0;
     let texts: Vec<&str> = if do_cfg { vec![&req.negative_prompt, &req.prompt] } else { vec![&req.prompt] };
-    let (mut embeds, truncated) = sd.encode_text(&texts).await?;
-    let one = embeds.len() / texts.len();
+    let text = sd.encode_text(&texts).await?;
+    let truncated = text.truncated;
+    let (mut ctx, mut pooled) = text.row(texts.len() - 1, texts.len());
     if let Some(m) = &req.morph {
-        // The prompt's embedding moves toward to_prompt's; the negative one is the same for both.
-        // Encoded in the same batch layout as the prompt: the compiled encoder is reused, and
-        // t = 1 gives exactly the embedding a plain generation of to_prompt uses.
+        // The prompt's embeddings move toward to_prompt's; the negative ones are the same for
+        // both. Encoded in the same batch layout as the prompt: the compiled encoder is
+        // reused, and t = 1 gives exactly the embeddings a plain generation of to_prompt uses.
         let to_texts: Vec<&str> = if do_cfg { vec![&req.negative_prompt, &m.to_prompt] } else { vec![&m.to_prompt] };
-        let (to, _) = sd.encode_text(&to_texts).await?;
-        let start = embeds.len() - one;
-        let moved = lerp(&embeds[start..], &to[to.len() - one..], m.t);
-        embeds[start..].copy_from_slice(&moved);
+        let (to_ctx, to_pooled) = sd.encode_text(&to_texts).await?.row(to_texts.len() - 1, to_texts.len());
+        ctx = lerp(&ctx, &to_ctx, m.t);
+        pooled = lerp(&pooled, &to_pooled, m.t);
     }
-    let (neg, pos) = if do_cfg { (repeat(&embeds[..one], b), repeat(&embeds[one..], b)) } else { (vec![], repeat(&embeds, b)) };
+    let (neg_ctx, neg_pooled) = if !do_cfg {
+        (vec![], vec![])
+    } else if sd.force_zeros_for_empty_prompt && req.negative_prompt.is_empty() {
+        // SDXL as diffusers runs it: no negative prompt means zero negative embeddings.
+        (vec![0.0; ctx.len()], vec![0.0; pooled.len()])
+    } else {
+        text.row(0, texts.len())
+    };
+    let (neg, pos) = (repeat(&neg_ctx, b), repeat(&ctx, b));
     let context = [neg.as_slice(), pos.as_slice()].concat();
+    // SDXL's added conditioning: pooled text and the time ids (original size = target size =
+    // the request's, no crop), in the same [negative..., positive...] order.
+    let mut added = sd.unet_cfg.text_time.map(|_| {
+        let ids = [req.height as f32, req.width as f32, 0.0, 0.0, req.height as f32, req.width as f32];
+        let copies = if do_cfg { 2 * b } else { b };
+        AddedInputs { text_embeds: [repeat(&neg_pooled, b), repeat(&pooled, b)].concat(), time_ids: repeat(&ids, copies) }
+    });
     if !progress(Progress::Text { truncated }) {
         return Err(PipelineError::Cancelled);
     }
@@ -131,7 +146,7 @@ pub async fn generate(sd: &mut StableDiffusion, req: &Request, progress: &mut dy
                 input = concat_channels(&[&input, &repeat(m, copies), &repeat(ml, copies)], copies * b, &[lc, 1, lc], h * w);
             }
         }
-        let out = sd.unet(shape, input, t, first.then(|| context.clone())).await?;
+        let out = sd.unet(shape, input, t, first.then(|| context.clone()), if first { added.take() } else { None }).await?;
         first = false;
         let noise_pred = if do_cfg { cfg_combine(&out, req.guidance) } else { out };
         latents = sched.step(&noise_pred, i, &latents, &mut rng);

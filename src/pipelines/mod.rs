@@ -18,6 +18,7 @@ pub mod metadata;
 pub mod native;
 pub mod request;
 pub mod sd;
+pub mod sd_text;
 pub mod vqgan;
 
 pub use family::{Defaults, Generator};

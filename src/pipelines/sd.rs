@@ -1,20 +1,29 @@
-//! A Stable Diffusion model on a backend: tokenizer, text encoder, UNet, VAE and the optional
-//! TAESD preview decoder with their configs, and the compiled graphs (built once per shape,
-//! replayed every step).
+//! A Stable Diffusion model (SD 1.x / 2.x / Turbo / SDXL) on a backend: tokenizer(s), text
+//! encoder(s) (sd_text.rs), UNet, VAE and the optional TAESD preview decoder with their
+//! configs, and the compiled graphs (built once per shape, replayed every step).
 
 use std::collections::{BTreeMap, HashMap};
 
 use serde_json::Value;
 
+use super::sd_text::SecondEncoder;
 use super::PipelineError;
-use crate::models::clip::{text_model, ClipTextConfig};
+use crate::models::clip::ClipTextConfig;
 use crate::models::session::f32s;
 use crate::models::taesd::{self, TaesdConfig};
-use crate::models::unet::{unet, UNetConfig};
+use crate::models::unet::{unet_added, Added, UNetConfig};
 use crate::models::vae::{decode_within, encode, VaeConfig};
 use crate::models::{Compiled, Session};
 use crate::ops::cpu::HostTensor;
 use crate::text::{model_tokenizer, ClipTokenizer, MAX_TOKENS};
+
+/// SDXL's conditioning besides the text context, for one UNet call's batch.
+pub struct AddedInputs {
+    /// The second encoder's pooled embeddings [B, P].
+    pub text_embeds: Vec<f32>,
+    /// (original h, w, crop top, left, target h, w) per sample [B, 6].
+    pub time_ids: Vec<f32>,
+}
 use crate::weights::rules::TAESD;
 
 /// A loaded SD 1.x / 2.x / Turbo model.
@@ -29,8 +38,12 @@ pub struct StableDiffusion {
     pub tokenizer: ClipTokenizer,
     /// What the model's maker suggests (model_index.json's `_easel_defaults`).
     pub suggested: super::family::Suggested,
-    text_nested: bool,
-    text: Option<(usize, Compiled)>,
+    /// SDXL's second text encoder.
+    pub text2: Option<SecondEncoder>,
+    /// SDXL: an empty negative prompt is zero embeddings, not the encoded "" (model_index.json).
+    pub force_zeros_for_empty_prompt: bool,
+    pub(super) text_nested: bool,
+    pub(super) text: Option<(usize, Compiled)>,
     unet: Option<([usize; 4], Compiled)>,
     decoder: Option<([usize; 4], Compiled)>,
     encoder: Option<([usize; 4], Compiled)>,
@@ -56,7 +69,17 @@ impl StableDiffusion {
             _ => None,
         };
         let suggested = super::family::Suggested::from_configs(configs)?;
-        Ok(Self {
+        let text2 = match configs.get("text_encoder_2") {
+            Some(c) => Some(SecondEncoder {
+                cfg: ClipTextConfig::from_json(c)?,
+                tokenizer: model_tokenizer(files, "tokenizer_2").map_err(|e| PipelineError::Model(e.to_string()))?,
+                nested: session.shapes.contains("text_encoder_2.text_model.embeddings.token_embedding.weight"),
+            }),
+            None => None,
+        };
+        let index = configs.get("model_index");
+        let force_zeros_for_empty_prompt = text2.is_some() && index.and_then(|i| i.get("force_zeros_for_empty_prompt")).and_then(|v| v.as_bool()).unwrap_or(true);
+        let sd = Self {
             session,
             text_cfg,
             unet_cfg,
@@ -65,13 +88,37 @@ impl StableDiffusion {
             scheduler_config,
             tokenizer,
             suggested,
+            text2,
+            force_zeros_for_empty_prompt,
             text_nested,
             text: None,
             unet: None,
             decoder: None,
             encoder: None,
             preview: None,
-        })
+        };
+        sd.check_conditioning()?;
+        Ok(sd)
+    }
+
+    /// The UNet must read what the text side makes: the context width, and SDXL's pooled
+    /// embedding and time ids exactly when there is a second encoder.
+    fn check_conditioning(&self) -> Result<(), PipelineError> {
+        let (ctx, want) = (self.context_dim(), self.unet_cfg.cross_attention_dim);
+        if ctx != want {
+            return Err(PipelineError::Model(format!("the text encoders give {ctx}-wide embeddings, the UNet's cross_attention_dim is {want}")));
+        }
+        match (self.unet_cfg.text_time, self.text2.is_some()) {
+            (Some(tt), true) if self.pooled_dim() + 6 * tt.time_dim != tt.input_dim => Err(PipelineError::Model(format!(
+                "text_encoder_2's projection ({}) and 6 time ids of {} do not make the UNet's projection_class_embeddings_input_dim {}",
+                self.pooled_dim(),
+                tt.time_dim,
+                tt.input_dim
+            ))),
+            (Some(_), false) => Err(PipelineError::Model("the UNet is SDXL's (text_time conditioning) but the model has no text_encoder_2".into())),
+            (None, true) => Err(PipelineError::Model("the model has a text_encoder_2 but its UNet has no text_time conditioning".into())),
+            _ => Ok(()),
+        }
     }
 
     /// A TAESD must read the VAE's latents and make images of the same size.
@@ -96,49 +143,21 @@ impl StableDiffusion {
         text + graphs.iter().filter_map(|g| g.as_ref().map(|(_, c)| c.activation_bytes())).sum::<u64>()
     }
 
-    /// Tokenizes and encodes `texts`: [n, 77, D] last hidden states, and whether any text
-    /// was cut to 77 tokens.
-    pub async fn encode_text(&mut self, texts: &[&str]) -> Result<(Vec<f32>, bool), PipelineError> {
-        let mut ids = Vec::with_capacity(texts.len() * MAX_TOKENS);
-        let mut truncated = false;
-        for t in texts {
-            let e = self.tokenizer.encode(t).map_err(|e| PipelineError::Model(e.to_string()))?;
-            truncated |= e.truncated;
-            ids.extend(e.ids);
-        }
-        let n = texts.len();
-        if self.text.as_ref().is_none_or(|(b, _)| *b != n) {
-            let (cfg, nested) = (self.text_cfg.clone(), self.text_nested);
-            let c = self
-                .session
-                .compile(|g| {
-                    let x = g.input_u32("input_ids", &[n, MAX_TOKENS]);
-                    let o = g.scoped("text_encoder", |g| text_model(g, &cfg, x, nested))?;
-                    g.output(o.last_hidden_state);
-                    Ok(())
-                })
-                .await?;
-            self.text = Some((n, c));
-        }
-        let (_, c) = self.text.as_mut().expect("compiled above");
-        self.session.set_input(c, "input_ids", HostTensor::U32(ids))?;
-        let out = self.session.run(c).await?;
-        Ok((f32s(out.into_iter().next().expect("one output")), truncated))
-    }
-
-    /// One UNet call: `sample` [B, C, h, w], one timestep per sample, `context` [B, 77, D].
-    /// The context stays on the device between calls with the same `context_changed = false`.
-    pub async fn unet(&mut self, shape: [usize; 4], sample: Vec<f32>, t: f32, context: Option<Vec<f32>>) -> Result<Vec<f32>, PipelineError> {
+    /// One UNet call: `sample` [B, C, h, w], one timestep per sample, `context` [B, 77, D]
+    /// and SDXL's `added` inputs. Context and added inputs stay on the device between calls
+    /// given None (the same generation).
+    pub async fn unet(&mut self, shape: [usize; 4], sample: Vec<f32>, t: f32, context: Option<Vec<f32>>, added: Option<AddedInputs>) -> Result<Vec<f32>, PipelineError> {
         if self.unet.as_ref().is_none_or(|(s, _)| *s != shape) {
             let cfg = self.unet_cfg.clone();
-            let ctx_dim = self.text_cfg.hidden_size;
+            let (ctx_dim, pooled_dim) = (self.context_dim(), self.pooled_dim());
             let c = self
                 .session
                 .compile(|g| {
                     let x = g.input("sample", &shape);
                     let t = g.input("timestep", &[shape[0]]);
                     let e = g.input("encoder_hidden_states", &[shape[0], MAX_TOKENS, ctx_dim]);
-                    let o = g.scoped("unet", |g| unet(g, &cfg, x, t, Some(e)))?;
+                    let added = cfg.text_time.map(|_| Added { text_embeds: g.input("text_embeds", &[shape[0], pooled_dim]), time_ids: g.input("time_ids", &[shape[0], 6]) });
+                    let o = g.scoped("unet", |g| unet_added(g, &cfg, x, t, Some(e), added))?;
                     g.output(o);
                     Ok(())
                 })
@@ -151,6 +170,10 @@ impl StableDiffusion {
         let (_, c) = self.unet.as_mut().expect("compiled above");
         if let Some(ctx) = context {
             self.session.set_input(c, "encoder_hidden_states", HostTensor::F32(ctx))?;
+        }
+        if let Some(a) = added {
+            self.session.set_input(c, "text_embeds", HostTensor::F32(a.text_embeds))?;
+            self.session.set_input(c, "time_ids", HostTensor::F32(a.time_ids))?;
         }
         self.session.set_input(c, "sample", HostTensor::F32(sample))?;
         self.session.set_input(c, "timestep", HostTensor::F32(vec![t; shape[0]]))?;

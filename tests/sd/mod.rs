@@ -52,3 +52,33 @@ pub fn references(case: &str) -> HashMap<String, Ref> {
     let path = fixture(case).join("reference.safetensors");
     parse_references(&path.display().to_string(), &std::fs::read(&path).expect("reference.safetensors"))
 }
+
+/// The sdxl-tiny fixture as a complete diffusers repository (in a temp folder): the
+/// fixture keeps no vocab.json / merges.txt of its own, they are sd2-tiny's (the same CLIP
+/// vocabulary, byte for byte).
+pub fn sdxl_repo() -> PathBuf {
+    static REPO: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    REPO.get_or_init(|| {
+        let out = std::env::temp_dir().join(format!("easel-sdxl-tiny-{}", std::process::id()));
+        copy_dir(&fixture("sdxl-tiny"), &out);
+        for tok in ["tokenizer", "tokenizer_2"] {
+            for f in ["vocab.json", "merges.txt"] {
+                std::fs::copy(fixture("sd2-tiny").join("tokenizer").join(f), out.join(tok).join(f)).unwrap();
+            }
+        }
+        out
+    })
+    .clone()
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
