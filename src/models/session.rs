@@ -103,6 +103,14 @@ impl Session {
         Self { shapes, backend: Backend::Cpu { weights, expanded, bytes } }
     }
 
+    /// A CPU session that keeps the weights as stored and expands each to f32 only while a
+    /// run reads it, as the page's CPU backend does: for models whose f32 copy would not fit
+    /// in memory (SDXL at q4_0 is about 2 GB stored, 14 GB expanded).
+    pub fn cpu_streaming(weights: WeightStore) -> Self {
+        let (shapes, bytes) = (ShapeMap::from_store(&weights), weights.byte_size() as u64);
+        Self { shapes, backend: Backend::Cpu { weights, expanded: CpuTensors::new(), bytes } }
+    }
+
     /// Bytes of the weights as stored (on the GPU, or the host store the CPU reads).
     pub fn weight_bytes(&self) -> u64 {
         match &self.backend {

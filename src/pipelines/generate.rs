@@ -4,7 +4,7 @@
 
 use super::latents::{blend, cfg_combine, latent_preview, lerp, mask_to_latent, repeat, starting_noise};
 use super::request::Request;
-use super::sd::{AddedInputs, StableDiffusion};
+use super::sd::{AddedInputs, StableDiffusion, Stage};
 use super::PipelineError;
 use crate::rng::Rng;
 use crate::schedulers::{self, Scheduler};
@@ -88,6 +88,7 @@ pub async fn generate(sd: &mut StableDiffusion, req: &Request, progress: &mut dy
         let copies = if do_cfg { 2 * b } else { b };
         AddedInputs { text_embeds: [repeat(&neg_pooled, b), repeat(&pooled, b)].concat(), time_ids: repeat(&ids, copies) }
     });
+    sd.end_stage(Stage::Text);
     if !progress(Progress::Text { truncated }) {
         return Err(PipelineError::Cancelled);
     }
@@ -131,6 +132,7 @@ pub async fn generate(sd: &mut StableDiffusion, req: &Request, progress: &mut dy
         _ => noise.iter().map(|v| v * sched.init_noise_sigma()).collect(),
     };
     let blend_noise = noise.clone();
+    sd.end_stage(Stage::Encode);
 
     let total = sched.timesteps().len() - begin;
     let in_c = sd.unet_cfg.in_channels;
@@ -162,11 +164,13 @@ pub async fn generate(sd: &mut StableDiffusion, req: &Request, progress: &mut dy
         crate::platform::yield_now().await;
     }
 
+    sd.end_stage(Stage::Denoise);
     if !progress(Progress::Decoding) {
         return Err(PipelineError::Cancelled);
     }
     check_finite(&latents, "the final latents")?;
     let decoded = sd.decode([b, lc, h, w], &latents).await?;
+    sd.end_stage(Stage::Decode);
     check_finite(&decoded, "the VAE decoder's output")?;
     let images = decoded.chunks(3 * req.height * req.width).map(|d| super::image::Rgba::from_nchw(d, req.width, req.height)).collect();
     Ok(Output { images, latents, prompt_embeds: pos, negative_prompt_embeds: neg, decoded, prompt_truncated: truncated, scheduler: sched.name() })

@@ -17,6 +17,18 @@ use crate::models::{Compiled, Session};
 use crate::ops::cpu::HostTensor;
 use crate::text::{model_tokenizer, ClipTokenizer, MAX_TOKENS};
 
+/// Weights from which a model runs lean (see `StableDiffusion::lean`).
+const LEAN_WEIGHT_BYTES: u64 = 1_500_000_000;
+
+/// The stages of a generation, each with its own compiled graph(s).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    Text,
+    Encode,
+    Denoise,
+    Decode,
+}
+
 /// SDXL's conditioning besides the text context, for one UNet call's batch.
 pub struct AddedInputs {
     /// The second encoder's pooled embeddings [B, P].
@@ -44,6 +56,8 @@ pub struct StableDiffusion {
     pub force_zeros_for_empty_prompt: bool,
     pub(super) text_nested: bool,
     pub(super) text: Option<(usize, Compiled)>,
+    /// The most activation bytes held at once (lean mode drops graphs between stages).
+    peak_activations: u64,
     unet: Option<([usize; 4], Compiled)>,
     decoder: Option<([usize; 4], Compiled)>,
     encoder: Option<([usize; 4], Compiled)>,
@@ -92,6 +106,7 @@ impl StableDiffusion {
             force_zeros_for_empty_prompt,
             text_nested,
             text: None,
+            peak_activations: 0,
             unet: None,
             decoder: None,
             encoder: None,
@@ -136,11 +151,47 @@ impl StableDiffusion {
         self.unet_cfg.sample_size
     }
 
-    /// Peak bytes of activations the compiled GPU graphs hold.
+    /// Peak bytes of activations the compiled GPU graphs held at once.
     pub fn activation_bytes(&self) -> u64 {
-        let graphs = [&self.unet, &self.decoder, &self.encoder, &self.preview];
-        let text = self.text.as_ref().map_or(0, |t| t.1.activation_bytes());
-        text + graphs.iter().filter_map(|g| g.as_ref().map(|(_, c)| c.activation_bytes())).sum::<u64>()
+        self.peak_activations.max(self.held_activation_bytes())
+    }
+
+    fn held_activation_bytes(&self) -> u64 {
+        self.activation_breakdown().iter().map(|(_, b)| b).sum()
+    }
+
+    /// Records the activations held now if they are the most so far.
+    pub(super) fn note_peak(&mut self) {
+        self.peak_activations = self.peak_activations.max(self.held_activation_bytes());
+    }
+
+    /// Large models (weights of 1.5 GB or more: SDXL is about 2.1 GB at q4_0) hold one
+    /// stage's activations at a time: each stage's graph is dropped when the stage ends, so
+    /// the peak is the weights plus the largest stage instead of the sum of all stages, at
+    /// the cost of planning the graphs again next generation (shaders stay cached).
+    pub fn lean(&self) -> bool {
+        self.session.weight_bytes() >= LEAN_WEIGHT_BYTES
+    }
+
+    /// Ends a stage in lean mode: frees its graph's activations.
+    pub(super) fn end_stage(&mut self, stage: Stage) {
+        if !self.lean() {
+            return;
+        }
+        match stage {
+            Stage::Text => self.text = None,
+            Stage::Encode => self.encoder = None,
+            Stage::Denoise => (self.unet, self.preview) = (None, None),
+            Stage::Decode => self.decoder = None,
+        }
+    }
+
+    /// Bytes of activations each compiled GPU graph holds, by stage.
+    pub fn activation_breakdown(&self) -> Vec<(&'static str, u64)> {
+        let graphs = [("unet", &self.unet), ("vae decoder", &self.decoder), ("vae encoder", &self.encoder), ("preview", &self.preview)];
+        let mut out = vec![("text", self.text.as_ref().map_or(0, |t| t.1.activation_bytes()))];
+        out.extend(graphs.iter().map(|(name, g)| (*name, g.as_ref().map_or(0, |(_, c)| c.activation_bytes()))));
+        out
     }
 
     /// One UNet call: `sample` [B, C, h, w], one timestep per sample, `context` [B, 77, D]
@@ -163,6 +214,7 @@ impl StableDiffusion {
                 })
                 .await?;
             self.unet = Some((shape, c));
+            self.note_peak();
             if context.is_none() {
                 return Err(PipelineError::Model("the UNet was recompiled without its text context".into()));
             }
@@ -194,6 +246,7 @@ impl StableDiffusion {
                 Ok(())
             });
             self.decoder = Some((shape, c.await?));
+            self.note_peak();
         }
         let z: Vec<f32> = latents.iter().map(|v| v / cfg.scaling_factor + cfg.shift_factor).collect();
         let (_, c) = self.decoder.as_mut().expect("compiled above");
@@ -213,6 +266,7 @@ impl StableDiffusion {
                 Ok(())
             });
             self.preview = Some((shape, c.await?));
+            self.note_peak();
         }
         let z: Vec<f32> = latents.iter().map(|v| v / cfg.scaling_factor + cfg.shift_factor).collect();
         let (_, c) = self.preview.as_mut().expect("compiled above");
@@ -232,6 +286,7 @@ impl StableDiffusion {
                 Ok(())
             });
             self.encoder = Some((shape, c.await?));
+            self.note_peak();
         }
         let (_, c) = self.encoder.as_mut().expect("compiled above");
         self.session.set_input(c, "image", HostTensor::F32(image))?;

@@ -97,6 +97,7 @@ impl StableDiffusion {
                 })
                 .await?;
             self.text = Some((n, c));
+            self.note_peak();
         }
         let (_, c) = self.text.as_mut().expect("compiled above");
         if let Some(ids2) = ids2 {
