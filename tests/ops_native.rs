@@ -56,12 +56,45 @@ fn f16_linear_and_conv_weights_take_half_the_gpu_memory() {
     let mut store = WeightStore::new();
     store.insert("proj.weight", &[64, 32], StorageType::F16, &[0.5; 64 * 32]).unwrap();
     store.insert("conv.weight", &[8, 4, 3, 3], StorageType::F16, &[0.5; 8 * 36]).unwrap();
-    // Embeddings and norms are read by ops without an f16 path: widened to f32.
+    // CLIP's token table is read only by the lookup, which takes f16; other embeddings
+    // (sliced and added) and norms are widened to f32.
     store.insert("token_embedding.weight", &[10, 32], StorageType::F16, &[0.5; 320]).unwrap();
+    store.insert("position_embedding.weight", &[10, 32], StorageType::F16, &[0.5; 320]).unwrap();
     let gpu = GpuWeights::upload(&ctx, &store).unwrap();
-    assert_eq!(gpu.bytes, (2 * 64 * 32 + 2 * 8 * 36 + 4 * 320) as u64);
+    assert_eq!(gpu.bytes, (2 * 64 * 32 + 2 * 8 * 36 + 2 * 320 + 4 * 320) as u64);
     assert_eq!(gpu.get("proj.weight").unwrap().storage, StorageType::F16);
-    assert_eq!(gpu.get("token_embedding.weight").unwrap().storage, StorageType::F32);
+    assert_eq!(gpu.get("token_embedding.weight").unwrap().storage, StorageType::F16);
+    assert_eq!(gpu.get("position_embedding.weight").unwrap().storage, StorageType::F32);
+}
+
+#[test]
+fn an_f16_token_table_looks_up_what_the_cpu_does() {
+    use easel::models::session::f32s;
+    use easel::models::Session;
+    use easel::ops::cpu::HostTensor;
+    use easel::ops::{StorageType, WeightStore};
+    // Distinct values in every row, f16-exact; ids at both ends of the table.
+    let values: Vec<f32> = (0..10 * 6).map(|i| (i as f32 - 29.0) / 8.0).collect();
+    let mut store = WeightStore::new();
+    store.insert("text.token_embedding.weight", &[10, 6], StorageType::F16, &values).unwrap();
+    let lookup = |mut session: Session| {
+        let mut c = pollster::block_on(session.compile(|g| {
+            let ids = g.input_u32("ids", &[1, 4]);
+            let table = g.param("text.token_embedding.weight", &[10, 6])?;
+            let o = g.embedding(ids, table)?;
+            g.output(o);
+            Ok(())
+        }))
+        .unwrap();
+        session.set_input(&mut c, "ids", HostTensor::U32(vec![0, 9, 4, 1])).unwrap();
+        f32s(pollster::block_on(session.run(&mut c)).unwrap().remove(0))
+    };
+    let ctx = pollster::block_on(GpuContext::new(&GpuOptions::default())).expect("a Vulkan adapter");
+    let gpu = lookup(Session::gpu(ctx, &store).unwrap());
+    let cpu = lookup(Session::cpu(store));
+    assert_eq!(gpu, cpu);
+    assert_eq!(gpu[6..12], values[54..60], "row 9");
+    assert_eq!(gpu[12..18], values[24..30], "row 4");
 }
 
 #[test]

@@ -1,5 +1,6 @@
-//! Activation memory: tensors whose lifetimes do not overlap share a buffer. Buffers are
-//! created at compile time only; a replay allocates nothing.
+//! Activation memory: tensors whose lifetimes do not overlap share a buffer. The whole
+//! graph is planned first and the buffers created at their final sizes; a replay allocates
+//! nothing.
 
 /// A buffer handed out by the arena.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,12 +22,20 @@ fn size_class(bytes: u64) -> u64 {
 }
 
 impl Arena {
-    /// A buffer of at least `bytes`: the smallest free one that fits, else a new one.
+    /// A buffer of at least `bytes`: the smallest free one that fits; else the largest free
+    /// one that is too small, grown to fit (sizes are plans until the program creates the
+    /// buffers, so growing one costs only the difference); else a new one.
     pub fn alloc(&mut self, bytes: u64) -> Slot {
         let want = size_class(bytes);
-        let best = self.free.iter().enumerate().filter(|(_, &s)| self.sizes[s] >= want && self.sizes[s] <= want * 2).min_by_key(|(_, &s)| self.sizes[s]).map(|(i, _)| i);
-        match best {
-            Some(i) => Slot(self.free.swap_remove(i)),
+        let sizes = &self.sizes;
+        let best = self.free.iter().enumerate().filter(|(_, &s)| sizes[s] >= want && sizes[s] <= want * 2).min_by_key(|(_, &s)| sizes[s]).map(|(i, _)| i);
+        let grow = || self.free.iter().enumerate().filter(|(_, &s)| sizes[s] < want).max_by_key(|(_, &s)| sizes[s]).map(|(i, _)| i);
+        match best.or_else(grow) {
+            Some(i) => {
+                let s = self.free.swap_remove(i);
+                self.sizes[s] = self.sizes[s].max(want);
+                Slot(s)
+            }
             None => {
                 self.sizes.push(want);
                 Slot(self.sizes.len() - 1)
@@ -64,5 +73,15 @@ mod tests {
         let small = a.alloc(64);
         assert_ne!(small, y);
         assert_eq!(a.sizes.len(), 3);
+    }
+
+    #[test]
+    fn a_free_buffer_too_small_is_grown_instead_of_adding_one() {
+        let mut a = Arena::default();
+        let x = a.alloc(1 << 20);
+        a.release(x);
+        let y = a.alloc(3 << 20);
+        assert_eq!(y, x, "the free 1 MiB buffer grows to 3 MiB");
+        assert_eq!(a.total_bytes(), 3 << 20);
     }
 }

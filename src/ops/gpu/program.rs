@@ -89,7 +89,6 @@ impl GpuProgram {
         }
 
         let mut arena = Arena::default();
-        let mut arena_buffers: Vec<wgpu::Buffer> = Vec::new();
         let mut slots: Vec<Option<Slot>> = vec![None; n];
         let mut places: Vec<Option<Place>> = vec![None; n];
         let mut inputs = HashMap::new();
@@ -99,6 +98,28 @@ impl GpuProgram {
         if let Some(limit) = max_binding {
             kb.max_binding = kb.max_binding.min(limit);
         }
+
+        // Which arena buffer each activation takes, planned over the whole graph first: the
+        // arena may grow a buffer after handing it out, so they are created afterwards.
+        for (i, node) in graph.nodes.iter().enumerate() {
+            let bytes = (node.numel() * 4) as u64;
+            if !matches!(node.op, Op::Weight { .. } | Op::Input { .. } | Op::Reshape { .. }) {
+                if bytes > max_buffer {
+                    return Err(OpError::Limits { node: node.label.clone(), message: format!("its {bytes}-byte output exceeds the device's maxBufferSize ({max_buffer})") });
+                }
+                slots[i] = Some(arena.alloc(bytes));
+            }
+            for &r in dying.get(&i).map(Vec::as_slice).unwrap_or(&[]) {
+                if let Some(slot) = slots[r] {
+                    arena.release(slot);
+                }
+            }
+        }
+        let arena_buffers: Vec<wgpu::Buffer> = arena
+            .sizes
+            .iter()
+            .map(|&size| ctx.device.create_buffer(&wgpu::BufferDescriptor { label: Some("activations"), size, usage: usage(), mapped_at_creation: false }))
+            .collect();
 
         for (i, node) in graph.nodes.iter().enumerate() {
             let bytes = (node.numel() * 4) as u64;
@@ -118,19 +139,7 @@ impl GpuProgram {
                     places[i] = places[node.inputs[0].0].clone();
                 }
                 _ => {
-                    if bytes > max_buffer {
-                        return Err(OpError::Limits { node: node.label.clone(), message: format!("its {bytes}-byte output exceeds the device's maxBufferSize ({max_buffer})") });
-                    }
-                    let slot = arena.alloc(bytes);
-                    if slot.0 == arena_buffers.len() {
-                        arena_buffers.push(ctx.device.create_buffer(&wgpu::BufferDescriptor {
-                            label: Some("activations"),
-                            size: arena.sizes[slot.0],
-                            usage: usage(),
-                            mapped_at_creation: false,
-                        }));
-                    }
-                    slots[i] = Some(slot);
+                    let slot = slots[i].expect("planned above");
                     let out = Buf { buffer: arena_buffers[slot.0].clone(), offset: 0, size: bytes.max(4) };
                     places[i] = Some(Place::Buffer(out.clone()));
                     let operands = node
@@ -149,11 +158,6 @@ impl GpuProgram {
                         out,
                     };
                     kernels::compile(&mut kb, &cx)?;
-                }
-            }
-            for &r in dying.get(&i).map(Vec::as_slice).unwrap_or(&[]) {
-                if let Some(slot) = slots[r] {
-                    arena.release(slot);
                 }
             }
         }

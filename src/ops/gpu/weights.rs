@@ -18,11 +18,13 @@ use crate::ops::quant::{self, StorageType, BLOCK};
 use crate::ops::weights::WeightStore;
 
 /// Whether an f16 tensor stays f16 on the GPU: linear and conv weights whose rows are whole
-/// vec4s (only the linear and conv kernels read f16; embeddings and 1-D norm weights are
-/// widened).
+/// vec4s, and CLIP's token tables (read only by the embedding lookup, which takes f16; at
+/// 49408 rows they are most of a text encoder's non-block bytes). Other embeddings (sliced,
+/// added) and 1-D norm weights are widened.
 pub fn keeps_f16(name: &str, shape: &[usize]) -> bool {
     let row: usize = shape.iter().skip(1).product();
-    matches!(shape.len(), 2 | 4) && row.is_multiple_of(4) && name.ends_with(".weight") && !name.contains("embed")
+    let table_or_weight = !name.contains("embed") || name.ends_with("token_embedding.weight");
+    matches!(shape.len(), 2 | 4) && row.is_multiple_of(4) && name.ends_with(".weight") && table_or_weight
 }
 
 /// Rows `rows` of a weight: f32 values, or quantized blocks (`qs` words + f16 `scales`).

@@ -143,7 +143,6 @@ pub fn fill(template: &str, fills: &[(&str, &str)]) -> String {
 pub fn every_variant() -> Vec<(String, String)> {
     let plain = [
         ("matmul", include_str!("matmul.wgsl")),
-        ("embedding", include_str!("embedding.wgsl")),
         ("timestep_embedding", include_str!("timestep_embedding.wgsl")),
         ("top_k", include_str!("top_k.wgsl")),
         ("vq_nearest", include_str!("vq_nearest.wgsl")),
@@ -152,7 +151,7 @@ pub fn every_variant() -> Vec<(String, String)> {
         ("response_norm", include_str!("response_norm.wgsl")),
     ];
     let mut out: Vec<(String, String)> = plain.iter().map(|(k, src)| (k.to_string(), with_prelude(src))).collect();
-    for list in [linear::variants(), conv::variants(), attention::variants(), copy::variants(), norm::variants(), elementwise::variants()] {
+    for list in [linear::variants(), conv::variants(), attention::variants(), copy::variants(), norm::variants(), elementwise::variants(), misc::variants()] {
         out.extend(list);
     }
     out
