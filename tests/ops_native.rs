@@ -87,7 +87,7 @@ fn an_f16_token_table_looks_up_what_the_cpu_does() {
         }))
         .unwrap();
         session.set_input(&mut c, "ids", HostTensor::U32(vec![0, 9, 4, 1])).unwrap();
-        f32s(pollster::block_on(session.run(&mut c)).unwrap().remove(0))
+        f32s(pollster::block_on(session.run(&c)).unwrap().remove(0))
     };
     let ctx = pollster::block_on(GpuContext::new(&GpuOptions::default())).expect("a Vulkan adapter");
     let gpu = lookup(Session::gpu(ctx, &store).unwrap());

@@ -69,7 +69,7 @@ fn unet_call_matches(sd: &mut StableDiffusion, r: &HashMap<String, Ref>) {
     {
         sd.session.set_input(&mut c, input, HostTensor::F32(r[&format!("unet_call/{key}")].values.clone())).unwrap();
     }
-    let out = pollster::block_on(sd.session.run(&mut c)).unwrap();
+    let out = pollster::block_on(sd.session.run(&c)).unwrap();
     let out = easel::models::session::f32s(out.into_iter().next().unwrap());
     check("one UNet call (timesteps 999 and 500, text_time conditioning)", &out, &r["unet_call/output"].values);
 }
