@@ -7,42 +7,18 @@
 
 #[path = "turbo/setup.rs"]
 mod setup;
+#[path = "web_full/mod.rs"]
+mod web_full;
 
 use easel::gpu::{GpuContext, GpuOptions};
-use easel::models::random::random_weight;
 use easel::models::{Session, ShapeMap};
-use easel::ops::gpu::GpuWeights;
-use easel::ops::{quant, StorageType};
-use easel::pipelines::Progress;
+use easel::ops::StorageType;
 use easel::pipelines::{generate, StableDiffusion};
-use easel::platform::{now_ms, yield_now};
-use easel::weights::safetensors;
+use easel::platform::now_ms;
 use wasm_bindgen_test::*;
+use web_full::{log, random_gpu_weights, reference_tensor, stage};
 
 wasm_bindgen_test_configure!(run_in_browser);
-
-fn log(s: String) {
-    web_sys::console::log_1(&s.into());
-}
-
-/// Logs when each stage of a generation ends (the runs take minutes on SwiftShader).
-fn stage(backend: &str, t0: f64, p: Progress) -> bool {
-    let what = match p {
-        Progress::Text { .. } => "prompt encoded".to_string(),
-        Progress::Step { step, total, .. } => format!("step {step}/{total}"),
-        Progress::Decoding => "decoding".to_string(),
-    };
-    log(format!("{backend}: {what} at {:.1} s", (now_ms() - t0) / 1e3));
-    true
-}
-
-/// The bytes of a tensor as a manifest stores it.
-fn stored(storage: StorageType, values: &[f32]) -> Vec<u8> {
-    match storage {
-        StorageType::F32 => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
-        q => quant::quantize(q, values),
-    }
-}
 
 #[wasm_bindgen_test]
 async fn sd_turbo_shape_runs_at_64px_with_q8_0_on_webgpu() {
@@ -55,18 +31,7 @@ async fn sd_turbo_shape_runs_at_64px_with_q8_0_on_webgpu() {
     let t0 = now_ms();
     let ctx = GpuContext::new(&GpuOptions::default()).await.expect("a WebGPU adapter (see webdriver.json)");
     let limits = ctx.device.limits();
-    let mut weights = GpuWeights::allocate(&ctx, &specs, limits.max_storage_buffer_binding_size).unwrap();
-    let mut last_yield = now_ms();
-    for (name, shape, storage) in &specs {
-        weights.write(&ctx, name, &stored(*storage, &random_weight(name, shape))).unwrap();
-        // Hand the page back to the event loop now and then: the test runner polls it, and
-        // gives up on a page that stays busy for 30 s.
-        if now_ms() - last_yield > 2000.0 {
-            yield_now().await;
-            last_yield = now_ms();
-        }
-    }
-    weights.check_complete().unwrap();
+    let weights = random_gpu_weights(&ctx, &specs).await;
     let weight_bytes = weights.bytes;
     log(format!(
         "SD-Turbo shape: {:.0}M parameters, {:.2} GB on the GPU as q8_0, written in {:.1} s (maxStorageBufferBindingSize {} MiB)",
@@ -94,12 +59,7 @@ async fn sd_turbo_shape_runs_at_64px_with_q8_0_on_webgpu() {
     // The page cannot also hold the CPU run (minutes of synchronous wasm): its outputs on
     // the same q8_0 weights were written natively (see setup::Q8_0_REFERENCE).
     let reference = include_bytes!("fixtures/turbo/q8_0_cpu.safetensors");
-    let header = safetensors::parse("q8_0_cpu.safetensors", reference).unwrap();
-    let tensor = |name: &str| {
-        let info = &header.tensors[name];
-        let raw = &reference[(header.data_start + info.begin) as usize..(header.data_start + info.end) as usize];
-        safetensors::to_f32("q8_0_cpu.safetensors", name, info, raw).unwrap()
-    };
+    let tensor = |name: &str| reference_tensor(reference, name);
     let cpu = (tensor("prompt_embeds"), tensor("latents"), tensor("decoded"));
     for (what, g, c) in [("prompt embeddings", &gpu.prompt_embeds, &cpu.0), ("final latents", &gpu.latents, &cpu.1), ("decoded image", &gpu.decoded, &cpu.2)] {
         assert!(c.iter().all(|v| v.is_finite()), "{what}: CPU values are finite");

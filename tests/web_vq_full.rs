@@ -8,54 +8,24 @@
 
 #[path = "vq_full/setup.rs"]
 mod setup;
+#[path = "web_full/mod.rs"]
+mod web_full;
 
 use easel::gpu::{GpuContext, GpuOptions};
-use easel::models::random::random_weight;
 use easel::models::session::f32s;
 use easel::models::{Session, ShapeMap};
-use easel::ops::gpu::GpuWeights;
-use easel::ops::{quant, StorageType};
-use easel::platform::{now_ms, yield_now};
-use easel::weights::safetensors;
+use easel::platform::now_ms;
 use setup::{rel_err, sample, Shape};
 use wasm_bindgen_test::*;
+use web_full::{log, random_gpu_weights, reference_tensor};
 
 wasm_bindgen_test_configure!(run_in_browser);
-
-fn log(s: String) {
-    web_sys::console::log_1(&s.into());
-}
-
-fn stored(storage: StorageType, values: &[f32]) -> Vec<u8> {
-    match storage {
-        StorageType::F32 => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
-        q => quant::quantize(q, values),
-    }
-}
-
-fn committed(bytes: &[u8]) -> Vec<f32> {
-    let header = safetensors::parse("reference", bytes).unwrap();
-    let info = &header.tensors["sample"];
-    let raw = &bytes[(header.data_start + info.begin) as usize..(header.data_start + info.end) as usize];
-    safetensors::to_f32("reference", "sample", info, raw).unwrap()
-}
 
 async fn check(shape: Shape, reference: &[u8]) {
     let specs = shape.weight_specs();
     let t0 = now_ms();
     let ctx = GpuContext::new(&GpuOptions::default()).await.expect("a WebGPU adapter (see webdriver.json)");
-    let limit = ctx.device.limits().max_storage_buffer_binding_size;
-    let mut weights = GpuWeights::allocate(&ctx, &specs, limit).unwrap();
-    let mut last_yield = now_ms();
-    for (name, dims, storage) in &specs {
-        weights.write(&ctx, name, &stored(*storage, &random_weight(name, dims))).unwrap();
-        // The test runner gives up on a page that stays busy for 30 s.
-        if now_ms() - last_yield > 2000.0 {
-            yield_now().await;
-            last_yield = now_ms();
-        }
-    }
-    weights.check_complete().unwrap();
+    let weights = random_gpu_weights(&ctx, &specs).await;
     let weight_bytes = weights.bytes;
     log(format!("{}: weights {:.0} MB on the GPU as q8_0, written in {:.1} s", shape.name(), weight_bytes as f64 / 1e6, (now_ms() - t0) / 1e3));
 
@@ -76,7 +46,7 @@ async fn check(shape: Shape, reference: &[u8]) {
         activations as f64 / 1e6
     ));
     assert_eq!(out.len(), shape.output_shape().iter().product::<usize>());
-    let e = rel_err(&sample(&out), &committed(reference));
+    let e = rel_err(&sample(&out), &reference_tensor(reference, "sample"));
     log(format!("WebGPU vs CPU (q8_0): relative error {e:.2e}"));
     assert!(e <= 1e-3, "WebGPU and CPU differ by {e:e}");
 }
