@@ -173,7 +173,6 @@ export class Easel {
         width: img.width,
         height: img.height,
         imageData: imageData(img),
-        rgba: img.rgba,
         png,
         blob: png ? new Blob([png], { type: 'image/png' }) : null,
         pngError: result.pngErrors?.[index] ?? (png ? null : (result.pngError ?? 'the PNG could not be written')),

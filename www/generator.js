@@ -197,12 +197,11 @@ export class Generator {
     $('step-text').textContent = text;
   }
 
-  /** Draws an ImageData (or the engine's {width, height, rgba}) into `canvas`. */
+  /** Draws an ImageData into `canvas`, sized to it. */
   draw(canvas, image) {
     canvas.width = image.width;
     canvas.height = image.height;
-    const data = image instanceof ImageData ? image : new ImageData(new Uint8ClampedArray(image.rgba), image.width, image.height);
-    canvas.getContext('2d').putImageData(data, 0, 0);
+    canvas.getContext('2d').putImageData(image, 0, 0);
   }
 
   /**

@@ -112,7 +112,7 @@ async function deviceLoss() {
 }
 
 const aborts = new Map(); // request id -> AbortController of a running download
-let cancelled = new Set(); // ids of generations asked to stop
+const cancelled = new Set(); // ids of generations asked to stop
 let generation = null; // the running generation or VQ call, until it settles
 let generationId = null;
 let loading = 0; // model loads in progress
