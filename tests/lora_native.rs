@@ -11,7 +11,7 @@ mod sd;
 use std::process::Command;
 
 use easel::gpu::{GpuContext, GpuOptions};
-use easel::models::Session;
+use easel::models::{LoraStack, Session};
 use easel::ops::{StorageType, WeightStore};
 use easel::pipelines::native::load_model_dir;
 use easel::pipelines::{generate, Request, StableDiffusion};
@@ -25,8 +25,6 @@ const LORA: &str = "sd1-tiny-lora";
 /// as `quant`; with `then_quantize`, loaded as f32, merged, then stored as that format
 /// (what converting an already merged model gives).
 fn run_latents_as(run: &serde_json::Value, quant: StorageType, gpu: bool, then_quantize: Option<StorageType>) -> Vec<f32> {
-    let refs = references(LORA);
-    let name = run["name"].as_str().unwrap();
     let mut model = load_model_dir(&fixture("sd1-tiny"), quant).unwrap();
     if let Some(scale) = run["lora_scale"].as_f64() {
         let path = fixture(LORA).join("pytorch_lora_weights.safetensors");
@@ -48,6 +46,13 @@ fn run_latents_as(run: &serde_json::Value, quant: StorageType, gpu: bool, then_q
         Session::cpu(model.weights)
     };
     let mut sd = StableDiffusion::new(session, &model.configs, &model.files).unwrap();
+    latents(&mut sd, run)
+}
+
+/// The final latents of `run` (its prompt, scheduler and saved noise) on `sd` as it is.
+fn latents(sd: &mut StableDiffusion, run: &serde_json::Value) -> Vec<f32> {
+    let refs = references(LORA);
+    let name = run["name"].as_str().unwrap();
     let call = &run["call"];
     let first = |v: &serde_json::Value| v.as_array().and_then(|a| a[0].as_str()).unwrap_or("").to_string();
     let req = Request {
@@ -61,7 +66,7 @@ fn run_latents_as(run: &serde_json::Value, quant: StorageType, gpu: bool, then_q
         height: call["height"].as_u64().unwrap() as usize,
         ..Request::default()
     };
-    pollster::block_on(generate(&mut sd, &req, &mut |_| true)).unwrap().latents
+    pollster::block_on(generate(sd, &req, &mut |_| true)).unwrap().latents
 }
 
 fn run_latents(run: &serde_json::Value, quant: StorageType, gpu: bool) -> Vec<f32> {
@@ -185,4 +190,74 @@ fn a_kohya_named_lora_merges_as_the_peft_one() {
     for n in a.names() {
         assert_eq!(a.get(n).unwrap().bytes, b.get(n).unwrap().bytes, "{n}");
     }
+}
+
+/// The page's way (models::LoraStack): one loaded model, a LoRA applied in place, rescaled,
+/// stacked with a second and removed, with no reload. On the CPU backend and the GPU at f32
+/// every run matches diffusers; the applied weights equal the CLI's merge byte for byte (q8_0
+/// on the GPU too); removing both restores every weight's bytes exactly.
+#[test]
+fn a_lora_stack_rescales_stacks_and_removes_in_place() {
+    let refs = references(LORA);
+    let runs = runs();
+    let pick = |name: &str| runs.iter().find(|r| r["name"] == name).unwrap();
+    let path = fixture(LORA).join("pytorch_lora_weights.safetensors");
+    let lora = Lora::parse(&path.display().to_string(), &std::fs::read(&path).unwrap()).unwrap();
+    let diffusers = |sd: &mut StableDiffusion, run: &str, what: &str| {
+        let e = rel_err(&latents(sd, pick(run)), &refs[&format!("{run}/final_latents")].values);
+        println!("{what}: {run} final latents vs diffusers, relative error {e:.2e}");
+        assert!(e <= 1e-3, "{what}: {run}: {e:e}");
+    };
+    for (gpu, quant) in [(false, StorageType::F32), (true, StorageType::F32), (true, StorageType::Q8_0)] {
+        let what = format!("{} {}", if gpu { "gpu" } else { "cpu" }, quant.name());
+        let model = load_model_dir(&fixture("sd1-tiny"), quant).unwrap();
+        let base = model.weights.clone();
+        let session = if gpu {
+            Session::gpu(pollster::block_on(GpuContext::new(&GpuOptions::default())).expect("a Vulkan adapter (mesa-vulkan-drivers)"), &model.weights).unwrap()
+        } else {
+            Session::cpu(model.weights)
+        };
+        let mut sd = StableDiffusion::new(session, &model.configs, &model.files).unwrap();
+        let mut stack = LoraStack::new();
+        let t = std::time::Instant::now();
+        pollster::block_on(stack.add(&mut sd.session, lora.clone(), 1.0)).unwrap();
+        println!("{what}: LoRA applied in {:.1} ms, {} KB of base weights kept", t.elapsed().as_secs_f64() * 1e3, stack.base_bytes() / 1000);
+        let mut merged = base.clone();
+        lora.merge_into(&mut merged, 1.0).unwrap();
+        let stored = |sd: &StableDiffusion, n: &str| pollster::block_on(sd.session.read_weight(n)).unwrap().bytes;
+        let changed: Vec<&str> = base.names().into_iter().filter(|n| base.get(n).unwrap().bytes != merged.get(n).unwrap().bytes).collect();
+        assert_eq!(changed.len(), 40);
+        for n in &changed {
+            assert_eq!(stored(&sd, n), merged.get(n).unwrap().bytes, "{what}: {n} as the CLI merges it");
+        }
+        if quant == StorageType::F32 {
+            diffusers(&mut sd, "lora_scale_1", &what);
+            pollster::block_on(stack.set_scale(&mut sd.session, &lora.name, 0.6)).unwrap();
+            diffusers(&mut sd, "lora_scale_0_6", &what);
+            // Stacked: the same file again under another name at 0.4 sums to scale 1.
+            let mut twin = lora.clone();
+            twin.name = "twin".into();
+            pollster::block_on(stack.add(&mut sd.session, twin.clone(), 0.4)).unwrap();
+            assert_eq!(stack.uses().iter().map(|u| (u.name.as_str(), u.scale)).collect::<Vec<_>>(), [(lora.name.as_str(), 0.6), ("twin", 0.4)]);
+            diffusers(&mut sd, "lora_scale_1", &format!("{what}, 0.6 + 0.4 stacked"));
+            let again = pollster::block_on(stack.add(&mut sd.session, twin, 1.0)).unwrap_err();
+            assert!(again.contains("already applied"), "{again}");
+            pollster::block_on(stack.remove(&mut sd.session, "twin")).unwrap();
+        }
+        pollster::block_on(stack.remove(&mut sd.session, &lora.name)).unwrap();
+        assert_eq!(stack.base_bytes(), 0);
+        for n in &changed {
+            assert_eq!(stored(&sd, n), base.get(n).unwrap().bytes, "{what}: {n} is the base's again");
+        }
+        if quant == StorageType::F32 {
+            diffusers(&mut sd, "no_lora_same_noise", &what);
+        }
+    }
+    // A LoRA for another model is refused and keeps nothing.
+    let sd2 = load_model_dir(&fixture("sd2-tiny"), StorageType::F32).unwrap();
+    let mut session = Session::cpu(sd2.weights);
+    let mut stack = LoraStack::new();
+    let err = pollster::block_on(stack.add(&mut session, lora, 1.0)).unwrap_err();
+    assert!(err.contains("another architecture"), "{err}");
+    assert!(stack.uses().is_empty() && stack.base_bytes() == 0);
 }

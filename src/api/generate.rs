@@ -65,7 +65,9 @@ impl Engine {
     /// truncated, note?: what a class-conditional model drew for the prompt}`. A request's
     /// `walk: {to_seed, t}` starts from the noise that far from its seed's toward to_seed's.
     pub async fn generate(&mut self, request_json: String, on_progress: js_sys::Function) -> Result<JsValue, JsError> {
-        let req = Request::from_json(&request_json).map_err(|e| JsError::new(&e))?;
+        let mut req = Request::from_json(&request_json).map_err(|e| JsError::new(&e))?;
+        // The images' metadata names the LoRAs they were made with.
+        req.loras = self.loras.uses();
         let model_name = self.model_name.clone();
         let model = self.pipeline()?;
         let mut report = |p: Progress| -> bool {

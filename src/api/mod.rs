@@ -8,6 +8,7 @@ use wasm_bindgen::prelude::*;
 mod animation;
 mod bench_unet;
 mod generate;
+mod lora;
 mod vq;
 
 use crate::gpu::{self, GpuContext, GpuOptions};
@@ -38,6 +39,8 @@ pub struct Engine {
     /// The model's pipeline (by its family), built over `model`'s weights on first use.
     generator: Option<crate::pipelines::Generator>,
     model_name: String,
+    /// LoRAs applied to the loaded model (see `lora`).
+    loras: crate::models::LoraStack,
 }
 
 /// The engine's GPU device, shared: its state can be read (and the device destroyed) while
@@ -87,7 +90,7 @@ impl Engine {
             }
         };
         let choice = choose_backend(pref, gpu.as_ref().map(|g| &g.report), gpu_error.as_deref()).map_err(|e| JsError::new(&e))?;
-        Ok(Engine { gpu, gpu_error, choice, loading: None, model: None, files: Default::default(), generator: None, model_name: String::new() })
+        Ok(Engine { gpu, gpu_error, choice, loading: None, model: None, files: Default::default(), generator: None, model_name: String::new(), loras: Default::default() })
     }
 
     /// The adapter report as JSON (see `gpu::AdapterReport`), or undefined without a GPU.
@@ -159,6 +162,7 @@ impl Engine {
         let (bytes, _) = self.fit(&manifest).map_err(|e| JsError::new(&e.to_string()))?;
         self.model = None;
         self.generator = None;
+        self.loras = Default::default();
         self.loading = None;
         self.files = Default::default();
         self.model_name = manifest.name.clone();

@@ -8,6 +8,7 @@ pub mod clip;
 pub mod config;
 pub mod dcgan;
 pub mod layers;
+pub mod lora_stack;
 pub mod random;
 pub mod schema;
 pub mod session;
@@ -20,4 +21,5 @@ pub mod vae_bands;
 pub mod vqgan;
 pub mod yaml;
 
+pub use lora_stack::LoraStack;
 pub use session::{Backend, Compiled, Session, ShapeMap};

@@ -12,7 +12,8 @@ use crate::ops::cpu::expand_store;
 use crate::ops::cpu::profile::OpProfile;
 use crate::ops::cpu::{CpuExecutor, CpuTensors, HostTensor};
 use crate::ops::gpu::{GpuProgram, GpuWeights, PipelineCache};
-use crate::ops::{Graph, TensorId, WeightShapes, WeightStore};
+use crate::ops::weights::HostWeight;
+use crate::ops::{Graph, StorageType, TensorId, WeightShapes, WeightStore};
 use crate::weights::manifest::Manifest;
 
 /// Weight name -> shape, for building graphs without touching the weights themselves.
@@ -36,6 +37,17 @@ impl ShapeMap {
     }
 
     /// Whether the model has a tensor with this name.
+    /// Every weight's name, sorted.
+    pub fn names(&self) -> Vec<&str> {
+        let mut v: Vec<&str> = self.0.keys().map(String::as_str).collect();
+        v.sort_unstable();
+        v
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Vec<usize>> {
+        self.0.get(name)
+    }
+
     pub fn contains(&self, name: &str) -> bool {
         self.0.contains_key(name)
     }
@@ -134,6 +146,40 @@ impl Session {
     /// A GPU session over weights written tensor by tensor, with their shapes.
     pub fn gpu_with(ctx: GpuContext, shapes: ShapeMap, weights: GpuWeights) -> Self {
         Self { shapes, backend: Backend::Gpu { ctx, weights, cache: PipelineCache::new() } }
+    }
+
+    /// Weight `name` as stored (LoRAs keep the base of each layer they change). A native CPU
+    /// session holds f32 expansions, so there the stored form is f32.
+    pub async fn read_weight(&self, name: &str) -> Result<HostWeight, OpError> {
+        match &self.backend {
+            Backend::Gpu { ctx, weights, .. } => weights.read_stored(ctx, name).await,
+            Backend::Cpu { weights, expanded, .. } => match expanded.get(name) {
+                Some(t) => {
+                    let values = t.flatten_all().and_then(|t| t.to_vec1::<f32>()).map_err(|e| OpError::BadWeight { name: name.into(), message: e.to_string() })?;
+                    Ok(HostWeight { shape: t.dims().to_vec(), storage: StorageType::F32, bytes: bytemuck::cast_slice(&values).to_vec() })
+                }
+                None => weights.get(name).cloned(),
+            },
+        }
+    }
+
+    /// Replaces weight `name` with `w` (same shape, stored as `read_weight` gave it). Compiled
+    /// graphs see the new values on their next run.
+    pub fn write_weight(&mut self, name: &str, w: &HostWeight) -> Result<(), OpError> {
+        if self.shapes.0.get(name) != Some(&w.shape) {
+            return Err(OpError::BadWeight { name: name.into(), message: format!("{:?} does not replace {:?}", w.shape, self.shapes.0.get(name)) });
+        }
+        match &mut self.backend {
+            Backend::Gpu { ctx, weights, .. } => weights.rewrite(ctx, name, &w.bytes),
+            Backend::Cpu { weights, expanded, .. } => match expanded.get_mut(name) {
+                Some(t) => {
+                    *t = candle_core::Tensor::from_vec(w.to_f32(), w.shape.as_slice(), &candle_core::Device::Cpu)
+                        .map_err(|e| OpError::BadWeight { name: name.into(), message: e.to_string() })?;
+                    Ok(())
+                }
+                None => weights.insert_raw(name, w.clone()),
+            },
+        }
     }
 
     /// "cpu" or "gpu".

@@ -174,6 +174,33 @@ pub fn pack_for_gpu(ty: StorageType, bytes: &[u8]) -> GpuBlocks {
     GpuBlocks { qs, scales }
 }
 
+/// u32 words of quants per block in `pack_for_gpu`'s layout.
+pub fn gpu_words_per_block(ty: StorageType) -> usize {
+    match ty {
+        StorageType::Q8_0 => 8,
+        StorageType::Q4_0 => 4,
+        _ => panic!("gpu_words_per_block takes a block format, not {ty:?}"),
+    }
+}
+
+/// The inverse of `pack_for_gpu` for the first `blocks` blocks: GGML block bytes again.
+pub fn unpack_from_gpu(ty: StorageType, packed: &GpuBlocks, blocks: usize) -> Vec<u8> {
+    let words = gpu_words_per_block(ty);
+    let mut bytes = Vec::with_capacity(blocks * ty.byte_len(BLOCK));
+    for i in 0..blocks {
+        bytes.extend_from_slice(&((packed.scales[i / 2] >> (16 * (i % 2))) as u16).to_le_bytes());
+        let qs = &packed.qs[i * words..(i + 1) * words];
+        match ty {
+            StorageType::Q4_0 => {
+                let quant = |i: usize| ((qs[i / 8] >> (4 * (i % 8))) & 15) as u8;
+                bytes.extend((0..16).map(|j| quant(j) | quant(j + 16) << 4));
+            }
+            _ => bytes.extend(qs.iter().flat_map(|w| w.to_le_bytes())),
+        }
+    }
+    bytes
+}
+
 /// GGML's Q4_0 nibbles (byte j: quant j low, quant j + 16 high) as 4 words of 8
 /// consecutive quants each.
 fn sequential_nibbles(bytes: &[u8]) -> [u32; 4] {
@@ -256,5 +283,15 @@ mod tests {
         let mut q4 = vec![0x00, 0x3c];
         q4.extend((0..16u8).map(|j| (15 - j) << 4));
         assert_eq!(pack_for_gpu(StorageType::Q4_0, &q4).qs, vec![0, 0, 0x89ab_cdef, 0x0123_4567]);
+    }
+
+    #[test]
+    fn gpu_unpacking_gives_the_ggml_bytes_back() {
+        // An odd block count leaves half a scale word: the last block must still come back.
+        let xs = &sample()[..5 * BLOCK];
+        for ty in [StorageType::Q8_0, StorageType::Q4_0] {
+            let bytes = quantize(ty, xs);
+            assert_eq!(unpack_from_gpu(ty, &pack_for_gpu(ty, &bytes), 5), bytes, "{ty:?}");
+        }
     }
 }

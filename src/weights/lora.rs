@@ -97,61 +97,81 @@ impl Lora {
         Ok(Lora { name, sha256: sha256_hex(bytes), layers })
     }
 
-    /// Adds `scale` x this LoRA to `store`'s weights. Every layer is checked first (its
-    /// weight exists, under transformers 5's or 4's text-encoder names, and its shape fits)
-    /// so a LoRA for another model changes nothing.
-    pub fn merge_into(&self, store: &mut WeightStore, scale: f32) -> Result<(), String> {
-        let kohya_names = kohya_index(store);
+    /// Each layer's target among a model's weights (`names`, `shape_of`), checked: the weight
+    /// exists, under transformers 5's or 4's text-encoder names, and its shape fits. Fails
+    /// on the first layer that does not, naming it, so a LoRA for another model is refused
+    /// before anything changes.
+    /// Returns (model weight, the file's module name, layer) per layer.
+    pub fn resolve<'a>(&'a self, names: &[&str], shape_of: impl Fn(&str) -> Option<Vec<usize>>) -> Result<Vec<(String, &'a str, &'a LoraLayer)>, String> {
+        let kohya_names = kohya_index(names);
         let mut plan = vec![];
         for (module, l) in &self.layers {
             let nested = l.target.replacen("text_encoder.", "text_encoder.text_model.", 1);
             let found = match kohya_names.get(&l.target) {
-                Some(name) => Some(name),
-                None => [&l.target, &nested].into_iter().find(|t| store.get(t).is_ok()),
+                Some(name) => Some(name.clone()),
+                None => [&l.target, &nested].into_iter().find(|t| shape_of(t).is_some()).cloned(),
             };
             let target = found.ok_or_else(|| {
                 let sdxl = module.starts_with("lora_te1_") || module.starts_with("lora_te2_");
                 let hint = if sdxl { " (an SDXL text-encoder key: SDXL is not supported yet)" } else { "" };
                 format!("LoRA '{}': layer '{module}' names no weight of this model{hint}: is it a LoRA for another architecture?", self.name)
             })?;
-            let w = store.get(target).map_err(|e| e.to_string())?;
-            let (out, inp): (usize, usize) = (w.shape[0], w.shape[1..].iter().product());
+            let shape = shape_of(&target).unwrap_or_default();
+            let (out, inp): (usize, usize) = (shape.first().copied().unwrap_or(0), shape.iter().skip(1).product());
             let fits = l.up_shape[0] == out && l.down_shape[1..].iter().product::<usize>() == inp && l.up_shape[2..].iter().all(|&d| d == 1);
             if !fits {
                 return Err(format!(
-                    "LoRA '{}': layer '{module}' ({:?} x {:?}) does not fit '{target}' {:?}: is it a LoRA for another architecture?",
-                    self.name, l.up_shape, l.down_shape, w.shape
+                    "LoRA '{}': layer '{module}' ({:?} x {:?}) does not fit '{target}' {shape:?}: is it a LoRA for another architecture?",
+                    self.name, l.up_shape, l.down_shape
                 ));
             }
-            plan.push((target.clone(), l, out, inp));
+            plan.push((target, module.as_str(), l));
         }
-        for (target, l, out, inp) in plan {
+        Ok(plan)
+    }
+
+    /// Adds `scale` x this LoRA to `store`'s weights (all layers checked first, see `resolve`).
+    pub fn merge_into(&self, store: &mut WeightStore, scale: f32) -> Result<(), String> {
+        let plan = {
+            let names = store.names();
+            self.resolve(&names, |n| store.get(n).ok().map(|w| w.shape.clone()))?
+        };
+        for (target, _, l) in plan {
             let w = store.get(&target).map_err(|e| e.to_string())?;
             let (shape, storage) = (w.shape.clone(), w.storage);
             let mut values = w.to_f32();
-            let s = scale * l.alpha / l.rank as f32;
-            // values[o, i] += s * sum_r up[o, r] * down[r, i]
-            for o in 0..out {
-                let row = &mut values[o * inp..(o + 1) * inp];
-                for r in 0..l.rank {
-                    let u = s * l.up[o * l.rank + r];
-                    for (v, d) in row.iter_mut().zip(&l.down[r * inp..(r + 1) * inp]) {
-                        *v += u * d;
-                    }
-                }
-            }
+            l.add_to(&mut values, scale);
             store.insert(&target, &shape, storage, &values).map_err(|e| e.to_string())?;
         }
         Ok(())
     }
 }
 
+impl LoraLayer {
+    /// `values` (the target weight, [out, in * k * k] row-major) += scale x (alpha / rank) x
+    /// up @ down.
+    pub fn add_to(&self, values: &mut [f32], scale: f32) {
+        let (out, rank) = (self.up_shape[0], self.rank);
+        let inp = values.len() / out.max(1);
+        let s = scale * self.alpha / rank as f32;
+        for o in 0..out {
+            let row = &mut values[o * inp..(o + 1) * inp];
+            for r in 0..rank {
+                let u = s * self.up[o * rank + r];
+                for (v, d) in row.iter_mut().zip(&self.down[r * inp..(r + 1) * inp]) {
+                    *v += u * d;
+                }
+            }
+        }
+    }
+}
+
 /// kohya / A1111 module name -> the model's weight name, for every weight of `store`:
 /// `unet.a.b.weight` is `lora_unet_a_b`; the text encoder's `encoder.…` (transformers 5) or
 /// `text_model.encoder.…` (4) is `lora_te_text_model_encoder_…`.
-fn kohya_index(store: &WeightStore) -> std::collections::HashMap<String, String> {
+fn kohya_index(names: &[&str]) -> std::collections::HashMap<String, String> {
     let mut index = std::collections::HashMap::new();
-    for name in store.names() {
+    for &name in names {
         let Some(module) = name.strip_suffix(".weight") else { continue };
         let kohya = if let Some(rest) = module.strip_prefix("unet.") {
             format!("lora_unet_{}", rest.replace('.', "_"))

@@ -13,9 +13,10 @@ use std::collections::HashMap;
 use std::ops::Range;
 
 use crate::error::OpError;
+use crate::gpu::read_bytes;
 use crate::gpu::GpuContext;
 use crate::ops::quant::{self, StorageType, BLOCK};
-use crate::ops::weights::WeightStore;
+use crate::ops::weights::{HostWeight, WeightStore};
 
 /// Whether an f16 tensor stays f16 on the GPU: linear and conv weights whose rows are whole
 /// vec4s, and CLIP's token tables (read only by the embedding lookup, which takes f16; at
@@ -191,6 +192,50 @@ impl GpuWeights {
             Some(n) => Err(OpError::BadWeight { name: n.clone(), message: "not all of its bytes arrived".into() }),
             None => Ok(()),
         }
+    }
+
+    /// Replaces every byte of tensor `name` (its source storage, as `write` takes them): a
+    /// LoRA merged in, or the base weight put back. Programs bind the same buffers, so the
+    /// next run sees the new values without compiling anything again.
+    pub fn rewrite(&mut self, ctx: &GpuContext, name: &str, bytes: &[u8]) -> Result<(), OpError> {
+        let w = self.map.get_mut(name).ok_or_else(|| OpError::MissingWeight { name: name.into() })?;
+        (w.written, w.carry) = (0, Vec::new());
+        w.write(ctx, name, bytes)?;
+        if !w.is_complete() {
+            return Err(OpError::BadWeight { name: name.into(), message: format!("{} bytes do not fill {:?}", bytes.len(), w.shape) });
+        }
+        Ok(())
+    }
+
+    /// Tensor `name` read back in its source storage (the bytes `write` took), exactly.
+    pub async fn read_stored(&self, ctx: &GpuContext, name: &str) -> Result<HostWeight, OpError> {
+        let w = self.get(name)?;
+        let gpu_err = |e: crate::error::GpuError| OpError::BadWeight { name: name.into(), message: format!("reading it back: {e}") };
+        let mut bytes = Vec::with_capacity(w.source.byte_len(w.shape.iter().product()));
+        for c in &w.chunks {
+            let units = c.rows.len() * w.units_per_row;
+            match (w.source, w.storage) {
+                (StorageType::F32, _) => bytes.extend(read_bytes(ctx, &c.values, 0, 4 * units as u64).await.map_err(gpu_err)?),
+                // Kept f16: two values per word; an odd count leaves half a word unused.
+                (StorageType::F16, StorageType::F16) => {
+                    let raw = read_bytes(ctx, &c.values, 0, 4 * units.div_ceil(2) as u64).await.map_err(gpu_err)?;
+                    bytes.extend_from_slice(&raw[..2 * units]);
+                }
+                // Widened f16: every value came from an f16, so narrowing is exact.
+                (StorageType::F16, _) => {
+                    let raw = read_bytes(ctx, &c.values, 0, 4 * units as u64).await.map_err(gpu_err)?;
+                    bytes.extend(raw.chunks_exact(4).flat_map(|v| half::f16::from_f32(f32::from_le_bytes([v[0], v[1], v[2], v[3]])).to_le_bytes()));
+                }
+                (q, _) => {
+                    let words_per_block = quant::gpu_words_per_block(q);
+                    let qs = read_bytes(ctx, &c.values, 0, 4 * (units * words_per_block) as u64).await.map_err(gpu_err)?;
+                    let scales = c.scales.as_ref().expect("quantized chunks have scales");
+                    let scales = read_bytes(ctx, scales, 0, 4 * units.div_ceil(2) as u64).await.map_err(gpu_err)?;
+                    bytes.extend(quant::unpack_from_gpu(q, &quant::GpuBlocks { qs: bytemuck::pod_collect_to_vec(&qs), scales: bytemuck::pod_collect_to_vec(&scales) }, units));
+                }
+            }
+        }
+        Ok(HostWeight { shape: w.shape.clone(), storage: w.source, bytes })
     }
 
     /// The tensor called `name`.
