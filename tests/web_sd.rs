@@ -1,7 +1,9 @@
 //! The full Stable Diffusion pipelines in headless Chrome on the GPU backend (WebGPU on
 //! SwiftShader) against diffusers: every run of the sd1-tiny, sd2-tiny and sd-inpaint-tiny
 //! fixtures. Final latents within 1e-3 relative error. Also the TAESD decoder (taesd-tiny)
-//! on WebGPU and on the wasm CPU backend against its numpy reference, within 1e-4.
+//! on WebGPU and on the wasm CPU backend against its numpy reference, within 1e-4. And the
+//! sd1-tiny-lora runs (scales 1 and 0.6, then the base) with the LoRA applied, rescaled and
+//! removed in place, as the page does, on WebGPU and the wasm CPU.
 
 #![cfg(target_arch = "wasm32")]
 
@@ -13,9 +15,10 @@ mod taesd;
 use std::collections::{BTreeMap, HashMap};
 
 use easel::gpu::{GpuContext, GpuOptions};
-use easel::models::Session;
+use easel::models::{LoraStack, Session};
 use easel::ops::WeightStore;
-use easel::pipelines::{generate, StableDiffusion};
+use easel::pipelines::{generate, Request, StableDiffusion};
+use easel::weights::lora::Lora;
 use easel::weights::safetensors;
 use refs::{fixture_request, parse_references, rel_err};
 use wasm_bindgen_test::*;
@@ -114,6 +117,46 @@ async fn taesd_decoder_matches_the_numpy_reference_on_webgpu_and_wasm_cpu() {
         for (case, e) in errors {
             web_sys::console::log_1(&format!("taesd-tiny {case} [{kind}, wasm]: relative error {e:.2e}").into());
             assert!(e <= taesd::TAESD_TOL, "taesd-tiny {case} on {kind}: relative error {e:e}");
+        }
+    }
+}
+
+#[wasm_bindgen_test]
+async fn sd1_tiny_lora_runs_match_diffusers_in_place_on_webgpu_and_wasm_cpu() {
+    let (store, configs, files) = load(&fixture!("sd1-tiny"));
+    let refs = parse_references("sd1-tiny-lora", include_bytes!("fixtures/sd1-tiny-lora/reference.safetensors"));
+    let meta: serde_json::Value = serde_json::from_str(include_str!("fixtures/sd1-tiny-lora/reference.json")).unwrap();
+    let lora = Lora::parse("pytorch_lora_weights.safetensors", include_bytes!("fixtures/sd1-tiny-lora/pytorch_lora_weights.safetensors")).unwrap();
+    let ctx = GpuContext::new(&GpuOptions::default()).await.expect("a WebGPU adapter (see webdriver.json)");
+    for session in [Session::gpu(ctx, &store).unwrap(), Session::cpu(store.clone())] {
+        let kind = session.kind();
+        let mut sd = StableDiffusion::new(session, &configs, &files).unwrap();
+        let mut stack = LoraStack::new();
+        // The fixture's order: scale 1, scale 0.6, then the base model on the same noise.
+        for run in meta["runs"].as_array().unwrap() {
+            let name = run["name"].as_str().unwrap();
+            match (run["lora_scale"].as_f64(), stack.uses().is_empty()) {
+                (Some(s), true) => stack.add(&mut sd.session, lora.clone(), s as f32).await.unwrap(),
+                (Some(s), false) => stack.set_scale(&mut sd.session, &lora.name, s as f32).await.unwrap(),
+                (None, _) => stack.remove(&mut sd.session, &lora.name).await.unwrap(),
+            }
+            let call = &run["call"];
+            let first = |v: &serde_json::Value| v.as_array().and_then(|a| a[0].as_str()).unwrap_or("").to_string();
+            let req = Request {
+                prompt: first(&call["prompt"]),
+                negative_prompt: first(&call["negative_prompt"]),
+                steps: call["num_inference_steps"].as_u64().unwrap() as usize,
+                guidance: call["guidance_scale"].as_f64().unwrap() as f32,
+                scheduler_config: Some(run["scheduler"].clone()),
+                init_latents: Some(refs[&format!("{name}/init_latents")].values.clone()),
+                width: call["width"].as_u64().unwrap() as usize,
+                height: call["height"].as_u64().unwrap() as usize,
+                ..Request::default()
+            };
+            let out = generate(&mut sd, &req, &mut |_| true).await.unwrap();
+            let e = rel_err(&out.latents, &refs[&format!("{name}/final_latents")].values);
+            web_sys::console::log_1(&format!("sd1-tiny-lora {name} [{kind}, wasm, applied in place]: final latents relative error {e:.2e}").into());
+            assert!(e <= 1e-3, "sd1-tiny-lora {name} on {kind}: final latents relative error {e:e}");
         }
     }
 }

@@ -16,6 +16,7 @@ export type EaselErrorCode =
   | 'device-lost'
   | 'generation-failed'
   | 'origin-not-allowed'
+  | 'bad-lora'
   | 'disposed';
 
 export class EaselError extends Error {
@@ -116,6 +117,17 @@ export interface ModelInfo {
   /** Why this model cannot generate here (it loaded, but generate will fail). */
   generatorError?: string;
   progress: LoadProgress | null;
+  /** The LoRAs applied to it (none right after a load). */
+  loras: AppliedLora[];
+}
+
+/** A LoRA applied to the loaded model. */
+export interface AppliedLora {
+  /** The file's name without its extension (A1111's `<lora:name:scale>`). */
+  name: string;
+  /** sha256 of the file, hex. */
+  sha256: string;
+  scale: number;
 }
 
 export interface HubSource {
@@ -252,6 +264,13 @@ export class Easel {
   vqEncode(image: Pixels, options?: { signal?: AbortSignal }): Promise<VqEncoded>;
   vqDecode(indices: ArrayLike<number>, gridWidth: number, gridHeight: number, options?: { signal?: AbortSignal }): Promise<VqImage>;
   encodeApng(frames: Pixels[], options?: { delayMs?: number; text?: Record<string, string> }): Promise<Blob>;
+  /** A LoRA by URL (cached), or a file's bytes; stacks on the others. Fails with 'bad-lora' when it does not fit. */
+  addLora(lora: string | URL | Blob | ArrayBuffer | Uint8Array, options?: { scale?: number; name?: string; signal?: AbortSignal }): Promise<AppliedLora[]>;
+  /** A new scale for an applied LoRA, without reloading the model. */
+  setLoraScale(name: string, scale: number): Promise<AppliedLora[]>;
+  /** Removes a LoRA; the model's own weights come back exactly. */
+  removeLora(name: string): Promise<AppliedLora[]>;
+  readonly loras: AppliedLora[];
   readonly cache: {
     list(): Promise<CachedModel[]>;
     delete(model: string): Promise<void>;

@@ -181,6 +181,46 @@ export class Easel {
     return { images, params: request, timings: { totalMs: result.millis }, scheduler: result.scheduler, note: result.note ?? null, truncated: result.truncated };
   }
 
+  /**
+   * Applies a LoRA to the loaded Stable Diffusion model without reloading it. `lora`: a URL
+   * (fetched once, then kept in Cache Storage) or a File / Blob / ArrayBuffer / Uint8Array
+   * (`name` then names it; a File's own name is the default). LoRAs stack; the images'
+   * metadata records each one's name, hash and scale. Resolves to the applied LoRAs
+   * [{ name, sha256, scale }]. A file that does not fit the model fails with code 'bad-lora'
+   * and changes nothing. Loading another model drops every LoRA.
+   */
+  async addLora(lora, { scale = 1, name, signal } = {}) {
+    let args;
+    if (typeof lora === 'string' || lora instanceof URL) {
+      args = { url: new URL(lora, globalThis.location?.href).href };
+    } else {
+      const bytes = lora instanceof Blob ? await lora.arrayBuffer() : lora instanceof Uint8Array ? lora.slice().buffer : lora.slice(0);
+      args = { file: name ?? lora.name ?? 'lora.safetensors', bytes };
+    }
+    const loras = await this.#call(OP.loraAdd, { ...args, scale: Number(scale) }, { signal, transfer: args.bytes ? [args.bytes] : [] });
+    return this.#setLoras(loras);
+  }
+
+  /** Changes an applied LoRA's scale (by its name); the model is not reloaded. */
+  async setLoraScale(name, scale) {
+    return this.#setLoras(await this.#call(OP.loraScale, { name, scale: Number(scale) }));
+  }
+
+  /** Removes an applied LoRA: the weights it changed are the model's own again, exactly. */
+  async removeLora(name) {
+    return this.#setLoras(await this.#call(OP.loraRemove, { name }));
+  }
+
+  /** The LoRAs applied to the loaded model: [{ name, sha256, scale }]. */
+  get loras() {
+    return this.#model?.loras ?? [];
+  }
+
+  #setLoras(loras) {
+    if (this.#model) this.#model = { ...this.#model, loras };
+    return loras;
+  }
+
   /** A VQ model's round trip: the image's codes and the image decoded from them. */
   vqEncode(image, { signal } = {}) {
     const rgba = new Uint8Array(image.data);

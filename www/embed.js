@@ -26,7 +26,7 @@ export function embedSettings(search = location.search) {
     size: q.get('size'),
     theme: q.get('theme') ?? 'light',
     // null: every control; 'button': the Generate button only. Names: prompt, negative,
-    // style, model, backend, steps, guidance, scheduler, size, batch, seed, init, walk, vq.
+    // style, model, backend, steps, guidance, scheduler, size, batch, seed, init, lora, walk, vq.
     controls: controls === null ? null : controls === 'button' ? [] : list(controls),
     // The origins models may come from; Easel's own when the host names none.
     allowed: q.has('allowed') ? list(q.get('allowed')).map((o) => new URL(o).origin) : [location.origin],

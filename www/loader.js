@@ -23,7 +23,7 @@ export class LoadError extends EaselError {
 
 const mb = (n) => `${(n / 1e6).toFixed(1)} MB`;
 
-async function sha256Hex(bytes) {
+export async function sha256Hex(bytes) {
   const digest = await crypto.subtle.digest('SHA-256', bytes);
   return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, '0')).join('');
 }

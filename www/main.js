@@ -7,6 +7,7 @@ import { describeLimits } from './format.js';
 import { deleteAllCachedModels, deleteCachedModel, listCachedModels } from './loader.js';
 import { Generator } from './generator.js';
 import { LatentWalk } from './walk.js';
+import { LoraPanel } from './lora.js';
 import { VqPanel } from './vq.js';
 
 const diag = document.getElementById('diagnostics');
@@ -131,6 +132,7 @@ async function startEngine() {
   const generator = new Generator(easel);
   const vqPanel = new VqPanel(easel, () => generator.size());
   const walk = new LatentWalk(generator);
+  const loras = new LoraPanel(easel, generator);
   const modelPicker = document.getElementById('model');
   // ?model=URL loads that converted model at start instead of the bundled one ('none': nothing).
   const startModel = new URLSearchParams(location.search).get('model');
@@ -158,6 +160,7 @@ async function startEngine() {
     generator.setModel(info);
     vqPanel.show(Boolean(info.defaults?.roundtrip));
     walk.setModel(info.defaults);
+    loras.setModel(info);
   };
   let loadAbort = null;
   generator.onCancelDownload = () => loadAbort?.abort();

@@ -17,6 +17,9 @@ export const OP = Object.freeze({
   vqEncode: 'vq-encode', // { rgba, width, height } -> { indices, grid..., image }
   vqDecode: 'vq-decode', // { indices, gridWidth, gridHeight } -> image
   encodeApng: 'encode-apng', // { width, height, rgba, delay, text } -> Uint8Array
+  loraAdd: 'lora-add', // { url } | { file, bytes }, scale -> the applied LoRAs [{ name, sha256, scale }]
+  loraScale: 'lora-scale', // { name, scale } -> the applied LoRAs
+  loraRemove: 'lora-remove', // { name } -> the applied LoRAs
 });
 
 /** Events the worker sends on its own. */
@@ -46,6 +49,7 @@ export const CODES = Object.freeze([
   'device-lost', // the GPU device was lost during the request (the engine restarts itself)
   'generation-failed', // the engine refused or failed the request (the message says why)
   'origin-not-allowed', // the widget was asked to load a model from an origin it may not use
+  'bad-lora', // a LoRA file that is malformed or does not fit the loaded model (nothing changed)
   'disposed', // the Easel instance was disposed
 ]);
 

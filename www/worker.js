@@ -3,7 +3,7 @@
 
 import init, { Engine, encodeApng, version } from '../pkg/easel.js';
 import { loadHubModel } from './hub.js';
-import { loadModel } from './loader.js';
+import { loadModel, sha256Hex } from './loader.js';
 import { EVENT, EaselError, OP } from './protocol.js';
 
 let engine = null;
@@ -70,6 +70,7 @@ async function describeEngine() {
 
 let recovering = null; // the running recovery after a GPU device loss
 let currentModel = null; // how the loaded model was opened: reopened after a device loss
+let appliedLoras = []; // [{ file, bytes, scale }] on the loaded model: applied again after a device loss
 
 /**
  * The GPU device was lost (driver reset, GPU removed or taken by another program): every
@@ -92,7 +93,11 @@ function recover(reason) {
     event(EVENT.engine, { info: await describeEngine() });
     if (currentModel) {
       try {
-        event(EVENT.model, { info: await loadIntoEngine(currentModel, () => {}, new AbortController().signal) });
+        const loras = appliedLoras;
+        const info = await loadIntoEngine(currentModel, () => {}, new AbortController().signal);
+        for (const l of loras) info.loras = JSON.parse(await engine.addLora(l.file, l.bytes, l.scale));
+        appliedLoras = loras;
+        event(EVENT.model, { info });
       } catch (e) {
         event(EVENT.modelError, { error: asEaselError(e, 'model-corrupt').toJSON() });
       }
@@ -149,6 +154,8 @@ async function loadIntoEngine(open, onProgress, signal) {
     summary.generatorError = messageOf(e);
   }
   summary.progress = last;
+  summary.loras = [];
+  appliedLoras = [];
   currentModel = open;
   modelLoaded = true;
   loadedName = summary.name;
@@ -255,6 +262,68 @@ function generate(id, request) {
   });
 }
 
+const LORA_CACHE = 'easel-loras-v1';
+
+/**
+ * A LoRA's bytes from `url`: Cache Storage first, else the network. Nothing is cached here:
+ * the caller caches the bytes once the engine has accepted them, so a corrupt download is
+ * fetched again next time, never kept.
+ */
+async function loraBytes(url, signal) {
+  const cache = await caches.open(LORA_CACHE);
+  const hit = await cache.match(url);
+  if (hit) {
+    const bytes = new Uint8Array(await hit.arrayBuffer());
+    // A copy damaged on disk is dropped and fetched again.
+    if ((await sha256Hex(bytes)) === hit.headers.get('X-Easel-Sha256')) return { bytes, cached: true, cache };
+    await cache.delete(url);
+  }
+  let res;
+  try {
+    res = await fetch(url, { signal });
+  } catch (e) {
+    if (e?.name === 'AbortError') throw e;
+    throw new EaselError('network', `Could not fetch the LoRA ${url}: ${messageOf(e)} (offline, or the server does not allow this origin).`);
+  }
+  if (!res.ok) throw new EaselError('network', `Could not fetch the LoRA ${url}: HTTP ${res.status} ${res.statusText}`);
+  return { bytes: new Uint8Array(await res.arrayBuffer()), cached: false, cache };
+}
+
+/** The engine's refusal of a LoRA as a 'bad-lora' error (a lost device stays device-lost). */
+const loraError = (e) => (e instanceof EaselError ? e : new EaselError('bad-lora', messageOf(e)));
+
+/** Applies a LoRA (a URL, or a file's name and bytes) at `scale` to the loaded model. */
+async function addLora(id, { url, file, bytes, scale }) {
+  const abort = new AbortController();
+  aborts.set(id, abort);
+  try {
+    const source = bytes ? { bytes: new Uint8Array(bytes), cached: false } : await loraBytes(url, abort.signal);
+    const name = file ?? decodeURIComponent(new URL(url).pathname.split('/').pop() || 'lora.safetensors');
+    const loras = await exclusive(id, async () => JSON.parse(await engine.addLora(name, source.bytes, scale))).catch((e) => Promise.reject(loraError(e)));
+    // Kept once the engine has read it, with its hash to check it by next time.
+    if (url && !source.cached) {
+      const headers = { 'Content-Length': String(source.bytes.length), 'X-Easel-Sha256': await sha256Hex(source.bytes) };
+      await source.cache.put(url, new Response(source.bytes, { headers })).catch(() => {});
+    }
+    appliedLoras.push({ file: name, bytes: source.bytes, scale });
+    return loras;
+  } finally {
+    aborts.delete(id);
+  }
+}
+
+async function setLoraScale(id, { name, scale }) {
+  const loras = await exclusive(id, async () => JSON.parse(await engine.setLoraScale(name, scale))).catch((e) => Promise.reject(loraError(e)));
+  for (const l of appliedLoras) if (l.file.replace(/\.[^.]*$/, '') === name) l.scale = scale;
+  return loras;
+}
+
+async function removeLora(id, { name }) {
+  const loras = await exclusive(id, async () => JSON.parse(await engine.removeLora(name))).catch((e) => Promise.reject(loraError(e)));
+  appliedLoras = appliedLoras.filter((l) => l.file.replace(/\.[^.]*$/, '') !== name);
+  return loras;
+}
+
 const transferOf = {
   [OP.generate]: (r) => [...r.images.map((i) => i.rgba.buffer), ...r.pngs.map((p) => p.buffer)],
   [OP.vqEncode]: (r) => [r.indices.buffer, r.image.rgba.buffer],
@@ -278,6 +347,12 @@ async function answer(data) {
       result = await exclusive(id, () => engine.vqEncode(new Uint8Array(data.rgba), data.width, data.height));
     } else if (op === OP.vqDecode) {
       result = await exclusive(id, () => engine.vqDecode(new Uint32Array(data.indices), data.gridWidth, data.gridHeight));
+    } else if (op === OP.loraAdd) {
+      result = await addLora(id, data);
+    } else if (op === OP.loraScale) {
+      result = await setLoraScale(id, data);
+    } else if (op === OP.loraRemove) {
+      result = await removeLora(id, data);
     } else if (op === OP.encodeApng) {
       // A walk's frames as one animated PNG (no engine needed, only the module).
       await ready;

@@ -2,7 +2,7 @@
 // installed package's types (tests/e2e/npm.test.mjs). Never run, only type-checked: a type
 // that drifts from easel.js, or an example that stops compiling, fails the check.
 
-import { Easel, EaselError, resolveModel, type GenerateResult, type LoadProgress, type ModelInfo } from 'easel-web';
+import { Easel, EaselError, resolveModel, type AppliedLora, type GenerateResult, type LoadProgress, type ModelInfo } from 'easel-web';
 
 export async function draw(canvas: HTMLCanvasElement, prompt: string): Promise<string> {
   const easel = await Easel.create({ backend: 'auto', onStarted: (v: string) => console.log('engine', v) });
@@ -39,6 +39,9 @@ export async function draw(canvas: HTMLCanvasElement, prompt: string): Promise<s
   }
   const walk = await easel.generate({ prompt, seed: 1, walk: { toSeed: 2, t: 0.5 } });
   const apng: Blob = await easel.encodeApng([walk.images[0].imageData], { delayMs: 100 });
+  const loras: AppliedLora[] = await easel.addLora('https://example.org/loras/ink.safetensors', { scale: 0.8 });
+  await easel.setLoraScale(loras[0].name, 0.5);
+  await easel.removeLora(easel.loras[0].name);
   const cached = await easel.cache.list();
   for (const m of cached) if (m.bytes > 1e9) await easel.cache.delete(m.base);
   const where = resolveModel('stabilityai/sd-turbo');
