@@ -261,3 +261,67 @@ fn a_lora_stack_rescales_stacks_and_removes_in_place() {
     assert!(err.contains("another architecture"), "{err}");
     assert!(stack.uses().is_empty() && stack.base_bytes() == 0);
 }
+
+/// An SDXL LoRA in kohya's own SDXL names (sgm UNet blocks, `lora_te1_` / `lora_te2_`, an
+/// alpha of rank / 2) against diffusers (tests/fixtures/sdxl-tiny-lora, made by
+/// scripts/fixtures/sdxl_lora_case.py): scales 1 and 0.5 and the base, applied in place on
+/// the CPU backend and the GPU; the same LoRA as diffusers writes it back (peft names,
+/// alphas in the metadata) merges into the same weights.
+#[test]
+fn an_sdxl_kohya_lora_matches_diffusers_and_its_peft_copy() {
+    const CASE: &str = "sdxl-tiny-lora";
+    let refs = references(CASE);
+    let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(fixture(CASE).join("reference.json")).unwrap()).unwrap();
+    let read = |f: &str| {
+        let path = fixture(CASE).join(f);
+        Lora::parse(&path.display().to_string(), &std::fs::read(&path).unwrap()).unwrap()
+    };
+    let (kohya, peft) = (read("kohya_sdxl_lora.safetensors"), read("pytorch_lora_weights.safetensors"));
+    assert_eq!((kohya.layers.len(), peft.layers.len()), (149, 149), "125 UNet layers and 12 in each text encoder");
+    let model = load_model_dir(&sd::sdxl_repo(), StorageType::F32).unwrap();
+    let (mut a, mut b) = (model.weights.clone(), model.weights.clone());
+    kohya.merge_into(&mut a, 0.5).unwrap();
+    peft.merge_into(&mut b, 0.5).unwrap();
+    let changed = a.names().into_iter().filter(|n| a.get(n).unwrap().bytes != model.weights.get(n).unwrap().bytes).count();
+    assert_eq!(changed, 149, "every layer found its weight");
+    for n in a.names() {
+        let e = rel_err(&a.get(n).unwrap().to_f32(), &b.get(n).unwrap().to_f32());
+        assert!(e <= 1e-6, "{n}: the peft copy merges to other weights ({e:e})");
+    }
+    for gpu in [false, true] {
+        let session = if gpu {
+            Session::gpu(pollster::block_on(GpuContext::new(&GpuOptions::default())).expect("a Vulkan adapter (mesa-vulkan-drivers)"), &model.weights).unwrap()
+        } else {
+            Session::cpu(model.weights.clone())
+        };
+        let mut sd = StableDiffusion::new(session, &model.configs, &model.files).unwrap();
+        let mut stack = LoraStack::new();
+        for run in meta["runs"].as_array().unwrap() {
+            let name = run["name"].as_str().unwrap();
+            match (run["lora_scale"].as_f64(), stack.uses().is_empty()) {
+                (Some(s), true) => pollster::block_on(stack.add(&mut sd.session, kohya.clone(), s as f32)).unwrap(),
+                (Some(s), false) => pollster::block_on(stack.set_scale(&mut sd.session, &kohya.name, s as f32)).unwrap(),
+                (None, _) => pollster::block_on(stack.remove(&mut sd.session, &kohya.name)).unwrap(),
+            }
+            let call = &run["call"];
+            let first = |v: &serde_json::Value| v.as_array().and_then(|a| a[0].as_str()).unwrap_or("").to_string();
+            let req = Request {
+                prompt: first(&call["prompt"]),
+                negative_prompt: first(&call["negative_prompt"]),
+                steps: call["num_inference_steps"].as_u64().unwrap() as usize,
+                guidance: call["guidance_scale"].as_f64().unwrap() as f32,
+                scheduler_config: Some(run["scheduler"].clone()),
+                init_latents: Some(refs[&format!("{name}/init_latents")].values.clone()),
+                width: call["width"].as_u64().unwrap() as usize,
+                height: call["height"].as_u64().unwrap() as usize,
+                ..Request::default()
+            };
+            let latents = pollster::block_on(generate(&mut sd, &req, &mut |_| true)).unwrap().latents;
+            let e = rel_err(&latents, &refs[&format!("{name}/final_latents")].values);
+            println!("sdxl-tiny-lora {name} [{}]: final latents relative error {e:.2e}", if gpu { "gpu" } else { "cpu" });
+            assert!(e <= 1e-3, "{name}: {e:e}");
+        }
+    }
+    let e = rel_err(&refs["lora_scale_1/final_latents"].values, &refs["no_lora_same_noise/final_latents"].values);
+    assert!(e > 1e-2, "the LoRA changes the result ({e:e})");
+}

@@ -1,7 +1,9 @@
 //! SDXL in headless Chrome against diffusers (the sdxl-tiny fixture): prompt and pooled
 //! embeddings of both text encoders, then every pipeline run (Turbo 1-step, CFG with and
 //! without a negative prompt) on WebGPU (SwiftShader) and on the wasm CPU backend. Final
-//! latents within 1e-3 relative error, as natively (tests/sdxl_native.rs).
+//! latents within 1e-3 relative error, as natively (tests/sdxl_native.rs). And an SDXL LoRA
+//! in kohya's names (sdxl-tiny-lora: sgm UNet blocks, both text encoders) applied, rescaled
+//! and removed in place, on both backends, against diffusers.
 
 #![cfg(target_arch = "wasm32")]
 
@@ -11,9 +13,10 @@ mod refs;
 use std::collections::{BTreeMap, HashMap};
 
 use easel::gpu::{GpuContext, GpuOptions};
-use easel::models::Session;
+use easel::models::{LoraStack, Session};
 use easel::ops::WeightStore;
-use easel::pipelines::{generate, StableDiffusion};
+use easel::pipelines::{generate, Request, StableDiffusion};
+use easel::weights::lora::Lora;
 use easel::weights::safetensors;
 use refs::{fixture_request, parse_references, rel_err};
 use wasm_bindgen_test::*;
@@ -96,4 +99,43 @@ async fn sdxl_tiny_matches_diffusers_on_webgpu() {
 async fn sdxl_tiny_matches_diffusers_on_the_wasm_cpu_backend() {
     let (store, _, _) = load();
     check(Session::cpu(store)).await;
+}
+
+#[wasm_bindgen_test]
+async fn sdxl_kohya_lora_runs_match_diffusers_in_place_on_webgpu_and_wasm_cpu() {
+    let (store, configs, files) = load();
+    let refs = parse_references("sdxl-tiny-lora", include_bytes!("fixtures/sdxl-tiny-lora/reference.safetensors"));
+    let meta: serde_json::Value = serde_json::from_str(include_str!("fixtures/sdxl-tiny-lora/reference.json")).unwrap();
+    let lora = Lora::parse("kohya_sdxl_lora.safetensors", include_bytes!("fixtures/sdxl-tiny-lora/kohya_sdxl_lora.safetensors")).unwrap();
+    let ctx = GpuContext::new(&GpuOptions::default()).await.expect("a WebGPU adapter (see webdriver.json)");
+    for session in [Session::gpu(ctx, &store).unwrap(), Session::cpu(store.clone())] {
+        let kind = session.kind();
+        let mut sd = StableDiffusion::new(session, &configs, &files).unwrap();
+        let mut stack = LoraStack::new();
+        for run in meta["runs"].as_array().unwrap() {
+            let name = run["name"].as_str().unwrap();
+            match (run["lora_scale"].as_f64(), stack.uses().is_empty()) {
+                (Some(s), true) => stack.add(&mut sd.session, lora.clone(), s as f32).await.unwrap(),
+                (Some(s), false) => stack.set_scale(&mut sd.session, &lora.name, s as f32).await.unwrap(),
+                (None, _) => stack.remove(&mut sd.session, &lora.name).await.unwrap(),
+            }
+            let call = &run["call"];
+            let first = |v: &serde_json::Value| v.as_array().and_then(|a| a[0].as_str()).unwrap_or("").to_string();
+            let req = Request {
+                prompt: first(&call["prompt"]),
+                negative_prompt: first(&call["negative_prompt"]),
+                steps: call["num_inference_steps"].as_u64().unwrap() as usize,
+                guidance: call["guidance_scale"].as_f64().unwrap() as f32,
+                scheduler_config: Some(run["scheduler"].clone()),
+                init_latents: Some(refs[&format!("{name}/init_latents")].values.clone()),
+                width: call["width"].as_u64().unwrap() as usize,
+                height: call["height"].as_u64().unwrap() as usize,
+                ..Request::default()
+            };
+            let out = generate(&mut sd, &req, &mut |_| true).await.unwrap();
+            let e = rel_err(&out.latents, &refs[&format!("{name}/final_latents")].values);
+            log(format!("sdxl-tiny-lora {name} [{kind}, wasm, applied in place]: final latents relative error {e:.2e}"));
+            assert!(e <= 1e-3, "sdxl-tiny-lora {name} on {kind}: final latents relative error {e:e}");
+        }
+    }
 }

@@ -7,12 +7,13 @@
 //! text-encoder keys with transformers 5's or 4's names), and kohya / A1111
 //! (`lora_unet_<module with _>.lora_down.weight` / `.lora_up.weight` / `.alpha`, `lora_te_…`
 //! for the text encoder): their underscored names are matched against the model's own weight
-//! names, so no table of names is needed. A key that names no layer of the model, a shape that
-//! does not fit its layer, or an SDXL text-encoder key (`lora_te1_`/`lora_te2_`) is refused,
-//! by name, before any weight changes.
+//! names (SDXL's sgm block numbering and `lora_te1_`/`lora_te2_` included; see `lora_names`).
+//! A key that names no layer of the model, or a shape that does not fit its layer, is
+//! refused, by name, before any weight changes.
 
 use std::collections::BTreeMap;
 
+use super::lora_names::{kohya_index, layers_per_block, sgm_to_diffusers, PeftAlphas};
 use super::manifest::sha256_hex;
 use super::safetensors;
 use crate::ops::WeightStore;
@@ -54,6 +55,7 @@ impl Lora {
         let header = safetensors::parse(file, bytes).map_err(|e| e.to_string())?;
         let name = std::path::Path::new(file).file_stem().and_then(|s| s.to_str()).unwrap_or(file).to_string();
         let kohya = header.tensors.keys().any(|k| k.starts_with("lora_unet_") || k.starts_with("lora_te"));
+        let peft_alphas = PeftAlphas::from_metadata(file, &header.metadata)?;
         let (down_suffix, up_suffix) = if kohya { (".lora_down.weight", ".lora_up.weight") } else { (".lora_A.weight", ".lora_B.weight") };
         let read = |key: &str| -> Result<(Vec<f32>, Vec<usize>), String> {
             let info = &header.tensors[key];
@@ -78,10 +80,11 @@ impl Lora {
             if up_shape.len() < 2 || up_shape[1] != rank {
                 return Err(format!("{file}: '{up_key}' {up_shape:?} does not fit '{key}' {down_shape:?} (rank {rank})"));
             }
-            // peft's lora_alpha defaults to the rank (scaling 1); kohya-style files store it.
+            // An `.alpha` tensor (kohya), else diffusers' metadata, else peft's default: the
+            // rank (scaling 1).
             let alpha = match header.tensors.get(&format!("{module}.alpha")) {
                 Some(_) => read(&format!("{module}.alpha"))?.0.first().copied().unwrap_or(rank as f32),
-                None => rank as f32,
+                None => peft_alphas.alpha(module, rank).unwrap_or(rank as f32),
             };
             let target = if kohya { module.to_string() } else { target_of(module) };
             layers.insert(module.to_string(), LoraLayer { target, rank, alpha, down, up, down_shape, up_shape });
@@ -104,16 +107,16 @@ impl Lora {
     /// Returns (model weight, the file's module name, layer) per layer.
     pub fn resolve<'a>(&'a self, names: &[&str], shape_of: impl Fn(&str) -> Option<Vec<usize>>) -> Result<Vec<(String, &'a str, &'a LoraLayer)>, String> {
         let kohya_names = kohya_index(names);
+        let lpb = layers_per_block(names);
         let mut plan = vec![];
         for (module, l) in &self.layers {
-            let nested = l.target.replacen("text_encoder.", "text_encoder.text_model.", 1);
-            let found = match kohya_names.get(&l.target) {
+            let found = match kohya_names.get(&sgm_to_diffusers(&l.target, lpb)) {
                 Some(name) => Some(name.clone()),
-                None => [&l.target, &nested].into_iter().find(|t| shape_of(t).is_some()).cloned(),
+                None => text_encoder_spellings(&l.target).into_iter().find(|t| shape_of(t).is_some()),
             };
             let target = found.ok_or_else(|| {
-                let sdxl = module.starts_with("lora_te1_") || module.starts_with("lora_te2_");
-                let hint = if sdxl { " (an SDXL text-encoder key: SDXL is not supported yet)" } else { "" };
+                let sdxl = module.starts_with("lora_te1_") || module.starts_with("lora_te2_") || module.starts_with("text_encoder_2.");
+                let hint = if sdxl { " (an SDXL text-encoder key)" } else { "" };
                 format!("LoRA '{}': layer '{module}' names no weight of this model{hint}: is it a LoRA for another architecture?", self.name)
             })?;
             let shape = shape_of(&target).unwrap_or_default();
@@ -166,24 +169,20 @@ impl LoraLayer {
     }
 }
 
-/// kohya / A1111 module name -> the model's weight name, for every weight of `store`:
-/// `unet.a.b.weight` is `lora_unet_a_b`; the text encoder's `encoder.…` (transformers 5) or
-/// `text_model.encoder.…` (4) is `lora_te_text_model_encoder_…`.
-fn kohya_index(names: &[&str]) -> std::collections::HashMap<String, String> {
-    let mut index = std::collections::HashMap::new();
-    for &name in names {
-        let Some(module) = name.strip_suffix(".weight") else { continue };
-        let kohya = if let Some(rest) = module.strip_prefix("unet.") {
-            format!("lora_unet_{}", rest.replace('.', "_"))
-        } else if let Some(rest) = module.strip_prefix("text_encoder.") {
-            let rest = rest.strip_prefix("text_model.").unwrap_or(rest);
-            format!("lora_te_text_model_{}", rest.replace('.', "_"))
-        } else {
-            continue;
-        };
-        index.insert(kohya, name.to_string());
+/// A peft target as the model may spell it: transformers 4 nests a text encoder's modules
+/// under `text_model.`, transformers 5 does not for CLIPTextModel (it does for the
+/// projection model).
+fn text_encoder_spellings(target: &str) -> Vec<String> {
+    let mut out = vec![target.to_string()];
+    for te in ["text_encoder.", "text_encoder_2."] {
+        if let Some(rest) = target.strip_prefix(te) {
+            match rest.strip_prefix("text_model.") {
+                Some(bare) => out.push(format!("{te}{bare}")),
+                None => out.push(format!("{te}text_model.{rest}")),
+            }
+        }
     }
-    index
+    out
 }
 
 #[cfg(test)]

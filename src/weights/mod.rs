@@ -11,6 +11,7 @@ pub mod fit;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod folder;
 pub mod lora;
+mod lora_names;
 pub mod manifest;
 pub mod repo;
 pub mod rules;
