@@ -9,6 +9,8 @@ use std::f64::consts::PI;
 #[derive(Debug, Clone)]
 pub struct Rng {
     s: [u64; 4],
+    /// A walk's other generator and where on the way to it: normal draws are slerped.
+    toward: Option<Box<(Rng, f32)>>,
 }
 
 /// SplitMix64 step: spreads a small seed over the whole state (xoshiro must not start at 0).
@@ -24,7 +26,15 @@ impl Rng {
     /// A generator whose whole output is fixed by `seed`.
     pub fn new(seed: u64) -> Self {
         let mut sm = seed;
-        Self { s: [splitmix64(&mut sm), splitmix64(&mut sm), splitmix64(&mut sm), splitmix64(&mut sm)] }
+        Self { s: [splitmix64(&mut sm), splitmix64(&mut sm), splitmix64(&mut sm), splitmix64(&mut sm)], toward: None }
+    }
+
+    /// This generator on a walk toward `to`: every `normal_vec` is the spherical
+    /// interpolation of both generators' draws at `t` (exactly this one's at 0, `to`'s at 1),
+    /// so a sampler's per-step noise walks with the starting noise and the walk's last frame
+    /// is the other seed's own image, ancestral samplers included.
+    pub fn walking(self, to: Rng, t: f32) -> Self {
+        Self { toward: Some(Box::new((to, t))), ..self }
     }
 
     /// The next 64 random bits.
@@ -60,7 +70,13 @@ impl Rng {
             out.push((r * libm::sin(theta)) as f32);
         }
         out.truncate(n);
-        out
+        match &mut self.toward {
+            Some(b) => {
+                let t = b.1;
+                crate::pipelines::latents::slerp(&out, &b.0.normal_vec(n), t)
+            }
+            None => out,
+        }
     }
 }
 
@@ -80,7 +96,7 @@ mod tests {
     fn xoshiro_first_outputs_by_hand() {
         // From state [1, 2, 3, 4]: first output rotl(2 * 5, 7) * 9 = 1280 * 9; the second
         // follows from one state update ([7, 0, 262146, 211106232532992]): rotl(0, 7) * 9 = 0.
-        let mut r = Rng { s: [1, 2, 3, 4] };
+        let mut r = Rng { s: [1, 2, 3, 4], toward: None };
         assert_eq!(r.next_u64(), 11520);
         assert_eq!(r.s, [7, 0, 262146, 211106232532992]);
         assert_eq!(r.next_u64(), 0);
@@ -116,5 +132,14 @@ mod tests {
         let u: Vec<f64> = (0..100_000).scan(Rng::new(5), |r, _| Some(r.uniform())).collect();
         let mu = u.iter().sum::<f64>() / n;
         assert!((mu - 0.5).abs() < 0.005, "uniform mean {mu}");
+    }
+
+    #[test]
+    fn a_walking_generator_gives_either_seed_exactly_at_the_ends() {
+        let draws = |mut r: Rng| [r.normal_vec(5), r.normal_vec(7)];
+        assert_eq!(draws(Rng::new(1).walking(Rng::new(2), 0.0)), draws(Rng::new(1)));
+        assert_eq!(draws(Rng::new(1).walking(Rng::new(2), 1.0)), draws(Rng::new(2)));
+        let mid = draws(Rng::new(1).walking(Rng::new(2), 0.5));
+        assert!(mid != draws(Rng::new(1)) && mid != draws(Rng::new(2)));
     }
 }

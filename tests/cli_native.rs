@@ -223,3 +223,32 @@ fn unreadable_images_and_masks_are_named() {
     let (ok, stderr) = generate(&["--prompt", "a fox", "--init-image", good.to_str().unwrap(), "--mask", white.to_str().unwrap()]);
     assert!(ok, "{stderr}");
 }
+
+/// `--style` adds the page's style words (www/styles.txt) to the prompts, and the PNG records
+/// the final text; `--styles FILE` takes your own list; an unknown style names the others.
+#[test]
+fn a_style_adds_its_words_and_the_png_records_the_final_prompt() {
+    let out = tmp("style.png");
+    let run = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_easel"))
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .args(["generate", "--model", MODEL, "--steps", "1", "--backend", "cpu", "--prompt", "一只狐狸 🦊", "--out"])
+            .arg(&out)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let o = run(&["--style", "watercolor"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let t = text(&out);
+    assert_eq!(get(&t, "prompt"), "一只狐狸 🦊, watercolor painting, soft washes");
+    assert_eq!(get(&t, "negative_prompt"), "photo, harsh lines");
+    let list = tmp("styles.txt");
+    std::fs::write(&list, "Ink | 水墨画 | colour\n").unwrap();
+    let o = run(&["--style", "ink", "--styles", list.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(get(&text(&out), "prompt"), "一只狐狸 🦊, 水墨画");
+    let o = run(&["--style", "cubism"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("no style called 'cubism': the styles are Twemoji, Noto, Watercolor, Oil painting, Pixel art, Line drawing"), "{err}");
+}

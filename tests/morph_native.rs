@@ -109,3 +109,29 @@ fn easel_morph_writes_frames_and_an_animation_that_decodes_to_them() {
     assert_eq!(String::from_utf8_lossy(&o.stderr).trim(), "error: request: give either --to-prompt (a prompt morph) or --to-seed (a walk between seeds)");
     let _ = std::fs::remove_dir_all(&out);
 }
+
+/// SDXL (sdxl-tiny): a prompt morph moves both encoders' embeddings and the pooled one,
+/// a seed walk the noise; the end frames are `generate`'s images bit for bit and the middle
+/// frames differ from both, on the CPU backend and the GPU.
+#[test]
+fn sdxl_morph_and_walk_end_on_generates_images() {
+    for gpu in [false, true] {
+        let mut sd = sd_pipeline(&sd::sdxl_repo(), StorageType::F32, gpu);
+        let mut run = |req: &Request| pollster::block_on(generate(&mut sd, req, &mut |_| true)).unwrap();
+        let base =
+            Request { prompt: "a red fox in the snow".into(), negative_prompt: "blurry".into(), steps: 3, guidance: 5.0, seed: 3, width: 16, height: 16, ..Request::default() };
+        let ts = [0.0, 0.25, 0.5, 0.75, 1.0];
+        let to = "一只戴墨镜的柴犬 😎";
+        let start = run(&base);
+        let end = run(&Request { prompt: to.into(), ..base.clone() });
+        let frames: Vec<Output> = ts.iter().map(|&t| run(&Request { morph: Some(Morph { to_prompt: to.into(), t }), ..base.clone() })).collect();
+        let embeds: Vec<Vec<f32>> = frames.iter().map(|f| f.prompt_embeds.clone()).collect();
+        check_frames(&format!("sdxl prompt morph [gpu {gpu}]"), &frames, &start, &end, &embeds);
+        let end = run(&Request { seed: 4, ..base.clone() });
+        let frames: Vec<Output> = ts.iter().map(|&t| run(&Request { walk: Some(Walk { to_seed: 4, t }), ..base.clone() })).collect();
+        let latents: Vec<Vec<f32>> = frames.iter().map(|f| f.latents.clone()).collect();
+        assert_eq!(frames[0].images[0].data, start.images[0].data);
+        assert_eq!(frames[4].images[0].data, end.images[0].data);
+        assert!(latents.windows(2).all(|w| w[0] != w[1]), "every walk frame differs from its neighbour");
+    }
+}

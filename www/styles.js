@@ -5,14 +5,8 @@
 const $ = (id) => document.getElementById(id);
 const KEY = 'easel-styles';
 
-export const DEFAULT_STYLES = [
-  'Twemoji | twemoji style |',
-  'Noto | noto style |',
-  'Watercolor | watercolor painting, soft washes | photo, harsh lines',
-  'Oil painting | oil painting, thick brush strokes | photo, flat colours',
-  'Pixel art | pixel art, 8-bit, limited palette | blurry, photo, gradient',
-  'Line drawing | line drawing, black ink on white | colour, shading, photo',
-].join('\n');
+// The defaults are one list with the CLI's `--style` (src/pipelines/styles.rs reads it too).
+const DEFAULTS_URL = new URL('./styles.txt', import.meta.url);
 
 /** Parses the editable text into [{name, prompt, negative}], skipping lines without a name. */
 export function parseStyles(text) {
@@ -31,14 +25,19 @@ function join(base, extra) {
 
 export class StylePresets {
   constructor() {
-    let text = DEFAULT_STYLES;
+    this.styles = [];
+    this.defaults = fetch(DEFAULTS_URL).then((r) => (r.ok ? r.text() : '')).catch(() => '');
+    let saved = null;
     try {
-      text = localStorage.getItem(KEY) ?? DEFAULT_STYLES;
+      saved = localStorage.getItem(KEY);
     } catch {
       // Storage blocked (a sandboxed frame): the defaults, not saved.
     }
-    $('style-list').value = text;
-    this.fill();
+    /** Settles once the list is filled (the defaults arrive by fetch). */
+    this.ready = (saved !== null ? Promise.resolve(saved) : this.defaults).then((text) => {
+      $('style-list').value = text.trimEnd();
+      this.fill();
+    });
     $('style-list').onchange = () => {
       try {
         localStorage.setItem(KEY, $('style-list').value);
@@ -47,8 +46,8 @@ export class StylePresets {
       }
       this.fill();
     };
-    $('style-reset').onclick = () => {
-      $('style-list').value = DEFAULT_STYLES;
+    $('style-reset').onclick = async () => {
+      $('style-list').value = (await this.defaults).trimEnd();
       $('style-list').onchange();
     };
   }

@@ -98,6 +98,7 @@ pub async fn generate(m: &mut Ddpm, req: &Request, progress: &mut dyn FnMut(Prog
     let config = req.scheduler_config.as_ref().unwrap_or(&m.scheduler_config);
     let mut sched: Box<dyn Scheduler> = schedulers::create(config, req.scheduler.as_deref(), req.steps)?;
     let noise = super::latents::starting_noise(req, &mut rng, &[b, c, h, w])?;
+    let mut rng = super::latents::after_start(req, rng, noise.len());
     if !progress(Progress::Text { truncated: false }) {
         return Err(PipelineError::Cancelled);
     }

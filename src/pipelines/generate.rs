@@ -98,6 +98,7 @@ pub async fn generate(sd: &mut StableDiffusion, req: &Request, progress: &mut dy
 
     // Starting point: pure noise, or the (masked) image encoded and noised part-way.
     let noise = starting_noise(req, &mut rng, &[b, lc, h, w])?;
+    let mut rng = super::latents::after_start(req, rng, noise.len());
     let mut begin = 0;
     let mut image_latents = None;
     let mut inpaint = None;

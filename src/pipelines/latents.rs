@@ -24,6 +24,19 @@ pub fn starting_noise(req: &Request, rng: &mut Rng, shape: &[usize]) -> Result<V
     }
 }
 
+/// The generator for the draws after the starting noise (`drawn` values): on a walk, it
+/// walks too (see `Rng::walking`), its partner past the same draws of the other seed.
+pub fn after_start(req: &Request, rng: Rng, drawn: usize) -> Rng {
+    match (&req.walk, &req.init_latents) {
+        (Some(w), None) => {
+            let mut to = Rng::new(w.to_seed);
+            to.normal_vec(drawn);
+            rng.walking(to, w.t)
+        }
+        _ => rng,
+    }
+}
+
 /// (1 - t) a + t b, exact at both ends (0 x a adds nothing to b): a morph's conditioning.
 pub fn lerp(a: &[f32], b: &[f32], t: f32) -> Vec<f32> {
     a.iter().zip(b).map(|(x, y)| (1.0 - t) * x + t * y).collect()

@@ -19,6 +19,7 @@ pub mod native;
 pub mod request;
 pub mod sd;
 pub mod sd_text;
+pub mod styles;
 pub mod vqgan;
 
 pub use family::{Defaults, Generator};

@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 use super::lora_names::{kohya_index, layers_per_block, sgm_to_diffusers, PeftAlphas};
 use super::manifest::sha256_hex;
 use super::safetensors;
+use crate::ops::cpu::gemm::{par_gemm, BMatrix};
 use crate::ops::WeightStore;
 
 /// One adapted layer: the model weight it changes and its low-rank factors.
@@ -153,19 +154,14 @@ impl Lora {
 impl LoraLayer {
     /// `values` (the target weight, [out, in * k * k] row-major) += scale x (alpha / rank) x
     /// up @ down.
+    /// Through the CPU backend's packed GEMM (on every core natively): a full-size SD 1.5
+    /// LoRA is some 10 GFLOP, which a plain loop takes seconds over.
     pub fn add_to(&self, values: &mut [f32], scale: f32) {
         let (out, rank) = (self.up_shape[0], self.rank);
         let inp = values.len() / out.max(1);
         let s = scale * self.alpha / rank as f32;
-        for o in 0..out {
-            let row = &mut values[o * inp..(o + 1) * inp];
-            for r in 0..rank {
-                let u = s * self.up[o * rank + r];
-                for (v, d) in row.iter_mut().zip(&self.down[r * inp..(r + 1) * inp]) {
-                    *v += u * d;
-                }
-            }
-        }
+        let up: Vec<f32> = self.up.iter().map(|u| s * u).collect();
+        par_gemm(out, inp, rank, &up, rank, &BMatrix::KN { data: &self.down, ld: inp }, values, inp);
     }
 }
 

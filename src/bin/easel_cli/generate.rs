@@ -10,7 +10,7 @@ use easel::models::Session;
 use easel::ops::{choose_backend, BackendKind, BackendPreference, StorageType, WeightStore};
 use easel::pipelines::native::{load_model_dir, read_image, read_tensor, read_tensor_opt, write_tensors};
 use easel::pipelines::request::Walk;
-use easel::pipelines::{encode_pngs, Generator, LoraUse, PipelineError, Progress, Request};
+use easel::pipelines::{encode_pngs, styles, Generator, LoraUse, PipelineError, Progress, Request};
 use easel::weights::lora::Lora;
 
 #[derive(Args)]
@@ -23,6 +23,13 @@ pub struct GenerateArgs {
     prompt: String,
     #[arg(long, default_value = "")]
     negative_prompt: String,
+    /// A style preset that adds its words to the prompt and negative prompt (the page's list,
+    /// www/styles.txt: Twemoji, Noto, Watercolor, Oil painting, Pixel art, Line drawing).
+    #[arg(long)]
+    style: Option<String>,
+    /// Your own style list (one per line: name | prompt words | negative words) for --style.
+    #[arg(long)]
+    styles: Option<PathBuf>,
     /// Denoising steps (default: 25 for Stable Diffusion, 50 for DDPM).
     #[arg(long, allow_negative_numbers = true)]
     steps: Option<usize>,
@@ -59,8 +66,8 @@ pub struct GenerateArgs {
     /// PNG (white = repaint), or safetensors with `mask` (N1HW, 1 = repaint).
     #[arg(long)]
     mask: Option<PathBuf>,
-    /// A LoRA (diffusers / peft safetensors, as save_lora_weights writes it) merged into the
-    /// model's weights; repeat for several.
+    /// A LoRA (diffusers / peft as save_lora_weights writes it, or kohya / A1111 safetensors)
+    /// merged into the model's weights; repeat for several.
     #[arg(long)]
     lora: Vec<PathBuf>,
     /// The scale of each --lora, in the same order (1 for those without one).
@@ -142,6 +149,19 @@ fn merge_loras(weights: &mut WeightStore, files: &[PathBuf], scales: &[f32]) -> 
     Ok(used)
 }
 
+/// The prompt and negative prompt with --style's words added.
+fn styled(a: &GenerateArgs) -> Result<(String, String), PipelineError> {
+    let Some(name) = &a.style else { return Ok((a.prompt.clone(), a.negative_prompt.clone())) };
+    let text = match &a.styles {
+        Some(p) => std::fs::read_to_string(p).map_err(|e| PipelineError::Request(format!("{}: {e}", p.display())))?,
+        None => styles::DEFAULT_STYLES.to_string(),
+    };
+    let list = styles::parse(&text);
+    let (prompt, negative) = styles::find(&list, name).map_err(PipelineError::Request)?.apply(&a.prompt, &a.negative_prompt);
+    eprintln!("style {name}: prompt \"{prompt}\", negative prompt \"{negative}\"");
+    Ok((prompt, negative))
+}
+
 /// The loaded model and the request the flags describe (shared with `easel morph`).
 pub struct Prepared {
     pub model_gen: Generator,
@@ -159,9 +179,10 @@ pub async fn prepare(a: &GenerateArgs) -> Result<Prepared, PipelineError> {
     if !defaults.conditional && prompted {
         eprintln!("note: this {} model is unconditional: the prompt is not used", defaults.family);
     }
+    let (prompt, negative_prompt) = styled(a)?;
     let mut req = Request {
-        prompt: a.prompt.clone(),
-        negative_prompt: a.negative_prompt.clone(),
+        prompt,
+        negative_prompt,
         steps: a.steps.unwrap_or(defaults.steps),
         guidance: a.guidance.unwrap_or(defaults.guidance),
         scheduler: a.scheduler.clone(),
