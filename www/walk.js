@@ -5,6 +5,8 @@
 // worker). Each frame is an ordinary generation (`walk: {toSeed, t}` or `morph: {toPrompt,
 // t}` in the generate options), so the end frames are exactly the ends' own images.
 
+import { zipStored } from './zip.js';
+
 const $ = (id) => document.getElementById(id);
 
 export class LatentWalk {
@@ -30,6 +32,15 @@ export class LatentWalk {
       link.href = URL.createObjectURL(blob);
       link.download = `easel-${this.kind}-${this.frames.length}-frames.png`;
       link.hidden = false;
+      // Every frame's own PNG (its settings in its text), as the CLI's frame-000.png ...
+      const pngs = this.frames.filter((f) => f.png);
+      if (pngs.length === this.frames.length) {
+        const zip = $('walk-zip');
+        if (zip.href) URL.revokeObjectURL(zip.href);
+        zip.href = URL.createObjectURL(zipStored(pngs.map((f, i) => ({ name: `frame-${String(i).padStart(3, '0')}.png`, bytes: f.png }))));
+        zip.download = `easel-${this.kind}-frames.zip`;
+        zip.hidden = false;
+      }
     } catch (e) {
       $('generate-note').textContent = `The animation could not be written: ${e.message}`;
     }
@@ -45,7 +56,7 @@ export class LatentWalk {
     this.stop();
     this.frames = [];
     $('walk-strip').replaceChildren();
-    $('walk-download').hidden = true;
+    $('walk-download').hidden = $('walk-zip').hidden = true;
     $('walk-play').disabled = $('walk-scrub').disabled = true;
     $('walk-scrub').max = '0';
   }
@@ -75,7 +86,7 @@ export class LatentWalk {
     try {
       for (const [i, request] of requests.entries()) {
         const result = await this.generator.start(request, `frame ${i + 1}/${requests.length}`);
-        this.add(result.images[0].imageData);
+        this.add(result.images[0].imageData, result.images[0].png);
       }
       const first = requests[0];
       const to = first.morph ? `prompt "${first.morph.toPrompt}"` : `seed ${first.walk.toSeed}`;
@@ -88,13 +99,13 @@ export class LatentWalk {
     }
   }
 
-  add(image) {
+  add(image, png = null) {
     const c = document.createElement('canvas');
     this.generator.draw(c, image);
     const index = this.frames.length;
     c.onclick = () => this.show(index);
     c.title = `frame ${index + 1}`;
-    this.frames.push({ image, canvas: c });
+    this.frames.push({ image, png, canvas: c });
     $('walk-strip').append(c);
     $('walk-scrub').max = String(this.frames.length - 1);
     $('walk-play').disabled = $('walk-scrub').disabled = this.frames.length < 2;

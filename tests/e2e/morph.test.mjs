@@ -1,0 +1,115 @@
+// Morphs and walks of a Stable Diffusion model in the page (bundled sd-tiny on the CPU
+// backend): a prompt morph from a Chinese-and-emoji prompt to another, and a seed walk, each
+// in 3 frames. The end frames equal Generate's images for the two ends, the middle frame is
+// neither; every frame equals `easel morph`'s frame-00N.png; the ZIP of frames holds those
+// PNGs with their settings, and the APNG has every frame.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { crc32 } from 'node:zlib';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import { startServer } from '../../scripts/serve.mjs';
+import { ROOT, launch, canvasPixels, pngPixels, maxDiff, runCli } from './browser.mjs';
+import { pngText } from './png-text.mjs';
+
+const FORM = { prompt: '一只戴墨镜的柴犬 😎', toPrompt: 'a red fox in the snow', seed: 5, toSeed: 6, steps: 2, size: 16 };
+
+let server;
+let url;
+before(async () => ({ server, url } = await startServer({ root: ROOT, port: 0 })));
+after(() => server?.close());
+
+/** The entries of a ZIP whose files are stored (method 0), read from its local headers. */
+function unzipStored(buf) {
+  const files = [];
+  for (let at = 0; buf.readUInt32LE(at) === 0x04034b50; ) {
+    assert.equal(buf.readUInt16LE(at + 8), 0, 'stored');
+    const size = buf.readUInt32LE(at + 18);
+    const nameLen = buf.readUInt16LE(at + 26);
+    const extra = buf.readUInt16LE(at + 28);
+    const name = buf.toString('utf8', at + 30, at + 30 + nameLen);
+    const start = at + 30 + nameLen + extra;
+    files.push({ name, bytes: buf.subarray(start, start + size), crc: buf.readUInt32LE(at + 14) });
+    at = start + size;
+  }
+  return files;
+}
+
+/** The CLI's frames for the same morph or walk. */
+function cliFrames(extra) {
+  const out = mkdtempSync(join(tmpdir(), 'easel-page-morph-'));
+  runCli(['morph', '--model', 'www/models/sd-tiny', '--prompt', FORM.prompt, '--seed', String(FORM.seed), '--frames', '3', '--steps', String(FORM.steps),
+    '--backend', 'cpu', ...extra, '--out', out]);
+  return [0, 1, 2].map((i) => readFileSync(join(out, `frame-00${i}.png`)));
+}
+
+test('an SD prompt morph and seed walk in the page end on Generate\'s images and equal easel morph\'s frames', async () => {
+  const browser = await launch();
+  try {
+    const page = await browser.newPage({ viewport: { width: 1400, height: 1100 } });
+    const errors = [];
+    page.on('pageerror', (e) => errors.push(e.message));
+    await page.goto(`${url}?backend=cpu&model=www/models/sd-tiny/`);
+    await page.locator('#generate:not([disabled])').waitFor({ timeout: 120_000 });
+    assert.equal(await page.locator('#walk-panel').isVisible(), true);
+    await page.fill('#steps', String(FORM.steps));
+    const pixels = () => canvasPixels(page, 'canvas', FORM.size, FORM.size);
+    const generate = async (prompt, seed) => {
+      await page.fill('#prompt', prompt);
+      await page.fill('#seed', String(seed));
+      await page.click('#generate');
+      await page.locator('#canvas[data-state="done"], #canvas[data-state="error"]').waitFor({ timeout: 60_000 });
+      assert.equal(await page.locator('#canvas').getAttribute('data-state'), 'done', await page.locator('#step-text').textContent());
+      const p = await pixels();
+      await page.evaluate(() => (document.getElementById('canvas').dataset.state = 'empty'));
+      return p;
+    };
+    const toPromptImage = await generate(FORM.toPrompt, FORM.seed);
+    const a = await generate(FORM.prompt, FORM.seed);
+    const toSeedImage = await generate(FORM.prompt, FORM.toSeed);
+    await page.fill('#seed', String(FORM.seed));
+    const frame = async (i) => {
+      await page.click(`#walk-strip canvas:nth-child(${i + 1})`);
+      return pixels();
+    };
+    const fetchBytes = async (id) => Buffer.from(await page.evaluate(async (id) => Array.from(new Uint8Array(await (await fetch(document.getElementById(id).href)).arrayBuffer())), id));
+
+    for (const kind of ['morph', 'walk']) {
+      await page.fill('#walk-to-prompt', kind === 'morph' ? FORM.toPrompt : '');
+      await page.fill('#walk-to-seed', String(FORM.toSeed));
+      await page.fill('#walk-frames', '3');
+      await page.click('#walk-start');
+      await page.locator('#generate-note', { hasText: `${kind === 'morph' ? 'Morph' : 'Walk'} done: 3 frames` }).waitFor({ timeout: 120_000 });
+      const frames = [await frame(0), await frame(1), await frame(2)];
+      const end = kind === 'morph' ? toPromptImage : toSeedImage;
+      assert.equal(maxDiff(frames[0], a), 0, `${kind}: the first frame is Generate's image`);
+      assert.equal(maxDiff(frames[2], end), 0, `${kind}: the last frame is the other end's image`);
+      assert.ok(maxDiff(frames[1], a) > 0 && maxDiff(frames[1], end) > 0, `${kind}: the middle frame is neither end`);
+      const cli = cliFrames(kind === 'morph' ? ['--to-prompt', FORM.toPrompt] : ['--to-seed', String(FORM.toSeed)]);
+      for (let i = 0; i < 3; i++) {
+        const d = maxDiff(frames[i], await pngPixels(page, cli[i]));
+        console.log(`# ${kind} frame ${i}: max |page - easel morph| = ${d} of 255`);
+        assert.equal(d, 0, `${kind} frame ${i} differs from the CLI's`);
+      }
+      // The frames' ZIP: frame-000.png ... with each frame's settings; the APNG: 3 frames.
+      await page.locator('#walk-zip:not([hidden])').waitFor({ timeout: 30_000 });
+      const files = unzipStored(await fetchBytes('walk-zip'));
+      assert.deepEqual(files.map((f) => f.name), ['frame-000.png', 'frame-001.png', 'frame-002.png']);
+      for (const [i, f] of files.entries()) {
+        assert.equal(f.crc, crc32(f.bytes), `zip ${f.name}: CRC-32`);
+        assert.equal(maxDiff(await pngPixels(page, f.bytes), frames[i]), 0, `zip ${f.name}`);
+      }
+      assert.equal(pngText(Buffer.from(files[0].bytes)).prompt, FORM.prompt);
+      assert.equal(pngText(Buffer.from(files[2].bytes)).seed, String(FORM.seed));
+      const apng = await fetchBytes('walk-download');
+      assert.equal(apng.toString('latin1').split('fcTL').length - 1, 3);
+      assert.match(pngText(apng).animation, kind === 'morph' ? /^morph from prompt ".+" at seed 5 to prompt "a red fox in the snow", 3 frames/ : /^walk from prompt ".+" at seed 5 to seed 6, 3 frames/);
+    }
+    assert.deepEqual(errors, []);
+  } finally {
+    await browser.close();
+  }
+});
