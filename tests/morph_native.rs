@@ -135,3 +135,24 @@ fn sdxl_morph_and_walk_end_on_generates_images() {
         assert!(latents.windows(2).all(|w| w[0] != w[1]), "every walk frame differs from its neighbour");
     }
 }
+
+/// aMUSEd (the bundled emoji-amused): a prompt morph moves the text conditioning (pooled and
+/// per token); its ends are `generate`'s images exactly and its middle is neither. A seed
+/// walk is refused with a sentence (there is no starting noise: the grid starts masked).
+#[test]
+fn amused_morph_ends_on_generates_images() {
+    let model = easel::pipelines::native::load_model_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("www/models/emoji-amused"), StorageType::Q8_0).unwrap();
+    let mut g = easel::pipelines::Generator::new(&model.family, easel::models::Session::cpu(model.weights), &model.configs, &model.files).unwrap();
+    let d = g.defaults();
+    assert!(d.morph && !d.walk, "aMUSEd morphs but does not walk");
+    let base = Request { prompt: "red heart, twemoji style".into(), steps: 4, guidance: d.guidance, seed: 42, width: d.width, height: d.height, ..Request::default() };
+    let to = "grinning face, noto style";
+    let mut run = |req: &Request| pollster::block_on(g.generate(req, &mut |_| true)).unwrap();
+    let (start, end) = (run(&base), run(&Request { prompt: to.into(), ..base.clone() }));
+    let frames: Vec<Output> = [0.0, 0.5, 1.0].iter().map(|&t| run(&Request { morph: Some(Morph { to_prompt: to.into(), t }), ..base.clone() })).collect();
+    assert_eq!(frames[0].images[0].data, start.images[0].data, "frame 0 is the prompt's image");
+    assert_eq!(frames[2].images[0].data, end.images[0].data, "the last frame is the other prompt's image");
+    assert!(frames[1].images[0].data != start.images[0].data && frames[1].images[0].data != end.images[0].data, "the middle frame is neither end");
+    let err = pollster::block_on(g.generate(&Request { walk: Some(Walk { to_seed: 7, t: 0.5 }), ..base }, &mut |_| true)).err().unwrap().to_string();
+    assert!(err.contains("no noise to walk; morph between prompts instead"), "{err}");
+}

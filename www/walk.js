@@ -46,9 +46,12 @@ export class LatentWalk {
     }
   }
 
-  /** A model loaded: the panel shows for models that start from seeded noise. */
+  /** A model loaded: the panel shows for models that start from seeded noise (walks) or
+   * read a prompt (morphs); aMUSEd only morphs. */
   setModel(defaults) {
-    $('walk-panel').hidden = !defaults?.walk;
+    $('walk-panel').hidden = !defaults?.walk && !defaults?.morph;
+    this.walks = Boolean(defaults?.walk);
+    $('walk-to-seed').closest('label').hidden = !this.walks;
     this.reset();
   }
 
@@ -68,6 +71,7 @@ export class LatentWalk {
     if (!/^[0-9]+$/.test(toSeed) || !Number.isSafeInteger(Number(toSeed))) throw new Error('To seed must be a whole number from 0 to 9007199254740991.');
     const base = { ...this.generator.request(), batch: 1 };
     const toPrompt = $('walk-to-prompt').value.trim();
+    if (!toPrompt && !this.walks) throw new Error('This model has no starting noise to walk: give a To prompt to morph to.');
     this.kind = toPrompt ? 'morph' : 'walk';
     const at = (t) => (toPrompt ? { morph: { toPrompt, t } } : { walk: { toSeed: Number(toSeed), t } });
     return Array.from({ length: n }, (_, i) => ({ ...base, ...at(i / (n - 1)) }));

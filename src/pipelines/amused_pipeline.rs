@@ -51,8 +51,8 @@ pub async fn generate(p: &mut AmusedPipeline, req: &Request, progress: &mut dyn 
     if req.batch != 1 {
         return Err(PipelineError::Request(format!("batch = {}: aMUSEd makes one image per run here", req.batch)));
     }
-    if req.walk.is_some() || req.morph.is_some() {
-        return Err(PipelineError::Request("aMUSEd starts from a fully masked token grid, not from noise: walks and morphs are not supported for it yet".into()));
+    if req.walk.is_some() {
+        return Err(PipelineError::Request("aMUSEd starts from a fully masked token grid, not from noise: there is no noise to walk; morph between prompts instead".into()));
     }
     let guided = req.guidance > 1.0;
     let budget = super::limits::budget(&p.model.session);
@@ -68,11 +68,22 @@ pub async fn generate(p: &mut AmusedPipeline, req: &Request, progress: &mut dyn 
         ids.extend(e.ids);
     }
     let (embeds, hidden) = p.model.encode_text(&ids, MAX_TOKENS).await?;
+    let (pe, ph) = (embeds.len() / texts.len(), hidden.len() / texts.len());
+    let mut cond = (embeds[..pe].to_vec(), hidden[..ph].to_vec());
+    if let Some(m) = &req.morph {
+        // The prompt's conditioning (pooled and per token) moves toward to_prompt's, encoded
+        // in the same batch layout: t = 1 is exactly what a generation of to_prompt reads.
+        let mut to_ids = Vec::with_capacity(ids.len());
+        for t in std::iter::once(m.to_prompt.as_str()).chain(texts[1..].iter().copied()) {
+            to_ids.extend(p.tokenizer.encode(t).map_err(|e| PipelineError::Model(e.to_string()))?.ids);
+        }
+        let (to_embeds, to_hidden) = p.model.encode_text(&to_ids, MAX_TOKENS).await?;
+        cond = (super::latents::lerp(&cond.0, &to_embeds[..pe], m.t), super::latents::lerp(&cond.1, &to_hidden[..ph], m.t));
+    }
     if !progress(Progress::Text { truncated: truncated && !req.prompt.is_empty() }) {
         return Err(PipelineError::Cancelled);
     }
-    let (pe, ph) = (embeds.len() / texts.len(), hidden.len() / texts.len());
-    let text = TextCond { cond: (embeds[..pe].to_vec(), hidden[..ph].to_vec()), uncond: guided.then(|| (embeds[pe..].to_vec(), hidden[ph..].to_vec())) };
+    let text = TextCond { cond, uncond: guided.then(|| (embeds[pe..].to_vec(), hidden[ph..].to_vec())) };
     let sampling =
         Sampling { grid: [h, w], steps: req.steps, guidance: req.guidance, micro_conds: [req.width as f32, req.height as f32, 0.0, 0.0, AESTHETIC], previews: req.previews };
     let mut draws = match &req.token_draws {

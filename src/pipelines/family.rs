@@ -56,6 +56,8 @@ pub struct Defaults {
     pub prompt: String,
     /// Starts from a seeded noise that a latent walk can move between two seeds.
     pub walk: bool,
+    /// Reads a prompt whose conditioning a morph can move toward another prompt's.
+    pub morph: bool,
     /// The prompt picks one of a fixed set of classes by name (no text encoder).
     pub classes: bool,
 }
@@ -127,6 +129,7 @@ impl Generator {
                     codes: 0,
                     prompt: sd.suggested.prompt.clone().unwrap_or_default(),
                     walk: true,
+                    morph: true,
                     classes: false,
                 }
             }
@@ -145,6 +148,7 @@ impl Generator {
                 codes: 0,
                 prompt: String::new(),
                 walk: true,
+                morph: false,
                 classes: false,
             },
             Self::Amused(p) => Defaults {
@@ -162,6 +166,7 @@ impl Generator {
                 codes: 0,
                 prompt: p.suggested.prompt.clone().unwrap_or_default(),
                 walk: false,
+                morph: true,
                 classes: false,
             },
             Self::Dcgan(m) => Defaults {
@@ -179,6 +184,7 @@ impl Generator {
                 codes: 0,
                 prompt: m.suggested.prompt.clone().unwrap_or_default(),
                 walk: true,
+                morph: m.conditional(),
                 classes: m.conditional(),
             },
             Self::Vq(v) => {
@@ -198,6 +204,7 @@ impl Generator {
                     codes: v.cfg.num_embeddings,
                     prompt: String::new(),
                     walk: false,
+                    morph: false,
                     classes: false,
                 }
             }

@@ -113,3 +113,42 @@ test('an SD prompt morph and seed walk in the page end on Generate\'s images and
     await browser.close();
   }
 });
+
+test('the bundled aMUSEd morphs between prompts in the page (it has no noise to walk)', async () => {
+  const browser = await launch();
+  try {
+    const page = await browser.newPage({ viewport: { width: 1400, height: 1100 } });
+    const errors = [];
+    page.on('pageerror', (e) => errors.push(e.message));
+    await page.goto(`${url}?backend=cpu&model=www/models/emoji-amused/`);
+    await page.locator('#generate:not([disabled])').waitFor({ timeout: 120_000 });
+    assert.equal(await page.locator('#walk-panel').isVisible(), true);
+    assert.equal(await page.locator('#walk-to-seed').isVisible(), false, 'no To seed for a model without starting noise');
+    const size = Number(await page.inputValue('#width'));
+    await page.fill('#steps', '4');
+    const generate = async (prompt) => {
+      await page.fill('#prompt', prompt);
+      await page.click('#generate');
+      await page.locator('#canvas[data-state="done"], #canvas[data-state="error"]').waitFor({ timeout: 120_000 });
+      const p = await canvasPixels(page, 'canvas', size, size);
+      await page.evaluate(() => (document.getElementById('canvas').dataset.state = 'empty'));
+      return p;
+    };
+    const [a, b] = [await generate('red heart, twemoji style'), await generate('grinning face, noto style')];
+    await page.fill('#prompt', 'red heart, twemoji style');
+    await page.click('#walk-start');
+    assert.equal(await page.textContent('#generate-note'), 'This model has no starting noise to walk: give a To prompt to morph to.');
+    await page.fill('#walk-to-prompt', 'grinning face, noto style');
+    await page.fill('#walk-frames', '3');
+    await page.click('#walk-start');
+    await page.locator('#generate-note', { hasText: 'Morph done: 3 frames' }).waitFor({ timeout: 120_000 });
+    const frame = async (i) => (await page.click(`#walk-strip canvas:nth-child(${i + 1})`), canvasPixels(page, 'canvas', size, size));
+    const frames = [await frame(0), await frame(1), await frame(2)];
+    assert.equal(maxDiff(frames[0], a), 0, 'the morph starts on the prompt');
+    assert.equal(maxDiff(frames[2], b), 0, 'the morph ends on the other prompt');
+    assert.ok(maxDiff(frames[1], a) > 0 && maxDiff(frames[1], b) > 0, 'the middle frame is neither');
+    assert.deepEqual(errors, []);
+  } finally {
+    await browser.close();
+  }
+});
