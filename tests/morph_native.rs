@@ -104,6 +104,12 @@ fn easel_morph_writes_frames_and_an_animation_that_decodes_to_them() {
     let text = Rgba::png_text(&apng).unwrap();
     let animation = text.iter().find(|(k, _)| k == "animation").map(|(_, v)| v.as_str());
     assert_eq!(animation, Some("prompt morph: \"red heart, twemoji style\" -> \"grinning face, noto style\" at seed 42, 3 frames, 125 ms each"));
+    // The GIF beside it: 3 frames (a graphic control block each), the settings in its
+    // comment. (Its pixels are checked by the browser's decoder in tests/e2e/morph.test.mjs.)
+    let gif = std::fs::read(out.join("morph.gif")).unwrap();
+    assert!(gif.starts_with(b"GIF89a") && gif.ends_with(&[0x3b]));
+    assert_eq!(gif.windows(4).filter(|w| w == &[0x21, 0xf9, 4, 0x04]).count(), 3);
+    assert!(gif.windows(9).any(|w| w == b"animation"));
     // Either end alone is refused with the flag to use.
     let o = Command::new(env!("CARGO_BIN_EXE_easel")).args(["morph", "--model"]).arg(model_dir()).args(["--prompt", "x", "--out"]).arg(&out).output().unwrap();
     assert_eq!(String::from_utf8_lossy(&o.stderr).trim(), "error: request: give either --to-prompt (a prompt morph) or --to-seed (a walk between seeds)");

@@ -264,6 +264,8 @@ export class Easel {
   vqEncode(image: Pixels, options?: { signal?: AbortSignal }): Promise<VqEncoded>;
   vqDecode(indices: ArrayLike<number>, gridWidth: number, gridHeight: number, options?: { signal?: AbortSignal }): Promise<VqImage>;
   encodeApng(frames: Pixels[], options?: { delayMs?: number; text?: Record<string, string> }): Promise<Blob>;
+  /** The same as a looping GIF (256 colours a frame). */
+  encodeGif(frames: Pixels[], options?: { delayMs?: number; comment?: string }): Promise<Blob>;
   /** A LoRA by URL (cached), or a file's bytes; stacks on the others. Fails with 'bad-lora' when it does not fit. */
   addLora(lora: string | URL | Blob | ArrayBuffer | Uint8Array, options?: { scale?: number; name?: string; signal?: AbortSignal }): Promise<AppliedLora[]>;
   /** A new scale for an applied LoRA, without reloading the model. */

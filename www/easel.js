@@ -241,6 +241,15 @@ export class Easel {
     return new Blob([bytes], { type: 'image/apng' });
   }
 
+  /** The same frames as a looping GIF Blob (256 colours a frame), `comment` in its comment block. */
+  async encodeGif(frames, { delayMs = 125, comment = '' } = {}) {
+    const { width, height } = frames[0];
+    const rgba = new Uint8Array(width * height * 4 * frames.length);
+    frames.forEach((f, i) => rgba.set(f.data, i * width * height * 4));
+    const bytes = await this.#call(OP.encodeGif, { width, height, rgba: rgba.buffer, delay: delayMs, comment }, { transfer: [rgba.buffer] });
+    return new Blob([bytes], { type: 'image/gif' });
+  }
+
   /** The models in this origin's browser cache. */
   cache = Object.freeze({
     list: () => listCachedModels(),

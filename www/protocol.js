@@ -17,6 +17,7 @@ export const OP = Object.freeze({
   vqEncode: 'vq-encode', // { rgba, width, height } -> { indices, grid..., image }
   vqDecode: 'vq-decode', // { indices, gridWidth, gridHeight } -> image
   encodeApng: 'encode-apng', // { width, height, rgba, delay, text } -> Uint8Array
+  encodeGif: 'encode-gif', // { width, height, rgba, delay, comment } -> Uint8Array
   loraAdd: 'lora-add', // { url } | { file, bytes }, scale -> the applied LoRAs [{ name, sha256, scale }]
   loraScale: 'lora-scale', // { name, scale } -> the applied LoRAs
   loraRemove: 'lora-remove', // { name } -> the applied LoRAs

@@ -32,6 +32,13 @@ export class LatentWalk {
       link.href = URL.createObjectURL(blob);
       link.download = `easel-${this.kind}-${this.frames.length}-frames.png`;
       link.hidden = false;
+      const comment = Object.entries(text).map(([k, v]) => `${k}: ${v}`).join('\n');
+      const gif = await this.generator.easel.encodeGif(this.frames.map((f) => f.image), { delayMs: 125, comment });
+      const gifLink = $('walk-gif');
+      if (gifLink.href) URL.revokeObjectURL(gifLink.href);
+      gifLink.href = URL.createObjectURL(gif);
+      gifLink.download = `easel-${this.kind}-${this.frames.length}-frames.gif`;
+      gifLink.hidden = false;
       // Every frame's own PNG (its settings in its text), as the CLI's frame-000.png ...
       const pngs = this.frames.filter((f) => f.png);
       if (pngs.length === this.frames.length) {
@@ -59,7 +66,7 @@ export class LatentWalk {
     this.stop();
     this.frames = [];
     $('walk-strip').replaceChildren();
-    $('walk-download').hidden = $('walk-zip').hidden = true;
+    $('walk-download').hidden = $('walk-gif').hidden = $('walk-zip').hidden = true;
     $('walk-play').disabled = $('walk-scrub').disabled = true;
     $('walk-scrub').max = '0';
   }

@@ -1,7 +1,7 @@
 // The engine's home: a module Web Worker that loads the wasm package and owns the GPU
 // device. It answers the requests of the JS API (easel.js) in protocol.js's terms only.
 
-import init, { Engine, encodeApng, version } from '../pkg/easel.js';
+import init, { Engine, encodeApng, encodeGif, version } from '../pkg/easel.js';
 import { loadHubModel } from './hub.js';
 import { loadModel, sha256Hex } from './loader.js';
 import { EVENT, EaselError, OP } from './protocol.js';
@@ -329,6 +329,7 @@ const transferOf = {
   [OP.vqEncode]: (r) => [r.indices.buffer, r.image.rgba.buffer],
   [OP.vqDecode]: (r) => [r.rgba.buffer],
   [OP.encodeApng]: (r) => [r.buffer],
+  [OP.encodeGif]: (r) => [r.buffer],
 };
 
 /** Answers one request: a result or an error, always exactly one. */
@@ -353,6 +354,9 @@ async function answer(data) {
       result = await setLoraScale(id, data);
     } else if (op === OP.loraRemove) {
       result = await removeLora(id, data);
+    } else if (op === OP.encodeGif) {
+      await ready;
+      result = encodeGif(data.width, data.height, new Uint8Array(data.rgba), data.delay, data.comment ?? '');
     } else if (op === OP.encodeApng) {
       // A walk's frames as one animated PNG (no engine needed, only the module).
       await ready;

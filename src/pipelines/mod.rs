@@ -9,6 +9,7 @@ pub mod dcgan;
 pub mod ddpm;
 pub mod family;
 pub mod generate;
+pub mod gif;
 pub mod image;
 pub mod latents;
 pub mod limits;

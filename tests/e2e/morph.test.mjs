@@ -38,6 +38,23 @@ function unzipStored(buf) {
   return files;
 }
 
+/** Every frame of an animated image, decoded in the page by WebCodecs' ImageDecoder. */
+function decodeAll(page, bytes, type) {
+  return page.evaluate(async ([b64, type]) => {
+    const dec = new ImageDecoder({ data: Uint8Array.from(atob(b64), (c) => c.charCodeAt(0)), type });
+    await dec.tracks.ready;
+    const frames = [];
+    for (let i = 0; i < dec.tracks.selectedTrack.frameCount; i++) {
+      const { image } = await dec.decode({ frameIndex: i });
+      const c = new OffscreenCanvas(image.displayWidth, image.displayHeight);
+      c.getContext('2d').drawImage(image, 0, 0);
+      frames.push(Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data));
+      image.close();
+    }
+    return frames;
+  }, [Buffer.from(bytes).toString('base64'), type]);
+}
+
 /** The CLI's frames for the same morph or walk. */
 function cliFrames(extra) {
   const out = mkdtempSync(join(tmpdir(), 'easel-page-morph-'));
@@ -104,7 +121,15 @@ test('an SD prompt morph and seed walk in the page end on Generate\'s images and
       }
       assert.equal(pngText(Buffer.from(files[0].bytes)).prompt, FORM.prompt);
       assert.equal(pngText(Buffer.from(files[2].bytes)).seed, String(FORM.seed));
+      // The GIF, decoded by the browser's own decoder (WebCodecs ImageDecoder): every frame,
+      // exact (a 16x16 frame has at most 256 colours, so its table holds them all).
+      await page.locator('#walk-gif:not([hidden])').waitFor({ timeout: 30_000 });
+      const gifFrames = await decodeAll(page, await fetchBytes('walk-gif'), 'image/gif');
+      assert.equal(gifFrames.length, 3);
+      for (let i = 0; i < 3; i++) assert.equal(maxDiff(gifFrames[i], frames[i]), 0, `GIF frame ${i}`);
       const apng = await fetchBytes('walk-download');
+      const apngFrames = await decodeAll(page, apng, 'image/png');
+      for (let i = 0; i < 3; i++) assert.equal(maxDiff(apngFrames[i], frames[i]), 0, `APNG frame ${i}`);
       assert.equal(apng.toString('latin1').split('fcTL').length - 1, 3);
       assert.match(pngText(apng).animation, kind === 'morph' ? /^morph from prompt ".+" at seed 5 to prompt "a red fox in the snow", 3 frames/ : /^walk from prompt ".+" at seed 5 to seed 6, 3 frames/);
     }

@@ -39,6 +39,8 @@ export async function draw(canvas: HTMLCanvasElement, prompt: string): Promise<s
   }
   const walk = await easel.generate({ prompt, seed: 1, walk: { toSeed: 2, t: 0.5 } });
   const apng: Blob = await easel.encodeApng([walk.images[0].imageData], { delayMs: 100 });
+  const gif: Blob = await easel.encodeGif([walk.images[0].imageData], { delayMs: 100, comment: 'a walk' });
+  console.log(gif.size);
   const loras: AppliedLora[] = await easel.addLora('https://example.org/loras/ink.safetensors', { scale: 0.8 });
   await easel.setLoraScale(loras[0].name, 0.5);
   await easel.removeLora(easel.loras[0].name);

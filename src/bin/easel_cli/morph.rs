@@ -1,7 +1,8 @@
 //! `easel morph`: N frames from --prompt to --to-prompt at one seed (the prompt's conditioning
 //! moved linearly), or from --seed's starting noise to --to-seed's (slerp), each frame an
 //! ordinary generation with the usual flags; written as `frame-000.png` ... (each with its
-//! settings) and `morph.png`, an animated PNG whose text records the whole morph.
+//! settings), `morph.png`, an animated PNG whose text records the whole morph, and
+//! `morph.gif`, the same animation as a GIF.
 
 use clap::Args;
 use easel::pipelines::animation::encode_apng;
@@ -73,6 +74,11 @@ pub async fn run(a: MorphArgs) -> Result<(), PipelineError> {
     let apng = encode_apng(&images, a.delay_ms, &text).map_err(bad)?;
     let path = dir.join("morph.png");
     std::fs::write(&path, apng).map_err(|e| bad(format!("{}: {e}", path.display())))?;
-    eprintln!("wrote {} frames and {} ({what}) in {:.1} s", a.frames, path.display(), t0.elapsed().as_secs_f64());
+    // The same animation as a GIF (256 colours a frame) for viewers without APNG.
+    let comment = text.iter().map(|(k, v)| format!("{k}: {v}")).collect::<Vec<_>>().join("\n");
+    let gif = easel::pipelines::gif::encode_gif(&images, a.delay_ms, &comment).map_err(bad)?;
+    let gif_path = dir.join("morph.gif");
+    std::fs::write(&gif_path, gif).map_err(|e| bad(format!("{}: {e}", gif_path.display())))?;
+    eprintln!("wrote {} frames, {} and {} ({what}) in {:.1} s", a.frames, path.display(), gif_path.display(), t0.elapsed().as_secs_f64());
     Ok(())
 }
