@@ -14,7 +14,7 @@ use easel::gpu::{GpuContext, GpuOptions};
 use easel::models::{LoraStack, Session};
 use easel::ops::{StorageType, WeightStore};
 use easel::pipelines::native::load_model_dir;
-use easel::pipelines::{generate, Request, StableDiffusion};
+use easel::pipelines::{generate, StableDiffusion};
 use easel::weights::lora::Lora;
 use easel::weights::rules::storage_for;
 use sd::{fixture, references, rel_err};
@@ -51,22 +51,7 @@ fn run_latents_as(run: &serde_json::Value, quant: StorageType, gpu: bool, then_q
 
 /// The final latents of `run` (its prompt, scheduler and saved noise) on `sd` as it is.
 fn latents(sd: &mut StableDiffusion, run: &serde_json::Value) -> Vec<f32> {
-    let refs = references(LORA);
-    let name = run["name"].as_str().unwrap();
-    let call = &run["call"];
-    let first = |v: &serde_json::Value| v.as_array().and_then(|a| a[0].as_str()).unwrap_or("").to_string();
-    let req = Request {
-        prompt: first(&call["prompt"]),
-        negative_prompt: first(&call["negative_prompt"]),
-        steps: call["num_inference_steps"].as_u64().unwrap() as usize,
-        guidance: call["guidance_scale"].as_f64().unwrap() as f32,
-        scheduler_config: Some(run["scheduler"].clone()),
-        init_latents: Some(refs[&format!("{name}/init_latents")].values.clone()),
-        width: call["width"].as_u64().unwrap() as usize,
-        height: call["height"].as_u64().unwrap() as usize,
-        ..Request::default()
-    };
-    pollster::block_on(generate(sd, &req, &mut |_| true)).unwrap().latents
+    pollster::block_on(generate(sd, &sd::lora_runs::request(run, &references(LORA)), &mut |_| true)).unwrap().latents
 }
 
 fn run_latents(run: &serde_json::Value, quant: StorageType, gpu: bool) -> Vec<f32> {
@@ -298,24 +283,8 @@ fn an_sdxl_kohya_lora_matches_diffusers_and_its_peft_copy() {
         let mut stack = LoraStack::new();
         for run in meta["runs"].as_array().unwrap() {
             let name = run["name"].as_str().unwrap();
-            match (run["lora_scale"].as_f64(), stack.uses().is_empty()) {
-                (Some(s), true) => pollster::block_on(stack.add(&mut sd.session, kohya.clone(), s as f32)).unwrap(),
-                (Some(s), false) => pollster::block_on(stack.set_scale(&mut sd.session, &kohya.name, s as f32)).unwrap(),
-                (None, _) => pollster::block_on(stack.remove(&mut sd.session, &kohya.name)).unwrap(),
-            }
-            let call = &run["call"];
-            let first = |v: &serde_json::Value| v.as_array().and_then(|a| a[0].as_str()).unwrap_or("").to_string();
-            let req = Request {
-                prompt: first(&call["prompt"]),
-                negative_prompt: first(&call["negative_prompt"]),
-                steps: call["num_inference_steps"].as_u64().unwrap() as usize,
-                guidance: call["guidance_scale"].as_f64().unwrap() as f32,
-                scheduler_config: Some(run["scheduler"].clone()),
-                init_latents: Some(refs[&format!("{name}/init_latents")].values.clone()),
-                width: call["width"].as_u64().unwrap() as usize,
-                height: call["height"].as_u64().unwrap() as usize,
-                ..Request::default()
-            };
+            pollster::block_on(sd::lora_runs::set_lora(&mut stack, &mut sd.session, &kohya, run));
+            let req = sd::lora_runs::request(run, &refs);
             let latents = pollster::block_on(generate(&mut sd, &req, &mut |_| true)).unwrap().latents;
             let e = rel_err(&latents, &refs[&format!("{name}/final_latents")].values);
             println!("sdxl-tiny-lora {name} [{}]: final latents relative error {e:.2e}", if gpu { "gpu" } else { "cpu" });

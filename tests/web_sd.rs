@@ -7,6 +7,8 @@
 
 #![cfg(target_arch = "wasm32")]
 
+#[path = "sd/lora_runs.rs"]
+mod lora_runs;
 #[path = "sd/refs.rs"]
 mod refs;
 #[path = "sd/taesd.rs"]
@@ -17,7 +19,7 @@ use std::collections::{BTreeMap, HashMap};
 use easel::gpu::{GpuContext, GpuOptions};
 use easel::models::{LoraStack, Session};
 use easel::ops::WeightStore;
-use easel::pipelines::{generate, Request, StableDiffusion};
+use easel::pipelines::{generate, StableDiffusion};
 use easel::weights::lora::Lora;
 use easel::weights::safetensors;
 use refs::{fixture_request, parse_references, rel_err};
@@ -135,24 +137,8 @@ async fn sd1_tiny_lora_runs_match_diffusers_in_place_on_webgpu_and_wasm_cpu() {
         // The fixture's order: scale 1, scale 0.6, then the base model on the same noise.
         for run in meta["runs"].as_array().unwrap() {
             let name = run["name"].as_str().unwrap();
-            match (run["lora_scale"].as_f64(), stack.uses().is_empty()) {
-                (Some(s), true) => stack.add(&mut sd.session, lora.clone(), s as f32).await.unwrap(),
-                (Some(s), false) => stack.set_scale(&mut sd.session, &lora.name, s as f32).await.unwrap(),
-                (None, _) => stack.remove(&mut sd.session, &lora.name).await.unwrap(),
-            }
-            let call = &run["call"];
-            let first = |v: &serde_json::Value| v.as_array().and_then(|a| a[0].as_str()).unwrap_or("").to_string();
-            let req = Request {
-                prompt: first(&call["prompt"]),
-                negative_prompt: first(&call["negative_prompt"]),
-                steps: call["num_inference_steps"].as_u64().unwrap() as usize,
-                guidance: call["guidance_scale"].as_f64().unwrap() as f32,
-                scheduler_config: Some(run["scheduler"].clone()),
-                init_latents: Some(refs[&format!("{name}/init_latents")].values.clone()),
-                width: call["width"].as_u64().unwrap() as usize,
-                height: call["height"].as_u64().unwrap() as usize,
-                ..Request::default()
-            };
+            lora_runs::set_lora(&mut stack, &mut sd.session, &lora, run).await;
+            let req = lora_runs::request(run, &refs);
             let out = generate(&mut sd, &req, &mut |_| true).await.unwrap();
             let e = rel_err(&out.latents, &refs[&format!("{name}/final_latents")].values);
             web_sys::console::log_1(&format!("sd1-tiny-lora {name} [{kind}, wasm, applied in place]: final latents relative error {e:.2e}").into());

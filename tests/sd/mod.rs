@@ -15,6 +15,8 @@ use easel::weights::manifest::Manifest;
 #[path = "refs.rs"]
 mod refs;
 pub use refs::*;
+#[allow(dead_code)] // used by the LoRA tests only
+pub mod lora_runs;
 
 /// The Stable Diffusion pipeline of the model in `dir` (loaded as `quant`), on the GPU
 /// (lavapipe without one) or the CPU backend.

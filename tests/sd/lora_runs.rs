@@ -1,0 +1,38 @@
+//! The LoRA fixtures' runs (sd1-tiny-lora, sdxl-tiny-lora: scales, then the base model on
+//! the same noise), shared by the native and the browser suites.
+
+use std::collections::HashMap;
+
+use easel::models::{LoraStack, Session};
+use easel::pipelines::Request;
+use easel::weights::lora::Lora;
+
+use super::refs::Ref;
+
+/// A run as a request: its prompts, steps, guidance, scheduler, size and saved noise.
+pub fn request(run: &serde_json::Value, refs: &HashMap<String, Ref>) -> Request {
+    let name = run["name"].as_str().unwrap();
+    let call = &run["call"];
+    let first = |v: &serde_json::Value| v.as_array().and_then(|a| a[0].as_str()).unwrap_or("").to_string();
+    Request {
+        prompt: first(&call["prompt"]),
+        negative_prompt: first(&call["negative_prompt"]),
+        steps: call["num_inference_steps"].as_u64().unwrap() as usize,
+        guidance: call["guidance_scale"].as_f64().unwrap() as f32,
+        scheduler_config: Some(run["scheduler"].clone()),
+        init_latents: Some(refs[&format!("{name}/init_latents")].values.clone()),
+        width: call["width"].as_u64().unwrap() as usize,
+        height: call["height"].as_u64().unwrap() as usize,
+        ..Request::default()
+    }
+}
+
+/// Puts the stack in the state a run names, as the page would: the LoRA added at the run's
+/// scale the first time, rescaled after, removed for the base run.
+pub async fn set_lora(stack: &mut LoraStack, session: &mut Session, lora: &Lora, run: &serde_json::Value) {
+    match (run["lora_scale"].as_f64(), stack.uses().is_empty()) {
+        (Some(s), true) => stack.add(session, lora.clone(), s as f32).await.unwrap(),
+        (Some(s), false) => stack.set_scale(session, &lora.name, s as f32).await.unwrap(),
+        (None, _) => stack.remove(session, &lora.name).await.unwrap(),
+    }
+}
