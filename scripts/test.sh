@@ -25,7 +25,7 @@ fi
 # dozens of kernel variants on SwiftShader, which takes longer on a busy 2-core machine.
 export WASM_BINDGEN_TEST_TIMEOUT=${WASM_BINDGEN_TEST_TIMEOUT:-600}
 LOGS=$(mktemp -d)
-declare -A PASSED FAILED STATUS
+declare -A PASSED FAILED STATUS ELAPSED
 
 # Sums "test result: ... N passed; M failed" lines (cargo and wasm-bindgen-test-runner).
 count_rust() {
@@ -46,8 +46,10 @@ run_suite() {
   shift
   echo
   echo "=== $name: $* ==="
+  local start=$SECONDS
   "$@" 2>&1 | tee "$LOGS/$name.log"
   STATUS[$name]=${PIPESTATUS[0]}
+  ELAPSED[$name]=$((SECONDS - start))
 }
 
 for suite in $SUITES; do
@@ -90,10 +92,10 @@ for suite in $SUITES; do
     # A suite that died before its runner counted anything still counts as a failure.
     [ "$f" = 0 ] && f=1 && note=" (exit status $s before all tests ran)"
   fi
-  printf '%-8s %d passed, %d failed%s\n' "$suite:" "$p" "$f" "$note"
+  printf '%-8s %d passed, %d failed%s (%d s)\n' "$suite:" "$p" "$f" "$note" "${ELAPSED[$suite]}"
   total_pass=$((total_pass + p))
   total_fail=$((total_fail + f))
 done
 [ -d tests/artifacts ] && echo "page screenshots: tests/artifacts/"
-echo "total: $total_pass passed, $total_fail failed"
+echo "total: $total_pass passed, $total_fail failed in $SECONDS s"
 exit $rc
