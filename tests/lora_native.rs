@@ -179,8 +179,9 @@ fn a_kohya_named_lora_merges_as_the_peft_one() {
 
 /// The page's way (models::LoraStack): one loaded model, a LoRA applied in place, rescaled,
 /// stacked with a second and removed, with no reload. On the CPU backend and the GPU at f32
-/// every run matches diffusers; the applied weights equal the CLI's merge byte for byte (q8_0
-/// on the GPU too); removing both restores every weight's bytes exactly.
+/// every run matches diffusers; the applied weights equal the CLI's merge byte for byte (f16,
+/// q8_0 and q4_0 on the GPU too: read back exactly, requantized once); removing both restores
+/// every weight's bytes exactly.
 #[test]
 fn a_lora_stack_rescales_stacks_and_removes_in_place() {
     let refs = references(LORA);
@@ -193,7 +194,8 @@ fn a_lora_stack_rescales_stacks_and_removes_in_place() {
         println!("{what}: {run} final latents vs diffusers, relative error {e:.2e}");
         assert!(e <= 1e-3, "{what}: {run}: {e:e}");
     };
-    for (gpu, quant) in [(false, StorageType::F32), (true, StorageType::F32), (true, StorageType::Q8_0)] {
+    let cases = [(false, StorageType::F32), (true, StorageType::F32), (true, StorageType::F16), (true, StorageType::Q8_0), (true, StorageType::Q4_0)];
+    for (gpu, quant) in cases {
         let what = format!("{} {}", if gpu { "gpu" } else { "cpu" }, quant.name());
         let model = load_model_dir(&fixture("sd1-tiny"), quant).unwrap();
         let base = model.weights.clone();
