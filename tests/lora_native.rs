@@ -229,6 +229,8 @@ fn a_lora_stack_rescales_stacks_and_removes_in_place() {
             diffusers(&mut sd, "lora_scale_1", &format!("{what}, 0.6 + 0.4 stacked"));
             let again = pollster::block_on(stack.add(&mut sd.session, twin, 1.0)).unwrap_err();
             assert!(again.contains("already applied"), "{again}");
+            let nan = pollster::block_on(stack.set_scale(&mut sd.session, "twin", f32::NAN)).unwrap_err();
+            assert!(nan.contains("finite"), "{nan}");
             pollster::block_on(stack.remove(&mut sd.session, "twin")).unwrap();
         }
         pollster::block_on(stack.remove(&mut sd.session, &lora.name)).unwrap();

@@ -17,6 +17,15 @@ use crate::ops::weights::HostWeight;
 use crate::pipelines::LoraUse;
 use crate::weights::lora::{Lora, LoraLayer};
 
+/// A scale that would fill the weights with inf or NaN is refused.
+fn finite(scale: f32) -> Result<(), String> {
+    if scale.is_finite() {
+        Ok(())
+    } else {
+        Err(format!("a LoRA scale must be a finite number, not {scale}"))
+    }
+}
+
 /// One LoRA on the model: the file, its scale and the weights it changes.
 struct Applied {
     lora: Lora,
@@ -51,6 +60,7 @@ impl LoraStack {
     /// Applies `lora` at `scale` on top of the others. A LoRA whose layers do not all fit
     /// this model, or whose name is already applied, is refused before anything changes.
     pub async fn add(&mut self, session: &mut Session, lora: Lora, scale: f32) -> Result<(), String> {
+        finite(scale)?;
         if self.applied.iter().any(|a| a.lora.name == lora.name) {
             return Err(format!("LoRA '{}' is already applied: change its scale, or remove it first", lora.name));
         }
@@ -72,6 +82,7 @@ impl LoraStack {
 
     /// Changes the scale of the applied LoRA called `name`.
     pub async fn set_scale(&mut self, session: &mut Session, name: &str, scale: f32) -> Result<(), String> {
+        finite(scale)?;
         let a = self.applied.iter_mut().find(|a| a.lora.name == name).ok_or_else(|| format!("no LoRA called '{name}' is applied"))?;
         a.scale = scale;
         let touched: Vec<String> = a.targets.iter().map(|(t, _)| t.clone()).collect();
