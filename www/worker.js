@@ -289,8 +289,28 @@ async function loraBytes(url, signal) {
   return { bytes: new Uint8Array(await res.arrayBuffer()), cached: false, cache };
 }
 
-/** The engine's refusal of a LoRA as a 'bad-lora' error (a lost device stays device-lost). */
-const loraError = (e) => (e instanceof EaselError ? e : new EaselError('bad-lora', messageOf(e)));
+/**
+ * A LoRA operation's failure: the engine's refusal as 'bad-lora', unless the GPU device
+ * was lost under it (then the engine restarts, and LoRAs already applied come back).
+ */
+async function loraError(e) {
+  if (e instanceof EaselError) return e;
+  const lost = await deviceLoss();
+  if (lost) {
+    recover(lost);
+    return new EaselError('device-lost', `The GPU device was lost (${lost}). The engine is restarting and reloading the model from the browser cache; try again when it is ready.`, { reason: lost });
+  }
+  return new EaselError('bad-lora', messageOf(e));
+}
+
+/** Runs one LoRA operation on the engine, with its failure as `loraError` says. */
+async function loraOp(id, f) {
+  try {
+    return await exclusive(id, async () => JSON.parse(await f()));
+  } catch (e) {
+    throw await loraError(e);
+  }
+}
 
 /** Applies a LoRA (a URL, or a file's name and bytes) at `scale` to the loaded model. */
 async function addLora(id, { url, file, bytes, scale }) {
@@ -299,7 +319,7 @@ async function addLora(id, { url, file, bytes, scale }) {
   try {
     const source = bytes ? { bytes: new Uint8Array(bytes), cached: false } : await loraBytes(url, abort.signal);
     const name = file ?? decodeURIComponent(new URL(url).pathname.split('/').pop() || 'lora.safetensors');
-    const loras = await exclusive(id, async () => JSON.parse(await engine.addLora(name, source.bytes, scale))).catch((e) => Promise.reject(loraError(e)));
+    const loras = await loraOp(id, () => engine.addLora(name, source.bytes, scale));
     // Kept once the engine has read it, with its hash to check it by next time.
     if (url && !source.cached) {
       const headers = { 'Content-Length': String(source.bytes.length), 'X-Easel-Sha256': await sha256Hex(source.bytes) };
@@ -313,13 +333,13 @@ async function addLora(id, { url, file, bytes, scale }) {
 }
 
 async function setLoraScale(id, { name, scale }) {
-  const loras = await exclusive(id, async () => JSON.parse(await engine.setLoraScale(name, scale))).catch((e) => Promise.reject(loraError(e)));
+  const loras = await loraOp(id, () => engine.setLoraScale(name, scale));
   for (const l of appliedLoras) if (l.file.replace(/\.[^.]*$/, '') === name) l.scale = scale;
   return loras;
 }
 
 async function removeLora(id, { name }) {
-  const loras = await exclusive(id, async () => JSON.parse(await engine.removeLora(name))).catch((e) => Promise.reject(loraError(e)));
+  const loras = await loraOp(id, () => engine.removeLora(name));
   appliedLoras = appliedLoras.filter((l) => l.file.replace(/\.[^.]*$/, '') !== name);
   return loras;
 }

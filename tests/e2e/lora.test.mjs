@@ -136,6 +136,22 @@ for (const backend of ['cpu', 'gpu']) test(`a LoRA is added by URL, rescaled wit
     assert.equal(hits.get(LORA_PATH), 1, 'the LoRA was downloaded once');
     await page.screenshot({ path: await artifactPath(`lora-panel-${backend}.png`), fullPage: true });
 
+    if (backend === 'gpu') {
+      // A GPU device lost between generations: the engine reloads the model from the cache
+      // and applies the LoRA again, so the next image is still the LoRA's.
+      const [worker] = page.workers();
+      await worker.evaluate(() => self.simulateDeviceLoss());
+      await page.click('#generate');
+      await page.waitForFunction(() => document.getElementById('canvas').dataset.state !== 'running', null, { timeout: 60_000 });
+      assert.match(await page.locator('#generate-note').textContent(), /GPU device was lost/);
+      await page.locator('#lora-list li').first().waitFor({ timeout: 120_000 });
+      await page.locator('#generate:not([disabled])').waitFor({ timeout: 120_000 });
+      assert.deepEqual(await page.locator('#lora-list .lora-name').allTextContents(), ['pytorch_lora_weights']);
+      for (const [id, v] of [['prompt', FORM.prompt], ['steps', FORM.steps], ['guidance', FORM.guidance], ['seed', FORM.seed], ['width', FORM.size], ['height', FORM.size]]) await page.fill(`#${id}`, String(v));
+      const afterLoss = await generate(page);
+      assert.equal(maxDiff(afterLoss.pixels, one.pixels), 0, 'after the device loss, the LoRA is applied again');
+    }
+
     // The bundled sd-tiny is an SD 2 model: the LoRA (from the cache) does not fit it.
     await page.selectOption('#model', 'www/models/sd-tiny/');
     await page.waitForFunction(() => document.getElementById('download-text').textContent.startsWith('sd2-tiny:'), null, { timeout: 120_000 });
