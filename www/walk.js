@@ -17,7 +17,7 @@ export class LatentWalk {
     $('walk-start').onclick = () => this.run();
     $('walk-play').onclick = () => this.togglePlay();
     $('walk-scrub').oninput = () => this.show(Number($('walk-scrub').value));
-    $('walk-to-prompt').oninput = () => ($('walk-start').textContent = $('walk-to-prompt').value.trim() ? 'Morph' : 'Walk');
+    $('walk-to-prompt').oninput = () => ($('walk-start').textContent = $('walk-to-prompt').value.trim() || !this.walks ? 'Morph' : 'Walk');
   }
 
   /** The frames as one APNG (encoded by the engine's module), with the walk's settings as its text. */
@@ -59,6 +59,7 @@ export class LatentWalk {
     $('walk-panel').hidden = !defaults?.walk && !defaults?.morph;
     this.walks = Boolean(defaults?.walk);
     $('walk-to-seed').closest('label').hidden = !this.walks;
+    $('walk-start').textContent = this.walks && !$('walk-to-prompt').value.trim() ? 'Walk' : 'Morph';
     this.reset();
   }
 
