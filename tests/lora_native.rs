@@ -284,13 +284,7 @@ fn an_sdxl_kohya_lora_matches_diffusers_and_its_peft_copy() {
             Session::cpu(model.weights.clone())
         };
         let mut sd = StableDiffusion::new(session, &model.configs, &model.files).unwrap();
-        let mut stack = LoraStack::new();
-        for run in meta["runs"].as_array().unwrap() {
-            let name = run["name"].as_str().unwrap();
-            pollster::block_on(sd::lora_runs::set_lora(&mut stack, &mut sd.session, &kohya, run));
-            let req = sd::lora_runs::request(run, &refs);
-            let latents = pollster::block_on(generate(&mut sd, &req, &mut |_| true)).unwrap().latents;
-            let e = rel_err(&latents, &refs[&format!("{name}/final_latents")].values);
+        for (name, e) in pollster::block_on(sd::lora_runs::errors(&mut sd, &kohya, &meta, &refs)) {
             println!("sdxl-tiny-lora {name} [{}]: final latents relative error {e:.2e}", if gpu { "gpu" } else { "cpu" });
             assert!(e <= 1e-3, "{name}: {e:e}");
         }

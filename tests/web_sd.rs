@@ -17,7 +17,7 @@ mod taesd;
 use std::collections::{BTreeMap, HashMap};
 
 use easel::gpu::{GpuContext, GpuOptions};
-use easel::models::{LoraStack, Session};
+use easel::models::Session;
 use easel::ops::WeightStore;
 use easel::pipelines::{generate, StableDiffusion};
 use easel::weights::lora::Lora;
@@ -133,14 +133,7 @@ async fn sd1_tiny_lora_runs_match_diffusers_in_place_on_webgpu_and_wasm_cpu() {
     for session in [Session::gpu(ctx, &store).unwrap(), Session::cpu(store.clone())] {
         let kind = session.kind();
         let mut sd = StableDiffusion::new(session, &configs, &files).unwrap();
-        let mut stack = LoraStack::new();
-        // The fixture's order: scale 1, scale 0.6, then the base model on the same noise.
-        for run in meta["runs"].as_array().unwrap() {
-            let name = run["name"].as_str().unwrap();
-            lora_runs::set_lora(&mut stack, &mut sd.session, &lora, run).await;
-            let req = lora_runs::request(run, &refs);
-            let out = generate(&mut sd, &req, &mut |_| true).await.unwrap();
-            let e = rel_err(&out.latents, &refs[&format!("{name}/final_latents")].values);
+        for (name, e) in lora_runs::errors(&mut sd, &lora, &meta, &refs).await {
             web_sys::console::log_1(&format!("sd1-tiny-lora {name} [{kind}, wasm, applied in place]: final latents relative error {e:.2e}").into());
             assert!(e <= 1e-3, "sd1-tiny-lora {name} on {kind}: final latents relative error {e:e}");
         }

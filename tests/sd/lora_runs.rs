@@ -4,10 +4,10 @@
 use std::collections::HashMap;
 
 use easel::models::{LoraStack, Session};
-use easel::pipelines::Request;
+use easel::pipelines::{generate, Request, StableDiffusion};
 use easel::weights::lora::Lora;
 
-use super::refs::Ref;
+use super::refs::{rel_err, Ref};
 
 /// A run as a request: its prompts, steps, guidance, scheduler, size and saved noise.
 pub fn request(run: &serde_json::Value, refs: &HashMap<String, Ref>) -> Request {
@@ -35,4 +35,18 @@ pub async fn set_lora(stack: &mut LoraStack, session: &mut Session, lora: &Lora,
         (Some(s), false) => stack.set_scale(session, &lora.name, s as f32).await.unwrap(),
         (None, _) => stack.remove(session, &lora.name).await.unwrap(),
     }
+}
+
+/// Every run of a LoRA fixture on one loaded model, in order, the LoRA applied, rescaled and
+/// removed in place: (run name, final latents' relative error against diffusers).
+pub async fn errors(sd: &mut StableDiffusion, lora: &Lora, meta: &serde_json::Value, refs: &HashMap<String, Ref>) -> Vec<(String, f64)> {
+    let mut stack = LoraStack::new();
+    let mut out = vec![];
+    for run in meta["runs"].as_array().unwrap() {
+        let name = run["name"].as_str().unwrap();
+        set_lora(&mut stack, &mut sd.session, lora, run).await;
+        let latents = generate(sd, &request(run, refs), &mut |_| true).await.unwrap().latents;
+        out.push((name.to_string(), rel_err(&latents, &refs[&format!("{name}/final_latents")].values)));
+    }
+    out
 }
