@@ -48,11 +48,23 @@ pub fn check_tensors(name: &str, specs: &[TensorSpec], target: Target) -> Result
                 _ => (WASM_WEIGHT_BUDGET, format!("the {} a web page's CPU backend can give weights (wasm32 addresses 4 GiB in all)", gib(WASM_WEIGHT_BUDGET))),
             };
             if need > limit {
+                // What fits instead: q8_0 weights as q4_0 (18 bytes a block of 32, not 34).
+                let as_q4 = specs.iter().fold(0u64, |a, (_, shape, storage)| {
+                    let n = shape.iter().product::<usize>();
+                    let s = if *storage == StorageType::Q8_0 { StorageType::Q4_0 } else { *storage };
+                    a.saturating_add(s.checked_byte_len(n).map_or(u64::MAX, |b| b as u64))
+                });
+                let q8 = specs.iter().any(|(_, _, storage)| *storage == StorageType::Q8_0);
                 let quantized = specs.iter().any(|(_, _, storage)| storage.is_quantized());
-                let advice = if quantized {
-                    "use a browser with WebGPU, or a smaller model"
+                let advice = if q8 && as_q4.saturating_add(widest) <= limit {
+                    format!(
+                        "use a browser with WebGPU, or the model as q4_0 (easel convert --quant q4_0, or q4_0 in Hub mode): it would need {}, which fits",
+                        gib(as_q4.saturating_add(widest))
+                    )
+                } else if quantized {
+                    "use a browser with WebGPU, or a smaller model".to_string()
                 } else {
-                    "use a browser with WebGPU, or convert the model with --quant q8_0 (a quarter of the size)"
+                    "use a browser with WebGPU, or convert the model with --quant q8_0 (a quarter of the size)".to_string()
                 };
                 return Err(WeightsError::Manifest(format!(
                     "{name} is too large for the CPU backend: its weights need {} ({} as stored, plus its largest tensor as f32 while in use), more than {what}: {advice}",
@@ -103,6 +115,19 @@ mod tests {
         assert!(check(&with_tensor(&[1024, 1 << 20], StorageType::Q8_0), Target::WasmCpu).unwrap_err().to_string().ends_with("use a browser with WebGPU, or a smaller model"));
         let fits = check(&with_tensor(&[1024, 1 << 18], StorageType::Q8_0), Target::WasmCpu).unwrap();
         assert_eq!(fits, 1024 * (1 << 18) / 32 * 34 + 4 * 1024 * (1 << 18) + 80);
+    }
+
+    #[test]
+    fn a_q8_0_model_that_would_fit_as_q4_0_is_told_so() {
+        // 56 tensors of 64M values: 3.72 GiB as q8_0 (+ 0.25 GiB for one f32 copy), 1.97 GiB as q4_0.
+        let mut m = with_tensor(&[1024, 1 << 16], StorageType::Q8_0);
+        let t = m.tensors.last().unwrap().clone();
+        for i in 1..56 {
+            m.tensors.push(crate::weights::manifest::TensorEntry { name: format!("unet.huge{i}.weight"), ..t.clone() });
+        }
+        let err = check(&m, Target::WasmCpu).unwrap_err().to_string();
+        assert!(err.contains("its weights need 3.97 GiB"), "{err}");
+        assert!(err.ends_with("use a browser with WebGPU, or the model as q4_0 (easel convert --quant q4_0, or q4_0 in Hub mode): it would need 2.22 GiB, which fits"), "{err}");
     }
 
     #[test]
