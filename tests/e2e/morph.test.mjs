@@ -177,3 +177,45 @@ test('the bundled aMUSEd morphs between prompts in the page (it has no noise to 
     await browser.close();
   }
 });
+
+// A GIF whose LZW stream fills the 4096-code table many times over (256x256 frames of 256
+// scattered colours): the browser's own decoder reads every frame back exactly.
+test('a large GIF decodes in the browser to its frames exactly', async () => {
+  const browser = await launch();
+  try {
+    const page = await browser.newPage();
+    await page.goto(`${url}tests/e2e/api-harness.html`);
+    const r = await page.evaluate(async () => {
+      const { Easel } = await import('/www/easel.js');
+      const easel = await Easel.create({ backend: 'cpu' });
+      const [w, h] = [256, 256];
+      // 37, 91 and 173 are odd: 256 distinct colours.
+      const palette = Array.from({ length: 256 }, (_, i) => [(i * 37) & 255, (i * 91) & 255, (i * 173) & 255]);
+      let x = 1;
+      const rand = () => ((x = (Math.imul(x, 1103515245) + 12345) >>> 0) >>> 16) & 255;
+      const frames = [0, 1].map(() => {
+        const d = new Uint8ClampedArray(w * h * 4);
+        for (let p = 0; p < w * h; p++) d.set([...palette[rand()], 255], p * 4);
+        return new ImageData(d, w, h);
+      });
+      const gif = await easel.encodeGif(frames, { delayMs: 100, comment: 'noise' });
+      const dec = new ImageDecoder({ data: new Uint8Array(await gif.arrayBuffer()), type: 'image/gif' });
+      await dec.tracks.ready;
+      const diffs = [];
+      for (let i = 0; i < dec.tracks.selectedTrack.frameCount; i++) {
+        const { image } = await dec.decode({ frameIndex: i });
+        const c = new OffscreenCanvas(w, h);
+        c.getContext('2d').drawImage(image, 0, 0);
+        const got = c.getContext('2d').getImageData(0, 0, w, h).data;
+        diffs.push(got.reduce((m, v, j) => Math.max(m, Math.abs(v - frames[i].data[j])), 0));
+        image.close();
+      }
+      easel.dispose();
+      return { diffs, bytes: gif.size };
+    });
+    console.log(`# 2 frames of 256x256 in 256 colours: ${r.bytes} bytes of GIF`);
+    assert.deepEqual(r.diffs, [0, 0], 'every decoded frame equals its source');
+  } finally {
+    await browser.close();
+  }
+});
