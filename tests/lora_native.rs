@@ -51,7 +51,7 @@ fn run_latents_as(run: &serde_json::Value, quant: StorageType, gpu: bool, then_q
 
 /// The final latents of `run` (its prompt, scheduler and saved noise) on `sd` as it is.
 fn latents(sd: &mut StableDiffusion, run: &serde_json::Value) -> Vec<f32> {
-    pollster::block_on(generate(sd, &sd::lora_runs::request(run, &references(LORA)), &mut |_| true)).unwrap().latents
+    pollster::block_on(generate(sd, &sd::fixture_request(run, &references(LORA)), &mut |_| true)).unwrap().latents
 }
 
 fn run_latents(run: &serde_json::Value, quant: StorageType, gpu: bool) -> Vec<f32> {

@@ -4,28 +4,10 @@
 use std::collections::HashMap;
 
 use easel::models::{LoraStack, Session};
-use easel::pipelines::{generate, Request, StableDiffusion};
+use easel::pipelines::{generate, StableDiffusion};
 use easel::weights::lora::Lora;
 
-use super::refs::{rel_err, Ref};
-
-/// A run as a request: its prompts, steps, guidance, scheduler, size and saved noise.
-pub fn request(run: &serde_json::Value, refs: &HashMap<String, Ref>) -> Request {
-    let name = run["name"].as_str().unwrap();
-    let call = &run["call"];
-    let first = |v: &serde_json::Value| v.as_array().and_then(|a| a[0].as_str()).unwrap_or("").to_string();
-    Request {
-        prompt: first(&call["prompt"]),
-        negative_prompt: first(&call["negative_prompt"]),
-        steps: call["num_inference_steps"].as_u64().unwrap() as usize,
-        guidance: call["guidance_scale"].as_f64().unwrap() as f32,
-        scheduler_config: Some(run["scheduler"].clone()),
-        init_latents: Some(refs[&format!("{name}/init_latents")].values.clone()),
-        width: call["width"].as_u64().unwrap() as usize,
-        height: call["height"].as_u64().unwrap() as usize,
-        ..Request::default()
-    }
-}
+use super::refs::{fixture_request, rel_err, Ref};
 
 /// Puts the stack in the state a run names, as the page would: the LoRA added at the run's
 /// scale the first time, rescaled after, removed for the base run.
@@ -45,7 +27,7 @@ pub async fn errors(sd: &mut StableDiffusion, lora: &Lora, meta: &serde_json::Va
     for run in meta["runs"].as_array().unwrap() {
         let name = run["name"].as_str().unwrap();
         set_lora(&mut stack, &mut sd.session, lora, run).await;
-        let latents = generate(sd, &request(run, refs), &mut |_| true).await.unwrap().latents;
+        let latents = generate(sd, &fixture_request(run, refs), &mut |_| true).await.unwrap().latents;
         out.push((name.to_string(), rel_err(&latents, &refs[&format!("{name}/final_latents")].values)));
     }
     out

@@ -42,13 +42,15 @@ fn image(r: &Ref) -> FloatImage {
 }
 
 /// A fixture run (`reference.json` runs[i]) as a request: its prompts, steps, guidance,
-/// effective scheduler config and every random draw diffusers made.
+/// effective scheduler config, size and every random draw diffusers made (LoRA fixtures
+/// included: they keep latents only).
 pub fn fixture_request(run: &serde_json::Value, refs: &HashMap<String, Ref>) -> Request {
     let name = run["name"].as_str().unwrap();
     let call = &run["call"];
     let first = |v: &serde_json::Value| v.as_array().and_then(|a| a[0].as_str()).unwrap_or("").to_string();
     let get = |k: &str| refs.get(&format!("{name}/{k}"));
-    let decoded = &refs[&format!("{name}/decoded_raw")];
+    // The call's size, else the decoded image's (img2img takes the init image's).
+    let size = |key: &str, axis: usize| call[key].as_u64().map_or_else(|| refs[&format!("{name}/decoded_raw")].shape[axis], |v| v as usize);
     Request {
         prompt: first(&call["prompt"]),
         negative_prompt: first(&call["negative_prompt"]),
@@ -62,8 +64,8 @@ pub fn fixture_request(run: &serde_json::Value, refs: &HashMap<String, Ref>) -> 
         image_noise: get("randn_draw_1").map(|r| r.values.clone()),
         init_image: get("init_image").map(image),
         mask: get("mask").map(image),
-        height: decoded.shape[2],
-        width: decoded.shape[3],
+        height: size("height", 2),
+        width: size("width", 3),
         ..Request::default()
     }
 }
