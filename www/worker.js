@@ -70,7 +70,7 @@ async function describeEngine() {
 
 let recovering = null; // the running recovery after a GPU device loss
 let currentModel = null; // how the loaded model was opened: reopened after a device loss
-let appliedLoras = []; // [{ file, bytes, scale }] on the loaded model: applied again after a device loss
+let appliedLoras = []; // [{ name, file, bytes, scale }] on the loaded model: applied again after a device loss
 
 /**
  * The GPU device was lost (driver reset, GPU removed or taken by another program): every
@@ -325,7 +325,7 @@ async function addLora(id, { url, file, bytes, scale }) {
       const headers = { 'Content-Length': String(source.bytes.length), 'X-Easel-Sha256': await sha256Hex(source.bytes) };
       await source.cache.put(url, new Response(source.bytes, { headers })).catch(() => {});
     }
-    appliedLoras.push({ file: name, bytes: source.bytes, scale });
+    appliedLoras.push({ name: loras.at(-1).name, file: name, bytes: source.bytes, scale });
     return loras;
   } finally {
     aborts.delete(id);
@@ -334,13 +334,13 @@ async function addLora(id, { url, file, bytes, scale }) {
 
 async function setLoraScale(id, { name, scale }) {
   const loras = await loraOp(id, () => engine.setLoraScale(name, scale));
-  for (const l of appliedLoras) if (l.file.replace(/\.[^.]*$/, '') === name) l.scale = scale;
+  for (const l of appliedLoras) if (l.name === name) l.scale = scale;
   return loras;
 }
 
 async function removeLora(id, { name }) {
   const loras = await loraOp(id, () => engine.removeLora(name));
-  appliedLoras = appliedLoras.filter((l) => l.file.replace(/\.[^.]*$/, '') !== name);
+  appliedLoras = appliedLoras.filter((l) => l.name !== name);
   return loras;
 }
 

@@ -17,37 +17,25 @@ impl Engine {
     #[wasm_bindgen(js_name = addLora)]
     pub async fn add_lora(&mut self, file: String, bytes: Vec<u8>, scale: f32) -> Result<String, JsError> {
         let lora = Lora::parse(&file, &bytes).map_err(|e| JsError::new(&e))?;
-        let mut stack = std::mem::take(&mut self.loras);
-        let done = match self.sd_session() {
-            Ok(session) => stack.add(session, lora, scale).await.map_err(|e| JsError::new(&e)),
-            Err(e) => Err(e),
-        };
-        self.loras = stack;
-        done.map(|_| self.loras())
+        let (stack, session) = self.sd_parts()?;
+        stack.add(session, lora, scale).await.map_err(|e| JsError::new(&e))?;
+        Ok(self.loras())
     }
 
     /// Sets the scale of the applied LoRA called `name` (no reload).
     #[wasm_bindgen(js_name = setLoraScale)]
     pub async fn set_lora_scale(&mut self, name: String, scale: f32) -> Result<String, JsError> {
-        let mut stack = std::mem::take(&mut self.loras);
-        let done = match self.sd_session() {
-            Ok(session) => stack.set_scale(session, &name, scale).await.map_err(|e| JsError::new(&e)),
-            Err(e) => Err(e),
-        };
-        self.loras = stack;
-        done.map(|_| self.loras())
+        let (stack, session) = self.sd_parts()?;
+        stack.set_scale(session, &name, scale).await.map_err(|e| JsError::new(&e))?;
+        Ok(self.loras())
     }
 
     /// Removes the LoRA called `name`; the weights it changed are the base model's again.
     #[wasm_bindgen(js_name = removeLora)]
     pub async fn remove_lora(&mut self, name: String) -> Result<String, JsError> {
-        let mut stack = std::mem::take(&mut self.loras);
-        let done = match self.sd_session() {
-            Ok(session) => stack.remove(session, &name).await.map_err(|e| JsError::new(&e)),
-            Err(e) => Err(e),
-        };
-        self.loras = stack;
-        done.map(|_| self.loras())
+        let (stack, session) = self.sd_parts()?;
+        stack.remove(session, &name).await.map_err(|e| JsError::new(&e))?;
+        Ok(self.loras())
     }
 
     /// The applied LoRAs as JSON `[{name, sha256, scale}]`, in the order they were added.
@@ -56,11 +44,14 @@ impl Engine {
         serde_json::Value::Array(list).to_string()
     }
 
-    /// The loaded model's session, when it is a Stable Diffusion model (the family LoRAs are for).
-    fn sd_session(&mut self) -> Result<&mut crate::models::Session, JsError> {
-        match self.pipeline()? {
-            Generator::StableDiffusion(sd) => Ok(&mut sd.session),
-            other => Err(JsError::new(&format!("LoRAs apply to Stable Diffusion models; the loaded model is a {}", other.defaults().family))),
+    /// The LoRA stack and the loaded model's session, when it is a Stable Diffusion model
+    /// (the family LoRAs are for).
+    fn sd_parts(&mut self) -> Result<(&mut crate::models::LoraStack, &mut crate::models::Session), JsError> {
+        self.pipeline()?;
+        match self.generator.as_mut() {
+            Some(Generator::StableDiffusion(sd)) => Ok((&mut self.loras, &mut sd.session)),
+            Some(other) => Err(JsError::new(&format!("LoRAs apply to Stable Diffusion models; the loaded model is a {}", other.defaults().family))),
+            None => Err(JsError::new("load a model first")),
         }
     }
 }
