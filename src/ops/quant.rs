@@ -155,11 +155,7 @@ pub struct GpuBlocks {
 
 /// Repacks GGML blocks for the GPU.
 pub fn pack_for_gpu(ty: StorageType, bytes: &[u8]) -> GpuBlocks {
-    let (block_bytes, words) = match ty {
-        StorageType::Q8_0 => (34, 8),
-        StorageType::Q4_0 => (18, 4),
-        _ => panic!("pack_for_gpu takes a block format, not {ty:?}"),
-    };
+    let (block_bytes, words) = (ty.byte_len(BLOCK), gpu_words_per_block(ty));
     let blocks = bytes.len() / block_bytes;
     let mut qs = Vec::with_capacity(blocks * words);
     let mut scales = vec![0u32; blocks.div_ceil(2)];
@@ -174,12 +170,12 @@ pub fn pack_for_gpu(ty: StorageType, bytes: &[u8]) -> GpuBlocks {
     GpuBlocks { qs, scales }
 }
 
-/// u32 words of quants per block in `pack_for_gpu`'s layout.
+/// u32 words of quants per block in `pack_for_gpu`'s layout (block formats only).
 pub fn gpu_words_per_block(ty: StorageType) -> usize {
     match ty {
         StorageType::Q8_0 => 8,
         StorageType::Q4_0 => 4,
-        _ => panic!("gpu_words_per_block takes a block format, not {ty:?}"),
+        _ => panic!("GPU block packing takes a block format, not {ty:?}"),
     }
 }
 
