@@ -63,35 +63,45 @@ function cliFrames(extra) {
   return [0, 1, 2].map((i) => readFileSync(join(out, `frame-00${i}.png`)));
 }
 
+/** Opens the page on `model` (CPU backend) and waits until it can generate. */
+async function openModel(browser, model) {
+  const page = await browser.newPage({ viewport: { width: 1400, height: 1100 } });
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  await page.goto(`${url}?backend=cpu&model=${model}`);
+  await page.locator('#generate:not([disabled])').waitFor({ timeout: 120_000 });
+  assert.equal(await page.locator('#walk-panel').isVisible(), true);
+  return { page, errors };
+}
+
+/** One Generate of `prompt` (at `seed` when given): the canvas's size x size pixels. */
+async function generateImage(page, size, prompt, seed = null) {
+  await page.fill('#prompt', prompt);
+  if (seed !== null) await page.fill('#seed', String(seed));
+  await page.click('#generate');
+  await page.locator('#canvas[data-state="done"], #canvas[data-state="error"]').waitFor({ timeout: 120_000 });
+  assert.equal(await page.locator('#canvas').getAttribute('data-state'), 'done', await page.locator('#step-text').textContent());
+  const p = await canvasPixels(page, 'canvas', size, size);
+  await page.evaluate(() => (document.getElementById('canvas').dataset.state = 'empty'));
+  return p;
+}
+
+/** Frame `i` of the walk strip, shown on the canvas. */
+async function stripFrame(page, size, i) {
+  await page.click(`#walk-strip canvas:nth-child(${i + 1})`);
+  return canvasPixels(page, 'canvas', size, size);
+}
+
 test('an SD prompt morph and seed walk in the page end on Generate\'s images and equal easel morph\'s frames', async () => {
   const browser = await launch();
   try {
-    const page = await browser.newPage({ viewport: { width: 1400, height: 1100 } });
-    const errors = [];
-    page.on('pageerror', (e) => errors.push(e.message));
-    await page.goto(`${url}?backend=cpu&model=www/models/sd-tiny/`);
-    await page.locator('#generate:not([disabled])').waitFor({ timeout: 120_000 });
-    assert.equal(await page.locator('#walk-panel').isVisible(), true);
+    const { page, errors } = await openModel(browser, 'www/models/sd-tiny/');
     await page.fill('#steps', String(FORM.steps));
-    const pixels = () => canvasPixels(page, 'canvas', FORM.size, FORM.size);
-    const generate = async (prompt, seed) => {
-      await page.fill('#prompt', prompt);
-      await page.fill('#seed', String(seed));
-      await page.click('#generate');
-      await page.locator('#canvas[data-state="done"], #canvas[data-state="error"]').waitFor({ timeout: 60_000 });
-      assert.equal(await page.locator('#canvas').getAttribute('data-state'), 'done', await page.locator('#step-text').textContent());
-      const p = await pixels();
-      await page.evaluate(() => (document.getElementById('canvas').dataset.state = 'empty'));
-      return p;
-    };
-    const toPromptImage = await generate(FORM.toPrompt, FORM.seed);
-    const a = await generate(FORM.prompt, FORM.seed);
-    const toSeedImage = await generate(FORM.prompt, FORM.toSeed);
+    const toPromptImage = await generateImage(page, FORM.size, FORM.toPrompt, FORM.seed);
+    const a = await generateImage(page, FORM.size, FORM.prompt, FORM.seed);
+    const toSeedImage = await generateImage(page, FORM.size, FORM.prompt, FORM.toSeed);
     await page.fill('#seed', String(FORM.seed));
-    const frame = async (i) => {
-      await page.click(`#walk-strip canvas:nth-child(${i + 1})`);
-      return pixels();
-    };
+    const frame = (i) => stripFrame(page, FORM.size, i);
     const fetchBytes = async (id) => Buffer.from(await page.evaluate(async (id) => Array.from(new Uint8Array(await (await fetch(document.getElementById(id).href)).arrayBuffer())), id));
 
     for (const kind of ['morph', 'walk']) {
@@ -142,24 +152,11 @@ test('an SD prompt morph and seed walk in the page end on Generate\'s images and
 test('the bundled aMUSEd morphs between prompts in the page (it has no noise to walk)', async () => {
   const browser = await launch();
   try {
-    const page = await browser.newPage({ viewport: { width: 1400, height: 1100 } });
-    const errors = [];
-    page.on('pageerror', (e) => errors.push(e.message));
-    await page.goto(`${url}?backend=cpu&model=www/models/emoji-amused/`);
-    await page.locator('#generate:not([disabled])').waitFor({ timeout: 120_000 });
-    assert.equal(await page.locator('#walk-panel').isVisible(), true);
+    const { page, errors } = await openModel(browser, 'www/models/emoji-amused/');
     assert.equal(await page.locator('#walk-to-seed').isVisible(), false, 'no To seed for a model without starting noise');
     const size = Number(await page.inputValue('#width'));
     await page.fill('#steps', '4');
-    const generate = async (prompt) => {
-      await page.fill('#prompt', prompt);
-      await page.click('#generate');
-      await page.locator('#canvas[data-state="done"], #canvas[data-state="error"]').waitFor({ timeout: 120_000 });
-      const p = await canvasPixels(page, 'canvas', size, size);
-      await page.evaluate(() => (document.getElementById('canvas').dataset.state = 'empty'));
-      return p;
-    };
-    const [a, b] = [await generate('red heart, twemoji style'), await generate('grinning face, noto style')];
+    const [a, b] = [await generateImage(page, size, 'red heart, twemoji style'), await generateImage(page, size, 'grinning face, noto style')];
     await page.fill('#prompt', 'red heart, twemoji style');
     await page.click('#walk-start');
     assert.equal(await page.textContent('#generate-note'), 'This model has no starting noise to walk: give a To prompt to morph to.');
@@ -167,8 +164,7 @@ test('the bundled aMUSEd morphs between prompts in the page (it has no noise to 
     await page.fill('#walk-frames', '3');
     await page.click('#walk-start');
     await page.locator('#generate-note', { hasText: 'Morph done: 3 frames' }).waitFor({ timeout: 120_000 });
-    const frame = async (i) => (await page.click(`#walk-strip canvas:nth-child(${i + 1})`), canvasPixels(page, 'canvas', size, size));
-    const frames = [await frame(0), await frame(1), await frame(2)];
+    const frames = [await stripFrame(page, size, 0), await stripFrame(page, size, 1), await stripFrame(page, size, 2)];
     assert.equal(maxDiff(frames[0], a), 0, 'the morph starts on the prompt');
     assert.equal(maxDiff(frames[2], b), 0, 'the morph ends on the other prompt');
     assert.ok(maxDiff(frames[1], a) > 0 && maxDiff(frames[1], b) > 0, 'the middle frame is neither');
