@@ -3,7 +3,7 @@
 // double click, then another right after the first finishes). Prints each run's time,
 // the step line, the note and the PNG's prompt; screenshots land in tests/artifacts/.
 //
-//   node scripts/tryout/visitor.mjs [--size 512] [--steps N] [--backend auto|cpu|gpu]
+//   node scripts/tryout/visitor.mjs [--size 512] [--steps N] [--backend auto|cpu|gpu] [--model emoji-sd]
 //   (after scripts/build.sh; the step line is printed every minute while a run lasts)
 
 import { parseArgs } from 'node:util';
@@ -11,7 +11,7 @@ import { startServer } from '../serve.mjs';
 import { ROOT, launch, artifactPath } from '../../tests/e2e/browser.mjs';
 import { pngText } from '../../tests/e2e/png-text.mjs';
 
-const { values } = parseArgs({ options: { size: { type: 'string' }, steps: { type: 'string' }, backend: { type: 'string', default: 'auto' } } });
+const { values } = parseArgs({ options: { size: { type: 'string' }, steps: { type: 'string' }, backend: { type: 'string', default: 'auto' }, model: { type: 'string' } } });
 const PROMPT = '一只戴墨镜的柴犬 😎';
 const { server, url } = await startServer({ root: ROOT, port: 0 });
 const browser = await launch();
@@ -20,6 +20,12 @@ try {
   page.on('pageerror', (e) => console.log(`page error: ${e.message}`));
   await page.goto(`${url}?backend=${values.backend}`);
   await page.locator('#generate:not([disabled])').waitFor({ timeout: 300_000 });
+  if (values.model) {
+    // Picked from the model menu, as a visitor would (a bundled model's folder).
+    await page.selectOption('#model', `www/models/${values.model}/`);
+    await page.waitForFunction((m) => document.getElementById('download-text').textContent.startsWith(`${m}:`), values.model, { timeout: 300_000 });
+    await page.locator('#generate:not([disabled])').waitFor({ timeout: 300_000 });
+  }
   const form = await page.evaluate(() => Object.fromEntries(['steps', 'guidance', 'width', 'height', 'batch', 'seed', 'scheduler'].map((id) => [id, document.getElementById(id).value])));
   console.log(`defaults: ${JSON.stringify(form)}; note: ${await page.locator('#generate-note').textContent()}`);
   await page.fill('#prompt', PROMPT);
