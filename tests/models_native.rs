@@ -280,3 +280,36 @@ fn every_family_s_schema_lists_exactly_its_checkpoint_s_tensors() {
         assert!(got.len() >= 8, "{case}: {} tensors", got.len());
     }
 }
+
+/// SD's and SDXL's VAE decoder (one architecture: 128/256/512/512 channels) to 512x512 on
+/// the GPU: the activations its compiled graph holds. Its last blocks run in bands of rows,
+/// band by band, so no whole normalized or upsampled copy of a 256 MiB map is ever made.
+/// Whole, the same decoder planned 705 MB (the 2.5 GB SDXL-Turbo budget of issue 16).
+#[test]
+fn vae_decoder_at_512px_holds_one_map_and_its_bands() {
+    use easel::models::random::random_weight;
+    use easel::models::schema;
+    use easel::models::vae::decode_within;
+    use easel::ops::WeightStore;
+    let text = include_str!("fixtures/configs/sdxl-turbo/vae/config.json");
+    let cfg = VaeConfig::from_json(&serde_json::from_str(text).unwrap()).unwrap();
+    let mut store = WeightStore::new();
+    for (name, shape) in schema::vae(&cfg).into_iter().filter(|(n, _)| n.starts_with("vae.decoder.") || n.starts_with("vae.post_quant")) {
+        store.insert(&name, &shape, StorageType::F16, &random_weight(&name, &shape)).unwrap();
+    }
+    let ctx = pollster::block_on(GpuContext::new(&GpuOptions::default())).expect("Vulkan adapter");
+    let max_tensor = ctx.device.limits().max_buffer_size;
+    let mut gpu = Session::gpu(ctx, &store).unwrap();
+    let c = pollster::block_on(gpu.compile(|g| {
+        let z = g.input("z", &[1, 4, 64, 64]);
+        let o = g.scoped("vae", |g| decode_within(g, &cfg, z, max_tensor))?;
+        g.output(o);
+        Ok(())
+    }))
+    .unwrap();
+    let bytes = c.activation_bytes();
+    // The floor: the last upsampler's 256-channel 512x512 output (268 MB) with its input
+    // (67 MB); bands add their temporaries.
+    println!("VAE decoder to 512x512: activations {:.0} MB", bytes as f64 / 1e6);
+    assert!(bytes < 400_000_000, "VAE decoder at 512x512 plans {bytes} bytes of activations");
+}

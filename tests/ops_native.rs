@@ -56,17 +56,20 @@ fn f16_linear_and_conv_weights_take_half_the_gpu_memory() {
     let mut store = WeightStore::new();
     store.insert("proj.weight", &[64, 32], StorageType::F16, &[0.5; 64 * 32]).unwrap();
     store.insert("conv.weight", &[8, 4, 3, 3], StorageType::F16, &[0.5; 8 * 36]).unwrap();
-    // CLIP's token table is read only by the lookup, which takes f16; other embeddings
-    // (sliced and added) and norms are widened to f32.
+    // CLIP's token table stays on the host (its lookup is gathered there); other
+    // embeddings (sliced and added) and norms are widened to f32.
     store.insert("token_embedding.weight", &[10, 32], StorageType::F16, &[0.5; 320]).unwrap();
     store.insert("position_embedding.weight", &[10, 32], StorageType::F16, &[0.5; 320]).unwrap();
     let gpu = GpuWeights::upload(&ctx, &store).unwrap();
-    assert_eq!(gpu.bytes, (2 * 64 * 32 + 2 * 8 * 36 + 2 * 320 + 4 * 320) as u64);
+    assert_eq!(gpu.bytes, (2 * 64 * 32 + 2 * 8 * 36 + 4 * 320) as u64);
     assert_eq!(gpu.get("proj.weight").unwrap().storage, StorageType::F16);
-    assert_eq!(gpu.get("token_embedding.weight").unwrap().storage, StorageType::F16);
+    assert!(gpu.get("token_embedding.weight").is_err());
+    assert_eq!(gpu.host("token_embedding.weight").unwrap().bytes.len(), 2 * 320);
     assert_eq!(gpu.get("position_embedding.weight").unwrap().storage, StorageType::F32);
 }
 
+/// The token table is kept on the host and the prompt's rows gathered there when the ids
+/// are set: the GPU session gives the CPU's values, exactly, and a bad id is refused.
 #[test]
 fn an_f16_token_table_looks_up_what_the_cpu_does() {
     use easel::models::session::f32s;
@@ -91,10 +94,28 @@ fn an_f16_token_table_looks_up_what_the_cpu_does() {
     };
     let ctx = pollster::block_on(GpuContext::new(&GpuOptions::default())).expect("a Vulkan adapter");
     let gpu = lookup(Session::gpu(ctx, &store).unwrap());
-    let cpu = lookup(Session::cpu(store));
+    let cpu = lookup(Session::cpu(store.clone()));
     assert_eq!(gpu, cpu);
     assert_eq!(gpu[6..12], values[54..60], "row 9");
     assert_eq!(gpu[12..18], values[24..30], "row 4");
+    // New ids, set again on one compiled program: the rows follow.
+    let mut session = Session::gpu(pollster::block_on(GpuContext::new(&GpuOptions::default())).unwrap(), &store).unwrap();
+    let mut c = pollster::block_on(session.compile(|g| {
+        let ids = g.input_u32("ids", &[1, 4]);
+        let table = g.param("text.token_embedding.weight", &[10, 6])?;
+        let o = g.embedding(ids, table)?;
+        g.output(o);
+        Ok(())
+    }))
+    .unwrap();
+    for ids in [[1u32, 2, 3, 4], [9, 9, 0, 5]] {
+        session.set_input(&mut c, "ids", HostTensor::U32(ids.to_vec())).unwrap();
+        let got = f32s(pollster::block_on(session.run(&c)).unwrap().remove(0));
+        let want: Vec<f32> = ids.iter().flat_map(|&i| values[6 * i as usize..6 * i as usize + 6].to_vec()).collect();
+        assert_eq!(got, want);
+    }
+    let err = session.set_input(&mut c, "ids", HostTensor::U32(vec![0, 10, 1, 2])).unwrap_err();
+    assert!(err.to_string().contains("id 10 is past the 10 rows of text.token_embedding.weight"), "{err}");
 }
 
 #[test]

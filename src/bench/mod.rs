@@ -82,7 +82,7 @@ async fn time_gpu(ctx: &GpuContext, case: &BenchCase, runs: usize) -> Result<f64
     let mut cache = PipelineCache::new();
     let program = GpuProgram::compile(ctx, &g, &weights, &mut cache).await?;
     for (name, value) in &case.inputs {
-        program.set_input(ctx, name, value)?;
+        program.set_input(ctx, &weights, name, value)?;
     }
     let mut times = Vec::new();
     for i in 0..=runs {

@@ -205,7 +205,7 @@ impl Session {
     /// Sets an input for the next runs (it stays until replaced).
     pub fn set_input(&self, c: &mut Compiled, name: &str, value: HostTensor) -> Result<(), OpError> {
         match (&self.backend, &c.program) {
-            (Backend::Gpu { ctx, .. }, Some(p)) => p.set_input(ctx, name, &value),
+            (Backend::Gpu { ctx, weights, .. }, Some(p)) => p.set_input(ctx, weights, name, &value),
             _ => {
                 c.inputs.insert(name.to_string(), value);
                 Ok(())

@@ -121,10 +121,11 @@ pub fn decode(g: &mut Graph, cfg: &VaeConfig, z: TensorId) -> Result<TensorId, O
 }
 
 /// `decode` with no tensor over `max_bytes` (a GPU's maxBufferSize): the last blocks run on
-/// bands of rows when a map would be larger (`vae_bands`), with the same result.
+/// bands of rows when a map would be larger, or large enough that whole copies of it
+/// would dominate memory (`vae_bands`), with the same result.
 pub fn decode_within(g: &mut Graph, cfg: &VaeConfig, z: TensorId, max_bytes: u64) -> Result<TensorId, OpError> {
     let s = g.shape(z).to_vec();
-    let cut = vae_bands::plan(cfg, s[0], [s[2], s[3]], max_bytes)?;
+    let cut = vae_bands::plan_for_memory(cfg, s[0], [s[2], s[3]], max_bytes)?;
     let latent = cfg.latent_channels;
     let z = if cfg.post_quant_conv { conv(g, "post_quant_conv", z, latent, 1, 1, 0)? } else { z };
     let ch = &cfg.block_out_channels;
@@ -161,10 +162,7 @@ pub fn decode_within(g: &mut Graph, cfg: &VaeConfig, z: TensorId, max_bytes: u64
             })?;
         }
         match bands {
-            Some(b) => {
-                let b = vae_bands::group_norm(g, "conv_norm_out", &b, cfg.norm(), true)?;
-                vae_bands::conv(g, "conv_out", &b, cfg.out_channels, 1)?.join(g)
-            }
+            Some(b) => vae_bands::norm_out(g, b, cfg.norm(), cfg.out_channels)?.join(g),
             None => {
                 let x = group_norm(g, "conv_norm_out", x, cfg.groups, 1e-6, true)?;
                 conv(g, "conv_out", x, cfg.out_channels, 3, 1, 1)

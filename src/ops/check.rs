@@ -65,7 +65,7 @@ pub async fn compare_backends(
     let mut cache = PipelineCache::new();
     let program = GpuProgram::compile_with_limit(ctx, graph, &gpu_weights, &mut cache, limits.activations).await?;
     for (name, value) in inputs {
-        program.set_input(ctx, name, value)?;
+        program.set_input(ctx, &gpu_weights, name, value)?;
     }
     program.run(ctx);
     let mut diffs = Vec::new();

@@ -45,6 +45,14 @@ impl Graph<'_> {
     /// height but the last, which may be shorter: the same values as `group_norm` on the
     /// concatenated map, band by band.
     pub fn group_norm_bands(&mut self, bands: &[TensorId], gamma: TensorId, beta: TensorId, groups: usize, eps: f32, silu: bool) -> Result<Vec<TensorId>, OpError> {
+        let moments = self.band_moments(bands, groups, eps)?;
+        bands.iter().map(|&b| self.group_norm_apply(b, gamma, beta, moments, groups, silu)).collect()
+    }
+
+    /// The whole map's per-(batch, group) (mean, sqrt(var + eps)) [B, G, 2] from its bands of
+    /// rows (one height, the last no taller): what `group_norm_apply` takes, so that a band
+    /// (or rows of one) can be normalized just before it is used.
+    pub fn band_moments(&mut self, bands: &[TensorId], groups: usize, eps: f32) -> R {
         let first = self.shape(bands[0]).to_vec();
         let rows: Vec<usize> = bands.iter().map(|&b| self.shape(b)[2]).collect();
         let height: usize = rows.iter().sum();
@@ -55,8 +63,7 @@ impl Graph<'_> {
         let per_row = first[1] / groups * first[3];
         let stats = bands.iter().map(|&b| self.group_moments(b, groups).and_then(|m| self.reshape(m, &[first[0], groups, 1, 2]))).collect::<Result<Vec<_>, _>>()?;
         let stats = if stats.len() == 1 { stats[0] } else { self.concat(&stats, 2)? };
-        let moments = self.moments_combine(stats, per_row * height, per_row * rows[0], eps)?;
-        bands.iter().map(|&b| self.group_norm_apply(b, gamma, beta, moments, groups, silu)).collect()
+        self.moments_combine(stats, per_row * height, per_row * rows[0], eps)
     }
 }
 

@@ -34,13 +34,14 @@ fn embedding_case(name: &str, ids_shape: &[usize], v: usize, d: usize) -> Case {
     ids.extend(lcg(n - 2, v as u32, 7));
     Case::new(name, EXACT, move |g| {
         let ids = g.input_u32("ids", &shape);
-        let table = g.weight("token_embedding.weight")?;
+        // Not a CLIP token table (those stay on the host): the GPU's own lookup.
+        let table = g.weight("embedding.weight")?;
         let y = g.embedding(ids, table)?;
         g.output(y);
         Ok(())
     })
     .input_u32("ids", ids)
-    .weight("token_embedding.weight", &[v, d], easel::ops::StorageType::F32, 1.0, 61)
+    .weight("embedding.weight", &[v, d], easel::ops::StorageType::F32, 1.0, 61)
 }
 
 fn timestep_case(name: &str, t: Vec<f32>, dim: usize, flip: bool, shift: f32) -> Case {

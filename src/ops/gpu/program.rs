@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use super::arena::{Arena, Slot};
+use super::arena::{Arena, Life, Slot};
 use super::builder::{validation, Buf, KernelBuilder, PipelineCache, Step};
 use super::kernels::{self, NodeCx, Operand};
 use super::weights::GpuWeights;
@@ -16,7 +16,17 @@ use crate::ops::graph::{DType, Graph, Op, TensorId};
 #[derive(Clone)]
 enum Place {
     Weight(String),
+    /// A weight kept on the host (`stays_on_host`): only gathered from, never bound.
+    Host(String),
     Buffer(Buf),
+}
+
+/// An embedding lookup of a graph input in a table kept on the host: the rows are gathered
+/// on the host when the ids are set, and written to `out`.
+struct HostGather {
+    ids: String,
+    table: String,
+    out: Buf,
 }
 
 /// A compiled graph.
@@ -24,6 +34,7 @@ pub struct GpuProgram {
     steps: Vec<Step>,
     places: Vec<Option<Place>>,
     inputs: HashMap<String, (TensorId, DType, usize)>,
+    gathers: Vec<HostGather>,
     outputs: Vec<TensorId>,
     dtypes: Vec<DType>,
     numels: Vec<usize>,
@@ -81,17 +92,9 @@ impl GpuProgram {
         for t in &graph.outputs {
             last_use[root[t.0]] = usize::MAX;
         }
-        let mut dying: HashMap<usize, Vec<usize>> = HashMap::new();
-        for (r, &l) in last_use.iter().enumerate() {
-            if l != usize::MAX && root[r] == r {
-                dying.entry(l).or_default().push(r);
-            }
-        }
-
-        let mut arena = Arena::default();
-        let mut slots: Vec<Option<Slot>> = vec![None; n];
         let mut places: Vec<Option<Place>> = vec![None; n];
         let mut inputs = HashMap::new();
+        let mut gathers = Vec::new();
         let mut input_bytes = 0u64;
         let mut kb = KernelBuilder::new(ctx, cache);
         let max_buffer = ctx.device.limits().max_buffer_size;
@@ -99,22 +102,27 @@ impl GpuProgram {
             kb.max_binding = kb.max_binding.min(limit);
         }
 
-        // Which arena buffer each activation takes, planned over the whole graph first: the
-        // arena may grow a buffer after handing it out, so they are created afterwards.
+        // Which arena buffer each activation takes, planned over the whole graph's
+        // lifetimes before any buffer is created.
+        let host_table = |t: TensorId| match &graph.node(t).op {
+            Op::Weight { name } => weights.host(name).map(|_| name.clone()),
+            _ => None,
+        };
+        let gathered = |node: &crate::ops::graph::Node| matches!(node.op, Op::Embedding) && host_table(node.inputs[1]).is_some();
+        let mut owners = Vec::new();
+        let mut lives = Vec::new();
         for (i, node) in graph.nodes.iter().enumerate() {
             let bytes = (node.numel() * 4) as u64;
-            if !matches!(node.op, Op::Weight { .. } | Op::Input { .. } | Op::Reshape { .. }) {
+            if !matches!(node.op, Op::Weight { .. } | Op::Input { .. } | Op::Reshape { .. }) && !gathered(node) {
                 if bytes > max_buffer {
                     return Err(OpError::Limits { node: node.label.clone(), message: format!("its {bytes}-byte output exceeds the device's maxBufferSize ({max_buffer})") });
                 }
-                slots[i] = Some(arena.alloc(bytes));
-            }
-            for &r in dying.get(&i).map(Vec::as_slice).unwrap_or(&[]) {
-                if let Some(slot) = slots[r] {
-                    arena.release(slot);
-                }
+                owners.push(i);
+                lives.push(Life { bytes, first: i, last: last_use[i] });
             }
         }
+        let (arena, slots) = Arena::plan(&lives, max_buffer);
+        let slots: HashMap<usize, Slot> = owners.iter().copied().zip(slots).collect();
         let arena_buffers: Vec<wgpu::Buffer> = arena
             .sizes
             .iter()
@@ -125,9 +133,24 @@ impl GpuProgram {
             let bytes = (node.numel() * 4) as u64;
             kb.node_label = node.label.clone();
             match &node.op {
+                Op::Weight { name } if weights.host(name).is_some() => places[i] = Some(Place::Host(name.clone())),
                 Op::Weight { name } => {
                     weights.get(name)?;
                     places[i] = Some(Place::Weight(name.clone()));
+                }
+                _ if gathered(node) => {
+                    let table = host_table(node.inputs[1]).expect("gathered");
+                    let Op::Input { name: ids, dtype: DType::U32 } = &graph.node(node.inputs[0]).op else {
+                        return Err(OpError::Limits {
+                            node: node.label.clone(),
+                            message: format!("{table} is kept on the host, so its lookup must read u32 ids straight from a graph input"),
+                        });
+                    };
+                    let buffer = ctx.device.create_buffer(&wgpu::BufferDescriptor { label: Some(&node.label), size: bytes.max(4), usage: usage(), mapped_at_creation: false });
+                    input_bytes += buffer.size();
+                    let out = Buf { buffer, offset: 0, size: bytes.max(4) };
+                    places[i] = Some(Place::Buffer(out.clone()));
+                    gathers.push(HostGather { ids: ids.clone(), table, out });
                 }
                 Op::Input { name, dtype } => {
                     let buffer = ctx.device.create_buffer(&wgpu::BufferDescriptor { label: Some(name), size: bytes.max(4), usage: usage(), mapped_at_creation: false });
@@ -139,14 +162,18 @@ impl GpuProgram {
                     places[i] = places[node.inputs[0].0].clone();
                 }
                 _ => {
-                    let slot = slots[i].expect("planned above");
-                    let out = Buf { buffer: arena_buffers[slot.0].clone(), offset: 0, size: bytes.max(4) };
+                    let slot = slots[&i];
+                    let out = Buf { buffer: arena_buffers[slot.pool].clone(), offset: slot.offset, size: bytes.max(4) };
                     places[i] = Some(Place::Buffer(out.clone()));
                     let operands = node
                         .inputs
                         .iter()
                         .map(|t| match places[t.0].as_ref().expect("inputs precede users") {
                             Place::Weight(name) => Ok(Operand::Weight(weights.get(name)?, name.as_str())),
+                            Place::Host(name) => Err(OpError::Limits {
+                                node: node.label.clone(),
+                                message: format!("{name} is kept on the host; only an embedding lookup of graph input ids may read it"),
+                            }),
                             Place::Buffer(b) => Ok(Operand::Act(b.clone())),
                         })
                         .collect::<Result<Vec<_>, OpError>>()?;
@@ -167,6 +194,7 @@ impl GpuProgram {
             steps: Vec::new(),
             places,
             inputs,
+            gathers,
             outputs: graph.outputs.clone(),
             dtypes: graph.nodes.iter().map(|n| n.dtype).collect(),
             numels: graph.nodes.iter().map(|n| n.numel()).collect(),
@@ -177,7 +205,8 @@ impl GpuProgram {
     }
 
     /// Writes a run-time input (queued; takes effect at the next `run`).
-    pub fn set_input(&self, ctx: &GpuContext, name: &str, value: &HostTensor) -> Result<(), OpError> {
+    /// Lookups in tables kept on the host (`weights`) are gathered here, from `name`'s ids.
+    pub fn set_input(&self, ctx: &GpuContext, weights: &GpuWeights, name: &str, value: &HostTensor) -> Result<(), OpError> {
         let (t, dtype, numel) = self.inputs.get(name).ok_or_else(|| OpError::Input { name: name.into(), message: "the graph has no such input".into() })?;
         if value.len() != *numel {
             return Err(OpError::Input { name: name.into(), message: format!("{} values, the graph wants {numel}", value.len()) });
@@ -190,6 +219,25 @@ impl GpuProgram {
         if let Some(Place::Buffer(b)) = &self.places[t.0] {
             if !bytes.is_empty() {
                 ctx.queue.write_buffer(&b.buffer, b.offset, bytes);
+            }
+        }
+        for g in self.gathers.iter().filter(|g| g.ids == name) {
+            let (HostTensor::U32(ids), Some(table)) = (value, weights.host(&g.table)) else {
+                return Err(OpError::MissingWeight { name: g.table.clone() });
+            };
+            let (rows, d) = (table.shape[0], table.shape[1]);
+            let row_bytes = table.storage.byte_len(d);
+            let mut out = Vec::with_capacity(4 * d * ids.len());
+            for &id in ids {
+                let id = id as usize;
+                if id >= rows {
+                    return Err(OpError::Input { name: name.into(), message: format!("id {id} is past the {rows} rows of {}", g.table) });
+                }
+                let row = crate::ops::quant::dequantize(table.storage, &table.bytes[id * row_bytes..(id + 1) * row_bytes]);
+                out.extend_from_slice(bytemuck::cast_slice(&row));
+            }
+            if !out.is_empty() {
+                ctx.queue.write_buffer(&g.out.buffer, g.out.offset, &out);
             }
         }
         Ok(())

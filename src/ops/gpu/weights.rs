@@ -5,6 +5,9 @@
 //! whose bytes exceed the binding limit is split along its first axis (rows of a linear
 //! weight, output channels of a conv weight), each chunk bound separately.
 //!
+//! CLIP's token tables stay in host memory (`stays_on_host`): a prompt reads 77 of their
+//! 49,408 rows, which the host gathers when the ids are set (`GpuProgram::set_input`).
+//!
 //! Buffers are allocated first from shapes alone; bytes then arrive in any pieces, in order
 //! per tensor (`write`), so the browser can stream shards straight into GPU buffers
 //! without ever holding a model in one allocation.
@@ -19,13 +22,17 @@ use crate::ops::quant::{self, StorageType, BLOCK};
 use crate::ops::weights::{HostWeight, WeightStore};
 
 /// Whether an f16 tensor stays f16 on the GPU: linear and conv weights whose rows are whole
-/// vec4s, and CLIP's token tables (read only by the embedding lookup, which takes f16; at
-/// 49408 rows they are most of a text encoder's non-block bytes). Other embeddings (sliced,
-/// added) and 1-D norm weights are widened.
+/// vec4s. Embeddings (sliced, added) and 1-D norm weights are widened.
 pub fn keeps_f16(name: &str, shape: &[usize]) -> bool {
     let row: usize = shape.iter().skip(1).product();
-    let table_or_weight = !name.contains("embed") || name.ends_with("token_embedding.weight");
-    matches!(shape.len(), 2 | 4) && row.is_multiple_of(4) && name.ends_with(".weight") && table_or_weight
+    matches!(shape.len(), 2 | 4) && row.is_multiple_of(4) && name.ends_with(".weight") && !name.contains("embed")
+}
+
+/// Whether a tensor is kept in host memory instead of on the GPU: CLIP's token tables, read
+/// only by the embedding lookup of the prompt's ids. At 49,408 rows they are most of a text
+/// encoder's unquantized bytes: SDXL's two took 202 MB of GPU memory as f16.
+pub fn stays_on_host(name: &str) -> bool {
+    name.ends_with("token_embedding.weight")
 }
 
 /// Rows `rows` of a weight: f32 values, or quantized blocks (`qs` words + f16 `scales`).
@@ -116,6 +123,8 @@ impl GpuWeight {
 /// All weights of a model on the GPU.
 pub struct GpuWeights {
     map: HashMap<String, GpuWeight>,
+    /// Tensors kept on the host (`stays_on_host`), in their source storage.
+    host: HashMap<String, HostWeight>,
     /// Bytes of GPU buffers allocated for weights.
     pub bytes: u64,
 }
@@ -151,7 +160,7 @@ impl GpuWeights {
     /// so a model that cannot run is refused before it is downloaded.
     pub fn plan(specs: &[(String, Vec<usize>, StorageType)], max_binding: u64) -> Result<u64, OpError> {
         let mut bytes = 0u64;
-        for (name, shape, source) in specs {
+        for (name, shape, source) in specs.iter().filter(|(n, _, _)| !stays_on_host(n)) {
             for c in Layout::of(name, shape, *source, max_binding)?.chunks() {
                 bytes = bytes.saturating_add(c.bytes());
             }
@@ -162,8 +171,14 @@ impl GpuWeights {
     /// Creates empty buffers for `(name, shape, storage)` tensors, chunked at `max_binding`.
     pub fn allocate(ctx: &GpuContext, specs: &[(String, Vec<usize>, StorageType)], max_binding: u64) -> Result<Self, OpError> {
         let mut map = HashMap::new();
+        let mut host = HashMap::new();
         let mut bytes = 0u64;
         for (name, shape, source) in specs {
+            if stays_on_host(name) {
+                let len = source.checked_byte_len(shape.iter().product()).ok_or_else(|| OpError::BadWeight { name: name.clone(), message: format!("{shape:?} is too large") })?;
+                host.insert(name.clone(), HostWeight { shape: shape.clone(), storage: *source, bytes: Vec::with_capacity(len) });
+                continue;
+            }
             let layout = Layout::of(name, shape, *source, max_binding)?;
             let mut chunks = Vec::new();
             for c in layout.chunks() {
@@ -175,20 +190,29 @@ impl GpuWeights {
             let units_per_row = layout.units_per_row;
             map.insert(name.clone(), GpuWeight { shape: shape.clone(), storage: layout.storage, chunks, source: *source, units_per_row, written: 0, carry: Vec::new() });
         }
-        Ok(Self { map, bytes })
+        Ok(Self { map, host, bytes })
     }
 
     /// Appends the next bytes of tensor `name` (pieces in order; any split points).
     pub fn write(&mut self, ctx: &GpuContext, name: &str, bytes: &[u8]) -> Result<(), OpError> {
+        if let Some(h) = self.host.get_mut(name) {
+            let len = h.storage.byte_len(h.shape.iter().product());
+            if h.bytes.len() + bytes.len() > len {
+                return Err(OpError::BadWeight { name: name.into(), message: format!("more than the {len} bytes of {:?}", h.shape) });
+            }
+            h.bytes.extend_from_slice(bytes);
+            return Ok(());
+        }
         let w = self.map.get_mut(name).ok_or_else(|| OpError::MissingWeight { name: name.into() })?;
         w.write(ctx, name, bytes)
     }
 
     /// Fails naming the first tensor whose bytes did not all arrive.
     pub fn check_complete(&self) -> Result<(), OpError> {
-        let mut names: Vec<&String> = self.map.keys().collect();
+        let full = |h: &HostWeight| h.bytes.len() == h.storage.byte_len(h.shape.iter().product());
+        let mut names: Vec<&String> = self.map.keys().chain(self.host.keys()).collect();
         names.sort();
-        match names.into_iter().find(|n| !self.map[*n].is_complete()) {
+        match names.into_iter().find(|n| self.map.get(*n).map_or_else(|| !full(&self.host[*n]), |w| !w.is_complete())) {
             Some(n) => Err(OpError::BadWeight { name: n.clone(), message: "not all of its bytes arrived".into() }),
             None => Ok(()),
         }
@@ -198,6 +222,13 @@ impl GpuWeights {
     /// LoRA merged in, or the base weight put back. Programs bind the same buffers, so the
     /// next run sees the new values without compiling anything again.
     pub fn rewrite(&mut self, ctx: &GpuContext, name: &str, bytes: &[u8]) -> Result<(), OpError> {
+        if let Some(h) = self.host.get_mut(name) {
+            if bytes.len() != h.storage.byte_len(h.shape.iter().product()) {
+                return Err(OpError::BadWeight { name: name.into(), message: format!("{} bytes do not fill {:?}", bytes.len(), h.shape) });
+            }
+            h.bytes = bytes.to_vec();
+            return Ok(());
+        }
         let w = self.map.get_mut(name).ok_or_else(|| OpError::MissingWeight { name: name.into() })?;
         (w.written, w.carry) = (0, Vec::new());
         w.write(ctx, name, bytes)?;
@@ -209,6 +240,9 @@ impl GpuWeights {
 
     /// Tensor `name` read back in its source storage (the bytes `write` took), exactly.
     pub async fn read_stored(&self, ctx: &GpuContext, name: &str) -> Result<HostWeight, OpError> {
+        if let Some(h) = self.host.get(name) {
+            return Ok(h.clone());
+        }
         let w = self.get(name)?;
         let gpu_err = |e: crate::error::GpuError| OpError::BadWeight { name: name.into(), message: format!("reading it back: {e}") };
         let mut bytes = Vec::with_capacity(w.source.byte_len(w.shape.iter().product()));
@@ -236,6 +270,16 @@ impl GpuWeights {
             }
         }
         Ok(HostWeight { shape: w.shape.clone(), storage: w.source, bytes })
+    }
+
+    /// The tensor called `name` if it is kept on the host (`stays_on_host`).
+    pub fn host(&self, name: &str) -> Option<&HostWeight> {
+        self.host.get(name)
+    }
+
+    /// Bytes of host memory the tensors kept there take.
+    pub fn host_bytes(&self) -> u64 {
+        self.host.values().map(|h| h.bytes.capacity() as u64).sum()
     }
 
     /// The tensor called `name`.

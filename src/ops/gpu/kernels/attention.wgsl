@@ -13,9 +13,9 @@
 // Causal: query i sees key j when j <= i + Lk - Lq. A row that sees no key writes zeros.
 // params: [Lq, Lk, H, query blocks per head, causal, scale (f32), workgroups].
 
-@group(0) @binding(0) var<storage, read> q: array<{{QK_ELEM}}>;
-@group(0) @binding(1) var<storage, read> k: array<{{QK_ELEM}}>;
-@group(0) @binding(2) var<storage, read> v: array<{{V_ELEM}}>;
+@group(0) @binding(0) var<storage, read_write> q: array<{{QK_ELEM}}>;
+@group(0) @binding(1) var<storage, read_write> k: array<{{QK_ELEM}}>;
+@group(0) @binding(2) var<storage, read_write> v: array<{{V_ELEM}}>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 @group(0) @binding(4) var<uniform> params: Params;
 

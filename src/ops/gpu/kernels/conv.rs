@@ -256,9 +256,9 @@ fn conv_source(storage: StorageType, w_vec4: bool, path: XPath, f16: bool) -> St
         _ => ("array<f32>", W_F32_SCALAR.to_string()),
     };
     let (x_decl, x_loader) = if path == XPath::Pointwise { ("array<vec4<f32>>", X_POINTWISE) } else { ("array<f32>", X_GATHER) };
-    let mut bindings = format!("@group(0) @binding(2) var<storage, read> x: {x_decl};\n@group(0) @binding(3) var<storage, read> w: {w_decl};\n");
+    let mut bindings = format!("@group(0) @binding(2) var<storage, read_write> x: {x_decl};\n@group(0) @binding(3) var<storage, read_write> w: {w_decl};\n");
     if storage.is_quantized() {
-        bindings.push_str("@group(0) @binding(4) var<storage, read> scales: array<u32>;\n");
+        bindings.push_str("@group(0) @binding(4) var<storage, read_write> scales: array<u32>;\n");
     }
     let params_at = if storage.is_quantized() { 5 } else { 4 };
     bindings.push_str(&format!("@group(0) @binding({params_at}) var<uniform> params: Params;\n"));

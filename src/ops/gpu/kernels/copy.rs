@@ -97,9 +97,9 @@ fn dequantize_source(storage: StorageType) -> String {
         _ => format!("{SCALE}\nfn value(i: u32) -> f32 {{ return (f32((w[i / 8u] >> ((i % 8u) * 4u)) & 15u) - 8.0) * scale(i / 32u); }}"),
     };
     let scales = storage != StorageType::F16;
-    let mut bindings = vec!["var<storage, read> w: array<u32>;"];
+    let mut bindings = vec!["var<storage, read_write> w: array<u32>;"];
     if scales {
-        bindings.push("var<storage, read> scales: array<u32>;");
+        bindings.push("var<storage, read_write> scales: array<u32>;");
     }
     bindings.extend(["var<storage, read_write> out: array<f32>;", "var<uniform> params: Params;"]);
     let bindings: Vec<String> = bindings.iter().enumerate().map(|(i, b)| format!("@group(0) @binding({i}) {b}")).collect();

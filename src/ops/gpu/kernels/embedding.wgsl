@@ -2,15 +2,12 @@
 // that fall in this dispatch's chunk of table rows [row0, row0 + rows). Other ids are left to
 // the dispatches of their chunks; ids past the table (>= V) get zeros from the first chunk's
 // dispatch, so a bad token id yields a zero vector instead of reading out of bounds.
-// params: [count (ids * D), D, row0, rows, V, zero_fill]. The table is f32, or f16 two to a
-// word ({{TABLE}} and load_t spliced in by misc.rs).
+// params: [count (ids * D), D, row0, rows, V, zero_fill].
 
-@group(0) @binding(0) var<storage, read> ids: array<u32>;
-@group(0) @binding(1) var<storage, read> table: array<{{TABLE}}>;
+@group(0) @binding(0) var<storage, read_write> ids: array<u32>;
+@group(0) @binding(1) var<storage, read_write> table: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
 @group(0) @binding(3) var<uniform> params: Params;
-
-//{{LOAD}}
 
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -22,7 +19,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let id = ids[i / D];
     let row0 = pu(2u);
     if (id >= row0 && id - row0 < pu(3u)) {
-        out[i] = load_t((id - row0) * D + i % D);
+        out[i] = table[(id - row0) * D + i % D];
     } else if (id >= pu(4u) && pu(5u) != 0u) {
         out[i] = 0.0;
     }

@@ -1,6 +1,6 @@
 // GEGLU: out[r, j] = x[r, j] * gelu(x[r, d + j]) for x [rows, 2d]. params: [n = rows * d, d].
 
-@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(0) var<storage, read_write> x: array<f32>;
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
 @group(0) @binding(2) var<uniform> params: Params;
 

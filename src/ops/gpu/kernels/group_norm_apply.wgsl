@@ -5,10 +5,10 @@
 // params: [n / 4, spatial, channels_per_group, channels, silu, first_channel, first_set]
 // (first_set: where the window's sets start in `moments`, when it holds every set's).
 
-@group(0) @binding(0) var<storage, read> x: array<vec4<f32>>;
-@group(0) @binding(1) var<storage, read> gamma: array<f32>;
-@group(0) @binding(2) var<storage, read> beta: array<f32>;
-@group(0) @binding(3) var<storage, read> moments: array<f32>;
+@group(0) @binding(0) var<storage, read_write> x: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read_write> gamma: array<f32>;
+@group(0) @binding(2) var<storage, read_write> beta: array<f32>;
+@group(0) @binding(3) var<storage, read_write> moments: array<f32>;
 @group(0) @binding(4) var<storage, read_write> out: array<vec4<f32>>;
 @group(0) @binding(5) var<uniform> params: Params;
 

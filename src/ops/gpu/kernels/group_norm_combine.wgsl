@@ -3,7 +3,7 @@
 // M2 = sum(M2_p + n_p (mean_p - mean)^2). One invocation per set.
 // params: [sets, group_len, parts, part_len, eps]; moments[2 set] = mean, [+1] = sqrt(var + eps).
 
-@group(0) @binding(0) var<storage, read> stats: array<f32>;
+@group(0) @binding(0) var<storage, read_write> stats: array<f32>;
 @group(0) @binding(1) var<storage, read_write> moments: array<f32>;
 @group(0) @binding(2) var<uniform> params: Params;
 

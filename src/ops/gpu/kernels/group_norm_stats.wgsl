@@ -4,7 +4,7 @@
 // params: [sets * parts, group_len, parts, part_len, first]; stats[2 (first + id)] = mean,
 // [2 (first + id) + 1] = M2 (`first`: the window's first set, for a map bound in windows).
 
-@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(0) var<storage, read_write> x: array<f32>;
 @group(0) @binding(1) var<storage, read_write> stats: array<f32>;
 @group(0) @binding(2) var<uniform> params: Params;
 

@@ -84,7 +84,7 @@ fn source(x_vec4: bool, storage: StorageType, w_vec4: bool, f16: bool) -> String
         _ => ("array<f32>", W_F32_SCALAR),
     };
     let bindings =
-        format!("@group(0) @binding(2) var<storage, read> x: {x_ty};\n@group(0) @binding(3) var<storage, read> w: {w_decl};\n@group(0) @binding(4) var<uniform> params: Params;\n");
+        format!("@group(0) @binding(2) var<storage, read_write> x: {x_ty};\n@group(0) @binding(3) var<storage, read_write> w: {w_decl};\n@group(0) @binding(4) var<uniform> params: Params;\n");
     let loaders = format!("{}\n{W_AT_ROWS}\n{loader}", if x_vec4 { X_VEC4 } else { X_SCALAR });
     let src = with_prelude(&splice(include_str!("linear.wgsl"), &[("BINDINGS", &bindings), ("LOADERS", &loaders)]));
     enable_f16(src, storage == StorageType::F16 && f16)

@@ -8,7 +8,7 @@
 
 // Bindings: 0 out, 1 bias (x again when there is none), 2 x, 3 w, 4 params.
 @group(0) @binding(0) var<storage, read_write> out: array<f32>;
-@group(0) @binding(1) var<storage, read> bias: array<f32>;
+@group(0) @binding(1) var<storage, read_write> bias: array<f32>;
 //{{BINDINGS}}
 
 //{{LOADERS}}

@@ -8,10 +8,10 @@
 // Bindings: 0 out, 1 bias (x again when there is none), 2 x (vec4), 3 quants, 4 scales, 5 params.
 
 @group(0) @binding(0) var<storage, read_write> out: array<f32>;
-@group(0) @binding(1) var<storage, read> bias: array<f32>;
-@group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> w: array<u32>;
-@group(0) @binding(4) var<storage, read> scales: array<u32>;
+@group(0) @binding(1) var<storage, read_write> bias: array<f32>;
+@group(0) @binding(2) var<storage, read_write> x: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> w: array<u32>;
+@group(0) @binding(4) var<storage, read_write> scales: array<u32>;
 @group(0) @binding(5) var<uniform> params: Params;
 
 fn block_scale(b: u32) -> f32 {

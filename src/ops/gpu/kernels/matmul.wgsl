@@ -3,8 +3,8 @@
 // block; workgroups tile x over N, y over M, z over the batch.
 // params: [M, K, N, a_batch_stride, b_batch_stride, b_sk, b_sn].
 
-@group(0) @binding(0) var<storage, read> a: array<f32>;
-@group(0) @binding(1) var<storage, read> b: array<f32>;
+@group(0) @binding(0) var<storage, read_write> a: array<f32>;
+@group(0) @binding(1) var<storage, read_write> b: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
 @group(0) @binding(3) var<uniform> params: Params;
 

@@ -2,7 +2,7 @@
 //! timestep embeddings, argmax / top-k along the last axis, and nearest-codebook search.
 
 use super::elementwise::groups_for;
-use super::{splice, with_prelude, NodeCx};
+use super::{with_prelude, NodeCx};
 use crate::error::OpError;
 use crate::ops::gpu::builder::{f, grid, KernelBuilder, PARAM_WORDS};
 use crate::ops::graph::DType;
@@ -35,33 +35,27 @@ pub fn embedding(kb: &mut KernelBuilder, cx: &NodeCx) -> Result<(), OpError> {
         return Ok(());
     }
     let (storage, chunks) = cx.weight_chunks(1);
-    if !matches!(storage, StorageType::F32 | StorageType::F16) {
-        return Err(shape_err(cx, format!("the embedding table is {}, the GPU lookup reads f32 or f16", storage.name())));
+    if storage != StorageType::F32 {
+        // CLIP's f16 token tables stay on the host (gathered there); other tables are widened.
+        return Err(shape_err(cx, format!("the embedding table is {}, the GPU lookup reads f32", storage.name())));
     }
     let ids = cx.f32_input(0)?;
-    let key = format!("embedding_{}", storage.name());
     for (i, (rows, table, _)) in chunks.into_iter().enumerate() {
         let params = [count as u32, d as u32, rows.start as u32, rows.len() as u32, v as u32, (i == 0) as u32];
         let bindings = vec![ids.clone(), table, cx.out.clone()];
-        kb.dispatch(&key, || embedding_source(storage), bindings, &params, groups_for(count))?;
+        kb.dispatch("embedding", embedding_source, bindings, &params, groups_for(count))?;
     }
     Ok(())
 }
 
-/// The lookup for an f32 table, or an f16 one (two halves a word: CLIP's token tables stay
-/// f16 on the GPU, half the bytes).
-fn embedding_source(storage: StorageType) -> String {
-    let (table, load) = match storage {
-        StorageType::F16 => ("u32", "fn load_t(e: u32) -> f32 { return unpack2x16float(table[e / 2u])[e % 2u]; }"),
-        _ => ("f32", "fn load_t(e: u32) -> f32 { return table[e]; }"),
-    };
-    with_prelude(&splice(include_str!("embedding.wgsl"), &[("TABLE", table), ("LOAD", load)]))
+fn embedding_source() -> String {
+    with_prelude(include_str!("embedding.wgsl"))
 }
 
 /// Every embedding variant (for the naga validation test).
 #[cfg(all(test, not(target_arch = "wasm32")))]
 pub fn variants() -> Vec<(String, String)> {
-    [StorageType::F32, StorageType::F16].iter().map(|s| (format!("embedding_{}", s.name()), embedding_source(*s))).collect()
+    vec![("embedding".into(), embedding_source())]
 }
 
 /// The frequencies exp(-ln(max_period) i / (half - shift)), by the very f32 expression of

@@ -1,4 +1,8 @@
 //! One file per op family; each turns a graph node into one or more dispatches.
+//!
+//! Every storage binding is declared `read_write`, inputs too: activations share pool
+//! buffers (`arena.rs`), and WebGPU refuses a dispatch that binds one buffer both read-only
+//! and writable, while it allows several writable bindings of it.
 
 mod attention;
 mod conv;
@@ -190,6 +194,10 @@ mod tests {
         for (key, src) in &variants {
             if let Err(e) = validate(src) {
                 failures.push(format!("{key}: {e}"));
+            }
+            // Pooled activations: a read-only binding beside the output's would be refused.
+            if src.contains("var<storage, read>") {
+                failures.push(format!("{key}: binds storage read-only (declare it read_write; see the module's header)"));
             }
         }
         assert!(failures.is_empty(), "{} of {} kernel variants do not validate:\n{}", failures.len(), variants.len(), failures.join("\n"));

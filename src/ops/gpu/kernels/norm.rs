@@ -149,24 +149,24 @@ fn parts_for(sets: usize, len: usize) -> usize {
 fn row_norm_source(center: bool, affine: bool, wg: u32) -> String {
     let bindings = match (affine, center) {
         (true, true) => {
-            "@group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read> gamma: array<f32>;
-@group(0) @binding(2) var<storage, read> beta: array<f32>;
+            "@group(0) @binding(0) var<storage, read_write> x: array<f32>;
+@group(0) @binding(1) var<storage, read_write> gamma: array<f32>;
+@group(0) @binding(2) var<storage, read_write> beta: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 @group(0) @binding(4) var<uniform> params: Params;
 fn scale(i: u32) -> f32 { return gamma[i]; }
 fn shift(i: u32) -> f32 { return beta[i]; }"
         }
         (true, false) => {
-            "@group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read> gamma: array<f32>;
+            "@group(0) @binding(0) var<storage, read_write> x: array<f32>;
+@group(0) @binding(1) var<storage, read_write> gamma: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
 @group(0) @binding(3) var<uniform> params: Params;
 fn scale(i: u32) -> f32 { return gamma[i]; }
 fn shift(i: u32) -> f32 { return 0.0; }"
         }
         (false, _) => {
-            "@group(0) @binding(0) var<storage, read> x: array<f32>;
+            "@group(0) @binding(0) var<storage, read_write> x: array<f32>;
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
 @group(0) @binding(2) var<uniform> params: Params;
 fn scale(i: u32) -> f32 { return 1.0; }

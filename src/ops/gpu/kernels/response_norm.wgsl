@@ -3,7 +3,7 @@
 // partial sum; a tree reduction gives the channel mean, then each rescales its own outputs.
 // params: [N, C, eps].
 
-@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(0) var<storage, read_write> x: array<f32>;
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
 @group(0) @binding(2) var<uniform> params: Params;
 

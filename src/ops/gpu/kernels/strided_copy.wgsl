@@ -3,7 +3,7 @@
 // Serves permute, slice and concat. params: [n, ndim, src_base, dst_base, shape[6] @4,
 // src_strides[6] @10, dst_strides[6] @16].
 
-@group(0) @binding(0) var<storage, read> src: array<u32>;
+@group(0) @binding(0) var<storage, read_write> src: array<u32>;
 @group(0) @binding(1) var<storage, read_write> dst: array<u32>;
 @group(0) @binding(2) var<uniform> params: Params;
 

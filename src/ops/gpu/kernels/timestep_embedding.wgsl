@@ -5,7 +5,7 @@
 // One invocation per (b, i) writes both columns of frequency f0 + i.
 // params: [B, dim, half, f0, nf, flip, f_{f0}, .., f_{f0+nf-1}].
 
-@group(0) @binding(0) var<storage, read> t: array<f32>;
+@group(0) @binding(0) var<storage, read_write> t: array<f32>;
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
 @group(0) @binding(2) var<uniform> params: Params;
 

@@ -7,7 +7,7 @@
 // n / 256 values, with no scratch beyond 2 KiB of workgroup memory.
 // params: [rows, n, k].
 
-@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(0) var<storage, read_write> x: array<f32>;
 @group(0) @binding(1) var<storage, read_write> out: array<u32>;
 @group(0) @binding(2) var<uniform> params: Params;
 

@@ -1,7 +1,7 @@
 // out = f(x) elementwise. params: [n, op, mul, add]; op 0 silu, 1 gelu (erf), 2 gelu (tanh),
 // 3 quick_gelu, 4 affine (mul * x + add), 5 relu, 6 tanh.
 
-@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(0) var<storage, read_write> x: array<f32>;
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
 @group(0) @binding(2) var<uniform> params: Params;
 

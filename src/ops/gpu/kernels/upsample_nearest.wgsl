@@ -2,7 +2,7 @@
 // interpolate(mode="nearest"): out[bc, y, x] = in[bc, floor(y * H / OH), floor(x * W / OW)].
 // params: [n = B*C*OH*OW, H, W, OH, OW].
 
-@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(0) var<storage, read_write> x: array<f32>;
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
 @group(0) @binding(2) var<uniform> params: Params;
 

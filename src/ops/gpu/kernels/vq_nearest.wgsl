@@ -9,8 +9,8 @@
 // dispatches (the first chunk sets it, later ones replace only strictly nearer codes).
 // params: [N, D, K, code_off, first]; D <= 512 (checked on the host).
 
-@group(0) @binding(0) var<storage, read> z: array<f32>;
-@group(0) @binding(1) var<storage, read> codes: array<f32>;
+@group(0) @binding(0) var<storage, read_write> z: array<f32>;
+@group(0) @binding(1) var<storage, read_write> codes: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out: array<u32>;
 @group(0) @binding(3) var<storage, read_write> best: array<f32>;
 @group(0) @binding(4) var<uniform> params: Params;
