@@ -149,5 +149,18 @@ fn sdxl_turbo_512px_activation_plan() {
         Ok(())
     }))
     .unwrap();
-    println!("UNet at 64x64 latents: {:.0} MB; VAE decoder to 512x512: {:.0} MB", unet.activation_bytes() as f64 / 1e6, decoder.activation_bytes() as f64 / 1e6);
+    let (weights, host) = match &sd.session.backend {
+        Backend::Gpu { weights, .. } => (weights.bytes, weights.host_bytes()),
+        Backend::Cpu { .. } => unreachable!(),
+    };
+    let stage = unet.activation_bytes().max(decoder.activation_bytes());
+    println!(
+        "UNet at 64x64 latents: {:.0} MB; VAE decoder to 512x512: {:.0} MB; weights on the GPU {:.2} GB (token tables on the host: {:.0} MB); planned peak {:.2} GB",
+        unet.activation_bytes() as f64 / 1e6,
+        decoder.activation_bytes() as f64 / 1e6,
+        weights as f64 / 1e9,
+        host as f64 / 1e6,
+        (weights + stage) as f64 / 1e9
+    );
+    assert!(weights + stage <= BUDGET_512, "planned peak {} bytes", weights + stage);
 }
