@@ -95,8 +95,24 @@ fn binary_case(name: &str, a: &[usize], b: &[usize], op: BinaryOp) -> Case {
     .input("b", b.iter().product(), 1.0, 32)
 }
 
+/// One tensor as both operands, an input and an activation: every binding is writable, so
+/// the GPU binds the second from a copy (WebGPU refuses overlapping writable bindings).
+fn same_tensor_twice_case() -> Case {
+    Case::new("x * x and silu(x) + silu(x), one tensor bound twice", ELEMENTWISE_TOL, |g| {
+        let x = g.input("a", &[3, 70]);
+        let sq = g.mul(x, x)?;
+        let s = g.unary(x, UnaryOp::Silu)?;
+        let twice = g.add(s, s)?;
+        g.output(sq);
+        g.output(twice);
+        Ok(())
+    })
+    .input("a", 210, 1.0, 33)
+}
+
 fn elementwise() -> Vec<Case> {
     vec![
+        same_tensor_twice_case(),
         unary_case("silu", UnaryOp::Silu),
         unary_case("gelu (erf)", UnaryOp::Gelu),
         unary_case("gelu (tanh)", UnaryOp::GeluTanh),

@@ -128,6 +128,31 @@ impl<'a> KernelBuilder<'a> {
 
     /// Records a dispatch of kernel variant `key` (WGSL from `source`, compiled on first use).
     pub fn dispatch(&mut self, key: &str, source: impl FnOnce() -> String, bindings: Vec<Buf>, params: &[u32], workgroups: [u32; 3]) -> Result<(), OpError> {
+        let bindings = self.unalias(bindings)?;
+        self.record(key, source, bindings, params, workgroups)
+    }
+
+    /// Every storage binding is writable (kernels/mod.rs), and WebGPU refuses a dispatch
+    /// whose writable bindings overlap one another: a binding that overlaps an earlier one
+    /// (one tensor read twice, as in x * x) is bound from a private copy instead. Outputs
+    /// never overlap inputs (the arena gives tensors alive together disjoint bytes), so
+    /// only read bindings are copied.
+    fn unalias(&mut self, mut bindings: Vec<Buf>) -> Result<Vec<Buf>, OpError> {
+        for j in 1..bindings.len() {
+            let b = &bindings[j];
+            let overlaps = |a: &Buf| a.buffer == b.buffer && a.offset < b.offset + b.size && b.offset < a.offset + a.size;
+            if bindings[..j].iter().any(overlaps) {
+                let copy = self.scratch(b.size);
+                let words = (b.size / 4) as u32;
+                let groups = super::kernels::groups_for(words as usize);
+                self.record("copy_words", || super::kernels::with_prelude(include_str!("kernels/copy_words.wgsl")), vec![b.clone(), copy.clone()], &[words], groups)?;
+                bindings[j] = copy;
+            }
+        }
+        Ok(bindings)
+    }
+
+    fn record(&mut self, key: &str, source: impl FnOnce() -> String, bindings: Vec<Buf>, params: &[u32], workgroups: [u32; 3]) -> Result<(), OpError> {
         if params.len() > PARAM_WORDS {
             return Err(OpError::Limits { node: self.node_label.clone(), message: format!("{} parameter words (max {PARAM_WORDS})", params.len()) });
         }

@@ -9,6 +9,7 @@ mod conv;
 mod convnext;
 mod copy;
 mod elementwise;
+pub(super) use elementwise::groups_for;
 mod linear;
 mod loaders;
 mod matmul;
@@ -153,6 +154,7 @@ pub fn every_variant() -> Vec<(String, String)> {
         ("depthwise_conv2d", include_str!("depthwise_conv2d.wgsl")),
         ("conv_transpose2d", include_str!("conv_transpose2d.wgsl")),
         ("response_norm", include_str!("response_norm.wgsl")),
+        ("copy_words", include_str!("copy_words.wgsl")),
     ];
     let mut out: Vec<(String, String)> = plain.iter().map(|(k, src)| (k.to_string(), with_prelude(src))).collect();
     for list in [linear::variants(), conv::variants(), attention::variants(), copy::variants(), norm::variants(), elementwise::variants(), misc::variants()] {
