@@ -88,6 +88,8 @@ pub struct KernelBuilder<'a> {
     /// Largest storage binding a dispatch may have: the device's limit, or a smaller one
     /// (tests force it to exercise the split paths on small tensors).
     pub max_binding: u64,
+    /// What an absent optional input (a conv or linear without bias) is bound to.
+    placeholder: Option<Buf>,
 }
 
 impl<'a> KernelBuilder<'a> {
@@ -99,7 +101,7 @@ impl<'a> KernelBuilder<'a> {
     /// A builder on `ctx` using (and filling) `cache`.
     pub fn new(ctx: &'a GpuContext, cache: &'a mut PipelineCache) -> Self {
         let max_binding = ctx.device.limits().max_storage_buffer_binding_size;
-        Self { ctx, cache, params: Vec::new(), pending: Vec::new(), node_label: String::new(), scratch_bytes: 0, max_binding }
+        Self { ctx, cache, params: Vec::new(), pending: Vec::new(), node_label: String::new(), scratch_bytes: 0, max_binding, placeholder: None }
     }
 
     /// Alignment of a binding's offset, in f32 elements.
@@ -124,6 +126,17 @@ impl<'a> KernelBuilder<'a> {
         });
         self.scratch_bytes += size;
         Buf { buffer, offset: 0, size }
+    }
+
+    /// A small buffer, shared by the program, to bind where a kernel's optional input is
+    /// absent and never read: binding another operand there instead would alias it.
+    pub fn placeholder(&mut self) -> Buf {
+        if self.placeholder.is_none() {
+            let label = std::mem::replace(&mut self.node_label, "placeholder".into());
+            self.placeholder = Some(self.scratch(16));
+            self.node_label = label;
+        }
+        self.placeholder.clone().expect("made above")
     }
 
     /// Records a dispatch of kernel variant `key` (WGSL from `source`, compiled on first use).

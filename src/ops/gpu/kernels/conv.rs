@@ -300,7 +300,7 @@ pub fn conv2d(kb: &mut KernelBuilder, cx: &NodeCx, stride: usize, padding: [usiz
     let key = format!("conv2d_{}{}_{}_{}", storage.name(), if f16 { "_native" } else { "" }, if w_vec4 { "vec4" } else { "scalar" }, path.name());
     let dims = Dims { h, w, o, ho, wo, kh, kw, stride, padding };
     let has_bias = bias.is_some();
-    let bias = bias.unwrap_or_else(|| x.clone());
+    let bias = bias.unwrap_or_else(|| kb.placeholder());
     let unsplit = fits(kb, &[&x, &cx.out]);
     let (max, align) = (kb.max_elems(), kb.offset_align());
     let mut record = |pass: Pass, values: &Buf, scales: &Option<Buf>| {

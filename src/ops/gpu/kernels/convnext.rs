@@ -16,8 +16,8 @@ pub fn depthwise_conv2d(kb: &mut KernelBuilder, cx: &NodeCx, padding: usize) -> 
     let (xs, ws, os) = (&cx.in_shapes[0], &cx.in_shapes[1], &cx.node.shape);
     let has_bias = cx.inputs.len() > 2;
     let mut bindings = vec![cx.f32_input(0)?, cx.f32_input(1)?];
-    // Without a bias the weight is bound twice (never read as bias) to keep one layout.
-    bindings.push(if has_bias { cx.f32_input(2)? } else { cx.f32_input(1)? });
+    // Without a bias a placeholder keeps one layout (never read).
+    bindings.push(if has_bias { cx.f32_input(2)? } else { kb.placeholder() });
     bindings.push(cx.out.clone());
     let params = [count, xs[1], xs[2], xs[3], os[2], os[3], ws[2], ws[3], padding, has_bias as usize].map(|v| v as u32);
     kb.dispatch("depthwise_conv2d", || with_prelude(include_str!("depthwise_conv2d.wgsl")), bindings, &params, grid(count.div_ceil(256) as u32))
@@ -33,8 +33,8 @@ pub fn conv_transpose2d(kb: &mut KernelBuilder, cx: &NodeCx, stride: usize, padd
     let (xs, ws, os) = (&cx.in_shapes[0], &cx.in_shapes[1], &cx.node.shape);
     let has_bias = cx.inputs.len() > 2;
     let w = super::copy::f32_source(kb, cx, 1)?;
-    // Without a bias the weight is bound twice (never read as bias) to keep one layout.
-    let bias = if has_bias { super::copy::f32_source(kb, cx, 2)? } else { w.clone() };
+    // Without a bias a placeholder keeps one layout (never read).
+    let bias = if has_bias { super::copy::f32_source(kb, cx, 2)? } else { kb.placeholder() };
     let bindings = vec![cx.f32_input(0)?, w, bias, cx.out.clone()];
     let params = [count, xs[1], xs[2], xs[3], os[1], os[2], os[3], ws[2], ws[3], stride, padding, has_bias as usize].map(|v| v as u32);
     kb.dispatch("conv_transpose2d", || with_prelude(include_str!("conv_transpose2d.wgsl")), bindings, &params, grid(count.div_ceil(256) as u32))

@@ -103,11 +103,12 @@ pub fn linear(kb: &mut KernelBuilder, cx: &NodeCx) -> Result<(), OpError> {
     let key = format!("linear_{}{}_{}", storage.name(), if f16 { "_native" } else { "" }, if x_vec4 { "vec4" } else { "scalar" });
     // Over the binding limit (the UNet's GEGLU projection at 768 px): windows of rows.
     let windows = if fits(kb, &[&x, &cx.out]) { whole(m) } else { row_spans(kb, cx, m, &[k, n])? };
+    let bias_or_placeholder = bias.clone().unwrap_or_else(|| kb.placeholder());
     for w in windows {
         let (xw, ow) = (x.window(w.start * k, w.len() * k), cx.out.window(w.start * n, w.len() * n));
         let m = w.len();
         for (rows, values, scales) in &chunks {
-            let mut b: Vec<Buf> = vec![ow.clone(), bias.clone().unwrap_or_else(|| xw.clone()), xw.clone(), values.clone()];
+            let mut b: Vec<Buf> = vec![ow.clone(), bias_or_placeholder.clone(), xw.clone(), values.clone()];
             if let Some(s) = scales {
                 b.push(s.clone());
             }
