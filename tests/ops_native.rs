@@ -80,39 +80,32 @@ fn an_f16_token_table_looks_up_what_the_cpu_does() {
     let values: Vec<f32> = (0..10 * 6).map(|i| (i as f32 - 29.0) / 8.0).collect();
     let mut store = WeightStore::new();
     store.insert("text.token_embedding.weight", &[10, 6], StorageType::F16, &values).unwrap();
-    let lookup = |mut session: Session| {
-        let mut c = pollster::block_on(session.compile(|g| {
+    // One compiled lookup; each call sets new ids on it and runs it.
+    let compile = |session: &mut Session| {
+        pollster::block_on(session.compile(|g| {
             let ids = g.input_u32("ids", &[1, 4]);
             let table = g.param("text.token_embedding.weight", &[10, 6])?;
             let o = g.embedding(ids, table)?;
             g.output(o);
             Ok(())
         }))
-        .unwrap();
-        session.set_input(&mut c, "ids", HostTensor::U32(vec![0, 9, 4, 1])).unwrap();
-        f32s(pollster::block_on(session.run(&c)).unwrap().remove(0))
+        .unwrap()
+    };
+    let lookup = |session: &mut Session, c: &mut easel::models::session::Compiled, ids: [u32; 4]| {
+        session.set_input(c, "ids", HostTensor::U32(ids.to_vec())).unwrap();
+        f32s(pollster::block_on(session.run(c)).unwrap().remove(0))
     };
     let ctx = pollster::block_on(GpuContext::new(&GpuOptions::default())).expect("a Vulkan adapter");
-    let gpu = lookup(Session::gpu(ctx, &store).unwrap());
-    let cpu = lookup(Session::cpu(store.clone()));
-    assert_eq!(gpu, cpu);
+    let (mut session, mut cpu_session) = (Session::gpu(ctx, &store).unwrap(), Session::cpu(store));
+    let (mut c, mut cpu_c) = (compile(&mut session), compile(&mut cpu_session));
+    let gpu = lookup(&mut session, &mut c, [0, 9, 4, 1]);
+    assert_eq!(gpu, lookup(&mut cpu_session, &mut cpu_c, [0, 9, 4, 1]));
     assert_eq!(gpu[6..12], values[54..60], "row 9");
     assert_eq!(gpu[12..18], values[24..30], "row 4");
-    // New ids, set again on one compiled program: the rows follow.
-    let mut session = Session::gpu(pollster::block_on(GpuContext::new(&GpuOptions::default())).unwrap(), &store).unwrap();
-    let mut c = pollster::block_on(session.compile(|g| {
-        let ids = g.input_u32("ids", &[1, 4]);
-        let table = g.param("text.token_embedding.weight", &[10, 6])?;
-        let o = g.embedding(ids, table)?;
-        g.output(o);
-        Ok(())
-    }))
-    .unwrap();
+    // New ids, set again on the same compiled program: the rows follow.
     for ids in [[1u32, 2, 3, 4], [9, 9, 0, 5]] {
-        session.set_input(&mut c, "ids", HostTensor::U32(ids.to_vec())).unwrap();
-        let got = f32s(pollster::block_on(session.run(&c)).unwrap().remove(0));
         let want: Vec<f32> = ids.iter().flat_map(|&i| values[6 * i as usize..6 * i as usize + 6].to_vec()).collect();
-        assert_eq!(got, want);
+        assert_eq!(lookup(&mut session, &mut c, ids), want);
     }
     let err = session.set_input(&mut c, "ids", HostTensor::U32(vec![0, 10, 1, 2])).unwrap_err();
     assert!(err.to_string().contains("id 10 is past the 10 rows of text.token_embedding.weight"), "{err}");
