@@ -76,6 +76,10 @@ export interface LoadProgress {
   /** 'upload' while the verified shards go into the engine (then `shard` is the index). */
   stage?: 'upload';
   shard?: number;
+  /** What the weights will need on the engine's backend (GPU buffers; on the CPU, memory
+   * for the stored weights plus the largest as f32 while in use), checked from the
+   * manifest before any shard is downloaded. */
+  fit?: { bytes: number; backend: 'gpu' | 'cpu' };
 }
 
 /** A loaded model's settings: what `generate` uses when an option is left out. */

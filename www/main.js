@@ -70,8 +70,10 @@ function showDownload(p) {
   bar.dataset.state = 'loading';
   const eta = p.etaSeconds != null && p.bytesDone < p.bytesTotal ? `, ${Math.ceil(p.etaSeconds)} s left` : '';
   const cached = p.fromCache > 0 ? ` (${mbText(p.fromCache)} cached)` : '';
+  // Known before the download starts: what the weights will hold on this backend.
+  const fit = p.fit ? `; its weights need ${mbText(p.fit.bytes)} of ${p.fit.backend === 'gpu' ? 'GPU memory' : 'memory'}` : '';
   document.getElementById('download-text').textContent =
-    p.stage === 'upload' ? `preparing weights ${p.shard + 1}/${p.shards.length}` : `${mbText(p.bytesDone)} / ${mbText(p.bytesTotal)}${cached}${eta}`;
+    p.stage === 'upload' ? `preparing weights ${p.shard + 1}/${p.shards.length}${fit}` : `${mbText(p.bytesDone)} / ${mbText(p.bytesTotal)}${cached}${eta}${fit}`;
 }
 
 /** The cached-models list in the diagnostics panel, with a delete button per model. */

@@ -130,8 +130,13 @@ let loadedName = null;
  */
 async function loadIntoEngine(open, onProgress, signal) {
   let last = null;
-  // The fit check runs on the manifest, before any shard is downloaded.
-  const model = await open((p) => onProgress((last = p)), signal, (manifestText) => engine.checkModel(manifestText));
+  // The fit check runs on the manifest, before any shard is downloaded; what the weights
+  // will take on the backend rides along with every progress report from then on.
+  let fit;
+  const check = (manifestText) => {
+    fit = JSON.parse(engine.checkModel(manifestText));
+  };
+  const model = await open((p) => onProgress((last = fit ? { ...p, fit } : p)), signal, check);
   modelLoaded = false;
   try {
     await engine.beginModel(model.manifestText);

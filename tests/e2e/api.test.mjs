@@ -79,11 +79,18 @@ test('the API loads, generates, cancels and says what went wrong with a stable c
     // The bundled GAN by name, with progress; a generation with the model's own size.
     const loaded = await run(`
       const seen = [];
-      const info = await easel.load('emoji-dcgan', { onProgress: (p) => seen.push(p.bytesDone) });
-      return { name: info.name, width: info.defaults.width, progress: seen.length, model: easel.model.name };`);
+      const info = await easel.load('emoji-dcgan', { onProgress: (p) => seen.push(p) });
+      return { name: info.name, width: info.defaults.width, progress: seen.length, model: easel.model.name, fits: seen.map((p) => p.fit), backend: info.backend, bytes: info.bytes };`);
     assert.equal(loaded.ok.name, 'emoji-dcgan');
     assert.equal(loaded.ok.model, 'emoji-dcgan');
     assert.ok(loaded.ok.progress > 0);
+    // Every report, the first included, carries the fit checked before the download: the
+    // bytes the loaded model holds on its backend, and on the CPU its largest tensor as f32
+    // while in use (from the manifest).
+    const manifest = JSON.parse(readFileSync(new URL('../../www/models/emoji-dcgan/manifest.json', import.meta.url), 'utf8'));
+    const widest = Math.max(...manifest.tensors.map((t) => 4 * t.shape.reduce((a, d) => a * d, 1)));
+    const need = loaded.ok.bytes + (loaded.ok.backend === 'cpu' ? widest : 0);
+    for (const fit of loaded.ok.fits) assert.deepEqual(fit, { bytes: need, backend: loaded.ok.backend });
     const made = await run(`
       const r = await easel.generate({ prompt: 'red heart', seed: 42 });
       const png = Array.from(new Uint8Array(await r.images[0].blob.arrayBuffer()));

@@ -81,6 +81,12 @@ test('Cancel during a download stops it and keeps the loaded model; loading agai
     await page.selectOption('#model', BUNDLED);
     await page.locator('#cancel:not([disabled])').waitFor({ timeout: 60_000 });
     await page.waitForFunction(() => document.getElementById('download-text').textContent.includes('/ 3.1 MB'), null, { timeout: 60_000 });
+    // Said before any shard arrives: the CPU backend needs the stored weights plus the
+    // largest tensor as f32 while it is in use (both from the manifest).
+    const manifest = JSON.parse(readFileSync(join(ROOT, 'www/models/sd-tiny/manifest.json'), 'utf8'));
+    const stored = manifest.tensors.reduce((a, t) => a + t.parts.reduce((b, p) => b + p.length, 0), 0);
+    const widest = Math.max(...manifest.tensors.map((t) => 4 * t.shape.reduce((a, d) => a * d, 1)));
+    assert.match(await page.locator('#download-text').textContent(), new RegExp(`; its weights need ${((stored + widest) / 1e6).toFixed(1).replace('.', '\\.')} MB of memory$`));
     await page.click('#cancel');
     await page.waitForFunction(() => document.getElementById('download-text').textContent.startsWith('Download stopped'), null, { timeout: 60_000 });
     assert.equal(

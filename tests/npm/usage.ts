@@ -12,7 +12,7 @@ export async function draw(canvas: HTMLCanvasElement, prompt: string): Promise<s
   const abort = new AbortController();
   const model: ModelInfo = await easel.load('emoji-dcgan', {
     signal: abort.signal,
-    onProgress: (p: LoadProgress) => console.log(p.bytesDone / p.bytesTotal, p.shards.filter((s) => s.state === 'done').length),
+    onProgress: (p: LoadProgress) => console.log(p.bytesDone / p.bytesTotal, p.shards.filter((s) => s.state === 'done').length, p.fit?.backend === 'gpu' ? p.fit.bytes / 1e9 : 0),
   });
   const size = model.defaults?.width ?? 512;
   try {
