@@ -49,6 +49,15 @@ fn usage() -> wgpu::BufferUsages {
     wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST
 }
 
+/// A buffer of its own, outside the pools, for a tensor written before the run starts (a
+/// graph input, or a lookup gathered on the host); its bytes are added to `total`.
+fn own_buffer(ctx: &GpuContext, label: &str, bytes: u64, total: &mut u64) -> Buf {
+    let size = bytes.max(4);
+    let buffer = ctx.device.create_buffer(&wgpu::BufferDescriptor { label: Some(label), size, usage: usage(), mapped_at_creation: false });
+    *total += size;
+    Buf { buffer, offset: 0, size }
+}
+
 impl GpuProgram {
     /// Plans buffers by liveness, compiles every kernel variant the graph needs, and records
     /// its dispatches. Fails with the node's name when a shape or limit does not fit.
@@ -146,16 +155,12 @@ impl GpuProgram {
                             message: format!("{table} is kept on the host, so its lookup must read u32 ids straight from a graph input"),
                         });
                     };
-                    let buffer = ctx.device.create_buffer(&wgpu::BufferDescriptor { label: Some(&node.label), size: bytes.max(4), usage: usage(), mapped_at_creation: false });
-                    input_bytes += buffer.size();
-                    let out = Buf { buffer, offset: 0, size: bytes.max(4) };
+                    let out = own_buffer(ctx, &node.label, bytes, &mut input_bytes);
                     places[i] = Some(Place::Buffer(out.clone()));
                     gathers.push(HostGather { ids: ids.clone(), table, out });
                 }
                 Op::Input { name, dtype } => {
-                    let buffer = ctx.device.create_buffer(&wgpu::BufferDescriptor { label: Some(name), size: bytes.max(4), usage: usage(), mapped_at_creation: false });
-                    input_bytes += buffer.size();
-                    places[i] = Some(Place::Buffer(Buf { buffer, offset: 0, size: bytes.max(4) }));
+                    places[i] = Some(Place::Buffer(own_buffer(ctx, name, bytes, &mut input_bytes)));
                     inputs.insert(name.clone(), (TensorId(i), *dtype, node.numel()));
                 }
                 Op::Reshape { .. } => {
