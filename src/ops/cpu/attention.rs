@@ -7,6 +7,7 @@
 use candle_core::{Device, Result, Tensor};
 
 use super::gemm::{gemm, BMatrix, PackedB};
+use super::threads;
 
 /// Query rows per scores block: 128 x 4096 keys is 2 MiB of scratch.
 const ROWS: usize = 128;
@@ -25,24 +26,13 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize, scale: f32, c
 }
 
 /// [`attention`] on row-major values; `dims` is [batch, Lq, Lk, heads, q/k head dim, v head dim].
-/// Natively the (image, head) pairs are shared among the cores; each computes its head into
-/// a [Lq, dv] block that is then put in place.
+/// The (image, head) pairs are shared among the threads; each computes its head into a
+/// [Lq, dv] block that is then put in place.
 fn attention_values(q: &[f32], k: &[f32], v: &[f32], dims: [usize; 6], scale: f32, causal: bool) -> Vec<f32> {
     let [batch, lq, _, heads, _, dv] = dims;
     let hdv = heads * dv;
     let pairs: Vec<(usize, usize)> = (0..batch).flat_map(|b| (0..heads).map(move |h| (b, h))).collect();
-    let one = |&(b, h): &(usize, usize)| one_head(q, k, v, dims, b, h, scale, causal);
-    #[cfg(not(target_arch = "wasm32"))]
-    let blocks: Vec<Vec<f32>> = {
-        let threads = std::thread::available_parallelism().map_or(1, |t| t.get()).min(pairs.len()).max(1);
-        let per = pairs.len().div_ceil(threads);
-        std::thread::scope(|s| {
-            let jobs: Vec<_> = pairs.chunks(per).map(|chunk| s.spawn(move || chunk.iter().map(one).collect::<Vec<_>>())).collect();
-            jobs.into_iter().flat_map(|j| j.join().expect("an attention thread panicked")).collect()
-        })
-    };
-    #[cfg(target_arch = "wasm32")]
-    let blocks: Vec<Vec<f32>> = pairs.iter().map(one).collect();
+    let blocks = threads::map(pairs.len(), |i| one_head(q, k, v, dims, pairs[i].0, pairs[i].1, scale, causal));
     let mut out = vec![0.0; batch * lq * hdv];
     for (&(b, h), block) in pairs.iter().zip(&blocks) {
         for (r, row) in block.chunks_exact(dv).enumerate() {

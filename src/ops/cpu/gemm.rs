@@ -75,8 +75,29 @@ pub fn gemm(m: usize, n: usize, k: usize, a: &[f32], lda: usize, b: &impl PackB,
 }
 
 /// `C[..h, ..w] += a_strip @ b_strip` for one MR x NR tile; `c` starts at the tile's corner.
+/// On x86-64 with AVX2 the same code is compiled for 256-bit registers (the same operations
+/// in the same order, so the same bits: Rust never fuses a multiply and an add).
 #[inline(never)]
 fn micro_kernel(a: &[f32], b: &[f32], c: &mut [f32], ldc: usize, h: usize, w: usize) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        static AVX2: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        if *AVX2.get_or_init(|| std::arch::is_x86_feature_detected!("avx2")) {
+            // SAFETY: the CPU has AVX2 (checked above).
+            return unsafe { micro_kernel_avx2(a, b, c, ldc, h, w) };
+        }
+    }
+    micro_kernel_body(a, b, c, ldc, h, w)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn micro_kernel_avx2(a: &[f32], b: &[f32], c: &mut [f32], ldc: usize, h: usize, w: usize) {
+    micro_kernel_body(a, b, c, ldc, h, w)
+}
+
+#[inline(always)]
+fn micro_kernel_body(a: &[f32], b: &[f32], c: &mut [f32], ldc: usize, h: usize, w: usize) {
     let mut acc = [[F32x4::zero(); NV]; MR];
     for (ap, bp) in a.chunks_exact(MR).zip(b.chunks_exact(NR)) {
         let bv: [F32x4; NV] = std::array::from_fn(|v| F32x4::load(bp[4 * v..4 * v + 4].try_into().unwrap()));
@@ -108,30 +129,22 @@ fn micro_kernel(a: &[f32], b: &[f32], c: &mut [f32], ldc: usize, h: usize, w: us
     }
 }
 
-/// [`gemm`] with the rows of C shared among the machine's cores (natively; in the page,
-/// where wasm has no threads here, one). Each thread packs B itself: packing is 1/M of the
-/// work of a block.
+/// [`gemm`] with the rows of C shared among the CPU backend's threads (natively every
+/// core; in the page, the workers of a cross-origin isolated page). Each thread packs B
+/// itself: packing is 1/M of the work of a block. Every row's sums run in the same order
+/// whatever the thread count, so the result does not depend on it.
 #[allow(clippy::too_many_arguments)]
 pub fn par_gemm(m: usize, n: usize, k: usize, a: &[f32], lda: usize, b: &(impl PackB + Sync), c: &mut [f32], ldc: usize) {
-    #[cfg(not(target_arch = "wasm32"))]
-    {
-        // Below a few tiles per thread the threads cost more than they save.
-        let threads = std::thread::available_parallelism().map_or(1, |t| t.get()).min(m / (4 * MR)).max(1);
-        if threads > 1 && m > 0 && n > 0 && k > 0 {
-            let rows = m.div_ceil(threads).next_multiple_of(MR);
-            std::thread::scope(|s| {
-                let mut rest = c;
-                for r0 in (0..m).step_by(rows) {
-                    let mm = rows.min(m - r0);
-                    let take = if r0 + mm == m { rest.len() } else { mm * ldc };
-                    let (mine, tail) = std::mem::take(&mut rest).split_at_mut(take);
-                    rest = tail;
-                    let a = &a[r0 * lda..];
-                    s.spawn(move || gemm(mm, n, k, a, lda, b, mine, ldc));
-                }
-            });
-            return;
-        }
+    // Below a few tiles per thread the threads cost more than they save.
+    let threads = super::threads::count().min(m / (4 * MR)).max(1);
+    if threads > 1 && n > 0 && k > 0 {
+        let rows = m.div_ceil(threads).next_multiple_of(MR);
+        let c = &mut c[..(m - 1) * ldc + n];
+        super::threads::for_each_piece(c, rows * ldc, |t, mine| {
+            let r0 = t * rows;
+            gemm(rows.min(m - r0), n, k, &a[r0 * lda..], lda, b, mine, ldc)
+        });
+        return;
     }
     gemm(m, n, k, a, lda, b, c, ldc)
 }
@@ -213,5 +226,20 @@ mod tests {
                 assert!((c[i * ldc + j] - want).abs() < 1e-5, "({i},{j}): {} vs {want}", c[i * ldc + j]);
             }
         }
+    }
+
+    #[test]
+    fn par_gemm_gives_gemm_bits_in_strided_c() {
+        // Rows shared among threads must not change a single bit, and C's tail past the
+        // last row (ldc > n) must stay untouched.
+        let (m, n, k, ldc) = (MR * 4 * 3 + 5, 29, 70, 33);
+        let (a, b) = (values(m * k, 6), values(k * n, 7));
+        let bm = BMatrix::KN { data: &b, ld: n };
+        let mut one = vec![0.5f32; m * ldc];
+        gemm(m, n, k, &a, k, &bm, &mut one, ldc);
+        let mut par = vec![0.5f32; m * ldc];
+        par_gemm(m, n, k, &a, k, &bm, &mut par, ldc);
+        assert!(one.iter().zip(&par).all(|(x, y)| x.to_bits() == y.to_bits()));
+        assert_eq!(par[(m - 1) * ldc + n..], vec![0.5; ldc - n][..]);
     }
 }

@@ -10,6 +10,7 @@ mod im2col;
 mod nn;
 mod pack;
 pub mod profile;
+pub mod threads;
 
 pub use exec::{expand_store, CpuExecutor, CpuTensors, HostTensor};
 pub use nn::timestep_embedding;
