@@ -9,14 +9,15 @@
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
+source scripts/toolchain.sh
 SECONDS_EACH=${1:-30}
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 
 # The lock file is the truth, as for the engine (cargo fuzz has no --locked of its own).
-cargo +nightly fetch --locked --manifest-path fuzz/Cargo.toml || { echo "fuzz result: 0 passed; 1 failed"; exit 1; }
+cargo +$EASEL_NIGHTLY fetch --locked --manifest-path fuzz/Cargo.toml || { echo "fuzz result: 0 passed; 1 failed"; exit 1; }
 start=$(date +%s)
-if ! cargo +nightly fuzz build; then
+if ! cargo +$EASEL_NIGHTLY fuzz build; then
   echo "fuzz result: 0 passed; 1 failed (the fuzz crate does not build)"
   exit 1
 fi
@@ -24,12 +25,12 @@ echo "fuzz build: $(($(date +%s) - start)) s"
 
 pass=0
 fail=0
-for target in $(cargo +nightly fuzz list); do
+for target in $(cargo +$EASEL_NIGHTLY fuzz list); do
   mkdir -p "$WORK/$target/corpus" "$WORK/$target/crashes"
   log=$WORK/$target.log
   dict=()
   [ -f "fuzz/$target.dict" ] && dict=("-dict=fuzz/$target.dict")
-  cargo +nightly fuzz run "$target" "$WORK/$target/corpus" "fuzz/corpus/$target" -- \
+  cargo +$EASEL_NIGHTLY fuzz run "$target" "$WORK/$target/corpus" "fuzz/corpus/$target" -- \
     -max_total_time="$SECONDS_EACH" -artifact_prefix="$WORK/$target/crashes/" "${dict[@]}" >"$log" 2>&1
   rc=$?
   runs=$(sed -n 's/^Done \([0-9]*\) runs in \([0-9]*\) second.*/\1 \2/p' "$log" | tail -1)

@@ -1,8 +1,11 @@
 #!/usr/bin/env node
 // Static file server for the page: correct MIME types for wasm and JS modules, HTTP Range
-// (shards, Hub-style reads) and CORS, bound to loopback. No dependencies.
+// (shards, Hub-style reads), CORS and cross-origin isolation, bound to loopback. No dependencies.
 //
-//   node scripts/serve.mjs [--port N] [--root DIR] [--hub DIR]   (PORT env also works; default 8080)
+//   node scripts/serve.mjs [--port N] [--root DIR] [--hub DIR] [--no-isolation]   (PORT env also works; default 8080)
+//
+// Responses carry COOP/COEP (cross-origin isolation: wasm threads for the CPU backend);
+// --no-isolation serves without them, as a host that sets no headers would (one thread).
 //
 // --hub DIR also serves the diffusers repositories in DIR the way the Hugging Face Hub does:
 // files at /{repo}/resolve/{revision}/{path} and the API's file list (sizes, LFS sha256s) at
@@ -141,10 +144,18 @@ function requestPath(req) {
  * {revision}` lists its files. With `hubCdn` (a `startCdn` server's URL) weights files
  * answer 302 to that origin with a signed-looking query, as the Hub's `resolve/` does.
  */
-export function startServer({ root, port = 8080, host = '127.0.0.1', onRequest, hubRoot, hubCdn } = {}) {
+export function startServer({ root, port = 8080, host = '127.0.0.1', onRequest, hubRoot, hubCdn, isolate = true } = {}) {
   const base = resolve(root ?? join(fileURLToPath(import.meta.url), '..', '..'));
   const hubBase = hubRoot ? resolve(hubRoot) : null;
   const server = createServer(async (req, res) => {
+    // Cross-origin isolation: what lets the page share wasm memory with worker threads
+    // (the CPU backend on every core). Every response may also be embedded by an isolated
+    // site (the widget, the npm package's files).
+    if (isolate) {
+      res.setHeader('Cross-Origin-Opener-Policy', 'same-origin');
+      res.setHeader('Cross-Origin-Embedder-Policy', 'require-corp');
+    }
+    res.setHeader('Cross-Origin-Resource-Policy', 'cross-origin');
     res.setHeader('Access-Control-Allow-Origin', '*');
     res.setHeader('Access-Control-Allow-Headers', 'Range');
     res.setHeader('Access-Control-Expose-Headers', 'Content-Length, Content-Range, Accept-Ranges');
@@ -212,7 +223,7 @@ if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.ur
   };
   const port = Number(opt('--port') ?? process.env.PORT ?? 8080);
   const hubRoot = opt('--hub');
-  startServer({ root: opt('--root'), port, hubRoot })
+  startServer({ root: opt('--root'), port, hubRoot, isolate: !args.includes('--no-isolation') })
     .then(({ url }) => {
       console.log(`Easel is being served at ${url}  (Ctrl+C to stop)`);
       if (hubRoot) console.log(`Hub mode: base ${url.slice(0, -1)}, repositories from ${hubRoot} (e.g. repo sd2-tiny)`);

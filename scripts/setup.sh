@@ -87,12 +87,22 @@ ensure_cargo_tool wasm-pack "$WASM_PACK_VERSION" wasm-pack --locked
 # Not --locked: the locked build wants a dependency version the registry no longer serves.
 ensure_cargo_tool wasm-bindgen-cli "$(wasm_bindgen_version)" wasm-bindgen
 
-# cargo-fuzz needs nightly (sanitizers, -Z flags); the engine itself builds on stable.
-ensure_fuzz() {
-  if ! rustup toolchain list | grep -q '^nightly'; then
-    say "rustup toolchain install nightly (for the fuzz suite)"
-    rustup toolchain install nightly --profile minimal
+# The pinned nightly (scripts/toolchain.sh) with std's source: the threaded wasm package
+# rebuilds std with atomics, and cargo-fuzz needs nightly (sanitizers, -Z flags).
+source scripts/toolchain.sh
+ensure_nightly() {
+  if ! rustup toolchain list | grep -q "^$EASEL_NIGHTLY"; then
+    say "rustup toolchain install $EASEL_NIGHTLY (threaded wasm build, fuzz suite)"
+    rustup toolchain install "$EASEL_NIGHTLY" --profile minimal
   fi
+  if ! rustup component list --toolchain "$EASEL_NIGHTLY" --installed | grep -q '^rust-src'; then
+    say "rustup component add rust-src --toolchain $EASEL_NIGHTLY"
+    rustup component add rust-src --toolchain "$EASEL_NIGHTLY"
+  fi
+}
+ensure_nightly
+
+ensure_fuzz() {
   ensure_cargo_tool cargo-fuzz "$CARGO_FUZZ_VERSION" cargo-fuzz --locked
 }
 

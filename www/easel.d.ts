@@ -59,6 +59,8 @@ export interface EngineInfo {
   /** The GPU's matmul check against the CPU, or null without a GPU. */
   selfTest: { shape: number[]; relativeError: number; millis: number } | null;
   selfTestError: string | null;
+  /** The CPU backend's threads: how many run, how many were wanted, and why that many. */
+  threads: { count: number; wanted: number; reason: string };
 }
 
 export interface ShardProgress {
@@ -258,7 +260,7 @@ export function resolveModel(model: string, base?: string): { url: string; bundl
 
 export class Easel {
   private constructor();
-  static create(options?: { backend?: Backend; workerUrl?: string | URL; onStarted?: (version: string) => void }): Promise<Easel>;
+  static create(options?: { backend?: Backend; threads?: number | null; workerUrl?: string | URL; onStarted?: (version: string) => void }): Promise<Easel>;
   on<K extends keyof EaselEvents>(name: K, fn: (event: EaselEvents[K]) => void): () => void;
   adapter(): EngineInfo;
   readonly model: ModelInfo | null;

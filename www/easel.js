@@ -75,10 +75,12 @@ export class Easel {
 
   /**
    * Starts the engine in a Web Worker. `backend`: 'auto' (a real GPU, else the CPU), 'gpu'
-   * (fails with code 'no-webgpu' without one) or 'cpu'. `onStarted(version)` is called once
-   * the wasm module runs, before the GPU is opened and tested.
+   * (fails with code 'no-webgpu' without one) or 'cpu'. `threads`: how many threads the
+   * CPU backend may use (default one per core); more than one needs a cross-origin isolated
+   * page, else it runs on one and `info.threads.reason` says why. `onStarted(version)` is
+   * called once the wasm module runs, before the GPU is opened and tested.
    */
-  static async create({ backend = 'auto', workerUrl = new URL('./worker.js', import.meta.url), onStarted } = {}) {
+  static async create({ backend = 'auto', threads = null, workerUrl = new URL('./worker.js', import.meta.url), onStarted } = {}) {
     const easel = new Easel();
     let worker;
     try {
@@ -97,7 +99,7 @@ export class Easel {
       };
     });
     try {
-      easel.#info = await Promise.race([easel.#call(OP.init, { backend }), failed]);
+      easel.#info = await Promise.race([easel.#call(OP.init, { backend, threads }), failed]);
     } catch (e) {
       worker.terminate();
       throw e;

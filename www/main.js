@@ -46,10 +46,12 @@ function showAdapter(report, selfTest, selfTestError) {
   );
 }
 
-function showEngine({ backend, report, gpuError, selfTest, selfTestError }) {
+function showEngine({ backend, report, gpuError, selfTest, selfTestError, threads }) {
   list.replaceChildren();
   diag.dataset.backend = backend.kind;
+  diag.dataset.threads = threads.count;
   addRow('Backend', `${backend.kind === 'gpu' ? 'GPU (WebGPU)' : 'CPU (wasm SIMD)'}: ${backend.reason}`, 'diag-backend');
+  addRow('CPU threads', `${threads.count}: ${threads.reason}`, 'diag-threads');
   if (report) showAdapter(report, selfTest, selfTestError);
   if (gpuError) addRow('WebGPU', gpuError, 'diag-no-webgpu');
   if (!report) {
@@ -116,10 +118,13 @@ async function startEngine() {
     url.searchParams.set('backend', picker.value);
     location.href = url.href;
   };
+  // ?threads=N caps the CPU backend's threads (default: one per core, when isolated).
+  const threads = Number.parseInt(new URLSearchParams(location.search).get('threads') ?? '', 10) || null;
   let easel;
   try {
     easel = await Easel.create({
       backend,
+      threads,
       onStarted: (version) => {
         diag.dataset.worker = 'started';
         document.getElementById('version').textContent = `engine v${version}`;

@@ -31,7 +31,8 @@ class EaselGenerator extends HTMLElement {
     if (!this.#frame) {
       this.#frame = document.createElement('iframe');
       this.#frame.title = 'Easel image generator';
-      this.#frame.allow = 'webgpu';
+      // cross-origin-isolated: on a host served with COOP/COEP the frame may run wasm threads.
+      this.#frame.allow = 'webgpu; cross-origin-isolated';
       this.#frame.style.cssText = 'width: 100%; border: 0; display: block;';
       // The host's CSS stops at the shadow root and cannot cross into the cross-origin frame.
       this.attachShadow({ mode: 'open' }).append(this.#frame);

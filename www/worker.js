@@ -1,7 +1,7 @@
 // The engine's home: a module Web Worker that loads the wasm package and owns the GPU
 // device. It answers the requests of the JS API (easel.js) in protocol.js's terms only.
 
-import init, { Engine, encodeApng, encodeGif, version } from '../pkg/easel.js';
+import { loadEnginePackage } from './engine-pkg.js';
 import { loadHubModel } from './hub.js';
 import { loadModel, sha256Hex } from './loader.js';
 import { EVENT, EaselError, OP } from './protocol.js';
@@ -10,6 +10,9 @@ let engine = null;
 let gpu = null; // the engine's GpuHandle: usable while a generation holds the engine
 let ready = null; // settles once the engine exists (or could not be made)
 let backendPreference = 'auto';
+// The engine package (pkg/ or the threaded pkg/threads/) and its CPU threads, once loaded.
+let Engine, encodeApng, encodeGif, version;
+let threads = null;
 
 const progress = (id, p) => self.postMessage({ id, reply: 'progress', progress: p });
 const done = (id, result, transfer = []) => self.postMessage({ id, reply: 'done', result }, transfer);
@@ -29,10 +32,12 @@ function asEaselError(e, fallback = 'generation-failed') {
 }
 
 /** Opens the engine; the reply is the engine's description (see `describeEngine`). */
-async function start(id, backend) {
+async function start(id, backend, wantedThreads) {
   backendPreference = backend;
   try {
-    await init();
+    let pkg;
+    ({ pkg, threads } = await loadEnginePackage(wantedThreads));
+    ({ Engine, encodeApng, encodeGif, version } = pkg);
   } catch (e) {
     throw new EaselError('engine-load-failed', `Could not load the engine (pkg/easel_bg.wasm): ${messageOf(e)}. Build it with scripts/run.sh`);
   }
@@ -65,6 +70,7 @@ async function describeEngine() {
     gpuError: engine.gpuError() ?? null,
     selfTest,
     selfTestError,
+    threads,
   };
 }
 
@@ -363,7 +369,7 @@ async function answer(data) {
   try {
     let result;
     if (op === OP.init) {
-      ready ??= start(id, data.backend ?? 'auto');
+      ready ??= start(id, data.backend ?? 'auto', data.threads ?? null);
       result = await ready;
     } else if (op === OP.load) {
       result = await load(id, data.source);

@@ -1,6 +1,8 @@
 // Opens www/bench.html in headless Chromium with SwiftShader WebGPU and prints the result.
 //   node scripts/bench/run-browser.mjs [--runs N] [--filter TEXT] [--no-ort]
-//   node scripts/bench/run-browser.mjs --unet [--size 256] [--quant q8_0] [--backend auto]
+//   node scripts/bench/run-browser.mjs --unet [--size 256] [--quant q8_0] [--backend auto] [--threads 1,2]
+// --threads runs the UNet bench once per thread count, in turn in one browser, and prints each
+// one's time and its speed-up over the first.
 
 import { startServer } from '../serve.mjs';
 import { launch, ROOT } from '../../tests/e2e/browser.mjs';
@@ -17,6 +19,19 @@ const browser = await launch();
 try {
   const page = await browser.newPage();
   page.on('console', (m) => m.type() === 'error' && console.error(`[page] ${m.text()}`));
+  if (args.includes('--unet') && opt('--threads')) {
+    const counts = opt('--threads').split(',').map(Number);
+    const times = [];
+    for (const threads of counts) {
+      const q = new URLSearchParams({ size: opt('--size', '256'), quant: opt('--quant', 'q8_0'), backend: opt('--backend', 'cpu'), runs: opt('--runs', '1'), threads });
+      await page.goto(`${url}www/bench-unet.html?${q}`);
+      await page.locator('body[data-done="1"]').waitFor({ timeout: 60 * 60 * 1000 });
+      console.log(await page.evaluate(() => window.benchText));
+      times.push(await page.evaluate(() => window.benchMillis));
+    }
+    console.log(counts.map((n, i) => `${n} thread(s): ${(times[i] / 1000).toFixed(2)} s/step (${(times[0] / times[i]).toFixed(2)}x)`).join('; '));
+    process.exit(0);
+  }
   if (args.includes('--unet')) {
     const q = new URLSearchParams({ size: opt('--size', '256'), quant: opt('--quant', 'q8_0'), backend: opt('--backend', 'auto'), runs: opt('--runs', '1') });
     await page.goto(`${url}www/bench-unet.html?${q}`);

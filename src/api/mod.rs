@@ -9,6 +9,7 @@ mod animation;
 mod bench_unet;
 mod generate;
 mod lora;
+mod threads;
 mod vq;
 
 use crate::gpu::{self, GpuContext, GpuOptions};
