@@ -1,6 +1,6 @@
 // Opens www/bench.html in headless Chromium with SwiftShader WebGPU and prints the result.
 //   node scripts/bench/run-browser.mjs [--runs N] [--filter TEXT] [--no-ort]
-//   node scripts/bench/run-browser.mjs --unet [--size 256] [--quant q8_0] [--backend auto] [--threads 1,2]
+//   node scripts/bench/run-browser.mjs --unet [--size 256] [--quant q8_0] [--backend auto] [--threads 1,2] [--profile]
 // --threads runs the UNet bench once per thread count, in turn in one browser, and prints each
 // one's time and its speed-up over the first.
 
@@ -23,7 +23,7 @@ try {
     const counts = opt('--threads').split(',').map(Number);
     const times = [];
     for (const threads of counts) {
-      const q = new URLSearchParams({ size: opt('--size', '256'), quant: opt('--quant', 'q8_0'), backend: opt('--backend', 'cpu'), runs: opt('--runs', '1'), threads });
+      const q = new URLSearchParams({ size: opt('--size', '256'), quant: opt('--quant', 'q8_0'), backend: opt('--backend', 'cpu'), runs: opt('--runs', '1'), threads, profile: args.includes('--profile') ? '1' : '0' });
       await page.goto(`${url}www/bench-unet.html?${q}`);
       await page.locator('body[data-done="1"]').waitFor({ timeout: 60 * 60 * 1000 });
       console.log(await page.evaluate(() => window.benchText));

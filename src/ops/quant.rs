@@ -6,6 +6,8 @@
 //! arrays, because WGSL storage arrays are 4-byte aligned; scales travel as f16 pairs read
 //! with `unpack2x16float`, which needs no `shader-f16`.
 
+use std::mem::MaybeUninit;
+
 use half::f16;
 use serde::{Deserialize, Serialize};
 
@@ -108,28 +110,50 @@ pub fn quantize_q4_0(xs: &[f32]) -> Vec<u8> {
     out
 }
 
-/// Expands GGML blocks (or f32/f16 bytes) back to f32.
+/// Expands GGML blocks (or f32/f16 bytes) back to f32, pieces of blocks on every CPU thread
+/// (the page's CPU backend expands each weight as a step needs it).
 pub fn dequantize(ty: StorageType, bytes: &[u8]) -> Vec<f32> {
+    let (block_bytes, block_values) = match ty {
+        StorageType::F32 => (4, 1),
+        StorageType::F16 => (2, 1),
+        StorageType::Q8_0 | StorageType::Q4_0 => (ty.byte_len(BLOCK), BLOCK),
+    };
+    let len = bytes.len() / block_bytes * block_values;
+    // Written once, by the threads: zeroing it first would be one more pass, on one thread.
+    let mut out: Vec<f32> = Vec::with_capacity(len);
+    // 64 KiB of f32 a piece: far more work than handing it to a thread costs.
+    let piece_blocks = (16384 / block_values).max(1);
+    crate::ops::cpu::threads::for_each_piece(&mut out.spare_capacity_mut()[..len], piece_blocks * block_values, |i, dst| {
+        let src = &bytes[i * piece_blocks * block_bytes..];
+        for (b, d) in src.chunks_exact(block_bytes).zip(dst.chunks_exact_mut(block_values)) {
+            dequantize_block(ty, b, d);
+        }
+    });
+    // SAFETY: the pieces cover all `len` values and every block writes each of its values.
+    unsafe { out.set_len(len) };
+    out
+}
+
+/// One block (or one f32/f16 value) of `ty` into `out`, every value written.
+#[inline]
+fn dequantize_block(ty: StorageType, b: &[u8], out: &mut [MaybeUninit<f32>]) {
     match ty {
-        StorageType::F32 => bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
-        StorageType::F16 => bytes.chunks_exact(2).map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
-        StorageType::Q8_0 => bytes
-            .chunks_exact(34)
-            .flat_map(|b| {
-                let d = f16::from_le_bytes([b[0], b[1]]).to_f32();
-                b[2..].iter().map(move |&q| q as i8 as f32 * d)
-            })
-            .collect(),
-        StorageType::Q4_0 => bytes
-            .chunks_exact(18)
-            .flat_map(|b| {
-                let d = f16::from_le_bytes([b[0], b[1]]).to_f32();
-                let qs = &b[2..];
-                let lo = qs.iter().map(move |&q| ((q & 0xF) as i32 - 8) as f32 * d);
-                let hi = qs.iter().map(move |&q| ((q >> 4) as i32 - 8) as f32 * d);
-                lo.chain(hi).collect::<Vec<_>>()
-            })
-            .collect(),
+        StorageType::F32 => _ = out[0].write(f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+        StorageType::F16 => _ = out[0].write(f16::from_le_bytes([b[0], b[1]]).to_f32()),
+        StorageType::Q8_0 => {
+            let d = f16::from_le_bytes([b[0], b[1]]).to_f32();
+            for (o, &q) in out.iter_mut().zip(&b[2..]) {
+                o.write(q as i8 as f32 * d);
+            }
+        }
+        StorageType::Q4_0 => {
+            let d = f16::from_le_bytes([b[0], b[1]]).to_f32();
+            let (lo, hi) = out.split_at_mut(BLOCK / 2);
+            for ((l, h), &q) in lo.iter_mut().zip(hi).zip(&b[2..]) {
+                l.write(((q & 0xF) as i32 - 8) as f32 * d);
+                h.write(((q >> 4) as i32 - 8) as f32 * d);
+            }
+        }
     }
 }
 
@@ -206,6 +230,21 @@ fn sequential_nibbles(bytes: &[u8]) -> [u32; 4] {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn dequantize_in_pieces_equals_block_by_block() {
+        // 1100 blocks: two whole pieces of 512 blocks and a part, on the threads.
+        let xs: Vec<f32> = (0..BLOCK * 1100).map(|i| ((i * 7919) % 1000) as f32 / 250.0 - 2.0).collect();
+        for ty in [StorageType::F32, StorageType::F16, StorageType::Q8_0, StorageType::Q4_0] {
+            let bytes = quantize(ty, &xs);
+            let one_by_one: Vec<f32> = bytes.chunks(ty.byte_len(BLOCK)).flat_map(|b| dequantize(ty, b)).collect();
+            let whole = dequantize(ty, &bytes);
+            assert_eq!(whole.len(), xs.len(), "{ty:?}");
+            assert!(whole.iter().zip(&one_by_one).all(|(a, b)| a.to_bits() == b.to_bits()), "{ty:?}");
+            let err = whole.iter().zip(&xs).fold(0f32, |e, (a, b)| e.max((a - b).abs()));
+            assert!(err < 0.3, "{ty:?}: max error {err}");
+        }
+    }
+
     use super::*;
     use crate::gpu::test_values;
     use candle_core::quantized::{GgmlDType, QTensor};

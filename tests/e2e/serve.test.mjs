@@ -1,4 +1,5 @@
-// The static server: MIME types the browser insists on, Range reads, and no path escapes.
+// The static server: MIME types the browser insists on, Range reads, cross-origin isolation,
+// and no path escapes.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -34,6 +35,25 @@ test('wasm is served as application/wasm (required for streaming compile)', asyn
   assert.equal(res.status, 200);
   assert.equal(res.headers.get('content-type'), 'application/wasm');
   assert.equal((await res.arrayBuffer()).byteLength, 8);
+});
+
+test('every response is cross-origin isolated (wasm threads) and embeddable, unless isolation is off', async () => {
+  for (const path of ['digits.txt', 'missing.txt', 'org/model/resolve/main/unet/w.safetensors']) {
+    const res = await fetch(`${url}${path}`);
+    assert.equal(res.headers.get('cross-origin-opener-policy'), 'same-origin', path);
+    assert.equal(res.headers.get('cross-origin-embedder-policy'), 'require-corp', path);
+    assert.equal(res.headers.get('cross-origin-resource-policy'), 'cross-origin', path);
+  }
+  const plain = await startServer({ root, port: 0, isolate: false });
+  try {
+    const res = await fetch(`${plain.url}digits.txt`);
+    assert.equal(await res.text(), '0123456789');
+    assert.equal(res.headers.get('cross-origin-opener-policy'), null);
+    assert.equal(res.headers.get('cross-origin-embedder-policy'), null);
+    assert.equal(res.headers.get('cross-origin-resource-policy'), 'cross-origin');
+  } finally {
+    plain.server.close();
+  }
 });
 
 test('range requests return exactly the asked bytes', async () => {

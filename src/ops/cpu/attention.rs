@@ -26,46 +26,50 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize, scale: f32, c
 }
 
 /// [`attention`] on row-major values; `dims` is [batch, Lq, Lk, heads, q/k head dim, v head dim].
-/// The (image, head) pairs are shared among the threads; each computes its head into a
-/// [Lq, dv] block that is then put in place.
+/// Each (image, head)'s K^T and V are packed once; then every (image, head, block of query
+/// rows) is a task for the threads (a few heads alone would leave threads idle), computing
+/// its [rows, dv] block, which is then put in place.
 fn attention_values(q: &[f32], k: &[f32], v: &[f32], dims: [usize; 6], scale: f32, causal: bool) -> Vec<f32> {
-    let [batch, lq, _, heads, _, dv] = dims;
-    let hdv = heads * dv;
+    let [batch, lq, lk, heads, d, dv] = dims;
+    let (hd, hdv) = (heads * d, heads * dv);
     let pairs: Vec<(usize, usize)> = (0..batch).flat_map(|b| (0..heads).map(move |h| (b, h))).collect();
-    let blocks = threads::map(pairs.len(), |i| one_head(q, k, v, dims, pairs[i].0, pairs[i].1, scale, causal));
+    let packed = threads::map(pairs.len(), |i| {
+        let (b, h) = pairs[i];
+        let kt = PackedB::new(d, lk, &BMatrix::NK { data: &k[b * lk * hd + h * d..], ld: hd });
+        let vp = PackedB::new(lk, dv, &BMatrix::KN { data: &v[b * lk * hdv + h * dv..], ld: hdv });
+        (kt, vp)
+    });
+    let rows = ROWS.min(lq);
+    let per_pair = lq.div_ceil(rows);
+    let blocks = threads::map(pairs.len() * per_pair, |t| {
+        let ((b, h), r0) = (pairs[t / per_pair], (t % per_pair) * rows);
+        let (kt, vp) = &packed[t / per_pair];
+        row_block(&q[b * lq * hd + h * d..], kt, vp, dims, r0, rows.min(lq - r0), scale, causal)
+    });
     let mut out = vec![0.0; batch * lq * hdv];
-    for (&(b, h), block) in pairs.iter().zip(&blocks) {
+    for (t, block) in blocks.iter().enumerate() {
+        let ((b, h), r0) = (pairs[t / per_pair], (t % per_pair) * rows);
         for (r, row) in block.chunks_exact(dv).enumerate() {
-            out[(b * lq + r) * hdv + h * dv..][..dv].copy_from_slice(row);
+            out[(b * lq + r0 + r) * hdv + h * dv..][..dv].copy_from_slice(row);
         }
     }
     out
 }
 
-/// softmax(q k^T * scale) v of head `h` of image `b`: [Lq, dv], scores one block of rows at
-/// a time.
+/// softmax(q k^T * scale) v for query rows r0..r0 + m of one head (`qh` starts at the head's
+/// first query, rows H*D apart): [m, dv].
 #[allow(clippy::too_many_arguments)]
-fn one_head(q: &[f32], k: &[f32], v: &[f32], dims: [usize; 6], b: usize, h: usize, scale: f32, causal: bool) -> Vec<f32> {
+fn row_block(qh: &[f32], kt: &PackedB, vp: &PackedB, dims: [usize; 6], r0: usize, m: usize, scale: f32, causal: bool) -> Vec<f32> {
     let [_, lq, lk, heads, d, dv] = dims;
-    let (hd, hdv) = (heads * d, heads * dv);
-    let (qh, kh, vh) = (&q[b * lq * hd + h * d..], &k[b * lk * hd + h * d..], &v[b * lk * hdv + h * dv..]);
-    let mut out = vec![0.0; lq * dv];
-    let rows = ROWS.min(lq);
-    let mut scores = vec![0.0; rows * lk];
-    // K^T and V are packed once per head, not once per block of queries.
-    let kt = PackedB::new(d, lk, &BMatrix::NK { data: kh, ld: hd });
-    let vp = PackedB::new(lk, dv, &BMatrix::KN { data: vh, ld: hdv });
-    for r0 in (0..lq).step_by(rows) {
-        let m = rows.min(lq - r0);
-        let s = &mut scores[..m * lk];
-        s.fill(0.0);
-        gemm(m, lk, d, &qh[r0 * hd..], hd, &kt, s, lk);
-        for (i, row) in s.chunks_exact_mut(lk).enumerate() {
-            let visible = if causal { (r0 + i + lk + 1).saturating_sub(lq).min(lk) } else { lk };
-            softmax_in_place(row, scale, visible);
-        }
-        gemm(m, dv, lk, s, lk, &vp, &mut out[r0 * dv..], dv);
+    let hd = heads * d;
+    let mut scores = vec![0.0; m * lk];
+    gemm(m, lk, d, &qh[r0 * hd..], hd, kt, &mut scores, lk);
+    for (i, row) in scores.chunks_exact_mut(lk).enumerate() {
+        let visible = if causal { (r0 + i + lk + 1).saturating_sub(lq).min(lk) } else { lk };
+        softmax_in_place(row, scale, visible);
     }
+    let mut out = vec![0.0; m * dv];
+    gemm(m, dv, lk, &scores, lk, vp, &mut out, dv);
     out
 }
 

@@ -31,15 +31,32 @@ pub fn conv2d(x: &Tensor, w: &Tensor, b: Option<&Tensor>, stride: usize, pad: [u
     }
 }
 
-/// GroupNorm over [B, C, ..]: biased variance per (batch, group), then per-channel affine.
+/// GroupNorm over [B, C, ..]: biased variance per (batch, group), then per-channel affine
+/// and SiLU when `silu`, in one pass over each group's own output: every (batch, group) is
+/// contiguous in NCHW, and the groups are shared among the CPU threads.
 pub fn group_norm(x: &Tensor, gamma: &Tensor, beta: &Tensor, groups: usize, eps: f32, silu: bool) -> Result<Tensor> {
-    let b = x.dims()[0];
-    let g = x.contiguous()?.reshape((b, groups, x.elem_count() / (b * groups)))?;
-    let mean = g.mean_keepdim(D::Minus1)?;
-    let centered = g.broadcast_sub(&mean)?;
-    let var = centered.sqr()?.mean_keepdim(D::Minus1)?;
-    let normed = centered.broadcast_div(&(var + eps as f64)?.sqrt()?)?;
-    channel_affine(&normed, x.dims(), gamma, beta, silu)
+    let dims = x.dims().to_vec();
+    let channels = dims[1];
+    let per_channel: usize = dims[2..].iter().product();
+    let group_len = channels / groups * per_channel;
+    let (gamma, beta) = (gamma.flatten_all()?.to_vec1::<f32>()?, beta.flatten_all()?.to_vec1::<f32>()?);
+    let mut out = x.flatten_all()?.to_vec1::<f32>()?;
+    super::threads::for_each_piece(&mut out, group_len, |i, values| {
+        // Two passes in f64: the mean, then the squared deviations (no cancellation).
+        let n = values.len() as f64;
+        let mean = values.iter().map(|&v| v as f64).sum::<f64>() / n;
+        let var = values.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
+        let (mean, inv) = (mean as f32, (1.0 / (var + eps as f64).sqrt()) as f32);
+        let first_channel = (i % groups) * (channels / groups);
+        for (c, plane) in values.chunks_exact_mut(per_channel).enumerate() {
+            let (g, b) = (gamma[first_channel + c], beta[first_channel + c]);
+            for v in plane {
+                let y = (*v - mean) * inv * g + b;
+                *v = if silu { y / (1.0 + (-y).exp()) } else { y };
+            }
+        }
+    });
+    Tensor::from_vec(out, dims, x.device())
 }
 
 /// normed (reshaped back to `dims` [B, C, ..]) * gamma[c] + beta[c], then SiLU when `silu`.
