@@ -55,7 +55,11 @@ test("README's JavaScript example, pasted into a project that installed the tarb
     const errors = [];
     page.on('pageerror', (e) => errors.push(e.message));
     const origins = new Set();
-    page.on('request', (r) => origins.add(new URL(r.url()).origin));
+    const paths = [];
+    page.on('request', (r) => {
+      origins.add(new URL(r.url()).origin);
+      paths.push(new URL(r.url()).pathname);
+    });
     await page.goto(new URL('index.html', url).href);
     await page.waitForFunction(() => /^(done|failed)/.test(document.getElementById('status').textContent), null, { timeout: 180_000 });
     const status = await page.locator('#status').textContent();
@@ -74,6 +78,9 @@ test("README's JavaScript example, pasted into a project that installed the tarb
     console.log(`# npm package page vs CLI: max |diff| = ${diff} of 255 (${status})`);
     assert.ok(diff <= 2, `the package's image differs from the CLI's by ${diff} of 255`);
     assert.deepEqual([...origins], [new URL(url).origin], 'everything came from the scratch project');
+    // Served cross-origin isolated, the package runs its threaded build, and its threads.
+    assert.ok(paths.some((p) => p.endsWith('/easel-web/pkg/threads/easel_bg.wasm')), 'the threaded engine was loaded');
+    assert.ok(paths.some((p) => p.endsWith('/easel-web/www/engine-thread.js')), 'a CPU thread worker was started');
     assert.deepEqual(errors, []);
   } finally {
     await browser.close();
