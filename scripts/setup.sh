@@ -99,6 +99,11 @@ ensure_nightly() {
     say "rustup component add rust-src --toolchain $EASEL_NIGHTLY"
     rustup component add rust-src --toolchain "$EASEL_NIGHTLY"
   fi
+  # wasm-pack insists on the target being installed, though build-std rebuilds its std.
+  if ! rustup target list --toolchain "$EASEL_NIGHTLY" --installed | grep -qx wasm32-unknown-unknown; then
+    say "rustup target add wasm32-unknown-unknown --toolchain $EASEL_NIGHTLY"
+    rustup target add wasm32-unknown-unknown --toolchain "$EASEL_NIGHTLY"
+  fi
 }
 ensure_nightly
 

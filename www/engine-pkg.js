@@ -6,6 +6,21 @@
 /** Threads the page may use at most (more rarely helps a 2-8 GB model's memory traffic). */
 const MAX_THREADS = 16;
 
+let loaded = null; // the package this worker runs, once loaded
+
+/**
+ * The engine package this worker loaded (its classes must come from the same instance as
+ * the engine's), or pkg/ on one thread where none was (hub.js used on its own).
+ */
+export async function enginePackage() {
+  if (!loaded) {
+    const pkg = await import('../pkg/easel.js');
+    await pkg.default();
+    loaded ??= pkg;
+  }
+  return loaded;
+}
+
 /**
  * Loads the engine package; resolves to { pkg, threads: { count, wanted, reason } }.
  * `wanted` is the caller's thread count (null: one per core).
@@ -16,6 +31,7 @@ export async function loadEnginePackage(wanted) {
   const one = async (reason) => {
     const pkg = await import('../pkg/easel.js');
     await pkg.default();
+    loaded = pkg;
     return { pkg, threads: { count: 1, wanted: want, reason } };
   };
   if (want === 1) return one(wanted ? 'one thread, as asked' : 'this device reports one core');
@@ -43,5 +59,6 @@ export async function loadEnginePackage(wanted) {
   pkg.setThreads(count);
   const failed = started.find((s) => s.status === 'rejected');
   const reason = failed ? `${count} of ${want} threads: ${failed.reason.message}` : `${count} threads (cross-origin isolated)`;
+  loaded = pkg;
   return { pkg, threads: { count, wanted: want, reason } };
 }

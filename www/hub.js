@@ -18,8 +18,12 @@
 //   const model = await loadHubModel({ base, repo, revision, quant: 'q8_0', onProgress });
 //   model.manifest, model.manifestText, model.shard(i)        (as loader.js's loadModel)
 
-import init, { FileHasher, HubConverter } from '../pkg/easel.js';
+import { enginePackage } from './engine-pkg.js';
 import { CACHE_NAME, LoadError, cachedModel, checkStorage, openCachedModel } from './loader.js';
+
+// The engine's classes, from the package the worker runs (set when a conversion starts).
+let FileHasher;
+let HubConverter;
 
 /** Largest Range request. */
 export const MAX_CHUNK_BYTES = 32 << 20;
@@ -257,7 +261,7 @@ export async function loadHubModel({
     onProgress({ bytesDone: total, bytesTotal: total, fromCache: total, etaSeconds: 0, shards });
     return cached;
   }
-  await init();
+  ({ FileHasher, HubConverter } = await enginePackage());
   const cache = await caches.open(CACHE_NAME);
   await removeEntries(cache, cacheBase); // whatever an interrupted conversion left
   const tree = await fetchTree(base, repo, revision, signal);

@@ -12,8 +12,14 @@ pub mod safetensors;
 
 #[path = "../../src/ops/quant.rs"]
 pub mod quant;
+// quant.rs dequantizes on the CPU backend's threads (std only).
+#[path = "../../src/ops/cpu/threads.rs"]
+pub mod threads;
 
 pub mod ops {
     pub use crate::quant;
     pub use crate::quant::StorageType;
+    pub mod cpu {
+        pub use crate::threads;
+    }
 }

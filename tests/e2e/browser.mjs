@@ -49,11 +49,18 @@ export function maxDiff(a, b) {
   return a.reduce((m, v, i) => Math.max(m, Math.abs(v - b[i])), 0);
 }
 
-/** Runs the native `easel` CLI (debug build through cargo) with `args`. */
-export function runCli(args) {
+/** Runs the native `easel` CLI (debug build through cargo) with `args` (and `env` added). */
+export function runCli(args, env = {}) {
   execFileSync('cargo', ['run', '--quiet', '--bin', 'easel', '--', ...args], {
     cwd: ROOT,
     stdio: ['ignore', 'ignore', 'inherit'],
-    env: { ...process.env, XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR ?? '/tmp' },
+    env: { ...process.env, XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR ?? '/tmp', ...env },
   });
 }
+
+/**
+ * The native CPU backend doing the page's arithmetic: linear layers through Easel's own GEMM
+ * (natively they default to candle's, whose different summation order can move a pixel by
+ * one level), for tests that hold the page's CPU images to the CLI's exactly.
+ */
+export const PAGE_ARITHMETIC = { EASEL_CPU_LINEAR: 'gemm' };

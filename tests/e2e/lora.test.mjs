@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import { startServer } from '../../scripts/serve.mjs';
-import { ROOT, launch, artifactPath, canvasPixels, pngPixels, maxDiff, runCli } from './browser.mjs';
+import { ROOT, PAGE_ARITHMETIC, launch, artifactPath, canvasPixels, pngPixels, maxDiff, runCli } from './browser.mjs';
 import { pngText } from './png-text.mjs';
 
 const MODEL = '/models/sd1-tiny/';
@@ -49,12 +49,12 @@ before(async () => {
 
 after(() => server?.close());
 
-/** The CLI's PNG for FORM with the LoRA at `scale` (none: the base model). */
+/** The CLI's PNG for FORM with the LoRA at `scale` (none: the base model), computed with the page's arithmetic. */
 async function cliImage(scale) {
   const out = await artifactPath(`lora-cli-${scale ?? 'none'}.png`);
   const lora = scale === undefined ? [] : ['--lora', LORA_FILE, '--lora-scale', String(scale)];
   runCli(['generate', '--model', 'tests/fixtures/sd1-tiny', '--prompt', FORM.prompt, '--steps', String(FORM.steps), '--guidance', String(FORM.guidance), '--seed', String(FORM.seed),
-    '--width', String(FORM.size), '--height', String(FORM.size), '--backend', 'cpu', ...lora, '--out', out]);
+    '--width', String(FORM.size), '--height', String(FORM.size), '--backend', 'cpu', ...lora, '--out', out], PAGE_ARITHMETIC);
   return readFileSync(out);
 }
 

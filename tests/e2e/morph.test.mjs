@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import { startServer } from '../../scripts/serve.mjs';
-import { ROOT, launch, canvasPixels, pngPixels, maxDiff, runCli } from './browser.mjs';
+import { ROOT, PAGE_ARITHMETIC, launch, canvasPixels, pngPixels, maxDiff, runCli } from './browser.mjs';
 import { pngText } from './png-text.mjs';
 
 const FORM = { prompt: '一只戴墨镜的柴犬 😎', toPrompt: 'a red fox in the snow', seed: 5, toSeed: 6, steps: 2, size: 16 };
@@ -55,11 +55,11 @@ function decodeAll(page, bytes, type) {
   }, [Buffer.from(bytes).toString('base64'), type]);
 }
 
-/** The CLI's frames for the same morph or walk. */
+/** The CLI's frames for the same morph or walk, computed with the page's arithmetic. */
 function cliFrames(extra) {
   const out = mkdtempSync(join(tmpdir(), 'easel-page-morph-'));
   runCli(['morph', '--model', 'www/models/sd-tiny', '--prompt', FORM.prompt, '--seed', String(FORM.seed), '--frames', '3', '--steps', String(FORM.steps),
-    '--backend', 'cpu', ...extra, '--out', out]);
+    '--backend', 'cpu', ...extra, '--out', out], PAGE_ARITHMETIC);
   return [0, 1, 2].map((i) => readFileSync(join(out, `frame-00${i}.png`)));
 }
 
