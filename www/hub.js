@@ -21,10 +21,6 @@
 import { enginePackage } from './engine-pkg.js';
 import { CACHE_NAME, LoadError, cachedModel, checkStorage, openCachedModel } from './loader.js';
 
-// The engine's classes, from the package the worker runs (set when a conversion starts).
-let FileHasher;
-let HubConverter;
-
 /** Largest Range request. */
 export const MAX_CHUNK_BYTES = 32 << 20;
 // The first read of a weights file: for most files, the whole header.
@@ -155,6 +151,8 @@ async function readHeader(url, size, signal) {
   const parts = [];
   await fetchRange(url, 0, Math.min(PROBE_BYTES, size), size, (b) => parts.push(b), signal);
   let bytes = concat(parts);
+  // The engine's classes come from the package the worker runs (one instance).
+  const { HubConverter } = await enginePackage();
   const n = wasmCall(() => HubConverter.headerLength(url, bytes.subarray(0, 8), size), 'model-corrupt');
   if (8 + n > bytes.length) {
     const rest = [bytes];
@@ -192,6 +190,7 @@ async function removeEntries(cache, base) {
  * converter the parts inside its planned ranges (in order). `onBytes(n)` counts progress.
  */
 async function streamFile(f, conv, chunkBytes, onBytes, signal) {
+  const { FileHasher } = await enginePackage();
   const hasher = new FileHasher();
   let next = 0; // the first planned range not yet fed completely
   const take = (bytes, at) => {
@@ -261,7 +260,7 @@ export async function loadHubModel({
     onProgress({ bytesDone: total, bytesTotal: total, fromCache: total, etaSeconds: 0, shards });
     return cached;
   }
-  ({ FileHasher, HubConverter } = await enginePackage());
+  const { HubConverter } = await enginePackage();
   const cache = await caches.open(CACHE_NAME);
   await removeEntries(cache, cacheBase); // whatever an interrupted conversion left
   const tree = await fetchTree(base, repo, revision, signal);

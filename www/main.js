@@ -49,7 +49,6 @@ function showAdapter(report, selfTest, selfTestError) {
 function showEngine({ backend, report, gpuError, selfTest, selfTestError, threads }) {
   list.replaceChildren();
   diag.dataset.backend = backend.kind;
-  diag.dataset.threads = threads.count;
   addRow('Backend', `${backend.kind === 'gpu' ? 'GPU (WebGPU)' : 'CPU (wasm SIMD)'}: ${backend.reason}`, 'diag-backend');
   addRow('CPU threads', `${threads.count}: ${threads.reason}`, 'diag-threads');
   if (report) showAdapter(report, selfTest, selfTestError);

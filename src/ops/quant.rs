@@ -113,11 +113,8 @@ pub fn quantize_q4_0(xs: &[f32]) -> Vec<u8> {
 /// Expands GGML blocks (or f32/f16 bytes) back to f32, pieces of blocks on every CPU thread
 /// (the page's CPU backend expands each weight as a step needs it).
 pub fn dequantize(ty: StorageType, bytes: &[u8]) -> Vec<f32> {
-    let (block_bytes, block_values) = match ty {
-        StorageType::F32 => (4, 1),
-        StorageType::F16 => (2, 1),
-        StorageType::Q8_0 | StorageType::Q4_0 => (ty.byte_len(BLOCK), BLOCK),
-    };
+    let block_values = if ty.is_quantized() { BLOCK } else { 1 };
+    let block_bytes = ty.byte_len(block_values);
     let len = bytes.len() / block_bytes * block_values;
     // Written once, by the threads: zeroing it first would be one more pass, on one thread.
     let mut out: Vec<f32> = Vec::with_capacity(len);
@@ -230,21 +227,6 @@ fn sequential_nibbles(bytes: &[u8]) -> [u32; 4] {
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn dequantize_in_pieces_equals_block_by_block() {
-        // 1100 blocks: two whole pieces of 512 blocks and a part, on the threads.
-        let xs: Vec<f32> = (0..BLOCK * 1100).map(|i| ((i * 7919) % 1000) as f32 / 250.0 - 2.0).collect();
-        for ty in [StorageType::F32, StorageType::F16, StorageType::Q8_0, StorageType::Q4_0] {
-            let bytes = quantize(ty, &xs);
-            let one_by_one: Vec<f32> = bytes.chunks(ty.byte_len(BLOCK)).flat_map(|b| dequantize(ty, b)).collect();
-            let whole = dequantize(ty, &bytes);
-            assert_eq!(whole.len(), xs.len(), "{ty:?}");
-            assert!(whole.iter().zip(&one_by_one).all(|(a, b)| a.to_bits() == b.to_bits()), "{ty:?}");
-            let err = whole.iter().zip(&xs).fold(0f32, |e, (a, b)| e.max((a - b).abs()));
-            assert!(err < 0.3, "{ty:?}: max error {err}");
-        }
-    }
-
     use super::*;
     use crate::gpu::test_values;
     use candle_core::quantized::{GgmlDType, QTensor};
@@ -327,6 +309,21 @@ mod tests {
         for ty in [StorageType::Q8_0, StorageType::Q4_0] {
             let bytes = quantize(ty, xs);
             assert_eq!(unpack_from_gpu(ty, &pack_for_gpu(ty, &bytes), 5), bytes, "{ty:?}");
+        }
+    }
+
+    #[test]
+    fn dequantize_in_pieces_equals_block_by_block() {
+        // 1100 blocks: two whole pieces of 512 blocks and a part, on the threads.
+        let xs: Vec<f32> = (0..BLOCK * 1100).map(|i| ((i * 7919) % 1000) as f32 / 250.0 - 2.0).collect();
+        for ty in [StorageType::F32, StorageType::F16, StorageType::Q8_0, StorageType::Q4_0] {
+            let bytes = quantize(ty, &xs);
+            let one_by_one: Vec<f32> = bytes.chunks(ty.byte_len(BLOCK)).flat_map(|b| dequantize(ty, b)).collect();
+            let whole = dequantize(ty, &bytes);
+            assert_eq!(whole.len(), xs.len(), "{ty:?}");
+            assert!(whole.iter().zip(&one_by_one).all(|(a, b)| a.to_bits() == b.to_bits()), "{ty:?}");
+            let err = whole.iter().zip(&xs).fold(0f32, |e, (a, b)| e.max((a - b).abs()));
+            assert!(err < 0.3, "{ty:?}: max error {err}");
         }
     }
 }

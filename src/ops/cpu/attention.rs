@@ -41,14 +41,16 @@ fn attention_values(q: &[f32], k: &[f32], v: &[f32], dims: [usize; 6], scale: f3
     });
     let rows = ROWS.min(lq);
     let per_pair = lq.div_ceil(rows);
+    // Task t: pair t / per_pair, its query rows from r0.
+    let task = |t: usize| (t / per_pair, pairs[t / per_pair], (t % per_pair) * rows);
     let blocks = threads::map(pairs.len() * per_pair, |t| {
-        let ((b, h), r0) = (pairs[t / per_pair], (t % per_pair) * rows);
-        let (kt, vp) = &packed[t / per_pair];
+        let (pair, (b, h), r0) = task(t);
+        let (kt, vp) = &packed[pair];
         row_block(&q[b * lq * hd + h * d..], kt, vp, dims, r0, rows.min(lq - r0), scale, causal)
     });
     let mut out = vec![0.0; batch * lq * hdv];
     for (t, block) in blocks.iter().enumerate() {
-        let ((b, h), r0) = (pairs[t / per_pair], (t % per_pair) * rows);
+        let (_, (b, h), r0) = task(t);
         for (r, row) in block.chunks_exact(dv).enumerate() {
             out[(b * lq + r0 + r) * hdv + h * dv..][..dv].copy_from_slice(row);
         }
