@@ -2,12 +2,14 @@
 //! uniform buffer holding every dispatch's parameters, and bind groups made once.
 //!
 //! Kernel convention: storage bindings 0..n-1 in the order given, then binding n is
-//! `var<uniform> params: Params` with `struct Params { v: array<vec4<u32>, 16> }` (64 u32
-//! words; f32 values travel as bits). Dispatches use a 2D grid of workgroups when one
+//! `var<uniform> params: Params`, the kernel's named struct (kernels/params.rs; at most 64
+//! words), put in front of its source with the shared prelude. Dispatches use a 2D grid of workgroups when one
 //! dimension would pass 65535; kernels rebuild the flat id from `num_workgroups`.
 
 use std::collections::HashMap;
 
+use super::kernels::kernel_source;
+use super::kernels::params::{CopyWords, KernelParams};
 use crate::error::{GpuError, OpError};
 use crate::gpu::GpuContext;
 
@@ -139,10 +141,11 @@ impl<'a> KernelBuilder<'a> {
         self.placeholder.clone().expect("made above")
     }
 
-    /// Records a dispatch of kernel variant `key` (WGSL from `source`, compiled on first use).
-    pub fn dispatch(&mut self, key: &str, source: impl FnOnce() -> String, bindings: Vec<Buf>, params: &[u32], workgroups: [u32; 3]) -> Result<(), OpError> {
+    /// Records a dispatch of kernel variant `key` with `params`: its WGSL is `body` behind
+    /// the prelude and `P`'s struct (`kernels::kernel_source`), compiled on first use.
+    pub fn dispatch<P: KernelParams>(&mut self, key: &str, body: impl FnOnce() -> String, bindings: Vec<Buf>, params: &P, workgroups: [u32; 3]) -> Result<(), OpError> {
         let bindings = self.unalias(bindings)?;
-        self.record(key, source, bindings, params, workgroups)
+        self.record(key, || kernel_source::<P>(&body()), bindings, &params.words(), workgroups)
     }
 
     /// Every storage binding is writable (kernels/mod.rs), and WebGPU refuses a dispatch
@@ -156,9 +159,9 @@ impl<'a> KernelBuilder<'a> {
             let overlaps = |a: &Buf| a.buffer == b.buffer && a.offset < b.offset + b.size && b.offset < a.offset + a.size;
             if bindings[..j].iter().any(overlaps) {
                 let copy = self.scratch(b.size);
-                let words = (b.size / 4) as u32;
-                let groups = super::kernels::groups_for(words as usize);
-                self.record("copy_words", || super::kernels::with_prelude(include_str!("kernels/copy_words.wgsl")), vec![b.clone(), copy.clone()], &[words], groups)?;
+                let params = CopyWords { len: (b.size / 4) as u32 };
+                let groups = super::kernels::groups_for(params.len as usize);
+                self.record("copy_words", || kernel_source::<CopyWords>(include_str!("kernels/copy_words.wgsl")), vec![b.clone(), copy.clone()], &params.words(), groups)?;
                 bindings[j] = copy;
             }
         }
@@ -246,20 +249,12 @@ pub fn grid(count: u32) -> [u32; 3] {
     }
 }
 
-/// f32 parameter as a word.
-pub fn f(x: f32) -> u32 {
-    x.to_bits()
-}
-
 /// Turns a validation error captured during compile into a typed error.
 pub fn validation(stage: &'static str, e: wgpu::Error) -> OpError {
     OpError::Gpu(GpuError::Validation { stage, detail: e.to_string() })
 }
 
-/// WGSL shared by every kernel: the parameter block and flat invocation ids.
+/// WGSL shared by every kernel: flat invocation ids.
 pub const PRELUDE: &str = r#"
-struct Params { v: array<vec4<u32>, 16> }
-fn pu(i: u32) -> u32 { return params.v[i / 4u][i % 4u]; }
-fn pf(i: u32) -> f32 { return bitcast<f32>(params.v[i / 4u][i % 4u]); }
 fn flat_workgroup(wid: vec3<u32>, nwg: vec3<u32>) -> u32 { return wid.x + wid.y * nwg.x; }
 "#;

@@ -1,9 +1,10 @@
 //! Multi-head scaled dot-product attention in one dispatch, FlashAttention style (keys
 //! streamed with the online softmax; the score matrix is never stored).
 
-use super::{splice, with_prelude, NodeCx};
+use super::params::Attention;
+use super::{splice, NodeCx};
 use crate::error::OpError;
-use crate::ops::gpu::builder::{f, grid, KernelBuilder};
+use crate::ops::gpu::builder::{grid, KernelBuilder};
 
 /// Widest head the kernel takes: q rows and accumulators live in registers, unrolled.
 const MAX_HEAD_DIM: usize = 256;
@@ -44,10 +45,10 @@ fn elem(vec4: bool) -> &'static str {
 fn source(dh: usize, dv: usize, rows: usize) -> String {
     let (qk4, v4) = (dh.is_multiple_of(4), dv.is_multiple_of(4));
     let loaders = [loader("q", "DH", qk4), loader("k", "DH", qk4), loader("v", "DV", v4)].concat();
-    with_prelude(&splice(
+    splice(
         include_str!("attention.wgsl"),
         &[("QK_ELEM", elem(qk4)), ("V_ELEM", elem(v4)), ("DH", &dh.to_string()), ("DV", &dv.to_string()), ("ROWS", &rows.to_string()), ("LOADERS", &loaders)],
-    ))
+    )
 }
 
 /// Query rows per invocation. Software adapters emulate each storage load lane by lane, so
@@ -85,7 +86,7 @@ pub fn attention(kb: &mut KernelBuilder, cx: &NodeCx, heads: usize, scale: f32, 
     if workgroups > 65535 * 65535 {
         return Err(OpError::Limits { node: cx.node.label.clone(), message: format!("{workgroups} workgroups") });
     }
-    let params = [lq as u32, lk as u32, heads as u32, qblocks as u32, causal as u32, f(scale), workgroups as u32];
+    let params = Attention { lq: lq as u32, lk: lk as u32, heads: heads as u32, qblocks: qblocks as u32, causal: causal as u32, scale, workgroups: workgroups as u32 };
     let bindings = vec![cx.f32_input(0)?, cx.f32_input(1)?, cx.f32_input(2)?, cx.out.clone()];
     let key = format!("attention_dh{dh}_dv{dv}_r{rows}");
     kb.dispatch(&key, || source(dh, dv, rows), bindings, &params, grid(workgroups as u32))
@@ -98,7 +99,7 @@ pub fn variants() -> Vec<(String, String)> {
     let mut out = vec![];
     for (dh, dv) in [(64, 64), (40, 40), (160, 160), (18, 13), (4, 36)] {
         for rows in [1, 2, 4] {
-            out.push((format!("attention_{dh}_{dv}_{rows}"), source(dh, dv, rows)));
+            out.push((format!("attention_{dh}_{dv}_{rows}"), super::kernel_source::<Attention>(&source(dh, dv, rows))));
         }
     }
     out

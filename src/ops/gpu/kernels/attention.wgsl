@@ -11,7 +11,7 @@
 //
 // q [B, Lq, H*DH], k [B, Lk, H*DH], v [B, Lk, H*DV], out [B, Lq, H*DV]; head h at h*D.
 // Causal: query i sees key j when j <= i + Lk - Lq. A row that sees no key writes zeros.
-// params: [Lq, Lk, H, query blocks per head, causal, scale (f32), workgroups].
+// params: params.rs `Attention`.
 
 @group(0) @binding(0) var<storage, read_write> q: array<{{QK_ELEM}}>;
 @group(0) @binding(1) var<storage, read_write> k: array<{{QK_ELEM}}>;
@@ -34,13 +34,13 @@ const MASKED: f32 = -3.0e38;
 
 @compute @workgroup_size(64, 1, 1)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lx: u32) {
-    let Lq = pu(0u);
-    let Lk = pu(1u);
-    let H = pu(2u);
-    let qblocks = pu(3u);
-    let scale = pf(5u);
+    let Lq = params.lq;
+    let Lk = params.lk;
+    let H = params.heads;
+    let qblocks = params.qblocks;
+    let scale = params.scale;
     let g = flat_workgroup(wid, nwg);
-    if (g >= pu(6u)) {
+    if (g >= params.workgroups) {
         return;
     }
     let block = (g % qblocks) * BLOCK;
@@ -52,7 +52,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     // seen0: keys visible to row i0 (row i0 + r sees r more); span: keys the workgroup visits.
     var seen0 = Lk;
     var span = Lk;
-    if (pu(4u) != 0u) {
+    if (params.causal != 0u) {
         seen0 = max(i0 + Lk + 1u, Lq) - Lq;
         span = min(Lk, max(min(block + BLOCK, Lq) + Lk, Lq) - Lq);
     }

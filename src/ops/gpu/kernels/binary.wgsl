@@ -1,8 +1,7 @@
 // out = a (op) b with NumPy broadcasting over up to 6 axes.
-// params: [n, op, ndim, first, shape[6] @4, a_strides[6] @10, b_strides[6] @16, a_first,
-// b_first]; op 0 add, 1 sub, 2 mul. Broadcast axes have stride 0. A dispatch covers output
-// indices first..first+n-1 (one window of an output above the binding limit); a and b are
-// bound from their indices a_first and b_first.
+// params (params.rs `Binary`): op 0 add, 1 sub, 2 mul. Broadcast axes have stride 0. A
+// dispatch covers output indices first..first+n-1 (one window of an output above the binding
+// limit); a and b are bound from their indices a_first and b_first.
 
 @group(0) @binding(0) var<storage, read_write> a: array<f32>;
 @group(0) @binding(1) var<storage, read_write> b: array<f32>;
@@ -12,25 +11,25 @@
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let i = flat_workgroup(wid, nwg) * 256u + lid;
-    if (i >= pu(0u)) {
+    if (i >= params.n) {
         return;
     }
-    var rem = i + pu(3u);
+    var rem = i + params.first;
     var ia = 0u;
     var ib = 0u;
-    let ndim = pu(2u);
+    let ndim = params.ndim;
     for (var d = 0u; d < ndim; d = d + 1u) {
         let axis = ndim - 1u - d;
-        let size = pu(4u + axis);
+        let size = params.shape[axis / 4u][axis % 4u];
         let c = rem % size;
         rem = rem / size;
-        ia = ia + c * pu(10u + axis);
-        ib = ib + c * pu(16u + axis);
+        ia = ia + c * params.a_strides[axis / 4u][axis % 4u];
+        ib = ib + c * params.b_strides[axis / 4u][axis % 4u];
     }
-    let x = a[ia - pu(22u)];
-    let y = b[ib - pu(23u)];
+    let x = a[ia - params.a_first];
+    let y = b[ib - params.b_first];
     var r: f32;
-    switch pu(1u) {
+    switch params.op {
         case 0u: { r = x + y; }
         case 1u: { r = x - y; }
         default: { r = x * y; }

@@ -3,8 +3,9 @@
 
 use super::elementwise::groups_for;
 use super::loaders::{enable_f16, Q8_UNPACK, W_F16, W_F16_NATIVE, W_F32_VEC4};
+use super::params::{Conv2d, UpsampleNearest};
 use super::split::{fits, gcd, limit_err, spans, whole};
-use super::{splice, with_prelude, NodeCx};
+use super::{splice, NodeCx};
 use crate::error::OpError;
 use crate::ops::gpu::builder::{grid, Buf, KernelBuilder};
 use crate::ops::quant::StorageType;
@@ -17,18 +18,18 @@ use crate::ops::quant::StorageType;
 /// f32, any K: scalar loads, zero past K.
 const W_F32_SCALAR: &str = r#"
 fn load_w(n: u32, k: u32) -> vec4<f32> {
-    let K = pu(1u);
+    let K = params.k;
     var v = vec4<f32>(0.0);
     for (var j = 0u; j < 4u; j = j + 1u) {
         v[j] = select(0.0, w[w_at(n, min(k + j, K - 1u))], k + j < K);
     }
     return v;
 }"#;
-/// Chunk rows are pu(17) = C*kh*kw long; this dispatch reads columns from pu(18) on (its
+/// Chunk rows are `row_len` = C*kh*kw long; this dispatch reads columns from `col_off` on (its
 /// input-channel range, and its first row within the chunk, when activations are split).
 const W_AT_CONV: &str = r#"
 fn w_at(n: u32, k: u32) -> u32 {
-    return min(n, pu(4u) - 1u) * pu(17u) + pu(18u) + k;
+    return min(n, params.n_rows - 1u) * params.row_len + params.col_off + k;
 }"#;
 /// The f16 scale of block b (two to a word).
 const BLOCK_SCALE: &str = r#"
@@ -136,13 +137,13 @@ struct Tap {
 }
 
 fn pixel(m: u32) -> Pixel {
-    let wo = pu(10u);
-    let plane = pu(9u) * wo;
-    let mm = min(m, pu(0u) - 1u);
+    let wo = params.wo;
+    let plane = params.ho * wo;
+    let mm = min(m, params.m - 1u);
     let r = mm % plane;
-    let iy = i32((r / wo) * pu(13u)) - i32(pu(14u));
-    let ix = i32((r % wo) * pu(13u)) - i32(pu(15u));
-    let base = i32((mm / plane) * pu(6u) * pu(7u) * pu(8u)) + iy * i32(pu(8u)) + ix;
+    let iy = i32((r / wo) * params.stride) - i32(params.pad_top);
+    let ix = i32((r % wo) * params.stride) - i32(params.pad_left);
+    let base = i32((mm / plane) * params.c * params.h * params.w) + iy * i32(params.w) + ix;
     return Pixel(base, iy, ix);
 }
 
@@ -153,24 +154,24 @@ fn block(r0: u32) -> Block {
 // The tap of k = (c, ky, kx). Taps past K (when K % 4 != 0) read the window's corner,
 // which their zero weights cancel.
 fn tap(k: vec3<u32>) -> Tap {
-    let live = k.x < pu(6u);
-    let off = i32((k.x * pu(7u) + k.y) * pu(8u) + k.z);
+    let live = k.x < params.c;
+    let off = i32((k.x * params.h + k.y) * params.w + k.z);
     return Tap(select(0, off, live), select(0, i32(k.y), live), select(0, i32(k.z), live));
 }
 
 // k + 1 in (c, ky, kx) form. Selects, not branches: software adapters run both sides of
 // a branch under a lane mask, and masked loads cost them most.
 fn next(k: vec3<u32>) -> vec3<u32> {
-    let wrap_x = k.z + 1u == pu(12u);
+    let wrap_x = k.z + 1u == params.kw;
     let ky = select(k.y, k.y + 1u, wrap_x);
-    let wrap_y = ky == pu(11u);
+    let wrap_y = ky == params.kh;
     return vec3<u32>(select(k.x, k.x + 1u, wrap_y), select(ky, 0u, wrap_y), select(k.z + 1u, 0u, wrap_x));
 }
 
 // x at tap t of pixel p, zero in the padding: an unconditional load (clamped into x) and
 // a select, for the reason above.
 fn gather(p: Pixel, t: Tap) -> f32 {
-    let inside = (u32(p.iy + t.ky) < pu(7u)) & (u32(p.ix + t.kx) < pu(8u));
+    let inside = (u32(p.iy + t.ky) < params.h) & (u32(p.ix + t.kx) < params.w);
     return select(0.0, x[select(0u, u32(p.base + t.off), inside)], inside);
 }
 
@@ -203,14 +204,14 @@ struct Block {
 }
 
 fn block(r0: u32) -> Block {
-    let plane = pu(9u) * pu(10u);
-    return Block(((r0 / plane) * pu(6u) * plane + r0 % plane) / 4u);
+    let plane = params.ho * params.wo;
+    return Block(((r0 / plane) * params.c * plane + r0 % plane) / 4u);
 }
 
 // The 4 pixels in input channel c (zero past C, when C % 4 != 0).
 fn plane_row(blk: Block, c: u32) -> vec4<f32> {
-    let C = pu(6u);
-    return select(vec4<f32>(0.0), x[blk.base + min(c, C - 1u) * (pu(9u) * pu(10u) / 4u)], c < C);
+    let C = params.c;
+    return select(vec4<f32>(0.0), x[blk.base + min(c, C - 1u) * (params.ho * params.wo / 4u)], c < C);
 }
 
 // Column p: pixel p's inputs at channels k..k+3.
@@ -268,7 +269,7 @@ fn conv_source(storage: StorageType, w_vec4: bool, path: XPath, f16: bool) -> St
         _ if storage.is_quantized() => BLOCK_LOOP,
         _ => PLAIN_LOOP,
     };
-    let src = with_prelude(&splice(include_str!("conv2d.wgsl"), &[("BINDINGS", &bindings), ("LOADERS", &loaders), ("K_LOOP", k_loop)]));
+    let src = splice(include_str!("conv2d.wgsl"), &[("BINDINGS", &bindings), ("LOADERS", &loaders), ("K_LOOP", k_loop)]);
     enable_f16(src, storage == StorageType::F16 && f16)
 }
 
@@ -387,34 +388,32 @@ struct Pass {
 }
 
 impl Pass {
-    fn params(&self, d: &Dims, row_len: usize, tiles_n: usize) -> Vec<u32> {
+    fn params(&self, d: &Dims, row_len: usize, tiles_n: usize) -> Conv2d {
         let taps = d.kh * d.kw;
-        let col_off = self.row_in_chunk * row_len + self.channels.start * taps;
-        let accumulate = self.channels.start > 0;
-        let p = [
-            self.m,
-            self.channels.len() * taps,
-            d.o,
-            self.out_row,
-            self.rows.len(),
-            self.has_bias as usize,
-            self.channels.len(),
-            d.h,
-            d.w,
-            d.ho,
-            d.wo,
-            d.kh,
-            d.kw,
-            d.stride,
-            d.padding[0],
-            d.padding[2],
-            tiles_n,
-            row_len,
-            col_off,
-            accumulate as usize,
-            self.rows.start,
-        ];
-        p.iter().map(|&v| v as u32).collect()
+        let u = |v: usize| v as u32;
+        Conv2d {
+            m: u(self.m),
+            k: u(self.channels.len() * taps),
+            o: u(d.o),
+            n_off: u(self.out_row),
+            n_rows: u(self.rows.len()),
+            has_bias: u(self.has_bias as usize),
+            c: u(self.channels.len()),
+            h: u(d.h),
+            w: u(d.w),
+            ho: u(d.ho),
+            wo: u(d.wo),
+            kh: u(d.kh),
+            kw: u(d.kw),
+            stride: u(d.stride),
+            pad_top: u(d.padding[0]),
+            pad_left: u(d.padding[2]),
+            tiles_n: u(tiles_n),
+            row_len: u(row_len),
+            col_off: u(self.row_in_chunk * row_len + self.channels.start * taps),
+            accumulate: u((self.channels.start > 0) as usize),
+            bias_off: u(self.rows.start),
+        }
     }
 }
 
@@ -436,8 +435,8 @@ pub fn upsample_nearest(kb: &mut KernelBuilder, cx: &NodeCx) -> Result<(), OpErr
     for p in windows {
         let n = p.len() * oh * ow;
         let bindings = vec![x.window(p.start * h * w, p.len() * h * w), cx.out.window(p.start * oh * ow, n)];
-        let params = [n as u32, h as u32, w as u32, oh as u32, ow as u32];
-        kb.dispatch("upsample_nearest", || with_prelude(include_str!("upsample_nearest.wgsl")), bindings, &params, groups_for(n))?;
+        let params = UpsampleNearest { n: n as u32, h: h as u32, w: w as u32, oh: oh as u32, ow: ow as u32 };
+        kb.dispatch("upsample_nearest", || include_str!("upsample_nearest.wgsl").into(), bindings, &params, groups_for(n))?;
     }
     Ok(())
 }
@@ -445,6 +444,7 @@ pub fn upsample_nearest(kb: &mut KernelBuilder, cx: &NodeCx) -> Result<(), OpErr
 /// Every variant `conv2d` can make: (key, WGSL).
 #[cfg(all(test, not(target_arch = "wasm32")))]
 pub fn variants() -> Vec<(String, String)> {
+    use super::kernel_source;
     let mut out = vec![];
     for storage in [StorageType::F32, StorageType::F16, StorageType::Q8_0, StorageType::Q4_0] {
         for path in [XPath::Gather, XPath::Pointwise, XPath::Row3] {
@@ -453,11 +453,11 @@ pub fn variants() -> Vec<(String, String)> {
                     if f16 && storage != StorageType::F16 {
                         continue;
                     }
-                    out.push((format!("conv2d_{}_{}_{w_vec4}_{f16}", storage.name(), path.name()), conv_source(storage, w_vec4, path, f16)));
+                    out.push((format!("conv2d_{}_{}_{w_vec4}_{f16}", storage.name(), path.name()), kernel_source::<Conv2d>(&conv_source(storage, w_vec4, path, f16))));
                 }
             }
         }
     }
-    out.push(("upsample_nearest".into(), with_prelude(include_str!("upsample_nearest.wgsl"))));
+    out.push(("upsample_nearest".into(), kernel_source::<UpsampleNearest>(include_str!("upsample_nearest.wgsl"))));
     out
 }

@@ -12,8 +12,7 @@
 // dispatches over windows (one batch item, a range of output channels, a range of input
 // channels): weight rows are row_len long and read from column col_off on, and every
 // input-channel range after the first adds to the output (accumulate).
-// params: [M = B*Ho*Wo, K = C*kh*kw, O, n_off, n_rows, has_bias, C, H, W, Ho, Wo, kh, kw,
-// stride, pad_top, pad_left, channel tiles, row_len, col_off, accumulate, bias_off].
+// params: params.rs `Conv2d` (tiles_n: tiles of output channels).
 
 // Bindings: 0 out, 1 bias (x again when there is none), 2 x, 3 w, [4 scales], then params.
 @group(0) @binding(0) var<storage, read_write> out: array<f32>;
@@ -24,10 +23,10 @@
 
 @compute @workgroup_size(8, 8, 1)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-    let M = pu(0u);
-    let K = pu(1u);
-    let n_rows = pu(4u);
-    let tiles_n = pu(16u);
+    let M = params.m;
+    let K = params.k;
+    let n_rows = params.n_rows;
+    let tiles_n = params.tiles_n;
     let flat = flat_workgroup(wid, nwg);
     let c0 = ((flat % tiles_n) * 8u + lid.x) * 8u;
     let r0 = ((flat / tiles_n) * 8u + lid.y) * 4u;
@@ -49,10 +48,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 //{{K_LOOP}}
     var b = vec4<f32>(0.0);
     var b2 = vec4<f32>(0.0);
-    if (pu(5u) != 0u) {
+    if (params.has_bias != 0u) {
         for (var j = 0u; j < 4u; j = j + 1u) {
-            b[j] = bias[pu(20u) + min(c0 + j, n_rows - 1u)];
-            b2[j] = bias[pu(20u) + min(c0 + 4u + j, n_rows - 1u)];
+            b[j] = bias[params.bias_off + min(c0 + j, n_rows - 1u)];
+            b2[j] = bias[params.bias_off + min(c0 + 4u + j, n_rows - 1u)];
         }
     }
     store_pixel(r0, c0, acc0 + b);
@@ -67,14 +66,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 
 // Writes channels c0..c0+3 (chunk-local) of output pixel m.
 fn store_pixel(m: u32, c0: u32, v: vec4<f32>) {
-    if (m >= pu(0u)) {
+    if (m >= params.m) {
         return;
     }
-    let plane = pu(9u) * pu(10u);
-    let base = (m / plane) * pu(2u) * plane + (pu(3u) + c0) * plane + m % plane;
-    let accumulate = pu(19u) != 0u;
+    let plane = params.ho * params.wo;
+    let base = (m / plane) * params.o * plane + (params.n_off + c0) * plane + m % plane;
+    let accumulate = params.accumulate != 0u;
     for (var j = 0u; j < 4u; j = j + 1u) {
-        if (c0 + j < pu(4u)) {
+        if (c0 + j < params.n_rows) {
             let i = base + j * plane;
             var r = v[j];
             if (accumulate) {

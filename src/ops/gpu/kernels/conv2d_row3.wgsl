@@ -16,20 +16,20 @@ fn w4(r: vec4<u32>, k: u32) -> vec4<f32> {
 
 // x at column `col` of a row starting at `row` (zero outside the row or the image).
 fn x_at(row: i32, col: i32, row_ok: bool) -> f32 {
-    let inside = row_ok & (u32(col) < pu(8u));
+    let inside = row_ok & (u32(col) < params.w);
     return select(0.0, x[select(0u, u32(row + col), inside)], inside);
 }
 
 //{{ROW3_LOOP}}
-    let H = pu(7u);
-    let W = pu(8u);
+    let H = params.h;
+    let W = params.w;
     let p = blk.p0;
     // p.base is the corner's index, p.ix its column: the row of input channel c, kernel
     // row ky starts at p.base - p.ix + (c * H + ky) * W.
     let first = p.base - p.ix;
     let ra = rows4(c0);
     let rb = rows4(c0 + 4u);
-    for (var c = 0u; c < pu(6u); c = c + 1u) {
+    for (var c = 0u; c < params.c; c = c + 1u) {
         for (var ky = 0u; ky < 3u; ky = ky + 1u) {
             let row_ok = u32(p.iy + i32(ky)) < H;
             let row = first + i32((c * H + ky) * W);

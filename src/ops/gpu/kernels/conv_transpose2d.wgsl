@@ -2,7 +2,7 @@
 // out[b, o, y, x] = bias[o] + sum over c, ky, kx of x[b, c, iy, ix] * w[c, o, ky, kx]
 // where y = iy * stride - pad + ky (and the same for x): only taps whose (y + pad - ky) is
 // a multiple of the stride inside the input contribute.
-// params: [count, C, H, W, O, OH, OW, KH, KW, stride, pad, has_bias].
+// params: params.rs `ConvTranspose2d`.
 
 @group(0) @binding(0) var<storage, read_write> x: array<f32>;
 @group(0) @binding(1) var<storage, read_write> w: array<f32>;
@@ -13,19 +13,19 @@
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let i = flat_workgroup(wid, nwg) * 256u + lid;
-    if (i >= pu(0u)) {
+    if (i >= params.count) {
         return;
     }
-    let C = pu(1u);
-    let H = pu(2u);
-    let W = pu(3u);
-    let O = pu(4u);
-    let OH = pu(5u);
-    let OW = pu(6u);
-    let KH = pu(7u);
-    let KW = pu(8u);
-    let stride = i32(pu(9u));
-    let pad = i32(pu(10u));
+    let C = params.c;
+    let H = params.h;
+    let W = params.w;
+    let O = params.o;
+    let OH = params.oh;
+    let OW = params.ow;
+    let KH = params.kh;
+    let KW = params.kw;
+    let stride = i32(params.stride);
+    let pad = i32(params.pad);
     let ox = i32(i % OW);
     let oy = i32((i / OW) % OH);
     let o = (i / (OW * OH)) % O;
@@ -48,7 +48,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             }
         }
     }
-    if (pu(11u) != 0u) {
+    if (params.has_bias != 0u) {
         acc = acc + bias[o];
     }
     out[i] = acc;

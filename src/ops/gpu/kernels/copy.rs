@@ -2,9 +2,10 @@
 
 use super::elementwise::groups_for;
 use super::loaders::Q8_UNPACK;
+use super::params::{vec4s, Dequantize, StridedCopy};
 use super::split::{fits, limit_err};
 use super::Operand;
-use super::{splice, strides, with_prelude, NodeCx};
+use super::{splice, strides, NodeCx};
 use crate::error::OpError;
 use crate::ops::gpu::builder::{Buf, KernelBuilder};
 use crate::ops::quant::StorageType;
@@ -61,13 +62,16 @@ fn copy_dispatch(
     (dst_base, dst_strides): (usize, &[usize]),
 ) -> Result<(), OpError> {
     let n: usize = shape.iter().product();
-    let mut params = vec![n as u32, shape.len() as u32, src_base as u32, dst_base as u32];
-    for v in [shape, src_strides, dst_strides] {
-        let mut w: Vec<u32> = v.iter().map(|&x| x as u32).collect();
-        w.resize(6, 0);
-        params.extend(w);
-    }
-    kb.dispatch("strided_copy", || with_prelude(include_str!("strided_copy.wgsl")), vec![src, dst], &params, groups_for(n))
+    let params = StridedCopy {
+        n: n as u32,
+        ndim: shape.len() as u32,
+        src_base: src_base as u32,
+        dst_base: dst_base as u32,
+        shape: vec4s(shape),
+        src_strides: vec4s(src_strides),
+        dst_strides: vec4s(dst_strides),
+    };
+    kb.dispatch("strided_copy", || include_str!("strided_copy.wgsl").into(), vec![src, dst], &params, groups_for(n))
 }
 
 /// Input `i` as f32 values: a weight stored f16 or in a block format is first widened into
@@ -83,7 +87,7 @@ pub(super) fn f32_source(kb: &mut KernelBuilder, cx: &NodeCx, i: usize) -> Resul
     for c in &w.chunks {
         let n = c.rows.len() * row;
         let bindings = std::iter::once(&c.values).chain(c.scales.as_ref()).map(Buf::whole).chain([out.window(c.rows.start * row, n)]).collect();
-        kb.dispatch(&format!("dequantize_{}", storage.name()), || dequantize_source(storage), bindings, &[n as u32], groups_for(n))?;
+        kb.dispatch(&format!("dequantize_{}", storage.name()), || dequantize_source(storage), bindings, &Dequantize { n: n as u32 }, groups_for(n))?;
     }
     Ok(out)
 }
@@ -103,7 +107,7 @@ fn dequantize_source(storage: StorageType) -> String {
     }
     bindings.extend(["var<storage, read_write> out: array<f32>;", "var<uniform> params: Params;"]);
     let bindings: Vec<String> = bindings.iter().enumerate().map(|(i, b)| format!("@group(0) @binding({i}) {b}")).collect();
-    with_prelude(&splice(include_str!("dequantize.wgsl"), &[("BINDINGS", &bindings.join("\n")), ("LOAD", &load)]))
+    splice(include_str!("dequantize.wgsl"), &[("BINDINGS", &bindings.join("\n")), ("LOAD", &load)])
 }
 
 /// A block's f16 scale, two per word.
@@ -139,8 +143,11 @@ pub fn concat(kb: &mut KernelBuilder, cx: &NodeCx, axis: usize) -> Result<(), Op
 /// Every variant of this file's kernels: (key, WGSL).
 #[cfg(all(test, not(target_arch = "wasm32")))]
 pub fn variants() -> Vec<(String, String)> {
-    let mut out: Vec<(String, String)> =
-        [StorageType::F16, StorageType::Q8_0, StorageType::Q4_0].into_iter().map(|s| (format!("dequantize_{}", s.name()), dequantize_source(s))).collect();
-    out.push(("strided_copy".into(), with_prelude(include_str!("strided_copy.wgsl"))));
+    use super::kernel_source;
+    let mut out: Vec<(String, String)> = [StorageType::F16, StorageType::Q8_0, StorageType::Q4_0]
+        .into_iter()
+        .map(|s| (format!("dequantize_{}", s.name()), kernel_source::<Dequantize>(&dequantize_source(s))))
+        .collect();
+    out.push(("strided_copy".into(), kernel_source::<StridedCopy>(include_str!("strided_copy.wgsl"))));
     out
 }

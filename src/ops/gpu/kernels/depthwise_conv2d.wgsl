@@ -1,5 +1,5 @@
 // Depthwise 2D convolution, stride 1, one invocation per output value of [B, C, OH, OW].
-// params: [count, C, H, W, OH, OW, KH, KW, pad, has_bias].
+// params: params.rs `DepthwiseConv2d`.
 
 @group(0) @binding(0) var<storage, read_write> x: array<f32>;
 @group(0) @binding(1) var<storage, read_write> w: array<f32>;
@@ -10,17 +10,17 @@
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let i = flat_workgroup(wid, nwg) * 256u + lid;
-    if (i >= pu(0u)) {
+    if (i >= params.count) {
         return;
     }
-    let C = pu(1u);
-    let H = pu(2u);
-    let W = pu(3u);
-    let OH = pu(4u);
-    let OW = pu(5u);
-    let KH = pu(6u);
-    let KW = pu(7u);
-    let pad = i32(pu(8u));
+    let C = params.c;
+    let H = params.h;
+    let W = params.w;
+    let OH = params.oh;
+    let OW = params.ow;
+    let KH = params.kh;
+    let KW = params.kw;
+    let pad = i32(params.pad);
     let ox = i32(i % OW);
     let oy = i32((i / OW) % OH);
     let plane = i / (OW * OH);
@@ -39,7 +39,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             acc = acc + w[(c * KH + ky) * KW + kx] * x[(plane * H + u32(y)) * W + u32(xx)];
         }
     }
-    if (pu(9u) != 0u) {
+    if (params.has_bias != 0u) {
         acc = acc + bias[c];
     }
     out[i] = acc;

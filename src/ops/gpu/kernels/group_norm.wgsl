@@ -1,7 +1,6 @@
 // GroupNorm: one workgroup per (batch, group), whose (C / groups) x spatial values are
 // contiguous, with two-pass statistics (moments.wgsl); optional SiLU on the result.
-// params: [sets, group_len, spatial, channels_per_group, groups, eps, silu, first_set]: a
-// dispatch normalizes sets first_set.. (all of them, or one window of a tensor above the
+// params: params.rs `GroupNorm`. A dispatch normalizes sets first_set.. (all of them, or one window of a tensor above the
 // binding limit, bound from its first set).
 
 @group(0) @binding(0) var<storage, read_write> x: array<f32>;
@@ -13,19 +12,19 @@
 @compute @workgroup_size({{WG}})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let bg = flat_workgroup(wid, nwg);
-    if (bg >= pu(0u)) {
+    if (bg >= params.sets) {
         return;
     }
-    let n = pu(1u);
-    let spatial = pu(2u);
+    let n = params.group_len;
+    let spatial = params.spatial;
     let base = bg * n;
-    let c0 = ((bg + pu(7u)) % pu(4u)) * pu(3u);
+    let c0 = ((bg + params.first_set) % params.groups) * params.channels_per_group;
 
     let m = slice_moments(base, n, lid);
     let mean = m.x;
-    let denom = sqrt(m.y / f32(n) + pf(5u));
+    let denom = sqrt(m.y / f32(n) + params.eps);
 
-    let silu = pu(6u) == 1u;
+    let silu = params.silu == 1u;
     for (var i = lid; i < n; i = i + {{WG}}u) {
         let c = c0 + i / spatial;
         var y = (x[base + i] - mean) / denom * gamma[c] + beta[c];

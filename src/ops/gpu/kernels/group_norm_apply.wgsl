@@ -2,7 +2,7 @@
 // then the channel's affine and optional SiLU. An invocation takes 4 values of one channel
 // (spatial % 4 == 0; x and out bound as vec4), which amortizes the index divisions that
 // software adapters run lane by lane.
-// params: [n / 4, spatial, channels_per_group, channels, silu, first_channel, first_set]
+// params: params.rs `GroupNormApply`.
 // (first_set: where the window's sets start in `moments`, when it holds every set's).
 
 @group(0) @binding(0) var<storage, read_write> x: array<vec4<f32>>;
@@ -15,16 +15,16 @@
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let i = flat_workgroup(wid, nwg) * 256u + lid;
-    if (i >= pu(0u)) {
+    if (i >= params.n4) {
         return;
     }
     // Channel of these values counted from the window's start, its set, its gamma index.
-    let ch = (i * 4u) / pu(1u);
-    let g = ch / pu(2u);
-    let c = (ch + pu(5u)) % pu(3u);
-    let m = 2u * (g + pu(6u));
+    let ch = (i * 4u) / params.spatial;
+    let g = ch / params.channels_per_group;
+    let c = (ch + params.first_channel) % params.channels;
+    let m = 2u * (g + params.first_set);
     var y = (x[i] - moments[m]) / moments[m + 1u] * gamma[c] + beta[c];
-    if (pu(4u) == 1u) {
+    if (params.silu == 1u) {
         y = y / (1.0 + exp(-y));
     }
     out[i] = y;

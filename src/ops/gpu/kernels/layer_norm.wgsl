@@ -1,6 +1,6 @@
 // LayerNorm (CENTER: subtract the row mean, then add beta) and RmsNorm (neither) over the
 // last axis, one workgroup per row; the variance is taken of x - mean (two passes).
-// params: [rows, d, eps]
+// params: params.rs `RowNorm`.
 
 //{{BINDINGS}}
 
@@ -9,10 +9,10 @@ const CENTER: bool = {{CENTER}};
 @compute @workgroup_size({{WG}})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let row = flat_workgroup(wid, nwg);
-    if (row >= pu(0u)) {
+    if (row >= params.rows) {
         return;
     }
-    let d = pu(1u);
+    let d = params.d;
     let base = row * d;
 
     var mean = 0.0;
@@ -29,7 +29,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         let v = x[base + i] - mean;
         s2 = s2 + v * v;
     }
-    let rms = sqrt(reduce_sum(s2, lid) / f32(d) + pf(2u));
+    let rms = sqrt(reduce_sum(s2, lid) / f32(d) + params.eps);
 
     for (var i = lid; i < d; i = i + {{WG}}u) {
         out[base + i] = (x[base + i] - mean) / rms * scale(i) + shift(i);

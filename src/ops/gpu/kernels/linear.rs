@@ -2,8 +2,9 @@
 //! dispatch per weight chunk when the weight exceeds a binding.
 
 use super::loaders::{enable_f16, Q8_UNPACK, W_AT_ROWS, W_F16, W_F16_NATIVE, W_F32_VEC4};
+use super::params::Linear;
 use super::split::{fits, row_spans, whole};
-use super::{splice, with_prelude, NodeCx};
+use super::{splice, NodeCx};
 use crate::error::OpError;
 use crate::ops::gpu::builder::{Buf, KernelBuilder};
 use crate::ops::quant::StorageType;
@@ -13,13 +14,13 @@ use crate::ops::quant::StorageType;
 /// stored): branch-free loads ran 2x faster on SwiftShader.
 const X_VEC4: &str = r#"
 fn load_x(m: u32, k: u32) -> vec4<f32> {
-    return x[(min(m, pu(0u) - 1u) * pu(1u) + k) / 4u];
+    return x[(min(m, params.m - 1u) * params.k + k) / 4u];
 }"#;
 const X_SCALAR: &str = r#"
 fn load_x(m: u32, k: u32) -> vec4<f32> {
     var v = vec4<f32>(0.0);
-    if (m >= pu(0u)) { return v; }
-    let K = pu(1u);
+    if (m >= params.m) { return v; }
+    let K = params.k;
     for (var j = 0u; j < 4u; j = j + 1u) {
         if (k + j < K) { v[j] = x[m * K + k + j]; }
     }
@@ -29,8 +30,8 @@ fn load_x(m: u32, k: u32) -> vec4<f32> {
 const W_F32_SCALAR: &str = r#"
 fn load_w(n: u32, k: u32) -> vec4<f32> {
     var v = vec4<f32>(0.0);
-    if (n >= pu(4u)) { return v; }
-    let K = pu(1u);
+    if (n >= params.n_rows) { return v; }
+    let K = params.k;
     for (var j = 0u; j < 4u; j = j + 1u) {
         if (k + j < K) { v[j] = w[n * K + k + j]; }
     }
@@ -39,7 +40,7 @@ fn load_w(n: u32, k: u32) -> vec4<f32> {
 /// Unscaled Q8_0 quants k..k+3 of chunk row n (the block scale is applied per block).
 const Q_Q8_0: &str = r#"
 fn load_q(n: u32, k: u32) -> vec4<f32> {
-    return unpack_q8(w[(min(n, pu(4u) - 1u) * pu(1u) + k) / 4u]);
+    return unpack_q8(w[(min(n, params.n_rows - 1u) * params.k + k) / 4u]);
 }"#;
 /// A block's sums of unscaled quants times x: 8 steps of 4 quants per column.
 const SUMS: &str = r#"
@@ -59,14 +60,14 @@ const SUMS: &str = r#"
 /// puts quants i..i+7 in word i/8, lowest nibble first, so they are one half-word.
 const Q_Q4_0: &str = r#"
 fn load_q(n: u32, k: u32) -> vec4<f32> {
-    let i = min(n, pu(4u) - 1u) * pu(1u) + k;
+    let i = min(n, params.n_rows - 1u) * params.k + k;
     let h = w[i / 8u] >> ((i % 8u) * 4u);
     return vec4<f32>(vec4<u32>(h, h >> 4u, h >> 8u, h >> 12u) & vec4<u32>(15u)) - 8.0;
 }"#;
 
 /// `linear_q.wgsl` with a block format's loaders and per-block sums spliced in.
 fn linear_q(loaders: &str, sums: &str) -> String {
-    with_prelude(&splice(include_str!("linear_q.wgsl"), &[("LOAD_Q", loaders), ("BLOCK_SUMS", sums)]))
+    splice(include_str!("linear_q.wgsl"), &[("LOAD_Q", loaders), ("BLOCK_SUMS", sums)])
 }
 
 /// The kernel for a storage type: `linear_q.wgsl` for block formats, else `linear.wgsl`.
@@ -86,7 +87,7 @@ fn source(x_vec4: bool, storage: StorageType, w_vec4: bool, f16: bool) -> String
     let bindings =
         format!("@group(0) @binding(2) var<storage, read_write> x: {x_ty};\n@group(0) @binding(3) var<storage, read_write> w: {w_decl};\n@group(0) @binding(4) var<uniform> params: Params;\n");
     let loaders = format!("{}\n{W_AT_ROWS}\n{loader}", if x_vec4 { X_VEC4 } else { X_SCALAR });
-    let src = with_prelude(&splice(include_str!("linear.wgsl"), &[("BINDINGS", &bindings), ("LOADERS", &loaders)]));
+    let src = splice(include_str!("linear.wgsl"), &[("BINDINGS", &bindings), ("LOADERS", &loaders)]);
     enable_f16(src, storage == StorageType::F16 && f16)
 }
 
@@ -112,7 +113,7 @@ pub fn linear(kb: &mut KernelBuilder, cx: &NodeCx) -> Result<(), OpError> {
             if let Some(s) = scales {
                 b.push(s.clone());
             }
-            let params = [m as u32, k as u32, n as u32, rows.start as u32, rows.len() as u32, bias.is_some() as u32];
+            let params = Linear { m: m as u32, k: k as u32, n: n as u32, n_off: rows.start as u32, n_rows: rows.len() as u32, has_bias: bias.is_some() as u32 };
             // linear_q.wgsl covers 8 rows per invocation, linear.wgsl 4 (8x8 invocations).
             let rows_per_group = if storage.is_quantized() { 64 } else { 32 };
             let groups = [(rows.len() as u32).div_ceil(32), (m as u32).div_ceil(rows_per_group), 1];
@@ -128,6 +129,7 @@ pub fn linear(kb: &mut KernelBuilder, cx: &NodeCx) -> Result<(), OpError> {
 /// Every variant `linear` can make: (key, WGSL).
 #[cfg(all(test, not(target_arch = "wasm32")))]
 pub fn variants() -> Vec<(String, String)> {
+    use super::kernel_source;
     let mut out = vec![];
     for storage in [StorageType::F32, StorageType::F16, StorageType::Q8_0, StorageType::Q4_0] {
         for x_vec4 in [false, true] {
@@ -135,7 +137,7 @@ pub fn variants() -> Vec<(String, String)> {
                 if f16 && storage != StorageType::F16 {
                     continue;
                 }
-                out.push((format!("linear_{}{}_{x_vec4}", storage.name(), if f16 { "_native" } else { "" }), source(x_vec4, storage, x_vec4, f16)));
+                out.push((format!("linear_{}{}_{x_vec4}", storage.name(), if f16 { "_native" } else { "" }), kernel_source::<Linear>(&source(x_vec4, storage, x_vec4, f16))));
             }
         }
     }

@@ -2,7 +2,7 @@
 // invocation computes a 4x4 block of out[M, N] = x[M, K] @ w^T + bias, for the rows
 // [n_off, n_off + n_rows) of w held by this chunk. Both operands are read along K, so loads are contiguous; no shared memory (on
 // software adapters shared-memory tiles were 3-7x slower than this shape).
-// params: [M, K, N, n_off, n_rows, has_bias].
+// params: params.rs `Linear`.
 // The weight loader `load_w(n, k) -> vec4<f32>` (4 values at k..k+3 of chunk row n) and the
 // x loader `load_x(m, k)` are spliced in per variant (vec4 when K % 4 == 0, else scalar).
 
@@ -15,11 +15,11 @@
 
 @compute @workgroup_size(8, 8, 1)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let M = pu(0u);
-    let K = pu(1u);
-    let N = pu(2u);
-    let n_off = pu(3u);
-    let n_rows = pu(4u);
+    let M = params.m;
+    let K = params.k;
+    let N = params.n;
+    let n_off = params.n_off;
+    let n_rows = params.n_rows;
     let c0 = gid.x * 4u;
     let r0 = gid.y * 4u;
     if (c0 >= n_rows || r0 >= M) {
@@ -44,7 +44,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         acc3 = acc3 + vec4<f32>(dot(x3, w0), dot(x3, w1), dot(x3, w2), dot(x3, w3));
     }
     var b = vec4<f32>(0.0);
-    if (pu(5u) != 0u) {
+    if (params.has_bias != 0u) {
         for (var j = 0u; j < 4u; j = j + 1u) {
             if (c0 + j < n_rows) {
                 b[j] = bias[n_off + c0 + j];
@@ -58,12 +58,12 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
 }
 
 fn store_row(m: u32, c0: u32, v: vec4<f32>) {
-    if (m >= pu(0u)) {
+    if (m >= params.m) {
         return;
     }
-    let base = m * pu(2u) + pu(3u) + c0;
+    let base = m * params.n + params.n_off + c0;
     for (var j = 0u; j < 4u; j = j + 1u) {
-        if (c0 + j < pu(4u)) {
+        if (c0 + j < params.n_rows) {
             out[base + j] = v[j];
         }
     }

@@ -4,7 +4,7 @@
 // unpacks quants (per-element scaling made this kernel 2.5x slower than f32 on SwiftShader).
 // Each invocation covers 8 rows x 4 columns (linear.wgsl: 4 x 4), so each unpacked quant
 // serves 8 rows; the per-block sums (`BLOCK_SUMS`) are spliced in per format.
-// params: [M, K, N, n_off, n_rows, has_bias]. K is a multiple of 32.
+// params: params.rs `Linear`. K is a multiple of 32.
 // Bindings: 0 out, 1 bias (x again when there is none), 2 x (vec4), 3 quants, 4 scales, 5 params.
 
 @group(0) @binding(0) var<storage, read_write> out: array<f32>;
@@ -22,20 +22,20 @@ fn block_scale(b: u32) -> f32 {
 // Rows and columns past the end are clamped, not branched around: their results are never
 // stored, and branch-free loads were 2x faster on SwiftShader.
 fn col_scale(n: u32, kb: u32) -> f32 {
-    return block_scale(min(n, pu(4u) - 1u) * (pu(1u) / 32u) + kb);
+    return block_scale(min(n, params.n_rows - 1u) * (params.k / 32u) + kb);
 }
 
 fn load_x(m: u32, k: u32) -> vec4<f32> {
-    return x[(min(m, pu(0u) - 1u) * pu(1u) + k) / 4u];
+    return x[(min(m, params.m - 1u) * params.k + k) / 4u];
 }
 
 //{{LOAD_Q}}
 
 @compute @workgroup_size(8, 8, 1)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let M = pu(0u);
-    let K = pu(1u);
-    let n_rows = pu(4u);
+    let M = params.m;
+    let K = params.k;
+    let n_rows = params.n_rows;
     let c0 = gid.x * 4u;
     let r0 = gid.y * 8u;
     if (c0 >= n_rows || r0 >= M) {
@@ -72,10 +72,10 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         acc7 = acc7 + t7 * s;
     }
     var b = vec4<f32>(0.0);
-    if (pu(5u) != 0u) {
+    if (params.has_bias != 0u) {
         for (var j = 0u; j < 4u; j = j + 1u) {
             if (c0 + j < n_rows) {
-                b[j] = bias[pu(3u) + c0 + j];
+                b[j] = bias[params.n_off + c0 + j];
             }
         }
     }
@@ -90,12 +90,12 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
 }
 
 fn store_row(m: u32, c0: u32, v: vec4<f32>) {
-    if (m >= pu(0u)) {
+    if (m >= params.m) {
         return;
     }
-    let base = m * pu(2u) + pu(3u) + c0;
+    let base = m * params.n + params.n_off + c0;
     for (var j = 0u; j < 4u; j = j + 1u) {
-        if (c0 + j < pu(4u)) {
+        if (c0 + j < params.n_rows) {
             out[base + j] = v[j];
         }
     }

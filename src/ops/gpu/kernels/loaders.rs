@@ -3,10 +3,10 @@
 //! their results are never stored). Each kernel defines `w_at(n, k)`, the element index of
 //! (n, k) in the chunk (`W_AT_ROWS` for plain rows of K).
 
-/// Rows of K elements (pu(1) = K, pu(4) = rows in the chunk), rows past the chunk clamped.
+/// Rows of K elements (`params.k`; `params.n_rows` in the chunk), rows past the chunk clamped.
 pub const W_AT_ROWS: &str = r#"
 fn w_at(n: u32, k: u32) -> u32 {
-    return min(n, pu(4u) - 1u) * pu(1u) + k;
+    return min(n, params.n_rows - 1u) * params.k + k;
 }"#;
 
 /// f32, K a multiple of 4 (rows stay 16-byte aligned): one vec4 load.

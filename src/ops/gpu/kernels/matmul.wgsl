@@ -1,7 +1,7 @@
 // Batched matmul of two activations: out[b] = A[b] @ B[b], A [M, K] row-major, B read
 // through strides (b_sk, b_sn) so that B or B^T work alike. Each invocation computes a 4x4
 // block; workgroups tile x over N, y over M, z over the batch.
-// params: [M, K, N, a_batch_stride, b_batch_stride, b_sk, b_sn].
+// params: params.rs `Matmul`.
 
 @group(0) @binding(0) var<storage, read_write> a: array<f32>;
 @group(0) @binding(1) var<storage, read_write> b: array<f32>;
@@ -10,8 +10,8 @@
 
 fn load_a(base: u32, m: u32, k: u32) -> vec4<f32> {
     var v = vec4<f32>(0.0);
-    let K = pu(1u);
-    if (m >= pu(0u)) { return v; }
+    let K = params.k;
+    if (m >= params.m) { return v; }
     for (var j = 0u; j < 4u; j = j + 1u) {
         if (k + j < K) { v[j] = a[base + m * K + k + j]; }
     }
@@ -20,25 +20,25 @@ fn load_a(base: u32, m: u32, k: u32) -> vec4<f32> {
 
 fn load_b(base: u32, n: u32, k: u32) -> vec4<f32> {
     var v = vec4<f32>(0.0);
-    if (n >= pu(2u)) { return v; }
+    if (n >= params.n) { return v; }
     for (var j = 0u; j < 4u; j = j + 1u) {
-        if (k + j < pu(1u)) { v[j] = b[base + (k + j) * pu(5u) + n * pu(6u)]; }
+        if (k + j < params.k) { v[j] = b[base + (k + j) * params.b_sk + n * params.b_sn]; }
     }
     return v;
 }
 
 @compute @workgroup_size(8, 8, 1)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let M = pu(0u);
-    let K = pu(1u);
-    let N = pu(2u);
+    let M = params.m;
+    let K = params.k;
+    let N = params.n;
     let c0 = gid.x * 4u;
     let r0 = gid.y * 4u;
     if (c0 >= N || r0 >= M) {
         return;
     }
-    let abase = gid.z * pu(3u);
-    let bbase = gid.z * pu(4u);
+    let abase = gid.z * params.a_batch_stride;
+    let bbase = gid.z * params.b_batch_stride;
     var acc0 = vec4<f32>(0.0);
     var acc1 = vec4<f32>(0.0);
     var acc2 = vec4<f32>(0.0);
@@ -65,12 +65,12 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
 }
 
 fn store_row(base: u32, m: u32, c0: u32, v: vec4<f32>) {
-    if (m >= pu(0u)) {
+    if (m >= params.m) {
         return;
     }
     for (var j = 0u; j < 4u; j = j + 1u) {
-        if (c0 + j < pu(2u)) {
-            out[base + m * pu(2u) + c0 + j] = v[j];
+        if (c0 + j < params.n) {
+            out[base + m * params.n + c0 + j] = v[j];
         }
     }
 }

@@ -2,14 +2,13 @@
 //! timestep embeddings, argmax / top-k along the last axis, and nearest-codebook search.
 
 use super::elementwise::groups_for;
-use super::{with_prelude, NodeCx};
+use super::params::{Embedding, TimestepEmbedding, TopK, VqNearest, TIMESTEP_FREQS};
+use super::NodeCx;
 use crate::error::OpError;
-use crate::ops::gpu::builder::{f, grid, KernelBuilder, PARAM_WORDS};
+use crate::ops::gpu::builder::{grid, KernelBuilder};
 use crate::ops::graph::DType;
 use crate::ops::quant::StorageType;
 
-/// Parameter words ahead of the frequencies in a timestep-embedding dispatch.
-const TIMESTEP_HEADER: usize = 6;
 /// Rows of z per vq_nearest workgroup (ROWS in vq_nearest.wgsl, which works on vec4s of
 /// rows) and the widest z row its workgroup memory holds.
 const VQ_ROWS: usize = 4;
@@ -41,21 +40,17 @@ pub fn embedding(kb: &mut KernelBuilder, cx: &NodeCx) -> Result<(), OpError> {
     }
     let ids = cx.f32_input(0)?;
     for (i, (rows, table, _)) in chunks.into_iter().enumerate() {
-        let params = [count as u32, d as u32, rows.start as u32, rows.len() as u32, v as u32, (i == 0) as u32];
+        let params = Embedding { count: count as u32, d: d as u32, row0: rows.start as u32, rows: rows.len() as u32, vocab: v as u32, zero_fill: (i == 0) as u32 };
         let bindings = vec![ids.clone(), table, cx.out.clone()];
-        kb.dispatch("embedding", embedding_source, bindings, &params, groups_for(count))?;
+        kb.dispatch("embedding", || include_str!("embedding.wgsl").into(), bindings, &params, groups_for(count))?;
     }
     Ok(())
-}
-
-fn embedding_source() -> String {
-    with_prelude(include_str!("embedding.wgsl"))
 }
 
 /// Every embedding variant (for the naga validation test).
 #[cfg(all(test, not(target_arch = "wasm32")))]
 pub fn variants() -> Vec<(String, String)> {
-    vec![("embedding".into(), embedding_source())]
+    vec![("embedding".into(), super::kernel_source::<Embedding>(include_str!("embedding.wgsl")))]
 }
 
 /// The frequencies exp(-ln(max_period) i / (half - shift)), by the very f32 expression of
@@ -65,7 +60,7 @@ fn timestep_frequencies(half: usize, shift: f32, max_period: f32) -> Vec<f32> {
 }
 
 /// diffusers' `get_timestep_embedding` of t [B] into [B, dim]. The frequencies travel in the
-/// parameter words, so one dispatch per 58 of them (three for SD's dim 320).
+/// parameter block, so one dispatch per 56 of them (three for SD's dim 320).
 pub fn timestep_embedding(kb: &mut KernelBuilder, cx: &NodeCx, dim: usize, flip: bool, shift: f32, max_period: f32) -> Result<(), OpError> {
     expect_f32(cx, 0)?;
     let b = cx.in_shapes[0][0];
@@ -75,15 +70,16 @@ pub fn timestep_embedding(kb: &mut KernelBuilder, cx: &NodeCx, dim: usize, flip:
     let half = dim / 2;
     let freqs = timestep_frequencies(half, shift, max_period);
     let t = cx.f32_input(0)?;
-    let per_dispatch = PARAM_WORDS - TIMESTEP_HEADER;
     let mut f0 = 0;
     loop {
-        let nf = (half - f0).min(per_dispatch);
-        let mut params: Vec<u32> = [b, dim, half, f0, nf, flip as usize].iter().map(|&w| w as u32).collect();
-        params.extend(freqs[f0..f0 + nf].iter().map(|&x| f(x)));
+        let nf = (half - f0).min(TIMESTEP_FREQS);
+        let u = |v: usize| v as u32;
+        let mut params = TimestepEmbedding { batch: u(b), dim: u(dim), half: u(half), f0: u(f0), nf: u(nf), flip: flip as u32, ..Default::default() };
+        for (i, &fr) in freqs[f0..f0 + nf].iter().enumerate() {
+            params.freqs[i / 4][i % 4] = fr;
+        }
         let bindings = vec![t.clone(), cx.out.clone()];
-        let source = || with_prelude(include_str!("timestep_embedding.wgsl"));
-        kb.dispatch("timestep_embedding", source, bindings, &params, groups_for(b * nf.max(1)))?;
+        kb.dispatch("timestep_embedding", || include_str!("timestep_embedding.wgsl").into(), bindings, &params, groups_for(b * nf.max(1)))?;
         f0 += nf;
         if f0 >= half {
             return Ok(());
@@ -112,8 +108,8 @@ fn select_top(kb: &mut KernelBuilder, cx: &NodeCx, k: usize) -> Result<(), OpErr
     if rows == 0 || k == 0 {
         return Ok(());
     }
-    let params = [rows as u32, n as u32, k as u32];
-    kb.dispatch("top_k", || with_prelude(include_str!("top_k.wgsl")), vec![cx.f32_input(0)?, cx.out.clone()], &params, grid(rows as u32))
+    let params = TopK { rows: rows as u32, n: n as u32, k: k as u32 };
+    kb.dispatch("top_k", || include_str!("top_k.wgsl").into(), vec![cx.f32_input(0)?, cx.out.clone()], &params, grid(rows as u32))
 }
 
 /// Nearest codebook row to each row of z [N, D] by squared distance, first on ties. The
@@ -141,9 +137,9 @@ pub fn vq_nearest(kb: &mut KernelBuilder, cx: &NodeCx) -> Result<(), OpError> {
     // `best`), so ties still go to the first index.
     let best = kb.scratch((n * 4) as u64);
     for (i, (rows, codes, _)) in chunks.into_iter().enumerate() {
-        let params = [n as u32, d as u32, rows.len() as u32, rows.start as u32, (i == 0) as u32];
+        let params = VqNearest { n: n as u32, d: d as u32, k: rows.len() as u32, code_off: rows.start as u32, first: (i == 0) as u32 };
         let bindings = vec![cx.f32_input(0)?, codes, cx.out.clone(), best.clone()];
-        kb.dispatch("vq_nearest", || with_prelude(include_str!("vq_nearest.wgsl")), bindings, &params, grid(n.div_ceil(VQ_ROWS) as u32))?;
+        kb.dispatch("vq_nearest", || include_str!("vq_nearest.wgsl").into(), bindings, &params, grid(n.div_ceil(VQ_ROWS) as u32))?;
     }
     Ok(())
 }

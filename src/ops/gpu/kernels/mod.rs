@@ -15,6 +15,7 @@ mod loaders;
 mod matmul;
 mod misc;
 mod norm;
+pub mod params;
 mod split;
 
 use super::builder::{Buf, KernelBuilder};
@@ -113,9 +114,19 @@ pub fn strides(shape: &[usize]) -> Vec<usize> {
     s
 }
 
-/// A WGSL kernel with the shared prelude in front.
-pub fn with_prelude(body: &str) -> String {
-    format!("{}\n{}", super::builder::PRELUDE, body)
+/// A kernel's whole WGSL: its directives (`enable f16;`, which WGSL wants first), the
+/// shared prelude, its parameter struct, then the rest of `body`. `dispatch` compiles
+/// exactly this.
+pub fn kernel_source<P: params::KernelParams>(body: &str) -> String {
+    let mut directives = String::new();
+    let mut rest = body;
+    while let Some(line) = rest.strip_prefix("enable ") {
+        let end = line.find('\n').map_or(line.len(), |e| e + 1);
+        directives.push_str("enable ");
+        directives.push_str(&line[..end]);
+        rest = &line[end..];
+    }
+    format!("{directives}{}\n{}\n{rest}", super::builder::PRELUDE, P::WGSL)
 }
 
 /// Fills a kernel template: every `{{NAME}}` marker (a `//{{NAME}}` line for code) gets its
@@ -146,17 +157,17 @@ pub fn fill(template: &str, fills: &[(&str, &str)]) -> String {
 /// Every kernel source the GPU backend can make, spliced variants included: (key, WGSL).
 #[cfg(all(test, not(target_arch = "wasm32")))]
 pub fn every_variant() -> Vec<(String, String)> {
-    let plain = [
-        ("matmul", include_str!("matmul.wgsl")),
-        ("timestep_embedding", include_str!("timestep_embedding.wgsl")),
-        ("top_k", include_str!("top_k.wgsl")),
-        ("vq_nearest", include_str!("vq_nearest.wgsl")),
-        ("depthwise_conv2d", include_str!("depthwise_conv2d.wgsl")),
-        ("conv_transpose2d", include_str!("conv_transpose2d.wgsl")),
-        ("response_norm", include_str!("response_norm.wgsl")),
-        ("copy_words", include_str!("copy_words.wgsl")),
+    use params::*;
+    let mut out: Vec<(String, String)> = vec![
+        ("matmul".into(), kernel_source::<Matmul>(include_str!("matmul.wgsl"))),
+        ("timestep_embedding".into(), kernel_source::<TimestepEmbedding>(include_str!("timestep_embedding.wgsl"))),
+        ("top_k".into(), kernel_source::<TopK>(include_str!("top_k.wgsl"))),
+        ("vq_nearest".into(), kernel_source::<VqNearest>(include_str!("vq_nearest.wgsl"))),
+        ("depthwise_conv2d".into(), kernel_source::<DepthwiseConv2d>(include_str!("depthwise_conv2d.wgsl"))),
+        ("conv_transpose2d".into(), kernel_source::<ConvTranspose2d>(include_str!("conv_transpose2d.wgsl"))),
+        ("response_norm".into(), kernel_source::<ResponseNorm>(include_str!("response_norm.wgsl"))),
+        ("copy_words".into(), kernel_source::<CopyWords>(include_str!("copy_words.wgsl"))),
     ];
-    let mut out: Vec<(String, String)> = plain.iter().map(|(k, src)| (k.to_string(), with_prelude(src))).collect();
     for list in [linear::variants(), conv::variants(), attention::variants(), copy::variants(), norm::variants(), elementwise::variants(), misc::variants()] {
         out.extend(list);
     }
@@ -188,14 +199,22 @@ mod tests {
                 .map_err(|e| e.emit_to_string(src))
                 .and_then(|module| Validator::new(ValidationFlags::all(), Capabilities::all()).validate(&module).map(drop).map_err(|e| format!("{e:?}")))
         };
-        // The check itself catches a type error.
-        assert!(validate(&with_prelude("fn f() -> u32 { return 1.5; }")).is_err());
+        // The check itself catches a type error, and a kernel reading a field its struct lacks.
+        assert!(validate(&kernel_source::<params::Dequantize>("fn f() -> u32 { return 1.5; }")).is_err());
+        let reads = |field: &str| format!("@group(0) @binding(0) var<uniform> params: Params;\n@compute @workgroup_size(1) fn main() {{ _ = params.{field}; }}");
+        assert!(validate(&kernel_source::<params::Dequantize>(&reads("n"))).is_ok());
+        assert!(validate(&kernel_source::<params::Dequantize>(&reads("k"))).is_err());
+        // Directives stay first.
+        assert!(kernel_source::<params::Dequantize>("enable f16;\nfn f() {}").starts_with("enable f16;\n"));
         let variants = every_variant();
         assert!(variants.len() > 80, "{} variants", variants.len());
         let mut failures = vec![];
         for (key, src) in &variants {
             if let Err(e) = validate(src) {
                 failures.push(format!("{key}: {e}"));
+            }
+            if src.contains("pu(") || src.contains("pf(") {
+                failures.push(format!("{key}: reads parameters by position (name them in params.rs)"));
             }
             // Pooled activations: a read-only binding beside the output's would be refused.
             if src.contains("var<storage, read>") {

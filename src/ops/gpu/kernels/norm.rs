@@ -3,10 +3,11 @@
 //! reductions (`reduce.wgsl`) and two-pass statistics (mean, then variance of x - mean).
 
 use super::elementwise::groups_for;
+use super::params::{GroupNorm, GroupNormApply, GroupNormCombine, GroupNormStats, RowNorm, Softmax};
 use super::split::{fits, limit_err, spans, whole};
-use super::{fill, splice, with_prelude, NodeCx};
+use super::{fill, splice, NodeCx};
 use crate::error::OpError;
-use crate::ops::gpu::builder::{f, grid, Buf, KernelBuilder};
+use crate::ops::gpu::builder::{grid, Buf, KernelBuilder};
 
 const REDUCE: &str = include_str!("reduce.wgsl");
 
@@ -20,9 +21,9 @@ fn workgroup_size(len: usize) -> u32 {
     }
 }
 
-/// `kernel` with the prelude and reductions in front, sized for `wg` invocations.
+/// `kernel` with the reductions in front, sized for `wg` invocations.
 fn source(kernel: &str, wg: u32) -> String {
-    with_prelude(&splice(&format!("{REDUCE}\n{kernel}"), &[("WG", &wg.to_string())]))
+    splice(&format!("{REDUCE}\n{kernel}"), &[("WG", &wg.to_string())])
 }
 
 /// A GroupNorm statistics kernel: `source` plus the two-pass slice moments.
@@ -60,26 +61,49 @@ pub fn group_norm(kb: &mut KernelBuilder, cx: &NodeCx, groups: usize, eps: f32, 
         let (start, n) = (w.start * len, w.len() * len);
         let (xw, ow) = (x.window(start, n), cx.out.window(start, n));
         let Some((stats, moments)) = &scratch else {
-            let params = [w.len() as u32, len as u32, spatial as u32, per_group as u32, groups as u32, f(eps), silu as u32, w.start as u32];
+            let params = GroupNorm {
+                sets: w.len() as u32,
+                group_len: len as u32,
+                spatial: spatial as u32,
+                channels_per_group: per_group as u32,
+                groups: groups as u32,
+                eps,
+                silu: silu as u32,
+                first_set: w.start as u32,
+            };
             let workgroups = sets_grid(cx, w.len())?;
             kb.dispatch(&format!("group_norm_wg{wg}"), || moments_source(include_str!("group_norm.wgsl"), wg), vec![xw, gamma.clone(), beta.clone(), ow], &params, workgroups)?;
             continue;
         };
         let part_len = len.div_ceil(parts) as u32;
         let (sets_here, len32) = (w.len() as u32, len as u32);
-        let stats_params = [sets_here * parts as u32, len32, parts as u32, part_len, 0];
+        let stats_params = GroupNormStats { count: sets_here * parts as u32, group_len: len32, parts: parts as u32, part_len, first: 0 };
         let workgroups = sets_grid(cx, w.len() * parts)?;
         // 64 wide: software adapters pay per invocation at each barrier (SwiftShader took
         // 60.7 ms at 256 wide, 26.5 at 64, vs 29.7 for one workgroup per group).
         kb.dispatch("group_norm_stats", || moments_source(include_str!("group_norm_stats.wgsl"), 64), vec![xw.clone(), stats.clone()], &stats_params, workgroups)?;
-        let combine = [sets_here, len32, parts as u32, part_len, f(eps)];
+        let combine = GroupNormCombine { sets: sets_here, group_len: len32, parts: parts as u32, part_len, eps };
         let groups64 = [sets_here.div_ceil(64), 1, 1];
-        kb.dispatch("group_norm_combine", || with_prelude(include_str!("group_norm_combine.wgsl")), vec![stats.clone(), moments.clone()], &combine, groups64)?;
-        let apply = [(n / 4) as u32, spatial as u32, per_group as u32, channels as u32, silu as u32, (w.start * per_group) as u32, 0];
+        kb.dispatch("group_norm_combine", || include_str!("group_norm_combine.wgsl").into(), vec![stats.clone(), moments.clone()], &combine, groups64)?;
+        let apply = apply_params(n, spatial, per_group, channels, silu, w.start * per_group, 0);
         let bindings = vec![xw, gamma.clone(), beta.clone(), moments.clone(), ow];
-        kb.dispatch("group_norm_apply", || with_prelude(include_str!("group_norm_apply.wgsl")), bindings, &apply, groups_for(n / 4))?;
+        kb.dispatch("group_norm_apply", || include_str!("group_norm_apply.wgsl").into(), bindings, &apply, groups_for(n / 4))?;
     }
     Ok(())
+}
+
+/// GroupNorm applied to `n` values (4 per invocation) from given moments.
+fn apply_params(n: usize, spatial: usize, per_group: usize, channels: usize, silu: bool, first_channel: usize, first_set: usize) -> GroupNormApply {
+    let u = |v: usize| v as u32;
+    GroupNormApply {
+        n4: u(n / 4),
+        spatial: u(spatial),
+        channels_per_group: u(per_group),
+        channels: u(channels),
+        silu: silu as u32,
+        first_channel: u(first_channel),
+        first_set: u(first_set),
+    }
 }
 
 /// x [B, C, ..] -> [B, G, 2] of each set's (mean, M2): one workgroup per set, over
@@ -92,7 +116,7 @@ pub fn group_moments(kb: &mut KernelBuilder, cx: &NodeCx, groups: usize) -> Resu
     let windows = if fits(kb, &[&x]) { whole(sets) } else { spans(sets, len, 0, kb.max_elems(), kb.offset_align(), 1).map_err(|m| limit_err(cx, m))? };
     for w in windows {
         let xw = x.window(w.start * len, w.len() * len);
-        let params = [w.len() as u32, len as u32, 1, len as u32, w.start as u32];
+        let params = GroupNormStats { count: w.len() as u32, group_len: len as u32, parts: 1, part_len: len as u32, first: w.start as u32 };
         let workgroups = sets_grid(cx, w.len())?;
         kb.dispatch("group_norm_stats", || moments_source(include_str!("group_norm_stats.wgsl"), 64), vec![xw, cx.out.clone()], &params, workgroups)?;
     }
@@ -103,9 +127,9 @@ pub fn group_moments(kb: &mut KernelBuilder, cx: &NodeCx, groups: usize) -> Resu
 pub fn moments_combine(kb: &mut KernelBuilder, cx: &NodeCx, len: usize, part_len: usize, eps: f32) -> Result<(), OpError> {
     let s = &cx.in_shapes[0];
     let sets = (s[0] * s[1]) as u32;
-    let params = [sets, len as u32, s[2] as u32, part_len as u32, f(eps)];
+    let params = GroupNormCombine { sets, group_len: len as u32, parts: s[2] as u32, part_len: part_len as u32, eps };
     let bindings = vec![cx.f32_input(0)?, cx.out.clone()];
-    kb.dispatch("group_norm_combine", || with_prelude(include_str!("group_norm_combine.wgsl")), bindings, &params, [sets.div_ceil(64), 1, 1])
+    kb.dispatch("group_norm_combine", || include_str!("group_norm_combine.wgsl").into(), bindings, &params, [sets.div_ceil(64), 1, 1])
 }
 
 /// GroupNorm of x [B, C, ..] from given moments [B, G, 2], over windows of whole sets.
@@ -123,9 +147,9 @@ pub fn group_norm_apply(kb: &mut KernelBuilder, cx: &NodeCx, groups: usize, silu
     let (gamma, beta, moments) = (cx.f32_input(1)?, cx.f32_input(2)?, cx.f32_input(3)?);
     for w in windows {
         let (start, n) = (w.start * len, w.len() * len);
-        let params = [(n / 4) as u32, spatial as u32, per_group as u32, channels as u32, silu as u32, (w.start * per_group) as u32, w.start as u32];
+        let params = apply_params(n, spatial, per_group, channels, silu, w.start * per_group, w.start);
         let bindings = vec![x.window(start, n), gamma.clone(), beta.clone(), moments.clone(), cx.out.window(start, n)];
-        kb.dispatch("group_norm_apply", || with_prelude(include_str!("group_norm_apply.wgsl")), bindings, &params, groups_for(n / 4))?;
+        kb.dispatch("group_norm_apply", || include_str!("group_norm_apply.wgsl").into(), bindings, &params, groups_for(n / 4))?;
     }
     Ok(())
 }
@@ -189,7 +213,7 @@ fn row_norm(kb: &mut KernelBuilder, cx: &NodeCx, eps: f32, center: bool) -> Resu
     bindings.push(cx.out.clone());
     let key = format!("{}{}_wg{wg}", if center { "layer_norm" } else { "rms_norm" }, if affine { "" } else { "_plain" });
     let workgroups = sets_grid(cx, rows)?;
-    kb.dispatch(&key, || row_norm_source(center, affine, wg), bindings, &[rows as u32, d as u32, f(eps)], workgroups)
+    kb.dispatch(&key, || row_norm_source(center, affine, wg), bindings, &RowNorm { rows: rows as u32, d: d as u32, eps }, workgroups)
 }
 
 /// LayerNorm over the last axis of x [.., D] with gamma/beta [D].
@@ -209,24 +233,25 @@ pub fn softmax(kb: &mut KernelBuilder, cx: &NodeCx) -> Result<(), OpError> {
     let wg = workgroup_size(d);
     let bindings = vec![cx.f32_input(0)?, cx.out.clone()];
     let workgroups = sets_grid(cx, rows)?;
-    kb.dispatch(&format!("softmax_wg{wg}"), || source(include_str!("softmax.wgsl"), wg), bindings, &[rows as u32, d as u32], workgroups)
+    kb.dispatch(&format!("softmax_wg{wg}"), || source(include_str!("softmax.wgsl"), wg), bindings, &Softmax { rows: rows as u32, d: d as u32 }, workgroups)
 }
 
 /// Every variant of the norm kernels, at each workgroup size they use: (key, WGSL).
 #[cfg(all(test, not(target_arch = "wasm32")))]
 pub fn variants() -> Vec<(String, String)> {
+    use super::kernel_source;
     let mut out = vec![];
     for wg in [64, 256] {
-        out.push((format!("group_norm_wg{wg}"), moments_source(include_str!("group_norm.wgsl"), wg)));
-        out.push((format!("softmax_wg{wg}"), source(include_str!("softmax.wgsl"), wg)));
+        out.push((format!("group_norm_wg{wg}"), kernel_source::<GroupNorm>(&moments_source(include_str!("group_norm.wgsl"), wg))));
+        out.push((format!("softmax_wg{wg}"), kernel_source::<Softmax>(&source(include_str!("softmax.wgsl"), wg))));
         for center in [false, true] {
             for affine in [false, true] {
-                out.push((format!("row_norm_{center}_{affine}_wg{wg}"), row_norm_source(center, affine, wg)));
+                out.push((format!("row_norm_{center}_{affine}_wg{wg}"), kernel_source::<RowNorm>(&row_norm_source(center, affine, wg))));
             }
         }
     }
-    out.push(("group_norm_stats".into(), moments_source(include_str!("group_norm_stats.wgsl"), 64)));
-    out.push(("group_norm_combine".into(), with_prelude(include_str!("group_norm_combine.wgsl"))));
-    out.push(("group_norm_apply".into(), with_prelude(include_str!("group_norm_apply.wgsl"))));
+    out.push(("group_norm_stats".into(), kernel_source::<GroupNormStats>(&moments_source(include_str!("group_norm_stats.wgsl"), 64))));
+    out.push(("group_norm_combine".into(), kernel_source::<GroupNormCombine>(include_str!("group_norm_combine.wgsl"))));
+    out.push(("group_norm_apply".into(), kernel_source::<GroupNormApply>(include_str!("group_norm_apply.wgsl"))));
     out
 }

@@ -1,7 +1,7 @@
 // GlobalResponseNorm's scale over x [B, N, C], one workgroup per batch item: each invocation
 // takes channels lid, lid + 256, ..., writes gx = sqrt(sum over n of x^2) and adds it to its
 // partial sum; a tree reduction gives the channel mean, then each rescales its own outputs.
-// params: [N, C, eps].
+// params: params.rs `ResponseNorm`.
 
 @group(0) @binding(0) var<storage, read_write> x: array<f32>;
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
@@ -12,8 +12,8 @@ var<workgroup> part: array<f32, 256>;
 
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let N = pu(0u);
-    let C = pu(1u);
+    let N = params.n;
+    let C = params.c;
     let b = flat_workgroup(wid, nwg);
     var sum = 0.0;
     for (var c = lid; c < C; c = c + WG) {
@@ -34,7 +34,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         }
         workgroupBarrier();
     }
-    let denom = part[0] / f32(C) + pf(2u);
+    let denom = part[0] / f32(C) + params.eps;
     for (var c = lid; c < C; c = c + WG) {
         out[b * C + c] = out[b * C + c] / denom;
     }

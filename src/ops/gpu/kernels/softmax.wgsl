@@ -1,7 +1,7 @@
 // Softmax along the last axis, one workgroup per row: the row max is subtracted before exp
 // (inputs of +-100 would overflow otherwise); exp values are staged in `out`, each read back
 // by the invocation that wrote it, then divided by their sum.
-// params: [rows, d]
+// params: params.rs `Softmax`.
 
 @group(0) @binding(0) var<storage, read_write> x: array<f32>;
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
@@ -10,10 +10,10 @@
 @compute @workgroup_size({{WG}})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let row = flat_workgroup(wid, nwg);
-    if (row >= pu(0u)) {
+    if (row >= params.rows) {
         return;
     }
-    let d = pu(1u);
+    let d = params.d;
     let base = row * d;
 
     // Lowest finite f32, as bits: WGSL has no infinity literal, and Tint rejects the

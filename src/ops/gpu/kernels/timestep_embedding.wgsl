@@ -1,9 +1,9 @@
 // diffusers' get_timestep_embedding: out[b] = [sin(t f_i) | cos(t f_i)] (or [cos | sin] when
 // flipped), with a trailing zero column when dim is odd. The frequencies f_i come from the host
 // (computed by the CPU reference's own f32 expression), so t * f_i rounds exactly as there;
-// each dispatch covers up to 58 of them (the rest of the 64 parameter words).
+// each dispatch covers up to 56 of them (params.rs `TIMESTEP_FREQS`).
 // One invocation per (b, i) writes both columns of frequency f0 + i.
-// params: [B, dim, half, f0, nf, flip, f_{f0}, .., f_{f0+nf-1}].
+// params: params.rs `TimestepEmbedding` (freqs[i] is f_{f0+i}).
 
 @group(0) @binding(0) var<storage, read_write> t: array<f32>;
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
@@ -34,14 +34,14 @@ fn sin_cos(a: f32) -> vec2<f32> {
 
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let dim = pu(1u);
-    let half = pu(2u);
-    let f0 = pu(3u);
-    let nf = pu(4u);
+    let dim = params.dim;
+    let half = params.half;
+    let f0 = params.f0;
+    let nf = params.nf;
     // With no frequencies (dim 1) one invocation per row still writes the zero column.
     let per_row = max(nf, 1u);
     let g = flat_workgroup(wid, nwg) * 256u + lid;
-    if (g >= pu(0u) * per_row) {
+    if (g >= params.batch * per_row) {
         return;
     }
     let b = g / per_row;
@@ -53,8 +53,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     if (i >= nf) {
         return;
     }
-    let sc = sin_cos(t[b] * pf(6u + i));
-    let flip = pu(5u) != 0u;
+    let sc = sin_cos(t[b] * params.freqs[i / 4u][i % 4u]);
+    let flip = params.flip != 0u;
     out[row + f0 + i] = select(sc.x, sc.y, flip);
     out[row + half + f0 + i] = select(sc.y, sc.x, flip);
 }

@@ -5,7 +5,7 @@
 // everything already taken; each round a tree reduction picks the best candidate, and only the
 // invocation that owned it rescans its share. Cost: one pass over the row plus k rescans of
 // n / 256 values, with no scratch beyond 2 KiB of workgroup memory.
-// params: [rows, n, k].
+// params: params.rs `TopK`.
 
 @group(0) @binding(0) var<storage, read_write> x: array<f32>;
 @group(0) @binding(1) var<storage, read_write> out: array<u32>;
@@ -44,11 +44,11 @@ fn scan(base: u32, n: u32, lid: u32, taken: Cand) -> Cand {
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let row = flat_workgroup(wid, nwg);
-    if (row >= pu(0u)) {
+    if (row >= params.rows) {
         return;
     }
-    let n = pu(1u);
-    let k = pu(2u);
+    let n = params.n;
+    let k = params.k;
     let base = row * n;
     var cand = scan(base, n, lid, Cand(0.0, NONE));
     for (var r = 0u; r < k; r = r + 1u) {

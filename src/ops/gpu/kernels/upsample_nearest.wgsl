@@ -1,6 +1,6 @@
 // Nearest-neighbour upsampling of [B, C, H, W] to [B, C, OH, OW], as torch's
 // interpolate(mode="nearest"): out[bc, y, x] = in[bc, floor(y * H / OH), floor(x * W / OW)].
-// params: [n = B*C*OH*OW, H, W, OH, OW].
+// params: params.rs `UpsampleNearest` (n = B*C*OH*OW).
 
 @group(0) @binding(0) var<storage, read_write> x: array<f32>;
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
@@ -9,13 +9,13 @@
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let i = flat_workgroup(wid, nwg) * 256u + lid;
-    if (i >= pu(0u)) {
+    if (i >= params.n) {
         return;
     }
-    let h = pu(1u);
-    let w = pu(2u);
-    let oh = pu(3u);
-    let ow = pu(4u);
+    let h = params.h;
+    let w = params.w;
+    let oh = params.oh;
+    let ow = params.ow;
     let col = i % ow;
     let rest = i / ow;
     let row = rest % oh;

@@ -7,7 +7,7 @@
 // A codebook split into chunks is searched one dispatch per chunk: K is the chunk's code
 // count, code_off its first code; `best` carries each row's best distance between
 // dispatches (the first chunk sets it, later ones replace only strictly nearer codes).
-// params: [N, D, K, code_off, first]; D <= 512 (checked on the host).
+// params: params.rs `VqNearest`; D <= 512 (checked on the host).
 
 @group(0) @binding(0) var<storage, read_write> z: array<f32>;
 @group(0) @binding(1) var<storage, read_write> codes: array<f32>;
@@ -39,9 +39,9 @@ fn nearer(a: Cand, b: Cand) -> bool {
 
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let N = pu(0u);
-    let D = pu(1u);
-    let K = pu(2u);
+    let N = params.n;
+    let D = params.d;
+    let K = params.k;
     let row0 = flat_workgroup(wid, nwg) * ROWS;
     if (row0 >= N) {
         return;
@@ -95,8 +95,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         }
         if (lid == 0u && r < rows) {
             let row = row0 + r;
-            if (pu(4u) == 1u || red[0].d < best[row]) {
-                out[row] = red[0].i + pu(3u);
+            if (params.first == 1u || red[0].d < best[row]) {
+                out[row] = red[0].i + params.code_off;
                 best[row] = red[0].d;
             }
         }
