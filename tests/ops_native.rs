@@ -4,18 +4,48 @@
 
 mod common;
 
-use easel::gpu::{GpuContext, GpuOptions};
+use easel::gpu::{GpuContext, GpuOptions, KernelChoice};
+
+fn context_with(kernels: KernelChoice) -> GpuContext {
+    pollster::block_on(GpuContext::new(&GpuOptions { kernels, ..Default::default() })).expect("a Vulkan adapter (install mesa-vulkan-drivers)")
+}
 
 fn context() -> GpuContext {
-    pollster::block_on(GpuContext::new(&GpuOptions::default())).expect("a Vulkan adapter (install mesa-vulkan-drivers)")
+    context_with(KernelChoice::Auto)
+}
+
+fn check_on(ctx: &GpuContext, cases: Vec<common::Case>) {
+    // An empty list would pass having checked nothing.
+    assert!(!cases.is_empty(), "no cases");
+    let failures = pollster::block_on(common::run_all(ctx, cases));
+    assert!(failures.is_empty(), "{} failed:\n{}", failures.len(), failures.join("\n"));
 }
 
 fn check(cases: Vec<common::Case>) {
-    // An empty list would pass having checked nothing.
-    assert!(!cases.is_empty(), "no cases");
-    let ctx = context();
-    let failures = pollster::block_on(common::run_all(&ctx, cases));
-    assert!(failures.is_empty(), "{} failed:\n{}", failures.len(), failures.join("\n"));
+    check_on(&context(), cases);
+}
+
+/// The tiled kernels (hardware GPUs' default), forced on this software adapter, against the
+/// CPU on every linear and conv case: edges of every kind, each weight format, weights and
+/// activations split over several bindings.
+#[test]
+fn tiled_linear_and_conv_kernels_match_cpu() {
+    let ctx = context_with(KernelChoice::Tiled);
+    assert!(ctx.tiled_kernels(), "Tiled was asked for");
+    assert_eq!(ctx.report.kernels, "tiled");
+    let cases = [common::cases_core::cases(), common::cases_conv::cases(), common::cases_split::cases()].into_iter().flatten().collect();
+    check_on(&ctx, cases);
+}
+
+/// Auto keeps software adapters on the simple kernels (tiles were 3-7x slower there), and
+/// Simple can be forced anywhere.
+#[test]
+fn kernel_choice_follows_the_adapter_unless_forced() {
+    let auto = context();
+    assert_eq!(auto.tiled_kernels(), !auto.is_software(), "{}", auto.report.summary());
+    assert!(auto.report.summary().ends_with(&format!("{} kernels", auto.report.kernels)));
+    assert!(!context_with(KernelChoice::Simple).tiled_kernels());
+    assert!(auto.with_kernels(true).tiled_kernels() && !auto.with_kernels(false).tiled_kernels());
 }
 
 #[test]

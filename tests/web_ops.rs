@@ -4,17 +4,30 @@
 
 mod common;
 
-use easel::gpu::{GpuContext, GpuOptions};
+use easel::gpu::{GpuContext, GpuOptions, KernelChoice};
 use wasm_bindgen_test::*;
 
 wasm_bindgen_test_configure!(run_in_browser);
 
-async fn check(cases: Vec<common::Case>) {
+async fn check_with(kernels: KernelChoice, cases: Vec<common::Case>) {
     // An empty list would pass having checked nothing.
     assert!(!cases.is_empty(), "no cases");
-    let ctx = GpuContext::new(&GpuOptions::default()).await.expect("a WebGPU adapter (see webdriver.json)");
+    let ctx = GpuContext::new(&GpuOptions { kernels, ..Default::default() }).await.expect("a WebGPU adapter (see webdriver.json)");
+    assert_eq!(ctx.tiled_kernels(), kernels == KernelChoice::Tiled || (kernels == KernelChoice::Auto && !ctx.is_software()));
     let failures = common::run_all(&ctx, cases).await;
     assert!(failures.is_empty(), "{} failed:\n{}", failures.len(), failures.join("\n"));
+}
+
+async fn check(cases: Vec<common::Case>) {
+    check_with(KernelChoice::Auto, cases).await;
+}
+
+/// The tiled kernels (hardware GPUs' default), forced on SwiftShader, on every linear and
+/// conv case (each weight format, edges, split bindings).
+#[wasm_bindgen_test]
+async fn tiled_linear_and_conv_kernels_match_cpu() {
+    let cases = [common::cases_core::cases(), common::cases_conv::cases(), common::cases_split::cases()].into_iter().flatten().collect();
+    check_with(KernelChoice::Tiled, cases).await;
 }
 
 #[wasm_bindgen_test]

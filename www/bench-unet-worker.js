@@ -5,7 +5,7 @@ import { loadEnginePackage } from './engine-pkg.js';
 self.onmessage = async ({ data }) => {
   try {
     const { pkg, threads } = await loadEnginePackage(data.threads ?? null);
-    const engine = await pkg.Engine.create(data.backend);
+    const engine = await pkg.Engine.create(data.backend, data.kernels ?? 'auto');
     const backend = JSON.parse(engine.backend());
     self.postMessage({ status: `making random weights and running on the ${backend.kind.toUpperCase()} (${backend.reason}; CPU threads ${threads.count})…` });
     const r = JSON.parse(await engine.benchUnet(JSON.stringify(data)));

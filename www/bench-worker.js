@@ -1,8 +1,10 @@
 // Runs Easel's op benchmarks (GPU on whatever WebGPU adapter the browser gives, and the CPU
 // backend) and, for the same single-op graphs, onnxruntime-web's webgpu and wasm backends.
-// ONNX files come from scripts/bench/make_onnx.py (www/bench-models/).
+// ONNX files come from scripts/bench/make_onnx.py (www/bench-models/). The engine loads as
+// in the page (engine-pkg.js: threads when the page is cross-origin isolated), and ORT's
+// wasm backend gets the same thread count, so CPU rows compare like with like.
 
-import init, { Engine } from '../pkg/easel.js';
+import { loadEnginePackage } from './engine-pkg.js';
 
 const say = (text) => self.postMessage({ type: 'status', text });
 
@@ -37,7 +39,7 @@ const sessions = new Map();
 async function timeOrt(ort, row, runs) {
   const file = onnxFile(row);
   if (!file || row.storage !== 'f32') return {};
-  const ep = row.backend === 'gpu' ? 'webgpu' : 'wasm';
+  const ep = row.backend.startsWith('gpu') ? 'webgpu' : 'wasm';
   const key = `${ep}/${file}`;
   try {
     if (!sessions.has(key)) {
@@ -60,16 +62,17 @@ async function timeOrt(ort, row, runs) {
 
 self.onmessage = async ({ data }) => {
   try {
-    await init();
-    say('Opening WebGPU…');
-    const engine = await Engine.create('gpu').catch(() => Engine.create('cpu'));
+    const { pkg, threads } = await loadEnginePackage(data.threads ?? null);
+    say(`Opening WebGPU… (CPU threads: ${threads.count})`);
+    const kernels = data.kernels || 'auto';
+    const engine = await pkg.Engine.create('gpu', kernels).catch(() => pkg.Engine.create('cpu', kernels));
     const report = engine.adapterReport();
     const adapter = report ? (({ vendor, architecture, name }) => [vendor, architecture, name].filter(Boolean).join(' '))(JSON.parse(report)) : 'no WebGPU';
     let ort = null;
     if (data.ort) {
       try {
         ort = await import('../node_modules/onnxruntime-web/dist/ort.all.min.mjs');
-        ort.env.wasm.numThreads = 1;
+        ort.env.wasm.numThreads = threads.count;
         ort.env.wasm.wasmPaths = new URL('../node_modules/onnxruntime-web/dist/', import.meta.url).href;
       } catch (e) {
         say(`onnxruntime-web not available (${e.message}); run scripts/bench-browser.sh once to install it`);
@@ -77,7 +80,7 @@ self.onmessage = async ({ data }) => {
     }
     const pending = [];
     const result = JSON.parse(
-      await engine.benchOps(JSON.stringify({ runs: data.runs, filter: data.filter, gpu: true, cpu: true }), (json) => {
+      await engine.benchOps(JSON.stringify({ runs: data.runs, filter: data.filter, gpu: true, cpu: true, compareKernels: !!data.compareKernels }), (json) => {
         const row = JSON.parse(json);
         say(`measured ${row.op} ${row.shape} ${row.storage} on ${row.backend}`);
         pending.push(row);
@@ -90,7 +93,7 @@ self.onmessage = async ({ data }) => {
       }
       self.postMessage({ type: 'row', row });
     }
-    self.postMessage({ type: 'done', result: { ...result, adapter } });
+    self.postMessage({ type: 'done', result: { ...result, adapter, threads, software: report ? JSON.parse(report).software : null } });
   } catch (e) {
     self.postMessage({ type: 'error', message: e.message ?? String(e) });
   }

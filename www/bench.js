@@ -1,5 +1,7 @@
 // Benchmark page: runs bench-worker.js and renders its rows. ?auto=1 starts at once (the
-// headless runner uses it); the finished text is left in window.benchText.
+// headless runner uses it); the finished text is left in window.benchText. ?threads=N caps
+// the CPU threads (Easel's and ORT's alike), ?kernels=tiled|simple forces the GPU kernels,
+// ?compare=1 times both kernel sets side by side.
 
 const params = new URLSearchParams(location.search);
 const body = document.querySelector('#results tbody');
@@ -30,18 +32,20 @@ function render() {
 }
 
 function asText(result) {
-  const lines = [`${'op'.padEnd(10)} ${'shape'.padEnd(24)} ${'type'.padEnd(6)} ${'on'.padEnd(4)} ${'ms'.padStart(9)} ${'GFLOP/s'.padStart(8)} ${'ORT ms'.padStart(9)} ${'ORT GF/s'.padStart(8)} ${'speedup'.padStart(8)}`];
+  const lines = [`${'op'.padEnd(10)} ${'shape'.padEnd(24)} ${'type'.padEnd(6)} ${'on'.padEnd(10)} ${'ms'.padStart(9)} ${'GFLOP/s'.padStart(8)} ${'ORT ms'.padStart(9)} ${'ORT GF/s'.padStart(8)} ${'speedup'.padStart(8)}`];
   for (const r of rows) {
     const ortGf = r.ortMillis ? (r.gflops * r.millis) / r.ortMillis : null;
     const ratio = r.millis && r.ortMillis ? `${(r.ortMillis / r.millis).toFixed(2)}x` : '-';
     lines.push(
-      `${r.op.padEnd(10)} ${r.shape.padEnd(24)} ${r.storage.padEnd(6)} ${r.backend.padEnd(4)} ${(r.millis == null ? 'error' : fmt(r.millis, 1)).padStart(9)} ${fmt(r.gflops).padStart(8)} ${(r.ortMillis == null ? '-' : fmt(r.ortMillis, 1)).padStart(9)} ${(ortGf == null ? '-' : fmt(ortGf)).padStart(8)} ${ratio.padStart(8)}` +
+      `${r.op.padEnd(10)} ${r.shape.padEnd(24)} ${r.storage.padEnd(6)} ${r.backend.padEnd(10)} ${(r.millis == null ? 'error' : fmt(r.millis, 1)).padStart(9)} ${fmt(r.gflops).padStart(8)} ${(r.ortMillis == null ? '-' : fmt(r.ortMillis, 1)).padStart(9)} ${(ortGf == null ? '-' : fmt(ortGf)).padStart(8)} ${ratio.padStart(8)}` +
         (r.error ? `  (${r.error})` : '') + (r.ortError ? `  (ORT: ${r.ortError})` : ''),
     );
   }
   const c = result.ceilings;
   lines.push(`ceilings: best GPU matmul ${fmt(c.best_matmul_gflops)} GFLOP/s, buffer copy ${fmt(c.copy_gbps)} GB/s`);
-  lines.push(`adapter: ${result.adapter}; ORT GPU rows use its webgpu EP, CPU rows its wasm EP (1 thread)`);
+  lines.push(`adapter: ${result.adapter}; ORT GPU rows use its webgpu EP, CPU rows its wasm EP`);
+  lines.push(`CPU threads, Easel's and ORT's: ${result.threads.count} (${result.threads.reason})`);
+  if (result.software) lines.push('a software adapter: the tiled kernels are shaped for hardware GPUs and cannot show their gain here');
   return lines.join('\n');
 }
 
@@ -74,6 +78,9 @@ function run() {
     runs: Number(document.getElementById('runs').value),
     filter: document.getElementById('filter').value,
     ort: document.getElementById('ort').checked,
+    threads: Number.parseInt(params.get('threads') ?? '', 10) || null,
+    kernels: params.get('kernels') ?? 'auto',
+    compareKernels: params.get('compare') === '1',
   });
 }
 

@@ -46,6 +46,8 @@ export interface AdapterReport {
   shaderF16: boolean;
   features: string[];
   limits: Record<string, number>;
+  /** The GPU's matmul/conv kernels: workgroup-memory tiles, or the simple ones. */
+  kernels: 'tiled' | 'simple';
 }
 
 /** What `Easel.create` opened: the backend that runs models, and why. */
@@ -260,7 +262,7 @@ export function resolveModel(model: string, base?: string): { url: string; bundl
 
 export class Easel {
   private constructor();
-  static create(options?: { backend?: Backend; threads?: number | null; workerUrl?: string | URL; onStarted?: (version: string) => void }): Promise<Easel>;
+  static create(options?: { backend?: Backend; threads?: number | null; kernels?: 'auto' | 'tiled' | 'simple'; workerUrl?: string | URL; onStarted?: (version: string) => void }): Promise<Easel>;
   on<K extends keyof EaselEvents>(name: K, fn: (event: EaselEvents[K]) => void): () => void;
   adapter(): EngineInfo;
   readonly model: ModelInfo | null;

@@ -77,10 +77,12 @@ export class Easel {
    * Starts the engine in a Web Worker. `backend`: 'auto' (a real GPU, else the CPU), 'gpu'
    * (fails with code 'no-webgpu' without one) or 'cpu'. `threads`: how many threads the
    * CPU backend may use (default one per core); more than one needs a cross-origin isolated
-   * page, else it runs on one and `info.threads.reason` says why. `onStarted(version)` is
-   * called once the wasm module runs, before the GPU is opened and tested.
+   * page, else it runs on one and `info.threads.reason` says why. `kernels`: the GPU's
+   * matmul/conv kernels, 'auto' (tiled on a hardware GPU, simple on a software one),
+   * 'tiled' or 'simple'. `onStarted(version)` is called once the wasm module runs, before
+   * the GPU is opened and tested.
    */
-  static async create({ backend = 'auto', threads = null, workerUrl = new URL('./worker.js', import.meta.url), onStarted } = {}) {
+  static async create({ backend = 'auto', threads = null, kernels = 'auto', workerUrl = new URL('./worker.js', import.meta.url), onStarted } = {}) {
     const easel = new Easel();
     let worker;
     try {
@@ -99,7 +101,7 @@ export class Easel {
       };
     });
     try {
-      easel.#info = await Promise.race([easel.#call(OP.init, { backend, threads }), failed]);
+      easel.#info = await Promise.race([easel.#call(OP.init, { backend, threads, kernels }), failed]);
     } catch (e) {
       worker.terminate();
       throw e;

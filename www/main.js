@@ -35,6 +35,7 @@ function showAdapter(report, selfTest, selfTestError) {
   addRow('GPU API', report.backend, 'diag-api');
   addRow('Device type', report.software ? `${report.deviceType} (software renderer)` : report.deviceType, 'diag-device-type');
   addRow('shader-f16', report.shaderF16 ? 'yes' : 'no (f32 kernels)', 'diag-f16');
+  addRow('Kernels', report.kernels === 'tiled' ? 'tiled (workgroup-memory tiles)' : 'simple (no workgroup memory)', 'diag-kernels');
   for (const [name, value] of describeLimits(report.limits)) addRow(name, value);
   addRow('Features', report.features.join(', ') || 'none', 'diag-features');
   addRow(
@@ -119,11 +120,14 @@ async function startEngine() {
   };
   // ?threads=N caps the CPU backend's threads (default: one per core, when isolated).
   const threads = Number.parseInt(new URLSearchParams(location.search).get('threads') ?? '', 10) || null;
+  // ?kernels=tiled|simple forces the GPU's matmul/conv kernels (default: tiled on hardware).
+  const kernels = new URLSearchParams(location.search).get('kernels') ?? 'auto';
   let easel;
   try {
     easel = await Easel.create({
       backend,
       threads,
+      kernels,
       onStarted: (version) => {
         diag.dataset.worker = 'started';
         document.getElementById('version').textContent = `engine v${version}`;

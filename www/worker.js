@@ -10,6 +10,7 @@ let engine = null;
 let gpu = null; // the engine's GpuHandle: usable while a generation holds the engine
 let ready = null; // settles once the engine exists (or could not be made)
 let backendPreference = 'auto';
+let kernelChoice = 'auto';
 // The engine package (pkg/ or the threaded pkg/threads/) and its CPU threads, once loaded.
 let Engine, encodeApng, encodeGif, version;
 let threads = null;
@@ -32,8 +33,9 @@ function asEaselError(e, fallback = 'generation-failed') {
 }
 
 /** Opens the engine; the reply is the engine's description (see `describeEngine`). */
-async function start(id, backend, wantedThreads) {
+async function start(id, backend, wantedThreads, kernels) {
   backendPreference = backend;
+  kernelChoice = kernels;
   try {
     let pkg;
     ({ pkg, threads } = await loadEnginePackage(wantedThreads));
@@ -43,7 +45,7 @@ async function start(id, backend, wantedThreads) {
   }
   event(EVENT.started, { version: version() });
   try {
-    engine = await Engine.create(backend);
+    engine = await Engine.create(backend, kernels);
   } catch (e) {
     throw new EaselError(backend === 'gpu' ? 'no-webgpu' : 'engine-load-failed', messageOf(e));
   }
@@ -91,7 +93,7 @@ function recover(reason) {
     gpu?.free();
     engine = gpu = null;
     try {
-      engine = await Engine.create(backendPreference);
+      engine = await Engine.create(backendPreference, kernelChoice);
     } catch {
       engine = await Engine.create('cpu');
     }
@@ -369,7 +371,7 @@ async function answer(data) {
   try {
     let result;
     if (op === OP.init) {
-      ready ??= start(id, data.backend ?? 'auto', data.threads ?? null);
+      ready ??= start(id, data.backend ?? 'auto', data.threads ?? null, data.kernels ?? 'auto');
       result = await ready;
     } else if (op === OP.load) {
       result = await load(id, data.source);

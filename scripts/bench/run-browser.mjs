@@ -1,8 +1,9 @@
 // Opens www/bench.html in headless Chromium with SwiftShader WebGPU and prints the result.
-//   node scripts/bench/run-browser.mjs [--runs N] [--filter TEXT] [--no-ort]
-//   node scripts/bench/run-browser.mjs --unet [--size 256] [--quant q8_0] [--backend auto] [--threads 1,2] [--profile]
-// --threads runs the UNet bench once per thread count, in turn in one browser, and prints each
-// one's time and its speed-up over the first.
+//   node scripts/bench/run-browser.mjs [--runs N] [--filter TEXT] [--no-ort] [--threads 1,2] [--kernels tiled|simple] [--compare-kernels]
+//   node scripts/bench/run-browser.mjs --unet [--size 256] [--quant q8_0] [--backend auto] [--threads 1,2] [--profile] [--kernels tiled|simple]
+// --threads runs the bench once per thread count, in turn in one browser (op bench: Easel's
+// CPU backend and ORT's wasm backend at that count; UNet bench: each count's time and its
+// speed-up over the first). --compare-kernels times the GPU rows with both kernel sets.
 
 import { startServer } from '../serve.mjs';
 import { launch, ROOT } from '../../tests/e2e/browser.mjs';
@@ -12,7 +13,8 @@ const opt = (name, dflt) => {
   const i = args.indexOf(name);
   return i >= 0 ? args[i + 1] : dflt;
 };
-const query = new URLSearchParams({ auto: '1', runs: opt('--runs', '1'), filter: opt('--filter', ''), ort: args.includes('--no-ort') ? '0' : '1' });
+const kernels = opt('--kernels', 'auto');
+const query = new URLSearchParams({ auto: '1', runs: opt('--runs', '1'), filter: opt('--filter', ''), ort: args.includes('--no-ort') ? '0' : '1', kernels, compare: args.includes('--compare-kernels') ? '1' : '0' });
 
 const { server, url } = await startServer({ root: ROOT, port: 0 });
 const browser = await launch();
@@ -23,7 +25,7 @@ try {
     const counts = opt('--threads').split(',').map(Number);
     const times = [];
     for (const threads of counts) {
-      const q = new URLSearchParams({ size: opt('--size', '256'), quant: opt('--quant', 'q8_0'), backend: opt('--backend', 'cpu'), runs: opt('--runs', '1'), threads, profile: args.includes('--profile') ? '1' : '0' });
+      const q = new URLSearchParams({ size: opt('--size', '256'), quant: opt('--quant', 'q8_0'), backend: opt('--backend', 'cpu'), runs: opt('--runs', '1'), threads, kernels, profile: args.includes('--profile') ? '1' : '0' });
       await page.goto(`${url}www/bench-unet.html?${q}`);
       await page.locator('body[data-done="1"]').waitFor({ timeout: 60 * 60 * 1000 });
       console.log(await page.evaluate(() => window.benchText));
@@ -32,8 +34,17 @@ try {
     console.log(counts.map((n, i) => `${n} thread(s): ${(times[i] / 1000).toFixed(2)} s/step (${(times[0] / times[i]).toFixed(2)}x)`).join('; '));
     process.exit(0);
   }
+  if (!args.includes('--unet') && opt('--threads')) {
+    for (const threads of opt('--threads').split(',').map(Number)) {
+      query.set('threads', threads);
+      await page.goto(`${url}www/bench.html?${query}`);
+      await page.locator('body[data-done="1"]').waitFor({ timeout: 60 * 60 * 1000 });
+      console.log(await page.evaluate(() => window.benchText));
+    }
+    process.exit(0);
+  }
   if (args.includes('--unet')) {
-    const q = new URLSearchParams({ size: opt('--size', '256'), quant: opt('--quant', 'q8_0'), backend: opt('--backend', 'auto'), runs: opt('--runs', '1') });
+    const q = new URLSearchParams({ size: opt('--size', '256'), quant: opt('--quant', 'q8_0'), backend: opt('--backend', 'auto'), runs: opt('--runs', '1'), kernels });
     await page.goto(`${url}www/bench-unet.html?${q}`);
   } else {
     await page.goto(`${url}www/bench.html?${query}`);

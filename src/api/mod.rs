@@ -80,13 +80,15 @@ enum LoadedModel {
 impl Engine {
     /// Opens WebGPU unless `backend` is "cpu", then picks the backend: "auto" (default)
     /// takes the GPU only when it is real hardware. Fails only when "gpu" was asked for and
-    /// no GPU is usable, with a message that says which browser or flag to use.
-    pub async fn create(backend: Option<String>) -> Result<Engine, JsError> {
+    /// no GPU is usable, with a message that says which browser or flag to use. `kernels`:
+    /// the GPU's matmul/conv kernels, "auto" (default: tiled on hardware), "tiled" or "simple".
+    pub async fn create(backend: Option<String>, kernels: Option<String>) -> Result<Engine, JsError> {
         let pref: BackendPreference = backend.as_deref().unwrap_or("auto").parse().map_err(|e: String| JsError::new(&e))?;
+        let kernels = kernels.as_deref().unwrap_or("auto").parse().map_err(|e: String| JsError::new(&e))?;
         let (gpu, gpu_error) = if pref == BackendPreference::Cpu {
             (None, None)
         } else {
-            match GpuContext::new(&GpuOptions::default()).await {
+            match GpuContext::new(&GpuOptions { kernels, ..Default::default() }).await {
                 Ok(ctx) => (Some(ctx), None),
                 Err(e) => (None, Some(e.to_string())),
             }
@@ -222,7 +224,7 @@ impl Engine {
     }
 
     /// Runs the op benchmarks (see `bench`) on the GPU (if any) and the CPU backend.
-    /// `options`: JSON `{runs, gpu, cpu, filter}`; `on_row` is called with each row's JSON as
+    /// `options`: JSON `{runs, gpu, cpu, filter, compareKernels}`; `on_row` is called with each row's JSON as
     /// it is measured. Resolves to JSON `{rows, ceilings}`.
     #[wasm_bindgen(js_name = benchOps)]
     pub async fn bench_ops(&self, options: String, on_row: js_sys::Function) -> Result<String, JsError> {
@@ -232,6 +234,7 @@ impl Engine {
             gpu: v["gpu"].as_bool().unwrap_or(true),
             cpu: v["cpu"].as_bool().unwrap_or(true),
             filter: v["filter"].as_str().filter(|s| !s.is_empty()).map(String::from),
+            compare_kernels: v["compareKernels"].as_bool().unwrap_or(false),
         };
         let gpu = self.gpu.as_ref();
         let rows = crate::bench::bench_ops(gpu, &opts, |r| {

@@ -45,11 +45,14 @@ pub struct BenchOptions {
     pub cpu: bool,
     /// Only cases whose op or shape contains this text.
     pub filter: Option<String>,
+    /// GPU rows for both kernel sets, simple and tiled (backend "gpu simple" / "gpu
+    /// tiled"), instead of the context's own ("gpu").
+    pub compare_kernels: bool,
 }
 
 impl Default for BenchOptions {
     fn default() -> Self {
-        Self { runs: 3, gpu: true, cpu: true, filter: None }
+        Self { runs: 3, gpu: true, cpu: true, filter: None, compare_kernels: false }
     }
 }
 
@@ -124,9 +127,13 @@ pub async fn bench_ops(ctx: Option<&GpuContext>, options: &BenchOptions, mut on_
         }
         if options.gpu {
             if let Some(ctx) = ctx {
-                let r = row(&case, "gpu", time_gpu(ctx, &case, options.runs).await);
-                on_row(&r);
-                rows.push(r);
+                let variants = if options.compare_kernels { vec![ctx.with_kernels(false), ctx.with_kernels(true)] } else { vec![ctx.clone()] };
+                for v in &variants {
+                    let backend = if options.compare_kernels { format!("gpu {}", v.report.kernels) } else { "gpu".into() };
+                    let r = row(&case, &backend, time_gpu(v, &case, options.runs).await);
+                    on_row(&r);
+                    rows.push(r);
+                }
             }
         }
         if options.cpu {
@@ -148,7 +155,8 @@ pub struct Ceilings {
 
 /// Ceilings from the rows plus a copy measurement.
 pub async fn ceilings(ctx: Option<&GpuContext>, rows: &[BenchRow], copy_mib: u64) -> Ceilings {
-    let best = rows.iter().filter(|r| r.backend == "gpu" && r.op.starts_with("matmul")).filter_map(|r| r.gflops).fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.max(x))));
+    let best =
+        rows.iter().filter(|r| r.backend.starts_with("gpu") && r.op.starts_with("matmul")).filter_map(|r| r.gflops).fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.max(x))));
     let copy = match ctx {
         Some(ctx) => copy_bandwidth(ctx, copy_mib).await.ok(),
         None => None,
@@ -158,16 +166,16 @@ pub async fn ceilings(ctx: Option<&GpuContext>, rows: &[BenchRow], copy_mib: u64
 
 /// A plain-text table with ratios to the ceilings.
 pub fn format_table(rows: &[BenchRow], c: &Ceilings) -> String {
-    let mut s = format!("{:<10} {:<28} {:<6} {:<4} {:>10} {:>9} {:>8} {:>9} {:>9}\n", "op", "shape", "type", "on", "ms", "GFLOP/s", "GB/s", "%matmul", "%copy");
+    let mut s = format!("{:<10} {:<28} {:<6} {:<10} {:>10} {:>9} {:>8} {:>9} {:>9}\n", "op", "shape", "type", "on", "ms", "GFLOP/s", "GB/s", "%matmul", "%copy");
     for r in rows {
         match r.millis {
             Some(ms) => {
                 let pct = |x: Option<f64>, ceil: Option<f64>| match (x, ceil) {
-                    (Some(x), Some(c)) if r.backend == "gpu" && c > 0.0 => format!("{:.0}%", 100.0 * x / c),
+                    (Some(x), Some(c)) if r.backend.starts_with("gpu") && c > 0.0 => format!("{:.0}%", 100.0 * x / c),
                     _ => "-".into(),
                 };
                 s += &format!(
-                    "{:<10} {:<28} {:<6} {:<4} {:>10.1} {:>9.2} {:>8.2} {:>9} {:>9}\n",
+                    "{:<10} {:<28} {:<6} {:<10} {:>10.1} {:>9.2} {:>8.2} {:>9} {:>9}\n",
                     r.op,
                     r.shape,
                     r.storage,
@@ -179,7 +187,7 @@ pub fn format_table(rows: &[BenchRow], c: &Ceilings) -> String {
                     pct(r.gbps, c.copy_gbps)
                 );
             }
-            None => s += &format!("{:<10} {:<28} {:<6} {:<4} error: {}\n", r.op, r.shape, r.storage, r.backend, r.error.as_deref().unwrap_or("?")),
+            None => s += &format!("{:<10} {:<28} {:<6} {:<10} error: {}\n", r.op, r.shape, r.storage, r.backend, r.error.as_deref().unwrap_or("?")),
         }
     }
     s += &format!(

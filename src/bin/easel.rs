@@ -29,15 +29,28 @@ mod morph;
 mod cli {
     use super::{generate, morph, vqgan};
     use clap::{Parser, Subcommand};
-    use easel::gpu::{self, GpuContext, GpuOptions};
+    use easel::bench::BenchOptions;
+    use easel::gpu::{self, GpuContext, GpuOptions, KernelChoice};
     use easel::ops::{choose_backend, BackendChoice, BackendKind, BackendPreference};
     use std::process::ExitCode;
+    use std::sync::OnceLock;
 
     #[derive(Parser)]
     #[command(name = "easel", version, about = "Easel: image generation on WebGPU / Vulkan")]
     struct Cli {
         #[command(subcommand)]
         command: Command,
+        /// GPU matmul/conv kernels: auto (tiled on hardware GPUs, simple on software
+        /// adapters), tiled (workgroup-memory tiles) or simple.
+        #[arg(long, global = true, default_value = "auto")]
+        kernels: KernelChoice,
+    }
+
+    static KERNELS: OnceLock<KernelChoice> = OnceLock::new();
+
+    /// How every command opens the GPU: the default options with `--kernels`.
+    pub fn gpu_options() -> GpuOptions {
+        GpuOptions { kernels: KERNELS.get().copied().unwrap_or_default(), ..Default::default() }
     }
 
     #[derive(Subcommand)]
@@ -102,6 +115,9 @@ mod cli {
             /// Print JSON rows instead of the table.
             #[arg(long)]
             json: bool,
+            /// Time the GPU rows with both kernel sets, simple and tiled, side by side.
+            #[arg(long)]
+            compare_kernels: bool,
         },
         /// Time per UNet step of the SD-Turbo shape (random full-size weights) and peak memory.
         Unet {
@@ -145,6 +161,7 @@ mod cli {
 
     pub fn main() -> ExitCode {
         let cli = Cli::parse();
+        KERNELS.get_or_init(|| cli.kernels);
         ensure_runtime_dir();
         if let Command::Convert { source, out, quant, shard_mb, taesd } = &cli.command {
             return convert(source, taesd.as_deref(), out, quant, *shard_mb);
@@ -165,13 +182,13 @@ mod cli {
     }
 
     async fn run(command: Command) -> Result<(), easel::GpuError> {
-        if let Command::Bench { what: BenchWhat::Ops { runs, backend, filter, json } } = command {
-            return bench_ops(runs, &backend, filter, json).await;
+        if let Command::Bench { what: BenchWhat::Ops { runs, backend, filter, json, compare_kernels } } = command {
+            return bench_ops(BenchOptions { runs: runs.max(1), gpu: backend != "cpu", cpu: backend != "gpu", filter, compare_kernels }, json).await;
         }
         if let Command::Bench { what: BenchWhat::Unet { size, backend, quant, batch, runs, profile } } = command {
             return super::bench_unet::run(size, &backend, &quant, batch, runs, profile).await;
         }
-        let ctx = GpuContext::new(&GpuOptions::default()).await?;
+        let ctx = GpuContext::new(&gpu_options()).await?;
         match command {
             Command::Info { json } => {
                 let choice = choose_backend(BackendPreference::Auto, Some(&ctx.report), None).unwrap_or_else(|e| BackendChoice { kind: BackendKind::Cpu, reason: e });
@@ -225,12 +242,14 @@ mod cli {
         }
     }
 
-    async fn bench_ops(runs: usize, backend: &str, filter: Option<String>, json: bool) -> Result<(), easel::GpuError> {
-        use easel::bench::{bench_ops, ceilings, format_table, BenchOptions};
-        let options = BenchOptions { runs: runs.max(1), gpu: backend != "cpu", cpu: backend != "gpu", filter };
-        let ctx = if options.gpu { Some(GpuContext::new(&GpuOptions::default()).await?) } else { None };
+    async fn bench_ops(options: BenchOptions, json: bool) -> Result<(), easel::GpuError> {
+        use easel::bench::{bench_ops, ceilings, format_table};
+        let ctx = if options.gpu { Some(GpuContext::new(&gpu_options()).await?) } else { None };
         if let Some(ctx) = &ctx {
             eprintln!("GPU: {}", ctx.report.summary());
+            if ctx.is_software() {
+                eprintln!("  (a software adapter: the tiled kernels are shaped for hardware GPUs and cannot show their gain here)");
+            }
         }
         eprintln!("CPU backend: candle on {} threads", std::thread::available_parallelism().map_or(1, |n| n.get()));
         let rows = bench_ops(ctx.as_ref(), &options, |r| {

@@ -18,11 +18,39 @@ pub struct GpuOptions {
     /// Request at most this maxBufferSize (None: the adapter's own). Tests use WebGPU's
     /// default, 256 MiB, to prove big feature maps are cut into bands.
     pub max_buffer: Option<u64>,
+    /// Which matmul-like kernels to compile (`--kernels`, `?kernels=`).
+    pub kernels: KernelChoice,
 }
 
 impl Default for GpuOptions {
     fn default() -> Self {
-        Self { power_preference: wgpu::PowerPreference::HighPerformance, allow_f16: true, max_binding: None, max_buffer: None }
+        Self { power_preference: wgpu::PowerPreference::HighPerformance, allow_f16: true, max_binding: None, max_buffer: None, kernels: KernelChoice::Auto }
+    }
+}
+
+/// The shape of the matmul-like kernels (linear, conv). Software adapters run one CPU
+/// thread per invocation and pay for every barrier, so workgroup-memory tiles were 3-7x
+/// slower there; hardware GPUs need them to reuse each load across a tile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KernelChoice {
+    /// Tiled on hardware adapters, simple on software ones.
+    #[default]
+    Auto,
+    /// Workgroup-memory tiles (64x64 outputs per workgroup, K in steps of 16).
+    Tiled,
+    /// Register-blocked, no workgroup memory.
+    Simple,
+}
+
+impl std::str::FromStr for KernelChoice {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "tiled" => Ok(Self::Tiled),
+            "simple" => Ok(Self::Simple),
+            other => Err(format!("kernels '{other}': expected auto, tiled or simple")),
+        }
     }
 }
 
@@ -39,6 +67,8 @@ pub struct GpuContext {
     pub report: AdapterReport,
     /// Whether the device was lost, and errors no error scope caught.
     health: Arc<DeviceHealth>,
+    /// Whether linear and conv compile their tiled variants.
+    tiled: bool,
 }
 
 /// What happened to a device since it was opened. Filled in by wgpu's callbacks, read
@@ -118,8 +148,13 @@ impl GpuContext {
             .map_err(|e| GpuError::DeviceRequest { adapter: adapter.get_info().name, detail: e.to_string() })?;
 
         let health = DeviceHealth::watch(&device);
-        let report = AdapterReport::describe(&adapter, &device).await;
-        Ok(Self { device, queue, adapter, report, health })
+        let mut report = AdapterReport::describe(&adapter, &device).await;
+        let tiled = match options.kernels {
+            KernelChoice::Auto => !report.software,
+            choice => choice == KernelChoice::Tiled,
+        };
+        report.kernels = if tiled { "tiled" } else { "simple" }.into();
+        Ok(Self { device, queue, adapter, report, health, tiled })
     }
 
     /// Why the device was lost (driver reset, GPU removed, `destroy`), or None while it works.
@@ -151,6 +186,20 @@ impl GpuContext {
     /// True when the adapter is a CPU implementation (SwiftShader, lavapipe, WARP).
     pub fn is_software(&self) -> bool {
         self.report.software
+    }
+
+    /// Whether linear and conv use their workgroup-memory tiled kernels (`KernelChoice`).
+    pub fn tiled_kernels(&self) -> bool {
+        self.tiled
+    }
+
+    /// The same device with the other kernel set (benchmarks compare the two; pipeline
+    /// caches key the variants apart).
+    pub fn with_kernels(&self, tiled: bool) -> Self {
+        let mut ctx = self.clone();
+        ctx.tiled = tiled;
+        ctx.report.kernels = if tiled { "tiled" } else { "simple" }.into();
+        ctx
     }
 }
 

@@ -52,6 +52,8 @@ pub struct AdapterReport {
     pub features: Vec<String>,
     /// The opened device's limits (equal to the adapter's: we ask for all of them).
     pub limits: LimitsReport,
+    /// The matmul-like kernels in use: "tiled" (workgroup-memory tiles) or "simple".
+    pub kernels: String,
 }
 
 impl AdapterReport {
@@ -68,7 +70,18 @@ impl AdapterReport {
             // wgpu's web backend leaves vendor/architecture empty; read GPUAdapterInfo directly.
             let web = super::web_info::adapter_info().await;
             let software = info.device_type == wgpu::DeviceType::Cpu || web.is_fallback || is_software_name(&web.architecture) || is_software_name(&web.description);
-            Self { name: web.description, vendor: web.vendor, architecture: web.architecture, backend: "webgpu".into(), device_type, software, shader_f16, features, limits }
+            Self {
+                name: web.description,
+                vendor: web.vendor,
+                architecture: web.architecture,
+                backend: "webgpu".into(),
+                device_type,
+                software,
+                shader_f16,
+                features,
+                limits,
+                kernels: String::new(),
+            }
         }
         #[cfg(not(target_arch = "wasm32"))]
         {
@@ -83,6 +96,8 @@ impl AdapterReport {
                 shader_f16,
                 features,
                 limits,
+                // Set by GpuContext::new, which knows the kernel choice.
+                kernels: String::new(),
             }
         }
     }
@@ -90,13 +105,14 @@ impl AdapterReport {
     /// A short human summary, one line.
     pub fn summary(&self) -> String {
         format!(
-            "{} [{}; {}; {}{}] via {}",
+            "{} [{}; {}; {}{}] via {}, {} kernels",
             if self.name.is_empty() { "(unnamed adapter)" } else { &self.name },
             self.vendor,
             self.architecture,
             self.device_type,
             if self.software { ", software" } else { "" },
-            self.backend
+            self.backend,
+            self.kernels
         )
     }
 }

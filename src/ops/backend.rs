@@ -90,6 +90,7 @@ mod tests {
                 max_compute_workgroup_size_x: 256,
                 max_compute_workgroups_per_dimension: 65535,
             },
+            kernels: "simple".into(),
         }
     }
 

@@ -2,7 +2,7 @@
 //! memory (GPU weight + activation bytes; the process's peak RSS).
 
 use easel::bench::unet::{sd_turbo_unet_weights, unet_step};
-use easel::gpu::{GpuContext, GpuOptions};
+use easel::gpu::GpuContext;
 use easel::models::Session;
 use easel::ops::StorageType;
 
@@ -27,7 +27,7 @@ pub async fn run(size: usize, backend: &str, quant: &str, batch: usize, runs: us
     println!("backend  ms/step    weights MB  activations MB  peak RSS MB");
     let mut sessions: Vec<Session> = vec![];
     if backend == "gpu" || backend == "both" {
-        let ctx = GpuContext::new(&GpuOptions::default()).await?;
+        let ctx = GpuContext::new(&crate::cli::gpu_options()).await?;
         let s = Session::gpu(ctx, &store).map_err(|e| easel::GpuError::SelfTest(e.to_string()))?;
         sessions.push(s);
     }

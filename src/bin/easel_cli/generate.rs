@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use clap::Args;
-use easel::gpu::{GpuContext, GpuOptions};
+use easel::gpu::GpuContext;
 use easel::models::Session;
 use easel::ops::{choose_backend, BackendKind, BackendPreference, StorageType, WeightStore};
 use easel::pipelines::native::{load_model_dir, read_image, read_tensor, read_tensor_opt, write_tensors};
@@ -113,7 +113,7 @@ fn parse_quant(q: &str) -> Result<StorageType, PipelineError> {
 /// A session on the backend `backend` (gpu, cpu or auto) asks for, said on stderr.
 pub async fn open_session(backend: &str, weights: WeightStore) -> Result<Session, PipelineError> {
     let pref: BackendPreference = backend.parse().map_err(PipelineError::Request)?;
-    let ctx = if pref == BackendPreference::Cpu { None } else { GpuContext::new(&GpuOptions::default()).await.ok() };
+    let ctx = if pref == BackendPreference::Cpu { None } else { GpuContext::new(&crate::cli::gpu_options()).await.ok() };
     let choice = choose_backend(pref, ctx.as_ref().map(|c| &c.report), None).map_err(PipelineError::Request)?;
     let session = match (choice.kind, ctx) {
         (BackendKind::Gpu, Some(ctx)) => Session::gpu(ctx, &weights)?,

@@ -220,6 +220,69 @@ fn load_x(blk: Block, k: u32, _kc: ptr<function, vec3<u32>>) -> mat4x4<f32> {
 }
 "#;
 
+/// Writes channels c0..c0+3 (chunk-local) of output pixel m (NCHW), adding to what is
+/// there for a later window of input channels.
+const STORE_PIXEL: &str = r#"
+fn store_pixel(m: u32, c0: u32, v: vec4<f32>) {
+    if (m >= params.m) {
+        return;
+    }
+    let plane = params.ho * params.wo;
+    let base = (m / plane) * params.o * plane + (params.n_off + c0) * plane + m % plane;
+    let accumulate = params.accumulate != 0u;
+    for (var j = 0u; j < 4u; j = j + 1u) {
+        if (c0 + j < params.n_rows) {
+            let i = base + j * plane;
+            var r = v[j];
+            if (accumulate) {
+                r = r + out[i];
+            }
+            out[i] = r;
+        }
+    }
+}"#;
+
+/// The tiled kernel's A: taps k..k+3 of output pixel m, gathered (zero in the padding and
+/// past K). Divisions, not the simple kernel's incremental taps: a hardware GPU has the
+/// ALU to spare, and the 4 taps are staged once for 64 channels.
+const TILED_GATHER: &str = r#"
+fn tile_a(m: u32, k: u32) -> vec4<f32> {
+    let plane = params.ho * params.wo;
+    let mm = min(m, params.m - 1u);
+    let r = mm % plane;
+    let iy0 = i32((r / params.wo) * params.stride) - i32(params.pad_top);
+    let ix0 = i32((r % params.wo) * params.stride) - i32(params.pad_left);
+    let base = (mm / plane) * params.c * params.h * params.w;
+    let taps = params.kh * params.kw;
+    var v = vec4<f32>(0.0);
+    for (var j = 0u; j < 4u; j = j + 1u) {
+        let kk = k + j;
+        let t = kk % taps;
+        let iy = iy0 + i32(t / params.kw);
+        let ix = ix0 + i32(t % params.kw);
+        if (kk < params.k && u32(iy) < params.h && u32(ix) < params.w) {
+            v[j] = x[base + ((kk / taps) * params.h + u32(iy)) * params.w + u32(ix)];
+        }
+    }
+    return v;
+}"#;
+/// Tiles of 64 pixels x 64 channels over a flat grid, channel tiles fastest.
+const TILED_ORIGIN: &str = r#"
+fn tile_origin(wid: vec3<u32>, nwg: vec3<u32>) -> vec2<u32> {
+    let flat = flat_workgroup(wid, nwg);
+    return vec2<u32>((flat / params.tiles_n) * 64u, (flat % params.tiles_n) * 64u);
+}"#;
+const TILED_EPILOGUE: &str = r#"
+fn finish(m: u32, c0: u32, v: vec4<f32>) {
+    var b = vec4<f32>(0.0);
+    if (params.has_bias != 0u) {
+        for (var j = 0u; j < 4u; j = j + 1u) {
+            b[j] = bias[params.bias_off + min(c0 + j, params.n_rows - 1u)];
+        }
+    }
+    store_pixel(m, c0, v + b);
+}"#;
+
 /// Output pixels and channels per workgroup: 8x8 invocations of 4 pixels x 8 channels each.
 const TILE_PIXELS: usize = 32;
 const TILE_CHANNELS: usize = 64;
@@ -245,17 +308,21 @@ impl XPath {
     }
 }
 
-fn conv_source(storage: StorageType, w_vec4: bool, path: XPath, f16: bool) -> String {
-    let (row3_fns, row3_loop) = include_str!("conv2d_row3.wgsl").split_once("//{{ROW3_LOOP}}").expect("marker");
-    let (w_decl, w_loader) = match storage {
-        _ if path == XPath::Row3 => ("array<f32>", row3_fns.to_string()),
+/// The weight binding's type and `load_w` (+ `col_scale` for block formats).
+fn weight_loader(storage: StorageType, w_vec4: bool, f16: bool) -> (&'static str, String) {
+    match storage {
         StorageType::Q8_0 => ("array<u32>", format!("{BLOCK_SCALE}\n{Q8_UNPACK}\n{W_Q8_0}")),
         StorageType::Q4_0 => ("array<u32>", format!("{BLOCK_SCALE}\n{W_Q4_0}")),
         StorageType::F16 if f16 => ("array<vec4<f16>>", W_F16_NATIVE.to_string()),
         StorageType::F16 => ("array<vec2<u32>>", W_F16.to_string()),
         _ if w_vec4 => ("array<vec4<f32>>", W_F32_VEC4.to_string()),
         _ => ("array<f32>", W_F32_SCALAR.to_string()),
-    };
+    }
+}
+
+fn conv_source(storage: StorageType, w_vec4: bool, path: XPath, f16: bool) -> String {
+    let (row3_fns, row3_loop) = include_str!("conv2d_row3.wgsl").split_once("//{{ROW3_LOOP}}").expect("marker");
+    let (w_decl, w_loader) = if path == XPath::Row3 { ("array<f32>", row3_fns.to_string()) } else { weight_loader(storage, w_vec4, f16) };
     let (x_decl, x_loader) = if path == XPath::Pointwise { ("array<vec4<f32>>", X_POINTWISE) } else { ("array<f32>", X_GATHER) };
     let mut bindings = format!("@group(0) @binding(2) var<storage, read_write> x: {x_decl};\n@group(0) @binding(3) var<storage, read_write> w: {w_decl};\n");
     if storage.is_quantized() {
@@ -269,7 +336,33 @@ fn conv_source(storage: StorageType, w_vec4: bool, path: XPath, f16: bool) -> St
         _ if storage.is_quantized() => BLOCK_LOOP,
         _ => PLAIN_LOOP,
     };
-    let src = splice(include_str!("conv2d.wgsl"), &[("BINDINGS", &bindings), ("LOADERS", &loaders), ("K_LOOP", k_loop)]);
+    let src = splice(include_str!("conv2d.wgsl"), &[("BINDINGS", &bindings), ("LOADERS", &loaders), ("K_LOOP", k_loop), ("STORE_PIXEL", STORE_PIXEL)]);
+    enable_f16(src, storage == StorageType::F16 && f16)
+}
+
+/// The tiled kernel (`gemm_tiled.wgsl`): A gathered from x (bound as f32), B the weight
+/// rows through the simple kernel's loaders, block formats scaled as they are staged.
+fn tiled_source(storage: StorageType, w_vec4: bool, f16: bool) -> String {
+    let (w_decl, w_loader) = weight_loader(storage, w_vec4, f16);
+    let mut bindings = format!(
+        "@group(0) @binding(0) var<storage, read_write> out: array<f32>;\n@group(0) @binding(1) var<storage, read_write> bias: array<f32>;\n@group(0) @binding(2) var<storage, read_write> x: array<f32>;\n@group(0) @binding(3) var<storage, read_write> w: {w_decl};\n"
+    );
+    if storage.is_quantized() {
+        bindings.push_str("@group(0) @binding(4) var<storage, read_write> scales: array<u32>;\n");
+    }
+    bindings.push_str(&format!("@group(0) @binding({}) var<uniform> params: Params;\n", if storage.is_quantized() { 5 } else { 4 }));
+    let b = if storage.is_quantized() { "load_w(n, k) * col_scale(n, k / 32u)" } else { "load_w(n, k)" };
+    let loaders = format!(
+        "{W_AT_CONV}\n{w_loader}\n{TILED_GATHER}
+fn tile_b(n: u32, k: u32) -> vec4<f32> {{
+    if (k >= params.k) {{
+        return vec4<f32>(0.0);
+    }}
+    return {b};
+}}"
+    );
+    let epilogue = format!("{STORE_PIXEL}\n{TILED_EPILOGUE}");
+    let src = splice(include_str!("gemm_tiled.wgsl"), &[("BINDINGS", &bindings), ("LOADERS", &loaders), ("ORIGIN", TILED_ORIGIN), ("EPILOGUE", &epilogue)]);
     enable_f16(src, storage == StorageType::F16 && f16)
 }
 
@@ -298,7 +391,10 @@ pub fn conv2d(kb: &mut KernelBuilder, cx: &NodeCx, stride: usize, padding: [usiz
         XPath::Gather
     };
     let f16 = storage == StorageType::F16 && kb.has_f16();
-    let key = format!("conv2d_{}{}_{}_{}", storage.name(), if f16 { "_native" } else { "" }, if w_vec4 { "vec4" } else { "scalar" }, path.name());
+    let tiled = kb.ctx.tiled_kernels();
+    let variant = format!("{}{}_{}", storage.name(), if f16 { "_native" } else { "" }, if w_vec4 { "vec4" } else { "scalar" });
+    let key = if tiled { format!("conv2d_tiled_{variant}") } else { format!("conv2d_{variant}_{}", path.name()) };
+    let (tile_pixels, tile_channels) = if tiled { (64, 64) } else { (TILE_PIXELS, TILE_CHANNELS) };
     let dims = Dims { h, w, o, ho, wo, kh, kw, stride, padding };
     let has_bias = bias.is_some();
     let bias = bias.unwrap_or_else(|| kb.placeholder());
@@ -307,10 +403,11 @@ pub fn conv2d(kb: &mut KernelBuilder, cx: &NodeCx, stride: usize, padding: [usiz
     let mut record = |pass: Pass, values: &Buf, scales: &Option<Buf>| {
         let mut bindings: Vec<Buf> = vec![pass.out.clone(), bias.clone(), pass.x.clone(), values.clone()];
         bindings.extend(scales.clone());
-        let tiles_n = pass.rows.len().div_ceil(TILE_CHANNELS);
-        let workgroups = grid((tiles_n * pass.m.div_ceil(TILE_PIXELS)) as u32);
+        let tiles_n = pass.rows.len().div_ceil(tile_channels);
+        let workgroups = grid((tiles_n * pass.m.div_ceil(tile_pixels)) as u32);
         let params = pass.params(&dims, k, tiles_n);
-        kb.dispatch(&key, || conv_source(storage, w_vec4, path, f16), bindings, &params, workgroups)
+        let body = || if tiled { tiled_source(storage, w_vec4, f16) } else { conv_source(storage, w_vec4, path, f16) };
+        kb.dispatch(&key, body, bindings, &params, workgroups)
     };
     if unsplit {
         for (rows, values, scales) in &chunks {
@@ -454,6 +551,13 @@ pub fn variants() -> Vec<(String, String)> {
                         continue;
                     }
                     out.push((format!("conv2d_{}_{}_{w_vec4}_{f16}", storage.name(), path.name()), kernel_source::<Conv2d>(&conv_source(storage, w_vec4, path, f16))));
+                }
+            }
+        }
+        for w_vec4 in [false, true] {
+            for f16 in [false, true] {
+                if !(f16 && storage != StorageType::F16) {
+                    out.push((format!("conv2d_tiled_{}_{w_vec4}_{f16}", storage.name()), kernel_source::<Conv2d>(&tiled_source(storage, w_vec4, f16))));
                 }
             }
         }

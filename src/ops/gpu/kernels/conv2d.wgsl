@@ -64,22 +64,4 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     store_pixel(r0 + 3u, c0 + 4u, bcc3 + b2);
 }
 
-// Writes channels c0..c0+3 (chunk-local) of output pixel m.
-fn store_pixel(m: u32, c0: u32, v: vec4<f32>) {
-    if (m >= params.m) {
-        return;
-    }
-    let plane = params.ho * params.wo;
-    let base = (m / plane) * params.o * plane + (params.n_off + c0) * plane + m % plane;
-    let accumulate = params.accumulate != 0u;
-    for (var j = 0u; j < 4u; j = j + 1u) {
-        if (c0 + j < params.n_rows) {
-            let i = base + j * plane;
-            var r = v[j];
-            if (accumulate) {
-                r = r + out[i];
-            }
-            out[i] = r;
-        }
-    }
-}
+//{{STORE_PIXEL}}

@@ -65,29 +65,106 @@ fn load_q(n: u32, k: u32) -> vec4<f32> {
     return vec4<f32>(vec4<u32>(h, h >> 4u, h >> 8u, h >> 12u) & vec4<u32>(15u)) - 8.0;
 }"#;
 
-/// `linear_q.wgsl` with a block format's loaders and per-block sums spliced in.
-fn linear_q(loaders: &str, sums: &str) -> String {
-    splice(include_str!("linear_q.wgsl"), &[("LOAD_Q", loaders), ("BLOCK_SUMS", sums)])
+/// The f16 scale of block b (two to a word), and of block kb of chunk row n (rows past
+/// the chunk clamp, not branch: their results are never stored, and branch-free loads
+/// were 2x faster on SwiftShader).
+const SCALES: &str = r#"
+fn block_scale(b: u32) -> f32 {
+    let pair = unpack2x16float(scales[b / 2u]);
+    return select(pair.x, pair.y, (b & 1u) == 1u);
 }
 
-/// The kernel for a storage type: `linear_q.wgsl` for block formats, else `linear.wgsl`.
-fn source(x_vec4: bool, storage: StorageType, w_vec4: bool, f16: bool) -> String {
+fn col_scale(n: u32, kb: u32) -> f32 {
+    return block_scale(min(n, params.n_rows - 1u) * (params.k / 32u) + kb);
+}"#;
+
+/// A block format's `load_q` (unscaled quants) and `col_scale`.
+fn quant_loaders(storage: StorageType) -> String {
     match storage {
-        StorageType::Q8_0 => return linear_q(&format!("{Q8_UNPACK}\n{Q_Q8_0}"), SUMS),
-        StorageType::Q4_0 => return linear_q(Q_Q4_0, SUMS),
-        _ => {}
+        StorageType::Q8_0 => format!("{SCALES}\n{Q8_UNPACK}\n{Q_Q8_0}"),
+        _ => format!("{SCALES}\n{Q_Q4_0}"),
     }
+}
+
+/// Bindings 2.. (x, w, block scales, params) and the loaders of x and w (`load_x`, and
+/// `load_w` or, for block formats, `load_q` + `col_scale`).
+fn operands(x_vec4: bool, storage: StorageType, w_vec4: bool, f16: bool) -> (String, String) {
     let x_ty = if x_vec4 { "array<vec4<f32>>" } else { "array<f32>" };
     let (w_decl, loader) = match storage {
-        StorageType::F16 if f16 => ("array<vec4<f16>>", W_F16_NATIVE),
-        StorageType::F16 => ("array<vec2<u32>>", W_F16),
-        _ if w_vec4 => ("array<vec4<f32>>", W_F32_VEC4),
-        _ => ("array<f32>", W_F32_SCALAR),
+        StorageType::Q8_0 | StorageType::Q4_0 => ("array<u32>", quant_loaders(storage)),
+        StorageType::F16 if f16 => ("array<vec4<f16>>", W_F16_NATIVE.to_string()),
+        StorageType::F16 => ("array<vec2<u32>>", W_F16.to_string()),
+        _ if w_vec4 => ("array<vec4<f32>>", W_F32_VEC4.to_string()),
+        _ => ("array<f32>", W_F32_SCALAR.to_string()),
     };
-    let bindings =
-        format!("@group(0) @binding(2) var<storage, read_write> x: {x_ty};\n@group(0) @binding(3) var<storage, read_write> w: {w_decl};\n@group(0) @binding(4) var<uniform> params: Params;\n");
-    let loaders = format!("{}\n{W_AT_ROWS}\n{loader}", if x_vec4 { X_VEC4 } else { X_SCALAR });
+    let mut bindings = format!("@group(0) @binding(2) var<storage, read_write> x: {x_ty};\n@group(0) @binding(3) var<storage, read_write> w: {w_decl};\n");
+    let params_at = if storage.is_quantized() {
+        bindings.push_str("@group(0) @binding(4) var<storage, read_write> scales: array<u32>;\n");
+        5
+    } else {
+        4
+    };
+    bindings.push_str(&format!("@group(0) @binding({params_at}) var<uniform> params: Params;\n"));
+    (bindings, format!("{}\n{W_AT_ROWS}\n{loader}", if x_vec4 { X_VEC4 } else { X_SCALAR }))
+}
+
+/// The simple kernel for a storage type: `linear_q.wgsl` for block formats (x as vec4),
+/// else `linear.wgsl`.
+fn source(x_vec4: bool, storage: StorageType, w_vec4: bool, f16: bool) -> String {
+    if storage.is_quantized() {
+        return splice(include_str!("linear_q.wgsl"), &[("LOAD_Q", &quant_loaders(storage)), ("BLOCK_SUMS", SUMS)]);
+    }
+    let (bindings, loaders) = operands(x_vec4, storage, w_vec4, f16);
     let src = splice(include_str!("linear.wgsl"), &[("BINDINGS", &bindings), ("LOADERS", &loaders)]);
+    enable_f16(src, storage == StorageType::F16 && f16)
+}
+
+/// Tiles of 64 rows x 64 columns, x along y and weight rows along x.
+const TILED_ORIGIN: &str = r#"
+fn tile_origin(wid: vec3<u32>, nwg: vec3<u32>) -> vec2<u32> {
+    return vec2<u32>(wid.y * 64u, wid.x * 64u);
+}"#;
+/// Bias, then the chunk's columns of row m.
+const TILED_EPILOGUE: &str = r#"
+fn finish(m: u32, n: u32, v: vec4<f32>) {
+    if (m >= params.m) {
+        return;
+    }
+    let base = m * params.n + params.n_off;
+    for (var j = 0u; j < 4u; j = j + 1u) {
+        let c = n + j;
+        if (c < params.n_rows) {
+            var r = v[j];
+            if (params.has_bias != 0u) {
+                r = r + bias[params.n_off + c];
+            }
+            out[base + c] = r;
+        }
+    }
+}"#;
+
+/// The tiled kernel (`gemm_tiled.wgsl`) over the same operands, block formats scaled as
+/// they are staged.
+fn tiled_source(x_vec4: bool, storage: StorageType, w_vec4: bool, f16: bool) -> String {
+    let (bindings, loaders) = operands(x_vec4, storage, w_vec4, f16);
+    let b = if storage.is_quantized() { "load_q(n, k) * col_scale(n, k / 32u)" } else { "load_w(n, k)" };
+    let tiles = format!(
+        "{loaders}
+fn tile_a(m: u32, k: u32) -> vec4<f32> {{
+    if (k >= params.k) {{
+        return vec4<f32>(0.0);
+    }}
+    return load_x(m, k);
+}}
+fn tile_b(n: u32, k: u32) -> vec4<f32> {{
+    if (k >= params.k) {{
+        return vec4<f32>(0.0);
+    }}
+    return {b};
+}}"
+    );
+    let bindings = format!("@group(0) @binding(0) var<storage, read_write> out: array<f32>;\n@group(0) @binding(1) var<storage, read_write> bias: array<f32>;\n{bindings}");
+    let src = splice(include_str!("gemm_tiled.wgsl"), &[("BINDINGS", &bindings), ("LOADERS", &tiles), ("ORIGIN", TILED_ORIGIN), ("EPILOGUE", TILED_EPILOGUE)]);
     enable_f16(src, storage == StorageType::F16 && f16)
 }
 
@@ -101,7 +178,8 @@ pub fn linear(kb: &mut KernelBuilder, cx: &NodeCx) -> Result<(), OpError> {
     let bias = if cx.inputs.len() > 2 { Some(cx.f32_input(2)?) } else { None };
     let x_vec4 = k.is_multiple_of(4);
     let f16 = storage == StorageType::F16 && kb.has_f16();
-    let key = format!("linear_{}{}_{}", storage.name(), if f16 { "_native" } else { "" }, if x_vec4 { "vec4" } else { "scalar" });
+    let tiled = kb.ctx.tiled_kernels();
+    let key = format!("linear_{}{}{}_{}", if tiled { "tiled_" } else { "" }, storage.name(), if f16 { "_native" } else { "" }, if x_vec4 { "vec4" } else { "scalar" });
     // Over the binding limit (the UNet's GEGLU projection at 768 px): windows of rows.
     let windows = if fits(kb, &[&x, &cx.out]) { whole(m) } else { row_spans(kb, cx, m, &[k, n])? };
     let bias_or_placeholder = bias.clone().unwrap_or_else(|| kb.placeholder());
@@ -114,13 +192,19 @@ pub fn linear(kb: &mut KernelBuilder, cx: &NodeCx) -> Result<(), OpError> {
                 b.push(s.clone());
             }
             let params = Linear { m: m as u32, k: k as u32, n: n as u32, n_off: rows.start as u32, n_rows: rows.len() as u32, has_bias: bias.is_some() as u32 };
-            // linear_q.wgsl covers 8 rows per invocation, linear.wgsl 4 (8x8 invocations).
-            let rows_per_group = if storage.is_quantized() { 64 } else { 32 };
-            let groups = [(rows.len() as u32).div_ceil(32), (m as u32).div_ceil(rows_per_group), 1];
+            // Tiles: 64x64; linear_q.wgsl covers 8 rows per invocation, linear.wgsl 4 (8x8
+            // invocations of 4 columns).
+            let (rows_per_group, cols_per_group) = match (tiled, storage.is_quantized()) {
+                (true, _) => (64, 64),
+                (false, true) => (64, 32),
+                (false, false) => (32, 32),
+            };
+            let groups = [(rows.len() as u32).div_ceil(cols_per_group), (m as u32).div_ceil(rows_per_group), 1];
             if groups[1] > 65535 || groups[0] > 65535 {
                 return Err(OpError::Limits { node: cx.node.label.clone(), message: format!("{m}x{n} output needs more than 65535 workgroups per axis") });
             }
-            kb.dispatch(&key, || source(x_vec4, storage, x_vec4, f16), b, &params, groups)?;
+            let body = || if tiled { tiled_source(x_vec4, storage, x_vec4, f16) } else { source(x_vec4, storage, x_vec4, f16) };
+            kb.dispatch(&key, body, b, &params, groups)?;
         }
     }
     Ok(())
@@ -137,7 +221,9 @@ pub fn variants() -> Vec<(String, String)> {
                 if f16 && storage != StorageType::F16 {
                     continue;
                 }
-                out.push((format!("linear_{}{}_{x_vec4}", storage.name(), if f16 { "_native" } else { "" }), kernel_source::<Linear>(&source(x_vec4, storage, x_vec4, f16))));
+                let name = format!("{}{}_{x_vec4}", storage.name(), if f16 { "_native" } else { "" });
+                out.push((format!("linear_{name}"), kernel_source::<Linear>(&source(x_vec4, storage, x_vec4, f16))));
+                out.push((format!("linear_tiled_{name}"), kernel_source::<Linear>(&tiled_source(x_vec4, storage, x_vec4, f16))));
             }
         }
     }

@@ -2,6 +2,7 @@
 // linear.wgsl, but walking K one 32-value block at a time: the four columns' scales are
 // loaded once per block and applied to the block's partial sums, so the inner loop only
 // unpacks quants (per-element scaling made this kernel 2.5x slower than f32 on SwiftShader).
+// LOAD_Q brings load_q(n, k), the unscaled quants, and col_scale(n, kb), block kb's scale.
 // Each invocation covers 8 rows x 4 columns (linear.wgsl: 4 x 4), so each unpacked quant
 // serves 8 rows; the per-block sums (`BLOCK_SUMS`) are spliced in per format.
 // params: params.rs `Linear`. K is a multiple of 32.
@@ -13,17 +14,6 @@
 @group(0) @binding(3) var<storage, read_write> w: array<u32>;
 @group(0) @binding(4) var<storage, read_write> scales: array<u32>;
 @group(0) @binding(5) var<uniform> params: Params;
-
-fn block_scale(b: u32) -> f32 {
-    let pair = unpack2x16float(scales[b / 2u]);
-    return select(pair.x, pair.y, (b & 1u) == 1u);
-}
-
-// Rows and columns past the end are clamped, not branched around: their results are never
-// stored, and branch-free loads were 2x faster on SwiftShader.
-fn col_scale(n: u32, kb: u32) -> f32 {
-    return block_scale(min(n, params.n_rows - 1u) * (params.k / 32u) + kb);
-}
 
 fn load_x(m: u32, k: u32) -> vec4<f32> {
     return x[(min(m, params.m - 1u) * params.k + k) / 4u];
