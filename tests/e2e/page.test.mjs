@@ -44,6 +44,8 @@ test('page starts the engine in a worker and shows the WebGPU adapter', async ()
     // SwiftShader is a software renderer: the automatic choice is the CPU backend, and says why.
     assert.equal(await diag.getAttribute('data-backend'), 'cpu');
     assert.match(await page.locator('#diag-backend').textContent(), /^CPU .*software renderer \(swiftshader\)/);
+    // A software adapter keeps the simple kernels (workgroup-memory tiles cost it 3-7x).
+    assert.equal(await page.locator('#diag-kernels').textContent(), 'simple (no workgroup memory)');
     assert.deepEqual(errors, []);
   } finally {
     await browser.close();
@@ -58,6 +60,21 @@ test('the user can force the GPU backend', async () => {
     assert.equal(await diag.getAttribute('data-backend'), 'gpu');
     assert.match(await page.locator('#diag-backend').textContent(), /^GPU \(WebGPU\): GPU backend requested on a software adapter/);
     assert.equal(await page.locator('#backend').inputValue(), 'gpu');
+  } finally {
+    await browser.close();
+  }
+});
+
+test('?kernels= forces the GPU kernels, and a wrong value says what is allowed', async () => {
+  const browser = await launch();
+  try {
+    const page = await browser.newPage();
+    const diag = await openSettled(page, '?backend=gpu&kernels=tiled');
+    assert.equal(await diag.getAttribute('data-state'), 'ready', await page.locator('#diag-status').textContent());
+    assert.equal(await page.locator('#diag-kernels').textContent(), 'tiled (workgroup-memory tiles)');
+    await page.goto(`${url}?kernels=fastest`);
+    await page.locator('#diagnostics[data-state="error"]').waitFor({ timeout: 120_000 });
+    assert.match(await page.locator('#diag-status').textContent(), /kernels 'fastest': expected auto, tiled or simple/);
   } finally {
     await browser.close();
   }
