@@ -60,7 +60,8 @@ export function runCli(args, env = {}) {
 
 /**
  * The native CPU backend doing the page's arithmetic: linear layers through Easel's own GEMM
- * (natively they default to candle's, whose different summation order can move a pixel by
- * one level), for tests that hold the page's CPU images to the CLI's exactly.
+ * and no fused multiply-adds (natively linears default to candle's and the GEMM fuses, either
+ * of which can move a pixel by a level), for tests that hold the page's CPU images to the
+ * CLI's exactly.
  */
-export const PAGE_ARITHMETIC = { EASEL_CPU_LINEAR: 'gemm' };
+export const PAGE_ARITHMETIC = { EASEL_CPU_ARITHMETIC: 'page' };

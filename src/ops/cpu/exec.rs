@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use candle_core::{DType as CDType, Device, Tensor, D};
 
 use super::profile::OpProfile;
-use super::{attention, gemm_ops, nn};
+use super::{attention, elementwise, gemm_ops, nn};
 use crate::error::OpError;
 use crate::ops::graph::{BinaryOp, DType, Graph, Op, TensorId, UnaryOp};
 use crate::ops::weights::WeightStore;
@@ -26,12 +26,25 @@ pub(crate) fn blocked_attention() -> bool {
     true
 }
 
-/// Linear layers: our GEMM in the page; natively candle's unless EASEL_CPU_LINEAR=gemm.
+/// SiLU, GEGLU and most adds/muls on every core (`elementwise.rs`); EASEL_CPU_ELEMENTWISE=
+/// candle picks candle's single-threaded ops again, to compare.
+fn threaded_elementwise() -> bool {
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        static CHOICE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *CHOICE.get_or_init(|| std::env::var("EASEL_CPU_ELEMENTWISE").map_or(true, |v| v != "candle"))
+    }
+    #[cfg(target_arch = "wasm32")]
+    true
+}
+
+/// Linear layers: our GEMM in the page; natively candle's unless EASEL_CPU_LINEAR=gemm
+/// (or the page's arithmetic, `super::page_arithmetic`).
 fn gemm_linear() -> bool {
     #[cfg(not(target_arch = "wasm32"))]
     {
         static CHOICE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-        *CHOICE.get_or_init(|| std::env::var("EASEL_CPU_LINEAR").is_ok_and(|v| v == "gemm"))
+        *CHOICE.get_or_init(|| std::env::var("EASEL_CPU_LINEAR").is_ok_and(|v| v == "gemm") || super::page_arithmetic())
     }
     #[cfg(target_arch = "wasm32")]
     true
@@ -217,6 +230,7 @@ impl<'w> CpuExecutor<'w> {
             Op::Attention { heads, scale, causal } if blocked_attention() => attention::attention(&a[0], &a[1], &a[2], *heads, *scale, *causal)?,
             Op::Attention { heads, scale, causal } => nn::attention(&a[0], &a[1], &a[2], *heads, *scale, *causal)?,
             Op::Unary(u) => match u {
+                UnaryOp::Silu if threaded_elementwise() => elementwise::silu(&a[0])?,
                 UnaryOp::Silu => a[0].silu()?,
                 UnaryOp::Gelu => a[0].gelu_erf()?,
                 UnaryOp::GeluTanh => a[0].gelu()?,
@@ -225,16 +239,18 @@ impl<'w> CpuExecutor<'w> {
                 UnaryOp::Tanh => a[0].tanh()?,
                 UnaryOp::Affine { mul, add } => a[0].affine(*mul as f64, *add as f64)?,
             },
-            Op::Binary(b) => match b {
-                BinaryOp::Add => a[0].broadcast_add(&a[1])?,
-                BinaryOp::Sub => a[0].broadcast_sub(&a[1])?,
-                BinaryOp::Mul => a[0].broadcast_mul(&a[1])?,
+            Op::Binary(b) => match threaded_elementwise().then(|| elementwise::binary(&a[0], &a[1], *b)).transpose()?.flatten() {
+                Some(t) => t,
+                None => match b {
+                    BinaryOp::Add => a[0].broadcast_add(&a[1])?,
+                    BinaryOp::Sub => a[0].broadcast_sub(&a[1])?,
+                    BinaryOp::Mul => a[0].broadcast_mul(&a[1])?,
+                },
             },
+            Op::Geglu if threaded_elementwise() => elementwise::geglu(&a[0])?,
             Op::Geglu => {
                 let d = node.shape[node.shape.len() - 1];
-                let x = a[0].narrow(D::Minus1, 0, d)?;
-                let gate = a[0].narrow(D::Minus1, d, d)?;
-                (x * gate.gelu_erf()?)?
+                (a[0].narrow(D::Minus1, 0, d)? * a[0].narrow(D::Minus1, d, d)?.gelu_erf()?)?
             }
             Op::Concat { axis } => Tensor::cat(a, *axis)?,
             Op::UpsampleNearest { height, width } => a[0].upsample_nearest2d(*height, *width)?,

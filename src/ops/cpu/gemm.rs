@@ -12,9 +12,18 @@ use super::pack::pack_a;
 pub use super::pack::{BMatrix, PackB, PackedB};
 
 /// Rows of A (and C) per micro-tile.
+#[cfg(not(target_arch = "x86_64"))]
 pub const MR: usize = 4;
 /// Columns of B (and C) per micro-tile: NR / 4 vectors.
+#[cfg(not(target_arch = "x86_64"))]
 pub const NR: usize = 8;
+/// Natively on x86-64 the tile fills 12 of the 16 AVX registers (6 rows x 2 x 8 lanes),
+/// what the fused kernel needs to keep both FMA ports busy. The tile's shape does not
+/// change any sum's order, so the unfused kernel still gives the page's bits on it.
+#[cfg(target_arch = "x86_64")]
+pub const MR: usize = 6;
+#[cfg(target_arch = "x86_64")]
+pub const NR: usize = 16;
 const NV: usize = NR / 4;
 /// Depth of one packed block; K is split into near-equal blocks no deeper than this.
 const KC: usize = 384;
@@ -75,19 +84,75 @@ pub fn gemm(m: usize, n: usize, k: usize, a: &[f32], lda: usize, b: &impl PackB,
 }
 
 /// `C[..h, ..w] += a_strip @ b_strip` for one MR x NR tile; `c` starts at the tile's corner.
-/// On x86-64 with AVX2 the same code is compiled for 256-bit registers (the same operations
-/// in the same order, so the same bits: Rust never fuses a multiply and an add).
+/// Natively on x86-64: fused multiply-adds where the CPU has them, unless the page's
+/// arithmetic was asked for; else the unfused body compiled for AVX2 (the same operations
+/// in the same order as the page's SIMD128, so the same bits: Rust never fuses on its own).
 #[inline(never)]
 fn micro_kernel(a: &[f32], b: &[f32], c: &mut [f32], ldc: usize, h: usize, w: usize) {
     #[cfg(target_arch = "x86_64")]
     {
-        static AVX2: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-        if *AVX2.get_or_init(|| std::arch::is_x86_feature_detected!("avx2")) {
+        #[derive(Clone, Copy, PartialEq)]
+        enum Kernel {
+            Fma,
+            Avx2,
+            Plain,
+        }
+        static KERNEL: std::sync::OnceLock<Kernel> = std::sync::OnceLock::new();
+        let kernel = *KERNEL.get_or_init(|| {
+            let avx2 = std::arch::is_x86_feature_detected!("avx2");
+            if avx2 && std::arch::is_x86_feature_detected!("fma") && !super::page_arithmetic() {
+                Kernel::Fma
+            } else if avx2 {
+                Kernel::Avx2
+            } else {
+                Kernel::Plain
+            }
+        });
+        match kernel {
+            // SAFETY: the CPU has AVX2 and FMA (checked above).
+            Kernel::Fma => return unsafe { micro_kernel_fma(a, b, c, ldc, h, w) },
             // SAFETY: the CPU has AVX2 (checked above).
-            return unsafe { micro_kernel_avx2(a, b, c, ldc, h, w) };
+            Kernel::Avx2 => return unsafe { micro_kernel_avx2(a, b, c, ldc, h, w) },
+            Kernel::Plain => {}
         }
     }
     micro_kernel_body(a, b, c, ldc, h, w)
+}
+
+/// The MR x NR tile with fused multiply-adds on 256-bit registers (x86-64 with AVX2 and
+/// FMA, natively): 12 accumulators, two B loads and MR broadcasts per step of K. Twice the
+/// arithmetic per instruction of the unfused kernel, and different rounding (one per
+/// multiply-add): the page's arithmetic (`EASEL_CPU_ARITHMETIC=page`) keeps the unfused one.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn micro_kernel_fma(a: &[f32], b: &[f32], c: &mut [f32], ldc: usize, h: usize, w: usize) {
+    use std::arch::x86_64::*;
+    const { assert!(MR == 6 && NR == 16) };
+    let kc = b.len() / NR;
+    assert!(a.len() >= kc * MR && b.len() >= kc * NR);
+    let mut acc = [[_mm256_setzero_ps(); 2]; MR];
+    for p in 0..kc {
+        // SAFETY: p < kc, so the 16 values at p * NR and the MR at p * MR are in bounds (asserted above).
+        let (b0, b1) = unsafe { (_mm256_loadu_ps(b.as_ptr().add(p * NR)), _mm256_loadu_ps(b.as_ptr().add(p * NR + 8))) };
+        for (i, row) in acc.iter_mut().enumerate() {
+            let x = _mm256_set1_ps(a[p * MR + i]);
+            row[0] = _mm256_fmadd_ps(x, b0, row[0]);
+            row[1] = _mm256_fmadd_ps(x, b1, row[1]);
+        }
+    }
+    let mut tile = [0.0f32; MR * NR];
+    for (i, row) in acc.iter().enumerate() {
+        // SAFETY: `tile` holds MR rows of NR values.
+        unsafe {
+            _mm256_storeu_ps(tile.as_mut_ptr().add(i * NR), row[0]);
+            _mm256_storeu_ps(tile.as_mut_ptr().add(i * NR + 8), row[1]);
+        }
+    }
+    for i in 0..h {
+        for (d, t) in c[i * ldc..][..w].iter_mut().zip(&tile[i * NR..]) {
+            *d += t;
+        }
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -241,5 +306,49 @@ mod tests {
         par_gemm(m, n, k, &a, k, &bm, &mut par, ldc);
         assert!(one.iter().zip(&par).all(|(x, y)| x.to_bits() == y.to_bits()));
         assert_eq!(par[(m - 1) * ldc + n..], vec![0.5; ldc - n][..]);
+    }
+}
+
+#[cfg(all(test, target_arch = "x86_64"))]
+mod x86_tests {
+    use super::*;
+
+    /// Each native tile kernel against f64 on a full and a clipped tile: the fused one
+    /// within f32 rounding, the AVX2 build of the page's kernel to the bit of the plain
+    /// build (the claim that lets the CLI reproduce the page's images), and no kernel
+    /// writes outside its h x w corner.
+    #[test]
+    fn tile_kernels_match_f64_and_the_unfused_builds_each_other_bit_for_bit() {
+        assert!(std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma"), "this test needs AVX2 and FMA");
+        let kc = 37;
+        let lcg = |n: usize, seed: u32| -> Vec<f32> { (0..n as u32).map(|i| ((i.wrapping_mul(2654435761) ^ seed) % 2001) as f32 / 1000.0 - 1.0).collect() };
+        let (a, b) = (lcg(kc * MR, 7), lcg(kc * NR, 11));
+        for (h, w) in [(MR, NR), (MR - 1, 5)] {
+            let ldc = NR + 3;
+            let start = vec![0.25f32; MR * ldc];
+            let run = |kernel: &dyn Fn(&mut [f32])| {
+                let mut c = start.clone();
+                kernel(&mut c);
+                c
+            };
+            let plain = run(&|c| micro_kernel_body(&a, &b, c, ldc, h, w));
+            // SAFETY: the CPU has AVX2 and FMA (asserted above).
+            let avx2 = run(&|c| unsafe { micro_kernel_avx2(&a, &b, c, ldc, h, w) });
+            let fma = run(&|c| unsafe { micro_kernel_fma(&a, &b, c, ldc, h, w) });
+            assert_eq!(plain.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), avx2.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), "{h}x{w}");
+            for i in 0..MR {
+                for j in 0..ldc {
+                    let at = i * ldc + j;
+                    if i >= h || j >= w {
+                        assert!(plain[at] == 0.25 && fma[at] == 0.25, "{h}x{w}: ({i}, {j}) written outside the tile");
+                        continue;
+                    }
+                    let want = 0.25 + (0..kc).map(|p| a[p * MR + i] as f64 * b[p * NR + j] as f64).sum::<f64>();
+                    for (name, got) in [("plain", plain[at]), ("fma", fma[at])] {
+                        assert!((got as f64 - want).abs() <= 1e-5, "{name} {h}x{w} ({i}, {j}): {got} vs {want}");
+                    }
+                }
+            }
+        }
     }
 }

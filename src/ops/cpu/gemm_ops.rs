@@ -9,7 +9,7 @@ use super::im2col::Im2col;
 
 /// Runs `f` on the tensor's f32 values in row-major order, without a copy when it is
 /// already contiguous.
-fn with_values<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
+pub(super) fn with_values<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
     let t = t.contiguous()?;
     let (storage, layout) = t.storage_and_layout();
     let Some((start, end)) = layout.contiguous_offsets() else { bail!("gemm: tensor not contiguous after contiguous()") };

@@ -2,6 +2,7 @@
 //! fallback when WebGPU is missing or only a software adapter is offered.
 
 mod attention;
+mod elementwise;
 mod exec;
 mod f32x4;
 pub mod gemm;
@@ -19,6 +20,20 @@ pub use nn::timestep_embedding;
 /// (only with EASEL_CPU_ATTENTION=candle): the size check counts it then.
 pub fn attention_makes_whole_scores() -> bool {
     !exec::blocked_attention()
+}
+
+/// Whether the native CPU backend computes as the page does, bit for bit
+/// (`EASEL_CPU_ARITHMETIC=page`): our GEMM for linear layers and no fused multiply-adds.
+/// Tests that hold the CLI's images to the page's use it; by default natively the GEMM
+/// fuses (about twice the arithmetic per instruction) and linears use candle's matmul.
+pub fn page_arithmetic() -> bool {
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        static PAGE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *PAGE.get_or_init(|| std::env::var("EASEL_CPU_ARITHMETIC").is_ok_and(|v| v == "page"))
+    }
+    #[cfg(target_arch = "wasm32")]
+    true
 }
 
 use candle_core::{Device, Tensor};

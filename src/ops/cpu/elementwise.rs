@@ -1,0 +1,155 @@
+//! SiLU, GEGLU and add/sub/mul (same shapes, or the second operand broadcast over trailing
+//! axes: residuals and time-embedding adds) on the CPU backend's threads. They only stream
+//! memory, and candle runs them on one core. Each value comes from candle's own f32
+//! formula, so the results are candle's bits, natively and in the page.
+
+use candle_core::{Device, Result, Tensor};
+
+use super::gemm_ops::with_values;
+use super::threads;
+use crate::ops::graph::BinaryOp;
+
+/// Values per task: large enough to amortize a task, small enough to balance the cores.
+const PIECE: usize = 1 << 14;
+
+/// `n` values, piece by piece on the threads: `f(first index, piece)` writes each piece.
+fn fill(n: usize, piece: usize, f: impl Fn(usize, &mut [f32]) + Sync) -> Vec<f32> {
+    let mut out = vec![0f32; n];
+    threads::for_each_piece(&mut out, piece.max(1), |t, values| f(t * piece.max(1), values));
+    out
+}
+
+fn silu_f32(x: f32) -> f32 {
+    x / (1.0 + (-x).exp())
+}
+
+/// candle's `gelu_erf` for one f32.
+fn gelu_erf_f32(v: f32) -> f32 {
+    (candle_core::cpu::erf::erf_f32(v * std::f32::consts::FRAC_1_SQRT_2) + 1.) * 0.5 * v
+}
+
+/// x * sigmoid(x).
+pub fn silu(x: &Tensor) -> Result<Tensor> {
+    let out = with_values(x, |v| fill(v.len(), PIECE, |s, out| out.iter_mut().zip(&v[s..]).for_each(|(o, &x)| *o = silu_f32(x))))?;
+    Tensor::from_vec(out, x.dims(), &Device::Cpu)
+}
+
+/// x [.., 2d] -> x[.., :d] * gelu_erf(x[.., d:]), whole rows per task.
+pub fn geglu(x: &Tensor) -> Result<Tensor> {
+    let mut dims = x.dims().to_vec();
+    let d = dims.last().copied().unwrap_or(0) / 2;
+    *dims.last_mut().expect("x has a last axis") = d;
+    if d == 0 {
+        return Tensor::zeros(dims, candle_core::DType::F32, &Device::Cpu);
+    }
+    let rows_per_piece = (PIECE / d).max(1);
+    let out = with_values(x, |v| {
+        fill(v.len() / 2, rows_per_piece * d, |s, out| {
+            for (r, row) in out.chunks_mut(d).enumerate() {
+                let src = &v[(s / d + r) * 2 * d..][..2 * d];
+                let (h, gate) = src.split_at(d);
+                for ((o, &h), &g) in row.iter_mut().zip(h).zip(gate) {
+                    *o = h * gelu_erf_f32(g);
+                }
+            }
+        })
+    })?;
+    Tensor::from_vec(out, dims, &Device::Cpu)
+}
+
+/// `a (op) b` when b's shape is a's, or a's leading axes followed by ones (left-padded to
+/// a's rank): then b's value for output index i is b[i / inner]. Also `b (op) a` that
+/// way for the commutative ops. None for any other broadcast (candle does those).
+pub fn binary(a: &Tensor, b: &Tensor, op: BinaryOp) -> Result<Option<Tensor>> {
+    let (big, small, swapped) = match (trailing_broadcast(a.dims(), b.dims()), trailing_broadcast(b.dims(), a.dims())) {
+        (Some(inner), _) => ((a, inner), b, false),
+        (None, Some(inner)) if op != BinaryOp::Sub => ((b, inner), a, true),
+        _ => return Ok(None),
+    };
+    let ((big, inner), small) = (big, small);
+    let f = match op {
+        BinaryOp::Add => |x: f32, y: f32| x + y,
+        BinaryOp::Sub => |x: f32, y: f32| x - y,
+        BinaryOp::Mul => |x: f32, y: f32| x * y,
+    };
+    let out = with_values(big, |x| {
+        with_values(small, |y| {
+            fill(x.len(), PIECE, |s, out| {
+                for (i, (o, &x)) in out.iter_mut().zip(&x[s..]).enumerate() {
+                    let y = y[(s + i) / inner];
+                    // Operand order as written, for the bits of a - b.
+                    *o = if swapped { f(y, x) } else { f(x, y) };
+                }
+            })
+        })
+    })??;
+    Ok(Some(Tensor::from_vec(out, big.dims(), &Device::Cpu)?))
+}
+
+/// How many consecutive output values share one value of `small` when `small` is `big`'s
+/// shape with its trailing axes set to 1 (after left-padding with ones); None otherwise.
+fn trailing_broadcast(big: &[usize], small: &[usize]) -> Option<usize> {
+    if small.len() > big.len() {
+        return None;
+    }
+    let padded: Vec<usize> = std::iter::repeat_n(1, big.len() - small.len()).chain(small.iter().copied()).collect();
+    // The longest run of trailing ones in `small`; everything before it must match.
+    let keep = padded.iter().rposition(|&d| d != 1).map_or(0, |p| p + 1);
+    (padded[..keep] == big[..keep]).then(|| big[keep..].iter().product())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tensor(dims: &[usize], seed: u32) -> Tensor {
+        let n: usize = dims.iter().product();
+        let v: Vec<f32> = (0..n as u32).map(|i| ((i.wrapping_mul(2654435761) ^ seed) % 4001) as f32 / 1000.0 - 2.0).collect();
+        Tensor::from_vec(v, dims, &Device::Cpu).unwrap()
+    }
+
+    fn bits(t: &Tensor) -> Vec<u32> {
+        t.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().map(|x| x.to_bits()).collect()
+    }
+
+    #[test]
+    fn broadcasts_are_recognised_by_their_trailing_ones() {
+        assert_eq!(trailing_broadcast(&[2, 3, 4, 5], &[2, 3, 4, 5]), Some(1));
+        assert_eq!(trailing_broadcast(&[2, 3, 4, 5], &[2, 3, 1, 1]), Some(20));
+        assert_eq!(trailing_broadcast(&[1, 3, 4, 5], &[3, 1, 1]), Some(20));
+        assert_eq!(trailing_broadcast(&[2, 3], &[1]), Some(6));
+        assert_eq!(trailing_broadcast(&[2, 3, 4, 5], &[1, 3, 1, 1]), None);
+        assert_eq!(trailing_broadcast(&[2, 3, 4], &[4]), None);
+    }
+
+    /// Bit for bit what candle computes, on shapes spanning several pieces and threads.
+    #[test]
+    fn elementwise_ops_give_candles_bits() {
+        let x = tensor(&[2, 5, 3000], 1);
+        assert_eq!(bits(&silu(&x).unwrap()), bits(&x.silu().unwrap()));
+        let d = 1500;
+        let want = (x.narrow(2, 0, d).unwrap() * x.narrow(2, d, d).unwrap().gelu_erf().unwrap()).unwrap();
+        assert_eq!(bits(&geglu(&x).unwrap()), bits(&want));
+        let cases: [(&[usize], &[usize]); 5] =
+            [(&[2, 5, 3000], &[2, 5, 3000]), (&[2, 5, 3000], &[2, 5, 1]), (&[1, 5, 3000], &[5, 1]), (&[2, 5, 1], &[2, 5, 3000]), (&[2, 5, 3000], &[5, 1])];
+        for (sa, sb) in cases {
+            let (a, b) = (tensor(sa, 2), tensor(sb, 3));
+            for op in [BinaryOp::Add, BinaryOp::Sub, BinaryOp::Mul] {
+                let want = match op {
+                    BinaryOp::Add => a.broadcast_add(&b),
+                    BinaryOp::Sub => a.broadcast_sub(&b),
+                    BinaryOp::Mul => a.broadcast_mul(&b),
+                }
+                .unwrap();
+                match binary(&a, &b, op).unwrap() {
+                    Some(got) => {
+                        assert_eq!(got.dims(), want.dims(), "{sa:?} {op:?} {sb:?}");
+                        assert_eq!(bits(&got), bits(&want), "{sa:?} {op:?} {sb:?}");
+                    }
+                    // Left to candle: a - b with a broadcast, and b broadcast over a leading axis.
+                    None => assert!((op == BinaryOp::Sub && sa[2] == 1) || sb == [5, 1] && sa[0] == 2, "{sa:?} {op:?} {sb:?} not handled"),
+                }
+            }
+        }
+    }
+}
