@@ -2,7 +2,7 @@
 //! kernel, one dispatch per weight chunk), and nearest 2x upsampling.
 
 use super::elementwise::groups_for;
-use super::loaders::{enable_f16, Q8_UNPACK, W_F16, W_F16_NATIVE, W_F32_VEC4};
+use super::loaders::{enable_f16, tile_loader, Q8_UNPACK, W_F16, W_F16_NATIVE, W_F32_VEC4};
 use super::params::{Conv2d, UpsampleNearest};
 use super::split::{fits, gcd, limit_err, spans, whole};
 use super::{splice, NodeCx};
@@ -352,15 +352,7 @@ fn tiled_source(storage: StorageType, w_vec4: bool, f16: bool) -> String {
     }
     bindings.push_str(&format!("@group(0) @binding({}) var<uniform> params: Params;\n", if storage.is_quantized() { 5 } else { 4 }));
     let b = if storage.is_quantized() { "load_w(n, k) * col_scale(n, k / 32u)" } else { "load_w(n, k)" };
-    let loaders = format!(
-        "{W_AT_CONV}\n{w_loader}\n{TILED_GATHER}
-fn tile_b(n: u32, k: u32) -> vec4<f32> {{
-    if (k >= params.k) {{
-        return vec4<f32>(0.0);
-    }}
-    return {b};
-}}"
-    );
+    let loaders = format!("{W_AT_CONV}\n{w_loader}\n{TILED_GATHER}\n{}", tile_loader("tile_b", "n", b));
     let epilogue = format!("{STORE_PIXEL}\n{TILED_EPILOGUE}");
     let src = splice(include_str!("gemm_tiled.wgsl"), &[("BINDINGS", &bindings), ("LOADERS", &loaders), ("ORIGIN", TILED_ORIGIN), ("EPILOGUE", &epilogue)]);
     enable_f16(src, storage == StorageType::F16 && f16)

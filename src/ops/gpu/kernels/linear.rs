@@ -1,7 +1,7 @@
 //! Linear layers on f32, f16, Q8_0 and Q4_0 weights (dequantized in the kernel), split into one
 //! dispatch per weight chunk when the weight exceeds a binding.
 
-use super::loaders::{enable_f16, Q8_UNPACK, W_AT_ROWS, W_F16, W_F16_NATIVE, W_F32_VEC4};
+use super::loaders::{enable_f16, tile_loader, Q8_UNPACK, W_AT_ROWS, W_F16, W_F16_NATIVE, W_F32_VEC4};
 use super::params::Linear;
 use super::split::{fits, row_spans, whole};
 use super::{splice, NodeCx};
@@ -148,21 +148,7 @@ fn finish(m: u32, n: u32, v: vec4<f32>) {
 fn tiled_source(x_vec4: bool, storage: StorageType, w_vec4: bool, f16: bool) -> String {
     let (bindings, loaders) = operands(x_vec4, storage, w_vec4, f16);
     let b = if storage.is_quantized() { "load_q(n, k) * col_scale(n, k / 32u)" } else { "load_w(n, k)" };
-    let tiles = format!(
-        "{loaders}
-fn tile_a(m: u32, k: u32) -> vec4<f32> {{
-    if (k >= params.k) {{
-        return vec4<f32>(0.0);
-    }}
-    return load_x(m, k);
-}}
-fn tile_b(n: u32, k: u32) -> vec4<f32> {{
-    if (k >= params.k) {{
-        return vec4<f32>(0.0);
-    }}
-    return {b};
-}}"
-    );
+    let tiles = format!("{loaders}\n{}\n{}", tile_loader("tile_a", "m", "load_x(m, k)"), tile_loader("tile_b", "n", b));
     let bindings = format!("@group(0) @binding(0) var<storage, read_write> out: array<f32>;\n@group(0) @binding(1) var<storage, read_write> bias: array<f32>;\n{bindings}");
     let src = splice(include_str!("gemm_tiled.wgsl"), &[("BINDINGS", &bindings), ("LOADERS", &tiles), ("ORIGIN", TILED_ORIGIN), ("EPILOGUE", TILED_EPILOGUE)]);
     enable_f16(src, storage == StorageType::F16 && f16)

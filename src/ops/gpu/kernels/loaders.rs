@@ -35,6 +35,20 @@ fn unpack_q8(word: u32) -> vec4<f32> {
     return vec4<f32>(top >> vec4<u32>(24u));
 }"#;
 
+/// A `gemm_tiled.wgsl` staging loader: `fn name(row, k)` returning `value` (4 values at
+/// k..k+3 of that row), or zeros from K on (a tile may pass the end of K).
+pub fn tile_loader(name: &str, row: &str, value: &str) -> String {
+    format!(
+        "
+fn {name}({row}: u32, k: u32) -> vec4<f32> {{
+    if (k >= params.k) {{
+        return vec4<f32>(0.0);
+    }}
+    return {value};
+}}"
+    )
+}
+
 /// `src` with the `enable f16;` directive in front when the kernel declares f16 types.
 pub fn enable_f16(src: String, f16: bool) -> String {
     if f16 {
