@@ -63,21 +63,29 @@ pub fn gemm(m: usize, n: usize, k: usize, a: &[f32], lda: usize, b: &impl PackB,
                     panel
                 }
             };
-            for i0 in (0..m).step_by(mc_max) {
-                let mc = mc_max.min(m - i0);
-                let ap = &mut apack[..kc * mc.next_multiple_of(MR)];
-                pack_a(a, lda, i0, mc, p0, kc, ap);
-                // One A strip stays in L1 while the B strips stream from L2, and C is
-                // walked along its rows (its columns are ldc apart, often 4 KiB-aliased).
-                for (t, strip) in ap.chunks_exact(kc * MR).enumerate() {
-                    let i = i0 + t * MR;
-                    let h = MR.min(i0 + mc - i);
-                    for (s, bs) in bp.chunks_exact(kc * NR).enumerate() {
-                        let j = j0 + s * NR;
-                        let w = NR.min(j0 + nc - j);
-                        micro_kernel(strip, bs, &mut c[i * ldc + j..], ldc, h, w);
-                    }
-                }
+            rows_times_panel(m, a, lda, (p0, kc), (j0, nc), bp, c, ldc, &mut apack);
+        }
+    }
+}
+
+/// `C[..m, j0..j0 + nc] += A[..m, p0..p0 + kc] @ panel`, the panel packed: MC rows of A
+/// packed at a time into `apack` (at least kc x MC, or kc x m rounded up to MR).
+#[allow(clippy::too_many_arguments)]
+fn rows_times_panel(m: usize, a: &[f32], lda: usize, (p0, kc): (usize, usize), (j0, nc): (usize, usize), bp: &[f32], c: &mut [f32], ldc: usize, apack: &mut [f32]) {
+    let mc_max = m.div_ceil(m.div_ceil(MC)).next_multiple_of(MR);
+    for i0 in (0..m).step_by(mc_max) {
+        let mc = mc_max.min(m - i0);
+        let ap = &mut apack[..kc * mc.next_multiple_of(MR)];
+        pack_a(a, lda, i0, mc, p0, kc, ap);
+        // One A strip stays in L1 while the B strips stream from L2, and C is
+        // walked along its rows (its columns are ldc apart, often 4 KiB-aliased).
+        for (t, strip) in ap.chunks_exact(kc * MR).enumerate() {
+            let i = i0 + t * MR;
+            let h = MR.min(i0 + mc - i);
+            for (s, bs) in bp.chunks_exact(kc * NR).enumerate() {
+                let j = j0 + s * NR;
+                let w = NR.min(j0 + nc - j);
+                micro_kernel(strip, bs, &mut c[i * ldc + j..], ldc, h, w);
             }
         }
     }
@@ -214,6 +222,44 @@ pub fn par_gemm(m: usize, n: usize, k: usize, a: &[f32], lda: usize, b: &(impl P
     gemm(m, n, k, a, lda, b, c, ldc)
 }
 
+/// [`par_gemm`] for a B whose packing costs more than a copy (a convolution's im2col
+/// gathers, scalar in wasm): each panel of B is packed once, its strips shared among the
+/// threads, then the rows of C are, as in `par_gemm` (where every thread would gather
+/// the whole image). Two rounds of the threads per panel; the same sums in the same order,
+/// so the same bits as `gemm`.
+#[allow(clippy::too_many_arguments)]
+pub fn par_gemm_shared_b(m: usize, n: usize, k: usize, a: &[f32], lda: usize, b: &(impl PackB + Sync), c: &mut [f32], ldc: usize) {
+    let threads = super::threads::count().min(m / (4 * MR)).max(1);
+    if threads <= 1 || n == 0 || k == 0 {
+        return gemm(m, n, k, a, lda, b, c, ldc);
+    }
+    assert!(a.len() >= (m - 1) * lda + k && c.len() >= (m - 1) * ldc + n, "gemm operands too short");
+    let (kc_max, nc_max) = b_blocks(k, n);
+    let rows = m.div_ceil(threads).next_multiple_of(MR);
+    let c = &mut c[..(m - 1) * ldc + n];
+    let mut panel = vec![0.0; kc_max * nc_max];
+    for j0 in (0..n).step_by(nc_max) {
+        let nc = nc_max.min(n - j0);
+        let strips = nc.div_ceil(NR);
+        for p0 in (0..k).step_by(kc_max) {
+            let kc = kc_max.min(k - p0);
+            let bp = &mut panel[..kc * strips * NR];
+            let per_task = strips.div_ceil(threads);
+            super::threads::for_each_piece(bp, per_task * kc * NR, |t, piece| {
+                let s0 = t * per_task;
+                b.pack(p0, kc, j0 + s0 * NR, (nc - s0 * NR).min(per_task * NR), piece);
+            });
+            let bp = &*bp;
+            super::threads::for_each_piece(c, rows * ldc, |t, mine| {
+                let r0 = t * rows;
+                let m = rows.min(m - r0);
+                let mut apack = vec![0.0; kc * m.div_ceil(m.div_ceil(MC)).next_multiple_of(MR)];
+                rows_times_panel(m, &a[r0 * lda..], lda, (p0, kc), (j0, nc), bp, mine, ldc, &mut apack);
+            });
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -291,6 +337,21 @@ mod tests {
                 assert!((c[i * ldc + j] - want).abs() < 1e-5, "({i},{j}): {} vs {want}", c[i * ldc + j]);
             }
         }
+    }
+
+    /// The shared-panel split: every thread count gives `gemm`'s bits, over panels of
+    /// several blocks in K and N and a ragged last strip.
+    #[test]
+    fn par_gemm_shared_b_gives_gemm_bits() {
+        let (m, n, k) = (70, 1100, 800);
+        let a = values(m * k, 4);
+        let b = values(k * n, 5);
+        let kn = BMatrix::KN { data: &b, ld: n };
+        let mut want = values(m * n, 6);
+        let mut got = want.clone();
+        gemm(m, n, k, &a, k, &kn, &mut want, n);
+        par_gemm_shared_b(m, n, k, &a, k, &kn, &mut got, n);
+        assert_eq!(got.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), want.iter().map(|x| x.to_bits()).collect::<Vec<_>>());
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use candle_core::{bail, Device, Result, Storage, Tensor};
 
-use super::gemm::{gemm, par_gemm, BMatrix};
+use super::gemm::{gemm, par_gemm, par_gemm_shared_b, BMatrix};
 use super::im2col::Im2col;
 
 /// Runs `f` on the tensor's f32 values in row-major order, without a copy when it is
@@ -79,7 +79,7 @@ pub fn conv2d(x: &Tensor, w: &Tensor, b: Option<&Tensor>, stride: usize, pad: [u
                     par_gemm(o, n, k, w, k, &BMatrix::KN { data: img, ld: n }, y, n);
                 } else {
                     let cols = Im2col { x: img, h, w: wi, kh, kw, stride, top: pad[0], left: pad[2], wo };
-                    par_gemm(o, n, k, w, k, &cols, y, n);
+                    par_gemm_shared_b(o, n, k, w, k, &cols, y, n);
                 }
             }
         })
