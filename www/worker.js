@@ -44,6 +44,8 @@ async function start(id, backend, wantedThreads, kernels) {
     throw new EaselError('engine-load-failed', `Could not load the engine (pkg/easel_bg.wasm): ${messageOf(e)}. Build it with scripts/run.sh`);
   }
   event(EVENT.started, { version: version() });
+  // A wrong value is the caller's mistake, not a missing GPU: say so before opening one.
+  if (!['auto', 'tiled', 'simple'].includes(kernels)) throw new EaselError('engine-load-failed', `kernels '${kernels}': expected auto, tiled or simple`);
   try {
     engine = await Engine.create(backend, kernels);
   } catch (e) {

@@ -72,7 +72,7 @@ test('?kernels= forces the GPU kernels, and a wrong value says what is allowed',
     const diag = await openSettled(page, '?backend=gpu&kernels=tiled');
     assert.equal(await diag.getAttribute('data-state'), 'ready', await page.locator('#diag-status').textContent());
     assert.equal(await page.locator('#diag-kernels').textContent(), 'tiled (workgroup-memory tiles)');
-    await page.goto(`${url}?kernels=fastest`);
+    await page.goto(`${url}?backend=gpu&kernels=fastest`);
     await page.locator('#diagnostics[data-state="error"]').waitFor({ timeout: 120_000 });
     assert.match(await page.locator('#diag-status').textContent(), /kernels 'fastest': expected auto, tiled or simple/);
   } finally {
