@@ -1,8 +1,9 @@
 //! Convolution as an implicit GEMM over f32, f16, Q8_0 and Q4_0 weights (dequantized in the
 //! kernel, one dispatch per weight chunk), and nearest 2x upsampling.
 
+use super::conv_tiled::tiled_source;
 use super::elementwise::groups_for;
-use super::loaders::{enable_f16, tile_loader, Q8_UNPACK, W_F16, W_F16_NATIVE, W_F32_VEC4};
+use super::loaders::{enable_f16, operand_bindings, Q8_UNPACK, W_F16, W_F16_NATIVE, W_F32_VEC4};
 use super::params::{Conv2d, UpsampleNearest};
 use super::split::{fits, gcd, limit_err, spans, whole};
 use super::{splice, NodeCx};
@@ -27,7 +28,7 @@ fn load_w(n: u32, k: u32) -> vec4<f32> {
 }"#;
 /// Chunk rows are `row_len` = C*kh*kw long; this dispatch reads columns from `col_off` on (its
 /// input-channel range, and its first row within the chunk, when activations are split).
-const W_AT_CONV: &str = r#"
+pub(super) const W_AT_CONV: &str = r#"
 fn w_at(n: u32, k: u32) -> u32 {
     return min(n, params.n_rows - 1u) * params.row_len + params.col_off + k;
 }"#;
@@ -222,7 +223,7 @@ fn load_x(blk: Block, k: u32, _kc: ptr<function, vec3<u32>>) -> mat4x4<f32> {
 
 /// Writes channels c0..c0+3 (chunk-local) of output pixel m (NCHW), adding to what is
 /// there for a later window of input channels.
-const STORE_PIXEL: &str = r#"
+pub(super) const STORE_PIXEL: &str = r#"
 fn store_pixel(m: u32, c0: u32, v: vec4<f32>) {
     if (m >= params.m) {
         return;
@@ -240,47 +241,6 @@ fn store_pixel(m: u32, c0: u32, v: vec4<f32>) {
             out[i] = r;
         }
     }
-}"#;
-
-/// The tiled kernel's A: taps k..k+3 of output pixel m, gathered (zero in the padding and
-/// past K). Divisions, not the simple kernel's incremental taps: a hardware GPU has the
-/// ALU to spare, and the 4 taps are staged once for 64 channels.
-const TILED_GATHER: &str = r#"
-fn tile_a(m: u32, k: u32) -> vec4<f32> {
-    let plane = params.ho * params.wo;
-    let mm = min(m, params.m - 1u);
-    let r = mm % plane;
-    let iy0 = i32((r / params.wo) * params.stride) - i32(params.pad_top);
-    let ix0 = i32((r % params.wo) * params.stride) - i32(params.pad_left);
-    let base = (mm / plane) * params.c * params.h * params.w;
-    let taps = params.kh * params.kw;
-    var v = vec4<f32>(0.0);
-    for (var j = 0u; j < 4u; j = j + 1u) {
-        let kk = k + j;
-        let t = kk % taps;
-        let iy = iy0 + i32(t / params.kw);
-        let ix = ix0 + i32(t % params.kw);
-        if (kk < params.k && u32(iy) < params.h && u32(ix) < params.w) {
-            v[j] = x[base + ((kk / taps) * params.h + u32(iy)) * params.w + u32(ix)];
-        }
-    }
-    return v;
-}"#;
-/// Tiles of 64 pixels x 64 channels over a flat grid, channel tiles fastest.
-const TILED_ORIGIN: &str = r#"
-fn tile_origin(wid: vec3<u32>, nwg: vec3<u32>) -> vec2<u32> {
-    let flat = flat_workgroup(wid, nwg);
-    return vec2<u32>((flat / params.tiles_n) * 64u, (flat % params.tiles_n) * 64u);
-}"#;
-const TILED_EPILOGUE: &str = r#"
-fn finish(m: u32, c0: u32, v: vec4<f32>) {
-    var b = vec4<f32>(0.0);
-    if (params.has_bias != 0u) {
-        for (var j = 0u; j < 4u; j = j + 1u) {
-            b[j] = bias[params.bias_off + min(c0 + j, params.n_rows - 1u)];
-        }
-    }
-    store_pixel(m, c0, v + b);
 }"#;
 
 /// Output pixels and channels per workgroup: 8x8 invocations of 4 pixels x 8 channels each.
@@ -309,7 +269,7 @@ impl XPath {
 }
 
 /// The weight binding's type and `load_w` (+ `col_scale` for block formats).
-fn weight_loader(storage: StorageType, w_vec4: bool, f16: bool) -> (&'static str, String) {
+pub(super) fn weight_loader(storage: StorageType, w_vec4: bool, f16: bool) -> (&'static str, String) {
     match storage {
         StorageType::Q8_0 => ("array<u32>", format!("{BLOCK_SCALE}\n{Q8_UNPACK}\n{W_Q8_0}")),
         StorageType::Q4_0 => ("array<u32>", format!("{BLOCK_SCALE}\n{W_Q4_0}")),
@@ -324,12 +284,7 @@ fn conv_source(storage: StorageType, w_vec4: bool, path: XPath, f16: bool) -> St
     let (row3_fns, row3_loop) = include_str!("conv2d_row3.wgsl").split_once("//{{ROW3_LOOP}}").expect("marker");
     let (w_decl, w_loader) = if path == XPath::Row3 { ("array<f32>", row3_fns.to_string()) } else { weight_loader(storage, w_vec4, f16) };
     let (x_decl, x_loader) = if path == XPath::Pointwise { ("array<vec4<f32>>", X_POINTWISE) } else { ("array<f32>", X_GATHER) };
-    let mut bindings = format!("@group(0) @binding(2) var<storage, read_write> x: {x_decl};\n@group(0) @binding(3) var<storage, read_write> w: {w_decl};\n");
-    if storage.is_quantized() {
-        bindings.push_str("@group(0) @binding(4) var<storage, read_write> scales: array<u32>;\n");
-    }
-    let params_at = if storage.is_quantized() { 5 } else { 4 };
-    bindings.push_str(&format!("@group(0) @binding({params_at}) var<uniform> params: Params;\n"));
+    let bindings = operand_bindings(x_decl, w_decl, storage.is_quantized());
     let loaders = format!("{W_AT_CONV}\n{w_loader}\n{x_loader}");
     let k_loop = match path {
         XPath::Row3 => row3_loop,
@@ -337,24 +292,6 @@ fn conv_source(storage: StorageType, w_vec4: bool, path: XPath, f16: bool) -> St
         _ => PLAIN_LOOP,
     };
     let src = splice(include_str!("conv2d.wgsl"), &[("BINDINGS", &bindings), ("LOADERS", &loaders), ("K_LOOP", k_loop), ("STORE_PIXEL", STORE_PIXEL)]);
-    enable_f16(src, storage == StorageType::F16 && f16)
-}
-
-/// The tiled kernel (`gemm_tiled.wgsl`): A gathered from x (bound as f32), B the weight
-/// rows through the simple kernel's loaders, block formats scaled as they are staged.
-fn tiled_source(storage: StorageType, w_vec4: bool, f16: bool) -> String {
-    let (w_decl, w_loader) = weight_loader(storage, w_vec4, f16);
-    let mut bindings = format!(
-        "@group(0) @binding(0) var<storage, read_write> out: array<f32>;\n@group(0) @binding(1) var<storage, read_write> bias: array<f32>;\n@group(0) @binding(2) var<storage, read_write> x: array<f32>;\n@group(0) @binding(3) var<storage, read_write> w: {w_decl};\n"
-    );
-    if storage.is_quantized() {
-        bindings.push_str("@group(0) @binding(4) var<storage, read_write> scales: array<u32>;\n");
-    }
-    bindings.push_str(&format!("@group(0) @binding({}) var<uniform> params: Params;\n", if storage.is_quantized() { 5 } else { 4 }));
-    let b = if storage.is_quantized() { "load_w(n, k) * col_scale(n, k / 32u)" } else { "load_w(n, k)" };
-    let loaders = format!("{W_AT_CONV}\n{w_loader}\n{TILED_GATHER}\n{}", tile_loader("tile_b", "n", b));
-    let epilogue = format!("{STORE_PIXEL}\n{TILED_EPILOGUE}");
-    let src = splice(include_str!("gemm_tiled.wgsl"), &[("BINDINGS", &bindings), ("LOADERS", &loaders), ("ORIGIN", TILED_ORIGIN), ("EPILOGUE", &epilogue)]);
     enable_f16(src, storage == StorageType::F16 && f16)
 }
 
@@ -546,14 +483,8 @@ pub fn variants() -> Vec<(String, String)> {
                 }
             }
         }
-        for w_vec4 in [false, true] {
-            for f16 in [false, true] {
-                if !(f16 && storage != StorageType::F16) {
-                    out.push((format!("conv2d_tiled_{}_{w_vec4}_{f16}", storage.name()), kernel_source::<Conv2d>(&tiled_source(storage, w_vec4, f16))));
-                }
-            }
-        }
     }
+    out.extend(super::conv_tiled::variants());
     out.push(("upsample_nearest".into(), kernel_source::<UpsampleNearest>(include_str!("upsample_nearest.wgsl"))));
     out
 }

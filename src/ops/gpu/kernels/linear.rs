@@ -1,7 +1,7 @@
 //! Linear layers on f32, f16, Q8_0 and Q4_0 weights (dequantized in the kernel), split into one
 //! dispatch per weight chunk when the weight exceeds a binding.
 
-use super::loaders::{enable_f16, tile_loader, Q8_UNPACK, W_AT_ROWS, W_F16, W_F16_NATIVE, W_F32_VEC4};
+use super::loaders::{enable_f16, operand_bindings, tile_loader, OUT_BIAS_BINDINGS, Q8_UNPACK, W_AT_ROWS, W_F16, W_F16_NATIVE, W_F32_VEC4};
 use super::params::Linear;
 use super::split::{fits, row_spans, whole};
 use super::{splice, NodeCx};
@@ -97,15 +97,7 @@ fn operands(x_vec4: bool, storage: StorageType, w_vec4: bool, f16: bool) -> (Str
         _ if w_vec4 => ("array<vec4<f32>>", W_F32_VEC4.to_string()),
         _ => ("array<f32>", W_F32_SCALAR.to_string()),
     };
-    let mut bindings = format!("@group(0) @binding(2) var<storage, read_write> x: {x_ty};\n@group(0) @binding(3) var<storage, read_write> w: {w_decl};\n");
-    let params_at = if storage.is_quantized() {
-        bindings.push_str("@group(0) @binding(4) var<storage, read_write> scales: array<u32>;\n");
-        5
-    } else {
-        4
-    };
-    bindings.push_str(&format!("@group(0) @binding({params_at}) var<uniform> params: Params;\n"));
-    (bindings, format!("{}\n{W_AT_ROWS}\n{loader}", if x_vec4 { X_VEC4 } else { X_SCALAR }))
+    (operand_bindings(x_ty, w_decl, storage.is_quantized()), format!("{}\n{W_AT_ROWS}\n{loader}", if x_vec4 { X_VEC4 } else { X_SCALAR }))
 }
 
 /// The simple kernel for a storage type: `linear_q.wgsl` for block formats (x as vec4),
@@ -149,7 +141,7 @@ fn tiled_source(x_vec4: bool, storage: StorageType, w_vec4: bool, f16: bool) -> 
     let (bindings, loaders) = operands(x_vec4, storage, w_vec4, f16);
     let b = if storage.is_quantized() { "load_q(n, k) * col_scale(n, k / 32u)" } else { "load_w(n, k)" };
     let tiles = format!("{loaders}\n{}\n{}", tile_loader("tile_a", "m", "load_x(m, k)"), tile_loader("tile_b", "n", b));
-    let bindings = format!("@group(0) @binding(0) var<storage, read_write> out: array<f32>;\n@group(0) @binding(1) var<storage, read_write> bias: array<f32>;\n{bindings}");
+    let bindings = format!("{OUT_BIAS_BINDINGS}{bindings}");
     let src = splice(include_str!("gemm_tiled.wgsl"), &[("BINDINGS", &bindings), ("LOADERS", &tiles), ("ORIGIN", TILED_ORIGIN), ("EPILOGUE", TILED_EPILOGUE)]);
     enable_f16(src, storage == StorageType::F16 && f16)
 }

@@ -35,6 +35,20 @@ fn unpack_q8(word: u32) -> vec4<f32> {
     return vec4<f32>(top >> vec4<u32>(24u));
 }"#;
 
+/// Bindings 2.. of the linear and conv kernels: x, the weight values, the block scales
+/// (block formats only), then the parameters.
+pub fn operand_bindings(x_decl: &str, w_decl: &str, quantized: bool) -> String {
+    let mut b = format!("@group(0) @binding(2) var<storage, read_write> x: {x_decl};\n@group(0) @binding(3) var<storage, read_write> w: {w_decl};\n");
+    if quantized {
+        b.push_str("@group(0) @binding(4) var<storage, read_write> scales: array<u32>;\n");
+    }
+    b + &format!("@group(0) @binding({}) var<uniform> params: Params;\n", if quantized { 5 } else { 4 })
+}
+
+/// Bindings 0 and 1 of the linear and conv kernels, for the templates that leave them to
+/// the splice (`gemm_tiled.wgsl`).
+pub const OUT_BIAS_BINDINGS: &str = "@group(0) @binding(0) var<storage, read_write> out: array<f32>;\n@group(0) @binding(1) var<storage, read_write> bias: array<f32>;\n";
+
 /// A `gemm_tiled.wgsl` staging loader: `fn name(row, k)` returning `value` (4 values at
 /// k..k+3 of that row), or zeros from K on (a tile may pass the end of K).
 pub fn tile_loader(name: &str, row: &str, value: &str) -> String {

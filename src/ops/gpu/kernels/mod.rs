@@ -6,6 +6,7 @@
 
 mod attention;
 mod conv;
+mod conv_tiled;
 mod convnext;
 mod copy;
 mod elementwise;

@@ -1,0 +1,77 @@
+//! Convolution's tiled kernel (`gemm_tiled.wgsl`, `KernelChoice::Tiled`): the same
+//! implicit GEMM as conv.rs, with the weight loaders, store and dispatch plan of the simple
+//! kernel; only how x is gathered and the tile's corners are its own.
+
+use super::conv::{weight_loader, STORE_PIXEL, W_AT_CONV};
+use super::loaders::{enable_f16, operand_bindings, tile_loader, OUT_BIAS_BINDINGS};
+use super::splice;
+use crate::ops::quant::StorageType;
+
+/// The tiled kernel's A: taps k..k+3 of output pixel m, gathered (zero in the padding and
+/// past K). Divisions, not the simple kernel's incremental taps: a hardware GPU has the
+/// ALU to spare, and the 4 taps are staged once for 64 channels.
+const TILED_GATHER: &str = r#"
+fn tile_a(m: u32, k: u32) -> vec4<f32> {
+    let plane = params.ho * params.wo;
+    let mm = min(m, params.m - 1u);
+    let r = mm % plane;
+    let iy0 = i32((r / params.wo) * params.stride) - i32(params.pad_top);
+    let ix0 = i32((r % params.wo) * params.stride) - i32(params.pad_left);
+    let base = (mm / plane) * params.c * params.h * params.w;
+    let taps = params.kh * params.kw;
+    var v = vec4<f32>(0.0);
+    for (var j = 0u; j < 4u; j = j + 1u) {
+        let kk = k + j;
+        let t = kk % taps;
+        let iy = iy0 + i32(t / params.kw);
+        let ix = ix0 + i32(t % params.kw);
+        if (kk < params.k && u32(iy) < params.h && u32(ix) < params.w) {
+            v[j] = x[base + ((kk / taps) * params.h + u32(iy)) * params.w + u32(ix)];
+        }
+    }
+    return v;
+}"#;
+/// Tiles of 64 pixels x 64 channels over a flat grid, channel tiles fastest.
+const TILED_ORIGIN: &str = r#"
+fn tile_origin(wid: vec3<u32>, nwg: vec3<u32>) -> vec2<u32> {
+    let flat = flat_workgroup(wid, nwg);
+    return vec2<u32>((flat / params.tiles_n) * 64u, (flat % params.tiles_n) * 64u);
+}"#;
+const TILED_EPILOGUE: &str = r#"
+fn finish(m: u32, c0: u32, v: vec4<f32>) {
+    var b = vec4<f32>(0.0);
+    if (params.has_bias != 0u) {
+        for (var j = 0u; j < 4u; j = j + 1u) {
+            b[j] = bias[params.bias_off + min(c0 + j, params.n_rows - 1u)];
+        }
+    }
+    store_pixel(m, c0, v + b);
+}"#;
+
+/// The tiled kernel (`gemm_tiled.wgsl`): A gathered from x (bound as f32), B the weight
+/// rows through the simple kernel's loaders, block formats scaled as they are staged.
+pub(super) fn tiled_source(storage: StorageType, w_vec4: bool, f16: bool) -> String {
+    let (w_decl, w_loader) = weight_loader(storage, w_vec4, f16);
+    let bindings = format!("{OUT_BIAS_BINDINGS}{}", operand_bindings("array<f32>", w_decl, storage.is_quantized()));
+    let b = if storage.is_quantized() { "load_w(n, k) * col_scale(n, k / 32u)" } else { "load_w(n, k)" };
+    let loaders = format!("{W_AT_CONV}\n{w_loader}\n{TILED_GATHER}\n{}", tile_loader("tile_b", "n", b));
+    let epilogue = format!("{STORE_PIXEL}\n{TILED_EPILOGUE}");
+    let src = splice(include_str!("gemm_tiled.wgsl"), &[("BINDINGS", &bindings), ("LOADERS", &loaders), ("ORIGIN", TILED_ORIGIN), ("EPILOGUE", &epilogue)]);
+    enable_f16(src, storage == StorageType::F16 && f16)
+}
+
+/// Every tiled conv variant: (key, WGSL).
+#[cfg(all(test, not(target_arch = "wasm32")))]
+pub fn variants() -> Vec<(String, String)> {
+    let mut out = vec![];
+    for storage in [StorageType::F32, StorageType::F16, StorageType::Q8_0, StorageType::Q4_0] {
+        for w_vec4 in [false, true] {
+            for f16 in [false, true] {
+                if !(f16 && storage != StorageType::F16) {
+                    out.push((format!("conv2d_tiled_{}_{w_vec4}_{f16}", storage.name()), super::kernel_source::<super::params::Conv2d>(&tiled_source(storage, w_vec4, f16))));
+                }
+            }
+        }
+    }
+    out
+}
