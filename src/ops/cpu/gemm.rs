@@ -68,8 +68,8 @@ pub fn gemm(m: usize, n: usize, k: usize, a: &[f32], lda: usize, b: &impl PackB,
     }
 }
 
-/// `C[..m, j0..j0 + nc] += A[..m, p0..p0 + kc] @ panel`, the panel packed: MC rows of A
-/// packed at a time into `apack` (at least kc x MC, or kc x m rounded up to MR).
+/// `C[..m, j0..j0 + nc] += A[..m, p0..p0 + kc] @ panel`, the panel packed: up to MC rows
+/// of A packed at a time into `apack` (kc x min(m, MC) rounded up to MR is enough).
 #[allow(clippy::too_many_arguments)]
 fn rows_times_panel(m: usize, a: &[f32], lda: usize, (p0, kc): (usize, usize), (j0, nc): (usize, usize), bp: &[f32], c: &mut [f32], ldc: usize, apack: &mut [f32]) {
     let mc_max = m.div_ceil(m.div_ceil(MC)).next_multiple_of(MR);
@@ -238,6 +238,8 @@ pub fn par_gemm_shared_b(m: usize, n: usize, k: usize, a: &[f32], lda: usize, b:
     let rows = m.div_ceil(threads).next_multiple_of(MR);
     let c = &mut c[..(m - 1) * ldc + n];
     let mut panel = vec![0.0; kc_max * nc_max];
+    // Each thread's A blocks, made once: fresh ones per panel would be page faults natively.
+    let apacks: Vec<std::sync::Mutex<Vec<f32>>> = (0..threads).map(|_| std::sync::Mutex::new(vec![0.0; kc_max * rows.min(MC).next_multiple_of(MR)])).collect();
     for j0 in (0..n).step_by(nc_max) {
         let nc = nc_max.min(n - j0);
         let strips = nc.div_ceil(NR);
@@ -252,9 +254,8 @@ pub fn par_gemm_shared_b(m: usize, n: usize, k: usize, a: &[f32], lda: usize, b:
             let bp = &*bp;
             super::threads::for_each_piece(c, rows * ldc, |t, mine| {
                 let r0 = t * rows;
-                let m = rows.min(m - r0);
-                let mut apack = vec![0.0; kc * m.div_ceil(m.div_ceil(MC)).next_multiple_of(MR)];
-                rows_times_panel(m, &a[r0 * lda..], lda, (p0, kc), (j0, nc), bp, mine, ldc, &mut apack);
+                let mut apack = apacks[t].lock().unwrap_or_else(|e| e.into_inner());
+                rows_times_panel(rows.min(m - r0), &a[r0 * lda..], lda, (p0, kc), (j0, nc), bp, mine, ldc, &mut apack);
             });
         }
     }
