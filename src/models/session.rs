@@ -8,7 +8,6 @@ use std::collections::HashMap;
 use crate::error::OpError;
 use crate::gpu::GpuContext;
 #[cfg(not(target_arch = "wasm32"))]
-use crate::ops::cpu::expand_store;
 use crate::ops::cpu::profile::OpProfile;
 use crate::ops::cpu::{CpuExecutor, CpuTensors, HostTensor};
 use crate::ops::gpu::{GpuProgram, GpuWeights, PipelineCache};
@@ -109,7 +108,7 @@ impl Session {
     pub fn cpu(weights: WeightStore) -> Self {
         let (shapes, bytes) = (ShapeMap::from_store(&weights), weights.byte_size() as u64);
         #[cfg(not(target_arch = "wasm32"))]
-        let (weights, expanded) = (WeightStore::new(), expand_store(weights));
+        let (weights, expanded) = (WeightStore::new(), CpuTensors::expand(weights));
         #[cfg(target_arch = "wasm32")]
         let expanded = CpuTensors::new();
         Self { shapes, backend: Backend::Cpu { weights, expanded, bytes } }
@@ -171,13 +170,10 @@ impl Session {
         }
         match &mut self.backend {
             Backend::Gpu { ctx, weights, .. } => weights.rewrite(ctx, name, &w.bytes),
-            Backend::Cpu { weights, expanded, .. } => match expanded.get_mut(name) {
-                Some(t) => {
-                    *t = candle_core::Tensor::from_vec(w.to_f32(), w.shape.as_slice(), &candle_core::Device::Cpu)
-                        .map_err(|e| OpError::BadWeight { name: name.into(), message: e.to_string() })?;
-                    Ok(())
-                }
-                None => weights.insert_raw(name, w.clone()),
+            Backend::Cpu { weights, expanded, .. } => match expanded.set(name, &w.shape, w.to_f32()) {
+                Ok(true) => Ok(()),
+                Ok(false) => weights.insert_raw(name, w.clone()),
+                Err(e) => Err(OpError::BadWeight { name: name.into(), message: e.to_string() }),
             },
         }
     }
@@ -196,7 +192,12 @@ impl Session {
         build(&mut graph)?;
         let graph = graph.detach();
         let program = match &mut self.backend {
-            Backend::Cpu { .. } => None,
+            Backend::Cpu { expanded, .. } => {
+                if crate::ops::cpu::pack_session_linears() {
+                    expanded.pack_linears(&graph);
+                }
+                None
+            }
             Backend::Gpu { ctx, weights, cache } => Some(GpuProgram::compile(ctx, &graph, weights, cache).await?),
         };
         Ok(Compiled { graph, program, inputs: HashMap::new() })

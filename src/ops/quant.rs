@@ -154,6 +154,46 @@ fn dequantize_block(ty: StorageType, b: &[u8], out: &mut [MaybeUninit<f32>]) {
     }
 }
 
+/// Values `start..start + out.len()` of a tensor stored as `ty` (the flat index over all
+/// its values), each exactly as [`dequantize`] gives it: the CPU GEMM packs a weight's
+/// rows straight from its blocks, with no f32 copy of the whole weight.
+pub fn dequantize_range(ty: StorageType, bytes: &[u8], start: usize, out: &mut [f32]) {
+    match ty {
+        StorageType::F32 => {
+            for (o, b) in out.iter_mut().zip(bytes[start * 4..].chunks_exact(4)) {
+                *o = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+            }
+        }
+        StorageType::F16 => {
+            for (o, b) in out.iter_mut().zip(bytes[start * 2..].chunks_exact(2)) {
+                *o = f16::from_le_bytes([b[0], b[1]]).to_f32();
+            }
+        }
+        StorageType::Q8_0 | StorageType::Q4_0 => {
+            let block_bytes = ty.byte_len(BLOCK);
+            let mut done = 0;
+            while done < out.len() {
+                let (block, first) = ((start + done) / BLOCK, (start + done) % BLOCK);
+                let take = (BLOCK - first).min(out.len() - done);
+                let b = &bytes[block * block_bytes..][..block_bytes];
+                let d = f16::from_le_bytes([b[0], b[1]]).to_f32();
+                let dst = &mut out[done..done + take];
+                if ty == StorageType::Q8_0 {
+                    for (o, &q) in dst.iter_mut().zip(&b[2 + first..]) {
+                        *o = q as i8 as f32 * d;
+                    }
+                } else {
+                    for (j, o) in (first..).zip(dst.iter_mut()) {
+                        let q = if j < BLOCK / 2 { b[2 + j] & 0xF } else { b[2 + j - BLOCK / 2] >> 4 };
+                        *o = (q as i32 - 8) as f32 * d;
+                    }
+                }
+                done += take;
+            }
+        }
+    }
+}
+
 /// Quantizes f32 values to `ty` in the host (GGML) layout.
 pub fn quantize(ty: StorageType, xs: &[f32]) -> Vec<u8> {
     match ty {
@@ -309,6 +349,21 @@ mod tests {
         for ty in [StorageType::Q8_0, StorageType::Q4_0] {
             let bytes = quantize(ty, xs);
             assert_eq!(unpack_from_gpu(ty, &pack_for_gpu(ty, &bytes), 5), bytes, "{ty:?}");
+        }
+    }
+
+    #[test]
+    fn any_range_dequantizes_to_the_same_bits() {
+        // Ranges that start and end inside blocks, span several, or sit in one.
+        let xs: Vec<f32> = (0..BLOCK * 7).map(|i| ((i * 7919) % 1000) as f32 / 250.0 - 2.0).collect();
+        for ty in [StorageType::F32, StorageType::F16, StorageType::Q8_0, StorageType::Q4_0] {
+            let bytes = quantize(ty, &xs);
+            let whole = dequantize(ty, &bytes);
+            for (start, len) in [(0, 224), (5, 3), (13, 40), (31, 1), (32, 32), (47, 150), (200, 24)] {
+                let mut part = vec![f32::NAN; len];
+                dequantize_range(ty, &bytes, start, &mut part);
+                assert!(part.iter().zip(&whole[start..]).all(|(a, b)| a.to_bits() == b.to_bits()), "{ty:?} {start}+{len}");
+            }
         }
     }
 

@@ -5,6 +5,8 @@ use std::collections::HashMap;
 use candle_core::{DType as CDType, Device, Tensor, D};
 
 use super::profile::OpProfile;
+use super::resident::{weights_read_only_as, CpuTensors};
+use super::stored::StoredRows;
 use super::{attention, elementwise, gemm_ops, nn};
 use crate::error::OpError;
 use crate::ops::graph::{BinaryOp, DType, Graph, Op, TensorId, UnaryOp};
@@ -38,8 +40,20 @@ fn threaded_elementwise() -> bool {
     true
 }
 
-/// Linear layers: our GEMM in the page; natively candle's unless EASEL_CPU_LINEAR=gemm
-/// (or the page's arithmetic, `super::page_arithmetic`).
+/// Linear layers: our GEMM in the page. Natively a session's linear weights are packed for
+/// it once (`CpuTensors::pack_linears`); a linear whose weight is not packed uses candle's
+/// matmul unless EASEL_CPU_LINEAR=gemm (or the page's arithmetic, `super::page_arithmetic`)
+/// and EASEL_CPU_LINEAR=candle packs none, to compare.
+pub fn pack_session_linears() -> bool {
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        static CHOICE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *CHOICE.get_or_init(|| std::env::var("EASEL_CPU_LINEAR").map_or(true, |v| v != "candle"))
+    }
+    #[cfg(target_arch = "wasm32")]
+    false
+}
+
 fn gemm_linear() -> bool {
     #[cfg(not(target_arch = "wasm32"))]
     {
@@ -85,18 +99,11 @@ impl HostTensor {
     }
 }
 
-/// Weights expanded to f32, by name.
-pub type CpuTensors = HashMap<String, Tensor>;
-
-/// Every weight of `store` as an f32 tensor, each freed from the store as it is expanded.
-pub fn expand_store(store: WeightStore) -> CpuTensors {
-    store
-        .into_tensors()
-        .map(|(name, w)| {
-            let t = Tensor::from_vec(w.to_f32(), w.shape.as_slice(), &Device::Cpu).expect("a stored tensor's values fit its shape");
-            (name, t)
-        })
-        .collect()
+/// Where a linear or a convolution reads its weight from, instead of an f32 tensor.
+#[derive(Clone, Copy)]
+enum Direct<'w> {
+    Packed(&'w super::resident::PackedLinear),
+    Stored(&'w crate::ops::weights::HostWeight),
 }
 
 /// The CPU backend. Weights are converted to f32 candle tensors once and kept.
@@ -139,8 +146,8 @@ impl<'w> CpuExecutor<'w> {
     }
 
     fn weight(&mut self, name: &str) -> Result<Tensor, OpError> {
-        if let Some(t) = self.expanded.and_then(|e| e.get(name)).or_else(|| self.cache.get(name)) {
-            return Ok(t.clone());
+        if let Some(t) = self.expanded.and_then(|e| e.get(name)).or_else(|| self.cache.get(name).cloned()) {
+            return Ok(t);
         }
         let w = self.weights.get(name)?;
         // Block formats are expanded to f32: the CPU reference computes on exactly the
@@ -161,14 +168,27 @@ impl<'w> CpuExecutor<'w> {
                 last_use[t.0] = i;
             }
         }
+        let direct = self.direct_weights(graph);
         for (i, node) in graph.nodes.iter().enumerate() {
             let args: Vec<Tensor> = node.inputs.iter().map(|t| values[t.0].clone().expect("inputs precede their users")).collect();
             let t0 = self.profile.is_some().then(crate::platform::now_ms);
-            let out = self.eval(node, &args, inputs).map_err(|e| match e {
+            let weight = node.inputs.get(1).and_then(|w| direct.get(&w.0)).copied();
+            let out = match (&node.op, weight) {
+                // Read from where the GEMM can pack it without an f32 tensor of it.
+                (Op::Weight { .. }, _) if direct.contains_key(&i) => Ok(Tensor::zeros(0, CDType::F32, &Device::Cpu)?),
+                (Op::Linear, Some(Direct::Packed(p))) => gemm_ops::linear_from(&args[0], p.n, &p.b, args.get(2)).map_err(OpError::from),
+                (Op::Linear, Some(Direct::Stored(w))) => gemm_ops::linear_from(&args[0], w.shape[0], &StoredRows::new(w), args.get(2)).map_err(OpError::from),
+                (Op::Conv2d { stride, padding }, Some(Direct::Stored(w))) => {
+                    let dims: [usize; 4] = w.shape.as_slice().try_into().map_err(|_| OpError::Shape { node: node.label.clone(), message: format!("conv weight of shape {:?}", w.shape) })?;
+                    gemm_ops::conv2d_from(&args[0], dims, &StoredRows::new(w), args.get(2), *stride, *padding).map_err(OpError::from)
+                }
+                _ => self.eval(node, &args, inputs),
+            };
+            let out = out.map_err(|e| match e {
                 OpError::Cpu(c) => OpError::Shape { node: node.label.clone(), message: c.to_string() },
                 other => other,
             })?;
-            if let (Some(p), Some(t0)) = (self.profile.as_mut(), t0) {
+            if let (Some(p), Some(t0), false) = (self.profile.as_mut(), t0, direct.contains_key(&i)) {
                 let shapes: Vec<&[usize]> = node.inputs.iter().map(|t| graph.shape(*t)).collect();
                 p.add(node, &shapes, crate::platform::now_ms() - t0);
             }
@@ -192,6 +212,33 @@ impl<'w> CpuExecutor<'w> {
                 Ok((t, host))
             })
             .collect()
+    }
+
+    /// The Weight nodes (by index) that their readers take without an f32 tensor: a native
+    /// session's packed linear weights, and in a streaming run (the page's) every weight
+    /// read only by linears and convolutions, packed straight from its stored bytes.
+    fn direct_weights(&self, graph: &Graph) -> HashMap<usize, Direct<'w>> {
+        let (expanded, store): (Option<&'w CpuTensors>, &'w WeightStore) = (self.expanded, self.weights);
+        let index: HashMap<&str, usize> = graph.nodes.iter().enumerate().filter_map(|(i, n)| if let Op::Weight { name } = &n.op { Some((name.as_str(), i)) } else { None }).collect();
+        let by_name = |name: &str| index.get(name).copied();
+        let mut direct = HashMap::new();
+        if let Some(e) = expanded {
+            for name in weights_read_only_as(graph, |op, slot| matches!(op, Op::Linear) && slot == 1) {
+                if let (Some(p), Some(i)) = (e.packed(&name), by_name(&name)) {
+                    direct.insert(i, Direct::Packed(p));
+                }
+            }
+        }
+        if !self.keep_weights {
+            let conv = gemm_conv();
+            for name in weights_read_only_as(graph, |op, slot| slot == 1 && (matches!(op, Op::Linear) || conv && matches!(op, Op::Conv2d { .. }))) {
+                let held = expanded.is_some_and(|e| e.holds(&name));
+                if let (false, Ok(w), Some(i)) = (held, store.get(&name), by_name(&name)) {
+                    direct.entry(i).or_insert(Direct::Stored(w));
+                }
+            }
+        }
+        direct
     }
 
     fn eval(&mut self, node: &crate::ops::Node, a: &[Tensor], inputs: &HashMap<String, HostTensor>) -> Result<Tensor, OpError> {

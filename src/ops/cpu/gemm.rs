@@ -8,8 +8,8 @@
 //! panels straight from the image (implicit GEMM) instead of materializing them.
 
 use super::f32x4::F32x4;
-use super::pack::pack_a;
-pub use super::pack::{BMatrix, PackB, PackedB};
+use super::pack::RowsFrom;
+pub use super::pack::{ARows, BMatrix, PackA, PackB, PackedB};
 
 /// Rows of A (and C) per micro-tile.
 #[cfg(not(target_arch = "x86_64"))]
@@ -26,7 +26,7 @@ pub const MR: usize = 6;
 pub const NR: usize = 16;
 const NV: usize = NR / 4;
 /// Depth of one packed block; K is split into near-equal blocks no deeper than this.
-const KC: usize = 384;
+pub(super) const KC: usize = 384;
 /// Rows of A packed at a time.
 const MC: usize = 128;
 /// Columns of B packed at a time: a KC x NC panel (768 KiB) stays in L2.
@@ -42,10 +42,16 @@ pub(super) fn b_blocks(k: usize, n: usize) -> (usize, usize) {
 /// Callers start C at zero (or at a broadcast bias).
 #[allow(clippy::too_many_arguments)]
 pub fn gemm(m: usize, n: usize, k: usize, a: &[f32], lda: usize, b: &impl PackB, c: &mut [f32], ldc: usize) {
+    assert!(m == 0 || k == 0 || a.len() >= (m - 1) * lda + k, "gemm: A too short");
+    gemm_from(m, n, k, &ARows { data: a, ld: lda }, b, c, ldc)
+}
+
+/// [`gemm`] with A from any [`PackA`] source (a weight in its stored format, say).
+pub fn gemm_from(m: usize, n: usize, k: usize, a: &impl PackA, b: &impl PackB, c: &mut [f32], ldc: usize) {
     if m == 0 || n == 0 || k == 0 {
         return;
     }
-    assert!(a.len() >= (m - 1) * lda + k && c.len() >= (m - 1) * ldc + n, "gemm operands too short");
+    assert!(c.len() >= (m - 1) * ldc + n, "gemm: C too short");
     let (kc_max, nc_max) = b_blocks(k, n);
     let mc_max = m.div_ceil(m.div_ceil(MC)).next_multiple_of(MR);
     let mut bpack = Vec::new();
@@ -63,7 +69,7 @@ pub fn gemm(m: usize, n: usize, k: usize, a: &[f32], lda: usize, b: &impl PackB,
                     panel
                 }
             };
-            rows_times_panel(m, a, lda, (p0, kc), (j0, nc), bp, c, ldc, &mut apack);
+            rows_times_panel(m, a, (p0, kc), (j0, nc), bp, c, ldc, &mut apack);
         }
     }
 }
@@ -71,12 +77,12 @@ pub fn gemm(m: usize, n: usize, k: usize, a: &[f32], lda: usize, b: &impl PackB,
 /// `C[..m, j0..j0 + nc] += A[..m, p0..p0 + kc] @ panel`, the panel packed: up to MC rows
 /// of A packed at a time into `apack` (kc x min(m, MC) rounded up to MR is enough).
 #[allow(clippy::too_many_arguments)]
-fn rows_times_panel(m: usize, a: &[f32], lda: usize, (p0, kc): (usize, usize), (j0, nc): (usize, usize), bp: &[f32], c: &mut [f32], ldc: usize, apack: &mut [f32]) {
+fn rows_times_panel(m: usize, a: &impl PackA, (p0, kc): (usize, usize), (j0, nc): (usize, usize), bp: &[f32], c: &mut [f32], ldc: usize, apack: &mut [f32]) {
     let mc_max = m.div_ceil(m.div_ceil(MC)).next_multiple_of(MR);
     for i0 in (0..m).step_by(mc_max) {
         let mc = mc_max.min(m - i0);
         let ap = &mut apack[..kc * mc.next_multiple_of(MR)];
-        pack_a(a, lda, i0, mc, p0, kc, ap);
+        a.pack(i0, mc, p0, kc, ap);
         // One A strip stays in L1 while the B strips stream from L2, and C is
         // walked along its rows (its columns are ldc apart, often 4 KiB-aliased).
         for (t, strip) in ap.chunks_exact(kc * MR).enumerate() {
@@ -208,6 +214,12 @@ fn micro_kernel_body(a: &[f32], b: &[f32], c: &mut [f32], ldc: usize, h: usize, 
 /// whatever the thread count, so the result does not depend on it.
 #[allow(clippy::too_many_arguments)]
 pub fn par_gemm(m: usize, n: usize, k: usize, a: &[f32], lda: usize, b: &(impl PackB + Sync), c: &mut [f32], ldc: usize) {
+    assert!(m == 0 || k == 0 || a.len() >= (m - 1) * lda + k, "gemm: A too short");
+    par_gemm_from(m, n, k, &ARows { data: a, ld: lda }, b, c, ldc)
+}
+
+/// [`par_gemm`] with A from any [`PackA`] source.
+pub fn par_gemm_from(m: usize, n: usize, k: usize, a: &impl PackA, b: &(impl PackB + Sync), c: &mut [f32], ldc: usize) {
     // Below a few tiles per thread the threads cost more than they save.
     let threads = super::threads::count().min(m / (4 * MR)).max(1);
     if threads > 1 && n > 0 && k > 0 {
@@ -215,11 +227,11 @@ pub fn par_gemm(m: usize, n: usize, k: usize, a: &[f32], lda: usize, b: &(impl P
         let c = &mut c[..(m - 1) * ldc + n];
         super::threads::for_each_piece(c, rows * ldc, |t, mine| {
             let r0 = t * rows;
-            gemm(rows.min(m - r0), n, k, &a[r0 * lda..], lda, b, mine, ldc)
+            gemm_from(rows.min(m - r0), n, k, &RowsFrom(a, r0), b, mine, ldc)
         });
         return;
     }
-    gemm(m, n, k, a, lda, b, c, ldc)
+    gemm_from(m, n, k, a, b, c, ldc)
 }
 
 /// [`par_gemm`] for a B whose packing costs more than a copy (a convolution's im2col
@@ -228,12 +240,12 @@ pub fn par_gemm(m: usize, n: usize, k: usize, a: &[f32], lda: usize, b: &(impl P
 /// the whole image). Two rounds of the threads per panel; the same sums in the same order,
 /// so the same bits as `gemm`.
 #[allow(clippy::too_many_arguments)]
-pub fn par_gemm_shared_b(m: usize, n: usize, k: usize, a: &[f32], lda: usize, b: &(impl PackB + Sync), c: &mut [f32], ldc: usize) {
+pub fn par_gemm_shared_b(m: usize, n: usize, k: usize, a: &impl PackA, b: &(impl PackB + Sync), c: &mut [f32], ldc: usize) {
     let threads = super::threads::count().min(m / (4 * MR)).max(1);
     if threads <= 1 || n == 0 || k == 0 {
-        return gemm(m, n, k, a, lda, b, c, ldc);
+        return gemm_from(m, n, k, a, b, c, ldc);
     }
-    assert!(a.len() >= (m - 1) * lda + k && c.len() >= (m - 1) * ldc + n, "gemm operands too short");
+    assert!(c.len() >= (m - 1) * ldc + n, "gemm: C too short");
     let (kc_max, nc_max) = b_blocks(k, n);
     let rows = m.div_ceil(threads).next_multiple_of(MR);
     let c = &mut c[..(m - 1) * ldc + n];
@@ -255,7 +267,7 @@ pub fn par_gemm_shared_b(m: usize, n: usize, k: usize, a: &[f32], lda: usize, b:
             super::threads::for_each_piece(c, rows * ldc, |t, mine| {
                 let r0 = t * rows;
                 let mut apack = apacks[t].lock().unwrap_or_else(|e| e.into_inner());
-                rows_times_panel(rows.min(m - r0), &a[r0 * lda..], lda, (p0, kc), (j0, nc), bp, mine, ldc, &mut apack);
+                rows_times_panel(rows.min(m - r0), &RowsFrom(a, r0), (p0, kc), (j0, nc), bp, mine, ldc, &mut apack);
             });
         }
     }
@@ -351,7 +363,7 @@ mod tests {
         let mut want = values(m * n, 6);
         let mut got = want.clone();
         gemm(m, n, k, &a, k, &kn, &mut want, n);
-        par_gemm_shared_b(m, n, k, &a, k, &kn, &mut got, n);
+        par_gemm_shared_b(m, n, k, &ARows { data: &a, ld: k }, &kn, &mut got, n);
         assert_eq!(got.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), want.iter().map(|x| x.to_bits()).collect::<Vec<_>>());
     }
 

@@ -4,7 +4,7 @@
 
 use candle_core::{bail, Device, Result, Storage, Tensor};
 
-use super::gemm::{gemm, par_gemm, par_gemm_shared_b, BMatrix};
+use super::gemm::{gemm, par_gemm_from, par_gemm_shared_b, ARows, BMatrix, PackA, PackB};
 use super::im2col::Im2col;
 
 /// Runs `f` on the tensor's f32 values in row-major order, without a copy when it is
@@ -36,9 +36,16 @@ const SHARED_IM2COL: bool = cfg!(target_arch = "wasm32");
 /// x @ w^T + b for x [.., K], w [N, K], b [N].
 pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
     let (n, k) = w.dims2()?;
+    with_values(w, |w| linear_from(x, n, &BMatrix::NK { data: w, ld: k }, b))?
+}
+
+/// [`linear`] with the weight's `[N, K]` from any B source: packed once ahead (a native
+/// session's) or read from its stored bytes (the page's).
+pub fn linear_from(x: &Tensor, n: usize, w: &(impl PackB + Sync), b: Option<&Tensor>) -> Result<Tensor> {
+    let k = x.dims().last().copied().unwrap_or(1);
     let rows = x.elem_count() / k;
     let mut c = bias_rows(b, rows, n)?;
-    with_values(x, |x| with_values(w, |w| par_gemm(rows, n, k, x, k, &BMatrix::NK { data: w, ld: k }, &mut c, n)))??;
+    with_values(x, |x| par_gemm_from(rows, n, k, &ARows { data: x, ld: k }, w, &mut c, n))?;
     let mut shape = x.dims().to_vec();
     *shape.last_mut().expect("x has a last axis") = n;
     Tensor::from_vec(c, shape, &Device::Cpu)
@@ -68,8 +75,14 @@ pub fn matmul(a: &Tensor, b: &Tensor, transpose_b: bool) -> Result<Tensor> {
 /// NCHW convolution with [top, bottom, left, right] zero padding: per image, the weights
 /// [O, C*kh*kw] times implicit im2col columns.
 pub fn conv2d(x: &Tensor, w: &Tensor, b: Option<&Tensor>, stride: usize, pad: [usize; 4]) -> Result<Tensor> {
+    let (o, c, kh, kw) = w.dims4()?;
+    with_values(w, |w| conv2d_from(x, [o, c, kh, kw], &ARows { data: w, ld: c * kh * kw }, b, stride, pad))?
+}
+
+/// [`conv2d`] with the weight (`dims` [O, C, kh, kw]) as rows of C*kh*kw from any A
+/// source (the page reads it from its stored bytes).
+pub fn conv2d_from(x: &Tensor, [o, _, kh, kw]: [usize; 4], w: &impl PackA, b: Option<&Tensor>, stride: usize, pad: [usize; 4]) -> Result<Tensor> {
     let (batch, c, h, wi) = x.dims4()?;
-    let (o, _, kh, kw) = w.dims4()?;
     let ho = (h + pad[0] + pad[1] - kh) / stride + 1;
     let wo = (wi + pad[2] + pad[3] - kw) / stride + 1;
     let (k, n) = (c * kh * kw, ho * wo);
@@ -79,21 +92,19 @@ pub fn conv2d(x: &Tensor, w: &Tensor, b: Option<&Tensor>, stride: usize, pad: [u
         None => vec![0.0; batch * o * n],
     };
     with_values(x, |x| {
-        with_values(w, |w| {
-            for (img, y) in x.chunks_exact(c * h * wi).zip(out.chunks_exact_mut(o * n)) {
-                if kh == 1 && kw == 1 && stride == 1 && pad == [0; 4] {
-                    par_gemm(o, n, k, w, k, &BMatrix::KN { data: img, ld: n }, y, n);
+        for (img, y) in x.chunks_exact(c * h * wi).zip(out.chunks_exact_mut(o * n)) {
+            if kh == 1 && kw == 1 && stride == 1 && pad == [0; 4] {
+                par_gemm_from(o, n, k, w, &BMatrix::KN { data: img, ld: n }, y, n);
+            } else {
+                let cols = Im2col { x: img, h, w: wi, kh, kw, stride, top: pad[0], left: pad[2], wo };
+                if SHARED_IM2COL {
+                    par_gemm_shared_b(o, n, k, w, &cols, y, n);
                 } else {
-                    let cols = Im2col { x: img, h, w: wi, kh, kw, stride, top: pad[0], left: pad[2], wo };
-                    if SHARED_IM2COL {
-                        par_gemm_shared_b(o, n, k, w, k, &cols, y, n);
-                    } else {
-                        par_gemm(o, n, k, w, k, &cols, y, n);
-                    }
+                    par_gemm_from(o, n, k, w, &cols, y, n);
                 }
             }
-        })
-    })??;
+        }
+    })?;
     Tensor::from_vec(out, (batch, o, ho, wo), &Device::Cpu)
 }
 

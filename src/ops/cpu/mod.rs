@@ -10,10 +10,13 @@ mod gemm_ops;
 mod im2col;
 mod nn;
 mod pack;
+mod resident;
+mod stored;
 pub mod profile;
 pub mod threads;
 
-pub use exec::{expand_store, CpuExecutor, CpuTensors, HostTensor};
+pub use exec::{pack_session_linears, CpuExecutor, HostTensor};
+pub use resident::CpuTensors;
 pub use nn::timestep_embedding;
 
 /// Whether attention on this backend makes each batch x heads x L x L scores tensor whole

@@ -2,7 +2,7 @@
 //! (from a dense matrix in either layout, from an image through im2col, or packed once
 //! ahead and reused).
 
-use super::gemm::{b_blocks, MR, NR};
+use super::gemm::{b_blocks, KC, MR, NR};
 
 /// A source of B panels.
 pub trait PackB {
@@ -88,6 +88,27 @@ impl PackedB {
         Self { data, k, n }
     }
 
+    /// The matrix back as `[N, K]` row-major (how a linear's weight is stored).
+    pub fn to_nk(&self) -> Vec<f32> {
+        let (kc_max, nc_max) = b_blocks(self.k, self.n);
+        let mut out = vec![0.0; self.n * self.k];
+        for j0 in (0..self.n).step_by(nc_max) {
+            let nc = nc_max.min(self.n - j0);
+            for p0 in (0..self.k).step_by(kc_max) {
+                let kc = kc_max.min(self.k - p0);
+                let panel = &self.data[Self::offset(self.k, p0, j0, nc)..][..kc * nc.next_multiple_of(NR)];
+                for (s, strip) in panel.chunks_exact(kc * NR).enumerate() {
+                    for (p, step) in strip.chunks_exact(NR).enumerate() {
+                        for (jj, &v) in step.iter().enumerate().take(nc - s * NR) {
+                            out[(j0 + s * NR + jj) * self.k + p0 + p] = v;
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
     // Column blocks before j0 hold j0 (a multiple of NR) columns over all k rows; within a
     // block, the panels above p0 hold p0 rows of the padded block width.
     fn offset(k: usize, p0: usize, j0: usize, nc: usize) -> usize {
@@ -114,19 +135,51 @@ impl PackB for PackedB {
     }
 }
 
-/// Packs `A[i0..i0 + mc, p0..p0 + kc]` as strips of `kc x MR` (column-major within a
-/// strip), zero past row `mc`.
-pub(super) fn pack_a(a: &[f32], lda: usize, i0: usize, mc: usize, p0: usize, kc: usize, out: &mut [f32]) {
-    for (t, strip) in out.chunks_exact_mut(kc * MR).enumerate() {
-        let h = MR.min(mc - t * MR);
+/// A source of A blocks (a dense matrix, or a weight still in its stored format).
+pub trait PackA: Sync {
+    /// Writes `A[i0..i0 + mc, p0..p0 + kc]` into `out` as `mc.div_ceil(MR)` strips of
+    /// `kc x MR` values (column-major within a strip), zero past row `mc`.
+    fn pack(&self, i0: usize, mc: usize, p0: usize, kc: usize, out: &mut [f32]);
+}
+
+/// A dense row-major A, rows `ld` apart.
+#[derive(Clone, Copy)]
+pub struct ARows<'a> {
+    pub data: &'a [f32],
+    pub ld: usize,
+}
+
+impl PackA for ARows<'_> {
+    fn pack(&self, i0: usize, mc: usize, p0: usize, kc: usize, out: &mut [f32]) {
+        pack_strips::<MR>(mc, kc, out, |i, line| line.copy_from_slice(&self.data[(i0 + i) * self.ld + p0..][..kc]));
+    }
+}
+
+/// The rows of `a` from `first` on: one thread's share of A.
+pub(super) struct RowsFrom<'a, A>(pub &'a A, pub usize);
+
+impl<A: PackA> PackA for RowsFrom<'_, A> {
+    fn pack(&self, i0: usize, mc: usize, p0: usize, kc: usize, out: &mut [f32]) {
+        self.0.pack(self.1 + i0, mc, p0, kc, out)
+    }
+}
+
+/// Lays `rows` lines of `kc` values out as strips `W` lines wide, each strip `kc` steps of
+/// `W` values (A's strips with W = MR, a transposed B's with W = NR), zero past the last
+/// line. `line(i, buf)` writes line `i` into `buf`.
+pub(super) fn pack_strips<const W: usize>(rows: usize, kc: usize, out: &mut [f32], mut line: impl FnMut(usize, &mut [f32])) {
+    let mut buf = [0.0f32; KC];
+    for (t, strip) in out.chunks_exact_mut(kc * W).enumerate() {
+        let h = W.min(rows - t * W);
         for i in 0..h {
-            let row = &a[(i0 + t * MR + i) * lda + p0..][..kc];
-            for (col, &v) in strip.chunks_exact_mut(MR).zip(row) {
-                col[i] = v;
+            let values = &mut buf[..kc];
+            line(t * W + i, values);
+            for (step, &v) in strip.chunks_exact_mut(W).zip(values.iter()) {
+                step[i] = v;
             }
         }
-        if h < MR {
-            strip.chunks_exact_mut(MR).for_each(|col| col[h..].fill(0.0));
+        if h < W {
+            strip.chunks_exact_mut(W).for_each(|step| step[h..].fill(0.0));
         }
     }
 }

@@ -1,0 +1,176 @@
+//! A native CPU session's weights, held in the form the CPU computes with: f32 tensors,
+//! and linear weights packed once as the GEMM's B panels (packing an `[N, K]` weight at
+//! every call cost more than candle's matmul saved; packed once, our GEMM with fused
+//! multiply-adds is the faster of the two).
+
+use std::collections::HashMap;
+
+use candle_core::{Device, Tensor};
+
+use super::gemm::{BMatrix, PackedB};
+use crate::ops::graph::{Graph, Op};
+use crate::ops::weights::WeightStore;
+
+/// A linear weight `[N, K]` packed for the GEMM.
+pub struct PackedLinear {
+    pub b: PackedB,
+    pub n: usize,
+    pub k: usize,
+}
+
+/// Weights expanded to f32 by name; those that graphs read only as a linear's weight are
+/// kept packed instead (not both: a model's weights are most of a session's memory).
+#[derive(Default)]
+pub struct CpuTensors {
+    dense: HashMap<String, Tensor>,
+    linear: HashMap<String, PackedLinear>,
+}
+
+impl CpuTensors {
+    /// No weights (a session that reads its store as it runs).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Every weight of `store` as an f32 tensor, each freed from the store as it is expanded.
+    pub fn expand(store: WeightStore) -> Self {
+        let dense = store
+            .into_tensors()
+            .map(|(name, w)| {
+                let t = Tensor::from_vec(w.to_f32(), w.shape.as_slice(), &Device::Cpu).expect("a stored tensor's values fit its shape");
+                (name, t)
+            })
+            .collect();
+        Self { dense, linear: HashMap::new() }
+    }
+
+    /// Weight `name` as an f32 tensor. A packed one is unpacked (only a graph that reads a
+    /// linear's weight some other way gets here: rare, and slower).
+    pub fn get(&self, name: &str) -> Option<Tensor> {
+        if let Some(t) = self.dense.get(name) {
+            return Some(t.clone());
+        }
+        let p = self.linear.get(name)?;
+        Some(Tensor::from_vec(p.b.to_nk(), (p.n, p.k), &Device::Cpu).expect("a packed weight unpacks to its shape"))
+    }
+
+    /// Whether weight `name` is held here (in either form).
+    pub fn holds(&self, name: &str) -> bool {
+        self.dense.contains_key(name) || self.linear.contains_key(name)
+    }
+
+    /// Weight `name` packed for the GEMM, if it is kept so.
+    pub fn packed(&self, name: &str) -> Option<&PackedLinear> {
+        self.linear.get(name)
+    }
+
+    /// Replaces weight `name` (same shape) with `values`, in the form it is kept in; false
+    /// when it is not held here.
+    pub fn set(&mut self, name: &str, shape: &[usize], values: Vec<f32>) -> candle_core::Result<bool> {
+        if let Some(p) = self.linear.get_mut(name) {
+            p.b = PackedB::new(p.k, p.n, &BMatrix::NK { data: &values, ld: p.k });
+            return Ok(true);
+        }
+        match self.dense.get_mut(name) {
+            Some(t) => {
+                *t = Tensor::from_vec(values, shape, &Device::Cpu)?;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// Packs every weight that `graph` reads only as a linear's weight (as soon as a graph
+    /// is compiled, so the first step does not pay for it).
+    pub fn pack_linears(&mut self, graph: &Graph) {
+        for name in linear_only_weights(graph) {
+            let Some(t) = self.dense.get(&name) else { continue };
+            let Ok((n, k)) = t.dims2() else { continue };
+            let Ok(values) = t.flatten_all().and_then(|t| t.to_vec1::<f32>()) else { continue };
+            let b = PackedB::new(k, n, &BMatrix::NK { data: &values, ld: k });
+            self.dense.remove(&name);
+            self.linear.insert(name, PackedLinear { b, n, k });
+        }
+    }
+}
+
+/// Weights whose every reader in `graph` is a Linear taking them as its weight.
+pub(super) fn linear_only_weights(graph: &Graph) -> Vec<String> {
+    weights_read_only_as(graph, |op, slot| matches!(op, Op::Linear) && slot == 1)
+}
+
+/// Names of the Weight nodes of `graph` whose every reader passes `ok(op, input slot)`.
+pub(super) fn weights_read_only_as(graph: &Graph, ok: impl Fn(&Op, usize) -> bool) -> Vec<String> {
+    let mut only = vec![true; graph.nodes.len()];
+    let mut read = vec![false; graph.nodes.len()];
+    for node in &graph.nodes {
+        for (slot, t) in node.inputs.iter().enumerate() {
+            read[t.0] = true;
+            only[t.0] &= ok(&node.op, slot);
+        }
+    }
+    graph
+        .nodes
+        .iter()
+        .enumerate()
+        .filter(|&(i, n)| only[i] && read[i] && !graph.outputs.iter().any(|o| o.0 == i) && matches!(n.op, Op::Weight { .. }))
+        .filter_map(|(_, n)| match &n.op {
+            Op::Weight { name } => Some(name.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::cpu::{CpuExecutor, HostTensor};
+
+    fn values(n: usize, seed: usize) -> Vec<f32> {
+        (0..n).map(|i| ((i * 7919 + seed * 104_729) % 2001) as f32 / 1000.0 - 1.0).collect()
+    }
+
+    fn bits(t: &Tensor) -> Vec<u32> {
+        t.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().map(|v| v.to_bits()).collect()
+    }
+
+    #[test]
+    fn weights_read_only_by_linears_are_packed_and_give_the_same_values_back() {
+        let mut store = WeightStore::new();
+        // 530 columns of B: more than one NC block, not a multiple of NR; K = 400 is past KC.
+        store.insert_f32("proj.weight", &[530, 400], &values(530 * 400, 1)).unwrap();
+        store.insert_f32("shared.weight", &[400, 400], &values(400 * 400, 2)).unwrap();
+        let mut g = Graph::new(&store);
+        let x = g.input("x", &[3, 400]);
+        let (shared, proj) = (g.weight("shared.weight").unwrap(), g.weight("proj.weight").unwrap());
+        let y = g.linear(x, shared, None).unwrap();
+        let y = g.matmul(y, shared, true).unwrap();
+        let y = g.linear(y, proj, None).unwrap();
+        g.output(y);
+        let dense = CpuTensors::expand(store.clone());
+        let mut packed = CpuTensors::expand(store.clone());
+        packed.pack_linears(&g);
+        assert!(packed.packed("proj.weight").is_some(), "read only by a linear: packed");
+        assert!(packed.packed("shared.weight").is_none() && packed.dense.contains_key("shared.weight"), "also read by a matmul: kept as f32");
+        assert!(!packed.dense.contains_key("proj.weight"), "packed instead of, not beside, the f32 tensor");
+        assert_eq!(bits(&packed.get("proj.weight").unwrap()), bits(&dense.get("proj.weight").unwrap()));
+
+        // The same result as from the f32 tensors (candle's matmul or the GEMM repacking per call).
+        let inputs = std::collections::HashMap::from([("x".to_string(), HostTensor::F32(values(3 * 400, 3)))]);
+        let empty = WeightStore::new();
+        let run = |t: &CpuTensors| match CpuExecutor::streaming(&empty).with_expanded(t).run(&g, &inputs).unwrap().remove(&y) {
+            Some(HostTensor::F32(v)) => v,
+            other => panic!("{other:?}"),
+        };
+        let (got, want) = (run(&packed), run(&dense));
+        let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let err = got.iter().zip(&want).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        assert!(err <= 1e-5 * scale, "max error {err} against {scale}");
+
+        // A new value (a LoRA merged in) is packed too.
+        let new = values(530 * 400, 4);
+        assert!(packed.set("proj.weight", &[530, 400], new.clone()).unwrap());
+        assert!(packed.packed("proj.weight").is_some());
+        assert_eq!(packed.get("proj.weight").unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap(), new);
+    }
+}
