@@ -179,7 +179,8 @@ impl<'w> CpuExecutor<'w> {
                 (Op::Linear, Some(Direct::Packed(p))) => gemm_ops::linear_from(&args[0], p.n, &p.b, args.get(2)).map_err(OpError::from),
                 (Op::Linear, Some(Direct::Stored(w))) => gemm_ops::linear_from(&args[0], w.shape[0], &StoredRows::new(w), args.get(2)).map_err(OpError::from),
                 (Op::Conv2d { stride, padding }, Some(Direct::Stored(w))) => {
-                    let dims: [usize; 4] = w.shape.as_slice().try_into().map_err(|_| OpError::Shape { node: node.label.clone(), message: format!("conv weight of shape {:?}", w.shape) })?;
+                    let dims: [usize; 4] =
+                        w.shape.as_slice().try_into().map_err(|_| OpError::Shape { node: node.label.clone(), message: format!("conv weight of shape {:?}", w.shape) })?;
                     gemm_ops::conv2d_from(&args[0], dims, &StoredRows::new(w), args.get(2), *stride, *padding).map_err(OpError::from)
                 }
                 _ => self.eval(node, &args, inputs),
@@ -219,7 +220,8 @@ impl<'w> CpuExecutor<'w> {
     /// read only by linears and convolutions, packed straight from its stored bytes.
     fn direct_weights(&self, graph: &Graph) -> HashMap<usize, Direct<'w>> {
         let (expanded, store): (Option<&'w CpuTensors>, &'w WeightStore) = (self.expanded, self.weights);
-        let index: HashMap<&str, usize> = graph.nodes.iter().enumerate().filter_map(|(i, n)| if let Op::Weight { name } = &n.op { Some((name.as_str(), i)) } else { None }).collect();
+        let index: HashMap<&str, usize> =
+            graph.nodes.iter().enumerate().filter_map(|(i, n)| if let Op::Weight { name } = &n.op { Some((name.as_str(), i)) } else { None }).collect();
         let by_name = |name: &str| index.get(name).copied();
         let mut direct = HashMap::new();
         if let Some(e) = expanded {

@@ -10,14 +10,14 @@ mod gemm_ops;
 mod im2col;
 mod nn;
 mod pack;
+pub mod profile;
 mod resident;
 mod stored;
-pub mod profile;
 pub mod threads;
 
 pub use exec::{pack_session_linears, CpuExecutor, HostTensor};
-pub use resident::CpuTensors;
 pub use nn::timestep_embedding;
+pub use resident::CpuTensors;
 
 /// Whether attention on this backend makes each batch x heads x L x L scores tensor whole
 /// (only with EASEL_CPU_ATTENTION=candle): the size check counts it then.
