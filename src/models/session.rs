@@ -7,7 +7,6 @@ use std::collections::HashMap;
 
 use crate::error::OpError;
 use crate::gpu::GpuContext;
-#[cfg(not(target_arch = "wasm32"))]
 use crate::ops::cpu::profile::OpProfile;
 use crate::ops::cpu::{CpuExecutor, CpuTensors, HostTensor};
 use crate::ops::gpu::{GpuProgram, GpuWeights, PipelineCache};
@@ -62,9 +61,11 @@ impl WeightShapes for ShapeMap {
 #[allow(clippy::large_enum_variant)] // one per session
 pub enum Backend {
     /// Natively every weight is expanded to f32 once, when the session is made (`expanded`;
-    /// `weights` is then empty): re-expanding them per step was 44% of a UNet step. In the
-    /// page, where f32 copies of a model would not fit in 4 GiB, each run expands what it
-    /// needs from `weights`. `bytes`: the weights as stored.
+    /// `weights` is then empty): re-expanding them per step was 44% of a UNet step. Those
+    /// that graphs read only as linears' weights are then packed for the GEMM, at compile.
+    /// In the page, where f32 copies of a model would not fit in 4 GiB, each run packs
+    /// linear and conv weights straight from `weights` (`ops/cpu/stored.rs`) and expands
+    /// only the rest. `bytes`: the weights as stored.
     Cpu {
         weights: WeightStore,
         expanded: CpuTensors,

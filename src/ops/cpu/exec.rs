@@ -122,8 +122,9 @@ impl<'w> CpuExecutor<'w> {
         Self { weights, expanded: None, cache: HashMap::new(), keep_weights: true, profile: None }
     }
 
-    /// A backend that expands each weight to f32 only while a run needs it: a whole model
-    /// kept expanded next to its quantized store would not fit in wasm's 4 GiB.
+    /// A backend that keeps weights as stored: linears and convolutions pack theirs straight
+    /// from the blocks, and any other weight is expanded to f32 only while a run needs it
+    /// (a whole model kept expanded next to its quantized store would not fit in wasm's 4 GiB).
     pub fn streaming(weights: &'w WeightStore) -> Self {
         Self { weights, expanded: None, cache: HashMap::new(), keep_weights: false, profile: None }
     }
