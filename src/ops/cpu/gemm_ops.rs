@@ -27,34 +27,25 @@ fn bias_rows(bias: Option<&Tensor>, rows: usize, n: usize) -> Result<Vec<f32>> {
     }
 }
 
-/// In the page a B whose packing is more than a copy (a conv's im2col gathers, scalar
-/// there; a weight dequantized from its blocks) is packed once per panel and shared by
-/// the threads: the pool's workers are already running, and each thread packing all of B
-/// itself repeated that work on every thread. Natively the gathers are cheap and each
-/// round of threads is a spawn: every thread packing its own panel was faster (conv3x3
-/// 98-101 against 62-83 GFLOP/s, interleaved).
-const SHARE_COSTLY_B: bool = cfg!(target_arch = "wasm32");
+/// In the page a conv's im2col panel is packed once and shared by the threads: its gathers
+/// are scalar there, and the pool's workers are already running. Natively the gathers are
+/// cheap and each round of threads is a spawn: every thread packing its own panel was
+/// faster (conv3x3 98-101 against 62-83 GFLOP/s, interleaved).
+const SHARED_IM2COL: bool = cfg!(target_arch = "wasm32");
 
 /// x @ w^T + b for x [.., K], w [N, K], b [N].
 pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
     let (n, k) = w.dims2()?;
-    with_values(w, |w| linear_from(x, n, &BMatrix::NK { data: w, ld: k }, b, false))?
+    with_values(w, |w| linear_from(x, n, &BMatrix::NK { data: w, ld: k }, b))?
 }
 
 /// [`linear`] with the weight's `[N, K]` from any B source: packed once ahead (a native
-/// session's) or read from its stored bytes (the page's: `costly`, see [`SHARE_COSTLY_B`]).
-pub fn linear_from(x: &Tensor, n: usize, w: &(impl PackB + Sync), b: Option<&Tensor>, costly: bool) -> Result<Tensor> {
+/// session's) or read from its stored bytes (the page's).
+pub fn linear_from(x: &Tensor, n: usize, w: &(impl PackB + Sync), b: Option<&Tensor>) -> Result<Tensor> {
     let k = x.dims().last().copied().unwrap_or(1);
     let rows = x.elem_count() / k;
     let mut c = bias_rows(b, rows, n)?;
-    with_values(x, |x| {
-        let x = ARows { data: x, ld: k };
-        if costly && SHARE_COSTLY_B {
-            par_gemm_shared_b(rows, n, k, &x, w, &mut c, n)
-        } else {
-            par_gemm_from(rows, n, k, &x, w, &mut c, n)
-        }
-    })?;
+    with_values(x, |x| par_gemm_from(rows, n, k, &ARows { data: x, ld: k }, w, &mut c, n))?;
     let mut shape = x.dims().to_vec();
     *shape.last_mut().expect("x has a last axis") = n;
     Tensor::from_vec(c, shape, &Device::Cpu)
@@ -106,7 +97,7 @@ pub fn conv2d_from(x: &Tensor, [o, _, kh, kw]: [usize; 4], w: &impl PackA, b: Op
                 par_gemm_from(o, n, k, w, &BMatrix::KN { data: img, ld: n }, y, n);
             } else {
                 let cols = Im2col { x: img, h, w: wi, kh, kw, stride, top: pad[0], left: pad[2], wo };
-                if SHARE_COSTLY_B {
+                if SHARED_IM2COL {
                     par_gemm_shared_b(o, n, k, w, &cols, y, n);
                 } else {
                     par_gemm_from(o, n, k, w, &cols, y, n);
