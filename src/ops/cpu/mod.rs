@@ -28,7 +28,8 @@ pub fn attention_makes_whole_scores() -> bool {
 /// Whether the native CPU backend computes as the page does, bit for bit
 /// (`EASEL_CPU_ARITHMETIC=page`): our GEMM for linear layers and no fused multiply-adds.
 /// Tests that hold the CLI's images to the page's use it; by default natively the GEMM
-/// fuses (about twice the arithmetic per instruction) and linears use candle's matmul.
+/// fuses (about twice the arithmetic per instruction), and linears whose weights a session
+/// did not pack (`pack_session_linears`) use candle's matmul.
 pub fn page_arithmetic() -> bool {
     #[cfg(not(target_arch = "wasm32"))]
     {
