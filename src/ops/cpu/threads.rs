@@ -117,9 +117,25 @@ mod imp {
         }
     }
 
+    /// Polls of an atomic before a thread blocks on the pool's lock (some tens of
+    /// microseconds): a conv's rounds of the pool follow each other within microseconds,
+    /// and a Web Worker blocked in `Atomics.wait` takes far longer than that to wake.
+    const SPINS: u32 = 50_000;
+
+    /// `State::generation`, readable without the lock (what a spinning thread polls).
+    static POSTED: AtomicUsize = AtomicUsize::new(0);
+
+    /// Polls `ready` up to [`SPINS`] times; whether it came true.
+    fn spin_until(ready: impl Fn() -> bool) -> bool {
+        (0..SPINS).any(|_| {
+            std::hint::spin_loop();
+            ready()
+        })
+    }
+
     struct State {
         job: Option<Arc<Job>>,
-        generation: u64,
+        generation: usize,
         /// Threads the loops are split for: the engine's and the workers the page started.
         count: usize,
         busy: bool,
@@ -147,6 +163,7 @@ mod imp {
     pub fn serve() {
         let mut seen = 0;
         loop {
+            spin_until(|| POSTED.load(Ordering::Acquire) != seen);
             let job = {
                 let mut s = POOL.state.lock().expect("pool lock");
                 while s.generation == seen {
@@ -171,9 +188,11 @@ mod imp {
             s.busy = true;
             s.job = Some(job.clone());
             s.generation += 1;
+            POSTED.store(s.generation, Ordering::Release);
             POOL.posted.notify_all();
         }
         job.work();
+        spin_until(|| job.finished.load(Ordering::Acquire) >= tasks);
         let mut s = POOL.state.lock().expect("pool lock");
         while job.finished.load(Ordering::Acquire) < tasks {
             s = POOL.done.wait(s).expect("pool lock");
