@@ -177,8 +177,8 @@ impl<'w> CpuExecutor<'w> {
             let out = match (&node.op, weight) {
                 // Read from where the GEMM can pack it without an f32 tensor of it.
                 (Op::Weight { .. }, _) if direct.contains_key(&i) => Ok(Tensor::zeros(0, CDType::F32, &Device::Cpu)?),
-                (Op::Linear, Some(Direct::Packed(p))) => gemm_ops::linear_from(&args[0], p.n, &p.b, args.get(2)).map_err(OpError::from),
-                (Op::Linear, Some(Direct::Stored(w))) => gemm_ops::linear_from(&args[0], w.shape[0], &StoredRows::new(w), args.get(2)).map_err(OpError::from),
+                (Op::Linear, Some(Direct::Packed(p))) => gemm_ops::linear_from(&args[0], p.n, &p.b, args.get(2), false).map_err(OpError::from),
+                (Op::Linear, Some(Direct::Stored(w))) => gemm_ops::linear_from(&args[0], w.shape[0], &StoredRows::new(w), args.get(2), true).map_err(OpError::from),
                 (Op::Conv2d { stride, padding }, Some(Direct::Stored(w))) => {
                     let dims: [usize; 4] =
                         w.shape.as_slice().try_into().map_err(|_| OpError::Shape { node: node.label.clone(), message: format!("conv weight of shape {:?}", w.shape) })?;

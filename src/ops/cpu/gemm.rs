@@ -273,6 +273,41 @@ pub fn par_gemm_shared_b(m: usize, n: usize, k: usize, a: &impl PackA, b: &(impl
     }
 }
 
+/// [`par_gemm_from`] with C's columns shared among the threads instead of its rows, for a
+/// B whose packing costs more than A's (a weight dequantized from its blocks times a few
+/// rows of activations): split by rows, every thread would pack all of B. Each thread
+/// computes its columns of C apart, which are then copied in; the sums are the same and in
+/// the same order (K's blocks depend on K alone), so the bits are `gemm`'s.
+pub fn par_gemm_cols(m: usize, n: usize, k: usize, a: &impl PackA, b: &(impl PackB + Sync), c: &mut [f32], ldc: usize) {
+    let threads = super::threads::count().min(n / (4 * NR)).max(1);
+    if threads <= 1 || m == 0 || k == 0 {
+        return gemm_from(m, n, k, a, b, c, ldc);
+    }
+    let cols = n.div_ceil(threads).next_multiple_of(NR);
+    let c_read = &*c;
+    let blocks = super::threads::map(n.div_ceil(cols), |t| {
+        let (j0, w) = (t * cols, cols.min(n - t * cols));
+        let mut block: Vec<f32> = (0..m).flat_map(|i| c_read[i * ldc + j0..][..w].iter().copied()).collect();
+        gemm_from(m, w, k, a, &ColumnsFrom(b, j0), &mut block, w);
+        block
+    });
+    for (t, block) in blocks.iter().enumerate() {
+        let (j0, w) = (t * cols, cols.min(n - t * cols));
+        for (row, values) in c.chunks_mut(ldc).zip(block.chunks_exact(w)) {
+            row[j0..j0 + w].copy_from_slice(values);
+        }
+    }
+}
+
+/// The columns of `b` from `first` on: one thread's share of B.
+struct ColumnsFrom<'a, B>(&'a B, usize);
+
+impl<B: PackB> PackB for ColumnsFrom<'_, B> {
+    fn pack(&self, p0: usize, kc: usize, j0: usize, nc: usize, out: &mut [f32]) {
+        self.0.pack(p0, kc, self.1 + j0, nc, out)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -364,6 +399,20 @@ mod tests {
         let mut got = want.clone();
         gemm(m, n, k, &a, k, &kn, &mut want, n);
         par_gemm_shared_b(m, n, k, &ARows { data: &a, ld: k }, &kn, &mut got, n);
+        assert_eq!(got.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), want.iter().map(|x| x.to_bits()).collect::<Vec<_>>());
+    }
+
+    /// The column split: the same bits, and C's tail past each row (ldc > n) untouched.
+    #[test]
+    fn par_gemm_cols_gives_gemm_bits() {
+        let (m, n, k, ldc) = (13, 1100, 800, 1103);
+        let a = values(m * k, 8);
+        let b = values(n * k, 9);
+        let nk = BMatrix::NK { data: &b, ld: k };
+        let mut want = values(m * ldc, 10);
+        let mut got = want.clone();
+        gemm(m, n, k, &a, k, &nk, &mut want, ldc);
+        par_gemm_cols(m, n, k, &ARows { data: &a, ld: k }, &nk, &mut got, ldc);
         assert_eq!(got.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), want.iter().map(|x| x.to_bits()).collect::<Vec<_>>());
     }
 

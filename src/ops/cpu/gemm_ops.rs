@@ -4,7 +4,7 @@
 
 use candle_core::{bail, Device, Result, Storage, Tensor};
 
-use super::gemm::{gemm, par_gemm_from, par_gemm_shared_b, ARows, BMatrix, PackA, PackB};
+use super::gemm::{gemm, par_gemm_cols, par_gemm_from, par_gemm_shared_b, ARows, BMatrix, PackA, PackB};
 use super::im2col::Im2col;
 
 /// Runs `f` on the tensor's f32 values in row-major order, without a copy when it is
@@ -36,16 +36,26 @@ const SHARED_IM2COL: bool = cfg!(target_arch = "wasm32");
 /// x @ w^T + b for x [.., K], w [N, K], b [N].
 pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
     let (n, k) = w.dims2()?;
-    with_values(w, |w| linear_from(x, n, &BMatrix::NK { data: w, ld: k }, b))?
+    with_values(w, |w| linear_from(x, n, &BMatrix::NK { data: w, ld: k }, b, false))?
 }
 
 /// [`linear`] with the weight's `[N, K]` from any B source: packed once ahead (a native
-/// session's) or read from its stored bytes (the page's).
-pub fn linear_from(x: &Tensor, n: usize, w: &(impl PackB + Sync), b: Option<&Tensor>) -> Result<Tensor> {
+/// session's) or read from its stored bytes (the page's: `dequantized`).
+pub fn linear_from(x: &Tensor, n: usize, w: &(impl PackB + Sync), b: Option<&Tensor>, dequantized: bool) -> Result<Tensor> {
     let k = x.dims().last().copied().unwrap_or(1);
     let rows = x.elem_count() / k;
     let mut c = bias_rows(b, rows, n)?;
-    with_values(x, |x| par_gemm_from(rows, n, k, &ARows { data: x, ld: k }, w, &mut c, n))?;
+    with_values(x, |x| {
+        let x = ARows { data: x, ld: k };
+        // Split by rows, each thread packs all of B; by columns, all of A. A weight value
+        // dequantized into place costs a few times an activation copied, so columns pay
+        // unless the rows far outnumber them (the UNet's 64 to 256 tokens, CLIP's 77).
+        if dequantized && rows < 3 * n {
+            par_gemm_cols(rows, n, k, &x, w, &mut c, n)
+        } else {
+            par_gemm_from(rows, n, k, &x, w, &mut c, n)
+        }
+    })?;
     let mut shape = x.dims().to_vec();
     *shape.last_mut().expect("x has a last axis") = n;
     Tensor::from_vec(c, shape, &Device::Cpu)
