@@ -6,8 +6,6 @@ mod ceiling;
 mod suite;
 pub mod unet;
 
-use std::collections::HashMap;
-
 use serde::Serialize;
 
 pub use ceiling::copy_bandwidth;
@@ -15,7 +13,7 @@ pub use suite::{suite, BenchCase};
 
 use crate::error::OpError;
 use crate::gpu::{wait_idle, GpuContext};
-use crate::ops::cpu::{CpuExecutor, HostTensor};
+use crate::models::session::Session;
 use crate::ops::gpu::{GpuProgram, GpuWeights, PipelineCache};
 use crate::ops::Graph;
 use crate::platform::now_ms;
@@ -99,15 +97,18 @@ async fn time_gpu(ctx: &GpuContext, case: &BenchCase, runs: usize) -> Result<f64
     Ok(median(times))
 }
 
-fn time_cpu(case: &BenchCase, runs: usize) -> Result<f64, OpError> {
-    let mut g = Graph::new(&case.weights);
-    (case.build)(&mut g)?;
-    let mut exec = CpuExecutor::new(&case.weights);
-    let inputs: HashMap<String, HostTensor> = case.inputs.clone();
+/// The CPU rows run the op as a model's session does: natively on weights expanded once
+/// (linear weights packed once), in the page straight from the weights as stored.
+async fn time_cpu(case: &BenchCase, runs: usize) -> Result<f64, OpError> {
+    let mut session = Session::cpu(case.weights.clone());
+    let mut c = session.compile(|g| (case.build)(g)).await?;
+    for (name, value) in &case.inputs {
+        session.set_input(&mut c, name, value.clone())?;
+    }
     let mut times = Vec::new();
     for i in 0..=runs {
         let start = now_ms();
-        exec.run(&g, &inputs)?;
+        session.run(&c).await?;
         if i > 0 {
             times.push(now_ms() - start);
         }
@@ -137,7 +138,7 @@ pub async fn bench_ops(ctx: Option<&GpuContext>, options: &BenchOptions, mut on_
             }
         }
         if options.cpu {
-            let r = row(&case, "cpu", time_cpu(&case, options.runs));
+            let r = row(&case, "cpu", time_cpu(&case, options.runs).await);
             on_row(&r);
             rows.push(r);
         }
