@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use candle_core::{DType as CDType, Device, Tensor, D};
 
 use super::profile::OpProfile;
-use super::resident::{weights_read_only_as, CpuTensors};
+use super::resident::{linear_only_weights, weights_read_only_as, CpuTensors};
 use super::stored::StoredRows;
 use super::{attention, elementwise, gemm_ops, nn};
 use crate::error::OpError;
@@ -221,22 +221,19 @@ impl<'w> CpuExecutor<'w> {
     /// read only by linears and convolutions, packed straight from its stored bytes.
     fn direct_weights(&self, graph: &Graph) -> HashMap<usize, Direct<'w>> {
         let (expanded, store): (Option<&'w CpuTensors>, &'w WeightStore) = (self.expanded, self.weights);
-        let index: HashMap<&str, usize> =
-            graph.nodes.iter().enumerate().filter_map(|(i, n)| if let Op::Weight { name } = &n.op { Some((name.as_str(), i)) } else { None }).collect();
-        let by_name = |name: &str| index.get(name).copied();
         let mut direct = HashMap::new();
         if let Some(e) = expanded {
-            for name in weights_read_only_as(graph, |op, slot| matches!(op, Op::Linear) && slot == 1) {
-                if let (Some(p), Some(i)) = (e.packed(&name), by_name(&name)) {
+            for (i, name) in linear_only_weights(graph) {
+                if let Some(p) = e.packed(name) {
                     direct.insert(i, Direct::Packed(p));
                 }
             }
         }
         if !self.keep_weights {
             let conv = gemm_conv();
-            for name in weights_read_only_as(graph, |op, slot| slot == 1 && (matches!(op, Op::Linear) || conv && matches!(op, Op::Conv2d { .. }))) {
-                let held = expanded.is_some_and(|e| e.holds(&name));
-                if let (false, Ok(w), Some(i)) = (held, store.get(&name), by_name(&name)) {
+            for (i, name) in weights_read_only_as(graph, |op, slot| slot == 1 && (matches!(op, Op::Linear) || conv && matches!(op, Op::Conv2d { .. }))) {
+                let held = expanded.is_some_and(|e| e.holds(name));
+                if let (false, Ok(w)) = (held, store.get(name)) {
                     direct.entry(i).or_insert(Direct::Stored(w));
                 }
             }

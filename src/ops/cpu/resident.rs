@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use candle_core::{Device, Tensor};
 
 use super::gemm::{BMatrix, PackedB};
+use super::gemm_ops::with_values;
 use crate::ops::graph::{Graph, Op};
 use crate::ops::weights::WeightStore;
 
@@ -83,24 +84,24 @@ impl CpuTensors {
     /// Packs every weight that `graph` reads only as a linear's weight (as soon as a graph
     /// is compiled, so the first step does not pay for it).
     pub fn pack_linears(&mut self, graph: &Graph) {
-        for name in linear_only_weights(graph) {
-            let Some(t) = self.dense.get(&name) else { continue };
+        for (_, name) in linear_only_weights(graph) {
+            let Some(t) = self.dense.get(name) else { continue };
             let Ok((n, k)) = t.dims2() else { continue };
-            let Ok(values) = t.flatten_all().and_then(|t| t.to_vec1::<f32>()) else { continue };
-            let b = PackedB::new(k, n, &BMatrix::NK { data: &values, ld: k });
-            self.dense.remove(&name);
-            self.linear.insert(name, PackedLinear { b, n, k });
+            let Ok(b) = with_values(t, |w| PackedB::new(k, n, &BMatrix::NK { data: w, ld: k })) else { continue };
+            self.dense.remove(name);
+            self.linear.insert(name.to_string(), PackedLinear { b, n, k });
         }
     }
 }
 
-/// Weights whose every reader in `graph` is a Linear taking them as its weight.
-pub(super) fn linear_only_weights(graph: &Graph) -> Vec<String> {
+/// Weights (node index, name) whose every reader in `graph` is a Linear taking them as
+/// its weight.
+pub(super) fn linear_only_weights<'g>(graph: &'g Graph) -> Vec<(usize, &'g str)> {
     weights_read_only_as(graph, |op, slot| matches!(op, Op::Linear) && slot == 1)
 }
 
-/// Names of the Weight nodes of `graph` whose every reader passes `ok(op, input slot)`.
-pub(super) fn weights_read_only_as(graph: &Graph, ok: impl Fn(&Op, usize) -> bool) -> Vec<String> {
+/// The Weight nodes of `graph` (index, name) whose every reader passes `ok(op, input slot)`.
+pub(super) fn weights_read_only_as<'g>(graph: &'g Graph, ok: impl Fn(&Op, usize) -> bool) -> Vec<(usize, &'g str)> {
     let mut only = vec![true; graph.nodes.len()];
     let mut read = vec![false; graph.nodes.len()];
     for node in &graph.nodes {
@@ -113,9 +114,9 @@ pub(super) fn weights_read_only_as(graph: &Graph, ok: impl Fn(&Op, usize) -> boo
         .nodes
         .iter()
         .enumerate()
-        .filter(|&(i, n)| only[i] && read[i] && !graph.outputs.iter().any(|o| o.0 == i) && matches!(n.op, Op::Weight { .. }))
-        .filter_map(|(_, n)| match &n.op {
-            Op::Weight { name } => Some(name.clone()),
+        .filter(|&(i, _)| only[i] && read[i] && !graph.outputs.iter().any(|o| o.0 == i))
+        .filter_map(|(i, n)| match &n.op {
+            Op::Weight { name } => Some((i, name.as_str())),
             _ => None,
         })
         .collect()
