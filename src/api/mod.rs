@@ -15,6 +15,7 @@ mod vq;
 
 use crate::gpu::{self, GpuContext, GpuOptions};
 use crate::ops::{choose_backend, BackendChoice, BackendPreference};
+use crate::weights::stream::Check;
 
 /// Installs the panic hook so a Rust panic shows up in the console with its message.
 #[wasm_bindgen(start)]
@@ -189,11 +190,24 @@ impl Engine {
     }
 
     /// Adds shard `index` (shards in order): straight into GPU buffers on the GPU backend.
+    /// Its size and sha256 are checked against the manifest.
     #[wasm_bindgen(js_name = addShard)]
     pub fn add_shard(&mut self, index: usize, bytes: &[u8]) -> Result<(), JsError> {
+        self.add_shard_checked(index, bytes, Check::Sha256)
+    }
+
+    /// `addShard` for a shard whose sha256 the caller has just checked against the manifest
+    /// (loader.js does, with WebCrypto, before it hands a shard over): only its size is
+    /// checked here. Hashing in wasm again took a third of the time from cache to ready.
+    #[wasm_bindgen(js_name = addVerifiedShard)]
+    pub fn add_verified_shard(&mut self, index: usize, bytes: &[u8]) -> Result<(), JsError> {
+        self.add_shard_checked(index, bytes, Check::SizeOnly)
+    }
+
+    fn add_shard_checked(&mut self, index: usize, bytes: &[u8], check: Check) -> Result<(), JsError> {
         let result = match self.loading.as_mut().ok_or_else(|| JsError::new("call beginModel first"))? {
-            Loading::Gpu(s) => s.add_shard(self.gpu.as_ref().expect("GPU loading has a GPU"), index, bytes),
-            Loading::Cpu(s) => s.add_shard(index, bytes),
+            Loading::Gpu(s) => s.add_shard(self.gpu.as_ref().expect("GPU loading has a GPU"), index, bytes, check),
+            Loading::Cpu(s) => s.add_shard(index, bytes, check),
         };
         result.map_err(|e| JsError::new(&e.to_string()))
     }

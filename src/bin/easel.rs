@@ -18,6 +18,10 @@ mod generate;
 mod bench_unet;
 
 #[cfg(not(target_arch = "wasm32"))]
+#[path = "easel_cli/bench_load.rs"]
+mod bench_load;
+
+#[cfg(not(target_arch = "wasm32"))]
 #[path = "easel_cli/vqgan.rs"]
 mod vqgan;
 
@@ -140,6 +144,23 @@ mod cli {
             #[arg(long)]
             profile: bool,
         },
+        /// Seconds per GB from a model folder to a ready generator, on full-size SD-Turbo with
+        /// random weights (written into --out first if it is not there). The page's time from
+        /// Cache Storage to ready: `node scripts/bench/run-browser.mjs --load`.
+        Load {
+            /// The model folder (written once; the browser bench serves it from here).
+            #[arg(long, default_value = "www/bench-models/sd-turbo-q8_0")]
+            out: std::path::PathBuf,
+            /// Storage of linear/conv weights when writing: f32, f16, q8_0 or q4_0.
+            #[arg(long, default_value = "q8_0")]
+            quant: String,
+            /// gpu, cpu or auto.
+            #[arg(long, default_value = "auto")]
+            backend: String,
+            /// The CLIP tokenizer files to ship with the model (every SD 2.x repository has them).
+            #[arg(long, default_value = "www/models/emoji-sd/tokenizer")]
+            tokenizer: std::path::PathBuf,
+        },
     }
 
     /// Mesa's Vulkan drivers print "error: XDG_RUNTIME_DIR is invalid or not set" at every
@@ -165,6 +186,15 @@ mod cli {
         ensure_runtime_dir();
         if let Command::Convert { source, out, quant, shard_mb, taesd } = &cli.command {
             return convert(source, taesd.as_deref(), out, quant, *shard_mb);
+        }
+        if let Command::Bench { what: BenchWhat::Load { out, quant, backend, tokenizer } } = &cli.command {
+            return match pollster::block_on(super::bench_load::run(out, quant, backend, tokenizer)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            };
         }
         let result = match cli.command {
             Command::Generate(args) => pollster::block_on(generate::run(*args)).map_err(|e| e.to_string()),

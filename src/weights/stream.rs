@@ -2,11 +2,27 @@
 //! each arriving shard is checked and its parts written to the tensors' buffers, so a
 //! model never sits whole in (wasm) memory.
 
-use super::manifest::{sha256_hex, Manifest};
+use super::manifest::{sha256_hex, Manifest, ShardEntry};
 use crate::error::{OpError, WeightsError};
 use crate::gpu::GpuContext;
 use crate::ops::gpu::GpuWeights;
 use crate::ops::{HostWeight, WeightStore};
+
+/// What a stream checks of an arriving shard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Check {
+    /// Size and sha256 against the manifest.
+    Sha256,
+    /// Size only: the caller has checked the sha256 itself (the page's loader does, with
+    /// WebCrypto, off the engine's thread), so hashing again here would only add time.
+    SizeOnly,
+}
+
+impl Check {
+    fn passes(self, entry: &ShardEntry, bytes: &[u8]) -> bool {
+        bytes.len() as u64 == entry.size && (self == Check::SizeOnly || sha256_hex(bytes) == entry.sha256)
+    }
+}
 
 /// A model being loaded onto the GPU.
 pub struct ModelStream {
@@ -29,12 +45,12 @@ impl ModelStream {
     }
 
     /// Writes shard `index` (shards must come in order: tensors span consecutive shards).
-    pub fn add_shard(&mut self, ctx: &GpuContext, index: usize, bytes: &[u8]) -> Result<(), WeightsError> {
+    pub fn add_shard(&mut self, ctx: &GpuContext, index: usize, bytes: &[u8], check: Check) -> Result<(), WeightsError> {
         let entry = self.manifest.shards.get(index).ok_or_else(|| WeightsError::Manifest(format!("there is no shard {index}")))?;
         if index != self.next_shard {
             return Err(WeightsError::Shard { file: entry.file.clone(), message: format!("arrived out of order (expected shard {})", self.next_shard) });
         }
-        if bytes.len() as u64 != entry.size || sha256_hex(bytes) != entry.sha256 {
+        if !check.passes(entry, bytes) {
             return Err(WeightsError::Shard { file: entry.file.clone(), message: "size or sha256 mismatch: the shard is corrupt".into() });
         }
         for t in &self.manifest.tensors {
@@ -70,10 +86,10 @@ impl HostModelStream {
         Self { manifest, pending, next_shard: 0 }
     }
 
-    /// Adds shard `index` (in order), checking its size and sha256.
-    pub fn add_shard(&mut self, index: usize, bytes: &[u8]) -> Result<(), WeightsError> {
+    /// Adds shard `index` (in order), checking its size and, unless told it was checked, its sha256.
+    pub fn add_shard(&mut self, index: usize, bytes: &[u8], check: Check) -> Result<(), WeightsError> {
         let entry = self.manifest.shards.get(index).ok_or_else(|| WeightsError::Manifest(format!("there is no shard {index}")))?;
-        if index != self.next_shard || bytes.len() as u64 != entry.size || sha256_hex(bytes) != entry.sha256 {
+        if index != self.next_shard || !check.passes(entry, bytes) {
             return Err(WeightsError::Shard { file: entry.file.clone(), message: "out of order, or size or sha256 mismatch".into() });
         }
         for (t, buf) in self.manifest.tensors.iter().zip(&mut self.pending) {
@@ -92,5 +108,41 @@ impl HostModelStream {
             store.insert_raw(&t.name, HostWeight { shape: t.shape.clone(), storage: t.storage, bytes }).map_err(op)?;
         }
         Ok((self.manifest, store))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::weights::manifest::tests::manifest;
+
+    fn load(shards: &[Vec<u8>], check: Check) -> Result<WeightStore, WeightsError> {
+        let (m, _) = manifest();
+        let mut s = HostModelStream::begin(m);
+        for (i, bytes) in shards.iter().enumerate() {
+            s.add_shard(i, bytes, check)?;
+        }
+        Ok(s.finish()?.1)
+    }
+
+    #[test]
+    fn a_shard_is_checked_by_sha256_unless_the_caller_checked_it() {
+        let (_, shards) = manifest();
+        let big = |store: WeightStore| store.get("big").unwrap().bytes.clone();
+        assert_eq!(big(load(&shards, Check::Sha256).unwrap()), [vec![2; 24], shards[1].clone()].concat());
+        // One byte changed, the size kept: only the sha256 tells.
+        let mut damaged = shards.clone();
+        damaged[1][5] ^= 1;
+        let e = load(&damaged, Check::Sha256).unwrap_err().to_string();
+        assert!(e.contains("shard-00001.bin") && e.contains("sha256"), "{e}");
+        // The caller vouches for the sha256: the bytes are taken as they are.
+        assert_eq!(big(load(&damaged, Check::SizeOnly).unwrap())[24 + 5], 2 ^ 1);
+        // A wrong size is refused either way.
+        let mut short = shards.clone();
+        short[1].pop();
+        for check in [Check::Sha256, Check::SizeOnly] {
+            let e = load(&short, check).unwrap_err().to_string();
+            assert!(e.contains("shard-00001.bin"), "{check:?}: {e}");
+        }
     }
 }

@@ -114,6 +114,40 @@ test('a converted model loads with progress, then from the cache with no shard f
   }
 });
 
+test('a cached shard damaged on disk is refused by name, dropped, and fetched again on the next load', async () => {
+  // The loader's sha256 on reading a shard back is the only check of a cached shard: the
+  // engine takes it with addVerifiedShard, checking only its size.
+  hits.clear();
+  fault = null;
+  const context = await browser.newContext();
+  try {
+    const page = await harness(context);
+    assert.ok((await load(page)).ok);
+    const bad = manifest.shards[1].file;
+    // Same length, one byte flipped: only the sha256 can tell.
+    await page.evaluate(async (u) => {
+      const cache = await caches.open('easel-models-v1');
+      const bytes = new Uint8Array(await (await cache.match(u)).arrayBuffer());
+      bytes[bytes.length >> 1] ^= 0x40;
+      await cache.put(u, new Response(bytes, { headers: { 'content-length': String(bytes.length) } }));
+    }, url + MODEL.slice(1) + bad);
+    hits.clear();
+    const damaged = await load(page);
+    assert.equal(damaged.ok, false);
+    assert.equal(damaged.error, `cached shard ${bad} was damaged and has been removed; reload to fetch it again.`);
+    assert.equal(shardHits(), 0, 'finding the damage fetches nothing');
+    const cached = await page.evaluate(async () => (await (await caches.open('easel-models-v1')).keys()).map((r) => r.url));
+    assert.ok(!cached.some((u) => u.endsWith(bad)), 'the damaged shard must be dropped from the cache');
+
+    hits.clear();
+    const again = await load(page);
+    assert.ok(again.ok, again.error);
+    assert.deepEqual([...hits.keys()].filter((p) => p.includes('shard-')), [MODEL + bad], 'only the dropped shard is fetched again');
+  } finally {
+    await context.close();
+  }
+});
+
 test('a corrupt shard is fetched twice, refused by name, and never cached', async () => {
   hits.clear();
   const bad = manifest.shards[1].file;
