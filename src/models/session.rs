@@ -193,9 +193,10 @@ impl Session {
         build(&mut graph)?;
         let graph = graph.detach();
         let program = match &mut self.backend {
-            Backend::Cpu { expanded, .. } => {
+            Backend::Cpu { weights, expanded, .. } => {
                 if crate::ops::cpu::pack_session_linears() {
                     expanded.pack_linears(&graph);
+                    expanded.pack_stored_linears(&graph, weights);
                 }
                 None
             }

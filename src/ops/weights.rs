@@ -84,6 +84,11 @@ impl WeightStore {
         self.tensors.get(name).ok_or_else(|| OpError::MissingWeight { name: name.into() })
     }
 
+    /// Takes tensor `name` out of the store (a session that keeps it in another form).
+    pub fn remove(&mut self, name: &str) -> Option<HostWeight> {
+        self.tensors.remove(name)
+    }
+
     /// Names of all tensors, sorted.
     pub fn names(&self) -> Vec<&str> {
         let mut v: Vec<&str> = self.tensors.keys().map(String::as_str).collect();

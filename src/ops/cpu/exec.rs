@@ -40,9 +40,11 @@ fn threaded_elementwise() -> bool {
     true
 }
 
-/// Linear layers: our GEMM in the page. Natively a session's linear weights are packed for
-/// it once (`CpuTensors::pack_linears`); a linear whose weight is not packed uses candle's
-/// matmul unless EASEL_CPU_LINEAR=gemm (or the page's arithmetic, `super::page_arithmetic`)
+/// Linear layers: our GEMM in the page. A session packs its linear weights for it once,
+/// when a graph is compiled: natively all of them (`CpuTensors::pack_linears`), in the page
+/// those stored as f32 (`CpuTensors::pack_stored_linears`; the others are unpacked from
+/// their blocks at each call). Natively a linear whose weight is not packed uses candle's
+/// matmul unless EASEL_CPU_LINEAR=gemm (or the page's arithmetic, `super::page_arithmetic`),
 /// and EASEL_CPU_LINEAR=candle packs none, to compare.
 pub fn pack_session_linears() -> bool {
     #[cfg(not(target_arch = "wasm32"))]
@@ -51,7 +53,7 @@ pub fn pack_session_linears() -> bool {
         *CHOICE.get_or_init(|| std::env::var("EASEL_CPU_LINEAR").map_or(true, |v| v != "candle"))
     }
     #[cfg(target_arch = "wasm32")]
-    false
+    true
 }
 
 fn gemm_linear() -> bool {

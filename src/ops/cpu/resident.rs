@@ -1,5 +1,6 @@
-//! A native CPU session's weights, held in the form the CPU computes with: f32 tensors,
-//! and linear weights packed once as the GEMM's B panels (packing an `[N, K]` weight at
+//! A CPU session's weights, held in the form the CPU computes with: f32 tensors (native),
+//! and linear weights packed once as the GEMM's B panels (native; in the page, those stored
+//! as f32) (packing an `[N, K]` weight at
 //! every call cost more than candle's matmul saved; packed once, our GEMM with fused
 //! multiply-adds is the faster of the two).
 
@@ -11,6 +12,7 @@ use super::gemm::{BMatrix, PackedB};
 use super::gemm_ops::with_values;
 use crate::ops::graph::{Graph, Op};
 use crate::ops::weights::WeightStore;
+use crate::ops::StorageType;
 
 /// A linear weight `[N, K]` packed for the GEMM.
 pub struct PackedLinear {
@@ -78,6 +80,24 @@ impl CpuTensors {
                 Ok(true)
             }
             None => Ok(false),
+        }
+    }
+
+    /// The page's counterpart of `pack_linears`, for a session that reads its store as it
+    /// runs: every weight stored as f32 that `graph` reads only as a linear's weight leaves
+    /// the store packed (the same bytes, in panels). Packing one at every call cost as much
+    /// as the product at CLIP's 77 tokens. Block formats stay in the store and are unpacked
+    /// into the panels per call: packed once they would take 4-8x their stored memory.
+    pub fn pack_stored_linears(&mut self, graph: &Graph, store: &mut WeightStore) {
+        for (_, name) in linear_only_weights(graph) {
+            let packable = store.get(name).is_ok_and(|w| w.storage == StorageType::F32 && w.shape.len() == 2);
+            if !packable || self.holds(name) {
+                continue;
+            }
+            let w = store.remove(name).expect("checked above");
+            let (n, k) = (w.shape[0], w.shape[1]);
+            let b = PackedB::new(k, n, &BMatrix::NK { data: &w.to_f32(), ld: k });
+            self.linear.insert(name.to_string(), PackedLinear { b, n, k });
         }
     }
 
@@ -173,5 +193,37 @@ mod tests {
         assert!(packed.set("proj.weight", &[530, 400], new.clone()).unwrap());
         assert!(packed.packed("proj.weight").is_some());
         assert_eq!(packed.get("proj.weight").unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap(), new);
+    }
+
+    #[test]
+    fn f32_weights_read_only_by_linears_leave_a_streaming_store_packed_with_the_same_bits() {
+        // As in the page: a q8_0 linear weight, an f32 one (two K blocks, a partial NR
+        // strip), and an f32 one also read by a matmul.
+        let mut store = WeightStore::new();
+        store.insert("q.weight", &[400, 96], StorageType::Q8_0, &values(400 * 96, 1)).unwrap();
+        store.insert_f32("proj.weight", &[530, 400], &values(530 * 400, 2)).unwrap();
+        store.insert_f32("shared.weight", &[530, 530], &values(530 * 530, 3)).unwrap();
+        let mut g = Graph::new(&store);
+        let x = g.input("x", &[77, 96]);
+        let (q, proj, shared) = (g.weight("q.weight").unwrap(), g.weight("proj.weight").unwrap(), g.weight("shared.weight").unwrap());
+        let y = g.linear(x, q, None).unwrap();
+        let y = g.linear(y, proj, None).unwrap();
+        let y = g.linear(y, shared, None).unwrap();
+        let y = g.matmul(y, shared, true).unwrap();
+        g.output(y);
+        let inputs = std::collections::HashMap::from([("x".to_string(), HostTensor::F32(values(77 * 96, 4)))]);
+        // Before: every weight read from the store, packed at each call.
+        let want = CpuExecutor::streaming(&store).run(&g, &inputs).unwrap();
+
+        let mut packed = CpuTensors::new();
+        let mut left = store.clone();
+        packed.pack_stored_linears(&g, &mut left);
+        assert!(packed.packed("proj.weight").is_some() && left.get("proj.weight").is_err(), "f32, read only by linears: packed, and out of the store");
+        assert!(packed.packed("q.weight").is_none() && left.get("q.weight").is_ok(), "q8_0 stays stored");
+        assert!(!packed.holds("shared.weight") && left.get("shared.weight").is_ok(), "also read by a matmul: stays stored");
+        assert_eq!(bits(&packed.get("proj.weight").unwrap()), store.get("proj.weight").unwrap().to_f32().iter().map(|v| v.to_bits()).collect::<Vec<_>>());
+        // Packed once or at each call, the panels and the order of the sums are the same.
+        let got = CpuExecutor::streaming(&left).with_expanded(&packed).run(&g, &inputs).unwrap();
+        assert_eq!(got, want);
     }
 }
