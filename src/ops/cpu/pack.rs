@@ -46,21 +46,8 @@ impl PackB for BMatrix<'_> {
                     }
                 }
             }
-            Self::NK { data, ld } => {
-                for (s, strip) in out.chunks_exact_mut(kc * NR).enumerate() {
-                    let js = j0 + s * NR;
-                    let w = NR.min(j0 + nc - js);
-                    for jj in 0..w {
-                        let col = &data[(js + jj) * ld + p0..][..kc];
-                        for (row, &v) in strip.chunks_exact_mut(NR).zip(col) {
-                            row[jj] = v;
-                        }
-                    }
-                    if w < NR {
-                        strip.chunks_exact_mut(NR).for_each(|row| row[w..].fill(0.0));
-                    }
-                }
-            }
+            // B's columns are rows here: strips NR of them wide, as A's are MR rows tall.
+            Self::NK { data, ld } => pack_strips::<NR>(nc, kc, out, |j, line| line.copy_from_slice(&data[(j0 + j) * ld + p0..][..kc])),
         }
     }
 }
