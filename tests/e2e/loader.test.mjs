@@ -20,6 +20,7 @@ let url;
 let browser;
 const hits = new Map(); // path -> request count
 let fault = null; // (path, req, res) -> boolean
+let blockReaders = false; // serve no shard-reader.js (a site that blocks the workers)
 
 before(async () => {
   modelDir = mkdtempSync(join(tmpdir(), 'easel-loader-'));
@@ -34,6 +35,11 @@ before(async () => {
     root: ROOT,
     port: 0,
     onRequest: async (req, res, path) => {
+      if (path === '/www/shard-reader.js' && blockReaders) {
+        res.writeHead(404);
+        res.end();
+        return true;
+      }
       if (!path.startsWith(MODEL)) return false;
       hits.set(path, (hits.get(path) ?? 0) + 1);
       if (fault && fault(path, req, res)) return true;
@@ -144,6 +150,25 @@ test('a cached shard damaged on disk is refused by name, dropped, and fetched ag
     assert.ok(again.ok, again.error);
     assert.deepEqual([...hits.keys()].filter((p) => p.includes('shard-')), [MODEL + bad], 'only the dropped shard is fetched again');
   } finally {
+    await context.close();
+  }
+});
+
+test('where the shard reader workers cannot start, cached shards are read and verified on the calling thread', async () => {
+  hits.clear();
+  fault = null;
+  blockReaders = true;
+  const context = await browser.newContext();
+  try {
+    const page = await harness(context);
+    const errors = [];
+    page.on('pageerror', (e) => errors.push(e.message));
+    const first = await load(page);
+    assert.ok(first.ok, first.error);
+    assert.equal(first.digest, manifest.shards[0].sha256);
+    assert.deepEqual(errors, []);
+  } finally {
+    blockReaders = false;
     await context.close();
   }
 });

@@ -81,6 +81,9 @@ test("README's JavaScript example, pasted into a project that installed the tarb
     // Served cross-origin isolated, the package runs its threaded build, and its threads.
     assert.ok(paths.some((p) => p.endsWith('/easel-web/pkg/threads/easel_bg.wasm')), 'the threaded engine was loaded');
     assert.ok(paths.some((p) => p.endsWith('/easel-web/www/engine-thread.js')), 'a CPU thread worker was started');
+    // Shards are read back from the cache by the package's reader workers (without the file
+    // the loader would fall back, slower, to reading them on the engine's thread).
+    assert.ok(paths.some((p) => p.endsWith('/easel-web/www/shard-reader.js')), 'a shard reader worker was started');
     assert.deepEqual(errors, []);
   } finally {
     await browser.close();
