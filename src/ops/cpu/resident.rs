@@ -1,8 +1,7 @@
-//! A CPU session's weights, held in the form the CPU computes with: f32 tensors (native),
-//! and linear weights packed once as the GEMM's B panels (native; in the page, those stored
-//! as f32) (packing an `[N, K]` weight at
+//! A CPU session's weights, held in the form the CPU computes with: natively f32 tensors,
+//! and linear weights packed once as the GEMM's B panels (packing an `[N, K]` weight at
 //! every call cost more than candle's matmul saved; packed once, our GEMM with fused
-//! multiply-adds is the faster of the two).
+//! multiply-adds is the faster of the two). In the page, linear weights stored as f32.
 
 use std::collections::HashMap;
 
