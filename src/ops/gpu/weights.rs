@@ -79,42 +79,53 @@ impl GpuWeight {
 
     /// Appends the next bytes of the tensor (source storage layout, any split points).
     fn write(&mut self, ctx: &GpuContext, name: &str, bytes: &[u8]) -> Result<(), OpError> {
-        self.carry.extend_from_slice(bytes);
+        // Straight from `bytes` unless part of a unit was carried over from the last call
+        // (a tensor's part usually arrives whole: copying every shard's bytes into the carry
+        // and out again doubled the host-side work of loading a model onto the GPU).
+        let joined: Vec<u8>;
+        let mut data = bytes;
+        if !self.carry.is_empty() {
+            self.carry.extend_from_slice(bytes);
+            joined = std::mem::take(&mut self.carry);
+            data = &joined;
+        }
         let unit_bytes = self.source.byte_len(if self.source.is_quantized() { BLOCK } else { 1 });
         loop {
             let Some(chunk) = self.chunks.iter().find(|c| self.written < c.rows.end * self.units_per_row) else {
-                if !self.carry.is_empty() {
-                    return Err(OpError::BadWeight { name: name.into(), message: format!("{} bytes more than its shape holds", self.carry.len()) });
+                if !data.is_empty() {
+                    return Err(OpError::BadWeight { name: name.into(), message: format!("{} bytes more than its shape holds", data.len()) });
                 }
                 return Ok(());
             };
             let local = self.written - chunk.rows.start * self.units_per_row;
             let room = chunk.rows.len() * self.units_per_row - local;
-            let mut n = (self.carry.len() / unit_bytes).min(room);
+            let mut n = (data.len() / unit_bytes).min(room);
             // Scales pair two blocks per word, f16 values two per word: keep an odd one
             // back unless the chunk ends.
             if (self.source.is_quantized() || self.storage == StorageType::F16) && n < room && n % 2 == 1 {
                 n -= 1;
             }
             if n == 0 {
+                self.carry = data.to_vec();
                 return Ok(());
             }
-            let piece: Vec<u8> = self.carry.drain(..n * unit_bytes).collect();
+            let (piece, rest) = data.split_at(n * unit_bytes);
             match self.source {
-                StorageType::F32 => ctx.queue.write_buffer(&chunk.values, 4 * local as u64, &piece),
-                StorageType::F16 if self.storage == StorageType::F16 => ctx.queue.write_buffer(&chunk.values, 2 * local as u64, &piece),
+                StorageType::F32 => ctx.queue.write_buffer(&chunk.values, 4 * local as u64, piece),
+                StorageType::F16 if self.storage == StorageType::F16 => ctx.queue.write_buffer(&chunk.values, 2 * local as u64, piece),
                 StorageType::F16 => {
-                    let wide = quant::dequantize(StorageType::F16, &piece);
+                    let wide = quant::dequantize(StorageType::F16, piece);
                     ctx.queue.write_buffer(&chunk.values, 4 * local as u64, bytemuck::cast_slice(&wide));
                 }
                 q => {
-                    let packed = quant::pack_for_gpu(q, &piece);
+                    let packed = quant::pack_for_gpu(q, piece);
                     let words_per_block = packed.qs.len() / n;
                     ctx.queue.write_buffer(&chunk.values, (4 * words_per_block * local) as u64, bytemuck::cast_slice(&packed.qs));
                     let scales = chunk.scales.as_ref().expect("quantized chunks have scales");
                     ctx.queue.write_buffer(scales, (4 * (local / 2)) as u64, bytemuck::cast_slice(&packed.scales));
                 }
             }
+            data = rest;
             self.written += n;
         }
     }
