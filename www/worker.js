@@ -134,13 +134,13 @@ let loading = 0; // model loads in progress
 let modelLoaded = false;
 let loadedName = null;
 
+/** Shards read back from the cache ahead of the engine (each up to 32 MiB held meanwhile). */
+const READ_AHEAD = 3;
+
 /**
  * Gets a model with `open(onProgress, signal, check)` (download, Hub-mode conversion, or the
  * cache) and hands it to the engine shard by shard. Resolves to the model's description.
  */
-/** Shards read back from the cache ahead of the engine (each up to 32 MiB held meanwhile). */
-const READ_AHEAD = 3;
-
 async function loadIntoEngine(open, onProgress, signal) {
   let last = null;
   // The fit check runs on the manifest, before any shard is downloaded; what the weights
