@@ -4,7 +4,7 @@
 
 mod common;
 
-use easel::gpu::{GpuContext, GpuOptions, KernelChoice};
+use easel::gpu::{GpuContext, GpuOptions, KernelChoice, Precision};
 
 fn context_with(kernels: KernelChoice) -> GpuContext {
     pollster::block_on(GpuContext::new(&GpuOptions { kernels, ..Default::default() })).expect("a Vulkan adapter (install mesa-vulkan-drivers)")
@@ -37,13 +37,56 @@ fn tiled_linear_and_conv_kernels_match_cpu() {
     check_on(&ctx, cases);
 }
 
+fn fast_context(kernels: KernelChoice) -> GpuContext {
+    pollster::block_on(GpuContext::new(&GpuOptions { kernels, precision: Precision::Fast, ..Default::default() })).expect("a Vulkan adapter (install mesa-vulkan-drivers)")
+}
+
+/// The fast precision's Q8_0 linears run on int8 dot products (`dot4I8Packed`) with both
+/// kernel sets, and compute what the same arithmetic gives on the CPU.
+#[test]
+fn fast_precision_int8_linears_match_their_cpu_twin() {
+    for kernels in [KernelChoice::Simple, KernelChoice::Tiled] {
+        let ctx = fast_context(kernels);
+        assert!(ctx.fast_arithmetic().int8_dot, "naga implements dot4I8Packed: {}", ctx.report.summary());
+        let failures = pollster::block_on(common::cases_fast::run_int8_cases(&ctx));
+        assert!(failures.is_empty(), "{kernels:?}: {} failed:\n{}", failures.len(), failures.join("\n"));
+    }
+}
+
+/// The fast precision's f16 tiles (lavapipe has `shader-f16`) on every linear and conv
+/// case, within f16's rounding of the CPU's f32.
+#[test]
+fn fast_precision_f16_tiles_match_cpu_within_f16_rounding() {
+    let ctx = fast_context(KernelChoice::Tiled);
+    assert!(ctx.report.shader_f16, "lavapipe offers shader-f16: {}", ctx.report.summary());
+    assert!(ctx.fast_arithmetic().f16_tiles);
+    assert_eq!(ctx.report.precision, "fast (int8 dot, f16 tiles)");
+    check_on(&ctx, common::cases_fast::f16_tile_cases());
+}
+
+/// Exact unless asked; f16 tiles only with the tiled kernels (the simple ones stay f32).
+#[test]
+fn precision_is_exact_unless_fast_is_asked_for() {
+    let exact = context_with(KernelChoice::Tiled);
+    assert_eq!(exact.fast_arithmetic(), Default::default());
+    assert_eq!(exact.report.precision, "exact");
+    assert!(exact.report.summary().ends_with("tiled kernels, exact precision"), "{}", exact.report.summary());
+    let simple = fast_context(KernelChoice::Simple);
+    assert!(simple.fast_arithmetic().int8_dot && !simple.fast_arithmetic().f16_tiles);
+    assert_eq!(simple.report.precision, "fast (int8 dot)");
+    assert!(simple.with_kernels(true).fast_arithmetic().f16_tiles, "switching kernels keeps the precision");
+    assert_eq!(simple.with_precision(Precision::Exact).report.precision, "exact");
+    assert_eq!("fast".parse::<Precision>(), Ok(Precision::Fast));
+    assert!("half".parse::<Precision>().unwrap_err().contains("expected exact or fast"));
+}
+
 /// Auto keeps software adapters on the simple kernels (tiles were 3-7x slower there), and
 /// Simple can be forced anywhere.
 #[test]
 fn kernel_choice_follows_the_adapter_unless_forced() {
     let auto = context();
     assert_eq!(auto.tiled_kernels(), !auto.is_software(), "{}", auto.report.summary());
-    assert!(auto.report.summary().ends_with(&format!("{} kernels", auto.report.kernels)));
+    assert!(auto.report.summary().ends_with(&format!("{} kernels, exact precision", auto.report.kernels)));
     assert!(!context_with(KernelChoice::Simple).tiled_kernels());
     assert!(auto.with_kernels(true).tiled_kernels() && !auto.with_kernels(false).tiled_kernels());
 }

@@ -20,11 +20,13 @@ pub struct GpuOptions {
     pub max_buffer: Option<u64>,
     /// Which matmul-like kernels to compile (`--kernels`, `?kernels=`).
     pub kernels: KernelChoice,
+    /// Exact f32 arithmetic, or the opt-in fast one (`--precision`, `?precision=`).
+    pub precision: Precision,
 }
 
 impl Default for GpuOptions {
     fn default() -> Self {
-        Self { power_preference: wgpu::PowerPreference::HighPerformance, allow_f16: true, max_binding: None, max_buffer: None, kernels: KernelChoice::Auto }
+        Self { power_preference: wgpu::PowerPreference::HighPerformance, allow_f16: true, max_binding: None, max_buffer: None, kernels: KernelChoice::Auto, precision: Precision::Exact }
     }
 }
 
@@ -54,6 +56,54 @@ impl std::str::FromStr for KernelChoice {
     }
 }
 
+/// The arithmetic of the matmul-like kernels. `Fast` trades accuracy for speed where the
+/// device can: Q8_0 linears multiply int8 activations by the int8 weights with
+/// `dot4I8Packed` (the packed 4x8 integer dot product; activations quantized per block of
+/// 32, as the weights are), and, where the device has `shader-f16`, the tiled kernels stage
+/// and multiply in f16 (sums of 16 products in f16, added up in f32). `bench precision`
+/// prints what it costs in accuracy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Precision {
+    /// f32 arithmetic throughout (the default: what the tests hold to diffusers).
+    #[default]
+    Exact,
+    /// int8 dot products for Q8_0 linears, f16 tiles where the device has `shader-f16`.
+    Fast,
+}
+
+impl std::str::FromStr for Precision {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "exact" => Ok(Self::Exact),
+            "fast" => Ok(Self::Fast),
+            other => Err(format!("precision '{other}': expected exact or fast")),
+        }
+    }
+}
+
+/// What `Precision::Fast` turned on for this device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FastArithmetic {
+    /// Q8_0 linears through `dot4I8Packed` (the WGSL language feature
+    /// `packed_4x8_integer_dot_product` is present).
+    pub int8_dot: bool,
+    /// The tiled kernels in f16 (the device has `shader-f16` and the tiled kernels are in use).
+    pub f16_tiles: bool,
+}
+
+impl FastArithmetic {
+    /// "exact", or what the fast precision uses: "fast (int8 dot, f16 tiles)".
+    pub fn describe(&self) -> String {
+        let parts: Vec<&str> = [(self.int8_dot, "int8 dot"), (self.f16_tiles, "f16 tiles")].iter().filter(|p| p.0).map(|p| p.1).collect();
+        if parts.is_empty() {
+            "exact".into()
+        } else {
+            format!("fast ({})", parts.join(", "))
+        }
+    }
+}
+
 /// An open GPU device and the description of the adapter it came from.
 #[derive(Clone)]
 pub struct GpuContext {
@@ -69,6 +119,11 @@ pub struct GpuContext {
     health: Arc<DeviceHealth>,
     /// Whether linear and conv compile their tiled variants.
     tiled: bool,
+    /// The precision asked for, and what it uses on this device (`Exact`: nothing).
+    precision: Precision,
+    fast: FastArithmetic,
+    /// What the fast precision could use here, had it been asked for.
+    fast_available: FastArithmetic,
 }
 
 /// What happened to a device since it was opened. Filled in by wgpu's callbacks, read
@@ -114,6 +169,7 @@ impl GpuContext {
         let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
         desc.backends = if cfg!(target_arch = "wasm32") { wgpu::Backends::BROWSER_WEBGPU } else { wgpu::Backends::VULKAN };
         let instance = wgpu::Instance::new(desc);
+        let int8_dot = instance.wgsl_language_features().contains(wgpu::WgslLanguageFeatures::Packed4x8IntegerDotProduct);
         let adapter = instance
             .request_adapter(&wgpu::RequestAdapterOptions {
                 power_preference: options.power_preference,
@@ -148,13 +204,15 @@ impl GpuContext {
             .map_err(|e| GpuError::DeviceRequest { adapter: adapter.get_info().name, detail: e.to_string() })?;
 
         let health = DeviceHealth::watch(&device);
-        let mut report = AdapterReport::describe(&adapter, &device).await;
+        let report = AdapterReport::describe(&adapter, &device).await;
         let tiled = match options.kernels {
             KernelChoice::Auto => !report.software,
             choice => choice == KernelChoice::Tiled,
         };
-        report.kernels = if tiled { "tiled" } else { "simple" }.into();
-        Ok(Self { device, queue, adapter, report, health, tiled })
+        let fast_available = FastArithmetic { int8_dot, f16_tiles: report.shader_f16 };
+        let mut ctx = Self { device, queue, adapter, report, health, tiled, precision: options.precision, fast: FastArithmetic::default(), fast_available };
+        ctx = ctx.with_kernels(tiled).with_precision(options.precision);
+        Ok(ctx)
     }
 
     /// Why the device was lost (driver reset, GPU removed, `destroy`), or None while it works.
@@ -199,7 +257,25 @@ impl GpuContext {
         let mut ctx = self.clone();
         ctx.tiled = tiled;
         ctx.report.kernels = if tiled { "tiled" } else { "simple" }.into();
+        ctx.with_precision(ctx.precision)
+    }
+
+    /// The same device with the other precision (benchmarks compare the two; pipeline
+    /// caches key the variants apart). f16 tiles need the tiled kernels.
+    pub fn with_precision(&self, precision: Precision) -> Self {
+        let mut ctx = self.clone();
+        ctx.precision = precision;
+        ctx.fast = match precision {
+            Precision::Exact => FastArithmetic::default(),
+            Precision::Fast => FastArithmetic { int8_dot: self.fast_available.int8_dot, f16_tiles: self.fast_available.f16_tiles && ctx.tiled },
+        };
+        ctx.report.precision = ctx.fast.describe();
         ctx
+    }
+
+    /// What the fast precision uses on this device (all false under `Precision::Exact`).
+    pub fn fast_arithmetic(&self) -> FastArithmetic {
+        self.fast
     }
 }
 

@@ -11,7 +11,7 @@ mod selftest;
 #[cfg(target_arch = "wasm32")]
 mod web_info;
 
-pub use context::{GpuContext, GpuOptions, KernelChoice};
+pub use context::{FastArithmetic, GpuContext, GpuOptions, KernelChoice, Precision};
 pub use readback::{read_bytes, read_f32, wait_idle};
 pub use report::{AdapterReport, LimitsReport};
 pub use selftest::{compare, run_matmul_kernel, self_test, test_values, SelfTestReport, SELF_TEST_TOLERANCE};

@@ -54,6 +54,8 @@ pub struct AdapterReport {
     pub limits: LimitsReport,
     /// The matmul-like kernels in use: "tiled" (workgroup-memory tiles) or "simple".
     pub kernels: String,
+    /// The kernels' arithmetic: "exact", or "fast (..)" with what it uses (`Precision`).
+    pub precision: String,
 }
 
 impl AdapterReport {
@@ -81,6 +83,7 @@ impl AdapterReport {
                 features,
                 limits,
                 kernels: String::new(),
+                precision: String::new(),
             }
         }
         #[cfg(not(target_arch = "wasm32"))]
@@ -96,8 +99,9 @@ impl AdapterReport {
                 shader_f16,
                 features,
                 limits,
-                // Set by GpuContext::new, which knows the kernel choice.
+                // Set by GpuContext::new, which knows the kernel choice and precision.
                 kernels: String::new(),
+                precision: String::new(),
             }
         }
     }
@@ -105,14 +109,15 @@ impl AdapterReport {
     /// A short human summary, one line.
     pub fn summary(&self) -> String {
         format!(
-            "{} [{}; {}; {}{}] via {}, {} kernels",
+            "{} [{}; {}; {}{}] via {}, {} kernels, {} precision",
             if self.name.is_empty() { "(unnamed adapter)" } else { &self.name },
             self.vendor,
             self.architecture,
             self.device_type,
             if self.software { ", software" } else { "" },
             self.backend,
-            self.kernels
+            self.kernels,
+            self.precision
         )
     }
 }

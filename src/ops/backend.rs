@@ -91,6 +91,7 @@ mod tests {
                 max_compute_workgroups_per_dimension: 65535,
             },
             kernels: "simple".into(),
+            precision: "exact".into(),
         }
     }
 

@@ -48,16 +48,9 @@ pub struct BindingLimits {
     pub activations: Option<u64>,
 }
 
-/// Runs `graph` on the CPU backend and on `ctx`'s GPU with the same inputs and weights.
-/// `limits` lowers the binding limits below the device's, to exercise the split paths.
-pub async fn compare_backends(
-    ctx: &GpuContext,
-    graph: &Graph<'_>,
-    weights: &WeightStore,
-    inputs: &HashMap<String, HostTensor>,
-    limits: BindingLimits,
-) -> Result<Vec<OutputDiff>, OpError> {
-    let cpu = CpuExecutor::new(weights).run(graph, inputs)?;
+/// Runs `graph` on `ctx`'s GPU: its outputs, in `graph.outputs` order. `limits` lowers
+/// the binding limits below the device's, to exercise the split paths.
+pub async fn run_gpu(ctx: &GpuContext, graph: &Graph<'_>, weights: &WeightStore, inputs: &HashMap<String, HostTensor>, limits: BindingLimits) -> Result<Vec<HostTensor>, OpError> {
     let gpu_weights = match limits.weights {
         Some(limit) => GpuWeights::upload_with_limit(ctx, weights, limit)?,
         None => GpuWeights::upload(ctx, weights)?,
@@ -68,9 +61,26 @@ pub async fn compare_backends(
         program.set_input(ctx, &gpu_weights, name, value)?;
     }
     program.run(ctx);
-    let mut diffs = Vec::new();
+    let mut out = Vec::new();
     for &t in &graph.outputs {
-        let got = program.read(ctx, t).await?;
+        out.push(program.read(ctx, t).await?);
+    }
+    Ok(out)
+}
+
+/// Runs `graph` on the CPU backend and on `ctx`'s GPU with the same inputs and weights.
+/// `limits` lowers the binding limits below the device's, to exercise the split paths.
+pub async fn compare_backends(
+    ctx: &GpuContext,
+    graph: &Graph<'_>,
+    weights: &WeightStore,
+    inputs: &HashMap<String, HostTensor>,
+    limits: BindingLimits,
+) -> Result<Vec<OutputDiff>, OpError> {
+    let cpu = CpuExecutor::new(weights).run(graph, inputs)?;
+    let gpu = run_gpu(ctx, graph, weights, inputs, limits).await?;
+    let mut diffs = Vec::new();
+    for (&t, got) in graph.outputs.iter().zip(gpu) {
         let want = &cpu[&t];
         let (relative_error, max_abs_error) = match (&got, want) {
             (HostTensor::F32(g), HostTensor::F32(w)) => relative_error(g, w),

@@ -204,6 +204,48 @@ pub fn quantize(ty: StorageType, xs: &[f32]) -> Vec<u8> {
     }
 }
 
+/// The fast precision's int8 activations, as `quantize_q8.wgsl` makes them: per block of
+/// 32 values, quants round(x * (127 / amax)) with ties to even (WGSL's `round`; GGML's
+/// weights round half away from zero) and the scale amax / 127, kept in f32.
+pub fn quantize_activations_q8(xs: &[f32]) -> (Vec<i8>, Vec<f32>) {
+    assert!(xs.len().is_multiple_of(BLOCK), "int8 activations need a multiple of 32 values, got {}", xs.len());
+    let mut quants = Vec::with_capacity(xs.len());
+    let mut scales = Vec::with_capacity(xs.len() / BLOCK);
+    for block in xs.chunks_exact(BLOCK) {
+        let amax = block.iter().fold(0f32, |m, x| m.max(x.abs()));
+        let inv = if amax > 0.0 { 127.0 / amax } else { 0.0 };
+        scales.push(amax / 127.0);
+        quants.extend(block.iter().map(|x| (x * inv).round_ties_even().clamp(-127.0, 127.0) as i8));
+    }
+    (quants, scales)
+}
+
+/// `x [m, k] @ w^T` for Q8_0 weight rows `w` [n, k] (GGML bytes) as the fast precision's
+/// `linear_q8dot` kernel computes it: x quantized by `quantize_activations_q8`, each block's
+/// integer dot product scaled by the weight's scale, then the activation's, blocks summed in
+/// order. The reference its GPU results are held to.
+pub fn linear_q8_int8(x: &[f32], m: usize, k: usize, w: &[u8], n: usize) -> Vec<f32> {
+    assert_eq!(x.len(), m * k, "x is not {m}x{k}");
+    assert_eq!(w.len(), StorageType::Q8_0.byte_len(n * k), "w is not {n}x{k} Q8_0");
+    let (xq, xd) = quantize_activations_q8(x);
+    let blocks = k / BLOCK;
+    let mut out = vec![0f32; m * n];
+    for (r, row) in out.chunks_exact_mut(n).enumerate() {
+        for (c, o) in row.iter_mut().enumerate() {
+            let mut acc = 0f32;
+            for kb in 0..blocks {
+                let wb = &w[(c * blocks + kb) * 34..][..34];
+                let sw = f16::from_le_bytes([wb[0], wb[1]]).to_f32();
+                let xb = &xq[(r * blocks + kb) * BLOCK..][..BLOCK];
+                let dot: i32 = xb.iter().zip(&wb[2..]).map(|(&a, &b)| a as i32 * b as i8 as i32).sum();
+                acc += dot as f32 * sw * xd[r * blocks + kb];
+            }
+            *o = acc;
+        }
+    }
+    out
+}
+
 /// A block-quantized tensor split for WGSL: `qs` holds the quants as u32 words (Q8_0: 8
 /// words a block, 4 i8 each; Q4_0: 4 words a block, word w holding quants 8w..8w+7 in
 /// its nibbles, lowest first, so that 4 consecutive quants sit in one half-word), `scales`

@@ -7,6 +7,7 @@
 pub mod cases_attention;
 pub mod cases_conv;
 pub mod cases_core;
+pub mod cases_fast;
 pub mod cases_limits;
 pub mod cases_misc;
 pub mod cases_norm;
@@ -113,7 +114,7 @@ pub async fn run_all(ctx: &GpuContext, cases: Vec<Case>) -> Vec<String> {
     failures
 }
 
-fn log(line: &str) {
+pub fn log(line: &str) {
     #[cfg(target_arch = "wasm32")]
     wasm_bindgen_test::console_log!("{line}");
     #[cfg(not(target_arch = "wasm32"))]

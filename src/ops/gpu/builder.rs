@@ -92,6 +92,8 @@ pub struct KernelBuilder<'a> {
     pub max_binding: u64,
     /// What an absent optional input (a conv or linear without bias) is bound to.
     placeholder: Option<Buf>,
+    /// Scratch that node after node reuses (`shared_scratch`), by purpose.
+    shared: HashMap<&'static str, Buf>,
 }
 
 impl<'a> KernelBuilder<'a> {
@@ -103,7 +105,7 @@ impl<'a> KernelBuilder<'a> {
     /// A builder on `ctx` using (and filling) `cache`.
     pub fn new(ctx: &'a GpuContext, cache: &'a mut PipelineCache) -> Self {
         let max_binding = ctx.device.limits().max_storage_buffer_binding_size;
-        Self { ctx, cache, params: Vec::new(), pending: Vec::new(), node_label: String::new(), scratch_bytes: 0, max_binding, placeholder: None }
+        Self { ctx, cache, params: Vec::new(), pending: Vec::new(), node_label: String::new(), scratch_bytes: 0, max_binding, placeholder: None, shared: HashMap::new() }
     }
 
     /// Alignment of a binding's offset, in f32 elements.
@@ -128,6 +130,24 @@ impl<'a> KernelBuilder<'a> {
         });
         self.scratch_bytes += size;
         Buf { buffer, offset: 0, size }
+    }
+
+    /// The first `bytes` of a scratch buffer every node of the program may reuse for
+    /// `purpose` (a node's intermediate that dies within the node, such as the fast
+    /// precision's int8 activations): dispatches run in order, so one node's use is over
+    /// before the next one's begins. Grows by a new buffer when a node needs more.
+    pub fn shared_scratch(&mut self, purpose: &'static str, bytes: u64) -> Buf {
+        let size = bytes.div_ceil(4).max(1) * 4;
+        match self.shared.get(purpose) {
+            Some(b) if b.size >= size => Buf { size, ..b.clone() },
+            _ => {
+                let label = std::mem::replace(&mut self.node_label, purpose.into());
+                let b = self.scratch(size);
+                self.node_label = label;
+                self.shared.insert(purpose, b.clone());
+                b
+            }
+        }
     }
 
     /// A small buffer, shared by the program, to bind where a kernel's optional input is

@@ -321,8 +321,9 @@ pub fn conv2d(kb: &mut KernelBuilder, cx: &NodeCx, stride: usize, padding: [usiz
     };
     let f16 = storage == StorageType::F16 && kb.has_f16();
     let tiled = kb.ctx.tiled_kernels();
+    let f16_tiles = tiled && kb.ctx.fast_arithmetic().f16_tiles;
     let variant = format!("{}{}_{}", storage.name(), if f16 { "_native" } else { "" }, if w_vec4 { "vec4" } else { "scalar" });
-    let key = if tiled { format!("conv2d_tiled_{variant}") } else { format!("conv2d_{variant}_{}", path.name()) };
+    let key = if tiled { format!("conv2d_tiled_{}{variant}", if f16_tiles { "f16_" } else { "" }) } else { format!("conv2d_{variant}_{}", path.name()) };
     let (tile_pixels, tile_channels) = if tiled { (64, 64) } else { (TILE_PIXELS, TILE_CHANNELS) };
     let dims = Dims { h, w, o, ho, wo, kh, kw, stride, padding };
     let has_bias = bias.is_some();
@@ -335,7 +336,7 @@ pub fn conv2d(kb: &mut KernelBuilder, cx: &NodeCx, stride: usize, padding: [usiz
         let tiles_n = pass.rows.len().div_ceil(tile_channels);
         let workgroups = grid((tiles_n * pass.m.div_ceil(tile_pixels)) as u32);
         let params = pass.params(&dims, k, tiles_n);
-        let body = || if tiled { tiled_source(storage, w_vec4, f16) } else { conv_source(storage, w_vec4, path, f16) };
+        let body = || if tiled { tiled_source(storage, w_vec4, f16, f16_tiles) } else { conv_source(storage, w_vec4, path, f16) };
         kb.dispatch(&key, body, bindings, &params, workgroups)
     };
     if unsplit {

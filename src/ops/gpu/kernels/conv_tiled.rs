@@ -49,15 +49,16 @@ fn finish(m: u32, c0: u32, v: vec4<f32>) {
 }"#;
 
 /// The tiled kernel (`gemm_tiled.wgsl`): A gathered from x (bound as f32), B the weight
-/// rows through the simple kernel's loaders, block formats scaled as they are staged.
-pub(super) fn tiled_source(storage: StorageType, w_vec4: bool, f16: bool) -> String {
+/// rows through the simple kernel's loaders, block formats scaled as they are staged;
+/// `f16_tiles`: the fast precision's f16 tiles and products.
+pub(super) fn tiled_source(storage: StorageType, w_vec4: bool, f16: bool, f16_tiles: bool) -> String {
     let (w_decl, w_loader) = weight_loader(storage, w_vec4, f16);
     let bindings = format!("{OUT_BIAS_BINDINGS}{}", operand_bindings("array<f32>", w_decl, storage.is_quantized()));
     let b = if storage.is_quantized() { "load_w(n, k) * col_scale(n, k / 32u)" } else { "load_w(n, k)" };
     let loaders = format!("{W_AT_CONV}\n{w_loader}\n{TILED_GATHER}\n{}", tile_loader("tile_b", "n", b));
     let epilogue = format!("{STORE_PIXEL}\n{TILED_EPILOGUE}");
-    let src = splice(include_str!("gemm_tiled.wgsl"), &[("BINDINGS", &bindings), ("LOADERS", &loaders), ("ORIGIN", TILED_ORIGIN), ("EPILOGUE", &epilogue)]);
-    enable_f16(src, storage == StorageType::F16 && f16)
+    let src = splice(include_str!("gemm_tiled.wgsl"), &[("BINDINGS", &bindings), ("LOADERS", &loaders), ("ORIGIN", TILED_ORIGIN), ("EPILOGUE", &epilogue), ("T", if f16_tiles { "f16" } else { "f32" })]);
+    enable_f16(src, (storage == StorageType::F16 && f16) || f16_tiles)
 }
 
 /// Every tiled conv variant: (key, WGSL).
@@ -67,8 +68,11 @@ pub fn variants() -> Vec<(String, String)> {
     for storage in [StorageType::F32, StorageType::F16, StorageType::Q8_0, StorageType::Q4_0] {
         for w_vec4 in [false, true] {
             for f16 in [false, true] {
-                if !(f16 && storage != StorageType::F16) {
-                    out.push((format!("conv2d_tiled_{}_{w_vec4}_{f16}", storage.name()), super::kernel_source::<super::params::Conv2d>(&tiled_source(storage, w_vec4, f16))));
+                for f16_tiles in [false, true] {
+                    if !(f16 && storage != StorageType::F16) {
+                        let src = tiled_source(storage, w_vec4, f16, f16_tiles);
+                        out.push((format!("conv2d_tiled_{}_{w_vec4}_{f16}_{f16_tiles}", storage.name()), super::kernel_source::<super::params::Conv2d>(&src)));
+                    }
                 }
             }
         }

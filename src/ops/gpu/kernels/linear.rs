@@ -2,11 +2,11 @@
 //! dispatch per weight chunk when the weight exceeds a binding.
 
 use super::loaders::{enable_f16, operand_bindings, tile_loader, OUT_BIAS_BINDINGS, Q8_UNPACK, W_AT_ROWS, W_F16, W_F16_NATIVE, W_F32_VEC4};
-use super::params::Linear;
+use super::params::{Linear, QuantizeQ8};
 use super::split::{fits, row_spans, whole};
 use super::{splice, NodeCx};
 use crate::error::OpError;
-use crate::ops::gpu::builder::{Buf, KernelBuilder};
+use crate::ops::gpu::builder::{grid, Buf, KernelBuilder};
 use crate::ops::quant::StorageType;
 
 /// x loaders: vec4 when K is a multiple of 4 (x bound as vec4 array), else scalar with bounds.
@@ -100,11 +100,75 @@ fn operands(x_vec4: bool, storage: StorageType, w_vec4: bool, f16: bool) -> (Str
     (operand_bindings(x_ty, w_decl, storage.is_quantized()), format!("{}\n{W_AT_ROWS}\n{loader}", if x_vec4 { X_VEC4 } else { X_SCALAR }))
 }
 
+/// `linear_q.wgsl`'s x in f32: bound as vec4 (K is a multiple of 32), sums scaled by the
+/// columns' scales.
+const X_F32_OPERAND: &str = r#"
+@group(0) @binding(2) var<storage, read_write> x: array<vec4<f32>>;
+@group(0) @binding(5) var<uniform> params: Params;
+
+fn load_x(m: u32, k: u32) -> vec4<f32> {
+    return x[(min(m, params.m - 1u) * params.k + k) / 4u];
+}"#;
+const SCALED_F32: &str = r#"
+fn scaled(t: vec4<f32>, s: vec4<f32>, m: u32, kb: u32) -> vec4<f32> {
+    return t * s;
+}"#;
+
+/// The fast precision's Q8_0 linear (`linear_q8dot`): x as int8 blocks (quantize_q8.wgsl,
+/// bound at 2, their f32 scales at 5), each block's sums exact in i32 through
+/// `dot4I8Packed`, then scaled by the weight's and the activation's scales.
+const X_INT8_OPERAND: &str = r#"
+@group(0) @binding(2) var<storage, read_write> xq: array<u32>;
+@group(0) @binding(5) var<storage, read_write> xd: array<f32>;
+@group(0) @binding(6) var<uniform> params: Params;
+
+fn x_word(m: u32, i: u32) -> u32 {
+    return xq[min(m, params.m - 1u) * (params.k / 4u) + i];
+}"#;
+const SCALED_INT8: &str = r#"
+fn scaled(t: vec4<i32>, s: vec4<f32>, m: u32, kb: u32) -> vec4<f32> {
+    return vec4<f32>(t) * s * xd[min(m, params.m - 1u) * (params.k / 32u) + kb];
+}"#;
+const Q8_WORDS: &str = r#"
+fn w_word(n: u32, i: u32) -> u32 {
+    return w[min(n, params.n_rows - 1u) * (params.k / 4u) + i];
+}
+
+fn dots(a: u32, q: vec4<u32>) -> vec4<i32> {
+    return vec4<i32>(dot4I8Packed(a, q.x), dot4I8Packed(a, q.y), dot4I8Packed(a, q.z), dot4I8Packed(a, q.w));
+}"#;
+/// A block's integer sums: 8 words of 4 quants, each weight word serving 8 rows.
+const SUMS_INT8: &str = r#"
+        for (var j = 0u; j < 8u; j = j + 1u) {
+            let i = kb * 8u + j;
+            let q = vec4<u32>(w_word(c0, i), w_word(c0 + 1u, i), w_word(c0 + 2u, i), w_word(c0 + 3u, i));
+            t0 = t0 + dots(x_word(r0 + 0u, i), q);
+            t1 = t1 + dots(x_word(r0 + 1u, i), q);
+            t2 = t2 + dots(x_word(r0 + 2u, i), q);
+            t3 = t3 + dots(x_word(r0 + 3u, i), q);
+            t4 = t4 + dots(x_word(r0 + 4u, i), q);
+            t5 = t5 + dots(x_word(r0 + 5u, i), q);
+            t6 = t6 + dots(x_word(r0 + 6u, i), q);
+            t7 = t7 + dots(x_word(r0 + 7u, i), q);
+        }"#;
+
+/// `linear_q.wgsl` for a block format: f32 x, or (`int8`, Q8_0 only) the fast precision's
+/// int8 x.
+fn quant_source(storage: StorageType, int8: bool) -> String {
+    let loaders = if int8 { format!("{SCALES}\n{Q8_WORDS}") } else { quant_loaders(storage) };
+    let fills: [(&str, &str); 5] = if int8 {
+        [("X_OPERAND", X_INT8_OPERAND), ("SCALED", SCALED_INT8), ("LOAD_Q", &loaders), ("SUM", "vec4<i32>"), ("BLOCK_SUMS", SUMS_INT8)]
+    } else {
+        [("X_OPERAND", X_F32_OPERAND), ("SCALED", SCALED_F32), ("LOAD_Q", &loaders), ("SUM", "vec4<f32>"), ("BLOCK_SUMS", SUMS)]
+    };
+    splice(include_str!("linear_q.wgsl"), &fills)
+}
+
 /// The simple kernel for a storage type: `linear_q.wgsl` for block formats (x as vec4),
 /// else `linear.wgsl`.
 fn source(x_vec4: bool, storage: StorageType, w_vec4: bool, f16: bool) -> String {
     if storage.is_quantized() {
-        return splice(include_str!("linear_q.wgsl"), &[("LOAD_Q", &quant_loaders(storage)), ("BLOCK_SUMS", SUMS)]);
+        return quant_source(storage, false);
     }
     let (bindings, loaders) = operands(x_vec4, storage, w_vec4, f16);
     let src = splice(include_str!("linear.wgsl"), &[("BINDINGS", &bindings), ("LOADERS", &loaders)]);
@@ -136,14 +200,15 @@ fn finish(m: u32, n: u32, v: vec4<f32>) {
 }"#;
 
 /// The tiled kernel (`gemm_tiled.wgsl`) over the same operands, block formats scaled as
-/// they are staged.
-fn tiled_source(x_vec4: bool, storage: StorageType, w_vec4: bool, f16: bool) -> String {
+/// they are staged; `f16_tiles`: the fast precision's f16 tiles and products.
+fn tiled_source(x_vec4: bool, storage: StorageType, w_vec4: bool, f16: bool, f16_tiles: bool) -> String {
     let (bindings, loaders) = operands(x_vec4, storage, w_vec4, f16);
     let b = if storage.is_quantized() { "load_q(n, k) * col_scale(n, k / 32u)" } else { "load_w(n, k)" };
     let tiles = format!("{loaders}\n{}\n{}", tile_loader("tile_a", "m", "load_x(m, k)"), tile_loader("tile_b", "n", b));
     let bindings = format!("{OUT_BIAS_BINDINGS}{bindings}");
-    let src = splice(include_str!("gemm_tiled.wgsl"), &[("BINDINGS", &bindings), ("LOADERS", &tiles), ("ORIGIN", TILED_ORIGIN), ("EPILOGUE", TILED_EPILOGUE)]);
-    enable_f16(src, storage == StorageType::F16 && f16)
+    let t = if f16_tiles { "f16" } else { "f32" };
+    let src = splice(include_str!("gemm_tiled.wgsl"), &[("BINDINGS", &bindings), ("LOADERS", &tiles), ("ORIGIN", TILED_ORIGIN), ("EPILOGUE", TILED_EPILOGUE), ("T", t)]);
+    enable_f16(src, (storage == StorageType::F16 && f16) || f16_tiles)
 }
 
 /// `x [.., K] @ w^T (+ bias)` for w [N, K] in any storage, one dispatch per chunk.
@@ -156,18 +221,31 @@ pub fn linear(kb: &mut KernelBuilder, cx: &NodeCx) -> Result<(), OpError> {
     let bias = if cx.inputs.len() > 2 { Some(cx.f32_input(2)?) } else { None };
     let x_vec4 = k.is_multiple_of(4);
     let f16 = storage == StorageType::F16 && kb.has_f16();
-    let tiled = kb.ctx.tiled_kernels();
-    let key = format!("linear_{}{}{}_{}", if tiled { "tiled_" } else { "" }, storage.name(), if f16 { "_native" } else { "" }, if x_vec4 { "vec4" } else { "scalar" });
+    let fast = kb.ctx.fast_arithmetic();
+    let int8 = fast.int8_dot && storage == StorageType::Q8_0;
+    let tiled = kb.ctx.tiled_kernels() && !int8;
+    let f16_tiles = tiled && fast.f16_tiles;
+    let key = if int8 {
+        "linear_q8dot".to_string()
+    } else {
+        let tiles = if f16_tiles { "tiled_f16_" } else if tiled { "tiled_" } else { "" };
+        format!("linear_{tiles}{}{}_{}", storage.name(), if f16 { "_native" } else { "" }, if x_vec4 { "vec4" } else { "scalar" })
+    };
     // Over the binding limit (the UNet's GEGLU projection at 768 px): windows of rows.
     let windows = if fits(kb, &[&x, &cx.out]) { whole(m) } else { row_spans(kb, cx, m, &[k, n])? };
     let bias_or_placeholder = bias.clone().unwrap_or_else(|| kb.placeholder());
     for w in windows {
         let (xw, ow) = (x.window(w.start * k, w.len() * k), cx.out.window(w.start * n, w.len() * n));
         let m = w.len();
+        // The fast precision's int8 x: quantized once per window, read by every chunk.
+        let x_int8 = if int8 { Some(quantize_rows(kb, &xw, m * k)?) } else { None };
         for (rows, values, scales) in &chunks {
-            let mut b: Vec<Buf> = vec![ow.clone(), bias_or_placeholder.clone(), xw.clone(), values.clone()];
+            let mut b: Vec<Buf> = vec![ow.clone(), bias_or_placeholder.clone(), x_int8.as_ref().map_or(xw.clone(), |q| q.0.clone()), values.clone()];
             if let Some(s) = scales {
                 b.push(s.clone());
+            }
+            if let Some((_, xd)) = &x_int8 {
+                b.push(xd.clone());
             }
             let params = Linear { m: m as u32, k: k as u32, n: n as u32, n_off: rows.start as u32, n_rows: rows.len() as u32, has_bias: bias.is_some() as u32 };
             // Tiles: 64x64; linear_q.wgsl covers 8 rows per invocation, linear.wgsl 4 (8x8
@@ -181,11 +259,26 @@ pub fn linear(kb: &mut KernelBuilder, cx: &NodeCx) -> Result<(), OpError> {
             if groups[1] > 65535 || groups[0] > 65535 {
                 return Err(OpError::Limits { node: cx.node.label.clone(), message: format!("{m}x{n} output needs more than 65535 workgroups per axis") });
             }
-            let body = || if tiled { tiled_source(x_vec4, storage, x_vec4, f16) } else { source(x_vec4, storage, x_vec4, f16) };
+            let body = || match (int8, tiled) {
+                (true, _) => quant_source(storage, true),
+                (false, true) => tiled_source(x_vec4, storage, x_vec4, f16, f16_tiles),
+                (false, false) => source(x_vec4, storage, x_vec4, f16),
+            };
             kb.dispatch(&key, body, b, &params, groups)?;
         }
     }
     Ok(())
+}
+
+/// `len` values of x (whole blocks of 32) as the fast precision's int8 blocks, in scratch
+/// shared by every linear of the program: (quants, 4 to a word; their f32 scales).
+fn quantize_rows(kb: &mut KernelBuilder, x: &Buf, len: usize) -> Result<(Buf, Buf), OpError> {
+    let blocks = len / 32;
+    let xq = kb.shared_scratch("int8 activations", len as u64);
+    let xd = kb.shared_scratch("int8 activation scales", blocks as u64 * 4);
+    let params = QuantizeQ8 { blocks: blocks as u32 };
+    kb.dispatch("quantize_q8", || include_str!("quantize_q8.wgsl").to_string(), vec![xq.clone(), xd.clone(), x.clone()], &params, grid((blocks as u32).div_ceil(64)))?;
+    Ok((xq, xd))
 }
 
 /// Every variant `linear` can make: (key, WGSL).
@@ -201,9 +294,12 @@ pub fn variants() -> Vec<(String, String)> {
                 }
                 let name = format!("{}{}_{x_vec4}", storage.name(), if f16 { "_native" } else { "" });
                 out.push((format!("linear_{name}"), kernel_source::<Linear>(&source(x_vec4, storage, x_vec4, f16))));
-                out.push((format!("linear_tiled_{name}"), kernel_source::<Linear>(&tiled_source(x_vec4, storage, x_vec4, f16))));
+                out.push((format!("linear_tiled_{name}"), kernel_source::<Linear>(&tiled_source(x_vec4, storage, x_vec4, f16, false))));
+                out.push((format!("linear_tiled_f16_{name}"), kernel_source::<Linear>(&tiled_source(x_vec4, storage, x_vec4, f16, true))));
             }
         }
     }
+    out.push(("linear_q8dot".into(), kernel_source::<Linear>(&quant_source(StorageType::Q8_0, true))));
+    out.push(("quantize_q8".into(), kernel_source::<QuantizeQ8>(include_str!("quantize_q8.wgsl"))));
     out
 }

@@ -2,22 +2,25 @@
 // linear.wgsl, but walking K one 32-value block at a time: the four columns' scales are
 // loaded once per block and applied to the block's partial sums, so the inner loop only
 // unpacks quants (per-element scaling made this kernel 2.5x slower than f32 on SwiftShader).
-// LOAD_Q brings load_q(n, k), the unscaled quants, and col_scale(n, kb), block kb's scale.
 // Each invocation covers 8 rows x 4 columns (linear.wgsl: 4 x 4), so each unpacked quant
-// serves 8 rows; the per-block sums (`BLOCK_SUMS`) are spliced in per format.
+// serves 8 rows. Spliced per format (linear.rs):
+// - X_OPERAND: the x bindings (from 2; the quants are 3, their scales 4) and params;
+// - LOAD_Q: the weight loaders (load_q(n, k), col_scale(n, kb)), used by BLOCK_SUMS;
+// - SUM: the partial sums' type: vec4<f32>, or vec4<i32> for the fast precision's
+//   int8 dot products (linear_q8dot in linear.rs);
+// - BLOCK_SUMS: one block's partial sums t0..t7 of rows r0..r0+7 and columns c0..c0+3;
+// - SCALED: fn scaled(t, s, m, kb), block kb's sums of row m with the columns' scales s.
 // params: params.rs `Linear`. K is a multiple of 32.
-// Bindings: 0 out, 1 bias (x again when there is none), 2 x (vec4), 3 quants, 4 scales, 5 params.
+// Bindings: 0 out, 1 bias (x again when there is none), then X_OPERAND's.
 
 @group(0) @binding(0) var<storage, read_write> out: array<f32>;
 @group(0) @binding(1) var<storage, read_write> bias: array<f32>;
-@group(0) @binding(2) var<storage, read_write> x: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> w: array<u32>;
 @group(0) @binding(4) var<storage, read_write> scales: array<u32>;
-@group(0) @binding(5) var<uniform> params: Params;
 
-fn load_x(m: u32, k: u32) -> vec4<f32> {
-    return x[(min(m, params.m - 1u) * params.k + k) / 4u];
-}
+//{{X_OPERAND}}
+
+//{{SCALED}}
 
 //{{LOAD_Q}}
 
@@ -43,23 +46,23 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     var acc7 = vec4<f32>(0.0);
     for (var kb = 0u; kb < K / 32u; kb = kb + 1u) {
         let s = vec4<f32>(col_scale(c0, kb), col_scale(c0 + 1u, kb), col_scale(c0 + 2u, kb), col_scale(c0 + 3u, kb));
-        var t0 = vec4<f32>(0.0);
-        var t1 = vec4<f32>(0.0);
-        var t2 = vec4<f32>(0.0);
-        var t3 = vec4<f32>(0.0);
-        var t4 = vec4<f32>(0.0);
-        var t5 = vec4<f32>(0.0);
-        var t6 = vec4<f32>(0.0);
-        var t7 = vec4<f32>(0.0);
+        var t0 = {{SUM}}(0);
+        var t1 = {{SUM}}(0);
+        var t2 = {{SUM}}(0);
+        var t3 = {{SUM}}(0);
+        var t4 = {{SUM}}(0);
+        var t5 = {{SUM}}(0);
+        var t6 = {{SUM}}(0);
+        var t7 = {{SUM}}(0);
 //{{BLOCK_SUMS}}
-        acc0 = acc0 + t0 * s;
-        acc1 = acc1 + t1 * s;
-        acc2 = acc2 + t2 * s;
-        acc3 = acc3 + t3 * s;
-        acc4 = acc4 + t4 * s;
-        acc5 = acc5 + t5 * s;
-        acc6 = acc6 + t6 * s;
-        acc7 = acc7 + t7 * s;
+        acc0 = acc0 + scaled(t0, s, r0 + 0u, kb);
+        acc1 = acc1 + scaled(t1, s, r0 + 1u, kb);
+        acc2 = acc2 + scaled(t2, s, r0 + 2u, kb);
+        acc3 = acc3 + scaled(t3, s, r0 + 3u, kb);
+        acc4 = acc4 + scaled(t4, s, r0 + 4u, kb);
+        acc5 = acc5 + scaled(t5, s, r0 + 5u, kb);
+        acc6 = acc6 + scaled(t6, s, r0 + 6u, kb);
+        acc7 = acc7 + scaled(t7, s, r0 + 7u, kb);
     }
     var b = vec4<f32>(0.0);
     if (params.has_bias != 0u) {

@@ -152,6 +152,8 @@ kernel_params! {
     StridedCopy { n: u32, ndim: u32, src_base: u32, dst_base: u32, shape: [vec4u; 2], src_strides: [vec4u; 2], dst_strides: [vec4u; 2] }
     /// dequantize.wgsl: n values of one weight chunk.
     Dequantize { n: u32 }
+    /// quantize_q8.wgsl: the fast precision's int8 activations, `blocks` blocks of 32.
+    QuantizeQ8 { blocks: u32 }
     /// embedding.wgsl: count = ids * d outputs from table rows row0..row0 + rows of vocab;
     /// zero_fill writes zeros for ids past the vocabulary.
     Embedding { count: u32, d: u32, row0: u32, rows: u32, vocab: u32, zero_fill: u32 }
