@@ -8,12 +8,12 @@
 
 mod sd;
 
-use easel::gpu::{GpuContext, GpuOptions};
+use easel::gpu::{GpuContext, GpuOptions, KernelChoice, Precision};
 use easel::models::Session;
 use easel::ops::StorageType;
 use easel::pipelines::native::load_model_dir;
 use easel::pipelines::{generate, StableDiffusion};
-use sd::{fixture, fixture_request, references, rel_err, sd_pipeline};
+use sd::{fixture, fixture_request, references, rel_err, sd_pipeline_with};
 
 /// Relative error bound on the final latents of an f32 run.
 const LATENT_TOL: f64 = 1e-3;
@@ -26,10 +26,23 @@ const Q8_TOL: (f64, f64) = (2.5e-2, 3e-2);
 /// v-prediction), bound at about 2x.
 const F16_TOL: (f64, f64) = (1.1e-3, 1.8e-3);
 
+/// q8_0 weights with the fast precision on the GPU (latents, decoded): measured at most
+/// 1.96e-2 and 2.58e-2 (sd1-tiny img2img / LCM, tiled), against 1.29e-2 and 1.59e-2 with
+/// exact arithmetic on the CPU; bound at about 2x.
+const FAST_Q8_TOL: (f64, f64) = (4e-2, 5e-2);
+/// f32 weights on f16 tiles (the fast precision's f16 part alone): measured at most
+/// 6.79e-3 and 7.93e-3 (sd2-tiny v-prediction), bound at about 2x.
+const FAST_F16_TILES_TOL: (f64, f64) = (1.4e-2, 1.6e-2);
+
 fn run_case(case: &str, quant: StorageType, gpu: bool) -> Vec<(String, f64, f64)> {
+    run_with(case, quant, gpu.then(GpuOptions::default))
+}
+
+/// `run_case` on the GPU opened with `gpu` (or on the CPU).
+fn run_with(case: &str, quant: StorageType, gpu: Option<GpuOptions>) -> Vec<(String, f64, f64)> {
     let refs = references(case);
     let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(fixture(case).join("reference.json")).unwrap()).unwrap();
-    let mut sd = sd_pipeline(&fixture(case), quant, gpu);
+    let mut sd = sd_pipeline_with(&fixture(case), quant, gpu);
     let mut results = vec![];
     for run in meta["runs"].as_array().unwrap() {
         let name = run["name"].as_str().unwrap();
@@ -45,7 +58,7 @@ fn run_case(case: &str, quant: StorageType, gpu: bool) -> Vec<(String, f64, f64)
         assert_eq!(steps, run["num_scheduler_steps"].as_u64().unwrap() as usize, "{case} {name}: scheduler steps");
         let latents = rel_err(&out.latents, &refs[&format!("{name}/final_latents")].values);
         let decoded = rel_err(&out.decoded, &refs[&format!("{name}/decoded_raw")].values);
-        println!("{case} {name} [{} {quant:?}]: final latents relative error {latents:.2e}, decoded image {decoded:.2e}", sd.session.kind());
+        println!("{case} {name} [{} {quant:?}, {} precision]: final latents relative error {latents:.2e}, decoded image {decoded:.2e}", sd.session.kind(), sd.session.precision());
         results.push((format!("{case} {name}"), latents, decoded));
     }
     results
@@ -88,6 +101,21 @@ fn quantized_and_f16_runs_stay_near_diffusers() {
     }
     // f16 linear/conv weights stay f16 on the GPU (read with unpack2x16float).
     assert_within(run_case("sd2-tiny", StorageType::F16, true), F16_TOL);
+}
+
+/// The fast precision against diffusers' f32 runs, printed for every run: on q8_0 weights
+/// with both kernel sets (simple: int8 linears; tiled: int8 linears and f16 tiles), and on
+/// f32 weights with the tiled kernels (f16 tiles alone).
+#[test]
+fn fast_precision_runs_stay_near_diffusers() {
+    for kernels in [KernelChoice::Simple, KernelChoice::Tiled] {
+        let options = GpuOptions { kernels, precision: Precision::Fast, ..Default::default() };
+        for case in ["sd1-tiny", "sd2-tiny"] {
+            assert_within(run_with(case, StorageType::Q8_0, Some(options.clone())), FAST_Q8_TOL);
+        }
+    }
+    let tiled = GpuOptions { kernels: KernelChoice::Tiled, precision: Precision::Fast, ..Default::default() };
+    assert_within(run_with("sd2-tiny", StorageType::F32, Some(tiled)), FAST_F16_TILES_TOL);
 }
 
 #[test]

@@ -23,7 +23,7 @@ const FILES: [(&str, &[u8]); 4] = [
 ];
 
 async fn engine(backend: &str) -> Engine {
-    let mut e = Engine::create(Some(backend.into()), None).await.map_err(JsValue::from).expect("engine");
+    let mut e = Engine::create(Some(backend.into()), None, None).await.map_err(JsValue::from).expect("engine");
     e.begin_model(MANIFEST.into()).await.map_err(JsValue::from).expect("manifest");
     e.add_shard(0, SHARD).map_err(JsValue::from).expect("shard");
     for (path, bytes) in FILES {
@@ -141,7 +141,7 @@ fn manifest_with(name: &str, shape: &[usize], count: usize) -> String {
 
 #[wasm_bindgen_test]
 async fn a_model_too_large_for_the_backend_is_refused_from_its_manifest() {
-    let cpu = Engine::create(Some("cpu".into()), None).await.map_err(JsValue::from).unwrap();
+    let cpu = Engine::create(Some("cpu".into()), None, None).await.map_err(JsValue::from).unwrap();
     // 4 GiB of f32 weights: more than a page can hold on the CPU backend.
     let err = message(cpu.check_model(&manifest_with("big-f32", &[1024, 1 << 18], 4)).unwrap_err());
     assert_eq!(
@@ -153,7 +153,7 @@ async fn a_model_too_large_for_the_backend_is_refused_from_its_manifest() {
     let ok: serde_json::Value = serde_json::from_str(&cpu.check_model(MANIFEST).unwrap()).unwrap();
     assert_eq!(ok["backend"], "cpu");
     // On WebGPU, a row wider than the adapter's binding limit cannot be split.
-    let gpu = Engine::create(Some("gpu".into()), None).await.map_err(JsValue::from).unwrap();
+    let gpu = Engine::create(Some("gpu".into()), None, None).await.map_err(JsValue::from).unwrap();
     let report: serde_json::Value = serde_json::from_str(&gpu.adapter_report().unwrap()).unwrap();
     let binding = report["limits"]["maxStorageBufferBindingSize"].as_u64().unwrap() as usize;
     let wide = binding / 4 + 8;
@@ -182,7 +182,7 @@ async fn a_lost_gpu_device_fails_the_generation_and_a_new_engine_works() {
 #[wasm_bindgen_test]
 async fn a_hub_conversion_too_large_for_the_backend_is_refused_from_its_headers() {
     use easel::api::hub::HubConverter;
-    let cpu = Engine::create(Some("cpu".into()), None).await.map_err(JsValue::from).unwrap();
+    let cpu = Engine::create(Some("cpu".into()), None, None).await.map_err(JsValue::from).unwrap();
     let index = r#"{"_class_name": "StableDiffusionPipeline", "unet": ["diffusers", "UNet2DConditionModel"]}"#;
     let mut conv = HubConverter::new("https://hub.test/big/", "big", index, "f32", 0.0, false).map_err(JsValue::from).unwrap();
     // Four [1024, 262144] f32 tensors: 4 GiB, as in the manifest case above.

@@ -48,6 +48,8 @@ export interface AdapterReport {
   limits: Record<string, number>;
   /** The GPU's matmul/conv kernels: workgroup-memory tiles, or the simple ones. */
   kernels: 'tiled' | 'simple';
+  /** The GPU's arithmetic: 'exact', or 'fast (…)' with what the fast precision uses here. */
+  precision: string;
 }
 
 /** What `Easel.create` opened: the backend that runs models, and why. */
@@ -262,7 +264,7 @@ export function resolveModel(model: string, base?: string): { url: string; bundl
 
 export class Easel {
   private constructor();
-  static create(options?: { backend?: Backend; threads?: number | null; kernels?: 'auto' | 'tiled' | 'simple'; workerUrl?: string | URL; onStarted?: (version: string) => void }): Promise<Easel>;
+  static create(options?: { backend?: Backend; threads?: number | null; kernels?: 'auto' | 'tiled' | 'simple'; precision?: 'exact' | 'fast'; workerUrl?: string | URL; onStarted?: (version: string) => void }): Promise<Easel>;
   on<K extends keyof EaselEvents>(name: K, fn: (event: EaselEvents[K]) => void): () => void;
   adapter(): EngineInfo;
   readonly model: ModelInfo | null;

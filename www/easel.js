@@ -79,10 +79,12 @@ export class Easel {
    * CPU backend may use (default one per core); more than one needs a cross-origin isolated
    * page, else it runs on one and `info.threads.reason` says why. `kernels`: the GPU's
    * matmul/conv kernels, 'auto' (tiled on a hardware GPU, simple on a software one),
-   * 'tiled' or 'simple'. `onStarted(version)` is called once the wasm module runs, before
+   * 'tiled' or 'simple'. `precision`: the GPU's arithmetic, 'exact' (f32) or 'fast' (int8
+   * dot products for q8_0 linears; f16 tiles where the GPU has shader-f16), which trades
+   * accuracy for speed. `onStarted(version)` is called once the wasm module runs, before
    * the GPU is opened and tested.
    */
-  static async create({ backend = 'auto', threads = null, kernels = 'auto', workerUrl = new URL('./worker.js', import.meta.url), onStarted } = {}) {
+  static async create({ backend = 'auto', threads = null, kernels = 'auto', precision = 'exact', workerUrl = new URL('./worker.js', import.meta.url), onStarted } = {}) {
     const easel = new Easel();
     let worker;
     try {
@@ -101,7 +103,7 @@ export class Easel {
       };
     });
     try {
-      easel.#info = await Promise.race([easel.#call(OP.init, { backend, threads, kernels }), failed]);
+      easel.#info = await Promise.race([easel.#call(OP.init, { backend, threads, kernels, precision }), failed]);
     } catch (e) {
       worker.terminate();
       throw e;

@@ -36,6 +36,7 @@ function showAdapter(report, selfTest, selfTestError) {
   addRow('Device type', report.software ? `${report.deviceType} (software renderer)` : report.deviceType, 'diag-device-type');
   addRow('shader-f16', report.shaderF16 ? 'yes' : 'no (f32 kernels)', 'diag-f16');
   addRow('Kernels', report.kernels === 'tiled' ? 'tiled (workgroup-memory tiles)' : 'simple (no workgroup memory)', 'diag-kernels');
+  addRow('Precision', report.precision, 'diag-precision');
   for (const [name, value] of describeLimits(report.limits)) addRow(name, value);
   addRow('Features', report.features.join(', ') || 'none', 'diag-features');
   addRow(
@@ -122,12 +123,15 @@ async function startEngine() {
   const threads = Number.parseInt(new URLSearchParams(location.search).get('threads') ?? '', 10) || null;
   // ?kernels=tiled|simple forces the GPU's matmul/conv kernels (default: tiled on hardware).
   const kernels = new URLSearchParams(location.search).get('kernels') ?? 'auto';
+  // ?precision=fast: int8 / f16 GPU arithmetic, faster and less exact (default: exact).
+  const precision = new URLSearchParams(location.search).get('precision') ?? 'exact';
   let easel;
   try {
     easel = await Easel.create({
       backend,
       threads,
       kernels,
+      precision,
       onStarted: (version) => {
         diag.dataset.worker = 'started';
         document.getElementById('version').textContent = `engine v${version}`;

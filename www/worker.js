@@ -11,6 +11,7 @@ let gpu = null; // the engine's GpuHandle: usable while a generation holds the e
 let ready = null; // settles once the engine exists (or could not be made)
 let backendPreference = 'auto';
 let kernelChoice = 'auto';
+let precisionChoice = 'exact';
 // The engine package (pkg/ or the threaded pkg/threads/) and its CPU threads, once loaded.
 let Engine, encodeApng, encodeGif, version;
 let threads = null;
@@ -33,9 +34,10 @@ function asEaselError(e, fallback = 'generation-failed') {
 }
 
 /** Opens the engine; the reply is the engine's description (see `describeEngine`). */
-async function start(id, backend, wantedThreads, kernels) {
+async function start(id, backend, wantedThreads, kernels, precision) {
   backendPreference = backend;
   kernelChoice = kernels;
+  precisionChoice = precision;
   try {
     let pkg;
     ({ pkg, threads } = await loadEnginePackage(wantedThreads));
@@ -46,8 +48,9 @@ async function start(id, backend, wantedThreads, kernels) {
   event(EVENT.started, { version: version() });
   // A wrong value is the caller's mistake, not a missing GPU: say so before opening one.
   if (!['auto', 'tiled', 'simple'].includes(kernels)) throw new EaselError('engine-load-failed', `kernels '${kernels}': expected auto, tiled or simple`);
+  if (!['exact', 'fast'].includes(precision)) throw new EaselError('engine-load-failed', `precision '${precision}': expected exact or fast`);
   try {
-    engine = await Engine.create(backend, kernels);
+    engine = await Engine.create(backend, kernels, precision);
   } catch (e) {
     throw new EaselError(backend === 'gpu' ? 'no-webgpu' : 'engine-load-failed', messageOf(e));
   }
@@ -95,7 +98,7 @@ function recover(reason) {
     gpu?.free();
     engine = gpu = null;
     try {
-      engine = await Engine.create(backendPreference, kernelChoice);
+      engine = await Engine.create(backendPreference, kernelChoice, precisionChoice);
     } catch {
       engine = await Engine.create('cpu');
     }
@@ -406,7 +409,7 @@ async function answer(data) {
   try {
     let result;
     if (op === OP.init) {
-      ready ??= start(id, data.backend ?? 'auto', data.threads ?? null, data.kernels ?? 'auto');
+      ready ??= start(id, data.backend ?? 'auto', data.threads ?? null, data.kernels ?? 'auto', data.precision ?? 'exact');
       result = await ready;
     } else if (op === OP.load) {
       result = await load(id, data.source);

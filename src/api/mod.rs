@@ -83,13 +83,15 @@ impl Engine {
     /// takes the GPU only when it is real hardware. Fails only when "gpu" was asked for and
     /// no GPU is usable, with a message that says which browser or flag to use. `kernels`:
     /// the GPU's matmul/conv kernels, "auto" (default: tiled on hardware), "tiled" or "simple".
-    pub async fn create(backend: Option<String>, kernels: Option<String>) -> Result<Engine, JsError> {
+    /// `precision`: the GPU's arithmetic, "exact" (default) or "fast" (`gpu::Precision`).
+    pub async fn create(backend: Option<String>, kernels: Option<String>, precision: Option<String>) -> Result<Engine, JsError> {
         let pref: BackendPreference = backend.as_deref().unwrap_or("auto").parse().map_err(|e: String| JsError::new(&e))?;
         let kernels = kernels.as_deref().unwrap_or("auto").parse().map_err(|e: String| JsError::new(&e))?;
+        let precision = precision.as_deref().unwrap_or("exact").parse().map_err(|e: String| JsError::new(&e))?;
         let (gpu, gpu_error) = if pref == BackendPreference::Cpu {
             (None, None)
         } else {
-            match GpuContext::new(&GpuOptions { kernels, ..Default::default() }).await {
+            match GpuContext::new(&GpuOptions { kernels, precision, ..Default::default() }).await {
                 Ok(ctx) => (Some(ctx), None),
                 Err(e) => (None, Some(e.to_string())),
             }

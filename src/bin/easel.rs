@@ -34,7 +34,7 @@ mod cli {
     use super::{generate, morph, vqgan};
     use clap::{Parser, Subcommand};
     use easel::bench::BenchOptions;
-    use easel::gpu::{self, GpuContext, GpuOptions, KernelChoice};
+    use easel::gpu::{self, GpuContext, GpuOptions, KernelChoice, Precision};
     use easel::ops::{choose_backend, BackendChoice, BackendKind, BackendPreference};
     use std::process::ExitCode;
     use std::sync::OnceLock;
@@ -48,13 +48,18 @@ mod cli {
         /// adapters), tiled (workgroup-memory tiles) or simple.
         #[arg(long, global = true, default_value = "auto")]
         kernels: KernelChoice,
+        /// GPU arithmetic: exact (f32) or fast (int8 dot products for q8_0 linears; f16
+        /// tiles where the GPU has shader-f16). `easel bench precision` prints its error.
+        #[arg(long, global = true, default_value = "exact")]
+        precision: Precision,
     }
 
-    static KERNELS: OnceLock<KernelChoice> = OnceLock::new();
+    static KERNELS: OnceLock<(KernelChoice, Precision)> = OnceLock::new();
 
-    /// How every command opens the GPU: the default options with `--kernels`.
+    /// How every command opens the GPU: the default options with `--kernels` and `--precision`.
     pub fn gpu_options() -> GpuOptions {
-        GpuOptions { kernels: KERNELS.get().copied().unwrap_or_default(), ..Default::default() }
+        let (kernels, precision) = KERNELS.get().copied().unwrap_or_default();
+        GpuOptions { kernels, precision, ..Default::default() }
     }
 
     #[derive(Subcommand)]
@@ -182,7 +187,7 @@ mod cli {
 
     pub fn main() -> ExitCode {
         let cli = Cli::parse();
-        KERNELS.get_or_init(|| cli.kernels);
+        KERNELS.get_or_init(|| (cli.kernels, cli.precision));
         ensure_runtime_dir();
         if let Command::Convert { source, out, quant, shard_mb, taesd } = &cli.command {
             return convert(source, taesd.as_deref(), out, quant, *shard_mb);

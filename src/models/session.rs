@@ -179,6 +179,14 @@ impl Session {
         }
     }
 
+    /// The arithmetic the session runs: "exact", or the GPU's "fast (..)" (`gpu::Precision`).
+    pub fn precision(&self) -> String {
+        match &self.backend {
+            Backend::Cpu { .. } => "exact".into(),
+            Backend::Gpu { ctx, .. } => ctx.report.precision.clone(),
+        }
+    }
+
     /// "cpu" or "gpu".
     pub fn kind(&self) -> &'static str {
         match self.backend {

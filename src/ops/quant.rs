@@ -423,4 +423,30 @@ mod tests {
             assert!(err < 0.3, "{ty:?}: max error {err}");
         }
     }
+
+    #[test]
+    fn int8_activations_round_ties_to_even_and_scale_by_amax() {
+        // amax 127 makes the step exactly 1: the quants are x rounded, ties to even.
+        let mut xs = vec![0f32; 32];
+        xs[..8].copy_from_slice(&[127.0, -127.0, 1.5, 2.5, -0.5, 3.5, -2.5, 0.49]);
+        let (q, d) = quantize_activations_q8(&xs);
+        assert_eq!(&q[..8], &[127, -127, 2, 2, 0, 4, -2, 0]);
+        assert_eq!(d, vec![1.0]);
+        // An all-zero block has scale 0 and zero quants (no division by zero).
+        let (q, d) = quantize_activations_q8(&[0.0; 32]);
+        assert!(q.iter().all(|&v| v == 0) && d == vec![0.0]);
+    }
+
+    #[test]
+    fn int8_linear_is_the_integer_dot_product_times_both_scales() {
+        // x: one block with amax 127 (step 1, so its quants are its values); w: one row of
+        // 0.5s, quants 127 at scale 0.5/127 in f16. y = sum(q_x * 127) * scale_w * 1.
+        let x: Vec<f32> = (0..32).map(|i| if i == 0 { 127.0 } else { i as f32 - 16.0 }).collect();
+        let w = quantize_q8_0(&[0.5; 32]);
+        let sw = f16::from_le_bytes([w[0], w[1]]).to_f32();
+        assert!(w[2..].iter().all(|&q| q == 127), "the weight is one level, 127");
+        let sum_q: i32 = 127 + (1..32).map(|i| i - 16).sum::<i32>();
+        let y = linear_q8_int8(&x, 1, 32, &w, 1);
+        assert_eq!(y, vec![(sum_q * 127) as f32 * sw * 1.0]);
+    }
 }

@@ -22,11 +22,16 @@ pub mod lora_runs;
 /// (lavapipe without one) or the CPU backend.
 #[allow(dead_code)]
 pub fn sd_pipeline(dir: &Path, quant: StorageType, gpu: bool) -> easel::pipelines::StableDiffusion {
-    use easel::gpu::{GpuContext, GpuOptions};
+    sd_pipeline_with(dir, quant, gpu.then(easel::gpu::GpuOptions::default))
+}
+
+/// `sd_pipeline` on the GPU opened with `gpu`, or on the CPU.
+pub fn sd_pipeline_with(dir: &Path, quant: StorageType, gpu: Option<easel::gpu::GpuOptions>) -> easel::pipelines::StableDiffusion {
+    use easel::gpu::GpuContext;
     use easel::models::Session;
     let model = easel::pipelines::native::load_model_dir(dir, quant).unwrap();
-    let session = if gpu {
-        let ctx = pollster::block_on(GpuContext::new(&GpuOptions::default())).expect("a Vulkan adapter (mesa-vulkan-drivers)");
+    let session = if let Some(options) = gpu {
+        let ctx = pollster::block_on(GpuContext::new(&options)).expect("a Vulkan adapter (mesa-vulkan-drivers)");
         Session::gpu(ctx, &model.weights).unwrap()
     } else {
         Session::cpu(model.weights)
