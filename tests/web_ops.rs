@@ -4,7 +4,7 @@
 
 mod common;
 
-use easel::gpu::{GpuContext, GpuOptions, KernelChoice};
+use easel::gpu::{GpuContext, GpuOptions, KernelChoice, Precision};
 use wasm_bindgen_test::*;
 
 wasm_bindgen_test_configure!(run_in_browser);
@@ -28,6 +28,30 @@ async fn check(cases: Vec<common::Case>) {
 async fn tiled_linear_and_conv_kernels_match_cpu() {
     let cases = [common::cases_core::cases(), common::cases_conv::cases(), common::cases_split::cases()].into_iter().flatten().collect();
     check_with(KernelChoice::Tiled, cases).await;
+}
+
+/// The fast precision in Chrome: Q8_0 linears on `dot4I8Packed` (Chrome's WGSL has
+/// `packed_4x8_integer_dot_product`) with both kernel sets, against the same int8
+/// arithmetic on the CPU; f16 tiles where the adapter has `shader-f16` (SwiftShader has
+/// not: then the report must say the fast precision runs without them).
+#[wasm_bindgen_test]
+async fn fast_precision_matches_its_cpu_references() {
+    for kernels in [KernelChoice::Simple, KernelChoice::Tiled] {
+        let ctx = GpuContext::new(&GpuOptions { kernels, precision: Precision::Fast, ..Default::default() }).await.expect("a WebGPU adapter (see webdriver.json)");
+        assert!(ctx.fast_arithmetic().int8_dot, "Chrome's WGSL has packed_4x8_integer_dot_product: {}", ctx.report.summary());
+        let failures = common::cases_fast::run_int8_cases(&ctx).await;
+        assert!(failures.is_empty(), "{kernels:?}: {} failed:\n{}", failures.len(), failures.join("\n"));
+        if kernels == KernelChoice::Tiled {
+            assert_eq!(ctx.fast_arithmetic().f16_tiles, ctx.report.shader_f16, "{}", ctx.report.summary());
+            if ctx.report.shader_f16 {
+                let failures = common::run_all(&ctx, common::cases_fast::f16_tile_cases()).await;
+                assert!(failures.is_empty(), "f16 tiles: {} failed:\n{}", failures.len(), failures.join("\n"));
+            } else {
+                assert_eq!(ctx.report.precision, "fast (int8 dot)");
+                common::log("f16 tiles not checked here: this adapter has no shader-f16 (natively, lavapipe checks them)");
+            }
+        }
+    }
 }
 
 #[wasm_bindgen_test]
