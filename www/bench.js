@@ -26,18 +26,19 @@ function render() {
       cell(r.millis == null ? `error: ${r.error}` : fmt(r.millis, 1)), cell(fmt(r.gflops)), cell(fmt(r.gbps)),
       cell(r.ortMillis == null ? (r.ortError ? `error: ${r.ortError}` : '-') : fmt(r.ortMillis, 1)),
       cell(ratio == null ? '-' : `${ratio.toFixed(2)}x`),
+      cell(r.relative_error == null ? '-' : r.relative_error.toExponential(1)),
     );
     body.append(tr);
   }
 }
 
 function asText(result) {
-  const lines = [`${'op'.padEnd(10)} ${'shape'.padEnd(24)} ${'type'.padEnd(6)} ${'on'.padEnd(10)} ${'ms'.padStart(9)} ${'GFLOP/s'.padStart(8)} ${'ORT ms'.padStart(9)} ${'ORT GF/s'.padStart(8)} ${'speedup'.padStart(8)}`];
+  const lines = [`${'op'.padEnd(10)} ${'shape'.padEnd(24)} ${'type'.padEnd(6)} ${'on'.padEnd(16)} ${'ms'.padStart(9)} ${'GFLOP/s'.padStart(8)} ${'ORT ms'.padStart(9)} ${'ORT GF/s'.padStart(8)} ${'speedup'.padStart(8)} ${'error'.padStart(8)}`];
   for (const r of rows) {
     const ortGf = r.ortMillis ? (r.gflops * r.millis) / r.ortMillis : null;
     const ratio = r.millis && r.ortMillis ? `${(r.ortMillis / r.millis).toFixed(2)}x` : '-';
     lines.push(
-      `${r.op.padEnd(10)} ${r.shape.padEnd(24)} ${r.storage.padEnd(6)} ${r.backend.padEnd(10)} ${(r.millis == null ? 'error' : fmt(r.millis, 1)).padStart(9)} ${fmt(r.gflops).padStart(8)} ${(r.ortMillis == null ? '-' : fmt(r.ortMillis, 1)).padStart(9)} ${(ortGf == null ? '-' : fmt(ortGf)).padStart(8)} ${ratio.padStart(8)}` +
+      `${r.op.padEnd(10)} ${r.shape.padEnd(24)} ${r.storage.padEnd(6)} ${r.backend.padEnd(16)} ${(r.millis == null ? 'error' : fmt(r.millis, 1)).padStart(9)} ${fmt(r.gflops).padStart(8)} ${(r.ortMillis == null ? '-' : fmt(r.ortMillis, 1)).padStart(9)} ${(ortGf == null ? '-' : fmt(ortGf)).padStart(8)} ${ratio.padStart(8)} ${(r.relative_error == null ? '-' : r.relative_error.toExponential(1)).padStart(8)}` +
         (r.error ? `  (${r.error})` : '') + (r.ortError ? `  (ORT: ${r.ortError})` : ''),
     );
   }
@@ -45,7 +46,8 @@ function asText(result) {
   lines.push(`ceilings: best GPU matmul ${fmt(c.best_matmul_gflops)} GFLOP/s, buffer copy ${fmt(c.copy_gbps)} GB/s`);
   lines.push(`adapter: ${result.adapter}; ORT GPU rows use its webgpu EP, CPU rows its wasm EP`);
   lines.push(`CPU threads, Easel's and ORT's: ${result.threads.count} (${result.threads.reason})`);
-  if (result.software) lines.push('a software adapter: the tiled kernels are shaped for hardware GPUs and cannot show their gain here');
+  if (rows.some((r) => r.relative_error != null)) lines.push("error: a fast row's output against the exact row with the same kernels (relative L2)");
+  if (result.software) lines.push('a software adapter: the tiled kernels and the fast precision are shaped for hardware GPUs and cannot show their gain here');
   return lines.join('\n');
 }
 
@@ -81,6 +83,7 @@ function run() {
     threads: Number.parseInt(params.get('threads') ?? '', 10) || null,
     kernels: params.get('kernels') ?? 'auto',
     compareKernels: params.get('compare') === '1',
+    comparePrecision: params.get('precision') === 'compare',
   });
 }
 

@@ -240,7 +240,7 @@ impl Engine {
     }
 
     /// Runs the op benchmarks (see `bench`) on the GPU (if any) and the CPU backend.
-    /// `options`: JSON `{runs, gpu, cpu, filter, compareKernels}`; `on_row` is called with each row's JSON as
+    /// `options`: JSON `{runs, gpu, cpu, filter, compareKernels, comparePrecision}`; `on_row` is called with each row's JSON as
     /// it is measured. Resolves to JSON `{rows, ceilings}`.
     #[wasm_bindgen(js_name = benchOps)]
     pub async fn bench_ops(&self, options: String, on_row: js_sys::Function) -> Result<String, JsError> {
@@ -251,6 +251,7 @@ impl Engine {
             cpu: v["cpu"].as_bool().unwrap_or(true),
             filter: v["filter"].as_str().filter(|s| !s.is_empty()).map(String::from),
             compare_kernels: v["compareKernels"].as_bool().unwrap_or(false),
+            compare_precision: v["comparePrecision"].as_bool().unwrap_or(false),
         };
         let gpu = self.gpu.as_ref();
         let rows = crate::bench::bench_ops(gpu, &opts, |r| {

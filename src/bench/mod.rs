@@ -12,7 +12,8 @@ pub use ceiling::copy_bandwidth;
 pub use suite::{suite, BenchCase};
 
 use crate::error::OpError;
-use crate::gpu::{wait_idle, GpuContext};
+use crate::gpu::{wait_idle, FastArithmetic, GpuContext, Precision};
+use crate::ops::cpu::HostTensor;
 use crate::models::session::Session;
 use crate::ops::gpu::{GpuProgram, GpuWeights, PipelineCache};
 use crate::ops::Graph;
@@ -32,6 +33,9 @@ pub struct BenchRow {
     pub gbps: Option<f64>,
     /// Why there is no figure.
     pub error: Option<String>,
+    /// Fast-precision rows: relative error of the output against the exact row with the
+    /// same kernels (`compare_precision`).
+    pub relative_error: Option<f64>,
 }
 
 /// What to run.
@@ -46,11 +50,14 @@ pub struct BenchOptions {
     /// GPU rows for both kernel sets, simple and tiled (backend "gpu simple" / "gpu
     /// tiled"), instead of the context's own ("gpu").
     pub compare_kernels: bool,
+    /// GPU rows in both precisions, exact and fast ("gpu .. fast", with the fast output's
+    /// error against the exact one), instead of the context's own.
+    pub compare_precision: bool,
 }
 
 impl Default for BenchOptions {
     fn default() -> Self {
-        Self { runs: 3, gpu: true, cpu: true, filter: None, compare_kernels: false }
+        Self { runs: 3, gpu: true, cpu: true, filter: None, compare_kernels: false, compare_precision: false }
     }
 }
 
@@ -64,6 +71,7 @@ fn row(case: &BenchCase, backend: &str, result: Result<f64, OpError>) -> BenchRo
         Ok(ms) => (Some(ms), None),
         Err(e) => (None, Some(e.to_string())),
     };
+    let relative_error = None;
     BenchRow {
         op: case.op.clone(),
         shape: case.shape.clone(),
@@ -73,10 +81,12 @@ fn row(case: &BenchCase, backend: &str, result: Result<f64, OpError>) -> BenchRo
         gflops: millis.map(|ms| case.flops / ms / 1e6),
         gbps: millis.map(|ms| case.bytes / ms / 1e6),
         error,
+        relative_error,
     }
 }
 
-async fn time_gpu(ctx: &GpuContext, case: &BenchCase, runs: usize) -> Result<f64, OpError> {
+/// The median time of `runs` runs, and the output of the last.
+async fn time_gpu(ctx: &GpuContext, case: &BenchCase, runs: usize) -> Result<(f64, Vec<f32>), OpError> {
     let mut g = Graph::new(&case.weights);
     (case.build)(&mut g)?;
     let weights = GpuWeights::upload(ctx, &case.weights)?;
@@ -94,7 +104,11 @@ async fn time_gpu(ctx: &GpuContext, case: &BenchCase, runs: usize) -> Result<f64
             times.push(now_ms() - start);
         }
     }
-    Ok(median(times))
+    let out = match program.read(ctx, g.outputs[0]).await? {
+        HostTensor::F32(v) => v,
+        HostTensor::U32(v) => v.into_iter().map(|x| x as f32).collect(),
+    };
+    Ok((median(times), out))
 }
 
 /// The CPU rows run the op as a model's session does: natively on weights expanded once
@@ -128,12 +142,30 @@ pub async fn bench_ops(ctx: Option<&GpuContext>, options: &BenchOptions, mut on_
         }
         if options.gpu {
             if let Some(ctx) = ctx {
-                let variants = if options.compare_kernels { vec![ctx.with_kernels(false), ctx.with_kernels(true)] } else { vec![ctx.clone()] };
-                for v in &variants {
-                    let backend = if options.compare_kernels { format!("gpu {}", v.report.kernels) } else { "gpu".into() };
-                    let r = row(&case, &backend, time_gpu(v, &case, options.runs).await);
-                    on_row(&r);
-                    rows.push(r);
+                let kernel_sets = if options.compare_kernels { vec![ctx.with_kernels(false), ctx.with_kernels(true)] } else { vec![ctx.clone()] };
+                for k in &kernel_sets {
+                    let precisions = if options.compare_precision { vec![k.with_precision(Precision::Exact), k.with_precision(Precision::Fast)] } else { vec![k.clone()] };
+                    let mut exact: Option<Vec<f32>> = None;
+                    for v in &precisions {
+                        let fast = v.fast_arithmetic() != FastArithmetic::default();
+                        let mut backend = String::from("gpu");
+                        if options.compare_kernels {
+                            backend += &format!(" {}", v.report.kernels);
+                        }
+                        if fast {
+                            backend += " fast";
+                        }
+                        let result = time_gpu(v, &case, options.runs).await;
+                        let out = result.as_ref().ok().map(|r| r.1.clone());
+                        let mut r = row(&case, &backend, result.map(|r| r.0));
+                        match (&exact, out) {
+                            (Some(e), Some(o)) if fast => r.relative_error = Some(crate::ops::check::relative_error(&o, e).0),
+                            (None, Some(o)) if !fast => exact = Some(o),
+                            _ => {}
+                        }
+                        on_row(&r);
+                        rows.push(r);
+                    }
                 }
             }
         }
@@ -167,7 +199,7 @@ pub async fn ceilings(ctx: Option<&GpuContext>, rows: &[BenchRow], copy_mib: u64
 
 /// A plain-text table with ratios to the ceilings.
 pub fn format_table(rows: &[BenchRow], c: &Ceilings) -> String {
-    let mut s = format!("{:<10} {:<28} {:<6} {:<10} {:>10} {:>9} {:>8} {:>9} {:>9}\n", "op", "shape", "type", "on", "ms", "GFLOP/s", "GB/s", "%matmul", "%copy");
+    let mut s = format!("{:<10} {:<28} {:<6} {:<16} {:>10} {:>9} {:>8} {:>9} {:>9} {:>9}\n", "op", "shape", "type", "on", "ms", "GFLOP/s", "GB/s", "%matmul", "%copy", "error");
     for r in rows {
         match r.millis {
             Some(ms) => {
@@ -176,7 +208,7 @@ pub fn format_table(rows: &[BenchRow], c: &Ceilings) -> String {
                     _ => "-".into(),
                 };
                 s += &format!(
-                    "{:<10} {:<28} {:<6} {:<10} {:>10.1} {:>9.2} {:>8.2} {:>9} {:>9}\n",
+                    "{:<10} {:<28} {:<6} {:<16} {:>10.1} {:>9.2} {:>8.2} {:>9} {:>9} {:>9}\n",
                     r.op,
                     r.shape,
                     r.storage,
@@ -185,11 +217,15 @@ pub fn format_table(rows: &[BenchRow], c: &Ceilings) -> String {
                     r.gflops.unwrap_or(0.0),
                     r.gbps.unwrap_or(0.0),
                     pct(r.gflops, c.best_matmul_gflops),
-                    pct(r.gbps, c.copy_gbps)
+                    pct(r.gbps, c.copy_gbps),
+                    r.relative_error.map_or("-".into(), |e| format!("{e:.1e}"))
                 );
             }
-            None => s += &format!("{:<10} {:<28} {:<6} {:<10} error: {}\n", r.op, r.shape, r.storage, r.backend, r.error.as_deref().unwrap_or("?")),
+            None => s += &format!("{:<10} {:<28} {:<6} {:<16} failed: {}\n", r.op, r.shape, r.storage, r.backend, r.error.as_deref().unwrap_or("?")),
         }
+    }
+    if rows.iter().any(|r| r.relative_error.is_some()) {
+        s += "error: a fast row's output against the exact row with the same kernels (relative L2)\n";
     }
     s += &format!(
         "ceilings: best GPU matmul {} GFLOP/s, buffer copy {} GB/s\n",

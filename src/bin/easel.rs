@@ -127,6 +127,10 @@ mod cli {
             /// Time the GPU rows with both kernel sets, simple and tiled, side by side.
             #[arg(long)]
             compare_kernels: bool,
+            /// Time the GPU rows in both precisions, exact and fast, side by side, with the
+            /// fast output's error against the exact one.
+            #[arg(long)]
+            compare_precision: bool,
         },
         /// Time per UNet step of the SD-Turbo shape (random full-size weights) and peak memory.
         Unet {
@@ -217,8 +221,8 @@ mod cli {
     }
 
     async fn run(command: Command) -> Result<(), easel::GpuError> {
-        if let Command::Bench { what: BenchWhat::Ops { runs, backend, filter, json, compare_kernels } } = command {
-            return bench_ops(BenchOptions { runs: runs.max(1), gpu: backend != "cpu", cpu: backend != "gpu", filter, compare_kernels }, json).await;
+        if let Command::Bench { what: BenchWhat::Ops { runs, backend, filter, json, compare_kernels, compare_precision } } = command {
+            return bench_ops(BenchOptions { runs: runs.max(1), gpu: backend != "cpu", cpu: backend != "gpu", filter, compare_kernels, compare_precision }, json).await;
         }
         if let Command::Bench { what: BenchWhat::Unet { size, backend, quant, batch, runs, profile } } = command {
             return super::bench_unet::run(size, &backend, &quant, batch, runs, profile).await;
@@ -283,7 +287,7 @@ mod cli {
         if let Some(ctx) = &ctx {
             eprintln!("GPU: {}", ctx.report.summary());
             if ctx.is_software() {
-                eprintln!("  (a software adapter: the tiled kernels are shaped for hardware GPUs and cannot show their gain here)");
+                eprintln!("  (a software adapter: the tiled kernels and the fast precision are shaped for hardware GPUs and cannot show their gain here)");
             }
         }
         eprintln!("CPU backend: candle on {} threads", std::thread::available_parallelism().map_or(1, |n| n.get()));

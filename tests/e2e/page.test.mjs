@@ -80,6 +80,24 @@ test('?kernels= forces the GPU kernels, and a wrong value says what is allowed',
   }
 });
 
+test('?precision=fast turns on what the GPU can do, says so, and a wrong value says what is allowed', async () => {
+  const browser = await launch();
+  try {
+    const page = await browser.newPage();
+    let diag = await openSettled(page, '?backend=gpu');
+    assert.equal(await page.locator('#diag-precision').textContent(), 'exact');
+    diag = await openSettled(page, '?backend=gpu&precision=fast');
+    assert.equal(await diag.getAttribute('data-state'), 'ready', await page.locator('#diag-status').textContent());
+    // SwiftShader: int8 dot products (Chrome's WGSL has them), no shader-f16 for f16 tiles.
+    assert.equal(await page.locator('#diag-precision').textContent(), 'fast (int8 dot)');
+    await page.goto(`${url}?backend=gpu&precision=half`);
+    await page.locator('#diagnostics[data-state="error"]').waitFor({ timeout: 120_000 });
+    assert.match(await page.locator('#diag-status').textContent(), /precision 'half': expected exact or fast/);
+  } finally {
+    await browser.close();
+  }
+});
+
 test('the engine runs in a Web Worker, not on the page thread', async () => {
   const browser = await launch();
   try {
