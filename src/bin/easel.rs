@@ -311,6 +311,8 @@ mod cli {
         println!("backend       {}", r.backend);
         println!("device type   {}{}", r.device_type, if r.software { " (software: the CPU backend is faster)" } else { "" });
         println!("shader-f16    {}", if r.shader_f16 { "yes" } else { "no" });
+        println!("kernels       {}", r.kernels);
+        println!("precision     {}", r.precision);
         let l = &r.limits;
         println!("limits        maxBufferSize {} MiB, maxStorageBufferBindingSize {} MiB,", l.max_buffer_size >> 20, l.max_storage_buffer_binding_size >> 20);
         println!(

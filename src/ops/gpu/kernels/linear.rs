@@ -211,6 +211,11 @@ fn tiled_source(x_vec4: bool, storage: StorageType, w_vec4: bool, f16: bool, f16
     enable_f16(src, (storage == StorageType::F16 && f16) || f16_tiles)
 }
 
+/// The fast precision's tiled Q8_0 kernel (`linear_q8dot_tiled.wgsl`).
+fn int8_tiled_source() -> String {
+    splice(include_str!("linear_q8dot_tiled.wgsl"), &[("EPILOGUE", TILED_EPILOGUE)])
+}
+
 /// `x [.., K] @ w^T (+ bias)` for w [N, K] in any storage, one dispatch per chunk.
 pub fn linear(kb: &mut KernelBuilder, cx: &NodeCx) -> Result<(), OpError> {
     let k = cx.in_shapes[1][1];
@@ -223,10 +228,10 @@ pub fn linear(kb: &mut KernelBuilder, cx: &NodeCx) -> Result<(), OpError> {
     let f16 = storage == StorageType::F16 && kb.has_f16();
     let fast = kb.ctx.fast_arithmetic();
     let int8 = fast.int8_dot && storage == StorageType::Q8_0;
-    let tiled = kb.ctx.tiled_kernels() && !int8;
-    let f16_tiles = tiled && fast.f16_tiles;
+    let tiled = kb.ctx.tiled_kernels();
+    let f16_tiles = tiled && fast.f16_tiles && !int8;
     let key = if int8 {
-        "linear_q8dot".to_string()
+        format!("linear_q8dot{}", if tiled { "_tiled" } else { "" })
     } else {
         let tiles = if f16_tiles { "tiled_f16_" } else if tiled { "tiled_" } else { "" };
         format!("linear_{tiles}{}{}_{}", storage.name(), if f16 { "_native" } else { "" }, if x_vec4 { "vec4" } else { "scalar" })
@@ -260,7 +265,8 @@ pub fn linear(kb: &mut KernelBuilder, cx: &NodeCx) -> Result<(), OpError> {
                 return Err(OpError::Limits { node: cx.node.label.clone(), message: format!("{m}x{n} output needs more than 65535 workgroups per axis") });
             }
             let body = || match (int8, tiled) {
-                (true, _) => quant_source(storage, true),
+                (true, true) => int8_tiled_source(),
+                (true, false) => quant_source(storage, true),
                 (false, true) => tiled_source(x_vec4, storage, x_vec4, f16, f16_tiles),
                 (false, false) => source(x_vec4, storage, x_vec4, f16),
             };
@@ -300,6 +306,7 @@ pub fn variants() -> Vec<(String, String)> {
         }
     }
     out.push(("linear_q8dot".into(), kernel_source::<Linear>(&quant_source(StorageType::Q8_0, true))));
+    out.push(("linear_q8dot_tiled".into(), kernel_source::<Linear>(&int8_tiled_source())));
     out.push(("quantize_q8".into(), kernel_source::<QuantizeQ8>(include_str!("quantize_q8.wgsl"))));
     out
 }
