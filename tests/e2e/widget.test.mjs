@@ -73,7 +73,7 @@ const eventsOf = (page, name) => page.evaluate((n) => window.events.filter((e) =
 test('one tag on another site embeds a working generator', async () => {
   const url = await site(`<!doctype html><title>My blog</title><h1>Make a picture</h1>
 <script type="module" src="${easel.url}www/widget.js"></script>
-<easel-generator model="${easel.url}www/models/sd-tiny/" backend="cpu" height="700"></easel-generator>`);
+<easel-generator model="${easel.url}www/models/sd-tiny/" backend="cpu" precision="fast" height="700"></easel-generator>`);
   const browser = await launch();
   try {
     const page = await browser.newPage({ viewport: { width: 1100, height: 900 } });
@@ -83,6 +83,7 @@ test('one tag on another site embeds a working generator', async () => {
     const src = new URL(await frameEl.getAttribute('src'));
     assert.equal(src.origin, origin(easel.url), "the generator runs on Easel's origin");
     assert.equal(src.searchParams.get('model'), `${easel.url}www/models/sd-tiny/`);
+    assert.equal(src.searchParams.get('precision'), 'fast', 'the precision attribute reaches the page');
     const frame = page.frameLocator('easel-generator iframe');
     await frame.locator('#generate:not([disabled])').waitFor({ timeout: 180_000 });
     assert.equal(await frame.locator('#diagnostics').isVisible(), false, 'embedded pages hide the diagnostics');
