@@ -123,8 +123,16 @@ async function startEngine() {
   const threads = Number.parseInt(new URLSearchParams(location.search).get('threads') ?? '', 10) || null;
   // ?kernels=tiled|simple forces the GPU's matmul/conv kernels (default: tiled on hardware).
   const kernels = new URLSearchParams(location.search).get('kernels') ?? 'auto';
-  // ?precision=fast: int8 / f16 GPU arithmetic, faster and less exact (default: exact).
+  // ?precision=fast: int8 / f16 GPU arithmetic, faster and less exact (default: exact;
+  // also set by the GPU precision menu).
   const precision = new URLSearchParams(location.search).get('precision') ?? 'exact';
+  const precisionPicker = document.getElementById('precision');
+  precisionPicker.value = precision;
+  precisionPicker.onchange = () => {
+    const url = new URL(location.href);
+    url.searchParams.set('precision', precisionPicker.value);
+    location.href = url.href;
+  };
   let easel;
   try {
     easel = await Easel.create({

@@ -86,8 +86,12 @@ test('?precision=fast turns on what the GPU can do, says so, and a wrong value s
     const page = await browser.newPage();
     let diag = await openSettled(page, '?backend=gpu');
     assert.equal(await page.locator('#diag-precision').textContent(), 'exact');
-    diag = await openSettled(page, '?backend=gpu&precision=fast');
+    // The menu reloads the page with ?precision=.
+    assert.equal(await page.locator('#precision').inputValue(), 'exact');
+    await Promise.all([page.waitForURL(/precision=fast/), page.locator('#precision').selectOption('fast')]);
+    await diag.and(page.locator('[data-state="ready"], [data-state="error"], [data-state="no-webgpu"]')).waitFor({ timeout: 120_000 });
     assert.equal(await diag.getAttribute('data-state'), 'ready', await page.locator('#diag-status').textContent());
+    assert.equal(await page.locator('#precision').inputValue(), 'fast');
     // SwiftShader: int8 dot products (Chrome's WGSL has them), no shader-f16 for f16 tiles.
     assert.equal(await page.locator('#diag-precision').textContent(), 'fast (int8 dot)');
     await page.goto(`${url}?backend=gpu&precision=half`);
