@@ -13,8 +13,8 @@ pub use suite::{suite, BenchCase};
 
 use crate::error::OpError;
 use crate::gpu::{wait_idle, FastArithmetic, GpuContext, Precision};
-use crate::ops::cpu::HostTensor;
 use crate::models::session::Session;
+use crate::ops::cpu::HostTensor;
 use crate::ops::gpu::{GpuProgram, GpuWeights, PipelineCache};
 use crate::ops::Graph;
 use crate::platform::now_ms;

@@ -26,7 +26,14 @@ pub struct GpuOptions {
 
 impl Default for GpuOptions {
     fn default() -> Self {
-        Self { power_preference: wgpu::PowerPreference::HighPerformance, allow_f16: true, max_binding: None, max_buffer: None, kernels: KernelChoice::Auto, precision: Precision::Exact }
+        Self {
+            power_preference: wgpu::PowerPreference::HighPerformance,
+            allow_f16: true,
+            max_binding: None,
+            max_buffer: None,
+            kernels: KernelChoice::Auto,
+            precision: Precision::Exact,
+        }
     }
 }
 

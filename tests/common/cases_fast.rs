@@ -26,21 +26,34 @@ pub const INT8_VS_F32: (f64, f64) = (1e-3, 1e-2);
 /// and sums of 16 products in f16: a few units of roundoff, relative.
 pub const F16_TILES_TOL: f64 = 2e-3;
 
-/// (name, x shape, output features, bias, weight binding limit in bytes)
-const INT8_CASES: &[(&str, &[usize], usize, bool, Option<u64>)] = &[
-    ("int8 linear q8_0 33x64 -> 70", &[33, 64], 70, true, None),
-    ("int8 linear q8_0 5x320 -> 33", &[5, 320], 33, false, None),
-    ("int8 linear q8_0 [2,3,320] -> 45", &[2, 3, 320], 45, true, None),
-    ("int8 linear q8_0 2x5120 -> 17", &[2, 5120], 17, true, None),
-    ("int8 linear q8_0 77x1024 -> 130", &[77, 1024], 130, true, None),
-    ("int8 linear q8_0 split 9x64 -> 300", &[9, 64], 300, true, Some(64 * 68)),
+/// One int8 linear: x's shape, output features, a bias or not, and a weight binding limit
+/// in bytes (None: the device's).
+struct Int8Case {
+    name: &'static str,
+    x_shape: &'static [usize],
+    n: usize,
+    bias: bool,
+    split: Option<u64>,
+}
+
+const fn int8(name: &'static str, x_shape: &'static [usize], n: usize, bias: bool, split: Option<u64>) -> Int8Case {
+    Int8Case { name, x_shape, n, bias, split }
+}
+
+const INT8_CASES: &[Int8Case] = &[
+    int8("int8 linear q8_0 33x64 -> 70", &[33, 64], 70, true, None),
+    int8("int8 linear q8_0 5x320 -> 33", &[5, 320], 33, false, None),
+    int8("int8 linear q8_0 [2,3,320] -> 45", &[2, 3, 320], 45, true, None),
+    int8("int8 linear q8_0 2x5120 -> 17", &[2, 5120], 17, true, None),
+    int8("int8 linear q8_0 77x1024 -> 130", &[77, 1024], 130, true, None),
+    int8("int8 linear q8_0 split 9x64 -> 300", &[9, 64], 300, true, Some(64 * 68)),
 ];
 
 /// Runs the int8 cases on `ctx` (opened with `Precision::Fast`); returns the failures.
 pub async fn run_int8_cases(ctx: &GpuContext) -> Vec<String> {
     let mut failures = vec![];
-    for &(name, x_shape, n, bias, split) in INT8_CASES {
-        if let Err(e) = int8_case(ctx, name, x_shape, n, bias, split).await {
+    for c in INT8_CASES {
+        if let Err(e) = int8_case(ctx, c.name, c.x_shape, c.n, c.bias, c.split).await {
             log(&format!("FAILED {e}"));
             failures.push(e);
         }
@@ -76,6 +89,7 @@ async fn int8_case(ctx: &GpuContext, name: &str, x_shape: &[usize], n: usize, bi
     let (to_twin, _) = relative_error(&got, &want);
     let to_f32 = compare_backends(ctx, &g, &weights, &inputs, limits).await.map_err(|e| format!("{name}: {e}"))?[0].relative_error;
     log(&format!("{name:<40} relative error {to_twin:.2e} to the int8 arithmetic on the CPU (bound {INT8_TOL:.0e}), {to_f32:.2e} to f32"));
+    #[allow(clippy::neg_cmp_op_on_partial_ord)] // a NaN error must fail too
     if !(to_twin <= INT8_TOL) {
         return Err(format!("{name}: relative error {to_twin:.3e} to the int8 arithmetic on the CPU exceeds {INT8_TOL:.0e}"));
     }

@@ -57,7 +57,10 @@ pub(super) fn tiled_source(storage: StorageType, w_vec4: bool, f16: bool, f16_ti
     let b = if storage.is_quantized() { "load_w(n, k) * col_scale(n, k / 32u)" } else { "load_w(n, k)" };
     let loaders = format!("{W_AT_CONV}\n{w_loader}\n{TILED_GATHER}\n{}", tile_loader("tile_b", "n", b));
     let epilogue = format!("{STORE_PIXEL}\n{TILED_EPILOGUE}");
-    let src = splice(include_str!("gemm_tiled.wgsl"), &[("BINDINGS", &bindings), ("LOADERS", &loaders), ("ORIGIN", TILED_ORIGIN), ("EPILOGUE", &epilogue), ("T", if f16_tiles { "f16" } else { "f32" })]);
+    let src = splice(
+        include_str!("gemm_tiled.wgsl"),
+        &[("BINDINGS", &bindings), ("LOADERS", &loaders), ("ORIGIN", TILED_ORIGIN), ("EPILOGUE", &epilogue), ("T", if f16_tiles { "f16" } else { "f32" })],
+    );
     enable_f16(src, (storage == StorageType::F16 && f16) || f16_tiles)
 }
 

@@ -233,7 +233,13 @@ pub fn linear(kb: &mut KernelBuilder, cx: &NodeCx) -> Result<(), OpError> {
     let key = if int8 {
         format!("linear_q8dot{}", if tiled { "_tiled" } else { "" })
     } else {
-        let tiles = if f16_tiles { "tiled_f16_" } else if tiled { "tiled_" } else { "" };
+        let tiles = if f16_tiles {
+            "tiled_f16_"
+        } else if tiled {
+            "tiled_"
+        } else {
+            ""
+        };
         format!("linear_{tiles}{}{}_{}", storage.name(), if f16 { "_native" } else { "" }, if x_vec4 { "vec4" } else { "scalar" })
     };
     // Over the binding limit (the UNet's GEGLU projection at 768 px): windows of rows.
