@@ -108,31 +108,33 @@ function showModelReady(summary, p) {
   document.getElementById('download-text').textContent = `${summary.name}: ${mbText(p.bytesTotal)} ${source}, on the ${summary.backend.toUpperCase()}`;
 }
 
+/**
+ * The engine setting `?name=` (else `fallback`), shown by the menu #name; choosing another
+ * value reloads the page with it (the engine starts once, with its settings).
+ */
+function engineSetting(name, fallback) {
+  const value = new URLSearchParams(location.search).get(name) ?? fallback;
+  const menu = document.getElementById(name);
+  menu.value = value;
+  menu.onchange = () => {
+    const url = new URL(location.href);
+    url.searchParams.set(name, menu.value);
+    location.href = url.href;
+  };
+  return value;
+}
+
 /** Starts the engine through the JS API and wires the page's controls to it. */
 async function startEngine() {
   // ?backend=gpu|cpu|auto overrides the automatic choice (also set by the Backend menu).
-  const backend = new URLSearchParams(location.search).get('backend') ?? 'auto';
-  const picker = document.getElementById('backend');
-  picker.value = backend;
-  picker.onchange = () => {
-    const url = new URL(location.href);
-    url.searchParams.set('backend', picker.value);
-    location.href = url.href;
-  };
+  const backend = engineSetting('backend', 'auto');
   // ?threads=N caps the CPU backend's threads (default: one per core, when isolated).
   const threads = Number.parseInt(new URLSearchParams(location.search).get('threads') ?? '', 10) || null;
   // ?kernels=tiled|simple forces the GPU's matmul/conv kernels (default: tiled on hardware).
   const kernels = new URLSearchParams(location.search).get('kernels') ?? 'auto';
   // ?precision=fast: int8 / f16 GPU arithmetic, faster and less exact (default: exact;
   // also set by the GPU precision menu).
-  const precision = new URLSearchParams(location.search).get('precision') ?? 'exact';
-  const precisionPicker = document.getElementById('precision');
-  precisionPicker.value = precision;
-  precisionPicker.onchange = () => {
-    const url = new URL(location.href);
-    url.searchParams.set('precision', precisionPicker.value);
-    location.href = url.href;
-  };
+  const precision = engineSetting('precision', 'exact');
   let easel;
   try {
     easel = await Easel.create({
