@@ -3,7 +3,7 @@
 // double click, then another right after the first finishes). Prints each run's time,
 // the step line, the note and the PNG's prompt; screenshots land in tests/artifacts/.
 //
-//   node scripts/tryout/visitor.mjs [--size 512] [--steps N] [--backend auto|cpu|gpu] [--model emoji-sd]
+//   node scripts/tryout/visitor.mjs [--size 512] [--steps N] [--backend auto|cpu|gpu] [--precision exact|fast] [--model emoji-sd]
 //   (after scripts/build.sh; the step line is printed every minute while a run lasts)
 
 import { parseArgs } from 'node:util';
@@ -11,14 +11,14 @@ import { startServer } from '../serve.mjs';
 import { ROOT, launch, artifactPath } from '../../tests/e2e/browser.mjs';
 import { pngText } from '../../tests/e2e/png-text.mjs';
 
-const { values } = parseArgs({ options: { size: { type: 'string' }, steps: { type: 'string' }, backend: { type: 'string', default: 'auto' }, model: { type: 'string' } } });
+const { values } = parseArgs({ options: { size: { type: 'string' }, steps: { type: 'string' }, backend: { type: 'string', default: 'auto' }, precision: { type: 'string', default: 'exact' }, model: { type: 'string' } } });
 const PROMPT = '一只戴墨镜的柴犬 😎';
 const { server, url } = await startServer({ root: ROOT, port: 0 });
 const browser = await launch();
 try {
   const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
   page.on('pageerror', (e) => console.log(`page error: ${e.message}`));
-  await page.goto(`${url}?backend=${values.backend}`);
+  await page.goto(`${url}?backend=${values.backend}&precision=${values.precision}`);
   await page.locator('#generate:not([disabled])').waitFor({ timeout: 300_000 });
   if (values.model) {
     // Picked from the model menu, as a visitor would (a bundled model's folder).
