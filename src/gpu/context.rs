@@ -67,8 +67,9 @@ impl std::str::FromStr for KernelChoice {
 /// device can: Q8_0 linears multiply int8 activations by the int8 weights with
 /// `dot4I8Packed` (the packed 4x8 integer dot product; activations quantized per block of
 /// 32, as the weights are), and, where the device has `shader-f16`, the tiled kernels stage
-/// and multiply in f16 (sums of 16 products in f16, added up in f32). `bench precision`
-/// prints what it costs in accuracy.
+/// and multiply in f16 (sums of 16 products in f16, added up in f32). `bench ops
+/// --compare-precision` prints what it costs per op, and `pipelines_native`'s
+/// `fast_precision_runs_stay_near_diffusers` on the fixtures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Precision {
     /// f32 arithmetic throughout (the default: what the tests hold to diffusers).
