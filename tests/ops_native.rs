@@ -53,6 +53,15 @@ fn fast_precision_int8_linears_match_their_cpu_twin() {
     }
 }
 
+/// With the tiled kernels the fast precision runs Q8_0 convs on int8 dot products too
+/// (their taps gathered and quantized per block), computing what the CPU twin does.
+#[test]
+fn fast_precision_int8_convs_match_their_cpu_twin() {
+    let ctx = fast_context(KernelChoice::Tiled);
+    let failures = pollster::block_on(common::cases_fast::run_int8_conv_cases(&ctx));
+    assert!(failures.is_empty(), "{} failed:\n{}", failures.len(), failures.join("\n"));
+}
+
 /// The fast precision's f16 tiles (lavapipe has `shader-f16`) on every linear and conv
 /// case, within f16's rounding of the CPU's f32.
 #[test]

@@ -99,11 +99,103 @@ async fn int8_case(ctx: &GpuContext, name: &str, x_shape: &[usize], n: usize, bi
     Ok(())
 }
 
+/// One int8 conv (tiled kernels): x [B, C, H, W], output channels, kernel size, stride,
+/// padding [top, bottom, left, right].
+struct Int8Conv {
+    name: &'static str,
+    x: [usize; 4],
+    o: usize,
+    kernel: usize,
+    stride: usize,
+    padding: [usize; 4],
+}
+
+const INT8_CONVS: &[Int8Conv] = &[
+    Int8Conv { name: "int8 conv q8_0 3x3 s1 p1 [2,32,5,6] -> 10", x: [2, 32, 5, 6], o: 10, kernel: 3, stride: 1, padding: [1; 4] },
+    Int8Conv { name: "int8 conv q8_0 1x1 [1,64,7,5] -> 7", x: [1, 64, 7, 5], o: 7, kernel: 1, stride: 1, padding: [0; 4] },
+    Int8Conv { name: "int8 conv q8_0 3x3 s2 (0,1,0,1) [1,32,8,8] -> 6", x: [1, 32, 8, 8], o: 6, kernel: 3, stride: 2, padding: [0, 1, 0, 1] },
+    Int8Conv { name: "int8 conv q8_0 3x3 s1 p1 [1,64,9,9] -> 70 (2x2 tiles)", x: [1, 64, 9, 9], o: 70, kernel: 3, stride: 1, padding: [1; 4] },
+];
+
+/// Runs the int8 conv cases on `ctx` (fast precision, tiled kernels); returns the failures.
+pub async fn run_int8_conv_cases(ctx: &GpuContext) -> Vec<String> {
+    let mut failures = vec![];
+    for c in INT8_CONVS {
+        if let Err(e) = int8_conv_case(ctx, c).await {
+            log(&format!("FAILED {e}"));
+            failures.push(e);
+        }
+    }
+    failures
+}
+
+/// x's taps as the implicit GEMM's A [B*Ho*Wo, C*kh*kw] (zero in the padding).
+fn im2col(x: &[f32], [b, c, h, w]: [usize; 4], kernel: usize, stride: usize, padding: [usize; 4], (ho, wo): (usize, usize)) -> Vec<f32> {
+    let k = c * kernel * kernel;
+    let mut a = vec![0f32; b * ho * wo * k];
+    for (m, row) in a.chunks_exact_mut(k).enumerate() {
+        let (item, oy, ox) = (m / (ho * wo), m / wo % ho, m % wo);
+        for (kk, v) in row.iter_mut().enumerate() {
+            let (ch, ky, kx) = (kk / (kernel * kernel), kk / kernel % kernel, kk % kernel);
+            let (iy, ix) = ((oy * stride + ky) as isize - padding[0] as isize, (ox * stride + kx) as isize - padding[2] as isize);
+            if (0..h as isize).contains(&iy) && (0..w as isize).contains(&ix) {
+                *v = x[((item * c + ch) * h + iy as usize) * w + ix as usize];
+            }
+        }
+    }
+    a
+}
+
+async fn int8_conv_case(ctx: &GpuContext, case: &Int8Conv) -> Result<(), String> {
+    let (name, [b, c, h, w], o, kernel) = (case.name, case.x, case.o, case.kernel);
+    let ho = (h + case.padding[0] + case.padding[1] - kernel) / case.stride + 1;
+    let wo = (w + case.padding[2] + case.padding[3] - kernel) / case.stride + 1;
+    let k = c * kernel * kernel;
+    let x: Vec<f32> = random_values(b * c * h * w, 21);
+    let wv: Vec<f32> = random_values(o * k, 22).into_iter().map(|v| v * 0.5).collect();
+    let bias: Vec<f32> = random_values(o, 23).into_iter().map(|v| v * 0.5).collect();
+    let mut weights = WeightStore::new();
+    weights.insert("w", &[o, c, kernel, kernel], StorageType::Q8_0, &wv).unwrap();
+    weights.insert_f32("b", &[o], &bias).unwrap();
+    let mut g = Graph::new(&weights);
+    let xi = g.input("x", &case.x);
+    let (wi, bi) = (g.weight("w").unwrap(), g.weight("b").unwrap());
+    let y = g.conv2d(xi, wi, Some(bi), case.stride, case.padding).unwrap();
+    g.output(y);
+    let inputs = [("x".to_string(), HostTensor::F32(x.clone()))].into();
+    let got = match run_gpu(ctx, &g, &weights, &inputs, BindingLimits::default()).await.map_err(|e| format!("{name}: {e}"))?.remove(0) {
+        HostTensor::F32(v) => v,
+        other => return Err(format!("{name}: a {other:?} output")),
+    };
+    // The same arithmetic on the CPU: the gathered taps through the int8 linear, then NCHW.
+    let a = im2col(&x, case.x, kernel, case.stride, case.padding, (ho, wo));
+    let rows = linear_q8_int8(&a, b * ho * wo, k, &weights.get("w").unwrap().bytes, o);
+    let plane = ho * wo;
+    let mut want = vec![0f32; b * o * plane];
+    for (m, row) in rows.chunks_exact(o).enumerate() {
+        for (n, v) in row.iter().enumerate() {
+            want[((m / plane) * o + n) * plane + m % plane] = v + bias[n];
+        }
+    }
+    let (to_twin, _) = relative_error(&got, &want);
+    let to_f32 = compare_backends(ctx, &g, &weights, &inputs, BindingLimits::default()).await.map_err(|e| format!("{name}: {e}"))?[0].relative_error;
+    log(&format!("{name:<52} relative error {to_twin:.2e} to the int8 arithmetic on the CPU (bound {INT8_TOL:.0e}), {to_f32:.2e} to f32"));
+    #[allow(clippy::neg_cmp_op_on_partial_ord)] // a NaN error must fail too
+    if !(to_twin <= INT8_TOL) {
+        return Err(format!("{name}: relative error {to_twin:.3e} to the int8 arithmetic on the CPU exceeds {INT8_TOL:.0e}"));
+    }
+    if !(INT8_VS_F32.0..=INT8_VS_F32.1).contains(&to_f32) {
+        return Err(format!("{name}: relative error {to_f32:.3e} to f32 lies outside {INT8_VS_F32:?}: the int8 path did not run, or rounds wrongly"));
+    }
+    Ok(())
+}
+
 /// The cases that run the tiled kernels (linear and conv, and a chain through a linear)
-/// with the f16 tiles' bound; Q8_0 linears are left out (the fast precision runs those on
-/// int8 dot products), and so are ops the precision does not touch.
+/// with the f16 tiles' bound; Q8_0 linears and unsplit Q8_0 convs are left out (the fast
+/// precision runs those on int8 dot products), and so are ops the precision does not touch.
 pub fn f16_tile_cases() -> Vec<Case> {
-    let tiled = |name: &str| (name.starts_with("linear ") && !name.starts_with("linear q8_0")) || name.starts_with("conv ") || name.starts_with("chain ");
+    let int8 = |name: &str| name.starts_with("linear q8_0") || (name.starts_with("conv q8_0") && !name.contains("split"));
+    let tiled = |name: &str| (name.starts_with("linear ") || name.starts_with("conv ") || name.starts_with("chain ")) && !int8(name);
     let mut cases: Vec<Case> = [super::cases_core::cases(), super::cases_conv::cases()].into_iter().flatten().filter(|c| tiled(&c.name)).collect();
     for c in &mut cases {
         c.tolerance = F16_TILES_TOL;

@@ -64,10 +64,24 @@ pub(super) fn tiled_source(storage: StorageType, w_vec4: bool, f16: bool, f16_ti
     enable_f16(src, (storage == StorageType::F16 && f16) || f16_tiles)
 }
 
+/// The fast precision's int8 conv (Q8_0 weights, tiled kernels): the input gathered and
+/// quantized per block of 32 taps (`im2col_q8.wgsl`), then multiplied by the weight rows
+/// on `dot4I8Packed` by the linear's tiled int8 kernel with the conv's bias and NCHW store.
+/// Both take the `Conv2d` parameters. (im2col, GEMM)
+pub(super) fn int8_sources() -> (String, String) {
+    let im2col = splice(include_str!("im2col_q8.wgsl"), &[("GATHER", TILED_GATHER)]);
+    let gemm = splice(include_str!("linear_q8dot_tiled.wgsl"), &[("EPILOGUE", &format!("{STORE_PIXEL}\n{TILED_EPILOGUE}"))]);
+    (im2col, gemm)
+}
+
 /// Every tiled conv variant: (key, WGSL).
 #[cfg(all(test, not(target_arch = "wasm32")))]
 pub fn variants() -> Vec<(String, String)> {
-    let mut out = vec![];
+    let (im2col, gemm) = int8_sources();
+    let mut out = vec![
+        ("im2col_q8".to_string(), super::kernel_source::<super::params::Conv2d>(&im2col)),
+        ("conv2d_q8dot_tiled".to_string(), super::kernel_source::<super::params::Conv2d>(&gemm)),
+    ];
     for storage in [StorageType::F32, StorageType::F16, StorageType::Q8_0, StorageType::Q4_0] {
         for w_vec4 in [false, true] {
             for f16 in [false, true] {
