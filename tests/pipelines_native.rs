@@ -26,10 +26,14 @@ const Q8_TOL: (f64, f64) = (2.5e-2, 3e-2);
 /// v-prediction), bound at about 2x.
 const F16_TOL: (f64, f64) = (1.1e-3, 1.8e-3);
 
-/// q8_0 weights with the fast precision on the GPU (latents, decoded): measured at most
-/// 1.96e-2 and 2.58e-2 (sd1-tiny img2img / LCM, tiled), against 1.29e-2 and 1.59e-2 with
-/// exact arithmetic on the CPU; bound at about 2x.
+/// q8_0 weights with the fast precision on the GPU, simple kernels (int8 linears; latents,
+/// decoded): measured at most 1.81e-2 and 2.43e-2 (sd1-tiny img2img / LCM), against
+/// 1.29e-2 and 1.59e-2 with exact arithmetic on the CPU; bound at about 2x.
 const FAST_Q8_TOL: (f64, f64) = (4e-2, 5e-2);
+/// ... tiled kernels (int8 linears and convs, f16 tiles): measured at most 5.08e-2 and
+/// 5.70e-2 (sd1-tiny LCM 1-step); bound at about 2x. int8 convs cost the most accuracy:
+/// before them this set measured 1.96e-2 and 2.58e-2.
+const FAST_Q8_TILED_TOL: (f64, f64) = (1e-1, 1.2e-1);
 /// f32 weights on f16 tiles (the fast precision's f16 part alone): measured at most
 /// 6.79e-3 and 7.93e-3 (sd2-tiny v-prediction), bound at about 2x.
 const FAST_F16_TILES_TOL: (f64, f64) = (1.4e-2, 1.6e-2);
@@ -104,14 +108,14 @@ fn quantized_and_f16_runs_stay_near_diffusers() {
 }
 
 /// The fast precision against diffusers' f32 runs, printed for every run: on q8_0 weights
-/// with both kernel sets (simple: int8 linears; tiled: int8 linears and f16 tiles), and on
-/// f32 weights with the tiled kernels (f16 tiles alone).
+/// with both kernel sets (simple: int8 linears; tiled: int8 linears and convs, f16 tiles),
+/// and on f32 weights with the tiled kernels (f16 tiles alone).
 #[test]
 fn fast_precision_runs_stay_near_diffusers() {
-    for kernels in [KernelChoice::Simple, KernelChoice::Tiled] {
+    for (kernels, tol) in [(KernelChoice::Simple, FAST_Q8_TOL), (KernelChoice::Tiled, FAST_Q8_TILED_TOL)] {
         let options = GpuOptions { kernels, precision: Precision::Fast, ..Default::default() };
         for case in ["sd1-tiny", "sd2-tiny"] {
-            assert_within(run_with(case, StorageType::Q8_0, Some(options.clone())), FAST_Q8_TOL);
+            assert_within(run_with(case, StorageType::Q8_0, Some(options.clone())), tol);
         }
     }
     let tiled = GpuOptions { kernels: KernelChoice::Tiled, precision: Precision::Fast, ..Default::default() };

@@ -31,8 +31,8 @@ async fn tiled_linear_and_conv_kernels_match_cpu() {
 }
 
 /// The fast precision in Chrome: Q8_0 linears on `dot4I8Packed` (Chrome's WGSL has
-/// `packed_4x8_integer_dot_product`) with both kernel sets, against the same int8
-/// arithmetic on the CPU; f16 tiles where the adapter has `shader-f16` (SwiftShader has
+/// `packed_4x8_integer_dot_product`) with both kernel sets, and Q8_0 convs with the tiled
+/// ones, against the same int8 arithmetic on the CPU; f16 tiles where the adapter has `shader-f16` (SwiftShader has
 /// not: then the report must say the fast precision runs without them).
 #[wasm_bindgen_test]
 async fn fast_precision_matches_its_cpu_references() {
@@ -42,6 +42,8 @@ async fn fast_precision_matches_its_cpu_references() {
         let failures = common::cases_fast::run_int8_cases(&ctx).await;
         assert!(failures.is_empty(), "{kernels:?}: {} failed:\n{}", failures.len(), failures.join("\n"));
         if kernels == KernelChoice::Tiled {
+            let failures = common::cases_fast::run_int8_conv_cases(&ctx).await;
+            assert!(failures.is_empty(), "int8 convs: {} failed:\n{}", failures.len(), failures.join("\n"));
             assert_eq!(ctx.fast_arithmetic().f16_tiles, ctx.report.shader_f16, "{}", ctx.report.summary());
             if ctx.report.shader_f16 {
                 let failures = common::run_all(&ctx, common::cases_fast::f16_tile_cases()).await;
