@@ -64,7 +64,8 @@ impl std::str::FromStr for KernelChoice {
 }
 
 /// The arithmetic of the matmul-like kernels. `Fast` trades accuracy for speed where the
-/// device can: Q8_0 linears multiply int8 activations by the int8 weights with
+/// device can: Q8_0 linears (and, with the tiled kernels, Q8_0 convs) multiply int8
+/// activations by the int8 weights with
 /// `dot4I8Packed` (the packed 4x8 integer dot product; activations quantized per block of
 /// 32, as the weights are), and, where the device has `shader-f16`, the tiled kernels stage
 /// and multiply in f16 (sums of 16 products in f16, added up in f32). `bench ops
@@ -75,7 +76,8 @@ pub enum Precision {
     /// f32 arithmetic throughout (the default: what the tests hold to diffusers).
     #[default]
     Exact,
-    /// int8 dot products for Q8_0 linears, f16 tiles where the device has `shader-f16`.
+    /// int8 dot products for Q8_0 linears (and tiled convs), f16 tiles where the device has
+    /// `shader-f16`.
     Fast,
 }
 
@@ -93,7 +95,7 @@ impl std::str::FromStr for Precision {
 /// What `Precision::Fast` turned on for this device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct FastArithmetic {
-    /// Q8_0 linears through `dot4I8Packed` (the WGSL language feature
+    /// Q8_0 linears (and, tiled, convs) through `dot4I8Packed` (the WGSL language feature
     /// `packed_4x8_integer_dot_product` is present).
     pub int8_dot: bool,
     /// The tiled kernels in f16 (the device has `shader-f16` and the tiled kernels are in use).
