@@ -86,9 +86,14 @@ async fn int8_case(ctx: &GpuContext, name: &str, x_shape: &[usize], n: usize, bi
     if bias {
         want.iter_mut().enumerate().for_each(|(i, v)| *v += b[i % n]);
     }
-    let (to_twin, _) = relative_error(&got, &want);
-    let to_f32 = compare_backends(ctx, &g, &weights, &inputs, limits).await.map_err(|e| format!("{name}: {e}"))?[0].relative_error;
-    log(&format!("{name:<40} relative error {to_twin:.2e} to the int8 arithmetic on the CPU (bound {INT8_TOL:.0e}), {to_f32:.2e} to f32"));
+    check_int8(name, &got, &want, compare_backends(ctx, &g, &weights, &inputs, limits).await.map_err(|e| format!("{name}: {e}"))?[0].relative_error)
+}
+
+/// The int8 result `got` against its CPU twin `want` (`INT8_TOL`), and its error against
+/// f32 `to_f32` within `INT8_VS_F32` (the int8 path ran, and rounds as it should).
+fn check_int8(name: &str, got: &[f32], want: &[f32], to_f32: f64) -> Result<(), String> {
+    let (to_twin, _) = relative_error(got, want);
+    log(&format!("{name:<52} relative error {to_twin:.2e} to the int8 arithmetic on the CPU (bound {INT8_TOL:.0e}), {to_f32:.2e} to f32"));
     #[allow(clippy::neg_cmp_op_on_partial_ord)] // a NaN error must fail too
     if !(to_twin <= INT8_TOL) {
         return Err(format!("{name}: relative error {to_twin:.3e} to the int8 arithmetic on the CPU exceeds {INT8_TOL:.0e}"));
@@ -177,17 +182,7 @@ async fn int8_conv_case(ctx: &GpuContext, case: &Int8Conv) -> Result<(), String>
             want[((m / plane) * o + n) * plane + m % plane] = v + bias[n];
         }
     }
-    let (to_twin, _) = relative_error(&got, &want);
-    let to_f32 = compare_backends(ctx, &g, &weights, &inputs, BindingLimits::default()).await.map_err(|e| format!("{name}: {e}"))?[0].relative_error;
-    log(&format!("{name:<52} relative error {to_twin:.2e} to the int8 arithmetic on the CPU (bound {INT8_TOL:.0e}), {to_f32:.2e} to f32"));
-    #[allow(clippy::neg_cmp_op_on_partial_ord)] // a NaN error must fail too
-    if !(to_twin <= INT8_TOL) {
-        return Err(format!("{name}: relative error {to_twin:.3e} to the int8 arithmetic on the CPU exceeds {INT8_TOL:.0e}"));
-    }
-    if !(INT8_VS_F32.0..=INT8_VS_F32.1).contains(&to_f32) {
-        return Err(format!("{name}: relative error {to_f32:.3e} to f32 lies outside {INT8_VS_F32:?}: the int8 path did not run, or rounds wrongly"));
-    }
-    Ok(())
+    check_int8(name, &got, &want, compare_backends(ctx, &g, &weights, &inputs, BindingLimits::default()).await.map_err(|e| format!("{name}: {e}"))?[0].relative_error)
 }
 
 /// The cases that run the tiled kernels (linear and conv, and a chain through a linear)

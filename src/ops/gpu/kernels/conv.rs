@@ -1,7 +1,7 @@
 //! Convolution as an implicit GEMM over f32, f16, Q8_0 and Q4_0 weights (dequantized in the
 //! kernel, one dispatch per weight chunk), and nearest 2x upsampling.
 
-use super::conv_tiled::{int8_sources, tiled_source};
+use super::conv_tiled::{int8_conv, tiled_source};
 use super::elementwise::groups_for;
 use super::loaders::{enable_f16, operand_bindings, Q8_UNPACK, W_F16, W_F16_NATIVE, W_F32_VEC4};
 use super::params::{Conv2d, UpsampleNearest};
@@ -243,11 +243,6 @@ fn store_pixel(m: u32, c0: u32, v: vec4<f32>) {
     }
 }"#;
 
-/// The largest int8 input (pixels x taps, one byte each) the fast precision gathers for a
-/// conv; larger ones (the VAE's full-resolution convs) keep the f32 path rather than hold
-/// hundreds of MB of scratch.
-const INT8_IM2COL_BYTES: u64 = 64 << 20;
-
 /// Output pixels and channels per workgroup: 8x8 invocations of 4 pixels x 8 channels each.
 const TILE_PIXELS: usize = 32;
 const TILE_CHANNELS: usize = 64;
@@ -335,23 +330,12 @@ pub fn conv2d(kb: &mut KernelBuilder, cx: &NodeCx, stride: usize, padding: [usiz
     let bias = bias.unwrap_or_else(|| kb.placeholder());
     let unsplit = fits(kb, &[&x, &cx.out]);
     let (max, align) = (kb.max_elems(), kb.offset_align());
-    // The fast precision's int8 path: unsplit convs whose gathered input stays small.
-    let int8_bytes = (m * k) as u64;
-    if unsplit && tiled && storage == StorageType::Q8_0 && kb.ctx.fast_arithmetic().int8_dot && chunks.len() == 1 && int8_bytes <= INT8_IM2COL_BYTES.min(kb.max_binding) {
+    // The fast precision's int8 path (conv_tiled.rs) for unsplit Q8_0 convs.
+    if unsplit && tiled && storage == StorageType::Q8_0 && kb.ctx.fast_arithmetic().int8_dot && chunks.len() == 1 {
         let (rows, values, scales) = &chunks[0];
         let pass = Pass { m, x: x.clone(), out: cx.out.clone(), channels: 0..c, rows: rows.clone(), out_row: rows.start, row_in_chunk: 0, has_bias };
-        let tiles_n = rows.len().div_ceil(64);
-        let tiles_m = m.div_ceil(64);
-        if tiles_m <= 65535 && tiles_n <= 65535 {
-            let params = pass.params(&dims, k, tiles_n);
-            let xq = kb.shared_scratch("int8 activations", int8_bytes);
-            let xd = kb.shared_scratch("int8 activation scales", int8_bytes / 32 * 4);
-            let blocks = (m * k / 32) as u32;
-            kb.dispatch("im2col_q8", || int8_sources().0, vec![xq.clone(), xd.clone(), x.clone()], &params, grid(blocks.div_ceil(64)))?;
-            let mut bindings = vec![cx.out.clone(), bias.clone(), xq, values.clone()];
-            bindings.extend(scales.clone());
-            bindings.push(xd);
-            return kb.dispatch("conv2d_q8dot_tiled", || int8_sources().1, bindings, &params, [tiles_n as u32, tiles_m as u32, 1]);
+        if int8_conv(kb, [&cx.out, &bias, &x, values], scales, &pass.params(&dims, k, rows.len().div_ceil(64)))? {
+            return Ok(());
         }
     }
     let mut record = |pass: Pass, values: &Buf, scales: &Option<Buf>| {

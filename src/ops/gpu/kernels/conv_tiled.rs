@@ -4,7 +4,10 @@
 
 use super::conv::{weight_loader, STORE_PIXEL, W_AT_CONV};
 use super::loaders::{enable_f16, operand_bindings, tile_loader, OUT_BIAS_BINDINGS};
+use super::params::Conv2d;
 use super::splice;
+use crate::error::OpError;
+use crate::ops::gpu::builder::{grid, Buf, KernelBuilder};
 use crate::ops::quant::StorageType;
 
 /// The tiled kernel's A: taps k..k+3 of output pixel m, gathered (zero in the padding and
@@ -64,14 +67,54 @@ pub(super) fn tiled_source(storage: StorageType, w_vec4: bool, f16: bool, f16_ti
     enable_f16(src, (storage == StorageType::F16 && f16) || f16_tiles)
 }
 
-/// The fast precision's int8 conv (Q8_0 weights, tiled kernels): the input gathered and
-/// quantized per block of 32 taps (`im2col_q8.wgsl`), then multiplied by the weight rows
-/// on `dot4I8Packed` by the linear's tiled int8 kernel with the conv's bias and NCHW store.
-/// Both take the `Conv2d` parameters. (im2col, GEMM)
+/// A conv's taps, pixel by pixel, as `quantize_q8.wgsl` reads them: gathered (zero in the
+/// padding) by the tiled kernel's `tile_a`.
+const QUANTIZE_TAPS: &str = r#"
+@group(0) @binding(2) var<storage, read_write> x: array<f32>;
+@group(0) @binding(3) var<uniform> params: Params;
+
+fn blocks() -> u32 {
+    return params.m * (params.k / 32u);
+}
+
+fn load(b: u32, i: u32) -> vec4<f32> {
+    let per_pixel = params.k / 32u;
+    return tile_a(b / per_pixel, (b % per_pixel) * 32u + i * 4u);
+}"#;
+
+/// The fast precision's int8 conv (Q8_0 weights, tiled kernels): the taps gathered and
+/// quantized per block of 32 (`quantize_q8.wgsl`), then multiplied by the weight rows on
+/// `dot4I8Packed` by the linear's tiled int8 kernel with the conv's bias and NCHW store.
+/// Both take the `Conv2d` parameters. (quantizer, GEMM)
 pub(super) fn int8_sources() -> (String, String) {
-    let im2col = splice(include_str!("im2col_q8.wgsl"), &[("GATHER", TILED_GATHER)]);
+    let im2col = splice(include_str!("quantize_q8.wgsl"), &[("INPUT", &format!("{QUANTIZE_TAPS}\n{TILED_GATHER}"))]);
     let gemm = splice(include_str!("linear_q8dot_tiled.wgsl"), &[("EPILOGUE", &format!("{STORE_PIXEL}\n{TILED_EPILOGUE}"))]);
     (im2col, gemm)
+}
+
+/// The largest int8 input (pixels x taps, one byte each) the fast precision gathers for a
+/// conv; larger ones (the VAE's full-resolution convs) keep the f32 path rather than hold
+/// hundreds of MB of scratch.
+const INT8_IM2COL_BYTES: u64 = 64 << 20;
+
+/// Records the int8 conv (`int8_sources`) of a whole, unsplit conv with `params`, bound to
+/// [out, bias, x, weight quants] and the weight's scales; false (nothing recorded) when its
+/// gathered input would be too large and the f32 path should run instead.
+pub(super) fn int8_conv(kb: &mut KernelBuilder, [out, bias, x, values]: [&Buf; 4], scales: &Option<Buf>, params: &Conv2d) -> Result<bool, OpError> {
+    let (m, k) = (params.m as u64, params.k as u64);
+    let (tiles_m, tiles_n) = (m.div_ceil(64), (params.n_rows as u64).div_ceil(64));
+    if m * k > INT8_IM2COL_BYTES.min(kb.max_binding) || tiles_m > 65535 || tiles_n > 65535 {
+        return Ok(false);
+    }
+    let xq = kb.shared_scratch("int8 activations", m * k);
+    let xd = kb.shared_scratch("int8 activation scales", m * k / 32 * 4);
+    let blocks = (m * k / 32) as u32;
+    kb.dispatch("im2col_q8", || int8_sources().0, vec![xq.clone(), xd.clone(), x.clone()], params, grid(blocks.div_ceil(64)))?;
+    let mut bindings = vec![out.clone(), bias.clone(), xq, values.clone()];
+    bindings.extend(scales.clone());
+    bindings.push(xd);
+    kb.dispatch("conv2d_q8dot_tiled", || int8_sources().1, bindings, params, [tiles_n as u32, tiles_m as u32, 1])?;
+    Ok(true)
 }
 
 /// Every tiled conv variant: (key, WGSL).

@@ -282,6 +282,23 @@ pub fn linear(kb: &mut KernelBuilder, cx: &NodeCx) -> Result<(), OpError> {
     Ok(())
 }
 
+/// A linear's input rows (x bound as vec4) as `quantize_q8.wgsl` reads them.
+const QUANTIZE_ROWS: &str = r#"
+@group(0) @binding(2) var<storage, read_write> x: array<vec4<f32>>;
+@group(0) @binding(3) var<uniform> params: Params;
+
+fn blocks() -> u32 {
+    return params.blocks;
+}
+
+fn load(b: u32, i: u32) -> vec4<f32> {
+    return x[b * 8u + i];
+}"#;
+
+fn quantize_source() -> String {
+    splice(include_str!("quantize_q8.wgsl"), &[("INPUT", QUANTIZE_ROWS)])
+}
+
 /// `len` values of x (whole blocks of 32) as the fast precision's int8 blocks, in scratch
 /// shared by every linear of the program: (quants, 4 to a word; their f32 scales).
 fn quantize_rows(kb: &mut KernelBuilder, x: &Buf, len: usize) -> Result<(Buf, Buf), OpError> {
@@ -289,7 +306,7 @@ fn quantize_rows(kb: &mut KernelBuilder, x: &Buf, len: usize) -> Result<(Buf, Bu
     let xq = kb.shared_scratch("int8 activations", len as u64);
     let xd = kb.shared_scratch("int8 activation scales", blocks as u64 * 4);
     let params = QuantizeQ8 { blocks: blocks as u32 };
-    kb.dispatch("quantize_q8", || include_str!("quantize_q8.wgsl").to_string(), vec![xq.clone(), xd.clone(), x.clone()], &params, grid((blocks as u32).div_ceil(64)))?;
+    kb.dispatch("quantize_q8", quantize_source, vec![xq.clone(), xd.clone(), x.clone()], &params, grid((blocks as u32).div_ceil(64)))?;
     Ok((xq, xd))
 }
 
@@ -313,6 +330,6 @@ pub fn variants() -> Vec<(String, String)> {
     }
     out.push(("linear_q8dot".into(), kernel_source::<Linear>(&quant_source(StorageType::Q8_0, true))));
     out.push(("linear_q8dot_tiled".into(), kernel_source::<Linear>(&int8_tiled_source())));
-    out.push(("quantize_q8".into(), kernel_source::<QuantizeQ8>(include_str!("quantize_q8.wgsl"))));
+    out.push(("quantize_q8".into(), kernel_source::<QuantizeQ8>(&quantize_source())));
     out
 }
