@@ -3,7 +3,7 @@
 
 import { loadEnginePackage } from './engine-pkg.js';
 import { loadHubModel } from './hub.js';
-import { loadModel, sha256Hex } from './loader.js';
+import { SHARD_READERS, loadModel, sha256Hex } from './loader.js';
 import { EVENT, EaselError, OP } from './protocol.js';
 
 let engine = null;
@@ -137,8 +137,11 @@ let loading = 0; // model loads in progress
 let modelLoaded = false;
 let loadedName = null;
 
-/** Shards read back from the cache ahead of the engine (each up to 32 MiB held meanwhile). */
-const READ_AHEAD = 3;
+/**
+ * Shards read back from the cache ahead of the engine (each up to 32 MiB held meanwhile):
+ * one more than there are reader workers, so none of them idles.
+ */
+const READ_AHEAD = SHARD_READERS + 1;
 
 /**
  * Gets a model with `open(onProgress, signal, check)` (download, Hub-mode conversion, or the

@@ -48,8 +48,9 @@ mod cli {
         /// adapters), tiled (workgroup-memory tiles) or simple.
         #[arg(long, global = true, default_value = "auto")]
         kernels: KernelChoice,
-        /// GPU arithmetic: exact (f32) or fast (int8 dot products for q8_0 linears; f16
-        /// tiles where the GPU has shader-f16). `easel bench precision` prints its error.
+        /// GPU arithmetic: exact (f32) or fast (int8 dot products for q8_0 linears, and
+        /// q8_0 convs with the tiled kernels; f16 tiles where the GPU has shader-f16).
+        /// `easel bench ops --compare-precision` prints its error.
         #[arg(long, global = true, default_value = "exact")]
         precision: Precision,
     }

@@ -194,30 +194,76 @@ impl StableDiffusion {
         out
     }
 
+    /// Compiles the UNet for `shape` unless compiled for it already; true when it compiled.
+    async fn unet_graph(&mut self, shape: [usize; 4]) -> Result<bool, PipelineError> {
+        if self.unet.as_ref().is_some_and(|(s, _)| *s == shape) {
+            return Ok(false);
+        }
+        let cfg = self.unet_cfg.clone();
+        let (ctx_dim, pooled_dim) = (self.context_dim(), self.pooled_dim());
+        let c = self
+            .session
+            .compile(|g| {
+                let x = g.input("sample", &shape);
+                let t = g.input("timestep", &[shape[0]]);
+                let e = g.input("encoder_hidden_states", &[shape[0], MAX_TOKENS, ctx_dim]);
+                let added = cfg.text_time.map(|_| Added { text_embeds: g.input("text_embeds", &[shape[0], pooled_dim]), time_ids: g.input("time_ids", &[shape[0], 6]) });
+                let o = g.scoped("unet", |g| unet_added(g, &cfg, x, t, Some(e), added))?;
+                g.output(o);
+                Ok(())
+            })
+            .await?;
+        self.unet = Some((shape, c));
+        self.note_peak();
+        Ok(true)
+    }
+
+    /// Compiles the VAE decoder for latents of `shape` unless compiled for it already.
+    async fn decoder_graph(&mut self, shape: [usize; 4]) -> Result<(), PipelineError> {
+        if self.decoder.as_ref().is_some_and(|(s, _)| *s == shape) {
+            return Ok(());
+        }
+        let cfg = self.vae_cfg.clone();
+        // Maps over one buffer's limit are decoded in bands of rows.
+        let max_tensor = super::limits::budget(&self.session).max_tensor;
+        let c = self.session.compile(|g| {
+            let z = g.input("z", &shape);
+            let o = g.scoped("vae", |g| decode_within(g, &cfg, z, max_tensor))?;
+            g.output(o);
+            Ok(())
+        });
+        self.decoder = Some((shape, c.await?));
+        self.note_peak();
+        Ok(())
+    }
+
+    /// Plans a text-to-image generation without running it: compiles its stages in order
+    /// (text for `prompts` rows, the UNet for `unet` [B, C, h, w], the decoder for `latents`)
+    /// and ends each as a generation does. Returns each stage's activation bytes; the peak
+    /// is then `activation_bytes()`, what a run of that size holds at most, since compiled
+    /// graphs allocate nothing while they run.
+    pub async fn plan(&mut self, prompts: usize, unet: [usize; 4], latents: [usize; 4]) -> Result<Vec<(&'static str, u64)>, PipelineError> {
+        fn bytes<K>(graph: &Option<(K, Compiled)>) -> u64 {
+            graph.as_ref().map_or(0, |(_, c)| c.activation_bytes())
+        }
+        self.text_graph(prompts).await?;
+        let text = bytes(&self.text);
+        self.end_stage(Stage::Text);
+        self.unet_graph(unet).await?;
+        let denoise = bytes(&self.unet);
+        self.end_stage(Stage::Denoise);
+        self.decoder_graph(latents).await?;
+        let decode = bytes(&self.decoder);
+        self.end_stage(Stage::Decode);
+        Ok(vec![("text", text), ("unet", denoise), ("vae decoder", decode)])
+    }
+
     /// One UNet call: `sample` [B, C, h, w], one timestep per sample, `context` [B, 77, D]
     /// and SDXL's `added` inputs. Context and added inputs stay on the device between calls
     /// given None (the same generation).
     pub async fn unet(&mut self, shape: [usize; 4], sample: Vec<f32>, t: f32, context: Option<Vec<f32>>, added: Option<AddedInputs>) -> Result<Vec<f32>, PipelineError> {
-        if self.unet.as_ref().is_none_or(|(s, _)| *s != shape) {
-            let cfg = self.unet_cfg.clone();
-            let (ctx_dim, pooled_dim) = (self.context_dim(), self.pooled_dim());
-            let c = self
-                .session
-                .compile(|g| {
-                    let x = g.input("sample", &shape);
-                    let t = g.input("timestep", &[shape[0]]);
-                    let e = g.input("encoder_hidden_states", &[shape[0], MAX_TOKENS, ctx_dim]);
-                    let added = cfg.text_time.map(|_| Added { text_embeds: g.input("text_embeds", &[shape[0], pooled_dim]), time_ids: g.input("time_ids", &[shape[0], 6]) });
-                    let o = g.scoped("unet", |g| unet_added(g, &cfg, x, t, Some(e), added))?;
-                    g.output(o);
-                    Ok(())
-                })
-                .await?;
-            self.unet = Some((shape, c));
-            self.note_peak();
-            if context.is_none() {
-                return Err(PipelineError::Model("the UNet was recompiled without its text context".into()));
-            }
+        if self.unet_graph(shape).await? && context.is_none() {
+            return Err(PipelineError::Model("the UNet was recompiled without its text context".into()));
         }
         let (_, c) = self.unet.as_mut().expect("compiled above");
         if let Some(ctx) = context {
@@ -236,18 +282,7 @@ impl StableDiffusion {
     /// `vae.decode(latents / scaling_factor)` -> [B, 3, H, W] in about [-1, 1].
     pub async fn decode(&mut self, shape: [usize; 4], latents: &[f32]) -> Result<Vec<f32>, PipelineError> {
         let cfg = self.vae_cfg.clone();
-        if self.decoder.as_ref().is_none_or(|(s, _)| *s != shape) {
-            // Maps over one buffer's limit are decoded in bands of rows.
-            let max_tensor = super::limits::budget(&self.session).max_tensor;
-            let c = self.session.compile(|g| {
-                let z = g.input("z", &shape);
-                let o = g.scoped("vae", |g| decode_within(g, &cfg, z, max_tensor))?;
-                g.output(o);
-                Ok(())
-            });
-            self.decoder = Some((shape, c.await?));
-            self.note_peak();
-        }
+        self.decoder_graph(shape).await?;
         let z: Vec<f32> = latents.iter().map(|v| v / cfg.scaling_factor + cfg.shift_factor).collect();
         let (_, c) = self.decoder.as_mut().expect("compiled above");
         self.session.set_input(c, "z", HostTensor::F32(z))?;

@@ -58,6 +58,41 @@ impl StableDiffusion {
         self.text2.as_ref().map_or(0, |t| t.cfg.projection_dim)
     }
 
+    /// Compiles the text encoder(s) for `n` prompts, unless compiled for that many already.
+    pub(super) async fn text_graph(&mut self, n: usize) -> Result<(), PipelineError> {
+        if self.text.as_ref().is_some_and(|(b, _)| *b == n) {
+            return Ok(());
+        }
+        let (cfg, nested) = (self.text_cfg.clone(), self.text_nested);
+        let second = self.text2.as_ref().map(|t| (t.cfg.clone(), t.nested));
+        let c = self
+            .session
+            .compile(|g| {
+                let x = g.input_u32("input_ids", &[n, MAX_TOKENS]);
+                let o = g.scoped("text_encoder", |g| text_model(g, &cfg, x, nested))?;
+                let Some((cfg2, nested2)) = &second else {
+                    g.output(o.last_hidden_state);
+                    return Ok(());
+                };
+                // SDXL: both encoders' penultimate layers side by side, and the pooled
+                // embedding of the second.
+                let x2 = g.input_u32("input_ids_2", &[n, MAX_TOKENS]);
+                let sel = g.input("eos_select", &[n, 1, MAX_TOKENS]);
+                let (pen2, pooled) = g.scoped("text_encoder_2", |g| -> Result<_, crate::error::OpError> {
+                    let o2 = text_model(g, cfg2, x2, *nested2)?;
+                    Ok((o2.penultimate, text_embeds(g, cfg2, o2.last_hidden_state, sel)?))
+                })?;
+                let context = g.concat(&[o.penultimate, pen2], 2)?;
+                g.output(context);
+                g.output(pooled);
+                Ok(())
+            })
+            .await?;
+        self.text = Some((n, c));
+        self.note_peak();
+        Ok(())
+    }
+
     /// Tokenizes and encodes `texts` in one batch of the encoder(s).
     pub async fn encode_text(&mut self, texts: &[&str]) -> Result<TextEmbeddings, PipelineError> {
         let n = texts.len();
@@ -70,35 +105,7 @@ impl StableDiffusion {
             }
             None => None,
         };
-        if self.text.as_ref().is_none_or(|(b, _)| *b != n) {
-            let (cfg, nested) = (self.text_cfg.clone(), self.text_nested);
-            let second = self.text2.as_ref().map(|t| (t.cfg.clone(), t.nested));
-            let c = self
-                .session
-                .compile(|g| {
-                    let x = g.input_u32("input_ids", &[n, MAX_TOKENS]);
-                    let o = g.scoped("text_encoder", |g| text_model(g, &cfg, x, nested))?;
-                    let Some((cfg2, nested2)) = &second else {
-                        g.output(o.last_hidden_state);
-                        return Ok(());
-                    };
-                    // SDXL: both encoders' penultimate layers side by side, and the pooled
-                    // embedding of the second.
-                    let x2 = g.input_u32("input_ids_2", &[n, MAX_TOKENS]);
-                    let sel = g.input("eos_select", &[n, 1, MAX_TOKENS]);
-                    let (pen2, pooled) = g.scoped("text_encoder_2", |g| -> Result<_, crate::error::OpError> {
-                        let o2 = text_model(g, cfg2, x2, *nested2)?;
-                        Ok((o2.penultimate, text_embeds(g, cfg2, o2.last_hidden_state, sel)?))
-                    })?;
-                    let context = g.concat(&[o.penultimate, pen2], 2)?;
-                    g.output(context);
-                    g.output(pooled);
-                    Ok(())
-                })
-                .await?;
-            self.text = Some((n, c));
-            self.note_peak();
-        }
+        self.text_graph(n).await?;
         let (_, c) = self.text.as_mut().expect("compiled above");
         if let Some(ids2) = ids2 {
             self.session.set_input(c, "eos_select", HostTensor::F32(eos_one_hot(&ids2, MAX_TOKENS)))?;

@@ -24,6 +24,24 @@ impl Check {
     }
 }
 
+/// A shard's bytes as the engine receives them: a slice of its own memory, or in the page a
+/// JS array (`api`), which each tensor's part is copied out of once, straight into place.
+pub trait ShardBytes {
+    fn byte_len(&self) -> usize;
+    /// Appends bytes `start..end` to `out`.
+    fn append(&self, start: usize, end: usize, out: &mut Vec<u8>);
+}
+
+impl ShardBytes for [u8] {
+    fn byte_len(&self) -> usize {
+        self.len()
+    }
+
+    fn append(&self, start: usize, end: usize, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self[start..end]);
+    }
+}
+
 /// A model being loaded onto the GPU.
 pub struct ModelStream {
     pub manifest: Manifest,
@@ -88,13 +106,24 @@ impl HostModelStream {
 
     /// Adds shard `index` (in order), checking its size and, unless told it was checked, its sha256.
     pub fn add_shard(&mut self, index: usize, bytes: &[u8], check: Check) -> Result<(), WeightsError> {
+        self.add_from(index, bytes, |entry| check.passes(entry, bytes))
+    }
+
+    /// Adds shard `index` (in order) whose sha256 the caller has checked, copying each
+    /// tensor's part out of `bytes` straight into place: from a JS array in the page, one
+    /// copy instead of two (into wasm memory, then into the tensor).
+    pub fn add_verified_shard<B: ShardBytes + ?Sized>(&mut self, index: usize, bytes: &B) -> Result<(), WeightsError> {
+        self.add_from(index, bytes, |entry| bytes.byte_len() as u64 == entry.size)
+    }
+
+    fn add_from<B: ShardBytes + ?Sized>(&mut self, index: usize, bytes: &B, passes: impl FnOnce(&ShardEntry) -> bool) -> Result<(), WeightsError> {
         let entry = self.manifest.shards.get(index).ok_or_else(|| WeightsError::Manifest(format!("there is no shard {index}")))?;
-        if index != self.next_shard || !check.passes(entry, bytes) {
+        if index != self.next_shard || !passes(entry) {
             return Err(WeightsError::Shard { file: entry.file.clone(), message: "out of order, or size or sha256 mismatch".into() });
         }
         for (t, buf) in self.manifest.tensors.iter().zip(&mut self.pending) {
             for p in t.parts.iter().filter(|p| p.shard == index) {
-                buf.extend_from_slice(&bytes[p.offset as usize..(p.offset + p.length) as usize]);
+                bytes.append(p.offset as usize, (p.offset + p.length) as usize, buf);
             }
         }
         self.next_shard += 1;
@@ -137,6 +166,13 @@ mod tests {
         assert!(e.contains("shard-00001.bin") && e.contains("sha256"), "{e}");
         // The caller vouches for the sha256: the bytes are taken as they are.
         assert_eq!(big(load(&damaged, Check::SizeOnly).unwrap())[24 + 5], 2 ^ 1);
+        // The caller's own copy path gives the same bytes.
+        let (m, _) = manifest();
+        let mut s = HostModelStream::begin(m);
+        for (i, bytes) in damaged.iter().enumerate() {
+            s.add_verified_shard(i, bytes.as_slice()).unwrap();
+        }
+        assert_eq!(big(s.finish().unwrap().1), big(load(&damaged, Check::SizeOnly).unwrap()));
         // A wrong size is refused either way.
         let mut short = shards.clone();
         short[1].pop();
@@ -144,5 +180,10 @@ mod tests {
             let e = load(&short, check).unwrap_err().to_string();
             assert!(e.contains("shard-00001.bin"), "{check:?}: {e}");
         }
+        let (m, _) = manifest();
+        let mut s = HostModelStream::begin(m);
+        s.add_verified_shard(0, shards[0].as_slice()).unwrap();
+        let e = s.add_verified_shard(1, short[1].as_slice()).unwrap_err().to_string();
+        assert!(e.contains("shard-00001.bin"), "{e}");
     }
 }

@@ -77,6 +77,13 @@ struct Pending {
     workgroups: [u32; 3],
 }
 
+/// One `shared_scratch` purpose: dispatches bind a stand-in until `finish` knows the
+/// largest size any node asked for and puts one buffer of that size in its place.
+struct SharedScratch {
+    stand_in: wgpu::Buffer,
+    size: u64,
+}
+
 /// Collects a program's dispatches; `finish` makes the parameter buffer and bind groups.
 pub struct KernelBuilder<'a> {
     pub ctx: &'a GpuContext,
@@ -93,7 +100,7 @@ pub struct KernelBuilder<'a> {
     /// What an absent optional input (a conv or linear without bias) is bound to.
     placeholder: Option<Buf>,
     /// Scratch that node after node reuses (`shared_scratch`), by purpose.
-    shared: HashMap<&'static str, Buf>,
+    shared: HashMap<&'static str, SharedScratch>,
 }
 
 impl<'a> KernelBuilder<'a> {
@@ -135,19 +142,17 @@ impl<'a> KernelBuilder<'a> {
     /// The first `bytes` of a scratch buffer every node of the program may reuse for
     /// `purpose` (a node's intermediate that dies within the node, such as the fast
     /// precision's int8 activations): dispatches run in order, so one node's use is over
-    /// before the next one's begins. Grows by a new buffer when a node needs more.
+    /// before the next one's begins. The buffer is made once, in `finish`, at the largest
+    /// size asked for: growing it node by node would keep every smaller one alive too.
     pub fn shared_scratch(&mut self, purpose: &'static str, bytes: u64) -> Buf {
         let size = bytes.div_ceil(4).max(1) * 4;
-        match self.shared.get(purpose) {
-            Some(b) if b.size >= size => Buf { size, ..b.clone() },
-            _ => {
-                let label = std::mem::replace(&mut self.node_label, purpose.into());
-                let b = self.scratch(size);
-                self.node_label = label;
-                self.shared.insert(purpose, b.clone());
-                b
-            }
-        }
+        let dev = &self.ctx.device;
+        let slot = self.shared.entry(purpose).or_insert_with(|| SharedScratch {
+            stand_in: dev.create_buffer(&wgpu::BufferDescriptor { label: Some(purpose), size: 4, usage: wgpu::BufferUsages::STORAGE, mapped_at_creation: false }),
+            size: 0,
+        });
+        slot.size = slot.size.max(size);
+        Buf { buffer: slot.stand_in.clone(), offset: 0, size }
     }
 
     /// A small buffer, shared by the program, to bind where a kernel's optional input is
@@ -219,9 +224,22 @@ impl<'a> KernelBuilder<'a> {
         Ok(())
     }
 
-    /// Makes the parameter buffer and every bind group.
-    pub fn finish(self) -> Vec<Step> {
+    /// Makes the shared scratch, the parameter buffer and every bind group. Returns the
+    /// steps and the bytes of every scratch buffer the program holds.
+    pub fn finish(mut self) -> (Vec<Step>, u64) {
         use wgpu::util::DeviceExt;
+        let shared: Vec<(wgpu::Buffer, Buf)> = std::mem::take(&mut self.shared)
+            .into_iter()
+            .map(|(purpose, slot)| {
+                self.node_label = purpose.into();
+                (slot.stand_in, self.scratch(slot.size))
+            })
+            .collect();
+        for b in self.pending.iter_mut().flat_map(|p| p.bindings.iter_mut()) {
+            if let Some((_, real)) = shared.iter().find(|(stand_in, _)| *stand_in == b.buffer) {
+                b.buffer = real.buffer.clone();
+            }
+        }
         let dev = &self.ctx.device;
         let align = dev.limits().min_uniform_buffer_offset_alignment as u64;
         let stride = PARAM_BYTES.div_ceil(align) * align;
@@ -232,7 +250,8 @@ impl<'a> KernelBuilder<'a> {
             bytes[at..at + PARAM_BYTES as usize].copy_from_slice(bytemuck::cast_slice(chunk));
         }
         let params = dev.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: Some("params"), contents: &bytes, usage: wgpu::BufferUsages::UNIFORM });
-        self.pending
+        let steps = self
+            .pending
             .into_iter()
             .map(|p| {
                 let mut entries: Vec<wgpu::BindGroupEntry> = p
@@ -255,7 +274,8 @@ impl<'a> KernelBuilder<'a> {
                 let bind_group = dev.create_bind_group(&wgpu::BindGroupDescriptor { label: Some(&p.label), layout: &p.pipeline.get_bind_group_layout(0), entries: &entries });
                 Step { label: p.label, pipeline: p.pipeline, bind_group, workgroups: p.workgroups }
             })
-            .collect()
+            .collect();
+        (steps, self.scratch_bytes)
     }
 }
 
@@ -278,3 +298,32 @@ pub fn validation(stage: &'static str, e: wgpu::Error) -> OpError {
 pub const PRELUDE: &str = r#"
 fn flat_workgroup(wid: vec3<u32>, nwg: vec3<u32>) -> u32 { return wid.x + wid.y * nwg.x; }
 "#;
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    use super::*;
+    use crate::gpu::GpuOptions;
+
+    /// Two nodes asking for 1000 then 4000 bytes of the same purpose hold one 4000-byte
+    /// buffer, not both; another purpose gets its own. Bound at their sizes, the stand-ins
+    /// are replaced before the bind groups are made (a 4-byte stand-in would fail them).
+    #[test]
+    fn shared_scratch_is_one_buffer_at_the_largest_size_asked_for() {
+        let ctx = pollster::block_on(crate::gpu::GpuContext::new(&GpuOptions::default())).expect("a Vulkan adapter (install mesa-vulkan-drivers)");
+        let mut cache = PipelineCache::new();
+        let mut kb = KernelBuilder::new(&ctx, &mut cache);
+        let copy = |kb: &mut KernelBuilder, src: Buf, dst: Buf| {
+            let params = CopyWords { len: (src.size / 4) as u32 };
+            kb.dispatch("copy_words", || include_str!("kernels/copy_words.wgsl").into(), vec![src, dst], &params, [4, 1, 1]).unwrap();
+        };
+        let (small, other) = (kb.shared_scratch("int8 activations", 1000), kb.shared_scratch("int8 activation scales", 1000));
+        copy(&mut kb, small, other);
+        let (large, other) = (kb.shared_scratch("int8 activations", 4000), kb.shared_scratch("int8 activation scales", 40));
+        copy(&mut kb, other, large.window(0, 10));
+        let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let (steps, bytes) = kb.finish();
+        assert!(pollster::block_on(scope.pop()).is_none(), "bind groups on the shared scratch are valid");
+        assert_eq!(steps.len(), 2);
+        assert_eq!(bytes, 4000 + 1000);
+    }
+}

@@ -193,8 +193,7 @@ impl GpuProgram {
                 }
             }
         }
-        let scratch_bytes = kb.scratch_bytes;
-        let steps = kb.finish();
+        let (steps, scratch_bytes) = kb.finish();
         let program = Self {
             steps: Vec::new(),
             places,
