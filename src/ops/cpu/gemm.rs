@@ -218,8 +218,15 @@ pub fn par_gemm(m: usize, n: usize, k: usize, a: &[f32], lda: usize, b: &(impl P
     par_gemm_from(m, n, k, &ARows { data: a, ld: lda }, b, c, ldc)
 }
 
-/// [`par_gemm`] with A from any [`PackA`] source.
+/// [`par_gemm`] with A from any [`PackA`] source. In the page each panel of B is packed
+/// once and shared by the threads ([`par_gemm_shared_b`]): packing is scalar there (an
+/// im2col gather, a weight dequantized) and the pool's workers are already running.
+/// Natively packing is cheap and each round of threads is a spawn: every thread packing
+/// its own B was faster (conv3x3 98-101 against 62-83 GFLOP/s, interleaved).
 pub fn par_gemm_from(m: usize, n: usize, k: usize, a: &impl PackA, b: &(impl PackB + Sync), c: &mut [f32], ldc: usize) {
+    if cfg!(target_arch = "wasm32") {
+        return par_gemm_shared_b(m, n, k, a, b, c, ldc);
+    }
     // Below a few tiles per thread the threads cost more than they save.
     let threads = super::threads::count().min(m / (4 * MR)).max(1);
     if threads > 1 && n > 0 && k > 0 {
@@ -234,10 +241,15 @@ pub fn par_gemm_from(m: usize, n: usize, k: usize, a: &impl PackA, b: &(impl Pac
     gemm_from(m, n, k, a, b, c, ldc)
 }
 
-/// [`par_gemm`] for a B whose packing costs more than a copy (a convolution's im2col
-/// gathers, scalar in wasm): each panel of B is packed once, its strips shared among the
-/// threads, then the rows of C are, as in `par_gemm` (where every thread would gather
-/// the whole image). Two rounds of the threads per panel; the same sums in the same order,
+/// Tasks per thread in the loops of [`par_gemm_shared_b`]: a thread that a busier core
+/// (or the page's own work) holds back hands its share to the other threads instead of
+/// holding all of them at the loop's end.
+const TASKS_PER_THREAD: usize = 4;
+
+/// [`par_gemm`] with each panel of B packed once, its strips shared among the threads,
+/// then the rows of C (split that way, every thread would pack all of B: gather the whole
+/// image, dequantize the whole weight). Two rounds of the threads per panel (one where B
+/// comes packed ahead), each in a few tasks per thread; the same sums in the same order,
 /// so the same bits as `gemm`.
 #[allow(clippy::too_many_arguments)]
 pub fn par_gemm_shared_b(m: usize, n: usize, k: usize, a: &impl PackA, b: &(impl PackB + Sync), c: &mut [f32], ldc: usize) {
@@ -247,23 +259,29 @@ pub fn par_gemm_shared_b(m: usize, n: usize, k: usize, a: &impl PackA, b: &(impl
     }
     assert!(c.len() >= (m - 1) * ldc + n, "gemm: C too short");
     let (kc_max, nc_max) = b_blocks(k, n);
-    let rows = m.div_ceil(threads).next_multiple_of(MR);
+    let tasks = (threads * TASKS_PER_THREAD).min(m / (2 * MR)).max(threads);
+    let rows = m.div_ceil(tasks).next_multiple_of(MR);
     let c = &mut c[..(m - 1) * ldc + n];
     let mut panel = vec![0.0; kc_max * nc_max];
-    // Each thread's A blocks, made once: fresh ones per panel would be page faults natively.
-    let apacks: Vec<std::sync::Mutex<Vec<f32>>> = (0..threads).map(|_| std::sync::Mutex::new(vec![0.0; kc_max * rows.min(MC).next_multiple_of(MR)])).collect();
+    // Each task's A blocks, made once: fresh ones per panel would be page faults natively.
+    let apacks: Vec<std::sync::Mutex<Vec<f32>>> = (0..m.div_ceil(rows)).map(|_| std::sync::Mutex::new(vec![0.0; kc_max * rows.min(MC).next_multiple_of(MR)])).collect();
     for j0 in (0..n).step_by(nc_max) {
         let nc = nc_max.min(n - j0);
         let strips = nc.div_ceil(NR);
         for p0 in (0..k).step_by(kc_max) {
             let kc = kc_max.min(k - p0);
-            let bp = &mut panel[..kc * strips * NR];
-            let per_task = strips.div_ceil(threads);
-            super::threads::for_each_piece(bp, per_task * kc * NR, |t, piece| {
-                let s0 = t * per_task;
-                b.pack(p0, kc, j0 + s0 * NR, (nc - s0 * NR).min(per_task * NR), piece);
-            });
-            let bp = &*bp;
+            let bp = match b.packed(p0, kc, j0, nc) {
+                Some(packed) => packed,
+                None => {
+                    let bp = &mut panel[..kc * strips * NR];
+                    let per_task = strips.div_ceil(threads * TASKS_PER_THREAD);
+                    super::threads::for_each_piece(bp, per_task * kc * NR, |t, piece| {
+                        let s0 = t * per_task;
+                        b.pack(p0, kc, j0 + s0 * NR, (nc - s0 * NR).min(per_task * NR), piece);
+                    });
+                    &*bp
+                }
+            };
             super::threads::for_each_piece(c, rows * ldc, |t, mine| {
                 let r0 = t * rows;
                 let mut apack = apacks[t].lock().unwrap_or_else(|e| e.into_inner());
@@ -391,15 +409,24 @@ mod tests {
     /// several blocks in K and N and a ragged last strip.
     #[test]
     fn par_gemm_shared_b_gives_gemm_bits() {
-        let (m, n, k) = (70, 1100, 800);
+        // 70 rows: uneven tasks (four of 18, 18, 18, 16 rows natively); C's rows are
+        // longer than N, and the tail past each row stays as it was.
+        let (m, n, k, ldc) = (70, 1100, 800, 1103);
         let a = values(m * k, 4);
         let b = values(k * n, 5);
         let kn = BMatrix::KN { data: &b, ld: n };
-        let mut want = values(m * n, 6);
-        let mut got = want.clone();
-        gemm(m, n, k, &a, k, &kn, &mut want, n);
-        par_gemm_shared_b(m, n, k, &ARows { data: &a, ld: k }, &kn, &mut got, n);
-        assert_eq!(got.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), want.iter().map(|x| x.to_bits()).collect::<Vec<_>>());
+        let packed = PackedB::new(k, n, &kn);
+        let mut want = values(m * ldc, 6);
+        let start = want.clone();
+        gemm(m, n, k, &a, k, &kn, &mut want, ldc);
+        let bits = |c: &[f32]| c.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        // B packed here, and B packed ahead (no packing round).
+        let mut got = start.clone();
+        par_gemm_shared_b(m, n, k, &ARows { data: &a, ld: k }, &kn, &mut got, ldc);
+        assert_eq!(bits(&got), bits(&want));
+        let mut got = start;
+        par_gemm_shared_b(m, n, k, &ARows { data: &a, ld: k }, &packed, &mut got, ldc);
+        assert_eq!(bits(&got), bits(&want));
     }
 
     /// The column split: the same bits, and C's tail past each row (ldc > n) untouched.

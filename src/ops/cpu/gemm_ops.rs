@@ -4,7 +4,7 @@
 
 use candle_core::{bail, Device, Result, Storage, Tensor};
 
-use super::gemm::{gemm, par_gemm_cols, par_gemm_from, par_gemm_shared_b, ARows, BMatrix, PackA, PackB};
+use super::gemm::{gemm, par_gemm_cols, par_gemm_from, ARows, BMatrix, PackA, PackB};
 use super::im2col::Im2col;
 
 /// Runs `f` on the tensor's f32 values in row-major order, without a copy when it is
@@ -26,12 +26,6 @@ fn bias_rows(bias: Option<&Tensor>, rows: usize, n: usize) -> Result<Vec<f32>> {
         None => Ok(vec![0.0; rows * n]),
     }
 }
-
-/// In the page a conv's im2col panel is packed once and shared by the threads: its gathers
-/// are scalar there, and the pool's workers are already running. Natively the gathers are
-/// cheap and each round of threads is a spawn: every thread packing its own panel was
-/// faster (conv3x3 98-101 against 62-83 GFLOP/s, interleaved).
-const SHARED_IM2COL: bool = cfg!(target_arch = "wasm32");
 
 /// x @ w^T + b for x [.., K], w [N, K], b [N].
 pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
@@ -107,11 +101,7 @@ pub fn conv2d_from(x: &Tensor, [o, _, kh, kw]: [usize; 4], w: &impl PackA, b: Op
                 par_gemm_from(o, n, k, w, &BMatrix::KN { data: img, ld: n }, y, n);
             } else {
                 let cols = Im2col { x: img, h, w: wi, kh, kw, stride, top: pad[0], left: pad[2], wo };
-                if SHARED_IM2COL {
-                    par_gemm_shared_b(o, n, k, w, &cols, y, n);
-                } else {
-                    par_gemm_from(o, n, k, w, &cols, y, n);
-                }
+                par_gemm_from(o, n, k, w, &cols, y, n);
             }
         }
     })?;
