@@ -8,7 +8,7 @@
 //! panels straight from the image (implicit GEMM) instead of materializing them.
 
 use super::f32x4::F32x4;
-use super::pack::RowsFrom;
+pub use super::gemm_par::{par_gemm, par_gemm_cols, par_gemm_from, par_gemm_shared_b};
 pub use super::pack::{ARows, BMatrix, PackA, PackB, PackedB};
 
 /// Rows of A (and C) per micro-tile.
@@ -28,7 +28,7 @@ const NV: usize = NR / 4;
 /// Depth of one packed block; K is split into near-equal blocks no deeper than this.
 pub(super) const KC: usize = 384;
 /// Rows of A packed at a time.
-const MC: usize = 128;
+pub(super) const MC: usize = 128;
 /// Columns of B packed at a time: a KC x NC panel (768 KiB) stays in L2.
 const NC: usize = 512;
 
@@ -77,7 +77,7 @@ pub fn gemm_from(m: usize, n: usize, k: usize, a: &impl PackA, b: &impl PackB, c
 /// `C[..m, j0..j0 + nc] += A[..m, p0..p0 + kc] @ panel`, the panel packed: up to MC rows
 /// of A packed at a time into `apack` (kc x min(m, MC) rounded up to MR is enough).
 #[allow(clippy::too_many_arguments)]
-fn rows_times_panel(m: usize, a: &impl PackA, (p0, kc): (usize, usize), (j0, nc): (usize, usize), bp: &[f32], c: &mut [f32], ldc: usize, apack: &mut [f32]) {
+pub(super) fn rows_times_panel(m: usize, a: &impl PackA, (p0, kc): (usize, usize), (j0, nc): (usize, usize), bp: &[f32], c: &mut [f32], ldc: usize, apack: &mut [f32]) {
     let mc_max = m.div_ceil(m.div_ceil(MC)).next_multiple_of(MR);
     for i0 in (0..m).step_by(mc_max) {
         let mc = mc_max.min(m - i0);
@@ -205,124 +205,6 @@ fn micro_kernel_body(a: &[f32], b: &[f32], c: &mut [f32], ldc: usize, h: usize, 
                 *d += t;
             }
         }
-    }
-}
-
-/// [`gemm`] with the rows of C shared among the CPU backend's threads (natively every
-/// core; in the page, the workers of a cross-origin isolated page). Each thread packs B
-/// itself: packing is 1/M of the work of a block. Every row's sums run in the same order
-/// whatever the thread count, so the result does not depend on it.
-#[allow(clippy::too_many_arguments)]
-pub fn par_gemm(m: usize, n: usize, k: usize, a: &[f32], lda: usize, b: &(impl PackB + Sync), c: &mut [f32], ldc: usize) {
-    assert!(m == 0 || k == 0 || a.len() >= (m - 1) * lda + k, "gemm: A too short");
-    par_gemm_from(m, n, k, &ARows { data: a, ld: lda }, b, c, ldc)
-}
-
-/// [`par_gemm`] with A from any [`PackA`] source. In the page each panel of B is packed
-/// once and shared by the threads ([`par_gemm_shared_b`]): packing is scalar there (an
-/// im2col gather, a weight dequantized) and the pool's workers are already running.
-/// Natively packing is cheap and each round of threads is a spawn: every thread packing
-/// its own B was faster (conv3x3 98-101 against 62-83 GFLOP/s, interleaved).
-pub fn par_gemm_from(m: usize, n: usize, k: usize, a: &impl PackA, b: &(impl PackB + Sync), c: &mut [f32], ldc: usize) {
-    if cfg!(target_arch = "wasm32") {
-        return par_gemm_shared_b(m, n, k, a, b, c, ldc);
-    }
-    // Below a few tiles per thread the threads cost more than they save.
-    let threads = super::threads::count().min(m / (4 * MR)).max(1);
-    if threads > 1 && n > 0 && k > 0 {
-        let rows = m.div_ceil(threads).next_multiple_of(MR);
-        let c = &mut c[..(m - 1) * ldc + n];
-        super::threads::for_each_piece(c, rows * ldc, |t, mine| {
-            let r0 = t * rows;
-            gemm_from(rows.min(m - r0), n, k, &RowsFrom(a, r0), b, mine, ldc)
-        });
-        return;
-    }
-    gemm_from(m, n, k, a, b, c, ldc)
-}
-
-/// Tasks per thread in the loops of [`par_gemm_shared_b`]: a thread that a busier core
-/// (or the page's own work) holds back hands its share to the other threads instead of
-/// holding all of them at the loop's end.
-const TASKS_PER_THREAD: usize = 4;
-
-/// [`par_gemm`] with each panel of B packed once, its strips shared among the threads,
-/// then the rows of C (split that way, every thread would pack all of B: gather the whole
-/// image, dequantize the whole weight). Two rounds of the threads per panel (one where B
-/// comes packed ahead), each in a few tasks per thread; the same sums in the same order,
-/// so the same bits as `gemm`.
-#[allow(clippy::too_many_arguments)]
-pub fn par_gemm_shared_b(m: usize, n: usize, k: usize, a: &impl PackA, b: &(impl PackB + Sync), c: &mut [f32], ldc: usize) {
-    let threads = super::threads::count().min(m / (4 * MR)).max(1);
-    if threads <= 1 || n == 0 || k == 0 {
-        return gemm_from(m, n, k, a, b, c, ldc);
-    }
-    assert!(c.len() >= (m - 1) * ldc + n, "gemm: C too short");
-    let (kc_max, nc_max) = b_blocks(k, n);
-    let tasks = (threads * TASKS_PER_THREAD).min(m / (2 * MR)).max(threads);
-    let rows = m.div_ceil(tasks).next_multiple_of(MR);
-    let c = &mut c[..(m - 1) * ldc + n];
-    let mut panel = vec![0.0; kc_max * nc_max];
-    // Each task's A blocks, made once: fresh ones per panel would be page faults natively.
-    let apacks: Vec<std::sync::Mutex<Vec<f32>>> = (0..m.div_ceil(rows)).map(|_| std::sync::Mutex::new(vec![0.0; kc_max * rows.min(MC).next_multiple_of(MR)])).collect();
-    for j0 in (0..n).step_by(nc_max) {
-        let nc = nc_max.min(n - j0);
-        let strips = nc.div_ceil(NR);
-        for p0 in (0..k).step_by(kc_max) {
-            let kc = kc_max.min(k - p0);
-            let bp = match b.packed(p0, kc, j0, nc) {
-                Some(packed) => packed,
-                None => {
-                    let bp = &mut panel[..kc * strips * NR];
-                    let per_task = strips.div_ceil(threads * TASKS_PER_THREAD);
-                    super::threads::for_each_piece(bp, per_task * kc * NR, |t, piece| {
-                        let s0 = t * per_task;
-                        b.pack(p0, kc, j0 + s0 * NR, (nc - s0 * NR).min(per_task * NR), piece);
-                    });
-                    &*bp
-                }
-            };
-            super::threads::for_each_piece(c, rows * ldc, |t, mine| {
-                let r0 = t * rows;
-                let mut apack = apacks[t].lock().unwrap_or_else(|e| e.into_inner());
-                rows_times_panel(rows.min(m - r0), &RowsFrom(a, r0), (p0, kc), (j0, nc), bp, mine, ldc, &mut apack);
-            });
-        }
-    }
-}
-
-/// [`par_gemm_from`] with C's columns shared among the threads instead of its rows, for a
-/// B whose packing costs more than A's (a weight dequantized from its blocks times a few
-/// rows of activations): split by rows, every thread would pack all of B. Each thread
-/// computes its columns of C apart, which are then copied in; the sums are the same and in
-/// the same order (K's blocks depend on K alone), so the bits are `gemm`'s.
-pub fn par_gemm_cols(m: usize, n: usize, k: usize, a: &impl PackA, b: &(impl PackB + Sync), c: &mut [f32], ldc: usize) {
-    let threads = super::threads::count().min(n / (4 * NR)).max(1);
-    if threads <= 1 || m == 0 || k == 0 {
-        return gemm_from(m, n, k, a, b, c, ldc);
-    }
-    let cols = n.div_ceil(threads).next_multiple_of(NR);
-    let c_read = &*c;
-    let blocks = super::threads::map(n.div_ceil(cols), |t| {
-        let (j0, w) = (t * cols, cols.min(n - t * cols));
-        let mut block: Vec<f32> = (0..m).flat_map(|i| c_read[i * ldc + j0..][..w].iter().copied()).collect();
-        gemm_from(m, w, k, a, &ColumnsFrom(b, j0), &mut block, w);
-        block
-    });
-    for (t, block) in blocks.iter().enumerate() {
-        let (j0, w) = (t * cols, cols.min(n - t * cols));
-        for (row, values) in c.chunks_mut(ldc).zip(block.chunks_exact(w)) {
-            row[j0..j0 + w].copy_from_slice(values);
-        }
-    }
-}
-
-/// The columns of `b` from `first` on: one thread's share of B.
-struct ColumnsFrom<'a, B>(&'a B, usize);
-
-impl<B: PackB> PackB for ColumnsFrom<'_, B> {
-    fn pack(&self, p0: usize, kc: usize, j0: usize, nc: usize, out: &mut [f32]) {
-        self.0.pack(p0, kc, self.1 + j0, nc, out)
     }
 }
 

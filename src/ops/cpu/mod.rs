@@ -7,6 +7,7 @@ mod exec;
 mod f32x4;
 pub mod gemm;
 mod gemm_ops;
+mod gemm_par;
 mod im2col;
 mod nn;
 mod pack;
