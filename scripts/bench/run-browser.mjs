@@ -34,6 +34,7 @@ if (args.includes('--load')) {
     const page = await context.newPage();
     page.on('console', (m) => m.type() === 'error' && console.error(`[page] ${m.text()}`));
     const q = new URLSearchParams({ model: opt('--model', 'bench-models/sd-turbo-q8_0/'), backend: opt('--backend', 'auto') });
+    if (opt('--threads')) q.set('threads', opt('--threads'));
     const runs = Number(opt('--runs', '3'));
     const perGb = [];
     for (let i = 0; i <= runs && !failed; i++) {
@@ -62,14 +63,21 @@ try {
   if (args.includes('--unet') && opt('--threads')) {
     const counts = opt('--threads').split(',').map(Number);
     const times = [];
+    const pooled = new Map(); // thread count -> every timed run of every visit
     for (const threads of counts) {
       const q = new URLSearchParams({ size: opt('--size', '256'), quant: opt('--quant', 'q8_0'), backend: opt('--backend', 'cpu'), runs: opt('--runs', '1'), threads, kernels, profile: args.includes('--profile') ? '1' : '0' });
       await page.goto(`${url}www/bench-unet.html?${q}`);
       await page.locator('body[data-done="1"]').waitFor({ timeout: 60 * 60 * 1000 });
       console.log(await page.evaluate(() => window.benchText));
       times.push(await page.evaluate(() => window.benchMillis));
+      pooled.set(threads, [...(pooled.get(threads) ?? []), ...(await page.evaluate(() => window.benchRuns))]);
     }
     console.log(counts.map((n, i) => `${n} thread(s): ${(times[i] / 1000).toFixed(2)} s/step (${(times[0] / times[i]).toFixed(2)}x)`).join('; '));
+    // Visits alternate so that a slow spell of the machine hits both counts; the median of
+    // all of a count's runs is the figure least moved by one stalled run.
+    const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+    const base = median(pooled.get(counts[0]));
+    console.log(`median of every run: ${[...pooled].map(([n, xs]) => `${n} thread(s) ${(median(xs) / 1000).toFixed(2)} s over ${xs.length} runs (${(base / median(xs)).toFixed(2)}x)`).join('; ')}`);
     process.exit(0);
   }
   if (!args.includes('--unet') && opt('--threads')) {

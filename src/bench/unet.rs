@@ -28,6 +28,8 @@ pub struct UnetStep {
     pub batch: usize,
     pub storage: String,
     pub millis_per_step: f64,
+    /// Every timed run, fastest first (the median is `millis_per_step`).
+    pub runs_millis: Vec<f64>,
     pub weight_bytes: u64,
     pub activation_bytes: u64,
     /// With `profile`: the last step's time per kind of op (CPU backend), as a table.
@@ -84,6 +86,7 @@ pub async fn unet_step(session: &mut Session, cfg: &UNetConfig, size: usize, bat
         batch,
         storage: storage.name().into(),
         millis_per_step: times[times.len() / 2],
+        runs_millis: times.clone(),
         weight_bytes,
         activation_bytes: c.activation_bytes(),
         profile,

@@ -172,6 +172,7 @@ impl<'w> CpuExecutor<'w> {
             }
         }
         let direct = self.direct_weights(graph);
+        let started = self.profile.is_some().then(crate::platform::now_ms);
         for (i, node) in graph.nodes.iter().enumerate() {
             let args: Vec<Tensor> = node.inputs.iter().map(|t| values[t.0].clone().expect("inputs precede their users")).collect();
             let t0 = self.profile.is_some().then(crate::platform::now_ms);
@@ -203,6 +204,9 @@ impl<'w> CpuExecutor<'w> {
                     values[t.0] = None;
                 }
             }
+        }
+        if let (Some(p), Some(t0)) = (self.profile.as_mut(), started) {
+            *p.wall_millis.get_or_insert(0.0) += crate::platform::now_ms() - t0;
         }
         graph
             .outputs

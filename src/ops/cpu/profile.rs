@@ -20,6 +20,9 @@ pub struct KindTotals {
 #[derive(Debug, Clone, Default)]
 pub struct OpProfile {
     pub kinds: BTreeMap<&'static str, KindTotals>,
+    /// Wall time of the whole runs, when the executor timed them: what it exceeds the ops'
+    /// sum by went between ops (freeing, bookkeeping, threads waking).
+    pub wall_millis: Option<f64>,
 }
 
 /// The kind an op is counted under.
@@ -105,6 +108,9 @@ impl OpProfile {
             flops / 1e9,
             flops / 1e9 / (total / 1e3)
         );
+        if let Some(wall) = self.wall_millis {
+            s += &format!("{:<24} {:>6} {:>10.1}   (wall {wall:.1} ms)\n", "between ops", "", wall - total);
+        }
         s
     }
 }
@@ -133,5 +139,9 @@ mod tests {
         assert_eq!(p.kinds["attention"].count, 1);
         assert_eq!(p.millis(), 3.0);
         assert!(p.table().lines().nth(1).unwrap().starts_with("attention"), "{}", p.table());
+        // The run's wall time, when known, shows what fell between the ops.
+        p.wall_millis = Some(3.5);
+        let last = p.table().lines().last().unwrap().to_string();
+        assert!(last.starts_with("between ops") && last.contains("0.5") && last.contains("wall 3.5 ms"), "{last}");
     }
 }
