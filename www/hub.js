@@ -19,7 +19,7 @@
 //   model.manifest, model.manifestText, model.shard(i)        (as loader.js's loadModel)
 
 import { enginePackage } from './engine-pkg.js';
-import { CACHE_NAME, LoadError, cachedModel, checkStorage, openCachedModel } from './loader.js';
+import { CACHE_NAME, LoadError, cacheEntry, cachedModel, checkStorage, openCachedModel } from './loader.js';
 
 /** Largest Range request. */
 export const MAX_CHUNK_BYTES = 32 << 20;
@@ -286,7 +286,7 @@ export async function loadHubModel({
         if (!tree.has(path)) continue;
         const bytes = await fetchSmall(url(path), signal);
         wasmCall(() => conv.addFile(path, bytes));
-        await cache.put(new URL(path, cacheBase).href, new Response(bytes, { headers: { 'content-length': String(bytes.length) } }));
+        await cache.put(new URL(path, cacheBase).href, cacheEntry(bytes));
         extraBytes += bytes.length;
       }
       const weights = comp.weights.find((file) => tree.has(`${comp.name}/${file}`));
@@ -318,7 +318,7 @@ export async function loadHubModel({
       for (let s = conv.takeShard(); s; s = conv.takeShard()) {
         const [file, bytes] = [s.file, s.takeBytes()];
         s.free();
-        await cache.put(new URL(file, cacheBase).href, new Response(bytes, { headers: { 'content-length': String(bytes.length) } }));
+        await cache.put(new URL(file, cacheBase).href, cacheEntry(bytes));
       }
     };
     report();

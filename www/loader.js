@@ -1,7 +1,9 @@
 // Model loader for the browser: fetches a converted model (manifest.json + shards) with
 // progress, verifies every shard's sha256 before it is stored, keeps shards in the Cache
 // Storage API so the next visit loads offline, and resumes after an interruption with the
-// shards still missing. A corrupt or partial shard is never stored.
+// shards still missing. A corrupt or partial shard is never stored. Each later load reads
+// the shards back and checks them against the fast checksum stored with them (checksum.js),
+// so damage on disk is caught and that shard fetched again.
 //
 //   const model = await loadModel(baseUrl, { onProgress, parallel: 4 });
 //   model.manifest, model.manifestText; model.shard(i) -> Promise<Uint8Array>   (one shard at a time: no giant buffer)
@@ -9,6 +11,7 @@
 // Hub mode (www/hub.js) converts a diffusers repository in the browser and caches the
 // result here in the same form, so both kinds of model list, load and delete alike.
 
+import { CHECKSUM_HEADER, checksumHex } from './checksum.js';
 import { EaselError } from './protocol.js';
 
 export const CACHE_NAME = 'easel-models-v1';
@@ -168,7 +171,7 @@ export async function loadModel(base, { onProgress = () => {}, parallel = 4, sig
         report();
         throw e;
       });
-      await cache.put(shardUrl(base, entry.file), new Response(bytes, { headers: { 'content-length': String(bytes.length) } }));
+      await cache.put(shardUrl(base, entry.file), cacheEntry(bytes));
       shards[i].state = 'done';
       report();
     }
@@ -178,7 +181,7 @@ export async function loadModel(base, { onProgress = () => {}, parallel = 4, sig
   for (const entry of fileEntries(manifest)) {
     if (await cache.match(shardUrl(base, entry.file))) continue;
     const bytes = await fetchVerified(base, entry, () => {}, signal);
-    await cache.put(shardUrl(base, entry.file), new Response(bytes, { headers: { 'content-length': String(bytes.length) } }));
+    await cache.put(shardUrl(base, entry.file), cacheEntry(bytes));
   }
 
   return cachedModel(cache, base, manifest, manifestText);
@@ -190,15 +193,33 @@ function fileEntries(manifest) {
 }
 
 /**
- * A cached entry's bytes if they have `entry`'s size and sha256; else the entry is deleted
- * (the next load fetches it again) and the answer is null. Read through a Blob: Chrome then
- * reads the entry in one piece, where `response.arrayBuffer()` streams it through a pipe
- * (1.8x slower for 32 MiB shards in Chromium 156).
+ * What a verified shard or file is cached as: its bytes, their length, and their XXH32
+ * (checksum.js), which every later load checks instead of the sha256.
+ */
+export function cacheEntry(bytes) {
+  return new Response(bytes, { headers: { 'content-length': String(bytes.length), [CHECKSUM_HEADER]: checksumHex(bytes) } });
+}
+
+/**
+ * A cached entry's bytes if they have `entry`'s size and the checksum stored with them; else
+ * the entry is deleted (the next load fetches it again) and the answer is null. An entry an
+ * earlier Easel cached without a checksum is checked by `entry.sha256` instead, once: it is
+ * then cached again with its checksum. Read through a Blob: Chrome then reads the entry in one
+ * piece, where `response.arrayBuffer()` streams it through a pipe (1.8x slower for 32 MiB
+ * shards in Chromium 156).
  */
 export async function readVerified(cache, url, entry) {
   const hit = await cache.match(url);
   const bytes = hit ? new Uint8Array(await (await hit.blob()).arrayBuffer()) : null;
-  if (bytes && bytes.length === entry.size && (await sha256Hex(bytes)) === entry.sha256) return bytes;
+  if (bytes && bytes.length === entry.size) {
+    const stored = hit.headers.get(CHECKSUM_HEADER);
+    if (stored !== null && checksumHex(bytes) === stored) return bytes;
+    if (stored === null && (await sha256Hex(bytes)) === entry.sha256) {
+      // Best effort: where the cache cannot take it now, the sha256 is checked next time too.
+      await cache.put(url, cacheEntry(bytes)).catch(() => {});
+      return bytes;
+    }
+  }
   await cache.delete(url);
   return null;
 }
@@ -208,9 +229,11 @@ export const SHARD_READERS = 3;
 
 /**
  * Workers that read cached shards back (shard-reader.js). One JS thread reads a shard and
- * hashes it in turn, never both at once; with two, one hashes while the other reads (2.2 s
- * against 3.6 s for 1.5 GB, Chromium 156 on 2 cores), and a third still waits less for
- * Cache Storage (1.97-2.01 against 2.02-2.21 s per GB to ready, alternated, same machine).
+ * checks it in turn, never both at once; with two, one checks while the other reads (2.2 s
+ * against 3.6 s for 1.5 GB, Chromium 156 on 2 cores, when the check was a sha256), and a
+ * third still waited less for Cache Storage then (1.97-2.01 against 2.02-2.21 s per GB to
+ * ready). With the XXH32 check, 2 and 3 readers are level (medians 1.86-1.97 s per GB each,
+ * alternated, same machine).
  * Started on the first read, stopped when idle; where workers cannot start, shards are read
  * on the calling thread.
  */

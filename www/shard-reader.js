@@ -1,6 +1,7 @@
 // Reads one cached shard at a time for loader.js (see ShardReaders there): its bytes back
-// from Cache Storage, checked against the manifest's sha256, and handed back without a copy
-// (transferred). A damaged entry is deleted (by readVerified), so the next load fetches it.
+// from Cache Storage, checked against the checksum cached with them (readVerified), and
+// handed back without a copy (transferred). A damaged entry is deleted, so the next load
+// fetches it.
 //
 //   -> { id, url, size, sha256 }
 //   <- { id, bytes } | { id, damaged: true } | { id, error }

@@ -156,7 +156,7 @@ async function loadIntoEngine(open, onProgress, signal) {
     fit = JSON.parse(engine.checkModel(manifestText));
   };
   // Where the time goes (ms): getting the model (a download, or finding it in the cache),
-  // waiting for shards read back (Cache Storage + sha256), handing them to the engine,
+  // waiting for shards read back (Cache Storage + checksum), handing them to the engine,
   // building the generator.
   const timing = { openMs: 0, readMs: 0, ingestMs: 0, finishMs: 0 };
   let t = performance.now();
@@ -171,9 +171,9 @@ async function loadIntoEngine(open, onProgress, signal) {
   try {
     await engine.beginModel(model.manifestText);
     lap('ingestMs');
-    // Shards are read back and verified (Cache Storage, WebCrypto: both off this thread)
-    // READ_AHEAD at a time while the engine takes the one before them; the engine only
-    // checks their size, as the loader has just checked their sha256.
+    // Shards are read back and verified (Cache Storage and the checksum: both off this
+    // thread) READ_AHEAD at a time while the engine takes the one before them; the engine
+    // only checks their size, as the loader has just checked their bytes.
     const shards = model.manifest.shards;
     const reads = [];
     const read = (i) => {

@@ -220,8 +220,8 @@ impl Engine {
         result.map_err(|e| JsError::new(&e.to_string()))
     }
 
-    /// `addShard` for a shard whose sha256 the caller has just checked against the manifest
-    /// (loader.js does, with WebCrypto, before it hands a shard over): only its size is
+    /// `addShard` for a shard the caller has just checked (loader.js checks the sha256 when
+    /// it downloads a shard, the checksum cached with it when it reads it back): only its size is
     /// checked here. Hashing in wasm again took a third of the time from cache to ready.
     #[wasm_bindgen(js_name = addVerifiedShard)]
     pub fn add_verified_shard(&mut self, index: usize, bytes: js_sys::Uint8Array) -> Result<(), JsError> {

@@ -13,8 +13,9 @@ use crate::ops::{HostWeight, WeightStore};
 pub enum Check {
     /// Size and sha256 against the manifest.
     Sha256,
-    /// Size only: the caller has checked the sha256 itself (the page's loader does, with
-    /// WebCrypto, off the engine's thread), so hashing again here would only add time.
+    /// Size only: the caller has checked the bytes itself (the page's loader does, off the
+    /// engine's thread: the sha256 on download, a checksum on every later load), so hashing
+    /// again here would only add time.
     SizeOnly,
 }
 

@@ -9,6 +9,7 @@ import { readFileSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
+import { checksumHex } from '../../www/checksum.js';
 import { startServer } from '../../scripts/serve.mjs';
 import { ROOT, launch, artifactPath } from './browser.mjs';
 
@@ -106,7 +107,11 @@ test('a converted model loads with progress, then from the cache with no shard f
     assert.ok(second.ok, second.error);
     assert.equal(shardHits(), 0, 'the second load must not fetch shards');
     assert.equal(second.events.at(-1).fromCache, total);
-    console.log(`loaded ${(total / 1e6).toFixed(2)} MB: network ${first.ms.toFixed(0)} ms, cache ${second.ms.toFixed(0)} ms (${((second.ms / total) * 1e8).toFixed(0)} ms per 100 MB from cache, sha256 re-checked)`);
+    console.log(`loaded ${(total / 1e6).toFixed(2)} MB: network ${first.ms.toFixed(0)} ms, cache ${second.ms.toFixed(0)} ms (${((second.ms / total) * 1e8).toFixed(0)} ms per 100 MB from cache, checksum re-checked)`);
+    // Every shard is cached with the XXH32 of the bytes the server sent (checksum.test.mjs
+    // checks checksumHex against libxxhash).
+    const stored = await storedChecksums(page);
+    for (const s of manifest.shards) assert.equal(stored[s.file], checksumHex(readFileSync(join(modelDir, s.file))), s.file);
 
     const listed = await page.evaluate(() => window.loader.listCachedModels());
     assert.equal(listed.length, 1);
@@ -120,9 +125,45 @@ test('a converted model loads with progress, then from the cache with no shard f
   }
 });
 
-test('a cached shard damaged on disk is refused by name, dropped, and fetched again on the next load', async () => {
-  // The loader's sha256 on reading a shard back is the only check of a cached shard: the
-  // engine takes it with addVerifiedShard, checking only its size.
+/** file -> the checksum header of its cache entry (null where it has none). */
+async function storedChecksums(page) {
+  return page.evaluate(async (base) => {
+    const cache = await caches.open('easel-models-v1');
+    const out = {};
+    for (const req of await cache.keys()) if (req.url.startsWith(base)) out[req.url.slice(base.length)] = (await cache.match(req)).headers.get('x-easel-xxh32');
+    return out;
+  }, url + MODEL.slice(1));
+}
+
+/**
+ * Rewrites cached entry `file` with one bit flipped halfway in (`flip`) and/or without its
+ * checksum header (`legacy`: as an Easel before the checksum cached it), same length.
+ */
+async function rewriteCached(page, file, { flip, legacy }) {
+  await page.evaluate(
+    async ({ u, flip, legacy }) => {
+      const cache = await caches.open('easel-models-v1');
+      const hit = await cache.match(u);
+      const bytes = new Uint8Array(await hit.arrayBuffer());
+      if (flip) bytes[bytes.length >> 1] ^= 0x40;
+      const headers = new Headers(hit.headers);
+      if (legacy) headers.delete('x-easel-xxh32');
+      await cache.put(u, new Response(bytes, { headers }));
+    },
+    { u: url + MODEL.slice(1) + file, flip, legacy },
+  );
+}
+
+for (const legacy of [false, true]) {
+  const kind = legacy ? 'cached without a checksum (an earlier Easel), checked by sha256' : 'its checksum kept';
+  test(`a cached shard damaged on disk (${kind}) is refused by name, dropped, and fetched again on the next load`, async () => {
+    // The loader's check on reading a shard back is the only check of a cached shard: the
+    // engine takes it with addVerifiedShard, checking only its size.
+    await damagedShardIsRefetched(legacy);
+  });
+}
+
+async function damagedShardIsRefetched(legacy) {
   hits.clear();
   fault = null;
   const context = await browser.newContext();
@@ -130,13 +171,8 @@ test('a cached shard damaged on disk is refused by name, dropped, and fetched ag
     const page = await harness(context);
     assert.ok((await load(page)).ok);
     const bad = manifest.shards[1].file;
-    // Same length, one byte flipped: only the sha256 can tell.
-    await page.evaluate(async (u) => {
-      const cache = await caches.open('easel-models-v1');
-      const bytes = new Uint8Array(await (await cache.match(u)).arrayBuffer());
-      bytes[bytes.length >> 1] ^= 0x40;
-      await cache.put(u, new Response(bytes, { headers: { 'content-length': String(bytes.length) } }));
-    }, url + MODEL.slice(1) + bad);
+    // Same length, one byte flipped, the headers as they were: only the bytes can tell.
+    await rewriteCached(page, bad, { flip: true, legacy });
     hits.clear();
     const damaged = await load(page);
     assert.equal(damaged.ok, false);
@@ -149,6 +185,26 @@ test('a cached shard damaged on disk is refused by name, dropped, and fetched ag
     const again = await load(page);
     assert.ok(again.ok, again.error);
     assert.deepEqual([...hits.keys()].filter((p) => p.includes('shard-')), [MODEL + bad], 'only the dropped shard is fetched again');
+  } finally {
+    await context.close();
+  }
+}
+
+test('a shard an earlier Easel cached without a checksum loads by its sha256 and is cached again with its checksum', async () => {
+  hits.clear();
+  fault = null;
+  const context = await browser.newContext();
+  try {
+    const page = await harness(context);
+    assert.ok((await load(page)).ok);
+    const old = manifest.shards[2].file;
+    await rewriteCached(page, old, { flip: false, legacy: true });
+    assert.equal((await storedChecksums(page))[old], null);
+    hits.clear();
+    const r = await load(page);
+    assert.ok(r.ok, r.error);
+    assert.equal(shardHits(), 0, 'an intact shard is not fetched again');
+    assert.equal((await storedChecksums(page))[old], checksumHex(readFileSync(join(modelDir, old))));
   } finally {
     await context.close();
   }
