@@ -163,13 +163,23 @@ for (const legacy of [false, true]) {
   });
 }
 
-async function damagedShardIsRefetched(legacy) {
+/** Runs `body(page)` in a fresh context, on a page that has loaded (and cached) the model. */
+async function afterFirstLoad(body) {
   hits.clear();
   fault = null;
   const context = await browser.newContext();
   try {
     const page = await harness(context);
-    assert.ok((await load(page)).ok);
+    const first = await load(page);
+    assert.ok(first.ok, first.error);
+    await body(page);
+  } finally {
+    await context.close();
+  }
+}
+
+async function damagedShardIsRefetched(legacy) {
+  await afterFirstLoad(async (page) => {
     const bad = manifest.shards[1].file;
     // Same length, one byte flipped, the headers as they were: only the bytes can tell.
     await rewriteCached(page, bad, { flip: true, legacy });
@@ -185,18 +195,11 @@ async function damagedShardIsRefetched(legacy) {
     const again = await load(page);
     assert.ok(again.ok, again.error);
     assert.deepEqual([...hits.keys()].filter((p) => p.includes('shard-')), [MODEL + bad], 'only the dropped shard is fetched again');
-  } finally {
-    await context.close();
-  }
+  });
 }
 
 test('a shard an earlier Easel cached without a checksum loads by its sha256 and is cached again with its checksum', async () => {
-  hits.clear();
-  fault = null;
-  const context = await browser.newContext();
-  try {
-    const page = await harness(context);
-    assert.ok((await load(page)).ok);
+  await afterFirstLoad(async (page) => {
     const old = manifest.shards[2].file;
     await rewriteCached(page, old, { flip: false, legacy: true });
     assert.equal((await storedChecksums(page))[old], null);
@@ -205,9 +208,7 @@ test('a shard an earlier Easel cached without a checksum loads by its sha256 and
     assert.ok(r.ok, r.error);
     assert.equal(shardHits(), 0, 'an intact shard is not fetched again');
     assert.equal((await storedChecksums(page))[old], checksumHex(readFileSync(join(modelDir, old))));
-  } finally {
-    await context.close();
-  }
+  });
 });
 
 test('where the shard reader workers cannot start, cached shards are read and verified on the calling thread', async () => {
