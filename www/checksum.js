@@ -24,10 +24,11 @@ const round = (acc, lane) => Math.imul(rotl((acc + Math.imul(lane, P2)) | 0, 13)
 /** XXH32 of `bytes` (a Uint8Array) with `seed`, as an unsigned 32-bit number. */
 export function xxh32(bytes, seed = 0) {
   const n = bytes.length;
-  // Little-endian 32-bit lanes. An aligned view reads them 4x faster than byte by byte
-  // (a shard read from the cache starts its own buffer, so it is aligned).
-  const words = bytes.byteOffset % 4 === 0 ? new Uint32Array(bytes.buffer, bytes.byteOffset, n >>> 2) : null;
-  const lane = words ? (i) => words[i >>> 2] : (i) => bytes[i] | (bytes[i + 1] << 8) | (bytes[i + 2] << 16) | (bytes[i + 3] << 24);
+  // Little-endian 32-bit lanes, read through one aligned view: 4x faster than assembling
+  // them byte by byte. A shard read from the cache starts its own buffer, so it is aligned;
+  // a view that is not (a caller's subarray) is copied once first.
+  if (bytes.byteOffset % 4 !== 0) bytes = bytes.slice();
+  const words = new Uint32Array(bytes.buffer, bytes.byteOffset, n >>> 2);
   let i = 0;
   let h;
   if (n >= 16) {
@@ -35,28 +36,18 @@ export function xxh32(bytes, seed = 0) {
     let v2 = (seed + P2) | 0;
     let v3 = seed | 0;
     let v4 = (seed - P1) | 0;
-    if (words) {
-      // The hot loop, 16 bytes a step, on the view directly (no closure call per lane).
-      for (let w = 0; i + 16 <= n; i += 16, w += 4) {
-        v1 = round(v1, words[w]);
-        v2 = round(v2, words[w + 1]);
-        v3 = round(v3, words[w + 2]);
-        v4 = round(v4, words[w + 3]);
-      }
-    } else {
-      for (; i + 16 <= n; i += 16) {
-        v1 = round(v1, lane(i));
-        v2 = round(v2, lane(i + 4));
-        v3 = round(v3, lane(i + 8));
-        v4 = round(v4, lane(i + 12));
-      }
+    for (let w = 0; i + 16 <= n; i += 16, w += 4) {
+      v1 = round(v1, words[w]);
+      v2 = round(v2, words[w + 1]);
+      v3 = round(v3, words[w + 2]);
+      v4 = round(v4, words[w + 3]);
     }
     h = (rotl(v1, 1) + rotl(v2, 7) + rotl(v3, 12) + rotl(v4, 18)) | 0;
   } else {
     h = (seed + P5) | 0;
   }
   h = (h + n) | 0; // the length mod 2^32
-  for (; i + 4 <= n; i += 4) h = Math.imul(rotl((h + Math.imul(lane(i), P3)) | 0, 17), P4);
+  for (; i + 4 <= n; i += 4) h = Math.imul(rotl((h + Math.imul(words[i >>> 2], P3)) | 0, 17), P4);
   for (; i < n; i++) h = Math.imul(rotl((h + Math.imul(bytes[i], P5)) | 0, 11), P1);
   h ^= h >>> 15;
   h = Math.imul(h, P2);
