@@ -110,9 +110,21 @@ fn conv_ops_match_cpu() {
     check(common::cases_conv::cases());
 }
 
+/// The norms and softmax reduce on subgroups where the device has them (lavapipe does:
+/// the default context takes that path on every case), and in workgroup-memory trees with
+/// `allow_subgroups: false` (SwiftShader in Chrome takes that path too). Both match the CPU.
 #[test]
-fn norm_ops_match_cpu() {
-    check(common::cases_norm::cases());
+fn norm_ops_match_cpu_on_subgroups_and_without() {
+    let on = context();
+    assert!(on.subgroups() && on.report.subgroups, "lavapipe offers subgroups: {}", on.report.summary());
+    assert!(on.report.summary().contains("subgroup reductions"), "{}", on.report.summary());
+    check_on(&on, common::cases_norm::cases());
+    let off = pollster::block_on(GpuContext::new(&GpuOptions { allow_subgroups: false, ..Default::default() })).expect("a Vulkan adapter");
+    assert!(!off.subgroups() && !off.device.features().contains(wgpu::Features::SUBGROUP), "allow_subgroups = false must not enable subgroups");
+    check_on(&off, common::cases_norm::cases());
+    // Switching on a device opened without them cannot turn them on.
+    assert!(!off.with_subgroups(true).subgroups());
+    assert!(!on.with_subgroups(false).subgroups());
 }
 
 #[test]

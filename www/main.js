@@ -37,6 +37,8 @@ function showAdapter(report, selfTest, selfTestError) {
   addRow('shader-f16', report.shaderF16 ? 'yes' : 'no (f32 kernels)', 'diag-f16');
   addRow('Kernels', report.kernels === 'tiled' ? 'tiled (workgroup-memory tiles)' : 'simple (no workgroup memory)', 'diag-kernels');
   addRow('Precision', report.precision, 'diag-precision');
+  // wgpu's web backend cannot request `subgroups` yet, even where the adapter lists it.
+  addRow('Reductions', report.subgroups ? 'subgroups' : 'workgroup memory (no subgroups in the page yet)', 'diag-reductions');
   for (const [name, value] of describeLimits(report.limits)) addRow(name, value);
   addRow('Features', report.features.join(', ') || 'none', 'diag-features');
   addRow(

@@ -272,6 +272,8 @@ impl Engine {
             filter: v["filter"].as_str().filter(|s| !s.is_empty()).map(String::from),
             compare_kernels: v["compareKernels"].as_bool().unwrap_or(false),
             compare_precision: v["comparePrecision"].as_bool().unwrap_or(false),
+            // wgpu's web backend cannot request `subgroups`: nothing to compare in the page.
+            compare_subgroups: false,
         };
         let gpu = self.gpu.as_ref();
         let rows = crate::bench::bench_ops(gpu, &opts, |r| {

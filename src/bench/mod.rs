@@ -53,11 +53,14 @@ pub struct BenchOptions {
     /// GPU rows in both precisions, exact and fast ("gpu .. fast", with the fast output's
     /// error against the exact one), instead of the context's own.
     pub compare_precision: bool,
+    /// GPU rows with the norms' reductions in workgroup memory and on subgroups ("gpu ..
+    /// subgroups"), where the device has `subgroups`, instead of the context's own.
+    pub compare_subgroups: bool,
 }
 
 impl Default for BenchOptions {
     fn default() -> Self {
-        Self { runs: 3, gpu: true, cpu: true, filter: None, compare_kernels: false, compare_precision: false }
+        Self { runs: 3, gpu: true, cpu: true, filter: None, compare_kernels: false, compare_precision: false, compare_subgroups: false }
     }
 }
 
@@ -143,7 +146,9 @@ pub async fn bench_ops(ctx: Option<&GpuContext>, options: &BenchOptions, mut on_
         if options.gpu {
             if let Some(ctx) = ctx {
                 let kernel_sets = if options.compare_kernels { vec![ctx.with_kernels(false), ctx.with_kernels(true)] } else { vec![ctx.clone()] };
-                for k in &kernel_sets {
+                let reductions =
+                    |k: &GpuContext| if options.compare_subgroups && ctx.subgroups() { vec![k.with_subgroups(false), k.with_subgroups(true)] } else { vec![k.clone()] };
+                for k in &kernel_sets.iter().flat_map(reductions).collect::<Vec<_>>() {
                     let precisions = if options.compare_precision { vec![k.with_precision(Precision::Exact), k.with_precision(Precision::Fast)] } else { vec![k.clone()] };
                     let mut exact: Option<Vec<f32>> = None;
                     for v in &precisions {
@@ -154,6 +159,9 @@ pub async fn bench_ops(ctx: Option<&GpuContext>, options: &BenchOptions, mut on_
                         }
                         if fast {
                             backend += " fast";
+                        }
+                        if options.compare_subgroups && v.subgroups() {
+                            backend += " subgroups";
                         }
                         let result = time_gpu(v, &case, options.runs).await;
                         let out = result.as_ref().ok().map(|r| r.1.clone());

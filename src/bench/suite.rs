@@ -122,6 +122,33 @@ fn group_norm(c: usize, hw: usize) -> BenchCase {
     }
 }
 
+/// LayerNorm over `rows` rows of `d` (the UNet's transformer blocks: 4096 x 320 at 512 px):
+/// one workgroup per row, so its reductions are most of the work.
+fn layer_norm(rows: usize, d: usize) -> BenchCase {
+    let mut weights = WeightStore::new();
+    weights.insert_f32("gamma", &[d], &random(d, 6, 1.0)).expect("bench weight");
+    weights.insert_f32("beta", &[d], &random(d, 7, 1.0)).expect("bench weight");
+    let n = rows * d;
+    BenchCase {
+        op: "layernorm".into(),
+        shape: format!("{rows}x{d}"),
+        storage: StorageType::F32,
+        weights,
+        inputs: HashMap::from([("x".into(), HostTensor::F32(random(n, 9, 1.0)))]),
+        build: Box::new(move |g| {
+            let x = g.input("x", &[rows, d]);
+            let gamma = g.weight("gamma")?;
+            let beta = g.weight("beta")?;
+            let y = g.layer_norm(x, gamma, beta, 1e-5)?;
+            g.output(y);
+            Ok(())
+        }),
+        // mean, variance, normalize+affine: about 8 flops a value.
+        flops: 8.0 * n as f64,
+        bytes: 8.0 * n as f64,
+    }
+}
+
 /// Every case, in table order.
 pub fn suite() -> Vec<BenchCase> {
     use StorageType::*;
@@ -139,5 +166,6 @@ pub fn suite() -> Vec<BenchCase> {
     // One 64-dim head at SD's largest self-attention length (a 64x64 latent).
     cases.push(attention(4096, 1, 64));
     cases.push(group_norm(320, 64));
+    cases.push(layer_norm(4096, 320));
     cases
 }

@@ -53,14 +53,19 @@ mod cli {
         /// `easel bench ops --compare-precision` prints its error.
         #[arg(long, global = true, default_value = "exact")]
         precision: Precision,
+        /// GPU reductions (norms, softmax): auto (on subgroups where the GPU has
+        /// `subgroups`) or off (workgroup-memory trees).
+        #[arg(long, global = true, default_value = "auto", value_parser = ["auto", "off"])]
+        subgroups: String,
     }
 
-    static KERNELS: OnceLock<(KernelChoice, Precision)> = OnceLock::new();
+    static KERNELS: OnceLock<(KernelChoice, Precision, bool)> = OnceLock::new();
 
-    /// How every command opens the GPU: the default options with `--kernels` and `--precision`.
+    /// How every command opens the GPU: the default options with `--kernels`,
+    /// `--precision` and `--subgroups`.
     pub fn gpu_options() -> GpuOptions {
-        let (kernels, precision) = KERNELS.get().copied().unwrap_or_default();
-        GpuOptions { kernels, precision, ..Default::default() }
+        let (kernels, precision, allow_subgroups) = KERNELS.get().copied().unwrap_or((KernelChoice::Auto, Precision::Exact, true));
+        GpuOptions { kernels, precision, allow_subgroups, ..Default::default() }
     }
 
     #[derive(Subcommand)]
@@ -132,6 +137,10 @@ mod cli {
             /// fast output's error against the exact one.
             #[arg(long)]
             compare_precision: bool,
+            /// Time the GPU rows with the norms reducing in workgroup memory and on
+            /// subgroups, side by side (where the GPU has `subgroups`).
+            #[arg(long)]
+            compare_subgroups: bool,
         },
         /// Time per UNet step of the SD-Turbo shape (random full-size weights) and peak memory.
         Unet {
@@ -192,7 +201,7 @@ mod cli {
 
     pub fn main() -> ExitCode {
         let cli = Cli::parse();
-        KERNELS.get_or_init(|| (cli.kernels, cli.precision));
+        KERNELS.get_or_init(|| (cli.kernels, cli.precision, cli.subgroups != "off"));
         ensure_runtime_dir();
         if let Command::Convert { source, out, quant, shard_mb, taesd } = &cli.command {
             return convert(source, taesd.as_deref(), out, quant, *shard_mb);
@@ -222,8 +231,9 @@ mod cli {
     }
 
     async fn run(command: Command) -> Result<(), easel::GpuError> {
-        if let Command::Bench { what: BenchWhat::Ops { runs, backend, filter, json, compare_kernels, compare_precision } } = command {
-            return bench_ops(BenchOptions { runs: runs.max(1), gpu: backend != "cpu", cpu: backend != "gpu", filter, compare_kernels, compare_precision }, json).await;
+        if let Command::Bench { what: BenchWhat::Ops { runs, backend, filter, json, compare_kernels, compare_precision, compare_subgroups } } = command {
+            let options = BenchOptions { runs: runs.max(1), gpu: backend != "cpu", cpu: backend != "gpu", filter, compare_kernels, compare_precision, compare_subgroups };
+            return bench_ops(options, json).await;
         }
         if let Command::Bench { what: BenchWhat::Unet { size, backend, quant, batch, runs, profile } } = command {
             return super::bench_unet::run(size, &backend, &quant, batch, runs, profile).await;
@@ -312,6 +322,7 @@ mod cli {
         println!("backend       {}", r.backend);
         println!("device type   {}{}", r.device_type, if r.software { " (software: the CPU backend is faster)" } else { "" });
         println!("shader-f16    {}", if r.shader_f16 { "yes" } else { "no" });
+        println!("subgroups     {}", if r.subgroups { "yes (reductions on subgroups)" } else { "no" });
         println!("kernels       {}", r.kernels);
         println!("precision     {}", r.precision);
         let l = &r.limits;

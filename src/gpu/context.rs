@@ -12,6 +12,9 @@ pub struct GpuOptions {
     pub power_preference: wgpu::PowerPreference,
     /// Ask for `shader-f16` when the adapter offers it.
     pub allow_f16: bool,
+    /// Ask for `subgroups` when the adapter offers it (natively: wgpu's web backend cannot
+    /// request it yet), and reduce on subgroups (`--subgroups off` turns this off).
+    pub allow_subgroups: bool,
     /// Request at most this maxStorageBufferBindingSize (None: the adapter's own). Tests use
     /// WebGPU's default, 128 MiB, to prove big weights are split.
     pub max_binding: Option<u64>,
@@ -29,6 +32,7 @@ impl Default for GpuOptions {
         Self {
             power_preference: wgpu::PowerPreference::HighPerformance,
             allow_f16: true,
+            allow_subgroups: true,
             max_binding: None,
             max_buffer: None,
             kernels: KernelChoice::Auto,
@@ -129,6 +133,8 @@ pub struct GpuContext {
     health: Arc<DeviceHealth>,
     /// Whether linear and conv compile their tiled variants.
     tiled: bool,
+    /// Whether the reducing kernels (norms, softmax) reduce on subgroups.
+    subgroups: bool,
     /// The precision asked for, and what it uses on this device (`Exact`: nothing).
     precision: Precision,
     fast: FastArithmetic,
@@ -201,6 +207,9 @@ impl GpuContext {
         if options.allow_f16 && adapter.features().contains(wgpu::Features::SHADER_F16) {
             features |= wgpu::Features::SHADER_F16;
         }
+        if options.allow_subgroups && adapter.features().contains(wgpu::Features::SUBGROUP) {
+            features |= wgpu::Features::SUBGROUP;
+        }
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("easel"),
@@ -220,7 +229,8 @@ impl GpuContext {
             choice => choice == KernelChoice::Tiled,
         };
         let fast_available = FastArithmetic { int8_dot, f16_tiles: report.shader_f16 };
-        let mut ctx = Self { device, queue, adapter, report, health, tiled, precision: options.precision, fast: FastArithmetic::default(), fast_available };
+        let subgroups = report.subgroups;
+        let mut ctx = Self { device, queue, adapter, report, health, tiled, subgroups, precision: options.precision, fast: FastArithmetic::default(), fast_available };
         ctx = ctx.with_kernels(tiled).with_precision(options.precision);
         Ok(ctx)
     }
@@ -259,6 +269,21 @@ impl GpuContext {
     /// Whether linear and conv use their workgroup-memory tiled kernels (`KernelChoice`).
     pub fn tiled_kernels(&self) -> bool {
         self.tiled
+    }
+
+    /// Whether the reducing kernels (norms, softmax) use subgroup operations: the device was
+    /// opened with `subgroups`.
+    pub fn subgroups(&self) -> bool {
+        self.subgroups
+    }
+
+    /// The same device with subgroup reductions on (where it has `subgroups`) or off
+    /// (benchmarks compare the two; pipeline caches key the variants apart).
+    pub fn with_subgroups(&self, on: bool) -> Self {
+        let mut ctx = self.clone();
+        ctx.subgroups = on && self.device.features().contains(wgpu::Features::SUBGROUP);
+        ctx.report.subgroups = ctx.subgroups;
+        ctx
     }
 
     /// The same device with the other kernel set (benchmarks compare the two; pipeline

@@ -48,6 +48,9 @@ pub struct AdapterReport {
     pub software: bool,
     /// Whether the device was opened with `shader-f16`.
     pub shader_f16: bool,
+    /// Whether the reducing kernels use subgroup operations (the device was opened with
+    /// `subgroups`; never in the browser yet: wgpu's web backend cannot request it).
+    pub subgroups: bool,
     /// Every feature the adapter offers, kebab-case as in WebGPU.
     pub features: Vec<String>,
     /// The opened device's limits (equal to the adapter's: we ask for all of them).
@@ -65,6 +68,7 @@ impl AdapterReport {
         let features = adapter.features().iter().filter_map(|f| f.as_str()).map(String::from).collect();
         let limits = LimitsReport::from(&device.limits());
         let shader_f16 = device.features().contains(wgpu::Features::SHADER_F16);
+        let subgroups = device.features().contains(wgpu::Features::SUBGROUP);
         let device_type = device_type_name(info.device_type).to_string();
 
         #[cfg(target_arch = "wasm32")]
@@ -80,6 +84,7 @@ impl AdapterReport {
                 device_type,
                 software,
                 shader_f16,
+                subgroups,
                 features,
                 limits,
                 kernels: String::new(),
@@ -97,6 +102,7 @@ impl AdapterReport {
                 device_type,
                 software,
                 shader_f16,
+                subgroups,
                 features,
                 limits,
                 // Set by GpuContext::new, which knows the kernel choice and precision.
@@ -109,13 +115,14 @@ impl AdapterReport {
     /// A short human summary, one line.
     pub fn summary(&self) -> String {
         format!(
-            "{} [{}; {}; {}{}] via {}, {} kernels, {} precision",
+            "{} [{}; {}; {}{}] via {}{}, {} kernels, {} precision",
             if self.name.is_empty() { "(unnamed adapter)" } else { &self.name },
             self.vendor,
             self.architecture,
             self.device_type,
             if self.software { ", software" } else { "" },
             self.backend,
+            if self.subgroups { ", subgroup reductions" } else { "" },
             self.kernels,
             self.precision
         )

@@ -80,6 +80,7 @@ mod tests {
             device_type: "other".into(),
             software,
             shader_f16: false,
+            subgroups: false,
             features: vec![],
             limits: LimitsReport {
                 max_buffer_size: 1 << 30,

@@ -86,6 +86,7 @@ test('?precision=fast turns on what the GPU can do, says so, and a wrong value s
     const page = await browser.newPage();
     let diag = await openSettled(page, '?backend=gpu');
     assert.equal(await page.locator('#diag-precision').textContent(), 'exact');
+    assert.equal(await page.locator('#diag-reductions').textContent(), 'workgroup memory (no subgroups in the page yet)');
     // The menu reloads the page with ?precision=.
     assert.equal(await page.locator('#precision').inputValue(), 'exact');
     await Promise.all([page.waitForURL(/precision=fast/), page.locator('#precision').selectOption('fast')]);

@@ -10,7 +10,8 @@
 @group(0) @binding(4) var<uniform> params: Params;
 
 @compute @workgroup_size({{WG}})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, lanes: Lanes) {
+    let lid = lanes.index;
     let bg = flat_workgroup(wid, nwg);
     if (bg >= params.sets) {
         return;
@@ -20,7 +21,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let base = bg * n;
     let c0 = ((bg + params.first_set) % params.groups) * params.channels_per_group;
 
-    let m = slice_moments(base, n, lid);
+    let m = slice_moments(base, n, lanes);
     let mean = m.x;
     let denom = sqrt(m.y / f32(n) + params.eps);
 

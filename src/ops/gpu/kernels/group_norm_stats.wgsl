@@ -9,7 +9,8 @@
 @group(0) @binding(2) var<uniform> params: Params;
 
 @compute @workgroup_size({{WG}})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, lanes: Lanes) {
+    let lid = lanes.index;
     let id = flat_workgroup(wid, nwg);
     if (id >= params.count) {
         return;
@@ -18,7 +19,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let start = (id % params.parts) * params.part_len;
     let n = min(start + params.part_len, len) - start;
     let base = (id / params.parts) * len + start;
-    let m = slice_moments(base, n, lid);
+    let m = slice_moments(base, n, lanes);
     if (lid == 0u) {
         let o = params.first + id;
         stats[2u * o] = m.x;

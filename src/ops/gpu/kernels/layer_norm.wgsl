@@ -7,7 +7,8 @@
 const CENTER: bool = {{CENTER}};
 
 @compute @workgroup_size({{WG}})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, lanes: Lanes) {
+    let lid = lanes.index;
     let row = flat_workgroup(wid, nwg);
     if (row >= params.rows) {
         return;
@@ -21,7 +22,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         for (var i = lid; i < d; i = i + {{WG}}u) {
             s = s + x[base + i];
         }
-        mean = reduce_sum(s, lid) / f32(d);
+        mean = reduce_sum(s, lanes) / f32(d);
     }
 
     var s2 = 0.0;
@@ -29,7 +30,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         let v = x[base + i] - mean;
         s2 = s2 + v * v;
     }
-    let rms = sqrt(reduce_sum(s2, lid) / f32(d) + params.eps);
+    let rms = sqrt(reduce_sum(s2, lanes) / f32(d) + params.eps);
 
     for (var i = lid; i < d; i = i + {{WG}}u) {
         out[base + i] = (x[base + i] - mean) / rms * scale(i) + shift(i);

@@ -1,6 +1,7 @@
 //! Normalizations (GroupNorm, LayerNorm, RmsNorm) and softmax: one workgroup per normalized
 //! set (a (batch, group) or a row) that loops over its values, with workgroup-memory tree
-//! reductions (`reduce.wgsl`) and two-pass statistics (mean, then variance of x - mean).
+//! reductions (`reduce.wgsl`, or `reduce_subgroup.wgsl` where the device has `subgroups`)
+//! and two-pass statistics (mean, then variance of x - mean).
 
 use super::elementwise::groups_for;
 use super::params::{GroupNorm, GroupNormApply, GroupNormCombine, GroupNormStats, RowNorm, Softmax};
@@ -10,6 +11,7 @@ use crate::error::OpError;
 use crate::ops::gpu::builder::{grid, Buf, KernelBuilder};
 
 const REDUCE: &str = include_str!("reduce.wgsl");
+const REDUCE_SUBGROUP: &str = include_str!("reduce_subgroup.wgsl");
 
 /// Workgroup size for sets of `len` values: short rows (LayerNorm at 320..1024 wide) leave
 /// fewer invocations idle and take fewer reduction steps at 64; long sets use 256.
@@ -21,14 +23,23 @@ fn workgroup_size(len: usize) -> u32 {
     }
 }
 
-/// `kernel` with the reductions in front, sized for `wg` invocations.
-fn source(kernel: &str, wg: u32) -> String {
-    splice(&format!("{REDUCE}\n{kernel}"), &[("WG", &wg.to_string())])
+/// `kernel` with the reductions in front (on subgroups when `sg`), sized for `wg` invocations.
+fn source(kernel: &str, wg: u32, sg: bool) -> String {
+    splice(&format!("{}\n{kernel}", if sg { REDUCE_SUBGROUP } else { REDUCE }), &[("WG", &wg.to_string())])
 }
 
 /// A GroupNorm statistics kernel: `source` plus the two-pass slice moments.
-fn moments_source(kernel: &str, wg: u32) -> String {
-    source(&format!("{kernel}\n{}", include_str!("moments.wgsl")), wg)
+fn moments_source(kernel: &str, wg: u32, sg: bool) -> String {
+    source(&format!("{kernel}\n{}", include_str!("moments.wgsl")), wg, sg)
+}
+
+/// A reducing kernel's pipeline key: `base`, marked when its reductions use subgroups.
+fn key(base: &str, sg: bool) -> String {
+    if sg {
+        format!("{base}_sg")
+    } else {
+        base.to_string()
+    }
 }
 
 /// One workgroup per set, over a 2D grid when there are more than 65535 sets.
@@ -48,6 +59,7 @@ pub fn group_norm(kb: &mut KernelBuilder, cx: &NodeCx, groups: usize, eps: f32, 
     let per_group = channels / groups;
     let len = per_group * spatial;
     let wg = workgroup_size(len);
+    let sg = kb.ctx.subgroups();
     let sets = batch * groups;
     let x = cx.f32_input(0)?;
     // Over the binding limit: windows of whole (batch, group) sets.
@@ -72,7 +84,13 @@ pub fn group_norm(kb: &mut KernelBuilder, cx: &NodeCx, groups: usize, eps: f32, 
                 first_set: w.start as u32,
             };
             let workgroups = sets_grid(cx, w.len())?;
-            kb.dispatch(&format!("group_norm_wg{wg}"), || moments_source(include_str!("group_norm.wgsl"), wg), vec![xw, gamma.clone(), beta.clone(), ow], &params, workgroups)?;
+            kb.dispatch(
+                &key(&format!("group_norm_wg{wg}"), sg),
+                || moments_source(include_str!("group_norm.wgsl"), wg, sg),
+                vec![xw, gamma.clone(), beta.clone(), ow],
+                &params,
+                workgroups,
+            )?;
             continue;
         };
         let part_len = len.div_ceil(parts) as u32;
@@ -81,7 +99,7 @@ pub fn group_norm(kb: &mut KernelBuilder, cx: &NodeCx, groups: usize, eps: f32, 
         let workgroups = sets_grid(cx, w.len() * parts)?;
         // 64 wide: software adapters pay per invocation at each barrier (SwiftShader took
         // 60.7 ms at 256 wide, 26.5 at 64, vs 29.7 for one workgroup per group).
-        kb.dispatch("group_norm_stats", || moments_source(include_str!("group_norm_stats.wgsl"), 64), vec![xw.clone(), stats.clone()], &stats_params, workgroups)?;
+        kb.dispatch(&key("group_norm_stats", sg), || moments_source(include_str!("group_norm_stats.wgsl"), 64, sg), vec![xw.clone(), stats.clone()], &stats_params, workgroups)?;
         let combine = GroupNormCombine { sets: sets_here, group_len: len32, parts: parts as u32, part_len, eps };
         let groups64 = [sets_here.div_ceil(64), 1, 1];
         kb.dispatch("group_norm_combine", || include_str!("group_norm_combine.wgsl").into(), vec![stats.clone(), moments.clone()], &combine, groups64)?;
@@ -113,12 +131,13 @@ pub fn group_moments(kb: &mut KernelBuilder, cx: &NodeCx, groups: usize) -> Resu
     let sets = shape[0] * groups;
     let len = shape.iter().product::<usize>() / sets;
     let x = cx.f32_input(0)?;
+    let sg = kb.ctx.subgroups();
     let windows = if fits(kb, &[&x]) { whole(sets) } else { spans(sets, len, 0, kb.max_elems(), kb.offset_align(), 1).map_err(|m| limit_err(cx, m))? };
     for w in windows {
         let xw = x.window(w.start * len, w.len() * len);
         let params = GroupNormStats { count: w.len() as u32, group_len: len as u32, parts: 1, part_len: len as u32, first: w.start as u32 };
         let workgroups = sets_grid(cx, w.len())?;
-        kb.dispatch("group_norm_stats", || moments_source(include_str!("group_norm_stats.wgsl"), 64), vec![xw, cx.out.clone()], &params, workgroups)?;
+        kb.dispatch(&key("group_norm_stats", sg), || moments_source(include_str!("group_norm_stats.wgsl"), 64, sg), vec![xw, cx.out.clone()], &params, workgroups)?;
     }
     Ok(())
 }
@@ -170,7 +189,7 @@ fn parts_for(sets: usize, len: usize) -> usize {
 
 /// The LayerNorm template as LayerNorm (`center`, beta at binding 2) or RmsNorm (no beta),
 /// with gamma at binding 1 when `affine`, else neither.
-fn row_norm_source(center: bool, affine: bool, wg: u32) -> String {
+fn row_norm_source(center: bool, affine: bool, wg: u32, sg: bool) -> String {
     let bindings = match (affine, center) {
         (true, true) => {
             "@group(0) @binding(0) var<storage, read_write> x: array<f32>;
@@ -199,7 +218,7 @@ fn shift(i: u32) -> f32 { return 0.0; }"
     };
     // WG is filled by `source`.
     let kernel = fill(include_str!("layer_norm.wgsl"), &[("BINDINGS", bindings), ("CENTER", &center.to_string())]);
-    source(&kernel, wg)
+    source(&kernel, wg, sg)
 }
 
 /// Records a LayerNorm (`center`, inputs x, gamma, beta) or RmsNorm (x, gamma) over the
@@ -211,9 +230,10 @@ fn row_norm(kb: &mut KernelBuilder, cx: &NodeCx, eps: f32, center: bool) -> Resu
     let affine = cx.inputs.len() > 1;
     let mut bindings: Vec<Buf> = (0..cx.inputs.len()).map(|i| cx.f32_input(i)).collect::<Result<_, _>>()?;
     bindings.push(cx.out.clone());
-    let key = format!("{}{}_wg{wg}", if center { "layer_norm" } else { "rms_norm" }, if affine { "" } else { "_plain" });
+    let sg = kb.ctx.subgroups();
+    let key = key(&format!("{}{}_wg{wg}", if center { "layer_norm" } else { "rms_norm" }, if affine { "" } else { "_plain" }), sg);
     let workgroups = sets_grid(cx, rows)?;
-    kb.dispatch(&key, || row_norm_source(center, affine, wg), bindings, &RowNorm { rows: rows as u32, d: d as u32, eps }, workgroups)
+    kb.dispatch(&key, || row_norm_source(center, affine, wg, sg), bindings, &RowNorm { rows: rows as u32, d: d as u32, eps }, workgroups)
 }
 
 /// LayerNorm over the last axis of x [.., D] with gamma/beta [D].
@@ -233,7 +253,8 @@ pub fn softmax(kb: &mut KernelBuilder, cx: &NodeCx) -> Result<(), OpError> {
     let wg = workgroup_size(d);
     let bindings = vec![cx.f32_input(0)?, cx.out.clone()];
     let workgroups = sets_grid(cx, rows)?;
-    kb.dispatch(&format!("softmax_wg{wg}"), || source(include_str!("softmax.wgsl"), wg), bindings, &Softmax { rows: rows as u32, d: d as u32 }, workgroups)
+    let sg = kb.ctx.subgroups();
+    kb.dispatch(&key(&format!("softmax_wg{wg}"), sg), || source(include_str!("softmax.wgsl"), wg, sg), bindings, &Softmax { rows: rows as u32, d: d as u32 }, workgroups)
 }
 
 /// Every variant of the norm kernels, at each workgroup size they use: (key, WGSL).
@@ -241,16 +262,18 @@ pub fn softmax(kb: &mut KernelBuilder, cx: &NodeCx) -> Result<(), OpError> {
 pub fn variants() -> Vec<(String, String)> {
     use super::kernel_source;
     let mut out = vec![];
-    for wg in [64, 256] {
-        out.push((format!("group_norm_wg{wg}"), kernel_source::<GroupNorm>(&moments_source(include_str!("group_norm.wgsl"), wg))));
-        out.push((format!("softmax_wg{wg}"), kernel_source::<Softmax>(&source(include_str!("softmax.wgsl"), wg))));
-        for center in [false, true] {
-            for affine in [false, true] {
-                out.push((format!("row_norm_{center}_{affine}_wg{wg}"), kernel_source::<RowNorm>(&row_norm_source(center, affine, wg))));
+    for sg in [false, true] {
+        for wg in [64, 256] {
+            out.push((key(&format!("group_norm_wg{wg}"), sg), kernel_source::<GroupNorm>(&moments_source(include_str!("group_norm.wgsl"), wg, sg))));
+            out.push((key(&format!("softmax_wg{wg}"), sg), kernel_source::<Softmax>(&source(include_str!("softmax.wgsl"), wg, sg))));
+            for center in [false, true] {
+                for affine in [false, true] {
+                    out.push((key(&format!("row_norm_{center}_{affine}_wg{wg}"), sg), kernel_source::<RowNorm>(&row_norm_source(center, affine, wg, sg))));
+                }
             }
         }
+        out.push((key("group_norm_stats", sg), kernel_source::<GroupNormStats>(&moments_source(include_str!("group_norm_stats.wgsl"), 64, sg))));
     }
-    out.push(("group_norm_stats".into(), kernel_source::<GroupNormStats>(&moments_source(include_str!("group_norm_stats.wgsl"), 64))));
     out.push(("group_norm_combine".into(), kernel_source::<GroupNormCombine>(include_str!("group_norm_combine.wgsl"))));
     out.push(("group_norm_apply".into(), kernel_source::<GroupNormApply>(include_str!("group_norm_apply.wgsl"))));
     out

@@ -1,10 +1,16 @@
 // Workgroup tree reductions over {{WG}} invocations (a power of two), shared by the norm
 // kernels. They hold barriers, so every invocation of the workgroup must call them; each
-// returns the result to all.
+// returns the result to all. `Lanes` is the kernel's entry argument: where an invocation
+// sits (reduce_subgroup.wgsl's has its subgroup too).
+
+struct Lanes {
+    @builtin(local_invocation_index) index: u32,
+}
 
 var<workgroup> partial: array<f32, {{WG}}>;
 
-fn reduce_sum(v: f32, lid: u32) -> f32 {
+fn reduce_sum(v: f32, lanes: Lanes) -> f32 {
+    let lid = lanes.index;
     partial[lid] = v;
     workgroupBarrier();
     for (var s = {{WG}}u / 2u; s > 0u; s = s / 2u) {
@@ -19,7 +25,8 @@ fn reduce_sum(v: f32, lid: u32) -> f32 {
     return r;
 }
 
-fn reduce_max(v: f32, lid: u32) -> f32 {
+fn reduce_max(v: f32, lanes: Lanes) -> f32 {
+    let lid = lanes.index;
     partial[lid] = v;
     workgroupBarrier();
     for (var s = {{WG}}u / 2u; s > 0u; s = s / 2u) {

@@ -8,7 +8,8 @@
 @group(0) @binding(2) var<uniform> params: Params;
 
 @compute @workgroup_size({{WG}})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, lanes: Lanes) {
+    let lid = lanes.index;
     let row = flat_workgroup(wid, nwg);
     if (row >= params.rows) {
         return;
@@ -22,7 +23,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     for (var i = lid; i < d; i = i + {{WG}}u) {
         m = max(m, x[base + i]);
     }
-    m = reduce_max(m, lid);
+    m = reduce_max(m, lanes);
 
     var s = 0.0;
     for (var i = lid; i < d; i = i + {{WG}}u) {
@@ -30,7 +31,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         out[base + i] = e;
         s = s + e;
     }
-    let sum = reduce_sum(s, lid);
+    let sum = reduce_sum(s, lanes);
 
     for (var i = lid; i < d; i = i + {{WG}}u) {
         out[base + i] = out[base + i] / sum;
