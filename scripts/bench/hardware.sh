@@ -8,8 +8,10 @@
 #                                       moment: the tracked tree is ~106 MB, the device takes
 #                                       64 MiB in all
 #   scripts/bench/hardware.sh run       there (device run, carry [".hw"]): prints the adapter,
-#                                       the op bench with both kernel sets and precisions, a
-#                                       UNet step at SIZE (512) in each kernel set x precision,
+#                                       the op bench with both kernel sets, precisions and
+#                                       reductions (subgroups or not), a UNet step at SIZE
+#                                       (512) in each kernel set x precision (and tiled exact
+#                                       with --subgroups off),
 #                                       peak GPU bytes of SD-Turbo q8_0 at 512 (planned for
 #                                       each, and one real run), and folder-to-ready load time;
 #                                       logs into $OUT (or /tmp/easel-hardware)
@@ -79,12 +81,14 @@ case "${1:-}" in
       echo "=== exit ${PIPESTATUS[0]} after $SECONDS s in all" | tee -a "$LOG"
     }
     step "$EASEL" info
-    step "$EASEL" bench ops --backend gpu --compare-kernels --compare-precision --runs "$RUNS"
+    step "$EASEL" bench ops --backend gpu --compare-kernels --compare-precision --compare-subgroups --runs "$RUNS"
     for kernels in tiled simple; do
       for precision in exact fast; do
         step "$EASEL" --kernels "$kernels" --precision "$precision" bench unet --backend gpu --quant q8_0 --size "$SIZE" --runs "$RUNS"
       done
     done
+    # The norms' reductions in workgroup memory, beside the subgroup ones above.
+    step "$EASEL" --kernels tiled --subgroups off bench unet --backend gpu --quant q8_0 --size "$SIZE" --runs "$RUNS"
     # Peak GPU bytes at 512x512: planned for each kernel set and precision, then one real run.
     [ -x .hw/turbo_native ] && step .hw/turbo_native --include-ignored --nocapture --test-threads 1 sd_turbo_q8_0_512px_plan sd_turbo_q8_0_at_512
     tokenizer=.hw/tokenizer
