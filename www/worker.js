@@ -3,7 +3,8 @@
 
 import { loadEnginePackage } from './engine-pkg.js';
 import { loadHubModel } from './hub.js';
-import { SHARD_READERS, loadModel, sha256Hex } from './loader.js';
+import { CHECKSUM_HEADER, checksumHex } from './checksum.js';
+import { SHARD_READERS, cacheEntry, loadModel } from './loader.js';
 import { EVENT, EaselError, OP } from './protocol.js';
 
 let engine = null;
@@ -327,9 +328,10 @@ async function loraBytes(url, signal) {
   const cache = await caches.open(LORA_CACHE);
   const hit = await cache.match(url);
   if (hit) {
-    const bytes = new Uint8Array(await hit.arrayBuffer());
-    // A copy damaged on disk is dropped and fetched again.
-    if ((await sha256Hex(bytes)) === hit.headers.get('X-Easel-Sha256')) return { bytes, cached: true, cache };
+    const bytes = new Uint8Array(await (await hit.blob()).arrayBuffer());
+    // A copy damaged on disk is dropped and fetched again (so is one an earlier Easel kept
+    // with a SHA-256 header instead: once).
+    if (checksumHex(bytes) === hit.headers.get(CHECKSUM_HEADER)) return { bytes, cached: true, cache };
     await cache.delete(url);
   }
   let res;
@@ -374,11 +376,9 @@ async function addLora(id, { url, file, bytes, scale }) {
     const source = bytes ? { bytes: new Uint8Array(bytes), cached: false } : await loraBytes(url, abort.signal);
     const name = file ?? decodeURIComponent(new URL(url).pathname.split('/').pop() || 'lora.safetensors');
     const loras = await loraOp(id, () => engine.addLora(name, source.bytes, scale));
-    // Kept once the engine has read it, with its hash to check it by next time.
-    if (url && !source.cached) {
-      const headers = { 'Content-Length': String(source.bytes.length), 'X-Easel-Sha256': await sha256Hex(source.bytes) };
-      await source.cache.put(url, new Response(source.bytes, { headers })).catch(() => {});
-    }
+    // Kept once the engine has read it, with its checksum to check it by next time (as the
+    // model's shards are: loader.js's cacheEntry).
+    if (url && !source.cached) await source.cache.put(url, cacheEntry(source.bytes)).catch(() => {});
     appliedLoras.push({ name: loras.at(-1).name, file: name, bytes: source.bytes, scale });
     return loras;
   } finally {

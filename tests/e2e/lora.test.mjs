@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { startServer } from '../../scripts/serve.mjs';
 import { ROOT, PAGE_ARITHMETIC, launch, artifactPath, canvasPixels, pngPixels, maxDiff, runCli } from './browser.mjs';
 import { pngText } from './png-text.mjs';
+import { checksumHex } from '../../www/checksum.js';
 
 const MODEL = '/models/sd1-tiny/';
 const LORA_PATH = '/loras/pytorch_lora_weights.safetensors';
@@ -163,6 +164,25 @@ for (const backend of ['cpu', 'gpu']) test(`a LoRA is added by URL, rescaled wit
     assert.match(refusal, /LoRA 'pytorch_lora_weights': layer '[^']+' .*(names no weight|does not fit).*another architecture/, refusal);
     assert.equal(await page.locator('#lora-list li').count(), 0, 'nothing applied');
     assert.equal(hits.get(LORA_PATH), 1, 'the second add read Cache Storage');
+    // The cached LoRA carries its XXH32; a copy damaged on disk is fetched again, not used.
+    const loraUrl = `${url}${LORA_PATH.slice(1)}`;
+    const stored = await page.evaluate(async (u) => {
+      const cache = await caches.open('easel-loras-v1');
+      const hit = await cache.match(u);
+      const bytes = new Uint8Array(await hit.arrayBuffer());
+      const checksum = hit.headers.get('x-easel-xxh32');
+      bytes[100] ^= 1;
+      await cache.put(u, new Response(bytes, { headers: hit.headers }));
+      return { checksum, length: bytes.length };
+    }, loraUrl);
+    assert.equal(stored.length, readFileSync(LORA_FILE).length);
+    assert.equal(stored.checksum, checksumHex(readFileSync(LORA_FILE)));
+    await page.click('#lora-add');
+    // The panel was already in its error state: wait for the request, then for the refusal.
+    for (let waited = 0; hits.get(LORA_PATH) < 2 && waited < 30_000; waited += 100) await new Promise((r) => setTimeout(r, 100));
+    assert.equal(hits.get(LORA_PATH), 2, 'the damaged copy was fetched again');
+    await page.locator('#lora-panel[data-state="error"]').waitFor({ timeout: 60_000 });
+    assert.match(await page.locator('#lora-note').textContent(), /LoRA 'pytorch_lora_weights': layer /);
     assert.equal(await page.locator('#generate').isDisabled(), false, 'Generate works after a refusal');
     assert.deepEqual(errors, []);
   } finally {
