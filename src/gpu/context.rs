@@ -133,8 +133,6 @@ pub struct GpuContext {
     health: Arc<DeviceHealth>,
     /// Whether linear and conv compile their tiled variants.
     tiled: bool,
-    /// Whether the reducing kernels (norms, softmax) reduce on subgroups.
-    subgroups: bool,
     /// The precision asked for, and what it uses on this device (`Exact`: nothing).
     precision: Precision,
     fast: FastArithmetic,
@@ -229,8 +227,7 @@ impl GpuContext {
             choice => choice == KernelChoice::Tiled,
         };
         let fast_available = FastArithmetic { int8_dot, f16_tiles: report.shader_f16 };
-        let subgroups = report.subgroups;
-        let mut ctx = Self { device, queue, adapter, report, health, tiled, subgroups, precision: options.precision, fast: FastArithmetic::default(), fast_available };
+        let mut ctx = Self { device, queue, adapter, report, health, tiled, precision: options.precision, fast: FastArithmetic::default(), fast_available };
         ctx = ctx.with_kernels(tiled).with_precision(options.precision);
         Ok(ctx)
     }
@@ -272,17 +269,16 @@ impl GpuContext {
     }
 
     /// Whether the reducing kernels (norms, softmax) use subgroup operations: the device was
-    /// opened with `subgroups`.
+    /// opened with `subgroups` (and `with_subgroups(false)` did not turn them off).
     pub fn subgroups(&self) -> bool {
-        self.subgroups
+        self.report.subgroups
     }
 
     /// The same device with subgroup reductions on (where it has `subgroups`) or off
     /// (benchmarks compare the two; pipeline caches key the variants apart).
     pub fn with_subgroups(&self, on: bool) -> Self {
         let mut ctx = self.clone();
-        ctx.subgroups = on && self.device.features().contains(wgpu::Features::SUBGROUP);
-        ctx.report.subgroups = ctx.subgroups;
+        ctx.report.subgroups = on && self.device.features().contains(wgpu::Features::SUBGROUP);
         ctx
     }
 
