@@ -49,9 +49,35 @@ export function maxDiff(a, b) {
   return a.reduce((m, v, i) => Math.max(m, Math.abs(v - b[i])), 0);
 }
 
-/** Runs the native `easel` CLI (debug build through cargo) with `args` (and `env` added). */
+let cliExecutable;
+
+/**
+ * The native `easel` CLI's path, built the way `cargo test` builds it: with the
+ * dev-dependencies' features unified in, so after the native suite this is a no-op. (`cargo
+ * run` resolves features without them and rebuilds wgpu, candle and the engine a second
+ * time: minutes on 2 cores.)
+ */
+export function easelCli() {
+  if (!cliExecutable) {
+    const messages = execFileSync('cargo', ['test', '--locked', '--quiet', '--no-run', '--test', 'cli_native', '--message-format=json'], {
+      cwd: ROOT,
+      encoding: 'utf8',
+      maxBuffer: 256 << 20,
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    for (const line of messages.split('\n')) {
+      if (!line.startsWith('{')) continue;
+      const m = JSON.parse(line);
+      if (m.reason === 'compiler-artifact' && m.target.name === 'easel' && m.target.kind.includes('bin') && m.executable) cliExecutable = m.executable;
+    }
+    if (!cliExecutable) throw new Error('cargo test --no-run did not report the easel binary');
+  }
+  return cliExecutable;
+}
+
+/** Runs the native `easel` CLI (debug build, see easelCli) with `args` (and `env` added). */
 export function runCli(args, env = {}) {
-  execFileSync('cargo', ['run', '--quiet', '--bin', 'easel', '--', ...args], {
+  execFileSync(easelCli(), args, {
     cwd: ROOT,
     stdio: ['ignore', 'ignore', 'inherit'],
     env: { ...process.env, XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR ?? '/tmp', ...env },

@@ -3,11 +3,10 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startServer } from '../../scripts/serve.mjs';
-import { ROOT, launch, artifactPath, canvasPixels as pixelsOf, pngPixels, maxDiff } from './browser.mjs';
+import { ROOT, launch, artifactPath, canvasPixels as pixelsOf, pngPixels, maxDiff, runCli } from './browser.mjs';
 import { pngText } from './png-text.mjs';
 
 let server;
@@ -23,10 +22,9 @@ const FORM = { prompt: '一只戴墨镜的柴犬 😎', negative: 'blurry, מט�
 async function cliImageBytes(backend, fresh = false) {
   const out = await artifactPath(`cli-${backend}.png`);
   if (!fresh) return readFileSync(out);
-  const args = ['run', '--quiet', '--bin', 'easel', '--', 'generate', '--model', 'www/models/sd-tiny', '--prompt', FORM.prompt,
+  runCli(['generate', '--model', 'www/models/sd-tiny', '--prompt', FORM.prompt,
     '--negative-prompt', FORM.negative, '--steps', String(FORM.steps), '--guidance', String(FORM.guidance), '--seed', String(FORM.seed),
-    '--backend', backend, '--out', out];
-  execFileSync('cargo', args, { cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR ?? '/tmp' } });
+    '--backend', backend, '--out', out]);
   return readFileSync(out);
 }
 

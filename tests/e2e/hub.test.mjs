@@ -9,13 +9,12 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import { hubTree, parseHubPath, parseTreePath, sendBytes, startCdn, startServer } from '../../scripts/serve.mjs';
-import { ROOT, launch, artifactPath } from './browser.mjs';
+import { ROOT, launch, artifactPath, runCli } from './browser.mjs';
 
 const FIXTURES = join(ROOT, 'tests/fixtures');
 const REPO = 'sd2-tiny';
@@ -38,10 +37,7 @@ const hook = (server) => async (req, res, path) => {
 before(async () => {
   for (const quant of ['f32', 'q8_0']) {
     const dir = mkdtempSync(join(tmpdir(), `easel-hub-${quant}-`));
-    execFileSync('cargo', ['run', '--quiet', '--bin', 'easel', '--', 'convert', join(FIXTURES, REPO), '--out', dir, '--quant', quant, '--shard-mb', String(SHARD_MB)], {
-      cwd: ROOT,
-      stdio: ['ignore', 'ignore', 'inherit'],
-    });
+    runCli(['convert', join(FIXTURES, REPO), '--out', dir, '--quant', quant, '--shard-mb', String(SHARD_MB)]);
     const text = readFileSync(join(dir, 'manifest.json'), 'utf8');
     cli[quant] = { dir, text, manifest: JSON.parse(text) };
   }

@@ -4,14 +4,13 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { readFileSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import { checksumHex } from '../../www/checksum.js';
 import { startServer } from '../../scripts/serve.mjs';
-import { ROOT, launch, artifactPath } from './browser.mjs';
+import { ROOT, launch, artifactPath, runCli } from './browser.mjs';
 
 const MODEL = '/models/sd2-tiny/';
 let modelDir;
@@ -26,10 +25,7 @@ let blockReaders = false; // serve no shard-reader.js (a site that blocks the wo
 before(async () => {
   modelDir = mkdtempSync(join(tmpdir(), 'easel-loader-'));
   // The CLI converts the fixture repository into 1 MiB shards (several of them).
-  execFileSync('cargo', ['run', '--quiet', '--bin', 'easel', '--', 'convert', join(ROOT, 'tests/fixtures/sd2-tiny'), '--out', modelDir, '--quant', 'f32', '--shard-mb', '1'], {
-    cwd: ROOT,
-    stdio: ['ignore', 'ignore', 'inherit'],
-  });
+  runCli(['convert', join(ROOT, 'tests/fixtures/sd2-tiny'), '--out', modelDir, '--quant', 'f32', '--shard-mb', '1']);
   manifest = JSON.parse(readFileSync(join(modelDir, 'manifest.json'), 'utf8'));
   assert.ok(manifest.shards.length >= 3, 'the test needs several shards');
   ({ server, url } = await startServer({

@@ -6,7 +6,6 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -29,10 +28,7 @@ const hits = new Map(); // path -> request count
 
 before(async () => {
   modelDir = mkdtempSync(join(tmpdir(), 'easel-lora-'));
-  execFileSync('cargo', ['run', '--quiet', '--bin', 'easel', '--', 'convert', join(ROOT, 'tests/fixtures/sd1-tiny'), '--out', modelDir, '--quant', 'f32', '--shard-mb', '1'], {
-    cwd: ROOT,
-    stdio: ['ignore', 'ignore', 'inherit'],
-  });
+  runCli(['convert', join(ROOT, 'tests/fixtures/sd1-tiny'), '--out', modelDir, '--quant', 'f32', '--shard-mb', '1']);
   ({ server, url } = await startServer({
     root: ROOT,
     port: 0,

@@ -1,8 +1,9 @@
 //! The VQ family at full size, shared by the native and the browser tests: a decoder of the
-//! vqgan_imagenet_f16_16384 shape (taming's model.yaml) decoding a 16x16 code grid to
-//! 256x256, and aMUSEd-256's UVit2D transformer (its Hub config.json) over 16x16 tokens.
-//! Random weights from the schema the builders declare, stored as `easel convert --quant
-//! q8_0` would store them; deterministic inputs; the graphs each test compiles.
+//! vqgan_imagenet_f16_16384 shape (taming's model.yaml) decoding a code grid (16x16 codes:
+//! 256x256 pixels), and aMUSEd-256's UVit2D transformer (its Hub config.json) over a token
+//! grid (16x16 at 256 px). Random weights from the schema the builders declare, stored as
+//! `easel convert --quant q8_0` would store them; deterministic inputs; the graphs each test
+//! compiles, at any grid side (neither model has a position table tied to its size).
 
 #![allow(dead_code)] // each test binary uses a different part of this file
 
@@ -27,22 +28,27 @@ pub enum Shape {
     Amused256,
 }
 
-pub const SIDE: usize = 16; // codes / tokens per side: 256 px at 16x downsampling
+/// Codes / tokens per side at the models' own size: 256 px at 16x downsampling. The native
+/// test runs this size on both backends.
+pub const SIDE: usize = 16;
+/// The browser test's grid (128 px): the same weights, kernels and binding limits as at 256
+/// px, with a quarter of the arithmetic (SwiftShader took 290 s for both models at 16x16).
+pub const WEB_SIDE: usize = 8;
 
 impl Shape {
-    pub fn name(self) -> &'static str {
+    pub fn name(self, side: usize) -> String {
         match self {
-            Shape::VqganDecoder => "vqgan_imagenet_f16_16384 decoder, 16x16 codes -> 256x256",
-            Shape::Amused256 => "aMUSEd-256 transformer, 16x16 tokens",
+            Shape::VqganDecoder => format!("vqgan_imagenet_f16_16384 decoder, {side}x{side} codes -> {0}x{0}", 16 * side),
+            Shape::Amused256 => format!("aMUSEd-256 transformer, {side}x{side} tokens"),
         }
     }
 
-    /// Where the CPU backend's outputs (every `STRIDE`-th value) are kept for the browser
-    /// test; checked by the native test, rewritten with EASEL_WRITE_REFERENCE=1.
+    /// Where the CPU backend's outputs at WEB_SIDE (every `STRIDE`-th value) are kept for the
+    /// browser test; checked by the native test, rewritten with EASEL_WRITE_REFERENCE=1.
     pub fn reference(self) -> &'static str {
         match self {
-            Shape::VqganDecoder => "tests/fixtures/vq_full/vqgan_decoder_cpu.safetensors",
-            Shape::Amused256 => "tests/fixtures/vq_full/amused_256_cpu.safetensors",
+            Shape::VqganDecoder => "tests/fixtures/vq_full/vqgan_decoder_8x8_cpu.safetensors",
+            Shape::Amused256 => "tests/fixtures/vq_full/amused_256_8x8_cpu.safetensors",
         }
     }
 
@@ -61,12 +67,12 @@ impl Shape {
             .collect()
     }
 
-    /// The pass: decode a code grid, or one transformer call.
-    pub fn build(self, g: &mut Graph) -> Result<(), OpError> {
+    /// The pass over a `side` x `side` grid: decode the codes, or one transformer call.
+    pub fn build(self, g: &mut Graph, side: usize) -> Result<(), OpError> {
         match self {
             Shape::VqganDecoder => {
                 let cfg = vqgan_config();
-                let ids = g.input_u32("indices", &[1, SIDE, SIDE]);
+                let ids = g.input_u32("indices", &[1, side, side]);
                 let z_q = vqgan::lookup(g, &cfg, ids)?;
                 let image = vqgan::decode(g, &cfg, z_q)?;
                 g.output(image);
@@ -74,7 +80,7 @@ impl Shape {
             Shape::Amused256 => {
                 let cfg = amused_config();
                 let x = UVitInputs {
-                    ids: g.input_u32("ids", &[1, SIDE, SIDE]),
+                    ids: g.input_u32("ids", &[1, side, side]),
                     encoder_hidden_states: g.input("encoder_hidden_states", &[1, 77, cfg.encoder_hidden_size]),
                     pooled_text_emb: g.input("pooled_text_emb", &[1, cfg.cond_embed_dim]),
                     micro_conds: g.input("micro_conds", &[1, 5]),
@@ -86,9 +92,9 @@ impl Shape {
         Ok(())
     }
 
-    /// Deterministic inputs of the pass.
-    pub fn inputs(self) -> Vec<(&'static str, HostTensor)> {
-        let n = SIDE * SIDE;
+    /// Deterministic inputs of the pass over a `side` x `side` grid.
+    pub fn inputs(self, side: usize) -> Vec<(&'static str, HostTensor)> {
+        let n = side * side;
         let wave = |len: usize, period: usize| (0..len).map(|i| ((i % period) as f32 - (period / 2) as f32) / period as f32).collect::<Vec<_>>();
         match self {
             Shape::VqganDecoder => {
@@ -97,6 +103,7 @@ impl Shape {
             }
             Shape::Amused256 => {
                 let cfg = amused_config();
+                let px = (16 * side) as f32;
                 // Half the tokens masked (the mask id is the last of the vocabulary), half codes.
                 let mask = (cfg.vocab_size - 1) as u32;
                 let ids = (0..n as u32).map(|i| if i % 2 == 0 { mask } else { i * 31 % cfg.codebook_size as u32 }).collect();
@@ -105,17 +112,17 @@ impl Shape {
                     ("encoder_hidden_states", HostTensor::F32(wave(77 * cfg.encoder_hidden_size, 13))),
                     ("pooled_text_emb", HostTensor::F32(wave(cfg.cond_embed_dim, 11))),
                     // width, height, crop top-left, aesthetic score: the pipeline's defaults.
-                    ("micro_conds", HostTensor::F32(vec![256.0, 256.0, 0.0, 0.0, 6.0])),
+                    ("micro_conds", HostTensor::F32(vec![px, px, 0.0, 0.0, 6.0])),
                 ]
             }
         }
     }
 
-    /// Shape of the output.
-    pub fn output_shape(self) -> Vec<usize> {
+    /// Shape of the output over a `side` x `side` grid.
+    pub fn output_shape(self, side: usize) -> Vec<usize> {
         match self {
-            Shape::VqganDecoder => vec![1, 3, 16 * SIDE, 16 * SIDE],
-            Shape::Amused256 => vec![1, amused_config().codebook_size, SIDE, SIDE],
+            Shape::VqganDecoder => vec![1, 3, 16 * side, 16 * side],
+            Shape::Amused256 => vec![1, amused_config().codebook_size, side, side],
         }
     }
 }
