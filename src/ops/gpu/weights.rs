@@ -234,6 +234,7 @@ impl GpuWeights {
     /// memory. In the browser the submit alone hands them to the GPU process.
     fn flush(&mut self, ctx: &GpuContext) {
         ctx.queue.submit([]);
+        // A device lost here fails the next run or readback, which names it (GpuContext::lost).
         #[cfg(not(target_arch = "wasm32"))]
         let _ = ctx.device.poll(wgpu::PollType::wait_indefinitely());
         self.unflushed = 0;
