@@ -27,14 +27,18 @@ fn check(cases: Vec<common::Case>) {
 
 /// The tiled kernels (hardware GPUs' default), forced on this software adapter, against the
 /// CPU on every linear and conv case: edges of every kind, each weight format, weights and
-/// activations split over several bindings.
+/// activations split over several bindings. In tiles of each height, then of the height
+/// each case's M calls for (mostly 16 rows here: the cases are small).
 #[test]
 fn tiled_linear_and_conv_kernels_match_cpu() {
     let ctx = context_with(KernelChoice::Tiled);
     assert!(ctx.tiled_kernels(), "Tiled was asked for");
     assert_eq!(ctx.report.kernels, "tiled");
-    let cases = [common::cases_core::cases(), common::cases_conv::cases(), common::cases_split::cases()].into_iter().flatten().collect();
-    check_on(&ctx, cases);
+    for rows in [Some(64), Some(32), Some(16), None] {
+        let cases = [common::cases_core::cases(), common::cases_conv::cases(), common::cases_split::cases()].into_iter().flatten().collect();
+        let failures = pollster::block_on(common::run_all(&ctx.with_tile_rows(rows), cases));
+        assert!(failures.is_empty(), "tile rows {rows:?}: {} failed:\n{}", failures.len(), failures.join("\n"));
+    }
 }
 
 fn fast_context(kernels: KernelChoice) -> GpuContext {

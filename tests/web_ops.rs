@@ -9,28 +9,36 @@ use wasm_bindgen_test::*;
 
 wasm_bindgen_test_configure!(run_in_browser);
 
-async fn check_with(kernels: KernelChoice, cases: Vec<common::Case>) {
-    // An empty list would pass having checked nothing.
-    assert!(!cases.is_empty(), "no cases");
+async fn context_with(kernels: KernelChoice) -> GpuContext {
     let ctx = GpuContext::new(&GpuOptions { kernels, ..Default::default() }).await.expect("a WebGPU adapter (see webdriver.json)");
     assert_eq!(ctx.tiled_kernels(), kernels == KernelChoice::Tiled || (kernels == KernelChoice::Auto && !ctx.is_software()));
     // wgpu's web backend cannot request `subgroups`: the norms reduce in workgroup-memory
     // trees here (natively, lavapipe checks the subgroup reductions).
     assert!(!ctx.subgroups() && !ctx.report.subgroups, "{}", ctx.report.summary());
-    let failures = common::run_all(&ctx, cases).await;
+    ctx
+}
+
+async fn check_on(ctx: &GpuContext, cases: Vec<common::Case>) {
+    // An empty list would pass having checked nothing.
+    assert!(!cases.is_empty(), "no cases");
+    let failures = common::run_all(ctx, cases).await;
     assert!(failures.is_empty(), "{} failed:\n{}", failures.len(), failures.join("\n"));
 }
 
 async fn check(cases: Vec<common::Case>) {
-    check_with(KernelChoice::Auto, cases).await;
+    check_on(&context_with(KernelChoice::Auto).await, cases).await;
 }
 
 /// The tiled kernels (hardware GPUs' default), forced on SwiftShader, on every linear and
-/// conv case (each weight format, edges, split bindings).
+/// conv case (each weight format, edges, split bindings): in 64-row tiles, then in the
+/// tiles each case's M calls for (16 or 32 rows for most: the cases are small).
 #[wasm_bindgen_test]
 async fn tiled_linear_and_conv_kernels_match_cpu() {
-    let cases = [common::cases_core::cases(), common::cases_conv::cases(), common::cases_split::cases()].into_iter().flatten().collect();
-    check_with(KernelChoice::Tiled, cases).await;
+    let ctx = context_with(KernelChoice::Tiled).await;
+    for rows in [Some(64), None] {
+        let cases = [common::cases_core::cases(), common::cases_conv::cases(), common::cases_split::cases()].into_iter().flatten().collect();
+        check_on(&ctx.with_tile_rows(rows), cases).await;
+    }
 }
 
 /// The fast precision in Chrome: Q8_0 linears on `dot4I8Packed` (Chrome's WGSL has

@@ -133,6 +133,8 @@ pub struct GpuContext {
     health: Arc<DeviceHealth>,
     /// Whether linear and conv compile their tiled variants.
     tiled: bool,
+    /// One tile height for every tiled GEMM, instead of the height each M calls for.
+    tile_rows: Option<usize>,
     /// The precision asked for, and what it uses on this device (`Exact`: nothing).
     precision: Precision,
     fast: FastArithmetic,
@@ -227,7 +229,7 @@ impl GpuContext {
             choice => choice == KernelChoice::Tiled,
         };
         let fast_available = FastArithmetic { int8_dot, f16_tiles: report.shader_f16 };
-        let mut ctx = Self { device, queue, adapter, report, health, tiled, precision: options.precision, fast: FastArithmetic::default(), fast_available };
+        let mut ctx = Self { device, queue, adapter, report, health, tiled, tile_rows: None, precision: options.precision, fast: FastArithmetic::default(), fast_available };
         ctx = ctx.with_kernels(tiled).with_precision(options.precision);
         Ok(ctx)
     }
@@ -289,6 +291,21 @@ impl GpuContext {
         ctx.tiled = tiled;
         ctx.report.kernels = if tiled { "tiled" } else { "simple" }.into();
         ctx.with_precision(ctx.precision)
+    }
+
+    /// The same device with every tiled GEMM in tiles of `rows` (64, 32 or 16: one of
+    /// `TILE_HEIGHTS`), or, with None, the height each op's M calls for (tests cover every
+    /// height on small cases; benchmarks compare them; pipeline caches key them apart).
+    pub fn with_tile_rows(&self, rows: Option<usize>) -> Self {
+        assert!(rows.is_none_or(|r| crate::ops::gpu::TILE_HEIGHTS.contains(&r)), "tile rows {rows:?}: expected one of {:?}", crate::ops::gpu::TILE_HEIGHTS);
+        let mut ctx = self.clone();
+        ctx.tile_rows = rows;
+        ctx
+    }
+
+    /// The tile height `with_tile_rows` forced, if any.
+    pub fn forced_tile_rows(&self) -> Option<usize> {
+        self.tile_rows
     }
 
     /// The same device with the other precision (benchmarks compare the two; pipeline

@@ -32,6 +32,8 @@ fn linears() -> Vec<Case> {
         linear_case("linear f32 [2,7,64] -> 50", &[2, 7, 64], 50, F32, false),
         linear_case("linear f32 3x5120 -> 40", &[3, 5120], 40, F32, true),
         linear_case("linear q8_0 33x64 -> 70", &[33, 64], 70, Q8_0, true),
+        // Cross-attention's 77 text tokens (tiled: three 32-row tiles, the last partial).
+        linear_case("linear q8_0 77x96 -> 70", &[77, 96], 70, Q8_0, true),
         linear_case("linear q8_0 5x320 -> 33", &[5, 320], 33, Q8_0, false),
         linear_case("linear q8_0 2x5120 -> 17", &[2, 5120], 17, Q8_0, true),
         linear_case("linear q4_0 33x64 -> 70", &[33, 64], 70, Q4_0, true),

@@ -15,5 +15,6 @@ mod program;
 mod weights;
 
 pub use builder::PipelineCache;
+pub use kernels::TILE_HEIGHTS;
 pub use program::GpuProgram;
 pub use weights::{GpuWeight, GpuWeights, WeightChunk};

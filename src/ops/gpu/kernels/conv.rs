@@ -6,6 +6,7 @@ use super::elementwise::groups_for;
 use super::loaders::{enable_f16, operand_bindings, Q8_UNPACK, W_F16, W_F16_NATIVE, W_F32_VEC4};
 use super::params::{Conv2d, UpsampleNearest};
 use super::split::{fits, gcd, limit_err, spans, whole};
+use super::tiles::tile_rows;
 use super::{splice, NodeCx};
 use crate::error::OpError;
 use crate::ops::gpu::builder::{grid, Buf, KernelBuilder};
@@ -324,7 +325,10 @@ pub fn conv2d(kb: &mut KernelBuilder, cx: &NodeCx, stride: usize, padding: [usiz
     let f16_tiles = tiled && kb.ctx.fast_arithmetic().f16_tiles;
     let variant = format!("{}{}_{}", storage.name(), if f16 { "_native" } else { "" }, if w_vec4 { "vec4" } else { "scalar" });
     let key = if tiled { format!("conv2d_tiled_{}{variant}", if f16_tiles { "f16_" } else { "" }) } else { format!("conv2d_{variant}_{}", path.name()) };
-    let (tile_pixels, tile_channels) = if tiled { (64, 64) } else { (TILE_PIXELS, TILE_CHANNELS) };
+    let forced_rows = kb.ctx.forced_tile_rows();
+    // Pixels per workgroup: the tiled kernel's follow each pass's M (tiles.rs).
+    let tile_pixels = |m: usize| if tiled { tile_rows(m, forced_rows) } else { TILE_PIXELS };
+    let tile_channels = if tiled { 64 } else { TILE_CHANNELS };
     let dims = Dims { h, w, o, ho, wo, kh, kw, stride, padding };
     let has_bias = bias.is_some();
     let bias = bias.unwrap_or_else(|| kb.placeholder());
@@ -342,9 +346,11 @@ pub fn conv2d(kb: &mut KernelBuilder, cx: &NodeCx, stride: usize, padding: [usiz
         let mut bindings: Vec<Buf> = vec![pass.out.clone(), bias.clone(), pass.x.clone(), values.clone()];
         bindings.extend(scales.clone());
         let tiles_n = pass.rows.len().div_ceil(tile_channels);
-        let workgroups = grid((tiles_n * pass.m.div_ceil(tile_pixels)) as u32);
+        let tile_m = tile_pixels(pass.m);
+        let workgroups = grid((tiles_n * pass.m.div_ceil(tile_m)) as u32);
         let params = pass.params(&dims, k, tiles_n);
-        let body = || if tiled { tiled_source(storage, w_vec4, f16, f16_tiles) } else { conv_source(storage, w_vec4, path, f16) };
+        let body = || if tiled { tiled_source(storage, w_vec4, f16, f16_tiles, tile_m) } else { conv_source(storage, w_vec4, path, f16) };
+        let key = if tiled { format!("{key}_m{tile_m}") } else { key.clone() };
         kb.dispatch(&key, body, bindings, &params, workgroups)
     };
     if unsplit {

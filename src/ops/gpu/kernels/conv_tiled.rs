@@ -34,11 +34,11 @@ fn tile_a(m: u32, k: u32) -> vec4<f32> {
     }
     return v;
 }"#;
-/// Tiles of 64 pixels x 64 channels over a flat grid, channel tiles fastest.
+/// Tiles of TILE_M pixels x 64 channels over a flat grid, channel tiles fastest.
 const TILED_ORIGIN: &str = r#"
 fn tile_origin(wid: vec3<u32>, nwg: vec3<u32>) -> vec2<u32> {
     let flat = flat_workgroup(wid, nwg);
-    return vec2<u32>((flat / params.tiles_n) * 64u, (flat % params.tiles_n) * 64u);
+    return vec2<u32>((flat / params.tiles_n) * TILE_M, (flat % params.tiles_n) * TILE_N);
 }"#;
 const TILED_EPILOGUE: &str = r#"
 fn finish(m: u32, c0: u32, v: vec4<f32>) {
@@ -51,18 +51,19 @@ fn finish(m: u32, c0: u32, v: vec4<f32>) {
     store_pixel(m, c0, v + b);
 }"#;
 
-/// The tiled kernel (`gemm_tiled.wgsl`): A gathered from x (bound as f32), B the weight
-/// rows through the simple kernel's loaders, block formats scaled as they are staged;
-/// `f16_tiles`: the fast precision's f16 tiles and products.
-pub(super) fn tiled_source(storage: StorageType, w_vec4: bool, f16: bool, f16_tiles: bool) -> String {
+/// The tiled kernel (`gemm_tiled.wgsl`) in tiles of `tile_rows` pixels: A gathered from x
+/// (bound as f32), B the weight rows through the simple kernel's loaders, block formats
+/// scaled as they are staged; `f16_tiles`: the fast precision's f16 tiles and products.
+pub(super) fn tiled_source(storage: StorageType, w_vec4: bool, f16: bool, f16_tiles: bool, tile_rows: usize) -> String {
     let (w_decl, w_loader) = weight_loader(storage, w_vec4, f16);
     let bindings = format!("{OUT_BIAS_BINDINGS}{}", operand_bindings("array<f32>", w_decl, storage.is_quantized()));
     let b = if storage.is_quantized() { "load_w(n, k) * col_scale(n, k / 32u)" } else { "load_w(n, k)" };
     let loaders = format!("{W_AT_CONV}\n{w_loader}\n{TILED_GATHER}\n{}", tile_loader("tile_b", "n", b));
     let epilogue = format!("{STORE_PIXEL}\n{TILED_EPILOGUE}");
+    let rows = (tile_rows / 16).to_string();
     let src = splice(
         include_str!("gemm_tiled.wgsl"),
-        &[("BINDINGS", &bindings), ("LOADERS", &loaders), ("ORIGIN", TILED_ORIGIN), ("EPILOGUE", &epilogue), ("T", if f16_tiles { "f16" } else { "f32" })],
+        &[("BINDINGS", &bindings), ("LOADERS", &loaders), ("ORIGIN", TILED_ORIGIN), ("EPILOGUE", &epilogue), ("ROWS", &rows), ("T", if f16_tiles { "f16" } else { "f32" })],
     );
     enable_f16(src, (storage == StorageType::F16 && f16) || f16_tiles)
 }
@@ -129,9 +130,11 @@ pub fn variants() -> Vec<(String, String)> {
         for w_vec4 in [false, true] {
             for f16 in [false, true] {
                 for f16_tiles in [false, true] {
-                    if !(f16 && storage != StorageType::F16) {
-                        let src = tiled_source(storage, w_vec4, f16, f16_tiles);
-                        out.push((format!("conv2d_tiled_{}_{w_vec4}_{f16}_{f16_tiles}", storage.name()), super::kernel_source::<super::params::Conv2d>(&src)));
+                    for rows in super::tiles::TILE_HEIGHTS {
+                        if !(f16 && storage != StorageType::F16) {
+                            let src = tiled_source(storage, w_vec4, f16, f16_tiles, rows);
+                            out.push((format!("conv2d_tiled_{}_{w_vec4}_{f16}_{f16_tiles}_m{rows}", storage.name()), super::kernel_source::<super::params::Conv2d>(&src)));
+                        }
                     }
                 }
             }

@@ -4,6 +4,7 @@
 use super::loaders::{enable_f16, operand_bindings, tile_loader, OUT_BIAS_BINDINGS, Q8_UNPACK, W_AT_ROWS, W_F16, W_F16_NATIVE, W_F32_VEC4};
 use super::params::{Linear, QuantizeQ8};
 use super::split::{fits, row_spans, whole};
+use super::tiles::tile_rows;
 use super::{splice, NodeCx};
 use crate::error::OpError;
 use crate::ops::gpu::builder::{grid, Buf, KernelBuilder};
@@ -175,10 +176,10 @@ fn source(x_vec4: bool, storage: StorageType, w_vec4: bool, f16: bool) -> String
     enable_f16(src, storage == StorageType::F16 && f16)
 }
 
-/// Tiles of 64 rows x 64 columns, x along y and weight rows along x.
+/// Tiles of TILE_M rows x 64 columns, x along y and weight rows along x.
 const TILED_ORIGIN: &str = r#"
 fn tile_origin(wid: vec3<u32>, nwg: vec3<u32>) -> vec2<u32> {
-    return vec2<u32>(wid.y * 64u, wid.x * 64u);
+    return vec2<u32>(wid.y * TILE_M, wid.x * TILE_N);
 }"#;
 /// Bias, then the chunk's columns of row m.
 const TILED_EPILOGUE: &str = r#"
@@ -199,15 +200,18 @@ fn finish(m: u32, n: u32, v: vec4<f32>) {
     }
 }"#;
 
-/// The tiled kernel (`gemm_tiled.wgsl`) over the same operands, block formats scaled as
-/// they are staged; `f16_tiles`: the fast precision's f16 tiles and products.
-fn tiled_source(x_vec4: bool, storage: StorageType, w_vec4: bool, f16: bool, f16_tiles: bool) -> String {
+/// The tiled kernel (`gemm_tiled.wgsl`) in tiles of `tile_rows` rows over the same
+/// operands, block formats scaled as they are staged; `f16_tiles`: the fast precision's f16
+/// tiles and products.
+fn tiled_source(x_vec4: bool, storage: StorageType, w_vec4: bool, f16: bool, f16_tiles: bool, tile_rows: usize) -> String {
     let (bindings, loaders) = operands(x_vec4, storage, w_vec4, f16);
     let b = if storage.is_quantized() { "load_q(n, k) * col_scale(n, k / 32u)" } else { "load_w(n, k)" };
     let tiles = format!("{loaders}\n{}\n{}", tile_loader("tile_a", "m", "load_x(m, k)"), tile_loader("tile_b", "n", b));
     let bindings = format!("{OUT_BIAS_BINDINGS}{bindings}");
     let t = if f16_tiles { "f16" } else { "f32" };
-    let src = splice(include_str!("gemm_tiled.wgsl"), &[("BINDINGS", &bindings), ("LOADERS", &tiles), ("ORIGIN", TILED_ORIGIN), ("EPILOGUE", TILED_EPILOGUE), ("T", t)]);
+    let rows = (tile_rows / 16).to_string();
+    let src =
+        splice(include_str!("gemm_tiled.wgsl"), &[("BINDINGS", &bindings), ("LOADERS", &tiles), ("ORIGIN", TILED_ORIGIN), ("EPILOGUE", TILED_EPILOGUE), ("ROWS", &rows), ("T", t)]);
     enable_f16(src, (storage == StorageType::F16 && f16) || f16_tiles)
 }
 
@@ -250,6 +254,9 @@ pub fn linear(kb: &mut KernelBuilder, cx: &NodeCx) -> Result<(), OpError> {
         let m = w.len();
         // The fast precision's int8 x: quantized once per window, read by every chunk.
         let x_int8 = if int8 { Some(quantize_rows(kb, &xw, m * k)?) } else { None };
+        // The f32/f16 tiles' height follows M (tiles.rs); the int8 kernel's is 64.
+        let tile_m = if tiled && !int8 { tile_rows(m, kb.ctx.forced_tile_rows()) } else { 64 };
+        let key = if tiled && !int8 { format!("{key}_m{tile_m}") } else { key.clone() };
         for (rows, values, scales) in &chunks {
             let mut b: Vec<Buf> = vec![ow.clone(), bias_or_placeholder.clone(), x_int8.as_ref().map_or(xw.clone(), |q| q.0.clone()), values.clone()];
             if let Some(s) = scales {
@@ -259,10 +266,10 @@ pub fn linear(kb: &mut KernelBuilder, cx: &NodeCx) -> Result<(), OpError> {
                 b.push(xd.clone());
             }
             let params = Linear { m: m as u32, k: k as u32, n: n as u32, n_off: rows.start as u32, n_rows: rows.len() as u32, has_bias: bias.is_some() as u32 };
-            // Tiles: 64x64; linear_q.wgsl covers 8 rows per invocation, linear.wgsl 4 (8x8
-            // invocations of 4 columns).
+            // Tiles: tile_m x 64; linear_q.wgsl covers 8 rows per invocation, linear.wgsl 4
+            // (8x8 invocations of 4 columns).
             let (rows_per_group, cols_per_group) = match (tiled, storage.is_quantized()) {
-                (true, _) => (64, 64),
+                (true, _) => (tile_m as u32, 64),
                 (false, true) => (64, 32),
                 (false, false) => (32, 32),
             };
@@ -273,7 +280,7 @@ pub fn linear(kb: &mut KernelBuilder, cx: &NodeCx) -> Result<(), OpError> {
             let body = || match (int8, tiled) {
                 (true, true) => int8_tiled_source(),
                 (true, false) => quant_source(storage, true),
-                (false, true) => tiled_source(x_vec4, storage, x_vec4, f16, f16_tiles),
+                (false, true) => tiled_source(x_vec4, storage, x_vec4, f16, f16_tiles, tile_m),
                 (false, false) => source(x_vec4, storage, x_vec4, f16),
             };
             kb.dispatch(&key, body, b, &params, groups)?;
@@ -314,6 +321,7 @@ fn quantize_rows(kb: &mut KernelBuilder, x: &Buf, len: usize) -> Result<(Buf, Bu
 #[cfg(all(test, not(target_arch = "wasm32")))]
 pub fn variants() -> Vec<(String, String)> {
     use super::kernel_source;
+    use super::tiles::TILE_HEIGHTS;
     let mut out = vec![];
     for storage in [StorageType::F32, StorageType::F16, StorageType::Q8_0, StorageType::Q4_0] {
         for x_vec4 in [false, true] {
@@ -323,8 +331,10 @@ pub fn variants() -> Vec<(String, String)> {
                 }
                 let name = format!("{}{}_{x_vec4}", storage.name(), if f16 { "_native" } else { "" });
                 out.push((format!("linear_{name}"), kernel_source::<Linear>(&source(x_vec4, storage, x_vec4, f16))));
-                out.push((format!("linear_tiled_{name}"), kernel_source::<Linear>(&tiled_source(x_vec4, storage, x_vec4, f16, false))));
-                out.push((format!("linear_tiled_f16_{name}"), kernel_source::<Linear>(&tiled_source(x_vec4, storage, x_vec4, f16, true))));
+                for rows in TILE_HEIGHTS {
+                    out.push((format!("linear_tiled_{name}_m{rows}"), kernel_source::<Linear>(&tiled_source(x_vec4, storage, x_vec4, f16, false, rows))));
+                    out.push((format!("linear_tiled_f16_{name}_m{rows}"), kernel_source::<Linear>(&tiled_source(x_vec4, storage, x_vec4, f16, true, rows))));
+                }
             }
         }
     }

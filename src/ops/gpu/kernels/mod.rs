@@ -18,6 +18,8 @@ mod misc;
 mod norm;
 pub mod params;
 mod split;
+mod tiles;
+pub use tiles::TILE_HEIGHTS;
 
 use super::builder::{Buf, KernelBuilder};
 use super::weights::{GpuWeight, WeightChunk};
