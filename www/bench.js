@@ -1,7 +1,8 @@
 // Benchmark page: runs bench-worker.js and renders its rows. ?auto=1 starts at once (the
 // headless runner uses it); the finished text is left in window.benchText. ?threads=N caps
 // the CPU threads (Easel's and ORT's alike), ?kernels=tiled|simple forces the GPU kernels,
-// ?compare=1 times both kernel sets side by side.
+// ?compare=1 times both kernel sets side by side; ?tiles=compare the tiled rows in 64-row
+// tiles and in the tiles each case's M calls for.
 
 const params = new URLSearchParams(location.search);
 const body = document.querySelector('#results tbody');
@@ -84,6 +85,7 @@ function run() {
     kernels: params.get('kernels') ?? 'auto',
     compareKernels: params.get('compare') === '1',
     comparePrecision: params.get('precision') === 'compare',
+    compareTiles: params.get('tiles') === 'compare',
   });
 }
 

@@ -82,6 +82,9 @@ case "${1:-}" in
     }
     step "$EASEL" info
     step "$EASEL" bench ops --backend gpu --compare-kernels --compare-precision --compare-subgroups --runs "$RUNS"
+    # Tiles by M (16-32 rows for the 77-token and deepest-level cases) beside 64-row ones.
+    step "$EASEL" --kernels tiled bench ops --backend gpu --filter 77x --compare-tiles --runs "$RUNS"
+    step "$EASEL" --kernels tiled bench ops --backend gpu --filter 4x4 --compare-tiles --runs "$RUNS"
     for kernels in tiled simple; do
       for precision in exact fast; do
         step "$EASEL" --kernels "$kernels" --precision "$precision" bench unet --backend gpu --quant q8_0 --size "$SIZE" --runs "$RUNS"

@@ -260,7 +260,7 @@ impl Engine {
     }
 
     /// Runs the op benchmarks (see `bench`) on the GPU (if any) and the CPU backend.
-    /// `options`: JSON `{runs, gpu, cpu, filter, compareKernels, comparePrecision}`; `on_row` is called with each row's JSON as
+    /// `options`: JSON `{runs, gpu, cpu, filter, compareKernels, comparePrecision, compareTiles}`; `on_row` is called with each row's JSON as
     /// it is measured. Resolves to JSON `{rows, ceilings}`.
     #[wasm_bindgen(js_name = benchOps)]
     pub async fn bench_ops(&self, options: String, on_row: js_sys::Function) -> Result<String, JsError> {
@@ -274,6 +274,7 @@ impl Engine {
             compare_precision: v["comparePrecision"].as_bool().unwrap_or(false),
             // wgpu's web backend cannot request `subgroups`: nothing to compare in the page.
             compare_subgroups: false,
+            compare_tiles: v["compareTiles"].as_bool().unwrap_or(false),
         };
         let gpu = self.gpu.as_ref();
         let rows = crate::bench::bench_ops(gpu, &opts, |r| {

@@ -56,11 +56,14 @@ pub struct BenchOptions {
     /// GPU rows with the norms' reductions in workgroup memory and on subgroups ("gpu ..
     /// subgroups"), where the device has `subgroups`, instead of the context's own.
     pub compare_subgroups: bool,
+    /// Tiled GPU rows in 64-row tiles and in the tiles each case's M calls for ("gpu ..
+    /// tiles 64" / "gpu .. tiles by M"), instead of the context's own.
+    pub compare_tiles: bool,
 }
 
 impl Default for BenchOptions {
     fn default() -> Self {
-        Self { runs: 3, gpu: true, cpu: true, filter: None, compare_kernels: false, compare_precision: false, compare_subgroups: false }
+        Self { runs: 3, gpu: true, cpu: true, filter: None, compare_kernels: false, compare_precision: false, compare_subgroups: false, compare_tiles: false }
     }
 }
 
@@ -148,7 +151,14 @@ pub async fn bench_ops(ctx: Option<&GpuContext>, options: &BenchOptions, mut on_
                 let kernel_sets = if options.compare_kernels { vec![ctx.with_kernels(false), ctx.with_kernels(true)] } else { vec![ctx.clone()] };
                 let reductions =
                     |k: &GpuContext| if options.compare_subgroups && ctx.subgroups() { vec![k.with_subgroups(false), k.with_subgroups(true)] } else { vec![k.clone()] };
-                for k in &kernel_sets.iter().flat_map(reductions).collect::<Vec<_>>() {
+                let tiles = |k: GpuContext| {
+                    if options.compare_tiles && k.tiled_kernels() {
+                        vec![k.with_tile_rows(Some(64)), k.with_tile_rows(None)]
+                    } else {
+                        vec![k]
+                    }
+                };
+                for k in &kernel_sets.iter().flat_map(reductions).flat_map(tiles).collect::<Vec<_>>() {
                     let precisions = if options.compare_precision { vec![k.with_precision(Precision::Exact), k.with_precision(Precision::Fast)] } else { vec![k.clone()] };
                     let mut exact: Option<Vec<f32>> = None;
                     for v in &precisions {
@@ -162,6 +172,9 @@ pub async fn bench_ops(ctx: Option<&GpuContext>, options: &BenchOptions, mut on_
                         }
                         if options.compare_subgroups && v.subgroups() {
                             backend += " subgroups";
+                        }
+                        if options.compare_tiles && v.tiled_kernels() {
+                            backend += if v.forced_tile_rows().is_some() { " tiles 64" } else { " tiles by M" };
                         }
                         let result = time_gpu(v, &case, options.runs).await;
                         let out = result.as_ref().ok().map(|r| r.1.clone());

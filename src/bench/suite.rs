@@ -158,7 +158,8 @@ pub fn suite() -> Vec<BenchCase> {
             cases.push(linear(m, k, n, s));
         }
     }
-    for (c, hw) in [(320, 64), (640, 32)] {
+    // The UNet's top levels at 512 px, and its deepest at 256 px (16 positions).
+    for (c, hw) in [(320, 64), (640, 32), (1280, 4)] {
         for s in [F32, Q8_0] {
             cases.push(conv3x3(c, hw, c, s));
         }

@@ -141,6 +141,10 @@ mod cli {
             /// subgroups, side by side (where the GPU has `subgroups`).
             #[arg(long)]
             compare_subgroups: bool,
+            /// Time the tiled GPU rows in 64-row tiles and in the tiles each case's M calls
+            /// for (16-64 rows), side by side.
+            #[arg(long)]
+            compare_tiles: bool,
         },
         /// Time per UNet step of the SD-Turbo shape (random full-size weights) and peak memory.
         Unet {
@@ -231,8 +235,9 @@ mod cli {
     }
 
     async fn run(command: Command) -> Result<(), easel::GpuError> {
-        if let Command::Bench { what: BenchWhat::Ops { runs, backend, filter, json, compare_kernels, compare_precision, compare_subgroups } } = command {
-            let options = BenchOptions { runs: runs.max(1), gpu: backend != "cpu", cpu: backend != "gpu", filter, compare_kernels, compare_precision, compare_subgroups };
+        if let Command::Bench { what: BenchWhat::Ops { runs, backend, filter, json, compare_kernels, compare_precision, compare_subgroups, compare_tiles } } = command {
+            let options =
+                BenchOptions { runs: runs.max(1), gpu: backend != "cpu", cpu: backend != "gpu", filter, compare_kernels, compare_precision, compare_subgroups, compare_tiles };
             return bench_ops(options, json).await;
         }
         if let Command::Bench { what: BenchWhat::Unet { size, backend, quant, batch, runs, profile } } = command {

@@ -49,7 +49,8 @@ pub enum KernelChoice {
     /// Tiled on hardware adapters, simple on software ones.
     #[default]
     Auto,
-    /// Workgroup-memory tiles (64x64 outputs per workgroup, K in steps of 16).
+    /// Workgroup-memory tiles (64 columns by 64, 32 or 16 rows per workgroup, as M needs;
+    /// K in steps of 16).
     Tiled,
     /// Register-blocked, no workgroup memory.
     Simple,
