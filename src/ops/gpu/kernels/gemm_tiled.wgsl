@@ -39,7 +39,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     // when the tile has that row (all 256 invocations for 64-row tiles).
     let row = li / 4u;
     let kq = (li % 4u) * 4u;
+    // Zeroed by explicit stores, here and per K step: in Chrome 156 on SwiftShader a
+    // zero-initialized array declared in the loop body kept the previous iteration's sums.
     var acc: array<vec4<f32>, ROWS>;
+    for (var r = 0u; r < ROWS; r = r + 1u) {
+        acc[r] = vec4<f32>(0.0);
+    }
     // No early exit: every invocation takes part in every barrier.
     for (var k0 = 0u; k0 < params.k; k0 = k0 + TILE_K) {
         if (row < TILE_M) {
@@ -54,6 +59,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         }
         workgroupBarrier();
         var p: array<vec4<{{T}}>, ROWS>;
+        for (var r = 0u; r < ROWS; r = r + 1u) {
+            p[r] = vec4<{{T}}>(0.0);
+        }
         for (var kk = 0u; kk < TILE_K; kk = kk + 1u) {
             let ai = kk * TILE_M + lid.y * ROWS;
             let bi = kk * TILE_N + lid.x * 4u;
