@@ -46,24 +46,30 @@ fn fast_context(kernels: KernelChoice) -> GpuContext {
 }
 
 /// The fast precision's Q8_0 linears run on int8 dot products (`dot4I8Packed`) with both
-/// kernel sets, and compute what the same arithmetic gives on the CPU.
+/// kernel sets (the tiled one in tiles of each height, then by M), and compute what the
+/// same arithmetic gives on the CPU.
 #[test]
 fn fast_precision_int8_linears_match_their_cpu_twin() {
-    for kernels in [KernelChoice::Simple, KernelChoice::Tiled] {
-        let ctx = fast_context(kernels);
+    let tiled = fast_context(KernelChoice::Tiled);
+    let contexts = [fast_context(KernelChoice::Simple)].into_iter().chain([Some(64), Some(32), Some(16), None].map(|rows| tiled.with_tile_rows(rows)));
+    for ctx in contexts {
         assert!(ctx.fast_arithmetic().int8_dot, "naga implements dot4I8Packed: {}", ctx.report.summary());
         let failures = pollster::block_on(common::cases_fast::run_int8_cases(&ctx));
-        assert!(failures.is_empty(), "{kernels:?}: {} failed:\n{}", failures.len(), failures.join("\n"));
+        let what = (ctx.report.kernels.clone(), ctx.forced_tile_rows());
+        assert!(failures.is_empty(), "{what:?}: {} failed:\n{}", failures.len(), failures.join("\n"));
     }
 }
 
 /// With the tiled kernels the fast precision runs Q8_0 convs on int8 dot products too
-/// (their taps gathered and quantized per block), computing what the CPU twin does.
+/// (their taps gathered and quantized per block), computing what the CPU twin does, in
+/// tiles of each height, then by M.
 #[test]
 fn fast_precision_int8_convs_match_their_cpu_twin() {
     let ctx = fast_context(KernelChoice::Tiled);
-    let failures = pollster::block_on(common::cases_fast::run_int8_conv_cases(&ctx));
-    assert!(failures.is_empty(), "{} failed:\n{}", failures.len(), failures.join("\n"));
+    for rows in [Some(64), Some(32), Some(16), None] {
+        let failures = pollster::block_on(common::cases_fast::run_int8_conv_cases(&ctx.with_tile_rows(rows)));
+        assert!(failures.is_empty(), "tile rows {rows:?}: {} failed:\n{}", failures.len(), failures.join("\n"));
+    }
 }
 
 /// The fast precision's f16 tiles (lavapipe has `shader-f16`) on every linear and conv

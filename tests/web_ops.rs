@@ -53,8 +53,14 @@ async fn fast_precision_matches_its_cpu_references() {
         let failures = common::cases_fast::run_int8_cases(&ctx).await;
         assert!(failures.is_empty(), "{kernels:?}: {} failed:\n{}", failures.len(), failures.join("\n"));
         if kernels == KernelChoice::Tiled {
-            let failures = common::cases_fast::run_int8_conv_cases(&ctx).await;
-            assert!(failures.is_empty(), "int8 convs: {} failed:\n{}", failures.len(), failures.join("\n"));
+            // By M above (mostly 16-row tiles here); 64-row tiles too.
+            let tall = ctx.with_tile_rows(Some(64));
+            let failures = common::cases_fast::run_int8_cases(&tall).await;
+            assert!(failures.is_empty(), "64-row tiles: {} failed:\n{}", failures.len(), failures.join("\n"));
+            for c in [&ctx, &tall] {
+                let failures = common::cases_fast::run_int8_conv_cases(c).await;
+                assert!(failures.is_empty(), "int8 convs, tile rows {:?}: {} failed:\n{}", c.forced_tile_rows(), failures.len(), failures.join("\n"));
+            }
             assert_eq!(ctx.fast_arithmetic().f16_tiles, ctx.report.shader_f16, "{}", ctx.report.summary());
             if ctx.report.shader_f16 {
                 let failures = common::run_all(&ctx, common::cases_fast::f16_tile_cases()).await;

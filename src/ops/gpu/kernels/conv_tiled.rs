@@ -6,6 +6,7 @@ use super::conv::{weight_loader, STORE_PIXEL, W_AT_CONV};
 use super::loaders::{enable_f16, operand_bindings, tile_loader, OUT_BIAS_BINDINGS};
 use super::params::Conv2d;
 use super::splice;
+use super::tiles::tile_rows;
 use crate::error::OpError;
 use crate::ops::gpu::builder::{grid, Buf, KernelBuilder};
 use crate::ops::quant::StorageType;
@@ -86,10 +87,12 @@ fn load(b: u32, i: u32) -> vec4<f32> {
 /// The fast precision's int8 conv (Q8_0 weights, tiled kernels): the taps gathered and
 /// quantized per block of 32 (`quantize_q8.wgsl`), then multiplied by the weight rows on
 /// `dot4I8Packed` by the linear's tiled int8 kernel with the conv's bias and NCHW store.
-/// Both take the `Conv2d` parameters. (quantizer, GEMM)
-pub(super) fn int8_sources() -> (String, String) {
+/// Both take the `Conv2d` parameters; the GEMM's tiles have `tile_rows` pixels.
+/// (quantizer, GEMM)
+pub(super) fn int8_sources(tile_rows: usize) -> (String, String) {
     let im2col = splice(include_str!("quantize_q8.wgsl"), &[("INPUT", &format!("{QUANTIZE_TAPS}\n{TILED_GATHER}"))]);
-    let gemm = splice(include_str!("linear_q8dot_tiled.wgsl"), &[("EPILOGUE", &format!("{STORE_PIXEL}\n{TILED_EPILOGUE}"))]);
+    let rows = (tile_rows / 16).to_string();
+    let gemm = splice(include_str!("linear_q8dot_tiled.wgsl"), &[("EPILOGUE", &format!("{STORE_PIXEL}\n{TILED_EPILOGUE}")), ("ROWS", &rows)]);
     (im2col, gemm)
 }
 
@@ -103,29 +106,29 @@ const INT8_IM2COL_BYTES: u64 = 64 << 20;
 /// gathered input would be too large and the f32 path should run instead.
 pub(super) fn int8_conv(kb: &mut KernelBuilder, [out, bias, x, values]: [&Buf; 4], scales: &Option<Buf>, params: &Conv2d) -> Result<bool, OpError> {
     let (m, k) = (params.m as u64, params.k as u64);
-    let (tiles_m, tiles_n) = (m.div_ceil(64), (params.n_rows as u64).div_ceil(64));
+    let tile_m = tile_rows(m as usize, kb.ctx.forced_tile_rows());
+    let (tiles_m, tiles_n) = (m.div_ceil(tile_m as u64), (params.n_rows as u64).div_ceil(64));
     if m * k > INT8_IM2COL_BYTES.min(kb.max_binding) || tiles_m > 65535 || tiles_n > 65535 {
         return Ok(false);
     }
     let xq = kb.shared_scratch("int8 activations", m * k);
     let xd = kb.shared_scratch("int8 activation scales", m * k / 32 * 4);
     let blocks = (m * k / 32) as u32;
-    kb.dispatch("im2col_q8", || int8_sources().0, vec![xq.clone(), xd.clone(), x.clone()], params, grid(blocks.div_ceil(64)))?;
+    kb.dispatch("im2col_q8", || int8_sources(tile_m).0, vec![xq.clone(), xd.clone(), x.clone()], params, grid(blocks.div_ceil(64)))?;
     let mut bindings = vec![out.clone(), bias.clone(), xq, values.clone()];
     bindings.extend(scales.clone());
     bindings.push(xd);
-    kb.dispatch("conv2d_q8dot_tiled", || int8_sources().1, bindings, params, [tiles_n as u32, tiles_m as u32, 1])?;
+    kb.dispatch(&format!("conv2d_q8dot_tiled_m{tile_m}"), || int8_sources(tile_m).1, bindings, params, [tiles_n as u32, tiles_m as u32, 1])?;
     Ok(true)
 }
 
 /// Every tiled conv variant: (key, WGSL).
 #[cfg(all(test, not(target_arch = "wasm32")))]
 pub fn variants() -> Vec<(String, String)> {
-    let (im2col, gemm) = int8_sources();
-    let mut out = vec![
-        ("im2col_q8".to_string(), super::kernel_source::<super::params::Conv2d>(&im2col)),
-        ("conv2d_q8dot_tiled".to_string(), super::kernel_source::<super::params::Conv2d>(&gemm)),
-    ];
+    let mut out = vec![("im2col_q8".to_string(), super::kernel_source::<super::params::Conv2d>(&int8_sources(64).0))];
+    for rows in super::tiles::TILE_HEIGHTS {
+        out.push((format!("conv2d_q8dot_tiled_m{rows}"), super::kernel_source::<super::params::Conv2d>(&int8_sources(rows).1)));
+    }
     for storage in [StorageType::F32, StorageType::F16, StorageType::Q8_0, StorageType::Q4_0] {
         for w_vec4 in [false, true] {
             for f16 in [false, true] {

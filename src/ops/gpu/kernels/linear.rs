@@ -215,9 +215,10 @@ fn tiled_source(x_vec4: bool, storage: StorageType, w_vec4: bool, f16: bool, f16
     enable_f16(src, (storage == StorageType::F16 && f16) || f16_tiles)
 }
 
-/// The fast precision's tiled Q8_0 kernel (`linear_q8dot_tiled.wgsl`).
-fn int8_tiled_source() -> String {
-    splice(include_str!("linear_q8dot_tiled.wgsl"), &[("EPILOGUE", TILED_EPILOGUE)])
+/// The fast precision's tiled Q8_0 kernel (`linear_q8dot_tiled.wgsl`) in tiles of
+/// `tile_rows` rows.
+fn int8_tiled_source(tile_rows: usize) -> String {
+    splice(include_str!("linear_q8dot_tiled.wgsl"), &[("EPILOGUE", TILED_EPILOGUE), ("ROWS", &(tile_rows / 16).to_string())])
 }
 
 /// `x [.., K] @ w^T (+ bias)` for w [N, K] in any storage, one dispatch per chunk.
@@ -254,9 +255,9 @@ pub fn linear(kb: &mut KernelBuilder, cx: &NodeCx) -> Result<(), OpError> {
         let m = w.len();
         // The fast precision's int8 x: quantized once per window, read by every chunk.
         let x_int8 = if int8 { Some(quantize_rows(kb, &xw, m * k)?) } else { None };
-        // The f32/f16 tiles' height follows M (tiles.rs); the int8 kernel's is 64.
-        let tile_m = if tiled && !int8 { tile_rows(m, kb.ctx.forced_tile_rows()) } else { 64 };
-        let key = if tiled && !int8 { format!("{key}_m{tile_m}") } else { key.clone() };
+        // The tiles' height follows M (tiles.rs).
+        let tile_m = if tiled { tile_rows(m, kb.ctx.forced_tile_rows()) } else { 64 };
+        let key = if tiled { format!("{key}_m{tile_m}") } else { key.clone() };
         for (rows, values, scales) in &chunks {
             let mut b: Vec<Buf> = vec![ow.clone(), bias_or_placeholder.clone(), x_int8.as_ref().map_or(xw.clone(), |q| q.0.clone()), values.clone()];
             if let Some(s) = scales {
@@ -278,7 +279,7 @@ pub fn linear(kb: &mut KernelBuilder, cx: &NodeCx) -> Result<(), OpError> {
                 return Err(OpError::Limits { node: cx.node.label.clone(), message: format!("{m}x{n} output needs more than 65535 workgroups per axis") });
             }
             let body = || match (int8, tiled) {
-                (true, true) => int8_tiled_source(),
+                (true, true) => int8_tiled_source(tile_m),
                 (true, false) => quant_source(storage, true),
                 (false, true) => tiled_source(x_vec4, storage, x_vec4, f16, f16_tiles, tile_m),
                 (false, false) => source(x_vec4, storage, x_vec4, f16),
@@ -339,7 +340,9 @@ pub fn variants() -> Vec<(String, String)> {
         }
     }
     out.push(("linear_q8dot".into(), kernel_source::<Linear>(&quant_source(StorageType::Q8_0, true))));
-    out.push(("linear_q8dot_tiled".into(), kernel_source::<Linear>(&int8_tiled_source())));
+    for rows in TILE_HEIGHTS {
+        out.push((format!("linear_q8dot_tiled_m{rows}"), kernel_source::<Linear>(&int8_tiled_source(rows))));
+    }
     out.push(("quantize_q8".into(), kernel_source::<QuantizeQ8>(&quantize_source())));
     out
 }
