@@ -1,11 +1,10 @@
 //! Convolution as an implicit GEMM over f32, f16, Q8_0 and Q4_0 weights (dequantized in the
-//! kernel, one dispatch per weight chunk), and nearest 2x upsampling.
+//! kernel, one dispatch per weight chunk); upsampling is in upsample.rs.
 
 use super::conv_tiled::{int8_conv, tiled_source};
-use super::elementwise::groups_for;
 use super::loaders::{enable_f16, operand_bindings, Q8_UNPACK, W_F16, W_F16_NATIVE, W_F32_VEC4};
-use super::params::{Conv2d, UpsampleNearest};
-use super::split::{fits, gcd, limit_err, spans, whole};
+use super::params::Conv2d;
+use super::split::{fits, gcd, limit_err, spans};
 use super::tiles::tile_rows;
 use super::{splice, NodeCx};
 use crate::error::OpError;
@@ -458,30 +457,6 @@ impl Pass {
     }
 }
 
-/// Nearest-neighbour upsampling of [B, C, H, W] to the node's [B, C, OH, OW].
-pub fn upsample_nearest(kb: &mut KernelBuilder, cx: &NodeCx) -> Result<(), OpError> {
-    let (h, w) = (cx.in_shapes[0][2], cx.in_shapes[0][3]);
-    let (oh, ow) = (cx.node.shape[2], cx.node.shape[3]);
-    let planes = cx.node.numel() / (oh * ow).max(1);
-    let x = cx.f32_input(0)?;
-    // Above the binding limit: windows of whole planes, aligned in both x and out.
-    let windows = if fits(kb, &[&x, &cx.out]) {
-        whole(planes)
-    } else {
-        let (max, align) = (kb.max_elems(), kb.offset_align());
-        // Whole units of input planes, so that x's windows are aligned too.
-        let step = align / gcd(h * w, align);
-        spans(planes, oh * ow, 0, max, align, step).map_err(|m| limit_err(cx, m))?
-    };
-    for p in windows {
-        let n = p.len() * oh * ow;
-        let bindings = vec![x.window(p.start * h * w, p.len() * h * w), cx.out.window(p.start * oh * ow, n)];
-        let params = UpsampleNearest { n: n as u32, h: h as u32, w: w as u32, oh: oh as u32, ow: ow as u32 };
-        kb.dispatch("upsample_nearest", || include_str!("upsample_nearest.wgsl").into(), bindings, &params, groups_for(n))?;
-    }
-    Ok(())
-}
-
 /// Every variant `conv2d` can make: (key, WGSL).
 #[cfg(all(test, not(target_arch = "wasm32")))]
 pub fn variants() -> Vec<(String, String)> {
@@ -500,6 +475,5 @@ pub fn variants() -> Vec<(String, String)> {
         }
     }
     out.extend(super::conv_tiled::variants());
-    out.push(("upsample_nearest".into(), kernel_source::<UpsampleNearest>(include_str!("upsample_nearest.wgsl"))));
     out
 }

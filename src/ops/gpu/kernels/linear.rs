@@ -255,8 +255,8 @@ pub fn linear(kb: &mut KernelBuilder, cx: &NodeCx) -> Result<(), OpError> {
         let m = w.len();
         // The fast precision's int8 x: quantized once per window, read by every chunk.
         let x_int8 = if int8 { Some(quantize_rows(kb, &xw, m * k)?) } else { None };
-        // The tiles' height follows M (tiles.rs).
-        let tile_m = if tiled { tile_rows(m, kb.ctx.forced_tile_rows()) } else { 64 };
+        // The tiled kernels' height follows M (tiles.rs).
+        let tile_m = tile_rows(m, kb.ctx.forced_tile_rows());
         let key = if tiled { format!("{key}_m{tile_m}") } else { key.clone() };
         for (rows, values, scales) in &chunks {
             let mut b: Vec<Buf> = vec![ow.clone(), bias_or_placeholder.clone(), x_int8.as_ref().map_or(xw.clone(), |q| q.0.clone()), values.clone()];

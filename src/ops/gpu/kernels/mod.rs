@@ -19,6 +19,7 @@ mod norm;
 pub mod params;
 mod split;
 mod tiles;
+mod upsample;
 pub use tiles::TILE_HEIGHTS;
 
 use super::builder::{Buf, KernelBuilder};
@@ -88,7 +89,7 @@ pub fn compile(kb: &mut KernelBuilder, cx: &NodeCx) -> Result<(), OpError> {
         Op::Binary(b) => elementwise::binary(kb, cx, *b),
         Op::Geglu => elementwise::geglu(kb, cx),
         Op::Concat { axis } => copy::concat(kb, cx, *axis),
-        Op::UpsampleNearest { .. } => conv::upsample_nearest(kb, cx),
+        Op::UpsampleNearest { .. } => upsample::upsample_nearest(kb, cx),
         Op::Embedding => misc::embedding(kb, cx),
         Op::TimestepEmbedding { dim, flip_sin_to_cos, downscale_freq_shift, max_period } => {
             misc::timestep_embedding(kb, cx, *dim, *flip_sin_to_cos, *downscale_freq_shift, *max_period)
@@ -171,7 +172,7 @@ pub fn every_variant() -> Vec<(String, String)> {
         ("response_norm".into(), kernel_source::<ResponseNorm>(include_str!("response_norm.wgsl"))),
         ("copy_words".into(), kernel_source::<CopyWords>(include_str!("copy_words.wgsl"))),
     ];
-    for list in [linear::variants(), conv::variants(), attention::variants(), copy::variants(), norm::variants(), elementwise::variants(), misc::variants()] {
+    for list in [linear::variants(), conv::variants(), attention::variants(), copy::variants(), norm::variants(), elementwise::variants(), misc::variants(), upsample::variants()] {
         out.extend(list);
     }
     out
