@@ -71,7 +71,8 @@ def main():
     rng = np.random.default_rng(0)
     for m, k, n in [(4096, 320, 320), (1024, 1280, 1280), (77, 1024, 4096)]:
         matmul(out, m, k, n, rng)
-    for c, hw in [(320, 64), (640, 32)]:
+    # The UNet's top levels at 512 px and its deepest at 256 px, as suite.rs has them.
+    for c, hw in [(320, 64), (640, 32), (1280, 4)]:
         conv3x3(out, c, hw, rng)
     attention(out, 4096, 64)
     print(f"wrote {len(os.listdir(out))} models to {out}")

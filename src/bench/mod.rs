@@ -45,7 +45,8 @@ pub struct BenchOptions {
     pub runs: usize,
     pub gpu: bool,
     pub cpu: bool,
-    /// Only cases whose op or shape contains this text.
+    /// Only cases whose op, shape or storage type contains this text (numbers whole:
+    /// `BenchCase::matches`).
     pub filter: Option<String>,
     /// GPU rows for both kernel sets, simple and tiled (backend "gpu simple" / "gpu
     /// tiled"), instead of the context's own ("gpu").
@@ -142,7 +143,7 @@ pub async fn bench_ops(ctx: Option<&GpuContext>, options: &BenchOptions, mut on_
     let mut rows = Vec::new();
     for case in suite() {
         if let Some(f) = &options.filter {
-            if !case.op.contains(f.as_str()) && !case.shape.contains(f.as_str()) && case.storage.name() != f {
+            if !case.matches(f) {
                 continue;
             }
         }

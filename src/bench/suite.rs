@@ -25,6 +25,26 @@ pub struct BenchCase {
     pub bytes: f64,
 }
 
+impl BenchCase {
+    /// Whether `filter` names this case: text found in its op, shape or storage type, where
+    /// numbers match whole ("4x4" finds conv 4x4x1280, not matmul 77x1024x4096, whose "4x4"
+    /// sits inside 1024 and 4096).
+    pub fn matches(&self, filter: &str) -> bool {
+        [&self.op, &self.shape, self.storage.name()].iter().any(|text| contains_whole_numbers(text, filter))
+    }
+}
+
+/// `text` contains `part` at a place where no number is cut: a digit at either end of
+/// `part` may not continue a digit of `text`.
+fn contains_whole_numbers(text: &str, part: &str) -> bool {
+    let digit = |c: Option<char>| c.is_some_and(|c| c.is_ascii_digit());
+    let (first, last) = (part.chars().next(), part.chars().last());
+    text.match_indices(part).any(|(at, _)| {
+        let (before, after) = (text[..at].chars().last(), text[at + part.len()..].chars().next());
+        !(digit(first) && digit(before)) && !(digit(last) && digit(after))
+    })
+}
+
 fn random(n: usize, seed: u32, scale: f32) -> Vec<f32> {
     test_values(n, seed).into_iter().map(|x| x * scale).collect()
 }
@@ -169,4 +189,23 @@ pub fn suite() -> Vec<BenchCase> {
     cases.push(group_norm(320, 64));
     cases.push(layer_norm(4096, 320));
     cases
+}
+
+#[cfg(test)]
+mod tests {
+    use super::contains_whole_numbers as found;
+
+    #[test]
+    fn filters_match_whole_numbers_only() {
+        assert!(found("4x4x1280->1280", "4x4"));
+        assert!(!found("77x1024x4096", "4x4"), "4x4 inside 1024x4096");
+        assert!(found("77x1024x4096", "77x"));
+        assert!(found("77x1024x4096", "1024x4096"));
+        assert!(!found("1024x1280x1280", "128"), "128 inside 1280");
+        assert!(found("conv3x3", "conv"), "text next to a digit still matches");
+        assert!(found("q8_0", "q8"));
+        assert!(found("4096x4096 1x64", "x64"));
+        assert!(!found("4096x320", "x32"));
+        assert!(found("anything", ""));
+    }
 }

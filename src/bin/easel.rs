@@ -124,7 +124,7 @@ mod cli {
             /// gpu, cpu or both.
             #[arg(long, default_value = "both")]
             backend: String,
-            /// Only cases whose op, shape or storage type contains this.
+            /// Only cases whose op, shape or storage type contains this (numbers match whole: "4x4" is not in 77x1024x4096).
             #[arg(long)]
             filter: Option<String>,
             /// Print JSON rows instead of the table.
