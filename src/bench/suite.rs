@@ -41,7 +41,9 @@ fn contains_whole_numbers(text: &str, part: &str) -> bool {
     let (first, last) = (part.chars().next(), part.chars().last());
     text.match_indices(part).any(|(at, _)| {
         let (before, after) = (text[..at].chars().last(), text[at + part.len()..].chars().next());
-        !(digit(first) && digit(before)) && !(digit(last) && digit(after))
+        let cuts_before = digit(first) && digit(before);
+        let cuts_after = digit(last) && digit(after);
+        !cuts_before && !cuts_after
     })
 }
 

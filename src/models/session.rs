@@ -62,10 +62,11 @@ impl WeightShapes for ShapeMap {
 pub enum Backend {
     /// Natively every weight is expanded to f32 once, when the session is made (`expanded`;
     /// `weights` is then empty): re-expanding them per step was 44% of a UNet step. Those
-    /// that graphs read only as linears' weights are then packed for the GEMM, at compile.
-    /// In the page, where f32 copies of a model would not fit in 4 GiB, each run packs
-    /// linear and conv weights straight from `weights` (`ops/cpu/stored.rs`) and expands
-    /// only the rest. `bytes`: the weights as stored.
+    /// that graphs read only as linears' or only as convolutions' weights are then packed
+    /// for the GEMM, at compile. In the page, where f32 copies of a model would not fit in
+    /// 4 GiB, each run packs linear and conv weights straight from `weights`
+    /// (`ops/cpu/stored.rs`), except those stored as f32 (packed once, at compile), and
+    /// expands only the rest. `bytes`: the weights as stored.
     Cpu {
         weights: WeightStore,
         expanded: CpuTensors,
@@ -205,6 +206,10 @@ impl Session {
                 if crate::ops::cpu::pack_session_linears() {
                     expanded.pack_linears(&graph);
                     expanded.pack_stored_linears(&graph, weights);
+                }
+                if crate::ops::cpu::gemm_conv() {
+                    expanded.pack_convs(&graph);
+                    expanded.pack_stored_convs(&graph, weights);
                 }
                 None
             }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use candle_core::{DType as CDType, Device, Tensor, D};
 
 use super::profile::OpProfile;
-use super::resident::{linear_only_weights, weights_read_only_as, CpuTensors};
+use super::resident::{conv_only_weights, linear_only_weights, weights_read_only_as, CpuTensors};
 use super::stored::StoredRows;
 use super::{attention, elementwise, gemm_ops, nn};
 use crate::error::OpError;
@@ -68,8 +68,9 @@ fn gemm_linear() -> bool {
 
 /// Convolutions go through our implicit-im2col GEMM everywhere (rows split among the cores
 /// natively): candle's conv2d ran at half its own matmul's GFLOP/s in the UNet (`easel bench
-/// unet --profile`). EASEL_CPU_CONV=candle picks candle's again, to compare.
-fn gemm_conv() -> bool {
+/// unet --profile`). EASEL_CPU_CONV=candle picks candle's again, to compare (and then no
+/// session packs its convolution weights).
+pub fn gemm_conv() -> bool {
     #[cfg(not(target_arch = "wasm32"))]
     {
         static CHOICE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
@@ -105,6 +106,7 @@ impl HostTensor {
 #[derive(Clone, Copy)]
 enum Direct<'w> {
     Packed(&'w super::resident::PackedLinear),
+    PackedConv(&'w super::resident::PackedConv),
     Stored(&'w crate::ops::weights::HostWeight),
 }
 
@@ -182,6 +184,9 @@ impl<'w> CpuExecutor<'w> {
                 (Op::Weight { .. }, _) if direct.contains_key(&i) => Ok(Tensor::zeros(0, CDType::F32, &Device::Cpu)?),
                 (Op::Linear, Some(Direct::Packed(p))) => gemm_ops::linear_from(&args[0], p.n, &p.b, args.get(2), false).map_err(OpError::from),
                 (Op::Linear, Some(Direct::Stored(w))) => gemm_ops::linear_from(&args[0], w.shape[0], &StoredRows::new(w), args.get(2), true).map_err(OpError::from),
+                (Op::Conv2d { stride, padding }, Some(Direct::PackedConv(p))) => {
+                    gemm_ops::conv2d_from(&args[0], p.dims, &p.a, args.get(2), *stride, *padding).map_err(OpError::from)
+                }
                 (Op::Conv2d { stride, padding }, Some(Direct::Stored(w))) => {
                     let dims: [usize; 4] =
                         w.shape.as_slice().try_into().map_err(|_| OpError::Shape { node: node.label.clone(), message: format!("conv weight of shape {:?}", w.shape) })?;
@@ -222,9 +227,10 @@ impl<'w> CpuExecutor<'w> {
             .collect()
     }
 
-    /// The Weight nodes (by index) that their readers take without an f32 tensor: a native
-    /// session's packed linear weights, and in a streaming run (the page's) every weight
-    /// read only by linears and convolutions, packed straight from its stored bytes.
+    /// The Weight nodes (by index) that their readers take without an f32 tensor: a
+    /// session's packed linear and convolution weights, and in a streaming run (the page's)
+    /// every other weight read only by linears and convolutions, packed straight from its
+    /// stored bytes.
     fn direct_weights(&self, graph: &Graph) -> HashMap<usize, Direct<'w>> {
         let (expanded, store): (Option<&'w CpuTensors>, &'w WeightStore) = (self.expanded, self.weights);
         let mut direct = HashMap::new();
@@ -232,6 +238,13 @@ impl<'w> CpuExecutor<'w> {
             for (i, name) in linear_only_weights(graph) {
                 if let Some(p) = e.packed(name) {
                     direct.insert(i, Direct::Packed(p));
+                }
+            }
+            if gemm_conv() {
+                for (i, name) in conv_only_weights(graph) {
+                    if let Some(p) = e.packed_conv(name) {
+                        direct.insert(i, Direct::PackedConv(p));
+                    }
                 }
             }
         }

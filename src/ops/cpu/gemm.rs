@@ -9,7 +9,7 @@
 
 use super::f32x4::F32x4;
 pub use super::gemm_par::{par_gemm, par_gemm_cols, par_gemm_from, par_gemm_shared_b};
-pub use super::pack::{ARows, BMatrix, PackA, PackB, PackedB};
+pub use super::pack::{ARows, BMatrix, PackA, PackB, PackedA, PackedB};
 
 /// Rows of A (and C) per micro-tile.
 #[cfg(not(target_arch = "x86_64"))]
@@ -81,8 +81,14 @@ pub(super) fn rows_times_panel(m: usize, a: &impl PackA, (p0, kc): (usize, usize
     let mc_max = m.div_ceil(m.div_ceil(MC)).next_multiple_of(MR);
     for i0 in (0..m).step_by(mc_max) {
         let mc = mc_max.min(m - i0);
-        let ap = &mut apack[..kc * mc.next_multiple_of(MR)];
-        a.pack(i0, mc, p0, kc, ap);
+        let ap = match a.packed(i0, mc, p0, kc) {
+            Some(block) => block,
+            None => {
+                let ap = &mut apack[..kc * mc.next_multiple_of(MR)];
+                a.pack(i0, mc, p0, kc, ap);
+                &*ap
+            }
+        };
         // One A strip stays in L1 while the B strips stream from L2, and C is
         // walked along its rows (its columns are ldc apart, often 4 KiB-aliased).
         for (t, strip) in ap.chunks_exact(kc * MR).enumerate() {
@@ -309,6 +315,32 @@ mod tests {
         let mut got = start;
         par_gemm_shared_b(m, n, k, &ARows { data: &a, ld: k }, &packed, &mut got, ldc);
         assert_eq!(bits(&got), bits(&want));
+    }
+
+    /// A packed once (a convolution's weight) gives the bits of A packed per block, in one
+    /// thread and in every row split; and it unpacks to the same values.
+    #[test]
+    fn a_packed_ahead_gives_gemm_bits() {
+        // Past MC rows (three row blocks), past KC (three K blocks), rows not a multiple of MR.
+        let (m, n, k, ldc) = (301, 90, 800, 93);
+        let a = values(m * k, 11);
+        let b = values(k * n, 12);
+        let (rows, kn) = (ARows { data: &a, ld: k }, BMatrix::KN { data: &b, ld: n });
+        let packed = PackedA::new(m, k, &rows);
+        assert_eq!(packed.to_rows(), a);
+        let mut want = values(m * ldc, 13);
+        let start = want.clone();
+        gemm(m, n, k, &a, k, &kn, &mut want, ldc);
+        let bits = |c: &[f32]| c.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        let mut got = start.clone();
+        gemm_from(m, n, k, &packed, &kn, &mut got, ldc);
+        assert_eq!(bits(&got), bits(&want), "one thread");
+        let mut got = start.clone();
+        par_gemm_from(m, n, k, &packed, &kn, &mut got, ldc);
+        assert_eq!(bits(&got), bits(&want), "rows split among the threads");
+        let mut got = start;
+        par_gemm_shared_b(m, n, k, &packed, &kn, &mut got, ldc);
+        assert_eq!(bits(&got), bits(&want), "rows split into tasks, B shared");
     }
 
     /// The column split: the same bits, and C's tail past each row (ldc > n) untouched.

@@ -16,7 +16,7 @@ mod resident;
 mod stored;
 pub mod threads;
 
-pub use exec::{pack_session_linears, CpuExecutor, HostTensor};
+pub use exec::{gemm_conv, pack_session_linears, CpuExecutor, HostTensor};
 pub use nn::timestep_embedding;
 pub use resident::CpuTensors;
 

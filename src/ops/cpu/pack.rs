@@ -127,6 +127,65 @@ pub trait PackA: Sync {
     /// Writes `A[i0..i0 + mc, p0..p0 + kc]` into `out` as `mc.div_ceil(MR)` strips of
     /// `kc x MR` values (column-major within a strip), zero past row `mc`.
     fn pack(&self, i0: usize, mc: usize, p0: usize, kc: usize, out: &mut [f32]);
+
+    /// The same block when it is already packed somewhere, to use in place (`i0` a
+    /// multiple of MR). Rows past `mc` in its last strip may hold the next rows' values:
+    /// the micro-kernel computes them but writes back only the block's own.
+    fn packed(&self, _i0: usize, _mc: usize, _p0: usize, _kc: usize) -> Option<&[f32]> {
+        None
+    }
+}
+
+/// A packed once, for a weight that many products reuse (a convolution's `[O, C*kh*kw]`,
+/// natively). K's blocks depend on K alone, so every row split the threads make finds its
+/// blocks here: per block of K, all rows in MR-tall strips, one after another.
+pub struct PackedA {
+    data: Vec<f32>,
+    m: usize,
+    k: usize,
+}
+
+impl PackedA {
+    /// Packs all of the `m x k` matrix `a`.
+    pub fn new(m: usize, k: usize, a: &impl PackA) -> Self {
+        let kc_max = b_blocks(k, 1).0;
+        let mut data = vec![0.0; k * m.next_multiple_of(MR)];
+        for p0 in (0..k).step_by(kc_max) {
+            let kc = kc_max.min(k - p0);
+            a.pack(0, m, p0, kc, &mut data[p0 * m.next_multiple_of(MR)..][..kc * m.next_multiple_of(MR)]);
+        }
+        Self { data, m, k }
+    }
+
+    /// The matrix back as rows of K (how a convolution's weight is stored).
+    pub fn to_rows(&self) -> Vec<f32> {
+        let kc_max = b_blocks(self.k, 1).0;
+        let mut out = vec![0.0; self.m * self.k];
+        for p0 in (0..self.k).step_by(kc_max) {
+            let kc = kc_max.min(self.k - p0);
+            let block = &self.data[p0 * self.m.next_multiple_of(MR)..][..kc * self.m.next_multiple_of(MR)];
+            for (t, strip) in block.chunks_exact(kc * MR).enumerate() {
+                for (p, step) in strip.chunks_exact(MR).enumerate() {
+                    for (i, &v) in step.iter().enumerate().take(self.m - t * MR) {
+                        out[(t * MR + i) * self.k + p0 + p] = v;
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+impl PackA for PackedA {
+    fn pack(&self, i0: usize, mc: usize, p0: usize, kc: usize, out: &mut [f32]) {
+        out.copy_from_slice(self.packed(i0, mc, p0, kc).expect("packed block"));
+    }
+
+    fn packed(&self, i0: usize, mc: usize, p0: usize, kc: usize) -> Option<&[f32]> {
+        let kc_max = b_blocks(self.k, 1).0;
+        assert!(i0.is_multiple_of(MR) && i0 + mc <= self.m && p0.is_multiple_of(kc_max) && kc == kc_max.min(self.k - p0), "PackedA used with another shape than it was packed for");
+        Some(&self.data[p0 * self.m.next_multiple_of(MR) + i0 * kc..][..kc * mc.next_multiple_of(MR)])
+    }
 }
 
 /// A dense row-major A, rows `ld` apart.
@@ -148,6 +207,10 @@ pub(super) struct RowsFrom<'a, A>(pub &'a A, pub usize);
 impl<A: PackA> PackA for RowsFrom<'_, A> {
     fn pack(&self, i0: usize, mc: usize, p0: usize, kc: usize, out: &mut [f32]) {
         self.0.pack(self.1 + i0, mc, p0, kc, out)
+    }
+
+    fn packed(&self, i0: usize, mc: usize, p0: usize, kc: usize) -> Option<&[f32]> {
+        self.0.packed(self.1 + i0, mc, p0, kc)
     }
 }
 

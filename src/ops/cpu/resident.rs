@@ -1,13 +1,15 @@
 //! A CPU session's weights, held in the form the CPU computes with: natively f32 tensors,
-//! and linear weights packed once as the GEMM's B panels (packing an `[N, K]` weight at
-//! every call cost more than candle's matmul saved; packed once, our GEMM with fused
-//! multiply-adds is the faster of the two). In the page, linear weights stored as f32.
+//! linear weights packed once as the GEMM's B panels (packing an `[N, K]` weight at every
+//! call cost more than candle's matmul saved; packed once, our GEMM with fused
+//! multiply-adds is the faster of the two) and convolution weights as its A blocks (at the
+//! UNet's deepest levels a conv has 16-64 positions, and repacking its 1280 x 11,520
+//! weight at every call cost as much as the product). In the page, those stored as f32.
 
 use std::collections::HashMap;
 
 use candle_core::{Device, Tensor};
 
-use super::gemm::{BMatrix, PackedB};
+use super::gemm::{ARows, BMatrix, PackedA, PackedB};
 use super::gemm_ops::with_values;
 use crate::ops::graph::{Graph, Op};
 use crate::ops::weights::WeightStore;
@@ -20,12 +22,27 @@ pub struct PackedLinear {
     pub k: usize,
 }
 
-/// Weights expanded to f32 by name; those that graphs read only as a linear's weight are
-/// kept packed instead (not both: a model's weights are most of a session's memory).
+/// A convolution's weight `[O, C, kh, kw]` packed as the GEMM's A: O rows of C*kh*kw.
+pub struct PackedConv {
+    pub a: PackedA,
+    pub dims: [usize; 4],
+}
+
+impl PackedConv {
+    fn new(dims: [usize; 4], values: &[f32]) -> Self {
+        let k = dims[1] * dims[2] * dims[3];
+        Self { a: PackedA::new(dims[0], k, &ARows { data: values, ld: k }), dims }
+    }
+}
+
+/// Weights expanded to f32 by name; those that graphs read only as a linear's or only as a
+/// convolution's weight are kept packed instead (not both: a model's weights are most of a
+/// session's memory).
 #[derive(Default)]
 pub struct CpuTensors {
     dense: HashMap<String, Tensor>,
     linear: HashMap<String, PackedLinear>,
+    conv: HashMap<String, PackedConv>,
 }
 
 impl CpuTensors {
@@ -43,7 +60,7 @@ impl CpuTensors {
                 (name, t)
             })
             .collect();
-        Self { dense, linear: HashMap::new() }
+        Self { dense, ..Self::default() }
     }
 
     /// Weight `name` as an f32 tensor. A packed one is unpacked (only a graph that reads a
@@ -52,13 +69,16 @@ impl CpuTensors {
         if let Some(t) = self.dense.get(name) {
             return Some(t.clone());
         }
+        if let Some(c) = self.conv.get(name) {
+            return Some(Tensor::from_vec(c.a.to_rows(), c.dims.as_slice(), &Device::Cpu).expect("a packed weight unpacks to its shape"));
+        }
         let p = self.linear.get(name)?;
         Some(Tensor::from_vec(p.b.to_nk(), (p.n, p.k), &Device::Cpu).expect("a packed weight unpacks to its shape"))
     }
 
-    /// Whether weight `name` is held here (in either form).
+    /// Whether weight `name` is held here (in any form).
     pub fn holds(&self, name: &str) -> bool {
-        self.dense.contains_key(name) || self.linear.contains_key(name)
+        self.dense.contains_key(name) || self.linear.contains_key(name) || self.conv.contains_key(name)
     }
 
     /// Weight `name` packed for the GEMM, if it is kept so.
@@ -66,11 +86,20 @@ impl CpuTensors {
         self.linear.get(name)
     }
 
+    /// Convolution weight `name` packed for the GEMM, if it is kept so.
+    pub fn packed_conv(&self, name: &str) -> Option<&PackedConv> {
+        self.conv.get(name)
+    }
+
     /// Replaces weight `name` (same shape) with `values`, in the form it is kept in; false
     /// when it is not held here.
     pub fn set(&mut self, name: &str, shape: &[usize], values: Vec<f32>) -> candle_core::Result<bool> {
         if let Some(p) = self.linear.get_mut(name) {
             p.b = PackedB::new(p.k, p.n, &BMatrix::NK { data: &values, ld: p.k });
+            return Ok(true);
+        }
+        if let Some(c) = self.conv.get_mut(name) {
+            *c = PackedConv::new(c.dims, &values);
             return Ok(true);
         }
         match self.dense.get_mut(name) {
@@ -111,6 +140,38 @@ impl CpuTensors {
             self.linear.insert(name.to_string(), PackedLinear { b, n, k });
         }
     }
+
+    /// Packs every weight that `graph` reads only as a convolution's weight (when the
+    /// convolutions run on our GEMM).
+    pub fn pack_convs(&mut self, graph: &Graph) {
+        for (_, name) in conv_only_weights(graph) {
+            let Some(t) = self.dense.get(name) else { continue };
+            let Ok((o, c, kh, kw)) = t.dims4() else { continue };
+            let Ok(packed) = with_values(t, |w| PackedConv::new([o, c, kh, kw], w)) else { continue };
+            self.dense.remove(name);
+            self.conv.insert(name.to_string(), packed);
+        }
+    }
+
+    /// The page's counterpart of `pack_convs`: convolution weights stored as f32 leave the
+    /// store packed (block formats are unpacked per call, as for linears).
+    pub fn pack_stored_convs(&mut self, graph: &Graph, store: &mut WeightStore) {
+        for (_, name) in conv_only_weights(graph) {
+            let packable = store.get(name).is_ok_and(|w| w.storage == StorageType::F32 && w.shape.len() == 4);
+            if !packable || self.holds(name) {
+                continue;
+            }
+            let w = store.remove(name).expect("checked above");
+            let dims = [w.shape[0], w.shape[1], w.shape[2], w.shape[3]];
+            self.conv.insert(name.to_string(), PackedConv::new(dims, &w.to_f32()));
+        }
+    }
+}
+
+/// Weights (node index, name) whose every reader in `graph` is a Conv2d taking them as its
+/// weight.
+pub(super) fn conv_only_weights<'g>(graph: &'g Graph) -> Vec<(usize, &'g str)> {
+    weights_read_only_as(graph, |op, slot| matches!(op, Op::Conv2d { .. }) && slot == 1)
 }
 
 /// Weights (node index, name) whose every reader in `graph` is a Linear taking them as
@@ -224,5 +285,54 @@ mod tests {
         // Packed once or at each call, the panels and the order of the sums are the same.
         let got = CpuExecutor::streaming(&left).with_expanded(&packed).run(&g, &inputs).unwrap();
         assert_eq!(got, want);
+    }
+
+    #[test]
+    fn weights_read_only_by_convs_are_packed_and_give_the_same_bits() {
+        // A 3x3 conv whose 14 output channels are no multiple of MR and whose K (48 * 9)
+        // is past KC, a 1x1 conv, and a conv weight another op also reads.
+        let mut store = WeightStore::new();
+        store.insert_f32("c3.weight", &[14, 48, 3, 3], &values(14 * 48 * 9, 1)).unwrap();
+        store.insert_f32("c3.bias", &[14], &values(14, 2)).unwrap();
+        store.insert_f32("c1.weight", &[48, 14, 1, 1], &values(48 * 14, 3)).unwrap();
+        store.insert_f32("shared.weight", &[48, 48, 1, 1], &values(48 * 48, 4)).unwrap();
+        let mut g = Graph::new(&store);
+        let img = g.input("img", &[1, 48, 9, 11]);
+        let (c3, c3b, c1, shared) = (g.weight("c3.weight").unwrap(), g.weight("c3.bias").unwrap(), g.weight("c1.weight").unwrap(), g.weight("shared.weight").unwrap());
+        let y = g.conv2d(img, c3, Some(c3b), 1, [1; 4]).unwrap();
+        let y = g.conv2d(y, c1, None, 1, [0; 4]).unwrap();
+        let y = g.conv2d(y, shared, None, 1, [0; 4]).unwrap();
+        let flat = g.reshape(shared, &[48, 48]).unwrap();
+        g.output(y);
+        g.output(flat);
+        let inputs = std::collections::HashMap::from([("img".to_string(), HostTensor::F32(values(48 * 9 * 11, 5)))]);
+        let empty = WeightStore::new();
+        let run = |t: &CpuTensors, store: &WeightStore| CpuExecutor::streaming(store).with_expanded(t).run(&g, &inputs).unwrap();
+
+        // Natively: every weight expanded, then the conv-only ones packed instead.
+        let dense = CpuTensors::expand(store.clone());
+        let mut packed = CpuTensors::expand(store.clone());
+        packed.pack_convs(&g);
+        assert!(packed.packed_conv("c3.weight").is_some() && packed.packed_conv("c1.weight").is_some());
+        assert!(packed.packed_conv("shared.weight").is_none(), "also reshaped: kept as f32");
+        assert!(!packed.dense.contains_key("c3.weight"), "packed instead of, not beside, the f32 tensor");
+        assert_eq!(bits(&packed.get("c3.weight").unwrap()), bits(&dense.get("c3.weight").unwrap()));
+        assert_eq!(packed.get("c3.weight").unwrap().dims(), &[14, 48, 3, 3]);
+        // Packed once or per block, the blocks and the order of the sums are the same.
+        assert_eq!(run(&packed, &empty), run(&dense, &empty));
+
+        // In the page: f32 conv weights leave the store packed, with the same bits.
+        let mut left = store.clone();
+        let mut page = CpuTensors::new();
+        page.pack_stored_convs(&g, &mut left);
+        assert!(page.packed_conv("c1.weight").is_some() && left.get("c1.weight").is_err());
+        assert!(!page.holds("shared.weight") && left.get("shared.weight").is_ok());
+        assert_eq!(run(&page, &left), CpuExecutor::streaming(&store).run(&g, &inputs).unwrap());
+
+        // A new value (a LoRA merged in) is packed too.
+        let new = values(14 * 48 * 9, 6);
+        assert!(packed.set("c3.weight", &[14, 48, 3, 3], new.clone()).unwrap());
+        assert!(packed.packed_conv("c3.weight").is_some());
+        assert_eq!(packed.get("c3.weight").unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap(), new);
     }
 }
