@@ -4,7 +4,7 @@
 
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod imp {
-    use core::arch::wasm32::{f32x4_add, f32x4_mul, f32x4_splat, v128, v128_load, v128_store};
+    use core::arch::wasm32::{f32x4_add, f32x4_mul, f32x4_splat, i32x4_shuffle, v128, v128_load, v128_store};
 
     /// Four f32 lanes in one `v128`.
     #[derive(Clone, Copy)]
@@ -47,6 +47,15 @@ mod imp {
         #[inline(always)]
         pub fn add(self, other: Self) -> Self {
             Self(f32x4_add(self.0, other.0))
+        }
+
+        /// The 4 x 4 block with rows `r` as its columns (lane j of result i is lane i of
+        /// `r[j]`): eight shuffles where scalar code moves sixteen values one by one.
+        #[inline(always)]
+        pub fn transpose(r: [Self; 4]) -> [Self; 4] {
+            let (a, b) = (i32x4_shuffle::<0, 4, 1, 5>(r[0].0, r[1].0), i32x4_shuffle::<2, 6, 3, 7>(r[0].0, r[1].0));
+            let (c, d) = (i32x4_shuffle::<0, 4, 1, 5>(r[2].0, r[3].0), i32x4_shuffle::<2, 6, 3, 7>(r[2].0, r[3].0));
+            [Self(i32x4_shuffle::<0, 1, 4, 5>(a, c)), Self(i32x4_shuffle::<2, 3, 6, 7>(a, c)), Self(i32x4_shuffle::<0, 1, 4, 5>(b, d)), Self(i32x4_shuffle::<2, 3, 6, 7>(b, d))]
         }
     }
 }
@@ -93,7 +102,30 @@ mod imp {
         pub fn add(self, other: Self) -> Self {
             Self(std::array::from_fn(|i| self.0[i] + other.0[i]))
         }
+
+        /// The 4 x 4 block with rows `r` as its columns (lane j of result i is lane i of
+        /// `r[j]`).
+        #[inline(always)]
+        pub fn transpose(r: [Self; 4]) -> [Self; 4] {
+            std::array::from_fn(|i| Self(std::array::from_fn(|j| r[j].0[i])))
+        }
     }
 }
 
 pub use imp::F32x4;
+
+#[cfg(test)]
+mod tests {
+    use super::F32x4;
+
+    #[test]
+    fn transpose_swaps_rows_and_columns() {
+        let rows: [F32x4; 4] = std::array::from_fn(|i| F32x4::load(&std::array::from_fn(|j| (10 * i + j) as f32)));
+        let cols = F32x4::transpose(rows);
+        for (i, c) in cols.iter().enumerate() {
+            let mut got = [0.0; 4];
+            c.store(&mut got);
+            assert_eq!(got, std::array::from_fn(|j| (10 * j + i) as f32), "column {i}");
+        }
+    }
+}

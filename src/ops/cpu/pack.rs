@@ -2,6 +2,7 @@
 //! (from a dense matrix in either layout, from an image through im2col, or packed once
 //! ahead and reused).
 
+use super::f32x4::F32x4;
 use super::gemm::{b_blocks, KC, MR, NR};
 
 /// A source of B panels.
@@ -218,6 +219,9 @@ impl<A: PackA> PackA for RowsFrom<'_, A> {
 /// `W` values (A's strips with W = MR, a transposed B's with W = NR), zero past the last
 /// line. `line(i, buf)` writes line `i` into `buf`.
 pub(super) fn pack_strips<const W: usize>(rows: usize, kc: usize, out: &mut [f32], mut line: impl FnMut(usize, &mut [f32])) {
+    if W.is_multiple_of(4) {
+        return pack_strips_by_four::<W>(rows, kc, out, line);
+    }
     let mut buf = [0.0f32; KC];
     for (t, strip) in out.chunks_exact_mut(kc * W).enumerate() {
         let h = W.min(rows - t * W);
@@ -230,6 +234,39 @@ pub(super) fn pack_strips<const W: usize>(rows: usize, kc: usize, out: &mut [f32
         }
         if h < W {
             strip.chunks_exact_mut(W).for_each(|step| step[h..].fill(0.0));
+        }
+    }
+}
+
+/// [`pack_strips`] four lines at a time, for strips a multiple of four wide (the page's A
+/// and B, and B natively): each 4 x 4 block of the lines goes in as four vector stores
+/// after a transpose, where one value at a time cost a load and a store each. The page
+/// packs a weight's strips from its stored blocks at every call, and at the UNet's deeper
+/// levels (16-256 positions) that packing took as long as the product.
+fn pack_strips_by_four<const W: usize>(rows: usize, kc: usize, out: &mut [f32], mut line: impl FnMut(usize, &mut [f32])) {
+    let mut lines = [[0.0f32; KC]; 4];
+    for (t, strip) in out.chunks_exact_mut(kc * W).enumerate() {
+        let h = W.min(rows - t * W);
+        for r0 in (0..W).step_by(4) {
+            for (i, l) in lines.iter_mut().enumerate() {
+                if r0 + i < h {
+                    line(t * W + r0 + i, &mut l[..kc]);
+                } else {
+                    l[..kc].fill(0.0);
+                }
+            }
+            let whole = kc - kc % 4;
+            for p in (0..whole).step_by(4) {
+                let block = F32x4::transpose(std::array::from_fn(|i| F32x4::load(lines[i][p..p + 4].try_into().unwrap())));
+                for (j, v) in block.into_iter().enumerate() {
+                    v.store((&mut strip[(p + j) * W + r0..][..4]).try_into().unwrap());
+                }
+            }
+            for p in whole..kc {
+                for (i, l) in lines.iter().enumerate() {
+                    strip[p * W + r0 + i] = l[p];
+                }
+            }
         }
     }
 }
