@@ -80,7 +80,7 @@ self.onmessage = async ({ data }) => {
     }
     const pending = [];
     const result = JSON.parse(
-      await engine.benchOps(JSON.stringify({ runs: data.runs, filter: data.filter, gpu: true, cpu: true, compareKernels: !!data.compareKernels, comparePrecision: !!data.comparePrecision, compareTiles: !!data.compareTiles }), (json) => {
+      await engine.benchOps(JSON.stringify({ runs: data.runs, filter: data.filter, gpu: data.backend !== 'cpu', cpu: data.backend !== 'gpu', compareKernels: !!data.compareKernels, comparePrecision: !!data.comparePrecision, compareTiles: !!data.compareTiles }), (json) => {
         const row = JSON.parse(json);
         say(`measured ${row.op} ${row.shape} ${row.storage} on ${row.backend}`);
         pending.push(row);

@@ -2,7 +2,7 @@
 // headless runner uses it); the finished text is left in window.benchText. ?threads=N caps
 // the CPU threads (Easel's and ORT's alike), ?kernels=tiled|simple forces the GPU kernels,
 // ?compare=1 times both kernel sets side by side; ?tiles=compare the tiled rows in 64-row
-// tiles and in the tiles each case's M calls for.
+// tiles and in the tiles each case's M calls for; ?backend=cpu|gpu times one backend's rows.
 
 const params = new URLSearchParams(location.search);
 const body = document.querySelector('#results tbody');
@@ -86,6 +86,7 @@ function run() {
     compareKernels: params.get('compare') === '1',
     comparePrecision: params.get('precision') === 'compare',
     compareTiles: params.get('tiles') === 'compare',
+    backend: params.get('backend') ?? 'both',
   });
 }
 

@@ -1,5 +1,5 @@
 // Opens www/bench.html in headless Chromium with SwiftShader WebGPU and prints the result.
-//   node scripts/bench/run-browser.mjs [--runs N] [--filter TEXT] [--no-ort] [--threads 1,2] [--kernels tiled|simple] [--compare-kernels] [--compare-precision] [--compare-tiles]
+//   node scripts/bench/run-browser.mjs [--runs N] [--filter TEXT] [--backend cpu|gpu] [--no-ort] [--threads 1,2] [--kernels tiled|simple] [--compare-kernels] [--compare-precision] [--compare-tiles]
 //   node scripts/bench/run-browser.mjs --unet [--size 256] [--quant q8_0] [--backend auto] [--threads 1,2] [--profile] [--kernels tiled|simple]
 //   node scripts/bench/run-browser.mjs --load [--model bench-models/sd-turbo-q8_0/] [--backend auto] [--runs 3]
 // --threads runs the bench once per thread count, in turn in one browser (op bench: Easel's
@@ -7,6 +7,8 @@
 // speed-up over the first). --compare-kernels times the GPU rows with both kernel sets,
 // --compare-precision in both precisions (with the fast rows' error against exact),
 // --compare-tiles the tiled rows in 64-row tiles and in the tiles each case's M calls for.
+// --backend cpu (or gpu) times one backend's rows only: the CPU rows against ORT's wasm
+// backend without waiting on a software adapter's GPU rows.
 
 import { startServer } from '../serve.mjs';
 import { chromium } from 'playwright-core';
@@ -21,7 +23,7 @@ const opt = (name, dflt) => {
   return i >= 0 ? args[i + 1] : dflt;
 };
 const kernels = opt('--kernels', 'auto');
-const query = new URLSearchParams({ auto: '1', runs: opt('--runs', '1'), filter: opt('--filter', ''), ort: args.includes('--no-ort') ? '0' : '1', kernels, compare: args.includes('--compare-kernels') ? '1' : '0', precision: args.includes('--compare-precision') ? 'compare' : 'exact', tiles: args.includes('--compare-tiles') ? 'compare' : 'auto' });
+const query = new URLSearchParams({ auto: '1', runs: opt('--runs', '1'), filter: opt('--filter', ''), backend: args.includes('--unet') ? 'both' : opt('--backend', 'both'), ort: args.includes('--no-ort') ? '0' : '1', kernels, compare: args.includes('--compare-kernels') ? '1' : '0', precision: args.includes('--compare-precision') ? 'compare' : 'exact', tiles: args.includes('--compare-tiles') ? 'compare' : 'auto' });
 
 if (args.includes('--load')) {
   // A profile on disk, as a visitor's: an incognito context's Cache Storage quota is too
