@@ -2,7 +2,7 @@
 # The op benchmarks in headless Chromium (SwiftShader WebGPU), side by side with
 # onnxruntime-web on the same adapter. Prints the table; figures are not asserted.
 #
-#   scripts/bench-browser.sh [--runs N] [--filter TEXT] [--threads 1,2] [--kernels tiled|simple] [--compare-kernels] [--compare-precision]
+#   scripts/bench-browser.sh [--runs N] [--filter TEXT] [--backend cpu|gpu] [--threads 1,2] [--kernels tiled|simple] [--compare-kernels] [--compare-precision]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh bench
