@@ -5,7 +5,8 @@
 #   scripts/setup.sh build   toolchain for building and serving the page
 #   scripts/setup.sh test    the above plus Chromium, ChromeDriver, lavapipe, npm packages and
 #                            cargo-fuzz (with a nightly toolchain) for the fuzz suite
-#   scripts/setup.sh bench   the test set plus onnxruntime-web and Python's onnx (browser bench)
+#   scripts/setup.sh bench   the test set but cargo-fuzz, plus onnxruntime-web and Python's onnx
+#                            (browser bench)
 #
 # Versions are pinned here (tools) and in Cargo.lock / package-lock.json (libraries).
 set -euo pipefail
