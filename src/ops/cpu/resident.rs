@@ -12,7 +12,7 @@ use candle_core::{Device, Tensor};
 use super::gemm::{ARows, BMatrix, PackedA, PackedB};
 use super::gemm_ops::with_values;
 use crate::ops::graph::{Graph, Op};
-use crate::ops::weights::WeightStore;
+use crate::ops::weights::{HostWeight, WeightStore};
 use crate::ops::StorageType;
 
 /// A linear weight `[N, K]` packed for the GEMM.
@@ -118,15 +118,21 @@ impl CpuTensors {
     /// into the panels per call: packed once they would take 4-8x their stored memory.
     pub fn pack_stored_linears(&mut self, graph: &Graph, store: &mut WeightStore) {
         for (_, name) in linear_only_weights(graph) {
-            let packable = store.get(name).is_ok_and(|w| w.storage == StorageType::F32 && w.shape.len() == 2);
-            if !packable || self.holds(name) {
-                continue;
-            }
-            let w = store.remove(name).expect("checked above");
+            let Some(w) = self.take_stored_f32(store, name, 2) else { continue };
             let (n, k) = (w.shape[0], w.shape[1]);
             let b = PackedB::new(k, n, &BMatrix::NK { data: &w.to_f32(), ld: k });
             self.linear.insert(name.to_string(), PackedLinear { b, n, k });
         }
+    }
+
+    /// Weight `name` taken out of `store` to be packed: when it is stored as f32 with `rank`
+    /// dimensions and is not held here already.
+    fn take_stored_f32(&self, store: &mut WeightStore, name: &str, rank: usize) -> Option<HostWeight> {
+        let packable = store.get(name).is_ok_and(|w| w.storage == StorageType::F32 && w.shape.len() == rank);
+        if !packable || self.holds(name) {
+            return None;
+        }
+        store.remove(name)
     }
 
     /// Packs every weight that `graph` reads only as a linear's weight (as soon as a graph
@@ -157,11 +163,7 @@ impl CpuTensors {
     /// store packed (block formats are unpacked per call, as for linears).
     pub fn pack_stored_convs(&mut self, graph: &Graph, store: &mut WeightStore) {
         for (_, name) in conv_only_weights(graph) {
-            let packable = store.get(name).is_ok_and(|w| w.storage == StorageType::F32 && w.shape.len() == 4);
-            if !packable || self.holds(name) {
-                continue;
-            }
-            let w = store.remove(name).expect("checked above");
+            let Some(w) = self.take_stored_f32(store, name, 4) else { continue };
             let dims = [w.shape[0], w.shape[1], w.shape[2], w.shape[3]];
             self.conv.insert(name.to_string(), PackedConv::new(dims, &w.to_f32()));
         }
