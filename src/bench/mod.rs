@@ -9,7 +9,7 @@ pub mod unet;
 use serde::Serialize;
 
 pub use ceiling::copy_bandwidth;
-pub use suite::{suite, BenchCase};
+pub use suite::{suite, BenchCase, CaseData};
 
 use crate::error::OpError;
 use crate::gpu::{wait_idle, FastArithmetic, GpuContext, Precision};
@@ -93,13 +93,13 @@ fn row(case: &BenchCase, backend: &str, result: Result<f64, OpError>) -> BenchRo
 }
 
 /// The median time of `runs` runs, and the output of the last.
-async fn time_gpu(ctx: &GpuContext, case: &BenchCase, runs: usize) -> Result<(f64, Vec<f32>), OpError> {
-    let mut g = Graph::new(&case.weights);
+async fn time_gpu(ctx: &GpuContext, case: &BenchCase, data: &CaseData, runs: usize) -> Result<(f64, Vec<f32>), OpError> {
+    let mut g = Graph::new(&data.weights);
     (case.build)(&mut g)?;
-    let weights = GpuWeights::upload(ctx, &case.weights)?;
+    let weights = GpuWeights::upload(ctx, &data.weights)?;
     let mut cache = PipelineCache::new();
     let program = GpuProgram::compile(ctx, &g, &weights, &mut cache).await?;
-    for (name, value) in &case.inputs {
+    for (name, value) in &data.inputs {
         program.set_input(ctx, &weights, name, value)?;
     }
     let mut times = Vec::new();
@@ -120,10 +120,10 @@ async fn time_gpu(ctx: &GpuContext, case: &BenchCase, runs: usize) -> Result<(f6
 
 /// The CPU rows run the op as a model's session does: natively on weights expanded once
 /// (linear weights packed once), in the page straight from the weights as stored.
-async fn time_cpu(case: &BenchCase, runs: usize) -> Result<f64, OpError> {
-    let mut session = Session::cpu(case.weights.clone());
+async fn time_cpu(case: &BenchCase, data: &CaseData, runs: usize) -> Result<f64, OpError> {
+    let mut session = Session::cpu(data.weights.clone());
     let mut c = session.compile(|g| (case.build)(g)).await?;
-    for (name, value) in &case.inputs {
+    for (name, value) in &data.inputs {
         session.set_input(&mut c, name, value.clone())?;
     }
     let mut times = Vec::new();
@@ -147,6 +147,7 @@ pub async fn bench_ops(ctx: Option<&GpuContext>, options: &BenchOptions, mut on_
                 continue;
             }
         }
+        let data = case.data();
         if options.gpu {
             if let Some(ctx) = ctx {
                 let kernel_sets = if options.compare_kernels { vec![ctx.with_kernels(false), ctx.with_kernels(true)] } else { vec![ctx.clone()] };
@@ -177,7 +178,7 @@ pub async fn bench_ops(ctx: Option<&GpuContext>, options: &BenchOptions, mut on_
                         if options.compare_tiles && v.tiled_kernels() {
                             backend += if v.forced_tile_rows().is_some() { " tiles 64" } else { " tiles by M" };
                         }
-                        let result = time_gpu(v, &case, options.runs).await;
+                        let result = time_gpu(v, &case, &data, options.runs).await;
                         let out = result.as_ref().ok().map(|r| r.1.clone());
                         let mut r = row(&case, &backend, result.map(|r| r.0));
                         match (&exact, out) {
@@ -192,7 +193,7 @@ pub async fn bench_ops(ctx: Option<&GpuContext>, options: &BenchOptions, mut on_
             }
         }
         if options.cpu {
-            let r = row(&case, "cpu", time_cpu(&case, options.runs).await);
+            let r = row(&case, "cpu", time_cpu(&case, &data, options.runs).await);
             on_row(&r);
             rows.push(r);
         }

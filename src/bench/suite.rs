@@ -11,18 +11,28 @@ use crate::ops::{Graph, StorageType, WeightStore};
 /// Builds a case's single-op graph.
 pub type BuildGraph = Box<dyn Fn(&mut Graph) -> Result<(), OpError>>;
 
-/// One benchmark: a single-op graph with its work and traffic.
+/// Makes a case's random weights and inputs.
+pub type MakeData = Box<dyn Fn() -> CaseData>;
+
+/// One benchmark: a single-op graph with its work and traffic. Its weights and inputs are
+/// made only when it runs ([`BenchCase::data`]): quantizing every case's weights up front
+/// took seconds that a `--filter` run of one case does not need.
 pub struct BenchCase {
     pub op: String,
     pub shape: String,
     pub storage: StorageType,
-    pub weights: WeightStore,
-    pub inputs: HashMap<String, HostTensor>,
     pub build: BuildGraph,
     /// Floating-point operations of one run.
     pub flops: f64,
     /// Bytes read and written once (weights as stored + inputs + outputs).
     pub bytes: f64,
+    make_data: MakeData,
+}
+
+/// A case's weights and graph inputs.
+pub struct CaseData {
+    pub weights: WeightStore,
+    pub inputs: HashMap<String, HostTensor>,
 }
 
 impl BenchCase {
@@ -31,6 +41,11 @@ impl BenchCase {
     /// sits inside 1024 and 4096).
     pub fn matches(&self, filter: &str) -> bool {
         [&self.op, &self.shape, self.storage.name()].iter().any(|text| contains_whole_numbers(text, filter))
+    }
+
+    /// The case's weights and inputs, made now (random: timing does not depend on values).
+    pub fn data(&self) -> CaseData {
+        (self.make_data)()
     }
 }
 
@@ -52,15 +67,15 @@ fn random(n: usize, seed: u32, scale: f32) -> Vec<f32> {
 }
 
 fn linear(m: usize, k: usize, n: usize, storage: StorageType) -> BenchCase {
-    let mut weights = WeightStore::new();
-    weights.insert("w", &[n, k], storage, &random(n * k, 1, 0.05)).expect("bench weight");
-    let bytes = (weights.byte_size() + 4 * (m * k + m * n)) as f64;
     BenchCase {
         op: "matmul".into(),
         shape: format!("{m}x{k}x{n}"),
         storage,
-        weights,
-        inputs: HashMap::from([("x".into(), HostTensor::F32(random(m * k, 2, 1.0)))]),
+        make_data: Box::new(move || {
+            let mut weights = WeightStore::new();
+            weights.insert("w", &[n, k], storage, &random(n * k, 1, 0.05)).expect("bench weight");
+            CaseData { weights, inputs: HashMap::from([("x".into(), HostTensor::F32(random(m * k, 2, 1.0)))]) }
+        }),
         build: Box::new(move |g| {
             let x = g.input("x", &[m, k]);
             let w = g.weight("w")?;
@@ -69,21 +84,21 @@ fn linear(m: usize, k: usize, n: usize, storage: StorageType) -> BenchCase {
             Ok(())
         }),
         flops: 2.0 * (m * k * n) as f64,
-        bytes,
+        bytes: (storage.byte_len(n * k) + 4 * (m * k + m * n)) as f64,
     }
 }
 
 fn conv3x3(c: usize, hw: usize, o: usize, storage: StorageType) -> BenchCase {
-    let mut weights = WeightStore::new();
-    weights.insert("w", &[o, c, 3, 3], storage, &random(o * c * 9, 3, 0.05)).expect("bench weight");
-    weights.insert_f32("b", &[o], &random(o, 4, 0.05)).expect("bench weight");
-    let bytes = (weights.byte_size() + 4 * (c + o) * hw * hw) as f64;
     BenchCase {
         op: "conv3x3".into(),
         shape: format!("{hw}x{hw}x{c}->{o}"),
         storage,
-        weights,
-        inputs: HashMap::from([("x".into(), HostTensor::F32(random(c * hw * hw, 5, 1.0)))]),
+        make_data: Box::new(move || {
+            let mut weights = WeightStore::new();
+            weights.insert("w", &[o, c, 3, 3], storage, &random(o * c * 9, 3, 0.05)).expect("bench weight");
+            weights.insert_f32("b", &[o], &random(o, 4, 0.05)).expect("bench weight");
+            CaseData { weights, inputs: HashMap::from([("x".into(), HostTensor::F32(random(c * hw * hw, 5, 1.0)))]) }
+        }),
         build: Box::new(move |g| {
             let x = g.input("x", &[1, c, hw, hw]);
             let w = g.weight("w")?;
@@ -93,19 +108,20 @@ fn conv3x3(c: usize, hw: usize, o: usize, storage: StorageType) -> BenchCase {
             Ok(())
         }),
         flops: 2.0 * (o * hw * hw * c * 9) as f64,
-        bytes,
+        bytes: (storage.byte_len(o * c * 9) + 4 * o + 4 * (c + o) * hw * hw) as f64,
     }
 }
 
 fn attention(l: usize, heads: usize, dh: usize) -> BenchCase {
     let d = heads * dh;
-    let inputs = ["q", "k", "v"].iter().enumerate().map(|(i, n)| (n.to_string(), HostTensor::F32(random(l * d, 10 + i as u32, 1.0)))).collect();
     BenchCase {
         op: "attention".into(),
         shape: format!("{l}x{l} {heads}x{dh}"),
         storage: StorageType::F32,
-        weights: WeightStore::new(),
-        inputs,
+        make_data: Box::new(move || {
+            let inputs = ["q", "k", "v"].iter().enumerate().map(|(i, n)| (n.to_string(), HostTensor::F32(random(l * d, 10 + i as u32, 1.0)))).collect();
+            CaseData { weights: WeightStore::new(), inputs }
+        }),
         build: Box::new(move |g| {
             let q = g.input("q", &[1, l, d]);
             let k = g.input("k", &[1, l, d]);
@@ -119,17 +135,21 @@ fn attention(l: usize, heads: usize, dh: usize) -> BenchCase {
     }
 }
 
-fn group_norm(c: usize, hw: usize) -> BenchCase {
+/// A norm's per-channel `gamma` and `beta` over `c` channels.
+fn affine(c: usize) -> WeightStore {
     let mut weights = WeightStore::new();
     weights.insert_f32("gamma", &[c], &random(c, 6, 1.0)).expect("bench weight");
     weights.insert_f32("beta", &[c], &random(c, 7, 1.0)).expect("bench weight");
+    weights
+}
+
+fn group_norm(c: usize, hw: usize) -> BenchCase {
     let n = c * hw * hw;
     BenchCase {
         op: "groupnorm".into(),
         shape: format!("{hw}x{hw}x{c} g32 silu"),
         storage: StorageType::F32,
-        weights,
-        inputs: HashMap::from([("x".into(), HostTensor::F32(random(n, 8, 1.0)))]),
+        make_data: Box::new(move || CaseData { weights: affine(c), inputs: HashMap::from([("x".into(), HostTensor::F32(random(n, 8, 1.0)))]) }),
         build: Box::new(move |g| {
             let x = g.input("x", &[1, c, hw, hw]);
             let gamma = g.weight("gamma")?;
@@ -147,16 +167,12 @@ fn group_norm(c: usize, hw: usize) -> BenchCase {
 /// LayerNorm over `rows` rows of `d` (the UNet's transformer blocks: 4096 x 320 at 512 px):
 /// one workgroup per row, so its reductions are most of the work.
 fn layer_norm(rows: usize, d: usize) -> BenchCase {
-    let mut weights = WeightStore::new();
-    weights.insert_f32("gamma", &[d], &random(d, 6, 1.0)).expect("bench weight");
-    weights.insert_f32("beta", &[d], &random(d, 7, 1.0)).expect("bench weight");
     let n = rows * d;
     BenchCase {
         op: "layernorm".into(),
         shape: format!("{rows}x{d}"),
         storage: StorageType::F32,
-        weights,
-        inputs: HashMap::from([("x".into(), HostTensor::F32(random(n, 9, 1.0)))]),
+        make_data: Box::new(move || CaseData { weights: affine(d), inputs: HashMap::from([("x".into(), HostTensor::F32(random(n, 9, 1.0)))]) }),
         build: Box::new(move |g| {
             let x = g.input("x", &[rows, d]);
             let gamma = g.weight("gamma")?;
@@ -196,6 +212,24 @@ pub fn suite() -> Vec<BenchCase> {
 #[cfg(test)]
 mod tests {
     use super::contains_whole_numbers as found;
+    use super::{conv3x3, linear};
+    use crate::ops::StorageType::*;
+
+    /// `bytes` is worked out from the shapes, before any weight exists: it must equal the
+    /// weights as stored plus the f32 input and output once the data is made.
+    #[test]
+    fn traffic_counts_weights_as_stored() {
+        let (m, k, n) = (3, 64, 32);
+        for s in [F32, Q8_0, Q4_0] {
+            let case = linear(m, k, n, s);
+            assert_eq!(case.bytes as usize, case.data().weights.byte_size() + 4 * (m * k + m * n), "linear {s:?}");
+        }
+        let (c, hw, o) = (32, 4, 64);
+        for s in [F32, Q8_0] {
+            let case = conv3x3(c, hw, o, s);
+            assert_eq!(case.bytes as usize, case.data().weights.byte_size() + 4 * (c + o) * hw * hw, "conv3x3 {s:?}");
+        }
+    }
 
     #[test]
     fn filters_match_whole_numbers_only() {
