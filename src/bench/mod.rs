@@ -41,7 +41,7 @@ pub struct BenchRow {
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct BenchOptions {
-    /// Timed runs per case (after one warm-up); the median is reported.
+    /// Timed runs per case (after the warm-up, [`WARM_UP_MS`]); the median is reported.
     pub runs: usize,
     pub gpu: bool,
     pub cpu: bool,
@@ -67,6 +67,13 @@ impl Default for BenchOptions {
         Self { runs: 3, gpu: true, cpu: true, filter: None, compare_kernels: false, compare_precision: false, compare_subgroups: false, compare_tiles: false }
     }
 }
+
+/// Untimed runs before the timed ones: at least one, and at least this long. In the page a
+/// kernel starts in V8's baseline tier and is recompiled when hot, on a background thread
+/// that competes with the benchmark's own: in Chrome on 2 threads the first case ran at
+/// 25-30 ms for its first six runs and settled at 13 ms after about twenty (0.4 s), which
+/// made whichever case came first look slow. `www/bench-worker.js` warms ORT up the same way.
+const WARM_UP_MS: f64 = 500.0;
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
@@ -102,14 +109,20 @@ async fn time_gpu(ctx: &GpuContext, case: &BenchCase, data: &CaseData, runs: usi
     for (name, value) in &data.inputs {
         program.set_input(ctx, &weights, name, value)?;
     }
+    let warm_until = now_ms() + WARM_UP_MS;
+    loop {
+        program.run(ctx);
+        wait_idle(ctx).await?;
+        if now_ms() >= warm_until {
+            break;
+        }
+    }
     let mut times = Vec::new();
-    for i in 0..=runs {
+    for _ in 0..runs.max(1) {
         let start = now_ms();
         program.run(ctx);
         wait_idle(ctx).await?;
-        if i > 0 {
-            times.push(now_ms() - start);
-        }
+        times.push(now_ms() - start);
     }
     let out = match program.read(ctx, g.outputs[0]).await? {
         HostTensor::F32(v) => v,
@@ -126,13 +139,18 @@ async fn time_cpu(case: &BenchCase, data: &CaseData, runs: usize) -> Result<f64,
     for (name, value) in &data.inputs {
         session.set_input(&mut c, name, value.clone())?;
     }
+    let warm_until = now_ms() + WARM_UP_MS;
+    loop {
+        session.run(&c).await?;
+        if now_ms() >= warm_until {
+            break;
+        }
+    }
     let mut times = Vec::new();
-    for i in 0..=runs {
+    for _ in 0..runs.max(1) {
         let start = now_ms();
         session.run(&c).await?;
-        if i > 0 {
-            times.push(now_ms() - start);
-        }
+        times.push(now_ms() - start);
     }
     Ok(median(times))
 }

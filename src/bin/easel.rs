@@ -118,7 +118,7 @@ mod cli {
         /// Matmul (f32, Q8_0, Q4_0), conv, attention and group norm at SD's shapes, on the
         /// GPU and CPU backends, next to the adapter's ceilings.
         Ops {
-            /// Timed runs per case (median reported, after one warm-up).
+            /// Timed runs per case (median reported, after at least 0.5 s of untimed warm-up runs).
             #[arg(long, default_value_t = 3)]
             runs: usize,
             /// gpu, cpu or both.
