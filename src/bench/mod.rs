@@ -80,6 +80,24 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// The median time of `runs` runs of `run` (at least one), after [`WARM_UP_MS`] of untimed ones.
+async fn median_time(runs: usize, mut run: impl AsyncFnMut() -> Result<(), OpError>) -> Result<f64, OpError> {
+    let warm_until = now_ms() + WARM_UP_MS;
+    loop {
+        run().await?;
+        if now_ms() >= warm_until {
+            break;
+        }
+    }
+    let mut times = Vec::new();
+    for _ in 0..runs.max(1) {
+        let start = now_ms();
+        run().await?;
+        times.push(now_ms() - start);
+    }
+    Ok(median(times))
+}
+
 fn row(case: &BenchCase, backend: &str, result: Result<f64, OpError>) -> BenchRow {
     let (millis, error) = match result {
         Ok(ms) => (Some(ms), None),
@@ -109,26 +127,16 @@ async fn time_gpu(ctx: &GpuContext, case: &BenchCase, data: &CaseData, runs: usi
     for (name, value) in &data.inputs {
         program.set_input(ctx, &weights, name, value)?;
     }
-    let warm_until = now_ms() + WARM_UP_MS;
-    loop {
+    let millis = median_time(runs, async || {
         program.run(ctx);
-        wait_idle(ctx).await?;
-        if now_ms() >= warm_until {
-            break;
-        }
-    }
-    let mut times = Vec::new();
-    for _ in 0..runs.max(1) {
-        let start = now_ms();
-        program.run(ctx);
-        wait_idle(ctx).await?;
-        times.push(now_ms() - start);
-    }
+        Ok(wait_idle(ctx).await?)
+    })
+    .await?;
     let out = match program.read(ctx, g.outputs[0]).await? {
         HostTensor::F32(v) => v,
         HostTensor::U32(v) => v.into_iter().map(|x| x as f32).collect(),
     };
-    Ok((median(times), out))
+    Ok((millis, out))
 }
 
 /// The CPU rows run the op as a model's session does: natively on weights expanded once
@@ -139,20 +147,7 @@ async fn time_cpu(case: &BenchCase, data: &CaseData, runs: usize) -> Result<f64,
     for (name, value) in &data.inputs {
         session.set_input(&mut c, name, value.clone())?;
     }
-    let warm_until = now_ms() + WARM_UP_MS;
-    loop {
-        session.run(&c).await?;
-        if now_ms() >= warm_until {
-            break;
-        }
-    }
-    let mut times = Vec::new();
-    for _ in 0..runs.max(1) {
-        let start = now_ms();
-        session.run(&c).await?;
-        times.push(now_ms() - start);
-    }
-    Ok(median(times))
+    median_time(runs, async || session.run(&c).await.map(drop)).await
 }
 
 /// Runs the suite; `on_row` sees each row as soon as it is measured (benchmarks are slow on
