@@ -14,6 +14,7 @@ export type EaselErrorCode =
   | 'busy'
   | 'cancelled'
   | 'device-lost'
+  | 'engine-crashed'
   | 'generation-failed'
   | 'origin-not-allowed'
   | 'bad-lora'
@@ -22,7 +23,7 @@ export type EaselErrorCode =
 export class EaselError extends Error {
   readonly name: 'EaselError' | 'LoadError';
   readonly code: EaselErrorCode;
-  /** Per code: a cancelled load has { kept, total, loaded }; a failed load { loaded }; device-lost { reason }. */
+  /** Per code: a cancelled load has { kept, total, loaded }; a failed load { loaded }; device-lost and engine-crashed { reason }. */
   readonly details?: {
     kept?: number;
     total?: number;
@@ -252,6 +253,8 @@ export interface CachedModel {
 export interface EaselEvents {
   started: { version: string };
   'device-lost': { reason: string };
+  /** The engine panicked (`reason`: the panic's message); a new worker is starting. */
+  'engine-crashed': { reason: string };
   engine: { info: EngineInfo };
   model: { info: ModelInfo };
   'model-error': { error: { code: EaselErrorCode; message: string } };

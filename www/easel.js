@@ -72,6 +72,14 @@ export class Easel {
   #info = null;
   #model = null;
   #disposed = false;
+  // What a restart after a crash needs: how the engine was opened, the loaded model's
+  // source, and its LoRAs [{ name, source: { url } | { file, blob }, scale }] in order.
+  #options = null;
+  #workerUrl = null;
+  #source = null;
+  #loraSources = [];
+  #restarting = null; // the running restart after an engine crash
+  #broken = null; // the error every call gets once a restart failed
 
   /**
    * Starts the engine in a Web Worker. `backend`: 'auto' (a real GPU, else the CPU), 'gpu'
@@ -86,31 +94,79 @@ export class Easel {
    */
   static async create({ backend = 'auto', threads = null, kernels = 'auto', precision = 'exact', workerUrl = new URL('./worker.js', import.meta.url), onStarted } = {}) {
     const easel = new Easel();
-    let worker;
-    try {
-      worker = new Worker(workerUrl, { type: 'module' });
-    } catch (e) {
-      throw new EaselError('engine-load-failed', `This browser cannot start module workers (${e.message}). Use a current Chrome, Edge, Firefox or Safari.`);
-    }
-    easel.#worker = worker;
-    worker.onmessage = ({ data }) => easel.#receive(data);
+    easel.#options = { backend, threads, kernels, precision };
+    easel.#workerUrl = workerUrl;
     const started = easel.on('started', ({ version }) => onStarted?.(version));
-    const failed = new Promise((_, reject) => {
-      worker.onerror = (e) => {
-        const error = new EaselError('engine-load-failed', `The engine worker failed to start: ${e.message || 'see the console'}. Was pkg/ built? Run ./scripts/run.sh`);
-        reject(error);
-        easel.#failAll(error);
-      };
-    });
     try {
-      easel.#info = await Promise.race([easel.#call(OP.init, { backend, threads, kernels, precision }), failed]);
-    } catch (e) {
-      worker.terminate();
-      throw e;
+      easel.#info = await easel.#open();
     } finally {
       started();
     }
     return easel;
+  }
+
+  /** Starts the worker and its engine; resolves to the engine's description. */
+  async #open() {
+    let worker;
+    try {
+      worker = new Worker(this.#workerUrl, { type: 'module' });
+    } catch (e) {
+      throw new EaselError('engine-load-failed', `This browser cannot start module workers (${e.message}). Use a current Chrome, Edge, Firefox or Safari.`);
+    }
+    this.#worker = worker;
+    worker.onmessage = ({ data }) => this.#receive(data);
+    const failed = new Promise((_, reject) => {
+      worker.onerror = (e) => {
+        const error = new EaselError('engine-load-failed', `The engine worker failed to start: ${e.message || 'see the console'}. Was pkg/ built? Run ./scripts/run.sh`);
+        reject(error);
+        this.#failAll(error);
+      };
+    });
+    try {
+      return await Promise.race([this.#call(OP.init, this.#options, { internal: true }), failed]);
+    } catch (e) {
+      worker.terminate();
+      throw e;
+    }
+  }
+
+  /**
+   * The engine crashed (a panic in the wasm module): its worker is unusable. Fail what was
+   * pending, start a new worker, and bring back the model and its LoRAs from the browser
+   * cache, with the same events as after a GPU device loss ('engine', then 'model' or
+   * 'model-error').
+   */
+  #restart(reason) {
+    if (this.#restarting || this.#disposed) return;
+    this.#worker.terminate();
+    const model = this.#source ? ' and reloading the model from the browser cache' : '';
+    this.#failAll(new EaselError('engine-crashed', `The engine stopped with an internal error (${reason}). It is restarting${model}; try again when it is ready.`, { reason }));
+    this.#restarting = (async () => {
+      const asError = (e) => (e instanceof EaselError ? e : new EaselError('engine-load-failed', e?.message ?? String(e)));
+      try {
+        const info = await this.#open();
+        if (this.#disposed) return this.#worker.terminate();
+        this.#emit(EVENT.engine, { info });
+      } catch (e) {
+        this.#broken = asError(e);
+        this.#model = null;
+        this.#emit(EVENT.modelError, { error: this.#broken.toJSON() });
+        return;
+      }
+      if (!this.#source) return;
+      try {
+        let info = await this.#call(OP.load, { source: this.#source }, { internal: true });
+        for (const l of this.#loraSources) {
+          const args = l.source.url ? { url: l.source.url } : { file: l.source.file, bytes: await l.source.blob.arrayBuffer() };
+          const loras = await this.#call(OP.loraAdd, { ...args, scale: l.scale }, { internal: true, transfer: args.bytes ? [args.bytes] : [] });
+          info = { ...info, loras };
+        }
+        this.#emit(EVENT.model, { info });
+      } catch (e) {
+        this.#model = null;
+        this.#emit(EVENT.modelError, { error: asError(e).toJSON() });
+      }
+    })().finally(() => (this.#restarting = null));
   }
 
   /**
@@ -148,9 +204,15 @@ export class Easel {
     delete source.bundled;
     try {
       this.#model = await this.#call(OP.load, { source }, { onProgress, signal });
+      this.#source = source;
+      this.#loraSources = [];
     } catch (e) {
       // A download that failed or was cancelled leaves the previous model loaded.
-      if (!e.details?.loaded) this.#model = null;
+      if (!e.details?.loaded) {
+        this.#model = null;
+        this.#source = null;
+        this.#loraSources = [];
+      }
       throw e;
     }
     return this.#model;
@@ -197,24 +259,32 @@ export class Easel {
    */
   async addLora(lora, { scale = 1, name, signal } = {}) {
     let args;
+    let source; // kept to apply it again after a crash (a Blob: the browser may keep it on disk)
     if (typeof lora === 'string' || lora instanceof URL) {
       args = { url: new URL(lora, globalThis.location?.href).href };
+      source = { url: args.url };
     } else {
-      const bytes = lora instanceof Blob ? await lora.arrayBuffer() : lora instanceof Uint8Array ? lora.slice().buffer : lora.slice(0);
-      args = { file: name ?? lora.name ?? 'lora.safetensors', bytes };
+      const blob = lora instanceof Blob ? lora : new Blob([lora]);
+      args = { file: name ?? lora.name ?? 'lora.safetensors', bytes: await blob.arrayBuffer() };
+      source = { file: args.file, blob };
     }
     const loras = await this.#call(OP.loraAdd, { ...args, scale: Number(scale) }, { signal, transfer: args.bytes ? [args.bytes] : [] });
+    this.#loraSources.push({ name: loras.at(-1).name, source, scale: Number(scale) });
     return this.#setLoras(loras);
   }
 
   /** Changes an applied LoRA's scale (by its name); the model is not reloaded. */
   async setLoraScale(name, scale) {
-    return this.#setLoras(await this.#call(OP.loraScale, { name, scale: Number(scale) }));
+    const loras = await this.#call(OP.loraScale, { name, scale: Number(scale) });
+    for (const l of this.#loraSources) if (l.name === name) l.scale = Number(scale);
+    return this.#setLoras(loras);
   }
 
   /** Removes an applied LoRA: the weights it changed are the model's own again, exactly. */
   async removeLora(name) {
-    return this.#setLoras(await this.#call(OP.loraRemove, { name }));
+    const loras = await this.#call(OP.loraRemove, { name });
+    this.#loraSources = this.#loraSources.filter((l) => l.name !== name);
+    return this.#setLoras(loras);
   }
 
   /** The LoRAs applied to the loaded model: [{ name, sha256, scale }]. */
@@ -272,8 +342,10 @@ export class Easel {
     this.#failAll(new EaselError('disposed', 'This Easel instance was disposed.'));
   }
 
-  #call(op, args, { onProgress, signal, transfer = [] } = {}) {
+  #call(op, args, { onProgress, signal, transfer = [], internal = false } = {}) {
     if (this.#disposed) return Promise.reject(new EaselError('disposed', 'This Easel instance was disposed.'));
+    if (this.#broken) return Promise.reject(this.#broken);
+    if (this.#restarting && !internal) return Promise.reject(new EaselError('busy', 'The engine is restarting after an internal error: try again when the model is ready.'));
     if (signal?.aborted) return Promise.reject(new EaselError('cancelled', 'cancelled'));
     const id = this.#next++;
     return new Promise((resolve, reject) => {
@@ -294,6 +366,7 @@ export class Easel {
       if (data.event === EVENT.model) this.#model = data.info;
       if (data.event === EVENT.engine) this.#info = data.info;
       for (const fn of this.#listeners.get(data.event) ?? []) fn(data);
+      if (data.event === EVENT.crashed) this.#restart(data.reason);
       return;
     }
     const call = this.#pending.get(data.id);
@@ -302,6 +375,11 @@ export class Easel {
     this.#pending.delete(data.id);
     if (data.reply === 'done') call.resolve(data.result);
     else call.reject(EaselError.from(data.error));
+  }
+
+  /** An event of this instance's own (a restart's), as if the worker had sent it. */
+  #emit(name, fields) {
+    this.#receive({ reply: 'event', event: name, ...fields });
   }
 
   #failAll(error) {

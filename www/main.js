@@ -229,6 +229,11 @@ async function startEngine() {
     generator.engineRestarting();
     setStatus('error', `The GPU device was lost (${reason}): restarting the engine and reloading the model from the browser cache…`);
   });
+  // A crash (a panic in the engine): easel.js starts a new worker and reloads the model.
+  easel.on('engine-crashed', ({ reason }) => {
+    generator.engineRestarting();
+    setStatus('error', `The engine stopped with an internal error (${reason}): restarting it and reloading the model from the browser cache…`);
+  });
   easel.on('engine', ({ info }) => showEngine(info));
   easel.on('model', ({ info }) => modelReady(info));
   easel.on('model-error', ({ error }) => {

@@ -26,8 +26,9 @@ export const OP = Object.freeze({
 /** Events the worker sends on its own. */
 export const EVENT = Object.freeze({
   started: 'started', // { version }: the wasm module is loaded
-  engine: 'engine', // { info }: an engine (re)opened after a GPU device loss
+  engine: 'engine', // { info }: an engine (re)opened after a GPU device loss or a crash
   deviceLost: 'device-lost', // { reason }
+  crashed: 'engine-crashed', // { reason }: the engine stopped on an internal error (a panic); easel.js restarts the worker
   model: 'model', // { info }: the model is back after a restart
   modelError: 'model-error', // { error }: the model could not be reloaded after a restart
 });
@@ -48,6 +49,7 @@ export const CODES = Object.freeze([
   'busy', // the engine is loading a model or restarting
   'cancelled', // the caller's signal aborted the request
   'device-lost', // the GPU device was lost during the request (the engine restarts itself)
+  'engine-crashed', // the engine stopped on an internal error during the request (it restarts itself)
   'generation-failed', // the engine refused or failed the request (the message says why)
   'origin-not-allowed', // the widget was asked to load a model from an origin it may not use
   'bad-lora', // a LoRA file that is malformed or does not fit the loaded model (nothing changed)

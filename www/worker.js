@@ -14,8 +14,9 @@ let backendPreference = 'auto';
 let kernelChoice = 'auto';
 let precisionChoice = 'exact';
 // The engine package (pkg/ or the threaded pkg/threads/) and its CPU threads, once loaded.
-let Engine, encodeApng, encodeGif, version;
+let Engine, encodeApng, encodeGif, version, lastPanic, testFault;
 let threads = null;
+let crash = null; // the EaselError every request gets once the engine has crashed
 
 const progress = (id, p) => self.postMessage({ id, reply: 'progress', progress: p });
 const done = (id, result, transfer = []) => self.postMessage({ id, reply: 'done', result }, transfer);
@@ -23,9 +24,29 @@ const fail = (id, e) => self.postMessage({ id, reply: 'error', error: asEaselErr
 const event = (name, fields) => self.postMessage({ reply: 'event', event: name, ...fields });
 const messageOf = (e) => e?.message ?? String(e);
 
+/**
+ * A wasm trap: a Rust panic (the build aborts on panic) or worse. The module's state is
+ * unknown now, so this worker is done: say why once, and easel.js starts a new one.
+ */
+function crashed(e) {
+  if (!crash) {
+    let reason = null;
+    try {
+      reason = lastPanic?.() ?? null;
+    } catch {
+      // The module cannot even say; the trap's own words will do.
+    }
+    reason ??= `${e.name}: ${e.message}`;
+    crash = new EaselError('engine-crashed', `The engine stopped with an internal error (${reason}). It is restarting; try again when it is ready.`, { reason });
+    event(EVENT.crashed, { reason });
+  }
+  return crash;
+}
+
 /** Any thrown value as an EaselError; engine errors without a code get `fallback`. */
 function asEaselError(e, fallback = 'generation-failed') {
   if (e instanceof EaselError) return e;
+  if (e instanceof WebAssembly.RuntimeError) return crashed(e);
   if (e?.name === 'AbortError') return new EaselError('cancelled', 'cancelled');
   const message = messageOf(e);
   if (message === 'cancelled') return new EaselError('cancelled', 'cancelled');
@@ -42,7 +63,7 @@ async function start(id, backend, wantedThreads, kernels, precision) {
   try {
     let pkg;
     ({ pkg, threads } = await loadEnginePackage(wantedThreads));
-    ({ Engine, encodeApng, encodeGif, version } = pkg);
+    ({ Engine, encodeApng, encodeGif, version, lastPanic, testFault } = pkg);
   } catch (e) {
     throw new EaselError('engine-load-failed', `Could not load the engine (pkg/easel_bg.wasm): ${messageOf(e)}. Build it with scripts/run.sh`);
   }
@@ -302,6 +323,7 @@ function generate(id, request) {
       result.millis = performance.now() - started;
       return result;
     } catch (e) {
+      if (e instanceof WebAssembly.RuntimeError) throw crashed(e);
       const message = messageOf(e);
       const lost = message === 'cancelled' ? null : await deviceLoss();
       if (lost) {
@@ -410,6 +432,7 @@ const transferOf = {
 async function answer(data) {
   const { id, op } = data;
   try {
+    if (crash) throw crash;
     let result;
     if (op === OP.init) {
       ready ??= start(id, data.backend ?? 'auto', data.threads ?? null, data.kernels ?? 'auto', data.precision ?? 'exact');
@@ -446,6 +469,17 @@ async function answer(data) {
 
 // Test hook, like WebGL's loseContext: destroys the GPU device as a driver reset would.
 self.simulateDeviceLoss = () => gpu?.lose();
+// Test hook: the engine's next parallel loop panics, on its own thread ('engine') or on a
+// CPU thread worker ('thread'), as a bug there would.
+self.simulateEngineFault = (place) => testFault(place);
+
+// A trap outside any request's promise: an async engine call (generate) runs its steps
+// from the event loop, so its panic is reported here and its promise never settles.
+self.addEventListener('error', (ev) => {
+  if (!(ev.error instanceof WebAssembly.RuntimeError)) return;
+  ev.preventDefault();
+  crashed(ev.error);
+});
 
 self.onmessage = ({ data }) => {
   if (data.op === OP.cancel) {

@@ -9,6 +9,7 @@ mod animation;
 mod bench_unet;
 mod generate;
 mod lora;
+mod panics;
 #[cfg(target_feature = "atomics")]
 mod threads;
 mod vq;
@@ -17,10 +18,11 @@ use crate::gpu::{self, GpuContext, GpuOptions};
 use crate::ops::{choose_backend, BackendChoice, BackendPreference};
 use crate::weights::stream::Check;
 
-/// Installs the panic hook so a Rust panic shows up in the console with its message.
+/// Installs the panic hook: a Rust panic shows up in the console with its message, and
+/// `lastPanic` keeps it for the worker (see `panics`).
 #[wasm_bindgen(start)]
 pub fn start() {
-    console_error_panic_hook::set_once();
+    panics::install();
 }
 
 /// The crate version.

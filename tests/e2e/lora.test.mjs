@@ -133,6 +133,30 @@ for (const backend of ['cpu', 'gpu']) test(`a LoRA is added by URL, rescaled wit
     assert.equal(hits.get(LORA_PATH), 1, 'the LoRA was downloaded once');
     await page.screenshot({ path: await artifactPath(`lora-panel-${backend}.png`), fullPage: true });
 
+    if (backend === 'cpu') {
+      // An internal error (a panic, here a test hook) mid-generation: easel.js starts a new
+      // worker, reloads the model from the cache and applies the file's LoRA again (kept as
+      // a Blob) at its slider's scale.
+      await page.locator('#lora-list input[type=range]').fill('0.6');
+      await settled(page);
+      // The engine's worker, not its CPU threads (they never return to their event loop).
+      const engine = page.workers().find((w) => w.url().endsWith('/www/worker.js'));
+      await engine.evaluate(() => self.simulateEngineFault('engine'));
+      await page.click('#generate');
+      await page.waitForFunction(() => document.getElementById('canvas').dataset.state !== 'running', null, { timeout: 60_000 });
+      assert.match(await page.locator('#generate-note').textContent(), /^The engine stopped with an internal error \(simulated fault in a parallel loop on the engine's thread \(test hook\) \(at src\/ops\/cpu\/threads\.rs:\d+\)\)\. It is restarting and reloading the model from the browser cache; try again when it is ready\.$/);
+      await page.locator('#lora-list li').first().waitFor({ timeout: 120_000 });
+      await page.locator('#generate:not([disabled])').waitFor({ timeout: 120_000 });
+      assert.deepEqual(await page.locator('#lora-list .lora-name').allTextContents(), ['pytorch_lora_weights']);
+      assert.equal(await page.locator('#lora-list output').textContent(), '0.60');
+      for (const [id, v] of [['prompt', FORM.prompt], ['steps', FORM.steps], ['guidance', FORM.guidance], ['seed', FORM.seed], ['width', FORM.size], ['height', FORM.size]]) await page.fill(`#${id}`, String(v));
+      const afterCrash = await generate(page);
+      assert.equal(maxDiff(afterCrash.pixels, partial.pixels), 0, 'after the crash, the LoRA is applied again at 0.6');
+      assert.equal(shardHits(), shardsAtLoad, 'the model came back from Cache Storage');
+      await page.locator('#lora-list input[type=range]').fill('1');
+      await settled(page);
+    }
+
     if (backend === 'gpu') {
       // A GPU device lost between generations: the engine reloads the model from the cache
       // and applies the LoRA again, so the next image is still the LoRA's.

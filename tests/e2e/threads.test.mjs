@@ -72,3 +72,57 @@ test('the CPU backend runs on 2 threads when isolated, on 1 with the reason when
     await browser.close();
   }
 });
+
+/** The page's engine worker, not its CPU threads (they never return to their event loop). */
+const engineWorker = (page) => page.workers().find((w) => w.url().endsWith('/www/worker.js'));
+
+/** Fills the form and clicks Generate; the canvas's final state and its pixels. */
+async function generateOnce(page) {
+  await page.fill('#prompt', FORM.prompt);
+  await page.fill('#seed', String(FORM.seed));
+  await page.fill('#steps', String(FORM.steps));
+  await page.fill('#width', String(FORM.size));
+  await page.fill('#height', String(FORM.size));
+  await page.click('#generate');
+  await page.locator('#canvas[data-state="done"], #canvas[data-state="error"]').waitFor({ timeout: 300_000 });
+  return { state: await page.locator('#canvas').getAttribute('data-state'), pixels: await canvasPixels(page, 'canvas', FORM.size, FORM.size) };
+}
+
+// A bug that panics mid-generation (here a test hook) must fail that generation with the
+// panic's words, not freeze the page: on a CPU thread worker the loop waiting for the task
+// is told, and either way the wasm module is done for, so easel.js starts a new worker and
+// reloads the model from the browser cache. The next Generate draws the same picture.
+for (const [place, server, query, panic] of [
+  ['thread', () => isolated, '&threads=2', /^a CPU thread failed: simulated fault in a task on a CPU thread worker \(test hook\) \(at src\/ops\/cpu\/threads\.rs:\d+\) \(at src\/ops\/cpu\/threads\.rs:\d+\)$/],
+  ['engine', () => plain, '', /^simulated fault in a parallel loop on the engine's thread \(test hook\) \(at src\/ops\/cpu\/threads\.rs:\d+\)$/],
+]) {
+  test(`a panic on the ${place === 'thread' ? 'CPU thread worker' : "one-thread build's engine thread"} fails the generation with its message; the engine restarts and draws the same picture`, async () => {
+    const browser = await launch();
+    try {
+      const page = await browser.newPage({ viewport: { width: 1400, height: 1100 } });
+      await page.goto(`${server().url}?backend=cpu&model=emoji-sd${query}`);
+      await page.locator('#generate:not([disabled])').waitFor({ timeout: 120_000 });
+      const threads = await page.locator('#diag-threads').textContent();
+      const before = await generateOnce(page);
+      assert.equal(before.state, 'done');
+
+      await engineWorker(page).evaluate((p) => self.simulateEngineFault(p), place);
+      const crashed = await generateOnce(page);
+      assert.equal(crashed.state, 'error');
+      const note = await page.locator('#generate-note').textContent();
+      const m = /^The engine stopped with an internal error \((.*)\)\. It is restarting and reloading the model from the browser cache; try again when it is ready\.$/.exec(note);
+      assert.ok(m, note);
+      assert.match(m[1], panic);
+
+      // Back by itself: a new worker, the same threads, the model from Cache Storage.
+      await page.locator('#generate:not([disabled])').waitFor({ timeout: 120_000 });
+      assert.equal(await page.locator('#diag-threads').textContent(), threads);
+      assert.match(await page.locator('#download-text').textContent(), /from the browser cache/);
+      const after = await generateOnce(page);
+      assert.equal(after.state, 'done', await page.locator('#generate-note').textContent());
+      assert.equal(maxDiff(after.pixels, before.pixels), 0, 'the restarted engine draws the same picture');
+    } finally {
+      await browser.close();
+    }
+  });
+}

@@ -9,6 +9,7 @@ export async function draw(canvas: HTMLCanvasElement, prompt: string): Promise<s
   const info = easel.adapter();
   if (info.backend.kind === 'gpu' && info.report) console.log(info.report.name, info.report.limits.maxBufferSize);
   const off = easel.on('device-lost', ({ reason }) => console.warn('GPU lost:', reason));
+  const offCrash = easel.on('engine-crashed', ({ reason }) => console.warn('engine restarting after:', reason));
   const abort = new AbortController();
   const model: ModelInfo = await easel.load('emoji-dcgan', {
     signal: abort.signal,
@@ -36,6 +37,7 @@ export async function draw(canvas: HTMLCanvasElement, prompt: string): Promise<s
     throw e;
   } finally {
     off();
+    offCrash();
   }
   const walk = await easel.generate({ prompt, seed: 1, walk: { toSeed: 2, t: 0.5 } });
   const apng: Blob = await easel.encodeApng([walk.images[0].imageData], { delayMs: 100 });

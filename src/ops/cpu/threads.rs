@@ -5,6 +5,7 @@
 //! Work is split so that each task's arithmetic does not depend on the thread count: a
 //! result is the same bits on 1 thread as on 8.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 /// Threads the parallel loops use now (1 where there are none).
@@ -15,6 +16,9 @@ pub fn count() -> usize {
 /// Calls `f(i)` for every `i` in `0..tasks`, spread over the threads (idle ones take the
 /// next task); returns when all are done.
 pub fn for_each(tasks: usize, f: &(dyn Fn(usize) + Sync)) {
+    if armed(&FAULT_ON_CALLER) {
+        panic!("simulated fault in a parallel loop on the engine's thread (test hook)");
+    }
     if tasks <= 1 || count() <= 1 {
         (0..tasks).for_each(f);
     } else {
@@ -34,6 +38,47 @@ pub fn map<R: Send>(tasks: usize, f: impl Fn(usize) -> R + Sync) -> Vec<R> {
     let mut out: Vec<Option<R>> = (0..tasks).map(|_| None).collect();
     for_each_piece(&mut out, 1, |i, slot| slot[0] = Some(f(i)));
     out.into_iter().map(|r| r.expect("every task ran")).collect()
+}
+
+/// Where [`arm_test_fault`] makes the next parallel loop panic.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TestFault {
+    /// The thread that called the loop (the engine's): every build.
+    Caller,
+    /// A task on one of the page's thread workers (the threaded wasm build only).
+    Worker,
+}
+
+static FAULT_ON_CALLER: AtomicBool = AtomicBool::new(false);
+static FAULT_ON_WORKER: AtomicBool = AtomicBool::new(false);
+
+/// Whether a fault is armed, disarming it (a plain load first: a swap on every loop or
+/// task would bounce the flag's cache line between the threads).
+fn armed(fault: &AtomicBool) -> bool {
+    fault.load(Ordering::Relaxed) && fault.swap(false, Ordering::Relaxed)
+}
+
+/// Test hook: the next parallel loop (or, for `Worker`, the next task a thread worker
+/// takes) panics, so the page's handling of an engine that fails mid-generation can be
+/// tested. Errs where there are no thread workers to fault.
+pub fn arm_test_fault(place: TestFault) -> Result<(), String> {
+    match place {
+        TestFault::Caller => FAULT_ON_CALLER.store(true, Ordering::Relaxed),
+        TestFault::Worker if cfg!(all(target_arch = "wasm32", target_feature = "atomics")) && count() > 1 => FAULT_ON_WORKER.store(true, Ordering::Relaxed),
+        TestFault::Worker => return Err("this engine runs on one thread: there is no thread worker to fault".into()),
+    }
+    Ok(())
+}
+
+/// Called by the panic hook: a panic on a thread worker marks its task done and the job
+/// failed, so the thread waiting for the loop panics with `message` instead of waiting for
+/// the task forever (a thread worker that panicked is gone). Elsewhere it does nothing:
+/// natively a scoped thread's panic reaches the caller by itself.
+pub fn task_panicked(message: &str) {
+    #[cfg(all(target_arch = "wasm32", target_feature = "atomics"))]
+    imp::task_panicked(message);
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "atomics")))]
+    let _ = message;
 }
 
 /// Natively: scoped threads per loop, as many as the machine has cores (EASEL_THREADS=N
@@ -89,8 +134,9 @@ pub use imp::{serve, set_count};
 /// worker, so it may block) posts a job, takes tasks like any worker, and waits for the rest.
 #[cfg(all(target_arch = "wasm32", target_feature = "atomics"))]
 mod imp {
+    use std::cell::RefCell;
     use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::{Arc, Condvar, Mutex};
+    use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
     /// One parallel loop. `f` borrows the poster's stack: the poster does not return until
     /// `finished == tasks`, and no thread calls `f` after drawing an index past the end.
@@ -98,22 +144,54 @@ mod imp {
         f: &'static (dyn Fn(usize) + Sync),
         tasks: usize,
         next: AtomicUsize,
+        /// Tasks done, or ended by a panic on a thread worker (see `failure`).
         finished: AtomicUsize,
+        /// The first panic message of a task on a thread worker.
+        failure: Mutex<Option<String>>,
     }
 
     impl Job {
-        fn work(&self) {
+        /// Takes tasks until none are left; `on_worker`: this is a thread worker.
+        fn work(&self, on_worker: bool) {
             loop {
                 let i = self.next.fetch_add(1, Ordering::Relaxed);
                 if i >= self.tasks {
                     return;
                 }
-                (self.f)(i);
-                if self.finished.fetch_add(1, Ordering::AcqRel) + 1 == self.tasks {
-                    let _guard = POOL.state.lock().expect("pool lock");
-                    POOL.done.notify_all();
+                if on_worker && super::armed(&super::FAULT_ON_WORKER) {
+                    panic!("simulated fault in a task on a CPU thread worker (test hook)");
                 }
+                (self.f)(i);
+                self.finish_one();
             }
+        }
+
+        fn finish_one(&self) {
+            if self.finished.fetch_add(1, Ordering::AcqRel) + 1 == self.tasks {
+                let _guard = lock(&POOL.state);
+                POOL.done.notify_all();
+            }
+        }
+    }
+
+    /// The pool's lock, poisoned or not: a panicking thread never holds it across a task,
+    /// and the engine fails the whole loop on a worker's panic anyway.
+    fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+        m.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    thread_local! {
+        /// The job this thread worker is working on (none on the engine's thread).
+        static CURRENT: RefCell<Option<Arc<Job>>> = const { RefCell::new(None) };
+    }
+
+    /// A thread worker's task panicked: its wasm instance traps once the hook returns, so
+    /// count the task as ended and leave the message for the thread that posted the job.
+    pub fn task_panicked(message: &str) {
+        let job = CURRENT.with(|c| c.borrow().clone());
+        if let Some(job) = job {
+            lock(&job.failure).get_or_insert_with(|| message.to_string());
+            job.finish_one();
         }
     }
 
@@ -173,7 +251,9 @@ mod imp {
                 s.job.clone()
             };
             if let Some(job) = job {
-                job.work();
+                CURRENT.with(|c| *c.borrow_mut() = Some(job.clone()));
+                job.work(true);
+                CURRENT.with(|c| *c.borrow_mut() = None);
             }
         }
     }
@@ -181,7 +261,7 @@ mod imp {
     pub fn for_each(tasks: usize, f: &(dyn Fn(usize) + Sync)) {
         // SAFETY: the job outlives every call of `f` (see `Job`); only the lifetime is erased.
         let f: &'static (dyn Fn(usize) + Sync) = unsafe { std::mem::transmute(f) };
-        let job = Arc::new(Job { f, tasks, next: AtomicUsize::new(0), finished: AtomicUsize::new(0) });
+        let job = Arc::new(Job { f, tasks, next: AtomicUsize::new(0), finished: AtomicUsize::new(0), failure: Mutex::new(None) });
         {
             let mut s = POOL.state.lock().expect("pool lock");
             // A loop inside a task runs in place (count() says 1 meanwhile).
@@ -191,14 +271,20 @@ mod imp {
             POSTED.store(s.generation, Ordering::Release);
             POOL.posted.notify_all();
         }
-        job.work();
+        job.work(false);
         spin_until(|| job.finished.load(Ordering::Acquire) >= tasks);
-        let mut s = POOL.state.lock().expect("pool lock");
+        let mut s = lock(&POOL.state);
         while job.finished.load(Ordering::Acquire) < tasks {
-            s = POOL.done.wait(s).expect("pool lock");
+            s = POOL.done.wait(s).unwrap_or_else(|e| e.into_inner());
         }
         s.job = None;
         s.busy = false;
+        drop(s);
+        // Every other task ran (`f`'s borrows end here); the result is incomplete.
+        let failure = lock(&job.failure).take();
+        if let Some(message) = failure {
+            panic!("a CPU thread failed: {message}");
+        }
     }
 }
 
@@ -217,5 +303,14 @@ mod tests {
         for_each_piece(&mut data, 4, |i, p| p.iter_mut().for_each(|v| *v = i + 1));
         assert_eq!(data, [1, 1, 1, 1, 2, 2, 2, 2, 3, 3]);
         assert_eq!(map(5, |i| i * i), [0, 1, 4, 9, 16]);
+    }
+
+    // Natively there are no thread workers (a scoped thread's panic reaches the caller by
+    // itself), so the hook refuses and arms nothing. (Arming the caller's fault here would
+    // hit whichever test's loop runs next: the page's tests in tests/e2e cover it.)
+    #[test]
+    fn a_worker_fault_needs_thread_workers() {
+        assert_eq!(arm_test_fault(TestFault::Worker), Err("this engine runs on one thread: there is no thread worker to fault".to_string()));
+        assert!(!FAULT_ON_WORKER.load(Ordering::Relaxed));
     }
 }
