@@ -79,6 +79,7 @@ export class Easel {
   #source = null;
   #loraSources = [];
   #restarting = null; // the running restart after an engine crash
+  #crashedAgain = false; // the engine crashed (again) while the restart ran
   #broken = null; // the error every call gets once a restart failed
 
   /**
@@ -134,15 +135,23 @@ export class Easel {
    * The engine crashed (a panic in the wasm module): its worker is unusable. Fail what was
    * pending, start a new worker, and bring back the model and its LoRAs from the browser
    * cache, with the same events as after a GPU device loss ('engine', then 'model' or
-   * 'model-error').
+   * 'model-error'). If bringing the model back crashes the new engine too, the next one
+   * starts without it.
    */
   #restart(reason) {
-    if (this.#restarting || this.#disposed) return;
+    if (this.#disposed) return;
     this.#worker.terminate();
     const model = this.#source ? ' and reloading the model from the browser cache' : '';
     this.#failAll(new EaselError('engine-crashed', `The engine stopped with an internal error (${reason}). It is restarting${model}; try again when it is ready.`, { reason }));
-    this.#restarting = (async () => {
-      const asError = (e) => (e instanceof EaselError ? e : new EaselError('engine-load-failed', e?.message ?? String(e)));
+    // A crash during a restart: the running restart sees its own calls fail (failAll).
+    this.#crashedAgain = true;
+    this.#restarting ??= this.#reopen().finally(() => (this.#restarting = null));
+  }
+
+  async #reopen() {
+    const asError = (e) => (e instanceof EaselError ? e : new EaselError('engine-load-failed', e?.message ?? String(e)));
+    for (;;) {
+      this.#crashedAgain = false;
       try {
         const info = await this.#open();
         if (this.#disposed) return this.#worker.terminate();
@@ -162,17 +171,22 @@ export class Easel {
           info = { ...info, loras };
         }
         this.#emit(EVENT.model, { info });
+        return;
       } catch (e) {
         this.#model = null;
         this.#emit(EVENT.modelError, { error: asError(e).toJSON() });
+        if (!this.#crashedAgain) return;
+        this.#source = null;
+        this.#loraSources = [];
       }
-    })().finally(() => (this.#restarting = null));
+    }
   }
 
   /**
    * Subscribes to engine events; returns the unsubscribe function. 'started' {version},
-   * 'device-lost' {reason}, 'engine' {info} (the engine reopened after a loss), 'model'
-   * {info} (the model is back), 'model-error' {error}.
+   * 'device-lost' {reason}, 'engine-crashed' {reason} (a panic; a new worker starts),
+   * 'engine' {info} (the engine reopened after either), 'model' {info} (the model is back),
+   * 'model-error' {error}.
    */
   on(name, fn) {
     if (!this.#listeners.has(name)) this.#listeners.set(name, new Set());
@@ -207,8 +221,9 @@ export class Easel {
       this.#source = source;
       this.#loraSources = [];
     } catch (e) {
-      // A download that failed or was cancelled leaves the previous model loaded.
-      if (!e.details?.loaded) {
+      // A download that failed or was cancelled leaves the previous model loaded; after a
+      // crash the restart brings the previous one back.
+      if (!e.details?.loaded && e.code !== 'engine-crashed') {
         this.#model = null;
         this.#source = null;
         this.#loraSources = [];

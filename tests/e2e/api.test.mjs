@@ -137,6 +137,45 @@ test('the API loads, generates, cancels and says what went wrong with a stable c
   }
 });
 
+test('an engine crash fails its call with engine-crashed, busy meanwhile, then engine and model events and the same image', async () => {
+  const browser = await launch();
+  try {
+    const page = await browser.newPage();
+    await page.goto(`${url}tests/e2e/api-harness.html`);
+    await page.waitForFunction(() => window.ready);
+    const run = (body) => page.evaluate(`attempt(async () => { ${body} })`);
+    const first = await run(`
+      window.easel = await api.Easel.create({ backend: 'cpu' });
+      window.events = [];
+      for (const name of ['engine-crashed', 'engine', 'model', 'model-error']) easel.on(name, (e) => events.push(name === 'model' ? [name, e.info.name] : name));
+      await easel.load('sd-tiny');
+      const r = await easel.generate({ prompt: '灯塔 🗼', steps: 2, seed: 3 });
+      return { name: easel.model.name, pixels: Array.from(r.images[0].imageData.data) };`);
+    assert.ok(first.ok, JSON.stringify(first));
+    // A bug's panic in the engine's next parallel loop (the worker's test hook).
+    const worker = page.workers().find((w) => w.url().endsWith('/www/worker.js'));
+    await worker.evaluate(() => self.simulateEngineFault('engine'));
+    const crashed = await run(`return await easel.generate({ prompt: '灯塔 🗼', steps: 2, seed: 3 })`);
+    assert.equal(crashed.code, 'engine-crashed', JSON.stringify(crashed));
+    const reason = "simulated fault in a parallel loop on the engine's thread (test hook)";
+    assert.ok(crashed.details.reason.startsWith(`${reason} (at src/ops/cpu/threads.rs:`), crashed.details.reason);
+    assert.equal(crashed.message, `The engine stopped with an internal error (${crashed.details.reason}). It is restarting and reloading the model from the browser cache; try again when it is ready.`);
+    const meanwhile = await run(`return await easel.generate({ prompt: 'x' })`);
+    assert.equal(meanwhile.code, 'busy');
+    assert.equal(meanwhile.message, 'The engine is restarting after an internal error: try again when the model is ready.');
+    await page.waitForFunction(() => window.events.length >= 3, null, { timeout: 120_000 });
+    assert.deepEqual(await page.evaluate(() => window.events), ['engine-crashed', 'engine', ['model', first.ok.name]]);
+    const again = await run(`
+      const r = await easel.generate({ prompt: '灯塔 🗼', steps: 2, seed: 3 });
+      return { name: easel.model.name, kind: easel.adapter().backend.kind, pixels: Array.from(r.images[0].imageData.data) };`);
+    assert.equal(again.ok.name, first.ok.name);
+    assert.equal(again.ok.kind, 'cpu');
+    assert.deepEqual(again.ok.pixels, first.ok.pixels, 'the new engine draws the same image');
+  } finally {
+    await browser.close();
+  }
+});
+
 test("without WebGPU, backend 'gpu' fails with code no-webgpu", async () => {
   const { NO_WEBGPU_FLAGS } = await import('./browser.mjs');
   const browser = await launch(NO_WEBGPU_FLAGS);
