@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startServer } from '../../scripts/serve.mjs';
-import { ROOT, launch } from './browser.mjs';
+import { ROOT, engineWorker, launch } from './browser.mjs';
 import { EaselError, resolveModel, toRequest } from '../../www/easel.js';
 import { pngText } from './png-text.mjs';
 
@@ -57,13 +57,18 @@ before(async () => {
 });
 after(() => server?.server.close());
 
+/** The API harness page, and `run(body)`: the body's value as { ok } or its EaselError's fields. */
+async function openHarness(browser) {
+  const page = await browser.newPage();
+  await page.goto(`${url}tests/e2e/api-harness.html`);
+  await page.waitForFunction(() => window.ready);
+  return { page, run: (body) => page.evaluate(`attempt(async () => { ${body} })`) };
+}
+
 test('the API loads, generates, cancels and says what went wrong with a stable code', async () => {
   const browser = await launch();
   try {
-    const page = await browser.newPage();
-    await page.goto(`${url}tests/e2e/api-harness.html`);
-    await page.waitForFunction(() => window.ready);
-    const run = (body) => page.evaluate(`attempt(async () => { ${body} })`);
+    const { page, run } = await openHarness(browser);
     await page.evaluate(async () => (window.easel = await window.api.Easel.create({ backend: 'cpu' })));
     assert.deepEqual(await run(`return easel.adapter().backend.kind`), { ok: 'cpu' });
 
@@ -140,10 +145,7 @@ test('the API loads, generates, cancels and says what went wrong with a stable c
 test('an engine crash fails its call with engine-crashed, busy meanwhile, then engine and model events and the same image', async () => {
   const browser = await launch();
   try {
-    const page = await browser.newPage();
-    await page.goto(`${url}tests/e2e/api-harness.html`);
-    await page.waitForFunction(() => window.ready);
-    const run = (body) => page.evaluate(`attempt(async () => { ${body} })`);
+    const { page, run } = await openHarness(browser);
     const first = await run(`
       window.easel = await api.Easel.create({ backend: 'cpu' });
       window.events = [];
@@ -153,8 +155,7 @@ test('an engine crash fails its call with engine-crashed, busy meanwhile, then e
       return { name: easel.model.name, pixels: Array.from(r.images[0].imageData.data) };`);
     assert.ok(first.ok, JSON.stringify(first));
     // A bug's panic in the engine's next parallel loop (the worker's test hook).
-    const worker = page.workers().find((w) => w.url().endsWith('/www/worker.js'));
-    await worker.evaluate(() => self.simulateEngineFault('engine'));
+    await engineWorker(page).evaluate(() => self.simulateEngineFault('engine'));
     const crashed = await run(`return await easel.generate({ prompt: '灯塔 🗼', steps: 2, seed: 3 })`);
     assert.equal(crashed.code, 'engine-crashed', JSON.stringify(crashed));
     const reason = "simulated fault in a parallel loop on the engine's thread (test hook)";

@@ -43,6 +43,9 @@ export function pngPixels(page, png) {
   }, Buffer.from(png).toString('base64'));
 }
 
+/** The page's engine worker (www/worker.js, with the test hooks), not its CPU thread workers: they never return to their event loop, so evaluating in one waits forever. */
+export const engineWorker = (page) => page.workers().find((w) => w.url().endsWith('/www/worker.js'));
+
 /** The largest absolute difference of two equally long pixel arrays. */
 export function maxDiff(a, b) {
   if (a.length !== b.length) throw new Error(`${a.length} vs ${b.length} values`);

@@ -9,7 +9,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startServer } from '../../scripts/serve.mjs';
-import { ROOT, launch } from './browser.mjs';
+import { ROOT, engineWorker, launch } from './browser.mjs';
 
 let server;
 let url;
@@ -44,8 +44,7 @@ test('a GPU device lost mid-generation is reported, the engine restarts from the
     await fill(page, { prompt: '一只戴墨镜的柴犬 😎', steps: 40, width: 32, height: 32 });
     await page.click('#generate');
     await page.waitForFunction(() => document.getElementById('step-progress').value >= 1, null, { timeout: 120_000 });
-    const [worker] = page.workers();
-    await worker.evaluate(() => self.simulateDeviceLoss());
+    await engineWorker(page).evaluate(() => self.simulateDeviceLoss());
     await page.waitForFunction(() => document.getElementById('canvas').dataset.state === 'error', null, { timeout: 120_000 });
     assert.equal(
       await page.locator('#generate-note').textContent(),

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import { startServer } from '../../scripts/serve.mjs';
-import { ROOT, PAGE_ARITHMETIC, launch, artifactPath, canvasPixels, pngPixels, maxDiff, runCli } from './browser.mjs';
+import { ROOT, PAGE_ARITHMETIC, launch, artifactPath, canvasPixels, engineWorker, pngPixels, maxDiff, runCli } from './browser.mjs';
 import { pngText } from './png-text.mjs';
 import { checksumHex } from '../../www/checksum.js';
 
@@ -139,9 +139,7 @@ for (const backend of ['cpu', 'gpu']) test(`a LoRA is added by URL, rescaled wit
       // a Blob) at its slider's scale.
       await page.locator('#lora-list input[type=range]').fill('0.6');
       await settled(page);
-      // The engine's worker, not its CPU threads (they never return to their event loop).
-      const engine = page.workers().find((w) => w.url().endsWith('/www/worker.js'));
-      await engine.evaluate(() => self.simulateEngineFault('engine'));
+      await engineWorker(page).evaluate(() => self.simulateEngineFault('engine'));
       await page.click('#generate');
       await page.waitForFunction(() => document.getElementById('canvas').dataset.state !== 'running', null, { timeout: 60_000 });
       assert.match(await page.locator('#generate-note').textContent(), /^The engine stopped with an internal error \(simulated fault in a parallel loop on the engine's thread \(test hook\) \(at src\/ops\/cpu\/threads\.rs:\d+\)\)\. It is restarting and reloading the model from the browser cache; try again when it is ready\.$/);
@@ -160,8 +158,7 @@ for (const backend of ['cpu', 'gpu']) test(`a LoRA is added by URL, rescaled wit
     if (backend === 'gpu') {
       // A GPU device lost between generations: the engine reloads the model from the cache
       // and applies the LoRA again, so the next image is still the LoRA's.
-      const [worker] = page.workers();
-      await worker.evaluate(() => self.simulateDeviceLoss());
+      await engineWorker(page).evaluate(() => self.simulateDeviceLoss());
       await page.click('#generate');
       await page.waitForFunction(() => document.getElementById('canvas').dataset.state !== 'running', null, { timeout: 60_000 });
       assert.match(await page.locator('#generate-note').textContent(), /GPU device was lost/);

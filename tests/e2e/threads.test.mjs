@@ -9,7 +9,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 
 import { startServer } from '../../scripts/serve.mjs';
-import { ROOT, launch, canvasPixels, maxDiff } from './browser.mjs';
+import { ROOT, launch, canvasPixels, engineWorker, maxDiff } from './browser.mjs';
 
 // emoji-sd's own 32 px at 64 px: convs and attention big enough to be split among threads.
 const FORM = { prompt: '一只戴墨镜的柴犬 😎', seed: 7, steps: 2, size: 64 };
@@ -25,6 +25,20 @@ after(() => {
   plain?.server.close();
 });
 
+/** Fills the form and clicks Generate; the canvas's final state, its pixels and the time. */
+async function generateOnce(page) {
+  await page.fill('#prompt', FORM.prompt);
+  await page.fill('#seed', String(FORM.seed));
+  await page.fill('#steps', String(FORM.steps));
+  await page.fill('#width', String(FORM.size));
+  await page.fill('#height', String(FORM.size));
+  const t0 = Date.now();
+  await page.click('#generate');
+  await page.locator('#canvas[data-state="done"], #canvas[data-state="error"]').waitFor({ timeout: 300_000 });
+  const ms = Date.now() - t0;
+  return { state: await page.locator('#canvas').getAttribute('data-state'), pixels: await canvasPixels(page, 'canvas', FORM.size, FORM.size), ms };
+}
+
 /** Opens emoji-sd on the CPU backend at `base` + `query`; one Generate: { threads, pixels, ms }. */
 async function generate(browser, base, query) {
   const page = await browser.newPage({ viewport: { width: 1400, height: 1100 } });
@@ -34,17 +48,8 @@ async function generate(browser, base, query) {
     await page.goto(`${base}?backend=cpu&model=emoji-sd${query}`);
     await page.locator('#generate:not([disabled])').waitFor({ timeout: 120_000 });
     const threads = await page.locator('#diag-threads').textContent();
-    await page.fill('#prompt', FORM.prompt);
-    await page.fill('#seed', String(FORM.seed));
-    await page.fill('#steps', String(FORM.steps));
-    await page.fill('#width', String(FORM.size));
-    await page.fill('#height', String(FORM.size));
-    const t0 = Date.now();
-    await page.click('#generate');
-    await page.locator('#canvas[data-state="done"], #canvas[data-state="error"]').waitFor({ timeout: 300_000 });
-    const ms = Date.now() - t0;
-    assert.equal(await page.locator('#canvas').getAttribute('data-state'), 'done', await page.locator('#step-text').textContent());
-    const pixels = await canvasPixels(page, 'canvas', FORM.size, FORM.size);
+    const { state, pixels, ms } = await generateOnce(page);
+    assert.equal(state, 'done', await page.locator('#step-text').textContent());
     assert.deepEqual(errors, []);
     return { threads, pixels, ms, isolated: await page.evaluate(() => self.crossOriginIsolated) };
   } finally {
@@ -72,21 +77,6 @@ test('the CPU backend runs on 2 threads when isolated, on 1 with the reason when
     await browser.close();
   }
 });
-
-/** The page's engine worker, not its CPU threads (they never return to their event loop). */
-const engineWorker = (page) => page.workers().find((w) => w.url().endsWith('/www/worker.js'));
-
-/** Fills the form and clicks Generate; the canvas's final state and its pixels. */
-async function generateOnce(page) {
-  await page.fill('#prompt', FORM.prompt);
-  await page.fill('#seed', String(FORM.seed));
-  await page.fill('#steps', String(FORM.steps));
-  await page.fill('#width', String(FORM.size));
-  await page.fill('#height', String(FORM.size));
-  await page.click('#generate');
-  await page.locator('#canvas[data-state="done"], #canvas[data-state="error"]').waitFor({ timeout: 300_000 });
-  return { state: await page.locator('#canvas').getAttribute('data-state'), pixels: await canvasPixels(page, 'canvas', FORM.size, FORM.size) };
-}
 
 // A bug that panics mid-generation (here a test hook) must fail that generation with the
 // panic's words, not freeze the page: on a CPU thread worker the loop waiting for the task
