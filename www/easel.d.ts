@@ -20,16 +20,24 @@ export type EaselErrorCode =
   | 'bad-lora'
   | 'disposed';
 
+/** Memory the engine could not get: the request's bytes, and the bytes it had then (a page's engine has at most 4 GB). */
+export interface OutOfMemory {
+  requested: number;
+  memory: number;
+}
+
 export class EaselError extends Error {
   readonly name: 'EaselError' | 'LoadError';
   readonly code: EaselErrorCode;
-  /** Per code: a cancelled load has { kept, total, loaded }; a failed load { loaded }; device-lost and engine-crashed { reason }. */
+  /** Per code: a cancelled load has { kept, total, loaded }; a failed load { loaded }; device-lost and engine-crashed { reason }; engine-crashed for memory { outOfMemory } too. */
   readonly details?: {
     kept?: number;
     total?: number;
     /** The model still loaded after a failed or cancelled load, or null. */
     loaded?: string | null;
     reason?: string;
+    /** The engine ran out of memory: what it asked for and what it had, in bytes. */
+    outOfMemory?: OutOfMemory;
     [key: string]: unknown;
   };
   constructor(code: EaselErrorCode, message: string, details?: EaselError['details']);
@@ -253,8 +261,8 @@ export interface CachedModel {
 export interface EaselEvents {
   started: { version: string };
   'device-lost': { reason: string };
-  /** The engine panicked (`reason`: the panic's message); a new worker is starting. */
-  'engine-crashed': { reason: string };
+  /** The engine panicked (`reason`: the panic's message) or ran out of memory (`outOfMemory`); a new worker is starting. */
+  'engine-crashed': { reason: string; outOfMemory?: OutOfMemory };
   engine: { info: EngineInfo };
   model: { info: ModelInfo };
   'model-error': { error: { code: EaselErrorCode; message: string } };

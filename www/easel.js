@@ -10,7 +10,7 @@
 // Every failure is an EaselError with a stable `code` (protocol.js CODES).
 
 import { deleteAllCachedModels, deleteCachedModel, listCachedModels } from './loader.js';
-import { EVENT, EaselError, OP } from './protocol.js';
+import { EVENT, EaselError, OP, crashError } from './protocol.js';
 
 export { EaselError } from './protocol.js';
 
@@ -132,17 +132,16 @@ export class Easel {
   }
 
   /**
-   * The engine crashed (a panic in the wasm module): its worker is unusable. Fail what was
+   * The engine crashed (a panic in the wasm module, or memory it could not get): its worker is unusable. Fail what was
    * pending, start a new worker, and bring back the model and its LoRAs from the browser
    * cache, with the same events as after a GPU device loss ('engine', then 'model' or
    * 'model-error'). If bringing the model back crashes the new engine too, the next one
    * starts without it.
    */
-  #restart(reason) {
+  #restart(reason, outOfMemory) {
     if (this.#disposed) return;
     this.#worker.terminate();
-    const model = this.#source ? ' and reloading the model from the browser cache' : '';
-    this.#failAll(new EaselError('engine-crashed', `The engine stopped with an internal error (${reason}). It is restarting${model}; try again when it is ready.`, { reason }));
+    this.#failAll(crashError(reason, outOfMemory, Boolean(this.#source)));
     // A crash during a restart: the running restart sees its own calls fail (failAll).
     this.#crashedAgain = true;
     this.#restarting ??= this.#reopen().finally(() => (this.#restarting = null));
@@ -381,7 +380,7 @@ export class Easel {
       if (data.event === EVENT.model) this.#model = data.info;
       if (data.event === EVENT.engine) this.#info = data.info;
       for (const fn of this.#listeners.get(data.event) ?? []) fn(data);
-      if (data.event === EVENT.crashed) this.#restart(data.reason);
+      if (data.event === EVENT.crashed) this.#restart(data.reason, data.outOfMemory);
       return;
     }
     const call = this.#pending.get(data.id);

@@ -229,10 +229,12 @@ async function startEngine() {
     generator.engineRestarting();
     setStatus('error', `The GPU device was lost (${reason}): restarting the engine and reloading the model from the browser cache…`);
   });
-  // A crash (a panic in the engine): easel.js starts a new worker and reloads the model.
-  easel.on('engine-crashed', ({ reason }) => {
+  // A crash (a panic in the engine, or memory it could not get): easel.js starts a new
+  // worker and reloads the model.
+  easel.on('engine-crashed', ({ reason, outOfMemory }) => {
     generator.engineRestarting();
-    setStatus('error', `The engine stopped with an internal error (${reason}): restarting it and reloading the model from the browser cache…`);
+    const cause = outOfMemory ? 'ran out of memory' : 'stopped with an internal error';
+    setStatus('error', `The engine ${cause} (${reason}): restarting it and reloading the model from the browser cache…`);
   });
   easel.on('engine', ({ info }) => showEngine(info));
   easel.on('model', ({ info }) => modelReady(info));

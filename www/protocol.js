@@ -28,7 +28,7 @@ export const EVENT = Object.freeze({
   started: 'started', // { version }: the wasm module is loaded
   engine: 'engine', // { info }: an engine (re)opened after a GPU device loss or a crash
   deviceLost: 'device-lost', // { reason }
-  crashed: 'engine-crashed', // { reason }: the engine stopped on an internal error (a panic); easel.js restarts the worker
+  crashed: 'engine-crashed', // { reason, outOfMemory? }: the engine stopped on a panic or ran out of memory; easel.js restarts the worker
   model: 'model', // { info }: the model is back after a restart
   modelError: 'model-error', // { error }: the model could not be reloaded after a restart
 });
@@ -49,7 +49,7 @@ export const CODES = Object.freeze([
   'busy', // the engine is loading a model or restarting
   'cancelled', // the caller's signal aborted the request
   'device-lost', // the GPU device was lost during the request (the engine restarts itself)
-  'engine-crashed', // the engine stopped on an internal error during the request (it restarts itself)
+  'engine-crashed', // the engine stopped on an internal error or ran out of memory during the request (it restarts itself)
   'generation-failed', // the engine refused or failed the request (the message says why)
   'origin-not-allowed', // the widget was asked to load a model from an origin it may not use
   'bad-lora', // a LoRA file that is malformed or does not fit the loaded model (nothing changed)
@@ -73,4 +73,25 @@ export class EaselError extends Error {
   static from(data) {
     return new EaselError(data.code, data.message, data.details);
   }
+}
+
+/**
+ * Why a crashed engine stopped, in words: memory it could not get (`outOfMemory`: the
+ * bytes it asked for and the bytes it had, from the engine's allocator), or else a panic.
+ */
+export function outOfMemoryReason({ requested, memory }) {
+  const mb = (bytes) => `${Math.round(bytes / 2 ** 20)} MB`;
+  return `it asked for ${mb(requested)} more with ${mb(memory)} in use; an engine in a web page has at most 4 GB`;
+}
+
+/**
+ * The error of a request the engine crashed in: `reason` from the worker's crash event,
+ * `outOfMemory` when memory ran out, `reloading` when the restart brings a model back.
+ */
+export function crashError(reason, outOfMemory, reloading = false) {
+  const restart = `It is restarting${reloading ? ' and reloading the model from the browser cache' : ''}`;
+  const message = outOfMemory
+    ? `The engine ran out of memory (${reason}). ${restart}; try a smaller size or fewer images when it is ready.`
+    : `The engine stopped with an internal error (${reason}). ${restart}; try again when it is ready.`;
+  return new EaselError('engine-crashed', message, outOfMemory ? { reason, outOfMemory } : { reason });
 }

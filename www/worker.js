@@ -5,7 +5,7 @@ import { loadEnginePackage } from './engine-pkg.js';
 import { loadHubModel } from './hub.js';
 import { CHECKSUM_HEADER, checksumHex } from './checksum.js';
 import { SHARD_READERS, cacheEntry, loadModel } from './loader.js';
-import { EVENT, EaselError, OP } from './protocol.js';
+import { EVENT, EaselError, OP, crashError, outOfMemoryReason } from './protocol.js';
 
 let engine = null;
 let gpu = null; // the engine's GpuHandle: usable while a generation holds the engine
@@ -14,7 +14,7 @@ let backendPreference = 'auto';
 let kernelChoice = 'auto';
 let precisionChoice = 'exact';
 // The engine package (pkg/ or the threaded pkg/threads/) and its CPU threads, once loaded.
-let Engine, encodeApng, encodeGif, version, lastPanic, testFault;
+let Engine, encodeApng, encodeGif, version, lastPanic, lastAllocFailure, testFault;
 let threads = null;
 let crash = null; // the EaselError every request gets once the engine has crashed
 
@@ -25,20 +25,26 @@ const event = (name, fields) => self.postMessage({ reply: 'event', event: name, 
 const messageOf = (e) => e?.message ?? String(e);
 
 /**
- * A wasm trap: a Rust panic (the build aborts on panic) or worse. The module's state is
- * unknown now, so this worker is done: say why once, and easel.js starts a new one.
+ * A wasm trap: a Rust panic (the build aborts on panic), memory the engine could not get
+ * (Rust aborts without a panic there), or worse. The module's state is unknown now, so
+ * this worker is done: say why once, and easel.js starts a new one.
  */
 function crashed(e) {
   if (!crash) {
     let reason = null;
+    let outOfMemory;
     try {
       reason = lastPanic?.() ?? null;
+      if (reason === null) {
+        outOfMemory = lastAllocFailure?.();
+        if (outOfMemory) reason = outOfMemoryReason(outOfMemory);
+      }
     } catch {
       // The module cannot even say; the trap's own words will do.
     }
     reason ??= `${e.name}: ${e.message}`;
-    crash = new EaselError('engine-crashed', `The engine stopped with an internal error (${reason}). It is restarting; try again when it is ready.`, { reason });
-    event(EVENT.crashed, { reason });
+    crash = crashError(reason, outOfMemory);
+    event(EVENT.crashed, { reason, outOfMemory });
   }
   return crash;
 }
@@ -63,7 +69,7 @@ async function start(id, backend, wantedThreads, kernels, precision) {
   try {
     let pkg;
     ({ pkg, threads } = await loadEnginePackage(wantedThreads));
-    ({ Engine, encodeApng, encodeGif, version, lastPanic, testFault } = pkg);
+    ({ Engine, encodeApng, encodeGif, version, lastPanic, lastAllocFailure, testFault } = pkg);
   } catch (e) {
     throw new EaselError('engine-load-failed', `Could not load the engine (pkg/easel_bg.wasm): ${messageOf(e)}. Build it with scripts/run.sh`);
   }
@@ -470,7 +476,7 @@ async function answer(data) {
 // Test hook, like WebGL's loseContext: destroys the GPU device as a driver reset would.
 self.simulateDeviceLoss = () => gpu?.lose();
 // Test hook: the engine's next parallel loop panics, on its own thread ('engine') or on a
-// CPU thread worker ('thread'), as a bug there would.
+// CPU thread worker ('thread'), as a bug there would, or runs out of memory ('memory').
 self.simulateEngineFault = (place) => testFault(place);
 
 // A trap outside any request's promise: an async engine call (generate) runs its steps

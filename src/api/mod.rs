@@ -9,6 +9,7 @@ mod animation;
 mod bench_unet;
 mod generate;
 mod lora;
+mod memory;
 mod panics;
 #[cfg(target_feature = "atomics")]
 mod threads;

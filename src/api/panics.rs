@@ -35,13 +35,15 @@ pub fn last_panic() -> Option<String> {
 }
 
 /// Test hook: the engine's next parallel loop panics, on the engine's thread ('engine') or
-/// in a task on a CPU thread worker ('thread'), as a bug there would.
+/// in a task on a CPU thread worker ('thread'), as a bug there would, or runs out of
+/// memory ('memory'), as a request too large for the page would.
 #[wasm_bindgen(js_name = testFault)]
 pub fn test_fault(place: &str) -> Result<(), JsError> {
     let place = match place {
         "engine" => TestFault::Caller,
         "thread" => TestFault::Worker,
-        other => return Err(JsError::new(&format!("testFault '{other}': expected 'engine' or 'thread'"))),
+        "memory" => TestFault::Memory,
+        other => return Err(JsError::new(&format!("testFault '{other}': expected 'engine', 'thread' or 'memory'"))),
     };
     threads::arm_test_fault(place).map_err(|e| JsError::new(&e))
 }

@@ -177,6 +177,42 @@ test('an engine crash fails its call with engine-crashed, busy meanwhile, then e
   }
 });
 
+test('running out of memory fails the call with engine-crashed and what it asked for, then the engine comes back', async () => {
+  const browser = await launch();
+  try {
+    const { page, run } = await openHarness(browser);
+    const first = await run(`
+      window.easel = await api.Easel.create({ backend: 'cpu' });
+      window.events = [];
+      easel.on('engine-crashed', (e) => events.push(e));
+      easel.on('model', () => events.push('model'));
+      await easel.load('sd-tiny');
+      const r = await easel.generate({ prompt: '雪山 🏔️', steps: 2, seed: 5 });
+      return Array.from(r.images[0].imageData.data);`);
+    assert.ok(first.ok, JSON.stringify(first));
+    // The engine's next parallel loop asks for memory a gigabyte at a time until the
+    // page's 4 GB are gone, as a request too large for the page would.
+    await engineWorker(page).evaluate(() => self.simulateEngineFault('memory'));
+    const crashed = await run(`return await easel.generate({ prompt: '雪山 🏔️', steps: 2, seed: 5 })`);
+    assert.equal(crashed.code, 'engine-crashed', JSON.stringify(crashed));
+    const { requested, memory } = crashed.details.outOfMemory;
+    assert.equal(requested, 2 ** 30, 'the gigabyte that did not fit');
+    assert.ok(memory >= 3 * 2 ** 30 && memory + requested > 4 * 2 ** 30, `memory in use ${memory}`);
+    const reason = `it asked for 1024 MB more with ${Math.round(memory / 2 ** 20)} MB in use; an engine in a web page has at most 4 GB`;
+    assert.equal(crashed.details.reason, reason);
+    assert.equal(crashed.message, `The engine ran out of memory (${reason}). It is restarting and reloading the model from the browser cache; try a smaller size or fewer images when it is ready.`);
+    await page.waitForFunction(() => window.events.includes('model'), null, { timeout: 120_000 });
+    const event = await page.evaluate(() => window.events[0]);
+    assert.deepEqual(event.outOfMemory, { requested, memory });
+    const again = await run(`
+      const r = await easel.generate({ prompt: '雪山 🏔️', steps: 2, seed: 5 });
+      return Array.from(r.images[0].imageData.data);`);
+    assert.deepEqual(again.ok, first.ok, 'the new engine, with fresh memory, draws the same image');
+  } finally {
+    await browser.close();
+  }
+});
+
 test("without WebGPU, backend 'gpu' fails with code no-webgpu", async () => {
   const { NO_WEBGPU_FLAGS } = await import('./browser.mjs');
   const browser = await launch(NO_WEBGPU_FLAGS);

@@ -9,7 +9,7 @@ export async function draw(canvas: HTMLCanvasElement, prompt: string): Promise<s
   const info = easel.adapter();
   if (info.backend.kind === 'gpu' && info.report) console.log(info.report.name, info.report.limits.maxBufferSize);
   const off = easel.on('device-lost', ({ reason }) => console.warn('GPU lost:', reason));
-  const offCrash = easel.on('engine-crashed', ({ reason }) => console.warn('engine restarting after:', reason));
+  const offCrash = easel.on('engine-crashed', ({ reason, outOfMemory }) => console.warn('engine restarting after:', reason, outOfMemory ? `(asked for ${outOfMemory.requested} bytes)` : ''));
   const abort = new AbortController();
   const model: ModelInfo = await easel.load('emoji-dcgan', {
     signal: abort.signal,

@@ -19,6 +19,9 @@ pub fn for_each(tasks: usize, f: &(dyn Fn(usize) + Sync)) {
     if armed(&FAULT_ON_CALLER) {
         panic!("simulated fault in a parallel loop on the engine's thread (test hook)");
     }
+    if armed(&FAULT_MEMORY) {
+        exhaust_memory();
+    }
     if tasks <= 1 || count() <= 1 {
         (0..tasks).for_each(f);
     } else {
@@ -47,10 +50,14 @@ pub enum TestFault {
     Caller,
     /// A task on one of the page's thread workers (the threaded wasm build only).
     Worker,
+    /// The engine's thread runs out of memory (the page only: natively it would take the
+    /// machine's memory with it).
+    Memory,
 }
 
 static FAULT_ON_CALLER: AtomicBool = AtomicBool::new(false);
 static FAULT_ON_WORKER: AtomicBool = AtomicBool::new(false);
+static FAULT_MEMORY: AtomicBool = AtomicBool::new(false);
 
 /// Whether a fault is armed, disarming it (a plain load first: a swap on every loop or
 /// task would bounce the flag's cache line between the threads).
@@ -66,8 +73,21 @@ pub fn arm_test_fault(place: TestFault) -> Result<(), String> {
         TestFault::Caller => FAULT_ON_CALLER.store(true, Ordering::Relaxed),
         TestFault::Worker if cfg!(all(target_arch = "wasm32", target_feature = "atomics")) && count() > 1 => FAULT_ON_WORKER.store(true, Ordering::Relaxed),
         TestFault::Worker => return Err("this engine runs on one thread: there is no thread worker to fault".into()),
+        TestFault::Memory if cfg!(target_arch = "wasm32") => FAULT_MEMORY.store(true, Ordering::Relaxed),
+        TestFault::Memory => return Err("running out of memory is simulated in the page only (wasm memory stops at 4 GB)".into()),
     }
     Ok(())
+}
+
+/// Asks for memory a gigabyte at a time, keeping it, until an allocation fails (the
+/// process aborts there), as a model or an image too large for the page would.
+fn exhaust_memory() -> ! {
+    let mut held: Vec<Vec<u8>> = Vec::new();
+    loop {
+        held.push(Vec::with_capacity(1 << 30));
+        // The blocks are never read: without this the optimizer may drop them.
+        std::hint::black_box(&held);
+    }
 }
 
 /// Called by the panic hook: a panic on a thread worker marks its task done and the job
@@ -307,5 +327,11 @@ mod tests {
     fn a_worker_fault_needs_thread_workers() {
         assert_eq!(arm_test_fault(TestFault::Worker), Err("this engine runs on one thread: there is no thread worker to fault".to_string()));
         assert!(!FAULT_ON_WORKER.load(Ordering::Relaxed));
+    }
+
+    #[test]
+    fn a_memory_fault_is_for_the_page_only() {
+        assert_eq!(arm_test_fault(TestFault::Memory), Err("running out of memory is simulated in the page only (wasm memory stops at 4 GB)".to_string()));
+        assert!(!FAULT_MEMORY.load(Ordering::Relaxed));
     }
 }
