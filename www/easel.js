@@ -359,7 +359,7 @@ export class Easel {
   #call(op, args, { onProgress, signal, transfer = [], internal = false } = {}) {
     if (this.#disposed) return Promise.reject(new EaselError('disposed', 'This Easel instance was disposed.'));
     if (this.#broken) return Promise.reject(this.#broken);
-    if (this.#restarting && !internal) return Promise.reject(new EaselError('busy', 'The engine is restarting after an internal error: try again when the model is ready.'));
+    if (this.#restarting && !internal) return Promise.reject(new EaselError('busy', 'The engine is restarting after a crash: try again when the model is ready.'));
     if (signal?.aborted) return Promise.reject(new EaselError('cancelled', 'cancelled'));
     const id = this.#next++;
     return new Promise((resolve, reject) => {

@@ -142,76 +142,66 @@ test('the API loads, generates, cancels and says what went wrong with a stable c
   }
 });
 
-test('an engine crash fails its call with engine-crashed, busy meanwhile, then engine and model events and the same image', async () => {
+/**
+ * A fault (the worker's test hook at `place`) in a CPU Easel with sd-tiny loaded: the call it
+ * happens in fails with engine-crashed (`check` asserts its words), calls meanwhile are busy,
+ * the events come in order, and the new engine draws the image drawn before the fault.
+ */
+async function faultAndRestart(place, check) {
   const browser = await launch();
   try {
     const { page, run } = await openHarness(browser);
+    const generate = `
+      const r = await easel.generate({ prompt: '灯塔 🗼', steps: 2, seed: 3 });
+      return { name: easel.model.name, kind: easel.adapter().backend.kind, pixels: Array.from(r.images[0].imageData.data) };`;
     const first = await run(`
       window.easel = await api.Easel.create({ backend: 'cpu' });
       window.events = [];
-      for (const name of ['engine-crashed', 'engine', 'model', 'model-error']) easel.on(name, (e) => events.push(name === 'model' ? [name, e.info.name] : name));
+      for (const name of ['engine-crashed', 'engine', 'model', 'model-error']) easel.on(name, (e) => events.push([name, e]));
       await easel.load('sd-tiny');
-      const r = await easel.generate({ prompt: '灯塔 🗼', steps: 2, seed: 3 });
-      return { name: easel.model.name, pixels: Array.from(r.images[0].imageData.data) };`);
+      ${generate}`);
     assert.ok(first.ok, JSON.stringify(first));
-    // A bug's panic in the engine's next parallel loop (the worker's test hook).
-    await engineWorker(page).evaluate(() => self.simulateEngineFault('engine'));
+    await engineWorker(page).evaluate((p) => self.simulateEngineFault(p), place);
     const crashed = await run(`return await easel.generate({ prompt: '灯塔 🗼', steps: 2, seed: 3 })`);
     assert.equal(crashed.code, 'engine-crashed', JSON.stringify(crashed));
-    const reason = "simulated fault in a parallel loop on the engine's thread (test hook)";
-    assert.ok(crashed.details.reason.startsWith(`${reason} (at src/ops/cpu/threads.rs:`), crashed.details.reason);
-    assert.equal(crashed.message, `The engine stopped with an internal error (${crashed.details.reason}). It is restarting and reloading the model from the browser cache; try again when it is ready.`);
+    check(crashed);
     const meanwhile = await run(`return await easel.generate({ prompt: 'x' })`);
     assert.equal(meanwhile.code, 'busy');
-    assert.equal(meanwhile.message, 'The engine is restarting after an internal error: try again when the model is ready.');
+    assert.equal(meanwhile.message, 'The engine is restarting after a crash: try again when the model is ready.');
     await page.waitForFunction(() => window.events.length >= 3, null, { timeout: 120_000 });
-    assert.deepEqual(await page.evaluate(() => window.events), ['engine-crashed', 'engine', ['model', first.ok.name]]);
-    const again = await run(`
-      const r = await easel.generate({ prompt: '灯塔 🗼', steps: 2, seed: 3 });
-      return { name: easel.model.name, kind: easel.adapter().backend.kind, pixels: Array.from(r.images[0].imageData.data) };`);
+    const events = await page.evaluate(() => window.events);
+    assert.deepEqual(events.map(([name, e]) => (name === 'model' ? [name, e.info.name] : name)), ['engine-crashed', 'engine', ['model', first.ok.name]]);
+    const { reason, outOfMemory } = events[0][1];
+    assert.deepEqual({ reason, outOfMemory }, { reason: crashed.details.reason, outOfMemory: crashed.details.outOfMemory }, 'the event says what the error says');
+    const again = await run(generate);
     assert.equal(again.ok.name, first.ok.name);
     assert.equal(again.ok.kind, 'cpu');
-    assert.deepEqual(again.ok.pixels, first.ok.pixels, 'the new engine draws the same image');
+    assert.deepEqual(again.ok.pixels, first.ok.pixels, 'the new engine, with fresh memory, draws the same image');
   } finally {
     await browser.close();
   }
-});
+}
 
-test('running out of memory fails the call with engine-crashed and what it asked for, then the engine comes back', async () => {
-  const browser = await launch();
-  try {
-    const { page, run } = await openHarness(browser);
-    const first = await run(`
-      window.easel = await api.Easel.create({ backend: 'cpu' });
-      window.events = [];
-      easel.on('engine-crashed', (e) => events.push(e));
-      easel.on('model', () => events.push('model'));
-      await easel.load('sd-tiny');
-      const r = await easel.generate({ prompt: '雪山 🏔️', steps: 2, seed: 5 });
-      return Array.from(r.images[0].imageData.data);`);
-    assert.ok(first.ok, JSON.stringify(first));
-    // The engine's next parallel loop asks for memory a gigabyte at a time until the
-    // page's 4 GB are gone, as a request too large for the page would.
-    await engineWorker(page).evaluate(() => self.simulateEngineFault('memory'));
-    const crashed = await run(`return await easel.generate({ prompt: '雪山 🏔️', steps: 2, seed: 5 })`);
-    assert.equal(crashed.code, 'engine-crashed', JSON.stringify(crashed));
+test('an engine crash fails its call with engine-crashed, busy meanwhile, then engine and model events and the same image', () =>
+  // A bug's panic in the engine's next parallel loop.
+  faultAndRestart('engine', (crashed) => {
+    const reason = "simulated fault in a parallel loop on the engine's thread (test hook)";
+    assert.ok(crashed.details.reason.startsWith(`${reason} (at src/ops/cpu/threads.rs:`), crashed.details.reason);
+    assert.equal(crashed.details.outOfMemory, undefined);
+    assert.equal(crashed.message, `The engine stopped with an internal error (${crashed.details.reason}). It is restarting and reloading the model from the browser cache; try again when it is ready.`);
+  }));
+
+test('running out of memory fails the call with engine-crashed and what it asked for, then the engine comes back', () =>
+  // The engine's next parallel loop asks for memory a gigabyte at a time until the page's
+  // 4 GB are gone, as a request too large for the page would.
+  faultAndRestart('memory', (crashed) => {
     const { requested, memory } = crashed.details.outOfMemory;
     assert.equal(requested, 2 ** 30, 'the gigabyte that did not fit');
     assert.ok(memory >= 3 * 2 ** 30 && memory + requested > 4 * 2 ** 30, `memory in use ${memory}`);
     const reason = `it asked for 1024 MB more with ${Math.round(memory / 2 ** 20)} MB in use; an engine in a web page has at most 4 GB`;
     assert.equal(crashed.details.reason, reason);
     assert.equal(crashed.message, `The engine ran out of memory (${reason}). It is restarting and reloading the model from the browser cache; try a smaller size or fewer images when it is ready.`);
-    await page.waitForFunction(() => window.events.includes('model'), null, { timeout: 120_000 });
-    const event = await page.evaluate(() => window.events[0]);
-    assert.deepEqual(event.outOfMemory, { requested, memory });
-    const again = await run(`
-      const r = await easel.generate({ prompt: '雪山 🏔️', steps: 2, seed: 5 });
-      return Array.from(r.images[0].imageData.data);`);
-    assert.deepEqual(again.ok, first.ok, 'the new engine, with fresh memory, draws the same image');
-  } finally {
-    await browser.close();
-  }
-});
+  }));
 
 test("without WebGPU, backend 'gpu' fails with code no-webgpu", async () => {
   const { NO_WEBGPU_FLAGS } = await import('./browser.mjs');
