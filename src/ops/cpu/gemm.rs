@@ -91,7 +91,9 @@ pub(super) fn rows_times_panel(m: usize, a: &impl PackA, (p0, kc): (usize, usize
         };
         // One A strip stays in L1 while the B strips stream from L2, and C is
         // walked along its rows (its columns are ldc apart, often 4 KiB-aliased).
-        for (t, strip) in ap.chunks_exact(kc * MR).enumerate() {
+        // Strips of A two at a time where the CPU has AVX-512; then the rest one at a time.
+        let paired = strip_pairs(mc, kc, ap, bp, c, ldc, (i0, j0, nc));
+        for (t, strip) in ap.chunks_exact(kc * MR).enumerate().skip(2 * paired) {
             let i = i0 + t * MR;
             let h = MR.min(i0 + mc - i);
             for (s, bs) in bp.chunks_exact(kc * NR).enumerate() {
@@ -103,6 +105,59 @@ pub(super) fn rows_times_panel(m: usize, a: &impl PackA, (p0, kc): (usize, usize
     }
 }
 
+/// The native tile kernels, fastest first.
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Kernel {
+    Avx512,
+    Fma,
+    Avx2,
+    Plain,
+}
+
+/// The tile kernel this CPU runs: fused multiply-adds on the widest registers it has,
+/// unless the page's arithmetic was asked for. `EASEL_GEMM=avx2` keeps the 256-bit kernel
+/// on an AVX-512 CPU, to compare the two in one session.
+#[cfg(target_arch = "x86_64")]
+fn x86_kernel() -> Kernel {
+    static KERNEL: std::sync::OnceLock<Kernel> = std::sync::OnceLock::new();
+    *KERNEL.get_or_init(|| {
+        let avx2 = std::arch::is_x86_feature_detected!("avx2");
+        let fused = avx2 && std::arch::is_x86_feature_detected!("fma") && !super::page_arithmetic();
+        if fused && std::arch::is_x86_feature_detected!("avx512f") && std::env::var("EASEL_GEMM").map_or(true, |v| v != "avx2") {
+            Kernel::Avx512
+        } else if fused {
+            Kernel::Fma
+        } else if avx2 {
+            Kernel::Avx2
+        } else {
+            Kernel::Plain
+        }
+    })
+}
+
+/// On an AVX-512 CPU, `C += A @ panel` for the block's full pairs of A strips (2 x MR
+/// rows against each B strip: twelve independent accumulators, enough to keep the FMA
+/// units busy where six are not); returns how many pairs it did, the caller does the rest.
+#[allow(clippy::too_many_arguments)]
+fn strip_pairs(mc: usize, kc: usize, ap: &[f32], bp: &[f32], c: &mut [f32], ldc: usize, (i0, j0, nc): (usize, usize, usize)) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    if x86_kernel() == Kernel::Avx512 {
+        let pairs = mc / (2 * MR);
+        for (t, pair) in ap.chunks_exact(2 * kc * MR).take(pairs).enumerate() {
+            let i = i0 + 2 * t * MR;
+            for (s, bs) in bp.chunks_exact(kc * NR).enumerate() {
+                let j = j0 + s * NR;
+                // SAFETY: the CPU has AVX-512F (checked by x86_kernel).
+                unsafe { micro_kernel_avx512_pair(pair, bs, &mut c[i * ldc + j..], ldc, NR.min(j0 + nc - j)) };
+            }
+        }
+        return pairs;
+    }
+    let _ = (mc, kc, ap, bp, c, ldc, i0, j0, nc);
+    0
+}
+
 /// `C[..h, ..w] += a_strip @ b_strip` for one MR x NR tile; `c` starts at the tile's corner.
 /// Natively on x86-64: fused multiply-adds where the CPU has them, unless the page's
 /// arithmetic was asked for; else the unfused body compiled for AVX2 (the same operations
@@ -111,27 +166,13 @@ pub(super) fn rows_times_panel(m: usize, a: &impl PackA, (p0, kc): (usize, usize
 fn micro_kernel(a: &[f32], b: &[f32], c: &mut [f32], ldc: usize, h: usize, w: usize) {
     #[cfg(target_arch = "x86_64")]
     {
-        #[derive(Clone, Copy, PartialEq)]
-        enum Kernel {
-            Fma,
-            Avx2,
-            Plain,
-        }
-        static KERNEL: std::sync::OnceLock<Kernel> = std::sync::OnceLock::new();
-        let kernel = *KERNEL.get_or_init(|| {
-            let avx2 = std::arch::is_x86_feature_detected!("avx2");
-            if avx2 && std::arch::is_x86_feature_detected!("fma") && !super::page_arithmetic() {
-                Kernel::Fma
-            } else if avx2 {
-                Kernel::Avx2
-            } else {
-                Kernel::Plain
-            }
-        });
+        let kernel = x86_kernel();
         match kernel {
-            // SAFETY: the CPU has AVX2 and FMA (checked above).
+            // SAFETY: the CPU has AVX-512F (checked by x86_kernel).
+            Kernel::Avx512 => return unsafe { micro_kernel_avx512(a, b, c, ldc, h, w) },
+            // SAFETY: the CPU has AVX2 and FMA (checked by x86_kernel).
             Kernel::Fma => return unsafe { micro_kernel_fma(a, b, c, ldc, h, w) },
-            // SAFETY: the CPU has AVX2 (checked above).
+            // SAFETY: the CPU has AVX2 (checked by x86_kernel).
             Kernel::Avx2 => return unsafe { micro_kernel_avx2(a, b, c, ldc, h, w) },
             Kernel::Plain => {}
         }
@@ -169,6 +210,69 @@ unsafe fn micro_kernel_fma(a: &[f32], b: &[f32], c: &mut [f32], ldc: usize, h: u
         }
     }
     for i in 0..h {
+        for (d, t) in c[i * ldc..][..w].iter_mut().zip(&tile[i * NR..]) {
+            *d += t;
+        }
+    }
+}
+
+/// [`micro_kernel_fma`] on 512-bit registers (x86-64 with AVX-512F, natively): one
+/// register per row of the tile, half the instructions per step of K. Each value is the
+/// same chain of multiply-adds in the same order, so the bits are `micro_kernel_fma`'s.
+/// Six accumulators leave the FMA units waiting: full pairs of strips go to
+/// [`micro_kernel_avx512_pair`], this one takes what is left.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn micro_kernel_avx512(a: &[f32], b: &[f32], c: &mut [f32], ldc: usize, h: usize, w: usize) {
+    use std::arch::x86_64::*;
+    const { assert!(MR == 6 && NR == 16) };
+    let kc = b.len() / NR;
+    assert!(a.len() >= kc * MR && b.len() >= kc * NR);
+    let mut acc = [_mm512_setzero_ps(); MR];
+    for p in 0..kc {
+        // SAFETY: p < kc, so the 16 values at p * NR are in bounds (asserted above).
+        let bv = unsafe { _mm512_loadu_ps(b.as_ptr().add(p * NR)) };
+        for (i, row) in acc.iter_mut().enumerate() {
+            *row = _mm512_fmadd_ps(_mm512_set1_ps(a[p * MR + i]), bv, *row);
+        }
+    }
+    let mut tile = [0.0f32; MR * NR];
+    for (i, row) in acc.iter().enumerate() {
+        // SAFETY: `tile` holds MR rows of NR values.
+        unsafe { _mm512_storeu_ps(tile.as_mut_ptr().add(i * NR), *row) };
+    }
+    for i in 0..h {
+        for (d, t) in c[i * ldc..][..w].iter_mut().zip(&tile[i * NR..]) {
+            *d += t;
+        }
+    }
+}
+
+/// [`micro_kernel_avx512`] on two consecutive A strips (`a`: 2 x kc x MR values) and one B
+/// strip: a 2 MR x NR tile, every row full, its first `w` columns written. The same chains
+/// in the same order as the one-strip kernels, so the same bits.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn micro_kernel_avx512_pair(a: &[f32], b: &[f32], c: &mut [f32], ldc: usize, w: usize) {
+    use std::arch::x86_64::*;
+    let kc = b.len() / NR;
+    assert!(a.len() >= 2 * kc * MR && b.len() >= kc * NR && w <= NR);
+    let (a0, a1) = a.split_at(kc * MR);
+    let mut acc = [_mm512_setzero_ps(); 2 * MR];
+    for p in 0..kc {
+        // SAFETY: p < kc, so the 16 values at p * NR are in bounds (asserted above).
+        let bv = unsafe { _mm512_loadu_ps(b.as_ptr().add(p * NR)) };
+        for i in 0..MR {
+            acc[i] = _mm512_fmadd_ps(_mm512_set1_ps(a0[p * MR + i]), bv, acc[i]);
+            acc[MR + i] = _mm512_fmadd_ps(_mm512_set1_ps(a1[p * MR + i]), bv, acc[MR + i]);
+        }
+    }
+    let mut tile = [0.0f32; 2 * MR * NR];
+    for (i, row) in acc.iter().enumerate() {
+        // SAFETY: `tile` holds 2 MR rows of NR values.
+        unsafe { _mm512_storeu_ps(tile.as_mut_ptr().add(i * NR), *row) };
+    }
+    for i in 0..2 * MR {
         for (d, t) in c[i * ldc..][..w].iter_mut().zip(&tile[i * NR..]) {
             *d += t;
         }
@@ -413,6 +517,44 @@ mod x86_tests {
                     }
                 }
             }
+        }
+    }
+}
+
+#[cfg(all(test, target_arch = "x86_64"))]
+mod avx512_tests {
+    use super::*;
+
+    /// The AVX-512 kernels give the 256-bit fused kernel's bits (the same chains of
+    /// multiply-adds), write only their h x w corner, and the pairs' walk covers every row.
+    /// They run on CPUs with AVX-512F; elsewhere there is nothing of theirs to run.
+    #[test]
+    fn avx512_kernels_give_the_fma_kernels_bits() {
+        if !std::arch::is_x86_feature_detected!("avx512f") || !std::arch::is_x86_feature_detected!("fma") {
+            eprintln!("this CPU has no AVX-512F: its kernels never run here");
+            return;
+        }
+        let kc = 41;
+        let lcg = |n: usize, seed: u32| -> Vec<f32> { (0..n as u32).map(|i| ((i.wrapping_mul(2654435761) ^ seed) % 2001) as f32 / 1000.0 - 1.0).collect() };
+        let (a, b) = (lcg(2 * kc * MR, 3), lcg(kc * NR, 5));
+        let bits = |c: &[f32]| c.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        for w in [NR, 5] {
+            let ldc = NR + 3;
+            let start = vec![0.25f32; 2 * MR * ldc];
+            let mut want = start.clone();
+            for (t, strip) in a.chunks_exact(kc * MR).enumerate() {
+                // SAFETY: the CPU has AVX2, FMA and AVX-512F (checked above).
+                unsafe { micro_kernel_fma(strip, &b, &mut want[t * MR * ldc..], ldc, MR, w) };
+                let mut one = start.clone();
+                unsafe { micro_kernel_avx512(strip, &b, &mut one[t * MR * ldc..], ldc, MR - 1, w) };
+                let mut fma = start.clone();
+                unsafe { micro_kernel_fma(strip, &b, &mut fma[t * MR * ldc..], ldc, MR - 1, w) };
+                assert_eq!(bits(&one), bits(&fma), "one strip, {} x {w}", MR - 1);
+            }
+            let mut pair = start.clone();
+            unsafe { micro_kernel_avx512_pair(&a, &b, &mut pair, ldc, w) };
+            assert_eq!(bits(&pair), bits(&want), "a pair of strips, width {w}");
+            assert!((0..2 * MR).all(|i| pair[i * ldc + w..(i + 1) * ldc].iter().all(|&v| v == 0.25)), "written past column {w}");
         }
     }
 }
