@@ -78,7 +78,7 @@ pub async fn unet_step(session: &mut Session, cfg: &UNetConfig, size: usize, bat
     }
     times.sort_by(|a, b| a.total_cmp(b));
     // A separate step: timing each op costs a little, so it is not one of the timed runs.
-    let profile = if profile { session.run_profiled(&c).await?.1.map(|p| p.table()) } else { None };
+    let profile = if profile { session.run_profiled(&c).await?.1.map(|p| format!("{}\nthe slowest shapes:\n{}", p.table(), p.shapes_table(15))) } else { None };
     let weight_bytes = session.weight_bytes();
     Ok(UnetStep {
         backend: session.kind().into(),

@@ -6,7 +6,8 @@
 
 use candle_core::{Device, Result, Tensor};
 
-use super::gemm::{gemm, BMatrix, PackedB};
+use super::gemm::{gemm, written_zeros, BMatrix, PackedB};
+use super::math::{exp, max};
 use super::threads;
 
 /// Query rows per scores block: 128 x 4096 keys is 2 MiB of scratch.
@@ -64,13 +65,13 @@ fn attention_values(q: &[f32], k: &[f32], v: &[f32], dims: [usize; 6], scale: f3
 fn row_block(qh: &[f32], kt: &PackedB, vp: &PackedB, dims: [usize; 6], r0: usize, m: usize, scale: f32, causal: bool) -> Vec<f32> {
     let [_, lq, lk, heads, d, dv] = dims;
     let hd = heads * d;
-    let mut scores = vec![0.0; m * lk];
+    let mut scores = written_zeros(m * lk);
     gemm(m, lk, d, &qh[r0 * hd..], hd, kt, &mut scores, lk);
     for (i, row) in scores.chunks_exact_mut(lk).enumerate() {
         let visible = if causal { (r0 + i + lk + 1).saturating_sub(lq).min(lk) } else { lk };
         softmax_in_place(row, scale, visible);
     }
-    let mut out = vec![0.0; m * dv];
+    let mut out = written_zeros(m * dv);
     gemm(m, dv, lk, &scores, lk, vp, &mut out, dv);
     out
 }
@@ -99,31 +100,6 @@ fn lanes_fold(v: &[f32], init: f32, f: impl Fn(f32, f32) -> f32) -> f32 {
     tail.iter().fold(f(f(acc[0], acc[1]), f(acc[2], acc[3])), |a, &b| f(a, b))
 }
 
-/// The larger of two floats as a compare and select (wasm's `pmax`): `f32::max`'s NaN rule
-/// makes it a libm call per value in wasm.
-#[inline(always)]
-fn max(a: f32, b: f32) -> f32 {
-    if a > b {
-        a
-    } else {
-        b
-    }
-}
-
-/// e^x for x <= 0 (softmax's shifted logits) within 2 ulp, in operations that vectorize:
-/// x = n ln 2 + r with |r| <= ln 2 / 2, e^r by a degree-6 polynomial, 2^n through the
-/// exponent bits. Inputs below -87 flush to e^-87, which no softmax sum can notice.
-#[inline(always)]
-fn exp(x: f32) -> f32 {
-    let x = max(x, -87.0);
-    let n = (x * std::f32::consts::LOG2_E).round_ties_even();
-    // ln 2 split so that n * LN2_HI is exact.
-    let r = x - n * 0.693_359_4 + n * 2.121_944_4e-4;
-    let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r + 1.666_666_5e-1) * r + 0.5;
-    let er = 1.0 + r + r * r * p;
-    er * f32::from_bits(((n as i32 + 127) << 23) as u32)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,15 +108,6 @@ mod tests {
     fn tensor(shape: &[usize], seed: u32) -> Tensor {
         let n = shape.iter().product();
         Tensor::from_vec(crate::gpu::test_values(n, seed), shape, &Device::Cpu).unwrap()
-    }
-
-    #[test]
-    fn exp_matches_std_to_2_ulp() {
-        for i in 0..=100_000 {
-            let x = -87.0 * i as f32 / 100_000.0;
-            let (got, want) = (exp(x), x.exp());
-            assert!((got - want).abs() <= 2.0 * f32::EPSILON * want, "exp({x}) = {got}, want {want}");
-        }
     }
 
     #[test]

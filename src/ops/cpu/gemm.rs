@@ -38,6 +38,16 @@ pub(super) fn b_blocks(k: usize, n: usize) -> (usize, usize) {
     (k.div_ceil(k.div_ceil(KC)), n.div_ceil(n.div_ceil(NC)).next_multiple_of(NR))
 }
 
+/// A C of `n` zeros written, not `vec![0.0; n]`: that is calloc's fresh pages, which the GEMM
+/// reads before it writes, so each page is first the shared zero page and then a copy
+/// made on write, whose flush interrupts every other thread of the process (natively,
+/// 4096x320x320 on 2 threads took twice as long as on 1).
+pub fn written_zeros(n: usize) -> Vec<f32> {
+    let mut v = Vec::with_capacity(n);
+    v.resize(n, 0.0);
+    v
+}
+
 /// `C[M,N] += A[M,K] @ B[K,N]`; A and C are row-major with row strides `lda` and `ldc`.
 /// Callers start C at zero (or at a broadcast bias).
 #[allow(clippy::too_many_arguments)]
@@ -457,8 +467,15 @@ mod tests {
         let mut want = values(m * ldc, 10);
         let mut got = want.clone();
         gemm(m, n, k, &a, k, &nk, &mut want, ldc);
+        let start = got.clone();
         par_gemm_cols(m, n, k, &ARows { data: &a, ld: k }, &nk, &mut got, ldc);
-        assert_eq!(got.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), want.iter().map(|x| x.to_bits()).collect::<Vec<_>>());
+        let bits = |c: &[f32]| c.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&got), bits(&want), "B packed per thread");
+        // B packed ahead: each thread reads its strips of the panels in place. 1100 columns
+        // are three panels (368, 368, 364); on 2 threads both take strips of the middle one.
+        let mut got = start;
+        par_gemm_cols(m, n, k, &ARows { data: &a, ld: k }, &PackedB::new(k, n, &nk), &mut got, ldc);
+        assert_eq!(bits(&got), bits(&want), "B packed ahead");
     }
 
     #[test]

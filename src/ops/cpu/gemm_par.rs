@@ -91,37 +91,60 @@ pub fn par_gemm_shared_b(m: usize, n: usize, k: usize, a: &impl PackA, b: &(impl
     }
 }
 
-/// [`par_gemm_from`] with C's columns shared among the threads instead of its rows, for a
+/// [`par_gemm_from`] with C's columns shared among the threads instead of its rows: for a
 /// B whose packing costs more than A's (a weight dequantized from its blocks times a few
-/// rows of activations): split by rows, every thread would pack all of B. Each thread
-/// computes its columns of C apart, which are then copied in; the sums are the same and in
-/// the same order (K's blocks depend on K alone), so the bits are `gemm`'s.
+/// rows of activations; split by rows, every thread would pack all of B), or for few rows
+/// (split by rows, each thread would stream all of a packed B from memory for a handful of
+/// rows, and 64 rows split in strips of 6 leave one thread a strip short). Each thread
+/// walks `gemm`'s panels, taking its own strips of each (B packed ahead is read in place),
+/// into a block of C apart, which is then copied in. The sums are the same and in the same
+/// order, so the bits are `gemm`'s.
 pub fn par_gemm_cols(m: usize, n: usize, k: usize, a: &impl PackA, b: &(impl PackB + Sync), c: &mut [f32], ldc: usize) {
     let threads = super::threads::count().min(n / (4 * NR)).max(1);
     if threads <= 1 || m == 0 || k == 0 {
         return gemm_from(m, n, k, a, b, c, ldc);
     }
-    let cols = n.div_ceil(threads).next_multiple_of(NR);
+    let cols = n.div_ceil(NR).div_ceil(threads) * NR;
     let c_read = &*c;
     let blocks = super::threads::map(n.div_ceil(cols), |t| {
-        let (j0, w) = (t * cols, cols.min(n - t * cols));
-        let mut block: Vec<f32> = (0..m).flat_map(|i| c_read[i * ldc + j0..][..w].iter().copied()).collect();
-        gemm_from(m, w, k, a, &ColumnsFrom(b, j0), &mut block, w);
+        let (c0, w) = (t * cols, cols.min(n - t * cols));
+        let mut block: Vec<f32> = (0..m).flat_map(|i| c_read[i * ldc + c0..][..w].iter().copied()).collect();
+        columns_times_b(m, n, k, a, b, (c0, w), &mut block);
         block
     });
     for (t, block) in blocks.iter().enumerate() {
-        let (j0, w) = (t * cols, cols.min(n - t * cols));
+        let (c0, w) = (t * cols, cols.min(n - t * cols));
         for (row, values) in c.chunks_mut(ldc).zip(block.chunks_exact(w)) {
-            row[j0..j0 + w].copy_from_slice(values);
+            row[c0..c0 + w].copy_from_slice(values);
         }
     }
 }
 
-/// The columns of `b` from `first` on: one thread's share of B.
-struct ColumnsFrom<'a, B>(&'a B, usize);
-
-impl<B: PackB> PackB for ColumnsFrom<'_, B> {
-    fn pack(&self, p0: usize, kc: usize, j0: usize, nc: usize, out: &mut [f32]) {
-        self.0.pack(p0, kc, self.1 + j0, nc, out)
+/// Columns `c0..c0 + w` of `C += A @ B` into `block` (`m x w`): `gemm`'s panels of B, each
+/// cut to those columns (`c0` is a whole number of strips, as is every panel's start).
+fn columns_times_b(m: usize, n: usize, k: usize, a: &impl PackA, b: &impl PackB, (c0, w): (usize, usize), block: &mut [f32]) {
+    let (kc_max, nc_max) = b_blocks(k, n);
+    let mc_max = m.div_ceil(m.div_ceil(MC)).next_multiple_of(MR);
+    let mut apack = vec![0.0; kc_max * mc_max];
+    let mut bpack = Vec::new();
+    for j0 in (0..n).step_by(nc_max) {
+        let nc = nc_max.min(n - j0);
+        let (ja, jb) = (j0.max(c0), (j0 + nc).min(c0 + w));
+        if ja >= jb {
+            continue;
+        }
+        for p0 in (0..k).step_by(kc_max) {
+            let kc = kc_max.min(k - p0);
+            let strips = (jb - ja).div_ceil(NR) * kc * NR;
+            let bp = match b.packed(p0, kc, j0, nc) {
+                Some(panel) => &panel[(ja - j0) * kc..][..strips],
+                None => {
+                    bpack.resize(strips, 0.0);
+                    b.pack(p0, kc, ja, jb - ja, &mut bpack);
+                    &bpack[..]
+                }
+            };
+            rows_times_panel(m, a, (p0, kc), (ja - c0, jb - ja), bp, block, w, &mut apack);
+        }
     }
 }

@@ -9,6 +9,7 @@ pub mod gemm;
 mod gemm_ops;
 mod gemm_par;
 mod im2col;
+mod math;
 mod nn;
 mod pack;
 pub mod profile;

@@ -16,10 +16,12 @@ pub struct KindTotals {
     pub bytes: f64,
 }
 
-/// A run's profile: totals per kind.
+/// A run's profile: totals per kind, and per kind and shapes (which sizes of a kind are
+/// far from the ceiling).
 #[derive(Debug, Clone, Default)]
 pub struct OpProfile {
     pub kinds: BTreeMap<&'static str, KindTotals>,
+    pub shapes: BTreeMap<String, KindTotals>,
     /// Wall time of the whole runs, when the executor timed them: what it exceeds the ops'
     /// sum by went between ops (freeing, bookkeeping, threads waking).
     pub wall_millis: Option<f64>,
@@ -75,11 +77,15 @@ impl OpProfile {
     /// Adds one node's time.
     pub fn add(&mut self, node: &Node, inputs: &[&[usize]], millis: f64) {
         let bytes = 4.0 * (node.numel() + inputs.iter().map(|s| s.iter().product::<usize>()).sum::<usize>()) as f64;
-        let t = self.kinds.entry(kind(&node.op)).or_default();
-        t.count += 1;
-        t.millis += millis;
-        t.flops += flops(node, inputs);
-        t.bytes += bytes;
+        let flops = flops(node, inputs);
+        let dims = |s: &[usize]| s.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("x");
+        let shapes = format!("{} {} -> {}", kind(&node.op), inputs.iter().map(|s| dims(s)).collect::<Vec<_>>().join(", "), dims(&node.shape));
+        for t in [self.kinds.entry(kind(&node.op)).or_default(), self.shapes.entry(shapes).or_default()] {
+            t.count += 1;
+            t.millis += millis;
+            t.flops += flops;
+            t.bytes += bytes;
+        }
     }
 
     /// Total time.
@@ -90,14 +96,8 @@ impl OpProfile {
     /// A table: kind, ops, ms, share, GFLOP, GFLOP/s, GB/s; slowest first.
     pub fn table(&self) -> String {
         let total = self.millis().max(1e-9);
-        let mut rows: Vec<_> = self.kinds.iter().collect();
-        rows.sort_by(|a, b| b.1.millis.total_cmp(&a.1.millis));
         let mut s = format!("{:<24} {:>6} {:>10} {:>6} {:>9} {:>9} {:>8}\n", "op kind", "ops", "ms", "share", "GFLOP", "GFLOP/s", "GB/s");
-        for (k, t) in rows {
-            let secs = (t.millis / 1e3).max(1e-9);
-            let rate = if t.flops > 0.0 { format!("{:.1}", t.flops / 1e9 / secs) } else { "-".into() };
-            s += &format!("{k:<24} {:>6} {:>10.1} {:>5.1}% {:>9.2} {:>9} {:>8.2}\n", t.count, t.millis, 100.0 * t.millis / total, t.flops / 1e9, rate, t.bytes / 1e9 / secs);
-        }
+        s += &rows(self.kinds.iter().map(|(k, t)| (*k, t)), total, usize::MAX, 24);
         let flops: f64 = self.kinds.values().map(|t| t.flops).sum();
         s += &format!(
             "{:<24} {:>6} {:>10.1} {:>6} {:>9.2} {:>9.1}\n",
@@ -113,6 +113,28 @@ impl OpProfile {
         }
         s
     }
+
+    /// The `limit` slowest (kind, shapes) pairs, as [`table`](Self::table)'s rows: inputs'
+    /// shapes, then the output's.
+    pub fn shapes_table(&self, limit: usize) -> String {
+        let total = self.millis().max(1e-9);
+        let mut s = format!("{:<64} {:>6} {:>10} {:>6} {:>9} {:>9} {:>8}\n", "op kind: inputs -> output", "ops", "ms", "share", "GFLOP", "GFLOP/s", "GB/s");
+        s += &rows(self.shapes.iter().map(|(k, t)| (k.as_str(), t)), total, limit, 64);
+        s
+    }
+}
+
+/// Table rows, slowest first, at most `limit`, the name `width` wide.
+fn rows<'a>(totals: impl Iterator<Item = (&'a str, &'a KindTotals)>, total: f64, limit: usize, width: usize) -> String {
+    let mut rows: Vec<_> = totals.collect();
+    rows.sort_by(|a, b| b.1.millis.total_cmp(&a.1.millis));
+    let mut s = String::new();
+    for (k, t) in rows.into_iter().take(limit) {
+        let secs = (t.millis / 1e3).max(1e-9);
+        let rate = if t.flops > 0.0 { format!("{:.1}", t.flops / 1e9 / secs) } else { "-".into() };
+        s += &format!("{k:<width$} {:>6} {:>10.1} {:>5.1}% {:>9.2} {:>9} {:>8.2}\n", t.count, t.millis, 100.0 * t.millis / total, t.flops / 1e9, rate, t.bytes / 1e9 / secs);
+    }
+    s
 }
 
 #[cfg(test)]
@@ -138,10 +160,19 @@ mod tests {
         p.add(&node(Op::Linear, &[2, 4]), &[&[2, 3], &[4, 3]], 1.0);
         assert_eq!(p.kinds["attention"].count, 1);
         assert_eq!(p.millis(), 3.0);
-        assert!(p.table().lines().nth(1).unwrap().starts_with("attention"), "{}", p.table());
+        let table = p.table();
+        assert!(table.lines().nth(1).unwrap().starts_with("attention"), "{table}");
+        // Per shapes: the same two, slowest first, named by kind and shapes; at most `limit`.
+        p.add(&node(Op::Linear, &[5, 4]), &[&[5, 3], &[4, 3]], 0.5);
+        let shapes = p.shapes_table(2);
+        let lines: Vec<&str> = shapes.lines().collect();
+        assert_eq!(lines.len(), 3, "{shapes}");
+        assert!(lines[1].starts_with("attention 1x10x8, 1x20x8, 1x20x8 -> 1x10x8 ") && lines[2].starts_with("linear/matmul 2x3, 4x3 -> 2x4 "), "{shapes}");
+        assert_eq!(p.shapes.len(), 3);
+        assert_eq!(p.kinds["linear/matmul"].count, 2);
         // The run's wall time, when known, shows what fell between the ops.
-        p.wall_millis = Some(3.5);
+        p.wall_millis = Some(4.0);
         let last = p.table().lines().last().unwrap().to_string();
-        assert!(last.starts_with("between ops") && last.contains("0.5") && last.contains("wall 3.5 ms"), "{last}");
+        assert!(last.starts_with("between ops") && last.contains("0.5") && last.contains("wall 4.0 ms"), "{last}");
     }
 }
