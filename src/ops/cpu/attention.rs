@@ -69,7 +69,10 @@ fn row_block(qh: &[f32], kt: &PackedB, vp: &PackedB, dims: [usize; 6], r0: usize
     gemm(m, lk, d, &qh[r0 * hd..], hd, kt, &mut scores, lk);
     for (i, row) in scores.chunks_exact_mut(lk).enumerate() {
         let visible = if causal { (r0 + i + lk + 1).saturating_sub(lq).min(lk) } else { lk };
-        softmax_in_place(row, scale, visible);
+        super::wide::widest(
+            #[inline(always)]
+            || softmax_in_place(row, scale, visible),
+        );
     }
     let mut out = written_zeros(m * dv);
     gemm(m, dv, lk, &scores, lk, vp, &mut out, dv);
@@ -77,6 +80,7 @@ fn row_block(qh: &[f32], kt: &PackedB, vp: &PackedB, dims: [usize; 6], r0: usize
 }
 
 /// softmax(row[..visible] * scale), zeros after: the masked keys weigh nothing.
+#[inline(always)]
 fn softmax_in_place(row: &mut [f32], scale: f32, visible: usize) {
     let (seen, hidden) = row.split_at_mut(visible);
     seen.iter_mut().for_each(|x| *x *= scale);
@@ -90,6 +94,7 @@ fn softmax_in_place(row: &mut [f32], scale: f32, visible: usize) {
 
 /// Folds four interleaved partial results, so the loop vectorizes (a strict left-to-right
 /// float fold cannot be reordered).
+#[inline(always)]
 fn lanes_fold(v: &[f32], init: f32, f: impl Fn(f32, f32) -> f32) -> f32 {
     let mut acc = [init; 4];
     let chunks = v.chunks_exact(4);

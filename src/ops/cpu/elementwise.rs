@@ -10,6 +10,7 @@ use candle_core::{Device, Result, Tensor};
 use super::gemm_ops::with_values;
 use super::math::gelu_erf;
 use super::threads;
+use super::wide::widest;
 use crate::ops::graph::BinaryOp;
 
 /// Values per task: large enough to amortize a task, small enough to balance the cores.
@@ -46,9 +47,14 @@ pub fn geglu(x: &Tensor) -> Result<Tensor> {
             for (r, row) in out.chunks_mut(d).enumerate() {
                 let src = &v[(s / d + r) * 2 * d..][..2 * d];
                 let (h, gate) = src.split_at(d);
-                for ((o, &h), &g) in row.iter_mut().zip(h).zip(gate) {
-                    *o = h * gelu_erf(g);
-                }
+                widest(
+                    #[inline(always)]
+                    || {
+                        for ((o, &h), &g) in row.iter_mut().zip(h).zip(gate) {
+                            *o = h * gelu_erf(g);
+                        }
+                    },
+                );
             }
         })
     })?;

@@ -119,6 +119,9 @@ pub(super) fn rows_times_panel(m: usize, a: &impl PackA, (p0, kc): (usize, usize
 #[cfg(target_arch = "x86_64")]
 #[derive(Clone, Copy, PartialEq, Debug)]
 enum Kernel {
+    /// AVX-512 tiles two B strips wide ([`micro_kernel_avx512_quad`]).
+    Avx512Wide,
+    /// AVX-512 tiles one B strip wide (`EASEL_GEMM=avx512-narrow`, to compare).
     Avx512,
     Fma,
     Avx2,
@@ -127,15 +130,21 @@ enum Kernel {
 
 /// The tile kernel this CPU runs: fused multiply-adds on the widest registers it has,
 /// unless the page's arithmetic was asked for. `EASEL_GEMM=avx2` keeps the 256-bit kernel
-/// on an AVX-512 CPU, to compare the two in one session.
+/// on an AVX-512 CPU and `EASEL_GEMM=avx512-narrow` the one-B-strip tiles, to compare them
+/// in one session.
 #[cfg(target_arch = "x86_64")]
 fn x86_kernel() -> Kernel {
     static KERNEL: std::sync::OnceLock<Kernel> = std::sync::OnceLock::new();
     *KERNEL.get_or_init(|| {
         let avx2 = std::arch::is_x86_feature_detected!("avx2");
         let fused = avx2 && std::arch::is_x86_feature_detected!("fma") && !super::page_arithmetic();
-        if fused && std::arch::is_x86_feature_detected!("avx512f") && std::env::var("EASEL_GEMM").map_or(true, |v| v != "avx2") {
-            Kernel::Avx512
+        let asked = std::env::var("EASEL_GEMM").unwrap_or_default();
+        if fused && std::arch::is_x86_feature_detected!("avx512f") && asked != "avx2" {
+            if asked == "avx512-narrow" {
+                Kernel::Avx512
+            } else {
+                Kernel::Avx512Wide
+            }
         } else if fused {
             Kernel::Fma
         } else if avx2 {
@@ -146,20 +155,35 @@ fn x86_kernel() -> Kernel {
     })
 }
 
-/// On an AVX-512 CPU, `C += A @ panel` for the block's full pairs of A strips (2 x MR
-/// rows against each B strip: twelve independent accumulators, enough to keep the FMA
-/// units busy where six are not); returns how many pairs it did, the caller does the rest.
+/// On an AVX-512 CPU, `C += A @ panel` for the block's full pairs of A strips: each pair
+/// against two B strips at a time (2 MR x 2 NR, 24 accumulators, one load of B per four
+/// multiply-adds), a last odd strip alone (2 MR x NR: twelve accumulators, enough to keep
+/// the FMA units busy where six are not); returns how many pairs it did, the caller does
+/// the rest.
 #[allow(clippy::too_many_arguments)]
 fn strip_pairs(mc: usize, kc: usize, ap: &[f32], bp: &[f32], c: &mut [f32], ldc: usize, (i0, j0, nc): (usize, usize, usize)) -> usize {
     #[cfg(target_arch = "x86_64")]
-    if x86_kernel() == Kernel::Avx512 {
+    if let kernel @ (Kernel::Avx512Wide | Kernel::Avx512) = x86_kernel() {
         let pairs = mc / (2 * MR);
+        let strips = bp.len() / (kc * NR);
+        let quad = kernel == Kernel::Avx512Wide;
         for (t, pair) in ap.chunks_exact(2 * kc * MR).take(pairs).enumerate() {
             let i = i0 + 2 * t * MR;
-            for (s, bs) in bp.chunks_exact(kc * NR).enumerate() {
+            let mut s = 0;
+            if quad {
+                for bs in bp.chunks_exact(2 * kc * NR) {
+                    let j = j0 + s * NR;
+                    let (b0, b1) = bs.split_at(kc * NR);
+                    // SAFETY: the CPU has AVX-512F (checked by x86_kernel).
+                    unsafe { micro_kernel_avx512_quad(pair, b0, b1, &mut c[i * ldc + j..], ldc, (2 * NR).min(j0 + nc - j)) };
+                    s += 2;
+                }
+            }
+            for bs in bp.chunks_exact(kc * NR).take(strips).skip(s) {
                 let j = j0 + s * NR;
                 // SAFETY: the CPU has AVX-512F (checked by x86_kernel).
                 unsafe { micro_kernel_avx512_pair(pair, bs, &mut c[i * ldc + j..], ldc, NR.min(j0 + nc - j)) };
+                s += 1;
             }
         }
         return pairs;
@@ -179,7 +203,7 @@ fn micro_kernel(a: &[f32], b: &[f32], c: &mut [f32], ldc: usize, h: usize, w: us
         let kernel = x86_kernel();
         match kernel {
             // SAFETY: the CPU has AVX-512F (checked by x86_kernel).
-            Kernel::Avx512 => return unsafe { micro_kernel_avx512(a, b, c, ldc, h, w) },
+            Kernel::Avx512Wide | Kernel::Avx512 => return unsafe { micro_kernel_avx512(a, b, c, ldc, h, w) },
             // SAFETY: the CPU has AVX2 and FMA (checked by x86_kernel).
             Kernel::Fma => return unsafe { micro_kernel_fma(a, b, c, ldc, h, w) },
             // SAFETY: the CPU has AVX2 (checked by x86_kernel).
@@ -284,6 +308,57 @@ unsafe fn micro_kernel_avx512_pair(a: &[f32], b: &[f32], c: &mut [f32], ldc: usi
     }
     for i in 0..2 * MR {
         for (d, t) in c[i * ldc..][..w].iter_mut().zip(&tile[i * NR..]) {
+            *d += t;
+        }
+    }
+}
+
+/// [`micro_kernel_avx512_pair`] on two B strips side by side: a 2 MR x 2 NR tile in 24
+/// accumulators. Per step of K, 2 loads of B and 12 broadcasts of A feed 24 multiply-adds
+/// (the pair kernel: 13 loads for 12), so the FMA units, not the loads, set the pace.
+/// The same chains in the same order, so the same bits; its first `w` columns written.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn micro_kernel_avx512_quad(a: &[f32], b0: &[f32], b1: &[f32], c: &mut [f32], ldc: usize, w: usize) {
+    use std::arch::x86_64::*;
+    let kc = b0.len() / NR;
+    assert!(a.len() >= 2 * kc * MR && b0.len() >= kc * NR && b1.len() >= kc * NR && w <= 2 * NR);
+    let (a0, a1) = a.split_at(kc * MR);
+    let mut acc = [[_mm512_setzero_ps(); 2]; 2 * MR];
+    for p in 0..kc {
+        // SAFETY: p < kc, so the 16 values at p * NR of each strip are in bounds (asserted above).
+        let bv = unsafe { [_mm512_loadu_ps(b0.as_ptr().add(p * NR)), _mm512_loadu_ps(b1.as_ptr().add(p * NR))] };
+        for i in 0..MR {
+            let (x0, x1) = (_mm512_set1_ps(a0[p * MR + i]), _mm512_set1_ps(a1[p * MR + i]));
+            acc[i][0] = _mm512_fmadd_ps(x0, bv[0], acc[i][0]);
+            acc[i][1] = _mm512_fmadd_ps(x0, bv[1], acc[i][1]);
+            acc[MR + i][0] = _mm512_fmadd_ps(x1, bv[0], acc[MR + i][0]);
+            acc[MR + i][1] = _mm512_fmadd_ps(x1, bv[1], acc[MR + i][1]);
+        }
+    }
+    if w == 2 * NR {
+        for (i, row) in acc.iter().enumerate() {
+            let dst = &mut c[i * ldc..][..2 * NR];
+            for (h, v) in row.iter().enumerate() {
+                // SAFETY: `dst` holds 2 NR values, so 16 at h * NR are in bounds.
+                unsafe {
+                    let d = dst.as_mut_ptr().add(h * NR);
+                    _mm512_storeu_ps(d, _mm512_add_ps(_mm512_loadu_ps(d), *v));
+                }
+            }
+        }
+        return;
+    }
+    let mut tile = [0.0f32; 2 * MR * 2 * NR];
+    for (i, row) in acc.iter().enumerate() {
+        // SAFETY: `tile` holds 2 MR rows of 2 NR values.
+        unsafe {
+            _mm512_storeu_ps(tile.as_mut_ptr().add(i * 2 * NR), row[0]);
+            _mm512_storeu_ps(tile.as_mut_ptr().add(i * 2 * NR + NR), row[1]);
+        }
+    }
+    for i in 0..2 * MR {
+        for (d, t) in c[i * ldc..][..w].iter_mut().zip(&tile[i * 2 * NR..]) {
             *d += t;
         }
     }

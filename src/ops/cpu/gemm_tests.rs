@@ -248,5 +248,19 @@ mod avx512_tests {
             assert_eq!(bits(&pair), bits(&want), "a pair of strips, width {w}");
             assert!((0..2 * MR).all(|i| pair[i * ldc + w..(i + 1) * ldc].iter().all(|&v| v == 0.25)), "written past column {w}");
         }
+        // Two B strips side by side: each half is the pair kernel's tile on that strip.
+        let b2 = lcg(kc * NR, 7);
+        for w in [2 * NR, NR + 5, 7] {
+            let ldc = 2 * NR + 3;
+            let start = vec![0.25f32; 2 * MR * ldc];
+            let mut want = start.clone();
+            unsafe { micro_kernel_avx512_pair(&a, &b, &mut want, ldc, w.min(NR)) };
+            if w > NR {
+                unsafe { micro_kernel_avx512_pair(&a, &b2, &mut want[NR..], ldc, w - NR) };
+            }
+            let mut quad = start.clone();
+            unsafe { micro_kernel_avx512_quad(&a, &b, &b2, &mut quad, ldc, w) };
+            assert_eq!(bits(&quad), bits(&want), "two strips of B, width {w}");
+        }
     }
 }

@@ -16,6 +16,7 @@ pub mod profile;
 mod resident;
 mod stored;
 pub mod threads;
+mod wide;
 
 pub use exec::{gemm_conv, pack_session_linears, CpuExecutor, HostTensor};
 pub use nn::timestep_embedding;
