@@ -71,23 +71,72 @@ pub fn binary(a: &Tensor, b: &Tensor, op: BinaryOp) -> Result<Option<Tensor>> {
         _ => return Ok(None),
     };
     let ((big, inner), small) = (big, small);
-    let f = match op {
-        BinaryOp::Add => |x: f32, y: f32| x + y,
-        BinaryOp::Sub => |x: f32, y: f32| x - y,
-        BinaryOp::Mul => |x: f32, y: f32| x * y,
-    };
+    // One loop per op and operand order (as written, for the bits of a - b), so each
+    // compiles to vector arithmetic.
     let out = with_values(big, |x| {
-        with_values(small, |y| {
-            fill(x.len(), PIECE, |s, out| {
-                for (i, (o, &x)) in out.iter_mut().zip(&x[s..]).enumerate() {
-                    let y = y[(s + i) / inner];
-                    // Operand order as written, for the bits of a - b.
-                    *o = if swapped { f(y, x) } else { f(x, y) };
-                }
-            })
+        with_values(small, |y| match (op, swapped) {
+            (BinaryOp::Add, false) => combine(
+                x,
+                y,
+                inner,
+                #[inline(always)]
+                |x, y| x + y,
+            ),
+            (BinaryOp::Add, true) => combine(
+                x,
+                y,
+                inner,
+                #[inline(always)]
+                |x, y| y + x,
+            ),
+            (BinaryOp::Sub, _) => combine(
+                x,
+                y,
+                inner,
+                #[inline(always)]
+                |x, y| x - y,
+            ),
+            (BinaryOp::Mul, false) => combine(
+                x,
+                y,
+                inner,
+                #[inline(always)]
+                |x, y| x * y,
+            ),
+            (BinaryOp::Mul, true) => combine(
+                x,
+                y,
+                inner,
+                #[inline(always)]
+                |x, y| y * x,
+            ),
         })
     })??;
     Ok(Some(Tensor::from_vec(out, big.dims(), &Device::Cpu)?))
+}
+
+/// `f(x[i], y[i / inner])` for every i, on the threads: runs of `inner` values share one y.
+#[inline(always)]
+fn combine(x: &[f32], y: &[f32], inner: usize, f: impl Fn(f32, f32) -> f32 + Sync) -> Vec<f32> {
+    fill(x.len(), PIECE, |s, out| {
+        let x = &x[s..][..out.len()];
+        widest(
+            #[inline(always)]
+            || {
+                if inner == 1 {
+                    out.iter_mut().zip(x).zip(&y[s..]).for_each(|((o, &x), &y)| *o = f(x, y));
+                    return;
+                }
+                let mut i = 0;
+                while i < out.len() {
+                    let run = (inner - (s + i) % inner).min(out.len() - i);
+                    let y = y[(s + i) / inner];
+                    out[i..i + run].iter_mut().zip(&x[i..i + run]).for_each(|(o, &x)| *o = f(x, y));
+                    i += run;
+                }
+            },
+        )
+    })
 }
 
 /// How many consecutive output values share one value of `small` when `small` is `big`'s

@@ -1,5 +1,7 @@
 //! The CPU ops that are more than one candle call.
 
+use super::math;
+use super::wide::widest;
 use candle_core::{Result, Tensor, D};
 
 /// x @ w^T + b for x [.., K], w [N, K].
@@ -42,21 +44,46 @@ pub fn group_norm(x: &Tensor, gamma: &Tensor, beta: &Tensor, groups: usize, eps:
     let (gamma, beta) = (gamma.flatten_all()?.to_vec1::<f32>()?, beta.flatten_all()?.to_vec1::<f32>()?);
     let mut out = x.flatten_all()?.to_vec1::<f32>()?;
     super::threads::for_each_piece(&mut out, group_len, |i, values| {
-        // Two passes in f64: the mean, then the squared deviations (no cancellation).
-        let n = values.len() as f64;
-        let mean = values.iter().map(|&v| v as f64).sum::<f64>() / n;
-        let var = values.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
-        let (mean, inv) = (mean as f32, (1.0 / (var + eps as f64).sqrt()) as f32);
+        let (mean, inv) = widest(
+            #[inline(always)]
+            || moments(values, eps),
+        );
         let first_channel = (i % groups) * (channels / groups);
         for (c, plane) in values.chunks_exact_mut(per_channel).enumerate() {
             let (g, b) = (gamma[first_channel + c], beta[first_channel + c]);
-            for v in plane {
-                let y = (*v - mean) * inv * g + b;
-                *v = if silu { y / (1.0 + (-y).exp()) } else { y };
-            }
+            widest(
+                #[inline(always)]
+                || match silu {
+                    true => plane.iter_mut().for_each(|v| *v = math::silu((*v - mean) * inv * g + b)),
+                    false => plane.iter_mut().for_each(|v| *v = (*v - mean) * inv * g + b),
+                },
+            );
         }
     });
     Tensor::from_vec(out, dims, x.device())
+}
+
+/// A group's mean and 1 / sqrt(variance + eps): two passes (the mean, then the squared
+/// deviations: no cancellation), summed in f64 over eight interleaved lanes so they vectorize.
+#[inline(always)]
+fn moments(values: &[f32], eps: f32) -> (f32, f32) {
+    let n = values.len() as f64;
+    let mean = lanes_sum(values, |v| v as f64) / n;
+    let var = lanes_sum(values, |v| (v as f64 - mean) * (v as f64 - mean)) / n;
+    (mean as f32, (1.0 / (var + eps as f64).sqrt()) as f32)
+}
+
+#[inline(always)]
+fn lanes_sum(values: &[f32], f: impl Fn(f32) -> f64) -> f64 {
+    let mut acc = [0f64; 8];
+    let chunks = values.chunks_exact(8);
+    let tail: f64 = chunks.remainder().iter().map(|&v| f(v)).sum();
+    for chunk in chunks {
+        for (a, &v) in acc.iter_mut().zip(chunk) {
+            *a += f(v);
+        }
+    }
+    acc.iter().sum::<f64>() + tail
 }
 
 /// normed (reshaped back to `dims` [B, C, ..]) * gamma[c] + beta[c], then SiLU when `silu`.
