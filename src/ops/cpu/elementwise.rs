@@ -65,51 +65,18 @@ pub fn geglu(x: &Tensor) -> Result<Tensor> {
 /// a's rank): then b's value for output index i is b[i / inner]. Also `b (op) a` that
 /// way for the commutative ops. None for any other broadcast (candle does those).
 pub fn binary(a: &Tensor, b: &Tensor, op: BinaryOp) -> Result<Option<Tensor>> {
-    let (big, small, swapped) = match (trailing_broadcast(a.dims(), b.dims()), trailing_broadcast(b.dims(), a.dims())) {
-        (Some(inner), _) => ((a, inner), b, false),
-        (None, Some(inner)) if op != BinaryOp::Sub => ((b, inner), a, true),
+    let (big, inner, small) = match (trailing_broadcast(a.dims(), b.dims()), trailing_broadcast(b.dims(), a.dims())) {
+        (Some(inner), _) => (a, inner, b),
+        // Operands swapped: fine for + and *, whose IEEE results do not depend on the order.
+        (None, Some(inner)) if op != BinaryOp::Sub => (b, inner, a),
         _ => return Ok(None),
     };
-    let ((big, inner), small) = (big, small);
-    // One loop per op and operand order (as written, for the bits of a - b), so each
-    // compiles to vector arithmetic.
+    // One loop per op, so each compiles to vector arithmetic.
     let out = with_values(big, |x| {
-        with_values(small, |y| match (op, swapped) {
-            (BinaryOp::Add, false) => combine(
-                x,
-                y,
-                inner,
-                #[inline(always)]
-                |x, y| x + y,
-            ),
-            (BinaryOp::Add, true) => combine(
-                x,
-                y,
-                inner,
-                #[inline(always)]
-                |x, y| y + x,
-            ),
-            (BinaryOp::Sub, _) => combine(
-                x,
-                y,
-                inner,
-                #[inline(always)]
-                |x, y| x - y,
-            ),
-            (BinaryOp::Mul, false) => combine(
-                x,
-                y,
-                inner,
-                #[inline(always)]
-                |x, y| x * y,
-            ),
-            (BinaryOp::Mul, true) => combine(
-                x,
-                y,
-                inner,
-                #[inline(always)]
-                |x, y| y * x,
-            ),
+        with_values(small, |y| match op {
+            BinaryOp::Add => combine(x, y, inner, |x, y| x + y),
+            BinaryOp::Sub => combine(x, y, inner, |x, y| x - y),
+            BinaryOp::Mul => combine(x, y, inner, |x, y| x * y),
         })
     })??;
     Ok(Some(Tensor::from_vec(out, big.dims(), &Device::Cpu)?))

@@ -165,7 +165,6 @@ fn strip_pairs(mc: usize, kc: usize, ap: &[f32], bp: &[f32], c: &mut [f32], ldc:
     #[cfg(target_arch = "x86_64")]
     if let kernel @ (Kernel::Avx512Wide | Kernel::Avx512) = x86_kernel() {
         let pairs = mc / (2 * MR);
-        let strips = bp.len() / (kc * NR);
         let quad = kernel == Kernel::Avx512Wide;
         for (t, pair) in ap.chunks_exact(2 * kc * MR).take(pairs).enumerate() {
             let i = i0 + 2 * t * MR;
@@ -179,7 +178,7 @@ fn strip_pairs(mc: usize, kc: usize, ap: &[f32], bp: &[f32], c: &mut [f32], ldc:
                     s += 2;
                 }
             }
-            for bs in bp.chunks_exact(kc * NR).take(strips).skip(s) {
+            for bs in bp.chunks_exact(kc * NR).skip(s) {
                 let j = j0 + s * NR;
                 // SAFETY: the CPU has AVX-512F (checked by x86_kernel).
                 unsafe { micro_kernel_avx512_pair(pair, bs, &mut c[i * ldc + j..], ldc, NR.min(j0 + nc - j)) };

@@ -44,21 +44,20 @@ pub fn group_norm(x: &Tensor, gamma: &Tensor, beta: &Tensor, groups: usize, eps:
     let (gamma, beta) = (gamma.flatten_all()?.to_vec1::<f32>()?, beta.flatten_all()?.to_vec1::<f32>()?);
     let mut out = x.flatten_all()?.to_vec1::<f32>()?;
     super::threads::for_each_piece(&mut out, group_len, |i, values| {
-        let (mean, inv) = widest(
+        widest(
             #[inline(always)]
-            || moments(values, eps),
-        );
-        let first_channel = (i % groups) * (channels / groups);
-        for (c, plane) in values.chunks_exact_mut(per_channel).enumerate() {
-            let (g, b) = (gamma[first_channel + c], beta[first_channel + c]);
-            widest(
-                #[inline(always)]
-                || match silu {
-                    true => plane.iter_mut().for_each(|v| *v = math::silu((*v - mean) * inv * g + b)),
-                    false => plane.iter_mut().for_each(|v| *v = (*v - mean) * inv * g + b),
-                },
-            );
-        }
+            || {
+                let (mean, inv) = moments(values, eps);
+                let first_channel = (i % groups) * (channels / groups);
+                for (c, plane) in values.chunks_exact_mut(per_channel).enumerate() {
+                    let (g, b) = (gamma[first_channel + c], beta[first_channel + c]);
+                    match silu {
+                        true => plane.iter_mut().for_each(|v| *v = math::silu((*v - mean) * inv * g + b)),
+                        false => plane.iter_mut().for_each(|v| *v = (*v - mean) * inv * g + b),
+                    }
+                }
+            },
+        )
     });
     Tensor::from_vec(out, dims, x.device())
 }
