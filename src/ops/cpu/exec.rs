@@ -179,28 +179,20 @@ impl<'w> CpuExecutor<'w> {
             let args: Vec<Tensor> = node.inputs.iter().map(|t| values[t.0].clone().expect("inputs precede their users")).collect();
             let t0 = self.profile.is_some().then(crate::platform::now_ms);
             let weight = node.inputs.get(1).and_then(|w| direct.get(&w.0)).copied();
-            let out = match (&node.op, weight) {
-                // Read from where the GEMM can pack it without an f32 tensor of it.
-                (Op::Weight { .. }, _) if direct.contains_key(&i) => Ok(Tensor::zeros(0, CDType::F32, &Device::Cpu)?),
-                (Op::Linear, Some(Direct::Packed(p))) => gemm_ops::linear_from(&args[0], p.n, &p.b, args.get(2), false).map_err(OpError::from),
-                (Op::Linear, Some(Direct::Stored(w))) => gemm_ops::linear_from(&args[0], w.shape[0], &StoredRows::new(w), args.get(2), true).map_err(OpError::from),
-                (Op::Conv2d { stride, padding }, Some(Direct::PackedConv(p))) => {
-                    gemm_ops::conv2d_from(&args[0], p.dims, &p.a, args.get(2), *stride, *padding).map_err(OpError::from)
-                }
-                (Op::Conv2d { stride, padding }, Some(Direct::Stored(w))) => {
-                    let dims: [usize; 4] =
-                        w.shape.as_slice().try_into().map_err(|_| OpError::Shape { node: node.label.clone(), message: format!("conv weight of shape {:?}", w.shape) })?;
-                    gemm_ops::conv2d_from(&args[0], dims, &StoredRows::new(w), args.get(2), *stride, *padding).map_err(OpError::from)
-                }
-                _ => self.eval(node, &args, inputs),
+            let direct_weight = direct.contains_key(&i);
+            let (out, loops) = if self.profile.is_some() {
+                let (out, used) = super::threads::measured(|| self.node_value(node, direct_weight, weight, &args, inputs));
+                (out, Some(used))
+            } else {
+                (self.node_value(node, direct_weight, weight, &args, inputs), None)
             };
             let out = out.map_err(|e| match e {
                 OpError::Cpu(c) => OpError::Shape { node: node.label.clone(), message: c.to_string() },
                 other => other,
             })?;
-            if let (Some(p), Some(t0), false) = (self.profile.as_mut(), t0, direct.contains_key(&i)) {
+            if let (Some(p), Some(t0), Some(loops), false) = (self.profile.as_mut(), t0, loops, direct_weight) {
                 let shapes: Vec<&[usize]> = node.inputs.iter().map(|t| graph.shape(*t)).collect();
-                p.add(node, &shapes, crate::platform::now_ms() - t0);
+                p.add(node, &shapes, crate::platform::now_ms() - t0, loops);
             }
             values[i] = Some(out);
             // Free what no later node reads (outputs are kept).
@@ -225,6 +217,31 @@ impl<'w> CpuExecutor<'w> {
                 Ok((t, host))
             })
             .collect()
+    }
+
+    /// One node's value: a GEMM straight from its weight's packed or stored form where the
+    /// weight is read in place (`direct_weight`: this node is such a weight, left unmade).
+    fn node_value(
+        &mut self,
+        node: &crate::ops::Node,
+        direct_weight: bool,
+        weight: Option<Direct<'w>>,
+        args: &[Tensor],
+        inputs: &HashMap<String, HostTensor>,
+    ) -> Result<Tensor, OpError> {
+        match (&node.op, weight) {
+            // Read from where the GEMM can pack it without an f32 tensor of it.
+            (Op::Weight { .. }, _) if direct_weight => Ok(Tensor::zeros(0, CDType::F32, &Device::Cpu)?),
+            (Op::Linear, Some(Direct::Packed(p))) => gemm_ops::linear_from(&args[0], p.n, &p.b, args.get(2), false).map_err(OpError::from),
+            (Op::Linear, Some(Direct::Stored(w))) => gemm_ops::linear_from(&args[0], w.shape[0], &StoredRows::new(w), args.get(2), true).map_err(OpError::from),
+            (Op::Conv2d { stride, padding }, Some(Direct::PackedConv(p))) => gemm_ops::conv2d_from(&args[0], p.dims, &p.a, args.get(2), *stride, *padding).map_err(OpError::from),
+            (Op::Conv2d { stride, padding }, Some(Direct::Stored(w))) => {
+                let dims: [usize; 4] =
+                    w.shape.as_slice().try_into().map_err(|_| OpError::Shape { node: node.label.clone(), message: format!("conv weight of shape {:?}", w.shape) })?;
+                gemm_ops::conv2d_from(&args[0], dims, &StoredRows::new(w), args.get(2), *stride, *padding).map_err(OpError::from)
+            }
+            _ => self.eval(node, args, inputs),
+        }
     }
 
     /// The Weight nodes (by index) that their readers take without an f32 tensor: a

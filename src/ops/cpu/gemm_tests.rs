@@ -146,8 +146,8 @@ mod tests {
         par_gemm_cols(m, n, k, &ARows { data: &a, ld: k }, &nk, &mut got, ldc);
         let bits = |c: &[f32]| c.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
         assert_eq!(bits(&got), bits(&want), "B packed per thread");
-        // B packed ahead: each thread reads its strips of the panels in place. 1100 columns
-        // are three panels (368, 368, 364); on 2 threads both take strips of the middle one.
+        // B packed ahead: each piece reads its strips of the panels in place. 1100 columns
+        // are three panels (368, 368, 364), and pieces of 144 (2 threads) straddle them.
         let mut got = start;
         par_gemm_cols(m, n, k, &ARows { data: &a, ld: k }, &PackedB::new(k, n, &nk), &mut got, ldc);
         assert_eq!(bits(&got), bits(&want), "B packed ahead");

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use super::threads::LoopUse;
 use crate::ops::graph::{Node, Op};
 
 /// Totals of one kind of op.
@@ -14,6 +15,18 @@ pub struct KindTotals {
     pub flops: f64,
     /// Bytes of the inputs read and the output written (f32).
     pub bytes: f64,
+    /// How the ops' parallel loops used the threads.
+    pub loops: LoopUse,
+}
+
+impl KindTotals {
+    /// Share of the time inside parallel loops (the rest ran on one thread), and the
+    /// threads' busy share of those loops' capacity: together, where a thread count's
+    /// speed-up goes.
+    fn thread_use(&self) -> (String, String) {
+        let share = |part: f64, whole: f64| if whole > 0.0 { format!("{:.0}%", (100.0 * part / whole).min(100.0)) } else { "-".into() };
+        (share(self.loops.wall_ms, self.millis), share(self.loops.busy_ms, self.loops.capacity_ms))
+    }
 }
 
 /// A run's profile: totals per kind, and per kind and shapes (which sizes of a kind are
@@ -74,8 +87,8 @@ pub fn flops(node: &Node, inputs: &[&[usize]]) -> f64 {
 }
 
 impl OpProfile {
-    /// Adds one node's time.
-    pub fn add(&mut self, node: &Node, inputs: &[&[usize]], millis: f64) {
+    /// Adds one node's time and its parallel loops' use of the threads.
+    pub fn add(&mut self, node: &Node, inputs: &[&[usize]], millis: f64, loops: LoopUse) {
         let bytes = 4.0 * (node.numel() + inputs.iter().map(|s| s.iter().product::<usize>()).sum::<usize>()) as f64;
         let flops = flops(node, inputs);
         let dims = |s: &[usize]| s.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("x");
@@ -85,6 +98,7 @@ impl OpProfile {
             t.millis += millis;
             t.flops += flops;
             t.bytes += bytes;
+            t.loops += loops;
         }
     }
 
@@ -93,10 +107,11 @@ impl OpProfile {
         self.kinds.values().map(|t| t.millis).sum()
     }
 
-    /// A table: kind, ops, ms, share, GFLOP, GFLOP/s, GB/s; slowest first.
+    /// A table: kind, ops, ms, share, GFLOP, GFLOP/s, GB/s, and the threads' use (share of
+    /// the time in parallel loops, busy share of those loops); slowest first.
     pub fn table(&self) -> String {
         let total = self.millis().max(1e-9);
-        let mut s = format!("{:<24} {:>6} {:>10} {:>6} {:>9} {:>9} {:>8}\n", "op kind", "ops", "ms", "share", "GFLOP", "GFLOP/s", "GB/s");
+        let mut s = format!("{:<24} {:>6} {:>10} {:>6} {:>9} {:>9} {:>8} {:>9} {:>6}\n", "op kind", "ops", "ms", "share", "GFLOP", "GFLOP/s", "GB/s", "in loops", "busy");
         s += &rows(self.kinds.iter().map(|(k, t)| (*k, t)), total, usize::MAX, 24);
         let flops: f64 = self.kinds.values().map(|t| t.flops).sum();
         s += &format!(
@@ -118,7 +133,8 @@ impl OpProfile {
     /// shapes, then the output's.
     pub fn shapes_table(&self, limit: usize) -> String {
         let total = self.millis().max(1e-9);
-        let mut s = format!("{:<64} {:>6} {:>10} {:>6} {:>9} {:>9} {:>8}\n", "op kind: inputs -> output", "ops", "ms", "share", "GFLOP", "GFLOP/s", "GB/s");
+        let mut s =
+            format!("{:<64} {:>6} {:>10} {:>6} {:>9} {:>9} {:>8} {:>9} {:>6}\n", "op kind: inputs -> output", "ops", "ms", "share", "GFLOP", "GFLOP/s", "GB/s", "in loops", "busy");
         s += &rows(self.shapes.iter().map(|(k, t)| (k.as_str(), t)), total, limit, 64);
         s
     }
@@ -132,7 +148,16 @@ fn rows<'a>(totals: impl Iterator<Item = (&'a str, &'a KindTotals)>, total: f64,
     for (k, t) in rows.into_iter().take(limit) {
         let secs = (t.millis / 1e3).max(1e-9);
         let rate = if t.flops > 0.0 { format!("{:.1}", t.flops / 1e9 / secs) } else { "-".into() };
-        s += &format!("{k:<width$} {:>6} {:>10.1} {:>5.1}% {:>9.2} {:>9} {:>8.2}\n", t.count, t.millis, 100.0 * t.millis / total, t.flops / 1e9, rate, t.bytes / 1e9 / secs);
+        let (in_loops, busy) = t.thread_use();
+        s += &format!(
+            "{k:<width$} {:>6} {:>10.1} {:>5.1}% {:>9.2} {:>9} {:>8.2} {in_loops:>9} {busy:>6}\n",
+            t.count,
+            t.millis,
+            100.0 * t.millis / total,
+            t.flops / 1e9,
+            rate,
+            t.bytes / 1e9 / secs
+        );
     }
     s
 }
@@ -156,14 +181,18 @@ mod tests {
         let a = node(Op::Attention { heads: 2, scale: 1.0, causal: false }, &[1, 10, 8]);
         assert_eq!(flops(&a, &[&[1, 10, 8], &[1, 20, 8], &[1, 20, 8]]), 2.0 * 10.0 * 20.0 * 16.0);
         let mut p = OpProfile::default();
-        p.add(&a, &[&[1, 10, 8], &[1, 20, 8], &[1, 20, 8]], 2.0);
-        p.add(&node(Op::Linear, &[2, 4]), &[&[2, 3], &[4, 3]], 1.0);
+        p.add(&a, &[&[1, 10, 8], &[1, 20, 8], &[1, 20, 8]], 2.0, LoopUse::default());
+        // The linear spent 0.8 of its 1 ms in one loop on 2 threads, which were busy 1.2 ms.
+        p.add(&node(Op::Linear, &[2, 4]), &[&[2, 3], &[4, 3]], 1.0, LoopUse { loops: 1, wall_ms: 0.8, capacity_ms: 1.6, busy_ms: 1.2 });
         assert_eq!(p.kinds["attention"].count, 1);
         assert_eq!(p.millis(), 3.0);
         let table = p.table();
         assert!(table.lines().nth(1).unwrap().starts_with("attention"), "{table}");
+        // 80% of the linear's time in loops, its threads busy 75% of those; no loops: 0%, no busy share.
+        assert!(table.lines().nth(2).unwrap().ends_with("      80%    75%"), "{table}");
+        assert!(table.lines().nth(1).unwrap().ends_with("        0%      -"), "{table}");
         // Per shapes: the same two, slowest first, named by kind and shapes; at most `limit`.
-        p.add(&node(Op::Linear, &[5, 4]), &[&[5, 3], &[4, 3]], 0.5);
+        p.add(&node(Op::Linear, &[5, 4]), &[&[5, 3], &[4, 3]], 0.5, LoopUse::default());
         let shapes = p.shapes_table(2);
         let lines: Vec<&str> = shapes.lines().collect();
         assert_eq!(lines.len(), 3, "{shapes}");

@@ -24,9 +24,75 @@ pub fn for_each(tasks: usize, f: &(dyn Fn(usize) + Sync)) {
     }
     if tasks <= 1 || count() <= 1 {
         (0..tasks).for_each(f);
+    } else if MEASURING.with(|m| m.get().is_some()) {
+        measured_loop(tasks, f);
     } else {
         imp::for_each(tasks, f);
     }
+}
+
+/// How the parallel loops of a stretch of work used the threads (see [`measured`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct LoopUse {
+    /// Parallel loops run.
+    pub loops: usize,
+    /// Wall time inside them, on the thread that posted them (the rest of the stretch ran
+    /// on that thread alone).
+    pub wall_ms: f64,
+    /// Their wall time times the threads each was split for: what the threads could give.
+    pub capacity_ms: f64,
+    /// Time the threads spent in tasks: what they gave.
+    pub busy_ms: f64,
+}
+
+impl std::ops::AddAssign for LoopUse {
+    fn add_assign(&mut self, o: Self) {
+        self.loops += o.loops;
+        self.wall_ms += o.wall_ms;
+        self.capacity_ms += o.capacity_ms;
+        self.busy_ms += o.busy_ms;
+    }
+}
+
+thread_local! {
+    /// What the loops posted from this thread used, while it is being [`measured`].
+    static MEASURING: std::cell::Cell<Option<LoopUse>> = const { std::cell::Cell::new(None) };
+}
+
+/// Runs `f`, timing every parallel loop it posts and each of their tasks (a profile's
+/// thread use: whether a kind of op loses its threads' time in serial stretches between
+/// loops or in threads idle within them). Loops other threads post are not counted.
+pub fn measured<R>(f: impl FnOnce() -> R) -> (R, LoopUse) {
+    let outer = MEASURING.with(|m| m.replace(Some(LoopUse::default())));
+    let r = f();
+    let inner = MEASURING.with(|m| m.replace(outer)).unwrap_or_default();
+    if let Some(mut o) = outer {
+        o += inner;
+        MEASURING.with(|m| m.set(Some(o)));
+    }
+    (r, inner)
+}
+
+/// One parallel loop, its wall time and its tasks' times added to [`MEASURING`].
+fn measured_loop(tasks: usize, f: &(dyn Fn(usize) + Sync)) {
+    use crate::platform::now_ms;
+    // Nanoseconds: an integer the tasks add to from any thread.
+    let busy_ns = std::sync::atomic::AtomicU64::new(0);
+    let threads = count().min(tasks);
+    let t0 = now_ms();
+    imp::for_each(tasks, &|i| {
+        let s = now_ms();
+        f(i);
+        busy_ns.fetch_add(((now_ms() - s) * 1e6) as u64, Ordering::Relaxed);
+    });
+    let wall_ms = now_ms() - t0;
+    let used = LoopUse { loops: 1, wall_ms, capacity_ms: wall_ms * threads as f64, busy_ms: busy_ns.into_inner() as f64 / 1e6 };
+    MEASURING.with(|m| {
+        m.set(m.get().map(|mut u| {
+            u += used;
+            u
+        }))
+    });
 }
 
 /// Splits `data` into consecutive pieces of `piece` values (the last may be shorter) and
@@ -318,6 +384,27 @@ mod tests {
         for_each_piece(&mut data, 4, |i, p| p.iter_mut().for_each(|v| *v = i + 1));
         assert_eq!(data, [1, 1, 1, 1, 2, 2, 2, 2, 3, 3]);
         assert_eq!(map(5, |i| i * i), [0, 1, 4, 9, 16]);
+    }
+
+    #[test]
+    fn measured_loops_count_wall_and_busy_time() {
+        let sleep = |_| std::thread::sleep(std::time::Duration::from_millis(20));
+        let ((), used) = measured(|| for_each(4, &sleep));
+        if count() < 2 {
+            // Run in place: nothing parallel to count.
+            assert_eq!(used, LoopUse::default());
+            return;
+        }
+        // Four 20 ms tasks: 80 ms of work; on 2 or more threads, two rounds or one.
+        assert_eq!(used.loops, 1);
+        assert!(used.busy_ms >= 79.0 && used.busy_ms < 120.0, "{used:?}");
+        assert!(used.wall_ms >= 19.0 && used.capacity_ms >= used.busy_ms * 0.99, "{used:?}");
+        // A nested measurement counts for the outer one too; loops outside count for none.
+        let ((((), inner), ()), outer) = measured(|| (measured(|| for_each(2, &sleep)), for_each(2, &sleep)));
+        assert_eq!((inner.loops, outer.loops), (1, 2));
+        assert!(outer.busy_ms >= 2.0 * inner.busy_ms * 0.99, "{inner:?} {outer:?}");
+        for_each(2, &sleep);
+        assert!(MEASURING.with(|m| m.get().is_none()));
     }
 
     // Natively there are no thread workers (a scoped thread's panic reaches the caller by
