@@ -15,6 +15,9 @@ pub mod quant;
 // quant.rs dequantizes on the CPU backend's threads (std only).
 #[path = "../../src/ops/cpu/threads.rs"]
 pub mod threads;
+// threads.rs times its loops for a profile (std only natively).
+#[path = "../../src/platform.rs"]
+pub mod platform;
 
 pub mod ops {
     pub use crate::quant;
