@@ -397,7 +397,9 @@ mod tests {
         }
         // Four 20 ms tasks: 80 ms of work; on 2 or more threads, two rounds or one.
         assert_eq!(used.loops, 1);
-        assert!(used.busy_ms >= 79.0 && used.busy_ms < 120.0, "{used:?}");
+        // (A sleep never ends early, but may end late on a busy machine: no upper bound in
+        // ms; busy time counted twice would pass the loop's capacity.)
+        assert!(used.busy_ms >= 79.0, "{used:?}");
         assert!(used.wall_ms >= 19.0 && used.capacity_ms >= used.busy_ms * 0.99, "{used:?}");
         // A nested measurement counts for the outer one too; loops outside count for none.
         let ((((), inner), ()), outer) = measured(|| (measured(|| for_each(2, &sleep)), for_each(2, &sleep)));
