@@ -90,12 +90,15 @@ export class Easel {
    * matmul/conv kernels, 'auto' (tiled on a hardware GPU, simple on a software one),
    * 'tiled' or 'simple'. `precision`: the GPU's arithmetic, 'exact' (f32) or 'fast' (int8
    * dot products for q8_0 linears; f16 tiles where the GPU has shader-f16), which trades
-   * accuracy for speed. `onStarted(version)` is called once the wasm module runs, before
-   * the GPU is opened and tested.
+   * accuracy for speed. `simd`: the CPU backend's build, 'auto' (relaxed SIMD, whose fused
+   * multiply-adds are faster, where the browser has it and the page is cross-origin
+   * isolated), 'relaxed' or 'simd128' (`info.threads.simdReason` says which runs and why).
+   * `onStarted(version)` is called once the wasm module runs, before the GPU is opened and
+   * tested.
    */
-  static async create({ backend = 'auto', threads = null, kernels = 'auto', precision = 'exact', workerUrl = new URL('./worker.js', import.meta.url), onStarted } = {}) {
+  static async create({ backend = 'auto', threads = null, kernels = 'auto', precision = 'exact', simd = 'auto', workerUrl = new URL('./worker.js', import.meta.url), onStarted } = {}) {
     const easel = new Easel();
-    easel.#options = { backend, threads, kernels, precision };
+    easel.#options = { backend, threads, kernels, precision, simd };
     easel.#workerUrl = workerUrl;
     const started = easel.on('started', ({ version }) => onStarted?.(version));
     try {

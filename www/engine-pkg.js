@@ -1,7 +1,11 @@
 // Which build of the engine a worker runs, and its CPU threads. In a cross-origin isolated
-// page (COOP + COEP headers) the worker loads pkg/threads/ (built with wasm atomics and
-// shared memory) and starts Web Workers on the same module and memory, so the CPU backend
-// runs on every core; anywhere else it loads pkg/ on one thread and says why.
+// page (COOP + COEP headers) the worker loads a threaded build (wasm atomics and shared
+// memory) and starts Web Workers on the same module and memory, so the CPU backend runs on
+// every core; anywhere else it loads a one-thread build and says why. Where the browser has
+// relaxed SIMD, both are the relaxed-SIMD builds (pkg/relaxed/, pkg/relaxed/threads/: the
+// GEMM's multiply-adds fused); elsewhere the plain ones (pkg/, pkg/threads/).
+
+import { relaxedSimd } from './simd.js';
 
 /** Threads the page may use at most (more rarely helps a 2-8 GB model's memory traffic). */
 const MAX_THREADS = 16;
@@ -21,18 +25,58 @@ export async function enginePackage() {
   return loaded;
 }
 
+/** Each build's path from this file, by SIMD flavour and threading (a thread worker loads the engine's). */
+const BUILDS = {
+  relaxed: { one: '../pkg/relaxed/easel.js', threaded: '../pkg/relaxed/threads/easel.js' },
+  simd128: { one: '../pkg/easel.js', threaded: '../pkg/threads/easel.js' },
+};
+
+/** What a build computes with, for the diagnostics and for `fused` (see simd.js). */
+function arithmetic(simd, why) {
+  const fused = simd === 'relaxed' && relaxedSimd().fused === true;
+  const how = simd === 'relaxed' ? `relaxed SIMD, ${fused ? 'fused multiply-adds' : 'multiply-adds rounded twice (this CPU has no fused one)'}` : 'SIMD128';
+  return { simd, fused, simdReason: why ? `${how}: ${why}` : how };
+}
+
+/** Imports and starts the build at `path`. */
+async function importBuild(path) {
+  const pkg = await import(path);
+  await pkg.default();
+  return pkg;
+}
+
 /**
- * Loads the engine package; resolves to { pkg, threads: { count, wanted, reason } }.
- * `wanted` is the caller's thread count (null: one per core).
+ * Loads the engine package; resolves to { pkg, threads: { count, wanted, reason, simd,
+ * fused, simdReason } }. `wanted` is the caller's thread count (null: one per core).
+ * `simd`: 'auto' (the relaxed-SIMD builds where the browser has relaxed SIMD: their fused
+ * multiply-adds make the GEMM about 1.3x faster), 'relaxed', or 'simd128' (the plain
+ * builds, to compare). A relaxed build that fails to load falls back to its plain twin.
  */
-export async function loadEnginePackage(wanted) {
+export async function loadEnginePackage(wanted, simd = 'auto') {
+  if (!['auto', 'relaxed', 'simd128'].includes(simd)) throw new Error(`simd '${simd}': expected auto, relaxed or simd128`);
   const cores = Math.max(1, Math.min(MAX_THREADS, self.navigator?.hardwareConcurrency || 1));
   const want = Math.max(1, Math.min(MAX_THREADS, Number.isInteger(wanted) && wanted > 0 ? wanted : cores));
+  let flavour = 'simd128';
+  let why = simd === 'simd128' ? 'as asked' : null;
+  if (simd !== 'simd128') {
+    if (relaxedSimd().supported) flavour = 'relaxed';
+    else why = 'this browser has no relaxed SIMD';
+  }
+  /** The build of the flavour (its plain twin if a relaxed one fails to load), or null. */
+  const load = async (kind) => {
+    try {
+      return await importBuild(BUILDS[flavour][kind]);
+    } catch (e) {
+      if (flavour === 'simd128') throw e;
+      why = `the relaxed-SIMD build (${BUILDS.relaxed[kind].slice(3, -8)}) did not load: ${e?.message ?? e}`;
+      flavour = 'simd128';
+      return importBuild(BUILDS.simd128[kind]);
+    }
+  };
   const one = async (reason) => {
-    const pkg = await import('../pkg/easel.js');
-    await pkg.default();
+    const pkg = await load('one');
     loaded = pkg;
-    return { pkg, threads: { count: 1, wanted: want, reason } };
+    return { pkg, threads: { count: 1, wanted: want, reason, ...arithmetic(flavour, why) } };
   };
   if (want === 1) return one(wanted ? 'one thread, as asked' : 'this device reports one core');
   if (!self.crossOriginIsolated || typeof SharedArrayBuffer !== 'function') {
@@ -40,8 +84,7 @@ export async function loadEnginePackage(wanted) {
   }
   let pkg;
   try {
-    pkg = await import('../pkg/threads/easel.js');
-    await pkg.default();
+    pkg = await load('threaded');
   } catch (e) {
     return one(`one thread: the threaded engine (pkg/threads/) did not load: ${e?.message ?? e}`);
   }
@@ -52,7 +95,7 @@ export async function loadEnginePackage(wanted) {
       const w = new Worker(url, { type: 'module', name: 'easel-cpu-thread' });
       w.onmessage = ({ data }) => (data === 'ready' ? ok(w) : fail(new Error(data)));
       w.onerror = (e) => fail(new Error(e.message || 'a thread worker failed to start'));
-      w.postMessage({ module, memory });
+      w.postMessage({ module, memory, build: BUILDS[flavour].threaded });
     })),
   );
   const count = 1 + started.filter((s) => s.status === 'fulfilled').length;
@@ -60,5 +103,5 @@ export async function loadEnginePackage(wanted) {
   const failed = started.find((s) => s.status === 'rejected');
   const reason = failed ? `${count} of ${want} threads: ${failed.reason.message}` : `${count} threads (cross-origin isolated)`;
   loaded = pkg;
-  return { pkg, threads: { count, wanted: want, reason } };
+  return { pkg, threads: { count, wanted: want, reason, ...arithmetic(flavour, why) } };
 }

@@ -55,6 +55,9 @@ function showEngine({ backend, report, gpuError, selfTest, selfTestError, thread
   diag.dataset.backend = backend.kind;
   addRow('Backend', `${backend.kind === 'gpu' ? 'GPU (WebGPU)' : 'CPU (wasm SIMD)'}: ${backend.reason}`, 'diag-backend');
   addRow('CPU threads', `${threads.count}: ${threads.reason}`, 'diag-threads');
+  addRow('CPU arithmetic', threads.simdReason, 'diag-simd');
+  // What the CLI needs to compute this page's bits (EASEL_CPU_ARITHMETIC=page or page-fused).
+  document.getElementById('diag-simd').dataset.fused = String(threads.fused);
   if (report) showAdapter(report, selfTest, selfTestError);
   if (gpuError) addRow('WebGPU', gpuError, 'diag-no-webgpu');
   if (!report) {
@@ -134,6 +137,8 @@ async function startEngine() {
   const threads = Number.parseInt(new URLSearchParams(location.search).get('threads') ?? '', 10) || null;
   // ?kernels=tiled|simple forces the GPU's matmul/conv kernels (default: tiled on hardware).
   const kernels = new URLSearchParams(location.search).get('kernels') ?? 'auto';
+  // ?simd=simd128 runs the CPU backend's plain build (default: relaxed SIMD where it can).
+  const simd = new URLSearchParams(location.search).get('simd') ?? 'auto';
   // ?precision=fast: int8 / f16 GPU arithmetic, faster and less exact (default: exact;
   // also set by the GPU precision menu).
   const precision = engineSetting('precision', 'exact');
@@ -144,6 +149,7 @@ async function startEngine() {
       threads,
       kernels,
       precision,
+      simd,
       onStarted: (version) => {
         diag.dataset.worker = 'started';
         document.getElementById('version').textContent = `engine v${version}`;

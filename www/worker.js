@@ -62,13 +62,13 @@ function asEaselError(e, fallback = 'generation-failed') {
 }
 
 /** Opens the engine; the reply is the engine's description (see `describeEngine`). */
-async function start(id, backend, wantedThreads, kernels, precision) {
+async function start(id, backend, wantedThreads, kernels, precision, simd) {
   backendPreference = backend;
   kernelChoice = kernels;
   precisionChoice = precision;
   try {
     let pkg;
-    ({ pkg, threads } = await loadEnginePackage(wantedThreads));
+    ({ pkg, threads } = await loadEnginePackage(wantedThreads, simd));
     ({ Engine, encodeApng, encodeGif, version, lastPanic, lastAllocFailure, testFault } = pkg);
   } catch (e) {
     throw new EaselError('engine-load-failed', `Could not load the engine (pkg/easel_bg.wasm): ${messageOf(e)}. Build it with scripts/run.sh`);
@@ -441,7 +441,7 @@ async function answer(data) {
     if (crash) throw crash;
     let result;
     if (op === OP.init) {
-      ready ??= start(id, data.backend ?? 'auto', data.threads ?? null, data.kernels ?? 'auto', data.precision ?? 'exact');
+      ready ??= start(id, data.backend ?? 'auto', data.threads ?? null, data.kernels ?? 'auto', data.precision ?? 'exact', data.simd ?? 'auto');
       result = await ready;
     } else if (op === OP.load) {
       result = await load(id, data.source);

@@ -1,6 +1,7 @@
 // Shared set-up for page tests: Debian's Chromium driven by playwright-core, with a
 // SwiftShader WebGPU adapter (no GPU on CI machines) and no background network traffic.
 
+import assert from 'node:assert/strict';
 import { chromium } from 'playwright-core';
 import { execFileSync } from 'node:child_process';
 import { mkdir } from 'node:fs/promises';
@@ -88,9 +89,14 @@ export function runCli(args, env = {}) {
 }
 
 /**
- * The native CPU backend doing the page's arithmetic: linear layers through Easel's own GEMM
- * and no fused multiply-adds (natively linears default to candle's and the GEMM fuses, either
- * of which can move a pixel by a level), for tests that hold the page's CPU images to the
- * CLI's exactly.
+ * The environment that has the native CPU backend do this page's arithmetic: linear layers
+ * through Easel's own GEMM, and its multiply-adds fused or not as the page's build did
+ * (relaxed SIMD where V8 fuses; natively linears default to candle's and the GEMM always
+ * fuses, either of which can move a pixel by a level). For tests that hold the page's CPU
+ * images to the CLI's exactly; the page must have started its engine.
  */
-export const PAGE_ARITHMETIC = { EASEL_CPU_ARITHMETIC: 'page' };
+export async function pageArithmetic(page) {
+  const fused = await page.locator('#diag-simd').getAttribute('data-fused');
+  assert.ok(fused === 'true' || fused === 'false', `the diagnostics say whether the CPU backend fuses (${fused})`);
+  return { EASEL_CPU_ARITHMETIC: fused === 'true' ? 'page-fused' : 'page' };
+}

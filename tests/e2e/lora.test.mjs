@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import { startServer } from '../../scripts/serve.mjs';
-import { ROOT, PAGE_ARITHMETIC, launch, artifactPath, canvasPixels, engineWorker, pngPixels, maxDiff, runCli } from './browser.mjs';
+import { ROOT, pageArithmetic, launch, artifactPath, canvasPixels, engineWorker, pngPixels, maxDiff, runCli } from './browser.mjs';
 import { pngText } from './png-text.mjs';
 import { checksumHex } from '../../www/checksum.js';
 
@@ -46,12 +46,12 @@ before(async () => {
 
 after(() => server?.close());
 
-/** The CLI's PNG for FORM with the LoRA at `scale` (none: the base model), computed with the page's arithmetic. */
-async function cliImage(scale) {
+/** The CLI's PNG for FORM with the LoRA at `scale` (none: the base model), computed with `page`'s arithmetic. */
+async function cliImage(page, scale) {
   const out = await artifactPath(`lora-cli-${scale ?? 'none'}.png`);
   const lora = scale === undefined ? [] : ['--lora', LORA_FILE, '--lora-scale', String(scale)];
   runCli(['generate', '--model', 'tests/fixtures/sd1-tiny', '--prompt', FORM.prompt, '--steps', String(FORM.steps), '--guidance', String(FORM.guidance), '--seed', String(FORM.seed),
-    '--width', String(FORM.size), '--height', String(FORM.size), '--backend', 'cpu', ...lora, '--out', out], PAGE_ARITHMETIC);
+    '--width', String(FORM.size), '--height', String(FORM.size), '--backend', 'cpu', ...lora, '--out', out], await pageArithmetic(page));
   return readFileSync(out);
 }
 
@@ -77,7 +77,7 @@ const cliImages = new Map(); // scale -> PNG bytes (the CLI runs once per scale)
 
 /** The page's image against the CLI's (CPU): equal on the CPU, within a level on WebGPU. */
 async function sameAsCli(page, got, scale, what, backend) {
-  if (!cliImages.has(scale)) cliImages.set(scale, await cliImage(scale));
+  if (!cliImages.has(scale)) cliImages.set(scale, await cliImage(page, scale));
   const diff = maxDiff(got, await pngPixels(page, cliImages.get(scale)));
   console.log(`# ${what} [${backend}]: max |page - CLI| = ${diff} of 255`);
   assert.ok(diff <= (backend === 'cpu' ? 0 : 1), `${what}: the page's image differs from the CLI's by ${diff} levels`);

@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import { startServer } from '../../scripts/serve.mjs';
-import { ROOT, PAGE_ARITHMETIC, launch, canvasPixels, pngPixels, maxDiff, runCli } from './browser.mjs';
+import { ROOT, pageArithmetic, launch, canvasPixels, pngPixels, maxDiff, runCli } from './browser.mjs';
 import { pngText } from './png-text.mjs';
 
 const FORM = { prompt: '一只戴墨镜的柴犬 😎', toPrompt: 'a red fox in the snow', seed: 5, toSeed: 6, steps: 2, size: 16 };
@@ -55,11 +55,11 @@ function decodeAll(page, bytes, type) {
   }, [Buffer.from(bytes).toString('base64'), type]);
 }
 
-/** The CLI's frames for the same morph or walk, computed with the page's arithmetic. */
-function cliFrames(extra) {
+/** The CLI's frames for the same morph or walk, computed with `page`'s arithmetic. */
+async function cliFrames(page, extra) {
   const out = mkdtempSync(join(tmpdir(), 'easel-page-morph-'));
   runCli(['morph', '--model', 'www/models/sd-tiny', '--prompt', FORM.prompt, '--seed', String(FORM.seed), '--frames', '3', '--steps', String(FORM.steps),
-    '--backend', 'cpu', ...extra, '--out', out], PAGE_ARITHMETIC);
+    '--backend', 'cpu', ...extra, '--out', out], await pageArithmetic(page));
   return [0, 1, 2].map((i) => readFileSync(join(out, `frame-00${i}.png`)));
 }
 
@@ -115,7 +115,7 @@ test('an SD prompt morph and seed walk in the page end on Generate\'s images and
       assert.equal(maxDiff(frames[0], a), 0, `${kind}: the first frame is Generate's image`);
       assert.equal(maxDiff(frames[2], end), 0, `${kind}: the last frame is the other end's image`);
       assert.ok(maxDiff(frames[1], a) > 0 && maxDiff(frames[1], end) > 0, `${kind}: the middle frame is neither end`);
-      const cli = cliFrames(kind === 'morph' ? ['--to-prompt', FORM.toPrompt] : ['--to-seed', String(FORM.toSeed)]);
+      const cli = await cliFrames(page, kind === 'morph' ? ['--to-prompt', FORM.toPrompt] : ['--to-seed', String(FORM.toSeed)]);
       for (let i = 0; i < 3; i++) {
         const d = maxDiff(frames[i], await pngPixels(page, cli[i]));
         console.log(`# ${kind} frame ${i}: max |page - easel morph| = ${d} of 255`);

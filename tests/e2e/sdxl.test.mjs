@@ -8,7 +8,7 @@ import { cpSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startServer } from '../../scripts/serve.mjs';
-import { ROOT, PAGE_ARITHMETIC, artifactPath, canvasPixels, launch, maxDiff, pngPixels, runCli } from './browser.mjs';
+import { ROOT, pageArithmetic, artifactPath, canvasPixels, launch, maxDiff, pngPixels, runCli } from './browser.mjs';
 
 const PROMPT = '一只戴墨镜的柴犬 😎, a watercolor';
 let hubRoot;
@@ -35,7 +35,6 @@ after(() => {
 
 test("Hub mode converts an SDXL repository, takes its size, and draws the CLI's image", async () => {
   const cli = await artifactPath('sdxl-cli.png');
-  runCli(['generate', '--model', join(hubRoot, 'sdxl-tiny'), '--prompt', PROMPT, '--steps', '2', '--guidance', '5', '--seed', '11', '--backend', 'cpu', '--out', cli], PAGE_ARITHMETIC);
   const browser = await launch();
   try {
     const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
@@ -43,6 +42,7 @@ test("Hub mode converts an SDXL repository, takes its size, and draws the CLI's 
     page.on('pageerror', (e) => errors.push(e.message));
     await page.goto(`${page$.url}?backend=cpu&model=none`);
     await page.locator('#diagnostics[data-state="ready"], #diagnostics[data-state="no-webgpu"]').waitFor({ timeout: 120_000 });
+    runCli(['generate', '--model', join(hubRoot, 'sdxl-tiny'), '--prompt', PROMPT, '--steps', '2', '--guidance', '5', '--seed', '11', '--backend', 'cpu', '--out', cli], await pageArithmetic(page));
     await page.selectOption('#model', 'hub');
     await page.fill('#hub-base', hub$.url);
     await page.fill('#hub-repo', 'sdxl-tiny');

@@ -13,7 +13,8 @@ use crate::ops::graph::{BinaryOp, DType, Graph, Op, TensorId, UnaryOp};
 use crate::ops::weights::WeightStore;
 
 /// Dense ops and attention go through our packed GEMM in the browser, where candle's matmul is single
-/// threaded and barely vectorized; natively candle's multithreaded matmul is faster.
+/// threaded and barely vectorized; natively candle's multithreaded matmul is faster (but not
+/// the page's arithmetic: `EASEL_CPU_ARITHMETIC=page[-fused]` puts matmuls on our GEMM too).
 const USE_GEMM: bool = cfg!(target_arch = "wasm32");
 /// Attention runs in blocks of query rows everywhere (heads on every core natively): memory
 /// bounded by one block per thread instead of whole scores. EASEL_CPU_ATTENTION=candle
@@ -294,7 +295,7 @@ impl<'w> CpuExecutor<'w> {
             Op::Weight { name } => self.weight(name)?,
             Op::Linear if gemm_linear() => gemm_ops::linear(&a[0], &a[1], a.get(2))?,
             Op::Linear => nn::linear(&a[0], &a[1], a.get(2))?,
-            Op::MatMul { transpose_b } if USE_GEMM => gemm_ops::matmul(&a[0], &a[1], *transpose_b)?,
+            Op::MatMul { transpose_b } if USE_GEMM || super::page_arithmetic() => gemm_ops::matmul(&a[0], &a[1], *transpose_b)?,
             Op::MatMul { transpose_b } => {
                 let b = if *transpose_b { a[1].transpose(D::Minus2, D::Minus1)? } else { a[1].clone() };
                 a[0].contiguous()?.matmul(&b.contiguous()?)?

@@ -1,10 +1,11 @@
-//! Four f32 lanes: WebAssembly SIMD128 on wasm32 built with `+simd128`, a plain array
-//! elsewhere (which LLVM vectorizes natively). The GEMM micro-kernel is written once on top
+//! Four f32 lanes: WebAssembly SIMD128 on wasm32 built with `+simd128` (with
+//! `+relaxed-simd`, the multiply-add fuses where the CPU can), a plain array elsewhere
+//! (which LLVM vectorizes natively). The GEMM micro-kernel is written once on top
 //! of it, so native tests run the same kernel code the browser does.
 
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod imp {
-    use core::arch::wasm32::{f32x4_add, f32x4_mul, f32x4_splat, i32x4_shuffle, v128, v128_load, v128_store};
+    use core::arch::wasm32::{f32x4_add, f32x4_splat, i32x4_shuffle, v128, v128_load, v128_store};
 
     /// Four f32 lanes in one `v128`.
     #[derive(Clone, Copy)]
@@ -38,9 +39,17 @@ mod imp {
         }
 
         /// `self + a * b`, rounded twice (SIMD128 has no fused multiply-add).
+        #[cfg(not(target_feature = "relaxed-simd"))]
         #[inline(always)]
         pub fn mul_add(self, a: Self, b: Self) -> Self {
-            Self(f32x4_add(self.0, f32x4_mul(a.0, b.0)))
+            Self(f32x4_add(self.0, core::arch::wasm32::f32x4_mul(a.0, b.0)))
+        }
+
+        /// `self + a * b`: relaxed SIMD's multiply-add, fused where the CPU has FMA.
+        #[cfg(target_feature = "relaxed-simd")]
+        #[inline(always)]
+        pub fn mul_add(self, a: Self, b: Self) -> Self {
+            Self(core::arch::wasm32::f32x4_relaxed_madd(a.0, b.0, self.0))
         }
 
         /// Lane-wise sum.

@@ -129,7 +129,7 @@ enum Kernel {
 }
 
 /// The tile kernel this CPU runs: fused multiply-adds on the widest registers it has,
-/// unless the page's arithmetic was asked for. `EASEL_GEMM=avx2` keeps the 256-bit kernel
+/// unless the page's unfused arithmetic was asked for (`EASEL_CPU_ARITHMETIC=page`). `EASEL_GEMM=avx2` keeps the 256-bit kernel
 /// on an AVX-512 CPU and `EASEL_GEMM=avx512-narrow` the one-B-strip tiles, to compare them
 /// in one session.
 #[cfg(target_arch = "x86_64")]
@@ -137,7 +137,7 @@ fn x86_kernel() -> Kernel {
     static KERNEL: std::sync::OnceLock<Kernel> = std::sync::OnceLock::new();
     *KERNEL.get_or_init(|| {
         let avx2 = std::arch::is_x86_feature_detected!("avx2");
-        let fused = avx2 && std::arch::is_x86_feature_detected!("fma") && !super::page_arithmetic();
+        let fused = avx2 && std::arch::is_x86_feature_detected!("fma") && !super::unfused_gemm();
         let asked = std::env::var("EASEL_GEMM").unwrap_or_default();
         if fused && std::arch::is_x86_feature_detected!("avx512f") && asked != "avx2" {
             if asked == "avx512-narrow" {
@@ -216,7 +216,8 @@ fn micro_kernel(a: &[f32], b: &[f32], c: &mut [f32], ldc: usize, h: usize, w: us
 /// The MR x NR tile with fused multiply-adds on 256-bit registers (x86-64 with AVX2 and
 /// FMA, natively): 12 accumulators, two B loads and MR broadcasts per step of K. Twice the
 /// arithmetic per instruction of the unfused kernel, and different rounding (one per
-/// multiply-add): the page's arithmetic (`EASEL_CPU_ARITHMETIC=page`) keeps the unfused one.
+/// multiply-add), which is the page's relaxed-SIMD builds' where V8 fuses theirs
+/// (`EASEL_CPU_ARITHMETIC=page-fused`); `=page` keeps the unfused one, the SIMD128 builds'.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn micro_kernel_fma(a: &[f32], b: &[f32], c: &mut [f32], ldc: usize, h: usize, w: usize) {

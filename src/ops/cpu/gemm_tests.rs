@@ -214,6 +214,40 @@ mod x86_tests {
 }
 
 #[cfg(all(test, target_arch = "x86_64"))]
+mod fused_chain_tests {
+    use super::*;
+
+    /// The fused kernel's bits are, per value of C, one chain of single-rounding
+    /// multiply-adds from zero in the order of K, then added to C: what the page's
+    /// relaxed-SIMD kernel computes where its multiply-add fuses, so that
+    /// `EASEL_CPU_ARITHMETIC=page-fused` reproduces that page's images.
+    #[test]
+    fn the_fused_kernel_is_a_chain_of_single_rounding_multiply_adds() {
+        assert!(std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma"), "this test needs AVX2 and FMA");
+        let kc = 53;
+        let lcg = |n: usize, seed: u32| -> Vec<f32> { (0..n as u32).map(|i| ((i.wrapping_mul(2654435761) ^ seed) % 2001) as f32 / 997.0 - 1.0).collect() };
+        let (a, b) = (lcg(kc * MR, 3), lcg(kc * NR, 5));
+        let ldc = NR + 1;
+        let mut c: Vec<f32> = lcg(MR * ldc, 9);
+        let start = c.clone();
+        // SAFETY: the CPU has AVX2 and FMA (asserted above).
+        unsafe { micro_kernel_fma(&a, &b, &mut c, ldc, MR, NR) };
+        let mut rounded_twice = 0;
+        for i in 0..MR {
+            for j in 0..NR {
+                let chain = (0..kc).fold(0f32, |acc, p| a[p * MR + i].mul_add(b[p * NR + j], acc));
+                let want = start[i * ldc + j] + chain;
+                assert_eq!(c[i * ldc + j].to_bits(), want.to_bits(), "({i}, {j})");
+                let unfused = (0..kc).fold(0f32, |acc, p| acc + a[p * MR + i] * b[p * NR + j]);
+                rounded_twice += usize::from((start[i * ldc + j] + unfused).to_bits() != want.to_bits());
+            }
+        }
+        // The test tells fused from unfused at all: most values differ in their last bits.
+        assert!(rounded_twice > MR * NR / 2, "only {rounded_twice} of {} values tell the two apart", MR * NR);
+    }
+}
+
+#[cfg(all(test, target_arch = "x86_64"))]
 mod avx512_tests {
     use super::*;
 

@@ -28,19 +28,37 @@ pub fn attention_makes_whole_scores() -> bool {
     !exec::blocked_attention()
 }
 
-/// Whether the native CPU backend computes as the page does, bit for bit
-/// (`EASEL_CPU_ARITHMETIC=page`): our GEMM for linear layers and no fused multiply-adds.
-/// Tests that hold the CLI's images to the page's use it; by default natively the GEMM
-/// fuses (about twice the arithmetic per instruction), and linears whose weights a session
-/// did not pack (`pack_session_linears`) use candle's matmul.
+/// The page's arithmetic asked of the native CPU backend: `EASEL_CPU_ARITHMETIC=page` (the
+/// SIMD128 builds: no fused multiply-adds) or `=page-fused` (the relaxed-SIMD builds on a
+/// CPU whose multiply-add fuses: x86-64 with FMA, as the native kernels need). The page
+/// says which it ran (`#diag-simd`'s `data-fused`).
+#[cfg(not(target_arch = "wasm32"))]
+fn asked_arithmetic() -> Option<bool> {
+    static ASKED: std::sync::OnceLock<Option<bool>> = std::sync::OnceLock::new();
+    *ASKED.get_or_init(|| match std::env::var("EASEL_CPU_ARITHMETIC").as_deref() {
+        Ok("page") => Some(false),
+        Ok("page-fused") => Some(true),
+        _ => None,
+    })
+}
+
+/// Whether the native CPU backend computes as the page does, bit for bit (either of
+/// `EASEL_CPU_ARITHMETIC=page` / `page-fused`): our GEMM for linear layers. Tests that hold
+/// the CLI's images to the page's use it; by default linears whose weights a session did
+/// not pack (`pack_session_linears`) use candle's matmul.
 pub fn page_arithmetic() -> bool {
     #[cfg(not(target_arch = "wasm32"))]
-    {
-        static PAGE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-        *PAGE.get_or_init(|| std::env::var("EASEL_CPU_ARITHMETIC").is_ok_and(|v| v == "page"))
-    }
+    return asked_arithmetic().is_some();
     #[cfg(target_arch = "wasm32")]
     true
+}
+
+/// Whether the native GEMM must round each multiply and add apart, as the page's SIMD128
+/// builds do (`EASEL_CPU_ARITHMETIC=page`). Otherwise it fuses where the CPU can (about
+/// twice the arithmetic per instruction), as the relaxed-SIMD builds do in the page.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn unfused_gemm() -> bool {
+    asked_arithmetic() == Some(false)
 }
 
 use candle_core::{Device, Tensor};
