@@ -68,7 +68,7 @@ async function timeOrt(ort, row, runs) {
 
 self.onmessage = async ({ data }) => {
   try {
-    const { pkg, threads } = await loadEnginePackage(data.threads ?? null);
+    const { pkg, threads } = await loadEnginePackage(data.threads ?? null, data.simd ?? 'auto');
     say(`Opening WebGPU… (CPU threads: ${threads.count})`);
     const kernels = data.kernels || 'auto';
     const engine = await pkg.Engine.create('gpu', kernels).catch(() => pkg.Engine.create('cpu', kernels));

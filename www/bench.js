@@ -1,6 +1,7 @@
 // Benchmark page: runs bench-worker.js and renders its rows. ?auto=1 starts at once (the
 // headless runner uses it); the finished text is left in window.benchText. ?threads=N caps
-// the CPU threads (Easel's and ORT's alike), ?kernels=tiled|simple forces the GPU kernels,
+// the CPU threads (Easel's and ORT's alike), ?simd=simd128 runs Easel's plain builds instead
+// of the relaxed-SIMD ones, ?kernels=tiled|simple forces the GPU kernels,
 // ?compare=1 times both kernel sets side by side; ?tiles=compare the tiled rows in 64-row
 // tiles and in the tiles each case's M calls for; ?backend=cpu|gpu times one backend's rows.
 
@@ -46,7 +47,7 @@ function asText(result) {
   const c = result.ceilings;
   lines.push(`ceilings: best GPU matmul ${fmt(c.best_matmul_gflops)} GFLOP/s, buffer copy ${fmt(c.copy_gbps)} GB/s`);
   lines.push(`adapter: ${result.adapter}; ORT GPU rows use its webgpu EP, CPU rows its wasm EP`);
-  lines.push(`CPU threads, Easel's and ORT's: ${result.threads.count} (${result.threads.reason})`);
+  lines.push(`CPU threads, Easel's and ORT's: ${result.threads.count} (${result.threads.reason}); Easel's CPU arithmetic: ${result.threads.simdReason}`);
   if (rows.some((r) => r.relative_error != null)) lines.push("error: a fast row's output against the exact row with the same kernels (relative L2)");
   if (result.software) lines.push('a software adapter: the tiled kernels and the fast precision are shaped for hardware GPUs and cannot show their gain here');
   return lines.join('\n');
@@ -82,6 +83,7 @@ function run() {
     filter: document.getElementById('filter').value,
     ort: document.getElementById('ort').checked,
     threads: Number.parseInt(params.get('threads') ?? '', 10) || null,
+    simd: params.get('simd') ?? 'auto',
     kernels: params.get('kernels') ?? 'auto',
     compareKernels: params.get('compare') === '1',
     comparePrecision: params.get('precision') === 'compare',

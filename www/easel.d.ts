@@ -72,8 +72,11 @@ export interface EngineInfo {
   /** The GPU's matmul check against the CPU, or null without a GPU. */
   selfTest: { shape: number[]; relativeError: number; millis: number } | null;
   selfTestError: string | null;
-  /** The CPU backend's threads: how many run, how many were wanted, and why that many. */
-  threads: { count: number; wanted: number; reason: string };
+  /**
+   * The CPU backend's threads: how many run, how many were wanted, and why that many; and
+   * its build: relaxed SIMD or plain SIMD128, whether its GEMM's multiply-adds fuse, and why.
+   */
+  threads: { count: number; wanted: number; reason: string; simd: 'relaxed' | 'simd128'; fused: boolean; simdReason: string };
 }
 
 export interface ShardProgress {
@@ -275,7 +278,7 @@ export function resolveModel(model: string, base?: string): { url: string; bundl
 
 export class Easel {
   private constructor();
-  static create(options?: { backend?: Backend; threads?: number | null; kernels?: 'auto' | 'tiled' | 'simple'; precision?: 'exact' | 'fast'; workerUrl?: string | URL; onStarted?: (version: string) => void }): Promise<Easel>;
+  static create(options?: { backend?: Backend; threads?: number | null; kernels?: 'auto' | 'tiled' | 'simple'; precision?: 'exact' | 'fast'; simd?: 'auto' | 'relaxed' | 'simd128'; workerUrl?: string | URL; onStarted?: (version: string) => void }): Promise<Easel>;
   on<K extends keyof EaselEvents>(name: K, fn: (event: EaselEvents[K]) => void): () => void;
   adapter(): EngineInfo;
   readonly model: ModelInfo | null;

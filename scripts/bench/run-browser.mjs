@@ -1,10 +1,12 @@
 // Opens www/bench.html in headless Chromium with SwiftShader WebGPU and prints the result.
-//   node scripts/bench/run-browser.mjs [--runs N] [--filter TEXT] [--backend cpu|gpu] [--no-ort] [--threads 1,2] [--kernels tiled|simple] [--compare-kernels] [--compare-precision] [--compare-tiles]
-//   node scripts/bench/run-browser.mjs --unet [--size 256] [--quant q8_0] [--backend auto] [--threads 1,2] [--profile] [--kernels tiled|simple]
+//   node scripts/bench/run-browser.mjs [--runs N] [--filter TEXT] [--backend cpu|gpu] [--no-ort] [--threads 1,2] [--simd relaxed,simd128] [--kernels tiled|simple] [--compare-kernels] [--compare-precision] [--compare-tiles]
+//   node scripts/bench/run-browser.mjs --unet [--size 256] [--quant q8_0] [--backend auto] [--threads 1,2] [--simd relaxed,simd128] [--profile] [--kernels tiled|simple]
 //   node scripts/bench/run-browser.mjs --load [--model bench-models/sd-turbo-q8_0/] [--backend auto] [--runs 3]
 // --threads runs the bench once per thread count, in turn in one browser (op bench: Easel's
 // CPU backend and ORT's wasm backend at that count; UNet bench: each count's time and its
-// speed-up over the first). --compare-kernels times the GPU rows with both kernel sets,
+// speed-up over the first). --simd relaxed,simd128 (with --threads) runs each
+// thread count on each CPU build in turn: relaxed SIMD's fused multiply-adds against the
+// plain SIMD128 builds, side by side. --compare-kernels times the GPU rows with both kernel sets,
 // --compare-precision in both precisions (with the fast rows' error against exact),
 // --compare-tiles the tiled rows in 64-row tiles and in the tiles each case's M calls for.
 // --backend cpu (or gpu) times one backend's rows only: the CPU rows against ORT's wasm
@@ -65,30 +67,39 @@ try {
   page.on('console', (m) => m.type() === 'error' && console.error(`[page] ${m.text()}`));
   if (args.includes('--unet') && opt('--threads')) {
     const counts = opt('--threads').split(',').map(Number);
+    const simds = opt('--simd', 'auto').split(',');
+    const label = (threads, simd) => `${threads} thread(s)${simds.length > 1 ? ` ${simd}` : ''}`;
+    const visits = counts.flatMap((threads) => simds.map((simd) => ({ threads, simd, name: label(threads, simd) })));
     const times = [];
-    const pooled = new Map(); // thread count -> every timed run of every visit
-    for (const threads of counts) {
-      const q = new URLSearchParams({ size: opt('--size', '256'), quant: opt('--quant', 'q8_0'), backend: opt('--backend', 'cpu'), runs: opt('--runs', '1'), threads, kernels, profile: args.includes('--profile') ? '1' : '0' });
+    const pooled = new Map(); // visit label -> every timed run of every visit
+    for (const { threads, simd, name } of visits) {
+      const q = new URLSearchParams({ size: opt('--size', '256'), quant: opt('--quant', 'q8_0'), backend: opt('--backend', 'cpu'), runs: opt('--runs', '1'), threads, simd, kernels, profile: args.includes('--profile') ? '1' : '0' });
       await page.goto(`${url}www/bench-unet.html?${q}`);
       await page.locator('body[data-done="1"]').waitFor({ timeout: 60 * 60 * 1000 });
       console.log(await page.evaluate(() => window.benchText));
       times.push(await page.evaluate(() => window.benchMillis));
-      pooled.set(threads, [...(pooled.get(threads) ?? []), ...(await page.evaluate(() => window.benchRuns))]);
+      pooled.set(name, [...(pooled.get(name) ?? []), ...(await page.evaluate(() => window.benchRuns))]);
     }
-    console.log(counts.map((n, i) => `${n} thread(s): ${(times[i] / 1000).toFixed(2)} s/step (${(times[0] / times[i]).toFixed(2)}x)`).join('; '));
-    // Visits alternate so that a slow spell of the machine hits both counts; the median of
-    // all of a count's runs is the figure least moved by one stalled run.
+    console.log(visits.map(({ name }, i) => `${name}: ${(times[i] / 1000).toFixed(2)} s/step (${(times[0] / times[i]).toFixed(2)}x)`).join('; '));
+    // Visits alternate so that a slow spell of the machine hits every one; the median of all
+    // of a visit's runs is the figure least moved by one stalled run, the fastest the one
+    // least moved by the machine's slow spells (noise only ever adds time).
     const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-    const base = median(pooled.get(counts[0]));
-    console.log(`median of every run: ${[...pooled].map(([n, xs]) => `${n} thread(s) ${(median(xs) / 1000).toFixed(2)} s over ${xs.length} runs (${(base / median(xs)).toFixed(2)}x)`).join('; ')}`);
+    const base = median(pooled.get(visits[0].name));
+    console.log(`median of every run: ${[...pooled].map(([n, xs]) => `${n} ${(median(xs) / 1000).toFixed(2)} s over ${xs.length} runs (${(base / median(xs)).toFixed(2)}x)`).join('; ')}`);
+    const fastest = Math.min(...pooled.get(visits[0].name));
+    console.log(`fastest run: ${[...pooled].map(([n, xs]) => `${n} ${(Math.min(...xs) / 1000).toFixed(2)} s (${(fastest / Math.min(...xs)).toFixed(2)}x)`).join('; ')}`);
     process.exit(0);
   }
   if (!args.includes('--unet') && opt('--threads')) {
     for (const threads of opt('--threads').split(',').map(Number)) {
-      query.set('threads', threads);
-      await page.goto(`${url}www/bench.html?${query}`);
-      await page.locator('body[data-done="1"]').waitFor({ timeout: 60 * 60 * 1000 });
-      console.log(await page.evaluate(() => window.benchText));
+      for (const simd of opt('--simd', 'auto').split(',')) {
+        query.set('threads', threads);
+        query.set('simd', simd);
+        await page.goto(`${url}www/bench.html?${query}`);
+        await page.locator('body[data-done="1"]').waitFor({ timeout: 60 * 60 * 1000 });
+        console.log(await page.evaluate(() => window.benchText));
+      }
     }
     process.exit(0);
   }
