@@ -4,7 +4,7 @@
 #   pkg/threads/           wasm atomics and shared memory: the CPU backend on every core in a
 #                          cross-origin isolated page
 #   pkg/relaxed/           pkg/ with relaxed SIMD: the GEMM's multiply-adds fused where the
-#   pkg/relaxed/threads/   CPU has FMA (about 1.3x faster); browsers without it get the above
+#   pkg/relaxed/threads/   CPU has FMA (a UNet step 1.1-1.2x faster); other browsers get the above
 # (www/engine-pkg.js picks one at run time.)
 #   scripts/build.sh [--no-threads]   (--no-threads: pkg/ only, a quarter of the time)
 set -euo pipefail

@@ -49,7 +49,7 @@ async function importBuild(path) {
  * Loads the engine package; resolves to { pkg, threads: { count, wanted, reason, simd,
  * fused, simdReason } }. `wanted` is the caller's thread count (null: one per core).
  * `simd`: 'auto' (the relaxed-SIMD builds where the browser has relaxed SIMD: their fused
- * multiply-adds make the GEMM about 1.3x faster), 'relaxed', or 'simd128' (the plain
+ * multiply-adds make a UNet step 1.1-1.2x faster), 'relaxed', or 'simd128' (the plain
  * builds, to compare). A relaxed build that fails to load falls back to its plain twin.
  */
 export async function loadEnginePackage(wanted, simd = 'auto') {
