@@ -31,9 +31,9 @@ const BUILDS = {
   simd128: { one: '../pkg/easel.js', threaded: '../pkg/threads/easel.js' },
 };
 
-/** What a build computes with, for the diagnostics and for `fused` (see simd.js). */
-function arithmetic(simd, why) {
-  const fused = simd === 'relaxed' && relaxedSimd().fused === true;
+/** What `pkg` (a build of flavour `simd`) computes with: its GEMM's own answer for `fused`. */
+function arithmetic(pkg, simd, why) {
+  const fused = pkg.gemmFuses();
   const how = simd === 'relaxed' ? `relaxed SIMD, ${fused ? 'fused multiply-adds' : 'multiply-adds rounded twice (this CPU has no fused one)'}` : 'SIMD128';
   return { simd, fused, simdReason: why ? `${how}: ${why}` : how };
 }
@@ -76,7 +76,7 @@ export async function loadEnginePackage(wanted, simd = 'auto') {
   const one = async (reason) => {
     const pkg = await load('one');
     loaded = pkg;
-    return { pkg, threads: { count: 1, wanted: want, reason, ...arithmetic(flavour, why) } };
+    return { pkg, threads: { count: 1, wanted: want, reason, ...arithmetic(pkg, flavour, why) } };
   };
   if (want === 1) return one(wanted ? 'one thread, as asked' : 'this device reports one core');
   if (!self.crossOriginIsolated || typeof SharedArrayBuffer !== 'function') {
@@ -103,5 +103,5 @@ export async function loadEnginePackage(wanted, simd = 'auto') {
   const failed = started.find((s) => s.status === 'rejected');
   const reason = failed ? `${count} of ${want} threads: ${failed.reason.message}` : `${count} threads (cross-origin isolated)`;
   loaded = pkg;
-  return { pkg, threads: { count, wanted: want, reason, ...arithmetic(flavour, why) } };
+  return { pkg, threads: { count, wanted: want, reason, ...arithmetic(pkg, flavour, why) } };
 }

@@ -32,6 +32,14 @@ pub fn version() -> String {
     crate::VERSION.to_string()
 }
 
+/// Whether this build's CPU GEMM fuses its multiply-adds (`ops::cpu::gemm::fuses`): the
+/// relaxed-SIMD builds where the CPU has FMA. The worker reports it; the CLI reproduces the
+/// page's bits with `EASEL_CPU_ARITHMETIC=page-fused` where it is true, `page` where not.
+#[wasm_bindgen(js_name = gemmFuses)]
+pub fn gemm_fuses() -> bool {
+    crate::ops::cpu::gemm::fuses()
+}
+
 /// One engine per worker: the GPU device when there is one, and the backend choice.
 #[wasm_bindgen]
 pub struct Engine {

@@ -48,6 +48,18 @@ pub fn written_zeros(n: usize) -> Vec<f32> {
     v
 }
 
+/// Whether this build's GEMM rounds a multiply-add once: 1 x 2 times 2 x 1 where the second
+/// product, (1 + 2^-23)^2, exceeds the first's negation, 1 + 2^-22, by 2^-46, which a fused
+/// multiply-add keeps and a rounded product loses. In the page: the relaxed-SIMD builds
+/// where V8 fuses `f32x4.relaxed_madd` (the diagnostics report it).
+pub fn fuses() -> bool {
+    let e = 1.0 + f32::EPSILON;
+    let a = [-(1.0 + 2.0 * f32::EPSILON), e];
+    let mut c = [0.0f32];
+    gemm(1, 1, 2, &a, 2, &BMatrix::KN { data: &[1.0, e], ld: 1 }, &mut c, 1);
+    c[0] != 0.0
+}
+
 /// `C[M,N] += A[M,K] @ B[K,N]`; A and C are row-major with row strides `lda` and `ldc`.
 /// Callers start C at zero (or at a broadcast bias).
 #[allow(clippy::too_many_arguments)]

@@ -245,6 +245,17 @@ mod fused_chain_tests {
         // The test tells fused from unfused at all: most values differ in their last bits.
         assert!(rounded_twice > MR * NR / 2, "only {rounded_twice} of {} values tell the two apart", MR * NR);
     }
+
+    /// `fuses` reads the kernel natively chosen: fused on an FMA CPU (the default), as the
+    /// chain above says (its product 2^-46 survives only one rounding).
+    #[test]
+    fn fuses_says_whether_the_kernel_rounds_once() {
+        assert!(std::arch::is_x86_feature_detected!("fma"), "this test needs FMA");
+        assert_eq!(fuses(), !crate::ops::cpu::unfused_gemm());
+        let e = 1.0 + f32::EPSILON;
+        assert_eq!(e.mul_add(e, -(1.0 + 2.0 * f32::EPSILON)), 2f32.powi(-46), "one rounding keeps 2^-46");
+        assert_eq!(e * e - (1.0 + 2.0 * f32::EPSILON), 0.0, "two roundings lose it");
+    }
 }
 
 #[cfg(all(test, target_arch = "x86_64"))]
