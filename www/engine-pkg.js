@@ -62,7 +62,7 @@ export async function loadEnginePackage(wanted, simd = 'auto') {
     if (relaxedSimd().supported) flavour = 'relaxed';
     else why = 'this browser has no relaxed SIMD';
   }
-  /** The build of the flavour (its plain twin if a relaxed one fails to load), or null. */
+  /** The build of the flavour; its plain twin (and why) where a relaxed one fails to load. */
   const load = async (kind) => {
     try {
       return await importBuild(BUILDS[flavour][kind]);

@@ -141,9 +141,9 @@ enum Kernel {
 }
 
 /// The tile kernel this CPU runs: fused multiply-adds on the widest registers it has,
-/// unless the page's unfused arithmetic was asked for (`EASEL_CPU_ARITHMETIC=page`). `EASEL_GEMM=avx2` keeps the 256-bit kernel
-/// on an AVX-512 CPU and `EASEL_GEMM=avx512-narrow` the one-B-strip tiles, to compare them
-/// in one session.
+/// unless the page's unfused arithmetic was asked for (`EASEL_CPU_ARITHMETIC=page`).
+/// `EASEL_GEMM=avx2` keeps the 256-bit kernel on an AVX-512 CPU and
+/// `EASEL_GEMM=avx512-narrow` the one-B-strip tiles, to compare them in one session.
 #[cfg(target_arch = "x86_64")]
 fn x86_kernel() -> Kernel {
     static KERNEL: std::sync::OnceLock<Kernel> = std::sync::OnceLock::new();

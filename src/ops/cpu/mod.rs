@@ -38,7 +38,11 @@ fn asked_arithmetic() -> Option<bool> {
     *ASKED.get_or_init(|| match std::env::var("EASEL_CPU_ARITHMETIC").as_deref() {
         Ok("page") => Some(false),
         Ok("page-fused") => Some(true),
-        _ => None,
+        Ok(other) => {
+            eprintln!("EASEL_CPU_ARITHMETIC={other}: expected page or page-fused; computing natively");
+            None
+        }
+        Err(_) => None,
     })
 }
 
