@@ -1,8 +1,8 @@
 // Whether this browser runs WebAssembly relaxed SIMD, and whether its multiply-add fuses.
-// The relaxed build of the engine (pkg/relaxed/) needs the first; the second decides its
-// bits: f32x4.relaxed_madd rounds once where the CPU has fused multiply-add (x86-64 with
-// FMA3, every ARM64) and twice elsewhere, so the CLI matches the page with
-// EASEL_CPU_ARITHMETIC=page-fused or =page accordingly.
+// engine-pkg.js loads the relaxed builds (pkg/relaxed/) on the first. f32x4.relaxed_madd
+// rounds once where the CPU has fused multiply-add (x86-64 with FMA3, every ARM64) and
+// twice elsewhere; the worker reports the engine's own answer (gemmFuses), which the tests
+// hold to this one.
 
 // (module (func (export "f") (param f32 f32 f32) (result f32)
 //   (f32x4.extract_lane 0 (f32x4.relaxed_madd (f32x4.splat a) (f32x4.splat b) (f32x4.splat c)))))

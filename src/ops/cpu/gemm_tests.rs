@@ -3,6 +3,13 @@
 
 use super::*;
 
+/// `n` values in [-1, 1] in steps of 1/1000, scattered by a multiplicative hash of `seed`:
+/// inputs for the tile-kernel tests.
+#[cfg(target_arch = "x86_64")]
+fn lcg(n: usize, seed: u32) -> Vec<f32> {
+    (0..n as u32).map(|i| ((i.wrapping_mul(2654435761) ^ seed) % 2001) as f32 / 1000.0 - 1.0).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,7 +188,6 @@ mod x86_tests {
     fn tile_kernels_match_f64_and_the_unfused_builds_each_other_bit_for_bit() {
         assert!(std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma"), "this test needs AVX2 and FMA");
         let kc = 37;
-        let lcg = |n: usize, seed: u32| -> Vec<f32> { (0..n as u32).map(|i| ((i.wrapping_mul(2654435761) ^ seed) % 2001) as f32 / 1000.0 - 1.0).collect() };
         let (a, b) = (lcg(kc * MR, 7), lcg(kc * NR, 11));
         for (h, w) in [(MR, NR), (MR - 1, 5)] {
             let ldc = NR + 3;
@@ -225,7 +231,6 @@ mod fused_chain_tests {
     fn the_fused_kernel_is_a_chain_of_single_rounding_multiply_adds() {
         assert!(std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma"), "this test needs AVX2 and FMA");
         let kc = 53;
-        let lcg = |n: usize, seed: u32| -> Vec<f32> { (0..n as u32).map(|i| ((i.wrapping_mul(2654435761) ^ seed) % 2001) as f32 / 997.0 - 1.0).collect() };
         let (a, b) = (lcg(kc * MR, 3), lcg(kc * NR, 5));
         let ldc = NR + 1;
         let mut c: Vec<f32> = lcg(MR * ldc, 9);
@@ -272,7 +277,6 @@ mod avx512_tests {
             return;
         }
         let kc = 41;
-        let lcg = |n: usize, seed: u32| -> Vec<f32> { (0..n as u32).map(|i| ((i.wrapping_mul(2654435761) ^ seed) % 2001) as f32 / 1000.0 - 1.0).collect() };
         let (a, b) = (lcg(2 * kc * MR, 3), lcg(kc * NR, 5));
         let bits = |c: &[f32]| c.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
         for w in [NR, 5] {
