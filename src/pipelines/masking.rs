@@ -56,7 +56,7 @@ impl AmusedScheduler {
             let max = (0..k).map(row).fold(f32::NEG_INFINITY, f32::max);
             let mut sum = 0f32;
             for (j, pj) in probs.iter_mut().enumerate() {
-                *pj = (row(j) - max).exp();
+                *pj = libm::expf(row(j) - max);
                 sum += *pj;
             }
             for pj in probs.iter_mut() {
@@ -81,14 +81,14 @@ impl AmusedScheduler {
             return StepOutput { prev_sample: pred.clone(), pred_original: pred };
         };
         let ratio = (i + 1) as f32 / self.steps() as f32;
-        let mask_ratio = self.starting_mask_ratio * if self.cosine { (ratio * PI / 2.0).cos() } else { 1.0 - ratio };
+        let mask_ratio = self.starting_mask_ratio * if self.cosine { libm::cosf(ratio * PI / 2.0) } else { 1.0 - ratio };
         let temp = self.temperatures[i];
         let mut prev = pred.clone();
         for b in 0..batch {
             let r = b * per_item..(b + 1) * per_item;
             let unknown = sample[r.clone()].iter().filter(|&&s| s == self.mask_token_id).count() as f32;
             let mask_len = (per_item as f32 * mask_ratio).floor().min(unknown - 1.0).max(1.0) as usize;
-            let conf: Vec<f32> = r.clone().map(|t| selected[t].max(1e-20).ln() + temp * gumbel(gumbel_u[t])).collect();
+            let conf: Vec<f32> = r.clone().map(|t| libm::logf(selected[t].max(1e-20)) + temp * gumbel(gumbel_u[t])).collect();
             let mut sorted = conf.clone();
             sorted.sort_by(f32::total_cmp);
             let cut = sorted[mask_len.min(per_item - 1)];
@@ -104,7 +104,7 @@ impl AmusedScheduler {
 
 /// -log(-log(u)), both logs clamped at 1e-20 as diffusers' `gumbel_noise`.
 fn gumbel(u: f32) -> f32 {
-    -(-(u.max(1e-20).ln())).max(1e-20).ln()
+    -libm::logf((-libm::logf(u.max(1e-20))).max(1e-20))
 }
 
 /// torch.linspace in f32: the first half counts up from `start`, the second down from `end`.

@@ -330,7 +330,7 @@ impl StableDiffusion {
         let (mut mean, mut std) = (Vec::new(), Vec::new());
         for b in moments.chunks(2 * lc * hw) {
             mean.extend_from_slice(&b[..lc * hw]);
-            std.extend(b[lc * hw..].iter().map(|lv| (0.5 * lv.clamp(-30.0, 20.0)).exp()));
+            std.extend(b[lc * hw..].iter().map(|lv| libm::expf(0.5 * lv.clamp(-30.0, 20.0))));
         }
         Ok((mean, std))
     }

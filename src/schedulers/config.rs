@@ -189,7 +189,7 @@ fn cumprod(x: impl Iterator<Item = f32>) -> Vec<f32> {
 
 /// "squaredcos_cap_v2" (Nichol & Dhariwal's cosine schedule), in f64 then float32.
 fn cosine_betas(t: usize) -> Vec<f32> {
-    let alpha_bar = |x: f64| ((x + 0.008) / 1.008 * std::f64::consts::PI / 2.0).cos().powi(2);
+    let alpha_bar = |x: f64| libm::cos((x + 0.008) / 1.008 * std::f64::consts::PI / 2.0).powi(2);
     (0..t)
         .map(|i| {
             let (t1, t2) = (i as f64 / t as f64, (i + 1) as f64 / t as f64);

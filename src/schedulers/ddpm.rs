@@ -63,7 +63,7 @@ impl Ddpm {
         let small = ((1.0 - alpha_prev) / (1.0 - alpha_prod) * beta).max(1e-20);
         match self.variance {
             VarianceType::FixedSmall => small.sqrt(),
-            VarianceType::FixedSmallLog => (0.5 * small.ln()).exp(),
+            VarianceType::FixedSmallLog => libm::expf(0.5 * libm::logf(small)),
             VarianceType::FixedLarge => beta.sqrt(),
         }
     }

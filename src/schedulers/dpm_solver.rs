@@ -35,7 +35,7 @@ fn alpha_sigma(sigma: f32) -> (f32, f32) {
 
 /// λ = ln(α/σ), the half log-SNR the solver steps in.
 fn lambda(alpha: f32, sigma: f32) -> f32 {
-    alpha.ln() - sigma.ln()
+    libm::logf(alpha) - libm::logf(sigma)
 }
 
 impl DpmSolver {
@@ -83,7 +83,7 @@ impl DpmSolver {
             let sigma_min = cfg.opt_float("sigma_min")?.unwrap_or(train[0] as f64);
             let sigma_max = cfg.opt_float("sigma_max")?.unwrap_or(train[t - 1] as f64);
             let sigmas = karras_sigmas(sigma_min, sigma_max, n);
-            let log_sigmas: Vec<f32> = train.iter().map(|s| s.ln()).collect();
+            let log_sigmas: Vec<f32> = train.iter().map(|&s| libm::logf(s)).collect();
             let cosine = cfg.text("beta_schedule", "linear")? == "squaredcos_cap_v2";
             let ts = sigmas
                 .iter()
@@ -145,7 +145,7 @@ impl Scheduler for DpmSolver {
         let (alpha_s0, sigma_s0) = alpha_sigma(self.sigmas[index]);
         let h = lambda(alpha_t, sigma_t) - lambda(alpha_s0, sigma_s0);
         let ratio = sigma_t / sigma_s0;
-        let phi = alpha_t * ((-h).exp() - 1.0);
+        let phi = alpha_t * (libm::expf(-h) - 1.0);
         let prev = match &self.last_x0 {
             Some(m1) if self.solver_order == 2 && self.lower_order_nums >= 1 && !final_first_order => {
                 // Midpoint 2M: D1 = (m0 − m1)/r0 with r0 = h_prev/h.

@@ -49,7 +49,7 @@ impl Euler {
             let sigma_min = cfg.opt_float("sigma_min")?.unwrap_or(sigmas[n - 1]);
             let sigma_max = cfg.opt_float("sigma_max")?.unwrap_or(sigmas[0]);
             sigmas = karras_sigmas(sigma_min, sigma_max, n);
-            let log_sigmas: Vec<f32> = train.iter().map(|s| s.ln()).collect();
+            let log_sigmas: Vec<f32> = train.iter().map(|&s| libm::logf(s)).collect();
             timesteps = sigmas.iter().map(|&s| sigma_to_t(s, &log_sigmas) as f32).collect();
         }
         let mut sigmas: Vec<f32> = sigmas.iter().map(|&s| s as f32).collect();

@@ -85,14 +85,14 @@ pub fn interp(x: f64, fp: &[f32]) -> f64 {
 /// Karras et al. 2022 (eq. 5): N sigmas evenly spaced in sigma^(1/7) from max to min.
 pub fn karras_sigmas(sigma_min: f64, sigma_max: f64, n: usize) -> Vec<f64> {
     let rho = 7.0;
-    let (min_inv, max_inv) = (sigma_min.powf(1.0 / rho), sigma_max.powf(1.0 / rho));
-    np_linspace(0.0, 1.0, n, true).iter().map(|r| (max_inv + r * (min_inv - max_inv)).powf(rho)).collect()
+    let (min_inv, max_inv) = (libm::pow(sigma_min, 1.0 / rho), libm::pow(sigma_max, 1.0 / rho));
+    np_linspace(0.0, 1.0, n, true).iter().map(|r| libm::pow(max_inv + r * (min_inv - max_inv), rho)).collect()
 }
 
 /// The (fractional) training timestep whose sigma is `sigma`, interpolating linearly in
 /// log sigma; `log_sigmas` is ln of the training sigmas in float32, ascending.
 pub fn sigma_to_t(sigma: f64, log_sigmas: &[f32]) -> f64 {
-    let log_sigma = sigma.max(1e-10).ln();
+    let log_sigma = libm::log(sigma.max(1e-10));
     // The last training timestep at or below this sigma (0 when none is).
     let low = log_sigmas.iter().rposition(|&l| log_sigma - l as f64 >= 0.0).unwrap_or(0).min(log_sigmas.len() - 2);
     // numpy subtracts the two float32 neighbours in float32.

@@ -1,9 +1,12 @@
-//! SiLU, GEGLU and add/sub/mul (same shapes, or the second operand broadcast over trailing
-//! axes: residuals and time-embedding adds) on the CPU backend's threads. They only stream
-//! memory, and candle runs them on one core. SiLU and add/sub/mul are candle's own f32
-//! formulas, so their results are candle's bits; GEGLU's GELU is `math::gelu_erf`, which
-//! vectorizes (candle's calls libm's `erff` per value: most of a GEGLU's time), within
-//! 4 ulp of the exact GELU where activations are.
+//! SiLU, tanh, the GELUs, GEGLU and add/sub/mul (same shapes, or the second operand
+//! broadcast over trailing axes: residuals and time-embedding adds) on the CPU backend's
+//! threads. They only stream memory, and candle runs them on one core. Add/sub/mul are
+//! candle's own f32 formulas, so their results are candle's bits. The functions with an
+//! exponential take it from the `libm` crate, not `std`: natively `std` calls the system's
+//! libm (glibc) and in the page Rust's own, whose last bits differ, so the page's images
+//! would not be the CLI's. GEGLU's GELU is `math::gelu_erf`, which vectorizes (candle's
+//! calls libm's `erff` per value: most of a GEGLU's time), within 4 ulp of the exact GELU
+//! where activations are.
 
 use candle_core::{Device, Result, Tensor};
 
@@ -23,14 +26,47 @@ fn fill(n: usize, piece: usize, f: impl Fn(usize, &mut [f32]) + Sync) -> Vec<f32
     out
 }
 
+/// candle's formulas for these, with `libm`'s exponential and tanh (the same bits on every
+/// target).
 fn silu_f32(x: f32) -> f32 {
-    x / (1.0 + (-x).exp())
+    x / (1.0 + libm::expf(-x))
+}
+
+/// x sigmoid(1.702 x): CLIP's quick GELU.
+fn quick_gelu_f32(x: f32) -> f32 {
+    x * (1.0 / (1.0 + libm::expf(-(x * 1.702))))
+}
+
+/// GELU's tanh approximation.
+fn gelu_tanh_f32(x: f32) -> f32 {
+    const SQRT_TWO_OVER_PI: f32 = 0.797_884_56;
+    0.5 * x * (1.0 + libm::tanhf(SQRT_TWO_OVER_PI * x * (1.0 + 0.044715 * x * x)))
+}
+
+/// `f` of every value, piece by piece on the threads.
+fn map(x: &Tensor, f: impl Fn(f32) -> f32 + Sync) -> Result<Tensor> {
+    let out = with_values(x, |v| fill(v.len(), PIECE, |s, out| out.iter_mut().zip(&v[s..]).for_each(|(o, &x)| *o = f(x))))?;
+    Tensor::from_vec(out, x.dims(), &Device::Cpu)
 }
 
 /// x * sigmoid(x).
 pub fn silu(x: &Tensor) -> Result<Tensor> {
-    let out = with_values(x, |v| fill(v.len(), PIECE, |s, out| out.iter_mut().zip(&v[s..]).for_each(|(o, &x)| *o = silu_f32(x))))?;
-    Tensor::from_vec(out, x.dims(), &Device::Cpu)
+    map(x, silu_f32)
+}
+
+/// x * sigmoid(1.702 x).
+pub fn quick_gelu(x: &Tensor) -> Result<Tensor> {
+    map(x, quick_gelu_f32)
+}
+
+/// 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3))).
+pub fn gelu_tanh(x: &Tensor) -> Result<Tensor> {
+    map(x, gelu_tanh_f32)
+}
+
+/// tanh, from `libm`.
+pub fn tanh(x: &Tensor) -> Result<Tensor> {
+    map(x, libm::tanhf)
 }
 
 /// x [.., 2d] -> x[.., :d] * gelu_erf(x[.., d:]), whole rows per task.
@@ -142,12 +178,28 @@ mod tests {
         assert_eq!(trailing_broadcast(&[2, 3, 4], &[4]), None);
     }
 
-    /// Bit for bit what candle computes (GEGLU: `gelu_erf`), on shapes spanning several
-    /// pieces and threads.
+    /// Add/sub/mul bit for bit what candle computes, the activations their formulas with
+    /// libm's functions exactly (GEGLU: `gelu_erf`) and candle's within 4 ulp of
+    /// max(|x|, |y|) (its exponential and tanh are the platform's), on shapes spanning several pieces and threads.
     #[test]
-    fn elementwise_ops_give_candles_bits_and_geglu_its_formulas() {
+    fn elementwise_ops_give_candles_bits_and_the_activations_their_formulas() {
         let x = tensor(&[2, 5, 3000], 1);
-        assert_eq!(bits(&silu(&x).unwrap()), bits(&x.silu().unwrap()));
+        let xs = x.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let cases: [(&str, Tensor, fn(f32) -> f32, Tensor); 4] = [
+            ("silu", silu(&x).unwrap(), |v| v / (1.0 + libm::expf(-v)), x.silu().unwrap()),
+            ("quick_gelu", quick_gelu(&x).unwrap(), |v| v * (1.0 / (1.0 + libm::expf(-(v * 1.702)))), (&x * candle_nn::ops::sigmoid(&(&x * 1.702).unwrap()).unwrap()).unwrap()),
+            ("gelu_tanh", gelu_tanh(&x).unwrap(), |v| 0.5 * v * (1.0 + libm::tanhf(0.797_884_56 * v * (1.0 + 0.044715 * v * v))), x.gelu().unwrap()),
+            ("tanh", tanh(&x).unwrap(), libm::tanhf, x.tanh().unwrap()),
+        ];
+        for (name, got, formula, candle) in cases {
+            let (got, candle) = (got.flatten_all().unwrap().to_vec1::<f32>().unwrap(), candle.flatten_all().unwrap().to_vec1::<f32>().unwrap());
+            for (i, &v) in xs.iter().enumerate() {
+                assert_eq!(got[i].to_bits(), formula(v).to_bits(), "{name}({v})");
+                let near = 4.0 * f32::EPSILON * candle[i].abs().max(v.abs());
+                assert!((got[i] - candle[i]).abs() <= near, "{name}({v}): {} against candle's {}", got[i], candle[i]);
+            }
+            assert!(got.iter().any(|&y| y.abs() > 0.5), "{name}: real values");
+        }
         // GEGLU: the value half times GELU of the gate half, each value exactly.
         let d = 1500;
         let (got, xs) = (geglu(&x).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap(), x.flatten_all().unwrap().to_vec1::<f32>().unwrap());

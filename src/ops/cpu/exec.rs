@@ -7,7 +7,7 @@ use candle_core::{DType as CDType, Device, Tensor, D};
 use super::profile::OpProfile;
 use super::resident::{conv_only_weights, linear_only_weights, weights_read_only_as, CpuTensors};
 use super::stored::StoredRows;
-use super::{attention, elementwise, gemm_ops, nn};
+use super::{attention, conv_transpose, elementwise, gemm_ops, nn};
 use crate::error::OpError;
 use crate::ops::graph::{BinaryOp, DType, Graph, Op, TensorId, UnaryOp};
 use crate::ops::weights::WeightStore;
@@ -29,8 +29,9 @@ pub(crate) fn blocked_attention() -> bool {
     true
 }
 
-/// SiLU, GEGLU and most adds/muls on every core (`elementwise.rs`); EASEL_CPU_ELEMENTWISE=
-/// candle picks candle's single-threaded ops again, to compare.
+/// SiLU, tanh, the GELUs and most adds/muls on every core, with `libm`'s exponential so
+/// that the CLI computes the page's bits (`elementwise.rs`); EASEL_CPU_ELEMENTWISE=candle
+/// picks candle's single-threaded ops again, to compare.
 fn threaded_elementwise() -> bool {
     #[cfg(not(target_arch = "wasm32"))]
     {
@@ -310,16 +311,19 @@ impl<'w> CpuExecutor<'w> {
             Op::LayerNorm { eps } => candle_nn::ops::layer_norm(&a[0].contiguous()?, &a[1], &a[2], *eps)?,
             Op::RmsNorm { eps } if a.len() == 1 => candle_nn::ops::rms_norm(&a[0].contiguous()?, &Tensor::ones(node.shape[node.shape.len() - 1], CDType::F32, dev)?, *eps)?,
             Op::RmsNorm { eps } => candle_nn::ops::rms_norm(&a[0].contiguous()?, &a[1], *eps)?,
-            Op::Softmax => candle_nn::ops::softmax_last_dim(&a[0].contiguous()?)?,
+            Op::Softmax => attention::softmax_last_dim(&a[0])?,
             Op::Attention { heads, scale, causal } if blocked_attention() => attention::attention(&a[0], &a[1], &a[2], *heads, *scale, *causal)?,
             Op::Attention { heads, scale, causal } => nn::attention(&a[0], &a[1], &a[2], *heads, *scale, *causal)?,
             Op::Unary(u) => match u {
                 UnaryOp::Silu if threaded_elementwise() => elementwise::silu(&a[0])?,
                 UnaryOp::Silu => a[0].silu()?,
                 UnaryOp::Gelu => a[0].gelu_erf()?,
+                UnaryOp::GeluTanh if threaded_elementwise() => elementwise::gelu_tanh(&a[0])?,
                 UnaryOp::GeluTanh => a[0].gelu()?,
+                UnaryOp::QuickGelu if threaded_elementwise() => elementwise::quick_gelu(&a[0])?,
                 UnaryOp::QuickGelu => (&a[0] * candle_nn::ops::sigmoid(&(&a[0] * 1.702)?)?)?,
                 UnaryOp::Relu => a[0].relu()?,
+                UnaryOp::Tanh if threaded_elementwise() => elementwise::tanh(&a[0])?,
                 UnaryOp::Tanh => a[0].tanh()?,
                 UnaryOp::Affine { mul, add } => a[0].affine(*mul as f64, *add as f64)?,
             },
@@ -350,7 +354,7 @@ impl<'w> CpuExecutor<'w> {
             Op::Argmax => a[0].argmax_keepdim(D::Minus1)?.squeeze(D::Minus1)?,
             Op::TopK { k } => a[0].contiguous()?.arg_sort_last_dim(false)?.narrow(D::Minus1, 0, *k)?.contiguous()?,
             Op::VqNearest => nn::vq_nearest(&a[0], &a[1])?,
-            Op::ConvTranspose2d { stride, padding } => nn::conv_transpose2d(&a[0], &a[1], a.get(2), *stride, *padding)?,
+            Op::ConvTranspose2d { stride, padding } => conv_transpose::conv_transpose2d(&a[0], &a[1], a.get(2), *stride, *padding)?,
             Op::DepthwiseConv2d { padding } => nn::depthwise_conv2d(&a[0], &a[1], a.get(2), *padding)?,
             Op::ResponseNorm { eps } => nn::response_norm(&a[0], *eps)?,
             Op::GroupMoments { groups } => nn::group_moments(&a[0], *groups)?,

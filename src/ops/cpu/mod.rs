@@ -2,6 +2,7 @@
 //! fallback when WebGPU is missing or only a software adapter is offered.
 
 mod attention;
+mod conv_transpose;
 mod elementwise;
 mod exec;
 mod f32x4;
@@ -19,7 +20,7 @@ pub mod threads;
 mod wide;
 
 pub use exec::{gemm_conv, pack_session_linears, CpuExecutor, HostTensor};
-pub use nn::timestep_embedding;
+pub use nn::{timestep_embedding, timestep_frequencies};
 pub use resident::CpuTensors;
 
 /// Whether attention on this backend makes each batch x heads x L x L scores tensor whole

@@ -91,19 +91,27 @@ fn channel_affine(normed: &Tensor, dims: &[usize], gamma: &Tensor, beta: &Tensor
     affine_shape.resize(dims.len(), 1);
     let y = normed.reshape(dims)?.broadcast_mul(&gamma.reshape(affine_shape.as_slice())?)?.broadcast_add(&beta.reshape(affine_shape.as_slice())?)?;
     if silu {
-        y.silu()
+        super::elementwise::silu(&y)
     } else {
         Ok(y)
     }
 }
 
-/// [B, G, 2]: each (batch, group)'s mean and sum of squared deviations (two passes).
+/// [B, G, 2]: each (batch, group)'s mean and sum of squared deviations (two passes, in f64
+/// over [`lanes_sum`]'s fixed lanes: candle's sums run in a vector order that differs
+/// between x86 and the page).
 pub fn group_moments(x: &Tensor, groups: usize) -> Result<Tensor> {
     let b = x.dims()[0];
-    let g = x.contiguous()?.reshape((b, groups, x.elem_count() / (b * groups)))?;
-    let mean = g.mean_keepdim(D::Minus1)?;
-    let m2 = g.broadcast_sub(&mean)?.sqr()?.sum_keepdim(D::Minus1)?;
-    Tensor::cat(&[mean, m2], 2)
+    let values = x.flatten_all()?.to_vec1::<f32>()?;
+    let len = values.len() / (b * groups).max(1);
+    let out: Vec<f32> = values
+        .chunks_exact(len.max(1))
+        .flat_map(|set| {
+            let mean = lanes_sum(set, |v| v as f64) / len as f64;
+            [mean as f32, lanes_sum(set, |v| (v as f64 - mean) * (v as f64 - mean)) as f32]
+        })
+        .collect();
+    Tensor::from_vec(out, (b, groups, 2), x.device())
 }
 
 /// Whole sets' (mean, sqrt(var + eps)) from parts [B, G, P, 2] of (mean, M2), by Chan et
@@ -164,21 +172,33 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize, scale: f32, c
 /// Index of the nearest codebook row (squared distance) for each row of z.
 pub fn vq_nearest(z: &Tensor, codebook: &Tensor) -> Result<Tensor> {
     // |z - c|^2 = |z|^2 - 2 z.c + |c|^2; |z|^2 does not change the argmin.
-    let zc = z.matmul(&codebook.t()?)?;
-    let cc = codebook.sqr()?.sum_keepdim(D::Minus1)?.t()?;
+    // Our GEMM and a fixed-order sum, not candle's matmul and `sum_keepdim`, whose vector
+    // orders differ between x86 and the page: a near tie must go the same way in both.
+    let zc = super::gemm_ops::matmul(&z.contiguous()?, &codebook.contiguous()?, true)?;
+    let (k, d) = codebook.dims2()?;
+    let norms: Vec<f32> = codebook.flatten_all()?.to_vec1::<f32>()?.chunks_exact(d.max(1)).map(|c| lanes_sum(c, |v| v as f64 * v as f64) as f32).collect();
+    let cc = Tensor::from_vec(norms, (1, k), z.device())?;
     let d = cc.broadcast_sub(&(zc * 2.0)?)?;
     d.argmin_keepdim(D::Minus1)?.squeeze(D::Minus1)
+}
+
+/// The frequencies exp(-ln(max_period) i / (half - shift)) of diffusers'
+/// `get_timestep_embedding` (the GPU kernel's too, so its t * f rounds as the CPU's does).
+/// `libm`'s functions here and in [`timestep_embedding`], not `std`'s: natively those are
+/// the system's libm and in the page Rust's own, and their last bits differ, which moved a
+/// few pixels of the page's images away from the CLI's.
+pub fn timestep_frequencies(half: usize, shift: f32, max_period: f32) -> Vec<f32> {
+    (0..half).map(|i| libm::expf(-libm::logf(max_period) * i as f32 / (half as f32 - shift))).collect()
 }
 
 /// diffusers' `get_timestep_embedding`: exponents -ln(max_period) * i / (half - shift),
 /// [sin, cos] (or [cos, sin] when flipped), zero-padded when `dim` is odd.
 pub fn timestep_embedding(t: &[f32], dim: usize, flip_sin_to_cos: bool, shift: f32, max_period: f32) -> Vec<f32> {
-    let half = dim / 2;
-    let freqs: Vec<f32> = (0..half).map(|i| (-(max_period.ln()) * i as f32 / (half as f32 - shift)).exp()).collect();
+    let freqs = timestep_frequencies(dim / 2, shift, max_period);
     let mut out = Vec::with_capacity(t.len() * dim);
     for &ti in t {
         let args: Vec<f32> = freqs.iter().map(|f| ti * f).collect();
-        let (sin, cos) = (args.iter().map(|a| a.sin()), args.iter().map(|a| a.cos()));
+        let (sin, cos) = (args.iter().map(|&a| libm::sinf(a)), args.iter().map(|&a| libm::cosf(a)));
         if flip_sin_to_cos {
             out.extend(cos.chain(sin));
         } else {
@@ -191,49 +211,74 @@ pub fn timestep_embedding(t: &[f32], dim: usize, flip_sin_to_cos: bool, shift: f
     out
 }
 
-/// Depthwise conv: candle's grouped conv with one group per channel.
+/// Depthwise conv (stride 1, `padding` on every side): each channel's plane on a thread,
+/// its taps added in (ky, kx) order. candle's grouped conv sums in a vector order that
+/// differs between x86 and the page.
 pub fn depthwise_conv2d(x: &Tensor, w: &Tensor, b: Option<&Tensor>, padding: usize) -> Result<Tensor> {
-    let c = x.dim(1)?;
-    let y = x.contiguous()?.conv2d(&w.contiguous()?, padding, 1, 1, c)?;
-    match b {
-        Some(b) => y.broadcast_add(&b.reshape((1, c, 1, 1))?),
-        None => Ok(y),
-    }
-}
-
-/// PyTorch's ConvTranspose2d (weight [C, O, kh, kw]) plus an optional bias per output channel.
-pub fn conv_transpose2d(x: &Tensor, w: &Tensor, b: Option<&Tensor>, stride: usize, padding: usize) -> Result<Tensor> {
-    let y = x.contiguous()?.conv_transpose2d(&w.contiguous()?, padding, 0, stride, 1)?;
-    match b {
-        Some(b) => y.broadcast_add(&b.reshape((1, b.dim(0)?, 1, 1))?),
-        None => Ok(y),
-    }
+    let (batch, c, h, wd) = x.dims4()?;
+    let (_, _, kh, kw) = w.dims4()?;
+    let (ho, wo) = (h + 2 * padding + 1 - kh, wd + 2 * padding + 1 - kw);
+    let (xv, wv) = (x.flatten_all()?.to_vec1::<f32>()?, w.flatten_all()?.to_vec1::<f32>()?);
+    let bias = b.map(|b| b.flatten_all().and_then(|b| b.to_vec1::<f32>())).transpose()?;
+    let mut out = vec![0f32; batch * c * ho * wo];
+    super::threads::for_each_piece(&mut out, ho * wo, |plane_index, plane| {
+        let ch = plane_index % c;
+        let src = &xv[plane_index * h * wd..][..h * wd];
+        for ky in 0..kh {
+            for kx in 0..kw {
+                let tap = wv[(ch * kh + ky) * kw + kx];
+                // Output column ox reads input column ox + kx - padding, where it exists.
+                let (x0, x1) = (padding.saturating_sub(kx), (wd + padding).saturating_sub(kx).min(wo));
+                for oy in 0..ho {
+                    let Some(iy) = (oy + ky).checked_sub(padding).filter(|&y| y < h) else { continue };
+                    let row = &src[iy * wd..][..wd];
+                    for ox in x0..x1 {
+                        plane[oy * wo + ox] += tap * row[ox + kx - padding];
+                    }
+                }
+            }
+        }
+        if let Some(b) = &bias {
+            plane.iter_mut().for_each(|v| *v += b[ch]);
+        }
+    });
+    Tensor::from_vec(out, (batch, c, ho, wo), x.device())
 }
 
 /// GlobalResponseNorm's scale: per-channel L2 norm over the positions, divided by its
 /// mean over channels plus eps.
 pub fn response_norm(x: &Tensor, eps: f32) -> Result<Tensor> {
     let gx = x.sqr()?.sum_keepdim(1)?.sqrt()?;
-    let mean = gx.mean_keepdim(2)?;
-    gx.broadcast_div(&(mean + eps as f64)?)
+    // The mean over channels in a fixed order (candle's `mean_keepdim` sums in a vector
+    // order that differs between x86 and the page).
+    let (b, _, c) = gx.dims3()?;
+    let means: Vec<f32> = gx.flatten_all()?.to_vec1::<f32>()?.chunks_exact(c).map(|row| (lanes_sum(row, |v| v as f64) / c as f64) as f32).collect();
+    gx.broadcast_div(&(Tensor::from_vec(means, (b, 1, 1), x.device())? + eps as f64)?)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// Against candle's grouped convolution (one group per channel), with a bias, on
+    /// ConvNeXt's 7x7 and a 3x3 kernel, two images and a non-square plane.
     #[test]
-    fn conv_transpose2d_hand_values() {
+    fn depthwise_conv2d_matches_candles_grouped_convolution() {
         let dev = candle_core::Device::Cpu;
-        let x = Tensor::from_vec(vec![1f32, 2.0, 3.0, 4.0], (1, 1, 2, 2), &dev).unwrap();
-        let w = Tensor::ones((1, 1, 2, 2), candle_core::DType::F32, &dev).unwrap();
-        let flat = |t: Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        // Stride 2: each input pixel stamps its own 2x2 block.
-        assert_eq!(flat(conv_transpose2d(&x, &w, None, 2, 0).unwrap()), [1., 1., 2., 2., 1., 1., 2., 2., 3., 3., 4., 4., 3., 3., 4., 4.]);
-        // Stride 1: the stamps overlap and add; padding 1 then crops the 3x3 sum to its centre.
-        assert_eq!(flat(conv_transpose2d(&x, &w, None, 1, 0).unwrap()), [1., 3., 2., 4., 10., 6., 3., 7., 4.]);
-        let b = Tensor::from_vec(vec![0.5f32], 1, &dev).unwrap();
-        assert_eq!(flat(conv_transpose2d(&x, &w, Some(&b), 1, 1).unwrap()), [10.5]);
+        let values = |n: usize, seed: u32| -> Vec<f32> { (0..n as u32).map(|i| ((i.wrapping_mul(2654435761) ^ seed) % 2001) as f32 / 1000.0 - 1.0).collect() };
+        for (k, padding) in [(7, 3), (3, 1), (3, 0)] {
+            let (b, c, h, w) = (2, 6, 9, 5);
+            let x = Tensor::from_vec(values(b * c * h * w, 1), (b, c, h, w), &dev).unwrap();
+            let kernel = Tensor::from_vec(values(c * k * k, 2), (c, 1, k, k), &dev).unwrap();
+            let bias = Tensor::from_vec(values(c, 3), c, &dev).unwrap();
+            let got = depthwise_conv2d(&x, &kernel, Some(&bias), padding).unwrap();
+            let want = x.conv2d(&kernel, padding, 1, 1, c).unwrap().broadcast_add(&bias.reshape((1, c, 1, 1)).unwrap()).unwrap();
+            assert_eq!(got.dims(), want.dims(), "{k}x{k} padding {padding}");
+            let (got, want) = (got.flatten_all().unwrap().to_vec1::<f32>().unwrap(), want.flatten_all().unwrap().to_vec1::<f32>().unwrap());
+            let worst = got.iter().zip(&want).map(|(g, w)| (g - w).abs()).fold(0f32, f32::max);
+            assert!(worst < 1e-5, "{k}x{k} padding {padding}: max difference {worst}");
+            assert!(want.iter().any(|v| v.abs() > 0.5), "a real output");
+        }
     }
 
     #[test]

@@ -5,6 +5,7 @@ use super::elementwise::groups_for;
 use super::params::{Embedding, TimestepEmbedding, TopK, VqNearest, TIMESTEP_FREQS};
 use super::NodeCx;
 use crate::error::OpError;
+use crate::ops::cpu::timestep_frequencies;
 use crate::ops::gpu::builder::{grid, KernelBuilder};
 use crate::ops::graph::DType;
 use crate::ops::quant::StorageType;
@@ -51,12 +52,6 @@ pub fn embedding(kb: &mut KernelBuilder, cx: &NodeCx) -> Result<(), OpError> {
 #[cfg(all(test, not(target_arch = "wasm32")))]
 pub fn variants() -> Vec<(String, String)> {
     vec![("embedding".into(), super::kernel_source::<Embedding>(include_str!("embedding.wgsl")))]
-}
-
-/// The frequencies exp(-ln(max_period) i / (half - shift)), by the very f32 expression of
-/// `cpu::nn::timestep_embedding`, so the kernel's t * f rounds as the CPU's does.
-fn timestep_frequencies(half: usize, shift: f32, max_period: f32) -> Vec<f32> {
-    (0..half).map(|i| (-(max_period.ln()) * i as f32 / (half as f32 - shift)).exp()).collect()
 }
 
 /// diffusers' `get_timestep_embedding` of t [B] into [B, dim]. The frequencies travel in the
@@ -156,7 +151,7 @@ mod tests {
             let half = dim / 2;
             let cpu = crate::ops::cpu::timestep_embedding(&[1.0], dim, false, shift, 10000.0);
             for (i, fr) in timestep_frequencies(half, shift, 10000.0).into_iter().enumerate() {
-                assert_eq!((fr.sin(), fr.cos()), (cpu[i], cpu[half + i]), "dim {dim} frequency {i}");
+                assert_eq!((libm::sinf(fr), libm::cosf(fr)), (cpu[i], cpu[half + i]), "dim {dim} frequency {i}");
             }
         }
     }
