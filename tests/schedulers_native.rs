@@ -183,6 +183,8 @@ fn train_sigma(ac: &[f32], t: usize) -> f64 {
 }
 
 /// Karras et al. (2022) eq. 5 with ρ = 7, written out for `n` steps.
+// The platform's own functions (or candle's) as the reference: a second implementation.
+#[allow(clippy::disallowed_methods)]
 fn karras_by_hand(min: f64, max: f64, n: usize) -> Vec<f64> {
     (0..n).map(|i| (max.powf(1.0 / 7.0) + i as f64 / (n - 1) as f64 * (min.powf(1.0 / 7.0) - max.powf(1.0 / 7.0))).powi(7)).collect()
 }

@@ -127,6 +127,8 @@ mod tests {
 
     /// Each row's softmax in f64 by hand, within 3e-7 absolute (probabilities are at most
     /// 1), over rows of an odd length spanning several pieces.
+    // The platform's own functions (or candle's) as the reference: a second implementation.
+    #[allow(clippy::disallowed_methods)]
     #[test]
     fn softmax_last_dim_is_each_rows_softmax() {
         let x = tensor(&[3, 700, 37], 5);

@@ -84,6 +84,7 @@ mod tests {
     /// Against candle's on DCGAN's shapes (4x4 kernels; stride 1 from a 1x1 latent, then
     /// stride 2 with padding 1) with two images, odd sizes and a bias.
     #[test]
+    #[allow(clippy::disallowed_methods)] // candle's as the reference
     fn matches_candles_transposed_convolution() {
         let dev = Device::Cpu;
         let values = |n: usize, seed: u32| -> Vec<f32> { (0..n as u32).map(|i| ((i.wrapping_mul(2654435761) ^ seed) % 2001) as f32 / 1000.0 - 1.0).collect() };

@@ -319,11 +319,14 @@ impl<'w> CpuExecutor<'w> {
                 UnaryOp::Silu => a[0].silu()?,
                 UnaryOp::Gelu => a[0].gelu_erf()?,
                 UnaryOp::GeluTanh if threaded_elementwise() => elementwise::gelu_tanh(&a[0])?,
+                #[allow(clippy::disallowed_methods)] // EASEL_CPU_ELEMENTWISE=candle: the comparison path
                 UnaryOp::GeluTanh => a[0].gelu()?,
                 UnaryOp::QuickGelu if threaded_elementwise() => elementwise::quick_gelu(&a[0])?,
+                #[allow(clippy::disallowed_methods)] // EASEL_CPU_ELEMENTWISE=candle: the comparison path
                 UnaryOp::QuickGelu => (&a[0] * candle_nn::ops::sigmoid(&(&a[0] * 1.702)?)?)?,
                 UnaryOp::Relu => a[0].relu()?,
                 UnaryOp::Tanh if threaded_elementwise() => elementwise::tanh(&a[0])?,
+                #[allow(clippy::disallowed_methods)] // EASEL_CPU_ELEMENTWISE=candle: the comparison path
                 UnaryOp::Tanh => a[0].tanh()?,
                 UnaryOp::Affine { mul, add } => a[0].affine(*mul as f64, *add as f64)?,
             },

@@ -19,6 +19,7 @@ mod stored;
 pub mod threads;
 mod wide;
 
+pub use attention::softmax_last_dim;
 pub use exec::{gemm_conv, pack_session_linears, CpuExecutor, HostTensor};
 pub use nn::{timestep_embedding, timestep_frequencies};
 pub use resident::CpuTensors;

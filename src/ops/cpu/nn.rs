@@ -148,8 +148,10 @@ fn batched_matmul(a: &Tensor, b: &Tensor, transpose_b: bool) -> Result<Tensor> {
     }
 }
 
-/// softmax(q k^T * scale) v per head on [B, L, H*D] tensors, through candle (native; the
-/// wasm build uses `attention.rs` over our SIMD GEMM).
+/// softmax(q k^T * scale) v per head on [B, L, H*D] tensors, through candle: the
+/// EASEL_CPU_ATTENTION=candle comparison path (the engine uses `attention.rs`, which is
+/// blocked, and portable to the page where candle's exp and vector sums are not).
+#[allow(clippy::disallowed_methods)]
 pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize, scale: f32, causal: bool) -> Result<Tensor> {
     let split = |t: &Tensor| -> Result<Tensor> {
         let (b, l, hd) = t.dims3()?;
@@ -248,6 +250,9 @@ pub fn depthwise_conv2d(x: &Tensor, w: &Tensor, b: Option<&Tensor>, padding: usi
 /// GlobalResponseNorm's scale: per-channel L2 norm over the positions, divided by its
 /// mean over channels plus eps.
 pub fn response_norm(x: &Tensor, eps: f32) -> Result<Tensor> {
+    // Over positions (not the last dim), candle sums one value at a time in index order:
+    // the same bits everywhere.
+    #[allow(clippy::disallowed_methods)]
     let gx = x.sqr()?.sum_keepdim(1)?.sqrt()?;
     // The mean over channels in a fixed order (candle's `mean_keepdim` sums in a vector
     // order that differs between x86 and the page).
@@ -301,6 +306,8 @@ mod tests {
         assert!(l.iter().zip([-1.0, 1.0]).all(|(a, b)| (a - b).abs() < 1e-6), "{l:?}");
     }
 
+    // The platform's own functions (or candle's) as the reference: a second implementation.
+    #[allow(clippy::disallowed_methods)]
     #[test]
     fn timestep_embedding_hand_values() {
         // dim 4, half 2, shift 1: freqs = [1, exp(-ln 1e4 / 1)] = [1, 1e-4].
