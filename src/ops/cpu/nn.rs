@@ -219,7 +219,10 @@ pub fn timestep_embedding(t: &[f32], dim: usize, flip_sin_to_cos: bool, shift: f
 pub fn depthwise_conv2d(x: &Tensor, w: &Tensor, b: Option<&Tensor>, padding: usize) -> Result<Tensor> {
     let (batch, c, h, wd) = x.dims4()?;
     let (_, _, kh, kw) = w.dims4()?;
-    let (ho, wo) = (h + 2 * padding + 1 - kh, wd + 2 * padding + 1 - kw);
+    let side = |n: usize, k: usize| (n + 2 * padding + 1).checked_sub(k).filter(|&s| s > 0);
+    let (Some(ho), Some(wo)) = (side(h, kh), side(wd, kw)) else {
+        candle_core::bail!("depthwise_conv2d: kernel {:?} is larger than x {:?} padded by {padding}", w.dims(), x.dims())
+    };
     let (xv, wv) = (x.flatten_all()?.to_vec1::<f32>()?, w.flatten_all()?.to_vec1::<f32>()?);
     let bias = b.map(|b| b.flatten_all().and_then(|b| b.to_vec1::<f32>())).transpose()?;
     let mut out = vec![0f32; batch * c * ho * wo];
