@@ -6,6 +6,7 @@ use candle_core::{bail, Device, Result, Storage, Tensor};
 
 use super::gemm::{gemm, par_gemm_cols, par_gemm_from, written_zeros, ARows, BMatrix, PackA, PackB};
 use super::im2col::Im2col;
+use super::threads::written;
 
 /// Runs `f` on the tensor's f32 values in row-major order, without a copy when it is
 /// already contiguous.
@@ -22,9 +23,14 @@ pub(super) fn with_values<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<
 /// `rows` copies of `bias` (or zeros): the starting C of a GEMM that adds a bias per column.
 fn bias_rows(bias: Option<&Tensor>, rows: usize, n: usize) -> Result<Vec<f32>> {
     match bias {
-        Some(b) => with_values(b, |b| b.repeat(rows)),
+        Some(b) => with_values(b, |b| written(rows * n, rows_per_piece(rows) * n, |_, piece| piece.chunks_exact_mut(n).for_each(|row| row.copy_from_slice(b)))),
         None => Ok(written_zeros(rows * n)),
     }
+}
+
+/// Rows per piece of a C that [`written`] starts: a few pieces per thread.
+fn rows_per_piece(rows: usize) -> usize {
+    rows.div_ceil(4 * super::threads::count()).max(1)
 }
 
 /// x @ w^T + b for x [.., K], w [N, K], b [N].
@@ -95,8 +101,9 @@ pub fn conv2d_from(x: &Tensor, [o, _, kh, kw]: [usize; 4], w: &impl PackA, b: Op
     let wo = (wi + pad[2] + pad[3] - kw) / stride + 1;
     let (k, n) = (c * kh * kw, ho * wo);
     // Per channel bias: C starts as [O, Ho*Wo] rows of bias[o], repeated per image.
+    let per = rows_per_piece(batch * o);
     let mut out = match b {
-        Some(b) => with_values(b, |b| b.iter().flat_map(|&v| std::iter::repeat_n(v, n)).collect::<Vec<f32>>())?.repeat(batch),
+        Some(b) => with_values(b, |b| written(batch * o * n, per * n, |p, piece| piece.chunks_exact_mut(n).enumerate().for_each(|(i, row)| row.fill(b[(p * per + i) % o]))))?,
         None => written_zeros(batch * o * n),
     };
     with_values(x, |x| {
@@ -172,6 +179,20 @@ mod tests {
             let e = rel_err(&got, &want);
             assert!(e < 1e-5, "case {i}: relative error {e}");
         }
+    }
+
+    #[test]
+    fn bias_started_outputs_past_the_threads_threshold_match_candle() {
+        // C over 2^18 values, so the threads write the bias: a conv over a batch of two
+        // (bias per channel, repeated per image) and a linear (bias per column).
+        let x = tensor(&[2, 8, 96, 96], 50);
+        let (w, b) = (tensor(&[15, 8, 3, 3], 51), tensor(&[15], 52));
+        let e = rel_err(&conv2d(&x, &w, Some(&b), 1, [1; 4]).unwrap(), &nn::conv2d(&x, &w, Some(&b), 1, [1; 4]).unwrap());
+        assert!(e < 1e-5, "conv: relative error {e}");
+        let x = tensor(&[1, 1030, 24], 53);
+        let (w, b) = (tensor(&[300, 24], 54), tensor(&[300], 55));
+        let e = rel_err(&linear(&x, &w, Some(&b)).unwrap(), &nn::linear(&x, &w, Some(&b)).unwrap());
+        assert!(e < 1e-5, "linear: relative error {e}");
     }
 
     #[test]

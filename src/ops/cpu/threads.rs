@@ -102,6 +102,25 @@ pub fn for_each_piece<T: Send>(data: &mut [T], piece: usize, f: impl Fn(usize, &
     for_each(pieces.len(), &|i| f(i, &mut pieces[i].lock().expect("each piece is taken once")));
 }
 
+/// Values written below which [`written`] stays on the calling thread (1 MB): a loop's
+/// round of threads costs more than writing that much.
+const WRITTEN_ON_THREADS: usize = 1 << 18;
+
+/// `len` values written by `f(index, piece)` in consecutive pieces of `piece` values,
+/// spread over the threads: a GEMM's starting C (a bias per row or column, 10 MB for the
+/// UNet's feed-forward at 1,024 positions) written on one thread held the others idle
+/// while it touched fresh pages. The vector starts as calloc's untouched pages, so each
+/// page's first touch is a thread's write (see `gemm::written_zeros` for reads first).
+pub fn written(len: usize, piece: usize, f: impl Fn(usize, &mut [f32]) + Sync) -> Vec<f32> {
+    let mut v = vec![0.0f32; len];
+    if len < WRITTEN_ON_THREADS {
+        v.chunks_mut(piece.max(1)).enumerate().for_each(|(i, p)| f(i, p));
+    } else {
+        for_each_piece(&mut v, piece, f);
+    }
+    v
+}
+
 /// `f(i)` for every `i` in `0..tasks`, spread over the threads, collected in order.
 pub fn map<R: Send>(tasks: usize, f: impl Fn(usize) -> R + Sync) -> Vec<R> {
     let mut out: Vec<Option<R>> = (0..tasks).map(|_| None).collect();
@@ -384,6 +403,16 @@ mod tests {
         for_each_piece(&mut data, 4, |i, p| p.iter_mut().for_each(|v| *v = i + 1));
         assert_eq!(data, [1, 1, 1, 1, 2, 2, 2, 2, 3, 3]);
         assert_eq!(map(5, |i| i * i), [0, 1, 4, 9, 16]);
+    }
+
+    #[test]
+    fn written_pieces_cover_the_values_in_order() {
+        // Below the threshold (on this thread) and past it (on the threads), a short last piece.
+        for len in [1000, WRITTEN_ON_THREADS + 7] {
+            let v = written(len, 999, |i, p| p.iter_mut().enumerate().for_each(|(j, x)| *x = (i * 999 + j) as f32));
+            assert_eq!(v.len(), len);
+            assert!(v.iter().enumerate().all(|(i, &x)| x == i as f32), "len {len}");
+        }
     }
 
     #[test]
