@@ -1,5 +1,5 @@
-//! Four f32 lanes: WebAssembly SIMD128 on wasm32 built with `+simd128` (with
-//! `+relaxed-simd`, the multiply-add fuses where the CPU can), a plain array elsewhere
+//! Four f32 lanes: WebAssembly SIMD128 on wasm32 built with `+simd128` (with the crate's
+//! `relaxed-simd` feature, the multiply-add fuses where the CPU can), a plain array elsewhere
 //! (which LLVM vectorizes natively). The GEMM micro-kernel is written once on top
 //! of it, so native tests run the same kernel code the browser does.
 
@@ -39,14 +39,16 @@ mod imp {
         }
 
         /// `self + a * b`, rounded twice (SIMD128 has no fused multiply-add).
-        #[cfg(not(target_feature = "relaxed-simd"))]
+        #[cfg(not(feature = "relaxed-simd"))]
         #[inline(always)]
         pub fn mul_add(self, a: Self, b: Self) -> Self {
             Self(f32x4_add(self.0, core::arch::wasm32::f32x4_mul(a.0, b.0)))
         }
 
-        /// `self + a * b`: relaxed SIMD's multiply-add, fused where the CPU has FMA.
-        #[cfg(target_feature = "relaxed-simd")]
+        /// `self + a * b`: relaxed SIMD's multiply-add, fused where the CPU has FMA. Only
+        /// functions compiled with the `relaxed-simd` target feature (the GEMM's
+        /// `micro_kernel`) may inline it: elsewhere it would stay a call.
+        #[cfg(feature = "relaxed-simd")]
         #[inline(always)]
         pub fn mul_add(self, a: Self, b: Self) -> Self {
             Self(core::arch::wasm32::f32x4_relaxed_madd(a.0, b.0, self.0))

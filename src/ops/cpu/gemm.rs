@@ -207,7 +207,10 @@ fn strip_pairs(mc: usize, kc: usize, ap: &[f32], bp: &[f32], c: &mut [f32], ldc:
 /// Natively on x86-64: fused multiply-adds where the CPU has them, unless the page's
 /// arithmetic was asked for; else the unfused body compiled for AVX2 (the same operations
 /// in the same order as the page's SIMD128, so the same bits: Rust never fuses on its own).
+/// In the page's relaxed-SIMD builds it is compiled with that target feature, so that
+/// `F32x4::mul_add`'s `f32x4.relaxed_madd` inlines into its loop.
 #[inline(never)]
+#[cfg_attr(all(target_arch = "wasm32", feature = "relaxed-simd"), target_feature(enable = "relaxed-simd"))]
 fn micro_kernel(a: &[f32], b: &[f32], c: &mut [f32], ldc: usize, h: usize, w: usize) {
     #[cfg(target_arch = "x86_64")]
     {
