@@ -6,7 +6,7 @@
 #   pkg/relaxed/           pkg/ with relaxed SIMD: the GEMM's multiply-adds fused where the
 #   pkg/relaxed/threads/   CPU has FMA (a UNet step 1.1-1.2x faster); other browsers get the above
 # (www/engine-pkg.js picks one at run time.)
-#   scripts/build.sh [--no-threads]   (--no-threads: pkg/ only, a quarter of the time)
+#   scripts/build.sh [--no-threads]   (--no-threads: pkg/ only; cold, about 40% of the time of all four)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/toolchain.sh
