@@ -42,6 +42,8 @@ threaded() {
 # shared dir: a cdylib's file has no per-feature name, so the twins would rebuild each other.
 seeded() {
   if [ ! -d "$1" ] && [ -d "$2" ]; then
+    # Through a scratch name, so that an interrupted copy is never taken for a seeded dir.
+    rm -rf "$1.partial"
     cp -a "$2" "$1.partial" && mv "$1.partial" "$1"
   fi
 }
