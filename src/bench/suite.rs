@@ -204,6 +204,9 @@ pub fn suite() -> Vec<BenchCase> {
     }
     // One 64-dim head at SD's largest self-attention length (a 64x64 latent).
     cases.push(attention(4096, 1, 64));
+    // Narrow heads (emoji-sd's 8 of width 16), where packing the probabilities for P V
+    // is a copy per 16 multiply-adds instead of per 64.
+    cases.push(attention(4096, 8, 16));
     cases.push(group_norm(320, 64));
     cases.push(layer_norm(4096, 320));
     cases

@@ -1,16 +1,20 @@
-//! Multi-head attention through the packed GEMM: per head and block of query rows, scores =
-//! Q K^T into a scratch block, softmax in place, then P V into the output. Heads are read in
-//! place from `[B, L, H*D]` with row stride H*D, so nothing is transposed, and the scores
-//! never exceed one block of rows per thread (natively the heads run on every core; candle's
-//! path made batch x heads x L x L scores whole: 8 GiB at 512x512 for emoji-sd).
+//! Multi-head attention through the packed GEMM, per head and block of query rows, NR
+//! queries at a time: their scores transposed, S^T = K Q^T ([keys, NR], one key's NR
+//! scores side by side), softmax down each column, then O^T = V^T S^T. S^T is already in
+//! the layout of one packed B strip, so P V reads the probabilities in place: with narrow
+//! heads (emoji-sd's 16 wide) packing them as A cost a copy per 16 multiply-adds, and
+//! down columns the softmax runs on vectors of queries. Heads are read in place from
+//! `[B, L, H*D]` with row stride H*D, so nothing is transposed, and the scores never
+//! exceed one strip per thread (natively the heads run on every core; candle's path made
+//! batch x heads x L x L scores whole: 8 GiB at 512x512 for emoji-sd).
 
 use candle_core::{Device, Result, Tensor};
 
-use super::gemm::{gemm, written_zeros, BMatrix, PackedB};
+use super::gemm::{gemm_from, written_zeros, AColumns, ARows, BMatrix, PackB, PackedA, NR};
 use super::math::{exp, max};
 use super::threads;
 
-/// Query rows per scores block: 128 x 4096 keys is 2 MiB of scratch.
+/// Query rows per task.
 const ROWS: usize = 128;
 
 /// softmax(q k^T * scale) v per head on [B, L, H*D] tensors; with `causal`, query i sees
@@ -27,7 +31,7 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize, scale: f32, c
 }
 
 /// [`attention`] on row-major values; `dims` is [batch, Lq, Lk, heads, q/k head dim, v head dim].
-/// Each (image, head)'s K^T and V are packed once; then every (image, head, block of query
+/// Each (image, head)'s K and V^T are packed once; then every (image, head, block of query
 /// rows) is a task for the threads (a few heads alone would leave threads idle), computing
 /// its [rows, dv] block, which is then put in place.
 fn attention_values(q: &[f32], k: &[f32], v: &[f32], dims: [usize; 6], scale: f32, causal: bool) -> Vec<f32> {
@@ -36,9 +40,9 @@ fn attention_values(q: &[f32], k: &[f32], v: &[f32], dims: [usize; 6], scale: f3
     let pairs: Vec<(usize, usize)> = (0..batch).flat_map(|b| (0..heads).map(move |h| (b, h))).collect();
     let packed = threads::map(pairs.len(), |i| {
         let (b, h) = pairs[i];
-        let kt = PackedB::new(d, lk, &BMatrix::NK { data: &k[b * lk * hd + h * d..], ld: hd });
-        let vp = PackedB::new(lk, dv, &BMatrix::KN { data: &v[b * lk * hdv + h * dv..], ld: hdv });
-        (kt, vp)
+        let kp = PackedA::new(lk, d, &ARows { data: &k[b * lk * hd + h * d..], ld: hd });
+        let vt = PackedA::new(dv, lk, &AColumns { data: &v[b * lk * hdv + h * dv..], ld: hdv });
+        (kp, vt)
     });
     let rows = ROWS.min(lq);
     let per_pair = lq.div_ceil(rows);
@@ -46,8 +50,8 @@ fn attention_values(q: &[f32], k: &[f32], v: &[f32], dims: [usize; 6], scale: f3
     let task = |t: usize| (t / per_pair, pairs[t / per_pair], (t % per_pair) * rows);
     let blocks = threads::map(pairs.len() * per_pair, |t| {
         let (pair, (b, h), r0) = task(t);
-        let (kt, vp) = &packed[pair];
-        row_block(&q[b * lq * hd + h * d..], kt, vp, dims, r0, rows.min(lq - r0), scale, causal)
+        let (kp, vt) = &packed[pair];
+        row_block(&q[b * lq * hd + h * d..], kp, vt, dims, r0, rows.min(lq - r0), scale, causal)
     });
     let mut out = vec![0.0; batch * lq * hdv];
     for (t, block) in blocks.iter().enumerate() {
@@ -60,23 +64,124 @@ fn attention_values(q: &[f32], k: &[f32], v: &[f32], dims: [usize; 6], scale: f3
 }
 
 /// softmax(q k^T * scale) v for query rows r0..r0 + m of one head (`qh` starts at the head's
-/// first query, rows H*D apart): [m, dv].
+/// first query, rows H*D apart), NR rows at a time: [m, dv]. Every score, probability and
+/// output is the same chain of operations as for a row-major P (the products commute), so
+/// the bits are those of softmax_in_place's rows times V.
 #[allow(clippy::too_many_arguments)]
-fn row_block(qh: &[f32], kt: &PackedB, vp: &PackedB, dims: [usize; 6], r0: usize, m: usize, scale: f32, causal: bool) -> Vec<f32> {
+fn row_block(qh: &[f32], kp: &PackedA, vt: &PackedA, dims: [usize; 6], r0: usize, m: usize, scale: f32, causal: bool) -> Vec<f32> {
     let [_, lq, lk, heads, d, dv] = dims;
     let hd = heads * d;
-    let mut scores = written_zeros(m * lk);
-    gemm(m, lk, d, &qh[r0 * hd..], hd, kt, &mut scores, lk);
-    for (i, row) in scores.chunks_exact_mut(lk).enumerate() {
-        let visible = if causal { (r0 + i + lk + 1).saturating_sub(lq).min(lk) } else { lk };
+    let mut scores = written_zeros(lk * NR);
+    let mut out_t = written_zeros(dv * NR);
+    let mut out = written_zeros(m * dv);
+    for s0 in (0..m).step_by(NR) {
+        let w = NR.min(m - s0);
+        scores.fill(0.0);
+        gemm_from(lk, w, d, kp, &BMatrix::NK { data: &qh[(r0 + s0) * hd..], ld: hd }, &mut scores, NR);
+        // Columns past w are padding: they see every key (so the vectors still cover
+        // the rest), then become the zeros a packed strip has past its columns.
+        let visible: [usize; NR] = std::array::from_fn(|i| if causal && i < w { (r0 + s0 + i + lk + 1).saturating_sub(lq).min(lk) } else { lk });
         super::wide::widest(
             #[inline(always)]
-            || softmax_in_place(row, scale, visible),
+            || softmax_columns(&mut scores, scale, &visible),
         );
+        if w < NR {
+            scores.chunks_exact_mut(NR).for_each(|row| row[w..].fill(0.0));
+        }
+        out_t.fill(0.0);
+        gemm_from(dv, w, lk, vt, &Strip(&scores), &mut out_t, NR);
+        for (i, row) in out[s0 * dv..].chunks_exact_mut(dv).take(w).enumerate() {
+            row.iter_mut().zip(out_t[i..].iter().step_by(NR)).for_each(|(o, &x)| *o = x);
+        }
     }
-    let mut out = written_zeros(m * dv);
-    gemm(m, dv, lk, &scores, lk, vp, &mut out, dv);
     out
+}
+
+/// NR columns of B (zeros past the used ones), key after key: the one strip of every
+/// packed panel of a `[keys, <= NR]` B, so the GEMM reads it in place.
+struct Strip<'a>(&'a [f32]);
+
+impl PackB for Strip<'_> {
+    fn pack(&self, p0: usize, kc: usize, j0: usize, nc: usize, out: &mut [f32]) {
+        out.copy_from_slice(self.packed(p0, kc, j0, nc).expect("one strip"));
+    }
+
+    fn packed(&self, p0: usize, kc: usize, j0: usize, nc: usize) -> Option<&[f32]> {
+        assert!(j0 == 0 && nc <= NR, "Strip: one strip of NR columns");
+        Some(&self.0[p0 * NR..][..kc * NR])
+    }
+}
+
+/// Each column q of `s` ([keys, NR]) becomes softmax(its first visible[q] values * scale),
+/// zeros below: column by column the folds of softmax_in_place on a row, in its order
+/// (four partial results by key mod 4, then the tail), so the same bits.
+#[inline(always)]
+fn softmax_columns(s: &mut [f32], scale: f32, visible: &[usize; NR]) {
+    let top = fold_columns(s, visible, f32::NEG_INFINITY, [0.0; NR], move |x, _| x * scale, max, false);
+    let sums = fold_columns(s, visible, 0.0, top, move |x, t| exp(x * scale - t), |a, b| a + b, true);
+    // One division per column, as per row.
+    let inv: [f32; NR] = std::array::from_fn(|q| 1.0 / sums[q]);
+    let seen = *visible.iter().min().unwrap_or(&0);
+    for row in s.chunks_exact_mut(NR).take(seen) {
+        row.iter_mut().zip(&inv).for_each(|(x, i)| *x *= i);
+    }
+    for (q, &v) in visible.iter().enumerate() {
+        (seen..v).for_each(|p| s[p * NR + q] *= inv[q]);
+    }
+}
+
+/// For every column q of `s`, lanes_fold(init, f) of `map(x, column[q])` over its first
+/// visible[q] values; with `store`, each mapped value replaces x and the rest of the
+/// column becomes zeros. The keys that every column folds in whole fours go on vectors
+/// across the columns; the rest (at most three a column without causal masking) column
+/// by column.
+#[inline(always)]
+fn fold_columns(
+    s: &mut [f32],
+    visible: &[usize; NR],
+    init: f32,
+    column: [f32; NR],
+    map: impl Fn(f32, f32) -> f32 + Copy,
+    f: impl Fn(f32, f32) -> f32 + Copy,
+    store: bool,
+) -> [f32; NR] {
+    let whole = visible.map(|v| v - v % 4);
+    let common = *whole.iter().min().unwrap_or(&0);
+    // Four keys' rows as one flat loop (acc[i * NR + q] is column q's partial result for
+    // keys i mod 4): rows of NR alone would be unrolled whole, and the page's compiler
+    // then leaves exp on scalars.
+    let mut acc = [init; 4 * NR];
+    let tiled: [f32; 4 * NR] = std::array::from_fn(|j| column[j % NR]);
+    for fours in s[..common * NR].chunks_exact_mut(4 * NR) {
+        for ((a, x), &t) in acc.iter_mut().zip(fours.iter_mut()).zip(&tiled) {
+            let y = map(*x, t);
+            if store {
+                *x = y;
+            }
+            *a = f(*a, y);
+        }
+    }
+    std::array::from_fn(|q| {
+        let mut step = |p: usize| {
+            let y = map(s[p * NR + q], column[q]);
+            if store {
+                s[p * NR + q] = y;
+            }
+            y
+        };
+        let mut lanes: [f32; 4] = std::array::from_fn(|i| acc[i * NR + q]);
+        for p in common..whole[q] {
+            lanes[p % 4] = f(lanes[p % 4], step(p));
+        }
+        let mut folded = f(f(lanes[0], lanes[1]), f(lanes[2], lanes[3]));
+        for p in whole[q]..visible[q] {
+            folded = f(folded, step(p));
+        }
+        if store {
+            (visible[q]..s.len() / NR).for_each(|p| s[p * NR + q] = 0.0);
+        }
+        folded
+    })
 }
 
 /// Softmax over the last axis, whole rows per task on the threads, by the attention's own
@@ -147,8 +252,17 @@ mod tests {
     #[test]
     fn attention_matches_candle() {
         // (batch, lq, lk, heads, d, dv): several row blocks, lq < lk (KV cache), one head,
-        // values wider and narrower than the keys.
-        let cases = [(2, 9, 9, 3, 8, 8), (1, ROWS + 5, ROWS + 5, 2, 16, 16), (1, 4, 11, 1, 40, 40), (1, 1, 7, 2, 4, 4), (2, 1, 50, 3, 32, 36), (2, 20, 29, 3, 18, 13)];
+        // values wider and narrower than the keys, keys in several blocks of P V's depth
+        // with a last strip of queries part full.
+        let cases = [
+            (2, 9, 9, 3, 8, 8),
+            (1, ROWS + 5, ROWS + 5, 2, 16, 16),
+            (1, 4, 11, 1, 40, 40),
+            (1, 1, 7, 2, 4, 4),
+            (2, 1, 50, 3, 32, 36),
+            (2, 20, 29, 3, 18, 13),
+            (1, 37, 801, 2, 16, 16),
+        ];
         for (i, &(b, lq, lk, heads, d, dv)) in cases.iter().enumerate() {
             let q = tensor(&[b, lq, heads * d], 10 + i as u32);
             let k = tensor(&[b, lk, heads * d], 20 + i as u32);

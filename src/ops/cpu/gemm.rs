@@ -9,7 +9,7 @@
 
 use super::f32x4::F32x4;
 pub use super::gemm_par::{par_gemm, par_gemm_cols, par_gemm_from, par_gemm_shared_b};
-pub use super::pack::{ARows, BMatrix, PackA, PackB, PackedA, PackedB};
+pub use super::pack::{AColumns, ARows, BMatrix, PackA, PackB, PackedA, PackedB};
 
 /// Rows of A (and C) per micro-tile.
 #[cfg(not(target_arch = "x86_64"))]

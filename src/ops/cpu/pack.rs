@@ -202,6 +202,28 @@ impl PackA for ARows<'_> {
     }
 }
 
+/// A given by its columns: `A[i][p]` is `data[p * ld + i]` (attention's values, `[L, dv]`,
+/// as the A of V^T P^T). Each step of a strip is MR consecutive values of one row.
+#[derive(Clone, Copy)]
+pub struct AColumns<'a> {
+    pub data: &'a [f32],
+    pub ld: usize,
+}
+
+impl PackA for AColumns<'_> {
+    fn pack(&self, i0: usize, mc: usize, p0: usize, kc: usize, out: &mut [f32]) {
+        for (t, strip) in out.chunks_exact_mut(kc * MR).enumerate() {
+            let i = i0 + t * MR;
+            let h = MR.min(i0 + mc - i);
+            for (p, dst) in strip.chunks_exact_mut(MR).enumerate() {
+                let src = &self.data[(p0 + p) * self.ld + i..][..h];
+                dst[..h].copy_from_slice(src);
+                dst[h..].fill(0.0);
+            }
+        }
+    }
+}
+
 /// The rows of `a` from `first` on: one thread's share of A.
 pub(super) struct RowsFrom<'a, A>(pub &'a A, pub usize);
 
