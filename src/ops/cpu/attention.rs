@@ -147,18 +147,21 @@ fn fold_columns(
 ) -> [f32; NR] {
     let whole = visible.map(|v| v - v % 4);
     let common = *whole.iter().min().unwrap_or(&0);
-    // Four keys' rows as one flat loop (acc[i * NR + q] is column q's partial result for
-    // keys i mod 4): rows of NR alone would be unrolled whole, and the page's compiler
-    // then leaves exp on scalars.
-    let mut acc = [init; 4 * NR];
-    let tiled: [f32; 4 * NR] = std::array::from_fn(|j| column[j % NR]);
+    // Four keys' rows at a time, two by two: acc[k][h * NR + q] is column q's partial
+    // result for keys 2k + h mod 4. Loops over two rows (2 NR values) vectorize with the
+    // accumulators in registers natively and in the page; over one row of NR, the page's
+    // compiler unrolled them whole and left exp on scalars.
+    let mut acc = [[init; 2 * NR]; 2];
+    let paired: [f32; 2 * NR] = std::array::from_fn(|j| column[j % NR]);
     for fours in s[..common * NR].chunks_exact_mut(4 * NR) {
-        for ((a, x), &t) in acc.iter_mut().zip(fours.iter_mut()).zip(&tiled) {
-            let y = map(*x, t);
-            if store {
-                *x = y;
+        for (lanes, rows) in acc.iter_mut().zip(fours.chunks_exact_mut(2 * NR)) {
+            for ((a, x), &t) in lanes.iter_mut().zip(rows.iter_mut()).zip(&paired) {
+                let y = map(*x, t);
+                if store {
+                    *x = y;
+                }
+                *a = f(*a, y);
             }
-            *a = f(*a, y);
         }
     }
     std::array::from_fn(|q| {
@@ -169,7 +172,7 @@ fn fold_columns(
             }
             y
         };
-        let mut lanes: [f32; 4] = std::array::from_fn(|i| acc[i * NR + q]);
+        let mut lanes: [f32; 4] = std::array::from_fn(|i| acc[i / 2][i % 2 * NR + q]);
         for p in common..whole[q] {
             lanes[p % 4] = f(lanes[p % 4], step(p));
         }
