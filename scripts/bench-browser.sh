@@ -7,5 +7,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh bench
 scripts/build.sh
-[ -f www/bench-models/attention_4096x64.onnx ] || python3 scripts/bench/make_onnx.py www/bench-models
+[ -f www/bench-models/attention_4096_8x16.onnx ] || python3 scripts/bench/make_onnx.py www/bench-models
 exec node scripts/bench/run-browser.mjs "$@"

@@ -5,6 +5,7 @@
 // wasm backend gets the same thread count, so CPU rows compare like with like.
 
 import { loadEnginePackage } from './engine-pkg.js';
+import { median } from './format.js';
 
 const say = (text) => self.postMessage({ type: 'status', text });
 
@@ -15,7 +16,10 @@ function onnxFile(row) {
     const [hw, c] = row.shape.split('->')[0].split('x').slice(1);
     return `conv3x3_${hw}x${hw}x${c}.onnx`;
   }
-  if (row.op === 'attention') return `attention_${row.shape.split('x')[0]}x64.onnx`;
+  if (row.op === 'attention') {
+    const { l, heads, d } = attentionShape(row);
+    return `attention_${l}_${heads}x${d}.onnx`;
+  }
   return null;
 }
 
@@ -30,8 +34,15 @@ function feeds(ort, row) {
     const [h, , c] = row.shape.split('->')[0].split('x').map(Number);
     return { X: t([1, c, h, h]) };
   }
-  const l = Number(row.shape.split('x')[0]);
-  return { Q: t([1, l, 64]), K: t([1, l, 64]), V: t([1, l, 64]) };
+  const { l, heads, d } = attentionShape(row);
+  return { Q: t([1, l, heads * d]), K: t([1, l, heads * d]), V: t([1, l, heads * d]) };
+}
+
+// An attention row's shape, "LxL HxD" (src/bench/suite.rs): its length, heads and head width.
+function attentionShape(row) {
+  const m = /^(\d+)x\d+ (\d+)x(\d+)$/.exec(row.shape);
+  if (!m) throw new Error(`attention row shape '${row.shape}': expected 'LxL HxD'`);
+  return { l: Number(m[1]), heads: Number(m[2]), d: Number(m[3]) };
 }
 
 const sessions = new Map();
@@ -59,8 +70,7 @@ async function timeOrt(ort, row, runs) {
       await session.run(input); // outputs come back to the CPU: includes the readback
       times.push(performance.now() - start);
     }
-    times.sort((a, b) => a - b);
-    return { ortMillis: times[Math.floor(times.length / 2)] };
+    return { ortMillis: median(times) };
   } catch (e) {
     return { ortError: e.message ?? String(e) };
   }

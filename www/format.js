@@ -12,6 +12,13 @@ export function formatBytes(n) {
   return `${i === 0 ? v : v.toFixed(v >= 100 ? 0 : 1)} ${units[i]}`;
 }
 
+/** The middle value of `xs`; with an even count, the mean of the two middle ones. */
+export function median(xs) {
+  const s = [...xs].sort((a, b) => a - b);
+  const n = s.length;
+  return n % 2 ? s[(n - 1) / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
+}
+
 /** The limits the engine plans around, as [label, text] rows. */
 export function describeLimits(l) {
   return [

@@ -4,7 +4,7 @@ same shapes as Easel's own op benchmarks (src/bench/suite.rs):
 
   matmul_{M}x{K}x{N}.onnx    Y = X[M,K] @ W[K,N]             (W an initializer)
   conv3x3_{H}x{W}x{C}.onnx   Y = Conv(X[1,C,H,W], W[C,C,3,3], B[C]), pads 1
-  attention_{L}x{D}.onnx     softmax(Q K^T / sqrt(D)) V, Q/K/V [1,L,D]
+  attention_{L}_{H}x{D}.onnx softmax(Q K^T / sqrt(D)) V per head, Q/K/V [1,L,H*D]
 
 Usage: python3 scripts/bench/make_onnx.py OUT_DIR      (needs the `onnx` package)
 """
@@ -51,18 +51,28 @@ def conv3x3(out, c, hw, rng):
     save(g, os.path.join(out, f"conv3x3_{hw}x{hw}x{c}.onnx"))
 
 
-def attention(out, l, d):
+def attention(out, l, heads, d):
+    """Heads split from [1, L, H*D] as Easel's graph takes them, and joined back."""
     scale = numpy_helper.from_array(np.array(1.0 / np.sqrt(d), dtype=np.float32), "scale")
+    split = numpy_helper.from_array(np.array([1, l, heads, d], dtype=np.int64), "split")
+    joined = numpy_helper.from_array(np.array([1, l, heads * d], dtype=np.int64), "joined")
     nodes = [
-        helper.make_node("Transpose", ["K"], ["Kt"], perm=[0, 2, 1]),
-        helper.make_node("MatMul", ["Q", "Kt"], ["S"]),
+        helper.make_node("Reshape", ["Q", "split"], ["Qs"]),
+        helper.make_node("Transpose", ["Qs"], ["Qh"], perm=[0, 2, 1, 3]),
+        helper.make_node("Reshape", ["K", "split"], ["Ks"]),
+        helper.make_node("Transpose", ["Ks"], ["Kt"], perm=[0, 2, 3, 1]),
+        helper.make_node("Reshape", ["V", "split"], ["Vs"]),
+        helper.make_node("Transpose", ["Vs"], ["Vh"], perm=[0, 2, 1, 3]),
+        helper.make_node("MatMul", ["Qh", "Kt"], ["S"]),
         helper.make_node("Mul", ["S", "scale"], ["Ss"]),
         helper.make_node("Softmax", ["Ss"], ["P"], axis=-1),
-        helper.make_node("MatMul", ["P", "V"], ["Y"]),
+        helper.make_node("MatMul", ["P", "Vh"], ["Yh"]),
+        helper.make_node("Transpose", ["Yh"], ["Ys"], perm=[0, 2, 1, 3]),
+        helper.make_node("Reshape", ["Ys", "joined"], ["Y"]),
     ]
-    io = lambda name: helper.make_tensor_value_info(name, TensorProto.FLOAT, [1, l, d])
-    g = helper.make_graph(nodes, "attention", [io("Q"), io("K"), io("V")], [io("Y")], [scale])
-    save(g, os.path.join(out, f"attention_{l}x{d}.onnx"))
+    io = lambda name: helper.make_tensor_value_info(name, TensorProto.FLOAT, [1, l, heads * d])
+    g = helper.make_graph(nodes, "attention", [io("Q"), io("K"), io("V")], [io("Y")], [scale, split, joined])
+    save(g, os.path.join(out, f"attention_{l}_{heads}x{d}.onnx"))
 
 
 def main():
@@ -74,7 +84,9 @@ def main():
     # The UNet's top levels at 512 px and its deepest at 256 px, as suite.rs has them.
     for c, hw in [(320, 64), (640, 32), (1280, 4)]:
         conv3x3(out, c, hw, rng)
-    attention(out, 4096, 64)
+    # One 64-wide head (SD) and eight 16 wide (emoji-sd), as suite.rs has them.
+    for heads, d in [(1, 64), (8, 16)]:
+        attention(out, 4096, heads, d)
     print(f"wrote {len(os.listdir(out))} models to {out}")
 
 

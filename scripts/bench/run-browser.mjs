@@ -14,10 +14,12 @@
 
 import { startServer } from '../serve.mjs';
 import { chromium } from 'playwright-core';
+import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { launch, ROOT, WEBGPU_FLAGS } from '../../tests/e2e/browser.mjs';
+import { median } from '../../www/format.js';
 
 const args = process.argv.slice(2);
 const opt = (name, dflt) => {
@@ -51,13 +53,20 @@ if (args.includes('--load')) {
       if (r.cached) perGb.push(r.ms / 1000 / (r.bytes / 1e9));
     }
     perGb.sort((a, b) => a - b);
-    if (perGb.length) console.log(`from Cache Storage to ready: ${perGb.map((x) => x.toFixed(2)).join(', ')} s per GB (median ${perGb[Math.floor(perGb.length / 2)].toFixed(2)}; target 2)`);
+    if (perGb.length) console.log(`from Cache Storage to ready: ${perGb.map((x) => x.toFixed(2)).join(', ')} s per GB (median ${median(perGb).toFixed(2)}; target 2)`);
   } finally {
     await context.close();
     server.close();
     await rm(profile, { recursive: true, force: true });
   }
   process.exit(failed ? 1 : 0);
+}
+
+// The op bench's ORT rows need the ONNX graphs; without them ORT says only "failed to load
+// external data file" on every row.
+if (!args.includes('--unet') && query.get('ort') === '1' && !existsSync(join(ROOT, 'www/bench-models/attention_4096_8x16.onnx'))) {
+  console.error('www/bench-models/ lacks the ONNX graphs that onnxruntime-web runs: make them with `python3 scripts/bench/make_onnx.py www/bench-models` (scripts/bench-browser.sh does), or pass --no-ort');
+  process.exit(2);
 }
 
 const { server, url } = await startServer({ root: ROOT, port: 0 });
@@ -84,7 +93,6 @@ try {
     // Visits alternate so that a slow spell of the machine hits every one; the median of all
     // of a visit's runs is the figure least moved by one stalled run, the fastest the one
     // least moved by the machine's slow spells (noise only ever adds time).
-    const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
     const base = median(pooled.get(visits[0].name));
     console.log(`median of every run: ${[...pooled].map(([n, xs]) => `${n} ${(median(xs) / 1000).toFixed(2)} s over ${xs.length} runs (${(base / median(xs)).toFixed(2)}x)`).join('; ')}`);
     const fastest = Math.min(...pooled.get(visits[0].name));

@@ -75,9 +75,16 @@ impl Default for BenchOptions {
 /// made whichever case came first look slow. `www/bench-worker.js` warms ORT up the same way.
 const WARM_UP_MS: f64 = 500.0;
 
-fn median(mut v: Vec<f64>) -> f64 {
+/// The middle value; with an even count, the mean of the two middle ones (the upper one
+/// alone made the median of two runs their slower).
+pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
 }
 
 /// The median time of `runs` runs of `run` (at least one), after [`WARM_UP_MS`] of untimed ones.
@@ -269,4 +276,16 @@ pub fn format_table(rows: &[BenchRow], c: &Ceilings) -> String {
         c.copy_gbps.map_or("-".into(), |x| format!("{x:.2}"))
     );
     s
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn median_is_the_middle_or_the_mean_of_the_two_middles() {
+        assert_eq!(super::median(vec![30.0, 10.0, 20.0]), 20.0);
+        // Two runs: their mean, not the slower.
+        assert_eq!(super::median(vec![17.0, 16.0]), 16.5);
+        assert_eq!(super::median(vec![4.0, 1.0, 3.0, 2.0]), 2.5);
+        assert_eq!(super::median(vec![7.0]), 7.0);
+    }
 }

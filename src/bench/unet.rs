@@ -49,7 +49,7 @@ pub fn sd_turbo_unet_weights(storage: StorageType) -> Result<(UNetConfig, Weight
     Ok((cfg, store))
 }
 
-/// Median time of `runs` UNet calls (after a warm-up) at `size` x `size` pixels.
+/// Median time of `runs` UNet calls (at least one, after a warm-up) at `size` x `size` pixels.
 /// With `profile`, the last step is also timed per kind of op (CPU backend).
 pub async fn unet_step(session: &mut Session, cfg: &UNetConfig, size: usize, batch: usize, runs: usize, storage: StorageType, profile: bool) -> Result<UnetStep, OpError> {
     let h = size / 8;
@@ -69,7 +69,7 @@ pub async fn unet_step(session: &mut Session, cfg: &UNetConfig, size: usize, bat
     session.set_input(&mut c, "t", HostTensor::F32(vec![999.0; batch]))?;
     session.set_input(&mut c, "ctx", HostTensor::F32((0..batch * 77 * cfg.cross_attention_dim).map(|i| ((i % 13) as f32 - 6.0) / 6.0).collect()))?;
     let mut times = vec![];
-    for i in 0..=runs {
+    for i in 0..=runs.max(1) {
         let t0 = now_ms();
         session.run(&c).await?; // reads the output back: the step is complete
         if i > 0 {
@@ -85,7 +85,7 @@ pub async fn unet_step(session: &mut Session, cfg: &UNetConfig, size: usize, bat
         size,
         batch,
         storage: storage.name().into(),
-        millis_per_step: times[times.len() / 2],
+        millis_per_step: super::median(times.clone()),
         runs_millis: times.clone(),
         weight_bytes,
         activation_bytes: c.activation_bytes(),
