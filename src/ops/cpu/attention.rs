@@ -117,7 +117,13 @@ impl PackB for Strip<'_> {
 /// (four partial results by key mod 4, then the tail), so the same bits.
 #[inline(always)]
 fn softmax_columns(s: &mut [f32], scale: f32, visible: &[usize; NR]) {
-    let top = fold_columns(s, visible, f32::NEG_INFINITY, [0.0; NR], move |x, _| x * scale, max, false);
+    // With scale > 0, the largest of the scaled values is the largest value scaled (rounding
+    // keeps order): a multiply per score saved, the same bits.
+    let top = if scale > 0.0 {
+        fold_columns(s, visible, f32::NEG_INFINITY, [0.0; NR], |x, _| x, max, false).map(|m| m * scale)
+    } else {
+        fold_columns(s, visible, f32::NEG_INFINITY, [0.0; NR], move |x, _| x * scale, max, false)
+    };
     let sums = fold_columns(s, visible, 0.0, top, move |x, t| exp(x * scale - t), |a, b| a + b, true);
     // One division per column, as per row.
     let inv: [f32; NR] = std::array::from_fn(|q| 1.0 / sums[q]);
@@ -250,6 +256,23 @@ mod tests {
             }
         }
         assert!(got.iter().any(|&p| p > 0.2), "peaked rows, not uniform ones");
+    }
+
+    /// softmax_columns takes each column's largest raw score times the scale, as the
+    /// largest scaled score: bit for bit the same, ties after rounding and causal columns
+    /// of every length included.
+    #[test]
+    fn largest_raw_score_scaled_is_the_largest_scaled_score() {
+        let keys = 203;
+        let mut s = crate::gpu::test_values(keys * NR, 3);
+        // Neighbours one ulp apart, which a scale can round to one value.
+        (0..keys * NR).step_by(7).for_each(|i| s[i] = f32::from_bits(s[(i + NR) % (keys * NR)].to_bits() + 1));
+        let visible: [usize; NR] = std::array::from_fn(|q| keys - 37 * q % keys);
+        for scale in [0.125, 1.0 / 40f32.sqrt(), 0.3, 3.7] {
+            let raw = fold_columns(&mut s, &visible, f32::NEG_INFINITY, [0.0; NR], |x, _| x, max, false).map(|m| m * scale);
+            let scaled = fold_columns(&mut s, &visible, f32::NEG_INFINITY, [0.0; NR], move |x, _| x * scale, max, false);
+            assert_eq!(raw.map(f32::to_bits), scaled.map(f32::to_bits), "scale {scale}");
+        }
     }
 
     #[test]

@@ -9,25 +9,37 @@
 /// (up to ln 2 / 2) are fine too.
 #[inline(always)]
 pub fn exp(x: f32) -> f32 {
-    exp_sum(x, 0.0)
+    // exp_sum(x, 0.0) less its two additions of zero (a compiler must keep x + 0.0, which
+    // turns -0.0 into +0.0): the same bits, since -0.0 and +0.0 round to the same n, and
+    // n * LN2_LO is never -0.0 (n is +0.0 or a whole number).
+    exp_split(x, |hi| hi, |n| n * LN2_LO)
 }
 
-/// e^(hi + lo) for hi + lo <= 0, |lo| small next to ln 2: `lo` joins the reduced argument
-/// after the exact `hi - n ln 2_hi`, so an `hi` exact in f32 (z^2 for GELU's tail) keeps
-/// its precision where hi + lo rounded would lose an ulp of a number up to 87.
 /// 1.5 * 2^23: added to an f32 below 2^22 in size, it leaves no fraction bits, and the
 /// sum's bits are its own plus the rounded value.
 const ROUNDER: f32 = 12_582_912.0;
 
+/// e^(hi + lo) for hi + lo <= 0, |lo| small next to ln 2: `lo` joins the reduced argument
+/// after the exact `hi - n ln 2_hi`, so an `hi` exact in f32 (z^2 for GELU's tail) keeps
+/// its precision where hi + lo rounded would lose an ulp of a number up to 87.
 #[inline(always)]
 fn exp_sum(hi: f32, lo: f32) -> f32 {
+    exp_split(hi, |hi| hi + lo, |n| lo + n * LN2_LO)
+}
+
+/// ln 2 split so that n * LN2_HI is exact.
+const LN2_HI: f32 = 0.693_359_4;
+const LN2_LO: f32 = 2.121_944_4e-4;
+
+/// [`exp_sum`]'s body: `sum(hi)` is hi + lo, `low(n)` lo + n * LN2_LO.
+#[inline(always)]
+fn exp_split(hi: f32, sum: impl Fn(f32) -> f32, low: impl Fn(f32) -> f32) -> f32 {
     let hi = max(hi, -87.0);
     // Rounded to nearest even by adding and taking away 1.5 * 2^23 (|n| < 2^22): the same
     // as `round_ties_even`, which natively (SSE2, no `roundps`) is a call per value.
-    let shifted = (hi + lo) * std::f32::consts::LOG2_E + ROUNDER;
+    let shifted = sum(hi) * std::f32::consts::LOG2_E + ROUNDER;
     let n = shifted - ROUNDER;
-    // ln 2 split so that n * LN2_HI is exact.
-    let r = hi - n * 0.693_359_4 + (lo + n * 2.121_944_4e-4);
+    let r = hi - n * LN2_HI + low(n);
     let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r + 1.666_666_5e-1) * r + 0.5;
     let er = 1.0 + r + r * r * p;
     // 2^n from n in the low bits of `shifted` (no float-to-int cast: Rust's saturates,
@@ -94,6 +106,22 @@ mod tests {
             let (got, want) = (exp(x), x.exp());
             assert!((got - want).abs() <= 2.0 * f32::EPSILON * want, "exp({x}) = {got}, want {want}");
         }
+    }
+
+    /// `exp` leaves out exp_sum's additions of zero: bit for bit the same from -100 to 1,
+    /// every float near 0 (-0.0 and the subnormals) and near the flush at -87, every 61st
+    /// float between, and NaN.
+    #[test]
+    fn exp_is_exp_sum_with_zero_bit_for_bit() {
+        let check = |x: f32| {
+            let (got, want) = (exp(x), exp_sum(x, 0.0));
+            assert_eq!(got.to_bits(), want.to_bits(), "exp({x:e}) = {got:e}, exp_sum({x:e}, 0) = {want:e}");
+        };
+        let near = |x: f32| (x.to_bits().saturating_sub(1 << 20)..=x.to_bits() + (1 << 20)).map(f32::from_bits);
+        near(-0.0).chain(near(0.0)).chain(near(-87.0)).for_each(check);
+        // Bit patterns run upwards from +0.0 and, for negative floats, from -0.0 downwards.
+        (0..=1f32.to_bits()).step_by(61).chain((1u32 << 31..=(-100f32).to_bits()).step_by(61)).map(f32::from_bits).for_each(check);
+        check(f32::NAN);
     }
 
     /// Against GELU in f64 (libm's erf and erfc) over [-12, 12] in steps of 1e-5: within
