@@ -30,6 +30,10 @@ test('page starts the engine in a worker and shows the WebGPU adapter', async ()
     const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
     const errors = [];
     page.on('pageerror', (e) => errors.push(e.message));
+    // What a visitor's console shows on opening the page: nothing red (a missing icon was
+    // a 404 on every visit).
+    const consoleErrors = [];
+    page.on('console', (m) => m.type() === 'error' && consoleErrors.push(`${m.text()} (${m.location().url})`));
     const diag = await openSettled(page);
     await page.screenshot({ path: await artifactPath('page-webgpu.png'), fullPage: true });
 
@@ -47,6 +51,7 @@ test('page starts the engine in a worker and shows the WebGPU adapter', async ()
     // A software adapter keeps the simple kernels (workgroup-memory tiles cost it 3-7x).
     assert.equal(await page.locator('#diag-kernels').textContent(), 'simple (no workgroup memory)');
     assert.deepEqual(errors, []);
+    assert.deepEqual(consoleErrors, []);
   } finally {
     await browser.close();
   }
