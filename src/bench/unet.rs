@@ -86,7 +86,7 @@ pub async fn unet_step(session: &mut Session, cfg: &UNetConfig, size: usize, bat
         batch,
         storage: storage.name().into(),
         millis_per_step: super::median(times.clone()),
-        runs_millis: times.clone(),
+        runs_millis: times,
         weight_bytes,
         activation_bytes: c.activation_bytes(),
         profile,
