@@ -91,7 +91,7 @@ async function refreshCache() {
   list.replaceChildren(
     ...models.map((m) => {
       const li = document.createElement('li');
-      li.textContent = `${m.base} — ${mbText(m.bytes)} in ${m.shards} shards`;
+      li.textContent = `${m.base} — ${mbText(m.bytes)} in ${m.shards} shard${m.shards === 1 ? '' : 's'}`;
       const del = document.createElement('button');
       del.className = 'small';
       del.textContent = 'Delete';

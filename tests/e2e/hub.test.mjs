@@ -285,7 +285,7 @@ test('the page converts a repository in Hub mode, then loads it from the cache',
     await page.goto(`${pageUrl}?model=none`);
     const item = page.locator('#cached-models li');
     await item.first().waitFor();
-    assert.match(await item.first().textContent(), /sd2-tiny\/resolve\/main\/easel-q8_0\/ — \d+\.\d MB in 1 shards/);
+    assert.match(await item.first().textContent(), /sd2-tiny\/resolve\/main\/easel-q8_0\/ — \d+\.\d MB in 1 shardDelete$/);
   } finally {
     await context.close();
   }

@@ -362,7 +362,11 @@ test('the page loads a converted model with a progress bar, then from the cache'
     await page.goto(`${url}?model=none`);
     const item = page.locator('#cached-models li');
     await item.first().waitFor();
-    assert.match(await item.first().textContent(), /models\/sd2-tiny\/ — \d+\.\d MB in \d+ shards/);
+    assert.match(await item.first().textContent(), new RegExp(`models/sd2-tiny/ — \\d+\\.\\d MB in ${manifest.shards.length} shardsDelete$`));
+    // The diagnostics column is narrow: the URL wraps, the Delete button keeps one line
+    // (as tall as the one-line "Delete all cached models" button below the list).
+    const heights = await page.evaluate(() => [...document.querySelectorAll('#cached-models button, #delete-all-models')].map((b) => b.getBoundingClientRect().height));
+    assert.equal(heights[0], heights[1], `button heights ${heights}`);
     await page.click('#delete-all-models');
     await page.locator('#cached-models', { hasText: 'none' }).waitFor();
   } finally {
