@@ -140,3 +140,41 @@ test('without WebGPU the page says what to do', async () => {
     await browser.close();
   }
 });
+
+test('on a laptop, a tablet and a phone every panel keeps its content inside it', async () => {
+  const browser = await launch();
+  try {
+    const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
+    await openSettled(page);
+    // After a Generate the progress rows hold their longest texts.
+    await page.fill('#prompt', '一只戴墨镜的柴犬 😎');
+    await page.click('#generate');
+    await page.waitForFunction(() => document.getElementById('step-text').textContent.startsWith('done'), null, { timeout: 120_000 });
+    for (const width of [1400, 1200, 1024, 820, 390]) {
+      await page.setViewportSize({ width, height: 900 });
+      const layout = await page.evaluate(() => {
+        const box = (e) => e.getBoundingClientRect();
+        const panels = ['.controls', '.output', '.diagnostics'].map((s) => [s, box(document.querySelector(s))]);
+        // Every visible element's right edge against its panel's (1 px for rounding).
+        const spills = [];
+        for (const [s, p] of panels) {
+          for (const e of document.querySelectorAll(`${s} *`)) {
+            const r = box(e);
+            if (r.width && r.right > p.right + 1) spills.push(`${s} ${e.tagName.toLowerCase()}#${e.id}: ${Math.round(r.right)} > ${Math.round(p.right)}`);
+          }
+        }
+        const overlaps = [];
+        for (let i = 0; i < panels.length; i++) {
+          for (const [t, q] of panels.slice(i + 1)) {
+            const [s, p] = panels[i];
+            if (p.left < q.right && q.left < p.right && p.top < q.bottom && q.top < p.bottom) overlaps.push(`${s} / ${t}`);
+          }
+        }
+        return { spills, overlaps, scroll: document.documentElement.scrollWidth - document.documentElement.clientWidth };
+      });
+      assert.deepEqual(layout, { spills: [], overlaps: [], scroll: 0 }, `at ${width} px`);
+    }
+  } finally {
+    await browser.close();
+  }
+});
