@@ -141,6 +141,39 @@ test('without WebGPU the page says what to do', async () => {
   }
 });
 
+/** What breaks a layout at this width: elements past their panel's right edge, panels over
+ *  each other, sideways scrolling, and visible buttons whose label wrapped onto two lines. */
+async function layoutFaults(page, width) {
+  await page.setViewportSize({ width, height: 900 });
+  return page.evaluate(() => {
+    const box = (e) => e.getBoundingClientRect();
+    const panels = ['.controls', '.output', '.diagnostics'].map((s) => [s, box(document.querySelector(s))]);
+    // Every visible element's right edge against its panel's (1 px for rounding).
+    const spills = [];
+    for (const [s, p] of panels) {
+      for (const e of document.querySelectorAll(`${s} *`)) {
+        const r = box(e);
+        if (r.width && r.right > p.right + 1) spills.push(`${s} ${e.tagName.toLowerCase()}#${e.id}: ${Math.round(r.right)} > ${Math.round(p.right)}`);
+      }
+    }
+    const overlaps = [];
+    for (let i = 0; i < panels.length; i++) {
+      for (const [t, q] of panels.slice(i + 1)) {
+        const [s, p] = panels[i];
+        if (p.left < q.right && q.left < p.right && p.top < q.bottom && q.top < p.bottom) overlaps.push(`${s} / ${t}`);
+      }
+    }
+    // A label on one line is one client rect of its text.
+    const wrapped = [...document.querySelectorAll('button')].filter((b) => {
+      if (!b.getClientRects().length) return false;
+      const text = document.createRange();
+      text.selectNodeContents(b);
+      return text.getClientRects().length > 1;
+    }).map((b) => b.textContent);
+    return { spills, overlaps, wrapped, scroll: document.documentElement.scrollWidth - document.documentElement.clientWidth };
+  });
+}
+
 test('on a laptop, a tablet and a phone every panel keeps its content inside it', async () => {
   const browser = await launch();
   try {
@@ -150,29 +183,14 @@ test('on a laptop, a tablet and a phone every panel keeps its content inside it'
     await page.fill('#prompt', '一只戴墨镜的柴犬 😎');
     await page.click('#generate');
     await page.waitForFunction(() => document.getElementById('step-text').textContent.startsWith('done'), null, { timeout: 120_000 });
-    for (const width of [1400, 1200, 1024, 820, 390]) {
-      await page.setViewportSize({ width, height: 900 });
-      const layout = await page.evaluate(() => {
-        const box = (e) => e.getBoundingClientRect();
-        const panels = ['.controls', '.output', '.diagnostics'].map((s) => [s, box(document.querySelector(s))]);
-        // Every visible element's right edge against its panel's (1 px for rounding).
-        const spills = [];
-        for (const [s, p] of panels) {
-          for (const e of document.querySelectorAll(`${s} *`)) {
-            const r = box(e);
-            if (r.width && r.right > p.right + 1) spills.push(`${s} ${e.tagName.toLowerCase()}#${e.id}: ${Math.round(r.right)} > ${Math.round(p.right)}`);
-          }
-        }
-        const overlaps = [];
-        for (let i = 0; i < panels.length; i++) {
-          for (const [t, q] of panels.slice(i + 1)) {
-            const [s, p] = panels[i];
-            if (p.left < q.right && q.left < p.right && p.top < q.bottom && q.top < p.bottom) overlaps.push(`${s} / ${t}`);
-          }
-        }
-        return { spills, overlaps, scroll: document.documentElement.scrollWidth - document.documentElement.clientWidth };
-      });
-      assert.deepEqual(layout, { spills: [], overlaps: [], scroll: 0 }, `at ${width} px`);
+    const widths = [1400, 1200, 1024, 820, 390];
+    for (const width of widths) assert.deepEqual(await layoutFaults(page, width), { spills: [], overlaps: [], wrapped: [], scroll: 0 }, `at ${width} px`);
+    // The forms other models show: the VQ round trip, Hub mode's fields.
+    for (const model of ['www/models/vqgan-tiny/', 'hub']) {
+      await page.setViewportSize({ width: 1400, height: 900 });
+      await page.selectOption('#model', model);
+      if (model !== 'hub') await page.waitForFunction(() => document.getElementById('download-text').textContent.startsWith('vqgan'), null, { timeout: 120_000 });
+      for (const width of widths) assert.deepEqual(await layoutFaults(page, width), { spills: [], overlaps: [], wrapped: [], scroll: 0 }, `${model} at ${width} px`);
     }
   } finally {
     await browser.close();
