@@ -1,5 +1,6 @@
 //! The CPU ops that are more than one candle call.
 
+use super::gemm_ops::with_values;
 use super::math;
 use super::wide::widest;
 use candle_core::{Result, Tensor, D};
@@ -85,33 +86,25 @@ fn lanes_sum(values: &[f32], f: impl Fn(f32) -> f64) -> f64 {
     acc.iter().sum::<f64>() + tail
 }
 
-/// normed (reshaped back to `dims` [B, C, ..]) * gamma[c] + beta[c], then SiLU when `silu`.
-fn channel_affine(normed: &Tensor, dims: &[usize], gamma: &Tensor, beta: &Tensor, silu: bool) -> Result<Tensor> {
-    let mut affine_shape = vec![1, dims[1]];
-    affine_shape.resize(dims.len(), 1);
-    let y = normed.reshape(dims)?.broadcast_mul(&gamma.reshape(affine_shape.as_slice())?)?.broadcast_add(&beta.reshape(affine_shape.as_slice())?)?;
-    if silu {
-        super::elementwise::silu(&y)
-    } else {
-        Ok(y)
-    }
-}
-
 /// [B, G, 2]: each (batch, group)'s mean and sum of squared deviations (two passes, in f64
 /// over [`lanes_sum`]'s fixed lanes: candle's sums run in a vector order that differs
-/// between x86 and the page).
+/// between x86 and the page), the sets shared among the CPU threads.
 pub fn group_moments(x: &Tensor, groups: usize) -> Result<Tensor> {
-    let b = x.dims()[0];
-    let values = x.flatten_all()?.to_vec1::<f32>()?;
-    let len = values.len() / (b * groups).max(1);
-    let out: Vec<f32> = values
-        .chunks_exact(len.max(1))
-        .flat_map(|set| {
-            let mean = lanes_sum(set, |v| v as f64) / len as f64;
-            [mean as f32, lanes_sum(set, |v| (v as f64 - mean) * (v as f64 - mean)) as f32]
+    let sets = x.dims()[0] * groups;
+    let out = with_values(x, |values| {
+        let len = values.len() / sets.max(1);
+        super::threads::map(sets, |s| {
+            widest(
+                #[inline(always)]
+                || {
+                    let set = &values[s * len..(s + 1) * len];
+                    let mean = lanes_sum(set, |v| v as f64) / len as f64;
+                    [mean as f32, lanes_sum(set, |v| (v as f64 - mean) * (v as f64 - mean)) as f32]
+                },
+            )
         })
-        .collect();
-    Tensor::from_vec(out, (b, groups, 2), x.device())
+    })?;
+    Tensor::from_vec(out.concat(), (x.dims()[0], groups, 2), x.device())
 }
 
 /// Whole sets' (mean, sqrt(var + eps)) from parts [B, G, P, 2] of (mean, M2), by Chan et
@@ -132,12 +125,35 @@ pub fn moments_combine(parts: &Tensor, len: usize, part_len: usize, eps: f32) ->
     Tensor::from_vec(out, (dims[0], dims[1], 2), parts.device())
 }
 
-/// GroupNorm of x [B, C, ..] from moments [B, G, 2] of (mean, sqrt(var + eps)).
+/// GroupNorm of x [B, C, ..] from moments [B, G, 2] of (mean, sqrt(var + eps)), then SiLU
+/// when `silu` ([`math::silu`], as [`group_norm`]'s): one pass over each (batch, group),
+/// the groups shared among the CPU threads. The decoder's bands normalize their maps this
+/// way at 512 px and up, so it runs at memory speed like the whole norm.
 pub fn group_norm_apply(x: &Tensor, gamma: &Tensor, beta: &Tensor, moments: &Tensor, groups: usize, silu: bool) -> Result<Tensor> {
-    let b = x.dims()[0];
-    let g = x.contiguous()?.reshape((b, groups, x.elem_count() / (b * groups)))?;
-    let normed = g.broadcast_sub(&moments.narrow(2, 0, 1)?)?.broadcast_div(&moments.narrow(2, 1, 1)?)?;
-    channel_affine(&normed, x.dims(), gamma, beta, silu)
+    let dims = x.dims().to_vec();
+    let channels = dims[1];
+    let per_channel: usize = dims[2..].iter().product();
+    let group_len = channels / groups * per_channel;
+    let (gamma, beta) = (gamma.flatten_all()?.to_vec1::<f32>()?, beta.flatten_all()?.to_vec1::<f32>()?);
+    let moments = moments.flatten_all()?.to_vec1::<f32>()?;
+    let mut out = x.flatten_all()?.to_vec1::<f32>()?;
+    super::threads::for_each_piece(&mut out, group_len, |i, values| {
+        widest(
+            #[inline(always)]
+            || {
+                let (mean, sd) = (moments[2 * i], moments[2 * i + 1]);
+                let first_channel = (i % groups) * (channels / groups);
+                for (c, plane) in values.chunks_exact_mut(per_channel).enumerate() {
+                    let (g, b) = (gamma[first_channel + c], beta[first_channel + c]);
+                    match silu {
+                        true => plane.iter_mut().for_each(|v| *v = math::silu((*v - mean) / sd * g + b)),
+                        false => plane.iter_mut().for_each(|v| *v = (*v - mean) / sd * g + b),
+                    }
+                }
+            },
+        )
+    });
+    Tensor::from_vec(out, dims, x.device())
 }
 
 fn batched_matmul(a: &Tensor, b: &Tensor, transpose_b: bool) -> Result<Tensor> {
@@ -333,5 +349,51 @@ mod tests {
         let b = Tensor::new(&[0.5f32, 0.5], dev).unwrap();
         let y = group_norm(&x, &g, &b, 1, 0.0, false).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
         assert_eq!(y, vec![-1.5, 2.5]);
+    }
+
+    /// The banded GroupNorm (moments per band, combined, then applied) against candle's
+    /// broadcasts for the same arithmetic, bit for bit, with and without SiLU; and against
+    /// the whole GroupNorm to 1e-5, as the banded decoder against the whole one
+    /// (models_native; the parts' moments combine in f32, the whole norm's in f64: 1.4e-6
+    /// here). Two images, a band of 5 rows and one of 3, enough
+    /// values that the threads share the groups.
+    #[test]
+    fn banded_group_norm_matches_candle_and_the_whole_norm() {
+        let dev = &candle_core::Device::Cpu;
+        let values = |n: usize, seed: u32| -> Vec<f32> { (0..n as u32).map(|i| ((i.wrapping_mul(2654435761) ^ seed) % 2001) as f32 / 250.0 - 3.0).collect() };
+        let (b, c, h, w, groups, eps) = (2, 64, 8, 97, 8, 1e-6);
+        let x = Tensor::from_vec(values(b * c * h * w, 1), (b, c, h, w), dev).unwrap();
+        let gamma = Tensor::from_vec(values(c, 2), c, dev).unwrap();
+        let beta = Tensor::from_vec(values(c, 3), c, dev).unwrap();
+        let bands = [x.narrow(2, 0, 5).unwrap(), x.narrow(2, 5, 3).unwrap()];
+        // Parts [B, G, 2, 2]; a band's (batch, group) set holds c / groups planes of its rows.
+        let parts = Tensor::stack(&[group_moments(&bands[0], groups).unwrap(), group_moments(&bands[1], groups).unwrap()], 2).unwrap();
+        let per_set = |rows: usize| c / groups * rows * w;
+        // Chan's parts are counted in whole bands of the first band's size.
+        let moments = moments_combine(&parts, per_set(h), per_set(5), eps).unwrap();
+        for silu in [false, true] {
+            let got: Vec<f32> =
+                bands.iter().flat_map(|band| group_norm_apply(band, &gamma, &beta, &moments, groups, silu).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap()).collect();
+            let want: Vec<f32> = bands
+                .iter()
+                .flat_map(|band| {
+                    let dims = band.dims().to_vec();
+                    let sets = band.reshape((b, groups, band.elem_count() / (b * groups))).unwrap();
+                    let normed = sets.broadcast_sub(&moments.narrow(2, 0, 1).unwrap()).unwrap().broadcast_div(&moments.narrow(2, 1, 1).unwrap()).unwrap();
+                    let y =
+                        normed.reshape(dims).unwrap().broadcast_mul(&gamma.reshape((1, c, 1, 1)).unwrap()).unwrap().broadcast_add(&beta.reshape((1, c, 1, 1)).unwrap()).unwrap();
+                    let y = y.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+                    y.into_iter().map(|v| if silu { math::silu(v) } else { v }).collect::<Vec<f32>>()
+                })
+                .collect();
+            assert!(got.iter().zip(&want).all(|(g, w)| g.to_bits() == w.to_bits()), "silu {silu}: banded apply differs from candle's broadcasts");
+            // Bands are row ranges of each plane: put the whole norm's values in band order.
+            let whole = group_norm(&x, &gamma, &beta, groups, eps, silu).unwrap();
+            let whole: Vec<f32> =
+                [whole.narrow(2, 0, 5).unwrap(), whole.narrow(2, 5, 3).unwrap()].iter().flat_map(|t| t.flatten_all().unwrap().to_vec1::<f32>().unwrap()).collect();
+            let worst = got.iter().zip(&whole).map(|(g, w)| (g - w).abs() / w.abs().max(1.0)).fold(0f32, f32::max);
+            assert!(worst <= 1e-5, "silu {silu}: banded vs whole norm {worst:e}");
+            assert!(whole.iter().any(|v| v.abs() > 1.0), "a real output");
+        }
     }
 }
