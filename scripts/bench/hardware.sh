@@ -11,7 +11,7 @@
 #                                       the op bench with both kernel sets, precisions and
 #                                       reductions (subgroups or not), a UNet step at SIZE
 #                                       (512) in each kernel set x precision (and tiled exact
-#                                       with --subgroups off),
+#                                       with --subgroups off), a VAE decode at SIZE per kernel set,
 #                                       peak GPU bytes of SD-Turbo q8_0 at 512 (planned for
 #                                       each, and one real run), and folder-to-ready load time;
 #                                       logs into $OUT (or /tmp/easel-hardware)
@@ -89,6 +89,10 @@ case "${1:-}" in
       for precision in exact fast; do
         step "$EASEL" --kernels "$kernels" --precision "$precision" bench unet --backend gpu --quant q8_0 --size "$SIZE" --runs "$RUNS"
       done
+    done
+    # The VAE decoder at SIZE (2.5 TFLOP at 512: most of a one-step generation's work).
+    for kernels in tiled simple; do
+      step "$EASEL" --kernels "$kernels" bench vae --backend gpu --quant q8_0 --size "$SIZE" --runs "$RUNS"
     done
     # The norms' reductions in workgroup memory, beside the subgroup ones above.
     step "$EASEL" --kernels tiled --subgroups off bench unet --backend gpu --quant q8_0 --size "$SIZE" --runs "$RUNS"

@@ -7,6 +7,7 @@
 //   scripts/build.sh                       # builds pkg/ (once)
 //   node scripts/bench/profile-wasm.mjs [--filter 4x4] [--runs 9] [--top 25]
 //   node scripts/bench/profile-wasm.mjs --unet [--size 256] [--quant q8_0] [--runs 1]
+//   node scripts/bench/profile-wasm.mjs --vae [--size 512] [--quant q8_0] [--runs 1]   (SD's VAE decoder)
 //   ... --out profile.cpuprofile           # also save the profile (Chrome DevTools opens it)
 //
 // --filter picks op bench cases as `easel bench ops --filter` does (whole numbers); every
@@ -45,11 +46,12 @@ await session.post('Profiler.enable');
 // 200 µs between samples: a few thousand per second, enough to tell kernels apart.
 await session.post('Profiler.setSamplingInterval', { interval: 200 });
 await session.post('Profiler.start');
-const runs = Number(opt('--runs', args.includes('--unet') ? '1' : '9'));
-if (args.includes('--unet')) {
-  const options = { size: Number(opt('--size', '256')), quant: opt('--quant', 'q8_0'), runs };
+const part = args.includes('--vae') ? 'vae' : args.includes('--unet') ? 'unet' : null;
+const runs = Number(opt('--runs', part ? '1' : '9'));
+if (part) {
+  const options = { part, size: Number(opt('--size', part === 'vae' ? '512' : '256')), quant: opt('--quant', 'q8_0'), runs };
   const r = JSON.parse(await engine.benchUnet(JSON.stringify(options)));
-  console.log(`UNet step ${r.size}x${r.size} px, ${r.storage}: ${(r.millis_per_step / 1000).toFixed(2)} s (median of ${r.runs_millis.map((m) => (m / 1000).toFixed(2)).join(' / ')})`);
+  console.log(`${part === 'vae' ? 'VAE decode' : 'UNet step'} ${r.size}x${r.size} px, ${r.storage}: ${(r.millis_per_step / 1000).toFixed(2)} s (median of ${r.runs_millis.map((m) => (m / 1000).toFixed(2)).join(' / ')})`);
 } else {
   const options = { runs, gpu: false, cpu: true, filter: opt('--filter', '') };
   await engine.benchOps(JSON.stringify(options), (row) => {

@@ -1,6 +1,7 @@
 // Opens www/bench.html in headless Chromium with SwiftShader WebGPU and prints the result.
 //   node scripts/bench/run-browser.mjs [--runs N] [--filter TEXT] [--backend cpu|gpu] [--no-ort] [--threads 1,2] [--simd relaxed,simd128] [--kernels tiled|simple] [--compare-kernels] [--compare-precision] [--compare-tiles]
 //   node scripts/bench/run-browser.mjs --unet [--size 256] [--quant q8_0] [--backend auto] [--threads 1,2] [--simd relaxed,simd128] [--profile] [--kernels tiled|simple]
+//   node scripts/bench/run-browser.mjs --vae ...   (the same options: SD's VAE decoder, one decode per run)
 //   node scripts/bench/run-browser.mjs --load [--model bench-models/sd-turbo-q8_0/] [--backend auto] [--runs 3]
 // --threads runs the bench once per thread count, in turn in one browser (op bench: Easel's
 // CPU backend and ORT's wasm backend at that count; UNet bench: each count's time and its
@@ -27,7 +28,9 @@ const opt = (name, dflt) => {
   return i >= 0 ? args[i + 1] : dflt;
 };
 const kernels = opt('--kernels', 'auto');
-const query = new URLSearchParams({ auto: '1', runs: opt('--runs', '1'), filter: opt('--filter', ''), backend: args.includes('--unet') ? 'both' : opt('--backend', 'both'), ort: args.includes('--no-ort') ? '0' : '1', kernels, compare: args.includes('--compare-kernels') ? '1' : '0', precision: args.includes('--compare-precision') ? 'compare' : 'exact', tiles: args.includes('--compare-tiles') ? 'compare' : 'auto' });
+// The model-part bench (bench-unet.html): a UNet step, or a VAE decode.
+const part = args.includes('--vae') ? 'vae' : part ? 'unet' : null;
+const query = new URLSearchParams({ auto: '1', runs: opt('--runs', '1'), filter: opt('--filter', ''), backend: part ? 'both' : opt('--backend', 'both'), ort: args.includes('--no-ort') ? '0' : '1', kernels, compare: args.includes('--compare-kernels') ? '1' : '0', precision: args.includes('--compare-precision') ? 'compare' : 'exact', tiles: args.includes('--compare-tiles') ? 'compare' : 'auto' });
 
 if (args.includes('--load')) {
   // A profile on disk, as a visitor's: an incognito context's Cache Storage quota is too
@@ -64,7 +67,7 @@ if (args.includes('--load')) {
 
 // The op bench's ORT rows need the ONNX graphs; without them ORT says only "failed to load
 // external data file" on every row.
-if (!args.includes('--unet') && query.get('ort') === '1' && !existsSync(join(ROOT, 'www/bench-models/attention_4096_8x16.onnx'))) {
+if (!part && query.get('ort') === '1' && !existsSync(join(ROOT, 'www/bench-models/attention_4096_8x16.onnx'))) {
   console.error('www/bench-models/ lacks the ONNX graphs that onnxruntime-web runs: make them with `python3 scripts/bench/make_onnx.py www/bench-models` (scripts/bench-browser.sh does), or pass --no-ort');
   process.exit(2);
 }
@@ -74,7 +77,7 @@ const browser = await launch();
 try {
   const page = await browser.newPage();
   page.on('console', (m) => m.type() === 'error' && console.error(`[page] ${m.text()}`));
-  if (args.includes('--unet') && opt('--threads')) {
+  if (part && opt('--threads')) {
     const counts = opt('--threads').split(',').map(Number);
     const simds = opt('--simd', 'auto').split(',');
     const label = (threads, simd) => `${threads} thread(s)${simds.length > 1 ? ` ${simd}` : ''}`;
@@ -82,14 +85,14 @@ try {
     const times = [];
     const pooled = new Map(); // visit label -> every timed run of every visit
     for (const { threads, simd, name } of visits) {
-      const q = new URLSearchParams({ size: opt('--size', '256'), quant: opt('--quant', 'q8_0'), backend: opt('--backend', 'cpu'), runs: opt('--runs', '1'), threads, simd, kernels, profile: args.includes('--profile') ? '1' : '0' });
+      const q = new URLSearchParams({ part, size: opt('--size', '256'), quant: opt('--quant', 'q8_0'), backend: opt('--backend', 'cpu'), runs: opt('--runs', '1'), threads, simd, kernels, profile: args.includes('--profile') ? '1' : '0' });
       await page.goto(`${url}www/bench-unet.html?${q}`);
       await page.locator('body[data-done="1"]').waitFor({ timeout: 60 * 60 * 1000 });
       console.log(await page.evaluate(() => window.benchText));
       times.push(await page.evaluate(() => window.benchMillis));
       pooled.set(name, [...(pooled.get(name) ?? []), ...(await page.evaluate(() => window.benchRuns))]);
     }
-    console.log(visits.map(({ name }, i) => `${name}: ${(times[i] / 1000).toFixed(2)} s/step (${(times[0] / times[i]).toFixed(2)}x)`).join('; '));
+    console.log(visits.map(({ name }, i) => `${name}: ${(times[i] / 1000).toFixed(2)} s/${part === 'vae' ? 'decode' : 'step'} (${(times[0] / times[i]).toFixed(2)}x)`).join('; '));
     // Visits alternate so that a slow spell of the machine hits every one; the median of all
     // of a visit's runs is the figure least moved by one stalled run, the fastest the one
     // least moved by the machine's slow spells (noise only ever adds time).
@@ -99,7 +102,7 @@ try {
     console.log(`fastest run: ${[...pooled].map(([n, xs]) => `${n} ${(Math.min(...xs) / 1000).toFixed(2)} s (${(fastest / Math.min(...xs)).toFixed(2)}x)`).join('; ')}`);
     process.exit(0);
   }
-  if (!args.includes('--unet') && opt('--threads')) {
+  if (!part && opt('--threads')) {
     for (const threads of opt('--threads').split(',').map(Number)) {
       for (const simd of opt('--simd', 'auto').split(',')) {
         query.set('threads', threads);
@@ -111,8 +114,8 @@ try {
     }
     process.exit(0);
   }
-  if (args.includes('--unet')) {
-    const q = new URLSearchParams({ size: opt('--size', '256'), quant: opt('--quant', 'q8_0'), backend: opt('--backend', 'auto'), runs: opt('--runs', '1'), kernels });
+  if (part) {
+    const q = new URLSearchParams({ part, size: opt('--size', '256'), quant: opt('--quant', 'q8_0'), backend: opt('--backend', 'auto'), runs: opt('--runs', '1'), kernels });
     await page.goto(`${url}www/bench-unet.html?${q}`);
   } else {
     await page.goto(`${url}www/bench.html?${query}`);

@@ -3,6 +3,7 @@
 //! machine is for reading, not for failing builds.
 
 mod ceiling;
+pub mod decoder;
 mod suite;
 pub mod unet;
 

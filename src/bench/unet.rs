@@ -7,7 +7,7 @@ use crate::error::OpError;
 use crate::models::random::random_weight;
 use crate::models::schema;
 use crate::models::unet::{unet, UNetConfig};
-use crate::models::Session;
+use crate::models::{Compiled, Session};
 use crate::ops::cpu::HostTensor;
 use crate::ops::{StorageType, WeightStore};
 use crate::platform::now_ms;
@@ -20,13 +20,16 @@ pub const SD21_UNET_CONFIG: &str = r#"{"_class_name": "UNet2DConditionModel", "a
  "in_channels": 4, "out_channels": 4, "layers_per_block": 2, "norm_num_groups": 32, "norm_eps": 1e-05,
  "use_linear_projection": true, "flip_sin_to_cos": true, "freq_shift": 0, "sample_size": 64}"#;
 
-/// One measurement.
+/// One measurement: a UNet step, or a whole decode (`bench::decoder`).
 #[derive(Debug, Clone, Serialize)]
 pub struct UnetStep {
+    /// What ran: "unet" or "vae decoder".
+    pub part: String,
     pub backend: String,
     pub size: usize,
     pub batch: usize,
     pub storage: String,
+    /// Per call: a UNet step, or one decode.
     pub millis_per_step: f64,
     /// Every timed run, fastest first (the median is `millis_per_step`).
     pub runs_millis: Vec<f64>,
@@ -68,19 +71,36 @@ pub async fn unet_step(session: &mut Session, cfg: &UNetConfig, size: usize, bat
     session.set_input(&mut c, "sample", HostTensor::F32((0..n).map(|i| ((i % 17) as f32 - 8.0) / 8.0).collect()))?;
     session.set_input(&mut c, "t", HostTensor::F32(vec![999.0; batch]))?;
     session.set_input(&mut c, "ctx", HostTensor::F32((0..batch * 77 * cfg.cross_attention_dim).map(|i| ((i % 13) as f32 - 6.0) / 6.0).collect()))?;
+    timed_runs(session, &c, "unet", size, batch, runs, storage, profile).await
+}
+
+/// Times `runs` calls of the compiled part (at least one, after a warm-up), then, with
+/// `profile`, one more per kind of op (CPU backend).
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn timed_runs(
+    session: &mut Session,
+    c: &Compiled,
+    part: &str,
+    size: usize,
+    batch: usize,
+    runs: usize,
+    storage: StorageType,
+    profile: bool,
+) -> Result<UnetStep, OpError> {
     let mut times = vec![];
     for i in 0..=runs.max(1) {
         let t0 = now_ms();
-        session.run(&c).await?; // reads the output back: the step is complete
+        session.run(c).await?; // reads the output back: the call is complete
         if i > 0 {
             times.push(now_ms() - t0);
         }
     }
     times.sort_by(|a, b| a.total_cmp(b));
-    // A separate step: timing each op costs a little, so it is not one of the timed runs.
-    let profile = if profile { session.run_profiled(&c).await?.1.map(|p| format!("{}\nthe slowest shapes:\n{}", p.table(), p.shapes_table(15))) } else { None };
+    // A separate call: timing each op costs a little, so it is not one of the timed runs.
+    let profile = if profile { session.run_profiled(c).await?.1.map(|p| format!("{}\nthe slowest shapes:\n{}", p.table(), p.shapes_table(15))) } else { None };
     let weight_bytes = session.weight_bytes();
     Ok(UnetStep {
+        part: part.into(),
         backend: session.kind().into(),
         size,
         batch,

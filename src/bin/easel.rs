@@ -31,8 +31,9 @@ mod morph;
 
 #[cfg(not(target_arch = "wasm32"))]
 mod cli {
+    use super::bench_unet::Part;
     use super::{generate, morph, vqgan};
-    use clap::{Parser, Subcommand};
+    use clap::{Args, Parser, Subcommand};
     use easel::bench::BenchOptions;
     use easel::gpu::{self, GpuContext, GpuOptions, KernelChoice, Precision};
     use easel::ops::{choose_backend, BackendChoice, BackendKind, BackendPreference};
@@ -147,26 +148,10 @@ mod cli {
             compare_tiles: bool,
         },
         /// Time per UNet step of the SD-Turbo shape (random full-size weights) and peak memory.
-        Unet {
-            /// Image size in pixels (square).
-            #[arg(long, default_value_t = 256)]
-            size: usize,
-            /// gpu, cpu or both.
-            #[arg(long, default_value = "both")]
-            backend: String,
-            /// Storage of linear/conv weights: f32, q8_0 or q4_0.
-            #[arg(long, default_value = "f32")]
-            quant: String,
-            /// Batch (1: SD-Turbo without guidance; 2: with classifier-free guidance).
-            #[arg(long, default_value_t = 1)]
-            batch: usize,
-            /// Timed steps (median reported, after one warm-up).
-            #[arg(long, default_value_t = 2)]
-            runs: usize,
-            /// Then one more step timed per kind of op (CPU backend): ms, GFLOP/s, GB/s.
-            #[arg(long)]
-            profile: bool,
-        },
+        Unet(PartArgs),
+        /// Time per VAE decode of SD's decoder (random weights; 2.5 TFLOP at 512 px, over
+        /// three times SD-Turbo's UNet step) and peak memory.
+        Vae(PartArgs),
         /// Seconds per GB from a model folder to a ready generator, on full-size SD-Turbo with
         /// random weights (written into --out first if it is not there). The page's time from
         /// Cache Storage to ready: `node scripts/bench/run-browser.mjs --load`.
@@ -184,6 +169,30 @@ mod cli {
             #[arg(long, default_value = "www/models/emoji-sd/tokenizer")]
             tokenizer: std::path::PathBuf,
         },
+    }
+
+    /// What `bench unet` and `bench vae` take.
+    #[derive(Args)]
+    struct PartArgs {
+        /// Image size in pixels (square).
+        #[arg(long, default_value_t = 256)]
+        size: usize,
+        /// gpu, cpu or both.
+        #[arg(long, default_value = "both")]
+        backend: String,
+        /// Storage of linear/conv weights: f32, q8_0 or q4_0.
+        #[arg(long, default_value = "f32")]
+        quant: String,
+        /// Batch (1: SD-Turbo without guidance; 2: with classifier-free guidance; the
+        /// decoder decodes each image).
+        #[arg(long, default_value_t = 1)]
+        batch: usize,
+        /// Timed calls (median reported, after one warm-up).
+        #[arg(long, default_value_t = 2)]
+        runs: usize,
+        /// Then one more call timed per kind of op (CPU backend): ms, GFLOP/s, GB/s.
+        #[arg(long)]
+        profile: bool,
     }
 
     /// Mesa's Vulkan drivers print "error: XDG_RUNTIME_DIR is invalid or not set" at every
@@ -240,8 +249,9 @@ mod cli {
                 BenchOptions { runs: runs.max(1), gpu: backend != "cpu", cpu: backend != "gpu", filter, compare_kernels, compare_precision, compare_subgroups, compare_tiles };
             return bench_ops(options, json).await;
         }
-        if let Command::Bench { what: BenchWhat::Unet { size, backend, quant, batch, runs, profile } } = command {
-            return super::bench_unet::run(size, &backend, &quant, batch, runs, profile).await;
+        if let Command::Bench { what: BenchWhat::Unet(a) | BenchWhat::Vae(a) } = &command {
+            let part = if matches!(command, Command::Bench { what: BenchWhat::Vae(_) }) { Part::Decoder } else { Part::Unet };
+            return super::bench_unet::run(part, a.size, &a.backend, &a.quant, a.batch, a.runs, a.profile).await;
         }
         let ctx = GpuContext::new(&gpu_options()).await?;
         match command {
