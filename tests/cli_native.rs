@@ -88,6 +88,17 @@ fn nothing_says_error_when_nothing_is_wrong() {
     assert!(!stderr.to_lowercase().contains("error"), "a clean run printed an error:\n{stderr}");
 }
 
+/// The decode's line says its cost in UNet steps and the time that makes at the last
+/// step's pace ("decoding (about 0 s: 0.9 steps' work)" for the tiny model).
+#[test]
+fn the_decode_says_about_how_long_it_takes() {
+    let (ok, stderr) = generate(&["--prompt", "a fox"]);
+    assert!(ok, "{stderr}");
+    let line = stderr.lines().find(|l| l.starts_with("decoding")).unwrap_or_else(|| panic!("no decoding line:\n{stderr}"));
+    let work: f64 = line.split(": ").nth(1).and_then(|w| w.strip_suffix(" steps' work)")).and_then(|w| w.parse().ok()).unwrap_or_else(|| panic!("{line}"));
+    assert!(line.starts_with("decoding (about ") && work > 0.0, "{line}");
+}
+
 #[test]
 fn bad_requests_are_refused_with_a_sentence() {
     let p = ["--prompt", "a fox"];

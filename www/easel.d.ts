@@ -188,6 +188,10 @@ export interface StepProgress {
   /** A preview of the image so far (with `previews`, or whenever onStep is given). */
   preview?: ImageData;
   previewKind?: 'taesd' | 'latent';
+  /** On 'decode' (Stable Diffusion): the decode's cost in UNet steps, its floating-point
+   *  operations over one step's (SD's decoder at 512 px: over 3 steps of SD-Turbo's UNet);
+   *  times the steps' pace, about how long the decode takes. */
+  work?: number;
 }
 
 export interface GenerateOptions {

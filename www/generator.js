@@ -157,6 +157,7 @@ export class Generator {
     }
     request ??= this.request();
     this.label = label ? `${label}: ` : '';
+    this.perStep = 0;
     // A fresh note for this run: the resize notice, a size far past the model's own, or the
     // model's ready line again.
     $('generate-note').textContent = this.init.sizeNote(request.width, request.height) ?? this.sizeWarning(request) ?? this.readyNote ?? '';
@@ -190,6 +191,7 @@ export class Generator {
   }
 
   finish(state, text) {
+    clearInterval(this.decodeTimer);
     this.running = false;
     $('generate').disabled = !this.model;
     $('cancel').disabled = true;
@@ -263,8 +265,26 @@ export class Generator {
       const eta = p.step < p.total ? `, about ${left < 90 ? `${Math.ceil(left)} s` : `${Math.ceil(left / 60)} min`} left` : '';
       $('step-text').textContent = `${this.label}step ${p.step}/${p.total} (${perStep.toFixed(1)} s/step${eta}${kind})`;
       if (p.preview) this.draw($('canvas'), p.preview);
+      this.perStep = perStep;
     }
-    if (p.stage === 'decode') $('step-text').textContent = 'decoding the image…';
+    if (p.stage === 'decode') this.decoding(p.work);
+  }
+
+  /**
+   * The decode's line, ticking each second: its time so far and, from its work in steps
+   * (`work`: SD's decoder at 512 px is over three steps of SD-Turbo's UNet) at the steps'
+   * pace, about how long it takes in all. A decode of a second or two just says so.
+   */
+  decoding(work) {
+    const began = performance.now();
+    const about = work && this.perStep ? work * this.perStep : 0;
+    const tick = () => {
+      const s = Math.floor((performance.now() - began) / 1000);
+      $('step-text').textContent = about >= 3 ? `${this.label}decoding the image: ${s} s so far of about ${Math.ceil(about)} s` : `${this.label}decoding the image…`;
+    };
+    tick();
+    clearInterval(this.decodeTimer);
+    this.decodeTimer = setInterval(tick, 1000);
   }
 
   /** The finished generation: the first image on the canvas, a gallery for a batch. */

@@ -59,7 +59,7 @@ impl Engine {
 
     /// Runs one generation. `request_json` is a `pipelines::Request` (missing fields take
     /// their defaults). `on_progress(event)` gets `{stage: "text"|"step"|"decode", step,
-    /// total, truncated, preview, previewKind: "taesd"|"latent"}` and returns false to
+    /// total, truncated, preview, previewKind: "taesd"|"latent", work}` and returns false to
     /// cancel. Resolves to `{images: [{width, height, rgba}], pngs: [Uint8Array], pngErrors:
     /// [null | why that PNG has no settings], pngError?: why there are no PNGs, scheduler,
     /// truncated, note?: what a class-conditional model drew for the prompt}`. A request's
@@ -86,7 +86,12 @@ impl Engine {
                         set(&o, "previewKind", p.kind);
                     }
                 }
-                Progress::Decoding => set(&o, "stage", "decode"),
+                Progress::Decoding { work } => {
+                    set(&o, "stage", "decode");
+                    if let Some(w) = work {
+                        set(&o, "work", w);
+                    }
+                }
             }
             on_progress.call1(&JsValue::NULL, &o).map(|v| v.as_bool() != Some(false)).unwrap_or(true)
         };

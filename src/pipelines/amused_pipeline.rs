@@ -105,7 +105,7 @@ pub async fn generate(p: &mut AmusedPipeline, req: &Request, progress: &mut dyn 
         progress(Progress::Step { step: t.step + 1, total, preview })
     })
     .await?;
-    if !progress(Progress::Decoding) {
+    if !progress(Progress::Decoding { work: None }) {
         return Err(PipelineError::Cancelled);
     }
     let decoded = p.model.decode([1, h, w], &tokens).await?;

@@ -16,8 +16,11 @@ pub enum Progress {
     Text { truncated: bool },
     /// A denoising step finished (1-based), with an optional preview.
     Step { step: usize, total: usize, preview: Option<Preview> },
-    /// The VAE is decoding.
-    Decoding,
+    /// The VAE is decoding. `work`: the decode's cost in UNet steps (floating-point
+    /// operations over one step's), for an estimate of its time from the steps' pace (SD's
+    /// decoder at 512 px is about 3.5 steps of SD-Turbo's UNet without guidance); None
+    /// where a pipeline does not count it.
+    Decoding { work: Option<f64> },
 }
 
 /// A step's preview of the first image.
@@ -166,10 +169,11 @@ pub async fn generate(sd: &mut StableDiffusion, req: &Request, progress: &mut dy
     }
 
     sd.end_stage(Stage::Denoise);
-    if !progress(Progress::Decoding) {
+    check_finite(&latents, "the final latents")?;
+    let work = sd.decode_work([b, lc, h, w]).await?;
+    if !progress(Progress::Decoding { work }) {
         return Err(PipelineError::Cancelled);
     }
-    check_finite(&latents, "the final latents")?;
     let decoded = sd.decode([b, lc, h, w], &latents).await?;
     sd.end_stage(Stage::Decode);
     check_finite(&decoded, "the VAE decoder's output")?;

@@ -59,6 +59,9 @@ pub struct StableDiffusion {
     /// The most activation bytes held at once (lean mode drops graphs between stages).
     peak_activations: u64,
     unet: Option<([usize; 4], Compiled)>,
+    /// Floating-point operations of the last UNet graph compiled (one call, CFG batch
+    /// included): what a step costs, against which the decode's cost is told.
+    unet_flops: f64,
     decoder: Option<([usize; 4], Compiled)>,
     encoder: Option<([usize; 4], Compiled)>,
     preview: Option<([usize; 4], Compiled)>,
@@ -107,6 +110,7 @@ impl StableDiffusion {
             text_nested,
             text: None,
             peak_activations: 0,
+            unet_flops: 0.0,
             unet: None,
             decoder: None,
             encoder: None,
@@ -213,6 +217,7 @@ impl StableDiffusion {
                 Ok(())
             })
             .await?;
+        self.unet_flops = c.flops();
         self.unet = Some((shape, c));
         self.note_peak();
         Ok(true)
@@ -280,6 +285,15 @@ impl StableDiffusion {
     }
 
     /// `vae.decode(latents / scaling_factor)` -> [B, 3, H, W] in about [-1, 1].
+    /// The decode of latents of `shape` in UNet steps of work (its floating-point operations
+    /// over the last UNet call's), compiling the decoder: SD's decoder at 512x512 is about
+    /// 3.5 steps of SD-Turbo's UNet. None before any UNet call.
+    pub async fn decode_work(&mut self, shape: [usize; 4]) -> Result<Option<f64>, PipelineError> {
+        self.decoder_graph(shape).await?;
+        let (_, c) = self.decoder.as_ref().expect("compiled above");
+        Ok((self.unet_flops > 0.0).then(|| c.flops() / self.unet_flops))
+    }
+
     pub async fn decode(&mut self, shape: [usize; 4], latents: &[f32]) -> Result<Vec<f32>, PipelineError> {
         let cfg = self.vae_cfg.clone();
         self.decoder_graph(shape).await?;

@@ -219,7 +219,7 @@ pub async fn random_codes(v: &mut VqGan, req: &super::Request, progress: &mut dy
     let k = v.cfg.num_embeddings as u64;
     let mut rng = crate::rng::Rng::new(req.seed);
     let indices: Vec<u32> = (0..grid.iter().product::<usize>()).map(|_| (rng.next_u64() % k) as u32).collect();
-    if !progress(super::Progress::Decoding) {
+    if !progress(super::Progress::Decoding { work: None }) {
         return Err(PipelineError::Cancelled);
     }
     let decoded = v.decode(grid, &indices).await?;

@@ -108,6 +108,11 @@ test('the API loads, generates, cancels and says what went wrong with a stable c
 
     // A multi-step model: a second call while one runs is 'busy'; an abort is 'cancelled'.
     const tiny = (await run(`return (await easel.load('sd-tiny')).name`)).ok; // its manifest's name
+    // The decode's progress event carries its work in UNet steps: the CLI's figure for the
+    // same model and settings ("decoding (about 0 s: 0.9 steps' work)", cli_native).
+    const works = await run(`const works = []; await easel.generate({ prompt: 'a fox', steps: 2, onStep: (p) => p.stage === 'decode' && works.push(p.work) }); return works;`);
+    assert.equal(works.ok?.length, 1, JSON.stringify(works));
+    assert.equal(works.ok[0].toFixed(1), '0.9');
     const raced = await run(`
       const abort = new AbortController();
       const first = easel.generate({ prompt: 'a lighthouse', steps: 40, signal: abort.signal, onStep: (p) => p.stage === 'step' && p.step === 2 && abort.abort() });

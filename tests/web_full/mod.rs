@@ -22,7 +22,7 @@ pub fn stage(backend: &str, t0: f64, p: Progress) -> bool {
     let what = match p {
         Progress::Text { .. } => "prompt encoded".to_string(),
         Progress::Step { step, total, .. } => format!("step {step}/{total}"),
-        Progress::Decoding => "decoding".to_string(),
+        Progress::Decoding { .. } => "decoding".to_string(),
     };
     log(format!("{backend}: {what} at {:.1} s", (now_ms() - t0) / 1e3));
     true

@@ -246,13 +246,28 @@ pub async fn prepare(a: &GenerateArgs) -> Result<Prepared, PipelineError> {
 }
 
 /// Prints a generation's progress on stderr (`label` prefixes the step lines).
+/// The decode's line says about how long it will take: its work in steps at the last
+/// step's pace (the first step also compiles the UNet, so a one-step run overestimates).
 pub fn reporter(t0: std::time::Instant, label: String) -> impl FnMut(Progress) -> bool {
+    let mut last = t0;
+    let mut pace = None;
     move |p: Progress| {
         match p {
-            Progress::Text { truncated: true } => eprintln!("note: the prompt was cut to 77 tokens"),
-            Progress::Step { step, total, .. } => eprintln!("{label}step {step}/{total} ({:.1} s)", t0.elapsed().as_secs_f64()),
-            Progress::Decoding => eprintln!("{label}decoding"),
-            _ => {}
+            Progress::Text { truncated } => {
+                last = std::time::Instant::now();
+                if truncated {
+                    eprintln!("note: the prompt was cut to 77 tokens");
+                }
+            }
+            Progress::Step { step, total, .. } => {
+                pace = Some(last.elapsed().as_secs_f64());
+                last = std::time::Instant::now();
+                eprintln!("{label}step {step}/{total} ({:.1} s)", t0.elapsed().as_secs_f64());
+            }
+            Progress::Decoding { work } => match work.zip(pace) {
+                Some((w, secs)) => eprintln!("{label}decoding (about {:.0} s: {w:.1} steps' work)", w * secs),
+                None => eprintln!("{label}decoding"),
+            },
         }
         true
     }
