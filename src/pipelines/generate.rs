@@ -18,7 +18,7 @@ pub enum Progress {
     Step { step: usize, total: usize, preview: Option<Preview> },
     /// The VAE is decoding. `work`: the decode's cost in UNet steps (floating-point
     /// operations over one step's), for an estimate of its time from the steps' pace (SD's
-    /// decoder at 512 px is about 3.5 steps of SD-Turbo's UNet without guidance); None
+    /// decoder at 512 px is about 3.1 steps of SD-Turbo's UNet without guidance); None
     /// where a pipeline does not count it.
     Decoding { work: Option<f64> },
 }

@@ -287,7 +287,7 @@ impl StableDiffusion {
     /// `vae.decode(latents / scaling_factor)` -> [B, 3, H, W] in about [-1, 1].
     /// The decode of latents of `shape` in UNet steps of work (its floating-point operations
     /// over the last UNet call's), compiling the decoder: SD's decoder at 512x512 is about
-    /// 3.5 steps of SD-Turbo's UNet. None before any UNet call.
+    /// 3.1 steps of SD-Turbo's UNet. None before any UNet call.
     pub async fn decode_work(&mut self, shape: [usize; 4]) -> Result<Option<f64>, PipelineError> {
         self.decoder_graph(shape).await?;
         let (_, c) = self.decoder.as_ref().expect("compiled above");
