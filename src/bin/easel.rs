@@ -250,7 +250,10 @@ mod cli {
             return bench_ops(options, json).await;
         }
         if let Command::Bench { what: BenchWhat::Unet(a) | BenchWhat::Vae(a) } = &command {
-            let part = if matches!(command, Command::Bench { what: BenchWhat::Vae(_) }) { Part::Decoder } else { Part::Unet };
+            let part = match command {
+                Command::Bench { what: BenchWhat::Vae(_) } => Part::Decoder,
+                _ => Part::Unet,
+            };
             return super::bench_unet::run(part, a.size, &a.backend, &a.quant, a.batch, a.runs, a.profile).await;
         }
         let ctx = GpuContext::new(&gpu_options()).await?;

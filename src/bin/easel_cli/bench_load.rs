@@ -10,6 +10,7 @@ use std::fs;
 use std::path::Path;
 use std::time::Instant;
 
+use easel::bench::decoder::SD21_VAE_CONFIG;
 use easel::bench::unet::SD21_UNET_CONFIG;
 use easel::models::random::random_weight;
 use easel::models::schema;
@@ -22,7 +23,6 @@ use easel::weights::builder::{ModelBuilder, ModelInfo};
 use super::generate::open_session;
 
 const TEXT_ENCODER: &str = include_str!("../../../tests/fixtures/configs/stable-diffusion-2-1-base/text_encoder/config.json");
-const VAE: &str = include_str!("../../../tests/fixtures/configs/stable-diffusion-2-1-base/vae/config.json");
 const SCHEDULER: &str = include_str!("../../../tests/fixtures/configs/sd-turbo/scheduler/scheduler_config.json");
 /// The tokenizer files every SD 2.x repository carries.
 const TOKENIZER_FILES: [&str; 4] = ["merges.txt", "special_tokens_map.json", "tokenizer_config.json", "vocab.json"];
@@ -34,10 +34,11 @@ fn json(text: &str) -> serde_json::Value {
 /// Writes the random SD-Turbo model into `out` (manifest.json, shards, tokenizer files),
 /// one shard at a time.
 fn write_model(out: &Path, quant: StorageType, tokenizer: &Path) -> Result<(), String> {
-    let configs: BTreeMap<String, serde_json::Value> = [("text_encoder", json(TEXT_ENCODER)), ("unet", json(SD21_UNET_CONFIG)), ("vae", json(VAE)), ("scheduler", json(SCHEDULER))]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
+    let configs: BTreeMap<String, serde_json::Value> =
+        [("text_encoder", json(TEXT_ENCODER)), ("unet", json(SD21_UNET_CONFIG)), ("vae", json(SD21_VAE_CONFIG)), ("scheduler", json(SCHEDULER))]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
     let err = |e: &dyn std::fmt::Display| e.to_string();
     let mut weights = schema::clip_text(&ClipTextConfig::from_json(&configs["text_encoder"]).map_err(|e| err(&e))?);
     weights.extend(schema::unet(&UNetConfig::from_json(&configs["unet"]).map_err(|e| err(&e))?));

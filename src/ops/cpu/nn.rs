@@ -49,18 +49,25 @@ pub fn group_norm(x: &Tensor, gamma: &Tensor, beta: &Tensor, groups: usize, eps:
             #[inline(always)]
             || {
                 let (mean, inv) = moments(values, eps);
-                let first_channel = (i % groups) * (channels / groups);
-                for (c, plane) in values.chunks_exact_mut(per_channel).enumerate() {
-                    let (g, b) = (gamma[first_channel + c], beta[first_channel + c]);
-                    match silu {
-                        true => plane.iter_mut().for_each(|v| *v = math::silu((*v - mean) * inv * g + b)),
-                        false => plane.iter_mut().for_each(|v| *v = (*v - mean) * inv * g + b),
-                    }
-                }
+                affine_planes(values, (i % groups) * (channels / groups), per_channel, &gamma, &beta, silu, |v| (v - mean) * inv);
             },
         )
     });
     Tensor::from_vec(out, dims, x.device())
+}
+
+/// One group's planes (channels `first_channel`..) normalized by `norm`, then * gamma[c] +
+/// beta[c], then SiLU when `silu`: the two GroupNorms' shared last pass (inlined into each,
+/// so it runs on the widest vectors there).
+#[inline(always)]
+fn affine_planes(values: &mut [f32], first_channel: usize, per_channel: usize, gamma: &[f32], beta: &[f32], silu: bool, norm: impl Fn(f32) -> f32) {
+    for (c, plane) in values.chunks_exact_mut(per_channel).enumerate() {
+        let (g, b) = (gamma[first_channel + c], beta[first_channel + c]);
+        match silu {
+            true => plane.iter_mut().for_each(|v| *v = math::silu(norm(*v) * g + b)),
+            false => plane.iter_mut().for_each(|v| *v = norm(*v) * g + b),
+        }
+    }
 }
 
 /// A group's mean and 1 / sqrt(variance + eps): two passes (the mean, then the squared
@@ -142,14 +149,7 @@ pub fn group_norm_apply(x: &Tensor, gamma: &Tensor, beta: &Tensor, moments: &Ten
             #[inline(always)]
             || {
                 let (mean, sd) = (moments[2 * i], moments[2 * i + 1]);
-                let first_channel = (i % groups) * (channels / groups);
-                for (c, plane) in values.chunks_exact_mut(per_channel).enumerate() {
-                    let (g, b) = (gamma[first_channel + c], beta[first_channel + c]);
-                    match silu {
-                        true => plane.iter_mut().for_each(|v| *v = math::silu((*v - mean) / sd * g + b)),
-                        false => plane.iter_mut().for_each(|v| *v = (*v - mean) / sd * g + b),
-                    }
-                }
+                affine_planes(values, (i % groups) * (channels / groups), per_channel, &gamma, &beta, silu, |v| (v - mean) / sd);
             },
         )
     });
