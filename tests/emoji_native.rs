@@ -105,3 +105,27 @@ fn bundled_emoji_amused_matches_diffusers_on_cpu() {
 fn bundled_emoji_amused_matches_diffusers_on_the_gpu() {
     amused_parity(true);
 }
+
+/// The CPU's fast precision (Winograd F(2x2,3x3) for 3x3 convolutions) on the bundled
+/// emoji-sd at 128 px, where its UNet's and decoder's convolutions run at 64x64 and 128x128
+/// and take that path: against the exact CPU run, the same picture to within the last bits.
+#[test]
+fn fast_precision_on_the_cpu_stays_within_a_level_of_exact() {
+    use easel::gpu::Precision;
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("www/models/emoji-sd");
+    let mut sd = sd_pipeline(&dir, StorageType::Q8_0, false);
+    let req = easel::pipelines::Request { steps: 2, width: 128, height: 128, seed: 7, ..easel::pipelines::Request::new("一只戴墨镜的柴犬 😎") };
+    assert_eq!(sd.session.precision(), "exact");
+    let exact = pollster::block_on(generate(&mut sd, &req, &mut |_| true)).unwrap();
+    sd.session.set_cpu_precision(Precision::Fast);
+    assert_eq!(sd.session.precision(), "fast (Winograd 3x3 convolutions)");
+    let fast = pollster::block_on(generate(&mut sd, &req, &mut |_| true)).unwrap();
+    let (latents, decoded) = (rel_err(&fast.latents, &exact.latents), rel_err(&fast.decoded, &exact.decoded));
+    let levels = fast.images[0].data.iter().zip(&exact.images[0].data).map(|(a, b)| a.abs_diff(*b)).max().unwrap();
+    println!("emoji-sd 128 px, fast against exact on the CPU: final latents {latents:.2e}, decoded {decoded:.2e}, max {levels} of 255");
+    // Not the exact run's bits (the path ran), and an f32 rounding's distance from them.
+    assert!(decoded > 0.0, "the fast precision computed the exact bits: Winograd did not run");
+    // Measured: 7.2e-6 and 4.6e-6; the f32 fixtures allow 1e-3 against diffusers.
+    assert!(latents <= 2e-5 && decoded <= 2e-5, "latents {latents:e}, decoded {decoded:e}");
+    assert!(levels <= 1, "{levels} levels of 255 apart");
+}

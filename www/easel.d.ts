@@ -77,6 +77,8 @@ export interface EngineInfo {
    * its build: relaxed SIMD or plain SIMD128, whether its GEMM's multiply-adds fuse, and why.
    */
   threads: { count: number; wanted: number; reason: string; simd: 'relaxed' | 'simd128'; fused: boolean; simdReason: string };
+  /** The CPU backend's arithmetic: 'exact', or 'fast (Winograd 3x3 convolutions)' with `precision: 'fast'`. */
+  cpuPrecision: string;
 }
 
 export interface ShardProgress {

@@ -88,9 +88,9 @@ export class Easel {
    * CPU backend may use (default one per core); more than one needs a cross-origin isolated
    * page, else it runs on one and `info.threads.reason` says why. `kernels`: the GPU's
    * matmul/conv kernels, 'auto' (tiled on a hardware GPU, simple on a software one),
-   * 'tiled' or 'simple'. `precision`: the GPU's arithmetic, 'exact' (f32) or 'fast' (int8
-   * dot products for q8_0 linears; f16 tiles where the GPU has shader-f16), which trades
-   * accuracy for speed. `simd`: the CPU backend's build, 'auto' (relaxed SIMD, whose fused
+   * 'tiled' or 'simple'. `precision`: 'exact' (f32) or 'fast', which trades accuracy for
+   * speed: on the GPU int8 dot products for q8_0 linears and f16 tiles where the GPU has
+   * shader-f16, on the CPU Winograd 3x3 convolutions (`info.cpuPrecision` says so). `simd`: the CPU backend's build, 'auto' (relaxed SIMD, whose fused
    * multiply-adds are faster, where the browser has it and the page is cross-origin
    * isolated), 'relaxed' or 'simd128' (`info.threads.simdReason` says which runs and why).
    * `onStarted(version)` is called once the wasm module runs, before the GPU is opened and

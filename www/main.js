@@ -50,7 +50,7 @@ function showAdapter(report, selfTest, selfTestError) {
   );
 }
 
-function showEngine({ backend, report, gpuError, selfTest, selfTestError, threads }) {
+function showEngine({ backend, report, gpuError, selfTest, selfTestError, threads, cpuPrecision }) {
   list.replaceChildren();
   diag.dataset.backend = backend.kind;
   addRow('Backend', `${backend.kind === 'gpu' ? 'GPU (WebGPU)' : 'CPU (wasm SIMD)'}: ${backend.reason}`, 'diag-backend');
@@ -58,6 +58,7 @@ function showEngine({ backend, report, gpuError, selfTest, selfTestError, thread
   addRow('CPU arithmetic', threads.simdReason, 'diag-simd');
   // What the CLI needs to compute this page's bits (EASEL_CPU_ARITHMETIC=page or page-fused).
   document.getElementById('diag-simd').dataset.fused = String(threads.fused);
+  addRow('CPU precision', cpuPrecision, 'diag-cpu-precision');
   if (report) showAdapter(report, selfTest, selfTestError);
   if (gpuError) addRow('WebGPU', gpuError, 'diag-no-webgpu');
   if (!report) {
@@ -139,8 +140,8 @@ async function startEngine() {
   const kernels = new URLSearchParams(location.search).get('kernels') ?? 'auto';
   // ?simd=simd128 runs the CPU backend's plain build (default: relaxed SIMD where it can).
   const simd = new URLSearchParams(location.search).get('simd') ?? 'auto';
-  // ?precision=fast: int8 / f16 GPU arithmetic, faster and less exact (default: exact;
-  // also set by the GPU precision menu).
+  // ?precision=fast: int8 / f16 GPU arithmetic and Winograd CPU convolutions, faster and
+  // less exact (default: exact; also set by the precision menu).
   const precision = engineSetting('precision', 'exact');
   let easel;
   try {

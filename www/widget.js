@@ -7,7 +7,7 @@
 // engine, its worker and the model cache stay on Easel's origin: every widget on every site
 // shares one download of a model. The host talks to it through the element:
 //   attributes  model (URL, bundled name or Hub repo), prompt, steps, size, backend,
-//               precision (exact, fast: the GPU's arithmetic), controls ("prompt,seed"; "button": the Generate button only), theme
+//               precision (exact, fast: the GPU's and CPU's arithmetic), controls ("prompt,seed"; "button": the Generate button only), theme
 //               (light, dark, auto), allowed-models (origins models may come from; default
 //               Easel's own), height (px)
 //   events      easel-ready {model}, easel-progress {stage, step, total},

@@ -106,6 +106,7 @@ async function describeEngine() {
     selfTest,
     selfTestError,
     threads,
+    cpuPrecision: engine.cpuPrecision(),
   };
 }
 
@@ -128,7 +129,7 @@ function recover(reason) {
     try {
       engine = await Engine.create(backendPreference, kernelChoice, precisionChoice);
     } catch {
-      engine = await Engine.create('cpu');
+      engine = await Engine.create('cpu', undefined, precisionChoice);
     }
     gpu = engine.gpuHandle() ?? null;
     event(EVENT.engine, { info: await describeEngine() });

@@ -112,11 +112,14 @@ impl Engine {
     /// takes the GPU only when it is real hardware. Fails only when "gpu" was asked for and
     /// no GPU is usable, with a message that says which browser or flag to use. `kernels`:
     /// the GPU's matmul/conv kernels, "auto" (default: tiled on hardware), "tiled" or "simple".
-    /// `precision`: the GPU's arithmetic, "exact" (default) or "fast" (`gpu::Precision`).
+    /// `precision`: "exact" (default) or "fast": the GPU's int8 / f16 arithmetic
+    /// (`gpu::Precision`), the CPU's Winograd 3x3 convolutions (`ops::cpu::winograd`).
     pub async fn create(backend: Option<String>, kernels: Option<String>, precision: Option<String>) -> Result<Engine, JsError> {
         let pref: BackendPreference = backend.as_deref().unwrap_or("auto").parse().map_err(|e: String| JsError::new(&e))?;
         let kernels = kernels.as_deref().unwrap_or("auto").parse().map_err(|e: String| JsError::new(&e))?;
-        let precision = precision.as_deref().unwrap_or("exact").parse().map_err(|e: String| JsError::new(&e))?;
+        let precision: crate::gpu::Precision = precision.as_deref().unwrap_or("exact").parse().map_err(|e: String| JsError::new(&e))?;
+        // The CPU backend's sessions take the process's default (Winograd 3x3 convolutions).
+        crate::ops::cpu::winograd::set_fast_precision(precision == crate::gpu::Precision::Fast);
         let (gpu, gpu_error) = if pref == BackendPreference::Cpu {
             (None, None)
         } else {
@@ -146,6 +149,12 @@ impl Engine {
     #[wasm_bindgen(js_name = gpuHandle)]
     pub fn gpu_handle(&self) -> Option<GpuHandle> {
         self.gpu.clone().map(GpuHandle)
+    }
+
+    /// The CPU backend's arithmetic: "exact", or "fast (Winograd 3x3 convolutions)".
+    #[wasm_bindgen(js_name = cpuPrecision)]
+    pub fn cpu_precision(&self) -> String {
+        crate::ops::cpu::winograd::describe(crate::ops::cpu::winograd::fast_precision()).into()
     }
 
     /// The backend that runs the models and why, as JSON `{kind, reason}`.

@@ -49,9 +49,10 @@ mod cli {
         /// adapters), tiled (workgroup-memory tiles) or simple.
         #[arg(long, global = true, default_value = "auto")]
         kernels: KernelChoice,
-        /// GPU arithmetic: exact (f32) or fast (int8 dot products for q8_0 linears, and
-        /// q8_0 convs with the tiled kernels; f16 tiles where the GPU has shader-f16).
-        /// `easel bench ops --compare-precision` prints its error.
+        /// Arithmetic: exact (f32, direct) or fast. On the GPU, fast is int8 dot products
+        /// for q8_0 linears (and q8_0 convs with the tiled kernels) and f16 tiles where the
+        /// GPU has shader-f16; on the CPU, Winograd F(2x2,3x3) for 3x3 convolutions (2.25x
+        /// fewer multiplies). `easel bench ops --compare-precision` prints the GPU's error.
         #[arg(long, global = true, default_value = "exact")]
         precision: Precision,
         /// GPU reductions (norms, softmax): auto (on subgroups where the GPU has
@@ -215,6 +216,7 @@ mod cli {
     pub fn main() -> ExitCode {
         let cli = Cli::parse();
         KERNELS.get_or_init(|| (cli.kernels, cli.precision, cli.subgroups != "off"));
+        easel::ops::cpu::winograd::set_fast_precision(cli.precision == Precision::Fast);
         ensure_runtime_dir();
         if let Command::Convert { source, out, quant, shard_mb, taesd } = &cli.command {
             return convert(source, taesd.as_deref(), out, quant, *shard_mb);

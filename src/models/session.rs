@@ -71,6 +71,8 @@ pub enum Backend {
         weights: WeightStore,
         expanded: CpuTensors,
         bytes: u64,
+        /// The fast precision (Winograd 3x3 convolutions); the process's default when made.
+        fast: bool,
     },
     Gpu {
         ctx: GpuContext,
@@ -120,7 +122,7 @@ impl Session {
         let (weights, expanded) = (WeightStore::new(), CpuTensors::expand(weights));
         #[cfg(target_arch = "wasm32")]
         let expanded = CpuTensors::new();
-        Self { shapes, backend: Backend::Cpu { weights, expanded, bytes } }
+        Self { shapes, backend: Backend::Cpu { weights, expanded, bytes, fast: crate::ops::cpu::winograd::fast_precision() } }
     }
 
     /// A CPU session that keeps the weights as stored and expands each to f32 only while a
@@ -128,7 +130,7 @@ impl Session {
     /// in memory (SDXL at q4_0 is about 2 GB stored, 14 GB expanded).
     pub fn cpu_streaming(weights: WeightStore) -> Self {
         let (shapes, bytes) = (ShapeMap::from_store(&weights), weights.byte_size() as u64);
-        Self { shapes, backend: Backend::Cpu { weights, expanded: CpuTensors::new(), bytes } }
+        Self { shapes, backend: Backend::Cpu { weights, expanded: CpuTensors::new(), bytes, fast: crate::ops::cpu::winograd::fast_precision() } }
     }
 
     /// Bytes of the weights as stored (on the GPU, or the host store the CPU reads).
@@ -187,10 +189,19 @@ impl Session {
         }
     }
 
-    /// The arithmetic the session runs: "exact", or the GPU's "fast (..)" (`gpu::Precision`).
+    /// Sets a CPU session's precision: fast (Winograd 3x3 convolutions) or exact. A GPU
+    /// session's is its context's (`gpu::Precision`), set when the device was opened.
+    pub fn set_cpu_precision(&mut self, precision: crate::gpu::Precision) {
+        if let Backend::Cpu { fast, .. } = &mut self.backend {
+            *fast = precision == crate::gpu::Precision::Fast;
+        }
+    }
+
+    /// The arithmetic the session runs: "exact", or "fast (..)" with what it uses: on the
+    /// GPU `gpu::Precision`'s, on the CPU Winograd 3x3 convolutions.
     pub fn precision(&self) -> String {
         match &self.backend {
-            Backend::Cpu { .. } => "exact".into(),
+            Backend::Cpu { fast, .. } => crate::ops::cpu::winograd::describe(*fast).into(),
             Backend::Gpu { ctx, .. } => ctx.report.precision.clone(),
         }
     }
@@ -247,7 +258,7 @@ impl Session {
                 }
                 Ok(out)
             }
-            (Backend::Cpu { weights, expanded, .. }, _) => Ok(cpu_run(weights, expanded, c, false)?.0),
+            (Backend::Cpu { weights, expanded, fast, .. }, _) => Ok(cpu_run(weights, expanded, *fast, c, false)?.0),
             (Backend::Gpu { .. }, None) => unreachable!("GPU sessions compile a program"),
         }
     }
@@ -256,15 +267,15 @@ impl Session {
     /// dispatches are not timed one by one).
     pub async fn run_profiled(&self, c: &Compiled) -> Result<(Vec<HostTensor>, Option<OpProfile>), OpError> {
         match &self.backend {
-            Backend::Cpu { weights, expanded, .. } => cpu_run(weights, expanded, c, true),
+            Backend::Cpu { weights, expanded, fast, .. } => cpu_run(weights, expanded, *fast, c, true),
             Backend::Gpu { .. } => Ok((self.run(c).await?, None)),
         }
     }
 }
 
 /// One run on the CPU backend, optionally timed per kind of op.
-fn cpu_run(weights: &WeightStore, expanded: &CpuTensors, c: &Compiled, profile: bool) -> Result<(Vec<HostTensor>, Option<OpProfile>), OpError> {
-    let mut exec = CpuExecutor::streaming(weights).with_expanded(expanded);
+fn cpu_run(weights: &WeightStore, expanded: &CpuTensors, fast: bool, c: &Compiled, profile: bool) -> Result<(Vec<HostTensor>, Option<OpProfile>), OpError> {
+    let mut exec = CpuExecutor::streaming(weights).with_expanded(expanded).fast_precision(fast);
     if profile {
         exec = exec.profiled();
     }

@@ -47,11 +47,11 @@ async function generateOnce(page, form = FORM) {
   return { state: await page.locator('#canvas').getAttribute('data-state'), pixels: await canvasPixels(page, 'canvas', form.size, form.size), ms };
 }
 
-/** The CLI's pixels for `form` on `model` (CPU) with `env`'s arithmetic (PNG decoded by `page`). */
-async function cliPixels(page, model, form, env) {
+/** The CLI's pixels for `form` on `model` (CPU) with `env`'s arithmetic (PNG decoded by `page`), plus `args`. */
+async function cliPixels(page, model, form, env, args = []) {
   const out = join(mkdtempSync(join(tmpdir(), 'easel-threads-')), 'cli.png');
   runCli(['generate', '--model', `www/models/${model}`, '--prompt', form.prompt, '--seed', String(form.seed), '--steps', String(form.steps),
-    '--guidance', String(form.guidance), '--width', String(form.size), '--height', String(form.size), '--backend', 'cpu', '--out', out], env);
+    '--guidance', String(form.guidance), '--width', String(form.size), '--height', String(form.size), '--backend', 'cpu', '--out', out, ...args], env);
   return pngPixels(page, readFileSync(out));
 }
 
@@ -60,7 +60,7 @@ async function cliPixels(page, model, form, env) {
  * of `form`: { threads, simd, env, pixels, ms, isolated }, and with `cli` set the CLI's
  * pixels in this page's arithmetic.
  */
-async function generate(browser, base, query, { model = 'emoji-sd', form = FORM, cli = false } = {}) {
+async function generate(browser, base, query, { model = 'emoji-sd', form = FORM, cli = false, cliArgs = [] } = {}) {
   const page = await browser.newPage({ viewport: { width: 1400, height: 1100 } });
   const errors = [];
   page.on('pageerror', (e) => errors.push(e.message));
@@ -77,7 +77,8 @@ async function generate(browser, base, query, { model = 'emoji-sd', form = FORM,
     assert.equal(state, 'done', await page.locator('#step-text').textContent());
     assert.deepEqual(errors, []);
     const env = await pageArithmetic(page);
-    return { threads, simd, env, pixels, ms, cli: cli ? await cliPixels(page, model, form, env) : null, isolated: await page.evaluate(() => self.crossOriginIsolated) };
+    const cpuPrecision = await page.locator('#diag-cpu-precision').textContent();
+    return { threads, simd, env, pixels, ms, cpuPrecision, cli: cli ? await cliPixels(page, model, form, env, cliArgs) : null, isolated: await page.evaluate(() => self.crossOriginIsolated) };
   } finally {
     await page.close();
   }
@@ -116,6 +117,31 @@ test('the CPU backend runs on 2 threads when isolated, on 1 with the reason when
     assert.ok(new Set(two.pixels).size > 8, 'a picture, not a flat fill');
     console.log(`emoji-sd ${FORM.size}x${FORM.size}, ${FORM.steps} steps, CPU backend: 2 threads ${two.ms} ms, 1 thread (threaded build) ${one.ms} ms, `
       + `one-thread build ${bare.ms} ms, 2 threads SIMD128 ${simd128.ms} ms: ${(one.ms / two.ms).toFixed(2)}x on 2 threads`);
+  } finally {
+    await browser.close();
+  }
+});
+
+// ?precision=fast on the CPU backend: 3x3 convolutions over maps of 64x64 and up as Winograd
+// F(2x2,3x3). emoji-sd at 128 px runs its UNet at 64x64 and its decoder up to 128x128. The
+// picture is the CLI's with --precision fast in the page's arithmetic, bit for bit (the
+// transforms only add and halve, in one order everywhere), and within a level of exact's.
+test('the fast precision on the CPU: Winograd convolutions, said in the diagnostics, the CLI\'s pixels, a level from exact', async () => {
+  const browser = await launch();
+  const form = { ...FORM, size: 128 };
+  try {
+    const exact = await generate(browser, isolated.url, '&threads=2', { form });
+    assert.equal(exact.cpuPrecision, 'exact');
+    const fast = await generate(browser, isolated.url, '&threads=2&precision=fast', { form, cli: true, cliArgs: ['--precision', 'fast'] });
+    assert.equal(fast.cpuPrecision, 'fast (Winograd 3x3 convolutions)');
+    const cli = maxDiff(fast.pixels, fast.cli);
+    const apart = maxDiff(fast.pixels, exact.pixels);
+    const moved = fast.pixels.filter((v, i) => v !== exact.pixels[i]).length;
+    console.log(`# emoji-sd 128 px fast: max |page - CLI --precision fast| = ${cli}; against exact: max ${apart} of 255 (${moved} of ${fast.pixels.length} values); `
+      + `exact ${exact.ms} ms, fast ${fast.ms} ms`);
+    assert.equal(cli, 0, `the page's fast image is the CLI's with --precision fast and EASEL_CPU_ARITHMETIC=${fast.env.EASEL_CPU_ARITHMETIC}`);
+    assert.ok(apart <= 1, `${apart} levels from the exact picture`);
+    assert.ok(new Set(fast.pixels).size > 8, 'a picture, not a flat fill');
   } finally {
     await browser.close();
   }

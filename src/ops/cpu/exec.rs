@@ -7,7 +7,7 @@ use candle_core::{DType as CDType, Device, Tensor, D};
 use super::profile::OpProfile;
 use super::resident::{conv_only_weights, linear_only_weights, weights_read_only_as, CpuTensors};
 use super::stored::StoredRows;
-use super::{attention, conv_transpose, elementwise, gemm_ops, nn};
+use super::{attention, conv_transpose, elementwise, gemm_ops, nn, winograd};
 use crate::error::OpError;
 use crate::ops::graph::{BinaryOp, DType, Graph, Op, TensorId, UnaryOp};
 use crate::ops::weights::WeightStore;
@@ -120,24 +120,33 @@ pub struct CpuExecutor<'w> {
     cache: HashMap<String, Tensor>,
     keep_weights: bool,
     profile: Option<OpProfile>,
+    /// The fast precision: 3x3 convolutions through Winograd (`winograd.rs`).
+    fast: bool,
 }
 
 impl<'w> CpuExecutor<'w> {
     /// A backend over `weights`.
     pub fn new(weights: &'w WeightStore) -> Self {
-        Self { weights, expanded: None, cache: HashMap::new(), keep_weights: true, profile: None }
+        Self { weights, expanded: None, cache: HashMap::new(), keep_weights: true, profile: None, fast: winograd::fast_precision() }
     }
 
     /// A backend that keeps weights as stored: linears and convolutions pack theirs straight
     /// from the blocks, and any other weight is expanded to f32 only while a run needs it
     /// (a whole model kept expanded next to its quantized store would not fit in wasm's 4 GiB).
     pub fn streaming(weights: &'w WeightStore) -> Self {
-        Self { weights, expanded: None, cache: HashMap::new(), keep_weights: false, profile: None }
+        Self { weights, expanded: None, cache: HashMap::new(), keep_weights: false, profile: None, fast: winograd::fast_precision() }
     }
 
     /// Reads weights already expanded to f32 (a native CPU session's) before the store.
     pub fn with_expanded(mut self, expanded: &'w CpuTensors) -> Self {
         self.expanded = Some(expanded);
+        self
+    }
+
+    /// Runs in the fast precision (or not), whatever the process's default
+    /// (`winograd::set_fast_precision`).
+    pub fn fast_precision(mut self, fast: bool) -> Self {
+        self.fast = fast;
         self
     }
 
@@ -236,6 +245,16 @@ impl<'w> CpuExecutor<'w> {
             (Op::Weight { .. }, _) if direct_weight => Ok(Tensor::zeros(0, CDType::F32, &Device::Cpu)?),
             (Op::Linear, Some(Direct::Packed(p))) => gemm_ops::linear_from(&args[0], p.n, &p.b, args.get(2), false).map_err(OpError::from),
             (Op::Linear, Some(Direct::Stored(w))) => gemm_ops::linear_from(&args[0], w.shape[0], &StoredRows::new(w), args.get(2), true).map_err(OpError::from),
+            // The fast precision's Winograd convolutions transform the weight at each call
+            // (held transformed, a session's convolution weights would take 16/9 the memory).
+            (Op::Conv2d { stride, padding }, Some(Direct::PackedConv(p))) if self.fast && winograd::suits(p.dims, *stride, args[0].dims()) => {
+                winograd::conv3x3_rows(&args[0], p.dims, &p.a.to_rows(), args.get(2), *padding).map_err(OpError::from)
+            }
+            (Op::Conv2d { stride, padding }, Some(Direct::Stored(w)))
+                if self.fast && w.shape.len() == 4 && winograd::suits([w.shape[0], w.shape[1], w.shape[2], w.shape[3]], *stride, args[0].dims()) =>
+            {
+                winograd::conv3x3_rows(&args[0], [w.shape[0], w.shape[1], 3, 3], &w.to_f32(), args.get(2), *padding).map_err(OpError::from)
+            }
             (Op::Conv2d { stride, padding }, Some(Direct::PackedConv(p))) => gemm_ops::conv2d_from(&args[0], p.dims, &p.a, args.get(2), *stride, *padding).map_err(OpError::from),
             (Op::Conv2d { stride, padding }, Some(Direct::Stored(w))) => {
                 let dims: [usize; 4] =
@@ -300,6 +319,10 @@ impl<'w> CpuExecutor<'w> {
             Op::MatMul { transpose_b } => {
                 let b = if *transpose_b { a[1].transpose(D::Minus2, D::Minus1)? } else { a[1].clone() };
                 a[0].contiguous()?.matmul(&b.contiguous()?)?
+            }
+            Op::Conv2d { stride, padding } if gemm_conv() && self.fast && a[1].rank() == 4 && winograd::suits(a[1].dims4()?.into(), *stride, a[0].dims()) => {
+                let dims: [usize; 4] = a[1].dims4()?.into();
+                gemm_ops::with_values(&a[1], |w| winograd::conv3x3_rows(&a[0], dims, w, a.get(2), *padding))??
             }
             Op::Conv2d { stride, padding } if gemm_conv() => gemm_ops::conv2d(&a[0], &a[1], a.get(2), *stride, *padding)?,
             Op::Conv2d { stride, padding } => nn::conv2d(&a[0], &a[1], a.get(2), *stride, *padding)?,

@@ -77,7 +77,9 @@ pub fn gemm_from(m: usize, n: usize, k: usize, a: &impl PackA, b: &impl PackB, c
     let (kc_max, nc_max) = b_blocks(k, n);
     let mc_max = m.div_ceil(m.div_ceil(MC)).next_multiple_of(MR);
     let mut bpack = Vec::new();
-    let mut apack = vec![0.0; kc_max * mc_max.min(m.next_multiple_of(MR))];
+    // No packing room for an A packed ahead (the Winograd convolution's many small products).
+    let ahead = a.packed(0, mc_max.min(m), 0, kc_max.min(k)).is_some();
+    let mut apack = if ahead { Vec::new() } else { vec![0.0; kc_max * mc_max.min(m.next_multiple_of(MR))] };
     for j0 in (0..n).step_by(nc_max) {
         let nc = nc_max.min(n - j0);
         for p0 in (0..k).step_by(kc_max) {

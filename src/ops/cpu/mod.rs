@@ -18,6 +18,7 @@ mod resident;
 mod stored;
 pub mod threads;
 mod wide;
+pub mod winograd;
 
 pub use attention::softmax_last_dim;
 pub use exec::{gemm_conv, pack_session_linears, CpuExecutor, HostTensor};
