@@ -2,6 +2,7 @@
 //   node scripts/bench/run-browser.mjs [--runs N] [--filter TEXT] [--backend cpu|gpu] [--no-ort] [--threads 1,2] [--simd relaxed,simd128] [--kernels tiled|simple] [--compare-kernels] [--compare-precision] [--compare-tiles]
 //   node scripts/bench/run-browser.mjs --unet [--size 256] [--quant q8_0] [--backend auto] [--threads 1,2] [--simd relaxed,simd128] [--profile] [--kernels tiled|simple]
 //   node scripts/bench/run-browser.mjs --vae ...   (the same options: SD's VAE decoder, one decode per run)
+//   --precision exact,fast (with --unet/--vae and --threads) times each precision in turn (fast: the CPU's Winograd convs)
 //   node scripts/bench/run-browser.mjs --load [--model bench-models/sd-turbo-q8_0/] [--backend auto] [--runs 3]
 // --threads runs the bench once per thread count, in turn in one browser (op bench: Easel's
 // CPU backend and ORT's wasm backend at that count; UNet bench: each count's time and its
@@ -80,12 +81,13 @@ try {
   if (part && opt('--threads')) {
     const counts = opt('--threads').split(',').map(Number);
     const simds = opt('--simd', 'auto').split(',');
-    const label = (threads, simd) => `${threads} thread(s)${simds.length > 1 ? ` ${simd}` : ''}`;
-    const visits = counts.flatMap((threads) => simds.map((simd) => ({ threads, simd, name: label(threads, simd) })));
+    const precisions = opt('--precision', 'exact').split(',');
+    const label = (threads, simd, precision) => `${threads} thread(s)${simds.length > 1 ? ` ${simd}` : ''}${precisions.length > 1 ? ` ${precision}` : ''}`;
+    const visits = counts.flatMap((threads) => simds.flatMap((simd) => precisions.map((precision) => ({ threads, simd, precision, name: label(threads, simd, precision) }))));
     const times = [];
     const pooled = new Map(); // visit label -> every timed run of every visit
-    for (const { threads, simd, name } of visits) {
-      const q = new URLSearchParams({ part, size: opt('--size', '256'), quant: opt('--quant', 'q8_0'), backend: opt('--backend', 'cpu'), runs: opt('--runs', '1'), threads, simd, kernels, profile: args.includes('--profile') ? '1' : '0' });
+    for (const { threads, simd, precision, name } of visits) {
+      const q = new URLSearchParams({ part, size: opt('--size', '256'), quant: opt('--quant', 'q8_0'), backend: opt('--backend', 'cpu'), runs: opt('--runs', '1'), threads, simd, precision, kernels, profile: args.includes('--profile') ? '1' : '0' });
       await page.goto(`${url}www/bench-unet.html?${q}`);
       await page.locator('body[data-done="1"]').waitFor({ timeout: 60 * 60 * 1000 });
       console.log(await page.evaluate(() => window.benchText));

@@ -26,6 +26,8 @@ pub struct UnetStep {
     /// What ran: "unet" or "vae decoder".
     pub part: String,
     pub backend: String,
+    /// The session's arithmetic: "exact" or "fast (..)" (`Session::precision`).
+    pub precision: String,
     pub size: usize,
     pub batch: usize,
     pub storage: String,
@@ -102,6 +104,7 @@ pub(super) async fn timed_runs(
     Ok(UnetStep {
         part: part.into(),
         backend: session.kind().into(),
+        precision: session.precision(),
         size,
         batch,
         storage: storage.name().into(),
