@@ -189,6 +189,33 @@ impl Session {
         }
     }
 
+    /// Floating-point operations a run of `c` makes on this session: `Compiled::flops`, with
+    /// the convolutions that a fast CPU session runs as Winograd F(2x2,3x3) counted at the 16
+    /// multiplies of their 36 that they make. What the decode's progress estimate divides:
+    /// in the fast precision a decode counted in direct FLOPs looked twice its length.
+    pub fn work(&self, c: &Compiled) -> f64 {
+        let fast = matches!(self.backend, Backend::Cpu { fast: true, .. });
+        let g = &c.graph;
+        g.nodes
+            .iter()
+            .map(|n| {
+                let shapes: Vec<&[usize]> = n.inputs.iter().map(|&t| g.shape(t)).collect();
+                let flops = crate::ops::cpu::profile::flops(n, &shapes);
+                match n.op {
+                    crate::ops::Op::Conv2d { stride, .. } if fast && shapes[1].len() == 4 => {
+                        let w = [shapes[1][0], shapes[1][1], shapes[1][2], shapes[1][3]];
+                        if crate::ops::cpu::winograd::suits(w, stride, shapes[0]) {
+                            flops * crate::ops::cpu::winograd::MULTIPLIES
+                        } else {
+                            flops
+                        }
+                    }
+                    _ => flops,
+                }
+            })
+            .sum()
+    }
+
     /// Sets a CPU session's precision: fast (Winograd 3x3 convolutions) or exact. A GPU
     /// session's is its context's (`gpu::Precision`), set when the device was opened.
     pub fn set_cpu_precision(&mut self, precision: crate::gpu::Precision) {
@@ -315,5 +342,28 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(c.flops(), 48.0 + 6400.0);
+    }
+
+    /// A 3x3 convolution 16 -> 16 channels over 64x64 (2 x 16 x 9 x 16 x 4096 operations)
+    /// and one over 32x32 (a quarter of that): in the fast precision the first runs as
+    /// Winograd and counts 16 of its 36 multiplies; the second, below 64x64, stays direct.
+    #[test]
+    fn a_fast_session_counts_winograd_convolutions_at_their_multiplies() {
+        let mut session = Session::cpu(WeightStore::new());
+        let c = pollster::block_on(session.compile(|g| {
+            let w = g.input("w", &[16, 16, 3, 3]);
+            let big = g.input("big", &[1, 16, 64, 64]);
+            let small = g.input("small", &[1, 16, 32, 32]);
+            let y = g.conv2d(big, w, None, 1, [1; 4])?;
+            let z = g.conv2d(small, w, None, 1, [1; 4])?;
+            g.output(y);
+            g.output(z);
+            Ok(())
+        }))
+        .unwrap();
+        let (big, small) = (2.0 * 16.0 * 9.0 * 16.0 * 4096.0, 2.0 * 16.0 * 9.0 * 16.0 * 1024.0);
+        assert_eq!(session.work(&c), big + small);
+        session.set_cpu_precision(crate::gpu::Precision::Fast);
+        assert_eq!(session.work(&c), big * 16.0 / 36.0 + small);
     }
 }

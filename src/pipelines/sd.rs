@@ -217,7 +217,7 @@ impl StableDiffusion {
                 Ok(())
             })
             .await?;
-        self.unet_flops = c.flops();
+        self.unet_flops = self.session.work(&c);
         self.unet = Some((shape, c));
         self.note_peak();
         Ok(true)
@@ -286,12 +286,12 @@ impl StableDiffusion {
 
     /// `vae.decode(latents / scaling_factor)` -> [B, 3, H, W] in about [-1, 1].
     /// The decode of latents of `shape` in UNet steps of work (its floating-point operations
-    /// over the last UNet call's), compiling the decoder: SD's decoder at 512x512 is about
+    /// over the last UNet call's, as `Session::work` counts them), compiling the decoder: SD's decoder at 512x512 is about
     /// 3.1 steps of SD-Turbo's UNet. None before any UNet call.
     pub async fn decode_work(&mut self, shape: [usize; 4]) -> Result<Option<f64>, PipelineError> {
         self.decoder_graph(shape).await?;
         let (_, c) = self.decoder.as_ref().expect("compiled above");
-        Ok((self.unet_flops > 0.0).then(|| c.flops() / self.unet_flops))
+        Ok((self.unet_flops > 0.0).then(|| self.session.work(c) / self.unet_flops))
     }
 
     pub async fn decode(&mut self, shape: [usize; 4], latents: &[f32]) -> Result<Vec<f32>, PipelineError> {

@@ -44,6 +44,10 @@ pub fn describe(fast: bool) -> &'static str {
     }
 }
 
+/// The share of a direct 3x3 convolution's multiplies that this path makes: 16 per tile
+/// and channel pair against 36.
+pub const MULTIPLIES: f64 = 16.0 / 36.0;
+
 /// Whether a convolution of weight `[o, c, kh, kw]` at `stride` over `x` `[.., H, W]` gains
 /// from this path: 3x3 at stride 1, over enough channels and pixels that transforming the
 /// weights (16 x O x C values per call) costs little beside the products. At 32x32,
