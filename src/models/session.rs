@@ -103,8 +103,19 @@ impl Compiled {
     /// Floating-point operations of one run, counted from the graph's shapes (multiply-adds
     /// count 2; see `ops::cpu::profile::flops`).
     pub fn flops(&self) -> f64 {
+        self.scaled_flops(|_, _| 1.0)
+    }
+
+    /// [`flops`](Self::flops) with each node's count times `scale(node, input shapes)`.
+    fn scaled_flops(&self, scale: impl Fn(&crate::ops::Node, &[&[usize]]) -> f64) -> f64 {
         let g = &self.graph;
-        g.nodes.iter().map(|n| crate::ops::cpu::profile::flops(n, &n.inputs.iter().map(|&t| g.shape(t)).collect::<Vec<_>>())).sum()
+        g.nodes
+            .iter()
+            .map(|n| {
+                let shapes: Vec<&[usize]> = n.inputs.iter().map(|&t| g.shape(t)).collect();
+                crate::ops::cpu::profile::flops(n, &shapes) * scale(n, &shapes)
+            })
+            .sum()
     }
 }
 
@@ -194,26 +205,12 @@ impl Session {
     /// multiplies of their 36 that they make. What the decode's progress estimate divides:
     /// in the fast precision a decode counted in direct FLOPs looked twice its length.
     pub fn work(&self, c: &Compiled) -> f64 {
+        use crate::ops::cpu::winograd;
         let fast = matches!(self.backend, Backend::Cpu { fast: true, .. });
-        let g = &c.graph;
-        g.nodes
-            .iter()
-            .map(|n| {
-                let shapes: Vec<&[usize]> = n.inputs.iter().map(|&t| g.shape(t)).collect();
-                let flops = crate::ops::cpu::profile::flops(n, &shapes);
-                match n.op {
-                    crate::ops::Op::Conv2d { stride, .. } if fast && shapes[1].len() == 4 => {
-                        let w = [shapes[1][0], shapes[1][1], shapes[1][2], shapes[1][3]];
-                        if crate::ops::cpu::winograd::suits(w, stride, shapes[0]) {
-                            flops * crate::ops::cpu::winograd::MULTIPLIES
-                        } else {
-                            flops
-                        }
-                    }
-                    _ => flops,
-                }
-            })
-            .sum()
+        c.scaled_flops(|n, shapes| match n.op {
+            crate::ops::Op::Conv2d { stride, .. } if fast && winograd::suits(shapes[1], stride, shapes[0]) => winograd::MULTIPLIES,
+            _ => 1.0,
+        })
     }
 
     /// Sets a CPU session's precision: fast (Winograd 3x3 convolutions) or exact. A GPU

@@ -247,12 +247,10 @@ impl<'w> CpuExecutor<'w> {
             (Op::Linear, Some(Direct::Stored(w))) => gemm_ops::linear_from(&args[0], w.shape[0], &StoredRows::new(w), args.get(2), true).map_err(OpError::from),
             // The fast precision's Winograd convolutions transform the weight at each call
             // (held transformed, a session's convolution weights would take 16/9 the memory).
-            (Op::Conv2d { stride, padding }, Some(Direct::PackedConv(p))) if self.fast && winograd::suits(p.dims, *stride, args[0].dims()) => {
+            (Op::Conv2d { stride, padding }, Some(Direct::PackedConv(p))) if self.fast && winograd::suits(&p.dims, *stride, args[0].dims()) => {
                 winograd::conv3x3_rows(&args[0], p.dims, &p.a.to_rows(), args.get(2), *padding).map_err(OpError::from)
             }
-            (Op::Conv2d { stride, padding }, Some(Direct::Stored(w)))
-                if self.fast && w.shape.len() == 4 && winograd::suits([w.shape[0], w.shape[1], w.shape[2], w.shape[3]], *stride, args[0].dims()) =>
-            {
+            (Op::Conv2d { stride, padding }, Some(Direct::Stored(w))) if self.fast && winograd::suits(&w.shape, *stride, args[0].dims()) => {
                 winograd::conv3x3_rows(&args[0], [w.shape[0], w.shape[1], 3, 3], &w.to_f32(), args.get(2), *padding).map_err(OpError::from)
             }
             (Op::Conv2d { stride, padding }, Some(Direct::PackedConv(p))) => gemm_ops::conv2d_from(&args[0], p.dims, &p.a, args.get(2), *stride, *padding).map_err(OpError::from),
@@ -320,7 +318,7 @@ impl<'w> CpuExecutor<'w> {
                 let b = if *transpose_b { a[1].transpose(D::Minus2, D::Minus1)? } else { a[1].clone() };
                 a[0].contiguous()?.matmul(&b.contiguous()?)?
             }
-            Op::Conv2d { stride, padding } if gemm_conv() && self.fast && a[1].rank() == 4 && winograd::suits(a[1].dims4()?.into(), *stride, a[0].dims()) => {
+            Op::Conv2d { stride, padding } if gemm_conv() && self.fast && winograd::suits(a[1].dims(), *stride, a[0].dims()) => {
                 let dims: [usize; 4] = a[1].dims4()?.into();
                 gemm_ops::with_values(&a[1], |w| winograd::conv3x3_rows(&a[0], dims, w, a.get(2), *padding))??
             }

@@ -52,9 +52,9 @@ pub const MULTIPLIES: f64 = 16.0 / 36.0;
 /// from this path: 3x3 at stride 1, over enough channels and pixels that transforming the
 /// weights (16 x O x C values per call) costs little beside the products. At 32x32,
 /// transforming a 512-channel weight took a third of the convolution's time.
-pub fn suits([o, c, kh, kw]: [usize; 4], stride: usize, x: &[usize]) -> bool {
+pub fn suits(w: &[usize], stride: usize, x: &[usize]) -> bool {
     let pixels = x.iter().rev().take(2).product::<usize>();
-    kh == 3 && kw == 3 && stride == 1 && c >= 16 && o >= 16 && pixels >= 64 * 64
+    matches!(*w, [o, c, 3, 3] if stride == 1 && c >= 16 && o >= 16 && pixels >= 64 * 64)
 }
 
 /// [`conv3x3`] with the weight as `[O, C*9]` rows.
