@@ -1,21 +1,27 @@
 //! Multi-head attention through the packed GEMM, per head and block of query rows, NR
-//! queries at a time: their scores transposed, S^T = K Q^T ([keys, NR], one key's NR
-//! scores side by side), softmax down each column, then O^T = V^T S^T. S^T is already in
-//! the layout of one packed B strip, so P V reads the probabilities in place: with narrow
-//! heads (emoji-sd's 16 wide) packing them as A cost a copy per 16 multiply-adds, and
-//! down columns the softmax runs on vectors of queries. Heads are read in place from
-//! `[B, L, H*D]` with row stride H*D, so nothing is transposed, and the scores never
-//! exceed one strip per thread (natively the heads run on every core; candle's path made
-//! batch x heads x L x L scores whole: 8 GiB at 512x512 for emoji-sd).
+//! queries at a time, over the keys a block at a time (flash attention's online softmax):
+//! the block's scores transposed, S^T = K Q^T ([keys, NR], one key's NR scores side by
+//! side), exponentiated down each column against the running maximum, then O^T += V^T S^T.
+//! S^T is already in the layout of one packed B strip, so P V reads it in place, and down
+//! columns the softmax runs on vectors of queries. A block's scores, keys and values
+//! (KEYS x 16 values each at emoji-sd's 16-wide heads) stay in L1/L2: with every key's
+//! scores at once a strip was a megabyte at 16,384 keys, and its four passes ran from L3.
+//! Heads are read in place from `[B, L, H*D]` with row stride H*D, so nothing is
+//! transposed (candle's path made batch x heads x L x L scores whole: 8 GiB at 512x512
+//! for emoji-sd).
 
 use candle_core::{Device, Result, Tensor};
 
-use super::gemm::{gemm_from, written_zeros, AColumns, ARows, BMatrix, PackB, PackedA, NR};
+use super::gemm::{gemm_from, written_zeros, AColumns, ARows, PackB, PackedA, NR};
 use super::math::{exp, max};
 use super::threads;
 
 /// Query rows per task.
 const ROWS: usize = 128;
+
+/// Keys per block: a multiple of 4 (the folds' lanes) and of both builds' 2 MR (the
+/// GEMM's strip pairs), deep enough that each block's rescaling is rare work.
+const KEYS: usize = 384;
 
 /// softmax(q k^T * scale) v per head on [B, L, H*D] tensors; with `causal`, query i sees
 /// keys up to i + (Lk - Lq), as with a KV cache.
@@ -30,8 +36,14 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize, scale: f32, c
     Tensor::from_vec(out, (batch, lq, hdv), &Device::Cpu)
 }
 
+/// One block of keys of one (image, head): K as A of S^T = K Q^T, V^T as A of V^T S^T.
+struct KeyBlock {
+    k: PackedA,
+    vt: PackedA,
+}
+
 /// [`attention`] on row-major values; `dims` is [batch, Lq, Lk, heads, q/k head dim, v head dim].
-/// Each (image, head)'s K and V^T are packed once; then every (image, head, block of query
+/// Each (image, head)'s key blocks are packed once; then every (image, head, block of query
 /// rows) is a task for the threads (a few heads alone would leave threads idle), computing
 /// its [rows, dv] block, which is then put in place.
 fn attention_values(q: &[f32], k: &[f32], v: &[f32], dims: [usize; 6], scale: f32, causal: bool) -> Vec<f32> {
@@ -40,9 +52,15 @@ fn attention_values(q: &[f32], k: &[f32], v: &[f32], dims: [usize; 6], scale: f3
     let pairs: Vec<(usize, usize)> = (0..batch).flat_map(|b| (0..heads).map(move |h| (b, h))).collect();
     let packed = threads::map(pairs.len(), |i| {
         let (b, h) = pairs[i];
-        let kp = PackedA::new(lk, d, &ARows { data: &k[b * lk * hd + h * d..], ld: hd });
-        let vt = PackedA::new(dv, lk, &AColumns { data: &v[b * lk * hdv + h * dv..], ld: hdv });
-        (kp, vt)
+        (0..lk)
+            .step_by(KEYS)
+            .map(|k0| {
+                let n = KEYS.min(lk - k0);
+                let k = PackedA::new(n, d, &ARows { data: &k[(b * lk + k0) * hd + h * d..], ld: hd });
+                let vt = PackedA::new(dv, n, &AColumns { data: &v[(b * lk + k0) * hdv + h * dv..], ld: hdv });
+                KeyBlock { k, vt }
+            })
+            .collect::<Vec<_>>()
     });
     let rows = ROWS.min(lq);
     let per_pair = lq.div_ceil(rows);
@@ -50,8 +68,7 @@ fn attention_values(q: &[f32], k: &[f32], v: &[f32], dims: [usize; 6], scale: f3
     let task = |t: usize| (t / per_pair, pairs[t / per_pair], (t % per_pair) * rows);
     let blocks = threads::map(pairs.len() * per_pair, |t| {
         let (pair, (b, h), r0) = task(t);
-        let (kp, vt) = &packed[pair];
-        row_block(&q[b * lq * hd + h * d..], kp, vt, dims, r0, rows.min(lq - r0), scale, causal)
+        row_block(&q[b * lq * hd + h * d..], &packed[pair], dims, r0, rows.min(lq - r0), scale, causal)
     });
     let mut out = vec![0.0; batch * lq * hdv];
     for (t, block) in blocks.iter().enumerate() {
@@ -64,41 +81,54 @@ fn attention_values(q: &[f32], k: &[f32], v: &[f32], dims: [usize; 6], scale: f3
 }
 
 /// softmax(q k^T * scale) v for query rows r0..r0 + m of one head (`qh` starts at the head's
-/// first query, rows H*D apart), NR rows at a time: [m, dv]. Every score, probability and
-/// output is the same chain of operations as for a row-major P (the products commute), so
-/// the bits are those of softmax_in_place's rows times V.
+/// first query, rows H*D apart), NR rows at a time: [m, dv].
 #[allow(clippy::too_many_arguments)]
-fn row_block(qh: &[f32], kp: &PackedA, vt: &PackedA, dims: [usize; 6], r0: usize, m: usize, scale: f32, causal: bool) -> Vec<f32> {
+fn row_block(qh: &[f32], keys: &[KeyBlock], dims: [usize; 6], r0: usize, m: usize, scale: f32, causal: bool) -> Vec<f32> {
     let [_, lq, lk, heads, d, dv] = dims;
     let hd = heads * d;
-    let mut scores = written_zeros(lk * NR);
+    let mut q_t = written_zeros(d * NR);
+    let mut scores = written_zeros(KEYS.min(lk) * NR);
     let mut out_t = written_zeros(dv * NR);
     let mut out = written_zeros(m * dv);
     for s0 in (0..m).step_by(NR) {
         let w = NR.min(m - s0);
-        scores.fill(0.0);
-        gemm_from(lk, w, d, kp, &BMatrix::NK { data: &qh[(r0 + s0) * hd..], ld: hd }, &mut scores, NR);
-        // Columns past w are padding: they see every key (so the vectors still cover
-        // the rest), then become the zeros a packed strip has past its columns.
-        let visible: [usize; NR] = std::array::from_fn(|i| if causal && i < w { (r0 + s0 + i + lk + 1).saturating_sub(lq).min(lk) } else { lk });
-        super::wide::widest(
-            #[inline(always)]
-            || softmax_columns(&mut scores, scale, &visible),
-        );
-        if w < NR {
-            scores.chunks_exact_mut(NR).for_each(|row| row[w..].fill(0.0));
+        // The strip's queries as one packed B strip ([d, NR], zeros past w), read by
+        // every key block's product in place.
+        q_t.fill(0.0);
+        for (j, query) in qh[(r0 + s0) * hd..].chunks(hd).take(w).enumerate() {
+            query[..d].iter().enumerate().for_each(|(p, &x)| q_t[p * NR + j] = x);
         }
+        // Columns past w are padding: they see every key, their zero scores stay finite.
+        let visible: [usize; NR] = std::array::from_fn(|i| if causal && i < w { (r0 + s0 + i + lk + 1).saturating_sub(lq).min(lk) } else { lk });
+        let mut column = Column::default();
         out_t.fill(0.0);
-        gemm_from(dv, w, lk, vt, &Strip(&scores), &mut out_t, NR);
+        for (block, kb) in keys.iter().enumerate() {
+            let k0 = block * KEYS;
+            let n = KEYS.min(lk - k0);
+            let seen = visible.map(|v| v.saturating_sub(k0).min(n));
+            if seen.iter().all(|&s| s == 0) {
+                break; // causal: no query of the strip sees these keys or later ones
+            }
+            let s = &mut scores[..n * NR];
+            s.fill(0.0);
+            gemm_from(n, w, d, &kb.k, &Strip(&q_t), s, NR);
+            super::wide::widest(
+                #[inline(always)]
+                || column.fold_block(s, scale, &seen, &mut out_t),
+            );
+            gemm_from(dv, w, n, &kb.vt, &Strip(s), &mut out_t, NR);
+        }
+        // One division per column.
+        let inv: [f32; NR] = std::array::from_fn(|q| 1.0 / column.sum[q]);
         for (i, row) in out[s0 * dv..].chunks_exact_mut(dv).take(w).enumerate() {
-            row.iter_mut().zip(out_t[i..].iter().step_by(NR)).for_each(|(o, &x)| *o = x);
+            row.iter_mut().zip(out_t[i..].iter().step_by(NR)).for_each(|(o, &x)| *o = x * inv[i]);
         }
     }
     out
 }
 
-/// NR columns of B (zeros past the used ones), key after key: the one strip of every
-/// packed panel of a `[keys, <= NR]` B, so the GEMM reads it in place.
+/// NR columns of B (zeros past the used ones), row after row: the one strip of every
+/// packed panel of a `[k, <= NR]` B, so the GEMM reads it in place.
 struct Strip<'a>(&'a [f32]);
 
 impl PackB for Strip<'_> {
@@ -112,27 +142,43 @@ impl PackB for Strip<'_> {
     }
 }
 
-/// Each column q of `s` ([keys, NR]) becomes softmax(its first visible[q] values * scale),
-/// zeros below: column by column the folds of softmax_in_place on a row, in its order
-/// (four partial results by key mod 4, then the tail), so the same bits.
-#[inline(always)]
-fn softmax_columns(s: &mut [f32], scale: f32, visible: &[usize; NR]) {
-    // With scale > 0, the largest of the scaled values is the largest value scaled (rounding
-    // keeps order): a multiply per score saved, the same bits.
-    let top = if scale > 0.0 {
-        fold_columns(s, visible, f32::NEG_INFINITY, [0.0; NR], |x, _| x, max, false).map(|m| m * scale)
-    } else {
-        fold_columns(s, visible, f32::NEG_INFINITY, [0.0; NR], move |x, _| x * scale, max, false)
-    };
-    let sums = fold_columns(s, visible, 0.0, top, move |x, t| exp(x * scale - t), |a, b| a + b, true);
-    // One division per column, as per row.
-    let inv: [f32; NR] = std::array::from_fn(|q| 1.0 / sums[q]);
-    let seen = *visible.iter().min().unwrap_or(&0);
-    for row in s.chunks_exact_mut(NR).take(seen) {
-        row.iter_mut().zip(&inv).for_each(|(x, i)| *x *= i);
+/// The online softmax's state per column (query) of a strip: the largest scaled score
+/// seen so far and the sum of e^(score - largest) over the keys seen.
+struct Column {
+    top: [f32; NR],
+    sum: [f32; NR],
+}
+
+impl Default for Column {
+    fn default() -> Self {
+        Self { top: [f32::NEG_INFINITY; NR], sum: [0.0; NR] }
     }
-    for (q, &v) in visible.iter().enumerate() {
-        (seen..v).for_each(|p| s[p * NR + q] *= inv[q]);
+}
+
+impl Column {
+    /// Takes in one block of scores `s` ([keys, NR]), of which column q sees its first
+    /// seen[q]: they become e^(score * scale - top) against the new running maximum,
+    /// zeros below, and where the maximum rose, the sums so far and the outputs so far
+    /// (`out_t`, [dv, NR]) are scaled down by e^(old - new) to match.
+    #[inline(always)]
+    fn fold_block(&mut self, s: &mut [f32], scale: f32, seen: &[usize; NR], out_t: &mut [f32]) {
+        // With scale > 0, the largest of the scaled values is the largest value scaled
+        // (rounding keeps order): a multiply per score saved, the same bits.
+        let block_top = if scale > 0.0 {
+            fold_columns(s, seen, f32::NEG_INFINITY, [0.0; NR], |x, _| x, max, false).map(|m| m * scale)
+        } else {
+            fold_columns(s, seen, f32::NEG_INFINITY, [0.0; NR], move |x, _| x * scale, max, false)
+        };
+        let top: [f32; NR] = std::array::from_fn(|q| max(self.top[q], block_top[q]));
+        // e^0 is exactly 1: columns whose maximum held (most, after the first blocks) and
+        // columns that have seen nothing yet (-inf twice) keep what they have.
+        let rescale: [f32; NR] = std::array::from_fn(|q| if top[q] == self.top[q] { 1.0 } else { exp(self.top[q] - top[q]) });
+        let sums = fold_columns(s, seen, 0.0, top, move |x, t| exp(x * scale - t), |a, b| a + b, true);
+        if rescale.iter().any(|&r| r != 1.0) {
+            out_t.chunks_exact_mut(NR).for_each(|row| row.iter_mut().zip(&rescale).for_each(|(o, r)| *o *= r));
+        }
+        self.sum = std::array::from_fn(|q| self.sum[q] * rescale[q] + sums[q]);
+        self.top = top;
     }
 }
 
@@ -258,7 +304,7 @@ mod tests {
         assert!(got.iter().any(|&p| p > 0.2), "peaked rows, not uniform ones");
     }
 
-    /// softmax_columns takes each column's largest raw score times the scale, as the
+    /// Column::fold_block takes each column's largest raw score times the scale, as the
     /// largest scaled score: bit for bit the same, ties after rounding and causal columns
     /// of every length included.
     #[test]
@@ -275,6 +321,33 @@ mod tests {
         }
     }
 
+    /// Scores that rise key after key, so that every later block holds a larger maximum and
+    /// the sums and outputs so far are scaled down block after block: against softmax(q k^T)
+    /// v by hand in f64. Key j is (j / lk) * 60 in every dimension and the query all ones
+    /// over 2 dimensions, so score j = 120 j / lk, scaled by 1/2: e^60 between the first and
+    /// last key. Value j is (j, -1).
+    #[allow(clippy::disallowed_methods)]
+    #[test]
+    fn online_softmax_rescales_as_later_blocks_raise_the_maximum() {
+        let (lk, d) = (3 * KEYS + 7, 2);
+        let key = |j: usize| j as f64 / lk as f64 * 60.0;
+        let k: Vec<f32> = (0..lk).flat_map(|j| [key(j) as f32; 2]).collect();
+        let v: Vec<f32> = (0..lk).flat_map(|j| [j as f32, -1.0]).collect();
+        let q = vec![1.0f32; 3 * d];
+        let got = attention_values(&q, &k, &v, [1, 3, lk, 1, d, 2], 0.5, false);
+        let scores: Vec<f64> = (0..lk).map(|j| 0.5 * 2.0 * (key(j) as f32) as f64).collect();
+        let top = scores.iter().cloned().fold(f64::MIN, f64::max);
+        let e: Vec<f64> = scores.iter().map(|s| (s - top).exp()).collect();
+        let sum: f64 = e.iter().sum();
+        let want = e.iter().enumerate().map(|(j, e)| e * j as f64).sum::<f64>() / sum;
+        for row in got.chunks(2) {
+            assert!(((row[0] as f64 - want) / want).abs() < 2e-6, "weighted key {} against {want}", row[0]);
+            assert!((row[1] + 1.0).abs() < 2e-6, "the weights sum to {} , not 1", -row[1]);
+        }
+        // The answer leans on the last keys: a softmax that missed a rescale would not.
+        assert!(want > (lk - 40) as f64, "{want}");
+    }
+
     #[test]
     fn attention_matches_candle() {
         // (batch, lq, lk, heads, d, dv): several row blocks, lq < lk (KV cache), one head,
@@ -288,6 +361,8 @@ mod tests {
             (2, 1, 50, 3, 32, 36),
             (2, 20, 29, 3, 18, 13),
             (1, 37, 801, 2, 16, 16),
+            // Causal over several key blocks: the first strips see only the first block.
+            (1, 2 * KEYS + 20, 2 * KEYS + 20, 1, 8, 8),
         ];
         for (i, &(b, lq, lk, heads, d, dv)) in cases.iter().enumerate() {
             let q = tensor(&[b, lq, heads * d], 10 + i as u32);
