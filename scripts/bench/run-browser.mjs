@@ -30,7 +30,7 @@ const opt = (name, dflt) => {
 };
 const kernels = opt('--kernels', 'auto');
 // The model-part bench (bench-unet.html): a UNet step, or a VAE decode.
-const part = args.includes('--vae') ? 'vae' : part ? 'unet' : null;
+const part = args.includes('--vae') ? 'vae' : args.includes('--unet') ? 'unet' : null;
 const query = new URLSearchParams({ auto: '1', runs: opt('--runs', '1'), filter: opt('--filter', ''), backend: part ? 'both' : opt('--backend', 'both'), ort: args.includes('--no-ort') ? '0' : '1', kernels, compare: args.includes('--compare-kernels') ? '1' : '0', precision: args.includes('--compare-precision') ? 'compare' : 'exact', tiles: args.includes('--compare-tiles') ? 'compare' : 'auto' });
 
 if (args.includes('--load')) {
