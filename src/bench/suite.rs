@@ -83,7 +83,7 @@ fn linear(m: usize, k: usize, n: usize, storage: StorageType) -> BenchCase {
             g.output(y);
             Ok(())
         }),
-        flops: 2.0 * (m * k * n) as f64,
+        flops: 2.0 * m as f64 * k as f64 * n as f64,
         bytes: (storage.byte_len(n * k) + 4 * (m * k + m * n)) as f64,
     }
 }
@@ -107,7 +107,7 @@ fn conv3x3(c: usize, hw: usize, o: usize, storage: StorageType) -> BenchCase {
             g.output(y);
             Ok(())
         }),
-        flops: 2.0 * (o * hw * hw * c * 9) as f64,
+        flops: 2.0 * o as f64 * (hw * hw) as f64 * (c * 9) as f64,
         bytes: (storage.byte_len(o * c * 9) + 4 * o + 4 * (c + o) * hw * hw) as f64,
     }
 }
@@ -130,7 +130,7 @@ fn attention(l: usize, heads: usize, dh: usize) -> BenchCase {
             g.output(y);
             Ok(())
         }),
-        flops: 4.0 * (l * l * d) as f64,
+        flops: 4.0 * (l * l) as f64 * d as f64,
         bytes: (4 * 4 * l * d) as f64,
     }
 }
