@@ -12,7 +12,7 @@
 
 use candle_core::{Device, Result, Tensor};
 
-use super::gemm::{gemm_from, written_zeros, AColumns, ARows, PackB, PackedA, NR};
+use super::gemm::{gemm_from, written_zeros, AColumns, ARows, BMatrix, PackB, PackedA, NR};
 use super::math::{exp, max};
 use super::threads;
 
@@ -94,10 +94,7 @@ fn row_block(qh: &[f32], keys: &[KeyBlock], dims: [usize; 6], r0: usize, m: usiz
         let w = NR.min(m - s0);
         // The strip's queries as one packed B strip ([d, NR], zeros past w), read by
         // every key block's product in place.
-        q_t.fill(0.0);
-        for (j, query) in qh[(r0 + s0) * hd..].chunks(hd).take(w).enumerate() {
-            query[..d].iter().enumerate().for_each(|(p, &x)| q_t[p * NR + j] = x);
-        }
+        BMatrix::NK { data: &qh[(r0 + s0) * hd..], ld: hd }.pack(0, d, 0, w, &mut q_t);
         // Columns past w are padding: they see every key, their zero scores stay finite.
         let visible: [usize; NR] = std::array::from_fn(|i| if causal && i < w { (r0 + s0 + i + lk + 1).saturating_sub(lq).min(lk) } else { lk });
         let mut column = Column::default();
