@@ -47,6 +47,24 @@ fn exp_split(hi: f32, sum: impl Fn(f32) -> f32, low: impl Fn(f32) -> f32) -> f32
     er * f32::from_bits(shifted.to_bits().wrapping_sub(ROUNDER.to_bits()).wrapping_add(127) << 23)
 }
 
+/// 2^y for y <= 0 (log2-scaled shifted logits) within 2 ulp: y = n + f with |f| <= 1/2,
+/// 2^f by a degree-6 polynomial, 2^n through the exponent bits. [`exp`] of y ln 2 less
+/// the two-constant reduction of its argument and one degree: the attention's softmax
+/// folds log2(e) into its scale, and there this is most of the work per score. Inputs
+/// below -125 flush to 2^-125, the smallest power whose products stay normal.
+#[inline(always)]
+pub fn exp2(y: f32) -> f32 {
+    let y = max(y, -125.0);
+    let shifted = y + ROUNDER;
+    let n = shifted - ROUNDER;
+    // Exact: n is the integer nearest y.
+    let f = y - n;
+    // Minimax on [-1/2, 1/2] for the relative error, with 2^0 = 1 exactly (its first
+    // coefficient comes out as ln 2 in f32): 1.2 ulp measured in f32 arithmetic.
+    let p = 1.0 + f * (std::f32::consts::LN_2 + f * (0.240_226_48 + f * (5.550_332_4e-2 + f * (9.618_437e-3 + f * (1.339_887_5e-3 + f * 1.535_336_2e-4)))));
+    p * f32::from_bits(shifted.to_bits().wrapping_sub(ROUNDER.to_bits()).wrapping_add(127) << 23)
+}
+
 /// x * sigmoid(x) through e^-|x| (so [`exp`]'s argument is never positive): x / (1 + e)
 /// for x >= 0, x e / (1 + e) below; within a few ulp where |x| < 80, a tiny number past.
 #[inline(always)]
@@ -106,6 +124,28 @@ mod tests {
             let (got, want) = (exp(x), x.exp());
             assert!((got - want).abs() <= 2.0 * f32::EPSILON * want, "exp({x}) = {got}, want {want}");
         }
+    }
+
+    /// Against 2^y in f64 within 2 ulp over [-125, 1/2] (every 97th float, and every float
+    /// within 2^16 of each whole number from -125 to 0, where f changes sign), whole
+    /// powers exactly, and the flush below -125.
+    #[test]
+    fn exp2_matches_f64_to_2_ulp() {
+        let check = |y: f32| {
+            let (got, want) = (exp2(y) as f64, libm::exp2(y as f64));
+            // The spacing of f32s at want (a power of two times EPSILON).
+            let ulp = f32::EPSILON as f64 * f32::from_bits((want as f32).to_bits() & 0xff80_0000) as f64;
+            assert!((got - want).abs() <= 2.0 * ulp, "exp2({y:e}) = {got:e}, want {want:e}");
+        };
+        (0..=0.5f32.to_bits()).step_by(97).chain((1u32 << 31..=(-125f32).to_bits()).step_by(97)).map(f32::from_bits).for_each(check);
+        for n in -125..=0 {
+            let b = (n as f32).to_bits();
+            (b.saturating_sub(1 << 16)..=b + (1 << 16)).map(f32::from_bits).filter(|y| (-125.0..=0.5).contains(y)).for_each(check);
+            assert_eq!(exp2(n as f32), 2f32.powi(n), "2^{n}");
+        }
+        assert_eq!(exp2(-0.0), 1.0);
+        assert_eq!(exp2(-130.0), 2f32.powi(-125));
+        assert_eq!(exp2(f32::NEG_INFINITY), 2f32.powi(-125));
     }
 
     /// `exp` leaves out exp_sum's additions of zero: bit for bit the same from -100 to 1,
