@@ -1,6 +1,7 @@
 // The generator form: builds generate options from the controls, runs them through the JS
 // API (easel.js), and shows step progress, live previews, the images and their PNG downloads.
 
+import { DecodePace } from './decode-pace.js';
 import { InitImage } from './mask.js';
 import { StylePresets } from './styles.js';
 
@@ -13,6 +14,7 @@ export class Generator {
     this.report = null;
     this.model = null;
     this.running = false;
+    this.decodePace = new DecodePace();
     this.styles = new StylePresets();
     this.init = new InitImage({
       fileInput: $('init-image'),
@@ -67,6 +69,7 @@ export class Generator {
     const d = summary.defaults;
     const familyChanged = this.model?.defaults.family !== d.family;
     this.model = summary;
+    this.decodePace.reset();
     $('width').value = d.width;
     $('height').value = d.height;
     // Only the controls this model reads: no prompt or guidance for an unconditional
@@ -192,6 +195,7 @@ export class Generator {
 
   finish(state, text) {
     clearInterval(this.decodeTimer);
+    if (state !== 'done') this.decodePace.abandon();
     this.running = false;
     $('generate').disabled = !this.model;
     $('cancel').disabled = true;
@@ -273,11 +277,12 @@ export class Generator {
   /**
    * The decode's line, ticking each second: its time so far and, from its work in steps
    * (`work`: SD's decoder at 512 px is over three steps of SD-Turbo's UNet) at the steps'
-   * pace, about how long it takes in all. A decode of a second or two just says so.
+   * pace as the last decode of this model corrects it (decode-pace.js), about how long it
+   * takes in all. A decode of a second or two just says so.
    */
   decoding(work) {
     const began = performance.now();
-    const about = work && this.perStep ? work * this.perStep : 0;
+    const about = this.decodePace.start(work, this.perStep, began);
     const tick = () => {
       const s = Math.floor((performance.now() - began) / 1000);
       $('step-text').textContent = about >= 3 ? `${this.label}decoding the image: ${s} s so far of about ${Math.ceil(about)} s` : `${this.label}decoding the image…`;
@@ -289,6 +294,8 @@ export class Generator {
 
   /** The finished generation: the first image on the canvas, a gallery for a batch. */
   done(result) {
+    // The decode ended as its result arrived, before the drawing and the PNGs.
+    this.decodePace.finish(performance.now());
     const { images } = result;
     this.draw($('canvas'), images[0].imageData);
     if (images.length > 1) {
