@@ -3,7 +3,7 @@
 // steps' pace. A decoder and a UNet run at different rates per operation where their op
 // mixes differ: emoji-sd's 16-wide attention heads make its UNet slower per operation
 // than its decoder's convolutions, so at 512 px the guess read 24-25 s for decodes of
-// 17-19 s. Each finished decode therefore corrects the next guess for the same model and
+// 15-19 s. Each finished decode therefore corrects the next guess for the same model and
 // backend by how far its own was off.
 
 export class DecodePace {
